@@ -1,0 +1,63 @@
+"""Time partitioning of samples: pure arithmetic, no I/O.
+
+Samples live in one table per (tier, time span), each clustered by (series_id, ts). Writes
+of one collection pass touch only the newest partition, so their cost depends on how much
+that partition holds, not on how much history is kept; reading one series is an index range
+scan per partition; retention drops whole tables instead of deleting rows.
+
+Spans are chosen so that every partition boundary of tier ``i`` is also a bucket boundary of
+tier ``i + 1``: a rollup bucket never straddles two source partitions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from signalbox.durations import Tier
+
+RAW = 0
+"""Tier id of raw samples; rollup tiers use their resolution in seconds as id."""
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One storage level: raw (resolution 0) or a rollup tier."""
+
+    tier: int  # 0 for raw, else resolution in seconds
+    span_ms: int  # partition length
+    retention_ms: int
+
+    def partition_start(self, ts_ms: int) -> int:
+        return ts_ms - ts_ms % self.span_ms
+
+    def table(self, start_ms: int) -> str:
+        kind = "raw" if self.tier == RAW else f"r{self.tier}"
+        return f"samples_{kind}_{start_ms // 1000}"
+
+
+def levels(raw_retention_s: int, tiers: tuple[Tier, ...], raw_span_s: int = 3600) -> tuple[Level, ...]:
+    """Raw level then one level per tier, with aligned partition spans."""
+    out: list[Level] = []
+    resolutions = [t.resolution for t in tiers]
+    # raw: about raw_span_s, a multiple of the first tier's resolution
+    first = resolutions[0]
+    out.append(Level(RAW, first * math.ceil(raw_span_s / first) * 1000, raw_retention_s * 1000))
+    for i, t in enumerate(tiers):
+        want = t.resolution * 1440  # about 1440 buckets a partition
+        nxt = resolutions[i + 1] if i + 1 < len(resolutions) else t.resolution
+        span = nxt * math.ceil(want / nxt)
+        out.append(Level(t.resolution, span * 1000, t.retention * 1000))
+    return tuple(out)
+
+
+def segments(start_ms: int, end_ms: int, spans: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Split ``[start_ms, end_ms)`` at every multiple of each span."""
+    cuts = {start_ms, end_ms}
+    for span in spans:
+        k = (start_ms // span + 1) * span
+        while k < end_ms:
+            cuts.add(k)
+            k += span
+    pts = sorted(cuts)
+    return [(a, b) for a, b in zip(pts, pts[1:], strict=False) if a < b]

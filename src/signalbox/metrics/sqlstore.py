@@ -1,0 +1,391 @@
+"""The metric store on SQL: SQLite by default, PostgreSQL through the same code.
+
+Layout (see :mod:`signalbox.metrics.partitions` for why partitions):
+
+- ``series``: id, metric name, canonical label text (:mod:`signalbox.metrics.labelcodec`).
+- ``samples_raw_<start>``: raw samples, one table per span, keyed (series_id, ts).
+- ``samples_r<res>_<start>``: rollups (min, max, sum, count, last) per bucket, keyed by
+  (series_id, bucket start); reported to readers stamped with the bucket *end*.
+- ``metric_partitions`` lists the partition tables; ``metric_rollups`` keeps, per tier, the
+  end of the last bucket built (the watermark).
+
+Rollups are built in SQL from the level below (raw → 1m → 5m → 1h), so the work runs at
+the database's speed and never in the collection pass.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from signalbox.clock import Clock, SystemClock
+from signalbox.durations import Tier
+from signalbox.metrics.labelcodec import decode_labels, encode_labels
+from signalbox.metrics.partitions import RAW, Level, levels, segments
+from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, series_matches
+from signalbox.metrics.store import SeriesPoints, WriteResult
+from signalbox.storage.database import Database, Migration
+
+MIGRATIONS: list[Migration] = [
+    (
+        1,
+        "series, metadata, partitions and rollup watermarks",
+        [
+            "CREATE TABLE series (id {pk}, name TEXT NOT NULL, labels TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+            "CREATE UNIQUE INDEX series_key ON series (name, labels)",
+            "CREATE TABLE metric_meta (name TEXT PRIMARY KEY, type TEXT NOT NULL, help TEXT NOT NULL, unit TEXT NOT NULL)",
+            "CREATE TABLE metric_partitions (tier INTEGER NOT NULL, start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, PRIMARY KEY (tier, start_ms))",
+            "CREATE TABLE metric_rollups (tier INTEGER PRIMARY KEY, watermark_ms BIGINT NOT NULL)",
+        ],
+    ),
+]
+
+_ROLLUP_GRACE_MS = 30_000  # late samples of the current pass still land in their bucket
+_IN_LIST_MAX = 500  # above this many series, scan the partition and filter in Python
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+class SQLMetricStore:
+    """:class:`~signalbox.metrics.store.MetricStore` over a :class:`Database`."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        raw_retention_s: int = 86400,
+        tiers: tuple[Tier, ...] = (Tier(60, 8 * 86400), Tier(300, 35 * 86400), Tier(3600, 400 * 86400)),
+        clock: Clock | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock or SystemClock()
+        self.levels = levels(raw_retention_s, tiers)
+        self._by_tier = {lv.tier: lv for lv in self.levels}
+        db.migrate("metrics", MIGRATIONS)
+        self._lock = threading.RLock()
+        self._ids: dict[tuple[str, str], int] = {}
+        self._rows: dict[int, tuple[str, str]] = {}  # id -> (name, label text)
+        self._by_name: dict[str, list[int]] = defaultdict(list)
+        self._decoded: dict[int, Labels] = {}
+        self._max_id = 0
+        self._parts: dict[int, set[int]] = defaultdict(set)  # tier -> partition starts
+        self._parts_loaded = False
+
+    # -- series cache ---------------------------------------------------------------------
+    def _refresh_series(self) -> None:
+        rows = self.db.query("SELECT id, name, labels FROM series WHERE id > ? ORDER BY id", (self._max_id,))
+        for sid, name, text in rows:
+            self._ids[(name, text)] = sid
+            self._rows[sid] = (name, text)
+            self._by_name[name].append(sid)
+            self._max_id = max(self._max_id, sid)
+
+    def _labels(self, sid: int) -> Labels:
+        got = self._decoded.get(sid)
+        if got is None:
+            got = self._decoded[sid] = decode_labels(self._rows[sid][1])
+        return got
+
+    def _matching_ids(self, matchers: Sequence[Matcher]) -> list[int]:
+        self._refresh_series()
+        names = [m.value for m in matchers if m.label == "__name__" and m.op == "="]
+        candidates: Iterable[int] = self._by_name.get(names[0], []) if names else self._rows.keys()
+        out = []
+        for sid in candidates:
+            name, _ = self._rows[sid]
+            if series_matches(name, self._labels(sid), list(matchers)):
+                out.append(sid)
+        return out
+
+    # -- partitions -----------------------------------------------------------------------
+    def _load_partitions(self) -> None:
+        if not self._parts_loaded:
+            for tier, start in self.db.query("SELECT tier, start_ms FROM metric_partitions"):
+                self._parts[tier].add(start)
+            self._parts_loaded = True
+
+    def _ensure_partition(self, level: Level, start: int) -> str:
+        table = level.table(start)
+        if start in self._parts[level.tier]:
+            return table
+        if level.tier == RAW:
+            cols = "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION"
+        else:
+            cols = (
+                "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, min DOUBLE PRECISION, max DOUBLE PRECISION, "
+                "sum DOUBLE PRECISION, count BIGINT NOT NULL, last DOUBLE PRECISION"
+            )
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} ({cols}, PRIMARY KEY (series_id, ts)){self.db.dialect.without_rowid}"
+        )
+        self.db.execute(
+            self.db.dialect.upsert("metric_partitions", ["tier", "start_ms", "end_ms"], ["tier", "start_ms"]),
+            (level.tier, start, start + level.span_ms),
+        )
+        self._parts[level.tier].add(start)
+        return table
+
+    def _tables_between(self, level: Level, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
+        self._load_partitions()
+        return [
+            (s, level.table(s))
+            for s in sorted(self._parts[level.tier])
+            if s <= end_ms and s + level.span_ms > start_ms
+        ]
+
+    # -- writes ---------------------------------------------------------------------------
+    def write(self, samples: Sequence[Sample], default_ts_ms: int) -> WriteResult:
+        with self._lock, self.db.transaction():
+            self._refresh_series()
+            self._load_partitions()
+            ids = self._ids
+            keys = [(s.name, encode_labels(s.labels)) for s in samples]
+            missing = {k for k in keys if k not in ids}
+            if missing:
+                now = int(self.clock.now() * 1000)
+                self.db.executemany(
+                    "INSERT INTO series (name, labels, created_ms) VALUES (?, ?, ?) ON CONFLICT (name, labels) DO NOTHING",
+                    [(n, t, now) for n, t in sorted(missing)],
+                )
+                self._refresh_series()
+            raw = self._by_tier[RAW]
+            span = raw.span_ms
+            default_part = default_ts_ms - default_ts_ms % span
+            by_part: dict[int, list[tuple[int, int, float | None]]] = defaultdict(list)
+            rows_default = by_part[default_part]
+            for s, k in zip(samples, keys, strict=True):
+                v: float | None = s.value
+                if v != v:  # NaN: SQLite cannot store it; NULL reads back as NaN
+                    v = None
+                ts = s.timestamp_ms
+                if ts is None:
+                    rows_default.append((ids[k], default_ts_ms, v))
+                else:
+                    by_part[ts - ts % span].append((ids[k], ts, v))
+            upsert = self.db.dialect.upsert("{t}", ["series_id", "ts", "value"], ["series_id", "ts"])
+            written = 0
+            for start, rows in by_part.items():
+                if not rows:
+                    continue
+                table = self._ensure_partition(raw, start)
+                self.db.executemany(upsert.replace("{t}", table), rows)
+                written += len(rows)
+            return WriteResult(written=written, new_series=len(missing))
+
+    def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
+        rows = {m.name: (m.name, m.type, m.help, m.unit) for m in metas}
+        if not rows:
+            return
+        sql = self.db.dialect.upsert("metric_meta", ["name", "type", "help", "unit"], ["name"])
+        with self._lock, self.db.transaction():
+            self.db.executemany(sql, list(rows.values()))
+
+    def metadata(self) -> dict[str, MetricMeta]:
+        rows = self.db.query("SELECT name, type, help, unit FROM metric_meta")
+        return {n: MetricMeta(n, t, h, u) for n, t, h, u in rows}
+
+    # -- reads ----------------------------------------------------------------------------
+    def series(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels]]:
+        with self._lock:
+            return [(self._rows[sid][0], self._labels(sid)) for sid in self._matching_ids(matchers)]
+
+    def choose_level(self, start_ms: int, step_ms: int, now_ms: int | None = None) -> Level:
+        """Raw when the window is within raw retention and the step is finer than the first
+        tier; otherwise the finest tier no finer than the step that still covers the start."""
+        now = int(self.clock.now() * 1000) if now_ms is None else now_ms
+        raw, tiers = self.levels[0], self.levels[1:]
+        if start_ms >= now - raw.retention_ms and step_ms < tiers[0].tier * 1000:
+            return raw
+        covering = [lv for lv in tiers if start_ms >= now - lv.retention_ms]
+        fine_enough = [lv for lv in covering if lv.tier * 1000 <= max(step_ms, tiers[0].tier * 1000)]
+        if fine_enough:
+            return fine_enough[-1]
+        return covering[0] if covering else tiers[-1]
+
+    def select(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+    ) -> list[SeriesPoints]:
+        with self._lock:
+            ids = self._matching_ids(matchers)
+            if not ids:
+                return []
+            level = self.choose_level(start_ms, step_ms)
+            out: dict[int, SeriesPoints] = {}
+            if level.tier == RAW:
+                self._select_raw(ids, start_ms, end_ms, out)
+            else:
+                self._select_tier(level, ids, start_ms, end_ms, out)
+            return [out[sid] for sid in sorted(out)]
+
+    def _points(self, sid: int, out: dict[int, SeriesPoints], resolution: int) -> SeriesPoints:
+        sp = out.get(sid)
+        if sp is None:
+            name, _ = self._rows[sid]
+            sp = out[sid] = SeriesPoints(name, self._labels(sid), resolution=resolution)
+            if resolution:
+                sp.mins, sp.maxs, sp.sums, sp.counts = [], [], [], []
+        return sp
+
+    def _rows_for(self, table: str, cols: str, ids: list[int], start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
+        if len(ids) <= _IN_LIST_MAX:
+            marks = ",".join("?" * len(ids))
+            return self.db.query(
+                f"SELECT series_id, ts, {cols} FROM {table} WHERE series_id IN ({marks}) AND ts >= ? AND ts <= ? ORDER BY series_id, ts",
+                (*ids, start_ms, end_ms),
+            )
+        wanted = set(ids)
+        rows = self.db.query(
+            f"SELECT series_id, ts, {cols} FROM {table} WHERE ts >= ? AND ts <= ? ORDER BY series_id, ts",
+            (start_ms, end_ms),
+        )
+        return [r for r in rows if r[0] in wanted]
+
+    def _select_raw(self, ids: list[int], start_ms: int, end_ms: int, out: dict[int, SeriesPoints], resolution: int = 0) -> None:
+        for _, table in self._tables_between(self.levels[0], start_ms, end_ms):
+            for sid, ts, value in self._rows_for(table, "value", ids, start_ms, end_ms):
+                sp = self._points(sid, out, resolution)
+                v = _num(value)
+                sp.timestamps.append(ts)
+                sp.values.append(v)
+                if resolution:
+                    assert sp.mins is not None and sp.maxs is not None and sp.sums is not None and sp.counts is not None
+                    sp.mins.append(v)
+                    sp.maxs.append(v)
+                    sp.sums.append(v)
+                    sp.counts.append(1.0)
+
+    def _select_tier(self, level: Level, ids: list[int], start_ms: int, end_ms: int, out: dict[int, SeriesPoints]) -> None:
+        res_ms = level.tier * 1000
+        # rows are keyed by bucket start; readers see the bucket end
+        for _, table in self._tables_between(level, start_ms - res_ms, end_ms):
+            rows = self._rows_for(table, "min, max, sum, count, last", ids, start_ms - res_ms, end_ms - res_ms)
+            for sid, ts, mn, mx, sm, cnt, last in rows:
+                sp = self._points(sid, out, level.tier)
+                assert sp.mins is not None and sp.maxs is not None and sp.sums is not None and sp.counts is not None
+                sp.timestamps.append(ts + res_ms)
+                sp.values.append(_num(last))
+                sp.mins.append(_num(mn))
+                sp.maxs.append(_num(mx))
+                sp.sums.append(_num(sm))
+                sp.counts.append(float(cnt))
+        # newer than the tier's watermark: raw points, so recent data is never missing
+        wm = self._watermark(level.tier)
+        if wm is not None and wm <= end_ms:
+            self._select_raw(ids, max(wm, start_ms), end_ms, out, resolution=level.tier)
+
+    def latest(
+        self, matchers: Sequence[Matcher] = (), *, since_ms: int | None = None
+    ) -> list[tuple[str, Labels, int, float]]:
+        with self._lock:
+            ids = set(self._matching_ids(matchers)) if matchers else None
+            self._load_partitions()
+            found: dict[int, tuple[int, float]] = {}
+            raw = self.levels[0]
+            for start in sorted(self._parts[RAW], reverse=True):
+                if since_ms is not None and start + raw.span_ms <= since_ms:
+                    break
+                sql = self.db.dialect.latest_per_series(raw.table(start))
+                for sid, ts, value in self.db.query(sql):
+                    if sid in found or (ids is not None and sid not in ids):
+                        continue
+                    if since_ms is not None and ts < since_ms:
+                        continue
+                    found[sid] = (ts, _num(value))
+            self._refresh_series()
+            return [(self._rows[sid][0], self._labels(sid), ts, v) for sid, (ts, v) in sorted(found.items())]
+
+    # -- rollups and retention ------------------------------------------------------------
+    def _watermark(self, tier: int) -> int | None:
+        rows = self.db.query("SELECT watermark_ms FROM metric_rollups WHERE tier = ?", (tier,))
+        return int(rows[0][0]) if rows else None
+
+    def _set_watermark(self, tier: int, wm: int) -> None:
+        self.db.execute(self.db.dialect.upsert("metric_rollups", ["tier", "watermark_ms"], ["tier"]), (tier, wm))
+
+    def compact(self, now_ms: int) -> None:
+        """Roll up every closed bucket of every tier, then drop partitions past retention."""
+        with self._lock:
+            self._load_partitions()
+            for i in range(1, len(self.levels)):
+                src, dst = self.levels[i - 1], self.levels[i]
+                res = dst.tier * 1000
+                limit = (now_ms - _ROLLUP_GRACE_MS) // res * res
+                if src.tier != RAW:
+                    src_wm = self._watermark(src.tier)
+                    if src_wm is None:
+                        continue
+                    limit = min(limit, src_wm // res * res)
+                wm = self._watermark(dst.tier)
+                if wm is None:
+                    if not self._parts[src.tier]:
+                        continue
+                    wm = min(self._parts[src.tier]) // res * res
+                if limit > wm:
+                    with self.db.transaction():
+                        self._rollup(src, dst, wm, limit)
+                        self._set_watermark(dst.tier, limit)
+            self._drop_expired(now_ms)
+
+    def rebuild_rollups(self, start_ms: int, end_ms: int) -> None:
+        """Recompute every tier's buckets over ``[start_ms, end_ms)`` (after an import)."""
+        with self._lock:
+            self._load_partitions()
+            for i in range(1, len(self.levels)):
+                src, dst = self.levels[i - 1], self.levels[i]
+                res = dst.tier * 1000
+                a, b = start_ms // res * res, -(-end_ms // res) * res
+                wm = self._watermark(dst.tier)
+                if wm is not None:
+                    b = min(b, max(wm, a))
+                if b > a:
+                    with self.db.transaction():
+                        self._rollup(src, dst, a, b)
+
+    def _rollup(self, src: Level, dst: Level, start_ms: int, end_ms: int) -> None:
+        res = dst.tier * 1000
+        cols = "series_id, ts, min, max, sum, count, last"
+        if src.tier == RAW:
+            inner = (
+                "SELECT series_id, value AS v, value AS mn, value AS mx, value AS sm, 1 AS cnt, "
+                "(ts / {r}) * {r} AS b, row_number() OVER (PARTITION BY series_id, ts / {r} ORDER BY ts DESC) AS rn "
+                "FROM {t} WHERE ts >= ? AND ts < ?"
+            )
+        else:
+            inner = (
+                "SELECT series_id, last AS v, min AS mn, max AS mx, sum AS sm, count AS cnt, "
+                "(ts / {r}) * {r} AS b, row_number() OVER (PARTITION BY series_id, ts / {r} ORDER BY ts DESC) AS rn "
+                "FROM {t} WHERE ts >= ? AND ts < ?"
+            )
+        known = self._parts[src.tier]
+        for a, b in segments(start_ms, end_ms, (src.span_ms, dst.span_ms)):
+            sstart = src.partition_start(a)
+            if sstart not in known:
+                continue
+            target = self._ensure_partition(dst, dst.partition_start(a))
+            select = (
+                f"SELECT series_id, b, min(mn), max(mx), sum(sm), sum(cnt), max(CASE WHEN rn = 1 THEN v END) "
+                f"FROM ({inner.format(r=res, t=src.table(sstart))}) AS x GROUP BY series_id, b"
+            )
+            updates = ", ".join(f"{c} = excluded.{c}" for c in ("min", "max", "sum", "count", "last"))
+            self.db.execute(
+                f"INSERT INTO {target} ({cols}) {select} ON CONFLICT (series_id, ts) DO UPDATE SET {updates}",
+                (a, b),
+            )
+
+    def _drop_expired(self, now_ms: int) -> None:
+        for lv in self.levels:
+            for start in sorted(self._parts[lv.tier]):
+                if start + lv.span_ms > now_ms - lv.retention_ms:
+                    break
+                with self.db.transaction():
+                    self.db.execute(f"DROP TABLE IF EXISTS {lv.table(start)}")
+                    self.db.execute("DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?", (lv.tier, start))
+                self._parts[lv.tier].discard(start)
+
+    def close(self) -> None:
+        self.db.close()

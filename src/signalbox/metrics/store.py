@@ -1,0 +1,83 @@
+"""The metric store protocol: what collectors write to and the query engine reads from.
+
+Implementations: :class:`signalbox.metrics.sqlstore.SQLMetricStore` (SQLite now,
+PostgreSQL through the same SQL with a different dialect) and
+:class:`signalbox.metrics.memstore.MemoryMetricStore` for tests and for users' own tests.
+Every implementation passes ``tests/contracts/test_metric_store.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample
+
+
+@dataclass(slots=True)
+class SeriesPoints:
+    """Points of one series over a window, oldest first.
+
+    From raw storage only ``timestamps``/``values`` are set. From a rollup tier each point
+    is one bucket stamped with the bucket's *end*; ``values`` holds the bucket's last value
+    (right for counters and for "current value" reads) and ``mins``/``maxs``/``sums``/
+    ``counts`` let ``*_over_time`` functions stay exact across the bucket.
+    """
+
+    name: str
+    labels: Labels
+    timestamps: list[int] = field(default_factory=list)  # milliseconds since the epoch
+    values: list[float] = field(default_factory=list)
+    resolution: int = 0  # seconds; 0 = raw samples
+    mins: list[float] | None = None
+    maxs: list[float] | None = None
+    sums: list[float] | None = None
+    counts: list[float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    written: int
+    new_series: int
+
+
+class MetricStore(Protocol):
+    def write(self, samples: Sequence[Sample], default_ts_ms: int) -> WriteResult:
+        """Store samples in one transaction; samples without a timestamp get ``default_ts_ms``.
+
+        A sample for a (series, timestamp) already stored replaces it.
+        """
+        ...
+
+    def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
+        """Remember type/help/unit per metric name (last write wins)."""
+        ...
+
+    def metadata(self) -> dict[str, MetricMeta]: ...
+
+    def series(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels]]:
+        """Every known series whose name and labels satisfy all matchers."""
+        ...
+
+    def select(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+    ) -> list[SeriesPoints]:
+        """Points in ``[start_ms, end_ms]`` of every matching series that has any.
+
+        ``step_ms`` lets the store pick the resolution: raw while the window is within raw
+        retention and the step is finer than the first rollup tier, else the finest tier that
+        still covers ``start_ms`` (with raw points newer than that tier's last rollup appended,
+        so recent data never goes missing).
+        """
+        ...
+
+    def latest(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels, int, float]]:
+        """``(name, labels, timestamp_ms, value)`` of the newest sample of each series."""
+        ...
+
+    def compact(self, now_ms: int) -> None:
+        """Build rollups for closed buckets and drop data past retention."""
+        ...
+
+    def close(self) -> None: ...

@@ -75,6 +75,7 @@ class SQLMetricStore:
         self._max_id = 0
         self._parts: dict[int, set[int]] = defaultdict(set)  # tier -> partition starts
         self._parts_loaded = False
+        self._meta: dict[str, MetricMeta] | None = None
 
     # -- series cache ---------------------------------------------------------------------
     def _refresh_series(self) -> None:
@@ -178,16 +179,21 @@ class SQLMetricStore:
             return WriteResult(written=written, new_series=len(missing))
 
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
-        rows = {m.name: (m.name, m.type, m.help, m.unit) for m in metas}
+        if self._meta is None:
+            self._meta = self.metadata()
+        known = self._meta
+        rows = {m.name: (m.name, m.type, m.help, m.unit) for m in metas if known.get(m.name) != m}
         if not rows:
             return
+        for name, t, h, u in rows.values():
+            known[name] = MetricMeta(name, t, h, u)  # type: ignore[arg-type]
         sql = self.db.dialect.upsert("metric_meta", ["name", "type", "help", "unit"], ["name"])
         with self._lock, self.db.transaction():
             self.db.executemany(sql, list(rows.values()))
 
     def metadata(self) -> dict[str, MetricMeta]:
         rows = self.db.query("SELECT name, type, help, unit FROM metric_meta")
-        return {n: MetricMeta(n, t, h, u) for n, t, h, u in rows}
+        return {n: MetricMeta(n, t, h, u) for n, t, h, u in rows}  # type: ignore[arg-type]
 
     # -- reads ----------------------------------------------------------------------------
     def series(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels]]:

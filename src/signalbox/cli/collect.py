@@ -1,0 +1,72 @@
+"""``collect``, ``agent`` and ``send``: getting metrics in."""
+
+from __future__ import annotations
+
+import click
+
+from signalbox.cli.main import Context, handle_errors, pass_ctx
+
+
+@click.command("collect")
+@click.option("--once", is_flag=True, required=True, help="One pass, then exit (for cron).")
+@click.option("--json", "as_json", is_flag=True, help="Print the pass report as JSON.")
+@pass_ctx
+@handle_errors
+def collect_cmd(ctx: Context, once: bool, as_json: bool) -> None:
+    """One collection pass over the spool dir, then exit. Exit 1 if any input was refused."""
+    from signalbox.runtime import build_collector, open_metric_store
+
+    s = ctx.settings
+    store = open_metric_store(s)
+    report = build_collector(s, store).run_once()
+    store.compact(int(store.clock.now() * 1000))
+    bad = [p for p in report.problems if p.kind != "ignored"]
+    if as_json:
+        import msgspec
+
+        click.echo(
+            msgspec.json.encode(
+                {
+                    "stored": report.stored,
+                    "new_series": report.new_series,
+                    "duration_s": round(report.duration_s, 6),
+                    "problems": [{"file": p.file, "line": p.line, "kind": p.kind, "reason": p.reason} for p in report.problems],
+                }
+            ).decode()
+        )
+    else:
+        for p in report.problems:
+            click.echo(f"{s.spool_dir / p.file}{':' + str(p.line) if p.line else ''}: {p.reason}", err=True)
+        click.echo(f"stored {report.stored} samples ({report.new_series} new series) in {report.duration_s:.3f}s")
+    store.close()
+    raise SystemExit(1 if bad else 0)
+
+
+@click.command("agent")
+@pass_ctx
+@handle_errors
+def agent_cmd(ctx: Context) -> None:
+    """Collectors only (spool + StatsD), for the other hosts of a PostgreSQL-backed install."""
+    from signalbox.server.loops import run_agent
+
+    run_agent(ctx.settings)
+
+
+@click.command("send")
+@click.argument("pairs", nargs=-1, required=True, metavar="NAME=VALUE...")
+@click.option("--file", "file_name", default="send", show_default=True, help="Spool file name (without .metrics) to update.")
+@pass_ctx
+@handle_errors
+def send_cmd(ctx: Context, pairs: tuple[str, ...], file_name: str) -> None:
+    """Write metrics into the spool from a shell script: `signalbox send jobs_done=5 'lag{shard="7"}=0.4'`.
+
+    The values are merged into SPOOL/FILE.metrics (other keys in it are kept) and published
+    atomically; the next collection pass stores them.
+    """
+    from signalbox.metrics.send import send
+
+    path = send(ctx.settings.spool_dir, file_name, list(pairs))
+    click.echo(f"wrote {len(pairs)} value(s) to {path}")
+
+
+COMMANDS = [collect_cmd, agent_cmd, send_cmd]

@@ -1,0 +1,54 @@
+"""``signalbox import``: load history from OpenMetrics text with timestamps."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from signalbox.cli.main import Context, handle_errors, pass_ctx
+from signalbox.exceptions import UsageError
+
+
+@click.command("import")
+@click.argument("file", metavar="FILE")
+@pass_ctx
+@handle_errors
+def import_cmd(ctx: Context, file: str) -> None:
+    """Import OpenMetrics text (timestamps in seconds, ending in `# EOF`); `-` reads stdin.
+
+    Good lines are imported even when others are bad; every bad line is printed as
+    FILE:LINE: reason, and the exit code is then 1.
+    """
+    from signalbox.metrics.importer import ImportReport, import_openmetrics
+    from signalbox.runtime import open_metric_store
+
+    tty = sys.stderr.isatty()
+
+    def progress(r: ImportReport) -> None:
+        if tty:
+            click.echo(f"\rimported {r.samples:,} samples...", nl=False, err=True)
+
+    store = open_metric_store(ctx.settings)
+    if file == "-":
+        report = import_openmetrics(store, sys.stdin, "<stdin>", progress=progress)
+    else:
+        path = Path(file)
+        try:
+            fh = path.open(encoding="utf-8", errors="replace", newline="")
+        except OSError as e:
+            raise UsageError(f"{file}: cannot open: {e.strerror}") from None
+        with fh:
+            report = import_openmetrics(store, fh, file, progress=progress)
+    store.compact(int(store.clock.now() * 1000))
+    store.close()
+    if tty:
+        click.echo("", err=True)
+    for e in report.errors:
+        click.echo(f"{e.source}:{e.line}: {e.reason}" + (f": {e.text}" if e.text else ""), err=True)
+    click.echo(f"imported {report.samples} samples" + (f", {len(report.errors)} bad line(s) skipped" if report.errors else ""))
+    raise SystemExit(1 if report.errors else 0)
+
+
+COMMANDS = [import_cmd]

@@ -1,0 +1,133 @@
+"""One collection pass: spool files + StatsD buffer + self-metrics → the store.
+
+The same pass serves ``collect --once`` (cron), ``agent`` and ``serve``. It never raises on
+bad input: problems are logged once per file version and counted in
+``signalbox_spool_errors_total{file}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from signalbox.clock import Clock, SystemClock
+from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample
+from signalbox.metrics.spool import SpoolProblem, scan_spool
+from signalbox.metrics.store import MetricStore
+
+log = logging.getLogger("signalbox.collect")
+
+SELF_METRICS = [
+    MetricMeta("signalbox_spool_errors_total", "counter", "Bad lines and refused files seen in the spool dir, per file."),
+    MetricMeta("signalbox_spool_file_age_seconds", "gauge", "Seconds since each spool file was last written; a stale file is a monitorable event."),
+    MetricMeta("signalbox_spool_files", "gauge", "Spool files read in the last collection pass."),
+    MetricMeta("signalbox_collect_samples", "gauge", "Samples stored by the last collection pass."),
+    MetricMeta("signalbox_collect_duration_seconds", "gauge", "Wall time of the last collection pass."),
+]
+
+
+class SampleSource(Protocol):
+    """Anything that hands buffered samples to a pass (the StatsD aggregator)."""
+
+    def flush(self, now_ms: int) -> tuple[list[Sample], list[MetricMeta]]: ...
+
+
+@dataclass
+class PassReport:
+    stored: int
+    new_series: int
+    problems: list[SpoolProblem] = field(default_factory=list)
+    duration_s: float = 0.0
+
+
+def with_host(labels: Labels, host: str) -> Labels:
+    """Add ``host`` unless the writer set it (a file may speak for another machine)."""
+    for k, _ in labels:
+        if k == "host":
+            return labels
+    if not labels:
+        return (("host", host),)
+    return tuple(sorted((*labels, ("host", host))))
+
+
+class Collector:
+    def __init__(
+        self,
+        store: MetricStore,
+        *,
+        spool_dir: Path,
+        host: str,
+        max_file_bytes: int = 4 * 1024 * 1024,
+        stale_after_s: float = 300.0,
+        sources: list[SampleSource] | None = None,
+        clock: Clock | None = None,
+        on_problem: Callable[[SpoolProblem], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.spool_dir = spool_dir
+        self.host = host
+        self.max_file_bytes = max_file_bytes
+        self.stale_after_s = stale_after_s
+        self.sources = sources or []
+        self.clock = clock or SystemClock()
+        self.on_problem = on_problem or self._log_problem
+        self._seen: set[tuple[str, int, str]] = set()
+        self._error_totals: dict[str, float] | None = None
+
+    def _log_problem(self, p: SpoolProblem) -> None:
+        level = logging.INFO if p.kind == "ignored" else logging.WARNING
+        log.log(level, "spool %s", p)
+
+    def _report(self, problems: list[SpoolProblem]) -> None:
+        """Log each problem once per distinct (file, line, reason) until it goes away."""
+        current = {(p.file, p.line, p.reason) for p in problems}
+        for p in problems:
+            k = (p.file, p.line, p.reason)
+            if k not in self._seen:
+                self.on_problem(p)
+        self._seen = current
+
+    def _totals(self) -> dict[str, float]:
+        """Error counters continue across runs (``collect --once`` is a new process each time)."""
+        if self._error_totals is None:
+            rows = self.store.latest([Matcher("__name__", "=", "signalbox_spool_errors_total")])
+            self._error_totals = {}
+            for _, labels, _, value in rows:
+                d = dict(labels)
+                if d.get("host") == self.host and value == value:
+                    self._error_totals[d.get("file", "")] = value
+        return self._error_totals
+
+    def run_once(self) -> PassReport:
+        started = time.perf_counter()
+        now_ms = int(self.clock.now() * 1000)
+        scan = scan_spool(self.spool_dir, now_ms=now_ms, max_file_bytes=self.max_file_bytes, stale_after_s=self.stale_after_s)
+        samples = scan.samples
+        metas = list(scan.metas)
+        for src in self.sources:
+            extra, extra_meta = src.flush(now_ms)
+            samples.extend(extra)
+            metas.extend(extra_meta)
+        host = self.host
+        out = [s._replace(labels=with_host(s.labels, host)) for s in samples]
+        totals = self._totals()
+        for f, n in scan.bad_lines.items():
+            totals[f] = totals.get(f, 0.0) + n
+        for f in scan.ages:
+            totals.setdefault(f, 0.0)
+        for f, v in totals.items():
+            out.append(Sample("signalbox_spool_errors_total", with_host((("file", f),), host), v))
+        for f, age in scan.ages.items():
+            out.append(Sample("signalbox_spool_file_age_seconds", with_host((("file", f),), host), round(age, 3)))
+        out.append(Sample("signalbox_spool_files", (("host", host),), float(scan.files_read)))
+        out.append(Sample("signalbox_collect_samples", (("host", host),), float(len(samples))))
+        elapsed = time.perf_counter() - started
+        out.append(Sample("signalbox_collect_duration_seconds", (("host", host),), round(elapsed, 6)))
+        result = self.store.write(out, now_ms)
+        self.store.write_metadata([*SELF_METRICS, *metas])
+        self._report(scan.problems)
+        return PassReport(result.written, result.new_series, scan.problems, time.perf_counter() - started)

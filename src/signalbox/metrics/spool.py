@@ -1,0 +1,171 @@
+"""Reading the spool dir safely: the edge between apps' files and the collector.
+
+The spool is written by other programs, so nothing in it is trusted: a symlink may point
+anywhere, a "file" may be a FIFO that blocks forever, a writer may have dumped a core file
+there. Every refusal is a :class:`SpoolProblem` with the file and the reason, and a file's
+good lines count even when some of its lines are bad (node_exporter drops the whole file).
+
+Rules:
+
+- ``*.metrics`` (``key=value`` lines) and ``*.prom`` (Prometheus text) are read; names
+  starting with ``.`` or ending in ``.tmp`` are in-progress writes and skipped silently;
+  other names are reported once as ignored. Sub-directories are not descended.
+- Refused with a problem: files over ``max_file_bytes``; symlinks whose target leaves the
+  spool dir; anything that is not a regular file; unreadable files; binary files (a NUL byte).
+- A file older than ``stale_after_s`` is *stale*: its samples are not stored (so its series
+  go stale everywhere instead of being exported forever), it is reported, and its age stays
+  visible as ``signalbox_spool_file_age_seconds``.
+- Timestamps in ``.prom`` files are honoured when they are at most 1 hour old and at most
+  5 minutes in the future; others make that line an error. ``key=value`` lines have no
+  timestamps: they are stamped with the collection time.
+- The same series from two files is reported naming both; the first file (by name) wins.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from signalbox.metrics.parse import LineError, parse_keyvalue, parse_prometheus
+from signalbox.metrics.samples import MetricMeta, Sample, SeriesKey, format_series
+
+MAX_PAST_MS = 3600_000
+MAX_FUTURE_MS = 300_000
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolProblem:
+    """Something in the spool we refused or only partly read."""
+
+    file: str  # name relative to the spool dir
+    line: int  # 0 when the whole file is concerned
+    reason: str
+    kind: str = "line"  # line | refused | stale | ignored | duplicate
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.reason}"
+
+
+@dataclass(slots=True)
+class SpoolScan:
+    samples: list[Sample] = field(default_factory=list)
+    metas: list[MetricMeta] = field(default_factory=list)
+    problems: list[SpoolProblem] = field(default_factory=list)
+    ages: dict[str, float] = field(default_factory=dict)  # file -> age in seconds
+    files_read: int = 0
+    bad_lines: dict[str, int] = field(default_factory=dict)  # file -> errors this pass
+
+
+def _read_safely(spool: Path, real_spool: str, name: str, max_bytes: int) -> tuple[bytes | None, float, str]:
+    """(content or None, mtime, reason when refused)."""
+    path = spool / name
+    try:
+        lst = os.lstat(path)
+    except OSError as e:
+        return None, 0.0, f"cannot stat: {e.strerror}"
+    target = str(path)
+    if stat.S_ISLNK(lst.st_mode):
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, real_spool]) != real_spool:
+            return None, 0.0, f"refused: symlink leads out of the spool dir (to {real})"
+        target = real
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(target, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return None, 0.0, "refused: symlink changed while reading"
+        return None, 0.0, f"refused: unreadable ({e.strerror})"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, st.st_mtime, "refused: not a regular file"
+        if st.st_size > max_bytes:
+            return None, st.st_mtime, f"refused: {st.st_size} bytes is over the {max_bytes}-byte limit (collect.max_file_bytes)"
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                return None, st.st_mtime, f"refused: grew over the {max_bytes}-byte limit while being read"
+            chunks.append(chunk)
+        data = b"".join(chunks)
+    except OSError as e:
+        return None, 0.0, f"refused: read failed ({e.strerror})"
+    finally:
+        os.close(fd)
+    if b"\x00" in data:
+        return None, st.st_mtime, "refused: binary content (NUL byte); expected text"
+    return data, st.st_mtime, ""
+
+
+def scan_spool(
+    spool_dir: Path,
+    *,
+    now_ms: int,
+    max_file_bytes: int,
+    stale_after_s: float,
+) -> SpoolScan:
+    """Read every spool file once; pure apart from reading the files."""
+    out = SpoolScan()
+    try:
+        names = sorted(os.listdir(spool_dir))
+    except FileNotFoundError:
+        return out
+    except OSError as e:
+        out.problems.append(SpoolProblem(str(spool_dir), 0, f"cannot list spool dir: {e.strerror}", "refused"))
+        return out
+    real_spool = os.path.realpath(spool_dir)
+    owner: dict[SeriesKey, str] = {}
+    for name in names:
+        if name.startswith(".") or name.endswith(".tmp"):
+            continue
+        is_kv, is_prom = name.endswith(".metrics"), name.endswith(".prom")
+        if not (is_kv or is_prom):
+            if not (spool_dir / name).is_dir():
+                out.problems.append(SpoolProblem(name, 0, "ignored: not a *.metrics or *.prom file", "ignored"))
+            continue
+        data, mtime, reason = _read_safely(spool_dir, real_spool, name, max_file_bytes)
+        if mtime:
+            out.ages[name] = max(0.0, now_ms / 1000 - mtime)
+        if data is None:
+            out.problems.append(SpoolProblem(name, 0, reason, "refused"))
+            out.bad_lines[name] = out.bad_lines.get(name, 0) + 1
+            continue
+        age = out.ages.get(name, 0.0)
+        if age > stale_after_s:
+            out.problems.append(
+                SpoolProblem(name, 0, f"stale: not updated for {age:.0f}s (collect.stale_after is {stale_after_s:.0f}s); its values are not collected", "stale")
+            )
+            continue
+        out.files_read += 1
+        text = data.decode("utf-8", errors="replace")
+        parsed = parse_keyvalue(text, name) if is_kv else parse_prometheus(text, name)
+        errors: list[LineError] = list(parsed.errors)
+        for s in parsed.samples:
+            ts = s.timestamp_ms
+            if ts is not None and not (now_ms - MAX_PAST_MS <= ts <= now_ms + MAX_FUTURE_MS):
+                errors.append(LineError(name, 0, f"timestamp {ts} of {format_series(s.name, s.labels)} is more than 1h old or 5m ahead; sample not stored", ""))
+                continue
+            key = s.key
+            first = owner.get(key)
+            if first is not None:
+                out.problems.append(
+                    SpoolProblem(name, 0, f"duplicate series {format_series(*key)}: also in {first}, whose value is kept", "duplicate")
+                )
+                out.bad_lines[name] = out.bad_lines.get(name, 0) + 1
+                continue
+            owner[key] = name
+            out.samples.append(s)
+        out.metas.extend(parsed.metas)
+        for e in errors:
+            out.problems.append(SpoolProblem(name, e.line, e.reason + (f": {e.text}" if e.text else ""), "line"))
+        if errors:
+            out.bad_lines[name] = out.bad_lines.get(name, 0) + len(errors)
+    return out

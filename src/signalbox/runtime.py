@@ -1,0 +1,37 @@
+"""Wiring: build the long-lived objects (stores, collector) from :class:`Settings`.
+
+The CLI and the server call these and nothing else, so every entry point gets the same
+store with the same retention, and tests can build the same objects from a dict.
+"""
+
+from __future__ import annotations
+
+from signalbox.clock import Clock
+from signalbox.config import Settings
+from signalbox.metrics.collect import Collector, SampleSource
+from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.storage import open_database
+
+
+def open_metric_store(settings: Settings, clock: Clock | None = None) -> SQLMetricStore:
+    """A store with its own connection (one per thread that writes)."""
+    return SQLMetricStore(
+        open_database(settings.store_url),
+        raw_retention_s=settings.raw_retention_s,
+        tiers=settings.tiers,
+        clock=clock,
+    )
+
+
+def build_collector(
+    settings: Settings, store: SQLMetricStore, sources: list[SampleSource] | None = None, clock: Clock | None = None
+) -> Collector:
+    return Collector(
+        store,
+        spool_dir=settings.spool_dir,
+        host=settings.host,
+        max_file_bytes=settings.max_file_bytes,
+        stale_after_s=settings.stale_after_s,
+        sources=sources,
+        clock=clock,
+    )

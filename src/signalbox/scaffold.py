@@ -1,0 +1,104 @@
+"""What ``signalbox init`` writes: a commented config, example monitors and flags, the spool.
+
+Files that exist are never touched, so ``init`` is safe to run again after an upgrade to
+pick up only what is new.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG = '''\
+# signalbox.toml: every setting is shown with its default. Relative paths are relative to
+# this file's folder. Docs: README.md.
+
+# Names this machine in every series it collects (default: the hostname; $SIGNALBOX_HOST wins).
+# host = "web1"
+
+# Where data lives. SQLite by default; "postgresql://user@db/signalbox" for many hosts.
+# store = "sqlite:///.signalbox/signalbox.db"
+data_dir = ".signalbox"
+
+[collect]
+# How often spool files and the StatsD buffer are collected.
+interval = "15s"
+# Apps drop *.metrics (key=value lines) or *.prom (Prometheus text) files here.
+spool_dir = ".signalbox/spool"
+# Files larger than this are refused (and reported).
+max_file_bytes = 4194304
+# A spool file not rewritten for this long is stale: its values stop being collected.
+stale_after = "5m"
+
+[statsd]
+enabled = true
+listen = "127.0.0.1:8125"
+
+[retention]
+# Raw samples are kept this long...
+raw = "1d"
+# ...then rollups (min/max/avg/count/last) at RESOLUTION:KEEP, finest first.
+tiers = "1m:8d,5m:35d,1h:400d"
+
+[server]
+# serve binds to localhost unless told otherwise.
+host = "127.0.0.1"
+port = 8910
+
+[monitors]
+paths = ["monitors"]
+interval = "30s"
+# Re-notify while a monitor keeps firing.
+repeat = "4h"
+
+# Notifiers that monitors name in `notify:`.
+[notifiers.ops]
+type = "log"
+'''
+
+MONITORS = '''\
+# Monitors are code: review them, test them (`signalbox monitors test`), and backtest a
+# threshold change against history before merging it (`signalbox monitors backtest`).
+- name: image_processing_slow
+  description: Resizes are slower than users tolerate; uploads back up behind them.
+  owner: photos
+  runbook: https://wiki.example/runbooks/resize
+  query: avg_over_time(image_processing_time[5m])
+  warning: "> 4"
+  critical: "> 8"
+  for: 3m
+  recover: "< 3"
+  no_data: unknown
+  notify: [ops]
+'''
+
+FLAGS = '''\
+# Feature flags: defaults live here, reviewed like code; runtime changes (`signalbox flags
+# set`) are stored and audited. Ops can force any flag off in seconds.
+- name: photo_uploads
+  description: Accept new photo uploads; turn off to shed write load.
+  owner: photos
+  default: true
+'''
+
+
+def scaffold(directory: Path) -> list[tuple[Path, bool]]:
+    """Create what is missing; return ``(path, created)`` for everything considered."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out: list[tuple[Path, bool]] = []
+    for rel, content in (
+        ("signalbox.toml", CONFIG),
+        ("monitors/example.yaml", MONITORS),
+        ("flags/example.yaml", FLAGS),
+    ):
+        path = directory / rel
+        if path.exists():
+            out.append((path, False))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        out.append((path, True))
+    spool = directory / ".signalbox" / "spool"
+    existed = spool.is_dir()
+    spool.mkdir(parents=True, exist_ok=True)
+    out.append((spool, not existed))
+    return out

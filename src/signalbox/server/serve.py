@@ -1,0 +1,40 @@
+"""Run ``serve``: background loops plus uvicorn, stopped together on Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from signalbox.config import Settings
+from signalbox.runtime import open_metric_store
+from signalbox.server.app import create_app
+from signalbox.server.loops import Background
+
+log = logging.getLogger("signalbox.serve")
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None, demo: bool = False) -> None:
+    bind_host = host or settings.server_host
+    bind_port = settings.server_port if port is None else port
+    settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    store = open_metric_store(settings)
+    bg = Background(settings)
+    sim = None
+    if demo:
+        from signalbox.demo import PhotoService
+
+        sim = PhotoService(settings, store)
+        sim.backfill()
+    bg.start()
+    if sim is not None:
+        sim.start(bg.statsd_address)
+    app = create_app(store, stale_after_s=settings.stale_after_s, demo=demo)
+    print(f"signalbox serving on http://{bind_host}:{bind_port}/  (store {settings.store_url}, spool {settings.spool_dir})", flush=True)
+    try:
+        uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning")
+    finally:
+        if sim is not None:
+            sim.stop()
+        bg.close()
+        store.close()

@@ -1,0 +1,59 @@
+"""Shared test setup: required services and peers, and small builders.
+
+Tests that need a running service (``@pytest.mark.service("postgresql")``) or a peer tool
+(``@pytest.mark.peer("promtool")``) skip when it is absent on a developer's laptop, and FAIL
+when ``SIGNALBOX_REQUIRE_SERVICES=1`` (set by ``.ci/run``): in CI nothing may skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+REQUIRED = os.environ.get("SIGNALBOX_REQUIRE_SERVICES") == "1"
+
+SERVICES = {
+    "postgresql": ("127.0.0.1", 5432),
+    "mariadb": ("127.0.0.1", 3306),
+    "redis": ("127.0.0.1", 6379),
+}
+
+PEERS = {
+    "promtool": lambda: shutil.which("promtool") is not None,
+    "alertmanager": lambda: shutil.which("prometheus-alertmanager") is not None,
+    "node_exporter": lambda: shutil.which("prometheus-node-exporter") is not None,
+    "monitoring-plugins": lambda: Path("/usr/lib/nagios/plugins/check_dummy").exists(),
+    "chromium": lambda: shutil.which("chromium") is not None,
+    "mariadbd": lambda: Path("/usr/sbin/mariadbd").exists(),
+}
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _absent(what: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"{what} is required (SIGNALBOX_REQUIRE_SERVICES=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("service"):
+        name = mark.args[0]
+        host, port = SERVICES[name]
+        if not _reachable(host, port):
+            _absent(f"service {name} at {host}:{port}")
+    for mark in item.iter_markers("peer"):
+        name = mark.args[0]
+        check = PEERS.get(name, lambda n=name: shutil.which(n) is not None)
+        if not check():
+            _absent(f"peer tool {name}")

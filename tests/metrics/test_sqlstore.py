@@ -1,0 +1,184 @@
+"""Rollup tiers, resolution choice and retention of the SQL store (SQLite; PostgreSQL in contracts)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from signalbox.clock import FrozenClock
+from signalbox.durations import Tier
+from signalbox.exceptions import StoreError
+from signalbox.metrics.partitions import levels, segments
+from signalbox.metrics.samples import Matcher, Sample
+from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.storage import open_database
+from tests.stores import pg_schema_url
+
+T0 = 1_700_000_040_000  # a whole minute
+NAME = [Matcher("__name__", "=", "a")]
+TIERS = (Tier(60, 8 * 86400), Tier(300, 35 * 86400), Tier(3600, 400 * 86400))
+
+
+def make(tmp_path: Path, clock: FrozenClock | None = None, url: str | None = None) -> SQLMetricStore:
+    return SQLMetricStore(
+        open_database(url or f"sqlite:///{tmp_path / 'db.sqlite'}"),
+        raw_retention_s=86400,
+        tiers=TIERS,
+        clock=clock or FrozenClock(T0 / 1000),
+    )
+
+
+def test_partition_spans_align_with_the_next_tier() -> None:
+    lv = levels(86400, TIERS)
+    assert [x.tier for x in lv] == [0, 60, 300, 3600]
+    for a, b in zip(lv, lv[1:], strict=False):
+        assert a.span_ms % (b.tier * 1000) == 0
+
+
+def test_segments_split_at_every_boundary() -> None:
+    assert segments(0, 10, (4,)) == [(0, 4), (4, 8), (8, 10)]
+    assert segments(3, 13, (4, 6)) == [(3, 4), (4, 6), (6, 8), (8, 12), (12, 13)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.lists(
+        st.tuples(st.integers(0, 3 * 3600 - 1), st.floats(-1e6, 1e6, allow_nan=False)),
+        min_size=1,
+        max_size=60,
+        unique_by=lambda t: t[0],
+    )
+)
+def test_rollups_equal_min_max_sum_count_last_of_each_bucket(tmp_path_factory: pytest.TempPathFactory, values: list[tuple[int, float]]) -> None:
+    tmp = tmp_path_factory.mktemp("roll")
+    store = make(tmp)
+    store.write([Sample("a", (), v, T0 + s * 1000) for s, v in values], T0)
+    now = T0 + 4 * 3600 * 1000
+    store.clock = FrozenClock(now / 1000)
+    store.compact(now)
+    for res in (60, 300, 3600):
+        expect: dict[int, list[tuple[int, float]]] = {}
+        for s, v in values:
+            ts = T0 + s * 1000
+            expect.setdefault(ts - ts % (res * 1000), []).append((ts, v))
+        lv = next(x for x in store.levels if x.tier == res)
+        got = {}
+        for _, table in store._tables_between(lv, 0, now):
+            for ts, mn, mx, sm, cnt, last in store.db.query(f"SELECT ts, min, max, sum, count, last FROM {table}"):
+                got[ts] = (mn, mx, sm, cnt, last)
+        for b, pts in expect.items():
+            vs = [v for _, v in pts]
+            last = max(pts)[1]
+            mn, mx, sm, cnt, lst = got[b]
+            assert (mn, mx, cnt, lst) == (min(vs), max(vs), len(vs), last)
+            assert math.isclose(sm, sum(vs), rel_tol=1e-9, abs_tol=1e-6)
+    store.close()
+
+
+def test_long_windows_read_a_tier_and_recent_windows_read_raw(tmp_path: Path) -> None:
+    clock = FrozenClock(T0 / 1000)
+    store = make(tmp_path, clock)
+    day = 86400_000
+    # 3 days of one sample a minute
+    start = T0 - 3 * day
+    store.write([Sample("a", (), float(i), start + i * 60_000) for i in range(3 * 1440)], T0)
+    store.compact(T0)
+    assert store.choose_level(T0 - 3600_000, 15_000).tier == 0
+    assert store.choose_level(T0 - 3 * day, 60_000).tier == 60
+    assert store.choose_level(T0 - 20 * day, 300_000).tier == 300
+    assert store.choose_level(T0 - 3 * day, 3600_000).tier == 3600
+    [sp] = store.select(NAME, T0 - 3 * day, T0, step_ms=60_000)
+    assert sp.resolution == 60
+    assert len(sp.timestamps) == 3 * 1440
+    assert sp.timestamps == sorted(sp.timestamps)
+    assert sp.values[-1] == float(3 * 1440 - 1)  # newest minute present (raw appended past the watermark)
+    [raw] = store.select(NAME, T0 - 3600_000, T0, step_ms=15_000)
+    assert raw.resolution == 0 and len(raw.timestamps) == 60
+    store.close()
+
+
+def test_recent_points_past_the_watermark_come_from_raw(tmp_path: Path) -> None:
+    clock = FrozenClock(T0 / 1000)
+    store = make(tmp_path, clock)
+    store.write([Sample("a", (), float(i), T0 - 7200_000 + i * 15_000) for i in range(480)], T0)
+    store.compact(T0 - 600_000)  # rollups end 10 minutes ago
+    [sp] = store.select(NAME, T0 - 2 * 86400_000 + 1, T0, step_ms=60_000)
+    assert sp.resolution == 60
+    assert sp.timestamps[-1] == T0 - 15_000  # the raw tail
+    assert sp.counts is not None and sp.counts[-1] == 1.0
+    store.close()
+
+
+def test_retention_drops_whole_partitions(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    store.write([Sample("a", (), 1.0, T0)], T0)
+    store.compact(T0 + 600_000)
+    tables = store.db.table_names()
+    assert any(t.startswith("samples_raw_") for t in tables)
+    assert any(t.startswith("samples_r60_") for t in tables)
+    store.compact(T0 + 10 * 86400_000)  # past raw (1d) and 1m (8d) retention
+    tables = store.db.table_names()
+    assert not any(t.startswith("samples_raw_") for t in tables)
+    assert not any(t.startswith("samples_r60_") for t in tables)
+    assert any(t.startswith("samples_r300_") for t in tables)
+    store.close()
+
+
+def test_rebuild_rollups_covers_imported_history_before_the_watermark(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    store.compact(T0)  # nothing yet
+    store.write([Sample("a", (), 5.0, T0)], T0)
+    store.compact(T0 + 600_000)  # watermark set
+    old = T0 - 2 * 86400_000
+    store.write([Sample("a", (), float(i), old + i * 60_000) for i in range(10)], T0)
+    store.rebuild_rollups(old, old + 10 * 60_000)
+    store.clock = FrozenClock((T0 + 600_000) / 1000)
+    [sp] = store.select(NAME, old, old + 20 * 60_000, step_ms=60_000)
+    assert sp.resolution == 60 and sp.values[:10] == [float(i) for i in range(10)]
+    store.close()
+
+
+def test_reopening_keeps_series_ids_and_data(tmp_path: Path) -> None:
+    s1 = make(tmp_path)
+    s1.write([Sample("a", (("k", "v"),), 1.0)], T0)
+    s1.close()
+    s2 = make(tmp_path)
+    r = s2.write([Sample("a", (("k", "v"),), 2.0)], T0 + 1000)
+    assert r.new_series == 0
+    [sp] = s2.select(NAME, T0, T0 + 1000)
+    assert sp.values == [1.0, 2.0]
+    s2.close()
+
+
+def test_a_second_connection_sees_new_series(tmp_path: Path) -> None:
+    writer, reader = make(tmp_path), make(tmp_path)
+    assert reader.series() == []
+    writer.write([Sample("a", (), 1.0)], T0)
+    assert reader.series() == [("a", ())]
+    writer.close()
+    reader.close()
+
+
+def test_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    s = make(tmp_path)
+    s.db.execute("UPDATE schema_version SET version = 99 WHERE component = 'metrics'")
+    s.close()
+    with pytest.raises(StoreError, match="newer than this signalbox understands"):
+        make(tmp_path)
+
+
+@pytest.mark.service("postgresql")
+def test_rollups_work_on_postgresql(tmp_path: Path) -> None:
+    with pg_schema_url() as url:
+        store = make(tmp_path, url=url)
+        store.write([Sample("a", (), float(i), T0 + i * 15_000) for i in range(8)], T0)
+        store.clock = FrozenClock((T0 + 3 * 86400_000) / 1000)
+        store.compact(T0 + 600_000)
+        [sp] = store.select(NAME, T0 - 1, T0 + 120_000, step_ms=60_000)
+        assert sp.resolution == 60
+        assert sp.values == [3.0, 7.0] and sp.counts == [4.0, 4.0] and sp.sums == [6.0, 22.0]
+        store.close()

@@ -1,0 +1,114 @@
+"""init / send / collect / query / import through the real command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tests.cli.helpers import run
+
+
+def test_init_scaffolds_and_running_it_twice_changes_nothing(tmp_path: Path) -> None:
+    r = run("init", str(tmp_path / "proj"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    proj = tmp_path / "proj"
+    for rel in ("signalbox.toml", "monitors/example.yaml", "flags/example.yaml", ".signalbox/spool"):
+        assert (proj / rel).exists(), rel
+    before = {p: p.read_bytes() for p in proj.rglob("*") if p.is_file()}
+    (proj / "signalbox.toml").write_text((proj / "signalbox.toml").read_text() + "# mine\n")
+    r2 = run("init", str(proj), cwd=tmp_path)
+    assert r2.returncode == 0 and "created" not in r2.stdout
+    assert (proj / "signalbox.toml").read_text().endswith("# mine\n")
+    assert {p for p in proj.rglob("*") if p.is_file()} == set(before)
+
+
+def test_scaffolded_config_loads_and_matches_defaults(tmp_path: Path) -> None:
+    run("init", ".", cwd=tmp_path)
+    from signalbox.config import load_settings
+
+    s = load_settings(str(tmp_path / "signalbox.toml"), environ={})
+    d = load_settings(None, environ={}, cwd=tmp_path / ".signalbox")
+    assert (s.interval_s, s.tiers, s.raw_retention_s, s.server_port) == (d.interval_s, d.tiers, d.raw_retention_s, d.server_port)
+
+
+def test_send_collect_query_round_trip(tmp_path: Path) -> None:
+    env = {"SIGNALBOX_HOST": "web1"}
+    assert run("init", ".", cwd=tmp_path).returncode == 0
+    r = run("send", "image_processed=30", 'lag{shard="7"}=0.5', cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    r = run("send", "image_processing_time=5", cwd=tmp_path, env=env)  # merged into the same file
+    spool_text = (tmp_path / ".signalbox/spool/send.metrics").read_text()
+    assert "image_processed=30.0" in spool_text and "image_processing_time=5.0" in spool_text
+    r = run("collect", "--once", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "stored" in r.stdout
+    r = run("query", "image_processed", "--json", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["resultType"] == "vector"
+    [item] = data["result"]
+    assert item["metric"] == {"__name__": "image_processed", "host": "web1"} and item["value"][1] == "30"
+    r = run("query", 'sum by (shard) (lag)', cwd=tmp_path, env=env)
+    assert r.returncode == 0 and '{shard="7"} 0.5' in r.stdout
+
+
+def test_send_refuses_a_bad_pair_and_writes_nothing(tmp_path: Path) -> None:
+    r = run("send", "good=1", "bad-value=abc", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "argument 2" in r.stderr and "abc" in r.stderr
+    assert not (tmp_path / ".signalbox/spool/send.metrics").exists()
+
+
+def test_collect_reports_bad_lines_with_path_and_exits_1(tmp_path: Path) -> None:
+    spool = tmp_path / ".signalbox/spool"
+    spool.mkdir(parents=True)
+    (spool / "app.metrics").write_text("ok=1\nbroken line\n")
+    r = run("collect", "--once", cwd=tmp_path)
+    assert r.returncode == 1
+    assert f"{spool / 'app.metrics'}:2:" in r.stderr
+    assert run("query", "ok", cwd=tmp_path).stdout.strip().endswith(" 1")
+
+
+def test_config_error_exits_2_naming_file_and_key(tmp_path: Path) -> None:
+    (tmp_path / "signalbox.toml").write_text("[server]\nport = 'eighty'\n")
+    r = run("collect", "--once", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "signalbox.toml: server.port: expected an integer, got 'eighty'" in r.stderr
+
+
+def test_unsupported_promql_is_refused_naming_the_construct(tmp_path: Path) -> None:
+    r = run("query", "rate(x[5m:1m])", cwd=tmp_path)
+    assert r.returncode == 2 and "subquer" in r.stderr.lower()
+
+
+def test_bad_cli_durations_exit_2(tmp_path: Path) -> None:
+    r = run("query", "x", "--since", "yesterday", cwd=tmp_path)
+    assert r.returncode == 2 and "--since 'yesterday'" in r.stderr
+
+
+def test_import_openmetrics_history_then_query_it(tmp_path: Path) -> None:
+    now = int(time.time())
+    lines = ["# TYPE jobs_total counter"]
+    for i in range(60):
+        lines.append(f'jobs_total{{queue="photos"}} {i * 10} {now - 3600 + i * 60}')
+    lines.append("not a valid line")
+    lines.append("# EOF")
+    f = tmp_path / "history.om"
+    f.write_text("\n".join(lines) + "\n")
+    r = run("import", str(f), cwd=tmp_path)
+    assert r.returncode == 1  # one bad line: reported, the rest imported
+    assert "imported 60 samples" in r.stdout
+    assert f"{f}:62:" in r.stderr
+    r = run("query", 'increase(jobs_total[10m])', "--since", "50m", "--step", "10m", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    [series] = data["result"]
+    assert series["metric"] == {"queue": "photos"}
+    assert all(abs(float(v) - 100.0) < 1e-6 for _, v in series["values"])
+
+
+def test_help_for_every_command(tmp_path: Path) -> None:
+    for cmd in ("init", "serve", "agent", "collect", "send", "query", "import"):
+        r = run(cmd, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and "Usage:" in r.stdout, cmd

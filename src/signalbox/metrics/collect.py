@@ -112,8 +112,18 @@ class Collector:
             extra, extra_meta = src.flush(now_ms)
             samples.extend(extra)
             metas.extend(extra_meta)
+            take_errors = getattr(src, "take_errors", None)
+            if take_errors is not None:
+                for e in take_errors():  # bad StatsD lines: counted by the source, logged here
+                    log.warning("%s:%s: %s%s", e.source, e.line, e.reason, f": {e.text}" if e.text else "")
         host = self.host
-        out = [s._replace(labels=with_host(s.labels, host)) for s in samples]
+        hosted: dict[Labels, Labels] = {}
+        out = []
+        for name, labels, value, ts in samples:
+            hl = hosted.get(labels)
+            if hl is None:
+                hl = hosted[labels] = with_host(labels, host)
+            out.append(Sample(name, hl, value, ts))
         totals = self._totals()
         for f, n in scan.bad_lines.items():
             totals[f] = totals.get(f, 0.0) + n

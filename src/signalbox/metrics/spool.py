@@ -163,7 +163,8 @@ def scan_spool(
                 continue
             owner[key] = name
             out.samples.append(s)
-        out.metas.extend(parsed.metas)
+        if is_prom:  # key=value metrics are gauges, the default: no metadata to store
+            out.metas.extend(parsed.metas)
         for e in errors:
             out.problems.append(SpoolProblem(name, e.line, e.reason + (f": {e.text}" if e.text else ""), "line"))
         if errors:

@@ -1,0 +1,1 @@
+"""Monitors as code: YAML definitions, lint, the alert state machine, checks and notifiers."""

@@ -105,7 +105,9 @@ def test_import_openmetrics_history_then_query_it(tmp_path: Path) -> None:
     data = json.loads(r.stdout)
     [series] = data["result"]
     assert series["metric"] == {"queue": "photos"}
-    assert all(abs(float(v) - 100.0) < 1e-6 for _, v in series["values"])
+    values = [float(v) for _, v in series["values"]]
+    assert len(values) == 6
+    assert all(abs(v - 100.0) < 1e-6 for v in values)  # 10 a minute, exactly (raw data, no rollup)
 
 
 def test_help_for_every_command(tmp_path: Path) -> None:

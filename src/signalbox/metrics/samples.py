@@ -61,7 +61,7 @@ class Matcher:
 
     def __post_init__(self) -> None:
         if self.op in ("=~", "!~"):
-            object.__setattr__(self, "_regex", re.compile(f"(?:{self.value})\\Z", re.DOTALL))
+            object.__setattr__(self, "_regex", compile_label_regex(self.value))
 
     def matches(self, value: str) -> bool:
         """Does a series whose label has ``value`` ("" when absent) satisfy this matcher?"""
@@ -72,6 +72,22 @@ class Matcher:
         assert self._regex is not None
         hit = self._regex.match(value) is not None
         return hit if self.op == "=~" else not hit
+
+
+def compile_label_regex(value: str) -> re.Pattern[str]:
+    """A fully anchored regex with RE2-like semantics, as Prometheus matches label values.
+
+    Leading global flags such as ``(?i)`` are valid in PromQL (RE2) but must stay at the
+    very start of a Python pattern, so they are lifted out before anchoring. ``\\d``,
+    ``\\w`` and ``\\s`` match ASCII only, as in RE2.
+    """
+    flags = re.DOTALL | re.ASCII
+    m = re.match(r"\(\?([ims]+)\)", value)
+    if m:
+        for ch in m.group(1):
+            flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}[ch]
+        value = value[m.end():]
+    return re.compile(f"(?:{value})\\Z", flags)
 
 
 def labels_of(pairs: dict[str, str] | Labels) -> Labels:

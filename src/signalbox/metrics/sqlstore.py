@@ -222,11 +222,11 @@ class SQLMetricStore:
             return [(self._rows[sid][0], self._labels(sid)) for sid in self._matching_ids(matchers)]
 
     def choose_level(self, start_ms: int, step_ms: int, now_ms: int | None = None) -> Level:
-        """Raw when the window is within raw retention and the step is finer than the first
-        tier; otherwise the finest tier no finer than the step that still covers the start."""
+        """Raw while the window is within raw retention (exact, as Prometheus would answer);
+        beyond it, the finest tier no finer than the step that still covers the start."""
         now = int(self.clock.now() * 1000) if now_ms is None else now_ms
         raw, tiers = self.levels[0], self.levels[1:]
-        if start_ms >= now - raw.retention_ms and step_ms < tiers[0].tier * 1000:
+        if start_ms >= now - raw.retention_ms:
             return raw
         covering = [lv for lv in tiers if start_ms >= now - lv.retention_ms]
         fine_enough = [lv for lv in covering if lv.tier * 1000 <= max(step_ms, tiers[0].tier * 1000)]
@@ -287,22 +287,31 @@ class SQLMetricStore:
                     sp.counts.append(1.0)
 
     def _select_tier(self, level: Level, ids: list[int], start_ms: int, end_ms: int, out: dict[int, SeriesPoints]) -> None:
+        """Buckets up to the tier's watermark, then raw points: in time order, never twice.
+
+        Buckets past the watermark (written by ``rebuild_rollups`` after an import) are
+        ignored because the raw samples they summarise are still there and are newer.
+        """
         res_ms = level.tier * 1000
-        # rows are keyed by bucket start; readers see the bucket end
-        for _, table in self._tables_between(level, start_ms - res_ms, end_ms):
-            rows = self._rows_for(table, "min, max, sum, count, last", ids, start_ms - res_ms, end_ms - res_ms)
-            for sid, ts, mn, mx, sm, cnt, last in rows:
-                sp = self._points(sid, out, level.tier)
-                assert sp.mins is not None and sp.maxs is not None and sp.sums is not None and sp.counts is not None
-                sp.timestamps.append(ts + res_ms)
-                sp.values.append(_num(last))
-                sp.mins.append(_num(mn))
-                sp.maxs.append(_num(mx))
-                sp.sums.append(_num(sm))
-                sp.counts.append(float(cnt))
-        # newer than the tier's watermark: raw points, so recent data is never missing
         wm = self._watermark(level.tier)
-        if wm is not None and wm <= end_ms:
+        if wm is None:  # never compacted: the tier is empty as far as readers are concerned
+            self._select_raw(ids, start_ms, end_ms, out, resolution=level.tier)
+            return
+        # rows are keyed by bucket start; readers see the bucket end
+        last_start = min(end_ms - res_ms, wm - res_ms)
+        if last_start >= start_ms - res_ms:
+            for _, table in self._tables_between(level, start_ms - res_ms, last_start):
+                rows = self._rows_for(table, "min, max, sum, count, last", ids, start_ms - res_ms, last_start)
+                for sid, ts, mn, mx, sm, cnt, last in rows:
+                    sp = self._points(sid, out, level.tier)
+                    assert sp.mins is not None and sp.maxs is not None and sp.sums is not None and sp.counts is not None
+                    sp.timestamps.append(ts + res_ms)
+                    sp.values.append(_num(last))
+                    sp.mins.append(_num(mn))
+                    sp.maxs.append(_num(mx))
+                    sp.sums.append(_num(sm))
+                    sp.counts.append(float(cnt))
+        if wm <= end_ms:  # newer than the watermark: raw points, so recent data is never missing
             self._select_raw(ids, max(wm, start_ms), end_ms, out, resolution=level.tier)
 
     def latest(

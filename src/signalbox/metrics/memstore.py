@@ -1,0 +1,144 @@
+"""A metric store in memory: raw samples only, for tests and for users' own tests.
+
+It implements :class:`~signalbox.metrics.store.MetricStore` with the same observable
+behaviour as the SQL store for raw data (same-timestamp writes replace, select is
+inclusive, results sorted), so code tested against it behaves the same in production.
+Series keep their points in two parallel sorted lists, so ``select`` is two bisects and
+two slices.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+
+from signalbox.exceptions import StoreError
+from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, series_matches
+from signalbox.metrics.store import SeriesPoints, WriteResult
+
+
+class _Points:
+    __slots__ = ("timestamps", "values")
+
+    def __init__(self) -> None:
+        self.timestamps: list[int] = []
+        self.values: list[float] = []
+
+    def put(self, ts: int, value: float) -> None:
+        tss = self.timestamps
+        if not tss or ts > tss[-1]:  # the common case: newer than everything stored
+            tss.append(ts)
+            self.values.append(value)
+            return
+        i = bisect_left(tss, ts)
+        if tss[i] == ts:
+            self.values[i] = value
+        else:
+            tss.insert(i, ts)
+            self.values.insert(i, value)
+
+
+class MemoryMetricStore:
+    """In-memory :class:`~signalbox.metrics.store.MetricStore` (thread-safe).
+
+    Args:
+        raw_retention_s: ``compact(now_ms)`` drops samples older than this many seconds
+            (and series left with none). None keeps everything.
+    """
+
+    def __init__(self, *, raw_retention_s: float | None = None) -> None:
+        if raw_retention_s is not None and raw_retention_s <= 0:
+            raise StoreError(f"raw_retention_s must be positive, got {raw_retention_s!r}")
+        self.raw_retention_s = raw_retention_s
+        self._series: dict[str, dict[Labels, _Points]] = {}
+        self._meta: dict[str, MetricMeta] = {}
+        self._lock = threading.Lock()
+
+    def write(self, samples: Sequence[Sample], default_ts_ms: int) -> WriteResult:
+        """Store samples; one without a timestamp gets ``default_ts_ms``; same time replaces."""
+        new = 0
+        with self._lock:
+            for s in samples:
+                by_labels = self._series.get(s.name)
+                if by_labels is None:
+                    by_labels = self._series[s.name] = {}
+                points = by_labels.get(s.labels)
+                if points is None:
+                    points = by_labels[s.labels] = _Points()
+                    new += 1
+                ts = default_ts_ms if s.timestamp_ms is None else s.timestamp_ms
+                points.put(int(ts), float(s.value))
+        return WriteResult(written=len(samples), new_series=new)
+
+    def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
+        with self._lock:
+            for m in metas:
+                self._meta[m.name] = m
+
+    def metadata(self) -> dict[str, MetricMeta]:
+        with self._lock:
+            return dict(self._meta)
+
+    def _matching(self, matchers: Sequence[Matcher]) -> list[tuple[str, Labels, _Points]]:
+        """Matching series sorted by name then labels; caller holds the lock."""
+        matchers = tuple(matchers)
+        names: Iterable[str] = self._series
+        for m in matchers:
+            if m.label == "__name__" and m.op == "=":
+                names = [m.value] if m.value in self._series else []
+                break
+        out: list[tuple[str, Labels, _Points]] = []
+        for name in sorted(names):
+            for labels, points in self._series[name].items():
+                if series_matches(name, labels, matchers):
+                    out.append((name, labels, points))
+        out.sort(key=lambda t: (t[0], t[1]))
+        return out
+
+    def series(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels]]:
+        with self._lock:
+            return [(name, labels) for name, labels, _ in self._matching(matchers)]
+
+    def select(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+    ) -> list[SeriesPoints]:
+        """Raw points in ``[start_ms, end_ms]`` of each matching series that has any."""
+        out: list[SeriesPoints] = []
+        with self._lock:
+            for name, labels, p in self._matching(matchers):
+                lo = bisect_left(p.timestamps, start_ms)
+                hi = bisect_right(p.timestamps, end_ms)
+                if hi > lo:
+                    out.append(SeriesPoints(name, labels, p.timestamps[lo:hi], p.values[lo:hi]))
+        return out
+
+    def latest(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels, int, float]]:
+        with self._lock:
+            return [
+                (name, labels, p.timestamps[-1], p.values[-1])
+                for name, labels, p in self._matching(matchers)
+                if p.timestamps
+            ]
+
+    def compact(self, now_ms: int) -> None:
+        """Drop samples older than the raw retention (no rollups in memory)."""
+        if self.raw_retention_s is None:
+            return
+        cutoff = now_ms - int(self.raw_retention_s * 1000)
+        with self._lock:
+            for name in list(self._series):
+                by_labels = self._series[name]
+                for labels in list(by_labels):
+                    p = by_labels[labels]
+                    cut = bisect_left(p.timestamps, cutoff)
+                    if cut:
+                        del p.timestamps[:cut]
+                        del p.values[:cut]
+                    if not p.timestamps:
+                        del by_labels[labels]
+                if not by_labels:
+                    del self._series[name]
+
+    def close(self) -> None:
+        """Nothing to release; present for the protocol."""

@@ -1,0 +1,371 @@
+"""Evaluate parsed PromQL against a :class:`~signalbox.metrics.store.MetricStore`.
+
+Semantics follow Prometheus 3: an instant selector takes the newest sample in
+``(t - lookback, t]``; a range selector takes the samples in ``(t - range, t]``; offsets
+shift both; functions and arithmetic drop ``__name__``; a comparison without ``bool``
+filters. All steps of a query are evaluated together from data fetched once per selector
+(:mod:`signalbox.query.fetch`).
+
+Rollup tiers: when the store answers with buckets (``SeriesPoints.resolution > 0``), a
+window narrower than the data's resolution would see no bucket at most steps, so the
+lookback is widened to one bucket, ``*_over_time`` windows to one bucket and
+rate-like windows to two (``increase``/``delta`` are rescaled to the range written).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+from functools import lru_cache, partial
+from itertools import compress, repeat
+from operator import is_not
+
+from signalbox.exceptions import QueryError, UsageError
+from signalbox.metrics.store import MetricStore, SeriesPoints
+from signalbox.query.aggregate import aggregate
+from signalbox.query.ast import (
+    Aggregation,
+    BinaryExpr,
+    Call,
+    Expr,
+    MatrixSelector,
+    NumberLiteral,
+    UnaryExpr,
+    VectorSelector,
+)
+from signalbox.query.binops import merge_same_metric, scalar_scalar, vector_scalar, vector_vector
+from signalbox.query.fetch import fetch, fetch_key
+from signalbox.query.functions import (
+    FUNCTIONS,
+    KEEPS_NAME,
+    NAN,
+    UNARY_MATH,
+    go_max,
+    go_min,
+    round_to,
+)
+from signalbox.query.parse import parse_expr
+from signalbox.query.rangefuncs import KERNELS, windows_for
+from signalbox.query.values import (
+    MatrixSeries,
+    Metric,
+    QueryResult,
+    StepSeries,
+    VectorSample,
+    drop_name,
+)
+
+
+class Engine:
+    """Runs instant and range queries; stateless apart from its store and settings.
+
+    Args:
+        store: where series come from.
+        lookback_ms: how far back an instant selector looks for the newest sample.
+        max_points: refuse range queries with more steps than this per series.
+        coarsest_resolution_s: the store's coarsest rollup resolution. When a selector's
+            window holds no data at all, it is fetched once more reaching back two such
+            buckets, so coarse rollups just outside a narrow window are still found
+            (0 disables the probe, e.g. for a raw-only store).
+    """
+
+    def __init__(
+        self,
+        store: MetricStore,
+        *,
+        lookback_ms: int = 300_000,
+        max_points: int = 100_000,
+        coarsest_resolution_s: int = 3600,
+    ) -> None:
+        if lookback_ms <= 0:
+            raise UsageError(f"lookback_ms must be positive, got {lookback_ms}")
+        if coarsest_resolution_s < 0:
+            raise UsageError(f"coarsest_resolution_s must be >= 0, got {coarsest_resolution_s}")
+        self.coarsest_resolution_s = coarsest_resolution_s
+        self.store = store
+        self.lookback_ms = lookback_ms
+        self.max_points = max_points
+
+    def instant(self, expr: Expr | str, at_ms: int) -> QueryResult:
+        """Evaluate at one time: result type "vector" or "scalar" ("matrix" for a bare ``x[5m]``)."""
+        tree = _parse_cached(expr) if isinstance(expr, str) else expr
+        ev = _Evaluator(self, tree, [at_ms], 0)
+        if isinstance(tree, MatrixSelector):
+            return QueryResult("matrix", matrix=ev.raw_matrix(tree), at_ms=at_ms)
+        if tree.type == "scalar":
+            return QueryResult("scalar", scalar=ev.scalar(tree)[0], at_ms=at_ms)
+        samples = [
+            VectorSample(dict(s.metric), v)
+            for s in ev.vector(tree)
+            if (v := s.values[0]) is not None
+        ]
+        samples.sort(key=lambda s: sorted(s.metric.items()))
+        return QueryResult("vector", vector=samples, at_ms=at_ms)
+
+    def range(self, expr: Expr | str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
+        """Evaluate at every ``step_ms`` from ``start_ms`` through ``end_ms``: a "matrix"."""
+        if step_ms <= 0:
+            raise UsageError(f"step must be positive, got {step_ms} ms")
+        if end_ms < start_ms:
+            raise UsageError(f"end ({end_ms}) is before start ({start_ms})")
+        points = (end_ms - start_ms) // step_ms + 1
+        if points > self.max_points:
+            raise UsageError(
+                f"range query would compute {points} points per series (limit {self.max_points}); use a larger step"
+            )
+        tree = _parse_cached(expr) if isinstance(expr, str) else expr
+        if tree.type == "matrix":
+            raise QueryError(
+                "a range query needs a scalar or instant vector expression, got a range vector",
+                tree.pos,
+                "type",
+            )
+        steps = list(range(start_ms, end_ms + 1, step_ms))
+        ev = _Evaluator(self, tree, steps, step_ms)
+        if tree.type == "scalar":
+            series = [StepSeries((), list[float | None](ev.scalar(tree)))]
+        else:
+            series = ev.vector(tree)
+        ordered = sorted(series, key=lambda s: s.metric)
+        matrix = [MatrixSeries(dict(s.metric), _points(steps, s.values)) for s in ordered]
+        return QueryResult("matrix", matrix=[m for m in matrix if m.points])
+
+
+@lru_cache(maxsize=1024)
+def _parse_cached(text: str) -> Expr:
+    """Monitors evaluate the same few texts over and over; trees are immutable, so share them."""
+    return parse_expr(text)
+
+
+def _points(steps: list[int], values: list[float | None]) -> list[tuple[int, float]]:
+    """``(step, value)`` where there is a value; C-level iteration, this runs per output point."""
+    present = map(is_not, values, repeat(None))
+    return list(compress(zip(steps, values, strict=True), present))  # type: ignore[arg-type]
+
+
+def _metric_of(sp: SeriesPoints) -> Metric:
+    return tuple(sorted((("__name__", sp.name), *sp.labels)))
+
+
+class _Evaluator:
+    """One query evaluation over a fixed list of step times."""
+
+    def __init__(self, engine: Engine, tree: Expr, steps: list[int], step_ms: int) -> None:
+        self.steps = steps
+        self.lookback_ms = engine.lookback_ms
+        self.data = fetch(
+            engine.store,
+            tree,
+            steps,
+            step_ms,
+            lookback_ms=engine.lookback_ms,
+            probe_ms=2 * engine.coarsest_resolution_s * 1000,
+        )
+
+    def _series(self, sel: VectorSelector) -> list[SeriesPoints]:
+        return [sp for sp in self.data[fetch_key(sel.all_matchers())] if sp.timestamps]
+
+    # --- scalars ---
+
+    def scalar(self, e: Expr) -> list[float]:
+        n = len(self.steps)
+        if isinstance(e, NumberLiteral):
+            return [e.value] * n
+        if isinstance(e, UnaryExpr):
+            return [-v for v in self.scalar(e.expr)]
+        if isinstance(e, BinaryExpr):
+            return scalar_scalar(e.op, self.scalar(e.lhs), self.scalar(e.rhs))
+        if isinstance(e, Call) and e.func == "time":
+            return [t / 1000.0 for t in self.steps]
+        if isinstance(e, Call) and e.func == "scalar":
+            return self._to_scalar(self.vector(e.args[0]))
+        raise QueryError(f"cannot evaluate {e} as a scalar", e.pos, "type")  # parser prevents this
+
+    def _to_scalar(self, series: list[StepSeries]) -> list[float]:
+        if not series:
+            return [NAN] * len(self.steps)
+        out: list[float] = []
+        for col in zip(*(s.values for s in series), strict=True):
+            present = [v for v in col if v is not None]
+            out.append(present[0] if len(present) == 1 else NAN)
+        return out
+
+    # --- vectors ---
+
+    def vector(self, e: Expr) -> list[StepSeries]:
+        if isinstance(e, VectorSelector):
+            return self._instant_selector(e)
+        if isinstance(e, Call):
+            return self._call(e)
+        if isinstance(e, Aggregation):
+            param = self.scalar(e.param) if e.param is not None else None
+            return aggregate(e.op, self.vector(e.expr), e.grouping, e.without, param, e.pos)
+        if isinstance(e, UnaryExpr):
+            negated = [
+                StepSeries(drop_name(s.metric), [None if v is None else -v for v in s.values])
+                for s in self.vector(e.expr)
+            ]
+            return merge_same_metric(negated, e.pos)
+        if isinstance(e, BinaryExpr):
+            return self._binary(e)
+        raise QueryError(
+            f"cannot evaluate {e} as an instant vector", e.pos, "type"
+        )  # parser prevents this
+
+    def _instant_selector(self, sel: VectorSelector) -> list[StepSeries]:
+        ends = [t - sel.offset_ms for t in self.steps]
+        out: list[StepSeries] = []
+        for sp in self._series(sel):
+            ts, vs = sp.timestamps, sp.values
+            lookback = max(self.lookback_ms, sp.resolution * 1000)
+            his = list(map(partial(bisect_right, ts), ends))
+            vals: list[float | None] = [
+                vs[h - 1] if h and ts[h - 1] > end - lookback else None
+                for h, end in zip(his, ends, strict=True)
+            ]
+            if vals.count(None) != len(vals):
+                out.append(StepSeries(_metric_of(sp), vals))
+        return out
+
+    def raw_matrix(self, ms: MatrixSelector) -> list[MatrixSeries]:
+        """The samples of a bare range selector at the (single) step, as Prometheus returns them."""
+        end = self.steps[0] - ms.selector.offset_ms
+        out: list[MatrixSeries] = []
+        for sp in self._series(ms.selector):
+            ts = sp.timestamps
+            lo, hi = bisect_right(ts, end - ms.range_ms), bisect_right(ts, end)
+            if hi > lo:
+                out.append(
+                    MatrixSeries(
+                        dict(_metric_of(sp)), list(zip(ts[lo:hi], sp.values[lo:hi], strict=True))
+                    )
+                )
+        out.sort(key=lambda s: sorted(s.metric.items()))
+        return out
+
+    def _binary(self, e: BinaryExpr) -> list[StepSeries]:
+        if e.lhs.type == "scalar":
+            result = vector_scalar(
+                e.op,
+                self.vector(e.rhs),
+                self.scalar(e.lhs),
+                scalar_left=True,
+                return_bool=e.return_bool,
+            )
+        elif e.rhs.type == "scalar":
+            result = vector_scalar(
+                e.op,
+                self.vector(e.lhs),
+                self.scalar(e.rhs),
+                scalar_left=False,
+                return_bool=e.return_bool,
+            )
+        else:
+            result = vector_vector(
+                e.op,
+                self.vector(e.lhs),
+                self.vector(e.rhs),
+                return_bool=e.return_bool,
+                matching=e.matching,
+                pos=e.pos,
+            )
+        return merge_same_metric(result, e.pos)
+
+    def _call(self, e: Call) -> list[StepSeries]:
+        name = e.func
+        if name in KERNELS:
+            return self._range_function(e)
+        if name in UNARY_MATH:
+            f = UNARY_MATH[name]
+            return self._map(e, lambda v, _i: f(v))
+        if name == "round":
+            to = self.scalar(e.args[1]) if len(e.args) > 1 else [1.0] * len(self.steps)
+            return self._map(e, lambda v, i: round_to(v, to[i]))
+        if name in ("clamp", "clamp_min", "clamp_max"):
+            return self._clamp(e)
+        if name == "vector":
+            return [StepSeries((), list[float | None](self.scalar(e.args[0])))]
+        if name in ("absent", "absent_over_time"):
+            return self._absent(e)
+        raise QueryError(
+            f"function '{name}' cannot be evaluated here", e.pos, "function"
+        )  # parser prevents this
+
+    def _map(self, e: Call, fn: Callable[[float, int], float]) -> list[StepSeries]:
+        """Apply ``fn(value, step_index)`` to every sample of the first argument."""
+        out = [
+            StepSeries(
+                drop_name(s.metric),
+                [None if v is None else fn(v, i) for i, v in enumerate(s.values)],
+            )
+            for s in self.vector(e.args[0])
+        ]
+        return merge_same_metric(out, e.pos)
+
+    def _clamp(self, e: Call) -> list[StepSeries]:
+        n = len(self.steps)
+        lows = self.scalar(e.args[1]) if e.func in ("clamp", "clamp_min") else [float("-inf")] * n
+        if e.func == "clamp":
+            highs = self.scalar(e.args[2])
+        elif e.func == "clamp_max":
+            highs = self.scalar(e.args[1])
+        else:
+            highs = [float("inf")] * n
+        out: list[StepSeries] = []
+        for s in self.vector(e.args[0]):
+            vals: list[float | None] = [
+                None if v is None or hi < lo else go_max(lo, go_min(hi, v))
+                for v, lo, hi in zip(s.values, lows, highs, strict=True)
+            ]
+            if vals.count(None) != n:
+                out.append(StepSeries(drop_name(s.metric), vals))
+        return merge_same_metric(out, e.pos)
+
+    def _range_function(self, e: Call) -> list[StepSeries]:
+        ms = e.args[-1]
+        assert isinstance(ms, MatrixSelector)
+        sig = FUNCTIONS[e.func]
+        kernel = KERNELS[e.func]
+        param = self.scalar(e.args[0]) if len(e.args) == 2 else None
+        ends = [t - ms.selector.offset_ms for t in self.steps]
+        keep_name = e.func in KEEPS_NAME
+        out: list[StepSeries] = []
+        for sp in self._series(ms.selector):
+            width = max(ms.range_ms, sig.rollup_buckets * sp.resolution * 1000)
+            vals = kernel(sp, windows_for(sp, ends, width, ms.range_ms), param)
+            if vals.count(None) != len(vals):
+                metric = _metric_of(sp)
+                out.append(StepSeries(metric if keep_name else drop_name(metric), vals))
+        return out if keep_name else merge_same_metric(out, e.pos)
+
+    def _absent(self, e: Call) -> list[StepSeries]:
+        arg = e.args[0]
+        if isinstance(arg, MatrixSelector):
+            present = self._range_function(Call("count_over_time", (arg,), pos=e.pos))
+            sel: VectorSelector | None = arg.selector
+        else:
+            present = self.vector(arg)
+            sel = arg if isinstance(arg, VectorSelector) else None
+        vals: list[float | None] = [1.0] * len(self.steps)
+        for s in present:
+            vals = [None if v is not None else a for a, v in zip(vals, s.values, strict=True)]
+        if vals.count(None) == len(vals):
+            return []
+        return [StepSeries(_absent_labels(sel), vals)]
+
+
+def _absent_labels(sel: VectorSelector | None) -> Metric:
+    """Labels pinned by ``=`` matchers (Prometheus: a label matched any other way is left out)."""
+    if sel is None:
+        return ()
+    labels: dict[str, str] = {}
+    seen: set[str] = set()
+    for m in sel.matchers:
+        if m.label == "__name__":
+            continue
+        if m.op == "=" and m.label not in seen:
+            labels[m.label] = m.value
+        else:
+            labels.pop(m.label, None)
+        seen.add(m.label)
+    return tuple(sorted(labels.items()))

@@ -1,0 +1,110 @@
+"""Read what a query needs from the store: each distinct selector once, for all steps.
+
+A range query over 11,520 steps must not cost 11,520 store round trips, so the tree is
+walked first to find every selector and every window it is read with (lookback, range,
+offset), and each selector is fetched once over the union of those windows. When the
+store answers with rollup buckets coarser than a window, the fetch is widened so the
+engine's widened windows (see :mod:`signalbox.query.engine`) have their data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import islice
+from operator import lt
+
+from signalbox.exceptions import StoreError
+from signalbox.metrics.samples import Matcher, format_series
+from signalbox.metrics.store import MetricStore, SeriesPoints
+from signalbox.query.ast import Call, Expr, MatrixSelector, VectorSelector
+from signalbox.query.functions import FUNCTIONS
+
+FetchKey = tuple[tuple[str, str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Use:
+    """One place a selector is read: its offset, window width and rollup-bucket need."""
+
+    offset_ms: int
+    width_ms: int
+    buckets: int
+
+
+def fetch_key(matchers: tuple[Matcher, ...]) -> FetchKey:
+    """Selectors with the same matchers (in any order) share one fetch."""
+    return tuple(sorted((m.label, m.op, m.value) for m in matchers))
+
+
+def _uses(tree: Expr, lookback_ms: int) -> dict[FetchKey, tuple[tuple[Matcher, ...], list[_Use]]]:
+    uses: dict[FetchKey, tuple[tuple[Matcher, ...], list[_Use]]] = {}
+
+    def note(sel: VectorSelector, width: int, buckets: int) -> None:
+        matchers = sel.all_matchers()
+        entry = uses.setdefault(fetch_key(matchers), (matchers, []))
+        entry[1].append(_Use(sel.offset_ms, width, buckets))
+
+    def collect(e: Expr, buckets: int) -> None:
+        if isinstance(e, MatrixSelector):
+            note(e.selector, e.range_ms, buckets)
+        elif isinstance(e, VectorSelector):
+            note(e, lookback_ms, 1)
+        elif isinstance(e, Call):
+            for a in e.args:
+                collect(a, FUNCTIONS[e.func].rollup_buckets)
+        else:
+            for c in e.children():
+                collect(c, 1)
+
+    collect(tree, 1)
+    return uses
+
+
+def fetch(
+    store: MetricStore,
+    tree: Expr,
+    steps: list[int],
+    step_ms: int,
+    *,
+    lookback_ms: int,
+    probe_ms: int,
+) -> dict[FetchKey, list[SeriesPoints]]:
+    """Series per selector covering every window any step reads.
+
+    ``probe_ms``: when a selector's window holds nothing, look that much further back
+    once, since coarse rollup buckets may sit just outside a narrow window (0: never).
+    """
+    first, last = steps[0], steps[-1]
+    data: dict[FetchKey, list[SeriesPoints]] = {}
+    for key, (matchers, uses) in _uses(tree, lookback_ms).items():
+        start = min(first - u.offset_ms - u.width_ms for u in uses)
+        end = max(last - u.offset_ms for u in uses)
+        got = store.select(matchers, start, end, step_ms=step_ms)
+        if not got and probe_ms:
+            start -= probe_ms
+            got = store.select(matchers, start, end, step_ms=step_ms)
+        res_ms = max((sp.resolution for sp in got), default=0) * 1000
+        if res_ms:
+            need = min(first - u.offset_ms - max(u.width_ms, u.buckets * res_ms) for u in uses)
+            if need < start:
+                got = store.select(matchers, need, end, step_ms=step_ms)
+        for sp in got:
+            _check(sp)
+        data[key] = got
+    return data
+
+
+def _check(sp: SeriesPoints) -> None:
+    """Bisecting unsorted points would give wrong answers silently; refuse them loudly."""
+    ts = sp.timestamps
+    n = len(ts)
+    extra = (sp.mins, sp.maxs, sp.sums, sp.counts) if sp.resolution else ()
+    if len(sp.values) != n or any(xs is not None and len(xs) != n for xs in extra):
+        raise StoreError(
+            f"store returned misaligned points for {format_series(sp.name, sp.labels)}"
+        )
+    if not all(map(lt, ts, islice(ts, 1, None))):
+        raise StoreError(
+            f"store returned points out of time order (or repeated) for "
+            f"{format_series(sp.name, sp.labels)}; select() must return them oldest first"
+        )

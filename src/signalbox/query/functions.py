@@ -1,0 +1,313 @@
+"""The functions and aggregations of our PromQL subset: signatures for the parser and
+per-value math for the engine.
+
+Signatures live here (not in the parser) so the parser, ``Expr.type`` and the engine agree
+on one table, and so the list of what we support is in one readable place. Everything
+else Prometheus knows is listed too, so an unsupported-but-real function is refused as
+"not supported" rather than "unknown" — the user learns it is a deliberate limit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+ValueType = Literal["scalar", "vector", "matrix"]
+
+TYPE_NAMES: dict[str, str] = {
+    "scalar": "scalar",
+    "vector": "instant vector",
+    "matrix": "range vector",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """Argument and return types of one function; the last ``optional`` args may be omitted."""
+
+    name: str
+    args: tuple[ValueType, ...]
+    returns: ValueType
+    optional: int = 0
+    rollup_buckets: int = 1  # how many rollup buckets its window must span (2 for slopes)
+
+
+def _sig(
+    name: str, args: tuple[ValueType, ...], returns: ValueType, optional: int = 0, buckets: int = 1
+) -> Signature:
+    return Signature(name, args, returns, optional, buckets)
+
+
+OVER_TIME = (
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "last_over_time",
+)
+RATE_LIKE = ("rate", "increase", "delta", "irate", "deriv")
+ELEMENTWISE = ("abs", "ceil", "floor", "sqrt", "exp", "ln", "log2", "log10", "sgn")
+
+FUNCTIONS: dict[str, Signature] = {
+    **{n: _sig(n, ("matrix",), "vector") for n in OVER_TIME},
+    "quantile_over_time": _sig("quantile_over_time", ("scalar", "matrix"), "vector"),
+    "absent_over_time": _sig("absent_over_time", ("matrix",), "vector"),
+    **{n: _sig(n, ("matrix",), "vector", buckets=2) for n in RATE_LIKE},
+    **{n: _sig(n, ("vector",), "vector") for n in ELEMENTWISE},
+    "round": _sig("round", ("vector", "scalar"), "vector", optional=1),
+    "clamp": _sig("clamp", ("vector", "scalar", "scalar"), "vector"),
+    "clamp_min": _sig("clamp_min", ("vector", "scalar"), "vector"),
+    "clamp_max": _sig("clamp_max", ("vector", "scalar"), "vector"),
+    "time": _sig("time", (), "scalar"),
+    "vector": _sig("vector", ("scalar",), "vector"),
+    "scalar": _sig("scalar", ("vector",), "scalar"),
+    "absent": _sig("absent", ("vector",), "vector"),
+}
+
+AGGREGATORS = frozenset({"sum", "avg", "min", "max", "count", "topk", "bottomk"})
+PARAM_AGGREGATORS = frozenset({"topk", "bottomk"})
+
+# Real PromQL we deliberately do not implement; named so the refusal says so.
+UNSUPPORTED_AGGREGATORS = frozenset(
+    {"count_values", "quantile", "stddev", "stdvar", "group", "limitk", "limit_ratio"}
+)
+UNSUPPORTED_FUNCTIONS = frozenset(
+    {
+        "acos",
+        "acosh",
+        "asin",
+        "asinh",
+        "atan",
+        "atanh",
+        "changes",
+        "cos",
+        "cosh",
+        "days_in_month",
+        "day_of_month",
+        "day_of_week",
+        "day_of_year",
+        "deg",
+        "double_exponential_smoothing",
+        "first_over_time",
+        "histogram_avg",
+        "histogram_count",
+        "histogram_fraction",
+        "histogram_quantile",
+        "histogram_quantiles",
+        "histogram_stddev",
+        "histogram_stdvar",
+        "histogram_sum",
+        "holt_winters",
+        "hour",
+        "idelta",
+        "info",
+        "label_join",
+        "label_replace",
+        "mad_over_time",
+        "minute",
+        "month",
+        "pi",
+        "predict_linear",
+        "present_over_time",
+        "rad",
+        "resets",
+        "sin",
+        "sinh",
+        "sort",
+        "sort_by_label",
+        "sort_by_label_desc",
+        "sort_desc",
+        "stddev_over_time",
+        "stdvar_over_time",
+        "tan",
+        "tanh",
+        "timestamp",
+        "ts_of_first_over_time",
+        "ts_of_last_over_time",
+        "ts_of_max_over_time",
+        "ts_of_min_over_time",
+        "year",
+    }
+)
+
+# Functions whose result keeps the metric name (Prometheus: only last_over_time).
+KEEPS_NAME = frozenset({"last_over_time"})
+
+
+# --- float math with Go/Prometheus semantics (Python raises where Go returns Inf/NaN) ---
+
+NAN = math.nan
+INF = math.inf
+
+
+def div(a: float, b: float) -> float:
+    try:
+        return a / b
+    except ZeroDivisionError:
+        if a == 0 or a != a:
+            return NAN
+        return math.copysign(INF, a) * math.copysign(1.0, b)
+
+
+def mod(a: float, b: float) -> float:
+    try:
+        return math.fmod(a, b)
+    except ValueError:  # fmod(x, 0), fmod(inf, y)
+        return NAN
+
+
+def _odd_integer(y: float) -> bool:
+    return math.isfinite(y) and y == math.floor(y) and math.fmod(y, 2.0) != 0
+
+
+def power(a: float, b: float) -> float:
+    try:
+        return math.pow(a, b)
+    except OverflowError:
+        return -INF if a < 0 and _odd_integer(b) else INF
+    except ValueError:
+        if a == 0:  # 0 ** negative
+            return math.copysign(INF, a) if _odd_integer(b) else INF
+        return NAN  # negative ** non-integer
+
+
+ARITHMETIC: dict[str, Callable[[float, float], float]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": div,
+    "%": mod,
+    "^": power,
+}
+
+COMPARISON: dict[str, Callable[[float, float], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def _finite_or_self(fn: Callable[[float], float]) -> Callable[[float], float]:
+    def apply(x: float) -> float:
+        return fn(x) if math.isfinite(x) else x
+
+    return apply
+
+
+def _sqrt(x: float) -> float:
+    return math.sqrt(x) if x >= 0 else NAN  # negative and NaN alike
+
+
+def _exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return INF
+
+
+def _log(fn: Callable[[float], float]) -> Callable[[float], float]:
+    def apply(x: float) -> float:
+        if x > 0:
+            return fn(x)
+        if x == 0:
+            return -INF
+        return NAN  # negative or NaN
+
+    return apply
+
+
+def _sgn(x: float) -> float:
+    if x > 0:
+        return 1.0
+    if x < 0:
+        return -1.0
+    return x  # 0, -0 and NaN map to themselves
+
+
+UNARY_MATH: dict[str, Callable[[float], float]] = {
+    "abs": abs,
+    "ceil": _finite_or_self(lambda x: float(math.ceil(x))),
+    "floor": _finite_or_self(lambda x: float(math.floor(x))),
+    "sqrt": _sqrt,
+    "exp": _exp,
+    "ln": _log(math.log),
+    "log2": _log(math.log2),
+    "log10": _log(math.log10),
+    "sgn": _sgn,
+}
+
+
+def round_to(x: float, to_nearest: float) -> float:
+    """Prometheus ``round``: ties round up, to a multiple of ``to_nearest``."""
+    inverse = div(1.0, to_nearest)
+    y = x * inverse + 0.5
+    if not math.isfinite(y):
+        return div(y, inverse) if y == y else NAN
+    return div(float(math.floor(y)), inverse)
+
+
+def go_max(a: float, b: float) -> float:
+    """``math.Max``: NaN wins, unlike Python's order-dependent ``max``."""
+    if a != a or b != b:
+        return NAN
+    return a if a > b else b
+
+
+def go_min(a: float, b: float) -> float:
+    if a != a or b != b:
+        return NAN
+    return a if a < b else b
+
+
+def nan_ignoring_min(values: list[float]) -> float:
+    """Prometheus ``min``/``min_over_time``: NaN only if every value is NaN."""
+    real = [v for v in values if v == v]
+    return min(real) if real else NAN
+
+
+def nan_ignoring_max(values: list[float]) -> float:
+    real = [v for v in values if v == v]
+    return max(real) if real else NAN
+
+
+def quantile(q: float, values: list[float]) -> float:
+    """Prometheus' ``quantile``: linear interpolation between closest ranks, NaN sorts first."""
+    if not values or q != q:
+        return NAN
+    if q < 0:
+        return -INF
+    if q > 1:
+        return INF
+    ordered = sorted(values, key=lambda v: (v == v, v if v == v else 0.0))
+    n = len(ordered)
+    rank = q * (n - 1)
+    lower = max(0, math.floor(rank))
+    upper = min(n - 1, lower + 1)
+    weight = rank - math.floor(rank)
+    return ordered[lower] * (1 - weight) + ordered[upper] * weight
+
+
+def regression_slope(ts: list[int], vs: list[float], lo: int, hi: int) -> float:
+    """Least-squares slope per second over ``vs[lo:hi]`` (Prometheus ``deriv``)."""
+    y0 = vs[lo]
+    if all(v == y0 for v in vs[lo + 1 : hi]):
+        return NAN if math.isinf(y0) else 0.0
+    t0 = ts[lo]
+    n = float(hi - lo)
+    sx = sy = sxy = sx2 = 0.0
+    for i in range(lo, hi):
+        x = (ts[i] - t0) / 1000.0
+        y = vs[i]
+        sx += x
+        sy += y
+        sxy += x * y
+        sx2 += x * x
+    cov = sxy - sx * sy / n
+    var = sx2 - sx * sx / n
+    return div(cov, var)

@@ -1,0 +1,439 @@
+"""PromQL text -> :mod:`signalbox.query.ast`, refusing everything outside our subset.
+
+A precedence-climbing parser over :func:`~signalbox.query.lexer.tokenize`. It type-checks
+as it builds (a range vector where a number belongs is an error here, not at evaluation)
+and names each construct it refuses — subqueries, ``@``, ``group_left``, set operators,
+unsupported functions — with its position, because a monitor that silently means
+something else than its author wrote is worse than one that does not load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from signalbox.exceptions import QueryError
+from signalbox.metrics.samples import LABEL_NAME, Matcher, MatchOp
+from signalbox.query.ast import (
+    COMPARISONS,
+    PRECEDENCE,
+    RIGHT_ASSOCIATIVE,
+    UNARY_PRECEDENCE,
+    Aggregation,
+    BinaryExpr,
+    Call,
+    Expr,
+    Matching,
+    MatrixSelector,
+    NumberLiteral,
+    UnaryExpr,
+    VectorSelector,
+)
+from signalbox.query.functions import (
+    AGGREGATORS,
+    FUNCTIONS,
+    UNSUPPORTED_AGGREGATORS,
+    UNSUPPORTED_FUNCTIONS,
+)
+from signalbox.query.lexer import Token, duration_ms, tokenize
+from signalbox.query.typecheck import check_aggregation, check_binary, check_call, check_unary
+
+_MATCH_OPS: frozenset[str] = frozenset({"=", "!=", "=~", "!~"})
+_SET_OPERATORS = frozenset({"and", "or", "unless"})
+# RE2 (Prometheus) knows [[:alpha:]]; Python's re would silently read it as a set of letters.
+_POSIX_CLASS = re.compile(r"\[:\^?[a-z]+:\]")
+
+
+def parse_expr(text: str) -> Expr:
+    """Parse one PromQL expression of the supported subset.
+
+    Raises:
+        QueryError: with ``position`` (0-based offset into ``text``) and ``construct``
+            (e.g. ``"subquery"``, ``"function"``, ``"syntax"``) when the text is not valid
+            PromQL or uses PromQL we do not support.
+    """
+    if not text.strip():
+        raise QueryError("empty expression", 0, "syntax")
+    parser = _Parser(text)
+    expr = parser.expr(0)
+    tok = parser.peek()
+    if tok.kind != "EOF":
+        hint = "an operator or end of input"
+        raise QueryError(f"unexpected {tok.describe()}: expected {hint}", tok.pos, "syntax")
+    return expr
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = tokenize(text)
+        self.i = 0
+        self.explicit_offset: list[VectorSelector] = []  # selectors given an offset clause
+
+    # --- token helpers ---
+
+    def peek(self) -> Token:
+        return self.tokens[self.i]
+
+    def advance(self) -> Token:
+        tok = self.tokens[self.i]
+        if tok.kind != "EOF":
+            self.i += 1
+        return tok
+
+    def peek_ident(self, *words: str) -> bool:
+        tok = self.peek()
+        return tok.kind == "IDENT" and tok.text.lower() in words
+
+    def expect(self, kind: str, what: str) -> Token:
+        tok = self.peek()
+        if tok.kind != kind:
+            raise QueryError(f"expected {what}, got {tok.describe()}", tok.pos, "syntax")
+        return self.advance()
+
+    # --- expressions ---
+
+    def expr(self, min_prec: int) -> Expr:
+        lhs = self.unary()
+        while True:
+            tok = self.peek()
+            op = self.binary_op(tok)
+            if op is None or PRECEDENCE[op] < min_prec:
+                return lhs
+            self.advance()
+            if op in _SET_OPERATORS:
+                raise QueryError(f"set operator '{op}' is not supported", tok.pos, "set operator")
+            if op == "atan2":
+                raise QueryError("operator 'atan2' is not supported", tok.pos, "operator")
+            return_bool = False
+            if self.peek_ident("bool"):
+                bool_tok = self.advance()
+                if op not in COMPARISONS:
+                    raise QueryError(
+                        "bool modifier can only be used on comparison operators",
+                        bool_tok.pos,
+                        "syntax",
+                    )
+                return_bool = True
+            matching = None
+            if self.peek_ident("on", "ignoring"):
+                kw = self.advance()
+                on = kw.text.lower() == "on"
+                matching = Matching(on, self.label_list("'on'" if on else "'ignoring'"))
+                if self.peek_ident("group_left", "group_right"):
+                    self.refuse_group_modifier()
+            elif self.peek_ident("group_left", "group_right"):
+                self.refuse_group_modifier()
+            prec = PRECEDENCE[op]
+            rhs = self.expr(prec if op in RIGHT_ASSOCIATIVE else prec + 1)
+            lhs = self.binary(op, tok, lhs, rhs, return_bool, matching)
+
+    def refuse_group_modifier(self) -> None:
+        tok = self.peek()
+        which = tok.text.lower()
+        raise QueryError(f"{which} (many-to-one matching) is not supported", tok.pos, which)
+
+    def binary_op(self, tok: Token) -> str | None:
+        if tok.kind == "OP":
+            if tok.text in PRECEDENCE:
+                return tok.text
+            if tok.text == "=":
+                raise QueryError("unexpected '=': use '==' to compare", tok.pos, "syntax")
+            return None
+        if tok.kind == "IDENT" and tok.text.lower() in PRECEDENCE:  # and, or, unless, atan2
+            return tok.text.lower()
+        return None
+
+    def binary(
+        self,
+        op: str,
+        tok: Token,
+        lhs: Expr,
+        rhs: Expr,
+        return_bool: bool,
+        matching: Matching | None,
+    ) -> BinaryExpr:
+        check_binary(op, lhs, rhs, return_bool, matching, tok.pos)
+        return BinaryExpr(op, lhs, rhs, return_bool, matching, pos=tok.pos)
+
+    def unary(self) -> Expr:
+        tok = self.peek()
+        if tok.kind == "OP" and tok.text in ("+", "-"):
+            self.advance()
+            literal = self.peek().kind == "NUMBER"
+            operand = self.expr(UNARY_PRECEDENCE + 1)
+            check_unary(tok.text, operand, tok.pos)
+            if tok.text == "+":
+                return operand
+            if literal and isinstance(operand, NumberLiteral):
+                return NumberLiteral(-operand.value, pos=tok.pos)
+            return UnaryExpr("-", operand, pos=tok.pos)
+        return self.postfix(self.primary())
+
+    def primary(self) -> Expr:
+        tok = self.advance()
+        if tok.kind == "NUMBER":
+            if re.fullmatch(r"0[0-7]+", tok.text) and int(tok.text, 8) != int(tok.text):
+                raise QueryError(
+                    f"ambiguous number '{tok.text}': Prometheus reads a leading zero as octal "
+                    f"({int(tok.text, 8)}); write {int(tok.text, 8)} or {int(tok.text)}",
+                    tok.pos,
+                    "syntax",
+                )
+            return NumberLiteral(_number(tok.text), pos=tok.pos)
+        if tok.kind == "(":
+            inner = self.expr(0)
+            self.expect(")", "')'")
+            return inner
+        if tok.kind == "{":
+            return self.selector(None, tok.pos, brace_open=True)
+        if tok.kind == "IDENT":
+            return self.identifier(tok)
+        if tok.kind == "STRING":
+            raise QueryError(
+                "string literals are only allowed as label matcher values",
+                tok.pos,
+                "string literal",
+            )
+        if tok.kind == "DURATION":
+            raise QueryError(
+                f"unexpected duration '{tok.text}': durations belong in [..] or after offset",
+                tok.pos,
+                "syntax",
+            )
+        if tok.kind == "@":
+            raise QueryError("the @ modifier is not supported", tok.pos, "@ modifier")
+        if tok.kind == "EOF":
+            raise QueryError("unexpected end of input: expected an expression", tok.pos, "syntax")
+        raise QueryError(f"unexpected {tok.describe()}: expected an expression", tok.pos, "syntax")
+
+    def identifier(self, tok: Token) -> Expr:
+        name = tok.text
+        keyword = name.lower()  # keywords are case-insensitive in PromQL, function names are not
+        calls = self.peek().kind == "("
+        clause = self.peek_ident("by", "without")
+        if calls or clause:
+            if keyword in AGGREGATORS:
+                return self.aggregation(tok)
+            if keyword in UNSUPPORTED_AGGREGATORS:
+                raise QueryError(
+                    f"aggregation '{keyword}' is not supported", tok.pos, "aggregation"
+                )
+        if calls:
+            if name in FUNCTIONS:
+                return self.call(tok)
+            if name in UNSUPPORTED_FUNCTIONS:
+                raise QueryError(f"function '{name}' is not supported", tok.pos, "function")
+            raise QueryError(f"unknown function '{name}'", tok.pos, "function")
+        if keyword in AGGREGATORS:
+            raise QueryError(
+                f"aggregation '{keyword}' needs its argument in parentheses: {keyword}(...)",
+                tok.pos,
+                "syntax",
+            )
+        return self.selector(name, tok.pos, brace_open=False)
+
+    def postfix(self, expr: Expr) -> Expr:
+        while True:
+            tok = self.peek()
+            if tok.kind == "[":
+                expr = self.range_suffix(expr)
+            elif tok.kind == "IDENT" and tok.text.lower() == "offset":
+                expr = self.offset_suffix(expr)
+            elif tok.kind == "@":
+                raise QueryError("the @ modifier is not supported", tok.pos, "@ modifier")
+            else:
+                return expr
+
+    def range_suffix(self, expr: Expr) -> Expr:
+        open_tok = self.advance()
+        tok = self.peek()
+        if tok.kind == ":":
+            raise QueryError("subqueries are not supported", open_tok.pos, "subquery")
+        if tok.kind == "NUMBER":
+            raise QueryError(f"range needs a unit, like [{tok.text}s] or [5m]", tok.pos, "syntax")
+        dur = self.expect("DURATION", "a duration like 5m inside [..]")
+        if self.peek().kind == ":":
+            raise QueryError("subqueries are not supported", open_tok.pos, "subquery")
+        self.expect("]", "']'")
+        if isinstance(expr, MatrixSelector):
+            raise QueryError("a range selector cannot take a second range", open_tok.pos, "syntax")
+        if not isinstance(expr, VectorSelector):
+            raise QueryError(
+                "ranges are only allowed on vector selectors, like x[5m] (subqueries are not supported)",
+                open_tok.pos,
+                "subquery",
+            )
+        if any(s is expr for s in self.explicit_offset):
+            raise QueryError(
+                "offset must come after the range: x[5m] offset 1h", open_tok.pos, "syntax"
+            )
+        range_ms = duration_ms(dur.text)
+        if range_ms <= 0:
+            raise QueryError("range must be greater than zero", dur.pos, "syntax")
+        return MatrixSelector(expr, range_ms, pos=expr.pos)
+
+    def offset_suffix(self, expr: Expr) -> Expr:
+        kw = self.advance()
+        negative = False
+        if self.peek().kind == "OP" and self.peek().text == "-":
+            self.advance()
+            negative = True
+        dur = self.expect("DURATION", "a duration after offset, like offset 1h")
+        ms = -duration_ms(dur.text) if negative else duration_ms(dur.text)
+        target = expr.selector if isinstance(expr, MatrixSelector) else expr
+        if not isinstance(target, VectorSelector):
+            raise QueryError(
+                "offset must follow a selector, like x offset 1h or x[5m] offset 1h",
+                kw.pos,
+                "offset",
+            )
+        if any(s is target for s in self.explicit_offset):
+            raise QueryError("offset may not be set multiple times", kw.pos, "offset")
+        new_sel = dataclasses.replace(target, offset_ms=ms)
+        self.explicit_offset.append(new_sel)
+        if isinstance(expr, MatrixSelector):
+            return dataclasses.replace(expr, selector=new_sel)
+        return new_sel
+
+    # --- selectors ---
+
+    def selector(self, name: str | None, pos: int, *, brace_open: bool) -> VectorSelector:
+        matchers: list[Matcher] = []
+        if not brace_open and self.peek().kind == "{":
+            self.advance()
+            brace_open = True
+        if brace_open:
+            while self.peek().kind != "}":
+                matchers.append(self.matcher())
+                if self.peek().kind == ",":
+                    self.advance()
+                elif self.peek().kind != "}":
+                    tok = self.peek()
+                    raise QueryError(
+                        f"expected ',' or '}}' in label matchers, got {tok.describe()}",
+                        tok.pos,
+                        "syntax",
+                    )
+            self.advance()
+        if name is not None:
+            for m in matchers:
+                if m.label == "__name__":
+                    raise QueryError(
+                        f"metric name must not be set twice: '{name}' and a __name__ matcher",
+                        pos,
+                        "selector",
+                    )
+        elif not any(not m.matches("") for m in matchers):
+            raise QueryError(
+                'vector selector must contain at least one matcher that does not match the empty string, like {job="api"}',
+                pos,
+                "selector",
+            )
+        return VectorSelector(name, tuple(matchers), 0, pos=pos)
+
+    def matcher(self) -> Matcher:
+        tok = self.advance()
+        if tok.kind == "STRING":
+            raise QueryError(
+                "quoted metric or label names (Prometheus 3 UTF-8 syntax) are not supported",
+                tok.pos,
+                "syntax",
+            )
+        if tok.kind != "IDENT":
+            raise QueryError(f"expected a label name, got {tok.describe()}", tok.pos, "syntax")
+        if not LABEL_NAME.match(tok.text):
+            raise QueryError(f"invalid label name '{tok.text}'", tok.pos, "syntax")
+        op_tok = self.advance()
+        if op_tok.kind != "OP" or op_tok.text not in _MATCH_OPS:
+            raise QueryError(
+                f"expected a matcher operator (=, !=, =~, !~) after '{tok.text}', got {op_tok.describe()}",
+                op_tok.pos,
+                "syntax",
+            )
+        val = self.advance()
+        if val.kind != "STRING":
+            raise QueryError(
+                f"expected a quoted string value for label '{tok.text}', got {val.describe()}",
+                val.pos,
+                "syntax",
+            )
+        op: MatchOp = op_tok.text  # type: ignore[assignment]
+        if op in ("=~", "!~") and _POSIX_CLASS.search(val.text):
+            raise QueryError(
+                "POSIX character classes like [[:alpha:]] are not supported in regular expressions; "
+                "use a range like [a-zA-Z]",
+                val.pos,
+                "regex",
+            )
+        try:
+            return Matcher(tok.text, op, val.text)
+        except re.error as exc:
+            raise QueryError(
+                f"invalid regular expression {val.text!r} for label '{tok.text}': {exc.msg}",
+                val.pos,
+                "regex",
+            ) from None
+
+    def label_list(self, what: str) -> tuple[str, ...]:
+        self.expect("(", f"'(' after {what}")
+        labels: list[str] = []
+        while self.peek().kind != ")":
+            tok = self.advance()
+            if tok.kind != "IDENT" or not LABEL_NAME.match(tok.text):
+                raise QueryError(
+                    f"expected a label name in {what} (...), got {tok.describe()}",
+                    tok.pos,
+                    "syntax",
+                )
+            labels.append(tok.text)
+            if self.peek().kind == ",":
+                self.advance()
+            elif self.peek().kind != ")":
+                nxt = self.peek()
+                raise QueryError(
+                    f"expected ',' or ')' in {what} (...), got {nxt.describe()}", nxt.pos, "syntax"
+                )
+        self.advance()
+        return tuple(labels)
+
+    # --- calls and aggregations ---
+
+    def args(self, what: str) -> list[Expr]:
+        self.expect("(", f"'(' after {what}")
+        args: list[Expr] = []
+        if self.peek().kind != ")":
+            while True:
+                args.append(self.expr(0))
+                if self.peek().kind != ",":
+                    break
+                self.advance()
+        self.expect(")", f"',' or ')' in {what}")
+        return args
+
+    def call(self, tok: Token) -> Call:
+        args = self.args(f"function '{tok.text}'")
+        check_call(tok.text, args, tok.pos)
+        return Call(tok.text, tuple(args), pos=tok.pos)
+
+    def aggregation(self, tok: Token) -> Aggregation:
+        op = tok.text.lower()
+        grouping: tuple[str, ...] = ()
+        without = False
+        prefix = self.peek_ident("by", "without")
+        if prefix:
+            without, grouping = self.grouping()
+        args = self.args(f"aggregation '{op}'")
+        if not prefix and self.peek_ident("by", "without"):
+            without, grouping = self.grouping()
+        param, expr = check_aggregation(op, args, tok.pos)
+        return Aggregation(op, expr, param, grouping, without, pos=tok.pos)
+
+    def grouping(self) -> tuple[bool, tuple[str, ...]]:
+        without = self.advance().text.lower() == "without"
+        return without, self.label_list("'without'" if without else "'by'")
+
+
+def _number(text: str) -> float:
+    if text[:2] in ("0x", "0X"):
+        return float(int(text, 16))
+    return float(text)

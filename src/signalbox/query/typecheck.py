@@ -1,0 +1,92 @@
+"""PromQL's static typing: which value types may stand where.
+
+Checked while parsing, so ``rate(x)`` or ``x[5m] * 2`` is refused with a position before
+anything is evaluated, as Prometheus does; the engine can then trust node types.
+"""
+
+from __future__ import annotations
+
+from signalbox.exceptions import QueryError
+from signalbox.query.ast import COMPARISONS, Expr, Matching
+from signalbox.query.functions import FUNCTIONS, PARAM_AGGREGATORS, TYPE_NAMES
+
+
+def _article(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+
+
+def _plural(n: int | str) -> str:
+    return "" if str(n) == "1" else "s"
+
+
+def check_binary(
+    op: str, lhs: Expr, rhs: Expr, return_bool: bool, matching: Matching | None, pos: int
+) -> None:
+    for side in (lhs, rhs):
+        if side.type == "matrix":
+            raise QueryError(
+                f"operator '{op}' needs scalar or instant vector operands, got a range vector "
+                "(wrap it in a function like rate() or avg_over_time())",
+                side.pos,
+                "type",
+            )
+    if op in COMPARISONS and lhs.type == rhs.type == "scalar" and not return_bool:
+        raise QueryError("comparisons between scalars must use the bool modifier", pos, "type")
+    if matching is not None and "scalar" in (lhs.type, rhs.type):
+        raise QueryError(
+            "vector matching (on/ignoring) is only allowed between instant vectors", pos, "type"
+        )
+
+
+def check_unary(op: str, operand: Expr, pos: int) -> None:
+    if operand.type == "matrix":
+        raise QueryError(
+            f"unary '{op}' needs a scalar or instant vector, got a range vector", pos, "type"
+        )
+
+
+def check_call(name: str, args: list[Expr], pos: int) -> None:
+    sig = FUNCTIONS[name]
+    most, least = len(sig.args), len(sig.args) - sig.optional
+    if not least <= len(args) <= most:
+        want = str(most) if least == most else f"{least} or {most}"
+        raise QueryError(
+            f"function '{name}' takes {want} argument{_plural(want)}, got {len(args)}",
+            pos,
+            "function",
+        )
+    for i, (arg, want_type) in enumerate(zip(args, sig.args, strict=False), start=1):
+        if arg.type != want_type:
+            hint = " (add a range, like x[5m])" if want_type == "matrix" else ""
+            raise QueryError(
+                f"function '{name}' expects {_article(TYPE_NAMES[want_type])} as argument {i}, "
+                f"got {TYPE_NAMES[arg.type]}{hint}",
+                arg.pos,
+                "type",
+            )
+
+
+def check_aggregation(op: str, args: list[Expr], pos: int) -> tuple[Expr | None, Expr]:
+    """Validate the arguments; return ``(parameter or None, vector expression)``."""
+    want = 2 if op in PARAM_AGGREGATORS else 1
+    if len(args) != want:
+        raise QueryError(
+            f"aggregation '{op}' takes {want} argument{_plural(want)}, got {len(args)}",
+            pos,
+            "aggregation",
+        )
+    expr = args[-1]
+    if expr.type != "vector":
+        raise QueryError(
+            f"aggregation '{op}' expects an instant vector, got {TYPE_NAMES[expr.type]}",
+            expr.pos,
+            "type",
+        )
+    param = args[0] if want == 2 else None
+    if param is not None and param.type != "scalar":
+        raise QueryError(
+            f"aggregation '{op}' expects a scalar parameter, got {TYPE_NAMES[param.type]}",
+            param.pos,
+            "type",
+        )
+    return param, expr

@@ -1,0 +1,114 @@
+"""The Prometheus-compatible HTTP API, in process (starlette's TestClient drives real ASGI)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from signalbox.clock import FrozenClock
+from signalbox.metrics.samples import MetricMeta, Sample
+from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.server.app import create_app
+from signalbox.storage import open_database
+
+NOW = 1_700_000_040.0
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    store = SQLMetricStore(open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), clock=FrozenClock(NOW))
+    t0 = int(NOW * 1000)
+    samples = []
+    for i in range(40):
+        ts = t0 - (39 - i) * 15_000
+        samples.append(Sample("req_total", (("code", "200"), ("host", "a")), float(i * 30), ts))
+        samples.append(Sample("req_total", (("code", "500"), ("host", "a")), float(i * 3), ts))
+        samples.append(Sample("temp", (("room", 'a "quoted" room'),), 20.5, ts))
+    store.write(samples, t0)
+    store.write_metadata([MetricMeta("req_total", "counter", "Requests."), MetricMeta("temp", "gauge", "")])
+    with TestClient(create_app(store)) as c:
+        yield c
+    store.close()
+
+
+def test_instant_query_has_the_prometheus_shape(client: TestClient) -> None:
+    r = client.get("/api/v1/query", params={"query": 'req_total{code="500"}'})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "success"
+    assert body["data"]["resultType"] == "vector"
+    [item] = body["data"]["result"]
+    assert item["metric"] == {"__name__": "req_total", "code": "500", "host": "a"}
+    assert item["value"] == [NOW, "117"]
+
+
+def test_query_accepts_post_forms_like_grafana(client: TestClient) -> None:
+    r = client.post("/api/v1/query", data={"query": "sum(rate(req_total[5m]))", "time": str(NOW)})
+    assert r.status_code == 200
+    [item] = r.json()["data"]["result"]
+    assert item["metric"] == {}
+    assert math.isclose(float(item["value"][1]), 2.2, rel_tol=1e-9)  # (30 + 3) per 15 s
+
+
+def test_range_query_returns_a_matrix(client: TestClient) -> None:
+    r = client.get("/api/v1/query_range", params={"query": "temp", "start": NOW - 300, "end": NOW, "step": "60s"})
+    assert r.status_code == 200
+    [series] = r.json()["data"]["result"]
+    assert series["metric"]["room"] == 'a "quoted" room'
+    assert [v for _, v in series["values"]] == ["20.5"] * 6
+
+
+def test_range_query_accepts_rfc3339_times(client: TestClient) -> None:
+    r = client.get(
+        "/api/v1/query_range",
+        params={"query": "temp", "start": "2023-11-14T22:10:40Z", "end": "2023-11-14T22:14:00Z", "step": "60"},
+    )
+    assert r.status_code == 200 and r.json()["data"]["resultType"] == "matrix"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "fragment"),
+    [
+        ("/api/v1/query", {}, "missing parameter 'query'"),
+        ("/api/v1/query", {"query": "sum("}, "position"),
+        ("/api/v1/query", {"query": "x[5m:1m]"}, "subquer"),
+        ("/api/v1/query", {"query": "x", "time": "soon"}, "invalid parameter 'time'"),
+        ("/api/v1/query_range", {"query": "x", "start": "1", "end": "0", "step": "1"}, "end timestamp must not be before start"),
+        ("/api/v1/query_range", {"query": "x", "start": "0", "end": "1", "step": "-1"}, "zero or negative"),
+        ("/api/v1/query_range", {"query": "x", "start": "0", "end": "100000", "step": "1"}, "exceeded maximum resolution"),
+        ("/api/v1/series", {}, "no match[]"),
+    ],
+)
+def test_bad_requests_get_400_with_a_prometheus_error_body(client: TestClient, path: str, params: dict[str, str], fragment: str) -> None:
+    r = client.get(path, params=params)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["status"] == "error" and body["errorType"] == "bad_data"
+    assert fragment.lower() in body["error"].lower()
+
+
+def test_series_labels_and_label_values(client: TestClient) -> None:
+    r = client.get("/api/v1/series", params={"match[]": 'req_total{code=~"5.."}'})
+    assert r.json()["data"] == [{"__name__": "req_total", "code": "500", "host": "a"}]
+    assert client.get("/api/v1/labels").json()["data"] == ["__name__", "code", "host", "room"]
+    assert client.get("/api/v1/label/__name__/values").json()["data"] == ["req_total", "temp"]
+    assert client.get("/api/v1/label/code/values").json()["data"] == ["200", "500"]
+
+
+def test_metrics_endpoint_exposes_latest_values(client: TestClient) -> None:
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = r.text
+    assert "# TYPE req_total counter" in text
+    assert 'req_total{code="500",host="a"} 117' in text
+    assert 'temp{room="a \\"quoted\\" room"} 20.5' in text
+
+
+def test_index_and_health(client: TestClient) -> None:
+    assert client.get("/-/healthy").status_code == 200
+    page = client.get("/").text
+    assert "req_total" in page and "temp" in page

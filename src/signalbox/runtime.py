@@ -6,11 +6,16 @@ store with the same retention, and tests can build the same objects from a dict.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from signalbox.clock import Clock
 from signalbox.config import Settings
 from signalbox.metrics.collect import Collector, SampleSource
 from signalbox.metrics.sqlstore import SQLMetricStore
 from signalbox.storage import open_database
+
+if TYPE_CHECKING:
+    from signalbox.query import Engine
 
 
 def open_metric_store(settings: Settings, clock: Clock | None = None) -> SQLMetricStore:
@@ -35,3 +40,11 @@ def build_collector(
         sources=sources,
         clock=clock,
     )
+
+
+def query_engine(store: SQLMetricStore) -> Engine:
+    """The query engine over ``store``, told how coarse its coarsest rollup is (so a sparse
+    old window is still found)."""
+    from signalbox.query import Engine
+
+    return Engine(store, coarsest_resolution_s=store.levels[-1].tier)

@@ -88,6 +88,7 @@ def test_long_windows_read_a_tier_and_recent_windows_read_raw(tmp_path: Path) ->
     store.write([Sample("a", (), float(i), start + i * 60_000) for i in range(3 * 1440)], T0)
     store.compact(T0)
     assert store.choose_level(T0 - 3600_000, 15_000).tier == 0
+    assert store.choose_level(T0 - 3600_000, 600_000).tier == 0  # within raw retention: exact
     assert store.choose_level(T0 - 3 * day, 60_000).tier == 60
     assert store.choose_level(T0 - 20 * day, 300_000).tier == 300
     assert store.choose_level(T0 - 3 * day, 3600_000).tier == 3600

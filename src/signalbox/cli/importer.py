@@ -45,8 +45,8 @@ def import_cmd(ctx: Context, file: str) -> None:
     store.close()
     if tty:
         click.echo("", err=True)
-    for e in report.errors:
-        click.echo(f"{e.source}:{e.line}: {e.reason}" + (f": {e.text}" if e.text else ""), err=True)
+    for err in report.errors:
+        click.echo(f"{err.source}:{err.line}: {err.reason}" + (f": {err.text}" if err.text else ""), err=True)
     click.echo(f"imported {report.samples} samples" + (f", {len(report.errors)} bad line(s) skipped" if report.errors else ""))
     raise SystemExit(1 if report.errors else 0)
 

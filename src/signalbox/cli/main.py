@@ -69,9 +69,9 @@ def cli(ctx: click.Context, config: str | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from signalbox.cli import collect, importer, init, query, serve
+    from signalbox.cli import collect, importer, init, monitors, query, serve
 
-    for mod in (init, collect, query, importer, serve):
+    for mod in (init, collect, query, importer, serve, monitors):
         for command in mod.COMMANDS:
             cli.add_command(command)
 

@@ -42,8 +42,8 @@ def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_j
 
     Example: signalbox query 'sum by (host) (rate(image_processed_total[5m]))' --since 1h
     """
-    from signalbox.query import Engine, parse_expr
-    from signalbox.runtime import open_metric_store
+    from signalbox.query import parse_expr
+    from signalbox.runtime import open_metric_store, query_engine
 
     since_s = _duration_arg("--since", since)
     step_s = _duration_arg("--step", step)
@@ -53,7 +53,7 @@ def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_j
         raise UsageError(f"--step {step!r}: must be positive")
     parsed = parse_expr(expr)
     store = open_metric_store(ctx.settings)
-    engine = Engine(store)
+    engine = query_engine(store)
     now_ms = int(store.clock.now() * 1000)
     if since_s is None:
         res = engine.instant(parsed, now_ms)

@@ -165,8 +165,8 @@ def scan_spool(
             out.samples.append(s)
         if is_prom:  # key=value metrics are gauges, the default: no metadata to store
             out.metas.extend(parsed.metas)
-        for e in errors:
-            out.problems.append(SpoolProblem(name, e.line, e.reason + (f": {e.text}" if e.text else ""), "line"))
+        for err in errors:
+            out.problems.append(SpoolProblem(name, err.line, err.reason + (f": {err.text}" if err.text else ""), "line"))
         if errors:
             out.bad_lines[name] = out.bad_lines.get(name, 0) + len(errors)
     return out

@@ -112,10 +112,14 @@ class SQLMetricStore:
         return [sid for sid in candidates if series_matches(self._rows[sid][0], self._labels(sid), ms)]
 
     # -- partitions -----------------------------------------------------------------------
-    def _load_partitions(self) -> None:
-        if not self._parts_loaded:
+    def _load_partitions(self, fresh: bool = False) -> None:
+        """Know which partition tables exist. Readers ask ``fresh``: another process (the
+        collector of ``serve``, an ``agent``) creates and drops partitions all the time."""
+        if fresh or not self._parts_loaded:
+            parts: dict[int, set[int]] = defaultdict(set)
             for tier, start in self.db.query("SELECT tier, start_ms FROM metric_partitions"):
-                self._parts[tier].add(start)
+                parts[tier].add(start)
+            self._parts = parts
             self._parts_loaded = True
 
     def _ensure_partition(self, level: Level, start: int) -> str:
@@ -140,7 +144,6 @@ class SQLMetricStore:
         return table
 
     def _tables_between(self, level: Level, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
-        self._load_partitions()
         return [
             (s, level.table(s))
             for s in sorted(self._parts[level.tier])
@@ -173,7 +176,7 @@ class SQLMetricStore:
         if default_seen:
             parts.add(default_ts_ms - default_ts_ms % span)
         with self._lock, self.db.transaction():
-            self._load_partitions()
+            self._load_partitions(fresh=True)
             db = self.db
             db.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS incoming (name TEXT NOT NULL, labels TEXT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION)"
@@ -207,14 +210,14 @@ class SQLMetricStore:
         if not rows:
             return
         for name, t, h, u in rows.values():
-            known[name] = MetricMeta(name, t, h, u)  # type: ignore[arg-type]
+            known[name] = MetricMeta(name, t, h, u)
         sql = self.db.dialect.upsert("metric_meta", ["name", "type", "help", "unit"], ["name"])
         with self._lock, self.db.transaction():
             self.db.executemany(sql, list(rows.values()))
 
     def metadata(self) -> dict[str, MetricMeta]:
         rows = self.db.query("SELECT name, type, help, unit FROM metric_meta")
-        return {n: MetricMeta(n, t, h, u) for n, t, h, u in rows}  # type: ignore[arg-type]
+        return {n: MetricMeta(n, t, h, u) for n, t, h, u in rows}
 
     # -- reads ----------------------------------------------------------------------------
     def series(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels]]:
@@ -242,6 +245,7 @@ class SQLMetricStore:
             if not ids:
                 return []
             level = self.choose_level(start_ms, step_ms)
+            self._load_partitions(fresh=True)
             out: dict[int, SeriesPoints] = {}
             if level.tier == RAW:
                 self._select_raw(ids, start_ms, end_ms, out)
@@ -258,15 +262,26 @@ class SQLMetricStore:
                 sp.mins, sp.maxs, sp.sums, sp.counts = [], [], [], []
         return sp
 
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read of one partition; a table dropped by retention in between reads as empty."""
+        try:
+            return self.db.query(sql, params)
+        except Exception as e:
+            if "no such table" in str(e) or "does not exist" in str(e):
+                if self.db.dialect.name == "postgresql":
+                    self.db.conn.rollback()
+                return []
+            raise
+
     def _rows_for(self, table: str, cols: str, ids: list[int], start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
         if len(ids) <= _IN_LIST_MAX:
             marks = ",".join("?" * len(ids))
-            return self.db.query(
+            return self._read(
                 f"SELECT series_id, ts, {cols} FROM {table} WHERE series_id IN ({marks}) AND ts >= ? AND ts <= ? ORDER BY series_id, ts",
                 (*ids, start_ms, end_ms),
             )
         wanted = set(ids)
-        rows = self.db.query(
+        rows = self._read(
             f"SELECT series_id, ts, {cols} FROM {table} WHERE ts >= ? AND ts <= ? ORDER BY series_id, ts",
             (start_ms, end_ms),
         )
@@ -319,7 +334,7 @@ class SQLMetricStore:
     ) -> list[tuple[str, Labels, int, float]]:
         with self._lock:
             ids = set(self._matching_ids(matchers)) if matchers else None
-            self._load_partitions()
+            self._load_partitions(fresh=True)
             found: dict[int, tuple[int, float]] = {}
             raw = self.levels[0]
             for start in sorted(self._parts[RAW], reverse=True):
@@ -331,9 +346,9 @@ class SQLMetricStore:
                         break
                     marks = ",".join("?" * len(ids))
                     sql = self.db.dialect.latest_per_series(f"(SELECT * FROM {table} WHERE series_id IN ({marks})) AS t")
-                    rows = self.db.query(sql, tuple(ids))
+                    rows = self._read(sql, tuple(ids))
                 else:
-                    rows = self.db.query(self.db.dialect.latest_per_series(table))
+                    rows = self._read(self.db.dialect.latest_per_series(table))
                 for sid, ts, value in rows:
                     if sid in found or (ids is not None and sid not in ids):
                         continue
@@ -355,7 +370,7 @@ class SQLMetricStore:
     def compact(self, now_ms: int) -> None:
         """Roll up every closed bucket of every tier, then drop partitions past retention."""
         with self._lock:
-            self._load_partitions()
+            self._load_partitions(fresh=True)
             for i in range(1, len(self.levels)):
                 src, dst = self.levels[i - 1], self.levels[i]
                 res = dst.tier * 1000
@@ -379,7 +394,7 @@ class SQLMetricStore:
     def rebuild_rollups(self, start_ms: int, end_ms: int) -> None:
         """Recompute every tier's buckets over ``[start_ms, end_ms)`` (after an import)."""
         with self._lock:
-            self._load_partitions()
+            self._load_partitions(fresh=True)
             for i in range(1, len(self.levels)):
                 src, dst = self.levels[i - 1], self.levels[i]
                 res = dst.tier * 1000

@@ -93,7 +93,8 @@ def first(p: dict[str, Any], key: str) -> str | None:
 
 
 def routes(get_store: Callable[[], SQLMetricStore]) -> list[Route]:
-    from signalbox.query import Engine, parse_expr
+    from signalbox.query import parse_expr
+    from signalbox.runtime import query_engine
 
     def handle(fn: Callable[[dict[str, Any], int], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -121,7 +122,7 @@ def routes(get_store: Callable[[], SQLMetricStore]) -> list[Route]:
         if not q:
             raise BadRequest("missing parameter 'query'")
         at = parse_time("time", first(p, "time"), now_ms)
-        return Engine(get_store()).instant(parse_expr(q), at).to_prometheus()
+        return query_engine(get_store()).instant(parse_expr(q), at).to_prometheus()
 
     def query_range(p: dict[str, Any], now_ms: int) -> Any:
         q = first(p, "query")
@@ -136,7 +137,7 @@ def routes(get_store: Callable[[], SQLMetricStore]) -> list[Route]:
         step = parse_step(first(p, "step"))
         if (end - start) // step > MAX_POINTS:
             raise BadRequest(f"exceeded maximum resolution of {MAX_POINTS} points per timeseries. Try decreasing the query resolution (?step=XX)")
-        return Engine(get_store()).range(parse_expr(q), start, end, step).to_prometheus()
+        return query_engine(get_store()).range(parse_expr(q), start, end, step).to_prometheus()
 
     def _matchers(p: dict[str, Any]) -> list[list[Matcher]]:
         from signalbox.query import selectors
@@ -184,8 +185,9 @@ def routes(get_store: Callable[[], SQLMetricStore]) -> list[Route]:
         return fn
 
     async def label_values_endpoint(request: Request) -> Response:
-        name = request.path_params["name"]
-        return await handle(label_values(name))(request)
+        name = str(request.path_params["name"])
+        response: Response = await handle(label_values(name))(request)
+        return response
 
     def buildinfo(p: dict[str, Any], now_ms: int) -> Any:
         return {"version": __version__, "application": "signalbox"}

@@ -1,0 +1,396 @@
+"""``monitors run|status|silence|unsilence|ack|drill|history``: operating monitors.
+
+These subcommands attach to the ``monitors`` group of :mod:`signalbox.cli.monitors` when
+this module is imported; ``COMMANDS`` is empty because nothing here is a top-level command.
+Each command parses its arguments and calls :mod:`signalbox.monitors.run` /
+:mod:`signalbox.monitors.store`; printing is all that happens here.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from signalbox.cli.main import Context, handle_errors, pass_ctx
+from signalbox.cli.monitors import monitors_group
+from signalbox.exceptions import UsageError
+
+COMMANDS: list[click.Command] = []
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@contextmanager
+def _runner(ctx: Context) -> Iterator[Any]:
+    """A runner over the configured stores, closed afterwards."""
+    from signalbox.monitors.run import MonitorRunner
+    from signalbox.runtime import open_metric_store
+    from signalbox.storage import open_database
+
+    s = ctx.settings
+    store = open_metric_store(s)
+    db = open_database(s.store_url)
+    try:
+        yield MonitorRunner.from_settings(s, store, db)
+    finally:
+        db.close()
+        store.close()
+
+
+def _time(ms: int) -> str:
+    """``2023-11-14T22:13:20Z``: UTC, to the second."""
+    from signalbox.monitors.notify.notification import rfc3339
+
+    return rfc3339(ms // 1000)[:-5] + "Z"
+
+
+def _when(ms: int | None, now_ms: int) -> str:
+    """``2023-11-14T22:13:20Z (5m ago)``, or ``(in 2m)`` for a time to come."""
+    from signalbox.durations import format_duration
+
+    if ms is None:
+        return "-"
+    delta = (now_ms - ms) // 1000
+    rel = f"{format_duration(delta)} ago" if delta >= 0 else f"in {format_duration(-delta)}"
+    return f"{_time(ms)} ({rel})"
+
+
+def _series(labels: tuple[tuple[str, str], ...]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else "{}"
+
+
+def _known(runner: Any, name: str) -> None:
+    """Refuse a name that is neither a loaded monitor nor one with persisted state."""
+    if name in runner.state.series(name):
+        return
+    runner.monitor(name)  # raises a UsageError naming the known monitors
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+@monitors_group.command("run")
+@click.option(
+    "--once",
+    is_flag=True,
+    required=True,
+    help="One pass, then exit (for cron; `serve` runs passes itself).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the pass report as JSON.")
+@pass_ctx
+@handle_errors
+def run_cmd(ctx: Context, once: bool, as_json: bool) -> None:
+    """Evaluate every monitor now, record transitions, send due notifications, exit.
+
+    Exit 1 when a monitor file has lint errors (the valid monitors still ran).
+    """
+    with _runner(ctx) as runner:
+        report = runner.run_pass(_now_ms())
+    for e in report.lint_errors:
+        click.echo(f"not loaded: {e}", err=True)
+    for name, why in report.check_errors.items():
+        click.echo(f"{name}: {why}", err=True)
+    d = report.delivery
+    if as_json:
+        _echo_json(
+            {
+                "at_ms": report.at_ms,
+                "monitors": report.monitors,
+                "series": report.series,
+                "transitions": [
+                    {
+                        "monitor": t.monitor,
+                        "labels": dict(t.labels),
+                        "event": t.event,
+                        "from": t.from_state.value,
+                        "to": t.to_state.value,
+                        "reason": t.reason,
+                    }
+                    for t in report.transitions
+                ],
+                "queued": len(report.queued),
+                "sent": d.sent,
+                "failed": d.failed,
+                "lint_errors": [str(e) for e in report.lint_errors],
+                "check_errors": report.check_errors,
+            }
+        )
+    else:
+        for t in report.transitions:
+            click.echo(
+                f"{t.monitor}{_series(t.labels) if t.labels else ''}: {t.from_state.value} -> {t.to_state.value} ({t.event}): {t.reason}"
+            )
+        click.echo(
+            f"evaluated {report.monitors} monitors ({report.series} series): {len(report.transitions)} transitions, "
+            f"{len(report.queued)} notifications queued, {d.sent} sent, {d.failed} failed"
+        )
+    sys.exit(1 if report.lint_errors else 0)
+
+
+@monitors_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_ctx
+@handle_errors
+def status_cmd(ctx: Context, as_json: bool) -> None:
+    """Every monitor and series: state, since, value, pending, silenced/acknowledged/suppressed,
+    flapping, last notification; then the outbox (pending and dead notifications)."""
+    from signalbox.monitors.run import build_status
+
+    now = _now_ms()
+    with _runner(ctx) as runner:
+        report = build_status(runner, now)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    for m in report.monitors:
+        head = f"{m.name}  {m.state.value}  [{m.kind}]"
+        if m.owner:
+            head += f"  owner {m.owner}"
+        if not m.loaded:
+            head += (
+                "  (not loaded from the monitor files: removed, or see `signalbox monitors lint`)"
+            )
+        click.echo(head)
+        if not m.series:
+            click.echo("  (not evaluated yet)")
+        for s in m.series:
+            value = "-" if s.value is None else f"{s.value:g}"
+            click.echo(
+                f"  {_series(s.labels)}  {s.state.value} since {_when(s.since_ms, now)}  value {value}"
+            )
+            if s.reason:
+                click.echo(f"      reason: {s.reason}")
+            if s.pending:
+                click.echo(
+                    f"      pending {s.pending.value} since {_when(s.pending_since_ms, now)}"
+                )
+            for label, text in (("silenced", s.silenced), ("acknowledged", s.acknowledged)):
+                if text:
+                    click.echo(f"      {label}: {text}")
+            if s.suppressed_by:
+                click.echo(f"      suppressed by {s.suppressed_by} (it is not OK)")
+            if s.flapping:
+                click.echo(
+                    f"      flapping ({s.flap_percent:.1f}% state change): notifications held"
+                )
+            if s.last_notified_ms is not None:
+                line = f"      last notification: {s.last_notified_kind} at {_when(s.last_notified_ms, now)}"
+                if s.delivery is not None:
+                    dl = s.delivery
+                    line += f" -> {dl.notifier}: {dl.status}" + (
+                        f" ({dl.last_error})" if dl.last_error else ""
+                    )
+                click.echo(line)
+    if report.lint_errors:
+        click.echo(f"\n{len(report.lint_errors)} lint error(s) keep monitors from loading:")
+        for err in report.lint_errors:
+            click.echo(f"  {err}")
+    click.echo(f"\noutbox: {len(report.pending)} pending, {len(report.dead)} dead (last 7 days)")
+    for e in report.pending:
+        click.echo(
+            f"  pending {e.kind} {e.monitor}{_series(e.series)} -> {e.notifier}: attempt {e.attempts}, next at {_when(e.next_attempt_ms, now)}"
+            + (f", last error: {e.last_error}" if e.last_error else "")
+        )
+    for e in report.dead:
+        click.echo(
+            f"  DEAD {e.kind} {e.monitor}{_series(e.series)} -> {e.notifier} after {e.attempts} attempt(s): {e.last_error}"
+        )
+
+
+def _parse_series(text: str | None) -> tuple[tuple[str, str], ...]:
+    """``label=value,label2=value2`` -> label pairs; errors name the bad part."""
+    from signalbox.metrics.samples import LABEL_NAME, labels_of
+
+    if not text:
+        return ()
+    pairs: dict[str, str] = {}
+    for part in text.split(","):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or not LABEL_NAME.match(name):
+            raise UsageError(
+                f"--series: bad part {part!r}: expected label=value[,label=value...] like shard=7,host=web1"
+            )
+        if name in pairs:
+            raise UsageError(f"--series: label {name!r} given twice")
+        pairs[name] = value.strip().strip('"')
+    return labels_of(pairs)
+
+
+@monitors_group.command("silence")
+@click.argument("name")
+@click.option("--for", "for_", required=True, metavar="DURATION", help="How long, like 30m or 2h.")
+@click.option("--reason", required=True, help="Why (shown in status and history).")
+@click.option(
+    "--series", default=None, metavar="LABEL=VALUE,...", help="Only the series with these labels."
+)
+@click.option("--by", default=None, help="Who silences (default: your user name).")
+@pass_ctx
+@handle_errors
+def silence_cmd(
+    ctx: Context, name: str, for_: str, reason: str, series: str | None, by: str | None
+) -> None:
+    """Hold back NAME's notifications for a while; transitions are still recorded."""
+    from signalbox.durations import format_duration, parse_duration
+
+    try:
+        seconds = parse_duration(for_)
+    except ValueError as e:
+        raise UsageError(f"--for: {e}") from None
+    if seconds <= 0:
+        raise UsageError(f"--for: expected a positive duration, got {for_!r}")
+    if not reason.strip():
+        raise UsageError("--reason: say why, so the next person on call knows")
+    matchers = _parse_series(series)
+    now = _now_ms()
+    with _runner(ctx) as runner:
+        _known(runner, name)
+        s = runner.state.add_silence(
+            name,
+            matchers,
+            now_ms=now,
+            until_ms=now + round(seconds * 1000),
+            by=by or _user(),
+            reason=reason.strip(),
+        )
+    scope = _series(matchers) if matchers else " (all series)"
+    click.echo(
+        f"silenced {name}{scope} for {format_duration(seconds)} until {_time(s.until_ms)} by {s.created_by}: {s.reason} [silence #{s.id}]"
+    )
+
+
+@monitors_group.command("unsilence")
+@click.argument("name")
+@click.option("--by", default=None, help="Who ends the silence (default: your user name).")
+@pass_ctx
+@handle_errors
+def unsilence_cmd(ctx: Context, name: str, by: str | None) -> None:
+    """End every active silence of NAME now."""
+    with _runner(ctx) as runner:
+        _known(runner, name)
+        ended = runner.state.end_silences(name, now_ms=_now_ms(), by=by or _user())
+    if not ended:
+        click.echo(f"{name} has no active silence")
+    for s in ended:
+        click.echo(f"ended {s.describe()}")
+
+
+@monitors_group.command("ack")
+@click.argument("name")
+@click.option("--reason", default="", help="What you are doing about it.")
+@click.option("--by", default=None, help="Who acknowledges (default: your user name).")
+@pass_ctx
+@handle_errors
+def ack_cmd(ctx: Context, name: str, reason: str, by: str | None) -> None:
+    """Acknowledge NAME's problems: no repeats until a series changes state."""
+    with _runner(ctx) as runner:
+        _known(runner, name)
+        acks = runner.state.acknowledge(
+            name, now_ms=_now_ms(), by=by or _user(), reason=reason.strip()
+        )
+    if not acks:
+        raise UsageError(f"nothing to acknowledge: every series of {name} is OK")
+    for a in acks:
+        click.echo(
+            f"acknowledged {name}{_series(a.labels)} in {a.state.value} by {a.by}"
+            + (f": {a.reason}" if a.reason else "")
+        )
+
+
+@monitors_group.command("drill")
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def drill_cmd(ctx: Context, name: str) -> None:
+    """Send a TEST notification through NAME's notifiers now and say where it went.
+
+    Exit 1 if any notifier did not take it (it stays in the outbox and is retried).
+    """
+    from signalbox.monitors.run import describe_notifier
+
+    with _runner(ctx) as runner:
+        deliveries = runner.drill(name, _now_ms())
+    failed = False
+    for d in deliveries:
+        where = f"{d.entry.notifier} ({describe_notifier(ctx.settings, d.entry.notifier)})"
+        if d.outcome == "sent":
+            click.echo(f"drill for {name} sent to {where}")
+        elif d.outcome == "retry":
+            failed = True
+            click.echo(
+                f"drill for {name} NOT delivered to {where}: {d.error}; will retry from the outbox"
+            )
+        else:
+            failed = True
+            click.echo(f"drill for {name} NOT delivered to {where}: {d.error}; gave up (dead)")
+    sys.exit(1 if failed else 0)
+
+
+@monitors_group.command("history")
+@click.argument("name")
+@click.option("--since", default="1d", show_default=True, help="How far back, like 2h or 7d.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_ctx
+@handle_errors
+def history_cmd(ctx: Context, name: str, since: str, as_json: bool) -> None:
+    """NAME's transitions, flapping, silences, acknowledgements, notifications and actions."""
+    from signalbox.durations import parse_duration
+    from signalbox.monitors.notify.notification import json_number, rfc3339
+
+    try:
+        since_s = parse_duration(since)
+    except ValueError as bad:
+        raise UsageError(f"--since: {bad}") from None
+    now = _now_ms()
+    with _runner(ctx) as runner:
+        entries = runner.state.history(name, since_ms=now - round(since_s * 1000))
+        if not entries:
+            _known(runner, name)
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "at_ms": e.at_ms,
+                    "at": rfc3339(e.at_ms / 1000),
+                    "labels": dict(e.labels),
+                    "event": e.event,
+                    "from": e.from_state.value if e.from_state else None,
+                    "to": e.to_state.value if e.to_state else None,
+                    "value": json_number(e.value),
+                    "reason": e.reason,
+                    "note": e.note or None,
+                }
+                for e in entries
+            ]
+        )
+        return
+    if not entries:
+        click.echo(f"no history for {name} in the last {since}")
+    for e in entries:
+        change = (
+            f"{e.from_state.value} -> {e.to_state.value}  "
+            if e.from_state and e.to_state and e.from_state != e.to_state
+            else ""
+        )
+        value = f"  value {e.value:g}" if e.value is not None else ""
+        note = f"  [{e.note}]" if e.note else ""
+        click.echo(
+            f"{_time(e.at_ms)}  {name}{_series(e.labels) if e.labels else ''}  {e.event}  {change}{e.reason}{value}{note}"
+        )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from signalbox.cli.main import Context, handle_errors, pass_ctx
+from signalbox.cli.base import Context, handle_errors, pass_ctx
 from signalbox.exceptions import UsageError
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from signalbox.cli.main import handle_errors
+from signalbox.cli.base import handle_errors
 from signalbox.scaffold import scaffold
 
 

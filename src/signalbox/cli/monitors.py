@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from signalbox.cli.main import Context, handle_errors, pass_ctx
+from signalbox.cli.base import Context, handle_errors, pass_ctx
 from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
 

@@ -14,13 +14,16 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from signalbox.cli.main import Context, handle_errors, pass_ctx
+from signalbox.cli.base import Context, handle_errors, pass_ctx
 from signalbox.cli.monitors import monitors_group
 from signalbox.exceptions import UsageError
+
+if TYPE_CHECKING:
+    from signalbox.monitors.run import MonitorRunner
 
 COMMANDS: list[click.Command] = []
 
@@ -37,7 +40,7 @@ def _user() -> str:
 
 
 @contextmanager
-def _runner(ctx: Context) -> Iterator[Any]:
+def _runner(ctx: Context) -> Iterator[MonitorRunner]:
     """A runner over the configured stores, closed afterwards."""
     from signalbox.monitors.run import MonitorRunner
     from signalbox.runtime import open_metric_store
@@ -75,7 +78,7 @@ def _series(labels: tuple[tuple[str, str], ...]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else "{}"
 
 
-def _known(runner: Any, name: str) -> None:
+def _known(runner: MonitorRunner, name: str) -> None:
     """Refuse a name that is neither a loaded monitor nor one with persisted state."""
     if name in runner.state.series(name):
         return
@@ -104,7 +107,7 @@ def run_cmd(ctx: Context, once: bool, as_json: bool) -> None:
     with _runner(ctx) as runner:
         report = runner.run_pass(_now_ms())
     for e in report.lint_errors:
-        click.echo(f"not loaded: {e}", err=True)
+        click.echo(f"lint: {e}", err=True)
     for name, why in report.check_errors.items():
         click.echo(f"{name}: {why}", err=True)
     d = report.delivery

@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 
-from signalbox.cli.main import Context, handle_errors, pass_ctx
+from signalbox.cli.base import Context, handle_errors, pass_ctx
 from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from signalbox.cli.main import Context, handle_errors, pass_ctx
+from signalbox.cli.base import Context, handle_errors, pass_ctx
 
 
 @click.command("serve")

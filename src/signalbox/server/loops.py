@@ -44,6 +44,7 @@ class Background:
     """The threads behind one ``serve``/``agent`` process."""
 
     settings: Settings
+    monitors: bool = False  # serve evaluates monitors; agents only collect
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     statsd_address: tuple[str, int] | None = None
@@ -69,6 +70,10 @@ class Background:
         self.threads.append(
             every(COMPACT_EVERY_S, self.stop, lambda: store.compact(int(time.time() * 1000)), "compact")
         )
+        if self.monitors:
+            from signalbox.monitors.run import start_monitor_loop
+
+            self.threads.append(start_monitor_loop(s, lambda: open_metric_store(s), self.stop))
 
     def close(self) -> None:
         self.stop.set()

@@ -19,7 +19,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     bind_port = settings.server_port if port is None else port
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
     store = open_metric_store(settings)
-    bg = Background(settings)
+    bg = Background(settings, monitors=True)
     sim = None
     if demo:
         from signalbox.demo import PhotoService

@@ -1,0 +1,71 @@
+"""The ``signalbox`` click group and what every command module shares.
+
+Command modules import from here, never from :mod:`signalbox.cli.main`, so importing any
+one of them first cannot start a circular import.
+
+Exit codes (SPEC): 0 ok, 1 a check failed, 2 usage or configuration error. Heavy modules
+are imported inside each command so ``collect --once`` from cron starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from signalbox import __version__
+from signalbox.exceptions import ConfigError, SignalboxError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn our errors into one clear line and the right exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, UsageError) as e:
+            click.echo(f"signalbox: {e}", err=True)
+            sys.exit(2)
+        except SignalboxError as e:
+            click.echo(f"signalbox: {e}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Context:
+    def __init__(self, config: str | None, verbose: int) -> None:
+        self.config_path = config
+        self.verbose = verbose
+        self._settings: Any = None
+
+    @property
+    def settings(self) -> Any:
+        if self._settings is None:
+            from signalbox.config import load_settings
+
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="signalbox")
+@click.option("--config", "config", metavar="FILE", help="signalbox.toml to use (default: $SIGNALBOX_CONFIG, then ./signalbox.toml).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, verbose: int) -> None:
+    """signalbox: metrics, monitors, load feedback, instrumentation and feature flags,
+    shared by development and operations."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = Context(config, verbose)

@@ -70,5 +70,5 @@ def test_errors_name_file_key_value_and_expectation(tmp_path: Path, text: str, k
 
 
 def test_explicit_missing_config_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="an existing signalbox.toml"):
+    with pytest.raises(ConfigError, match=r"an existing signalbox\.toml"):
         load_settings(str(tmp_path / "nope.toml"), environ={}, cwd=tmp_path)

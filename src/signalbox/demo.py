@@ -8,6 +8,7 @@ time 45 s after start), which the example monitor turns into a CRITICAL alert an
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -22,6 +23,32 @@ from signalbox.metrics.samples import Matcher, MetricMeta, Sample
 from signalbox.metrics.sqlstore import SQLMetricStore
 
 log = logging.getLogger("signalbox.demo")
+
+DEMO_MONITORS = """\
+# Written by `signalbox serve --demo`: monitors over the simulated photo service.
+- name: demo_image_processing_slow
+  description: (demo) Resizes are slower than users tolerate; uploads back up behind them.
+  owner: photos
+  runbook: https://wiki.example/runbooks/resize
+  query: avg_over_time(image_processing_time[1m])
+  warning: "> 4"
+  critical: "> 8"
+  for: 30s
+  recover: "< 3"
+  notify: [demo_log]
+- name: demo_resize_queue_high
+  description: (demo) Photos are piling up waiting to be resized.
+  owner: photos
+  query: max(photo_queue_depth)
+  warning: "> 200"
+  critical: "> 400"
+  notify: [demo_log]
+- name: demo_photo_app_alive
+  description: (demo) The photo app rewrites its spool file every few seconds; a stale file means it died.
+  owner: photos
+  stale: {spool_file: "demo-photos-*.metrics", after: 1m}
+  notify: [demo_log]
+"""
 
 CYCLE_S = 1800.0
 SLOW_START_S = 45.0
@@ -43,6 +70,22 @@ def queue_depth(t_since_start: float, rng: random.Random) -> float:
     phase = t_since_start % CYCLE_S
     slow = SLOW_START_S <= phase < SLOW_START_S + SLOW_FOR_S
     return float(int(40 + 20 * math.sin(t_since_start / 300.0) + (400 if slow else 0) + rng.randint(0, 10)))
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's settings: faster loops, its monitors (written beside the data) and a log notifier."""
+    folder = settings.data_dir / "demo" / "monitors"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "demo.yaml").write_text(DEMO_MONITORS, encoding="utf-8")
+    notifiers = dict(settings.notifiers)
+    notifiers.setdefault("demo_log", {"type": "log"})
+    return dataclasses.replace(
+        settings,
+        interval_s=min(settings.interval_s, 5.0),
+        monitor_interval_s=min(settings.monitor_interval_s, 10.0),
+        monitor_paths=(*(p for p in settings.monitor_paths if p.exists()), folder),
+        notifiers=notifiers,
+    )
 
 
 class PhotoService:

@@ -6,6 +6,7 @@ range works in the config and in monitors.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -76,7 +77,7 @@ def parse_retention(text: str) -> tuple[Tier, ...]:
         tiers.append(Tier(int(res), int(keep)))
     if not tiers:
         raise ValueError("retention needs at least one tier")
-    for a, b in zip(tiers, tiers[1:], strict=False):
+    for a, b in itertools.pairwise(tiers):
         if b.resolution <= a.resolution or b.resolution % a.resolution:
             raise ValueError(f"retention tiers must grow, each resolution a multiple of the one before: {a} then {b}")
         if b.retention < a.retention:

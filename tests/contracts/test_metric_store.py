@@ -135,3 +135,9 @@ def test_compact_drops_raw_data_past_retention(store: Any) -> None:
     store.compact(T0 + 3 * 86400 * 1000)
     raw = [sp for sp in store.select(name("a"), T0 - 1, T0 + 1, step_ms=0) if sp.resolution == 0]
     assert raw == []
+
+
+def test_add_labels_are_added_unless_the_sample_sets_them(store: Any) -> None:
+    store.write([Sample("a", (), 1.0), Sample("b", (("host", "db7"), ("z", "1")), 2.0)], T0, add_labels=(("host", "web1"),))
+    got = {(n, labels) for n, labels, _, _ in store.latest()}
+    assert got == {("a", (("host", "web1"),)), ("b", (("host", "db7"), ("z", "1")))}

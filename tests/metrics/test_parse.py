@@ -505,6 +505,41 @@ def test_rendered_prom_files_parse_back_to_the_same_samples(
     assert norm_parsed(p) == norm_parsed(_prometheus_lines(text, "f.prom"))
 
 
+@given(
+    rows=prom_samples,
+    declared=st.dictionaries(
+        metric_names,
+        st.tuples(
+            st.sampled_from(["counter", "gauge", "histogram", "summary", "untyped"]),
+            st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=10),
+        ),
+        max_size=4,
+    ),
+    suffixes=st.lists(st.sampled_from(["", "_bucket", "_sum", "_count"]), max_size=12),
+)
+def test_prom_metadata_and_families_agree_between_batch_and_line_parsers(
+    rows: list[tuple[str, Labels, float, int | None]],
+    declared: dict[str, tuple[str, str]],
+    suffixes: list[str],
+) -> None:
+    lines = [f"# HELP {n} {h}\n# TYPE {n} {t}" for n, (t, h) in declared.items()]
+    names = list(declared) or ["m"]
+    for i, (name, labels, value, ts) in enumerate(rows):
+        if i < len(suffixes):  # make some samples members of declared families
+            name = names[i % len(names)] + suffixes[i]
+            if suffixes[i] == "_bucket" or (not suffixes[i] and i % 2):
+                labels = (*labels, ("le", "0.5"), ("quantile", "0.9"))
+                labels = tuple(sorted(dict(labels).items()))
+        stamp = "" if ts is None else f" {ts}"
+        lines.append(f"{name}{text_labels(labels)} {text_value(value)}{stamp}")
+    text = "\n".join(lines) + "\n"
+    reference = _prometheus_lines(text, "f.prom")
+    assert norm_parsed(parse_prometheus(text, "f.prom")) == norm_parsed(reference)
+    fast = _prometheus_batch(text)
+    if fast is not None:
+        assert norm_parsed(fast) == norm_parsed(reference)
+
+
 def _line_accounting(text: str, p: Parsed, *, comments_can_be_meta: bool) -> None:
     """Every line is a sample, an ignorable line, or exactly one error: nothing dropped."""
     lines = lines_of(text)

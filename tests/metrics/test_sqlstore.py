@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def make(tmp_path: Path, clock: FrozenClock | None = None, url: str | None = Non
 def test_partition_spans_align_with_the_next_tier() -> None:
     lv = levels(86400, TIERS)
     assert [x.tier for x in lv] == [0, 60, 300, 3600]
-    for a, b in zip(lv, lv[1:], strict=False):
+    for a, b in itertools.pairwise(lv):
         assert a.span_ms % (b.tier * 1000) == 0
 
 

@@ -15,6 +15,7 @@ from signalbox.monitors.backtest import (
     MonitorBacktest,
     backtest,
     default_step_s,
+    dropped_note,
     format_backtest,
     format_comparison,
     summary,
@@ -83,7 +84,8 @@ def test_reports_each_incident_with_its_peak_and_severity(store: SQLMetricStore)
     ]
     assert {labels for *_, labels in got} == {WEB1}
     assert b.firing_ms == sum(iv.duration_ms(NOW) for iv in b.intervals) and b.unknown_ms == 0
-    assert b.notifications.total == len([t for t in b.result.transitions if t.event == "state"])
+    web1 = [t for t in b.result.transitions if t.event == "state" and t.labels == WEB1]
+    assert b.notifications.total == len(web1)  # every change of web1 is one notification
     assert summary(b).startswith("4 incidents, ")
 
 
@@ -158,3 +160,17 @@ def test_default_step_is_the_finest_resolution_the_window_can_have() -> None:
     assert default_step_s(30 * 86400, **kw) == 300.0
     assert default_step_s(1000 * 86400, **kw) == 3600.0
     assert default_step_s(7 * 86400, **{**kw, "evaluation_s": 120.0}) == 120.0  # type: ignore[arg-type]
+
+
+def test_series_colliding_without_their_names_are_reported(store: SQLMetricStore) -> None:
+    store.write([Sample("image_processing_time_copy", WEB1, 1.0, NOW - MIN)], NOW)
+    check = ThresholdCheck('{__name__=~"image_processing_time.*"}', parse_threshold("> 4"))
+    m = Monitor("both", "d", check, file="x.yaml", line=3)
+    [b] = run(store, m)
+    note = dropped_note(b)
+    assert note is not None and note.startswith(
+        'x.yaml:3: both: several series of the query share the labels {host="web1"}'
+    )
+    assert to_json(b)["dropped_series"] == [{"host": "web1"}]
+    [clean] = run(store, monitor("> 4", "> 8"))
+    assert dropped_note(clean) is None

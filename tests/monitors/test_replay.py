@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from signalbox.exceptions import UsageError
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Labels, Sample
+from signalbox.monitors.batch import observations
 from signalbox.monitors.evaluate import SeriesState, Transition, evaluate_vector
+from signalbox.monitors.load import load_monitors
 from signalbox.monitors.model import (
     Flapping,
     Monitor,
@@ -23,9 +25,15 @@ from signalbox.monitors.model import (
     State,
     ThresholdCheck,
 )
-from signalbox.monitors.replay import NotificationCount, ReplayError, replay, series_labels
+from signalbox.monitors.notify import Notification
+from signalbox.monitors.outbox import Outbox
+from signalbox.monitors.replay import NotificationCount, ReplayError, replay, series_key
+from signalbox.monitors.run import MonitorRunner
+from signalbox.monitors.store import MonitorStore
 from signalbox.monitors.threshold import parse_threshold
 from signalbox.query import Engine, QueryResult
+from signalbox.storage import open_database
+from tests.stores import sqlite_url
 
 T0 = 1_700_000_040_000  # a whole minute
 MIN = 60_000
@@ -252,11 +260,15 @@ def test_bad_windows_are_refused() -> None:
         replay(threshold(), e, T0, T0 - MIN, MIN)
 
 
-def test_series_keys_drop_the_metric_name_unless_two_series_would_collide() -> None:
-    got = series_labels(
-        [{"__name__": "a", "h": "1"}, {"__name__": "b", "h": "1"}, {"__name__": "a", "h": "2"}]
+def test_series_are_keyed_without_their_name_and_the_first_of_equals_is_kept() -> None:
+    assert series_key({"__name__": "a", "h": "1"}) == (("h", "1"),)
+    store = MemoryMetricStore()
+    store.write(
+        [Sample("a", WEB1, 9.0, T0), Sample("b", WEB1, 1.0, T0), Sample("a", WEB2, 1.0, T0)], 0
     )
-    assert got == [(("__name__", "a"), ("h", "1")), (("__name__", "b"), ("h", "1")), (("h", "2"),)]
+    r = replay(threshold('{__name__=~"a|b"}'), Engine(store), T0, T0 + MIN, MIN)
+    assert r.dropped == (WEB1,)  # b{host="web1"} shares a's labels: the runner keeps a's
+    assert r.values[WEB1] == [9.0, 9.0] and r.states[WEB1].state is State.CRITICAL
 
 
 # -- properties -----------------------------------------------------------------------------
@@ -301,10 +313,7 @@ def test_replay_is_an_instant_query_and_a_state_machine_step_at_every_step(
     transitions: list[Transition] = []
     for t in range(T0, end + 1, MIN):
         res = engine.instant(m.check.query, t)  # type: ignore[union-attr]
-        keys = series_labels([s.metric for s in res.vector])
-        step = evaluate_vector(
-            m, states, {k: s.value for k, s in zip(keys, res.vector, strict=True)}, t
-        )
+        step = evaluate_vector(m, states, observations(res), t)
         states = step.states
         transitions.extend(step.transitions)
     assert r.transitions == tuple(transitions)
@@ -327,3 +336,86 @@ def test_skipping_settled_steps_changes_nothing(m: Monitor, data: st.DataObject)
     assert fast.transitions == slow.transitions
     assert fast.states == slow.states and fast.initial == slow.initial
     assert fast.snapshots == slow.snapshots
+
+
+# -- the runner itself as the reference ------------------------------------------------------
+
+
+class _Recorder:
+    """A notifier that keeps the kind of every notification it is given."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+    def send(self, n: Notification) -> None:
+        self.kinds.append(n.kind)
+
+
+def _runner_yaml(m: Monitor) -> str:
+    check = m.check
+    assert isinstance(check, ThresholdCheck)
+    lines = [
+        f"- name: {m.name}",
+        "  description: d",
+        f"  query: '{check.query}'",
+        "  notify: [ops]",
+    ]
+    for key in ("warning", "critical", "recover"):
+        t = getattr(check, key)
+        if t is not None:
+            lines.append(f'  {key}: "{t}"')
+    lines += [
+        f"  for: {int(m.for_seconds)}s",
+        f"  no_data: {m.no_data.value.lower()}",
+        "  repeat: 5m",
+    ]
+    flap = m.flapping
+    lines.append(
+        f"  flapping: {{low: {flap.low:g}, high: {flap.high:g}}}"
+        if flap.enabled
+        else "  flapping: false"
+    )
+    return "\n".join(lines) + "\n"
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(_monitors(), st.data())
+def test_replay_counts_the_notifications_the_real_runner_sends(
+    tmp_path_factory: pytest.TempPathFactory, m: Monitor, data: st.DataObject
+) -> None:
+    tmp = tmp_path_factory.mktemp("runner")
+    (tmp / "m.yaml").write_text(_runner_yaml(m))
+    web1 = _plateaus(data.draw, 40)
+    web2 = data.draw(st.lists(_value, max_size=40))
+    store = store_with({WEB1: web1, WEB2: web2})
+    ops = _Recorder()
+    db = open_database(sqlite_url(tmp))
+    engine = Engine(store, coarsest_resolution_s=0)
+    runner = MonitorRunner(
+        paths=[tmp / "m.yaml"],
+        metric_store=store,
+        state=MonitorStore(db),
+        outbox=Outbox(db),
+        notifiers={"ops": ops},
+        repeat_s=3600,
+        engine=engine,
+    )
+    end = T0 + 39 * MIN
+    for t in range(T0, end + 1, MIN):
+        report = runner.run_pass(t)
+        assert not report.lint_errors
+    loaded = load_monitors([tmp / "m.yaml"]).monitors[0]
+    r = replay(loaded, engine, T0, end, MIN)
+    want = NotificationCount(
+        ops.kinds.count("firing"), ops.kinds.count("repeat"), ops.kinds.count("resolved")
+    )
+    assert r.notifications(5 * MIN) == want
+    persisted = runner.state.series(m.name).get(m.name, {})
+    assert {k: (v.state.state, v.state.pending) for k, v in persisted.items()} == {
+        k: (s.state, s.pending) for k, s in r.states.items()
+    }
+    db.close()

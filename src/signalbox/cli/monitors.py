@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from signalbox.cli.base import Context, handle_errors, pass_ctx
 from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
+
+if TYPE_CHECKING:
+    from signalbox.monitors.model import Monitor
 
 
 def _duration_arg(option: str, text: str) -> float:
@@ -135,7 +139,7 @@ def test_cmd(ctx: Context, paths: tuple[Path, ...]) -> None:
     raise SystemExit(1 if bad_files or errors else 0)
 
 
-def _load_for_backtest(file: Path, ctx: Context, errors: list[str]) -> list[Any]:
+def _load_for_backtest(file: Path, ctx: Context, errors: list[str]) -> list[Monitor]:
     """The monitors defined in ``file``, with the configured ones loaded beside it so a
     ``depends_on`` naming a monitor elsewhere resolves; only ``file``'s own errors count."""
     from signalbox.monitors.load import load_monitors
@@ -190,13 +194,13 @@ def backtest_cmd(
     from signalbox.monitors.backtest import (
         backtest,
         default_step_s,
+        dropped_note,
         format_backtest,
         format_comparison,
         format_window,
         to_json,
     )
-    from signalbox.query import Engine
-    from signalbox.runtime import open_metric_store
+    from signalbox.runtime import open_metric_store, query_engine
 
     settings = ctx.settings
     since_s = _duration_arg("--since", since)
@@ -243,12 +247,12 @@ def backtest_cmd(
     now_ms = int(store.clock.now() * 1000)
     end_ms = now_ms // step_ms * step_ms
     start_ms = end_ms - round(since_s * 1000) // step_ms * step_ms
-    engine = Engine(store)
+    engine = query_engine(store)
     tty = sys.stderr.isatty() and not as_json
     total = len(new) + len(old)
 
-    def progress(offset: int) -> Any:
-        def show(i: int, m: Any) -> None:
+    def progress(offset: int) -> Callable[[int, Monitor], None]:
+        def show(i: int, m: Monitor) -> None:
             if tty:
                 click.echo(
                     f"\rbacktesting {offset + i + 1}/{total}: {m.name}\033[K", nl=False, err=True
@@ -275,6 +279,9 @@ def backtest_cmd(
         if tty:
             click.echo("\r\033[K", nl=False, err=True)
 
+    for b in [*got_new, *got_old]:
+        if (note := dropped_note(b)) is not None:
+            click.echo(note, err=True)
     window = {"start": start_ms / 1000, "end": end_ms / 1000, "step_s": step_ms / 1000}
     if as_json:
         if against is None:

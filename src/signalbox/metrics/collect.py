@@ -117,13 +117,7 @@ class Collector:
                 for e in take_errors():  # bad StatsD lines: counted by the source, logged here
                     log.warning("%s:%s: %s%s", e.source, e.line, e.reason, f": {e.text}" if e.text else "")
         host = self.host
-        hosted: dict[Labels, Labels] = {}
-        out = []
-        for name, labels, value, ts in samples:
-            hl = hosted.get(labels)
-            if hl is None:
-                hl = hosted[labels] = with_host(labels, host)
-            out.append(Sample(name, hl, value, ts))
+        out = samples  # the store adds host= to each (cheaply, once per distinct label set)
         totals = self._totals()
         for f, n in scan.bad_lines.items():
             totals[f] = totals.get(f, 0.0) + n
@@ -137,7 +131,7 @@ class Collector:
         out.append(Sample("signalbox_collect_samples", (("host", host),), float(len(samples))))
         elapsed = time.perf_counter() - started
         out.append(Sample("signalbox_collect_duration_seconds", (("host", host),), round(elapsed, 6)))
-        result = self.store.write(out, now_ms)
+        result = self.store.write(out, now_ms, add_labels=(("host", host),))
         self.store.write_metadata([*SELF_METRICS, *metas])
         self._report(scan.problems)
         return PassReport(result.written, result.new_series, scan.problems, time.perf_counter() - started)

@@ -82,7 +82,10 @@ def _valid_family(base: str, kind: str, series: list[_Series]) -> bool:
         return False
     need = base + "_bucket" if kind == "histogram" else base
     label = "le" if kind == "histogram" else "quantile"
+    other = "quantile" if label == "le" else "le"
     for name, labels, _ in series:
+        if _label(labels, other) is not None:
+            return False  # a quantile in a histogram, an le in a summary: promtool refuses it
         if name == need:
             v = _label(labels, label)
             if v is None or _number(v) is None:

@@ -14,7 +14,14 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
 from signalbox.exceptions import StoreError
-from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, series_matches
+from signalbox.metrics.samples import (
+    Labels,
+    Matcher,
+    MetricMeta,
+    Sample,
+    merge_labels,
+    series_matches,
+)
 from signalbox.metrics.store import SeriesPoints, WriteResult
 
 
@@ -55,9 +62,11 @@ class MemoryMetricStore:
         self._meta: dict[str, MetricMeta] = {}
         self._lock = threading.Lock()
 
-    def write(self, samples: Sequence[Sample], default_ts_ms: int) -> WriteResult:
+    def write(self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()) -> WriteResult:
         """Store samples; one without a timestamp gets ``default_ts_ms``; same time replaces."""
         new = 0
+        if add_labels:
+            samples = [s._replace(labels=merge_labels(s.labels, add_labels)) for s in samples]
         with self._lock:
             for s in samples:
                 by_labels = self._series.get(s.name)

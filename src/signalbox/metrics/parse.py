@@ -43,12 +43,15 @@ collector reads it)
     last hour up to five minutes ahead) needs "now" and is decided by the spool
     collector, which reports the line otherwise.
 
-Speed: the spool collector re-reads every file each pass, so a 100k-line ``*.metrics``
-file must stay cheap. A clean file (the common case) takes a batch path that does its
+Speed: the spool collector re-reads every file each pass, so a 100k-line file must stay
+cheap. A clean file (the common case, either format) takes a batch path that does its
 per-line work in C (``map`` over ``str`` methods, one ``sanitize_name`` over all names
-joined); any irregularity -- an error, a duplicate, an odd character -- sends the whole
-file through the line-by-line parser, which is the reference behaviour and produces the
-error messages. Tests check both paths agree.
+joined, label sets of one shape split into columns); any irregularity -- an error, a
+duplicate, an odd character -- sends the whole file through the line-by-line parser,
+which is the reference behaviour and produces the error messages. Tests check that both
+paths agree. Two more habits serve the same budget: the cyclic GC is held while a file is
+parsed (see :func:`_gc_paused`), and help-less ``MetricMeta`` records are memoized by
+name, since the same files come back every pass.
 """
 
 from __future__ import annotations
@@ -76,7 +79,21 @@ from signalbox.metrics.samples import (
     sanitize_name,
 )
 
-__all__ = ["LineError", "Parsed", "parse_keyvalue", "parse_prometheus"]
+__all__ = [
+    "LineError",
+    "Parsed",
+    "blank_split",
+    "control_char_reason",
+    "excerpt",
+    "fast_labels",
+    "parse_float",
+    "parse_int_ms",
+    "parse_keyvalue",
+    "parse_prometheus",
+    "scan_labels",
+    "show",
+    "split_lines",
+]
 
 EXCERPT_CHARS = 200
 NAME_RULE = "[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -857,15 +874,17 @@ def _prometheus_rows(
     names: list[str] = []
     labels: list[Labels] = []
     keys: list[str] = []
-    fields: list[list[str]] = []
+    rests: list[str] = []
     if plain_lines:
-        fields = list(map(str.split, plain_lines))
-        names = list(map(_first, fields))
-        labels = [()] * len(fields)
+        if "\t" in "".join(plain_lines):
+            return None
+        names, blanks, rests = _columns(map(str.partition, plain_lines, repeat(" ")))
+        if "" in blanks:
+            return None
+        labels = [()] * len(names)
         keys = names
-        fields = list(map(itemgetter(slice(1, None)), fields))
     if label_lines:
-        lefts, braces, rests = _columns(map(str.rpartition, label_lines, repeat("}")))
+        lefts, braces, label_rests = _columns(map(str.rpartition, label_lines, repeat("}")))
         if "" in braces:
             return None
         heads, _, tails = _columns(map(str.partition, lefts, repeat("{")))
@@ -875,23 +894,14 @@ def _prometheus_rows(
         names = names + heads
         labels = labels + column[0]
         keys = keys + list(map(str.__add__, heads, column[1]))
-        fields = fields + list(map(str.split, rests))
+        rests = rests + label_rests
         numbers = list(compress(numbers, map(not_, labelled))) + list(compress(numbers, labelled))
     if not _valid_names(names) or len(set(keys)) != len(keys):
         return None
-    counts = set(map(len, fields))
-    if not counts or not counts <= {1, 2}:
+    columns = _value_columns(rests)
+    if columns is None:
         return None
-    values = _float_column(list(map(_first, fields)))
-    if values is None:
-        return None
-    stamps: list[int | None] = [None] * len(fields)
-    if 2 in counts:
-        for i in compress(range(len(fields)), map((2).__eq__, map(len, fields))):
-            ms = parse_int_ms(fields[i][1])
-            if isinstance(ms, str):
-                return None
-            stamps[i] = ms
+    values, stamps = columns
     if plain_lines and label_lines:  # back into line order
         order = sorted(range(len(numbers)), key=numbers.__getitem__)
         return (
@@ -902,6 +912,31 @@ def _prometheus_rows(
             list(map(stamps.__getitem__, order)),
         )
     return numbers, names, labels, values, stamps
+
+
+def _value_columns(rests: list[str]) -> tuple[list[float], list[int | None]] | None:
+    """Values and timestamps from the ``VALUE [TIMESTAMP]`` text after each name/label set."""
+    stripped = list(map(str.strip, rests))
+    joined = "".join(stripped)
+    if " " not in joined and "\t" not in joined:  # no timestamps: the usual spool file
+        if "" in stripped:
+            return None
+        values = _float_column(stripped)
+        return None if values is None else (values, [None] * len(values))
+    fields = list(map(str.split, stripped))
+    counts = set(map(len, fields))
+    if not counts <= {1, 2}:
+        return None
+    values = _float_column(list(map(_first, fields)))
+    if values is None:
+        return None
+    stamps: list[int | None] = [None] * len(fields)
+    for i in compress(range(len(fields)), map((2).__eq__, map(len, fields))):
+        ms = parse_int_ms(fields[i][1])
+        if isinstance(ms, str):
+            return None
+        stamps[i] = ms
+    return values, stamps
 
 
 def _prometheus_lines(text: str, source: str) -> Parsed:

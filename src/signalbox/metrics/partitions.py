@@ -11,6 +11,7 @@ tier ``i + 1``: a rollup bucket never straddles two source partitions.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -60,4 +61,4 @@ def segments(start_ms: int, end_ms: int, spans: tuple[int, ...]) -> list[tuple[i
             cuts.add(k)
             k += span
     pts = sorted(cuts)
-    return [(a, b) for a, b in zip(pts, pts[1:], strict=False) if a < b]
+    return [(a, b) for a, b in itertools.pairwise(pts) if a < b]

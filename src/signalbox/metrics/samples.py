@@ -90,6 +90,15 @@ def compile_label_regex(value: str) -> re.Pattern[str]:
     return re.compile(f"(?:{value})\\Z", flags)
 
 
+def merge_labels(labels: Labels, extra: Labels) -> Labels:
+    """``labels`` plus each of ``extra`` whose name ``labels`` does not already have."""
+    if not extra:
+        return labels
+    have = {k for k, _ in labels}
+    add = [kv for kv in extra if kv[0] not in have]
+    return tuple(sorted((*labels, *add))) if add else labels
+
+
 def labels_of(pairs: dict[str, str] | Labels) -> Labels:
     """Canonical label tuple from a mapping or unsorted pairs."""
     items = pairs.items() if isinstance(pairs, dict) else pairs

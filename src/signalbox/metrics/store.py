@@ -20,7 +20,7 @@ class SeriesPoints:
     """Points of one series over a window, oldest first.
 
     From raw storage only ``timestamps``/``values`` are set. From a rollup tier each point
-    is one bucket stamped with the bucket's *end*; ``values`` holds the bucket's last value
+    is one bucket stamped with the last millisecond it covers (its end - 1 ms); ``values`` holds the bucket's last value
     (right for counters and for "current value" reads) and ``mins``/``maxs``/``sums``/
     ``counts`` let ``*_over_time`` functions stay exact across the bucket.
     """
@@ -43,10 +43,12 @@ class WriteResult:
 
 
 class MetricStore(Protocol):
-    def write(self, samples: Sequence[Sample], default_ts_ms: int) -> WriteResult:
+    def write(self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()) -> WriteResult:
         """Store samples in one transaction; samples without a timestamp get ``default_ts_ms``.
 
-        A sample for a (series, timestamp) already stored replaces it.
+        A sample for a (series, timestamp) already stored replaces it. ``add_labels`` are
+        added to every sample that does not set that label itself (the collector's
+        ``host``), without the caller building a new sample for each.
         """
         ...
 

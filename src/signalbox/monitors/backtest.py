@@ -148,7 +148,7 @@ def incident_lines(b: MonitorBacktest, indent: str = "  ") -> list[str]:
     """A table of incidents: start, end, duration, severity, peak, series."""
     ivs = b.intervals
     if not ivs:
-        return [f"{indent}(never left OK)"]
+        return [f"{indent}(never fired)"]
     rows = [("start (UTC)", "end", "duration", "severity", "peak", "series")]
     for iv in ivs:
         end = _when(iv.end_ms) if iv.end_ms is not None else "(still at end)"
@@ -168,6 +168,18 @@ def incident_lines(b: MonitorBacktest, indent: str = "  ") -> list[str]:
         indent + "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
         for r in rows
     ]
+
+
+def dropped_note(b: MonitorBacktest) -> str | None:
+    """A warning when result series collided once their metric name was dropped."""
+    if not b.result.dropped:
+        return None
+    shown = ", ".join(format_series("", labels) or "{}" for labels in b.result.dropped)
+    m = b.monitor
+    return (
+        f"{m.file}:{m.line}: {m.name}: several series of the query share the labels {shown} "
+        "without their metric names; the runner keeps only the first (so does this backtest)"
+    )
 
 
 def format_backtest(b: MonitorBacktest) -> list[str]:
@@ -228,4 +240,5 @@ def to_json(b: MonitorBacktest) -> dict[str, Any]:
             "total": note.total,
         },
         "repeat_s": b.repeat_ms / 1000,
+        "dropped_series": [dict(labels) for labels in b.result.dropped],
     }

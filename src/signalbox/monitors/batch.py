@@ -21,7 +21,7 @@ from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, serie
 from signalbox.metrics.store import MetricStore, SeriesPoints, WriteResult
 from signalbox.monitors.evaluate import SeriesState, VectorResult, evaluate_vector
 from signalbox.monitors.model import Monitor, QueueCheck, StaleCheck, ThresholdCheck
-from signalbox.monitors.replay import series_labels
+from signalbox.monitors.replay import series_key
 from signalbox.query import Engine, QueryResult, parse_expr
 from signalbox.query.ast import Expr, MatrixSelector, VectorSelector
 
@@ -209,11 +209,17 @@ def query_many(
 
 
 def observations(result: QueryResult) -> dict[Labels, float]:
-    """An instant result as the state machine's input: ``{series labels: value}``."""
+    """An instant result as the state machine's input: ``{series key: value}``.
+
+    Keyed as the runner keys it (:func:`~signalbox.monitors.replay.series_key`): labels
+    without the metric name, the first of two series with equal labels kept.
+    """
     if result.result_type == "scalar":
         return {} if result.scalar is None else {(): result.scalar}
-    keys = series_labels([s.metric for s in result.vector])
-    return {k: s.value for k, s in zip(keys, result.vector, strict=True)}
+    out: dict[Labels, float] = {}
+    for s in result.vector:
+        out.setdefault(series_key(s.metric), s.value)
+    return out
 
 
 def monitor_query(monitor: Monitor) -> str:

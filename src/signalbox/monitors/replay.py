@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from signalbox.exceptions import UsageError
@@ -47,20 +47,15 @@ Column = list[float | None]
 """One series' number at every step (None: the query returned nothing for it then)."""
 
 
-def series_labels(metrics: Sequence[Mapping[str, str]]) -> list[Labels]:
-    """The key of each result series: its labels without ``__name__``, as alerts are keyed.
+def series_key(metric: Mapping[str, str]) -> Labels:
+    """A result series' key: its labels without ``__name__``, as the runner keys alerts.
 
-    Prometheus drops the metric name from alert labels too. When two series would then
-    collide (a selector matching two metric names with equal labels), both keep their
-    name, so no series silently overwrites another.
+    Prometheus drops the metric name from alert labels too. Should two series of one
+    result share a key (a selector matching two metric names with equal labels), the
+    runner keeps the first in the engine's order and logs the rest; replays do the same
+    and list the dropped keys in :attr:`ReplayResult.dropped`.
     """
-    bare = [tuple(sorted((k, v) for k, v in m.items() if k != "__name__")) for m in metrics]
-    seen: dict[Labels, int] = {}
-    for b in bare:
-        seen[b] = seen.get(b, 0) + 1
-    return [
-        b if seen[b] == 1 else tuple(sorted(m.items())) for b, m in zip(bare, metrics, strict=True)
-    ]
+    return tuple(sorted((k, v) for k, v in metric.items() if k != "__name__"))
 
 
 # -- the numbers --------------------------------------------------------------------------
@@ -68,67 +63,77 @@ def series_labels(metrics: Sequence[Mapping[str, str]]) -> list[Labels]:
 
 def _columns_from_engine(
     engine: Engine, query: str, first_ms: int, end_ms: int, step_ms: int, n: int
-) -> dict[Labels, Column]:
+) -> tuple[dict[Labels, Column], list[Labels]]:
     result = engine.range(parse_expr(query), first_ms, end_ms, step_ms)
-    keys = series_labels([m.metric for m in result.matrix])
     columns: dict[Labels, Column] = {}
-    for key, series in zip(keys, result.matrix, strict=True):
+    dropped: list[Labels] = []
+    for series in result.matrix:
+        key = series_key(series.metric)
+        if key in columns:
+            dropped.append(key)
+            continue
         col: Column = [None] * n
         for ts, value in series.points:
             col[(ts - first_ms) // step_ms] = value
         columns[key] = col
-    return columns
+    return columns, dropped
 
 
 def _age_columns(
     engine: Engine, check: StaleCheck, first_ms: int, end_ms: int, step_ms: int, n: int
 ) -> dict[Labels, Column]:
-    """Seconds since each series' newest sample at or before every step.
+    """Age in seconds at every step, as the runner computes it from the newest sample.
 
-    Samples are read from ``2 * after`` (at least the engine's lookback) before the first
-    step: a series silent longer than that before the window is not seen, but one seen is
-    aged exactly.
+    For a metric, now minus the newest sample's time; for a spool file, the collector's
+    reported age plus the time since it reported. Samples are read from ``2 * after``
+    before the first step (at least the engine's lookback); a series silent since before
+    that is aged from its newest sample overall when that lies before the window end.
     """
     sel = parse_expr(check.selector)
     assert isinstance(sel, VectorSelector)  # the loader accepts only selectors here
+    matchers = sel.all_matchers()
     reach = max(int(2 * check.after_seconds * 1000), engine.lookback_ms)
-    got = engine.store.select(sel.all_matchers(), first_ms - reach, end_ms, step_ms=step_ms)
-    keys = series_labels([{"__name__": sp.name, **dict(sp.labels)} for sp in got])
+    points = {
+        (sp.name, sp.labels): (sp.timestamps, sp.values)
+        for sp in engine.store.select(matchers, first_ms - reach, end_ms, step_ms=step_ms)
+    }
+    for name, labels, last_ms, last in engine.store.latest(matchers):
+        if (name, labels) not in points and last_ms <= end_ms:
+            points[(name, labels)] = ([last_ms], [last])
+    spool = check.metric is None
     columns: dict[Labels, Column] = {}
-    for key, sp in zip(keys, got, strict=True):
-        ts = sp.timestamps
+    for (name, labels), (ts, vs) in sorted(points.items()):
+        key = series_key({"__name__": name, **dict(labels)})
         col: Column = [None] * n
         for i in range(n):
             t = first_ms + i * step_ms
             h = bisect_right(ts, t)
             if h:
-                col[i] = (t - ts[h - 1]) / 1000.0
-        if any(v is not None for v in col):
+                age = max(0.0, (t - ts[h - 1]) / 1000.0)
+                col[i] = vs[h - 1] + age if spool else age
+        if key not in columns and any(v is not None for v in col):
             columns[key] = col
     return columns
 
 
 def observe(
     monitor: Monitor, engine: Engine, first_ms: int, end_ms: int, step_ms: int
-) -> dict[Labels, Column]:
-    """The monitor's number per series at every step from ``first_ms`` through ``end_ms``."""
+) -> tuple[dict[Labels, Column], list[Labels]]:
+    """The monitor's number per series at every step from ``first_ms`` through ``end_ms``,
+    and the keys of series dropped as duplicates."""
     n = (end_ms - first_ms) // step_ms + 1
     check = monitor.check
     if isinstance(check, ThresholdCheck):
-        query = check.query
-    elif isinstance(check, QueueCheck):
-        query = check.selector
-    elif isinstance(check, StaleCheck):
-        if check.metric is not None:
-            return _age_columns(engine, check, first_ms, end_ms, step_ms, n)
-        query = check.selector  # the collector's file-age self-metric is already an age
-    else:
-        where = f" ({monitor.file}:{monitor.line})" if monitor.file else ""
-        raise ReplayError(
-            f"monitor {monitor.name!r}{where} runs a Nagios plugin: its results are not stored "
-            "as history, so it cannot be replayed (only query, stale and queue monitors can)"
-        )
-    return _columns_from_engine(engine, query, first_ms, end_ms, step_ms, n)
+        return _columns_from_engine(engine, check.query, first_ms, end_ms, step_ms, n)
+    if isinstance(check, QueueCheck):
+        return _columns_from_engine(engine, check.selector, first_ms, end_ms, step_ms, n)
+    if isinstance(check, StaleCheck):
+        return _age_columns(engine, check, first_ms, end_ms, step_ms, n), []
+    where = f" ({monitor.file}:{monitor.line})" if monitor.file else ""
+    raise ReplayError(
+        f"monitor {monitor.name!r}{where} runs a Nagios plugin: its results are not stored "
+        "as history, so it cannot be replayed (only query, stale and queue monitors can)"
+    )
 
 
 # -- the loop -----------------------------------------------------------------------------
@@ -212,8 +217,9 @@ class ReplayResult:
 
     ``initial`` are the states just before ``start_ms`` (empty without warm-up),
     ``states`` those after the last step, ``transitions`` every change inside the window,
-    ``values`` each series' number at every step from ``start_ms``, and ``snapshots`` the
-    states at each time asked for (after the last step at or before it).
+    ``values`` each series' number at every step from ``start_ms``, ``snapshots`` the
+    states at each time asked for (after the last step at or before it), and ``dropped``
+    the keys of result series ignored because an earlier one had the same labels.
     """
 
     monitor: Monitor
@@ -225,6 +231,7 @@ class ReplayResult:
     transitions: tuple[Transition, ...]
     values: Mapping[Labels, Column]
     snapshots: Mapping[int, Mapping[Labels, SeriesState]] = field(default_factory=dict)
+    dropped: tuple[Labels, ...] = ()
 
     def series(self) -> list[Labels]:
         """Every series that took part: seen in the data or in a transition."""
@@ -268,7 +275,12 @@ class ReplayResult:
         return total
 
     def intervals(self, labels: Labels | None = None) -> list[Interval]:
-        """Runs of not-OK per series, ordered by start time then labels."""
+        """Incidents per series, ordered by start time then labels.
+
+        An incident is a run of not-OK that fired (reached WARNING or CRITICAL): the span a
+        receiver hears about from "firing" to "resolved". Runs of UNKNOWN alone are no
+        data, not incidents; :meth:`time_in` measures them.
+        """
         rule = self.monitor.rule()
         fire = (rule.critical or rule.warning) if rule is not None else None
         low = fire is not None and fire.direction == "below"
@@ -279,11 +291,11 @@ class ReplayResult:
                 if seg is not None and seg.state is not State.OK:
                     run.append(seg)
                     continue
-                if run:
+                if any(r.state.firing for r in run):
                     start, end = run[0].start_ms, run[-1].end_ms
                     peak = self._peak(key, start, end, low)
-                    out.append(Interval(key, start, end, worst([s.state for s in run]), peak))
-                    run = []
+                    out.append(Interval(key, start, end, worst([r.state for r in run]), peak))
+                run = []
         out.sort(key=lambda i: (i.start_ms, i.labels))
         return out
 
@@ -299,14 +311,16 @@ class ReplayResult:
         return min(seen) if low else max(seen)
 
     def notifications(self, repeat_ms: int, labels: Labels | None = None) -> NotificationCount:
-        """What a notifier would have sent, per series, summed unless ``labels`` is given.
+        """What the runner would have sent, per series, summed unless ``labels`` is given.
 
-        A state change to anything but OK sends a *firing* notification, a return to OK
-        after one sends *resolved*, and while the state stays not OK a *repeat* goes out
-        at the first evaluation ``repeat_ms`` after the last one sent. Nothing is sent
-        while the series is flapping; when flapping stops, a state that differs from the
-        last one notified is notified then. A series already not OK at the window start is
-        taken as notified at the start (repeats count from there).
+        The runner's policy (:func:`signalbox.monitors.run.decide`), evaluation by
+        evaluation: *firing* when the series fires in a state receivers were not told
+        about (new problem, escalation, de-escalation), *repeat* while it keeps firing
+        ``repeat_ms`` after the last one sent, *resolved* when it is back to OK after a
+        firing was sent. UNKNOWN sends nothing, and nothing is sent while the series is
+        flapping (the next evaluation after it stops catches up). Silences,
+        acknowledgements and dependencies are not modelled. A series already firing at
+        the window start is taken as told at the start.
         """
         total = NotificationCount()
         for key in [labels] if labels is not None else self.series():
@@ -314,21 +328,20 @@ class ReplayResult:
         return total
 
     def _notifications_of(self, labels: Labels, repeat_ms: int) -> NotificationCount:
-        step = self.step_ms
-        period = -(-max(repeat_ms, 1) // step) * step  # repeats land on evaluation steps
+        period = -(-max(repeat_ms, 1) // self.step_ms) * self.step_ms  # repeats land on steps
         first = self.initial.get(labels)
         cur = first.state if first is not None else State.OK
         flap = first.flapping if first is not None else False
-        notified, sent = cur, self.start_ms
+        notified: State | None = cur if cur.firing else None
+        sent = self.start_ms
         firing = repeat = resolved = 0
 
         def repeats_before(limit_ms: int) -> None:
             nonlocal sent, repeat
-            if cur is State.OK or flap or notified is not cur:
-                return
-            k = max(0, (limit_ms - 1 - sent) // period)
-            repeat += k
-            sent += k * period
+            if cur.firing and not flap and notified is cur:
+                k = max(0, (limit_ms - 1 - sent) // period)
+                repeat += k
+                sent += k * period
 
         events = [t for t in self.transitions if t.labels == labels]
         i = 0
@@ -343,15 +356,15 @@ class ReplayResult:
                 i += 1
             if flap:
                 continue
-            if cur is not notified:
-                if cur is State.OK:
-                    resolved += 1
-                else:
-                    firing += 1
+            if cur.firing and notified is not cur:
+                firing += 1
                 notified, sent = cur, at
-            elif cur is not State.OK and at - sent >= period:
+            elif cur.firing and at - sent >= repeat_ms:
                 repeat += 1
                 sent = at
+            elif cur is State.OK and notified is not None:
+                resolved += 1
+                notified, sent = None, at
         repeats_before(self.end_ms + 1)
         return NotificationCount(firing, repeat, resolved)
 
@@ -384,7 +397,7 @@ def replay(
     if end_ms < start_ms:
         raise UsageError(f"end ({end_ms}) is before start ({start_ms})")
     first = start_ms - -(-max(warmup_ms, 0) // step_ms) * step_ms
-    columns = observe(monitor, engine, first, end_ms, step_ms)
+    columns, dropped = observe(monitor, engine, first, end_ms, step_ms)
     rule = monitor.rule()
     assert rule is not None  # observe() refused plugin checks
     n = (end_ms - first) // step_ms + 1
@@ -440,5 +453,14 @@ def replay(
     skip = (start_ms - first) // step_ms
     values = {key: col[skip:] for key, col in columns.items()}
     return ReplayResult(
-        monitor, start_ms, end_ms, step_ms, initial, states, tuple(transitions), values, snapshots
+        monitor,
+        start_ms,
+        end_ms,
+        step_ms,
+        initial,
+        states,
+        tuple(transitions),
+        values,
+        snapshots,
+        tuple(sorted(set(dropped))),
     )

@@ -17,6 +17,12 @@ log = logging.getLogger("signalbox.serve")
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None, demo: bool = False) -> None:
     bind_host = host or settings.server_host
     bind_port = settings.server_port if port is None else port
+    if demo:
+        from signalbox.demo import demo_settings
+
+        settings = demo_settings(settings)
+        logging.getLogger("signalbox.notify").setLevel(logging.INFO)
+        logging.getLogger("signalbox.demo").setLevel(logging.INFO)
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
     store = open_metric_store(settings)
     bg = Background(settings, monitors=True)

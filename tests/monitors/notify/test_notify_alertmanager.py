@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.monitors.notify.notify_helpers import T0, MakeNotification, Receiver, free_port
 
 from signalbox.clock import FrozenClock, SystemClock
 from signalbox.monitors.model import State
@@ -24,6 +23,7 @@ from signalbox.monitors.notify import (
 )
 from signalbox.monitors.notify.alertmanager import DRILL_TTL_S, ENDS_AT_REPEATS
 from signalbox.monitors.notify.notification import rfc3339
+from tests.monitors.notify.notify_helpers import T0, MakeNotification, Receiver, free_port
 
 NOW = T0 + 180
 

@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from tests.monitors.notify.notify_helpers import MakeNotification
 
 from signalbox.monitors.notify import (
     CommandNotifier,
@@ -17,6 +16,7 @@ from signalbox.monitors.notify import (
     notification_env,
     to_payload,
 )
+from tests.monitors.notify.notify_helpers import MakeNotification
 
 
 def script(tmp_path: Path, body: str) -> str:

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from tests.monitors.notify.notify_helpers import MakeNotification, free_port
 
 from signalbox.monitors.model import State
 from signalbox.monitors.notify import EmailNotifier, NotifyError, build_notifier
+from tests.monitors.notify.notify_helpers import MakeNotification, free_port
 
 
 @dataclass

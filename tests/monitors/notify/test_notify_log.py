@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
-from tests.monitors.notify.notify_helpers import MakeNotification
 
 from signalbox.monitors.model import State
 from signalbox.monitors.notify import LogNotifier, build_notifier, to_payload
 from signalbox.monitors.notify.log import log_line, logfmt_value
+from tests.monitors.notify.notify_helpers import MakeNotification
 
 
 def test_writes_one_structured_line_with_the_payload_attached(

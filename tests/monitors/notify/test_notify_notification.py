@@ -7,7 +7,6 @@ import json
 import math
 
 import pytest
-from tests.monitors.notify.notify_helpers import T0, MakeNotification
 
 from signalbox.monitors.model import State
 from signalbox.monitors.notify import (
@@ -19,6 +18,7 @@ from signalbox.monitors.notify import (
     to_json,
     to_payload,
 )
+from tests.monitors.notify.notify_helpers import T0, MakeNotification
 
 
 def test_payload_carries_every_field_of_the_notification(notification: MakeNotification) -> None:

@@ -6,9 +6,9 @@ import base64
 import json
 
 import pytest
-from tests.monitors.notify.notify_helpers import MakeNotification, Receiver
 
 from signalbox.monitors.notify import NotifyError, WebhookNotifier, build_notifier, to_payload
+from tests.monitors.notify.notify_helpers import MakeNotification, Receiver
 
 
 def test_posts_the_documented_json_payload_with_an_idempotency_key(

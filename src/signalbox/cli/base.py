@@ -58,7 +58,41 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when run (click's documented pattern):
+    ``collect --once`` from cron should not pay for importing the monitors CLI."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[cmd_name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+COMMANDS = {
+    "init": "signalbox.cli.init:init_cmd",
+    "serve": "signalbox.cli.serve:serve_cmd",
+    "agent": "signalbox.cli.collect:agent_cmd",
+    "collect": "signalbox.cli.collect:collect_cmd",
+    "send": "signalbox.cli.collect:send_cmd",
+    "query": "signalbox.cli.query:query_cmd",
+    "import": "signalbox.cli.importer:import_cmd",
+    # importing monitors_ops attaches run/status/silence/... to the monitors group
+    "monitors": "signalbox.cli.monitors_ops:monitors_group",
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="signalbox")
 @click.option("--config", "config", metavar="FILE", help="signalbox.toml to use (default: $SIGNALBOX_CONFIG, then ./signalbox.toml).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")

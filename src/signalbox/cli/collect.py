@@ -69,4 +69,3 @@ def send_cmd(ctx: Context, pairs: tuple[str, ...], file_name: str) -> None:
     click.echo(f"wrote {len(pairs)} value(s) to {path}")
 
 
-COMMANDS = [collect_cmd, agent_cmd, send_cmd]

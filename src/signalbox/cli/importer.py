@@ -51,4 +51,3 @@ def import_cmd(ctx: Context, file: str) -> None:
     raise SystemExit(1 if report.errors else 0)
 
 
-COMMANDS = [import_cmd]

@@ -19,4 +19,3 @@ def init_cmd(directory: Path) -> None:
         click.echo(f"{'created' if created else 'exists, left as is'}: {path}")
 
 
-COMMANDS = [init_cmd]

@@ -6,12 +6,9 @@ are imported inside each command so ``collect --once`` from cron starts fast.
 
 from __future__ import annotations
 
-from signalbox.cli import collect, importer, init, monitors, monitors_ops, query, serve
 from signalbox.cli.base import cli
 
-for _mod in (init, collect, query, importer, serve, monitors, monitors_ops):
-    for _command in _mod.COMMANDS:
-        cli.add_command(_command)
+__all__ = ["cli", "main"]
 
 
 def main() -> None:

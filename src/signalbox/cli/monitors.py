@@ -320,4 +320,3 @@ def backtest_cmd(
     raise SystemExit(2 if errors else 0)
 
 
-COMMANDS = [monitors_group]

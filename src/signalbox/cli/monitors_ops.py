@@ -1,7 +1,7 @@
 """``monitors run|status|silence|unsilence|ack|drill|history``: operating monitors.
 
 These subcommands attach to the ``monitors`` group of :mod:`signalbox.cli.monitors` when
-this module is imported; ``COMMANDS`` is empty because nothing here is a top-level command.
+this module is imported.
 Each command parses its arguments and calls :mod:`signalbox.monitors.run` /
 :mod:`signalbox.monitors.store`; printing is all that happens here.
 """
@@ -25,7 +25,6 @@ from signalbox.exceptions import UsageError
 if TYPE_CHECKING:
     from signalbox.monitors.run import MonitorRunner
 
-COMMANDS: list[click.Command] = []
 
 
 def _now_ms() -> int:

@@ -83,4 +83,3 @@ def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_j
                 click.echo(f"  {_ts(int(float(t) * 1000))}  {v}")
 
 
-COMMANDS = [query_cmd]

@@ -24,4 +24,3 @@ def serve_cmd(ctx: Context, host: str | None, port: int | None, demo: bool) -> N
     serve(ctx.settings, host=host, port=port, demo=demo)
 
 
-COMMANDS = [serve_cmd]

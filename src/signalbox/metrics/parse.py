@@ -471,11 +471,15 @@ def _keyvalue_name(raw: str) -> str:
     return name if METRIC_NAME.match(name) else ""
 
 
-def parse_keyvalue(text: str, source: str) -> Parsed:
-    """Parse a ``*.metrics`` spool file (see the module docstring for the rules)."""
+def parse_keyvalue(text: str, source: str, *, metas: bool = True) -> Parsed:
+    """Parse a ``*.metrics`` spool file (see the module docstring for the rules).
+
+    ``metas=False`` skips the (all-gauge) metadata records: the collector stores none for
+    key=value metrics since gauge is the default.
+    """
     with _gc_paused():
-        fast = _keyvalue_batch(text)
-        return fast if fast is not None else _keyvalue_lines(text, source)
+        fast = _keyvalue_batch(text, metas)
+        return fast if fast is not None else _keyvalue_lines(text, source, metas)
 
 
 def _columns(rows: Iterable[tuple[str, str, str]]) -> tuple[list[str], list[str], list[str]]:
@@ -526,7 +530,7 @@ def _label_column(tails: list[str]) -> tuple[list[Labels], list[str]] | None:
     return list(map(parsed.__getitem__, tails)), list(map(canon.__getitem__, tails))
 
 
-def _keyvalue_batch(text: str) -> Parsed | None:
+def _keyvalue_batch(text: str, metas: bool = True) -> Parsed | None:
     """All-or-nothing fast path: the parse of a flawless file, or None to go line by line."""
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -577,10 +581,10 @@ def _keyvalue_batch(text: str) -> Parsed | None:
     if len(set(keys) if keys is not None else unique) != len(names):
         return None  # a duplicate series: the line parser reports it
     samples = list(map(_make_sample, zip(names, labels or repeat(()), floats, repeat(None))))
-    return Parsed(samples, _plain_metas(unique, "gauge"), [])
+    return Parsed(samples, _plain_metas(unique, "gauge") if metas else [], [])
 
 
-def _keyvalue_lines(text: str, source: str) -> Parsed:
+def _keyvalue_lines(text: str, source: str, metas: bool = True) -> Parsed:
     """The reference parser: one line at a time, every problem reported."""
     lines, check = split_lines(text)
     samples: list[Sample | None] = []
@@ -670,7 +674,7 @@ def _keyvalue_lines(text: str, source: str) -> Parsed:
     good = [s for s in samples if s is not None] if dups else cast(list[Sample], samples)
     if dups:
         errors.sort(key=lambda e: e.line)
-    return Parsed(good, _plain_metas(dict.fromkeys(s[0] for s in good), "gauge"), errors)
+    return Parsed(good, _plain_metas(dict.fromkeys(s[0] for s in good), "gauge") if metas else [], errors)
 
 
 # ---------------------------------------------------------------------------------------

@@ -146,23 +146,34 @@ def scan_spool(
             continue
         out.files_read += 1
         text = data.decode("utf-8", errors="replace")
-        parsed = parse_keyvalue(text, name) if is_kv else parse_prometheus(text, name)
+        parsed = parse_keyvalue(text, name, metas=False) if is_kv else parse_prometheus(text, name)
         errors: list[LineError] = list(parsed.errors)
-        for s in parsed.samples:
-            ts = s.timestamp_ms
-            if ts is not None and not (now_ms - MAX_PAST_MS <= ts <= now_ms + MAX_FUTURE_MS):
-                errors.append(LineError(name, 0, f"timestamp {ts} of {format_series(s.name, s.labels)} is more than 1h old or 5m ahead; sample not stored", ""))
-                continue
-            key = s.key
-            first = owner.get(key)
-            if first is not None:
+        samples = parsed.samples
+        if is_prom and any(s.timestamp_ms is not None for s in samples):
+            kept = []
+            for s in samples:
+                ts = s.timestamp_ms
+                if ts is not None and not (now_ms - MAX_PAST_MS <= ts <= now_ms + MAX_FUTURE_MS):
+                    errors.append(LineError(name, 0, f"timestamp {ts} of {format_series(s.name, s.labels)} is more than 1h old or 5m ahead; sample not stored", ""))
+                else:
+                    kept.append(s)
+            samples = kept
+        keys = [(s[0], s[1]) for s in samples]
+        if owner.keys() & keys:  # rare: the same series from another file; first file wins
+            fresh = []
+            for s, key in zip(samples, keys, strict=True):
+                first = owner.get(key)
+                if first is None:
+                    fresh.append(s)
+                    continue
                 out.problems.append(
                     SpoolProblem(name, 0, f"duplicate series {format_series(*key)}: also in {first}, whose value is kept", "duplicate")
                 )
                 out.bad_lines[name] = out.bad_lines.get(name, 0) + 1
-                continue
-            owner[key] = name
-            out.samples.append(s)
+            samples = fresh
+            keys = [(s[0], s[1]) for s in samples]
+        owner.update(dict.fromkeys(keys, name))
+        out.samples.extend(samples)
         if is_prom:  # key=value metrics are gauges, the default: no metadata to store
             out.metas.extend(parsed.metas)
         for err in errors:

@@ -71,6 +71,26 @@ MONITORS = '''\
   notify: [ops]
 '''
 
+MONITOR_TESTS = '''\
+# Unit tests for monitors/example.yaml: series in, expected states out (`signalbox monitors test`).
+# Values use promtool's expanding notation: '2x5' is six 2s, '1+1x3' is 1 2 3 4, '_' is missing.
+interval: 1m
+tests:
+  - name: slow resizes warn, then page, then recover only below 3
+    input_series:
+      - series: 'image_processing_time{host="web1"}'
+        values: '2x5 12x9 1x10'
+    expect:
+      - {at: 8m, monitor: image_processing_slow, state: warning, pending: true, labels: {host: web1}}
+      - {at: 11m, monitor: image_processing_slow, state: warning, labels: {host: web1}}
+      - {at: 13m, monitor: image_processing_slow, state: critical, labels: {host: web1}}
+      - {at: 17m, monitor: image_processing_slow, state: warning, labels: {host: web1}}
+      - {at: 19m, monitor: image_processing_slow, state: warning, labels: {host: web1}}
+      - {at: 21m, monitor: image_processing_slow, state: ok, labels: {host: web1}}
+    expect_notifications:
+      - {monitor: image_processing_slow, firing: 3, resolved: 1}   # warning, critical, back to warning
+'''
+
 FLAGS = '''\
 # Feature flags: defaults live here, reviewed like code; runtime changes (`signalbox flags
 # set`) are stored and audited. Ops can force any flag off in seconds.
@@ -88,6 +108,7 @@ def scaffold(directory: Path) -> list[tuple[Path, bool]]:
     for rel, content in (
         ("signalbox.toml", CONFIG),
         ("monitors/example.yaml", MONITORS),
+        ("monitors/example_test.yaml", MONITOR_TESTS),
         ("flags/example.yaml", FLAGS),
     ):
         path = directory / rel

@@ -13,7 +13,7 @@ def test_init_scaffolds_and_running_it_twice_changes_nothing(tmp_path: Path) -> 
     r = run("init", str(tmp_path / "proj"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     proj = tmp_path / "proj"
-    for rel in ("signalbox.toml", "monitors/example.yaml", "flags/example.yaml", ".signalbox/spool"):
+    for rel in ("signalbox.toml", "monitors/example.yaml", "monitors/example_test.yaml", "flags/example.yaml", ".signalbox/spool"):
         assert (proj / rel).exists(), rel
     before = {p: p.read_bytes() for p in proj.rglob("*") if p.is_file()}
     (proj / "signalbox.toml").write_text((proj / "signalbox.toml").read_text() + "# mine\n")
@@ -114,3 +114,12 @@ def test_help_for_every_command(tmp_path: Path) -> None:
     for cmd in ("init", "serve", "agent", "collect", "send", "query", "import"):
         r = run(cmd, "--help", cwd=tmp_path)
         assert r.returncode == 0 and "Usage:" in r.stdout, cmd
+
+
+def test_scaffolded_monitors_lint_clean_and_their_unit_tests_pass(tmp_path: Path) -> None:
+    assert run("init", ".", cwd=tmp_path).returncode == 0
+    lint = run("monitors", "lint", cwd=tmp_path)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    test = run("monitors", "test", cwd=tmp_path)
+    assert test.returncode == 0, test.stdout + test.stderr
+    assert "1 passed, 0 failed" in test.stdout

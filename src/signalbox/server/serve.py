@@ -10,6 +10,7 @@ from signalbox.config import Settings
 from signalbox.runtime import open_metric_store
 from signalbox.server.app import create_app
 from signalbox.server.loops import Background
+from signalbox.storage.database import redact_url
 
 log = logging.getLogger("signalbox.serve")
 
@@ -36,7 +37,10 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     if sim is not None:
         sim.start(bg.statsd_address)
     app = create_app(store, stale_after_s=settings.stale_after_s, demo=demo)
-    print(f"signalbox serving on http://{bind_host}:{bind_port}/  (store {settings.store_url}, spool {settings.spool_dir})", flush=True)
+    print(
+        f"signalbox serving on http://{bind_host}:{bind_port}/  (store {redact_url(settings.store_url)}, spool {settings.spool_dir})",
+        flush=True,
+    )
     try:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning")
     finally:

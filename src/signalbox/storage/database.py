@@ -21,13 +21,26 @@ Migration = tuple[int, str, Sequence[str]]
 ``{without_rowid}`` and ``{pk}`` placeholders filled in per dialect."""
 
 
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for messages and logs (secrets never in clear)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 class Database:
     """One connection, safe to share between threads (calls are serialised by a lock)."""
 
     def __init__(self, conn: Any, dialect: Dialect, url: str) -> None:
         self.conn = conn
         self.dialect = dialect
-        self.url = url
+        self.url = redact_url(url)  # only ever shown to people
         self.lock = threading.RLock()
         self._depth = 0
 
@@ -153,7 +166,7 @@ def _open_postgresql(url: str) -> Database:
     try:
         conn = psycopg.connect(url, autocommit=False)
     except psycopg.Error as e:
-        raise StoreError(f"cannot connect to PostgreSQL: {e}") from None
+        raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {e}") from None
     return Database(conn, POSTGRESQL, url)
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 
-from signalbox.metrics.parse import (
+from signalbox.metrics.lex import (
     NAME_RULE,
     LineError,
     blank_split,

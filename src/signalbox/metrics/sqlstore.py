@@ -28,7 +28,14 @@ from signalbox.clock import Clock, SystemClock
 from signalbox.durations import Tier
 from signalbox.metrics.labelcodec import decode_labels, encode_labels
 from signalbox.metrics.partitions import RAW, Level, levels, segments
-from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels, series_matches
+from signalbox.metrics.samples import (
+    Labels,
+    Matcher,
+    MetricMeta,
+    Sample,
+    merge_labels,
+    series_matches,
+)
 from signalbox.metrics.store import SeriesPoints, WriteResult
 from signalbox.storage.database import Database, Migration
 

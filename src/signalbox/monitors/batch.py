@@ -1,152 +1,99 @@
 """Evaluate many monitors at one instant with one read of the store.
 
 Asking the store once per monitor costs a round trip each: with 10,000 monitors that is
-10,000 SQL queries per evaluation pass. Instead, :func:`query_many` reads every series the
-queries can touch in ONE ``select`` over the widest window any of them needs, then runs each
-query with the ordinary engine against that in-memory copy (:class:`PrefetchedStore`), so
-every query still means exactly what it means everywhere else. Identical queries are run
-once. :func:`evaluate_many` adds the state machine on top: one pass of the runner.
+10,000 SQL queries per evaluation pass. Instead, :func:`instant_many` reads every series
+the queries can touch in ONE ``select`` over the widest window any of them needs, then runs
+each query with the ordinary engine against that in-memory copy (:class:`PrefetchedStore`),
+so every query still means exactly what it means everywhere else. Identical queries are run
+once. :func:`latest_many` does the same for staleness checks (one ``latest`` read), and
+:func:`evaluate_many` adds the state machine on top.
+
+Exactness is kept by construction: the copy answers a read only when the real store would
+have answered it with the same raw points (a window inside the one read, which came back
+raw); anything else (a probe further back, rollups) goes to the real store.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from signalbox.exceptions import StoreError
-from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, series_matches
-from signalbox.metrics.store import MetricStore, SeriesPoints, WriteResult
+from signalbox.metrics.samples import Labels, Matcher, series_matches
+from signalbox.metrics.store import MetricStore, SeriesPoints
 from signalbox.monitors.evaluate import SeriesState, VectorResult, evaluate_vector
 from signalbox.monitors.model import Monitor, QueueCheck, StaleCheck, ThresholdCheck
+from signalbox.monitors.prefetch import PrefetchedStore
 from signalbox.monitors.replay import series_key
+from signalbox.monitors.shapes import Narrower, Widened, widen
 from signalbox.query import Engine, QueryResult, parse_expr
 from signalbox.query.ast import Expr, MatrixSelector, VectorSelector
 
 _NAME_REGEX_MAX = 64  # above this many metric names, read every series and filter here
-_parse = functools.lru_cache(maxsize=100_000)(parse_expr)  # monitors' queries repeat every pass
+# Windows up to this wide are read together, over the widest of them; a longer window is
+# read on its own so one monitor over a day does not make every monitor read a day.
+_MERGE_REACH_MS = 3_600_000
+
+LatestRow = tuple[str, Labels, int, float]
+
+__all__ = [
+    "LatestRow",
+    "PrefetchedStore",
+    "evaluate_many",
+    "instant_many",
+    "latest_many",
+    "monitor_query",
+    "observations",
+    "query_many",
+]
 
 
-class PrefetchedStore:
-    """A read-only :class:`~signalbox.metrics.store.MetricStore` over points read once.
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A query parsed, with what its one read must cover."""
 
-    ``select`` answers from memory: candidates by metric name, narrowed by an index on the
-    first ``label="value"`` matcher, then sliced by time. The points cover the store from
-    ``since_ms`` on; a select reaching further back (the engine probing for coarse rollups
-    when a window is empty) goes to ``fallback``, the real store. Writes are refused.
-    """
-
-    def __init__(
-        self,
-        points: Sequence[SeriesPoints],
-        *,
-        since_ms: int | None = None,
-        fallback: MetricStore | None = None,
-    ) -> None:
-        self._by_name: dict[str, list[SeriesPoints]] = defaultdict(list)
-        for sp in points:
-            self._by_name[sp.name].append(sp)
-        self._all = list(points)
-        self._eq: dict[tuple[str, str], dict[str, list[SeriesPoints]]] = {}
-        self._since_ms, self._fallback = since_ms, fallback
-
-    def _indexed(self, name: str, label: str, value: str) -> list[SeriesPoints]:
-        index = self._eq.get((name, label))
-        if index is None:
-            index = self._eq[(name, label)] = defaultdict(list)
-            for sp in self._by_name.get(name, ()):
-                index[dict(sp.labels).get(label, "")].append(sp)
-        return index.get(value, [])
-
-    def _candidates(self, matchers: Sequence[Matcher]) -> list[SeriesPoints]:
-        name = next((m.value for m in matchers if m.label == "__name__" and m.op == "="), None)
-        if name is None:
-            return self._all
-        for m in matchers:
-            if m.op == "=" and m.label != "__name__" and m.value:
-                return self._indexed(name, m.label, m.value)
-        return self._by_name.get(name, [])
-
-    def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
-    ) -> list[SeriesPoints]:
-        if self._fallback is not None and self._since_ms is not None and start_ms < self._since_ms:
-            return self._fallback.select(matchers, start_ms, end_ms, step_ms=step_ms)
-        ms = tuple(matchers)
-        out: list[SeriesPoints] = []
-        for sp in self._candidates(ms):
-            if not series_matches(sp.name, sp.labels, ms):
-                continue
-            lo, hi = bisect_left(sp.timestamps, start_ms), bisect_right(sp.timestamps, end_ms)
-            if hi <= lo:
-                continue
-            if lo == 0 and hi == len(sp.timestamps):
-                out.append(sp)
-                continue
-            part = SeriesPoints(
-                sp.name, sp.labels, sp.timestamps[lo:hi], sp.values[lo:hi], sp.resolution
-            )
-            for attr in ("mins", "maxs", "sums", "counts"):
-                full = getattr(sp, attr)
-                if full is not None:
-                    setattr(part, attr, full[lo:hi])
-            out.append(part)
-        return out
-
-    def series(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels]]:
-        ms = tuple(matchers)
-        return [
-            (sp.name, sp.labels)
-            for sp in self._candidates(ms)
-            if series_matches(sp.name, sp.labels, ms)
-        ]
-
-    def latest(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels, int, float]]:
-        ms = tuple(matchers)
-        return [
-            (sp.name, sp.labels, sp.timestamps[-1], sp.values[-1])
-            for sp in self._candidates(ms)
-            if sp.timestamps and series_matches(sp.name, sp.labels, ms)
-        ]
-
-    def write(self, samples: Sequence[Sample], default_ts_ms: int) -> WriteResult:
-        raise StoreError("a prefetched store is read-only")
-
-    def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
-        raise StoreError("a prefetched store is read-only")
-
-    def metadata(self) -> dict[str, MetricMeta]:
-        return {}
-
-    def compact(self, now_ms: int) -> None:
-        """Nothing to compact."""
-
-    def close(self) -> None:
-        """Nothing to release."""
+    expr: Expr
+    back_ms: int  # how far before the evaluation time its selectors read
+    ahead_ms: int  # how far after it (only a negative offset, ``x offset -5m``, does)
+    selectors: tuple[VectorSelector, ...]
+    widened: Widened | None  # its shape, when it can share an evaluation (see .shapes)
 
 
-def _reach_ms(expr: Expr, lookback_ms: int) -> int:
-    """How far before the evaluation time any selector of ``expr`` reads."""
-    reach = 0
+def _plan(expr: Expr, lookback_ms: int) -> _Plan:
+    back = ahead = 0
     for node in expr.walk():
         if isinstance(node, MatrixSelector):
-            reach = max(reach, node.selector.offset_ms + node.range_ms)
+            back = max(back, node.selector.offset_ms + node.range_ms)
+            ahead = max(ahead, -node.selector.offset_ms)
         elif isinstance(node, VectorSelector):
-            reach = max(reach, node.offset_ms + lookback_ms)
-    return reach
+            back = max(back, node.offset_ms + lookback_ms)
+            ahead = max(ahead, -node.offset_ms)
+    return _Plan(expr, back, ahead, tuple(expr.selectors()), widen(expr))
 
 
-def _fetch_matchers(exprs: Sequence[Expr]) -> tuple[list[Matcher], set[str] | None]:
-    """Matchers for the one store read, and the metric names to keep (None: all)."""
+@functools.lru_cache(maxsize=100_000)  # monitors' queries repeat every pass
+def _plan_text(text: str, lookback_ms: int) -> _Plan:
+    return _plan(parse_expr(text), lookback_ms)
+
+
+def _name_matchers(
+    selectors: Sequence[VectorSelector],
+) -> tuple[list[Matcher], set[str] | None]:
+    """Matchers for one store read covering ``selectors``, and the names to keep (None: all).
+
+    A single selector (however often repeated) is read with its own matchers: the read a
+    query alone would make.
+    """
     names: set[str] = set()
-    for e in exprs:
-        for sel in e.selectors():
-            name = sel.metric_name
-            if name is None:
-                return [], None
-            names.add(name)
+    for sel in selectors:
+        name = sel.metric_name
+        if name is None:
+            return [], None
+        names.add(name)
+    if selectors and all(s == selectors[0] for s in selectors):
+        return list(selectors[0].all_matchers()), None
     if len(names) == 1:
         return [Matcher("__name__", "=", next(iter(names)))], None
     if len(names) <= _NAME_REGEX_MAX:
@@ -155,56 +102,206 @@ def _fetch_matchers(exprs: Sequence[Expr]) -> tuple[list[Matcher], set[str] | No
 
 
 def _read(
-    store: MetricStore, exprs: Sequence[Expr], at_ms: int, reach_ms: int
+    store: MetricStore, matchers: list[Matcher], keep: set[str] | None, start: int, end: int
 ) -> list[SeriesPoints]:
-    matchers, keep = _fetch_matchers(exprs)
-    got = store.select(matchers, at_ms - reach_ms, at_ms)
+    got = store.select(matchers, start, end)
     return got if keep is None else [sp for sp in got if sp.name in keep]
+
+
+class _Batch:
+    """One :func:`instant_many` call: planned queries and their answers."""
+
+    def __init__(self, engine: Engine, queries: Sequence[str | Expr], at_ms: int) -> None:
+        self.engine, self.at_ms = engine, at_ms
+        self.keys = [q if isinstance(q, str) else str(q) for q in queries]
+        self.out: list[QueryResult | Exception | None] = [None] * len(queries)
+        self.plans: dict[int, _Plan] = {}
+        lookback = engine.lookback_ms
+        for i, q in enumerate(queries):
+            try:
+                self.plans[i] = (
+                    _plan_text(q, lookback) if isinstance(q, str) else _plan(q, lookback)
+                )
+            except Exception as err:  # a query that does not parse fails alone
+                self.out[i] = err
+
+    def run(self) -> list[QueryResult | Exception]:
+        short: list[int] = []
+        long: dict[int, list[int]] = defaultdict(list)
+        for i, p in self.plans.items():
+            if p.back_ms <= _MERGE_REACH_MS:
+                short.append(i)
+            else:
+                long[p.back_ms].append(i)
+        if short:
+            self.unit(short, merged=True)
+        for _, idxs in sorted(long.items()):
+            self.unit(idxs, merged=False)
+        return [r for r in self.out if r is not None]
+
+    def unit(self, idxs: list[int], *, merged: bool) -> None:
+        """Answer ``idxs`` from one read, or (rollups) by smaller reads, or one by one."""
+        storeless = [i for i in idxs if not self.plans[i].selectors]
+        if storeless:  # vector(1), time(): nothing to read, nothing a failed read can spoil
+            self.evaluate(storeless, self.engine)
+            idxs = [i for i in idxs if self.plans[i].selectors]
+            if not idxs:
+                return
+        plans = [self.plans[i] for i in idxs]
+        start = self.at_ms - max(p.back_ms for p in plans)
+        end = self.at_ms + max(p.ahead_ms for p in plans)
+        store = self.engine.store
+        matchers, keep = _name_matchers([s for p in plans for s in p.selectors])
+        try:
+            got = _read(store, matchers, keep, start, end)
+        except Exception as e:  # the store itself fails: every query of the read does
+            for i in idxs:
+                self.out[i] = e
+            return
+        if all(sp.resolution == 0 for sp in got):
+            # Raw for the widest window, so raw for every narrower one: the copy answers
+            # exactly what the store would.
+            pre = PrefetchedStore(
+                got, since_ms=start, until_ms=end, fallback=store, fallback_matchers=matchers
+            )
+            self.evaluate(idxs, self._engine_over(pre), pre)
+            return
+        by_back: dict[int, list[int]] = defaultdict(list)
+        for i in idxs:
+            by_back[self.plans[i].back_ms].append(i)
+        if merged and len(by_back) > 1:
+            for _, group in sorted(by_back.items()):
+                self.unit(group, merged=False)
+            return
+        self.evaluate(idxs, self.engine)  # rollups: each query reads exactly as it would alone
+
+    def _engine_over(self, store: MetricStore) -> Engine:
+        e = self.engine
+        return Engine(
+            store,
+            lookback_ms=e.lookback_ms,
+            max_points=e.max_points,
+            coarsest_resolution_s=e.coarsest_resolution_s,
+        )
+
+    def evaluate(
+        self, idxs: list[int], engine: Engine, shared: PrefetchedStore | None = None
+    ) -> None:
+        """Answer ``idxs`` with ``engine``; with ``shared`` (the read's raw points), queries
+        of one shape first share one evaluation (see :mod:`signalbox.monitors.shapes`)."""
+        first: dict[str, int] = {}
+        for i in idxs:
+            first.setdefault(self.keys[i], i)
+        done: dict[str, QueryResult | Exception] = {}
+        if shared is not None:
+            done.update(self._shared(first, shared))
+        for key, i in first.items():
+            if key not in done:
+                try:
+                    done[key] = engine.instant(self.plans[i].expr, self.at_ms)
+                except Exception as e:  # one query's failure is that query's answer
+                    done[key] = e
+        for i in idxs:
+            self.out[i] = done[self.keys[i]]
+
+    def _shared(self, first: Mapping[str, int], points: PrefetchedStore) -> dict[str, QueryResult]:
+        """Answers of the queries that share their shape with others: the widened query
+        runs once over the series its members select, and each member takes its part.
+
+        A member whose part is empty, or whose group failed, is left for its own evaluation.
+        """
+        groups: dict[str, list[tuple[str, Widened]]] = defaultdict(list)
+        for key, i in first.items():
+            w = self.plans[i].widened
+            if w is not None:
+                groups[w.key].append((key, w))
+        out: dict[str, QueryResult] = {}
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            own = points.subset(w.matchers for _, w in members)
+            try:
+                wide = members[0][1].expr
+                narrower = Narrower(self._engine_over(own).instant(wide, self.at_ms))
+            except Exception:  # each member then meets its own error, if any, on its own
+                continue
+            for key, w in members:
+                part = narrower.part(w)
+                if part is not None:
+                    out[key] = part
+        return out
+
+
+def instant_many(
+    engine: Engine, queries: Sequence[str | Expr], at_ms: int
+) -> list[QueryResult | Exception]:
+    """``[engine.instant(q, at_ms) for q in queries]``, reading ``engine.store`` once.
+
+    A query that fails (does not parse, or its evaluation raises) has the exception in its
+    place; when the shared read fails, every query of that read has its exception.
+    Windows up to an hour are read together over the widest of them; a longer window is
+    read on its own. A read answered with rollup buckets (the window reaches past raw
+    retention) is split by window width, and a width still answered with rollups is
+    evaluated query by query, so the store picks each query's resolution as it would for
+    the query alone. Identical queries are evaluated once.
+    """
+    return _Batch(engine, queries, at_ms).run()
 
 
 def query_many(
     store: MetricStore, queries: Sequence[str | Expr], at_ms: int, *, lookback_ms: int = 300_000
 ) -> list[QueryResult]:
-    """Instant results of every query at ``at_ms``, reading the store once.
+    """Instant results of every query at ``at_ms``, reading the store once (see :func:`instant_many`).
 
-    Equivalent to ``[Engine(store, lookback_ms=...).instant(q, at_ms) for q in queries]``.
-    Every series the queries can touch is read over the widest window any of them needs;
-    when the store answers that with rollup buckets (the window reaches past raw
-    retention) the queries are regrouped by window width and read once per group, so the
-    store picks the same resolution for each query as it would for the query alone.
-    Identical queries are evaluated once.
+    Equivalent to ``[Engine(store, lookback_ms=...).instant(q, at_ms) for q in queries]``,
+    raising the first failure.
     """
-    exprs = [_parse(q) if isinstance(q, str) else q for q in queries]
-    keys = [q if isinstance(q, str) else str(q) for q in queries]
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, e in enumerate(exprs):
-        groups[_reach_ms(e, lookback_ms)].append(i)
-    if not groups:
-        return []
-    widest = max(groups)
-    got = _read(store, exprs, at_ms, widest)
-    reads: list[tuple[list[SeriesPoints], int, list[int]]] = []
-    if all(sp.resolution == 0 for sp in got):  # raw for the widest, so raw for every group
-        reads = [(got, at_ms - widest, [i for idxs in groups.values() for i in idxs])]
-    else:
-        for reach, idxs in groups.items():
-            part = _read(store, [exprs[i] for i in idxs], at_ms, reach)
-            res_ms = max((sp.resolution for sp in part), default=0) * 1000
-            if res_ms:  # the engine widens windows to whole buckets: read those too
-                reach += 2 * res_ms
-                part = _read(store, [exprs[i] for i in idxs], at_ms, reach)
-            reads.append((part, at_ms - reach, idxs))
-    out: list[QueryResult | None] = [None] * len(exprs)
-    done: dict[str, QueryResult] = {}
-    for points, since, idxs in reads:
-        prefetched = PrefetchedStore(points, since_ms=since, fallback=store)
-        engine = Engine(prefetched, lookback_ms=lookback_ms)
-        done.clear()
-        for i in idxs:
-            key = keys[i]
-            if key not in done:
-                done[key] = engine.instant(exprs[i], at_ms)
-            out[i] = done[key]
+    out: list[QueryResult] = []
+    for r in instant_many(Engine(store, lookback_ms=lookback_ms), queries, at_ms):
+        if isinstance(r, Exception):
+            raise r
+        out.append(r)
+    return out
+
+
+def latest_many(
+    store: MetricStore, selectors: Sequence[str | VectorSelector]
+) -> list[list[LatestRow] | Exception]:
+    """``[store.latest(selector's matchers) for selector in selectors]`` with one ``latest`` read.
+
+    Each answer keeps the store's order. A selector that does not parse, or is not a plain
+    selector, has its exception in its place; a failed read is every selector's answer.
+    """
+    out: list[list[LatestRow] | Exception | None] = [None] * len(selectors)
+    sels: dict[int, VectorSelector] = {}
+    for i, s in enumerate(selectors):
+        try:
+            sel = _plan_text(s, 0).expr if isinstance(s, str) else s
+        except Exception as e:
+            out[i] = e
+            continue
+        if not isinstance(sel, VectorSelector):
+            out[i] = ValueError(f"not a plain selector: {s}")
+            continue
+        sels[i] = sel
+    if sels:
+        matchers, keep = _name_matchers(list(sels.values()))
+        try:
+            rows = store.latest(matchers)
+        except Exception as e:  # the store itself fails: every selector does
+            for i in sels:
+                out[i] = e
+            return [r for r in out if r is not None]
+        if keep is not None:
+            rows = [r for r in rows if r[0] in keep]
+        by_name: dict[str, list[LatestRow]] = defaultdict(list)
+        for r in rows:
+            by_name[r[0]].append(r)
+        for i, sel in sels.items():
+            ms = sel.all_matchers()
+            name = sel.metric_name
+            candidates = by_name.get(name, []) if name is not None else rows
+            out[i] = [r for r in candidates if series_matches(r[0], r[1], ms)]
     return [r for r in out if r is not None]
 
 

@@ -1,77 +1,37 @@
 """Monitor YAML files -> validated :class:`Monitor` models, plus every lint error found.
 
-Reviewers read monitors like code, so lint must point at the exact line and say what was
-expected. Files are *composed* (PyYAML nodes keep their line marks) rather than loaded, and
-each value is checked where it sits. Loading never stops at the first problem: every file
-is read, every error reported, and every monitor without an error is returned, so one typo
-cannot switch off the rest of the monitoring.
+Loading never stops at the first problem: every file is read, every error reported, and
+every monitor without an error is returned, so one typo cannot switch off the rest of the
+monitoring. Each monitor is linted where it sits (:mod:`signalbox.monitors.lint`); this
+module finds the files, composes their YAML, and checks what spans monitors and files
+(unique names, ``depends_on`` targets and cycles). A :class:`LoadCache` lets the runner
+skip files that have not changed since its last pass.
 """
 
 from __future__ import annotations
 
-import difflib
+import io
 import re
-import shlex
 from collections import deque
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, SequenceNode
 
-from signalbox.durations import parse_duration
-from signalbox.exceptions import QueryError
-from signalbox.metrics.samples import LABEL_NAME
-from signalbox.monitors.model import (
-    NAME_RE,
-    NO_DATA_CHOICES,
-    Check,
-    FlagAction,
-    Flapping,
-    Monitor,
-    NagiosCheck,
-    QueueCheck,
-    StaleCheck,
-    State,
-    ThresholdCheck,
-)
-from signalbox.monitors.threshold import (
-    Threshold,
-    ThresholdError,
-    contradictions,
-    parse_threshold,
-)
-from signalbox.query import parse_expr
-from signalbox.query.ast import Expr, VectorSelector
+from signalbox.monitors.lint import LintedItem, LintError, lint_monitor
+from signalbox.monitors.model import Monitor
+from signalbox.monitors.yamlnodes import line_of, show, suggest
 
-KINDS = ("query", "stale", "command", "queue")
-KNOWN_KEYS = (
-    "name", "description", "owner", "runbook", "notify", "depends_on", "on_critical",
-    "on_warning", "labels", "repeat", "for", "no_data", "flapping",
-    *KINDS, "warning", "critical", "recover", "timeout",
-)  # fmt: skip
-_TYPE_WORDS = {"matrix": "range vector", "string": "string"}
-_PERCENT = re.compile(r"(\d+(?:\.\d+)?)%\Z")
-
-
-@dataclass(frozen=True, slots=True)
-class LintError:
-    """One problem in a monitor file: where (``line`` is 1-based, 0 = whole file) and what."""
-
-    file: str
-    line: int
-    monitor: str | None
-    key: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        who = f" {self.monitor}:" if self.monitor else ""
-        key = f" {self.key}:" if self.key else ""
-        return f"{where}:{who}{key} {self.message}"
+__all__ = [
+    "LintError",
+    "LoadCache",
+    "LoadResult",
+    "is_monitor_test_file",
+    "load_monitors",
+    "monitor_files",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,544 +84,91 @@ def monitor_files(paths: Sequence[Path]) -> tuple[list[Path], list[LintError]]:
     return unique, errors
 
 
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    data: bytes
+    items: tuple[LintedItem, ...]
+    errors: tuple[LintError, ...]
 
 
-def _line(node: Node | int) -> int:
-    return node if isinstance(node, int) else int(node.start_mark.line) + 1
+class LoadCache:
+    """Files already parsed, by path and notifier names, kept while their bytes are equal.
 
+    The runner loads its monitor files every pass, and they rarely change. Parsing them
+    costs far more than evaluating them (PyYAML's pure-Python parser: libyaml is faster but
+    accepts documents PyYAML rejects, so lint would depend on how PyYAML was installed). A
+    file is still read every time and compared byte for byte, so an edit is seen at the
+    next pass whatever its timestamps say. Items are shared between loads, never changed.
+    """
 
-def _show(node: Node, value: object = None) -> str:
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    if isinstance(node, SequenceNode):
-        return "a list"
-    if value is None and node.tag.endswith(":null"):
-        return "nothing"
-    return repr(value) if value is not None else repr(node.value)
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, frozenset[str] | None], _Parsed] = {}
 
+    def __len__(self) -> int:
+        """How many parsed files are held (per notifier names)."""
+        return len(self._files)
 
-def _construct(node: Node) -> Any:
-    return SafeConstructor().construct_document(node)
+    @staticmethod
+    def _key(file: str, notifiers: Collection[str] | None) -> tuple[str, frozenset[str] | None]:
+        return file, None if notifiers is None else frozenset(notifiers)
 
+    def get(
+        self, file: str, data: bytes, notifiers: Collection[str] | None
+    ) -> tuple[tuple[LintedItem, ...], tuple[LintError, ...]] | None:
+        """The items and errors of ``file`` as last parsed, if its bytes are ``data``."""
+        hit = self._files.get(self._key(file, notifiers))
+        if hit is None or hit.data != data:
+            return None
+        return hit.items, hit.errors
 
-@dataclass
-class _Item:
-    """One list item of a file, with what the cross-file checks need."""
-
-    file: str
-    line: int
-    name: str | None
-    name_line: int
-    depends: list[tuple[str, int]] = field(default_factory=list)
-    monitor: Monitor | None = None
-    bad: bool = False
-
-
-class _ItemParser:
-    """Validates one monitor mapping, recording every error it finds."""
-
-    def __init__(
+    def put(
         self,
         file: str,
-        node: MappingNode,
+        data: bytes,
         notifiers: Collection[str] | None,
-        errors: list[LintError],
+        items: Sequence[LintedItem],
+        errors: Sequence[LintError],
     ) -> None:
-        self.file, self.node, self.notifiers, self.errors = file, node, notifiers, errors
-        self.bad = False
-        self.name: str | None = None
+        self._files[self._key(file, notifiers)] = _Parsed(data, tuple(items), tuple(errors))
 
-    def err(self, where: Node | int, key: str | None, message: str) -> None:
-        self.errors.append(LintError(self.file, _line(where), self.name, key, message))
-        self.bad = True
-
-    # -- value readers: each returns None after reporting an error ------------------------
-
-    def scalar(self, key: str, node: Node) -> Any:
-        if not isinstance(node, ScalarNode):
-            self.err(node, key, f"expected a single value, got {_show(node)}")
-            return None
-        try:
-            return _construct(node)
-        except yaml.YAMLError as e:
-            self.err(node, key, f"cannot read value: {e}")
-            return None
-
-    def string(self, key: str, node: Node, expected: str = "a string") -> str | None:
-        value = self.scalar(key, node) if isinstance(node, ScalarNode) else None
-        if isinstance(value, str) and value.strip():
-            return value
-        self.err(node, key, f"expected {expected}, got {_show(node, value)}")
-        return None
-
-    def number(self, key: str, node: Node) -> float | None:
-        value = self.scalar(key, node) if isinstance(node, ScalarNode) else None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        self.err(node, key, f"expected a number, got {_show(node, value)}")
-        return None
-
-    def duration(self, key: str, node: Node, *, zero_ok: bool = False) -> float | None:
-        value = self.scalar(key, node) if isinstance(node, ScalarNode) else None
-        if not isinstance(value, str):
-            self.err(
-                node, key, f"expected a duration like 30s, 5m or 1h30m, got {_show(node, value)}"
-            )
-            return None
-        try:
-            seconds = parse_duration(value)
-        except ValueError as e:
-            self.err(node, key, str(e))
-            return None
-        if seconds <= 0 and not zero_ok:
-            self.err(node, key, f"expected a duration above zero, got {value!r}")
-            return None
-        return seconds
-
-    def threshold(self, key: str, node: Node) -> Threshold | None:
-        value = self.scalar(key, node) if isinstance(node, ScalarNode) else None
-        try:
-            return parse_threshold(value)
-        except ThresholdError as e:
-            self.err(node, key, str(e))
-            return None
-
-    def names(self, key: str, node: Node) -> list[tuple[str, int]]:
-        """A list of names (or one name) with the line of each."""
-        items = node.value if isinstance(node, SequenceNode) else [node]
-        out = []
-        for item in items:
-            name = self.string(key, item, "a name")
-            if name is not None:
-                out.append((name, _line(item)))
-        return out
-
-    def mapping(self, key: str, node: Node, known: Sequence[str]) -> dict[str, tuple[Node, Node]]:
-        """Keys of a nested mapping (``stale``, ``queue``, ...), reporting unknown and repeated ones."""
-        if not isinstance(node, MappingNode):
-            self.err(
-                node, key, f"expected a mapping with keys {', '.join(known)}, got {_show(node)}"
-            )
-            return {}
-        return self.entries(node, known, prefix=f"{key}.")
-
-    def entries(
-        self, node: MappingNode, known: Sequence[str], prefix: str = ""
-    ) -> dict[str, tuple[Node, Node]]:
-        explicit = {id(k) for k, _ in node.value}
-        try:
-            SafeConstructor().flatten_mapping(node)  # YAML merge keys (<<): merged pairs come first
-        except yaml.YAMLError as e:
-            self.err(node, prefix.rstrip(".") or None, f"cannot merge: {e}")
-            return {}
-        out: dict[str, tuple[Node, Node]] = {}
-        for k, v in node.value:
-            if not isinstance(k, ScalarNode):
-                self.err(k, prefix.rstrip(".") or None, f"expected a key name, got {_show(k)}")
-                continue
-            key = str(k.value)
-            if key in out and id(out[key][0]) not in explicit:
-                out[key] = (k, v)  # an explicit key overrides a merged one: YAML's rule
-            elif key in out:
-                first = _line(out[key][0])
-                self.err(
-                    k, prefix + key, f"'{key}' is given twice (first on line {first}); say it once"
-                )
-            elif key not in known:
-                where = f" in {prefix.rstrip('.')}" if prefix else ""
-                self.err(
-                    k, prefix + key,
-                    f"unknown key '{key}'{where}{_suggest(key, known)}: expected one of {', '.join(known)}",
-                )  # fmt: skip
-            else:
-                out[key] = (k, v)
-        return out
-
-    # -- the monitor ----------------------------------------------------------------------
-
-    def parse(self) -> _Item:
-        for k, v in self.node.value:  # the name first, so every message can carry it
-            if isinstance(k, ScalarNode) and k.value == "name" and isinstance(v, ScalarNode):
-                self.name = str(v.value)
-                break
-        e = self.entries(self.node, KNOWN_KEYS)
-        item = _Item(self.file, _line(self.node), None, _line(self.node))
-        if "name" not in e:
-            self.err(
-                self.node,
-                "name",
-                "missing 'name': every monitor needs a unique name like image_processing_slow",
-            )
-        else:
-            name = self.string("name", e["name"][1], "a name")
-            if name is not None and not NAME_RE.match(name):
-                self.err(
-                    e["name"][1],
-                    "name",
-                    f"bad name {name!r}: expected lowercase letters, digits, '_', '.' or '-', like image_processing_slow",
-                )
-            item.name, item.name_line = self.name, _line(e["name"][0])
-        if "description" not in e:
-            self.err(
-                self.node,
-                "description",
-                "missing 'description': say why this monitor exists (what breaks, for whom)",
-            )
-        description = (
-            self.string(
-                "description", e["description"][1], "a sentence saying why this monitor exists"
-            )
-            if "description" in e
-            else None
-        )
-
-        check = self.check(e)
-        common = self.common(e, item)
-        if not self.bad and check is not None and description is not None and item.name is not None:
-            item.monitor = Monitor(
-                name=item.name, description=description.strip(), check=check,
-                file=self.file, line=item.line, **common,
-            )  # fmt: skip
-        item.bad = self.bad
-        return item
-
-    def check(self, e: dict[str, tuple[Node, Node]]) -> Check | None:
-        kinds = [k for k in KINDS if k in e]
-        if not kinds:
-            self.err(
-                self.node,
-                "query",
-                "missing what to check: expected one of 'query', 'stale', 'command' or 'queue'",
-            )
-            return None
-        for extra in kinds[1:]:
-            self.err(
-                e[extra][0],
-                extra,
-                f"'{extra}' cannot be combined with '{kinds[0]}': a monitor checks exactly one of query, stale, command or queue",
-            )
-        kind = kinds[0]
-        for key in ("warning", "critical", "recover"):
-            if key in e and kind != "query":
-                self.err(
-                    e[key][0],
-                    key,
-                    f"'{key}' applies only to monitors with a 'query' (this one has '{kind}')",
-                )
-        if "timeout" in e and kind != "command":
-            self.err(
-                e["timeout"][0],
-                "timeout",
-                f"'timeout' applies only to monitors with a 'command' (this one has '{kind}')",
-            )
-        node = e[kind][1]
-        if kind == "query":
-            return self.threshold_check(e, node)
-        if kind == "stale":
-            return self.stale_check(node)
-        if kind == "command":
-            timeout = self.duration("timeout", e["timeout"][1]) if "timeout" in e else 10.0
-            command = self.command(node)
-            return NagiosCheck(command, timeout) if command and timeout else None
-        return self.queue_check(node)
-
-    def promql(self, key: str, node: Node, text: str) -> Expr | None:
-        """Parse ``text``; a refusal points at the line of the offending position."""
-        try:
-            return parse_expr(text)
-        except QueryError as err:
-            line = _line(node)
-            if (
-                isinstance(node, ScalarNode)
-                and node.style in ("|", ">")
-                and err.position is not None
-            ):
-                line += 1 + text[: err.position].count("\n")  # block scalars start below the key
-            self.err(line, key, f"query does not parse: {err}")
-            return None
-
-    def threshold_check(self, e: dict[str, tuple[Node, Node]], node: Node) -> ThresholdCheck | None:
-        query = self.string("query", node, "a PromQL query")
-        expr = self.promql("query", node, query) if query is not None else None
-        if expr is not None and expr.type not in ("vector", "scalar"):
-            self.err(
-                node,
-                "query",
-                f"query returns a {_TYPE_WORDS.get(expr.type, expr.type)}, not one value per series: wrap it in a function like avg_over_time(...)",
-            )
-        t = {k: self.threshold(k, e[k][1]) for k in ("warning", "critical", "recover") if k in e}
-        if "warning" not in e and "critical" not in e:
-            self.err(
-                e["query"][0],
-                "query",
-                "a query monitor needs 'warning' or 'critical' (or both), like critical: \"> 8\"",
-            )
-        if None in t.values() or query is None:
-            return None
-        w, c, r = t.get("warning"), t.get("critical"), t.get("recover")
-        for key, message in contradictions(w, c, r):
-            self.err(e[key][0], key, message)
-        return ThresholdCheck(query, w, c, r)
-
-    def severity(self, key: str, m: dict[str, tuple[Node, Node]]) -> State | None:
-        if "severity" not in m:
-            return State.CRITICAL
-        value = self.string(key, m["severity"][1], "warning or critical")
-        if value is None:
-            return None
-        if value.lower() not in ("warning", "critical"):
-            self.err(m["severity"][1], key, f"expected warning or critical, got {value!r}")
-            return None
-        return State(value.upper())
-
-    def stale_check(self, node: Node) -> StaleCheck | None:
-        m = self.mapping("stale", node, ("metric", "spool_file", "after", "severity"))
-        if not isinstance(node, MappingNode):
-            return None
-        what = [k for k in ("metric", "spool_file") if k in m]
-        metric = spool = None
-        if not what:
-            self.err(
-                node,
-                "stale",
-                "expected 'metric' or 'spool_file' in stale, like stale: {spool_file: \"photos*.metrics\", after: 10m}",
-            )
-        for extra in what[1:]:
-            self.err(
-                m[extra][0], f"stale.{extra}", "give either 'metric' or 'spool_file', not both"
-            )
-        if "metric" in m:
-            metric = self.string("stale.metric", m["metric"][1], "a metric name or selector")
-            expr = self.promql("stale.metric", m["metric"][1], metric) if metric else None
-            if expr is not None and not isinstance(expr, VectorSelector):
-                self.err(
-                    m["metric"][1],
-                    "stale.metric",
-                    f'expected a metric name or selector like image_processed{{shard="7"}}, got {metric!r}',
-                )
-        if "spool_file" in m:
-            spool = self.string(
-                "stale.spool_file", m["spool_file"][1], "a file name or glob like photos*.metrics"
-            )
-        after = None
-        if "after" not in m:
-            self.err(node, "stale.after", "missing 'after': how old is too old, like after: 10m")
-        else:
-            after = self.duration("stale.after", m["after"][1])
-        severity = self.severity("stale.severity", m)
-        if self.bad or after is None or severity is None:
-            return None
-        return StaleCheck(after, metric.strip() if metric else None, spool, severity)
-
-    def queue_check(self, node: Node) -> QueueCheck | None:
-        m = self.mapping("queue", node, ("name", "high", "low", "severity"))
-        if not isinstance(node, MappingNode):
-            return None
-        values: dict[str, Any] = {}
-        for key in ("name", "high", "low"):
-            if key not in m:
-                self.err(
-                    node,
-                    f"queue.{key}",
-                    f"missing '{key}' in queue, like queue: {{name: photos, high: 1000, low: 10}}",
-                )
-            elif key == "name":
-                values[key] = self.string("queue.name", m[key][1], "a queue name")
-            else:
-                n = self.number(f"queue.{key}", m[key][1])
-                if n is not None and n < 0:
-                    self.err(m[key][1], f"queue.{key}", f"expected a depth of 0 or more, got {n:g}")
-                    n = None
-                values[key] = n
-        high, low = values.get("high"), values.get("low")
-        if high is not None and low is not None and low >= high:
-            self.err(
-                m["low"][1],
-                "queue.low",
-                f"low water mark {low:g} must be below high water mark {high:g}",
-            )
-        severity = self.severity("queue.severity", m)
-        if self.bad or None in values.values() or len(values) < 3 or severity is None:
-            return None
-        return QueueCheck(values["name"], high, low, severity)  # type: ignore[arg-type]
-
-    def command(self, node: Node) -> tuple[str, ...] | None:
-        if isinstance(node, SequenceNode):
-            argv = []
-            for item in node.value:
-                if isinstance(item, ScalarNode) and item.value != "":
-                    argv.append(str(item.value))  # the text as written: argv is text
-                else:
-                    self.err(
-                        item, "command", f"expected a command-line argument, got {_show(item)}"
-                    )
-            if not node.value:
-                self.err(
-                    node,
-                    "command",
-                    "expected a command like [check_disk, -w, 10%], got an empty list",
-                )
-            return tuple(argv) if len(argv) == len(node.value) and argv else None
-        text = self.string("command", node, "a command line or a list of arguments")
-        if text is None:
-            return None
-        try:
-            return tuple(shlex.split(text))
-        except ValueError as err:
-            self.err(node, "command", f"cannot split command line {text!r}: {err}")
-            return None
-
-    def flag_action(self, key: str, node: Node) -> FlagAction | None:
-        m = self.mapping(key, node, ("flag", "set"))
-        if not isinstance(node, MappingNode):
-            return None
-        flag = setting = None
-        for part in ("flag", "set"):
-            if part not in m:
-                self.err(
-                    node,
-                    f"{key}.{part}",
-                    f"missing '{part}' in {key}, like {key}: {{flag: photo_uploads, set: \"off\"}}",
-                )
-        if "flag" in m:
-            flag = self.string(f"{key}.flag", m["flag"][1], "a flag name")
-        if "set" in m:
-            raw = self.scalar(f"{key}.set", m["set"][1])
-            if isinstance(raw, bool):  # YAML 1.1 reads unquoted on/off as booleans
-                raw = "on" if raw else "off"
-            pct = _PERCENT.match(raw) if isinstance(raw, str) else None
-            if isinstance(raw, str) and (
-                raw in ("on", "off") or (pct and float(pct.group(1)) <= 100)
-            ):
-                setting = raw
-            else:
-                self.err(
-                    m["set"][1],
-                    f"{key}.set",
-                    f'bad set value {_show(m["set"][1], raw)}: expected "on", "off" or a percentage from 0% to 100% like "25%"',
-                )
-        return FlagAction(flag, setting) if flag and setting else None
-
-    def common(self, e: dict[str, tuple[Node, Node]], item: _Item) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if "owner" in e:
-            out["owner"] = self.string("owner", e["owner"][1], "a team or person")
-        if "runbook" in e:
-            url = self.string("runbook", e["runbook"][1], "a URL")
-            if url is not None and not url.startswith(("http://", "https://")):
-                self.err(
-                    e["runbook"][1],
-                    "runbook",
-                    f"expected a URL starting with http:// or https://, got {url!r}",
-                )
-            out["runbook"] = url
-        if "notify" in e:
-            notify = self.names("notify", e["notify"][1])
-            if self.notifiers is not None:
-                known = sorted(self.notifiers)
-                for n, line in notify:
-                    if n not in self.notifiers:
-                        choices = (
-                            f"expected one of {', '.join(known)}"
-                            if known
-                            else "no notifiers are configured"
-                        )
-                        self.err(
-                            line,
-                            "notify",
-                            f"unknown notifier '{n}'{_suggest(n, known)}: {choices} (in signalbox.toml)",
-                        )
-            out["notify"] = tuple(n for n, _ in notify)
-        if "depends_on" in e:
-            item.depends = self.names("depends_on", e["depends_on"][1])
-            out["depends_on"] = tuple(n for n, _ in item.depends)
-        for key in ("on_critical", "on_warning"):
-            if key in e:
-                out[key] = self.flag_action(key, e[key][1])
-        if "labels" in e:
-            out["labels"] = self.labels(e["labels"][1])
-        if "repeat" in e:
-            out["repeat_seconds"] = self.duration("repeat", e["repeat"][1])
-        if "for" in e:
-            out["for_seconds"] = self.duration("for", e["for"][1], zero_ok=True)
-        if "no_data" in e:
-            value = self.scalar("no_data", e["no_data"][1])
-            if isinstance(value, str) and value.lower() in NO_DATA_CHOICES:
-                out["no_data"] = State(value.upper())
-            else:
-                self.err(
-                    e["no_data"][1],
-                    "no_data",
-                    f"expected one of {', '.join(NO_DATA_CHOICES)}, got {_show(e['no_data'][1], value)}",
-                )
-        if "flapping" in e:
-            out["flapping"] = self.flapping(e["flapping"][1])
-        return out
-
-    def labels(self, node: Node) -> tuple[tuple[str, str], ...]:
-        m = node.value if isinstance(node, MappingNode) else None
-        if m is None:
-            self.err(
-                node, "labels", f"expected a mapping of label names to values, got {_show(node)}"
-            )
-            return ()
-        pairs = {}
-        for k, v in self.entries(
-            node, [str(k.value) for k, _ in m if isinstance(k, ScalarNode)], "labels."
-        ).items():
-            if not LABEL_NAME.match(k) or k.startswith("__"):
-                self.err(
-                    v[0],
-                    f"labels.{k}",
-                    f"bad label name {k!r}: expected letters, digits and '_', not starting with a digit or '__'",
-                )
-                continue
-            value = self.scalar(f"labels.{k}", v[1]) if isinstance(v[1], ScalarNode) else None
-            if isinstance(value, str | int | float) and not isinstance(value, bool):
-                pairs[k] = str(v[1].value)
-            else:
-                self.err(v[1], f"labels.{k}", f"expected a text value, got {_show(v[1], value)}")
-        return tuple(sorted(pairs.items()))
-
-    def flapping(self, node: Node) -> Flapping | None:
-        if isinstance(node, ScalarNode):
-            value = self.scalar("flapping", node)
-            if isinstance(value, bool):
-                return Flapping(enabled=value)
-            self.err(
-                node,
-                "flapping",
-                f"expected false or a mapping like {{low: 20, high: 30}}, got {_show(node, value)}",
-            )
-            return None
-        m = self.mapping("flapping", node, ("low", "high"))
-        got = {k: self.number(f"flapping.{k}", m[k][1]) for k in m}
-        low, high = got.get("low", 20.0), got.get("high", 30.0)
-        for k, v in (("low", low), ("high", high)):
-            if v is not None and not 0 <= v <= 100:
-                self.err(m[k][1], f"flapping.{k}", f"expected a percent from 0 to 100, got {v:g}")
-                return None
-        if low is None or high is None:
-            return None
-        if low >= high:
-            where = m["low"][1] if "low" in m else node
-            self.err(where, "flapping.low", f"low ({low:g}%) must be below high ({high:g}%)")
-            return None
-        return Flapping(low, high)
+    def keep_only(self, files: Collection[str], notifiers: Collection[str] | None) -> None:
+        """Forget files (parsed for these notifier names) that are no longer loaded."""
+        nk = self._key("", notifiers)[1]
+        keep = {self._key(f, notifiers) for f in files}
+        for key in [k for k in self._files if k[1] == nk and k not in keep]:
+            del self._files[key]
 
 
 def _load_file(
-    path: Path, notifiers: Collection[str] | None, errors: list[LintError]
-) -> list[_Item]:
+    path: Path,
+    notifiers: Collection[str] | None,
+    errors: list[LintError],
+    cache: LoadCache | None,
+) -> list[LintedItem]:
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         errors.append(LintError(file, 0, None, None, f"cannot read file: {e.strerror or e}"))
         return []
+    hit = cache.get(file, data, notifiers) if cache is not None else None
+    if hit is not None:
+        errors.extend(hit[1])
+        return list(hit[0])
+    found: list[LintError] = []
+    items = _parse_file(file, data, notifiers, found)
+    errors.extend(found)
+    if cache is not None:
+        cache.put(file, data, notifiers, items, found)
+    return items
+
+
+def _parse_file(
+    file: str, data: bytes, notifiers: Collection[str] | None, errors: list[LintError]
+) -> list[LintedItem]:
+    try:
+        # what Path.read_text does: UTF-8, universal newlines
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
     except UnicodeDecodeError as e:
         errors.append(
             LintError(file, 0, None, None, f"not UTF-8 text: {e.reason} at byte {e.start}")
@@ -690,10 +197,10 @@ def _load_file(
         errors.append(
             LintError(
                 file,
-                _line(root),
+                line_of(root),
                 None,
                 None,
-                f"expected a list of monitors (each starting with '- name: ...'), got {_show(root)}",
+                f"expected a list of monitors (each starting with '- name: ...'), got {show(root)}",
             )
         )
         return []
@@ -703,14 +210,14 @@ def _load_file(
             errors.append(
                 LintError(
                     file,
-                    _line(node),
+                    line_of(node),
                     None,
                     None,
-                    f"expected a monitor (a mapping with name, description, query, ...), got {_show(node)}",
+                    f"expected a monitor (a mapping with name, description, query, ...), got {show(node)}",
                 )
             )
             continue
-        items.append(_ItemParser(file, node, notifiers, errors).parse())
+        items.append(lint_monitor(file, node, notifiers, errors))
     return items
 
 
@@ -732,12 +239,15 @@ def _path_back(graph: dict[str, list[str]], start: str, goal: str) -> list[str] 
     return None
 
 
-def _cross_checks(items: list[_Item], errors: list[LintError]) -> None:
-    def err(item: _Item, line: int, key: str, message: str) -> None:
-        errors.append(LintError(item.file, line, item.name, key, message))
-        item.bad = True
+def _cross_checks(items: Sequence[LintedItem], errors: list[LintError]) -> set[int]:
+    """Errors across monitors and files; returns the ``id()`` of every item found bad."""
+    bad: set[int] = set()
 
-    first: dict[str, _Item] = {}
+    def err(item: LintedItem, line: int, key: str, message: str) -> None:
+        errors.append(LintError(item.file, line, item.name, key, message))
+        bad.add(id(item))
+
+    first: dict[str, LintedItem] = {}
     for item in items:
         if item.name is None:
             continue
@@ -760,7 +270,7 @@ def _cross_checks(items: list[_Item], errors: list[LintError]) -> None:
                     item,
                     line,
                     "depends_on",
-                    f"unknown monitor '{dep}'{_suggest(dep, known)}",
+                    f"unknown monitor '{dep}'{suggest(dep, known)}",
                 )
             elif item.name is not None and first[item.name] is item:
                 graph.setdefault(item.name, []).append(dep)
@@ -773,21 +283,32 @@ def _cross_checks(items: list[_Item], errors: list[LintError]) -> None:
             if back is not None:
                 cycle = " -> ".join([item.name, *back])
                 err(item, line, "depends_on", f"'{dep}' forms a dependency cycle: {cycle}")
+    return bad
 
 
-def load_monitors(paths: Sequence[Path], *, notifiers: Collection[str] | None = None) -> LoadResult:
+def load_monitors(
+    paths: Sequence[Path],
+    *,
+    notifiers: Collection[str] | None = None,
+    cache: LoadCache | None = None,
+) -> LoadResult:
     """Load and lint monitor files; directories mean every ``*.yaml``/``*.yml`` under them.
 
     ``notifiers``, when given, are the notifier names configured in ``signalbox.toml``;
     a ``notify`` entry naming another is an error. Returns every valid monitor and every
-    error (sorted by file and line); never raises for bad input.
+    error (sorted by file and line); never raises for bad input. With a ``cache``, a file
+    whose bytes did not change since the cache saw it is not parsed again.
     """
     files, errors = monitor_files(paths)
-    items: list[_Item] = []
+    items: list[LintedItem] = []
     for f in files:
-        items.extend(_load_file(f, notifiers, errors))
-    _cross_checks(items, errors)
+        items.extend(_load_file(f, notifiers, errors, cache))
+    if cache is not None:
+        cache.keep_only([str(f) for f in files], notifiers)
+    bad = _cross_checks(items, errors)
     order = {str(f): i for i, f in enumerate(files)}
     errors.sort(key=lambda e: (order.get(e.file, -1), e.line))
-    monitors = tuple(i.monitor for i in items if i.monitor is not None and not i.bad)
+    monitors = tuple(
+        i.monitor for i in items if i.monitor is not None and not i.bad and id(i) not in bad
+    )
     return LoadResult(monitors, tuple(errors))

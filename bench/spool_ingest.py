@@ -34,7 +34,9 @@ def make_spool(spool: Path, *, prom: bool = False, round_no: int = 0) -> None:
     spool.mkdir(parents=True, exist_ok=True)
     sep = " " if prom else "="
     for f in range(FILES):
-        lines = [f"app{f}_metric_{j}{sep}{(f * 7 + j * 13 + round_no) % 1000}.5" for j in range(LINES)]
+        lines = [
+            f"app{f}_metric_{j}{sep}{(f * 7 + j * 13 + round_no) % 1000}.5" for j in range(LINES)
+        ]
         tmp = spool / f".app{f}.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, spool / f"app{f}.{'prom' if prom else 'metrics'}")
@@ -46,13 +48,17 @@ def bench_signalbox(root: Path, runs: int) -> list[float]:
     spool = root / ".signalbox" / "spool"
     make_spool(spool)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
-    subprocess.run([SIGNALBOX, "collect", "--once"], cwd=root, env=env, check=True, capture_output=True)  # series now exist
+    subprocess.run(
+        [SIGNALBOX, "collect", "--once"], cwd=root, env=env, check=True, capture_output=True
+    )  # series now exist
     times = []
     for r in range(runs):
         make_spool(spool, round_no=r + 1)  # new values, same series
         time.sleep(1.1)  # a new timestamp (1 s apart is enough for distinct samples)
         t = time.perf_counter()
-        subprocess.run([SIGNALBOX, "collect", "--once"], cwd=root, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [SIGNALBOX, "collect", "--once"], cwd=root, env=env, check=True, capture_output=True
+        )
         times.append(time.perf_counter() - t)
     # all 100k queryable?
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -108,7 +114,13 @@ def bench_node_exporter(root: Path, runs: int) -> list[float] | None:
     make_spool(d, prom=True)
     port = free_port()
     proc = subprocess.Popen(
-        [exe, "--collector.disable-defaults", "--collector.textfile", f"--collector.textfile.directory={d}", f"--web.listen-address=127.0.0.1:{port}"],
+        [
+            exe,
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            f"--collector.textfile.directory={d}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -140,9 +152,17 @@ def bench_query(root: Path, runs: int) -> list[float]:
     from signalbox.storage import open_database
 
     now = int(time.time()) // 60 * 60 * 1000
-    store = SQLMetricStore(open_database(f"sqlite:///{root / 'q.db'}"), clock=FrozenClock(now / 1000))
+    store = SQLMetricStore(
+        open_database(f"sqlite:///{root / 'q.db'}"), clock=FrozenClock(now / 1000)
+    )
     day = 86400_000
-    store.write([Sample("latency", (("host", "web1"),), float(i % 97), now - 8 * day + i * 60_000) for i in range(8 * 1440)], now)
+    store.write(
+        [
+            Sample("latency", (("host", "web1"),), float(i % 97), now - 8 * day + i * 60_000)
+            for i in range(8 * 1440)
+        ],
+        now,
+    )
     store.compact(now)
     engine = Engine(store)
     times = []
@@ -160,27 +180,43 @@ def report(name: str, times: list[float] | None, samples: int = N) -> float | No
     if not times:
         return None
     med = statistics.median(times)
-    print(f"{name:<42} median {med * 1000:8.1f} ms  {samples / med:>12,.0f} samples/s  (runs: {', '.join(f'{t * 1000:.0f}' for t in times)} ms)")
+    print(
+        f"{name:<42} median {med * 1000:8.1f} ms  {samples / med:>12,.0f} samples/s  (runs: {', '.join(f'{t * 1000:.0f}' for t in times)} ms)"
+    )
     return samples / med
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--skip-whisper", action="store_true")
     ap.add_argument("--skip-node-exporter", action="store_true")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
         root = Path(tmp)
-        print(f"spool ingest: {FILES} files x {LINES} lines = {N:,} samples, {a.runs} runs each, {os.cpu_count()} cores")
-        ours = report("signalbox collect --once (process incl.)", bench_signalbox(root / "sb", a.runs))
-        wsp = None if a.skip_whisper else report("whisper.update x 100k", bench_whisper(root, a.runs))
-        ne = None if a.skip_node_exporter else report("node_exporter textfile scrape", bench_node_exporter(root, a.runs))
+        print(
+            f"spool ingest: {FILES} files x {LINES} lines = {N:,} samples, {a.runs} runs each, {os.cpu_count()} cores"
+        )
+        ours = report(
+            "signalbox collect --once (process incl.)", bench_signalbox(root / "sb", a.runs)
+        )
+        wsp = (
+            None if a.skip_whisper else report("whisper.update x 100k", bench_whisper(root, a.runs))
+        )
+        ne = (
+            None
+            if a.skip_node_exporter
+            else report("node_exporter textfile scrape", bench_node_exporter(root, a.runs))
+        )
         for peer, rate in (("whisper", wsp), ("node_exporter", ne)):
             if rate and ours:
                 print(f"  signalbox / {peer}: {ours / rate:.1f}x")
         q = bench_query(root, max(a.runs, 9))
-        print(f"{'query: 1 series, 8 days at 1m (11,520 pts)':<42} median {statistics.median(q) * 1000:8.1f} ms  (target < 20 ms)")
+        print(
+            f"{'query: 1 series, 8 days at 1m (11,520 pts)':<42} median {statistics.median(q) * 1000:8.1f} ms  (target < 20 ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,13 @@ def test_lookup_order_explicit_then_env_then_cwd(tmp_path: Path) -> None:
     explicit = tmp_path / "explicit.toml"
     explicit.write_text('host = "explicit"\n')
     assert load_settings(None, environ={}, cwd=tmp_path).host == "cwd"
-    assert load_settings(None, environ={"SIGNALBOX_CONFIG": str(env_file)}, cwd=tmp_path).host == "env"
-    assert load_settings(str(explicit), environ={"SIGNALBOX_CONFIG": str(env_file)}, cwd=tmp_path).host == "explicit"
+    assert (
+        load_settings(None, environ={"SIGNALBOX_CONFIG": str(env_file)}, cwd=tmp_path).host == "env"
+    )
+    assert (
+        load_settings(str(explicit), environ={"SIGNALBOX_CONFIG": str(env_file)}, cwd=tmp_path).host
+        == "explicit"
+    )
 
 
 def test_host_env_overrides_file(tmp_path: Path) -> None:
@@ -59,7 +64,9 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         ("this is = = not toml", "(syntax)", "valid TOML"),
     ],
 )
-def test_errors_name_file_key_value_and_expectation(tmp_path: Path, text: str, key: str, expected: str) -> None:
+def test_errors_name_file_key_value_and_expectation(
+    tmp_path: Path, text: str, key: str, expected: str
+) -> None:
     cfg = tmp_path / "signalbox.toml"
     cfg.write_text(text)
     with pytest.raises(ConfigError) as info:

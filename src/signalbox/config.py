@@ -92,7 +92,9 @@ class Settings:
     notifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
-def find_config(explicit: str | None = None, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path | None:
+def find_config(
+    explicit: str | None = None, environ: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Path | None:
     """The config file to use, or None for all defaults. An explicit path must exist."""
     env = os.environ if environ is None else environ
     if explicit:
@@ -110,7 +112,10 @@ def find_config(explicit: str | None = None, environ: Mapping[str, str] | None =
 
 
 def load_settings(
-    explicit: str | None = None, *, environ: Mapping[str, str] | None = None, cwd: Path | None = None
+    explicit: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Settings:
     env = os.environ if environ is None else environ
     path = find_config(explicit, env, cwd)
@@ -156,7 +161,12 @@ def _struct_error(file: str, raw: Mapping[str, Any], err: msgspec.ValidationErro
     if text.startswith("Object contains unknown field"):
         field_name = text.split("`")[1]
         key = f"{dotted}.{field_name}" if dotted else field_name
-        return ConfigError(file, key, _lookup(raw, key), "a known setting (check the spelling; `signalbox init` writes every setting with its default)")
+        return ConfigError(
+            file,
+            key,
+            _lookup(raw, key),
+            "a known setting (check the spelling; `signalbox init` writes every setting with its default)",
+        )
     m2 = re.match(r"Expected `([^`]*)`(?:, got `([^`]*)`)?", text)
     expected = _TYPE_WORDS.get(m2.group(1), m2.group(1)) if m2 else text
     return ConfigError(file, dotted or "(top level)", _lookup(raw, dotted), expected)
@@ -192,28 +202,42 @@ def settings_from_dict(
     data_dir = path(f.data_dir)
     store = f.store or f"sqlite:///{data_dir / 'signalbox.db'}"
     if not (store.startswith("sqlite:///") or store.startswith(("postgresql://", "postgres://"))):
-        raise ConfigError(source, "store", store, 'sqlite:///PATH or postgresql://...')
+        raise ConfigError(source, "store", store, "sqlite:///PATH or postgresql://...")
     if store.startswith("sqlite:///") and store != "sqlite:///:memory:":
-        rel = store[len("sqlite:///"):]
+        rel = store[len("sqlite:///") :]
         store = f"sqlite:///{path(rel)}"
     try:
         tiers = parse_retention(f.retention.tiers)
     except ValueError as e:
-        raise ConfigError(source, "retention.tiers", f.retention.tiers, f"tiers like {DEFAULT_RETENTION} ({e})") from None
+        raise ConfigError(
+            source, "retention.tiers", f.retention.tiers, f"tiers like {DEFAULT_RETENTION} ({e})"
+        ) from None
     raw_ret = _duration(source, "retention.raw", f.retention.raw)
     if raw_ret < 2 * tiers[0].resolution:
-        raise ConfigError(source, "retention.raw", f.retention.raw, f"at least two buckets of the first tier ({2 * tiers[0].resolution}s)")
+        raise ConfigError(
+            source,
+            "retention.raw",
+            f.retention.raw,
+            f"at least two buckets of the first tier ({2 * tiers[0].resolution}s)",
+        )
     interval = _duration(source, "collect.interval", f.collect.interval)
     if interval < 1:
         raise ConfigError(source, "collect.interval", f.collect.interval, "at least 1s")
     if f.collect.max_file_bytes <= 0:
-        raise ConfigError(source, "collect.max_file_bytes", f.collect.max_file_bytes, "a positive number of bytes")
+        raise ConfigError(
+            source, "collect.max_file_bytes", f.collect.max_file_bytes, "a positive number of bytes"
+        )
     if not 0 <= f.server.port <= 65535:
         raise ConfigError(source, "server.port", f.server.port, "a TCP port 0-65535")
     shost, sport = _host_port(source, "statsd.listen", f.statsd.listen)
     for name, cfg in f.notifiers.items():
         if not isinstance(cfg.get("type"), str):
-            raise ConfigError(source, f"notifiers.{name}.type", cfg.get("type"), "a notifier type: webhook, alertmanager, command, email or log")
+            raise ConfigError(
+                source,
+                f"notifiers.{name}.type",
+                cfg.get("type"),
+                "a notifier type: webhook, alertmanager, command, email or log",
+            )
     host = env.get("SIGNALBOX_HOST") or f.host or socket.gethostname()
     return Settings(
         source=source,

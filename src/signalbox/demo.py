@@ -69,7 +69,9 @@ def processing_time(t_since_start: float, rng: random.Random) -> float:
 def queue_depth(t_since_start: float, rng: random.Random) -> float:
     phase = t_since_start % CYCLE_S
     slow = SLOW_START_S <= phase < SLOW_START_S + SLOW_FOR_S
-    return float(int(40 + 20 * math.sin(t_since_start / 300.0) + (400 if slow else 0) + rng.randint(0, 10)))
+    return float(
+        int(40 + 20 * math.sin(t_since_start / 300.0) + (400 if slow else 0) + rng.randint(0, 10))
+    )
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -93,7 +95,9 @@ class PhotoService:
         self.settings = settings
         self.store = store
         self.rng = random.Random(seed)
-        self.client = Client(settings.spool_dir, prog="demo-photos", pid_label=None, flush_interval=1.0)
+        self.client = Client(
+            settings.spool_dir, prog="demo-photos", pid_label=None, flush_interval=1.0
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started = time.time()
@@ -113,9 +117,19 @@ class PhotoService:
             processed += self.rng.randint(60, 90)
             labels = with_host((), host)
             samples += [
-                Sample("image_processing_time", labels, processing_time(since - BACKFILL_S, self.rng), ts),
+                Sample(
+                    "image_processing_time",
+                    labels,
+                    processing_time(since - BACKFILL_S, self.rng),
+                    ts,
+                ),
                 Sample("image_processed_total", labels, processed, ts),
-                Sample("photo_queue_depth", with_host((("queue", "resize"),), host), queue_depth(since, self.rng), ts),
+                Sample(
+                    "photo_queue_depth",
+                    with_host((("queue", "resize"),), host),
+                    queue_depth(since, self.rng),
+                    ts,
+                ),
             ]
         self.store.write(samples, int(now * 1000))
         self.store.write_metadata(
@@ -130,7 +144,9 @@ class PhotoService:
         return len(samples)
 
     def start(self, statsd_address: tuple[str, int] | None) -> None:
-        self._thread = threading.Thread(target=self._run, args=(statsd_address,), name="signalbox-demo", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(statsd_address,), name="signalbox-demo", daemon=True
+        )
         self._thread.start()
 
     def _run(self, statsd_address: tuple[str, int] | None) -> None:
@@ -144,7 +160,10 @@ class PhotoService:
             self.client.gauge("image_processing_time", processing_time(since, self.rng))
             self.client.gauge("photo_queue_depth", queue_depth(since, self.rng), queue="resize")
             if sock is not None and statsd_address is not None:
-                lines = [f"photos.uploads:{n}|c", f"photos.resize:{int(processing_time(since, self.rng) * 1000)}|ms"]
+                lines = [
+                    f"photos.uploads:{n}|c",
+                    f"photos.resize:{int(processing_time(since, self.rng) * 1000)}|ms",
+                ]
                 code = "500" if self.rng.random() < 0.02 else "200"
                 lines.append(f"http.requests:1|c|#route:/upload,code:{code}")
                 try:

@@ -10,7 +10,15 @@ import itertools
 import re
 from dataclasses import dataclass
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+    "y": 31536000.0,
+}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 
 
@@ -23,7 +31,9 @@ def parse_duration(text: str) -> float:
     while pos < len(s):
         m = _PART.match(s, pos)
         if not m:
-            raise ValueError(f"bad duration {text!r}: expected a number and a unit (ms, s, m, h, d, w, y), like 30s or 1h30m")
+            raise ValueError(
+                f"bad duration {text!r}: expected a number and a unit (ms, s, m, h, d, w, y), like 30s or 1h30m"
+            )
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
     return total
@@ -71,7 +81,9 @@ def parse_retention(text: str) -> tuple[Tier, ...]:
         res_s, keep_s = part.split(":", 1)
         res, keep = parse_duration(res_s), parse_duration(keep_s)
         if res < 1 or res != int(res):
-            raise ValueError(f"bad retention tier {part!r}: resolution must be a whole number of seconds >= 1s")
+            raise ValueError(
+                f"bad retention tier {part!r}: resolution must be a whole number of seconds >= 1s"
+            )
         if keep < res:
             raise ValueError(f"bad retention tier {part!r}: must keep at least one bucket")
         tiers.append(Tier(int(res), int(keep)))
@@ -79,7 +91,11 @@ def parse_retention(text: str) -> tuple[Tier, ...]:
         raise ValueError("retention needs at least one tier")
     for a, b in itertools.pairwise(tiers):
         if b.resolution <= a.resolution or b.resolution % a.resolution:
-            raise ValueError(f"retention tiers must grow, each resolution a multiple of the one before: {a} then {b}")
+            raise ValueError(
+                f"retention tiers must grow, each resolution a multiple of the one before: {a} then {b}"
+            )
         if b.retention < a.retention:
-            raise ValueError(f"retention tiers must keep coarser data at least as long: {a} then {b}")
+            raise ValueError(
+                f"retention tiers must keep coarser data at least as long: {a} then {b}"
+            )
     return tuple(tiers)

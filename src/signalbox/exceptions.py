@@ -38,7 +38,9 @@ class ParseError(SignalboxError):
 class QueryError(SignalboxError):
     """A query does not parse, or uses PromQL outside the supported subset."""
 
-    def __init__(self, message: str, position: int | None = None, construct: str | None = None) -> None:
+    def __init__(
+        self, message: str, position: int | None = None, construct: str | None = None
+    ) -> None:
         self.position, self.construct = position, construct
         where = f" at position {position}" if position is not None else ""
         super().__init__(f"{message}{where}")

@@ -29,7 +29,10 @@ def open_metric_store(settings: Settings, clock: Clock | None = None) -> SQLMetr
 
 
 def build_collector(
-    settings: Settings, store: SQLMetricStore, sources: list[SampleSource] | None = None, clock: Clock | None = None
+    settings: Settings,
+    store: SQLMetricStore,
+    sources: list[SampleSource] | None = None,
+    clock: Clock | None = None,
 ) -> Collector:
     return Collector(
         store,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CONFIG = '''\
+CONFIG = """\
 # signalbox.toml: every setting is shown with its default. Relative paths are relative to
 # this file's folder. Docs: README.md.
 
@@ -53,9 +53,9 @@ repeat = "4h"
 # Notifiers that monitors name in `notify:`.
 [notifiers.ops]
 type = "log"
-'''
+"""
 
-MONITORS = '''\
+MONITORS = """\
 # Monitors are code: review them, test them (`signalbox monitors test`), and backtest a
 # threshold change against history before merging it (`signalbox monitors backtest`).
 - name: image_processing_slow
@@ -69,9 +69,9 @@ MONITORS = '''\
   recover: "< 3"
   no_data: unknown
   notify: [ops]
-'''
+"""
 
-MONITOR_TESTS = '''\
+MONITOR_TESTS = """\
 # Unit tests for monitors/example.yaml: series in, expected states out (`signalbox monitors test`).
 # Values use promtool's expanding notation: '2x5' is six 2s, '1+1x3' is 1 2 3 4, '_' is missing.
 interval: 1m
@@ -89,16 +89,16 @@ tests:
       - {at: 21m, monitor: image_processing_slow, state: ok, labels: {host: web1}}
     expect_notifications:
       - {monitor: image_processing_slow, firing: 3, resolved: 1}   # warning, critical, back to warning
-'''
+"""
 
-FLAGS = '''\
+FLAGS = """\
 # Feature flags: defaults live here, reviewed like code; runtime changes (`signalbox flags
 # set`) are stored and audited. Ops can force any flag off in seconds.
 - name: photo_uploads
   description: Accept new photo uploads; turn off to shed write load.
   owner: photos
   default: true
-'''
+"""
 
 
 def scaffold(directory: Path) -> list[tuple[Path, bool]]:

@@ -17,7 +17,9 @@ from tests.cli.helpers import SIGNALBOX, free_port
 
 def test_agent_collects_spool_and_statsd_until_sigterm(tmp_path: Path) -> None:
     udp = free_port(socket.SOCK_DGRAM)
-    (tmp_path / "signalbox.toml").write_text(f'host = "agent1"\n[collect]\ninterval = "1s"\n[statsd]\nlisten = "127.0.0.1:{udp}"\n')
+    (tmp_path / "signalbox.toml").write_text(
+        f'host = "agent1"\n[collect]\ninterval = "1s"\n[statsd]\nlisten = "127.0.0.1:{udp}"\n'
+    )
     spool = tmp_path / ".signalbox" / "spool"
     spool.mkdir(parents=True)
     (spool / "jobs.metrics").write_text("backup_bytes=123\n")
@@ -31,7 +33,12 @@ def test_agent_collects_spool_and_statsd_until_sigterm(tmp_path: Path) -> None:
             if not sent:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                     s.sendto(b"deploys:1|c", ("127.0.0.1", udp))
-            got = {n: v for n, _, _, v in store.latest([Matcher("__name__", "=~", "backup_bytes|deploys_total")])}
+            got = {
+                n: v
+                for n, _, _, v in store.latest(
+                    [Matcher("__name__", "=~", "backup_bytes|deploys_total")]
+                )
+            }
             if "deploys_total" in got:
                 sent = True
             if got.get("backup_bytes") == 123.0 and got.get("deploys_total", 0) >= 1:

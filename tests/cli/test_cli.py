@@ -13,7 +13,13 @@ def test_init_scaffolds_and_running_it_twice_changes_nothing(tmp_path: Path) -> 
     r = run("init", str(tmp_path / "proj"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     proj = tmp_path / "proj"
-    for rel in ("signalbox.toml", "monitors/example.yaml", "monitors/example_test.yaml", "flags/example.yaml", ".signalbox/spool"):
+    for rel in (
+        "signalbox.toml",
+        "monitors/example.yaml",
+        "monitors/example_test.yaml",
+        "flags/example.yaml",
+        ".signalbox/spool",
+    ):
         assert (proj / rel).exists(), rel
     before = {p: p.read_bytes() for p in proj.rglob("*") if p.is_file()}
     (proj / "signalbox.toml").write_text((proj / "signalbox.toml").read_text() + "# mine\n")
@@ -29,7 +35,12 @@ def test_scaffolded_config_loads_and_matches_defaults(tmp_path: Path) -> None:
 
     s = load_settings(str(tmp_path / "signalbox.toml"), environ={})
     d = load_settings(None, environ={}, cwd=tmp_path / ".signalbox")
-    assert (s.interval_s, s.tiers, s.raw_retention_s, s.server_port) == (d.interval_s, d.tiers, d.raw_retention_s, d.server_port)
+    assert (s.interval_s, s.tiers, s.raw_retention_s, s.server_port) == (
+        d.interval_s,
+        d.tiers,
+        d.raw_retention_s,
+        d.server_port,
+    )
 
 
 def test_send_collect_query_round_trip(tmp_path: Path) -> None:
@@ -48,8 +59,11 @@ def test_send_collect_query_round_trip(tmp_path: Path) -> None:
     data = json.loads(r.stdout)
     assert data["resultType"] == "vector"
     [item] = data["result"]
-    assert item["metric"] == {"__name__": "image_processed", "host": "web1"} and item["value"][1] == "30"
-    r = run("query", 'sum by (shard) (lag)', cwd=tmp_path, env=env)
+    assert (
+        item["metric"] == {"__name__": "image_processed", "host": "web1"}
+        and item["value"][1] == "30"
+    )
+    r = run("query", "sum by (shard) (lag)", cwd=tmp_path, env=env)
     assert r.returncode == 0 and '{shard="7"} 0.5' in r.stdout
 
 
@@ -100,7 +114,16 @@ def test_import_openmetrics_history_then_query_it(tmp_path: Path) -> None:
     assert r.returncode == 1  # one bad line: reported, the rest imported
     assert "imported 60 samples" in r.stdout
     assert f"{f}:62:" in r.stderr
-    r = run("query", 'increase(jobs_total[10m])', "--since", "50m", "--step", "10m", "--json", cwd=tmp_path)
+    r = run(
+        "query",
+        "increase(jobs_total[10m])",
+        "--since",
+        "50m",
+        "--step",
+        "10m",
+        "--json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     [series] = data["result"]

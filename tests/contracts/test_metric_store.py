@@ -23,7 +23,9 @@ def _sql_store(url: str, clock: FrozenClock) -> Any:
     return SQLMetricStore(open_database(url), clock=clock)
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))])
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     clock = FrozenClock(T0 / 1000 + 600)
     if request.param == "memory":
@@ -46,7 +48,9 @@ def name(n: str) -> list[Matcher]:
 
 
 def test_written_samples_read_back_in_time_order(store: Any) -> None:
-    store.write([Sample("a", (("x", "1"),), 2.0, T0 + 2000), Sample("a", (("x", "1"),), 1.0, T0 + 1000)], T0)
+    store.write(
+        [Sample("a", (("x", "1"),), 2.0, T0 + 2000), Sample("a", (("x", "1"),), 1.0, T0 + 1000)], T0
+    )
     [sp] = store.select(name("a"), T0, T0 + 10_000)
     assert sp.name == "a" and sp.labels == (("x", "1"),)
     assert sp.timestamps == [T0 + 1000, T0 + 2000]
@@ -69,8 +73,12 @@ def test_same_series_and_timestamp_replaces(store: Any) -> None:
 
 
 def test_nan_and_infinities_round_trip(store: Any) -> None:
-    store.write([Sample("n", (), math.nan), Sample("p", (), math.inf), Sample("m", (), -math.inf)], T0)
-    got = {sp.name: sp.values[0] for sp in store.select([Matcher("__name__", "=~", "n|p|m")], T0, T0)}
+    store.write(
+        [Sample("n", (), math.nan), Sample("p", (), math.inf), Sample("m", (), -math.inf)], T0
+    )
+    got = {
+        sp.name: sp.values[0] for sp in store.select([Matcher("__name__", "=~", "n|p|m")], T0, T0)
+    }
     assert math.isnan(got["n"]) and got["p"] == math.inf and got["m"] == -math.inf
 
 
@@ -105,7 +113,9 @@ def test_select_window_is_inclusive_and_excludes_outside(store: Any) -> None:
 
 
 def test_latest_gives_newest_sample_per_series(store: Any) -> None:
-    store.write([Sample("a", (), 1.0, T0), Sample("a", (), 2.0, T0 + 1000), Sample("b", (), 7.0, T0)], T0)
+    store.write(
+        [Sample("a", (), 1.0, T0), Sample("a", (), 2.0, T0 + 1000), Sample("b", (), 7.0, T0)], T0
+    )
     got = {(n, labels): (ts, v) for n, labels, ts, v in store.latest()}
     assert got == {("a", ()): (T0 + 1000, 2.0), ("b", ()): (T0, 7.0)}
     assert [n for n, *_ in store.latest(name("b"))] == ["b"]
@@ -138,6 +148,10 @@ def test_compact_drops_raw_data_past_retention(store: Any) -> None:
 
 
 def test_add_labels_are_added_unless_the_sample_sets_them(store: Any) -> None:
-    store.write([Sample("a", (), 1.0), Sample("b", (("host", "db7"), ("z", "1")), 2.0)], T0, add_labels=(("host", "web1"),))
+    store.write(
+        [Sample("a", (), 1.0), Sample("b", (("host", "db7"), ("z", "1")), 2.0)],
+        T0,
+        add_labels=(("host", "web1"),),
+    )
     got = {(n, labels) for n, labels, _, _ in store.latest()}
     assert got == {("a", (("host", "web1"),)), ("b", (("host", "db7"), ("z", "1")))}

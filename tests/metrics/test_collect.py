@@ -40,13 +40,17 @@ def test_pass_stores_spool_and_sources_with_host_label(tmp_path: Path) -> None:
     spool.mkdir()
     write(spool / "photos.metrics", 'image_processed=30\nlag{host="db7"}=2\n')
     store = store_at(tmp_path, clock)
-    report = Collector(store, spool_dir=spool, host="web1", sources=[FakeStatsd()], clock=clock).run_once()
+    report = Collector(
+        store, spool_dir=spool, host="web1", sources=[FakeStatsd()], clock=clock
+    ).run_once()
     assert report.problems == []
     assert latest(store, "image_processed") == {(("host", "web1"),): 30.0}
     assert latest(store, "lag") == {(("host", "db7"),): 2.0}  # a file may speak for another host
     assert latest(store, "uploads_total") == {(("host", "web1"),): 3.0}
     assert store.metadata()["uploads_total"].type == "counter"
-    assert latest(store, "signalbox_spool_file_age_seconds") == {(("file", "photos.metrics"), ("host", "web1")): 0.0}
+    assert latest(store, "signalbox_spool_file_age_seconds") == {
+        (("file", "photos.metrics"), ("host", "web1")): 0.0
+    }
     assert latest(store, "signalbox_spool_files") == {(("host", "web1"),): 1.0}
 
 
@@ -61,7 +65,9 @@ def test_error_counter_accumulates_across_collector_restarts(tmp_path: Path) -> 
         Collector(store, spool_dir=spool, host="h", clock=clock).run_once()
         store.close()
     store = store_at(tmp_path, clock)
-    assert latest(store, "signalbox_spool_errors_total") == {(("file", "bad.metrics"), ("host", "h")): 3.0}
+    assert latest(store, "signalbox_spool_errors_total") == {
+        (("file", "bad.metrics"), ("host", "h")): 3.0
+    }
 
 
 def test_each_problem_is_logged_once_while_it_persists(tmp_path: Path) -> None:
@@ -70,7 +76,9 @@ def test_each_problem_is_logged_once_while_it_persists(tmp_path: Path) -> None:
     spool.mkdir()
     write(spool / "bad.metrics", "nope\n")
     seen = []
-    c = Collector(store_at(tmp_path, clock), spool_dir=spool, host="h", clock=clock, on_problem=seen.append)
+    c = Collector(
+        store_at(tmp_path, clock), spool_dir=spool, host="h", clock=clock, on_problem=seen.append
+    )
     c.run_once()
     c.run_once()
     assert len(seen) == 1 and seen[0].line == 1

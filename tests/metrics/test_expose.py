@@ -236,7 +236,10 @@ kinds = st.sampled_from(["counter", "gauge", "untyped", "histogram", "summary", 
     types=st.dictionaries(safe_names, kinds, max_size=4),
 )
 # found by Hypothesis: a quantile label inside a histogram family
-@example(rows=[("http", (), 0.0), ("http_http_sum", (("quantile", "0"),), 0.0)], types={"http_http": "histogram"})
+@example(
+    rows=[("http", (), 0.0), ("http_http_sum", (("quantile", "0"),), 0.0)],
+    types={"http_http": "histogram"},
+)
 def test_promtool_finds_nothing_wrong_with_any_rendering_of_well_named_series(
     rows: list[tuple[str, Labels, float]], types: dict[str, str | None]
 ) -> None:

@@ -14,8 +14,12 @@ from signalbox.metrics.spool import scan_spool
 NOW_MS = 1_700_000_000_000
 
 
-def scan(spool: Path, *, max_bytes: int = 1 << 20, stale_after: float = 1e12, now_ms: int | None = None):  # type: ignore[no-untyped-def]
-    return scan_spool(spool, now_ms=now_ms or NOW_MS, max_file_bytes=max_bytes, stale_after_s=stale_after)
+def scan(
+    spool: Path, *, max_bytes: int = 1 << 20, stale_after: float = 1e12, now_ms: int | None = None
+):  # type: ignore[no-untyped-def]
+    return scan_spool(
+        spool, now_ms=now_ms or NOW_MS, max_file_bytes=max_bytes, stale_after_s=stale_after
+    )
 
 
 def fresh(path: Path, text: str | bytes) -> Path:
@@ -59,7 +63,10 @@ def test_in_progress_files_are_skipped_and_other_names_reported_as_ignored(tmp_p
 
 
 def test_prom_files_are_read_with_types(tmp_path: Path) -> None:
-    fresh(tmp_path / "x.prom", "# HELP jobs_total Jobs.\n# TYPE jobs_total counter\njobs_total{q=\"a\"} 3\n")
+    fresh(
+        tmp_path / "x.prom",
+        '# HELP jobs_total Jobs.\n# TYPE jobs_total counter\njobs_total{q="a"} 3\n',
+    )
     r = scan(tmp_path)
     assert [(s.name, s.labels, s.value) for s in r.samples] == [("jobs_total", (("q", "a"),), 3.0)]
     assert any(m.name == "jobs_total" and m.type == "counter" for m in r.metas)
@@ -104,7 +111,9 @@ def test_dangling_symlink_and_fifo_are_refused_without_hanging(tmp_path: Path) -
     r = result[0]
     assert values(r) == {"g": 1.0}
     kinds = {p.file: (p.kind, p.reason) for p in r.problems}
-    assert kinds["pipe.metrics"][0] == "refused" and "not a regular file" in kinds["pipe.metrics"][1]
+    assert (
+        kinds["pipe.metrics"][0] == "refused" and "not a regular file" in kinds["pipe.metrics"][1]
+    )
     assert kinds["dangling.metrics"][0] == "refused"
 
 
@@ -120,7 +129,11 @@ def test_oversized_file_is_refused_with_the_limit_named(tmp_path: Path) -> None:
     r = scan(tmp_path, max_bytes=100)
     assert values(r) == {"b": 1.0}
     [p] = r.problems
-    assert p.file == "big.metrics" and "100-byte limit" in p.reason and "collect.max_file_bytes" in p.reason
+    assert (
+        p.file == "big.metrics"
+        and "100-byte limit" in p.reason
+        and "collect.max_file_bytes" in p.reason
+    )
 
 
 def test_binary_garbage_is_refused(tmp_path: Path) -> None:
@@ -152,7 +165,12 @@ def test_same_series_in_two_files_is_reported_naming_both(tmp_path: Path) -> Non
     r = scan(tmp_path)
     assert values(r) == {"x": 1.0, "y": 3.0}
     [p] = r.problems
-    assert p.file == "b.metrics" and p.kind == "duplicate" and "a.metrics" in p.reason and 'x{k="1"}' in p.reason
+    assert (
+        p.file == "b.metrics"
+        and p.kind == "duplicate"
+        and "a.metrics" in p.reason
+        and 'x{k="1"}' in p.reason
+    )
 
 
 def test_missing_spool_dir_is_not_an_error(tmp_path: Path) -> None:
@@ -160,9 +178,19 @@ def test_missing_spool_dir_is_not_an_error(tmp_path: Path) -> None:
     assert r.samples == [] and r.problems == []
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(files=st.dictionaries(st.from_regex(r"[a-z]{1,8}\.(metrics|prom|tmp|txt)", fullmatch=True), st.binary(max_size=300), max_size=6))
-def test_fuzzed_spool_dirs_never_crash_and_every_file_is_accounted_for(tmp_path_factory, files: dict[str, bytes]) -> None:  # type: ignore[no-untyped-def]
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    files=st.dictionaries(
+        st.from_regex(r"[a-z]{1,8}\.(metrics|prom|tmp|txt)", fullmatch=True),
+        st.binary(max_size=300),
+        max_size=6,
+    )
+)
+def test_fuzzed_spool_dirs_never_crash_and_every_file_is_accounted_for(
+    tmp_path_factory, files: dict[str, bytes]
+) -> None:  # type: ignore[no-untyped-def]
     spool = tmp_path_factory.mktemp("fuzz")
     for name, data in files.items():
         fresh(spool / name, data)

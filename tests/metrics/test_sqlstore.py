@@ -24,7 +24,9 @@ NAME = [Matcher("__name__", "=", "a")]
 TIERS = (Tier(60, 8 * 86400), Tier(300, 35 * 86400), Tier(3600, 400 * 86400))
 
 
-def make(tmp_path: Path, clock: FrozenClock | None = None, url: str | None = None) -> SQLMetricStore:
+def make(
+    tmp_path: Path, clock: FrozenClock | None = None, url: str | None = None
+) -> SQLMetricStore:
     return SQLMetricStore(
         open_database(url or f"sqlite:///{tmp_path / 'db.sqlite'}"),
         raw_retention_s=86400,
@@ -45,7 +47,9 @@ def test_segments_split_at_every_boundary() -> None:
     assert segments(3, 13, (4, 6)) == [(3, 4), (4, 6), (6, 8), (8, 12), (12, 13)]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     values=st.lists(
         st.tuples(st.integers(0, 3 * 3600 - 1), st.floats(-1e6, 1e6, allow_nan=False)),
@@ -54,7 +58,9 @@ def test_segments_split_at_every_boundary() -> None:
         unique_by=lambda t: t[0],
     )
 )
-def test_rollups_equal_min_max_sum_count_last_of_each_bucket(tmp_path_factory: pytest.TempPathFactory, values: list[tuple[int, float]]) -> None:
+def test_rollups_equal_min_max_sum_count_last_of_each_bucket(
+    tmp_path_factory: pytest.TempPathFactory, values: list[tuple[int, float]]
+) -> None:
     tmp = tmp_path_factory.mktemp("roll")
     store = make(tmp)
     store.write([Sample("a", (), v, T0 + s * 1000) for s, v in values], T0)
@@ -69,7 +75,9 @@ def test_rollups_equal_min_max_sum_count_last_of_each_bucket(tmp_path_factory: p
         lv = next(x for x in store.levels if x.tier == res)
         got = {}
         for _, table in store._tables_between(lv, 0, now):
-            for ts, mn, mx, sm, cnt, last in store.db.query(f"SELECT ts, min, max, sum, count, last FROM {table}"):
+            for ts, mn, mx, sm, cnt, last in store.db.query(
+                f"SELECT ts, min, max, sum, count, last FROM {table}"
+            ):
                 got[ts] = (mn, mx, sm, cnt, last)
         for b, pts in expect.items():
             vs = [v for _, v in pts]
@@ -97,7 +105,9 @@ def test_long_windows_read_a_tier_and_recent_windows_read_raw(tmp_path: Path) ->
     assert sp.resolution == 60
     assert len(sp.timestamps) == 3 * 1440
     assert sp.timestamps == sorted(sp.timestamps)
-    assert sp.values[-1] == float(3 * 1440 - 1)  # newest minute present (raw appended past the watermark)
+    assert sp.values[-1] == float(
+        3 * 1440 - 1
+    )  # newest minute present (raw appended past the watermark)
     [raw] = store.select(NAME, T0 - 3600_000, T0, step_ms=15_000)
     assert raw.resolution == 0 and len(raw.timestamps) == 60
     store.close()

@@ -20,7 +20,9 @@ NOW = 1_700_000_040.0
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    store = SQLMetricStore(open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), clock=FrozenClock(NOW))
+    store = SQLMetricStore(
+        open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), clock=FrozenClock(NOW)
+    )
     t0 = int(NOW * 1000)
     samples = []
     for i in range(40):
@@ -29,7 +31,9 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         samples.append(Sample("req_total", (("code", "500"), ("host", "a")), float(i * 3), ts))
         samples.append(Sample("temp", (("room", 'a "quoted" room'),), 20.5, ts))
     store.write(samples, t0)
-    store.write_metadata([MetricMeta("req_total", "counter", "Requests."), MetricMeta("temp", "gauge", "")])
+    store.write_metadata(
+        [MetricMeta("req_total", "counter", "Requests."), MetricMeta("temp", "gauge", "")]
+    )
     with TestClient(create_app(store)) as c:
         yield c
     store.close()
@@ -55,7 +59,10 @@ def test_query_accepts_post_forms_like_grafana(client: TestClient) -> None:
 
 
 def test_range_query_returns_a_matrix(client: TestClient) -> None:
-    r = client.get("/api/v1/query_range", params={"query": "temp", "start": NOW - 300, "end": NOW, "step": "60s"})
+    r = client.get(
+        "/api/v1/query_range",
+        params={"query": "temp", "start": NOW - 300, "end": NOW, "step": "60s"},
+    )
     assert r.status_code == 200
     [series] = r.json()["data"]["result"]
     assert series["metric"]["room"] == 'a "quoted" room'
@@ -65,7 +72,12 @@ def test_range_query_returns_a_matrix(client: TestClient) -> None:
 def test_range_query_accepts_rfc3339_times(client: TestClient) -> None:
     r = client.get(
         "/api/v1/query_range",
-        params={"query": "temp", "start": "2023-11-14T22:10:40Z", "end": "2023-11-14T22:14:00Z", "step": "60"},
+        params={
+            "query": "temp",
+            "start": "2023-11-14T22:10:40Z",
+            "end": "2023-11-14T22:14:00Z",
+            "step": "60",
+        },
     )
     assert r.status_code == 200 and r.json()["data"]["resultType"] == "matrix"
 
@@ -77,13 +89,27 @@ def test_range_query_accepts_rfc3339_times(client: TestClient) -> None:
         ("/api/v1/query", {"query": "sum("}, "position"),
         ("/api/v1/query", {"query": "x[5m:1m]"}, "subquer"),
         ("/api/v1/query", {"query": "x", "time": "soon"}, "invalid parameter 'time'"),
-        ("/api/v1/query_range", {"query": "x", "start": "1", "end": "0", "step": "1"}, "end timestamp must not be before start"),
-        ("/api/v1/query_range", {"query": "x", "start": "0", "end": "1", "step": "-1"}, "zero or negative"),
-        ("/api/v1/query_range", {"query": "x", "start": "0", "end": "100000", "step": "1"}, "exceeded maximum resolution"),
+        (
+            "/api/v1/query_range",
+            {"query": "x", "start": "1", "end": "0", "step": "1"},
+            "end timestamp must not be before start",
+        ),
+        (
+            "/api/v1/query_range",
+            {"query": "x", "start": "0", "end": "1", "step": "-1"},
+            "zero or negative",
+        ),
+        (
+            "/api/v1/query_range",
+            {"query": "x", "start": "0", "end": "100000", "step": "1"},
+            "exceeded maximum resolution",
+        ),
         ("/api/v1/series", {}, "no match[]"),
     ],
 )
-def test_bad_requests_get_400_with_a_prometheus_error_body(client: TestClient, path: str, params: dict[str, str], fragment: str) -> None:
+def test_bad_requests_get_400_with_a_prometheus_error_body(
+    client: TestClient, path: str, params: dict[str, str], fragment: str
+) -> None:
     r = client.get(path, params=params)
     assert r.status_code == 400
     body = r.json()
@@ -101,7 +127,9 @@ def test_series_labels_and_label_values(client: TestClient) -> None:
 
 def test_metrics_endpoint_exposes_latest_values(client: TestClient) -> None:
     r = client.get("/metrics")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert r.status_code == 200 and r.headers["content-type"].startswith(
+        "text/plain; version=0.0.4"
+    )
     text = r.text
     assert "# TYPE req_total counter" in text
     assert 'req_total{code="500",host="a"} 117' in text

@@ -44,7 +44,13 @@ def server(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
         f'host = "e2e"\n[collect]\ninterval = "1s"\n[statsd]\nlisten = "127.0.0.1:{udp}"\n[server]\nport = {port}\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
-    proc = subprocess.Popen([SIGNALBOX, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [SIGNALBOX, "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: get(base + "/-/healthy"))
@@ -95,8 +101,16 @@ def test_metrics_endpoint_passes_promtool(server: tuple[str, int, Path]) -> None
     sc = statsd.StatsClient("127.0.0.1", udp)
     sc.timing("latency", 12)
     sc.close()
-    wait_for(lambda: query(base, "jobs_total") and query(base, "weird_label") and query(base, "latency_seconds_count"))
+    wait_for(
+        lambda: (
+            query(base, "jobs_total")
+            and query(base, "weird_label")
+            and query(base, "latency_seconds_count")
+        )
+    )
     text = get(base + "/metrics")
-    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
+    r = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
     assert r.returncode == 0, (r.stdout + r.stderr).decode() + "\n---\n" + text.decode()
     assert b'jobs_total{host="e2e",queue="a\\"b"} 7' in text

@@ -17,7 +17,9 @@ MIGRATIONS = [
 ]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))])
+@pytest.mark.parametrize(
+    "kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+)
 def test_migrations_apply_once_and_per_component(tmp_path: Path, kind: str) -> None:
     def check(url: str) -> None:
         db = open_database(url)
@@ -48,7 +50,10 @@ def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_passwords_never_appear_in_urls_shown_to_people() -> None:
-    assert redact_url("postgresql://app:s3cret@db.internal:5432/metrics") == "postgresql://app:***@db.internal:5432/metrics"
+    assert (
+        redact_url("postgresql://app:s3cret@db.internal:5432/metrics")
+        == "postgresql://app:***@db.internal:5432/metrics"
+    )
     assert redact_url("postgresql://db/metrics") == "postgresql://db/metrics"
     assert redact_url("sqlite:////var/lib/x.db") == "sqlite:////var/lib/x.db"
 

@@ -94,12 +94,19 @@ COMMANDS = {
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="signalbox")
-@click.option("--config", "config", metavar="FILE", help="signalbox.toml to use (default: $SIGNALBOX_CONFIG, then ./signalbox.toml).")
+@click.option(
+    "--config",
+    "config",
+    metavar="FILE",
+    help="signalbox.toml to use (default: $SIGNALBOX_CONFIG, then ./signalbox.toml).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, verbose: int) -> None:
     """signalbox: metrics, monitors, load feedback, instrumentation and feature flags,
     shared by development and operations."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     ctx.obj = Context(config, verbose)

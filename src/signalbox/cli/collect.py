@@ -30,14 +30,21 @@ def collect_cmd(ctx: Context, once: bool, as_json: bool) -> None:
                     "stored": report.stored,
                     "new_series": report.new_series,
                     "duration_s": round(report.duration_s, 6),
-                    "problems": [{"file": p.file, "line": p.line, "kind": p.kind, "reason": p.reason} for p in report.problems],
+                    "problems": [
+                        {"file": p.file, "line": p.line, "kind": p.kind, "reason": p.reason}
+                        for p in report.problems
+                    ],
                 }
             ).decode()
         )
     else:
         for p in report.problems:
-            click.echo(f"{s.spool_dir / p.file}{':' + str(p.line) if p.line else ''}: {p.reason}", err=True)
-        click.echo(f"stored {report.stored} samples ({report.new_series} new series) in {report.duration_s:.3f}s")
+            click.echo(
+                f"{s.spool_dir / p.file}{':' + str(p.line) if p.line else ''}: {p.reason}", err=True
+            )
+        click.echo(
+            f"stored {report.stored} samples ({report.new_series} new series) in {report.duration_s:.3f}s"
+        )
     store.close()
     raise SystemExit(1 if bad else 0)
 
@@ -54,7 +61,13 @@ def agent_cmd(ctx: Context) -> None:
 
 @click.command("send")
 @click.argument("pairs", nargs=-1, required=True, metavar="NAME=VALUE...")
-@click.option("--file", "file_name", default="send", show_default=True, help="Spool file name (without .metrics) to update.")
+@click.option(
+    "--file",
+    "file_name",
+    default="send",
+    show_default=True,
+    help="Spool file name (without .metrics) to update.",
+)
 @pass_ctx
 @handle_errors
 def send_cmd(ctx: Context, pairs: tuple[str, ...], file_name: str) -> None:
@@ -67,5 +80,3 @@ def send_cmd(ctx: Context, pairs: tuple[str, ...], file_name: str) -> None:
 
     path = send(ctx.settings.spool_dir, file_name, list(pairs))
     click.echo(f"wrote {len(pairs)} value(s) to {path}")
-
-

@@ -46,8 +46,12 @@ def import_cmd(ctx: Context, file: str) -> None:
     if tty:
         click.echo("", err=True)
     for err in report.errors:
-        click.echo(f"{err.source}:{err.line}: {err.reason}" + (f": {err.text}" if err.text else ""), err=True)
-    click.echo(f"imported {report.samples} samples" + (f", {len(report.errors)} bad line(s) skipped" if report.errors else ""))
+        click.echo(
+            f"{err.source}:{err.line}: {err.reason}" + (f": {err.text}" if err.text else ""),
+            err=True,
+        )
+    click.echo(
+        f"imported {report.samples} samples"
+        + (f", {len(report.errors)} bad line(s) skipped" if report.errors else "")
+    )
     raise SystemExit(1 if report.errors else 0)
-
-

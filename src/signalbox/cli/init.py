@@ -17,5 +17,3 @@ def init_cmd(directory: Path) -> None:
     """Write a commented signalbox.toml, example monitors and flags, and the spool dir."""
     for path, created in scaffold(directory):
         click.echo(f"{'created' if created else 'exists, left as is'}: {path}")
-
-

@@ -318,5 +318,3 @@ def backtest_cmd(
         else:
             click.echo("\n".join(format_comparison(got_new, got_old, str(file), str(against))))
     raise SystemExit(2 if errors else 0)
-
-

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from signalbox.monitors.run import MonitorRunner
 
 
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -32,9 +32,19 @@ def _ts(ms: int) -> str:
 
 @click.command("query")
 @click.argument("expr")
-@click.option("--since", metavar="DURATION", help="Range query over the last DURATION (e.g. 1h); default: instant query at now.")
-@click.option("--step", metavar="DURATION", help="Range query resolution (default: --since / 120, at least 1s).")
-@click.option("--json", "as_json", is_flag=True, help="Prometheus HTTP API JSON (the `data` object).")
+@click.option(
+    "--since",
+    metavar="DURATION",
+    help="Range query over the last DURATION (e.g. 1h); default: instant query at now.",
+)
+@click.option(
+    "--step",
+    metavar="DURATION",
+    help="Range query resolution (default: --since / 120, at least 1s).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Prometheus HTTP API JSON (the `data` object)."
+)
 @pass_ctx
 @handle_errors
 def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_json: bool) -> None:
@@ -81,5 +91,3 @@ def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_j
             click.echo(_fmt_labels(item["metric"]))
             for t, v in item["values"]:
                 click.echo(f"  {_ts(int(float(t) * 1000))}  {v}")
-
-

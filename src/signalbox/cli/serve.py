@@ -8,9 +8,15 @@ from signalbox.cli.base import Context, handle_errors, pass_ctx
 
 
 @click.command("serve")
-@click.option("--host", default=None, help="Address to bind (default from signalbox.toml: 127.0.0.1).")
+@click.option(
+    "--host", default=None, help="Address to bind (default from signalbox.toml: 127.0.0.1)."
+)
 @click.option("--port", type=int, default=None, help="Port (default from signalbox.toml: 8910).")
-@click.option("--demo", is_flag=True, help="Run a simulated photo service that writes real spool files and StatsD.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Run a simulated photo service that writes real spool files and StatsD.",
+)
 @pass_ctx
 @handle_errors
 def serve_cmd(ctx: Context, host: str | None, port: int | None, demo: bool) -> None:
@@ -22,5 +28,3 @@ def serve_cmd(ctx: Context, host: str | None, port: int | None, demo: bool) -> N
     from signalbox.server.serve import serve
 
     serve(ctx.settings, host=host, port=port, demo=demo)
-
-

@@ -23,11 +23,21 @@ from signalbox.metrics.store import MetricStore
 log = logging.getLogger("signalbox.collect")
 
 SELF_METRICS = [
-    MetricMeta("signalbox_spool_errors_total", "counter", "Bad lines and refused files seen in the spool dir, per file."),
-    MetricMeta("signalbox_spool_file_age_seconds", "gauge", "Seconds since each spool file was last written; a stale file is a monitorable event."),
+    MetricMeta(
+        "signalbox_spool_errors_total",
+        "counter",
+        "Bad lines and refused files seen in the spool dir, per file.",
+    ),
+    MetricMeta(
+        "signalbox_spool_file_age_seconds",
+        "gauge",
+        "Seconds since each spool file was last written; a stale file is a monitorable event.",
+    ),
     MetricMeta("signalbox_spool_files", "gauge", "Spool files read in the last collection pass."),
     MetricMeta("signalbox_collect_samples", "gauge", "Samples stored by the last collection pass."),
-    MetricMeta("signalbox_collect_duration_seconds", "gauge", "Wall time of the last collection pass."),
+    MetricMeta(
+        "signalbox_collect_duration_seconds", "gauge", "Wall time of the last collection pass."
+    ),
 ]
 
 
@@ -117,7 +127,12 @@ class Collector:
     def _run_once(self) -> PassReport:
         started = time.perf_counter()
         now_ms = int(self.clock.now() * 1000)
-        scan = scan_spool(self.spool_dir, now_ms=now_ms, max_file_bytes=self.max_file_bytes, stale_after_s=self.stale_after_s)
+        scan = scan_spool(
+            self.spool_dir,
+            now_ms=now_ms,
+            max_file_bytes=self.max_file_bytes,
+            stale_after_s=self.stale_after_s,
+        )
         samples = scan.samples
         metas = list(scan.metas)
         for src in self.sources:
@@ -127,7 +142,9 @@ class Collector:
             take_errors = getattr(src, "take_errors", None)
             if take_errors is not None:
                 for e in take_errors():  # bad StatsD lines: counted by the source, logged here
-                    log.warning("%s:%s: %s%s", e.source, e.line, e.reason, f": {e.text}" if e.text else "")
+                    log.warning(
+                        "%s:%s: %s%s", e.source, e.line, e.reason, f": {e.text}" if e.text else ""
+                    )
         host = self.host
         out = samples  # the store adds host= to each (cheaply, once per distinct label set)
         totals = self._totals()
@@ -138,12 +155,22 @@ class Collector:
         for f, v in totals.items():
             out.append(Sample("signalbox_spool_errors_total", with_host((("file", f),), host), v))
         for f, age in scan.ages.items():
-            out.append(Sample("signalbox_spool_file_age_seconds", with_host((("file", f),), host), round(age, 3)))
+            out.append(
+                Sample(
+                    "signalbox_spool_file_age_seconds",
+                    with_host((("file", f),), host),
+                    round(age, 3),
+                )
+            )
         out.append(Sample("signalbox_spool_files", (("host", host),), float(scan.files_read)))
         out.append(Sample("signalbox_collect_samples", (("host", host),), float(len(samples))))
         elapsed = time.perf_counter() - started
-        out.append(Sample("signalbox_collect_duration_seconds", (("host", host),), round(elapsed, 6)))
+        out.append(
+            Sample("signalbox_collect_duration_seconds", (("host", host),), round(elapsed, 6))
+        )
         result = self.store.write(out, now_ms, add_labels=(("host", host),))
         self.store.write_metadata([*SELF_METRICS, *metas])
         self._report(scan.problems)
-        return PassReport(result.written, result.new_series, scan.problems, time.perf_counter() - started)
+        return PassReport(
+            result.written, result.new_series, scan.problems, time.perf_counter() - started
+        )

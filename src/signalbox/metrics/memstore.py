@@ -62,7 +62,9 @@ class MemoryMetricStore:
         self._meta: dict[str, MetricMeta] = {}
         self._lock = threading.Lock()
 
-    def write(self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()) -> WriteResult:
+    def write(
+        self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()
+    ) -> WriteResult:
         """Store samples; one without a timestamp gets ``default_ts_ms``; same time replaces."""
         new = 0
         if add_labels:

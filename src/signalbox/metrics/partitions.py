@@ -37,7 +37,9 @@ class Level:
         return f"samples_{kind}_{start_ms // 1000}"
 
 
-def levels(raw_retention_s: int, tiers: tuple[Tier, ...], raw_span_s: int = 900) -> tuple[Level, ...]:
+def levels(
+    raw_retention_s: int, tiers: tuple[Tier, ...], raw_span_s: int = 900
+) -> tuple[Level, ...]:
     """Raw level then one level per tier, with aligned partition spans."""
     out: list[Level] = []
     resolutions = [t.resolution for t in tiers]

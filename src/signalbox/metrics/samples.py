@@ -86,7 +86,7 @@ def compile_label_regex(value: str) -> re.Pattern[str]:
     if m:
         for ch in m.group(1):
             flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}[ch]
-        value = value[m.end():]
+        value = value[m.end() :]
     return re.compile(f"(?:{value})\\Z", flags)
 
 
@@ -105,7 +105,9 @@ def labels_of(pairs: dict[str, str] | Labels) -> Labels:
     return tuple(sorted(items))
 
 
-def series_matches(name: str, labels: Labels, matchers: tuple[Matcher, ...] | list[Matcher]) -> bool:
+def series_matches(
+    name: str, labels: Labels, matchers: tuple[Matcher, ...] | list[Matcher]
+) -> bool:
     """True when every matcher accepts the series (absent labels read as "")."""
     d = dict(labels)
     for m in matchers:

@@ -35,7 +35,9 @@ def _line(key: SeriesKey, value: float) -> str:
 def send(spool_dir: Path, file_name: str, pairs: list[str]) -> Path:
     """Validate every pair first (nothing is written if one is bad), then merge and publish."""
     if not _FILE_NAME.match(file_name) or file_name.endswith(".tmp"):
-        raise UsageError(f"--file {file_name!r}: expected a plain file name like 'backup' (letters, digits, _ . -)")
+        raise UsageError(
+            f"--file {file_name!r}: expected a plain file name like 'backup' (letters, digits, _ . -)"
+        )
     parsed = parse_keyvalue("\n".join(pairs), "arguments")
     if parsed.errors:
         e = parsed.errors[0]
@@ -46,7 +48,9 @@ def send(spool_dir: Path, file_name: str, pairs: list[str]) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         values: dict[SeriesKey, float] = {}
         if path.exists():
-            for s in parse_keyvalue(path.read_text(encoding="utf-8", errors="replace"), str(path)).samples:
+            for s in parse_keyvalue(
+                path.read_text(encoding="utf-8", errors="replace"), str(path)
+            ).samples:
                 values[s.key] = s.value
         for s in parsed.samples:
             values[s.key] = s.value

@@ -60,7 +60,9 @@ class SpoolScan:
     bad_lines: dict[str, int] = field(default_factory=dict)  # file -> errors this pass
 
 
-def _read_safely(spool: Path, real_spool: str, name: str, max_bytes: int) -> tuple[bytes | None, float, str]:
+def _read_safely(
+    spool: Path, real_spool: str, name: str, max_bytes: int
+) -> tuple[bytes | None, float, str]:
     """(content or None, mtime, reason when refused)."""
     path = spool / name
     try:
@@ -85,7 +87,11 @@ def _read_safely(spool: Path, real_spool: str, name: str, max_bytes: int) -> tup
         if not stat.S_ISREG(st.st_mode):
             return None, st.st_mtime, "refused: not a regular file"
         if st.st_size > max_bytes:
-            return None, st.st_mtime, f"refused: {st.st_size} bytes is over the {max_bytes}-byte limit (collect.max_file_bytes)"
+            return (
+                None,
+                st.st_mtime,
+                f"refused: {st.st_size} bytes is over the {max_bytes}-byte limit (collect.max_file_bytes)",
+            )
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, 1 << 20)
@@ -93,7 +99,11 @@ def _read_safely(spool: Path, real_spool: str, name: str, max_bytes: int) -> tup
                 break
             total += len(chunk)
             if total > max_bytes:
-                return None, st.st_mtime, f"refused: grew over the {max_bytes}-byte limit while being read"
+                return (
+                    None,
+                    st.st_mtime,
+                    f"refused: grew over the {max_bytes}-byte limit while being read",
+                )
             chunks.append(chunk)
         data = b"".join(chunks)
     except OSError as e:
@@ -119,7 +129,9 @@ def scan_spool(
     except FileNotFoundError:
         return out
     except OSError as e:
-        out.problems.append(SpoolProblem(str(spool_dir), 0, f"cannot list spool dir: {e.strerror}", "refused"))
+        out.problems.append(
+            SpoolProblem(str(spool_dir), 0, f"cannot list spool dir: {e.strerror}", "refused")
+        )
         return out
     real_spool = os.path.realpath(spool_dir)
     owner: dict[SeriesKey, str] = {}
@@ -129,7 +141,9 @@ def scan_spool(
         is_kv, is_prom = name.endswith(".metrics"), name.endswith(".prom")
         if not (is_kv or is_prom):
             if not (spool_dir / name).is_dir():
-                out.problems.append(SpoolProblem(name, 0, "ignored: not a *.metrics or *.prom file", "ignored"))
+                out.problems.append(
+                    SpoolProblem(name, 0, "ignored: not a *.metrics or *.prom file", "ignored")
+                )
             continue
         data, mtime, reason = _read_safely(spool_dir, real_spool, name, max_file_bytes)
         if mtime:
@@ -141,7 +155,12 @@ def scan_spool(
         age = out.ages.get(name, 0.0)
         if age > stale_after_s:
             out.problems.append(
-                SpoolProblem(name, 0, f"stale: not updated for {age:.0f}s (collect.stale_after is {stale_after_s:.0f}s); its values are not collected", "stale")
+                SpoolProblem(
+                    name,
+                    0,
+                    f"stale: not updated for {age:.0f}s (collect.stale_after is {stale_after_s:.0f}s); its values are not collected",
+                    "stale",
+                )
             )
             continue
         out.files_read += 1
@@ -154,7 +173,14 @@ def scan_spool(
             for s in samples:
                 ts = s.timestamp_ms
                 if ts is not None and not (now_ms - MAX_PAST_MS <= ts <= now_ms + MAX_FUTURE_MS):
-                    errors.append(LineError(name, 0, f"timestamp {ts} of {format_series(s.name, s.labels)} is more than 1h old or 5m ahead; sample not stored", ""))
+                    errors.append(
+                        LineError(
+                            name,
+                            0,
+                            f"timestamp {ts} of {format_series(s.name, s.labels)} is more than 1h old or 5m ahead; sample not stored",
+                            "",
+                        )
+                    )
                 else:
                     kept.append(s)
             samples = kept
@@ -167,7 +193,12 @@ def scan_spool(
                     fresh.append(s)
                     continue
                 out.problems.append(
-                    SpoolProblem(name, 0, f"duplicate series {format_series(*key)}: also in {first}, whose value is kept", "duplicate")
+                    SpoolProblem(
+                        name,
+                        0,
+                        f"duplicate series {format_series(*key)}: also in {first}, whose value is kept",
+                        "duplicate",
+                    )
                 )
                 out.bad_lines[name] = out.bad_lines.get(name, 0) + 1
             samples = fresh
@@ -177,7 +208,11 @@ def scan_spool(
         if is_prom:  # key=value metrics are gauges, the default: no metadata to store
             out.metas.extend(parsed.metas)
         for err in errors:
-            out.problems.append(SpoolProblem(name, err.line, err.reason + (f": {err.text}" if err.text else ""), "line"))
+            out.problems.append(
+                SpoolProblem(
+                    name, err.line, err.reason + (f": {err.text}" if err.text else ""), "line"
+                )
+            )
         if errors:
             out.bad_lines[name] = out.bad_lines.get(name, 0) + len(errors)
     return out

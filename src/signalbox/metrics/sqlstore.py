@@ -54,7 +54,9 @@ MIGRATIONS: list[Migration] = [
     (
         2,
         "a snapshot of the series-id map, so a short-lived writer loads it in one read",
-        ["CREATE TABLE series_ids_snapshot (id INTEGER PRIMARY KEY, max_id BIGINT NOT NULL, data {blob} NOT NULL)"],
+        [
+            "CREATE TABLE series_ids_snapshot (id INTEGER PRIMARY KEY, max_id BIGINT NOT NULL, data {blob} NOT NULL)"
+        ],
     ),
 ]
 
@@ -75,7 +77,11 @@ class SQLMetricStore:
         db: Database,
         *,
         raw_retention_s: int = 86400,
-        tiers: tuple[Tier, ...] = (Tier(60, 8 * 86400), Tier(300, 35 * 86400), Tier(3600, 400 * 86400)),
+        tiers: tuple[Tier, ...] = (
+            Tier(60, 8 * 86400),
+            Tier(300, 35 * 86400),
+            Tier(3600, 400 * 86400),
+        ),
         clock: Clock | None = None,
     ) -> None:
         self.db = db
@@ -106,7 +112,9 @@ class SQLMetricStore:
 
     def _refresh_series(self) -> None:
         """Load series created since the last refresh (ids only grow)."""
-        rows = self.db.query("SELECT id, name, labels FROM series WHERE id > ? ORDER BY id", (self._max_id,))
+        rows = self.db.query(
+            "SELECT id, name, labels FROM series WHERE id > ? ORDER BY id", (self._max_id,)
+        )
         if rows:
             self._add_rows(rows)
             self._max_id = rows[-1][0]
@@ -122,13 +130,17 @@ class SQLMetricStore:
         names = [m.value for m in matchers if m.label == "__name__" and m.op == "="]
         if names:
             # one metric name: ask the index instead of loading every series
-            self._add_rows(self.db.query("SELECT id, name, labels FROM series WHERE name = ?", (names[0],)))
+            self._add_rows(
+                self.db.query("SELECT id, name, labels FROM series WHERE name = ?", (names[0],))
+            )
             candidates: Iterable[int] = list(self._by_name.get(names[0], ()))
         else:
             self._refresh_series()
             candidates = list(self._rows.keys())
         ms = list(matchers)
-        return [sid for sid in candidates if series_matches(self._rows[sid][0], self._labels(sid), ms)]
+        return [
+            sid for sid in candidates if series_matches(self._rows[sid][0], self._labels(sid), ms)
+        ]
 
     # -- partitions -----------------------------------------------------------------------
     def _load_partitions(self, fresh: bool = False) -> None:
@@ -156,7 +168,9 @@ class SQLMetricStore:
             f"CREATE TABLE IF NOT EXISTS {table} ({cols}, PRIMARY KEY (series_id, ts)){self.db.dialect.without_rowid}"
         )
         self.db.execute(
-            self.db.dialect.upsert("metric_partitions", ["tier", "start_ms", "end_ms"], ["tier", "start_ms"]),
+            self.db.dialect.upsert(
+                "metric_partitions", ["tier", "start_ms", "end_ms"], ["tier", "start_ms"]
+            ),
             (level.tier, start, start + level.span_ms),
         )
         self._parts[level.tier].add(start)
@@ -207,11 +221,15 @@ class SQLMetricStore:
 
     def _learn_new_series(self) -> None:
         ids = self._series_ids()
-        for key, sid in self.db.query("SELECT name || '{' || labels, id FROM series WHERE id > ?", (self._ids_max,)):
+        for key, sid in self.db.query(
+            "SELECT name || '{' || labels, id FROM series WHERE id > ?", (self._ids_max,)
+        ):
             ids[key] = sid
             self._ids_max = max(self._ids_max, sid)
 
-    def write(self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()) -> WriteResult:
+    def write(
+        self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()
+    ) -> WriteResult:
         """Store a batch in one transaction: series ids from memory, rows by ``executemany``.
 
         The per-sample work is done column-wise with ``map``/``zip`` (in C): this is the hot
@@ -223,7 +241,10 @@ class SQLMetricStore:
         label_col = list(map(_LABELS, samples))
         values = [v if v == v else None for v in map(_VALUE, samples)]  # NaN -> NULL
         stamps = list(map(_TS, samples))
-        texts = {labels: "{" + encode_labels(merge_labels(labels, add_labels)) for labels in set(label_col)}
+        texts = {
+            labels: "{" + encode_labels(merge_labels(labels, add_labels))
+            for labels in set(label_col)
+        }
         keys = list(map(operator.add, names, map(texts.__getitem__, label_col)))
         with self._lock, self.db.transaction():
             self._load_partitions(fresh=True)
@@ -245,12 +266,16 @@ class SQLMetricStore:
                 self._save_ids_snapshot()
             by_part: dict[int, list[tuple[Any, ...]]] = {}
             if stamps.count(None) == len(stamps):  # a collection pass: all at the pass time
-                by_part[default_ts_ms - default_ts_ms % span] = list(zip(sids, repeat(default_ts_ms), values, strict=False))
+                by_part[default_ts_ms - default_ts_ms % span] = list(
+                    zip(sids, repeat(default_ts_ms), values, strict=False)
+                )
             else:
                 for sid, ts, value in zip(sids, stamps, values, strict=True):
                     t = default_ts_ms if ts is None else ts
                     by_part.setdefault(t - t % span, []).append((sid, t, value))
-            upsert = self.db.dialect.upsert("{t}", ["series_id", "ts", "value"], ["series_id", "ts"])
+            upsert = self.db.dialect.upsert(
+                "{t}", ["series_id", "ts", "value"], ["series_id", "ts"]
+            )
             for start in sorted(by_part):
                 table = self._ensure_partition(raw, start)
                 self.db.executemany(upsert.replace("{t}", table), by_part[start])
@@ -288,7 +313,9 @@ class SQLMetricStore:
         # a little slack: a query's window starts a lookback (5m) before the first step, and
         # partitions are dropped whole, so the retention edge is ragged anyway
         covering = [lv for lv in tiers if start_ms >= now - lv.retention_ms - lv.retention_ms // 50]
-        fine_enough = [lv for lv in covering if lv.tier * 1000 <= max(step_ms, tiers[0].tier * 1000)]
+        fine_enough = [
+            lv for lv in covering if lv.tier * 1000 <= max(step_ms, tiers[0].tier * 1000)
+        ]
         if fine_enough:
             return fine_enough[-1]
         return covering[0] if covering else tiers[-1]
@@ -329,7 +356,9 @@ class SQLMetricStore:
                 return []
             raise
 
-    def _rows_for(self, table: str, cols: str, ids: list[int], start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
+    def _rows_for(
+        self, table: str, cols: str, ids: list[int], start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]]:
         if len(ids) <= _IN_LIST_MAX:
             marks = ",".join("?" * len(ids))
             return self._read(
@@ -343,7 +372,14 @@ class SQLMetricStore:
         )
         return [r for r in rows if r[0] in wanted]
 
-    def _select_raw(self, ids: list[int], start_ms: int, end_ms: int, out: dict[int, SeriesPoints], resolution: int = 0) -> None:
+    def _select_raw(
+        self,
+        ids: list[int],
+        start_ms: int,
+        end_ms: int,
+        out: dict[int, SeriesPoints],
+        resolution: int = 0,
+    ) -> None:
         for _, table in self._tables_between(self.levels[0], start_ms, end_ms):
             for sid, ts, value in self._rows_for(table, "value", ids, start_ms, end_ms):
                 sp = self._points(sid, out, resolution)
@@ -351,13 +387,20 @@ class SQLMetricStore:
                 sp.timestamps.append(ts)
                 sp.values.append(v)
                 if resolution:
-                    assert sp.mins is not None and sp.maxs is not None and sp.sums is not None and sp.counts is not None
+                    assert (
+                        sp.mins is not None
+                        and sp.maxs is not None
+                        and sp.sums is not None
+                        and sp.counts is not None
+                    )
                     sp.mins.append(v)
                     sp.maxs.append(v)
                     sp.sums.append(v)
                     sp.counts.append(1.0)
 
-    def _select_tier(self, level: Level, ids: list[int], start_ms: int, end_ms: int, out: dict[int, SeriesPoints]) -> None:
+    def _select_tier(
+        self, level: Level, ids: list[int], start_ms: int, end_ms: int, out: dict[int, SeriesPoints]
+    ) -> None:
         """Buckets up to the tier's watermark, then raw points: in time order, never twice.
 
         Buckets past the watermark (written by ``rebuild_rollups`` after an import) are
@@ -372,10 +415,17 @@ class SQLMetricStore:
         last_start = min(end_ms - res_ms, wm - res_ms)
         if last_start >= start_ms - res_ms:
             for _, table in self._tables_between(level, start_ms - res_ms, last_start):
-                rows = self._rows_for(table, "min, max, sum, count, last", ids, start_ms - res_ms, last_start)
+                rows = self._rows_for(
+                    table, "min, max, sum, count, last", ids, start_ms - res_ms, last_start
+                )
                 for sid, ts, mn, mx, sm, cnt, last in rows:
                     sp = self._points(sid, out, level.tier)
-                    assert sp.mins is not None and sp.maxs is not None and sp.sums is not None and sp.counts is not None
+                    assert (
+                        sp.mins is not None
+                        and sp.maxs is not None
+                        and sp.sums is not None
+                        and sp.counts is not None
+                    )
                     sp.timestamps.append(ts + res_ms - 1)
                     sp.values.append(_num(last))
                     sp.mins.append(_num(mn))
@@ -401,7 +451,9 @@ class SQLMetricStore:
                     if not ids:
                         break
                     marks = ",".join("?" * len(ids))
-                    sql = self.db.dialect.latest_per_series(f"(SELECT * FROM {table} WHERE series_id IN ({marks})) AS t")
+                    sql = self.db.dialect.latest_per_series(
+                        f"(SELECT * FROM {table} WHERE series_id IN ({marks})) AS t"
+                    )
                     rows = self._read(sql, tuple(ids))
                 else:
                     rows = self._read(self.db.dialect.latest_per_series(table))
@@ -413,7 +465,10 @@ class SQLMetricStore:
                     found[sid] = (ts, _num(value))
             if any(sid not in self._rows for sid in found):
                 self._refresh_series()
-            return [(self._rows[sid][0], self._labels(sid), ts, v) for sid, (ts, v) in sorted(found.items())]
+            return [
+                (self._rows[sid][0], self._labels(sid), ts, v)
+                for sid, (ts, v) in sorted(found.items())
+            ]
 
     # -- rollups and retention ------------------------------------------------------------
     def _watermark(self, tier: int) -> int | None:
@@ -421,7 +476,9 @@ class SQLMetricStore:
         return int(rows[0][0]) if rows else None
 
     def _set_watermark(self, tier: int, wm: int) -> None:
-        self.db.execute(self.db.dialect.upsert("metric_rollups", ["tier", "watermark_ms"], ["tier"]), (tier, wm))
+        self.db.execute(
+            self.db.dialect.upsert("metric_rollups", ["tier", "watermark_ms"], ["tier"]), (tier, wm)
+        )
 
     def compact(self, now_ms: int) -> None:
         """Roll up every closed bucket of every tier, then drop partitions past retention."""
@@ -487,7 +544,9 @@ class SQLMetricStore:
                 f"SELECT series_id, b, min(mn), max(mx), sum(sm), sum(cnt), max(CASE WHEN rn = 1 THEN v END) "
                 f"FROM ({inner.format(r=res, t=src.table(sstart))}) AS x GROUP BY series_id, b"
             )
-            updates = ", ".join(f"{c} = excluded.{c}" for c in ("min", "max", "sum", "count", "last"))
+            updates = ", ".join(
+                f"{c} = excluded.{c}" for c in ("min", "max", "sum", "count", "last")
+            )
             self.db.execute(
                 f"INSERT INTO {target} ({cols}) {select} ON CONFLICT (series_id, ts) DO UPDATE SET {updates}",
                 (a, b),
@@ -500,7 +559,10 @@ class SQLMetricStore:
                     break
                 with self.db.transaction():
                     self.db.execute(f"DROP TABLE IF EXISTS {lv.table(start)}")
-                    self.db.execute("DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?", (lv.tier, start))
+                    self.db.execute(
+                        "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",
+                        (lv.tier, start),
+                    )
                 self._parts[lv.tier].discard(start)
 
     def close(self) -> None:

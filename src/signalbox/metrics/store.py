@@ -43,7 +43,9 @@ class WriteResult:
 
 
 class MetricStore(Protocol):
-    def write(self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()) -> WriteResult:
+    def write(
+        self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()
+    ) -> WriteResult:
         """Store samples in one transaction; samples without a timestamp get ``default_ts_ms``.
 
         A sample for a (series, timestamp) already stored replaces it. ``add_labels`` are

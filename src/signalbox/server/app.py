@@ -22,7 +22,9 @@ from signalbox.server.api import prom
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def create_app(store: SQLMetricStore, *, stale_after_s: float = 300.0, demo: bool = False) -> Starlette:
+def create_app(
+    store: SQLMetricStore, *, stale_after_s: float = 300.0, demo: bool = False
+) -> Starlette:
     def get_store() -> SQLMetricStore:
         return store
 
@@ -44,9 +46,14 @@ def create_app(store: SQLMetricStore, *, stale_after_s: float = 300.0, demo: boo
 
         names = sorted({n for n, _ in await run_in_threadpool(store.series)})
         items = "".join(
-            f'<li><a href="/api/v1/query?query={html.escape(n)}">{html.escape(n)}</a></li>' for n in names
+            f'<li><a href="/api/v1/query?query={html.escape(n)}">{html.escape(n)}</a></li>'
+            for n in names
         )
-        banner = "<p><b>Demo mode</b>: a simulated photo service is writing spool files and StatsD.</p>" if demo else ""
+        banner = (
+            "<p><b>Demo mode</b>: a simulated photo service is writing spool files and StatsD.</p>"
+            if demo
+            else ""
+        )
         page = (
             f"<!doctype html><html><head><meta charset=utf-8><title>signalbox</title></head><body>"
             f"<h1>signalbox {html.escape(__version__)}</h1>{banner}"

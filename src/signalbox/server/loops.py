@@ -22,7 +22,9 @@ log = logging.getLogger("signalbox.serve")
 COMPACT_EVERY_S = 60.0
 
 
-def every(interval_s: float, stop: threading.Event, fn: Callable[[], object], name: str) -> threading.Thread:
+def every(
+    interval_s: float, stop: threading.Event, fn: Callable[[], object], name: str
+) -> threading.Thread:
     """Run ``fn`` now and then every ``interval_s`` until ``stop``; errors are logged, not fatal."""
 
     def run() -> None:
@@ -68,7 +70,12 @@ class Background:
         collector = build_collector(s, store, sources)
         self.threads.append(every(s.interval_s, self.stop, collector.run_once, "collect"))
         self.threads.append(
-            every(COMPACT_EVERY_S, self.stop, lambda: store.compact(int(time.time() * 1000)), "compact")
+            every(
+                COMPACT_EVERY_S,
+                self.stop,
+                lambda: store.compact(int(time.time() * 1000)),
+                "compact",
+            )
         )
         if self.monitors:
             from signalbox.monitors.run import start_monitor_loop

@@ -15,7 +15,9 @@ from signalbox.storage.database import redact_url
 log = logging.getLogger("signalbox.serve")
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None, demo: bool = False) -> None:
+def serve(
+    settings: Settings, *, host: str | None = None, port: int | None = None, demo: bool = False
+) -> None:
     bind_host = host or settings.server_host
     bind_port = settings.server_port if port is None else port
     if demo:

@@ -100,7 +100,9 @@ class Database:
 
     def fill(self, statement: str) -> str:
         d = self.dialect
-        return statement.format(blob=d.blob_type, without_rowid=d.without_rowid, pk=d.autoincrement_pk)
+        return statement.format(
+            blob=d.blob_type, without_rowid=d.without_rowid, pk=d.autoincrement_pk
+        )
 
     def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
         """Apply the migrations of ``component`` not applied yet; return the schema version.
@@ -112,7 +114,9 @@ class Database:
             self.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
             )
-            rows = self.query("SELECT version FROM schema_version WHERE component = ?", (component,))
+            rows = self.query(
+                "SELECT version FROM schema_version WHERE component = ?", (component,)
+            )
             current = rows[0][0] if rows else 0
             newest = max((m[0] for m in migrations), default=0)
             if current > newest:
@@ -127,9 +131,15 @@ class Database:
                     self.execute(self.fill(st))
                 current = version
             if rows:
-                self.execute("UPDATE schema_version SET version = ? WHERE component = ?", (current, component))
+                self.execute(
+                    "UPDATE schema_version SET version = ? WHERE component = ?",
+                    (current, component),
+                )
             else:
-                self.execute("INSERT INTO schema_version (component, version) VALUES (?, ?)", (component, current))
+                self.execute(
+                    "INSERT INTO schema_version (component, version) VALUES (?, ?)",
+                    (component, current),
+                )
         return int(current)
 
     def close(self) -> None:
@@ -138,7 +148,7 @@ class Database:
 
 
 def _open_sqlite(url: str) -> Database:
-    path = url[len("sqlite:///"):]
+    path = url[len("sqlite:///") :]
     if path != ":memory:":
         p = Path(path)
         try:
@@ -162,7 +172,9 @@ def _open_postgresql(url: str) -> Database:
     try:
         import psycopg
     except ImportError:
-        raise StoreError("PostgreSQL support needs the extra: pip install 'signalbox[postgresql]'") from None
+        raise StoreError(
+            "PostgreSQL support needs the extra: pip install 'signalbox[postgresql]'"
+        ) from None
     try:
         conn = psycopg.connect(url, autocommit=False)
     except psycopg.Error as e:

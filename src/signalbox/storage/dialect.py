@@ -27,7 +27,9 @@ class Dialect:
         marks = ", ".join("?" for _ in columns)
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-        return self.sql(f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({', '.join(key)}) {action}")
+        return self.sql(
+            f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({', '.join(key)}) {action}"
+        )
 
     def latest_per_series(self, table: str) -> str:
         """Newest (series_id, ts, value) per series in a samples table."""

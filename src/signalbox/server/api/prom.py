@@ -32,7 +32,9 @@ class BadRequest(Exception):
 
 
 def ok(data: Any) -> Response:
-    return Response(msgspec.json.encode({"status": "success", "data": data}), media_type="application/json")
+    return Response(
+        msgspec.json.encode({"status": "success", "data": data}), media_type="application/json"
+    )
 
 
 def error(kind: str, message: str, status: int = 400) -> Response:
@@ -56,7 +58,9 @@ def parse_time(name: str, text: str | None, default_ms: int) -> int:
             t = t.replace(tzinfo=dt.UTC)
         return int(t.timestamp() * 1000)
     except ValueError:
-        raise BadRequest(f"invalid parameter {name!r}: {text!r} is not a unix timestamp or RFC 3339 time") from None
+        raise BadRequest(
+            f"invalid parameter {name!r}: {text!r} is not a unix timestamp or RFC 3339 time"
+        ) from None
 
 
 def parse_step(text: str | None) -> int:
@@ -71,7 +75,9 @@ def parse_step(text: str | None) -> int:
         except ValueError as e:
             raise BadRequest(f"invalid parameter 'step': {e}") from None
     if not math.isfinite(seconds) or seconds <= 0:
-        raise BadRequest("invalid parameter 'step': zero or negative query resolution step widths are not accepted")
+        raise BadRequest(
+            "invalid parameter 'step': zero or negative query resolution step widths are not accepted"
+        )
     return int(seconds * 1000)
 
 
@@ -136,7 +142,9 @@ def routes(get_store: Callable[[], SQLMetricStore]) -> list[Route]:
             raise BadRequest("invalid parameter 'end': end timestamp must not be before start time")
         step = parse_step(first(p, "step"))
         if (end - start) // step > MAX_POINTS:
-            raise BadRequest(f"exceeded maximum resolution of {MAX_POINTS} points per timeseries. Try decreasing the query resolution (?step=XX)")
+            raise BadRequest(
+                f"exceeded maximum resolution of {MAX_POINTS} points per timeseries. Try decreasing the query resolution (?step=XX)"
+            )
         return query_engine(get_store()).range(parse_expr(q), start, end, step).to_prometheus()
 
     def _matchers(p: dict[str, Any]) -> list[list[Matcher]]:
@@ -146,7 +154,9 @@ def routes(get_store: Callable[[], SQLMetricStore]) -> list[Route]:
         for m in p.get("match[]", []):
             sels = selectors(parse_expr(m))
             if len(sels) != 1:
-                raise BadRequest(f"invalid parameter 'match[]': {m!r} is not a single series selector")
+                raise BadRequest(
+                    f"invalid parameter 'match[]': {m!r} is not a single series selector"
+                )
             out.append(list(sels[0].matchers))
         return out
 

@@ -38,14 +38,14 @@ class Level:
 
 
 def levels(
-    raw_retention_s: int, tiers: tuple[Tier, ...], raw_span_s: int = 900
+    raw_retention_s: int, tiers: tuple[Tier, ...], raw_span_s: int = 300
 ) -> tuple[Level, ...]:
     """Raw level then one level per tier, with aligned partition spans."""
     out: list[Level] = []
     resolutions = [t.resolution for t in tiers]
-    # raw: about raw_span_s (15 minutes), a multiple of the first tier's resolution. Short,
-    # because a write's cost grows with how many samples per series its partition already
-    # holds: at 100k series every 15 s, an hour-long partition makes the last pass ~3x slower.
+    # raw: about raw_span_s (5 minutes), a multiple of the first tier's resolution. Short,
+    # because a pass dirties every page of the partition it writes to (rows are clustered by
+    # series), so its cost grows with the samples per series the partition already holds.
     first = resolutions[0]
     out.append(Level(RAW, first * math.ceil(raw_span_s / first) * 1000, raw_retention_s * 1000))
     for i, t in enumerate(tiers):

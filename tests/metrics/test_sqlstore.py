@@ -194,3 +194,17 @@ def test_rollups_work_on_postgresql(tmp_path: Path) -> None:
         assert sp.resolution == 60
         assert sp.values == [3.0, 7.0] and sp.counts == [4.0, 4.0] and sp.sums == [6.0, 22.0]
         store.close()
+
+
+def test_without_aggregates_a_tier_read_gives_the_same_values_and_no_bucket_stats(tmp_path: Path) -> None:
+    clock = FrozenClock(T0 / 1000)
+    store = make(tmp_path, clock)
+    start = T0 - 3 * 86400_000
+    store.write([Sample("a", (), float(i % 7), start + i * 60_000) for i in range(3 * 1440)], T0)
+    store.compact(T0)
+    [full] = store.select(NAME, start, T0, step_ms=60_000)
+    [lean] = store.select(NAME, start, T0, step_ms=60_000, aggregates=False)
+    assert lean.resolution == full.resolution == 60
+    assert lean.timestamps == full.timestamps and lean.values == full.values
+    assert lean.mins is None and lean.counts is None and full.counts is not None
+    store.close()

@@ -140,10 +140,16 @@ class CountingStore(MemoryMetricStore):
         self.latests: list[tuple[Matcher, ...]] = []
 
     def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+        self,
+        matchers: Sequence[Matcher],
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int = 0,
+        aggregates: bool = True,
     ) -> list[SeriesPoints]:
         self.selects.append((tuple(matchers), start_ms, end_ms))
-        return super().select(matchers, start_ms, end_ms, step_ms=step_ms)
+        return super().select(matchers, start_ms, end_ms, step_ms=step_ms, aggregates=aggregates)
 
     def latest(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels, int, float]]:
         self.latests.append(tuple(matchers))

@@ -103,10 +103,16 @@ class CountingStore(MemoryMetricStore):
         self.latests = 0
 
     def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+        self,
+        matchers: Sequence[Matcher],
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int = 0,
+        aggregates: bool = True,
     ) -> list[SeriesPoints]:
         self.selects += 1
-        return super().select(matchers, start_ms, end_ms, step_ms=step_ms)
+        return super().select(matchers, start_ms, end_ms, step_ms=step_ms, aggregates=aggregates)
 
     def latest(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels, int, float]]:
         self.latests += 1

@@ -497,10 +497,16 @@ class CountingStore(MemoryMetricStore):
         self.selects: list[tuple[tuple[Matcher, ...], int, int, int]] = []
 
     def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+        self,
+        matchers: Sequence[Matcher],
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int = 0,
+        aggregates: bool = True,
     ) -> list[SeriesPoints]:
         self.selects.append((tuple(matchers), start_ms, end_ms, step_ms))
-        return super().select(matchers, start_ms, end_ms, step_ms=step_ms)
+        return super().select(matchers, start_ms, end_ms, step_ms=step_ms, aggregates=aggregates)
 
 
 def test_range_query_evaluates_every_step() -> None:

@@ -25,7 +25,13 @@ class RollupStore:
         self.selects: list[tuple[int, int]] = []
 
     def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+        self,
+        matchers: Sequence[Matcher],
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int = 0,
+        aggregates: bool = True,
     ) -> list[SeriesPoints]:
         self.selects.append((start_ms, end_ms))
         out = []

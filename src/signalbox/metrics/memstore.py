@@ -112,7 +112,13 @@ class MemoryMetricStore:
             return [(name, labels) for name, labels, _ in self._matching(matchers)]
 
     def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+        self,
+        matchers: Sequence[Matcher],
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int = 0,
+        aggregates: bool = True,
     ) -> list[SeriesPoints]:
         """Raw points in ``[start_ms, end_ms]`` of each matching series that has any."""
         out: list[SeriesPoints] = []

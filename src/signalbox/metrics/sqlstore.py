@@ -21,7 +21,7 @@ import operator
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from itertools import repeat
+from itertools import groupby, repeat
 from typing import Any
 
 from signalbox.clock import Clock, SystemClock
@@ -58,15 +58,32 @@ MIGRATIONS: list[Migration] = [
             "CREATE TABLE series_ids_snapshot (id INTEGER PRIMARY KEY, max_id BIGINT NOT NULL, data {blob} NOT NULL)"
         ],
     ),
+    (
+        3,
+        "the timestamps written into each raw partition, so reads can seek by (ts, series)",
+        [
+            "CREATE TABLE metric_stamps (start_ms BIGINT NOT NULL, ts BIGINT NOT NULL, PRIMARY KEY (start_ms, ts))"
+        ],
+    ),
 ]
 
 _NAME, _LABELS, _VALUE, _TS = (operator.itemgetter(i) for i in range(4))
 _ROLLUP_GRACE_MS = 30_000  # late samples of the current pass still land in their bucket
 _IN_LIST_MAX = 500  # above this many series, scan the partition and filter in Python
+_STAMPS_MAX = 2000  # more distinct timestamps in a partition (an import): range scan instead
+_SERIES_TS = operator.itemgetter(0, 1)
+_SERIES_ID = operator.itemgetter(0)
 
 
 def _num(v: Any) -> float:
     return math.nan if v is None else float(v)
+
+
+def _nums(vs: Sequence[Any]) -> list[float]:
+    """NULL (how SQLite stores NaN) back to NaN, column-wise."""
+    if None in vs:
+        return [math.nan if v is None else float(v) for v in vs]
+    return list(map(float, vs))
 
 
 class SQLMetricStore:
@@ -164,8 +181,12 @@ class SQLMetricStore:
                 "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, min DOUBLE PRECISION, max DOUBLE PRECISION, "
                 "sum DOUBLE PRECISION, count BIGINT NOT NULL, last DOUBLE PRECISION"
             )
+        # Raw rows are clustered by (ts, series_id): a pass appends at the end of its
+        # partition instead of touching every page of it. Rollups, written once per bucket
+        # and read series by series over long windows, are clustered by (series_id, ts).
+        key = "ts, series_id" if level.tier == RAW else "series_id, ts"
         self.db.execute(
-            f"CREATE TABLE IF NOT EXISTS {table} ({cols}, PRIMARY KEY (series_id, ts)){self.db.dialect.without_rowid}"
+            f"CREATE TABLE IF NOT EXISTS {table} ({cols}, PRIMARY KEY ({key})){self.db.dialect.without_rowid}"
         )
         self.db.execute(
             self.db.dialect.upsert(
@@ -276,9 +297,14 @@ class SQLMetricStore:
             upsert = self.db.dialect.upsert(
                 "{t}", ["series_id", "ts", "value"], ["series_id", "ts"]
             )
+            stamp_sql = self.db.dialect.upsert(
+                "metric_stamps", ["start_ms", "ts"], ["start_ms", "ts"]
+            )
             for start in sorted(by_part):
                 table = self._ensure_partition(raw, start)
-                self.db.executemany(upsert.replace("{t}", table), by_part[start])
+                rows = by_part[start]
+                self.db.executemany(upsert.replace("{t}", table), rows)
+                self.db.executemany(stamp_sql, [(start, ts) for ts in sorted({r[1] for r in rows})])
             return WriteResult(written=len(keys), new_series=len(missing))
 
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
@@ -321,7 +347,13 @@ class SQLMetricStore:
         return covering[0] if covering else tiers[-1]
 
     def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+        self,
+        matchers: Sequence[Matcher],
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int = 0,
+        aggregates: bool = True,
     ) -> list[SeriesPoints]:
         with self._lock:
             ids = self._matching_ids(matchers)
@@ -333,15 +365,17 @@ class SQLMetricStore:
             if level.tier == RAW:
                 self._select_raw(ids, start_ms, end_ms, out)
             else:
-                self._select_tier(level, ids, start_ms, end_ms, out)
+                self._select_tier(level, ids, start_ms, end_ms, out, aggregates)
             return [out[sid] for sid in sorted(out)]
 
-    def _points(self, sid: int, out: dict[int, SeriesPoints], resolution: int) -> SeriesPoints:
+    def _points(
+        self, sid: int, out: dict[int, SeriesPoints], resolution: int, aggregates: bool = True
+    ) -> SeriesPoints:
         sp = out.get(sid)
         if sp is None:
             name, _ = self._rows[sid]
             sp = out[sid] = SeriesPoints(name, self._labels(sid), resolution=resolution)
-            if resolution:
+            if resolution and aggregates:
                 sp.mins, sp.maxs, sp.sums, sp.counts = [], [], [], []
         return sp
 
@@ -355,6 +389,41 @@ class SQLMetricStore:
                     self.db.conn.rollback()
                 return []
             raise
+
+    def _raw_rows(
+        self, start: int, table: str, ids: list[int], start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a (ts, series_id)-clustered raw partition, grouped by series, oldest first.
+
+        A few series: one index seek per (written timestamp, series), using the partition's
+        list of timestamps. Many series or many timestamps (an import): a range scan.
+        """
+        if len(ids) <= _IN_LIST_MAX:
+            stamps = [
+                r[0]
+                for r in self.db.query(
+                    "SELECT ts FROM metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?",
+                    (start, start_ms, end_ms),
+                )
+            ]
+            if not stamps:
+                return []
+            if len(stamps) <= _STAMPS_MAX:
+                rows = self._read(
+                    f"SELECT series_id, ts, value FROM {table} WHERE ts IN ({','.join('?' * len(stamps))}) "
+                    f"AND series_id IN ({','.join('?' * len(ids))})",
+                    (*stamps, *ids),
+                )
+                rows.sort(key=_SERIES_TS)
+                return rows
+        wanted = set(ids)
+        rows = self._read(
+            f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ?",
+            (start_ms, end_ms),
+        )
+        rows = [r for r in rows if r[0] in wanted]
+        rows.sort(key=_SERIES_TS)
+        return rows
 
     def _rows_for(
         self, table: str, cols: str, ids: list[int], start_ms: int, end_ms: int
@@ -379,14 +448,15 @@ class SQLMetricStore:
         end_ms: int,
         out: dict[int, SeriesPoints],
         resolution: int = 0,
+        aggregates: bool = True,
     ) -> None:
-        for _, table in self._tables_between(self.levels[0], start_ms, end_ms):
-            for sid, ts, value in self._rows_for(table, "value", ids, start_ms, end_ms):
-                sp = self._points(sid, out, resolution)
+        for start, table in self._tables_between(self.levels[0], start_ms, end_ms):
+            for sid, ts, value in self._raw_rows(start, table, ids, start_ms, end_ms):
+                sp = self._points(sid, out, resolution, aggregates)
                 v = _num(value)
                 sp.timestamps.append(ts)
                 sp.values.append(v)
-                if resolution:
+                if resolution and aggregates:
                     assert (
                         sp.mins is not None
                         and sp.maxs is not None
@@ -399,7 +469,13 @@ class SQLMetricStore:
                     sp.counts.append(1.0)
 
     def _select_tier(
-        self, level: Level, ids: list[int], start_ms: int, end_ms: int, out: dict[int, SeriesPoints]
+        self,
+        level: Level,
+        ids: list[int],
+        start_ms: int,
+        end_ms: int,
+        out: dict[int, SeriesPoints],
+        aggregates: bool = True,
     ) -> None:
         """Buckets up to the tier's watermark, then raw points: in time order, never twice.
 
@@ -409,31 +485,38 @@ class SQLMetricStore:
         res_ms = level.tier * 1000
         wm = self._watermark(level.tier)
         if wm is None:  # never compacted: the tier is empty as far as readers are concerned
-            self._select_raw(ids, start_ms, end_ms, out, resolution=level.tier)
+            self._select_raw(
+                ids, start_ms, end_ms, out, resolution=level.tier, aggregates=aggregates
+            )
             return
         # rows are keyed by bucket start; readers see the last millisecond the bucket covers
         last_start = min(end_ms - res_ms, wm - res_ms)
         if last_start >= start_ms - res_ms:
             for _, table in self._tables_between(level, start_ms - res_ms, last_start):
-                rows = self._rows_for(
-                    table, "min, max, sum, count, last", ids, start_ms - res_ms, last_start
-                )
-                for sid, ts, mn, mx, sm, cnt, last in rows:
-                    sp = self._points(sid, out, level.tier)
-                    assert (
-                        sp.mins is not None
-                        and sp.maxs is not None
-                        and sp.sums is not None
-                        and sp.counts is not None
-                    )
-                    sp.timestamps.append(ts + res_ms - 1)
-                    sp.values.append(_num(last))
-                    sp.mins.append(_num(mn))
-                    sp.maxs.append(_num(mx))
-                    sp.sums.append(_num(sm))
-                    sp.counts.append(float(cnt))
+                cols = "min, max, sum, count, last" if aggregates else "last"
+                rows = self._rows_for(table, cols, ids, start_ms - res_ms, last_start)
+                # column-wise per series (a week of 1-minute buckets is 10k rows)
+                shift = res_ms - 1
+                for sid, group in groupby(rows, key=_SERIES_ID):
+                    sp = self._points(sid, out, level.tier, aggregates)
+                    columns = list(zip(*group, strict=True))
+                    sp.timestamps.extend([t + shift for t in columns[1]])
+                    sp.values.extend(_nums(columns[-1]))
+                    if aggregates:
+                        assert (
+                            sp.mins is not None
+                            and sp.maxs is not None
+                            and sp.sums is not None
+                            and sp.counts is not None
+                        )
+                        sp.mins.extend(_nums(columns[2]))
+                        sp.maxs.extend(_nums(columns[3]))
+                        sp.sums.extend(_nums(columns[4]))
+                        sp.counts.extend(map(float, columns[5]))
         if wm <= end_ms:  # newer than the watermark: raw points, so recent data is never missing
-            self._select_raw(ids, max(wm, start_ms), end_ms, out, resolution=level.tier)
+            self._select_raw(
+                ids, max(wm, start_ms), end_ms, out, resolution=level.tier, aggregates=aggregates
+            )
 
     def latest(
         self, matchers: Sequence[Matcher] = (), *, since_ms: int | None = None
@@ -450,11 +533,12 @@ class SQLMetricStore:
                 if ids is not None and len(ids) <= _IN_LIST_MAX:
                     if not ids:
                         break
-                    marks = ",".join("?" * len(ids))
-                    sql = self.db.dialect.latest_per_series(
-                        f"(SELECT * FROM {table} WHERE series_id IN ({marks})) AS t"
-                    )
-                    rows = self._read(sql, tuple(ids))
+                    newest: dict[int, tuple[Any, ...]] = {}
+                    for row in self._raw_rows(
+                        start, table, sorted(ids), start, start + raw.span_ms
+                    ):
+                        newest[row[0]] = row  # rows come oldest first per series
+                    rows = list(newest.values())
                 else:
                     rows = self._read(self.db.dialect.latest_per_series(table))
                 for sid, ts, value in rows:
@@ -563,6 +647,8 @@ class SQLMetricStore:
                         "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",
                         (lv.tier, start),
                     )
+                    if lv.tier == RAW:
+                        self.db.execute("DELETE FROM metric_stamps WHERE start_ms = ?", (start,))
                 self._parts[lv.tier].discard(start)
 
     def close(self) -> None:

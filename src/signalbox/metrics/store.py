@@ -65,14 +65,22 @@ class MetricStore(Protocol):
         ...
 
     def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+        self,
+        matchers: Sequence[Matcher],
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int = 0,
+        aggregates: bool = True,
     ) -> list[SeriesPoints]:
         """Points in ``[start_ms, end_ms]`` of every matching series that has any.
 
         ``step_ms`` lets the store pick the resolution: raw while the window is within raw
         retention and the step is finer than the first rollup tier, else the finest tier that
         still covers ``start_ms`` (with raw points newer than that tier's last rollup appended,
-        so recent data never goes missing).
+        so recent data never goes missing). ``aggregates=False`` says the caller only needs
+        ``values`` (no ``*_over_time`` over buckets): a store may then leave ``mins``/``maxs``/
+        ``sums``/``counts`` as None and read less.
         """
         ...
 

@@ -89,13 +89,21 @@ class PrefetchedStore:
         )
 
     def select(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, step_ms: int = 0
+        self,
+        matchers: Sequence[Matcher],
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int = 0,
+        aggregates: bool = True,
     ) -> list[SeriesPoints]:
         ms = tuple(matchers)
         if self._fallback is not None and self._outside(start_ms, end_ms):
             if not self._may_exist(self._fallback, ms):
                 return []
-            return self._fallback.select(matchers, start_ms, end_ms, step_ms=step_ms)
+            return self._fallback.select(
+                matchers, start_ms, end_ms, step_ms=step_ms, aggregates=aggregates
+            )
         out: list[SeriesPoints] = []
         for sp in self._candidates(ms):
             if not series_matches(sp.name, sp.labels, ms):

@@ -21,6 +21,11 @@ from signalbox.query.functions import FUNCTIONS
 
 FetchKey = tuple[tuple[str, str, str], ...]
 
+# range functions that read a rollup bucket's min/max/sum/count rather than its last value
+_AGGREGATE_FUNCS = frozenset(
+    {"avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time"}
+)
+
 
 @dataclass(frozen=True, slots=True)
 class _Use:
@@ -29,6 +34,7 @@ class _Use:
     offset_ms: int
     width_ms: int
     buckets: int
+    aggregates: bool  # inside min/max/sum/count/avg_over_time: needs the bucket aggregates
 
 
 def fetch_key(matchers: tuple[Matcher, ...]) -> FetchKey:
@@ -39,24 +45,24 @@ def fetch_key(matchers: tuple[Matcher, ...]) -> FetchKey:
 def _uses(tree: Expr, lookback_ms: int) -> dict[FetchKey, tuple[tuple[Matcher, ...], list[_Use]]]:
     uses: dict[FetchKey, tuple[tuple[Matcher, ...], list[_Use]]] = {}
 
-    def note(sel: VectorSelector, width: int, buckets: int) -> None:
+    def note(sel: VectorSelector, width: int, buckets: int, aggregates: bool) -> None:
         matchers = sel.all_matchers()
         entry = uses.setdefault(fetch_key(matchers), (matchers, []))
-        entry[1].append(_Use(sel.offset_ms, width, buckets))
+        entry[1].append(_Use(sel.offset_ms, width, buckets, aggregates))
 
-    def collect(e: Expr, buckets: int) -> None:
+    def collect(e: Expr, buckets: int, aggregates: bool) -> None:
         if isinstance(e, MatrixSelector):
-            note(e.selector, e.range_ms, buckets)
+            note(e.selector, e.range_ms, buckets, aggregates)
         elif isinstance(e, VectorSelector):
-            note(e, lookback_ms, 1)
+            note(e, lookback_ms, 1, False)
         elif isinstance(e, Call):
             for a in e.args:
-                collect(a, FUNCTIONS[e.func].rollup_buckets)
+                collect(a, FUNCTIONS[e.func].rollup_buckets, e.func in _AGGREGATE_FUNCS)
         else:
             for c in e.children():
-                collect(c, 1)
+                collect(c, 1, False)
 
-    collect(tree, 1)
+    collect(tree, 1, False)
     return uses
 
 
@@ -79,15 +85,16 @@ def fetch(
     for key, (matchers, uses) in _uses(tree, lookback_ms).items():
         start = min(first - u.offset_ms - u.width_ms for u in uses)
         end = max(last - u.offset_ms for u in uses)
-        got = store.select(matchers, start, end, step_ms=step_ms)
+        agg = any(u.aggregates for u in uses)
+        got = store.select(matchers, start, end, step_ms=step_ms, aggregates=agg)
         if not got and probe_ms:
             start -= probe_ms
-            got = store.select(matchers, start, end, step_ms=step_ms)
+            got = store.select(matchers, start, end, step_ms=step_ms, aggregates=agg)
         res_ms = max((sp.resolution for sp in got), default=0) * 1000
         if res_ms:
             need = min(first - u.offset_ms - max(u.width_ms, u.buckets * res_ms) for u in uses)
             if need < start:
-                got = store.select(matchers, need, end, step_ms=step_ms)
+                got = store.select(matchers, need, end, step_ms=step_ms, aggregates=agg)
         for sp in got:
             _check(sp)
         data[key] = got

@@ -21,14 +21,13 @@ Common rules (both spool formats)
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
 from signalbox.exceptions import ParseError
+from signalbox.gcpause import gc_paused
 from signalbox.metrics.samples import (
     Labels,
     MetricMeta,
@@ -340,25 +339,6 @@ def fast_labels(tail: str) -> Labels | None:
 # Shared by both spool parsers: duplicates, GC, memoized metadata.
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Hold CPython's cyclic GC while building 100k+ tuples.
-
-    CPython (before 3.12's heuristics) runs collections in proportion to container
-    allocations, and each full one walks every object built so far: that was 30-40% of
-    parse time. Nothing here creates cycles. The previous state is restored, so an
-    application that disabled GC itself keeps it disabled.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def duplicate_error(source: str, lines: list[str], key: SeriesKey, old: int, new: int) -> LineError:
     """The error for line ``old``, whose series line ``new`` repeats: its value is the one lost."""
     reason = (
@@ -388,3 +368,27 @@ def plain_metas(names: Iterable[str], kind: MetricType) -> list[MetricMeta]:
             meta = memo[name] = MetricMeta(name, kind, "")
         out.append(meta)
     return out
+
+
+def unescape_help(s: str, *, quote: bool) -> str | None:
+    """HELP text unescaped: backslash and ``n`` escapes always, ``"`` too when ``quote``
+    (OpenMetrics). None when any other escape is used, so the caller can report the line."""
+    if "\\" not in s:
+        return s
+    out: list[str] = []
+    i, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            e = s[i + 1 : i + 2]
+            if e == "\\" or (quote and e == '"'):
+                out.append(e)
+            elif e == "n":
+                out.append("\n")
+            else:
+                return None
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)

@@ -52,6 +52,7 @@ from signalbox.metrics.lex import (
     parse_float,
     scan_labels,
     show,
+    unescape_help,
 )
 from signalbox.metrics.samples import (
     METRIC_NAME,
@@ -113,29 +114,6 @@ class _Family:
         suffix = {"counter": "_total", "info": "_info"}.get(self.type, "")
         name = self.name if self.name.endswith(suffix) else self.name + suffix
         return MetricMeta(name, _TYPES[self.type], self.help, self.unit)
-
-
-def _unescape_help(s: str) -> str | None:
-    """OpenMetrics escapes ``\\\\``, ``\\"`` and ``\\n`` in HELP; None for anything else."""
-    if "\\" not in s:
-        return s
-    out: list[str] = []
-    i, n = 0, len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            e = s[i + 1 : i + 2]
-            if e in ("\\", '"'):
-                out.append(e)
-            elif e == "n":
-                out.append("\n")
-            else:
-                return None
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def iter_openmetrics(
@@ -251,7 +229,7 @@ def _metadata(line: str, keyword: str, lineno: int, family: _Family | None) -> _
             members.add(name)  # tolerate a family named after its sample
         family.members = frozenset(members)
     elif keyword == "HELP":
-        text = _unescape_help(arg)
+        text = unescape_help(arg, quote=True)
         if text is None:
             return f"invalid escape in # HELP for '{name}': only \\\\, \\\" and \\n are allowed"
         family.help = text

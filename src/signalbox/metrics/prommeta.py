@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import cast
 
-from signalbox.metrics.lex import NAME_RULE, parse_float, plain_metas, show
+from signalbox.metrics.lex import NAME_RULE, parse_float, plain_metas, show, unescape_help
 from signalbox.metrics.samples import METRIC_NAME, METRIC_TYPES, Labels, MetricMeta, MetricType
 
 __all__ = ["FAMILY_SUFFIXES", "PromMeta", "check_family_labels"]
@@ -22,29 +22,6 @@ FAMILY_SUFFIXES: dict[str, tuple[str, ...]] = {
     "histogram": ("_bucket", "_sum", "_count"),
     "summary": ("_sum", "_count"),
 }
-
-
-def _unescape_help(s: str) -> str | None:
-    """HELP text escapes of format 0.0.4 (``\\\\`` and ``\\n``); None if another escape is used."""
-    if "\\" not in s:
-        return s
-    out: list[str] = []
-    i, n = 0, len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            e = s[i + 1 : i + 2]
-            if e == "\\":
-                out.append("\\")
-            elif e == "n":
-                out.append("\n")
-            else:
-                return None
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def _tab_partition(s: str) -> tuple[str, str, str]:
@@ -79,7 +56,7 @@ class PromMeta:
         if keyword == "HELP":
             if name in self.helps:
                 return f"second # HELP for '{name}' (first on line {self.helps[name][1]})"
-            text = _unescape_help(arg)
+            text = unescape_help(arg, quote=False)
             if text is None:
                 return f"invalid escape in # HELP for '{name}': only \\\\ and \\n are allowed"
             self.helps[name] = (text, lineno)

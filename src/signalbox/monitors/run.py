@@ -22,15 +22,14 @@ The loop ``serve`` runs is :mod:`signalbox.monitors.loop`, ``monitors status`` i
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from signalbox.clock import Clock
 from signalbox.config import Settings
 from signalbox.exceptions import UsageError
+from signalbox.gcpause import gc_paused
 from signalbox.metrics.samples import MetricMeta
 from signalbox.metrics.store import MetricStore
 from signalbox.monitors.actions import ActionHandler, RecordingActionHandler, action_for
@@ -90,25 +89,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("signalbox.monitors")
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Hold CPython's cyclic GC during a pass.
-
-    A pass over 10,000 monitors allocates a few hundred thousand short-lived objects and
-    creates no cycles; with the GC on, each full collection also walks every monitor,
-    series record and cached parse the runner keeps (a third of the pass). An application
-    that disabled GC itself keeps it disabled.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class MonitorRunner:
@@ -230,7 +210,7 @@ class MonitorRunner:
     # -- the pass -------------------------------------------------------------------------
     def run_pass(self, now_ms: int, *, deliver: bool = True) -> PassReport:
         """Evaluate every monitor at ``now_ms``, persist, enqueue, then deliver due notifications."""
-        with _gc_paused():
+        with gc_paused():
             report = self._evaluate_and_commit(now_ms)
         if deliver:
             report.delivery = self.deliver(now_ms)

@@ -114,3 +114,18 @@ def test_metrics_endpoint_passes_promtool(server: tuple[str, int, Path]) -> None
     )
     assert r.returncode == 0, (r.stdout + r.stderr).decode() + "\n---\n" + text.decode()
     assert b'jobs_total{host="e2e",queue="a\\"b"} 7' in text
+
+
+def test_a_taken_port_is_a_clear_error_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "signalbox.toml").write_text(f"[statsd]\nenabled = false\n[server]\nport = {port}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
+        r = subprocess.run([SIGNALBOX, "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"cannot listen on http://127.0.0.1:{port}/" in r.stderr and "--port" in r.stderr
+    assert not (tmp_path / ".signalbox").exists()  # nothing was started or created

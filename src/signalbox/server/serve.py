@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import uvicorn
 
 from signalbox.config import Settings
+from signalbox.exceptions import UsageError
 from signalbox.runtime import open_metric_store
 from signalbox.server.app import create_app
 from signalbox.server.loops import Background
@@ -26,6 +28,8 @@ def serve(
         settings = demo_settings(settings)
         logging.getLogger("signalbox.notify").setLevel(logging.INFO)
         logging.getLogger("signalbox.demo").setLevel(logging.INFO)
+    sock = listen(bind_host, bind_port)  # before anything starts: a taken port is a clear error
+    bind_port = sock.getsockname()[1]
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
     store = open_metric_store(settings)
     bg = Background(settings, monitors=True)
@@ -44,9 +48,26 @@ def serve(
         flush=True,
     )
     try:
-        uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning")
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:
         if sim is not None:
             sim.stop()
         bg.close()
         store.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound now so that errors name the setting to change."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        raise UsageError(
+            f"cannot listen on http://{host}:{port}/: {e.strerror} (change --port/--host or [server] in signalbox.toml)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock

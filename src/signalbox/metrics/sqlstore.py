@@ -286,14 +286,17 @@ class SQLMetricStore:
             elif self._ids_max - self._snapshot_max > 1000:  # others added many: refresh it
                 self._save_ids_snapshot()
             by_part: dict[int, list[tuple[Any, ...]]] = {}
+            part_stamps: dict[int, set[int]] = {}
             if stamps.count(None) == len(stamps):  # a collection pass: all at the pass time
-                by_part[default_ts_ms - default_ts_ms % span] = list(
-                    zip(sids, repeat(default_ts_ms), values, strict=False)
-                )
+                start = default_ts_ms - default_ts_ms % span
+                by_part[start] = list(zip(sids, repeat(default_ts_ms), values, strict=False))
+                part_stamps[start] = {default_ts_ms}
             else:
                 for sid, ts, value in zip(sids, stamps, values, strict=True):
                     t = default_ts_ms if ts is None else ts
-                    by_part.setdefault(t - t % span, []).append((sid, t, value))
+                    start = t - t % span
+                    by_part.setdefault(start, []).append((sid, t, value))
+                    part_stamps.setdefault(start, set()).add(t)
             upsert = self.db.dialect.upsert(
                 "{t}", ["series_id", "ts", "value"], ["series_id", "ts"]
             )
@@ -304,7 +307,7 @@ class SQLMetricStore:
                 table = self._ensure_partition(raw, start)
                 rows = by_part[start]
                 self.db.executemany(upsert.replace("{t}", table), rows)
-                self.db.executemany(stamp_sql, [(start, ts) for ts in sorted({r[1] for r in rows})])
+                self.db.executemany(stamp_sql, [(start, ts) for ts in sorted(part_stamps[start])])
             return WriteResult(written=len(keys), new_series=len(missing))
 
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:

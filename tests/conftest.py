@@ -13,8 +13,15 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REQUIRED = os.environ.get("SIGNALBOX_REQUIRE_SERVICES") == "1"
+
+# Property tests: no per-example deadline (a loaded 2-core CI box is not a bug); in CI the
+# examples are derandomized so a landing is reproducible, on a laptop they explore anew.
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 SERVICES = {
     "postgresql": ("127.0.0.1", 5432),

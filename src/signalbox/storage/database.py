@@ -158,6 +158,9 @@ def _open_sqlite(url: str) -> Database:
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         if path != ":memory:":
+            # 16 KiB pages (only takes effect when the file is created): fewer, fuller pages
+            # for the append-mostly sample tables; measurably cheaper passes than 4 KiB.
+            conn.execute("PRAGMA page_size = 16384")
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the working set of a pass

@@ -74,7 +74,7 @@ def test_rollups_equal_min_max_sum_count_last_of_each_bucket(
             expect.setdefault(ts - ts % (res * 1000), []).append((ts, v))
         lv = next(x for x in store.levels if x.tier == res)
         got = {}
-        for _, table in store._tables_between(lv, 0, now):
+        for _, table in store._partitions.between(lv, 0, now):
             for ts, mn, mx, sm, cnt, last in store.db.query(
                 f"SELECT ts, min, max, sum, count, last FROM {table}"
             ):
@@ -196,7 +196,9 @@ def test_rollups_work_on_postgresql(tmp_path: Path) -> None:
         store.close()
 
 
-def test_without_aggregates_a_tier_read_gives_the_same_values_and_no_bucket_stats(tmp_path: Path) -> None:
+def test_without_aggregates_a_tier_read_gives_the_same_values_and_no_bucket_stats(
+    tmp_path: Path,
+) -> None:
     clock = FrozenClock(T0 / 1000)
     store = make(tmp_path, clock)
     start = T0 - 3 * 86400_000

@@ -1,0 +1,195 @@
+"""The partition tables of one SQL metric store: create, list, write, read and drop them.
+
+Layout (see :mod:`signalbox.metrics.partitions` for why partitions):
+
+- ``samples_raw_<start>``: raw samples, one table per span, keyed (series_id, ts).
+- ``samples_r<res>_<start>``: rollups (min, max, sum, count, last) per bucket, keyed by
+  (series_id, bucket start); built by :mod:`signalbox.metrics.sqlrollup`.
+- ``metric_partitions`` lists the partition tables; other processes (the collector of
+  ``serve``, an ``agent``) create and drop them, so readers reload the list.
+- ``metric_stamps`` lists the timestamps written into each raw partition, so a read of a
+  few series can seek by (ts, series) instead of scanning the partition.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import defaultdict
+from collections.abc import Sequence
+from itertools import repeat
+from typing import Any
+
+from signalbox.metrics.partitions import RAW, Level
+from signalbox.storage.database import Database
+
+IN_LIST_MAX = 500  # above this many series, scan the partition and filter in Python
+_STAMPS_MAX = 2000  # more distinct timestamps in a partition (an import): range scan instead
+_SERIES_TS = operator.itemgetter(0, 1)
+
+
+class PartitionTables:
+    """Which partition tables exist for each level, and the SQL that touches one of them."""
+
+    def __init__(self, db: Database, levels: tuple[Level, ...]) -> None:
+        self.db = db
+        self.levels = levels
+        self.starts: dict[int, set[int]] = defaultdict(set)  # tier -> partition starts
+        self._loaded = False
+
+    def load(self, fresh: bool = False) -> None:
+        """Know which partition tables exist. Readers ask ``fresh``: another process (the
+        collector of ``serve``, an ``agent``) creates and drops partitions all the time."""
+        if fresh or not self._loaded:
+            starts: dict[int, set[int]] = defaultdict(set)
+            for tier, start in self.db.query("SELECT tier, start_ms FROM metric_partitions"):
+                starts[tier].add(start)
+            self.starts = starts
+            self._loaded = True
+
+    def ensure(self, level: Level, start: int) -> str:
+        """The table of ``level``'s partition starting at ``start``, created if missing."""
+        table = level.table(start)
+        if start in self.starts[level.tier]:
+            return table
+        if level.tier == RAW:
+            cols = "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION"
+        else:
+            cols = (
+                "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, min DOUBLE PRECISION, max DOUBLE PRECISION, "
+                "sum DOUBLE PRECISION, count BIGINT NOT NULL, last DOUBLE PRECISION"
+            )
+        # Raw rows are clustered by (ts, series_id): a pass appends at the end of its
+        # partition instead of touching every page of it. Rollups, written once per bucket
+        # and read series by series over long windows, are clustered by (series_id, ts).
+        key = "ts, series_id" if level.tier == RAW else "series_id, ts"
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} ({cols}, PRIMARY KEY ({key})){self.db.dialect.without_rowid}"
+        )
+        self.db.execute(
+            self.db.dialect.upsert(
+                "metric_partitions", ["tier", "start_ms", "end_ms"], ["tier", "start_ms"]
+            ),
+            (level.tier, start, start + level.span_ms),
+        )
+        self.starts[level.tier].add(start)
+        return table
+
+    def between(self, level: Level, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
+        """(start, table) of ``level``'s partitions overlapping ``[start_ms, end_ms]``, oldest first."""
+        return [
+            (s, level.table(s))
+            for s in sorted(self.starts[level.tier])
+            if s <= end_ms and s + level.span_ms > start_ms
+        ]
+
+    # -- writes ---------------------------------------------------------------------------
+    def write_raw(
+        self,
+        sids: list[int],
+        stamps: list[int | None],
+        values: list[float | None],
+        default_ts_ms: int,
+    ) -> None:
+        """Upsert raw samples (columns; a None stamp means ``default_ts_ms``) into their
+        partitions, noting the timestamps written. Runs inside the caller's transaction."""
+        raw = self.levels[0]
+        span = raw.span_ms
+        by_part: dict[int, list[tuple[Any, ...]]] = {}
+        part_stamps: dict[int, set[int]] = {}
+        if stamps.count(None) == len(stamps):  # a collection pass: all at the pass time
+            start = default_ts_ms - default_ts_ms % span
+            by_part[start] = list(zip(sids, repeat(default_ts_ms), values, strict=False))
+            part_stamps[start] = {default_ts_ms}
+        else:
+            for sid, ts, value in zip(sids, stamps, values, strict=True):
+                t = default_ts_ms if ts is None else ts
+                start = t - t % span
+                by_part.setdefault(start, []).append((sid, t, value))
+                part_stamps.setdefault(start, set()).add(t)
+        upsert = self.db.dialect.upsert("{t}", ["series_id", "ts", "value"], ["series_id", "ts"])
+        stamp_sql = self.db.dialect.upsert("metric_stamps", ["start_ms", "ts"], ["start_ms", "ts"])
+        for start in sorted(by_part):
+            table = self.ensure(raw, start)
+            rows = by_part[start]
+            self.db.executemany(upsert.replace("{t}", table), rows)
+            self.db.executemany(stamp_sql, [(start, ts) for ts in sorted(part_stamps[start])])
+
+    def drop_expired(self, now_ms: int) -> None:
+        """Drop whole partitions past their level's retention."""
+        for lv in self.levels:
+            for start in sorted(self.starts[lv.tier]):
+                if start + lv.span_ms > now_ms - lv.retention_ms:
+                    break
+                with self.db.transaction():
+                    self.db.execute(f"DROP TABLE IF EXISTS {lv.table(start)}")
+                    self.db.execute(
+                        "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",
+                        (lv.tier, start),
+                    )
+                    if lv.tier == RAW:
+                        self.db.execute("DELETE FROM metric_stamps WHERE start_ms = ?", (start,))
+                self.starts[lv.tier].discard(start)
+
+    # -- reads ----------------------------------------------------------------------------
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read of one partition; a table dropped by retention in between reads as empty."""
+        try:
+            return self.db.query(sql, params)
+        except Exception as e:
+            if "no such table" in str(e) or "does not exist" in str(e):
+                if self.db.dialect.name == "postgresql":
+                    self.db.conn.rollback()
+                return []
+            raise
+
+    def raw_rows(
+        self, start: int, table: str, ids: list[int], start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a (ts, series_id)-clustered raw partition, grouped by series, oldest first.
+
+        A few series: one index seek per (written timestamp, series), using the partition's
+        list of timestamps. Many series or many timestamps (an import): a range scan.
+        """
+        if len(ids) <= IN_LIST_MAX:
+            stamps = [
+                r[0]
+                for r in self.db.query(
+                    "SELECT ts FROM metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?",
+                    (start, start_ms, end_ms),
+                )
+            ]
+            if not stamps:
+                return []
+            if len(stamps) <= _STAMPS_MAX:
+                rows = self.read(
+                    f"SELECT series_id, ts, value FROM {table} WHERE ts IN ({','.join('?' * len(stamps))}) "
+                    f"AND series_id IN ({','.join('?' * len(ids))})",
+                    (*stamps, *ids),
+                )
+                rows.sort(key=_SERIES_TS)
+                return rows
+        wanted = set(ids)
+        rows = self.read(
+            f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ?",
+            (start_ms, end_ms),
+        )
+        rows = [r for r in rows if r[0] in wanted]
+        rows.sort(key=_SERIES_TS)
+        return rows
+
+    def rows_for(
+        self, table: str, cols: str, ids: list[int], start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a (series_id, ts)-clustered rollup partition, grouped by series, oldest first."""
+        if len(ids) <= IN_LIST_MAX:
+            marks = ",".join("?" * len(ids))
+            return self.read(
+                f"SELECT series_id, ts, {cols} FROM {table} WHERE series_id IN ({marks}) AND ts >= ? AND ts <= ? ORDER BY series_id, ts",
+                (*ids, start_ms, end_ms),
+            )
+        wanted = set(ids)
+        rows = self.read(
+            f"SELECT series_id, ts, {cols} FROM {table} WHERE ts >= ? AND ts <= ? ORDER BY series_id, ts",
+            (start_ms, end_ms),
+        )
+        return [r for r in rows if r[0] in wanted]

@@ -123,9 +123,13 @@ def test_a_taken_port_is_a_clear_error_before_anything_starts(tmp_path: Path) ->
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        (tmp_path / "signalbox.toml").write_text(f"[statsd]\nenabled = false\n[server]\nport = {port}\n")
+        (tmp_path / "signalbox.toml").write_text(
+            f"[statsd]\nenabled = false\n[server]\nport = {port}\n"
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
-        r = subprocess.run([SIGNALBOX, "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [SIGNALBOX, "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
     assert r.returncode == 2
     assert f"cannot listen on http://127.0.0.1:{port}/" in r.stderr and "--port" in r.stderr
     assert not (tmp_path / ".signalbox").exists()  # nothing was started or created

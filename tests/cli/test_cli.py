@@ -146,3 +146,15 @@ def test_scaffolded_monitors_lint_clean_and_their_unit_tests_pass(tmp_path: Path
     test = run("monitors", "test", cwd=tmp_path)
     assert test.returncode == 0, test.stdout + test.stderr
     assert "1 passed, 0 failed" in test.stdout
+
+
+def test_import_json_reports_counts_range_and_bad_lines(tmp_path: Path) -> None:
+    now = int(time.time())
+    f = tmp_path / "h.om"
+    f.write_text(f"a 1 {now - 120}\na 2 {now - 60}\nnot valid\n# EOF\n")
+    r = run("import", str(f), "--json", cwd=tmp_path)
+    assert r.returncode == 1
+    data = json.loads(r.stdout)
+    assert data["samples"] == 2
+    assert (data["first_ms"], data["last_ms"]) == ((now - 120) * 1000, (now - 60) * 1000)
+    assert [(e["line"], e["text"]) for e in data["errors"]] == [(3, "not valid")]

@@ -13,9 +13,15 @@ from signalbox.exceptions import UsageError
 
 @click.command("import")
 @click.argument("file", metavar="FILE")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the report (counts, time range, bad lines) as JSON.",
+)
 @pass_ctx
 @handle_errors
-def import_cmd(ctx: Context, file: str) -> None:
+def import_cmd(ctx: Context, file: str, as_json: bool) -> None:
     """Import OpenMetrics text (timestamps in seconds, ending in `# EOF`); `-` reads stdin.
 
     Good lines are imported even when others are bad; every bad line is printed as
@@ -45,6 +51,23 @@ def import_cmd(ctx: Context, file: str) -> None:
     store.close()
     if tty:
         click.echo("", err=True)
+    if as_json:
+        import msgspec
+
+        click.echo(
+            msgspec.json.encode(
+                {
+                    "samples": report.samples,
+                    "first_ms": report.first_ms,
+                    "last_ms": report.last_ms,
+                    "errors": [
+                        {"source": e.source, "line": e.line, "reason": e.reason, "text": e.text}
+                        for e in report.errors
+                    ],
+                }
+            ).decode()
+        )
+        raise SystemExit(1 if report.errors else 0)
     for err in report.errors:
         click.echo(
             f"{err.source}:{err.line}: {err.reason}" + (f": {err.text}" if err.text else ""),

@@ -158,3 +158,13 @@ def test_import_json_reports_counts_range_and_bad_lines(tmp_path: Path) -> None:
     assert data["samples"] == 2
     assert (data["first_ms"], data["last_ms"]) == ((now - 120) * 1000, (now - 60) * 1000)
     assert [(e["line"], e["text"]) for e in data["errors"]] == [(3, "not valid")]
+
+
+def test_monitors_test_json_lists_each_test(tmp_path: Path) -> None:
+    assert run("init", ".", cwd=tmp_path).returncode == 0
+    r = run("monitors", "test", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert (data["passed"], data["failed"]) == (1, 0)
+    [f] = data["files"]
+    assert f["path"].endswith("example_test.yaml") and f["tests"][0]["passed"] is True

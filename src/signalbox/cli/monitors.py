@@ -106,9 +106,10 @@ def lint_cmd(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
 
 @monitors_group.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[PATH]...")
+@click.option("--json", "as_json", is_flag=True, help="Results per file and test as JSON.")
 @pass_ctx
 @handle_errors
-def test_cmd(ctx: Context, paths: tuple[Path, ...]) -> None:
+def test_cmd(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     """Run monitor unit tests (*_test.yaml, *.test.yaml; default: under monitors.paths).
 
     Each test feeds series written in promtool's notation to the monitors and checks their
@@ -118,18 +119,45 @@ def test_cmd(ctx: Context, paths: tuple[Path, ...]) -> None:
 
     targets = _paths(paths, ctx)
     files, errors = find_test_files(targets)
-    if not files:
+    if not files and not as_json:
         where = ", ".join(str(p) for p in targets)
         click.echo(f"no monitor test files (*_test.yaml, *.test.yaml) in {where}", err=True)
         raise SystemExit(0)
     context = list(ctx.settings.monitor_paths)
     passed = failed = bad_files = 0
+    reports = []
     for f in files:
         report = run_test_file(f, default_repeat_s=ctx.settings.monitor_repeat_s, context=context)
-        click.echo(format_report(report))
+        reports.append(report)
+        if not as_json:
+            click.echo(format_report(report))
         passed += sum(1 for o in report.outcomes if o.passed)
         failed += sum(1 for o in report.outcomes if not o.passed)
         bad_files += 0 if report.ok else 1
+    if as_json:
+        body = {
+            "passed": passed,
+            "failed": failed,
+            "errors": [str(e) for e in errors],
+            "files": [
+                {
+                    "path": str(r.path),
+                    "errors": [str(e) for e in r.errors],
+                    "tests": [
+                        {
+                            "name": o.name,
+                            "line": o.line,
+                            "passed": o.passed,
+                            "failures": list(o.failures),
+                        }
+                        for o in r.outcomes
+                    ],
+                }
+                for r in reports
+            ],
+        }
+        click.echo(json.dumps(body, indent=2))
+        raise SystemExit(1 if bad_files or errors else 0)
     for e in errors:
         click.echo(f"ERROR: {e}")
     nf = len(files)

@@ -143,11 +143,15 @@ def test_index_and_health(client: TestClient) -> None:
 
 
 def test_index_lists_monitor_states_worst_first_and_escapes_labels(tmp_path: Path) -> None:
-    store = SQLMetricStore(open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), clock=FrozenClock(NOW))
+    store = SQLMetricStore(
+        open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), clock=FrozenClock(NOW)
+    )
     t = int(NOW * 1000)
     store.write(
         [
-            Sample("signalbox_monitor_state", (("monitor", "disk_full"), ("mount", "/var")), 0.0, t),
+            Sample(
+                "signalbox_monitor_state", (("monitor", "disk_full"), ("mount", "/var")), 0.0, t
+            ),
             Sample("signalbox_monitor_state", (("monitor", "slow<script>"),), 2.0, t),
         ],
         t,
@@ -156,5 +160,5 @@ def test_index_lists_monitor_states_worst_first_and_escapes_labels(tmp_path: Pat
         page = c.get("/").text
     assert page.index("CRITICAL") < page.index("OK</td>")
     assert "slow&lt;script&gt;" in page and "<script>" not in page
-    assert 'mount=&quot;/var&quot;' in page
+    assert "mount=&quot;/var&quot;" in page
     store.close()

@@ -20,25 +20,60 @@ non-retryable error at once. Dead rows are logged at ERROR and shown by ``monito
 
 Rows of one alert to one notifier are delivered in the order they were made, so a
 "resolved" never overtakes the "firing" it resolves while that one is being retried.
+
+Entries, delivery outcomes and the backoff schedule are pure and live in
+:mod:`signalbox.monitors.outbox_delivery`; the stored payload and row layout in
+:mod:`signalbox.monitors.outbox_rows`. This module holds the table and the delivery loop,
+and re-exports their public names so ``from signalbox.monitors.outbox import ...`` keeps
+working.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import msgspec
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from signalbox.durations import format_duration
-from signalbox.metrics.labelcodec import decode_labels, encode_labels
+from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.samples import Labels
-from signalbox.monitors.model import State
 from signalbox.monitors.notify.notification import Notification, Notifier, NotifyError
+from signalbox.monitors.outbox_delivery import (
+    DEFAULT_BASE_DELAY_S,
+    DEFAULT_MAX_DELAY_S,
+    Delivery,
+    DeliveryReport,
+    OutboxEntry,
+    Status,
+    backoff_s,
+    with_status,
+)
+from signalbox.monitors.outbox_rows import (
+    COLS,
+    decode_notification,
+    encode_notification,
+    entry_from_row,
+)
 from signalbox.storage.database import Database, Migration
+
+__all__ = [
+    "DEFAULT_BASE_DELAY_S",
+    "DEFAULT_LEASE_S",
+    "DEFAULT_MAX_AGE_S",
+    "DEFAULT_MAX_DELAY_S",
+    "KEEP_DEAD_S",
+    "KEEP_SENT_S",
+    "MIGRATIONS",
+    "Delivery",
+    "DeliveryReport",
+    "Outbox",
+    "OutboxEntry",
+    "Status",
+    "backoff_s",
+    "decode_notification",
+    "encode_notification",
+]
 
 log = logging.getLogger("signalbox.monitors.outbox")
 
@@ -58,146 +93,10 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
-Status = Literal["pending", "sent", "dead"]
-
 DEFAULT_MAX_AGE_S = 6 * 3600.0
-DEFAULT_BASE_DELAY_S = 10.0
-DEFAULT_MAX_DELAY_S = 600.0
 DEFAULT_LEASE_S = 120.0
 KEEP_SENT_S = 7 * 86400.0
 KEEP_DEAD_S = 30 * 86400.0
-
-
-def backoff_s(
-    attempts: int,
-    rng: random.Random,
-    *,
-    base_s: float = DEFAULT_BASE_DELAY_S,
-    cap_s: float = DEFAULT_MAX_DELAY_S,
-) -> float:
-    """Delay before attempt ``attempts + 1``: doubling from ``base_s`` up to ``cap_s``,
-    each drawn from the upper half of its value so retries of many rows spread out."""
-    exp = min(cap_s, base_s * 2.0 ** max(0, attempts - 1))
-    return exp * (0.5 + rng.random() / 2)
-
-
-# -- the payload: a Notification as stored, losslessly -------------------------------------
-
-
-def _float_out(v: float | None) -> Any:
-    if v is None or math.isfinite(v):
-        return v
-    return "NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf")
-
-
-def _float_in(v: Any) -> float | None:
-    return None if v is None else float(v.replace("Inf", "inf") if isinstance(v, str) else v)
-
-
-def encode_notification(n: Notification) -> str:
-    """JSON text that :func:`decode_notification` turns back into an equal Notification."""
-    return msgspec.json.encode(
-        {
-            "monitor": n.monitor,
-            "state": n.state.value,
-            "previous_state": n.previous_state.value,
-            "kind": n.kind,
-            "summary": n.summary,
-            "started_at": n.started_at,
-            "created_at": n.created_at,
-            "description": n.description,
-            "owner": n.owner,
-            "runbook": n.runbook,
-            "labels": [list(p) for p in n.labels],
-            "value": _float_out(n.value),
-            "ends_at": n.ends_at,
-            "silenced": n.silenced,
-            "suppressed_by": n.suppressed_by,
-            "repeat_s": n.repeat_s,
-            "generator_url": n.generator_url,
-            "fingerprint": n.fingerprint,
-            "id": n.id,
-        }
-    ).decode()
-
-
-def decode_notification(text: str) -> Notification:
-    d = msgspec.json.decode(text)
-    d["labels"] = tuple((k, v) for k, v in d["labels"])
-    d["value"] = _float_in(d["value"])
-    d["state"], d["previous_state"] = State(d["state"]), State(d["previous_state"])
-    return Notification(**d)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """One notification for one notifier, and how its delivery is going."""
-
-    id: str
-    notifier: str
-    notification: Notification
-    status: Status
-    attempts: int
-    created_ms: int
-    next_attempt_ms: int
-    last_error: str = ""
-    done_ms: int | None = None
-    seq: int = 0
-    series: Labels = ()
-
-    @property
-    def monitor(self) -> str:
-        return self.notification.monitor
-
-    @property
-    def kind(self) -> str:
-        return self.notification.kind
-
-
-_COLS = "seq, id, notifier, payload, status, attempts, created_ms, next_attempt_ms, last_error, done_ms, labels"
-
-
-def _entry(row: Sequence[Any]) -> OutboxEntry:
-    seq, id_, notifier, payload, status, attempts, created, next_at, error, done, labels = row
-    return OutboxEntry(
-        id_,
-        notifier,
-        decode_notification(payload),
-        status,
-        int(attempts),
-        int(created),
-        int(next_at),
-        error,
-        None if done is None else int(done),
-        int(seq),
-        decode_labels(labels),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What happened to one entry in a delivery round."""
-
-    entry: OutboxEntry
-    outcome: Literal["sent", "retry", "dead"]
-    error: str = ""
-    next_attempt_ms: int | None = None
-
-
-@dataclass(slots=True)
-class DeliveryReport:
-    deliveries: list[Delivery] = field(default_factory=list)
-
-    def count(self, outcome: str) -> int:
-        return sum(1 for d in self.deliveries if d.outcome == outcome)
-
-    @property
-    def sent(self) -> int:
-        return self.count("sent")
-
-    @property
-    def failed(self) -> int:
-        return self.count("retry") + self.count("dead")
 
 
 class Outbox:
@@ -258,8 +157,8 @@ class Outbox:
 
     # -- reading --------------------------------------------------------------------------
     def get(self, entry_id: str) -> OutboxEntry | None:
-        rows = self.db.query(f"SELECT {_COLS} FROM monitor_outbox WHERE id = ?", (entry_id,))
-        return _entry(rows[0]) if rows else None
+        rows = self.db.query(f"SELECT {COLS} FROM monitor_outbox WHERE id = ?", (entry_id,))
+        return entry_from_row(rows[0]) if rows else None
 
     def entries(
         self,
@@ -269,7 +168,7 @@ class Outbox:
         since_ms: int | None = None,
     ) -> list[OutboxEntry]:
         """Rows in the order they were made, filtered as asked."""
-        sql = f"SELECT {_COLS} FROM monitor_outbox WHERE true"
+        sql = f"SELECT {COLS} FROM monitor_outbox WHERE true"
         params: list[Any] = []
         for col, value in (("status", status), ("monitor", monitor)):
             if value is not None:
@@ -278,11 +177,11 @@ class Outbox:
         if since_ms is not None:
             sql += " AND created_ms >= ?"
             params.append(since_ms)
-        return [_entry(r) for r in self.db.query(sql + " ORDER BY seq", params)]
+        return [entry_from_row(r) for r in self.db.query(sql + " ORDER BY seq", params)]
 
     def latest(self, monitor: str | None = None) -> dict[tuple[str, Labels], OutboxEntry]:
         """The newest non-drill row per (monitor, labels): "last notification" in status."""
-        sql = f"SELECT {_COLS} FROM monitor_outbox WHERE seq IN (SELECT max(seq) FROM monitor_outbox WHERE kind <> 'drill'"
+        sql = f"SELECT {COLS} FROM monitor_outbox WHERE seq IN (SELECT max(seq) FROM monitor_outbox WHERE kind <> 'drill'"
         params: tuple[Any, ...] = ()
         if monitor is not None:
             sql += " AND monitor = ?"
@@ -290,15 +189,15 @@ class Outbox:
         sql += " GROUP BY monitor, labels)"
         out: dict[tuple[str, Labels], OutboxEntry] = {}
         for row in self.db.query(sql, params):
-            e = _entry(row)
+            e = entry_from_row(row)
             out[(e.monitor, e.series)] = e
         return out
 
     def _pending(self) -> list[tuple[OutboxEntry, tuple[str, str]]]:
         rows = self.db.query(
-            f"SELECT {_COLS}, fingerprint FROM monitor_outbox WHERE status = 'pending' ORDER BY seq"
+            f"SELECT {COLS}, fingerprint FROM monitor_outbox WHERE status = 'pending' ORDER BY seq"
         )
-        return [(_entry(r[:-1]), (r[2], r[-1])) for r in rows]
+        return [(entry_from_row(r[:-1]), (r[2], r[-1])) for r in rows]
 
     def due(self, now_ms: int) -> list[OutboxEntry]:
         """Pending rows whose time has come and that no older pending row of the same alert
@@ -379,7 +278,7 @@ class Outbox:
             entry.notifier,
             attempts,
         )
-        return Delivery(_with(entry, "sent", attempts, now_ms), "sent")
+        return Delivery(with_status(entry, "sent", attempts, now_ms), "sent")
 
     def _claim(self, entry: OutboxEntry, now_ms: int) -> bool:
         with self.db.transaction():
@@ -415,7 +314,7 @@ class Outbox:
             error,
         )
         return Delivery(
-            _with(entry, "pending", attempts, None, error, next_ms), "retry", error, next_ms
+            with_status(entry, "pending", attempts, None, error, next_ms), "retry", error, next_ms
         )
 
     def _dead(self, entry: OutboxEntry, attempts: int, now_ms: int, error: str) -> Delivery:
@@ -433,7 +332,7 @@ class Outbox:
             attempts,
             error,
         )
-        return Delivery(_with(entry, "dead", attempts, now_ms, error), "dead", error)
+        return Delivery(with_status(entry, "dead", attempts, now_ms, error), "dead", error)
 
     def purge(
         self, now_ms: int, *, keep_sent_s: float = KEEP_SENT_S, keep_dead_s: float = KEEP_DEAD_S
@@ -449,26 +348,3 @@ class Outbox:
                 (now_ms - round(keep_dead_s * 1000),),
             ).rowcount
         return int(a) + int(b)
-
-
-def _with(
-    e: OutboxEntry,
-    status: Status,
-    attempts: int,
-    done_ms: int | None,
-    error: str = "",
-    next_ms: int | None = None,
-) -> OutboxEntry:
-    return OutboxEntry(
-        e.id,
-        e.notifier,
-        e.notification,
-        status,
-        attempts,
-        e.created_ms,
-        e.next_attempt_ms if next_ms is None else next_ms,
-        error,
-        done_ms,
-        e.seq,
-        e.series,
-    )

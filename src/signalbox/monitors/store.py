@@ -15,22 +15,36 @@ Tables (component ``monitors``, portable SQL for SQLite and PostgreSQL):
 
 Silences and acks live in tables of their own for the same reason: the CLI writes them
 while ``serve`` runs, and the runner never overwrites what it did not read.
+
+The records themselves are :mod:`signalbox.monitors.store_records` and their row layout
+:mod:`signalbox.monitors.store_rows`; this module holds the tables and the SQL over them,
+and re-exports the records so ``from signalbox.monitors.store import ...`` keeps working.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from signalbox.metrics.labelcodec import decode_labels, encode_labels
 from signalbox.metrics.samples import Labels
-from signalbox.monitors.evaluate import SeriesState
 from signalbox.monitors.model import State
 from signalbox.monitors.notify.notification import rfc3339
+from signalbox.monitors.store_records import Ack, HistoryEntry, SeriesRecord, Silence
+from signalbox.monitors.store_rows import (
+    HISTORY_COLS,
+    SERIES_COLS,
+    SILENCE_COLS,
+    db_value,
+    history_from_row,
+    series_from_row,
+    series_to_row,
+    silence_from_row,
+)
 from signalbox.storage.database import Database, Migration
+
+__all__ = ["MIGRATIONS", "Ack", "HistoryEntry", "MonitorStore", "SeriesRecord", "Silence"]
 
 MIGRATIONS: list[Migration] = [
     (
@@ -60,250 +74,6 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
-_STATE_LETTER = {State.OK: "O", State.WARNING: "W", State.CRITICAL: "C", State.UNKNOWN: "U"}
-_LETTER_STATE = {v: k for k, v in _STATE_LETTER.items()}
-
-
-def _state(text: str | None) -> State | None:
-    return None if text is None else State(text)
-
-
-def _num(v: Any) -> float | None:
-    return None if v is None else float(v)
-
-
-def _db_value(v: float | None) -> float | None:
-    """NaN has no portable SQL form; a NaN value is stored as "no value"."""
-    return None if v is None or math.isnan(v) else v
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesRecord:
-    """One series of one monitor as persisted.
-
-    ``notified_state`` is the firing state receivers were last told about (None: nothing
-    firing was sent, so no "resolved" is owed); ``fired_at_ms`` is when that state began
-    (the ``started_at`` of repeats and of the resolve); ``suppressed_by`` names the
-    dependency that held notifications back at the last pass.
-    """
-
-    monitor: str
-    labels: Labels
-    state: SeriesState
-    notified_state: State | None = None
-    fired_at_ms: int | None = None
-    last_notified_ms: int | None = None
-    last_notified_kind: str = ""
-    suppressed_by: str = ""
-    updated_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One line of a monitor's history.
-
-    ``event`` is ``state``, ``flapping_started``, ``flapping_stopped``, ``notification``,
-    ``silenced``, ``unsilenced``, ``acknowledged``, ``action`` or ``drill``; ``note`` says
-    what happened to notifications (``silenced by ...``, ``suppressed by X``, ``flapping``).
-    """
-
-    monitor: str
-    labels: Labels
-    at_ms: int
-    event: str
-    reason: str
-    from_state: State | None = None
-    to_state: State | None = None
-    value: float | None = None
-    note: str = ""
-    id: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Silence:
-    """No notifications for ``monitor`` series whose labels include ``matchers`` until ``until_ms``.
-
-    Empty ``matchers`` silence every series of the monitor.
-    """
-
-    id: int
-    monitor: str
-    matchers: Labels
-    created_ms: int
-    until_ms: int
-    created_by: str
-    reason: str
-    ended_ms: int | None = None
-    ended_by: str = ""
-
-    def active(self, now_ms: int) -> bool:
-        return self.ended_ms is None and self.created_ms <= now_ms < self.until_ms
-
-    def matches(self, monitor: str, labels: Labels) -> bool:
-        if monitor != self.monitor:
-            return False
-        have = dict(labels)
-        return all(have.get(k) == v for k, v in self.matchers)
-
-    def describe(self) -> str:
-        """``silence #3 by alice: deploy`` for notes and status."""
-        scope = f" ({encode_labels(self.matchers)})" if self.matchers else ""
-        return f"silence #{self.id}{scope} by {self.created_by}: {self.reason}"
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """An acknowledgement of one series in ``state``; it holds until that series changes state."""
-
-    monitor: str
-    labels: Labels
-    at_ms: int
-    by: str
-    reason: str
-    state: State
-
-    def holds(self, series: SeriesState) -> bool:
-        return (
-            series.state is self.state
-            and series.state is not State.OK
-            and self.at_ms >= series.since
-        )
-
-
-_SERIES_COLS = (
-    "monitor",
-    "labels",
-    "state",
-    "since_ms",
-    "pending",
-    "pending_since_ms",
-    "last_value",
-    "last_seen_ms",
-    "reason",
-    "warning_since_ms",
-    "critical_since_ms",
-    "flap_history",
-    "flap_percent",
-    "flapping",
-    "notified_state",
-    "fired_at_ms",
-    "last_notified_ms",
-    "last_notified_kind",
-    "suppressed_by",
-    "updated_ms",
-)
-_HISTORY_COLS = "id, monitor, labels, at_ms, event, from_state, to_state, value, reason, note"
-_SILENCE_COLS = (
-    "id, monitor, matchers, created_ms, until_ms, created_by, reason, ended_ms, ended_by"
-)
-
-
-def _series_row(r: SeriesRecord) -> tuple[Any, ...]:
-    s = r.state
-    return (
-        r.monitor,
-        encode_labels(r.labels),
-        s.state.value,
-        s.since,
-        s.pending.value if s.pending else None,
-        s.pending_since,
-        _db_value(s.last_value),
-        s.last_seen_ms,
-        s.reason,
-        s.warning_since,
-        s.critical_since,
-        "".join(_STATE_LETTER[x] for x in s.history),
-        s.flap_percent,
-        int(s.flapping),
-        r.notified_state.value if r.notified_state else None,
-        r.fired_at_ms,
-        r.last_notified_ms,
-        r.last_notified_kind,
-        r.suppressed_by,
-        r.updated_ms,
-    )
-
-
-def _series_record(row: Sequence[Any]) -> SeriesRecord:
-    (
-        monitor,
-        labels,
-        state,
-        since,
-        pending,
-        pending_since,
-        last_value,
-        last_seen,
-        reason,
-        warning_since,
-        critical_since,
-        history,
-        flap_percent,
-        flapping,
-        notified,
-        fired_at,
-        last_notified,
-        last_kind,
-        suppressed_by,
-        updated,
-    ) = row
-    s = SeriesState(
-        state=State(state),
-        since=int(since),
-        pending=_state(pending),
-        pending_since=pending_since,
-        last_value=_num(last_value),
-        last_seen_ms=last_seen,
-        reason=reason,
-        warning_since=warning_since,
-        critical_since=critical_since,
-        history=tuple(_LETTER_STATE[c] for c in history),
-        flap_percent=float(flap_percent),
-        flapping=bool(flapping),
-    )
-    return SeriesRecord(
-        monitor,
-        decode_labels(labels),
-        s,
-        _state(notified),
-        fired_at,
-        last_notified,
-        last_kind,
-        suppressed_by,
-        int(updated),
-    )
-
-
-def _history_entry(row: Sequence[Any]) -> HistoryEntry:
-    id_, monitor, labels, at_ms, event, from_s, to_s, value, reason, note = row
-    return HistoryEntry(
-        monitor,
-        decode_labels(labels),
-        int(at_ms),
-        event,
-        reason,
-        _state(from_s),
-        _state(to_s),
-        _num(value),
-        note,
-        int(id_),
-    )
-
-
-def _silence(row: Sequence[Any]) -> Silence:
-    id_, monitor, matchers, created, until, by, reason, ended, ended_by = row
-    return Silence(
-        int(id_),
-        monitor,
-        decode_labels(matchers),
-        int(created),
-        int(until),
-        by,
-        reason,
-        None if ended is None else int(ended),
-        ended_by,
-    )
-
 
 class MonitorStore:
     """Monitor state, history, silences and acks over a :class:`Database`.
@@ -324,14 +94,14 @@ class MonitorStore:
     # -- series state ---------------------------------------------------------------------
     def series(self, monitor: str | None = None) -> dict[str, dict[Labels, SeriesRecord]]:
         """Every persisted series, by monitor then labels."""
-        sql = f"SELECT {', '.join(_SERIES_COLS)} FROM monitor_series"
+        sql = f"SELECT {', '.join(SERIES_COLS)} FROM monitor_series"
         params: tuple[Any, ...] = ()
         if monitor is not None:
             sql += " WHERE monitor = ?"
             params = (monitor,)
         out: dict[str, dict[Labels, SeriesRecord]] = {}
         for row in self.db.query(sql, params):
-            r = _series_record(row)
+            r = series_from_row(row)
             out.setdefault(r.monitor, {})[r.labels] = r
         return out
 
@@ -339,12 +109,12 @@ class MonitorStore:
         self, records: Iterable[SeriesRecord], removed: Iterable[tuple[str, Labels]] = ()
     ) -> None:
         """Upsert ``records`` and delete the ``(monitor, labels)`` in ``removed``."""
-        rows = [_series_row(r) for r in records]
+        rows = [series_to_row(r) for r in records]
         gone = [(m, encode_labels(labels)) for m, labels in removed]
         with self.db.transaction():
             if rows:
                 self.db.executemany(
-                    self.db.dialect.upsert("monitor_series", _SERIES_COLS, ("monitor", "labels")),
+                    self.db.dialect.upsert("monitor_series", SERIES_COLS, ("monitor", "labels")),
                     rows,
                 )
             if gone:
@@ -362,7 +132,7 @@ class MonitorStore:
                 e.event,
                 e.from_state.value if e.from_state else None,
                 e.to_state.value if e.to_state else None,
-                _db_value(e.value),
+                db_value(e.value),
                 e.reason,
                 e.note,
             )
@@ -380,7 +150,7 @@ class MonitorStore:
         self, monitor: str, *, since_ms: int | None = None, limit: int | None = None
     ) -> list[HistoryEntry]:
         """``monitor``'s history, oldest first; ``limit`` keeps the newest entries."""
-        sql = f"SELECT {_HISTORY_COLS} FROM monitor_history WHERE monitor = ?"
+        sql = f"SELECT {HISTORY_COLS} FROM monitor_history WHERE monitor = ?"
         params: list[Any] = [monitor]
         if since_ms is not None:
             sql += " AND at_ms >= ?"
@@ -388,7 +158,7 @@ class MonitorStore:
         sql += " ORDER BY at_ms DESC, id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_history_entry(r) for r in reversed(self.db.query(sql, params))]
+        return [history_from_row(r) for r in reversed(self.db.query(sql, params))]
 
     # -- silences -------------------------------------------------------------------------
     def add_silence(
@@ -398,10 +168,10 @@ class MonitorStore:
         with self.db.transaction():
             (row,) = self.db.query(
                 "INSERT INTO monitor_silences (monitor, matchers, created_ms, until_ms, created_by, reason, ended_by) "
-                f"VALUES (?, ?, ?, ?, ?, ?, '') RETURNING {_SILENCE_COLS}",
+                f"VALUES (?, ?, ?, ?, ?, ?, '') RETURNING {SILENCE_COLS}",
                 (monitor, encode_labels(matchers), now_ms, until_ms, by, reason),
             )
-            silence = _silence(row)
+            silence = silence_from_row(row)
             self.add_history(
                 [
                     HistoryEntry(
@@ -439,7 +209,7 @@ class MonitorStore:
         self, *, monitor: str | None = None, active_at: int | None = None
     ) -> list[Silence]:
         """Silences (of ``monitor``; active at ``active_at``), oldest first."""
-        sql = f"SELECT {_SILENCE_COLS} FROM monitor_silences WHERE true"
+        sql = f"SELECT {SILENCE_COLS} FROM monitor_silences WHERE true"
         params: list[Any] = []
         if monitor is not None:
             sql += " AND monitor = ?"
@@ -447,7 +217,7 @@ class MonitorStore:
         if active_at is not None:
             sql += " AND ended_ms IS NULL AND created_ms <= ? AND until_ms > ?"
             params += [active_at, active_at]
-        return [_silence(r) for r in self.db.query(sql + " ORDER BY id", params)]
+        return [silence_from_row(r) for r in self.db.query(sql + " ORDER BY id", params)]
 
     # -- acknowledgements -----------------------------------------------------------------
     def acknowledge(self, monitor: str, *, now_ms: int, by: str, reason: str) -> list[Ack]:

@@ -4,25 +4,45 @@ The format and its meaning are described in :mod:`signalbox.monitors.unittest`, 
 what this module reads. Files are *composed* (PyYAML nodes keep their line marks), so each
 problem points at the line and key where it sits; reading never stops at the first one,
 and a broken test leaves the other tests of the file intact.
+
+The records read are :mod:`signalbox.monitors.unittest_model` (importable from here too)
+and the node-level checks :mod:`signalbox.monitors.unittest_reader`; this module knows
+the keys of the format and what each one means.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from signalbox.durations import parse_duration
-from signalbox.metrics.samples import LABEL_NAME, Labels, format_series, labels_of
+from signalbox.metrics.samples import Labels, format_series
 from signalbox.monitors.load import is_monitor_test_file
 from signalbox.monitors.model import State
-from signalbox.monitors.series_notation import NotationError, Value, parse_series, parse_values
+from signalbox.monitors.series_notation import NotationError, parse_series, parse_values
+from signalbox.monitors.unittest_model import (
+    FileError,
+    InputSeries,
+    NotificationExpectation,
+    StateExpectation,
+    UnitTest,
+    UnitTestFile,
+)
+from signalbox.monitors.unittest_reader import Reader
+from signalbox.monitors.yamlnodes import line_of, show
+
+__all__ = [
+    "FileError",
+    "InputSeries",
+    "NotificationExpectation",
+    "StateExpectation",
+    "UnitTest",
+    "UnitTestFile",
+    "find_test_files",
+    "load_test_file",
+]
 
 _STATES = ("ok", "warning", "critical", "unknown")
 _FILE_KEYS = ("monitor_files", "interval", "evaluation_interval", "tests")
@@ -39,216 +59,7 @@ _EXPECT_KEYS = ("at", "monitor", "state", "pending", "labels")
 _NOTIFY_KEYS = ("monitor", "labels", "firing", "repeat", "resolved")
 
 
-@dataclass(frozen=True, slots=True)
-class FileError:
-    """One problem in a test file (or a monitor file it uses): where and what."""
-
-    file: str
-    line: int
-    test: str | None
-    key: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        who = f" {self.test}:" if self.test else ""
-        key = f" {self.key}:" if self.key else ""
-        return f"{where}:{who}{key} {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
-class InputSeries:
-    name: str
-    labels: Labels
-    values: tuple[Value, ...]
-    line: int
-
-
-@dataclass(frozen=True, slots=True)
-class StateExpectation:
-    """``state`` at ``at_ms`` for one series (``labels``) or the monitor as a whole."""
-
-    at_ms: int
-    monitor: str
-    state: State
-    pending: bool | None
-    labels: Labels | None
-    line: int
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationExpectation:
-    """Counts of notifications from the start to the end of the test (None: not checked)."""
-
-    monitor: str
-    labels: Labels | None
-    firing: int | None
-    repeat: int | None
-    resolved: int | None
-    line: int
-
-
-@dataclass(frozen=True, slots=True)
-class UnitTest:
-    name: str
-    line: int
-    interval_ms: int
-    evaluation_ms: int
-    series: tuple[InputSeries, ...]
-    expect: tuple[StateExpectation, ...]
-    notifications: tuple[NotificationExpectation, ...]
-
-    @property
-    def end_ms(self) -> int:
-        """The last sample or the last ``at``, whichever is later."""
-        last = max((len(s.values) - 1 for s in self.series), default=0) * self.interval_ms
-        return max([last, *(e.at_ms for e in self.expect)])
-
-
-@dataclass(frozen=True, slots=True)
-class UnitTestFile:
-    path: Path
-    monitor_files: tuple[Path, ...]
-    tests: tuple[UnitTest, ...]
-    errors: tuple[FileError, ...]
-    broken: tuple[tuple[str, int], ...] = ()
-    """``(name, line)`` of each test that has errors and so cannot run."""
-
-
-# -- reading a test file --------------------------------------------------------------------
-
-
-def _line(node: Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _show(node: Node) -> str:
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    if isinstance(node, SequenceNode):
-        return "a list"
-    return "nothing" if node.tag.endswith(":null") else repr(node.value)
-
-
-class _Reader:
-    """Reads nodes of one test file, collecting every error with its line."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.errors: list[FileError] = []
-        self.test: str | None = None
-        self.bad = False
-
-    def err(self, node: Node | int, key: str | None, message: str) -> None:
-        line = node if isinstance(node, int) else _line(node)
-        self.errors.append(FileError(self.file, line, self.test, key, message))
-        self.bad = True
-
-    def mapping(self, node: Node, known: Sequence[str], what: str) -> dict[str, tuple[Node, Node]]:
-        if not isinstance(node, MappingNode):
-            self.err(
-                node,
-                None,
-                f"expected {what} (a mapping with keys {', '.join(known)}), got {_show(node)}",
-            )
-            return {}
-        try:
-            SafeConstructor().flatten_mapping(node)  # YAML merge keys (<<)
-        except yaml.YAMLError as e:
-            self.err(node, None, f"cannot merge: {e}")
-            return {}
-        out: dict[str, tuple[Node, Node]] = {}
-        for k, v in node.value:
-            key = str(k.value) if isinstance(k, ScalarNode) else None
-            if key is None:
-                self.err(k, None, f"expected a key name, got {_show(k)}")
-            elif key in out:
-                self.err(k, key, f"'{key}' is given twice (first on line {_line(out[key][0])})")
-            elif key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                self.err(
-                    k,
-                    key,
-                    f"unknown key '{key}' in {what}{hint}: expected one of {', '.join(known)}",
-                )
-            else:
-                out[key] = (k, v)
-        return out
-
-    def items(self, node: Node, key: str) -> list[Node]:
-        if isinstance(node, SequenceNode):
-            return list(node.value)
-        self.err(node, key, f"expected a list, got {_show(node)}")
-        return []
-
-    def value(self, node: Node, key: str) -> Any:
-        if not isinstance(node, ScalarNode):
-            self.err(node, key, f"expected a single value, got {_show(node)}")
-            return None
-        try:
-            return SafeConstructor().construct_object(node)
-        except yaml.YAMLError as e:
-            self.err(node, key, f"cannot read value: {e}")
-            return None
-
-    def text(self, node: Node, key: str, expected: str) -> str | None:
-        v = self.value(node, key) if isinstance(node, ScalarNode) else None
-        if isinstance(v, str) and v.strip():
-            return v.strip()
-        self.err(node, key, f"expected {expected}, got {_show(node)}")
-        return None
-
-    def duration_ms(self, node: Node, key: str, *, zero_ok: bool) -> int | None:
-        v = self.value(node, key) if isinstance(node, ScalarNode) else None
-        if v == 0 and zero_ok and not isinstance(v, bool):
-            return 0
-        try:
-            seconds = parse_duration(v) if isinstance(v, str) else None
-        except ValueError as e:
-            self.err(node, key, str(e))
-            return None
-        if seconds is None or (seconds <= 0 and not zero_ok):
-            self.err(
-                node,
-                key,
-                f"expected a duration like 30s, 5m or 1h30m{'' if zero_ok else ' above zero'}, got {_show(node)}",
-            )
-            return None
-        return round(seconds * 1000)
-
-    def count(self, node: Node, key: str) -> int | None:
-        v = self.value(node, key) if isinstance(node, ScalarNode) else None
-        if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
-            return v
-        self.err(node, key, f"expected a count (0 or more), got {_show(node)}")
-        return None
-
-    def labels(self, node: Node, key: str) -> Labels | None:
-        if not isinstance(node, MappingNode):
-            self.err(node, key, f"expected a mapping of label names to values, got {_show(node)}")
-            return None
-        pairs: dict[str, str] = {}
-        ok = True
-        for k, v in node.value:
-            name = str(k.value) if isinstance(k, ScalarNode) else ""
-            if not LABEL_NAME.match(name) or name.startswith("__"):
-                self.err(
-                    k, key, f"bad label name {name or _show(k)!r}: expected letters, digits and '_'"
-                )
-                ok = False
-            elif name in pairs:
-                self.err(k, f"{key}.{name}", f"label '{name}' is given twice")
-                ok = False
-            elif isinstance(v, ScalarNode) and not v.tag.endswith((":null", ":bool")):
-                pairs[name] = str(v.value)
-            else:
-                self.err(v, f"{key}.{name}", f"expected a label value, got {_show(v)}")
-                ok = False
-        return labels_of(pairs) if ok else None
-
-
-def _parse_series(r: _Reader, node: Node) -> InputSeries | None:
+def _parse_series(r: Reader, node: Node) -> InputSeries | None:
     m = r.mapping(node, _SERIES_KEYS, "an input series")
     for key in _SERIES_KEYS:
         if key not in m and isinstance(node, MappingNode):
@@ -263,7 +74,7 @@ def _parse_series(r: _Reader, node: Node) -> InputSeries | None:
     text = r.text(snode, "series", "a series like 'image_processing_time{host=\"web1\"}'")
     raw = vnode.value if isinstance(vnode, ScalarNode) and not vnode.tag.endswith(":null") else None
     if raw is None:
-        r.err(vnode, "values", f"expected values like '1 2 3x5 _ stale', got {_show(vnode)}")
+        r.err(vnode, "values", f"expected values like '1 2 3x5 _ stale', got {show(vnode)}")
     try:
         name, labels = parse_series(text) if text is not None else (None, ())
     except NotationError as e:
@@ -276,10 +87,10 @@ def _parse_series(r: _Reader, node: Node) -> InputSeries | None:
         values = None
     if name is None or values is None:
         return None
-    return InputSeries(name, labels, tuple(values), _line(node))
+    return InputSeries(name, labels, tuple(values), line_of(node))
 
 
-def _parse_expect(r: _Reader, node: Node) -> StateExpectation | None:
+def _parse_expect(r: Reader, node: Node) -> StateExpectation | None:
     m = r.mapping(node, _EXPECT_KEYS, "an expectation")
     for key in ("at", "monitor", "state"):
         if key not in m and isinstance(node, MappingNode):
@@ -299,14 +110,14 @@ def _parse_expect(r: _Reader, node: Node) -> StateExpectation | None:
             r.err(
                 m["state"][1],
                 "state",
-                f"expected one of {', '.join(_STATES)}, got {_show(m['state'][1])}",
+                f"expected one of {', '.join(_STATES)}, got {show(m['state'][1])}",
             )
     pending = None
     if "pending" in m:
         pending = r.value(m["pending"][1], "pending")
         if not isinstance(pending, bool):
             r.err(
-                m["pending"][1], "pending", f"expected true or false, got {_show(m['pending'][1])}"
+                m["pending"][1], "pending", f"expected true or false, got {show(m['pending'][1])}"
             )
             return None
         if pending and state in (State.OK, State.UNKNOWN):
@@ -319,10 +130,10 @@ def _parse_expect(r: _Reader, node: Node) -> StateExpectation | None:
     labels = r.labels(m["labels"][1], "labels") if "labels" in m else None
     if at is None or monitor is None or state is None or ("labels" in m and labels is None):
         return None
-    return StateExpectation(at, monitor, state, pending, labels, _line(node))
+    return StateExpectation(at, monitor, state, pending, labels, line_of(node))
 
 
-def _parse_notify(r: _Reader, node: Node) -> NotificationExpectation | None:
+def _parse_notify(r: Reader, node: Node) -> NotificationExpectation | None:
     m = r.mapping(node, _NOTIFY_KEYS, "a notification expectation")
     if "monitor" not in m and isinstance(node, MappingNode):
         r.err(node, "monitor", "missing 'monitor' in notification expectation")
@@ -346,12 +157,12 @@ def _parse_notify(r: _Reader, node: Node) -> NotificationExpectation | None:
         counts.get("firing"),
         counts.get("repeat"),
         counts.get("resolved"),
-        _line(node),
+        line_of(node),
     )
 
 
 def _parse_test(
-    r: _Reader, node: Node, interval_ms: int, evaluation_ms: int | None
+    r: Reader, node: Node, interval_ms: int, evaluation_ms: int | None
 ) -> UnitTest | None:
     r.test, r.bad = None, False
     if isinstance(node, MappingNode):
@@ -401,7 +212,7 @@ def _parse_test(
         return None
     return UnitTest(
         name,
-        _line(node),
+        line_of(node),
         interval_ms,
         evaluation_ms or interval_ms,
         tuple(s for s in series if s is not None),
@@ -410,7 +221,7 @@ def _parse_test(
     )
 
 
-def _monitor_files(r: _Reader, path: Path, m: dict[str, tuple[Node, Node]]) -> list[Path]:
+def _monitor_files(r: Reader, path: Path, m: dict[str, tuple[Node, Node]]) -> list[Path]:
     base = path.parent
     if "monitor_files" not in m:
         found = sorted(
@@ -444,7 +255,7 @@ def _monitor_files(r: _Reader, path: Path, m: dict[str, tuple[Node, Node]]) -> l
 
 def load_test_file(path: Path) -> UnitTestFile:
     """Parse one test file; never raises for bad input (errors are in the result)."""
-    r = _Reader(str(path))
+    r = Reader(str(path))
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except (OSError, UnicodeDecodeError) as e:
@@ -480,7 +291,7 @@ def load_test_file(path: Path) -> UnitTestFile:
     for node in r.items(m["tests"][1], "tests") if "tests" in m else []:
         t = _parse_test(r, node, interval_ms or 60_000, evaluation_ms)
         if t is None:
-            broken.append((r.test or f"(test on line {_line(node)})", _line(node)))
+            broken.append((r.test or f"(test on line {line_of(node)})", line_of(node)))
         elif t.name in names:
             r.err(
                 t.line,

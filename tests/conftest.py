@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from signalbox.storage import Database, open_database
+from tests.stores import pg_schema_url, sqlite_url
 
 REQUIRED = os.environ.get("SIGNALBOX_REQUIRE_SERVICES") == "1"
 
@@ -64,3 +68,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         check = PEERS.get(name, lambda n=name: shutil.which(n) is not None)
         if not check():
             _absent(f"peer tool {name}")
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh database on every backend: SQLite in tmp_path, PostgreSQL in its own schema."""
+    if request.param == "sqlite":
+        d = open_database(sqlite_url(tmp_path))
+        yield d
+        d.close()
+    else:
+        with pg_schema_url() as url:
+            d = open_database(url)
+            yield d
+            d.close()

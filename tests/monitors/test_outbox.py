@@ -6,9 +6,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -19,26 +17,10 @@ from signalbox.monitors.notify import Notification, NotifyError, WebhookNotifier
 from signalbox.monitors.outbox import Outbox, backoff_s, decode_notification, encode_notification
 from signalbox.storage import Database, open_database
 from tests.monitors.notify.notify_helpers import Receiver, make_notification, receiver
-from tests.stores import pg_schema_url, sqlite_url
 
 __all__ = ["receiver"]  # the real HTTP receiver fixture
 
 T0 = 1_700_000_000_000
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
-)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        d = open_database(sqlite_url(tmp_path))
-        yield d
-        d.close()
-    else:
-        with pg_schema_url() as url:
-            d = open_database(url)
-            yield d
-            d.close()
 
 
 def _outbox(db: Database, **kw: float) -> Outbox:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,24 +9,8 @@ from signalbox.monitors.evaluate import SeriesState
 from signalbox.monitors.model import State
 from signalbox.monitors.store import Ack, HistoryEntry, MonitorStore, SeriesRecord
 from signalbox.storage import Database, open_database
-from tests.stores import pg_schema_url, sqlite_url
 
 T0 = 1_700_000_000_000
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
-)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        d = open_database(sqlite_url(tmp_path))
-        yield d
-        d.close()
-    else:
-        with pg_schema_url() as url:
-            d = open_database(url)
-            yield d
-            d.close()
 
 
 def _record(

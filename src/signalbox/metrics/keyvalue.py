@@ -23,7 +23,6 @@ from signalbox.metrics.lex import (
     NAME_RULE,
     LineError,
     Parsed,
-    control_char_reason,
     duplicate_error,
     excerpt,
     fast_labels,
@@ -34,6 +33,7 @@ from signalbox.metrics.lex import (
     scan_labels,
     show,
     split_lines,
+    text_lines,
 )
 from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, SeriesKey, sanitize_name
 
@@ -124,16 +124,7 @@ def _keyvalue_lines(text: str, source: str, metas: bool = True) -> Parsed:
     names: dict[str, str] = {}  # raw key -> sanitized name, "" if invalid
     no_labels: Labels = ()
     dups = False
-    for lineno, line in enumerate(lines, 1):
-        if check:
-            if line.endswith("\r"):
-                line = line[:-1]
-            bad = control_char_reason(line)
-            if bad is not None:
-                errors.append(LineError(source, lineno, bad, excerpt(line)))
-                continue
-        if not line:
-            continue
+    for lineno, line in text_lines(lines, check, source, errors):
         c = line[0]
         if c == "#":
             continue

@@ -22,7 +22,7 @@ Common rules (both spool formats)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -392,3 +392,23 @@ def unescape_help(s: str, *, quote: bool) -> str | None:
             out.append(c)
             i += 1
     return "".join(out)
+
+
+def text_lines(
+    lines: list[str], check: bool, source: str, errors: list[LineError]
+) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` for each non-empty line the line-by-line parsers must read.
+
+    With ``check`` (from :func:`split_lines`: the text had a CR or a control character),
+    a trailing CR is dropped and a line with a control character becomes an error here.
+    """
+    for lineno, line in enumerate(lines, 1):
+        if check:
+            if line.endswith("\r"):
+                line = line[:-1]
+            bad = control_char_reason(line)
+            if bad is not None:
+                errors.append(LineError(source, lineno, bad, excerpt(line)))
+                continue
+        if line:
+            yield lineno, line

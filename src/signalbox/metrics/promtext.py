@@ -33,7 +33,6 @@ from signalbox.metrics.lex import (
     LineError,
     Parsed,
     blank_split,
-    control_char_reason,
     duplicate_error,
     excerpt,
     fast_labels,
@@ -43,6 +42,7 @@ from signalbox.metrics.lex import (
     scan_labels,
     show,
     split_lines,
+    text_lines,
 )
 from signalbox.metrics.prommeta import FAMILY_SUFFIXES, PromMeta, check_family_labels
 from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, SeriesKey
@@ -200,16 +200,7 @@ def _prometheus_lines(text: str, source: str) -> Parsed:
     valid_name: dict[str, bool] = {}
     no_labels: Labels = ()
     dups = False
-    for lineno, line in enumerate(lines, 1):
-        if check:
-            if line.endswith("\r"):
-                line = line[:-1]
-            bad = control_char_reason(line)
-            if bad is not None:
-                errors.append(LineError(source, lineno, bad, excerpt(line)))
-                continue
-        if not line:
-            continue
+    for lineno, line in text_lines(lines, check, source, errors):
         c = line[0]
         if c == " " or c == "\t":
             line = line.lstrip(" \t")

@@ -335,3 +335,11 @@ def test_printed_expressions_are_canonical_and_reparse_identically(text: str) ->
     e = parse_expr(text)
     assert str(e) == text
     assert parse_expr(str(e)) == e
+
+
+def test_operator_modifiers_are_not_bare_metric_names() -> None:
+    # found by Hypothesis: `a++bool` parsed, but printed back as `a + +bool`, which does not
+    for text in ("a++bool", "a<+on", "ignoring", "x * -group_left"):
+        with pytest.raises(QueryError, match="is a keyword"):
+            parse_expr(text)
+    assert parse_expr('{__name__="bool"}').selectors()[0].metric_name == "bool"

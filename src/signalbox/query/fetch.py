@@ -21,9 +21,19 @@ from signalbox.query.functions import FUNCTIONS
 
 FetchKey = tuple[tuple[str, str, str], ...]
 
-# range functions that read a rollup bucket's min/max/sum/count rather than its last value
+# range functions that read a rollup bucket's min/max/sum/count, not only its last value
+# (counter functions read the maximum to see resets inside a bucket)
 _AGGREGATE_FUNCS = frozenset(
-    {"avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time"}
+    {
+        "avg_over_time",
+        "min_over_time",
+        "max_over_time",
+        "sum_over_time",
+        "count_over_time",
+        "rate",
+        "increase",
+        "irate",
+    }
 )
 
 

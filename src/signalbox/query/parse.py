@@ -63,6 +63,11 @@ def parse_expr(text: str) -> Expr:
     return expr
 
 
+# Words that modify a binary operator: as bare metric names they would print back
+# ambiguously (`a + +bool`), and Prometheus' lexer refuses them there too.
+RESERVED_WORDS = frozenset({"bool", "on", "ignoring", "group_left", "group_right"})
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = tokenize(text)
@@ -227,6 +232,13 @@ class _Parser:
         if keyword in AGGREGATORS:
             raise QueryError(
                 f"aggregation '{keyword}' needs its argument in parentheses: {keyword}(...)",
+                tok.pos,
+                "syntax",
+            )
+        if keyword in RESERVED_WORDS:
+            raise QueryError(
+                f"'{name}' is a keyword, not a metric name here; "
+                f'select a metric called {name} with {{__name__="{name}"}}',
                 tok.pos,
                 "syntax",
             )

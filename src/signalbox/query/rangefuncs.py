@@ -5,6 +5,11 @@ that step's window ``(end - width, end]`` (found by bisect, never by scanning) a
 one value or None per step. Raw points are read from ``values``; rollup buckets carry
 ``mins``/``maxs``/``sums``/``counts`` so min/max/sum/count/avg stay exact across buckets,
 while counter functions read the bucket-last ``values``.
+
+Counter resets inside a rollup bucket: a counter only grows, so a bucket whose last value
+is below its maximum saw a reset. The increase lost to it is the bucket's maximum (the
+value the counter reached before restarting from zero), which :func:`reset_amounts` adds,
+where a raw series' resets add the value before each drop as Prometheus does.
 """
 
 from __future__ import annotations
@@ -127,15 +132,29 @@ def quantile_over_time(sp: SeriesPoints, w: Windows, qs: list[float] | None) -> 
     ]
 
 
+def reset_amounts(sp: SeriesPoints) -> list[tuple[int, float]]:
+    """``(j, amount)`` for each point j that follows a counter reset: the increase the plain
+    difference ``vs[j] - vs[j-1]`` misses there (see the module docstring)."""
+    vs, maxs = sp.values, sp.maxs if sp.resolution else None
+    if maxs is None:
+        return [
+            (j, vs[j - 1])
+            for j in compress(range(1, len(vs)), map(operator.lt, islice(vs, 1, None), vs))
+        ]
+    out = []
+    for j in range(1, len(vs)):
+        if vs[j] < maxs[j]:  # a reset inside bucket j
+            out.append((j, maxs[j]))
+        elif vs[j] < vs[j - 1]:  # between buckets
+            out.append((j, vs[j - 1]))
+    return out
+
+
 def _extrapolated(sp: SeriesPoints, w: Windows, *, counter: bool, per_second: bool) -> Values:
     """Prometheus' ``extrapolatedRate`` (rate, increase, delta) for every step."""
     ts, vs = sp.timestamps, sp.values
-    # Indices j where a counter reset happens between point j-1 and j.
-    resets = (
-        list(compress(range(1, len(vs)), map(operator.lt, islice(vs, 1, None), vs)))
-        if counter
-        else []
-    )
+    found = reset_amounts(sp) if counter else []
+    resets = [j for j, _ in found]  # points j that follow a reset
     width_s = w.width_ms / 1000.0
     rescale = w.range_ms / w.width_ms  # 1 unless the window was widened for coarse rollups
     out: Values = []
@@ -148,8 +167,8 @@ def _extrapolated(sp: SeriesPoints, w: Windows, *, counter: bool, per_second: bo
         result = vs[last] - first_v
         if resets:
             a, b = bisect_right(resets, lo), bisect_right(resets, last)
-            for j in resets[a:b]:
-                result += vs[j - 1]
+            for _, amount in found[a:b]:  # summed in order, as an instant query does
+                result += amount
         to_start = (ts[lo] - (end - w.width_ms)) / 1000.0
         to_end = (end - ts[last]) / 1000.0
         sampled = (ts[last] - ts[lo]) / 1000.0
@@ -186,13 +205,17 @@ def delta(sp: SeriesPoints, w: Windows, _: list[float] | None) -> Values:
 
 def irate(sp: SeriesPoints, w: Windows, _: list[float] | None) -> Values:
     ts, vs = sp.timestamps, sp.values
+    maxs = sp.maxs if sp.resolution else None
     out: Values = []
     for lo, hi in zip(w.los, w.his, strict=True):
         if hi - lo < 2:
             out.append(None)
             continue
         prev, last = vs[hi - 2], vs[hi - 1]
-        change = last if last < prev else last - prev
+        if maxs is not None and last < maxs[hi - 1]:  # reset inside the last bucket
+            change = max(maxs[hi - 1] - prev, 0.0) + last
+        else:
+            change = last if last < prev else last - prev
         out.append(change / ((ts[hi - 1] - ts[hi - 2]) / 1000.0))
     return out
 

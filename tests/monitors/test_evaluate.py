@@ -24,9 +24,8 @@ from signalbox.monitors.model import (
     QueueCheck,
     StaleCheck,
     State,
-    ThresholdCheck,
 )
-from signalbox.monitors.threshold import parse_threshold
+from tests.monitors.builders import threshold_monitor
 
 T0 = 1_700_000_000_000
 MIN = 60_000
@@ -41,19 +40,16 @@ def monitor(
     no_data: State = State.UNKNOWN,
     flapping: Flapping | None = None,
 ) -> Monitor:
-    check = ThresholdCheck(
+    return threshold_monitor(
         QUERY,
-        parse_threshold(warning) if warning else None,
-        parse_threshold(critical) if critical else None,
-        parse_threshold(recover) if recover else None,
-    )
-    return Monitor(
-        "image_processing_slow",
-        "Resizes slower than users tolerate.",
-        check,
-        for_seconds=for_,
+        warning,
+        critical,
+        recover,
+        name="image_processing_slow",
+        description="Resizes slower than users tolerate.",
+        for_s=for_,
         no_data=no_data,
-        flapping=flapping or Flapping(enabled=False),
+        flapping=flapping,
     )
 
 

@@ -30,9 +30,9 @@ from signalbox.monitors.outbox import Outbox
 from signalbox.monitors.replay import NotificationCount, ReplayError, replay, series_key
 from signalbox.monitors.run import MonitorRunner
 from signalbox.monitors.store import MonitorStore
-from signalbox.monitors.threshold import parse_threshold
 from signalbox.query import Engine, QueryResult
 from signalbox.storage import open_database
+from tests.monitors.builders import threshold_monitor
 from tests.stores import sqlite_url
 
 T0 = 1_700_000_040_000  # a whole minute
@@ -52,20 +52,15 @@ def threshold(
     flap: Flapping | None = None,
     repeat_s: float | None = None,
 ) -> Monitor:
-    check = ThresholdCheck(
+    return threshold_monitor(
         query,
-        parse_threshold(warning) if warning else None,
-        parse_threshold(critical) if critical else None,
-        parse_threshold(recover) if recover else None,
-    )
-    return Monitor(
-        "m",
-        "test monitor",
-        check,
-        for_seconds=for_s,
+        warning,
+        critical,
+        recover,
+        for_s=for_s,
         no_data=no_data,
-        flapping=flap or Flapping(enabled=False),
-        repeat_seconds=repeat_s,
+        flapping=flap,
+        repeat_s=repeat_s,
     )
 
 

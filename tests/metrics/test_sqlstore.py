@@ -210,3 +210,22 @@ def test_without_aggregates_a_tier_read_gives_the_same_values_and_no_bucket_stat
     assert lean.timestamps == full.timestamps and lean.values == full.values
     assert lean.mins is None and lean.counts is None and full.counts is not None
     store.close()
+
+
+def test_a_schema_3_database_gets_frames_beside_its_raw_partitions(tmp_path: Path) -> None:
+    """Upgrading keeps the samples and lets the next pass write frames into old partitions."""
+    from signalbox.metrics.store import Frame, NewLayout
+
+    s = make(tmp_path, FrozenClock(T0 / 1000))
+    s.write([Sample("a", (), 1.0)], T0)
+    for table in s.db.table_names():
+        if table.startswith(("frames_", "metric_layout")):
+            s.db.execute(f"DROP TABLE {table}")
+    s.db.execute("UPDATE schema_version SET version = 3 WHERE component = 'metrics'")
+    s.close()
+    s = make(tmp_path, FrozenClock(T0 / 1000))
+    assert s.db.schema_version("metrics") == 4
+    s.write([Sample("b", (), 2.0)], T0 + 1000, layouts=[NewLayout(b"d" * 16, 0, 1)])
+    s.write([], T0 + 2000, frames=[Frame(b"d" * 16, [3.0])])
+    assert [(n, v) for n, _, _, v in s.latest()] == [("a", 1.0), ("b", 3.0)]
+    s.close()

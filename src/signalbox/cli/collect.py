@@ -14,39 +14,9 @@ from signalbox.cli.base import Context, handle_errors, pass_ctx
 @handle_errors
 def collect_cmd(ctx: Context, once: bool, as_json: bool) -> None:
     """One collection pass over the spool dir, then exit. Exit 1 if any input was refused."""
-    from signalbox.runtime import build_collector, open_metric_store
+    from signalbox.cli.collect_once import collect_once
 
-    s = ctx.settings
-    store = open_metric_store(s)
-    report = build_collector(s, store).run_once()
-    store.compact(int(store.clock.now() * 1000))
-    bad = [p for p in report.problems if p.kind != "ignored"]
-    if as_json:
-        import msgspec
-
-        click.echo(
-            msgspec.json.encode(
-                {
-                    "stored": report.stored,
-                    "new_series": report.new_series,
-                    "duration_s": round(report.duration_s, 6),
-                    "problems": [
-                        {"file": p.file, "line": p.line, "kind": p.kind, "reason": p.reason}
-                        for p in report.problems
-                    ],
-                }
-            ).decode()
-        )
-    else:
-        for p in report.problems:
-            click.echo(
-                f"{s.spool_dir / p.file}{':' + str(p.line) if p.line else ''}: {p.reason}", err=True
-            )
-        click.echo(
-            f"stored {report.stored} samples ({report.new_series} new series) in {report.duration_s:.3f}s"
-        )
-    store.close()
-    raise SystemExit(1 if bad else 0)
+    raise SystemExit(collect_once(ctx.settings, as_json, click.echo))
 
 
 @click.command("agent")

@@ -17,8 +17,8 @@ from typing import Protocol
 from signalbox.clock import Clock, SystemClock
 from signalbox.gcpause import gc_paused
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample
-from signalbox.metrics.spool import SpoolProblem, scan_spool
-from signalbox.metrics.store import MetricStore
+from signalbox.metrics.spool import SpoolProblem, SpoolScan, scan_spool
+from signalbox.metrics.store import DuplicateSeries, MetricStore, WriteResult
 
 log = logging.getLogger("signalbox.collect")
 
@@ -117,30 +117,50 @@ class Collector:
         with gc_paused():  # ~10 objects per sample, no cycles: see signalbox.gcpause
             return self._run_once()
 
-    def _run_once(self) -> PassReport:
-        started = time.perf_counter()
-        now_ms = int(self.clock.now() * 1000)
-        scan = scan_spool(
+    def _scan(self, now_ms: int, *, frames: bool) -> SpoolScan:
+        return scan_spool(
             self.spool_dir,
             now_ms=now_ms,
             max_file_bytes=self.max_file_bytes,
             stale_after_s=self.stale_after_s,
+            layouts=self.store.known_layouts((("host", self.host),)) if frames else None,
         )
-        samples = scan.samples
-        metas = list(scan.metas)
+
+    def _run_once(self) -> PassReport:
+        started = time.perf_counter()
+        now_ms = int(self.clock.now() * 1000)
+        extra: list[Sample] = []
+        extra_metas: list[MetricMeta] = []
         for src in self.sources:
-            extra, extra_meta = src.flush(now_ms)
-            samples.extend(extra)
-            metas.extend(extra_meta)
+            got, got_meta = src.flush(now_ms)
+            extra.extend(got)
+            extra_metas.extend(got_meta)
             take_errors = getattr(src, "take_errors", None)
             if take_errors is not None:
                 for e in take_errors():  # bad StatsD lines: counted by the source, logged here
                     log.warning(
                         "%s:%s: %s%s", e.source, e.line, e.reason, f": {e.text}" if e.text else ""
                     )
+        scan = self._scan(now_ms, frames=True)
+        try:
+            result = self._store(scan, extra, now_ms, started)
+        except DuplicateSeries:  # a series in two files, one of them a frame: read it all
+            scan = self._scan(now_ms, frames=False)
+            result = self._store(scan, extra, now_ms, started)
+        self.store.write_metadata([*SELF_METRICS, *scan.metas, *extra_metas])
+        self._report(scan.problems)
+        return PassReport(
+            result.written, result.new_series, scan.problems, time.perf_counter() - started
+        )
+
+    def _store(
+        self, scan: SpoolScan, extra: list[Sample], now_ms: int, started: float
+    ) -> WriteResult:
+        """The scan, the sources' samples and the self-metrics, in one write."""
         host = self.host
-        out = samples  # the store adds host= to each (cheaply, once per distinct label set)
-        totals = self._totals()
+        out = scan.samples + extra  # the store adds host= (once per distinct label set)
+        stored = scan.sample_count + len(extra)
+        totals = dict(self._totals())
         for f, n in scan.bad_lines.items():
             totals[f] = totals.get(f, 0.0) + n
         for f in scan.ages:
@@ -156,14 +176,17 @@ class Collector:
                 )
             )
         out.append(Sample("signalbox_spool_files", (("host", host),), float(scan.files_read)))
-        out.append(Sample("signalbox_collect_samples", (("host", host),), float(len(samples))))
+        out.append(Sample("signalbox_collect_samples", (("host", host),), float(stored)))
         elapsed = time.perf_counter() - started
         out.append(
             Sample("signalbox_collect_duration_seconds", (("host", host),), round(elapsed, 6))
         )
-        result = self.store.write(out, now_ms, add_labels=(("host", host),))
-        self.store.write_metadata([*SELF_METRICS, *metas])
-        self._report(scan.problems)
-        return PassReport(
-            result.written, result.new_series, scan.problems, time.perf_counter() - started
+        result = self.store.write(
+            out,
+            now_ms,
+            add_labels=(("host", host),),
+            frames=scan.frames,
+            layouts=scan.new_layouts,
         )
+        self._error_totals = totals
+        return result

@@ -37,7 +37,7 @@ from signalbox.metrics.lex import (
 )
 from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, SeriesKey, sanitize_name
 
-__all__ = ["parse_keyvalue"]
+__all__ = ["keyvalue_shape", "parse_keyvalue"]
 
 _new_sample = tuple.__new__  # Sample(...) minus the Python-level __new__, for hot loops
 _make_sample = partial(tuple.__new__, Sample)
@@ -60,8 +60,22 @@ def parse_keyvalue(text: str, source: str, *, metas: bool = True) -> Parsed:
         return fast if fast is not None else _keyvalue_lines(text, source, metas)
 
 
-def _keyvalue_batch(text: str, metas: bool = True) -> Parsed | None:
-    """All-or-nothing fast path: the parse of a flawless file, or None to go line by line."""
+def keyvalue_shape(text: str) -> tuple[str, list[float]] | None:
+    """A clean file's *shape* (the text left of each ``=``, one line each) and its values;
+    None for any file the batch parser would not take.
+
+    Two files of the same shape parse to the same series in the same order, so a store that
+    has seen a shape once needs only the values (see :mod:`signalbox.metrics.sqllayouts`).
+    """
+    cols = _columns(text)
+    if cols is None:
+        return None
+    lefts, floats = cols
+    return "\n".join(lefts), floats
+
+
+def _columns(text: str) -> tuple[list[str], list[float]] | None:
+    """Left sides (stripped) and values of a clean file; None to go line by line."""
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\r\n" in text:
@@ -78,7 +92,7 @@ def _keyvalue_batch(text: str, metas: bool = True) -> Parsed | None:
         is_comment = map(str.startswith, lines, repeat("#"))
         lines = list(compress(lines, map(lt, is_comment, map(bool, lines))))
     if not lines:
-        return Parsed([], [], [])
+        return [], []
     lefts, seps, values = partition_columns(map(str.rpartition, lines, repeat("=")))
     if "" in seps:
         return None
@@ -87,10 +101,27 @@ def _keyvalue_batch(text: str, metas: bool = True) -> Parsed | None:
         return None
     if blanks:
         lefts = list(map(str.rstrip, lefts, repeat(" \t")))
+    return lefts, floats
+
+
+def _keyvalue_batch(text: str, metas: bool = True) -> Parsed | None:
+    """All-or-nothing fast path: the parse of a flawless file, or None to go line by line.
+
+    Past :func:`_columns`, everything here depends on the left sides alone (the shape), so
+    :func:`keyvalue_shape` may stand in for a parse that succeeded before.
+    """
+    cols = _columns(text)
+    if cols is None:
+        return None
+    lefts, floats = cols
+    if not lefts:
+        return Parsed([], [], [])
+    shape = "\n".join(lefts)
+    blanks = " " in shape or "\t" in shape
     labels: list[Labels] | None = None
     keys: list[str] | None = None
     heads = lefts
-    if "{" in text:
+    if "{" in shape:
         heads, braces, tails = partition_columns(map(str.partition, lefts, repeat("{")))
         if tails.count("") != braces.count(""):  # a "{" with nothing after it
             return None

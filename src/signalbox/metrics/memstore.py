@@ -22,7 +22,7 @@ from signalbox.metrics.samples import (
     merge_labels,
     series_matches,
 )
-from signalbox.metrics.store import SeriesPoints, WriteResult
+from signalbox.metrics.store import DuplicateSeries, Frame, NewLayout, SeriesPoints, WriteResult
 
 
 class _Points:
@@ -61,15 +61,58 @@ class MemoryMetricStore:
         self._series: dict[str, dict[Labels, _Points]] = {}
         self._meta: dict[str, MetricMeta] = {}
         self._lock = threading.Lock()
+        self._layouts: dict[tuple[bytes, Labels], list[tuple[str, Labels]]] = {}
+
+    def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
+        with self._lock:
+            return frozenset(d for d, extra in self._layouts if extra == add_labels)
+
+    def _expand(
+        self,
+        samples: list[Sample],
+        add_labels: Labels,
+        frames: Sequence[Frame],
+        layouts: Sequence[NewLayout],
+    ) -> list[Sample]:
+        """Frames as samples (this store keeps no frames), after the same checks as SQL's."""
+        extra: list[Sample] = []
+        for f in frames:
+            keys = self._layouts.get((f.layout, add_labels))
+            if keys is None:
+                raise StoreError("a frame names a layout this store does not have")
+            if len(keys) != len(f.values):
+                raise StoreError(
+                    f"a frame has {len(f.values)} values for a layout of {len(keys)} series"
+                )
+            extra.extend(Sample(n, ls, v) for (n, ls), v in zip(keys, f.values, strict=True))
+        everything = samples + extra
+        keys_all = [(s.name, s.labels) for s in everything]
+        if len(set(keys_all)) != len(keys_all):
+            raise DuplicateSeries("one series appears twice in a write with frames")
+        for nl in layouts:
+            part = samples[nl.start : nl.start + nl.length]
+            if all(s.timestamp_ms is None for s in part):
+                self._layouts.setdefault(
+                    (nl.layout, add_labels), [(s.name, s.labels) for s in part]
+                )
+        return everything
 
     def write(
-        self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()
+        self,
+        samples: Sequence[Sample],
+        default_ts_ms: int,
+        *,
+        add_labels: Labels = (),
+        frames: Sequence[Frame] = (),
+        layouts: Sequence[NewLayout] = (),
     ) -> WriteResult:
         """Store samples; one without a timestamp gets ``default_ts_ms``; same time replaces."""
         new = 0
         if add_labels:
             samples = [s._replace(labels=merge_labels(s.labels, add_labels)) for s in samples]
         with self._lock:
+            if frames or layouts:
+                samples = self._expand(list(samples), add_labels, frames, layouts)
             for s in samples:
                 by_labels = self._series.get(s.name)
                 if by_labels is None:

@@ -19,6 +19,11 @@ Rules:
   5 minutes in the future; others make that line an error. ``key=value`` lines have no
   timestamps: they are stamped with the collection time.
 - The same series from two files is reported naming both; the first file (by name) wins.
+
+A clean ``*.metrics`` file whose shape the store already knows (see
+:mod:`signalbox.metrics.sqllayouts`) is not parsed again: its values become a
+:class:`~signalbox.metrics.store.Frame`. The first clean read of a shape proposes it as a
+:class:`~signalbox.metrics.store.NewLayout`.
 """
 
 from __future__ import annotations
@@ -26,14 +31,23 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Container
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from pathlib import Path
 
+from signalbox.metrics.keyvalue import keyvalue_shape
 from signalbox.metrics.parse import LineError, parse_keyvalue, parse_prometheus
 from signalbox.metrics.samples import MetricMeta, Sample, SeriesKey, format_series
+from signalbox.metrics.store import Frame, NewLayout
 
 MAX_PAST_MS = 3600_000
 MAX_FUTURE_MS = 300_000
+_SHAPE_VERSION = b"keyvalue 1\n"  # change when the key=value rules change: old layouts lapse
+
+
+def shape_digest(shape: str) -> bytes:
+    return blake2b(_SHAPE_VERSION + shape.encode(), digest_size=16).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +72,12 @@ class SpoolScan:
     ages: dict[str, float] = field(default_factory=dict)  # file -> age in seconds
     files_read: int = 0
     bad_lines: dict[str, int] = field(default_factory=dict)  # file -> errors this pass
+    frames: list[Frame] = field(default_factory=list)  # files of a shape the store knows
+    new_layouts: list[NewLayout] = field(default_factory=list)  # clean files of a new shape
+
+    @property
+    def sample_count(self) -> int:
+        return len(self.samples) + sum(len(f.values) for f in self.frames)
 
 
 def _read_safely(
@@ -121,8 +141,12 @@ def scan_spool(
     now_ms: int,
     max_file_bytes: int,
     stale_after_s: float,
+    layouts: Container[bytes] | None = None,
 ) -> SpoolScan:
-    """Read every spool file once; pure apart from reading the files."""
+    """Read every spool file once; pure apart from reading the files.
+
+    ``layouts``: digests of the shapes the store knows; None reads every file as samples.
+    """
     out = SpoolScan()
     try:
         names = sorted(os.listdir(spool_dir))
@@ -165,6 +189,13 @@ def scan_spool(
             continue
         out.files_read += 1
         text = data.decode("utf-8", errors="replace")
+        shape = keyvalue_shape(text) if is_kv and layouts is not None else None
+        digest = b""
+        if shape is not None:
+            digest = shape_digest(shape[0])
+            if layouts is not None and digest in layouts:
+                out.frames.append(Frame(digest, shape[1]))
+                continue
         parsed = parse_keyvalue(text, name, metas=False) if is_kv else parse_prometheus(text, name)
         errors: list[LineError] = list(parsed.errors)
         samples = parsed.samples
@@ -204,6 +235,8 @@ def scan_spool(
             samples = fresh
             keys = [(s[0], s[1]) for s in samples]
         owner.update(dict.fromkeys(keys, name))
+        if shape is not None and not errors and len(samples) == len(shape[1]) and samples:
+            out.new_layouts.append(NewLayout(digest, len(out.samples), len(samples)))
         out.samples.extend(samples)
         if is_prom:  # key=value metrics are gauges, the default: no metadata to store
             out.metas.extend(parsed.metas)

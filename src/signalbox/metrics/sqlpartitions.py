@@ -2,7 +2,10 @@
 
 Layout (see :mod:`signalbox.metrics.partitions` for why partitions):
 
-- ``samples_raw_<start>``: raw samples, one table per span, keyed (series_id, ts).
+- ``samples_raw_<start>``: raw samples, one table per span, keyed (ts, series_id).
+- ``frames_raw_<start>``: beside it, raw samples of spool files stored as frames (one row per
+  file and pass; see :mod:`signalbox.metrics.sqllayouts`), keyed (layout_id, ts). Every
+  reader of a raw partition reads both.
 - ``samples_r<res>_<start>``: rollups (min, max, sum, count, last) per bucket, keyed by
   (series_id, bucket start); built by :mod:`signalbox.metrics.sqlrollup`.
 - ``metric_partitions`` lists the partition tables; other processes (the collector of
@@ -19,7 +22,9 @@ from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
 
+from signalbox.exceptions import StoreError
 from signalbox.metrics.partitions import RAW, Level
+from signalbox.metrics.sqllayouts import Layouts
 from signalbox.storage.database import Database
 
 IN_LIST_MAX = 500  # above this many series, scan the partition and filter in Python
@@ -27,12 +32,17 @@ _STAMPS_MAX = 2000  # more distinct timestamps in a partition (an import): range
 _SERIES_TS = operator.itemgetter(0, 1)
 
 
+def frames_table(raw_table: str) -> str:
+    return raw_table.replace("samples_", "frames_", 1)
+
+
 class PartitionTables:
     """Which partition tables exist for each level, and the SQL that touches one of them."""
 
-    def __init__(self, db: Database, levels: tuple[Level, ...]) -> None:
+    def __init__(self, db: Database, levels: tuple[Level, ...], layouts: Layouts) -> None:
         self.db = db
         self.levels = levels
+        self.layouts = layouts
         self.starts: dict[int, set[int]] = defaultdict(set)  # tier -> partition starts
         self._loaded = False
 
@@ -65,6 +75,8 @@ class PartitionTables:
         self.db.execute(
             f"CREATE TABLE IF NOT EXISTS {table} ({cols}, PRIMARY KEY ({key})){self.db.dialect.without_rowid}"
         )
+        if level.tier == RAW:
+            self.ensure_frames(table)
         self.db.execute(
             self.db.dialect.upsert(
                 "metric_partitions", ["tier", "start_ms", "end_ms"], ["tier", "start_ms"]
@@ -73,6 +85,13 @@ class PartitionTables:
         )
         self.starts[level.tier].add(start)
         return table
+
+    def ensure_frames(self, raw_table: str) -> None:
+        # a rowid table: frames are a few KiB each, too big for a clustered (WITHOUT ROWID) key
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {frames_table(raw_table)} (layout_id BIGINT NOT NULL, "
+            f"ts BIGINT NOT NULL, vals {self.db.dialect.frame_type} NOT NULL, PRIMARY KEY (layout_id, ts))"
+        )
 
     def between(self, level: Level, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
         """(start, table) of ``level``'s partitions overlapping ``[start_ms, end_ms]``, oldest first."""
@@ -114,6 +133,19 @@ class PartitionTables:
             self.db.executemany(upsert.replace("{t}", table), rows)
             self.db.executemany(stamp_sql, [(start, ts) for ts in sorted(part_stamps[start])])
 
+    def write_frames(self, frames: list[tuple[int, list[float]]], ts: int) -> int:
+        """Upsert frames (layout id, values) at ``ts``; returns the partition's start.
+        Runs inside the caller's transaction."""
+        raw = self.levels[0]
+        start = raw.partition_start(ts)
+        table = frames_table(self.ensure(raw, start))
+        encode = self.db.dialect.encode_frame
+        self.db.executemany(
+            self.db.dialect.upsert(table, ["layout_id", "ts", "vals"], ["layout_id", "ts"]),
+            [(lid, ts, encode(values)) for lid, values in frames],
+        )
+        return start
+
     def drop_expired(self, now_ms: int) -> None:
         """Drop whole partitions past their level's retention."""
         for lv in self.levels:
@@ -122,6 +154,8 @@ class PartitionTables:
                     break
                 with self.db.transaction():
                     self.db.execute(f"DROP TABLE IF EXISTS {lv.table(start)}")
+                    if lv.tier == RAW:
+                        self.db.execute(f"DROP TABLE IF EXISTS {frames_table(lv.table(start))}")
                     self.db.execute(
                         "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",
                         (lv.tier, start),
@@ -129,6 +163,11 @@ class PartitionTables:
                     if lv.tier == RAW:
                         self.db.execute("DELETE FROM metric_stamps WHERE start_ms = ?", (start,))
                 self.starts[lv.tier].discard(start)
+        raw = self.levels[0]
+        if self.starts[RAW]:
+            self.layouts.drop_older_than(min(self.starts[RAW]))
+        else:
+            self.layouts.drop_older_than(now_ms - raw.retention_ms - raw.span_ms)
 
     # -- reads ----------------------------------------------------------------------------
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -142,30 +181,25 @@ class PartitionTables:
                 return []
             raise
 
+    def raw_source(self, table: str) -> str:
+        """A subquery of every (series_id, ts, value) of a raw partition: rows and frames."""
+        frames = self.db.dialect.frame_rows(frames_table(table))
+        return f"(SELECT series_id, ts, value FROM {table} UNION ALL {frames})"
+
     def raw_rows(
         self, start: int, table: str, ids: list[int], start_ms: int, end_ms: int
     ) -> list[tuple[Any, ...]]:
-        """Rows of a (ts, series_id)-clustered raw partition, grouped by series, oldest first.
+        """(series_id, ts, value) of a raw partition, grouped by series, oldest first.
 
         A few series: one index seek per (written timestamp, series), using the partition's
-        list of timestamps. Many series or many timestamps (an import): a range scan.
+        list of timestamps, and the values at their positions in the frames of the layouts
+        holding them. Many series or many timestamps (an import): a range scan, and frames
+        unpacked in Python.
         """
         if len(ids) <= IN_LIST_MAX:
-            stamps = [
-                r[0]
-                for r in self.db.query(
-                    "SELECT ts FROM metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?",
-                    (start, start_ms, end_ms),
-                )
-            ]
-            if not stamps:
-                return []
-            if len(stamps) <= _STAMPS_MAX:
-                rows = self.read(
-                    f"SELECT series_id, ts, value FROM {table} WHERE ts IN ({','.join('?' * len(stamps))}) "
-                    f"AND series_id IN ({','.join('?' * len(ids))})",
-                    (*stamps, *ids),
-                )
+            rows = self._few_rows(start, table, ids, start_ms, end_ms)
+            if rows is not None:
+                rows.extend(self._few_frame_values(table, ids, start_ms, end_ms))
                 rows.sort(key=_SERIES_TS)
                 return rows
         wanted = set(ids)
@@ -174,8 +208,80 @@ class PartitionTables:
             (start_ms, end_ms),
         )
         rows = [r for r in rows if r[0] in wanted]
+        rows.extend(self.frame_values(table, wanted, start_ms, end_ms))
         rows.sort(key=_SERIES_TS)
         return rows
+
+    def _few_rows(
+        self, start: int, table: str, ids: list[int], start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]] | None:
+        """Rows of a few series by index seeks; None when a range scan is cheaper."""
+        stamps = [
+            r[0]
+            for r in self.db.query(
+                "SELECT ts FROM metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?",
+                (start, start_ms, end_ms),
+            )
+        ]
+        if not stamps:
+            return []
+        if len(stamps) > _STAMPS_MAX:
+            return None
+        return self.read(
+            f"SELECT series_id, ts, value FROM {table} WHERE ts IN ({','.join('?' * len(stamps))}) "
+            f"AND series_id IN ({','.join('?' * len(ids))})",
+            (*stamps, *ids),
+        )
+
+    def _few_frame_values(
+        self, table: str, ids: list[int], start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]]:
+        elem = self.db.dialect.frame_element()
+        return self.read(
+            f"SELECT ls.series_id, f.ts, {elem} FROM metric_layout_series AS ls "
+            f"JOIN {frames_table(table)} AS f ON f.layout_id = ls.layout_id "
+            f"WHERE ls.series_id IN ({','.join('?' * len(ids))}) AND f.ts >= ? AND f.ts <= ?",
+            (*ids, start_ms, end_ms),
+        )
+
+    def frame_values(
+        self, table: str, wanted: set[int] | None, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int, float]]:
+        """(series_id, ts, value) from the frames of a raw partition, unpacked in Python."""
+        frames = self.read(
+            f"SELECT layout_id, ts, vals FROM {frames_table(table)} WHERE ts >= ? AND ts <= ?",
+            (start_ms, end_ms),
+        )
+        return self._unpack(frames, wanted, frames_table(table))
+
+    def latest_frame_values(self, table: str) -> list[tuple[int, int, float]]:
+        """(series_id, ts, value) of the newest frame of each layout in a raw partition."""
+        return self._unpack(
+            self.read(self.db.dialect.latest_per_layout(frames_table(table))),
+            None,
+            frames_table(table),
+        )
+
+    def _unpack(
+        self, frames: list[tuple[Any, ...]], wanted: set[int] | None, table_of_frames: str
+    ) -> list[tuple[int, int, float]]:
+        if not frames:
+            return []
+        series = self.layouts.series_of({f[0] for f in frames})
+        decode = self.db.dialect.decode_frame
+        out: list[tuple[int, int, float]] = []
+        for lid, ts, vals in frames:
+            sids = series.get(lid)
+            if sids is None:  # deleted with its partition in between: nothing to read
+                continue
+            values = decode(vals)
+            if len(values) != len(sids):
+                raise StoreError(
+                    f"{table_of_frames}: a frame of layout {lid} has {len(values)} values for {len(sids)} series"
+                )
+            got = zip(sids, repeat(ts), values)
+            out.extend(got if wanted is None else (r for r in got if r[0] in wanted))
+        return out
 
     def rows_for(
         self, table: str, cols: str, ids: list[int], start_ms: int, end_ms: int

@@ -87,9 +87,11 @@ def _rollup(parts: PartitionTables, src: Level, dst: Level, start_ms: int, end_m
         if sstart not in known:
             continue
         target = parts.ensure(dst, dst.partition_start(a))
+        table = src.table(sstart)
+        source = f"{parts.raw_source(table)} AS src" if src.tier == RAW else table
         select = (
             f"SELECT series_id, b, min(mn), max(mx), sum(sm), sum(cnt), max(CASE WHEN rn = 1 THEN v END) "
-            f"FROM ({inner.format(r=res, t=src.table(sstart))}) AS x GROUP BY series_id, b"
+            f"FROM ({inner.format(r=res, t=source)}) AS x GROUP BY series_id, b"
         )
         updates = ", ".join(f"{c} = excluded.{c}" for c in ("min", "max", "sum", "count", "last"))
         parts.db.execute(

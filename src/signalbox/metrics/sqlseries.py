@@ -118,6 +118,20 @@ class SeriesIndex:
             ids[key] = sid
             self._ids_max = max(self._ids_max, sid)
 
+    def _ids_by_name(self, names: set[str]) -> dict[str, int] | None:
+        """The write map for a few metric names, without loading the whole map: a pass of
+        spool frames writes only a few hundred self-metrics as rows."""
+        if len(names) > 50:
+            return None
+        if not names:
+            return {}
+        return dict(
+            self.db.query(
+                f"SELECT name || '{{' || labels, id FROM series WHERE name IN ({','.join('?' * len(names))})",
+                sorted(names),
+            )
+        )
+
     def ids_for(self, names: list[str], keys: list[str], clock: Clock) -> tuple[list[int], int]:
         """Ids of the series ``keys`` (``name{labels``, ``names`` their metric names), creating
         the missing ones stamped by ``clock``; and how many were created.
@@ -125,6 +139,12 @@ class SeriesIndex:
         Must run inside the caller's write transaction, so new series and their samples
         commit together.
         """
+        if self._ids is None and len(keys) <= 5000:
+            known = self._ids_by_name(set(names))
+            if known is not None:
+                found = list(map(known.get, keys))
+                if None not in found:
+                    return cast("list[int]", found), 0
         ids = self._series_ids()
         sids = list(map(ids.get, keys))
         missing: dict[str, tuple[str, str]] = {}

@@ -23,13 +23,21 @@ from typing import Any
 
 from signalbox.clock import Clock, SystemClock
 from signalbox.durations import Tier
-from signalbox.metrics import sqlrollup
+from signalbox.exceptions import StoreError
+from signalbox.metrics import sqllayouts, sqlrollup
 from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.partitions import RAW, Level, levels
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
+from signalbox.metrics.sqllayouts import Layouts
 from signalbox.metrics.sqlpartitions import IN_LIST_MAX, PartitionTables
 from signalbox.metrics.sqlseries import SeriesIndex
-from signalbox.metrics.store import SeriesPoints, WriteResult
+from signalbox.metrics.store import (
+    DuplicateSeries,
+    Frame,
+    NewLayout,
+    SeriesPoints,
+    WriteResult,
+)
 from signalbox.storage.database import Database, Migration
 
 MIGRATIONS: list[Migration] = [
@@ -58,7 +66,9 @@ MIGRATIONS: list[Migration] = [
             "CREATE TABLE metric_stamps (start_ms BIGINT NOT NULL, ts BIGINT NOT NULL, PRIMARY KEY (start_ms, ts))"
         ],
     ),
+    *sqllayouts.MIGRATIONS,
 ]
+_FRAMES_SINCE = 4  # schema version that added a frames table beside each raw partition
 
 _NAME, _LABELS, _VALUE, _TS = (operator.itemgetter(i) for i in range(4))
 _SERIES_ID = operator.itemgetter(0)
@@ -93,25 +103,38 @@ class SQLMetricStore:
         self.db = db
         self.clock = clock or SystemClock()
         self.levels = levels(raw_retention_s, tiers)
-        db.migrate("metrics", MIGRATIONS)
+        before = db.schema_version("metrics")
+        if before != MIGRATIONS[-1][0]:
+            db.migrate("metrics", MIGRATIONS)
         self._lock = threading.RLock()
         self._series = SeriesIndex(db)
-        self._partitions = PartitionTables(db, self.levels)
+        self._layouts = Layouts(db)
+        self._partitions = PartitionTables(db, self.levels, self._layouts)
+        if 0 < before < _FRAMES_SINCE:  # raw partitions of an older schema get their frames table
+            self._partitions.load()
+            with db.transaction():
+                for start in self._partitions.starts[RAW]:
+                    self._partitions.ensure_frames(self.levels[0].table(start))
         self._meta: dict[str, MetricMeta] | None = None
 
     # -- writes ---------------------------------------------------------------------------
     def write(
-        self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()
+        self,
+        samples: Sequence[Sample],
+        default_ts_ms: int,
+        *,
+        add_labels: Labels = (),
+        frames: Sequence[Frame] = (),
+        layouts: Sequence[NewLayout] = (),
     ) -> WriteResult:
-        """Store a batch in one transaction: series ids from memory, rows by ``executemany``.
+        """Store a batch in one transaction: series ids from memory, rows by ``executemany``,
+        frames one row per spool file.
 
         The per-sample work is done column-wise with ``map``/``zip`` (in C): this is the hot
         path of every collection pass.
         """
         names = list(map(_NAME, samples))
         label_col = list(map(_LABELS, samples))
-        values = [v if v == v else None for v in map(_VALUE, samples)]  # NaN -> NULL
-        stamps = list(map(_TS, samples))
         texts = {
             labels: "{" + encode_labels(merge_labels(labels, add_labels))
             for labels in set(label_col)
@@ -120,8 +143,67 @@ class SQLMetricStore:
         with self._lock, self.db.transaction():
             self._partitions.load(fresh=True)
             sids, created = self._series.ids_for(names, keys, self.clock)
-            self._partitions.write_raw(sids, stamps, values, default_ts_ms)
-            return WriteResult(written=len(keys), new_series=created)
+            written = len(keys)
+            if frames or layouts:
+                rows = self._write_frames(samples, sids, default_ts_ms, add_labels, frames, layouts)
+                written += sum(len(f.values) for f in frames)
+            else:
+                rows = list(range(len(samples)))
+            if rows:
+                picked = samples if len(rows) == len(samples) else [samples[i] for i in rows]
+                values = [v if v == v else None for v in map(_VALUE, picked)]  # NaN -> NULL
+                row_sids = sids if len(rows) == len(samples) else [sids[i] for i in rows]
+                self._partitions.write_raw(row_sids, list(map(_TS, picked)), values, default_ts_ms)
+            return WriteResult(written=written, new_series=created)
+
+    def _write_frames(
+        self,
+        samples: Sequence[Sample],
+        sids: list[int],
+        ts: int,
+        add_labels: Labels,
+        frames: Sequence[Frame],
+        layouts: Sequence[NewLayout],
+    ) -> list[int]:
+        """Write ``frames`` and the samples of new ``layouts`` as frames; return the indexes
+        of the samples left to write as rows. Inside the write transaction."""
+        extra = encode_labels(add_labels)
+        store = self._layouts
+        store.load()
+        known = [store.resolve(f.layout, extra) for f in frames]
+        series = store.series_of(known)
+        in_layout = bytearray(len(samples))
+        fresh: list[tuple[NewLayout, list[int]]] = []
+        for nl in layouts:
+            part = samples[nl.start : nl.start + nl.length]
+            if any(s[3] is not None for s in part) or (nl.layout, extra) in store._keys:
+                continue  # stamped samples, or a shape sent twice: plain rows then
+            fresh.append((nl, sids[nl.start : nl.start + nl.length]))
+            in_layout[nl.start : nl.start + nl.length] = b"\x01" * nl.length
+        rows = [i for i, flag in enumerate(in_layout) if not flag]
+        every: list[int] = [sids[i] for i in rows]
+        for lid, f in zip(known, frames, strict=True):
+            if len(series[lid]) != len(f.values):
+                raise StoreError(
+                    f"a frame has {len(f.values)} values for a layout of {len(series[lid])} series"
+                )
+            every.extend(series[lid])
+        for _, ids in fresh:
+            every.extend(ids)
+        if len(set(every)) != len(every):
+            raise DuplicateSeries("one series appears twice in a write with frames")
+        start = self.levels[0].partition_start(ts)
+        out = list(zip(known, (f.values for f in frames), strict=True))
+        for nl, ids in fresh:
+            lid = store.register(nl.layout, extra, ids, start)
+            out.append((lid, [s[2] for s in samples[nl.start : nl.start + nl.length]]))
+        store.touch([f.layout for f in frames], extra, start)
+        self._partitions.write_frames(out, ts)
+        return rows
+
+    def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
+        with self._lock:
+            return self._layouts.known(encode_labels(add_labels))
 
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
         if self._meta is None:
@@ -290,20 +372,22 @@ class SQLMetricStore:
                 if ids is not None and len(ids) <= IN_LIST_MAX:
                     if not ids:
                         break
-                    newest: dict[int, tuple[Any, ...]] = {}
-                    for row in parts.raw_rows(
-                        start, table, sorted(ids), start, start + raw.span_ms
-                    ):
-                        newest[row[0]] = row  # rows come oldest first per series
-                    rows = list(newest.values())
+                    rows = parts.raw_rows(start, table, sorted(ids), start, start + raw.span_ms)
                 else:
                     rows = parts.read(self.db.dialect.latest_per_series(table))
+                    rows.extend(parts.latest_frame_values(table))
+                newest: dict[int, tuple[int, float]] = {}
                 for sid, ts, value in rows:
                     if sid in found or (ids is not None and sid not in ids):
                         continue
                     if since_ms is not None and ts < since_ms:
                         continue
-                    found[sid] = (ts, _num(value))
+                    seen = newest.get(sid)
+                    if seen is None or ts >= seen[0]:
+                        newest[sid] = (ts, _num(value))
+                found.update(newest)
+                if ids is not None:
+                    ids.difference_update(newest)
             if any(sid not in index.rows for sid in found):
                 index.refresh()
             return [

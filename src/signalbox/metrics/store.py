@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
+from signalbox.exceptions import StoreError
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample
 
 
@@ -42,16 +43,51 @@ class WriteResult:
     new_series: int
 
 
+class Frame(NamedTuple):
+    """One spool file's values of one pass, in the order of a layout the store already has
+    (see :meth:`MetricStore.known_layouts`)."""
+
+    layout: bytes
+    values: list[float]
+
+
+class NewLayout(NamedTuple):
+    """``samples[start:start + length]`` of a write (all without a timestamp) are one spool
+    file's series in line order: remember them as the layout ``layout`` (a digest of the
+    file's shape), so the next pass can send a :class:`Frame` instead."""
+
+    layout: bytes
+    start: int
+    length: int
+
+
+class DuplicateSeries(StoreError):
+    """A write named one series twice through frames or layouts; nothing was written.
+    (The collector then redoes the pass without frames, which reports the duplicate.)"""
+
+
 class MetricStore(Protocol):
     def write(
-        self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()
+        self,
+        samples: Sequence[Sample],
+        default_ts_ms: int,
+        *,
+        add_labels: Labels = (),
+        frames: Sequence[Frame] = (),
+        layouts: Sequence[NewLayout] = (),
     ) -> WriteResult:
         """Store samples in one transaction; samples without a timestamp get ``default_ts_ms``.
 
         A sample for a (series, timestamp) already stored replaces it. ``add_labels`` are
         added to every sample that does not set that label itself (the collector's
-        ``host``), without the caller building a new sample for each.
+        ``host``), without the caller building a new sample for each. ``frames`` are more
+        samples at ``default_ts_ms``, by layout; ``layouts`` registers new layouts. If a
+        series of a frame or layout appears twice in the write, :class:`DuplicateSeries`.
         """
+        ...
+
+    def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
+        """Digests of the layouts a write with these ``add_labels`` may send frames for."""
         ...
 
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from signalbox.exceptions import StoreError
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, series_matches
-from signalbox.metrics.store import MetricStore, SeriesPoints, WriteResult
+from signalbox.metrics.store import Frame, MetricStore, NewLayout, SeriesPoints, WriteResult
 
 
 class PrefetchedStore:
@@ -141,9 +141,18 @@ class PrefetchedStore:
         ]
 
     def write(
-        self, samples: Sequence[Sample], default_ts_ms: int, *, add_labels: Labels = ()
+        self,
+        samples: Sequence[Sample],
+        default_ts_ms: int,
+        *,
+        add_labels: Labels = (),
+        frames: Sequence[Frame] = (),
+        layouts: Sequence[NewLayout] = (),
     ) -> WriteResult:
         raise StoreError("a prefetched store is read-only")
+
+    def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
+        return frozenset()
 
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
         raise StoreError("a prefetched store is read-only")

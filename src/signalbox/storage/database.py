@@ -18,7 +18,7 @@ from signalbox.storage.dialect import POSTGRESQL, SQLITE, Dialect
 
 Migration = tuple[int, str, Sequence[str]]
 """(version, what it does, statements) — statements are portable SQL with ``{blob}``,
-``{without_rowid}`` and ``{pk}`` placeholders filled in per dialect."""
+``{without_rowid}``, ``{pk}`` and ``{serial}`` (a key never reused) placeholders filled in per dialect."""
 
 
 def redact_url(url: str) -> str:
@@ -100,9 +100,21 @@ class Database:
 
     def fill(self, statement: str) -> str:
         d = self.dialect
-        return statement.format(
-            blob=d.blob_type, without_rowid=d.without_rowid, pk=d.autoincrement_pk
+        serial = (
+            "BIGSERIAL PRIMARY KEY"
+            if d.name == "postgresql"
+            else "INTEGER PRIMARY KEY AUTOINCREMENT"
         )
+        return statement.format(
+            blob=d.blob_type, without_rowid=d.without_rowid, pk=d.autoincrement_pk, serial=serial
+        )
+
+    def schema_version(self, component: str) -> int:
+        """The applied schema version of ``component``; 0 for none (a new database)."""
+        if "schema_version" not in self.table_names():
+            return 0
+        rows = self.query("SELECT version FROM schema_version WHERE component = ?", (component,))
+        return int(rows[0][0]) if rows else 0
 
     def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
         """Apply the migrations of ``component`` not applied yet; return the schema version.

@@ -1,0 +1,96 @@
+"""``collect --once``: its plain forms start without click, and say the same as the full CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from signalbox.cli.collect_once import parse_plain
+from tests.cli.helpers import run
+
+
+@pytest.mark.parametrize(
+    ("argv", "plain"),
+    [
+        (["collect", "--once"], (None, 0, False)),
+        (["--config", "x.toml", "collect", "--once", "--json"], ("x.toml", 0, True)),
+        (["--config=x.toml", "-v", "collect", "--json", "--once"], ("x.toml", 1, True)),
+        (["-vv", "collect", "--once"], (None, 2, False)),
+        (["collect"], None),  # click says what is missing
+        (["collect", "--once", "--bogus"], None),
+        (["collect", "--help"], None),
+        (["--config"], None),
+        (["--version"], None),
+        (["query", "up"], None),
+        ([], None),
+    ],
+)
+def test_only_plain_forms_take_the_fast_path(
+    argv: list[str], plain: tuple[str | None, int, bool] | None
+) -> None:
+    assert parse_plain(argv) == plain
+
+
+def setup(tmp_path: Path) -> Path:
+    cfg = tmp_path / "conf" / "sb.toml"
+    cfg.parent.mkdir()
+    cfg.write_text(
+        'host = "cron1"\ndata_dir = "../data"\n[collect]\nspool_dir = "../data/spool"\n[statsd]\nenabled = false\n'
+    )
+    spool = tmp_path / "data" / "spool"
+    spool.mkdir(parents=True)
+    (spool / "app.metrics").write_text("jobs_done=5\nbad line\n")
+    return cfg
+
+
+def test_fast_path_reports_like_the_full_cli(tmp_path: Path) -> None:
+    cfg = setup(tmp_path)
+    r = run("--config", str(cfg), "collect", "--once", "--json", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr  # a bad line: exit 1
+    report = json.loads(r.stdout)
+    assert report["problems"] == [
+        {
+            "file": "app.metrics",
+            "line": 2,
+            "kind": "line",
+            "reason": "expected NAME=VALUE: bad line",
+        }
+    ]
+    r = run("--config", str(cfg), "collect", "--once", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "app.metrics:2: expected NAME=VALUE" in r.stderr
+    assert r.stdout.startswith("stored ")
+    q = run("--config", str(cfg), "query", "jobs_done", "--json", cwd=tmp_path)
+    assert json.loads(q.stdout)["result"][0]["value"][1] == "5", q.stdout
+
+
+def test_fast_path_config_errors_exit_2_naming_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[collect]\ninterval = 5\n")
+    r = run("--config", str(bad), "collect", "--once", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("signalbox: ") and "bad.toml" in r.stderr and "interval" in r.stderr
+
+
+def test_collect_without_once_still_gets_clicks_usage_error(tmp_path: Path) -> None:
+    r = run("collect", cwd=tmp_path)
+    assert r.returncode == 2 and "--once" in r.stderr
+
+
+def test_plain_collect_once_does_not_import_click(tmp_path: Path) -> None:
+    cfg = setup(tmp_path)
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('click' in sys.modules, file=sys.stderr))\n"
+        "from signalbox.cli.main import main\n"
+        f"sys.argv = ['signalbox', '--config', {str(cfg)!r}, 'collect', '--once']\n"
+        "main()\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 1 and r.stderr.strip().endswith("False"), r.stderr

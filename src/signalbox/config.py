@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,6 +89,12 @@ class Settings:
     monitor_interval_s: float
     monitor_repeat_s: float
     notifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def _hostname() -> str:
+    import socket  # here, not at the top: a config that names its host never needs it
+
+    return socket.gethostname()
 
 
 def find_config(
@@ -238,7 +243,7 @@ def settings_from_dict(
                 cfg.get("type"),
                 "a notifier type: webhook, alertmanager, command, email or log",
             )
-    host = env.get("SIGNALBOX_HOST") or f.host or socket.gethostname()
+    host = env.get("SIGNALBOX_HOST") or f.host or _hostname()
     return Settings(
         source=source,
         base_dir=base_dir,

@@ -184,3 +184,18 @@ def test_many_series_reads_unpack_frames(sql_store: Any) -> None:
     )
     latest = sql_store.latest(name("wide"))
     assert len(latest) == n and all(ts == T0 + 1000 for _, _, ts, _ in latest)
+
+
+def test_two_writers_registering_one_shape_share_one_layout(sql_store: Any) -> None:
+    """Another process registered the shape after this one loaded the layouts."""
+    from signalbox.metrics.labelcodec import encode_labels
+    from signalbox.metrics.sqllayouts import Layouts
+
+    register(sql_store, [1.0, 2.0, 3.0])
+    extra = encode_labels(HOST)
+    first = sql_store._layouts.resolve(L1, extra)
+    late = Layouts(sql_store.db)  # knows nothing yet, as a writer that loaded earlier
+    with sql_store.db.transaction():
+        lid = late.register(L1, extra, list(sql_store._layouts.series_of([first])[first]), T0)
+    assert lid == first
+    assert sql_store.db.query("SELECT count(*) FROM metric_layouts") == [(1,)]

@@ -88,13 +88,24 @@ class Layouts:
         return {lid: self._series[lid] for lid in wanted if lid in self._series}
 
     def register(self, digest: bytes, extra: str, sids: Sequence[int], start: int) -> int:
-        """A new layout of series ``sids``; inside the caller's write transaction."""
+        """A new layout of series ``sids``; inside the caller's write transaction. If another
+        writer registered the same shape meanwhile, its layout (the same series) is used."""
         ids = array("q", sids)
-        cur = self.db.execute(
-            "INSERT INTO metric_layouts (digest, extra, size, series, last_start) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        row = self.db.execute(
+            "INSERT INTO metric_layouts (digest, extra, size, series, last_start) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (digest, extra) DO NOTHING RETURNING id",
             (digest, extra, len(ids), ids.tobytes(), start),
-        )
-        lid = int(cur.fetchone()[0])
+        ).fetchone()
+        if row is None:
+            lid, blob = self.db.query(
+                "SELECT id, series FROM metric_layouts WHERE digest = ? AND extra = ?",
+                (digest, extra),
+            )[0]
+            self._keys[(digest, extra)] = (lid, start)
+            self._series[lid] = _unpack(blob)
+            self.touch([digest], extra, start)
+            return int(lid)
+        lid = int(row[0])
         self.db.executemany(
             "INSERT INTO metric_layout_series (layout_id, pos, series_id) VALUES (?, ?, ?)",
             [(lid, pos, sid) for pos, sid in enumerate(ids)],

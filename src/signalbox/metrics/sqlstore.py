@@ -18,7 +18,7 @@ import math
 import operator
 import threading
 from collections.abc import Iterable, Sequence
-from itertools import groupby
+from itertools import groupby, repeat
 from typing import Any
 
 from signalbox.clock import Clock, SystemClock
@@ -335,10 +335,13 @@ class SQLMetricStore:
                 rows = self._partitions.rows_for(table, cols, ids, start_ms - res_ms, last_start)
                 # column-wise per series (a week of 1-minute buckets is 10k rows)
                 shift = res_ms - 1
-                for sid, group in groupby(rows, key=_SERIES_ID):
+                groups = [(ids[0], rows)] if len(ids) == 1 else groupby(rows, key=_SERIES_ID)
+                for sid, group in groups:
+                    if not group:
+                        continue
                     sp = self._points(sid, out, level.tier, aggregates)
                     columns = list(zip(*group, strict=True))
-                    sp.timestamps.extend([t + shift for t in columns[1]])
+                    sp.timestamps.extend(map(operator.add, columns[1], repeat(shift)))
                     sp.values.extend(_nums(columns[-1]))
                     if aggregates:
                         assert (

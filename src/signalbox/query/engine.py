@@ -18,7 +18,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from functools import lru_cache, partial
 from itertools import compress, repeat
-from operator import is_not
+from operator import gt, is_not, sub
 
 from signalbox.exceptions import QueryError, UsageError
 from signalbox.metrics.store import MetricStore, SeriesPoints
@@ -219,10 +219,17 @@ class _Evaluator:
             ts, vs = sp.timestamps, sp.values
             lookback = max(self.lookback_ms, sp.resolution * 1000)
             his = list(map(partial(bisect_right, ts), ends))
-            vals: list[float | None] = [
-                vs[h - 1] if h and ts[h - 1] > end - lookback else None
-                for h, end in zip(his, ends, strict=True)
-            ]
+            # steps before the first sample have nothing; the rest index their latest sample
+            # (C-level maps: a week at 1m is 10k steps), blanked where it is too old
+            first = bisect_right(his, 0)
+            at = list(map(sub, his[first:], repeat(1)))
+            vals: list[float | None] = [None] * first
+            vals.extend(map(vs.__getitem__, at))
+            horizon = list(map(sub, ends[first:], repeat(lookback)))
+            if not all(map(gt, map(ts.__getitem__, at), horizon)):
+                for j, (i, h) in enumerate(zip(at, horizon, strict=True), first):
+                    if ts[i] <= h:
+                        vals[j] = None
             if vals.count(None) != len(vals):
                 out.append(StepSeries(_metric_of(sp), vals))
         return out

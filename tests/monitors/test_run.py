@@ -341,6 +341,29 @@ def test_flapping_holds_notifications_and_records_start_and_stop(tmp_path: Path)
     r.db.close()
 
 
+def test_a_series_that_vanishes_while_flapping_is_resolved_once_flapping_stops(
+    tmp_path: Path,
+) -> None:
+    yaml_text = LATENCY.replace('  critical: "> 8"\n', "") + (
+        "  no_data: ok\n  flapping: {low: 20, high: 30}\n"
+    )
+    r = Rig(tmp_path, yaml_text)
+    t = T0
+    for v in [0, 5, 0, 5, 0, 5]:  # fires three times, then the series goes away
+        r.put("latency", v, t, host="web2")
+        r.runner.run_pass(t)
+        t += MIN
+    assert r.ops.kinds() == ["firing", "resolved"] * 2 + ["firing"]
+    for _ in range(34):  # no data (OK) while flapping: held; then flapping stops
+        r.runner.run_pass(t)
+        t += MIN
+    events = [e.event for e in r.runner.state.history("resize_slow")]
+    assert events.count("flapping_started") == events.count("flapping_stopped") == 1
+    assert r.ops.kinds() == ["firing", "resolved"] * 3  # the held resolve is sent
+    assert r.runner.state.series("resize_slow") == {}  # nothing owed: the series is forgotten
+    r.db.close()
+
+
 @given(
     st.lists(
         st.tuples(

@@ -104,10 +104,16 @@ class Transition:
 
 @dataclass(frozen=True, slots=True)
 class VectorResult:
-    """Per-series states after one evaluation of a monitor, and what changed."""
+    """Per-series states after one evaluation of a monitor, and what changed.
+
+    ``forgotten`` holds the series left out of ``states`` because they were absent and are
+    now at rest, with the state this evaluation left them in (the runner keeps such a
+    series while a "resolved" is still owed for it).
+    """
 
     states: dict[Labels, SeriesState] = field(default_factory=dict)
     transitions: list[Transition] = field(default_factory=list)
+    forgotten: dict[Labels, SeriesState] = field(default_factory=dict)
 
 
 def _raw_state(monitor: Monitor, rule: Rule | None, obs: Observation) -> State:
@@ -293,7 +299,9 @@ def evaluate_vector(
             continue
         state, trans = evaluate_series(monitor, p, NO_DATA, now_ms, labels)
         out.transitions.extend(trans)
-        if not _is_resting(state):
+        if _is_resting(state):
+            out.forgotten[labels] = state
+        else:
             out.states[labels] = state
 
     if not result and not out.states and () not in prev:

@@ -117,7 +117,9 @@ class MonitorPass:
                 st = vr.states[labels]
                 if failed:  # an error is not data: "last seen" stays as it was
                     st = replace(st, last_seen_ms=before.state.last_seen_ms)
-            else:  # absent and at rest: evaluate_vector forgot it; kept while a resolve is owed
+            elif labels in vr.forgotten:  # absent, now at rest: kept while a resolve is owed
+                st = vr.forgotten[labels]
+            else:  # the "query returned nothing" stand-in, not evaluated once data is back
                 st = _at_rest(before.state, self.now_ms, trans)
             gauges[labels] = st.state
             rec = replace(before, state=st, suppressed_by=suppressed_by, updated_ms=self.now_ms)
@@ -189,8 +191,20 @@ class MonitorPass:
 
 
 def _at_rest(p: SeriesState, now_ms: int, trans: list[Transition]) -> SeriesState:
-    """The OK state of a series ``evaluate_vector`` dropped because it is absent and at rest."""
+    """The OK, at-rest state of the "query returned nothing" stand-in once data is back.
+
+    ``evaluate_vector`` does not evaluate it then (its transition to OK says not flapping),
+    so nothing would ever clear a flapping flag kept here and hold its resolve forever.
+    """
     change = next((t for t in trans if t.event == "state"), None)
     since = now_ms if p.state is not State.OK else p.since
     reason = change.reason if change else p.reason
-    return replace(p, state=State.OK, since=since, pending=None, pending_since=None, reason=reason)
+    return replace(
+        p,
+        state=State.OK,
+        since=since,
+        pending=None,
+        pending_since=None,
+        reason=reason,
+        flapping=False,
+    )

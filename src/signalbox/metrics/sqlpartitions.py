@@ -30,6 +30,7 @@ from signalbox.storage.database import Database
 IN_LIST_MAX = 500  # above this many series, scan the partition and filter in Python
 _STAMPS_MAX = 2000  # more distinct timestamps in a partition (an import): range scan instead
 _SERIES_TS = operator.itemgetter(0, 1)
+_FIRST = operator.itemgetter(0)
 
 
 def frames_table(raw_table: str) -> str:
@@ -282,6 +283,27 @@ class PartitionTables:
             got = zip(sids, repeat(ts), values)
             out.extend(got if wanted is None else (r for r in got if r[0] in wanted))
         return out
+
+    def one_series_rows(
+        self, tables: list[str], cols: str, sid: int, start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]] | None:
+        """Rows (ts, ``cols``...) of one series from several (series_id, ts)-clustered
+        partitions, oldest first, in one statement (a statement per partition costs more than its rows); None if
+        a partition went away meanwhile (retention), so the caller reads them one by one."""
+        part = f"SELECT ts, {cols} FROM {{t}} WHERE series_id = ? AND ts >= ? AND ts <= ?"
+        sql = " UNION ALL ".join(part.format(t=t) for t in tables)
+        try:
+            rows: list[tuple[Any, ...]] = self.db.query(sql, (sid, start_ms, end_ms) * len(tables))
+        except Exception as e:
+            if "no such table" in str(e) or "does not exist" in str(e):
+                if self.db.dialect.name == "postgresql":
+                    self.db.conn.rollback()
+                return None
+            raise
+        stamps = [r[0] for r in rows]
+        if not all(map(operator.lt, stamps, stamps[1:])):  # partitions in order, each by key
+            rows.sort(key=_FIRST)
+        return rows
 
     def rows_for(
         self, table: str, cols: str, ids: list[int], start_ms: int, end_ms: int

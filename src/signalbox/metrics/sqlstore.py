@@ -330,18 +330,33 @@ class SQLMetricStore:
         # rows are keyed by bucket start; readers see the last millisecond the bucket covers
         last_start = min(end_ms - res_ms, wm - res_ms)
         if last_start >= start_ms - res_ms:
-            for _, table in self._partitions.between(level, start_ms - res_ms, last_start):
-                cols = "min, max, sum, count, last" if aggregates else "last"
-                rows = self._partitions.rows_for(table, cols, ids, start_ms - res_ms, last_start)
+            cols = "min, max, sum, count, last" if aggregates else "last"
+            shift = res_ms - 1
+            lo = start_ms - res_ms
+            tables = [t for _, t in self._partitions.between(level, lo, last_start)]
+            one = None
+            if len(ids) == 1 and len(tables) > 1:  # one series over many partitions: one query
+                one = self._partitions.one_series_rows(tables, cols, ids[0], lo, last_start)
+            # (series id or None when the rows are of that one series only, rows)
+            batches: list[tuple[int | None, list[tuple[Any, ...]]]]
+            if one is not None:
+                batches = [(ids[0], one)]
+            else:
+                batches = [
+                    (None, self._partitions.rows_for(t, cols, ids, lo, last_start)) for t in tables
+                ]
+            for only, rows in batches:
                 # column-wise per series (a week of 1-minute buckets is 10k rows)
-                shift = res_ms - 1
-                groups = [(ids[0], rows)] if len(ids) == 1 else groupby(rows, key=_SERIES_ID)
+                groups = [(only, rows)] if only is not None else groupby(rows, key=_SERIES_ID)
                 for sid, group in groups:
-                    if not group:
-                        continue
-                    sp = self._points(sid, out, level.tier, aggregates)
                     columns = list(zip(*group, strict=True))
-                    sp.timestamps.extend(map(operator.add, columns[1], repeat(shift)))
+                    if not columns:
+                        continue
+                    if only is None:
+                        del columns[0]  # the series id
+                    assert sid is not None
+                    sp = self._points(sid, out, level.tier, aggregates)
+                    sp.timestamps.extend(map(operator.add, columns[0], repeat(shift)))
                     sp.values.extend(_nums(columns[-1]))
                     if aggregates:
                         assert (
@@ -350,10 +365,10 @@ class SQLMetricStore:
                             and sp.sums is not None
                             and sp.counts is not None
                         )
-                        sp.mins.extend(_nums(columns[2]))
-                        sp.maxs.extend(_nums(columns[3]))
-                        sp.sums.extend(_nums(columns[4]))
-                        sp.counts.extend(map(float, columns[5]))
+                        sp.mins.extend(_nums(columns[1]))
+                        sp.maxs.extend(_nums(columns[2]))
+                        sp.sums.extend(_nums(columns[3]))
+                        sp.counts.extend(map(float, columns[4]))
         if wm <= end_ms:  # newer than the watermark: raw points, so recent data is never missing
             self._select_raw(
                 ids, max(wm, start_ms), end_ms, out, resolution=level.tier, aggregates=aggregates

@@ -21,6 +21,7 @@ from itertools import compress, repeat
 from operator import gt, is_not, sub
 
 from signalbox.exceptions import QueryError, UsageError
+from signalbox.gcpause import gc_paused
 from signalbox.metrics.store import MetricStore, SeriesPoints
 from signalbox.query.aggregate import aggregate
 from signalbox.query.ast import (
@@ -103,7 +104,15 @@ class Engine:
         return QueryResult("vector", vector=samples, at_ms=at_ms)
 
     def range(self, expr: Expr | str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
-        """Evaluate at every ``step_ms`` from ``start_ms`` through ``end_ms``: a "matrix"."""
+        """Evaluate at every ``step_ms`` from ``start_ms`` through ``end_ms``: a "matrix".
+
+        The cyclic GC is held meanwhile: a week at 1m allocates ~50k acyclic objects, and
+        the full collections they set off cost a quarter of such a query (gcpause).
+        """
+        with gc_paused():
+            return self._range(expr, start_ms, end_ms, step_ms)
+
+    def _range(self, expr: Expr | str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
         if step_ms <= 0:
             raise UsageError(f"step must be positive, got {step_ms} ms")
         if end_ms < start_ms:

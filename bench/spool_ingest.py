@@ -5,7 +5,8 @@ already exist, as when the collector runs every minute): `signalbox collect --on
 process start included, until all 100k are stored and queryable. In the same run, on the same
 data: whisper (PyPI) updating the same 100k series one point each, and Prometheus'
 node_exporter textfile collector serving the same files as `.prom` (time of one scrape).
-Also: one series over 8 days at 1-minute resolution through the query engine.
+Also: one series over 8 days at 1-minute resolution through the query engine; and, once
+each, the first pass (every series and file shape new) and a pass where every file changed shape.
 
 Usage: .venv/bin/python bench/spool_ingest.py [--runs 5] [--skip-whisper] [--skip-node-exporter]
 Needs: pip install whisper (the `dev` extra); Debian's prometheus-node-exporter.
@@ -30,19 +31,24 @@ N = FILES * LINES
 SIGNALBOX = str(Path(sys.executable).parent / "signalbox")
 
 
-def make_spool(spool: Path, *, prom: bool = False, round_no: int = 0) -> None:
+def make_spool(spool: Path, *, prom: bool = False, round_no: int = 0, extra: str = "") -> None:
+    """``extra``: one more line per file, which gives every file a new shape."""
     spool.mkdir(parents=True, exist_ok=True)
     sep = " " if prom else "="
     for f in range(FILES):
         lines = [
             f"app{f}_metric_{j}{sep}{(f * 7 + j * 13 + round_no) % 1000}.5" for j in range(LINES)
         ]
+        if extra:
+            lines.append(f"{extra}{f}{sep}1")
         tmp = spool / f".app{f}.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, spool / f"app{f}.{'prom' if prom else 'metrics'}")
 
 
-def bench_signalbox(root: Path, runs: int) -> list[float]:
+def bench_signalbox(root: Path, runs: int) -> tuple[list[float], float, float]:
+    """Steady-state pass times; and, once each, the first pass (100k new series, every
+    file's shape registered) and a pass where every file gained a line (new shapes)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "signalbox.toml").write_text('host = "bench"\n[statsd]\nenabled = false\n')
     spool = root / ".signalbox" / "spool"
@@ -54,9 +60,11 @@ def bench_signalbox(root: Path, runs: int) -> list[float]:
         for k, v in os.environ.items()
         if not k.startswith("SIGNALBOX_") and k != "PYTHONDONTWRITEBYTECODE"
     }
+    t = time.perf_counter()
     subprocess.run(
         [SIGNALBOX, "collect", "--once"], cwd=root, env=env, check=True, capture_output=True
     )  # series now exist
+    first = time.perf_counter() - t
     times = []
     for r in range(runs):
         make_spool(spool, round_no=r + 1)  # new values, same series
@@ -76,7 +84,14 @@ def bench_signalbox(root: Path, runs: int) -> list[float]:
     latest = store.latest([Matcher("__name__", "=~", "app.*")])
     assert len(latest) == N, f"only {len(latest)} of {N} series queryable"
     store.close()
-    return times
+    make_spool(spool, round_no=runs + 1, extra="added_line_")
+    time.sleep(1.1)
+    t = time.perf_counter()
+    subprocess.run(
+        [SIGNALBOX, "collect", "--once"], cwd=root, env=env, check=True, capture_output=True
+    )
+    reshaped = time.perf_counter() - t
+    return times, first, reshaped
 
 
 def bench_whisper(root: Path, runs: int) -> list[float] | None:
@@ -205,9 +220,10 @@ def main() -> None:
         print(
             f"spool ingest: {FILES} files x {LINES} lines = {N:,} samples, {a.runs} runs each, {os.cpu_count()} cores"
         )
-        ours = report(
-            "signalbox collect --once (process incl.)", bench_signalbox(root / "sb", a.runs)
-        )
+        steady, first, reshaped = bench_signalbox(root / "sb", a.runs)
+        ours = report("signalbox collect --once (process incl.)", steady)
+        print(f"  first pass (100k new series, shapes registered): {first * 1000:8.1f} ms")
+        print(f"  a pass where every file changed shape:           {reshaped * 1000:8.1f} ms")
         wsp = (
             None if a.skip_whisper else report("whisper.update x 100k", bench_whisper(root, a.runs))
         )

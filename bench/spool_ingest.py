@@ -46,78 +46,81 @@ def make_spool(spool: Path, *, prom: bool = False, round_no: int = 0, extra: str
         os.replace(tmp, spool / f"app{f}.{'prom' if prom else 'metrics'}")
 
 
-def bench_signalbox(root: Path, runs: int) -> tuple[list[float], float, float]:
-    """Steady-state pass times; and, once each, the first pass (100k new series, every
-    file's shape registered) and a pass where every file gained a line (new shapes)."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "signalbox.toml").write_text('host = "bench"\n[statsd]\nenabled = false\n')
-    spool = root / ".signalbox" / "spool"
-    make_spool(spool)
-    # As installed for a user: Python caches compiled modules. (This sandbox sets
-    # PYTHONDONTWRITEBYTECODE, which would add ~25 ms of compiling to every process.)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("SIGNALBOX_") and k != "PYTHONDONTWRITEBYTECODE"
-    }
-    t = time.perf_counter()
-    subprocess.run(
-        [SIGNALBOX, "collect", "--once"], cwd=root, env=env, check=True, capture_output=True
-    )  # series now exist
-    first = time.perf_counter() - t
-    times = []
-    for r in range(runs):
-        make_spool(spool, round_no=r + 1)  # new values, same series
-        time.sleep(1.1)  # a new timestamp (1 s apart is enough for distinct samples)
+_ENV = {  # as installed for a user: Python caches compiled modules (this sandbox sets
+    # PYTHONDONTWRITEBYTECODE, which would add ~25 ms of compiling to every process)
+    k: v
+    for k, v in os.environ.items()
+    if not k.startswith("SIGNALBOX_") and k != "PYTHONDONTWRITEBYTECODE"
+}
+
+
+class Signalbox:
+    """``collect --once`` passes over the spool; the first pass creates the series."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "signalbox.toml").write_text('host = "bench"\n[statsd]\nenabled = false\n')
+        self.root, self.spool = root, root / ".signalbox" / "spool"
+        make_spool(self.spool)
+        self.first = self._pass()  # 100k new series, every file's shape registered
+
+    def _pass(self) -> float:
         t = time.perf_counter()
         subprocess.run(
-            [SIGNALBOX, "collect", "--once"], cwd=root, env=env, check=True, capture_output=True
+            [SIGNALBOX, "collect", "--once"],
+            cwd=self.root,
+            env=_ENV,
+            check=True,
+            capture_output=True,
         )
-        times.append(time.perf_counter() - t)
-    # all 100k queryable?
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from signalbox.config import load_settings
-    from signalbox.metrics.samples import Matcher
-    from signalbox.runtime import open_metric_store
+        return time.perf_counter() - t
 
-    store = open_metric_store(load_settings(str(root / "signalbox.toml"), environ={}))
-    latest = store.latest([Matcher("__name__", "=~", "app.*")])
-    assert len(latest) == N, f"only {len(latest)} of {N} series queryable"
-    store.close()
-    make_spool(spool, round_no=runs + 1, extra="added_line_")
-    time.sleep(1.1)
-    t = time.perf_counter()
-    subprocess.run(
-        [SIGNALBOX, "collect", "--once"], cwd=root, env=env, check=True, capture_output=True
-    )
-    reshaped = time.perf_counter() - t
-    return times, first, reshaped
+    def prepare(self, r: int) -> None:
+        make_spool(self.spool, round_no=r + 1)  # new values, same series
+
+    def run(self, r: int) -> float:
+        return self._pass()
+
+    def finish(self, rounds: int) -> float:
+        """Check all 100k are queryable; then time a pass where every file changed shape."""
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+        from signalbox.config import load_settings
+        from signalbox.metrics.samples import Matcher
+        from signalbox.runtime import open_metric_store
+
+        store = open_metric_store(load_settings(str(self.root / "signalbox.toml"), environ={}))
+        latest = store.latest([Matcher("__name__", "=~", "app.*")])
+        assert len(latest) == N, f"only {len(latest)} of {N} series queryable"
+        store.close()
+        make_spool(self.spool, round_no=rounds + 1, extra="added_line_")
+        time.sleep(1.1)
+        return self._pass()
 
 
-def bench_whisper(root: Path, runs: int) -> list[float] | None:
-    try:
+class Whisper:
+    """Graphite's whisper updating the same 100k series, one point each."""
+
+    def __init__(self, root: Path) -> None:
         import whisper
-    except ImportError:
-        print("whisper not installed (pip install whisper): skipped")
-        return None
-    d = root / "whisper"
-    d.mkdir()
-    paths = []
-    for f in range(FILES):
-        for j in range(LINES):
-            p = str(d / f"app{f}_metric_{j}.wsp")
-            whisper.create(p, [(60, 1440)])  # 1 day at 1 minute: small files, same update cost
-            paths.append(p)
-    times = []
-    now = int(time.time())
-    for r in range(runs):
-        ts = now - 60 * (runs - r)  # within the archive, one new minute per run
+
+        self.whisper = whisper
+        d = root / "whisper"
+        d.mkdir()
+        self.paths = []
+        for f in range(FILES):
+            for j in range(LINES):
+                p = str(d / f"app{f}_metric_{j}.wsp")
+                whisper.create(p, [(60, 1440)])  # 1 day at 1 minute: small files, same update cost
+                self.paths.append(p)
+        self.now = int(time.time())
+
+    def run(self, r: int) -> float:
+        ts = self.now - 60 * (1000 - r)  # within the archive, one new minute per round
+        update = self.whisper.update
         t = time.perf_counter()
-        for i, p in enumerate(paths):
-            whisper.update(p, float(i % 1000) + 0.5, ts)
-        times.append(time.perf_counter() - t)
-    shutil.rmtree(d)
-    return times
+        for i, p in enumerate(self.paths):
+            update(p, float(i % 1000) + 0.5, ts)
+        return time.perf_counter() - t
 
 
 def free_port() -> int:
@@ -126,43 +129,42 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_node_exporter(root: Path, runs: int) -> list[float] | None:
-    exe = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
-    if not exe:
-        print("prometheus-node-exporter not installed: skipped")
-        return None
-    d = root / "textfile"
-    make_spool(d, prom=True)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--collector.disable-defaults",
-            "--collector.textfile",
-            f"--collector.textfile.directory={d}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/metrics"
+class NodeExporter:
+    """node_exporter's textfile collector serving the same files as ``.prom``; one scrape."""
+
+    def __init__(self, root: Path, exe: str) -> None:
+        d = root / "textfile"
+        make_spool(d, prom=True)
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--collector.disable-defaults",
+                "--collector.textfile",
+                f"--collector.textfile.directory={d}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{port}/metrics"
         for _ in range(100):
             try:
-                urllib.request.urlopen(url, timeout=30).read()
+                urllib.request.urlopen(self.url, timeout=30).read()
                 break
             except OSError:
                 time.sleep(0.1)
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            body = urllib.request.urlopen(url, timeout=60).read()
-            times.append(time.perf_counter() - t)
+
+    def run(self, r: int) -> float:
+        t = time.perf_counter()
+        body = urllib.request.urlopen(self.url, timeout=60).read()
+        took = time.perf_counter() - t
         assert body.count(b"\napp") >= N - 1, "node_exporter did not serve all samples"
-        return times
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        return took
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def bench_query(root: Path, runs: int) -> list[float]:
@@ -197,6 +199,39 @@ def bench_query(root: Path, runs: int) -> list[float]:
     return times
 
 
+def bench_rollup(root: Path, minutes: int = 10) -> tuple[list[float], list[float]]:
+    """Compaction as a collector running once a minute pays it: each minute's 1m buckets of
+    the 100k series, and every 5 minutes the 5m buckets too. In-process, with a frozen clock,
+    through the same frames a steady `collect --once` writes."""
+    from signalbox.clock import FrozenClock
+    from signalbox.metrics.samples import Sample
+    from signalbox.metrics.sqlstore import SQLMetricStore
+    from signalbox.metrics.store import Frame, NewLayout
+    from signalbox.storage import open_database
+
+    t0 = int(time.time()) // 3600 * 3600 * 1000
+    clock = FrozenClock(t0 / 1000)
+    store = SQLMetricStore(open_database(f"sqlite:///{root / 'rollup.db'}"), clock=clock)
+    host = (("host", "bench"),)
+    layouts, samples = [], []
+    for f in range(FILES):
+        layouts.append(NewLayout(f"bench-file-{f:06d}".encode(), len(samples), LINES))
+        samples += [Sample(f"app{f}_metric_{j}", (), float(j)) for j in range(LINES)]
+    store.write(samples, t0 + 1000, add_labels=host, layouts=layouts)
+    store.compact(t0 + 1000)
+    per_minute, per_five = [], []
+    for m in range(1, minutes + 1):
+        ts = t0 + m * 60_000 + 1000
+        clock.set(ts / 1000)
+        frames = [Frame(lay.layout, [float(m + j) for j in range(LINES)]) for lay in layouts]
+        store.write([], ts, add_labels=host, frames=frames)
+        t = time.perf_counter()
+        store.compact(ts + 31_000)
+        (per_five if m % 5 == 0 else per_minute).append(time.perf_counter() - t)
+    store.close()
+    return per_minute, per_five
+
+
 def report(name: str, times: list[float] | None, samples: int = N) -> float | None:
     if not times:
         return None
@@ -218,23 +253,52 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
         root = Path(tmp)
         print(
-            f"spool ingest: {FILES} files x {LINES} lines = {N:,} samples, {a.runs} runs each, {os.cpu_count()} cores"
+            f"spool ingest: {FILES} files x {LINES} lines = {N:,} samples, {a.runs} rounds, "
+            f"{os.cpu_count()} cores; each round runs all three, so machine drift hits all alike"
         )
-        steady, first, reshaped = bench_signalbox(root / "sb", a.runs)
-        ours = report("signalbox collect --once (process incl.)", steady)
-        print(f"  first pass (100k new series, shapes registered): {first * 1000:8.1f} ms")
+        ours = Signalbox(root / "sb")
+        peers: dict[str, Whisper | NodeExporter] = {}
+        if not a.skip_whisper:
+            try:
+                peers["whisper.update x 100k"] = Whisper(root)
+            except ImportError:
+                print("whisper not installed (pip install whisper): skipped")
+        exe = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+        if not a.skip_node_exporter:
+            if exe:
+                peers["node_exporter textfile scrape"] = NodeExporter(root, exe)
+            else:
+                print("prometheus-node-exporter not installed: skipped")
+        times: dict[str, list[float]] = {"signalbox collect --once (process incl.)": []}
+        times.update({name: [] for name in peers})
+        try:
+            for r in range(a.runs):
+                ours.prepare(r)
+                time.sleep(1.1)  # a new timestamp (1 s apart is enough for distinct samples)
+                times["signalbox collect --once (process incl.)"].append(ours.run(r))
+                for name, peer in peers.items():
+                    times[name].append(peer.run(r))
+        finally:
+            for peer in peers.values():
+                if isinstance(peer, NodeExporter):
+                    peer.close()
+        reshaped = ours.finish(a.runs)
+        for name, ts in times.items():
+            report(name, ts)
+        print(f"  first pass (100k new series, shapes registered): {ours.first * 1000:8.1f} ms")
         print(f"  a pass where every file changed shape:           {reshaped * 1000:8.1f} ms")
-        wsp = (
-            None if a.skip_whisper else report("whisper.update x 100k", bench_whisper(root, a.runs))
+        mine = times["signalbox collect --once (process incl.)"]
+        for name in peers:
+            per_round = [p / o for p, o in zip(times[name], mine, strict=True)]
+            print(
+                f"  signalbox vs {name.split()[0]}: {statistics.median(per_round):.1f}x faster "
+                f"(median of per-round ratios; ratio of medians {statistics.median(times[name]) / statistics.median(mine):.1f}x)"
+            )
+        minute, five = bench_rollup(root)
+        print(
+            f"{'rollup at one pass a minute: 1m buckets':<42} median {statistics.median(minute) * 1000:8.1f} ms"
+            f"  (+ 5m buckets every 5th minute: {', '.join(f'{t * 1000:.0f}' for t in five)} ms)"
         )
-        ne = (
-            None
-            if a.skip_node_exporter
-            else report("node_exporter textfile scrape", bench_node_exporter(root, a.runs))
-        )
-        for peer, rate in (("whisper", wsp), ("node_exporter", ne)):
-            if rate and ours:
-                print(f"  signalbox / {peer}: {ours / rate:.1f}x")
         q = bench_query(root, max(a.runs, 9))
         print(
             f"{'query: 1 series, 8 days at 1m (11,520 pts)':<42} median {statistics.median(q) * 1000:8.1f} ms  (target < 20 ms)"

@@ -199,3 +199,43 @@ def test_two_writers_registering_one_shape_share_one_layout(sql_store: Any) -> N
         lid = late.register(L1, extra, list(sql_store._layouts.series_of([first])[first]), T0)
     assert lid == first
     assert sql_store.db.query("SELECT count(*) FROM metric_layouts") == [(1,)]
+
+
+def _bucket(sql_store: Any, metric: str, start: int) -> tuple[Any, ...]:
+    points: dict[int, Any] = {}
+    ids = sql_store._series.matching_ids(name(metric))
+    sql_store._select_tier(sql_store.levels[1], ids, start, start + 60_000, points)
+    [sp] = points.values()
+    i = sp.timestamps.index(start + 59_999)  # a bucket is stamped with its last millisecond
+    return tuple([col[i]] for col in (sp.mins, sp.maxs, sp.sums, sp.counts, sp.values))
+
+
+def test_a_bucket_of_one_frame_per_file_is_copied_into_the_rollup(sql_store: Any) -> None:
+    """The usual minute (one pass): buckets are the values; plain rows beside them too."""
+    base = T0 - T0 % 300_000
+    register(sql_store, [1.0, 10.0, 100.0], ts=base + 1000)
+    sql_store.write(
+        [Sample("other", (), 5.0)],
+        base + 61_000,
+        add_labels=HOST,
+        frames=[Frame(L1, [2.0, math.nan, math.inf])],
+    )
+    sql_store.compact(base + 10 * 60_000)
+    assert _bucket(sql_store, "load", base + 60_000) == (
+        [math.inf],
+        [math.inf],
+        [math.inf],
+        [1.0],
+        [math.inf],
+    )
+    assert _bucket(sql_store, "other", base + 60_000) == ([5.0], [5.0], [5.0], [1.0], [5.0])
+
+
+def test_a_file_that_changed_shape_within_a_bucket_counts_both_values(sql_store: Any) -> None:
+    """Two layouts sharing a series in one bucket: the general path, not the copy."""
+    base = T0 - T0 % 300_000
+    register(sql_store, [1.0, 10.0, 100.0], ts=base + 1000)
+    grown = [*file_samples([2.0, 20.0, 200.0]), Sample("added", (), 1.0)]
+    sql_store.write(grown, base + 30_000, add_labels=HOST, layouts=[NewLayout(L2, 0, 4)])
+    sql_store.compact(base + 10 * 60_000)
+    assert _bucket(sql_store, "load", base) == ([100.0], [200.0], [300.0], [2.0], [200.0])

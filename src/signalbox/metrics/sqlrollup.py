@@ -12,7 +12,7 @@ readers take buckets up to it and raw samples after it.
 from __future__ import annotations
 
 from signalbox.metrics.partitions import RAW, Level, segments
-from signalbox.metrics.sqlpartitions import PartitionTables
+from signalbox.metrics.sqlpartitions import PartitionTables, frames_table
 from signalbox.storage.database import Database
 
 _ROLLUP_GRACE_MS = 30_000  # late samples of the current pass still land in their bucket
@@ -66,10 +66,59 @@ def rebuild(parts: PartitionTables, start_ms: int, end_ms: int) -> None:
                 _rollup(parts, src, dst, a, b)
 
 
+_COLS = "series_id, ts, min, max, sum, count, last"
+_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in ("min", "max", "sum", "count", "last"))
+
+
 def _rollup(parts: PartitionTables, src: Level, dst: Level, start_ms: int, end_ms: int) -> None:
     res = dst.tier * 1000
-    cols = "series_id, ts, min, max, sum, count, last"
-    if src.tier == RAW:
+    known = parts.starts[src.tier]
+    for a, b in segments(start_ms, end_ms, (src.span_ms, dst.span_ms)):
+        sstart = src.partition_start(a)
+        if sstart not in known:
+            continue
+        target = parts.ensure(dst, dst.partition_start(a))
+        table = src.table(sstart)
+        if src.tier != RAW:
+            # one index seek per series instead of scanning the whole (series, ts)-clustered
+            # partition for a few buckets: a day of 1m buckets holds 1440 rows per series
+            join = parts.db.dialect.ordered_join
+            source = (
+                f"(SELECT t.series_id, t.ts, t.min, t.max, t.sum, t.count, t.last FROM series AS s "
+                f"{join} {table} AS t ON t.series_id = s.id) AS src"
+            )
+            _aggregate(parts, target, source, res, a, b, raw=False)
+            continue
+        frames = parts.read(
+            f"SELECT ts, layout_id FROM {frames_table(table)} WHERE ts >= ? AND ts < ?", (a, b)
+        )
+        if not frames:  # rows only (an import, or no spool files)
+            _aggregate(parts, target, table, res, a, b, raw=True)
+            continue
+        buckets: dict[int, list[int]] = {}
+        for ts, lid in frames:
+            buckets.setdefault(ts - ts % res, []).append(lid)
+        for bucket in range(a - a % res, b, res):
+            lo, hi = max(a, bucket), min(b, bucket + res)
+            lids = buckets.get(bucket)
+            if lids is None:
+                _aggregate(parts, target, table, res, lo, hi, raw=True)
+            elif (
+                lo == bucket and hi == bucket + res and _one_value_each(parts, table, lids, lo, hi)
+            ):
+                _copy_frames(parts, target, table, lo, hi)
+                _aggregate(parts, target, table, res, lo, hi, raw=True)
+            else:
+                _aggregate(
+                    parts, target, f"{parts.raw_source(table)} AS src", res, lo, hi, raw=True
+                )
+
+
+def _aggregate(
+    parts: PartitionTables, target: str, source: str, res: int, a: int, b: int, *, raw: bool
+) -> None:
+    """Buckets of ``target`` over ``[a, b)`` from ``source`` (raw samples or a finer tier)."""
+    if raw:
         inner = (
             "SELECT series_id, value AS v, value AS mn, value AS mx, value AS sm, 1 AS cnt, "
             "(ts / {r}) * {r} AS b, row_number() OVER (PARTITION BY series_id, ts / {r} ORDER BY ts DESC) AS rn "
@@ -81,20 +130,39 @@ def _rollup(parts: PartitionTables, src: Level, dst: Level, start_ms: int, end_m
             "(ts / {r}) * {r} AS b, row_number() OVER (PARTITION BY series_id, ts / {r} ORDER BY ts DESC) AS rn "
             "FROM {t} WHERE ts >= ? AND ts < ?"
         )
-    known = parts.starts[src.tier]
-    for a, b in segments(start_ms, end_ms, (src.span_ms, dst.span_ms)):
-        sstart = src.partition_start(a)
-        if sstart not in known:
-            continue
-        target = parts.ensure(dst, dst.partition_start(a))
-        table = src.table(sstart)
-        source = f"{parts.raw_source(table)} AS src" if src.tier == RAW else table
-        select = (
-            f"SELECT series_id, b, min(mn), max(mx), sum(sm), sum(cnt), max(CASE WHEN rn = 1 THEN v END) "
-            f"FROM ({inner.format(r=res, t=source)}) AS x GROUP BY series_id, b"
-        )
-        updates = ", ".join(f"{c} = excluded.{c}" for c in ("min", "max", "sum", "count", "last"))
-        parts.db.execute(
-            f"INSERT INTO {target} ({cols}) {select} ON CONFLICT (series_id, ts) DO UPDATE SET {updates}",
-            (a, b),
-        )
+    select = (
+        f"SELECT series_id, b, min(mn), max(mx), sum(sm), sum(cnt), max(CASE WHEN rn = 1 THEN v END) "
+        f"FROM ({inner.format(r=res, t=source)}) AS x GROUP BY series_id, b"
+    )
+    parts.db.execute(
+        f"INSERT INTO {target} ({_COLS}) {select} ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
+        (a, b),
+    )
+
+
+def _one_value_each(parts: PartitionTables, table: str, lids: list[int], a: int, b: int) -> bool:
+    """Does every series of these frames have exactly one value in ``[a, b)``? (One pass per
+    bucket: the usual case, whose buckets are copies of the values.)"""
+    if len(set(lids)) != len(lids):
+        return False
+    series = parts.layouts.series_of(lids)
+    if len(series) != len(set(lids)):
+        return False
+    total = sum(len(ids) for ids in series.values())
+    seen: set[int] = set()
+    for ids in series.values():
+        seen.update(ids)
+    if len(seen) != total:  # two layouts (a file that changed shape) share a series
+        return False
+    rows = parts.read(f"SELECT DISTINCT series_id FROM {table} WHERE ts >= ? AND ts < ?", (a, b))
+    return not any(r[0] in seen for r in rows)
+
+
+def _copy_frames(parts: PartitionTables, target: str, table: str, a: int, b: int) -> None:
+    """A bucket of one value per series: min = max = sum = last = the value, count 1."""
+    values = parts.db.dialect.frame_rows(frames_table(table), " WHERE f.ts >= ? AND f.ts < ?")
+    parts.db.execute(
+        f"INSERT INTO {target} ({_COLS}) SELECT series_id, ?, value, value, value, 1, value "
+        f"FROM ({values}) AS x WHERE 1 = 1 ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
+        (a, a, b),
+    )

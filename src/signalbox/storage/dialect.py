@@ -47,6 +47,11 @@ class Dialect:
             return f"SELECT layout_id, max(ts), vals FROM {frames_table} GROUP BY layout_id"
         return f"SELECT DISTINCT ON (layout_id) layout_id, ts, vals FROM {frames_table} ORDER BY layout_id, ts DESC"
 
+    @property
+    def ordered_join(self) -> str:
+        """A join whose left side drives (SQLite's planner takes CROSS JOIN as that order)."""
+        return "CROSS JOIN" if self.name == "sqlite" else "JOIN"
+
     # -- frames: one spool file's values of one pass, in the order of a known layout --------
     # SQLite keeps them as a JSON array (its json_each unpacks it in SQL; NaN is null, as
     # everywhere in SQLite here, and +-Inf are 1e999/-1e999, which both SQLite and Python's

@@ -80,20 +80,13 @@ def _rollup(parts: PartitionTables, src: Level, dst: Level, start_ms: int, end_m
         target = parts.ensure(dst, dst.partition_start(a))
         table = src.table(sstart)
         if src.tier != RAW:
-            # one index seek per series instead of scanning the whole (series, ts)-clustered
-            # partition for a few buckets: a day of 1m buckets holds 1440 rows per series
-            join = parts.db.dialect.ordered_join
-            source = (
-                f"(SELECT t.series_id, t.ts, t.min, t.max, t.sum, t.count, t.last FROM series AS s "
-                f"{join} {table} AS t ON t.series_id = s.id) AS src"
-            )
-            _aggregate(parts, target, source, res, a, b, raw=False)
+            _from_tier(parts, target, table, res, a, b)
             continue
         frames = parts.read(
             f"SELECT ts, layout_id FROM {frames_table(table)} WHERE ts >= ? AND ts < ?", (a, b)
         )
         if not frames:  # rows only (an import, or no spool files)
-            _aggregate(parts, target, table, res, a, b, raw=True)
+            _aggregate(parts, target, table, res, a, b)
             continue
         buckets: dict[int, list[int]] = {}
         for ts, lid in frames:
@@ -102,34 +95,46 @@ def _rollup(parts: PartitionTables, src: Level, dst: Level, start_ms: int, end_m
             lo, hi = max(a, bucket), min(b, bucket + res)
             lids = buckets.get(bucket)
             if lids is None:
-                _aggregate(parts, target, table, res, lo, hi, raw=True)
+                _aggregate(parts, target, table, res, lo, hi)
             elif (
                 lo == bucket and hi == bucket + res and _one_value_each(parts, table, lids, lo, hi)
             ):
                 _copy_frames(parts, target, table, lo, hi)
-                _aggregate(parts, target, table, res, lo, hi, raw=True)
+                _aggregate(parts, target, table, res, lo, hi)
             else:
-                _aggregate(
-                    parts, target, f"{parts.raw_source(table)} AS src", res, lo, hi, raw=True
-                )
+                _aggregate(parts, target, f"{parts.raw_source(table)} AS src", res, lo, hi)
 
 
-def _aggregate(
-    parts: PartitionTables, target: str, source: str, res: int, a: int, b: int, *, raw: bool
-) -> None:
-    """Buckets of ``target`` over ``[a, b)`` from ``source`` (raw samples or a finer tier)."""
-    if raw:
-        inner = (
-            "SELECT series_id, value AS v, value AS mn, value AS mx, value AS sm, 1 AS cnt, "
-            "(ts / {r}) * {r} AS b, row_number() OVER (PARTITION BY series_id, ts / {r} ORDER BY ts DESC) AS rn "
-            "FROM {t} WHERE ts >= ? AND ts < ?"
-        )
-    else:
-        inner = (
-            "SELECT series_id, last AS v, min AS mn, max AS mx, sum AS sm, count AS cnt, "
-            "(ts / {r}) * {r} AS b, row_number() OVER (PARTITION BY series_id, ts / {r} ORDER BY ts DESC) AS rn "
-            "FROM {t} WHERE ts >= ? AND ts < ?"
-        )
+def _from_tier(parts: PartitionTables, target: str, table: str, res: int, a: int, b: int) -> None:
+    """Buckets of ``target`` over ``[a, b)`` from the finer tier partition ``table``.
+
+    The source is read by one index seek per series, not by scanning the (series, ts)-
+    clustered partition (a day of 1m buckets is 1440 rows per series, of which a 5m bucket
+    needs 5); each bucket's last value is looked up by its newest timestamp, which is
+    cheaper than ranking every row with a window function.
+    """
+    join = parts.db.dialect.ordered_join
+    grouped = (
+        f"SELECT t.series_id AS series_id, (t.ts / {res}) * {res} AS b, min(t.min) AS mn, "
+        f"max(t.max) AS mx, sum(t.sum) AS sm, sum(t.count) AS cnt, max(t.ts) AS lt "
+        f"FROM series AS s {join} {table} AS t ON t.series_id = s.id "
+        f"WHERE t.ts >= ? AND t.ts < ? GROUP BY t.series_id, (t.ts / {res}) * {res}"
+    )
+    parts.db.execute(
+        f"INSERT INTO {target} ({_COLS}) SELECT g.series_id, g.b, g.mn, g.mx, g.sm, g.cnt, l.last "
+        f"FROM ({grouped}) AS g {join} {table} AS l ON l.series_id = g.series_id AND l.ts = g.lt "
+        f"WHERE 1 = 1 ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
+        (a, b),
+    )
+
+
+def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: int, b: int) -> None:
+    """Buckets of ``target`` over ``[a, b)`` from raw samples in ``source``."""
+    inner = (
+        "SELECT series_id, value AS v, value AS mn, value AS mx, value AS sm, 1 AS cnt, "
+        "(ts / {r}) * {r} AS b, row_number() OVER (PARTITION BY series_id, ts / {r} ORDER BY ts DESC) AS rn "
+        "FROM {t} WHERE ts >= ? AND ts < ?"
+    )
     select = (
         f"SELECT series_id, b, min(mn), max(mx), sum(sm), sum(cnt), max(CASE WHEN rn = 1 THEN v END) "
         f"FROM ({inner.format(r=res, t=source)}) AS x GROUP BY series_id, b"

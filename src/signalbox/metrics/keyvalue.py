@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import partial
 from itertools import compress, repeat
-from operator import lt
+from operator import contains, lt
 from typing import cast
 
 from signalbox.metrics.columns import float_column, label_column, partition_columns, valid_names
@@ -93,9 +93,15 @@ def _columns(text: str) -> tuple[list[str], list[float]] | None:
         lines = list(compress(lines, map(lt, is_comment, map(bool, lines))))
     if not lines:
         return [], []
-    lefts, seps, values = partition_columns(map(str.rpartition, lines, repeat("=")))
-    if "" in seps:
-        return None
+    plain = not blanks and len(lines) == text.count("\n") + (not text.endswith("\n"))
+    if plain and text.count("=") == len(lines) and all(map(contains, lines, repeat("="))):
+        # one "=" on every line (the usual file): one split of the whole text, in C
+        parts = text.replace("=", "\n").split("\n")
+        lefts, values = parts[0:-1:2], parts[1::2]
+    else:
+        lefts, seps, values = partition_columns(map(str.rpartition, lines, repeat("=")))
+        if "" in seps:
+            return None
     floats = float_column(values)
     if floats is None:
         return None

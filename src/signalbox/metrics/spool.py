@@ -33,7 +33,11 @@ import os
 import stat
 from collections.abc import Container
 from dataclasses import dataclass, field
-from hashlib import blake2b
+
+try:  # the BLAKE2 module itself: hashlib would also load OpenSSL, a cost on every cron pass
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import blake2b
 from pathlib import Path
 
 from signalbox.metrics.keyvalue import keyvalue_shape

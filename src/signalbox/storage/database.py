@@ -23,6 +23,8 @@ Migration = tuple[int, str, Sequence[str]]
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced, for messages and logs (secrets never in clear)."""
+    if "@" not in url:  # no credentials (every SQLite URL): skip parsing it
+        return url
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)

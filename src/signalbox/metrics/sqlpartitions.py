@@ -300,7 +300,7 @@ class PartitionTables:
                     self.db.conn.rollback()
                 return None
             raise
-        stamps = [r[0] for r in rows]
+        stamps = list(map(_FIRST, rows))
         if not all(map(operator.lt, stamps, stamps[1:])):  # partitions in order, each by key
             rows.sort(key=_FIRST)
         return rows

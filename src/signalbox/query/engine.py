@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import lru_cache
 from itertools import compress, repeat
-from operator import gt, is_not, sub
+from operator import is_not, sub
 
 from signalbox.exceptions import QueryError, UsageError
 from signalbox.gcpause import gc_paused
@@ -45,6 +45,7 @@ from signalbox.query.functions import (
     go_min,
     round_to,
 )
+from signalbox.query.lookback import latest_at
 from signalbox.query.parse import parse_expr
 from signalbox.query.rangefuncs import KERNELS, windows_for
 from signalbox.query.values import (
@@ -148,6 +149,8 @@ def _parse_cached(text: str) -> Expr:
 
 def _points(steps: list[int], values: list[float | None]) -> list[tuple[int, float]]:
     """``(step, value)`` where there is a value; C-level iteration, this runs per output point."""
+    if None not in values:
+        return list(zip(steps, values, strict=True))  # type: ignore[arg-type]
     present = map(is_not, values, repeat(None))
     return list(compress(zip(steps, values, strict=True), present))  # type: ignore[arg-type]
 
@@ -222,23 +225,13 @@ class _Evaluator:
         )  # parser prevents this
 
     def _instant_selector(self, sel: VectorSelector) -> list[StepSeries]:
-        ends = [t - sel.offset_ms for t in self.steps]
+        off = sel.offset_ms
+        ends = self.steps if not off else list(map(sub, self.steps, repeat(off)))
         out: list[StepSeries] = []
         for sp in self._series(sel):
             ts, vs = sp.timestamps, sp.values
             lookback = max(self.lookback_ms, sp.resolution * 1000)
-            his = list(map(partial(bisect_right, ts), ends))
-            # steps before the first sample have nothing; the rest index their latest sample
-            # (C-level maps: a week at 1m is 10k steps), blanked where it is too old
-            first = bisect_right(his, 0)
-            at = list(map(sub, his[first:], repeat(1)))
-            vals: list[float | None] = [None] * first
-            vals.extend(map(vs.__getitem__, at))
-            horizon = list(map(sub, ends[first:], repeat(lookback)))
-            if not all(map(gt, map(ts.__getitem__, at), horizon)):
-                for j, (i, h) in enumerate(zip(at, horizon, strict=True), first):
-                    if ts[i] <= h:
-                        vals[j] = None
+            vals = latest_at(ts, vs, ends, lookback)
             if vals.count(None) != len(vals):
                 out.append(StepSeries(_metric_of(sp), vals))
         return out

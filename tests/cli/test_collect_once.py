@@ -16,10 +16,10 @@ from tests.cli.helpers import run
 @pytest.mark.parametrize(
     ("argv", "plain"),
     [
-        (["collect", "--once"], (None, 0, False)),
-        (["--config", "x.toml", "collect", "--once", "--json"], ("x.toml", 0, True)),
-        (["--config=x.toml", "-v", "collect", "--json", "--once"], ("x.toml", 1, True)),
-        (["-vv", "collect", "--once"], (None, 2, False)),
+        (["collect", "--once"], (None, 0, False, True)),
+        (["--config", "x.toml", "collect", "--once", "--json"], ("x.toml", 0, True, True)),
+        (["--config=x.toml", "-v", "collect", "--json", "--once"], ("x.toml", 1, True, True)),
+        (["-vv", "collect", "--once", "--no-compact"], (None, 2, False, False)),
         (["collect"], None),  # click says what is missing
         (["collect", "--once", "--bogus"], None),
         (["collect", "--help"], None),
@@ -30,7 +30,7 @@ from tests.cli.helpers import run
     ],
 )
 def test_only_plain_forms_take_the_fast_path(
-    argv: list[str], plain: tuple[str | None, int, bool] | None
+    argv: list[str], plain: tuple[str | None, int, bool, bool] | None
 ) -> None:
     assert parse_plain(argv) == plain
 
@@ -94,3 +94,22 @@ def test_plain_collect_once_does_not_import_click(tmp_path: Path) -> None:
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 1 and r.stderr.strip().endswith("False"), r.stderr
+
+
+def test_no_compact_leaves_rollups_to_the_compact_command(tmp_path: Path) -> None:
+    import sqlite3
+
+    cfg = setup(tmp_path)
+    assert (
+        run("--config", str(cfg), "collect", "--once", "--no-compact", cwd=tmp_path).returncode == 1
+    )
+    db = tmp_path / "data" / "signalbox.db"
+
+    def rollups() -> list[tuple[int, int]]:
+        with sqlite3.connect(db) as conn:
+            return list(conn.execute("SELECT tier, watermark_ms FROM metric_rollups"))
+
+    assert rollups() == []
+    r = run("--config", str(cfg), "compact", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("compacted in "), r.stderr
+    assert [tier for tier, _ in rollups()] == [60, 300, 3600]

@@ -84,6 +84,7 @@ COMMANDS = {
     "serve": "signalbox.cli.serve:serve_cmd",
     "agent": "signalbox.cli.collect:agent_cmd",
     "collect": "signalbox.cli.collect:collect_cmd",
+    "compact": "signalbox.cli.collect:compact_cmd",
     "send": "signalbox.cli.collect:send_cmd",
     "query": "signalbox.cli.query:query_cmd",
     "import": "signalbox.cli.importer:import_cmd",

@@ -10,13 +10,41 @@ from signalbox.cli.base import Context, handle_errors, pass_ctx
 @click.command("collect")
 @click.option("--once", is_flag=True, required=True, help="One pass, then exit (for cron).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pass report as JSON.")
+@click.option(
+    "--no-compact",
+    is_flag=True,
+    help="Leave rollups and retention to `signalbox compact` (one host of a shared store).",
+)
 @pass_ctx
 @handle_errors
-def collect_cmd(ctx: Context, once: bool, as_json: bool) -> None:
-    """One collection pass over the spool dir, then exit. Exit 1 if any input was refused."""
+def collect_cmd(ctx: Context, once: bool, as_json: bool, no_compact: bool) -> None:
+    """One collection pass over the spool dir, then rollups and retention; exit. Exit 1 if
+    any input was refused."""
     from signalbox.cli.collect_once import collect_once
 
-    raise SystemExit(collect_once(ctx.settings, as_json, click.echo))
+    raise SystemExit(collect_once(ctx.settings, as_json, click.echo, compact=not no_compact))
+
+
+@click.command("compact")
+@pass_ctx
+@handle_errors
+def compact_cmd(ctx: Context) -> None:
+    """Build the rollups of every closed bucket and drop data past retention, then exit.
+
+    `collect --once` does this after each pass; where several hosts share one store, let
+    one of them (or this command from cron) do it and give the others `--no-compact`.
+    """
+    import time
+
+    from signalbox.runtime import open_metric_store
+
+    store = open_metric_store(ctx.settings)
+    try:
+        started = time.perf_counter()
+        store.compact(int(store.clock.now() * 1000))
+        click.echo(f"compacted in {time.perf_counter() - started:.3f}s")
+    finally:
+        store.close()
 
 
 @click.command("agent")

@@ -2,7 +2,7 @@
 
 Cron runs it every minute, and on a 100k-sample spool importing click is about a tenth of
 the whole pass. :func:`fast_main` recognises the plain forms (``[--config FILE] [-v]
-collect --once [--json]``) and runs the pass itself; anything else goes to the click CLI,
+collect --once [--json] [--no-compact]``) and runs the pass itself; anything else goes to the click CLI,
 whose ``collect`` command calls the same :func:`collect_once`.
 """
 
@@ -14,14 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 
-def collect_once(settings: Any, as_json: bool, echo: Callable[..., None]) -> int:
-    """One collection pass and compaction; print the report; return the exit code."""
+def collect_once(
+    settings: Any, as_json: bool, echo: Callable[..., None], *, compact: bool = True
+) -> int:
+    """One collection pass and (unless told not to) compaction; print the report; return
+    the exit code."""
     from signalbox.runtime import build_collector, open_metric_store
 
     store = open_metric_store(settings)
     try:
         report = build_collector(settings, store).run_once()
-        store.compact(int(store.clock.now() * 1000))
+        if compact:
+            store.compact(int(store.clock.now() * 1000))
     finally:
         store.close()
     bad = [p for p in report.problems if p.kind != "ignored"]
@@ -59,8 +63,9 @@ def _echo(text: str, err: bool = False) -> None:
     stream.flush()
 
 
-def parse_plain(argv: list[str]) -> tuple[str | None, int, bool] | None:
-    """(config, verbosity, json) when ``argv`` is a plain ``collect --once``; else None."""
+def parse_plain(argv: list[str]) -> tuple[str | None, int, bool, bool] | None:
+    """(config, verbosity, json, compact) when ``argv`` is a plain ``collect --once``; else
+    None."""
     config: str | None = None
     verbose = 0
     i = 0
@@ -78,9 +83,13 @@ def parse_plain(argv: list[str]) -> tuple[str | None, int, bool] | None:
             return None
         i += 1
     rest = argv[i + 1 :] if i < len(argv) else None
-    if rest is None or "--once" not in rest or not set(rest) <= {"--once", "--json"}:
+    if (
+        rest is None
+        or "--once" not in rest
+        or not set(rest) <= {"--once", "--json", "--no-compact"}
+    ):
         return None
-    return config, verbose, "--json" in rest
+    return config, verbose, "--json" in rest, "--no-compact" not in rest
 
 
 def fast_main(argv: list[str]) -> int | None:
@@ -88,7 +97,7 @@ def fast_main(argv: list[str]) -> int | None:
     plain = parse_plain(argv)
     if plain is None:
         return None
-    config, verbose, as_json = plain
+    config, verbose, as_json, compact = plain
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -97,7 +106,7 @@ def fast_main(argv: list[str]) -> int | None:
     from signalbox.exceptions import SignalboxError
 
     try:
-        return collect_once(load_settings(config), as_json, _echo)
+        return collect_once(load_settings(config), as_json, _echo, compact=compact)
     except SignalboxError as e:
         _echo(f"signalbox: {e}", err=True)
         return 2

@@ -278,8 +278,12 @@ def main() -> None:
             for r in range(a.runs):
                 ours.prepare(r)
                 time.sleep(1.1)  # a new timestamp (1 s apart is enough for distinct samples)
+                # each timed run starts with no one else's dirty pages to flush: whisper's
+                # 100k file writes would otherwise land on the next fsync, whoever's it is
+                os.sync()
                 times["signalbox collect --once (process incl.)"].append(ours.run(r))
                 for name, peer in peers.items():
+                    os.sync()
                     times[name].append(peer.run(r))
         finally:
             for peer in peers.values():

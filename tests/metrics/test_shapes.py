@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,6 +33,7 @@ from tests.metrics.test_parse import (
     text_labels,
     text_value,
 )
+from tests.stores import pg_schema_url
 
 NOW = 1_700_000_000.0
 
@@ -118,12 +121,25 @@ def snapshot(store: object) -> dict[tuple[str, Labels], list[tuple[int, object]]
     return out
 
 
-def test_passes_with_frames_store_what_passes_without_them_store(tmp_path: Path) -> None:
-    """Files that keep, change and lose their shape; a duplicate across files; a stale one."""
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
+    else:
+        with pg_schema_url() as url:
+            yield url
+
+
+def test_passes_with_frames_store_what_passes_without_them_store(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Files that keep, change and lose their shape; a duplicate across files; NaN and Inf."""
     spool = tmp_path / "spool"
     spool.mkdir()
     clock = FrozenClock(NOW)
-    sql = SQLMetricStore(open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), clock=clock)
+    sql = SQLMetricStore(open_database(store_url), clock=clock)
     mem = MemoryMetricStore()
     steps = [
         {"a.metrics": 'x=1\ny{k="1"}=2\n', "b.metrics": "z=5\n"},

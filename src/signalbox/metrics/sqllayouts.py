@@ -137,3 +137,5 @@ class Layouts:
             )
             self.db.execute("DELETE FROM metric_layouts WHERE last_start < ?", (oldest_raw_start,))
         self._keys = {k: v for k, v in self._keys.items() if v[1] >= oldest_raw_start}
+        live = {lid for lid, _ in self._keys.values()}
+        self._series = {lid: ids for lid, ids in self._series.items() if lid in live}

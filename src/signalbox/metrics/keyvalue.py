@@ -16,14 +16,13 @@ from __future__ import annotations
 from functools import partial
 from itertools import compress, repeat
 from operator import contains, lt
-from typing import cast
 
 from signalbox.metrics.columns import float_column, label_column, partition_columns, valid_names
 from signalbox.metrics.lex import (
     NAME_RULE,
     LineError,
+    LineSamples,
     Parsed,
-    duplicate_error,
     excerpt,
     fast_labels,
     gc_paused,
@@ -35,7 +34,7 @@ from signalbox.metrics.lex import (
     split_lines,
     text_lines,
 )
-from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, SeriesKey, sanitize_name
+from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, sanitize_name
 
 __all__ = ["keyvalue_shape", "parse_keyvalue"]
 
@@ -154,13 +153,10 @@ def _keyvalue_batch(text: str, metas: bool = True) -> Parsed | None:
 def _keyvalue_lines(text: str, source: str, metas: bool = True) -> Parsed:
     """The reference parser: one line at a time, every problem reported."""
     lines, check = split_lines(text)
-    samples: list[Sample | None] = []
-    sample_lines: list[int] = []
     errors: list[LineError] = []
-    seen: dict[SeriesKey, int] = {}
+    kept = LineSamples(source, lines, errors)
     names: dict[str, str] = {}  # raw key -> sanitized name, "" if invalid
     no_labels: Labels = ()
-    dups = False
     for lineno, line in text_lines(lines, check, source, errors):
         c = line[0]
         if c == "#":
@@ -220,18 +216,8 @@ def _keyvalue_lines(text: str, source: str, metas: bool = True) -> Parsed:
             reason = f"value '{show(value)}' is not a number"
             errors.append(LineError(source, lineno, reason, excerpt(line)))
             continue
-        key = (name, labels)
-        prev = seen.get(key)
-        if prev is not None:
-            samples[prev] = None
-            errors.append(duplicate_error(source, lines, key, sample_lines[prev], lineno))
-            dups = True
-        seen[key] = len(samples)
-        samples.append(_new_sample(Sample, (name, labels, v, None)))
-        sample_lines.append(lineno)
-    good = [s for s in samples if s is not None] if dups else cast(list[Sample], samples)
-    if dups:
-        errors.sort(key=lambda e: e.line)
+        kept.add(_new_sample(Sample, (name, labels, v, None)), lineno)
+    good = kept.kept()
     return Parsed(
         good, plain_metas(dict.fromkeys(s[0] for s in good), "gauge") if metas else [], errors
     )

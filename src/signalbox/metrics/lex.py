@@ -348,6 +348,45 @@ def duplicate_error(source: str, lines: list[str], key: SeriesKey, old: int, new
     return LineError(source, old, reason, excerpt(lines[old - 1].removesuffix("\r")))
 
 
+class LineSamples:
+    """The samples a line parser keeps, in line order, under the rule both formats share:
+    a later line for the same series replaces the earlier one, which becomes an error."""
+
+    def __init__(self, source: str, lines: list[str], errors: list[LineError]) -> None:
+        self.source, self.lines, self.errors = source, lines, errors
+        self.samples: list[Sample | None] = []
+        self.lines_of: list[int] = []  # line number of each sample
+        self._seen: dict[SeriesKey, int] = {}
+        self.dropped = False
+
+    def add(self, sample: Sample, lineno: int) -> None:
+        key = (sample[0], sample[1])
+        prev = self._seen.get(key)
+        if prev is not None:
+            self.drop(prev, None)
+            self.errors.append(
+                duplicate_error(self.source, self.lines, key, self.lines_of[prev], lineno)
+            )
+        self._seen[key] = len(self.samples)
+        self.samples.append(sample)
+        self.lines_of.append(lineno)
+
+    def drop(self, i: int, reason: str | None) -> None:
+        """Lose sample ``i``; with a ``reason``, report it as its line's error."""
+        self.samples[i] = None
+        self.dropped = True
+        if reason is not None:
+            line = self.lines[self.lines_of[i] - 1].removesuffix("\r")
+            self.errors.append(LineError(self.source, self.lines_of[i], reason, excerpt(line)))
+
+    def kept(self) -> list[Sample]:
+        """The samples left; the errors sorted by line once any sample was dropped."""
+        if not self.dropped:
+            return cast(list[Sample], self.samples)
+        self.errors.sort(key=lambda e: e.line)
+        return [s for s in self.samples if s is not None]
+
+
 _PLAIN_METAS: dict[str, dict[str, MetricMeta]] = {"gauge": {}, "untyped": {}}
 _PLAIN_METAS_MAX = 500_000
 

@@ -25,15 +25,14 @@ from __future__ import annotations
 from functools import partial
 from itertools import compress, repeat
 from operator import itemgetter, lt, not_
-from typing import cast
 
 from signalbox.metrics.columns import float_column, label_column, partition_columns, valid_names
 from signalbox.metrics.lex import (
     NAME_RULE,
     LineError,
+    LineSamples,
     Parsed,
     blank_split,
-    duplicate_error,
     excerpt,
     fast_labels,
     gc_paused,
@@ -45,7 +44,7 @@ from signalbox.metrics.lex import (
     text_lines,
 )
 from signalbox.metrics.prommeta import FAMILY_SUFFIXES, PromMeta, check_family_labels
-from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, SeriesKey
+from signalbox.metrics.samples import METRIC_NAME, Labels, Sample
 
 __all__ = ["parse_prometheus"]
 
@@ -191,15 +190,12 @@ def _value_columns(rests: list[str]) -> tuple[list[float], list[int | None]] | N
 def _prometheus_lines(text: str, source: str) -> Parsed:
     lines, check = split_lines(text)
     ascii_text = text.isascii()
-    samples: list[Sample | None] = []
-    sample_lines: list[int] = []
     errors: list[LineError] = []
-    seen: dict[SeriesKey, int] = {}
+    kept = LineSamples(source, lines, errors)
     meta = PromMeta()
     first_line = meta.first_line
     valid_name: dict[str, bool] = {}
     no_labels: Labels = ()
-    dups = False
     for lineno, line in text_lines(lines, check, source, errors):
         c = line[0]
         if c == " " or c == "\t":
@@ -267,45 +263,23 @@ def _prometheus_lines(text: str, source: str) -> Parsed:
                 errors.append(LineError(source, lineno, t, excerpt(line)))
                 continue
             ts = t
-        key = (name, labels)
-        prev = seen.get(key)
-        if prev is not None:
-            samples[prev] = None
-            errors.append(duplicate_error(source, lines, key, sample_lines[prev], lineno))
-            dups = True
-        seen[key] = len(samples)
-        samples.append(_new_sample(Sample, (name, labels, v, ts)))
-        sample_lines.append(lineno)
-    names = dict.fromkeys(s[0] for s in samples if s is not None)
+        kept.add(_new_sample(Sample, (name, labels, v, ts)), lineno)
+    names = dict.fromkeys(s[0] for s in kept.samples if s is not None)
     if any(t[0] in FAMILY_SUFFIXES for t in meta.types.values()):
-        dups |= _check_families(source, lines, meta, names, samples, sample_lines, errors)
-    good = [s for s in samples if s is not None] if dups else cast(list[Sample], samples)
-    if dups:
-        errors.sort(key=lambda e: e.line)
+        _check_families(meta, names, kept)
+    good = kept.kept()
+    if kept.dropped:
         names = dict.fromkeys(s[0] for s in good)
     return Parsed(good, meta.metas(names), errors)
 
 
-def _check_families(
-    source: str,
-    lines: list[str],
-    meta: PromMeta,
-    names: dict[str, None],
-    samples: list[Sample | None],
-    sample_lines: list[int],
-    errors: list[LineError],
-) -> bool:
-    """Drop histogram/summary samples lacking their ``le``/``quantile``; True if any was."""
+def _check_families(meta: PromMeta, names: dict[str, None], kept: LineSamples) -> None:
+    """Drop histogram/summary samples lacking their ``le``/``quantile``."""
     members = {n: f for n in names if (f := meta.family(n))[1] in FAMILY_SUFFIXES}
-    dropped = False
-    for i, s in enumerate(samples):
+    for i, s in enumerate(kept.samples):
         if s is None or s[0] not in members:
             continue
         family, kind = members[s[0]]
         bad = check_family_labels(s[0], s[1], family, kind)
         if bad is not None:
-            samples[i] = None
-            line = lines[sample_lines[i] - 1].removesuffix("\r")
-            errors.append(LineError(source, sample_lines[i], bad, excerpt(line)))
-            dropped = True
-    return dropped
+            kept.drop(i, bad)

@@ -68,6 +68,9 @@ class Layouts:
         self.load()
         return frozenset(d for d, e in self._keys if e == extra)
 
+    def has(self, digest: bytes, extra: str) -> bool:
+        return (digest, extra) in self._keys
+
     def resolve(self, digest: bytes, extra: str) -> int:
         got = self._keys.get((digest, extra))
         if got is None:

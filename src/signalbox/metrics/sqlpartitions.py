@@ -173,13 +173,18 @@ class PartitionTables:
     # -- reads ----------------------------------------------------------------------------
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A read of one partition; a table dropped by retention in between reads as empty."""
+        rows = self._read_or_none(sql, params)
+        return [] if rows is None else rows
+
+    def _read_or_none(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]] | None:
+        """The rows, or None if a table was dropped by retention in between."""
         try:
             return self.db.query(sql, params)
         except Exception as e:
             if "no such table" in str(e) or "does not exist" in str(e):
                 if self.db.dialect.name == "postgresql":
                     self.db.conn.rollback()
-                return []
+                return None
             raise
 
     def raw_source(self, table: str) -> str:
@@ -292,14 +297,9 @@ class PartitionTables:
         a partition went away meanwhile (retention), so the caller reads them one by one."""
         part = f"SELECT ts, {cols} FROM {{t}} WHERE series_id = ? AND ts >= ? AND ts <= ?"
         sql = " UNION ALL ".join(part.format(t=t) for t in tables)
-        try:
-            rows: list[tuple[Any, ...]] = self.db.query(sql, (sid, start_ms, end_ms) * len(tables))
-        except Exception as e:
-            if "no such table" in str(e) or "does not exist" in str(e):
-                if self.db.dialect.name == "postgresql":
-                    self.db.conn.rollback()
-                return None
-            raise
+        rows = self._read_or_none(sql, (sid, start_ms, end_ms) * len(tables))
+        if rows is None:
+            return None
         stamps = list(map(_FIRST, rows))
         if not all(map(operator.lt, stamps, stamps[1:])):  # partitions in order, each by key
             rows.sort(key=_FIRST)

@@ -176,7 +176,7 @@ class SQLMetricStore:
         fresh: list[tuple[NewLayout, list[int]]] = []
         for nl in layouts:
             part = samples[nl.start : nl.start + nl.length]
-            if any(s[3] is not None for s in part) or (nl.layout, extra) in store._keys:
+            if any(s[3] is not None for s in part) or store.has(nl.layout, extra):
                 continue  # stamped samples, or a shape sent twice: plain rows then
             fresh.append((nl, sids[nl.start : nl.start + nl.length]))
             in_layout[nl.start : nl.start + nl.length] = b"\x01" * nl.length

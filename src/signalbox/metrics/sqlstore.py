@@ -68,7 +68,7 @@ MIGRATIONS: list[Migration] = [
     ),
     *sqllayouts.MIGRATIONS,
 ]
-_FRAMES_SINCE = 4  # schema version that added a frames table beside each raw partition
+_FRAMES_SINCE = sqllayouts.MIGRATIONS[0][0]  # the version that put frames beside raw partitions
 
 _NAME, _LABELS, _VALUE, _TS = (operator.itemgetter(i) for i in range(4))
 _SERIES_ID = operator.itemgetter(0)

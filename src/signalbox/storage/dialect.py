@@ -71,7 +71,7 @@ class Dialect:
 
     def decode_frame(self, stored: Any) -> list[float]:
         if self.name != "sqlite":
-            return [math.nan if v is None else v for v in stored]
+            return list(stored)  # float8[] comes back as floats, NaN and infinities included
         import msgspec
 
         try:

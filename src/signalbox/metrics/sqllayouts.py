@@ -90,6 +90,19 @@ class Layouts:
                 self._series[lid] = _unpack(blob)
         return {lid: self._series[lid] for lid in wanted if lid in self._series}
 
+    def series_set(self, layout_ids: Sequence[int]) -> set[int] | None:
+        """Every series of these layouts; None if two of them (or one named twice) share a
+        series, or one is unknown."""
+        if len(set(layout_ids)) != len(layout_ids):
+            return None
+        series = self.series_of(layout_ids)
+        if len(series) != len(layout_ids):
+            return None
+        out: set[int] = set()
+        for ids in series.values():
+            out.update(ids)
+        return out if len(out) == sum(map(len, series.values())) else None
+
     def register(self, digest: bytes, extra: str, sids: Sequence[int], start: int) -> int:
         """A new layout of series ``sids``; inside the caller's write transaction. If another
         writer registered the same shape meanwhile, its layout (the same series) is used."""

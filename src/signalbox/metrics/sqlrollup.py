@@ -148,16 +148,8 @@ def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: in
 def _one_value_each(parts: PartitionTables, table: str, lids: list[int], a: int, b: int) -> bool:
     """Does every series of these frames have exactly one value in ``[a, b)``? (One pass per
     bucket: the usual case, whose buckets are copies of the values.)"""
-    if len(set(lids)) != len(lids):
-        return False
-    series = parts.layouts.series_of(lids)
-    if len(series) != len(set(lids)):
-        return False
-    total = sum(len(ids) for ids in series.values())
-    seen: set[int] = set()
-    for ids in series.values():
-        seen.update(ids)
-    if len(seen) != total:  # two layouts (a file that changed shape) share a series
+    seen = parts.layouts.series_set(lids)
+    if seen is None:  # a layout twice, or two (a file that changed shape) sharing a series
         return False
     rows = parts.read(f"SELECT DISTINCT series_id FROM {table} WHERE ts >= ? AND ts < ?", (a, b))
     return not any(r[0] in seen for r in rows)

@@ -181,16 +181,16 @@ class SQLMetricStore:
             fresh.append((nl, sids[nl.start : nl.start + nl.length]))
             in_layout[nl.start : nl.start + nl.length] = b"\x01" * nl.length
         rows = [i for i, flag in enumerate(in_layout) if not flag]
-        every: list[int] = [sids[i] for i in rows]
         for lid, f in zip(known, frames, strict=True):
             if len(series[lid]) != len(f.values):
                 raise StoreError(
                     f"a frame has {len(f.values)} values for a layout of {len(series[lid])} series"
                 )
-            every.extend(series[lid])
+        covered = store.series_set(known)
+        others = [sids[i] for i in rows]
         for _, ids in fresh:
-            every.extend(ids)
-        if len(set(every)) != len(every):
+            others.extend(ids)
+        if covered is None or len(set(others)) != len(others) or not covered.isdisjoint(others):
             raise DuplicateSeries("one series appears twice in a write with frames")
         start = self.levels[0].partition_start(ts)
         out = list(zip(known, (f.values for f in frames), strict=True))

@@ -239,3 +239,11 @@ def test_a_file_that_changed_shape_within_a_bucket_counts_both_values(sql_store:
     sql_store.write(grown, base + 30_000, add_labels=HOST, layouts=[NewLayout(L2, 0, 4)])
     sql_store.compact(base + 10 * 60_000)
     assert _bucket(sql_store, "load", base) == ([100.0], [200.0], [300.0], [2.0], [200.0])
+
+
+def test_a_deleted_layout_leaves_nothing_cached(sql_store: Any) -> None:
+    """A long-running writer whose files change shape must not keep every old layout."""
+    register(sql_store, [1.0, 2.0, 3.0])
+    assert sql_store._layouts.series_of([sql_store._layouts.resolve(L1, 'host="web1"')])
+    sql_store.compact(T0 + 2 * 86400_000)
+    assert sql_store._layouts._series == {}

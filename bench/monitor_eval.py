@@ -42,14 +42,15 @@ from signalbox.config import settings_from_dict
 from signalbox.durations import Tier
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
-from signalbox.monitors.batch import observations
-from signalbox.monitors.evaluate import evaluate_vector
-from signalbox.monitors.model import Monitor, ThresholdCheck
-from signalbox.monitors.replay import replay
-from signalbox.monitors.run import MonitorRunner, PassReport
-from signalbox.monitors.threshold import parse_threshold
+from signalbox.metrics.sql.store import SQLMetricStore
+from signalbox.monitors.backtest.replay import replay
+from signalbox.monitors.definitions.model import Monitor, ThresholdCheck
+from signalbox.monitors.definitions.threshold import parse_threshold
+from signalbox.monitors.engine.evaluate import evaluate_vector
+from signalbox.monitors.engine.passes import PassReport
+from signalbox.monitors.engine.runner import MonitorRunner
 from signalbox.query import Engine
+from signalbox.query.batch import observations
 from signalbox.runtime import open_metric_store
 from signalbox.storage import open_database
 
@@ -123,7 +124,7 @@ def fresh(at_ms: int) -> list[Sample]:
 
 def quiet_notifications() -> None:
     """The log notifier formats and logs every notification; keep them off the terminal."""
-    for name in ("signalbox.notify", "signalbox.monitors.outbox"):
+    for name in ("signalbox.notify", "signalbox.monitors.outbox.store"):
         logger = logging.getLogger(name)
         logger.addHandler(logging.NullHandler())
         logger.propagate = False

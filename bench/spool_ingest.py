@@ -173,7 +173,7 @@ class NodeExporter:
 def bench_query(root: Path, runs: int) -> list[float]:
     from signalbox.clock import FrozenClock
     from signalbox.metrics.samples import Sample
-    from signalbox.metrics.sqlstore import SQLMetricStore
+    from signalbox.metrics.sql.store import SQLMetricStore
     from signalbox.query import Engine
     from signalbox.storage import open_database
 
@@ -208,7 +208,7 @@ def bench_rollup(root: Path, minutes: int = 10) -> tuple[list[float], list[float
     through the same frames a steady `collect --once` writes."""
     from signalbox.clock import FrozenClock
     from signalbox.metrics.samples import Sample
-    from signalbox.metrics.sqlstore import SQLMetricStore
+    from signalbox.metrics.sql.store import SQLMetricStore
     from signalbox.metrics.store import Frame, NewLayout
     from signalbox.storage import open_database
 

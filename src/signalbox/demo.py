@@ -20,7 +20,7 @@ from signalbox.config import Settings
 from signalbox.metrics.client import Client
 from signalbox.metrics.collect import with_host
 from signalbox.metrics.samples import Matcher, MetricMeta, Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 
 log = logging.getLogger("signalbox.demo")
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from signalbox.clock import Clock
 from signalbox.config import Settings
 from signalbox.metrics.collect import Collector, SampleSource
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from signalbox.cli.base import Context
 from signalbox.cli.monitors import monitors_group
 from signalbox.config import load_settings
 from signalbox.metrics.samples import Sample, labels_of
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
 from tests.cli.helpers import run
 from tests.monitors.notify.notify_helpers import Receiver, receiver

@@ -15,7 +15,7 @@ T0 = 1_700_000_000_000
 
 
 def _sql_store(url: str, clock: FrozenClock) -> Any:
-    from signalbox.metrics.sqlstore import SQLMetricStore
+    from signalbox.metrics.sql.store import SQLMetricStore
     from signalbox.storage import open_database
 
     return SQLMetricStore(open_database(url), clock=clock)

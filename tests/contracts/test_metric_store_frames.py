@@ -189,7 +189,7 @@ def test_many_series_reads_unpack_frames(sql_store: Any) -> None:
 def test_two_writers_registering_one_shape_share_one_layout(sql_store: Any) -> None:
     """Another process registered the shape after this one loaded the layouts."""
     from signalbox.metrics.labelcodec import encode_labels
-    from signalbox.metrics.sqllayouts import Layouts
+    from signalbox.metrics.sql.layouts import Layouts
 
     register(sql_store, [1.0, 2.0, 3.0])
     extra = encode_labels(HOST)

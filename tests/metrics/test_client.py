@@ -17,7 +17,7 @@ import pytest
 
 from signalbox.metrics import client as metrics
 from signalbox.metrics.client import Client
-from signalbox.metrics.parse import parse_keyvalue
+from signalbox.metrics.parse.keyvalue import parse_keyvalue
 from signalbox.metrics.samples import format_series
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from signalbox.clock import FrozenClock
 from signalbox.metrics.collect import Collector, with_host
 from signalbox.metrics.samples import Matcher, MetricMeta, Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
 
 NOW = 1_700_000_000.0

@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signalbox.metrics.columns import float_column
+from signalbox.metrics.parse.columns import float_column
 
 
 def reference(values: list[str]) -> list[float] | None:

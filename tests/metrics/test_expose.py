@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from signalbox.metrics.expose import DEFAULT_HELP, format_value, render
-from signalbox.metrics.parse import parse_prometheus
+from signalbox.metrics.parse.promtext import parse_prometheus
 from signalbox.metrics.samples import Labels, MetricMeta, Sample
 from tests.metrics.test_parse import label_sets, metric_names, norm, sample_values
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signalbox.metrics.openmetrics import iter_openmetrics
-from signalbox.metrics.parse import LineError, control_char_reason
+from signalbox.metrics.parse.lex import LineError, control_char_reason
+from signalbox.metrics.parse.openmetrics import iter_openmetrics
 from signalbox.metrics.samples import Labels, MetricMeta, Sample
 from tests.metrics.test_parse import label_sets, metric_names, norm, text_labels, text_value
 

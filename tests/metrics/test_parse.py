@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signalbox.exceptions import ParseError
-from signalbox.metrics.keyvalue import _keyvalue_batch, _keyvalue_lines
-from signalbox.metrics.parse import LineError, Parsed, parse_keyvalue, parse_prometheus
-from signalbox.metrics.promtext import _prometheus_batch, _prometheus_lines
+from signalbox.metrics.parse.keyvalue import _keyvalue_batch, _keyvalue_lines, parse_keyvalue
+from signalbox.metrics.parse.lex import LineError, Parsed
+from signalbox.metrics.parse.promtext import _prometheus_batch, _prometheus_lines, parse_prometheus
 from signalbox.metrics.samples import (
     Labels,
     MetricMeta,

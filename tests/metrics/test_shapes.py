@@ -18,12 +18,11 @@ from hypothesis import strategies as st
 
 from signalbox.clock import FrozenClock
 from signalbox.metrics.collect import Collector
-from signalbox.metrics.keyvalue import keyvalue_shape
 from signalbox.metrics.memstore import MemoryMetricStore
-from signalbox.metrics.parse import parse_keyvalue
+from signalbox.metrics.parse.keyvalue import keyvalue_shape, parse_keyvalue
 from signalbox.metrics.samples import Labels, Matcher
 from signalbox.metrics.spool import scan_spool, shape_digest
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
 from tests.metrics.test_parse import (
     graphite_names,

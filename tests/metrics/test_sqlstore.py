@@ -15,7 +15,7 @@ from signalbox.durations import Tier
 from signalbox.exceptions import StoreError
 from signalbox.metrics.partitions import levels, segments
 from signalbox.metrics.samples import Matcher, Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
 from tests.stores import pg_schema_url
 

@@ -11,15 +11,11 @@ import statsd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from signalbox.metrics.parse.lex import LineError
 from signalbox.metrics.samples import MetricMeta, format_series
-from signalbox.metrics.statsd import (
-    LineError,
-    StatsdAggregator,
-    StatsdLine,
-    StatsdListenError,
-    StatsdServer,
-    parse_packet,
-)
+from signalbox.metrics.statsd.aggregate import StatsdAggregator
+from signalbox.metrics.statsd.parse import StatsdLine, parse_packet
+from signalbox.metrics.statsd.server import StatsdListenError, StatsdServer
 
 NOW = 1_700_000_000_000
 OWN = "signalbox_statsd_"

@@ -11,7 +11,7 @@ from signalbox.clock import FrozenClock
 from signalbox.durations import Tier
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Labels, Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.query import Engine, QueryResult
 from signalbox.storage import open_database
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from signalbox.monitors.model import Flapping, Monitor, State, ThresholdCheck
-from signalbox.monitors.threshold import parse_threshold
+from signalbox.monitors.definitions.model import Flapping, Monitor, State, ThresholdCheck
+from signalbox.monitors.definitions.threshold import parse_threshold
 
 
 def threshold_monitor(

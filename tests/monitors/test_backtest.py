@@ -10,8 +10,8 @@ import pytest
 from signalbox.clock import FrozenClock
 from signalbox.durations import Tier
 from signalbox.metrics.samples import Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
-from signalbox.monitors.backtest import (
+from signalbox.metrics.sql.store import SQLMetricStore
+from signalbox.monitors.backtest.report import (
     MonitorBacktest,
     backtest,
     default_step_s,
@@ -21,8 +21,8 @@ from signalbox.monitors.backtest import (
     summary,
     to_json,
 )
-from signalbox.monitors.model import Monitor, State, ThresholdCheck
-from signalbox.monitors.threshold import parse_threshold
+from signalbox.monitors.definitions.model import Monitor, State, ThresholdCheck
+from signalbox.monitors.definitions.threshold import parse_threshold
 from signalbox.query import Engine
 from signalbox.storage import open_database
 from tests.stores import sqlite_url

@@ -10,19 +10,19 @@ import pytest
 from signalbox.clock import FrozenClock
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Matcher, Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.metrics.store import MetricStore
-from signalbox.monitors.batch import (
+from signalbox.monitors.definitions.model import Monitor, NagiosCheck, StaleCheck, ThresholdCheck
+from signalbox.monitors.definitions.threshold import parse_threshold
+from signalbox.monitors.engine.evaluate import evaluate_vector
+from signalbox.query import Engine
+from signalbox.query.batch import (
     PrefetchedStore,
     evaluate_many,
     monitor_query,
     observations,
     query_many,
 )
-from signalbox.monitors.evaluate import evaluate_vector
-from signalbox.monitors.model import Monitor, NagiosCheck, StaleCheck, ThresholdCheck
-from signalbox.monitors.threshold import parse_threshold
-from signalbox.query import Engine
 from signalbox.storage import open_database
 from tests.stores import sqlite_url
 

@@ -9,21 +9,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signalbox.monitors.evaluate import (
-    NO_DATA,
-    Observation,
-    SeriesState,
-    Transition,
-    evaluate_series,
-    evaluate_vector,
-)
-from signalbox.monitors.model import (
+from signalbox.monitors.definitions.model import (
     Flapping,
     Monitor,
     NagiosCheck,
     QueueCheck,
     StaleCheck,
     State,
+)
+from signalbox.monitors.engine.evaluate import (
+    NO_DATA,
+    Observation,
+    SeriesState,
+    Transition,
+    evaluate_series,
+    evaluate_vector,
 )
 from tests.monitors.builders import threshold_monitor
 

@@ -6,13 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signalbox.monitors.flapping import (
-    HISTORY_SIZE,
-    is_flapping,
-    percent_state_change,
-    push,
-)
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
+from signalbox.monitors.engine.flapping import HISTORY_SIZE, is_flapping, percent_state_change, push
 
 OK, CRIT = State.OK, State.CRITICAL
 

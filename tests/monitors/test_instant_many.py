@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Labels, Matcher
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.metrics.store import SeriesPoints
-from signalbox.monitors.batch import instant_many, latest_many, query_many
 from signalbox.query import Engine, QueryResult, VectorSelector, parse_expr
+from signalbox.query.batch import instant_many, latest_many, query_many
 from tests.monitors.batch_helpers import (
     HOSTS,
     MIN,

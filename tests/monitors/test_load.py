@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from signalbox.monitors.load import LintError, LoadResult, is_monitor_test_file, load_monitors
-from signalbox.monitors.model import (
+from signalbox.monitors.definitions.load import (
+    LintError,
+    LoadResult,
+    is_monitor_test_file,
+    load_monitors,
+)
+from signalbox.monitors.definitions.model import (
     FlagAction,
     Flapping,
     NagiosCheck,
@@ -17,7 +22,7 @@ from signalbox.monitors.model import (
     State,
     ThresholdCheck,
 )
-from signalbox.monitors.threshold import Threshold
+from signalbox.monitors.definitions.threshold import Threshold
 
 SPEC_EXAMPLE = """\
 - name: image_processing_slow

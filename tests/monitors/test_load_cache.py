@@ -6,7 +6,7 @@ import os
 import textwrap
 from pathlib import Path
 
-from signalbox.monitors.load import LoadCache, load_monitors
+from signalbox.monitors.definitions.load import LoadCache, load_monitors
 
 A = """\
 - name: a_slow

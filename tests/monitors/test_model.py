@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signalbox.monitors.model import (
+from signalbox.monitors.definitions.model import (
     Monitor,
     NagiosCheck,
     QueueCheck,
@@ -17,7 +17,7 @@ from signalbox.monitors.model import (
     ThresholdCheck,
     worst,
 )
-from signalbox.monitors.threshold import (
+from signalbox.monitors.definitions.threshold import (
     OPERATORS,
     Threshold,
     ThresholdError,

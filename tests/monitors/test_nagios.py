@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from signalbox.monitors.model import State
-from signalbox.monitors.nagios import run_captured, run_plugin
-from signalbox.monitors.perfdata import perfdata_to_samples
+from signalbox.monitors.definitions.model import State
+from signalbox.monitors.nagios.perfdata_metrics import perfdata_to_samples
+from signalbox.monitors.nagios.plugin import run_captured, run_plugin
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
 plugins = pytest.mark.peer("monitoring-plugins")

@@ -9,9 +9,8 @@ import pytest
 
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
-from signalbox.monitors.evaluate import Observation
-from signalbox.monitors.model import (
+from signalbox.metrics.sql.store import SQLMetricStore
+from signalbox.monitors.definitions.model import (
     Monitor,
     NagiosCheck,
     QueueCheck,
@@ -19,10 +18,11 @@ from signalbox.monitors.model import (
     State,
     ThresholdCheck,
 )
-from signalbox.monitors.nagios import PluginResult
-from signalbox.monitors.observe import Observed, observe_many, observe_one, run_plugins
-from signalbox.monitors.perfdata import PluginOutput
-from signalbox.monitors.threshold import parse_threshold
+from signalbox.monitors.definitions.threshold import parse_threshold
+from signalbox.monitors.engine.evaluate import Observation
+from signalbox.monitors.engine.observe import Observed, observe_many, observe_one, run_plugins
+from signalbox.monitors.nagios.perfdata_parse import PluginOutput
+from signalbox.monitors.nagios.plugin import PluginResult
 from signalbox.query import Engine
 from signalbox.storage import open_database
 

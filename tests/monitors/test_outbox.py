@@ -12,9 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify import Notification, NotifyError, WebhookNotifier
-from signalbox.monitors.outbox import Outbox, backoff_s, decode_notification, encode_notification
+from signalbox.monitors.outbox.delivery import backoff_s
+from signalbox.monitors.outbox.rows import decode_notification, encode_notification
+from signalbox.monitors.outbox.store import Outbox
 from signalbox.storage import Database, open_database
 from tests.monitors.notify.notify_helpers import Receiver, make_notification, receiver
 
@@ -124,7 +126,7 @@ def test_a_non_retryable_error_is_dead_at_once_and_logged(
     box = _outbox(db)
     box.enqueue("hook", make_notification(monitor="bad_one"), T0)
     receiver.status, receiver.reply = 400, b"no such channel"
-    with caplog.at_level(logging.ERROR, logger="signalbox.monitors.outbox"):
+    with caplog.at_level(logging.ERROR, logger="signalbox.monitors.outbox.store"):
         (d,) = box.deliver_due(T0, {"hook": WebhookNotifier("hook", receiver.url)}).deliveries
     assert d.outcome == "dead" and "no such channel" in d.error
     assert [e.status for e in box.entries()] == ["dead"]

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from signalbox.metrics.samples import LABEL_NAME, METRIC_NAME
-from signalbox.monitors.perfdata import (
+from signalbox.monitors.nagios.perfdata_metrics import perfdata_metadata, perfdata_to_samples
+from signalbox.monitors.nagios.perfdata_parse import (
     PerfDatum,
     Range,
     format_perfdatum,
@@ -17,8 +18,6 @@ from signalbox.monitors.perfdata import (
     parse_perfdata,
     parse_plugin_output,
     parse_range,
-    perfdata_metadata,
-    perfdata_to_samples,
 )
 
 GUIDELINES_EXAMPLE = """DISK OK - free space: / 3326 MB (56%); | /=2643MB;5948;5958;0;5968

@@ -13,10 +13,9 @@ from hypothesis import strategies as st
 from signalbox.exceptions import UsageError
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Labels, Sample
-from signalbox.monitors.batch import observations
-from signalbox.monitors.evaluate import SeriesState, Transition, evaluate_vector
-from signalbox.monitors.load import load_monitors
-from signalbox.monitors.model import (
+from signalbox.monitors.backtest.replay import NotificationCount, ReplayError, replay, series_key
+from signalbox.monitors.definitions.load import load_monitors
+from signalbox.monitors.definitions.model import (
     Flapping,
     Monitor,
     NagiosCheck,
@@ -25,12 +24,13 @@ from signalbox.monitors.model import (
     State,
     ThresholdCheck,
 )
+from signalbox.monitors.engine.evaluate import SeriesState, Transition, evaluate_vector
+from signalbox.monitors.engine.runner import MonitorRunner
 from signalbox.monitors.notify import Notification
-from signalbox.monitors.outbox import Outbox
-from signalbox.monitors.replay import NotificationCount, ReplayError, replay, series_key
-from signalbox.monitors.run import MonitorRunner
-from signalbox.monitors.store import MonitorStore
+from signalbox.monitors.outbox.store import Outbox
+from signalbox.monitors.state.store import MonitorStore
 from signalbox.query import Engine, QueryResult
+from signalbox.query.batch import observations
 from signalbox.storage import open_database
 from tests.monitors.builders import threshold_monitor
 from tests.stores import sqlite_url

@@ -18,21 +18,19 @@ from hypothesis import strategies as st
 from signalbox.config import settings_from_dict
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Labels, Matcher, Sample, labels_of
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.metrics.store import MetricStore
-from signalbox.monitors.evaluate import SeriesState, Transition
-from signalbox.monitors.model import FlagAction, Monitor, State
+from signalbox.monitors.definitions.model import FlagAction, Monitor, State
+from signalbox.monitors.engine.evaluate import SeriesState, Transition
+from signalbox.monitors.engine.loop import start_monitor_loop
+from signalbox.monitors.engine.passes import PassReport
+from signalbox.monitors.engine.policy import decide, dependency_order
+from signalbox.monitors.engine.runner import MonitorRunner
 from signalbox.monitors.notify import Notification, Notifier, WebhookNotifier
-from signalbox.monitors.outbox import Outbox
-from signalbox.monitors.run import (
-    MonitorRunner,
-    PassReport,
-    build_status,
-    decide,
-    dependency_order,
-    start_monitor_loop,
-)
-from signalbox.monitors.store import MonitorStore, SeriesRecord
+from signalbox.monitors.outbox.store import Outbox
+from signalbox.monitors.state.records import SeriesRecord
+from signalbox.monitors.state.store import MonitorStore
+from signalbox.monitors.status import build_status
 from signalbox.query import Engine
 from signalbox.storage import open_database
 from tests.monitors.notify.notify_helpers import Receiver, receiver
@@ -308,7 +306,7 @@ def test_a_dependency_that_is_not_ok_suppresses_and_says_so(tmp_path: Path) -> N
 
 
 def test_dependencies_are_evaluated_first_whatever_the_file_order() -> None:
-    from signalbox.monitors.model import ThresholdCheck
+    from signalbox.monitors.definitions.model import ThresholdCheck
 
     def mon(name: str, *deps: str) -> Monitor:
         return Monitor(name, "d", ThresholdCheck("x"), depends_on=deps)
@@ -445,7 +443,7 @@ def test_the_default_action_handler_records_and_logs_the_request(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     r = Rig(tmp_path, ACTIONS)
-    with caplog.at_level(logging.WARNING, logger="signalbox.monitors.actions"):
+    with caplog.at_level(logging.WARNING, logger="signalbox.monitors.engine.actions"):
         r.at(T0, latency=9)
         r.at(T0 + MIN, latency=9)
     text = "flag photo_uploads set off requested by monitor resize_slow: no flag store yet"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from signalbox.clock import SystemClock
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify import AlertmanagerNotifier
 from tests.monitors.notify.test_notify_alertmanager import _listed, alertmanager
 from tests.monitors.test_run import MIN, Rig

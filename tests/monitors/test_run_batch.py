@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Labels, Matcher, Sample
 from signalbox.metrics.store import SeriesPoints
-from signalbox.monitors.model import Monitor, State
+from signalbox.monitors.definitions.model import Monitor, State
+from signalbox.monitors.engine.passes import MonitorPass, PassReport
+from signalbox.monitors.engine.policy import dependency_order
+from signalbox.monitors.engine.runner import MonitorRunner
 from signalbox.monitors.notify import Notification
-from signalbox.monitors.outbox import Outbox
-from signalbox.monitors.passes import MonitorPass, PassReport
-from signalbox.monitors.policy import dependency_order
-from signalbox.monitors.run import MonitorRunner
-from signalbox.monitors.store import MonitorStore
+from signalbox.monitors.outbox.store import Outbox
+from signalbox.monitors.state.store import MonitorStore
 from signalbox.query import Engine
 from signalbox.storage import open_database
 

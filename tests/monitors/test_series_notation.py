@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signalbox.monitors.series_notation import (
+from signalbox.monitors.testing.notation import (
     MAX_SAMPLES,
     STALE,
     NotationError,

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Sample
 from signalbox.metrics.store import MetricStore
-from signalbox.monitors.batch import instant_many
-from signalbox.monitors.shapes import Narrower, widen
 from signalbox.query import Engine, QueryResult, parse_expr
+from signalbox.query.batch import instant_many
+from signalbox.query.shapes import Narrower, widen
 from tests.monitors.batch_helpers import NOW, SELECTORS, each, memory_store, same, sqlite_store
 
 MIN = 60_000

@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signalbox.monitors.evaluate import SeriesState
-from signalbox.monitors.model import State
-from signalbox.monitors.store import Ack, HistoryEntry, MonitorStore, SeriesRecord
+from signalbox.monitors.definitions.model import State
+from signalbox.monitors.engine.evaluate import SeriesState
+from signalbox.monitors.state.records import Ack, HistoryEntry, SeriesRecord
+from signalbox.monitors.state.store import MonitorStore
 from signalbox.storage import Database, open_database
 
 T0 = 1_700_000_000_000

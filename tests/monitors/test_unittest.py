@@ -5,8 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from signalbox.monitors.unittest import FileReport, format_report, run_test_file
-from signalbox.monitors.unittest_file import find_test_files, load_test_file
+from signalbox.monitors.testing.file import find_test_files, load_test_file
+from signalbox.monitors.testing.runner import FileReport, format_report, run_test_file
 
 MONITORS = """\
 - name: image_processing_slow

@@ -8,7 +8,7 @@ from pathlib import Path
 from signalbox.clock import FrozenClock
 from signalbox.durations import Tier
 from signalbox.metrics.samples import Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.query import Engine
 from signalbox.storage import open_database
 

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from signalbox.clock import FrozenClock
 from signalbox.metrics.samples import MetricMeta, Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.server.app import create_app
 from signalbox.storage import open_database
 

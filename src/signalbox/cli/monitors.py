@@ -20,7 +20,7 @@ from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
 
 if TYPE_CHECKING:
-    from signalbox.monitors.model import Monitor
+    from signalbox.monitors.definitions.model import Monitor
 
 
 def _duration_arg(option: str, text: str) -> float:
@@ -72,7 +72,7 @@ def lint_cmd(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
 
     Exit 1 when any problem is found, so CI can refuse the change.
     """
-    from signalbox.monitors.load import load_monitors, monitor_files
+    from signalbox.monitors.definitions.load import load_monitors, monitor_files
 
     targets = _paths(paths, ctx)
     result = load_monitors(targets, notifiers=set(ctx.settings.notifiers))
@@ -115,7 +115,7 @@ def test_cmd(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     Each test feeds series written in promtool's notation to the monitors and checks their
     states and notifications. Exit 1 when any test fails or a test file has errors.
     """
-    from signalbox.monitors.unittest import find_test_files, format_report, run_test_file
+    from signalbox.monitors.testing.runner import find_test_files, format_report, run_test_file
 
     targets = _paths(paths, ctx)
     files, errors = find_test_files(targets)
@@ -170,7 +170,7 @@ def test_cmd(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
 def _load_for_backtest(file: Path, ctx: Context, errors: list[str]) -> list[Monitor]:
     """The monitors defined in ``file``, with the configured ones loaded beside it so a
     ``depends_on`` naming a monitor elsewhere resolves; only ``file``'s own errors count."""
-    from signalbox.monitors.load import load_monitors
+    from signalbox.monitors.definitions.load import load_monitors
 
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
@@ -219,7 +219,7 @@ def backtest_cmd(
     (old = OTHER_FILE, new = FILE): the view a reviewer needs before merging a threshold
     change. Silences, acknowledgements and depends_on are not modelled.
     """
-    from signalbox.monitors.backtest import (
+    from signalbox.monitors.backtest.report import (
         backtest,
         default_step_s,
         dropped_note,

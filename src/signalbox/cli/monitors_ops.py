@@ -2,8 +2,8 @@
 
 These subcommands attach to the ``monitors`` group of :mod:`signalbox.cli.monitors` when
 this module is imported.
-Each command parses its arguments and calls :mod:`signalbox.monitors.run` /
-:mod:`signalbox.monitors.store`; printing is all that happens here.
+Each command parses its arguments and calls :mod:`signalbox.monitors.engine.runner` /
+:mod:`signalbox.monitors.state.store`; printing is all that happens here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from signalbox.cli.monitors import monitors_group
 from signalbox.exceptions import UsageError
 
 if TYPE_CHECKING:
-    from signalbox.monitors.run import MonitorRunner
+    from signalbox.monitors.engine.runner import MonitorRunner
 
 
 def _now_ms() -> int:
@@ -40,7 +40,7 @@ def _user() -> str:
 @contextmanager
 def _runner(ctx: Context) -> Iterator[MonitorRunner]:
     """A runner over the configured stores, closed afterwards."""
-    from signalbox.monitors.run import MonitorRunner
+    from signalbox.monitors.engine.runner import MonitorRunner
     from signalbox.runtime import open_metric_store
     from signalbox.storage import open_database
 
@@ -152,7 +152,7 @@ def run_cmd(ctx: Context, once: bool, as_json: bool) -> None:
 def status_cmd(ctx: Context, as_json: bool) -> None:
     """Every monitor and series: state, since, value, pending, silenced/acknowledged/suppressed,
     flapping, last notification; then the outbox (pending and dead notifications)."""
-    from signalbox.monitors.run import build_status
+    from signalbox.monitors.status import build_status
 
     now = _now_ms()
     with _runner(ctx) as runner:
@@ -324,7 +324,7 @@ def drill_cmd(ctx: Context, name: str) -> None:
 
     Exit 1 if any notifier did not take it (it stays in the outbox and is retried).
     """
-    from signalbox.monitors.run import describe_notifier
+    from signalbox.monitors.notify.registry import describe_notifier
 
     with _runner(ctx) as runner:
         deliveries = runner.drill(name, _now_ms())

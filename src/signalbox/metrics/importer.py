@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from signalbox.metrics.lex import LineError
-from signalbox.metrics.openmetrics import iter_openmetrics
+from signalbox.metrics.parse.lex import LineError
+from signalbox.metrics.parse.openmetrics import iter_openmetrics
 from signalbox.metrics.samples import MetricMeta, Sample
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 
 BATCH = 50_000
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from signalbox.exceptions import UsageError
 from signalbox.metrics.labelcodec import encode_labels
-from signalbox.metrics.parse import parse_keyvalue
+from signalbox.metrics.parse.keyvalue import parse_keyvalue
 from signalbox.metrics.samples import SeriesKey
 
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")

@@ -21,7 +21,7 @@ Rules:
 - The same series from two files is reported naming both; the first file (by name) wins.
 
 A clean ``*.metrics`` file whose shape the store already knows (see
-:mod:`signalbox.metrics.sqllayouts`) is not parsed again: its values become a
+:mod:`signalbox.metrics.sql.layouts`) is not parsed again: its values become a
 :class:`~signalbox.metrics.store.Frame`. The first clean read of a shape proposes it as a
 :class:`~signalbox.metrics.store.NewLayout`.
 """
@@ -40,8 +40,9 @@ except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2b
 from pathlib import Path
 
-from signalbox.metrics.keyvalue import keyvalue_shape
-from signalbox.metrics.parse import LineError, parse_keyvalue, parse_prometheus
+from signalbox.metrics.parse.keyvalue import keyvalue_shape, parse_keyvalue
+from signalbox.metrics.parse.lex import LineError
+from signalbox.metrics.parse.promtext import parse_prometheus
 from signalbox.metrics.samples import MetricMeta, Sample, SeriesKey, format_series
 from signalbox.metrics.store import Frame, NewLayout
 

@@ -1,6 +1,6 @@
 """The metric store protocol: what collectors write to and the query engine reads from.
 
-Implementations: :class:`signalbox.metrics.sqlstore.SQLMetricStore` (SQLite now,
+Implementations: :class:`signalbox.metrics.sql.store.SQLMetricStore` (SQLite now,
 PostgreSQL through the same SQL with a different dialect) and
 :class:`signalbox.metrics.memstore.MemoryMetricStore` for tests and for users' own tests.
 Every implementation passes ``tests/contracts/test_metric_store.py``.

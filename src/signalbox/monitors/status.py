@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from signalbox.metrics.samples import Labels
-from signalbox.monitors.lint import LintError
-from signalbox.monitors.model import State, worst
+from signalbox.monitors.definitions.lint import LintError
+from signalbox.monitors.definitions.model import State, worst
 from signalbox.monitors.notify.notification import json_number, rfc3339
-from signalbox.monitors.outbox import OutboxEntry
-from signalbox.monitors.store import Silence
+from signalbox.monitors.outbox.delivery import OutboxEntry
+from signalbox.monitors.state.records import Silence
 
 if TYPE_CHECKING:
-    from signalbox.monitors.run import MonitorRunner
+    from signalbox.monitors.engine.runner import MonitorRunner
 
 
 @dataclass(frozen=True, slots=True)

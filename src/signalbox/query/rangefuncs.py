@@ -23,12 +23,7 @@ from functools import partial
 from itertools import compress, islice
 
 from signalbox.metrics.store import SeriesPoints
-from signalbox.query.functions import (
-    nan_ignoring_max,
-    nan_ignoring_min,
-    quantile,
-    regression_slope,
-)
+from signalbox.query.functions import nan_ignoring_max, nan_ignoring_min, quantile, regression_slope
 
 Values = list[float | None]
 

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from signalbox import __version__
 from signalbox.metrics.expose import render
 from signalbox.metrics.samples import Matcher, format_series
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.server.api import prom
 
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -56,7 +56,8 @@ class Background:
         s = self.settings
         sources: list[SampleSource] = []
         if s.statsd_enabled:
-            from signalbox.metrics.statsd import StatsdAggregator, StatsdServer
+            from signalbox.metrics.statsd.aggregate import StatsdAggregator
+            from signalbox.metrics.statsd.server import StatsdServer
 
             agg = StatsdAggregator()
             server = StatsdServer(agg, host=s.statsd_host, port=s.statsd_port)
@@ -78,7 +79,7 @@ class Background:
             )
         )
         if self.monitors:
-            from signalbox.monitors.run import start_monitor_loop
+            from signalbox.monitors.engine.loop import start_monitor_loop
 
             self.threads.append(start_monitor_loop(s, lambda: open_metric_store(s), self.stop))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify import Notification
 
 T0 = 1_700_000_000.0

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from signalbox.clock import FrozenClock, SystemClock
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify import (
     AlertmanagerNotifier,
     NotifyError,

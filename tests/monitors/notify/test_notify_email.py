@@ -18,7 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify import EmailNotifier, NotifyError, build_notifier
 from tests.monitors.notify.notify_helpers import MakeNotification, free_port
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify import LogNotifier, build_notifier, to_payload
 from signalbox.monitors.notify.log import log_line, logfmt_value
 from tests.monitors.notify.notify_helpers import MakeNotification

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify import (
     Notification,
     NotifyError,

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from signalbox.clock import Clock, SystemClock
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify._config import Table, redact_url
 from signalbox.monitors.notify._http import post_json
 from signalbox.monitors.notify.notification import Notification, rfc3339, show_value

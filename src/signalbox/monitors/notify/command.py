@@ -30,7 +30,7 @@ import shlex
 import signal
 from collections.abc import Mapping, Sequence
 
-from signalbox.monitors.nagios import run_captured
+from signalbox.monitors.nagios.plugin import run_captured
 from signalbox.monitors.notify._config import Table
 from signalbox.monitors.notify.notification import (
     Notification,

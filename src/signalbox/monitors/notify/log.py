@@ -21,7 +21,7 @@ import json
 import logging
 import re
 
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify._config import Table
 from signalbox.monitors.notify.notification import Notification, to_payload
 

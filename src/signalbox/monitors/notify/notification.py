@@ -41,7 +41,7 @@ from typing import Any, Literal, Protocol
 
 from signalbox.exceptions import SignalboxError
 from signalbox.metrics.samples import Labels, labels_of
-from signalbox.monitors.model import State
+from signalbox.monitors.definitions.model import State
 
 NotificationKind = Literal["firing", "resolved", "repeat", "drill"]
 KINDS: tuple[str, ...] = ("firing", "resolved", "repeat", "drill")

@@ -20,7 +20,7 @@ from signalbox import __version__
 from signalbox.durations import parse_duration
 from signalbox.exceptions import QueryError, SignalboxError
 from signalbox.metrics.samples import Matcher
-from signalbox.metrics.sqlstore import SQLMetricStore
+from signalbox.metrics.sql.store import SQLMetricStore
 
 MAX_POINTS = 30_000  # Prometheus allows 11,000; 8 days at 1 minute (11,521) must fit
 

@@ -1,0 +1,1 @@
+"""Pure parsers: spool files (``*.metrics`` key=value and ``*.prom``) and OpenMetrics for import."""

@@ -1,0 +1,228 @@
+"""The ``*.metrics`` spool file parser (Flickr's gmetric-style key=value files).
+
+``name=value`` or ``name{shard="7"}=value``, blanks allowed around ``=``, ``#``
+comments. Graphite/StatsD style keys (``image.processed``, ``api-hits``) are mapped
+with :func:`~signalbox.metrics.samples.sanitize_name` so they become valid Prometheus
+names (``image_processed``); anything else outside the alphabet is an error. Every
+metric from these files is a gauge: a file is a snapshot of current values.
+
+The rules shared with ``*.prom`` files (line splitting, bad bytes, labels, duplicates)
+are in :mod:`signalbox.metrics.parse.lex`; the fast path for clean files in
+:mod:`signalbox.metrics.parse.columns`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from itertools import compress, repeat
+from operator import contains, lt
+
+from signalbox.metrics.parse.columns import (
+    float_column,
+    label_column,
+    partition_columns,
+    valid_names,
+)
+from signalbox.metrics.parse.lex import (
+    NAME_RULE,
+    LineError,
+    LineSamples,
+    Parsed,
+    excerpt,
+    fast_labels,
+    gc_paused,
+    has_control_chars,
+    parse_float,
+    plain_metas,
+    scan_labels,
+    show,
+    split_lines,
+    text_lines,
+)
+from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, sanitize_name
+
+__all__ = ["keyvalue_shape", "parse_keyvalue"]
+
+_new_sample = tuple.__new__  # Sample(...) minus the Python-level __new__, for hot loops
+_make_sample = partial(tuple.__new__, Sample)
+
+
+def _keyvalue_name(raw: str) -> str:
+    """The Prometheus name for a key, or "" when it is not valid even after sanitizing."""
+    name = sanitize_name(raw)
+    return name if METRIC_NAME.match(name) else ""
+
+
+def parse_keyvalue(text: str, source: str, *, metas: bool = True) -> Parsed:
+    """Parse a ``*.metrics`` spool file (see the module docstring for the rules).
+
+    ``metas=False`` skips the (all-gauge) metadata records: the collector stores none for
+    key=value metrics since gauge is the default.
+    """
+    with gc_paused():
+        fast = _keyvalue_batch(text, metas)
+        return fast if fast is not None else _keyvalue_lines(text, source, metas)
+
+
+def keyvalue_shape(text: str) -> tuple[str, list[float]] | None:
+    """A clean file's *shape* (the text left of each ``=``, one line each) and its values;
+    None for any file the batch parser would not take.
+
+    Two files of the same shape parse to the same series in the same order, so a store that
+    has seen a shape once needs only the values (see :mod:`signalbox.metrics.sql.layouts`).
+    """
+    cols = _columns(text)
+    if cols is None:
+        return None
+    lefts, floats = cols
+    return "\n".join(lefts), floats
+
+
+def _columns(text: str) -> tuple[list[str], list[float]] | None:
+    """Left sides (stripped) and values of a clean file; None to go line by line."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r\n" in text:
+        text = text.replace("\r\n", "\n")
+    if has_control_chars(text):
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    blanks = " " in text or "\t" in text
+    if blanks:
+        lines = list(map(str.strip, lines, repeat(" \t")))
+    if "#" in text or "" in lines:  # keep lines that are non-empty and not comments
+        is_comment = map(str.startswith, lines, repeat("#"))
+        lines = list(compress(lines, map(lt, is_comment, map(bool, lines))))
+    if not lines:
+        return [], []
+    plain = not blanks and len(lines) == text.count("\n") + (not text.endswith("\n"))
+    if plain and text.count("=") == len(lines) and all(map(contains, lines, repeat("="))):
+        # one "=" on every line (the usual file): one split of the whole text, in C
+        parts = text.replace("=", "\n").split("\n")
+        lefts, values = parts[0:-1:2], parts[1::2]
+    else:
+        lefts, seps, values = partition_columns(map(str.rpartition, lines, repeat("=")))
+        if "" in seps:
+            return None
+    floats = float_column(values)
+    if floats is None:
+        return None
+    if blanks:
+        lefts = list(map(str.rstrip, lefts, repeat(" \t")))
+    return lefts, floats
+
+
+def _keyvalue_batch(text: str, metas: bool = True) -> Parsed | None:
+    """All-or-nothing fast path: the parse of a flawless file, or None to go line by line.
+
+    Past :func:`_columns`, everything here depends on the left sides alone (the shape), so
+    :func:`keyvalue_shape` may stand in for a parse that succeeded before.
+    """
+    cols = _columns(text)
+    if cols is None:
+        return None
+    lefts, floats = cols
+    if not lefts:
+        return Parsed([], [], [])
+    shape = "\n".join(lefts)
+    blanks = " " in shape or "\t" in shape
+    labels: list[Labels] | None = None
+    keys: list[str] | None = None
+    heads = lefts
+    if "{" in shape:
+        heads, braces, tails = partition_columns(map(str.partition, lefts, repeat("{")))
+        if tails.count("") != braces.count(""):  # a "{" with nothing after it
+            return None
+        column = label_column(tails)
+        if column is None:
+            return None
+        labels, suffixes = column
+        if blanks:
+            heads = list(map(str.rstrip, heads, repeat(" \t")))
+    if "" in heads:
+        return None
+    names = sanitize_name("\n".join(heads)).split("\n")
+    if not valid_names(names):
+        return None
+    unique = dict.fromkeys(names)
+    if labels is not None:
+        keys = list(map(str.__add__, names, suffixes))
+    if len(set(keys) if keys is not None else unique) != len(names):
+        return None  # a duplicate series: the line parser reports it
+    samples = list(map(_make_sample, zip(names, labels or repeat(()), floats, repeat(None))))
+    return Parsed(samples, plain_metas(unique, "gauge") if metas else [], [])
+
+
+def _keyvalue_lines(text: str, source: str, metas: bool = True) -> Parsed:
+    """The reference parser: one line at a time, every problem reported."""
+    lines, check = split_lines(text)
+    errors: list[LineError] = []
+    kept = LineSamples(source, lines, errors)
+    names: dict[str, str] = {}  # raw key -> sanitized name, "" if invalid
+    no_labels: Labels = ()
+    for lineno, line in text_lines(lines, check, source, errors):
+        c = line[0]
+        if c == "#":
+            continue
+        if c == " " or c == "\t":
+            line = line.lstrip(" \t")
+            if not line or line[0] == "#":
+                continue
+        eq = line.find("=")
+        if eq < 0:
+            errors.append(LineError(source, lineno, "expected NAME=VALUE", excerpt(line)))
+            continue
+        brace = line.find("{", 0, eq)
+        if brace < 0:
+            raw = line[:eq].rstrip(" \t")
+            value = line[eq + 1 :].strip(" \t")
+            labels = no_labels
+        else:
+            raw = line[:brace].rstrip(" \t")
+            last = line.rfind("=")
+            fast = fast_labels(line[brace + 1 : last].rstrip(" \t"))
+            if fast is not None:
+                labels = fast
+                value = line[last + 1 :].strip(" \t")
+            else:
+                r = scan_labels(line, brace + 1)
+                if isinstance(r, str):
+                    errors.append(LineError(source, lineno, r, excerpt(line)))
+                    continue
+                labels, end = r
+                rest = line[end:].lstrip(" \t")
+                if not rest.startswith("="):
+                    reason = "expected '=' after the label set: NAME{LABELS}=VALUE"
+                    errors.append(LineError(source, lineno, reason, excerpt(line)))
+                    continue
+                value = rest[1:].strip(" \t")
+        name = names.get(raw)
+        if name is None:
+            name = names[raw] = _keyvalue_name(raw)
+        if not name:
+            if not raw:
+                reason = "missing metric name: expected NAME=VALUE"
+            else:
+                reason = (
+                    f"invalid metric name '{show(raw)}': must match {NAME_RULE} "
+                    "('.', '-' and '/' are turned into '_')"
+                )
+            errors.append(LineError(source, lineno, reason, excerpt(line)))
+            continue
+        if not value:
+            errors.append(
+                LineError(source, lineno, "missing value: expected NAME=VALUE", excerpt(line))
+            )
+            continue
+        v = parse_float(value)
+        if v is None:
+            reason = f"value '{show(value)}' is not a number"
+            errors.append(LineError(source, lineno, reason, excerpt(line)))
+            continue
+        kept.add(_new_sample(Sample, (name, labels, v, None)), lineno)
+    good = kept.kept()
+    return Parsed(
+        good, plain_metas(dict.fromkeys(s[0] for s in good), "gauge") if metas else [], errors
+    )

@@ -1,0 +1,1 @@
+"""The metric store on SQL (SQLite and PostgreSQL): series ids, partitions, layouts, rollups."""

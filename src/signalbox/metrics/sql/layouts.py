@@ -1,0 +1,157 @@
+"""Layouts: the series of one spool file in line order, so a pass stores its values as one row.
+
+A collector pass re-reads every spool file, and from one pass to the next a file almost
+always keeps its lines and changes only its values. The first pass that sees a file's
+*shape* (the text left of each ``=``, see :func:`signalbox.metrics.parse.keyvalue.keyvalue_shape`)
+parses it fully and registers the shape's series, in order, as a layout. Later passes with
+the same shape skip parsing names and labels and looking up series ids: the file's values
+go to the raw partition as one *frame* row (layout id, timestamp, values). Readers unpack
+frames in SQL (rollups, via :meth:`~signalbox.storage.dialect.Dialect.frame_rows`) or in
+Python (:meth:`Layouts.series_of`).
+
+Tables:
+
+- ``metric_layouts``: id (never reused), digest of the shape, the labels the writer added
+  (``host``), the series ids as an int64 array, and the newest raw partition a frame of it
+  was written to -- a layout older than every raw partition is unreferenced and deleted.
+- ``metric_layout_series``: (layout, position) -> series, for SQL unpacking and for reading a
+  few series without unpacking whole frames.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Sequence
+
+from signalbox.exceptions import StoreError
+from signalbox.storage.database import Database, Migration
+
+MIGRATIONS: list[Migration] = [
+    (
+        4,
+        "layouts of spool files, so a collection pass stores each file's values as one frame",
+        [
+            "CREATE TABLE metric_layouts (id {serial}, digest {blob} NOT NULL, extra TEXT NOT NULL, size INTEGER NOT NULL, series {blob} NOT NULL, last_start BIGINT NOT NULL)",
+            "CREATE UNIQUE INDEX metric_layouts_key ON metric_layouts (digest, extra)",
+            "CREATE TABLE metric_layout_series (layout_id BIGINT NOT NULL, pos INTEGER NOT NULL, series_id BIGINT NOT NULL, PRIMARY KEY (layout_id, pos)){without_rowid}",
+            "CREATE INDEX metric_layout_series_sid ON metric_layout_series (series_id, layout_id)",
+        ],
+    ),
+]
+
+
+def _unpack(blob: bytes) -> array[int]:
+    ids = array("q")
+    ids.frombytes(bytes(blob))
+    return ids
+
+
+class Layouts:
+    """The layouts of one database, cached (a layout never changes once written)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._keys: dict[tuple[bytes, str], tuple[int, int]] = {}  # -> (id, last_start)
+        self._series: dict[int, array[int]] = {}
+
+    def load(self) -> None:
+        """Know every layout (a few hundred rows: one per spool file shape)."""
+        self._keys = {
+            (bytes(digest), extra): (lid, last)
+            for lid, digest, extra, last in self.db.query(
+                "SELECT id, digest, extra, last_start FROM metric_layouts"
+            )
+        }
+
+    def known(self, extra: str) -> frozenset[bytes]:
+        """Digests of the layouts registered for writers adding ``extra`` labels."""
+        self.load()
+        return frozenset(d for d, e in self._keys if e == extra)
+
+    def has(self, digest: bytes, extra: str) -> bool:
+        return (digest, extra) in self._keys
+
+    def resolve(self, digest: bytes, extra: str) -> int:
+        got = self._keys.get((digest, extra))
+        if got is None:
+            raise StoreError("a frame names a layout this store does not have")
+        return got[0]
+
+    def series_of(self, layout_ids: Iterable[int]) -> dict[int, array[int]]:
+        """Series ids, in position order, of each layout."""
+        wanted = set(layout_ids)
+        missing = sorted(wanted.difference(self._series))
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            for lid, blob in self.db.query(
+                f"SELECT id, series FROM metric_layouts WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                self._series[lid] = _unpack(blob)
+        return {lid: self._series[lid] for lid in wanted if lid in self._series}
+
+    def series_set(self, layout_ids: Sequence[int]) -> set[int] | None:
+        """Every series of these layouts; None if two of them (or one named twice) share a
+        series, or one is unknown."""
+        if len(set(layout_ids)) != len(layout_ids):
+            return None
+        series = self.series_of(layout_ids)
+        if len(series) != len(layout_ids):
+            return None
+        out: set[int] = set()
+        for ids in series.values():
+            out.update(ids)
+        return out if len(out) == sum(map(len, series.values())) else None
+
+    def register(self, digest: bytes, extra: str, sids: Sequence[int], start: int) -> int:
+        """A new layout of series ``sids``; inside the caller's write transaction. If another
+        writer registered the same shape meanwhile, its layout (the same series) is used."""
+        ids = array("q", sids)
+        row = self.db.execute(
+            "INSERT INTO metric_layouts (digest, extra, size, series, last_start) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (digest, extra) DO NOTHING RETURNING id",
+            (digest, extra, len(ids), ids.tobytes(), start),
+        ).fetchone()
+        if row is None:
+            lid, blob = self.db.query(
+                "SELECT id, series FROM metric_layouts WHERE digest = ? AND extra = ?",
+                (digest, extra),
+            )[0]
+            self._keys[(digest, extra)] = (lid, start)
+            self._series[lid] = _unpack(blob)
+            self.touch([digest], extra, start)
+            return int(lid)
+        lid = int(row[0])
+        self.db.executemany(
+            "INSERT INTO metric_layout_series (layout_id, pos, series_id) VALUES (?, ?, ?)",
+            [(lid, pos, sid) for pos, sid in enumerate(ids)],
+        )
+        self._keys[(digest, extra)] = (lid, start)
+        self._series[lid] = ids
+        return lid
+
+    def touch(self, digests: Iterable[bytes], extra: str, start: int) -> None:
+        """Note that frames of these layouts went into the raw partition at ``start``."""
+        stale = []
+        for d in digests:
+            lid, last = self._keys[(d, extra)]
+            if last < start:
+                stale.append((start, lid))
+                self._keys[(d, extra)] = (lid, start)
+        if stale:
+            self.db.executemany("UPDATE metric_layouts SET last_start = ? WHERE id = ?", stale)
+
+    def drop_older_than(self, oldest_raw_start: int) -> None:
+        """Delete layouts no remaining raw partition can reference."""
+        self.load()
+        if all(last >= oldest_raw_start for _, last in self._keys.values()):
+            return  # the usual compaction: nothing to delete, so no write transaction
+        with self.db.transaction():
+            self.db.execute(
+                "DELETE FROM metric_layout_series WHERE layout_id IN (SELECT id FROM metric_layouts WHERE last_start < ?)",
+                (oldest_raw_start,),
+            )
+            self.db.execute("DELETE FROM metric_layouts WHERE last_start < ?", (oldest_raw_start,))
+        self._keys = {k: v for k, v in self._keys.items() if v[1] >= oldest_raw_start}
+        live = {lid for lid, _ in self._keys.values()}
+        self._series = {lid: ids for lid, ids in self._series.items() if lid in live}

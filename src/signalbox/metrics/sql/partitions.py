@@ -1,0 +1,323 @@
+"""The partition tables of one SQL metric store: create, list, write, read and drop them.
+
+Layout (see :mod:`signalbox.metrics.partitions` for why partitions):
+
+- ``samples_raw_<start>``: raw samples, one table per span, keyed (ts, series_id).
+- ``frames_raw_<start>``: beside it, raw samples of spool files stored as frames (one row per
+  file and pass; see :mod:`signalbox.metrics.sql.layouts`), keyed (layout_id, ts). Every
+  reader of a raw partition reads both.
+- ``samples_r<res>_<start>``: rollups (min, max, sum, count, last) per bucket, keyed by
+  (series_id, bucket start); built by :mod:`signalbox.metrics.sql.rollup`.
+- ``metric_partitions`` lists the partition tables; other processes (the collector of
+  ``serve``, an ``agent``) create and drop them, so readers reload the list.
+- ``metric_stamps`` lists the timestamps written into each raw partition, so a read of a
+  few series can seek by (ts, series) instead of scanning the partition.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import defaultdict
+from collections.abc import Sequence
+from itertools import repeat
+from typing import Any
+
+from signalbox.exceptions import StoreError
+from signalbox.metrics.partitions import RAW, Level
+from signalbox.metrics.sql.layouts import Layouts
+from signalbox.storage.database import Database
+
+IN_LIST_MAX = 500  # above this many series, scan the partition and filter in Python
+_STAMPS_MAX = 2000  # more distinct timestamps in a partition (an import): range scan instead
+_SERIES_TS = operator.itemgetter(0, 1)
+_FIRST = operator.itemgetter(0)
+
+
+def frames_table(raw_table: str) -> str:
+    return raw_table.replace("samples_", "frames_", 1)
+
+
+class PartitionTables:
+    """Which partition tables exist for each level, and the SQL that touches one of them."""
+
+    def __init__(self, db: Database, levels: tuple[Level, ...], layouts: Layouts) -> None:
+        self.db = db
+        self.levels = levels
+        self.layouts = layouts
+        self.starts: dict[int, set[int]] = defaultdict(set)  # tier -> partition starts
+        self._loaded = False
+
+    def load(self, fresh: bool = False) -> None:
+        """Know which partition tables exist. Readers ask ``fresh``: another process (the
+        collector of ``serve``, an ``agent``) creates and drops partitions all the time."""
+        if fresh or not self._loaded:
+            starts: dict[int, set[int]] = defaultdict(set)
+            for tier, start in self.db.query("SELECT tier, start_ms FROM metric_partitions"):
+                starts[tier].add(start)
+            self.starts = starts
+            self._loaded = True
+
+    def ensure(self, level: Level, start: int) -> str:
+        """The table of ``level``'s partition starting at ``start``, created if missing."""
+        table = level.table(start)
+        if start in self.starts[level.tier]:
+            return table
+        if level.tier == RAW:
+            cols = "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION"
+        else:
+            cols = (
+                "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, min DOUBLE PRECISION, max DOUBLE PRECISION, "
+                "sum DOUBLE PRECISION, count BIGINT NOT NULL, last DOUBLE PRECISION"
+            )
+        # Raw rows are clustered by (ts, series_id): a pass appends at the end of its
+        # partition instead of touching every page of it. Rollups, written once per bucket
+        # and read series by series over long windows, are clustered by (series_id, ts).
+        key = "ts, series_id" if level.tier == RAW else "series_id, ts"
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} ({cols}, PRIMARY KEY ({key})){self.db.dialect.without_rowid}"
+        )
+        if level.tier == RAW:
+            self.ensure_frames(table)
+        self.db.execute(
+            self.db.dialect.upsert(
+                "metric_partitions", ["tier", "start_ms", "end_ms"], ["tier", "start_ms"]
+            ),
+            (level.tier, start, start + level.span_ms),
+        )
+        self.starts[level.tier].add(start)
+        return table
+
+    def ensure_frames(self, raw_table: str) -> None:
+        # a rowid table: frames are a few KiB each, too big for a clustered (WITHOUT ROWID) key
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {frames_table(raw_table)} (layout_id BIGINT NOT NULL, "
+            f"ts BIGINT NOT NULL, vals {self.db.dialect.frame_type} NOT NULL, PRIMARY KEY (layout_id, ts))"
+        )
+
+    def between(self, level: Level, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
+        """(start, table) of ``level``'s partitions overlapping ``[start_ms, end_ms]``, oldest first."""
+        return [
+            (s, level.table(s))
+            for s in sorted(self.starts[level.tier])
+            if s <= end_ms and s + level.span_ms > start_ms
+        ]
+
+    # -- writes ---------------------------------------------------------------------------
+    def write_raw(
+        self,
+        sids: list[int],
+        stamps: list[int | None],
+        values: list[float | None],
+        default_ts_ms: int,
+    ) -> None:
+        """Upsert raw samples (columns; a None stamp means ``default_ts_ms``) into their
+        partitions, noting the timestamps written. Runs inside the caller's transaction."""
+        raw = self.levels[0]
+        span = raw.span_ms
+        by_part: dict[int, list[tuple[Any, ...]]] = {}
+        part_stamps: dict[int, set[int]] = {}
+        if stamps.count(None) == len(stamps):  # a collection pass: all at the pass time
+            start = default_ts_ms - default_ts_ms % span
+            by_part[start] = list(zip(sids, repeat(default_ts_ms), values, strict=False))
+            part_stamps[start] = {default_ts_ms}
+        else:
+            for sid, ts, value in zip(sids, stamps, values, strict=True):
+                t = default_ts_ms if ts is None else ts
+                start = t - t % span
+                by_part.setdefault(start, []).append((sid, t, value))
+                part_stamps.setdefault(start, set()).add(t)
+        upsert = self.db.dialect.upsert("{t}", ["series_id", "ts", "value"], ["series_id", "ts"])
+        stamp_sql = self.db.dialect.upsert("metric_stamps", ["start_ms", "ts"], ["start_ms", "ts"])
+        for start in sorted(by_part):
+            table = self.ensure(raw, start)
+            rows = by_part[start]
+            self.db.executemany(upsert.replace("{t}", table), rows)
+            self.db.executemany(stamp_sql, [(start, ts) for ts in sorted(part_stamps[start])])
+
+    def write_frames(self, frames: list[tuple[int, list[float]]], ts: int) -> int:
+        """Upsert frames (layout id, values) at ``ts``; returns the partition's start.
+        Runs inside the caller's transaction."""
+        raw = self.levels[0]
+        start = raw.partition_start(ts)
+        table = frames_table(self.ensure(raw, start))
+        encode = self.db.dialect.encode_frame
+        self.db.executemany(
+            self.db.dialect.upsert(table, ["layout_id", "ts", "vals"], ["layout_id", "ts"]),
+            [(lid, ts, encode(values)) for lid, values in frames],
+        )
+        return start
+
+    def drop_expired(self, now_ms: int) -> None:
+        """Drop whole partitions past their level's retention."""
+        for lv in self.levels:
+            for start in sorted(self.starts[lv.tier]):
+                if start + lv.span_ms > now_ms - lv.retention_ms:
+                    break
+                with self.db.transaction():
+                    self.db.execute(f"DROP TABLE IF EXISTS {lv.table(start)}")
+                    if lv.tier == RAW:
+                        self.db.execute(f"DROP TABLE IF EXISTS {frames_table(lv.table(start))}")
+                    self.db.execute(
+                        "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",
+                        (lv.tier, start),
+                    )
+                    if lv.tier == RAW:
+                        self.db.execute("DELETE FROM metric_stamps WHERE start_ms = ?", (start,))
+                self.starts[lv.tier].discard(start)
+        raw = self.levels[0]
+        if self.starts[RAW]:
+            self.layouts.drop_older_than(min(self.starts[RAW]))
+        else:
+            self.layouts.drop_older_than(now_ms - raw.retention_ms - raw.span_ms)
+
+    # -- reads ----------------------------------------------------------------------------
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read of one partition; a table dropped by retention in between reads as empty."""
+        rows = self._read_or_none(sql, params)
+        return [] if rows is None else rows
+
+    def _read_or_none(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]] | None:
+        """The rows, or None if a table was dropped by retention in between."""
+        try:
+            return self.db.query(sql, params)
+        except Exception as e:
+            if "no such table" in str(e) or "does not exist" in str(e):
+                if self.db.dialect.name == "postgresql":
+                    self.db.conn.rollback()
+                return None
+            raise
+
+    def raw_source(self, table: str) -> str:
+        """A subquery of every (series_id, ts, value) of a raw partition: rows and frames."""
+        frames = self.db.dialect.frame_rows(frames_table(table))
+        return f"(SELECT series_id, ts, value FROM {table} UNION ALL {frames})"
+
+    def raw_rows(
+        self, start: int, table: str, ids: list[int], start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]]:
+        """(series_id, ts, value) of a raw partition, grouped by series, oldest first.
+
+        A few series: one index seek per (written timestamp, series), using the partition's
+        list of timestamps, and the values at their positions in the frames of the layouts
+        holding them. Many series or many timestamps (an import): a range scan, and frames
+        unpacked in Python.
+        """
+        if len(ids) <= IN_LIST_MAX:
+            rows = self._few_rows(start, table, ids, start_ms, end_ms)
+            if rows is not None:
+                rows.extend(self._few_frame_values(table, ids, start_ms, end_ms))
+                rows.sort(key=_SERIES_TS)
+                return rows
+        wanted = set(ids)
+        rows = self.read(
+            f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ?",
+            (start_ms, end_ms),
+        )
+        rows = [r for r in rows if r[0] in wanted]
+        rows.extend(self.frame_values(table, wanted, start_ms, end_ms))
+        rows.sort(key=_SERIES_TS)
+        return rows
+
+    def _few_rows(
+        self, start: int, table: str, ids: list[int], start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]] | None:
+        """Rows of a few series by index seeks; None when a range scan is cheaper."""
+        stamps = [
+            r[0]
+            for r in self.db.query(
+                "SELECT ts FROM metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?",
+                (start, start_ms, end_ms),
+            )
+        ]
+        if not stamps:
+            return []
+        if len(stamps) > _STAMPS_MAX:
+            return None
+        return self.read(
+            f"SELECT series_id, ts, value FROM {table} WHERE ts IN ({','.join('?' * len(stamps))}) "
+            f"AND series_id IN ({','.join('?' * len(ids))})",
+            (*stamps, *ids),
+        )
+
+    def _few_frame_values(
+        self, table: str, ids: list[int], start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]]:
+        elem = self.db.dialect.frame_element()
+        return self.read(
+            f"SELECT ls.series_id, f.ts, {elem} FROM metric_layout_series AS ls "
+            f"JOIN {frames_table(table)} AS f ON f.layout_id = ls.layout_id "
+            f"WHERE ls.series_id IN ({','.join('?' * len(ids))}) AND f.ts >= ? AND f.ts <= ?",
+            (*ids, start_ms, end_ms),
+        )
+
+    def frame_values(
+        self, table: str, wanted: set[int] | None, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int, float]]:
+        """(series_id, ts, value) from the frames of a raw partition, unpacked in Python."""
+        frames = self.read(
+            f"SELECT layout_id, ts, vals FROM {frames_table(table)} WHERE ts >= ? AND ts <= ?",
+            (start_ms, end_ms),
+        )
+        return self._unpack(frames, wanted, frames_table(table))
+
+    def latest_frame_values(self, table: str) -> list[tuple[int, int, float]]:
+        """(series_id, ts, value) of the newest frame of each layout in a raw partition."""
+        return self._unpack(
+            self.read(self.db.dialect.latest_per_layout(frames_table(table))),
+            None,
+            frames_table(table),
+        )
+
+    def _unpack(
+        self, frames: list[tuple[Any, ...]], wanted: set[int] | None, table_of_frames: str
+    ) -> list[tuple[int, int, float]]:
+        if not frames:
+            return []
+        series = self.layouts.series_of({f[0] for f in frames})
+        decode = self.db.dialect.decode_frame
+        out: list[tuple[int, int, float]] = []
+        for lid, ts, vals in frames:
+            sids = series.get(lid)
+            if sids is None:  # deleted with its partition in between: nothing to read
+                continue
+            values = decode(vals)
+            if len(values) != len(sids):
+                raise StoreError(
+                    f"{table_of_frames}: a frame of layout {lid} has {len(values)} values for {len(sids)} series"
+                )
+            got = zip(sids, repeat(ts), values)
+            out.extend(got if wanted is None else (r for r in got if r[0] in wanted))
+        return out
+
+    def one_series_rows(
+        self, tables: list[str], cols: str, sid: int, start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]] | None:
+        """Rows (ts, ``cols``...) of one series from several (series_id, ts)-clustered
+        partitions, oldest first, in one statement (a statement per partition costs more than its rows); None if
+        a partition went away meanwhile (retention), so the caller reads them one by one."""
+        part = f"SELECT ts, {cols} FROM {{t}} WHERE series_id = ? AND ts >= ? AND ts <= ?"
+        sql = " UNION ALL ".join(part.format(t=t) for t in tables)
+        rows = self._read_or_none(sql, (sid, start_ms, end_ms) * len(tables))
+        if rows is None:
+            return None
+        stamps = list(map(_FIRST, rows))
+        if not all(map(operator.lt, stamps, stamps[1:])):  # partitions in order, each by key
+            rows.sort(key=_FIRST)
+        return rows
+
+    def rows_for(
+        self, table: str, cols: str, ids: list[int], start_ms: int, end_ms: int
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a (series_id, ts)-clustered rollup partition, grouped by series, oldest first."""
+        if len(ids) <= IN_LIST_MAX:
+            marks = ",".join("?" * len(ids))
+            return self.read(
+                f"SELECT series_id, ts, {cols} FROM {table} WHERE series_id IN ({marks}) AND ts >= ? AND ts <= ? ORDER BY series_id, ts",
+                (*ids, start_ms, end_ms),
+            )
+        wanted = set(ids)
+        rows = self.read(
+            f"SELECT series_id, ts, {cols} FROM {table} WHERE ts >= ? AND ts <= ? ORDER BY series_id, ts",
+            (start_ms, end_ms),
+        )
+        return [r for r in rows if r[0] in wanted]

@@ -1,0 +1,426 @@
+"""The metric store on SQL: SQLite by default, PostgreSQL through the same code.
+
+The store writes batches, answers selections and runs compaction; the parts it is built on
+live in their own modules:
+
+- :mod:`signalbox.metrics.sql.series`: the ``series`` table (id, metric name, canonical label
+  text from :mod:`signalbox.metrics.labelcodec`) and its caches for readers and writers.
+- :mod:`signalbox.metrics.sql.partitions`: the sample tables, one per level and time span
+  (see :mod:`signalbox.metrics.partitions` for why partitions), and the SQL that reads and
+  writes one of them.
+- :mod:`signalbox.metrics.sql.rollup`: rollup tiers built in SQL from the level below, and
+  the per-tier watermark that tells readers where buckets end and raw samples take over.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import threading
+from collections.abc import Iterable, Sequence
+from itertools import groupby, repeat
+from typing import Any
+
+from signalbox.clock import Clock, SystemClock
+from signalbox.durations import Tier
+from signalbox.exceptions import StoreError
+from signalbox.metrics.labelcodec import encode_labels
+from signalbox.metrics.partitions import RAW, Level, levels
+from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
+from signalbox.metrics.sql import layouts as sqllayouts
+from signalbox.metrics.sql import rollup as sqlrollup
+from signalbox.metrics.sql.layouts import Layouts
+from signalbox.metrics.sql.partitions import IN_LIST_MAX, PartitionTables
+from signalbox.metrics.sql.series import SeriesIndex
+from signalbox.metrics.store import DuplicateSeries, Frame, NewLayout, SeriesPoints, WriteResult
+from signalbox.storage.database import Database, Migration
+
+MIGRATIONS: list[Migration] = [
+    (
+        1,
+        "series, metadata, partitions and rollup watermarks",
+        [
+            "CREATE TABLE series (id {pk}, name TEXT NOT NULL, labels TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+            "CREATE UNIQUE INDEX series_key ON series (name, labels)",
+            "CREATE TABLE metric_meta (name TEXT PRIMARY KEY, type TEXT NOT NULL, help TEXT NOT NULL, unit TEXT NOT NULL)",
+            "CREATE TABLE metric_partitions (tier INTEGER NOT NULL, start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, PRIMARY KEY (tier, start_ms))",
+            "CREATE TABLE metric_rollups (tier INTEGER PRIMARY KEY, watermark_ms BIGINT NOT NULL)",
+        ],
+    ),
+    (
+        2,
+        "a snapshot of the series-id map, so a short-lived writer loads it in one read",
+        [
+            "CREATE TABLE series_ids_snapshot (id INTEGER PRIMARY KEY, max_id BIGINT NOT NULL, data {blob} NOT NULL)"
+        ],
+    ),
+    (
+        3,
+        "the timestamps written into each raw partition, so reads can seek by (ts, series)",
+        [
+            "CREATE TABLE metric_stamps (start_ms BIGINT NOT NULL, ts BIGINT NOT NULL, PRIMARY KEY (start_ms, ts))"
+        ],
+    ),
+    *sqllayouts.MIGRATIONS,
+]
+_FRAMES_SINCE = sqllayouts.MIGRATIONS[0][0]  # the version that put frames beside raw partitions
+
+_NAME, _LABELS, _VALUE, _TS = (operator.itemgetter(i) for i in range(4))
+_SERIES_ID = operator.itemgetter(0)
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _nums(vs: Sequence[Any]) -> list[float]:
+    """NULL (how SQLite stores NaN) back to NaN, column-wise."""
+    if None in vs:
+        return [math.nan if v is None else float(v) for v in vs]
+    return list(map(float, vs))
+
+
+class SQLMetricStore:
+    """:class:`~signalbox.metrics.store.MetricStore` over a :class:`Database`."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        raw_retention_s: int = 86400,
+        tiers: tuple[Tier, ...] = (
+            Tier(60, 8 * 86400),
+            Tier(300, 35 * 86400),
+            Tier(3600, 400 * 86400),
+        ),
+        clock: Clock | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock or SystemClock()
+        self.levels = levels(raw_retention_s, tiers)
+        before = db.schema_version("metrics")
+        if before != MIGRATIONS[-1][0]:
+            db.migrate("metrics", MIGRATIONS)
+        self._lock = threading.RLock()
+        self._series = SeriesIndex(db)
+        self._layouts = Layouts(db)
+        self._partitions = PartitionTables(db, self.levels, self._layouts)
+        if 0 < before < _FRAMES_SINCE:  # raw partitions of an older schema get their frames table
+            self._partitions.load()
+            with db.transaction():
+                for start in self._partitions.starts[RAW]:
+                    self._partitions.ensure_frames(self.levels[0].table(start))
+        self._meta: dict[str, MetricMeta] | None = None
+
+    # -- writes ---------------------------------------------------------------------------
+    def write(
+        self,
+        samples: Sequence[Sample],
+        default_ts_ms: int,
+        *,
+        add_labels: Labels = (),
+        frames: Sequence[Frame] = (),
+        layouts: Sequence[NewLayout] = (),
+    ) -> WriteResult:
+        """Store a batch in one transaction: series ids from memory, rows by ``executemany``,
+        frames one row per spool file.
+
+        The per-sample work is done column-wise with ``map``/``zip`` (in C): this is the hot
+        path of every collection pass.
+        """
+        names = list(map(_NAME, samples))
+        label_col = list(map(_LABELS, samples))
+        texts = {
+            labels: "{" + encode_labels(merge_labels(labels, add_labels))
+            for labels in set(label_col)
+        }
+        keys = list(map(operator.add, names, map(texts.__getitem__, label_col)))
+        with self._lock, self.db.transaction():
+            self._partitions.load(fresh=True)
+            sids, created = self._series.ids_for(names, keys, self.clock)
+            written = len(keys)
+            if frames or layouts:
+                rows = self._write_frames(samples, sids, default_ts_ms, add_labels, frames, layouts)
+                written += sum(len(f.values) for f in frames)
+            else:
+                rows = list(range(len(samples)))
+            if rows:
+                picked = samples if len(rows) == len(samples) else [samples[i] for i in rows]
+                values = [v if v == v else None for v in map(_VALUE, picked)]  # NaN -> NULL
+                row_sids = sids if len(rows) == len(samples) else [sids[i] for i in rows]
+                self._partitions.write_raw(row_sids, list(map(_TS, picked)), values, default_ts_ms)
+            return WriteResult(written=written, new_series=created)
+
+    def _write_frames(
+        self,
+        samples: Sequence[Sample],
+        sids: list[int],
+        ts: int,
+        add_labels: Labels,
+        frames: Sequence[Frame],
+        layouts: Sequence[NewLayout],
+    ) -> list[int]:
+        """Write ``frames`` and the samples of new ``layouts`` as frames; return the indexes
+        of the samples left to write as rows. Inside the write transaction."""
+        extra = encode_labels(add_labels)
+        store = self._layouts
+        store.load()
+        known = [store.resolve(f.layout, extra) for f in frames]
+        series = store.series_of(known)
+        in_layout = bytearray(len(samples))
+        fresh: list[tuple[NewLayout, list[int]]] = []
+        for nl in layouts:
+            part = samples[nl.start : nl.start + nl.length]
+            if any(s[3] is not None for s in part) or store.has(nl.layout, extra):
+                continue  # stamped samples, or a shape sent twice: plain rows then
+            fresh.append((nl, sids[nl.start : nl.start + nl.length]))
+            in_layout[nl.start : nl.start + nl.length] = b"\x01" * nl.length
+        rows = [i for i, flag in enumerate(in_layout) if not flag]
+        for lid, f in zip(known, frames, strict=True):
+            if len(series[lid]) != len(f.values):
+                raise StoreError(
+                    f"a frame has {len(f.values)} values for a layout of {len(series[lid])} series"
+                )
+        covered = store.series_set(known)
+        others = [sids[i] for i in rows]
+        for _, ids in fresh:
+            others.extend(ids)
+        if covered is None or len(set(others)) != len(others) or not covered.isdisjoint(others):
+            raise DuplicateSeries("one series appears twice in a write with frames")
+        start = self.levels[0].partition_start(ts)
+        out = list(zip(known, (f.values for f in frames), strict=True))
+        for nl, ids in fresh:
+            lid = store.register(nl.layout, extra, ids, start)
+            out.append((lid, [s[2] for s in samples[nl.start : nl.start + nl.length]]))
+        store.touch([f.layout for f in frames], extra, start)
+        self._partitions.write_frames(out, ts)
+        return rows
+
+    def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
+        with self._lock:
+            return self._layouts.known(encode_labels(add_labels))
+
+    def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
+        if self._meta is None:
+            self._meta = self.metadata()
+        known = self._meta
+        rows = {m.name: (m.name, m.type, m.help, m.unit) for m in metas if known.get(m.name) != m}
+        if not rows:
+            return
+        for name, t, h, u in rows.values():
+            known[name] = MetricMeta(name, t, h, u)
+        sql = self.db.dialect.upsert("metric_meta", ["name", "type", "help", "unit"], ["name"])
+        with self._lock, self.db.transaction():
+            self.db.executemany(sql, list(rows.values()))
+
+    def metadata(self) -> dict[str, MetricMeta]:
+        rows = self.db.query("SELECT name, type, help, unit FROM metric_meta")
+        return {n: MetricMeta(n, t, h, u) for n, t, h, u in rows}
+
+    # -- reads ----------------------------------------------------------------------------
+    def series(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels]]:
+        with self._lock:
+            index = self._series
+            return [(index.rows[sid][0], index.labels(sid)) for sid in index.matching_ids(matchers)]
+
+    def choose_level(self, start_ms: int, step_ms: int, now_ms: int | None = None) -> Level:
+        """Raw while the window is within raw retention (exact, as Prometheus would answer);
+        beyond it, the finest tier no finer than the step that still covers the start."""
+        now = int(self.clock.now() * 1000) if now_ms is None else now_ms
+        raw, tiers = self.levels[0], self.levels[1:]
+        if start_ms >= now - raw.retention_ms:
+            return raw
+        # a little slack: a query's window starts a lookback (5m) before the first step, and
+        # partitions are dropped whole, so the retention edge is ragged anyway
+        covering = [lv for lv in tiers if start_ms >= now - lv.retention_ms - lv.retention_ms // 50]
+        fine_enough = [
+            lv for lv in covering if lv.tier * 1000 <= max(step_ms, tiers[0].tier * 1000)
+        ]
+        if fine_enough:
+            return fine_enough[-1]
+        return covering[0] if covering else tiers[-1]
+
+    def select(
+        self,
+        matchers: Sequence[Matcher],
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int = 0,
+        aggregates: bool = True,
+    ) -> list[SeriesPoints]:
+        with self._lock:
+            ids = self._series.matching_ids(matchers)
+            if not ids:
+                return []
+            level = self.choose_level(start_ms, step_ms)
+            self._partitions.load(fresh=True)
+            out: dict[int, SeriesPoints] = {}
+            if level.tier == RAW:
+                self._select_raw(ids, start_ms, end_ms, out)
+            else:
+                self._select_tier(level, ids, start_ms, end_ms, out, aggregates)
+            return [out[sid] for sid in sorted(out)]
+
+    def _points(
+        self, sid: int, out: dict[int, SeriesPoints], resolution: int, aggregates: bool = True
+    ) -> SeriesPoints:
+        sp = out.get(sid)
+        if sp is None:
+            name, _ = self._series.rows[sid]
+            sp = out[sid] = SeriesPoints(name, self._series.labels(sid), resolution=resolution)
+            if resolution and aggregates:
+                sp.mins, sp.maxs, sp.sums, sp.counts = [], [], [], []
+        return sp
+
+    def _select_raw(
+        self,
+        ids: list[int],
+        start_ms: int,
+        end_ms: int,
+        out: dict[int, SeriesPoints],
+        resolution: int = 0,
+        aggregates: bool = True,
+    ) -> None:
+        parts = self._partitions
+        for start, table in parts.between(self.levels[0], start_ms, end_ms):
+            for sid, ts, value in parts.raw_rows(start, table, ids, start_ms, end_ms):
+                sp = self._points(sid, out, resolution, aggregates)
+                v = _num(value)
+                sp.timestamps.append(ts)
+                sp.values.append(v)
+                if resolution and aggregates:
+                    assert (
+                        sp.mins is not None
+                        and sp.maxs is not None
+                        and sp.sums is not None
+                        and sp.counts is not None
+                    )
+                    sp.mins.append(v)
+                    sp.maxs.append(v)
+                    sp.sums.append(v)
+                    sp.counts.append(1.0)
+
+    def _select_tier(
+        self,
+        level: Level,
+        ids: list[int],
+        start_ms: int,
+        end_ms: int,
+        out: dict[int, SeriesPoints],
+        aggregates: bool = True,
+    ) -> None:
+        """Buckets up to the tier's watermark, then raw points: in time order, never twice.
+
+        Buckets past the watermark (written by ``rebuild_rollups`` after an import) are
+        ignored because the raw samples they summarise are still there and are newer.
+        """
+        res_ms = level.tier * 1000
+        wm = sqlrollup.watermark(self.db, level.tier)
+        if wm is None:  # never compacted: the tier is empty as far as readers are concerned
+            self._select_raw(
+                ids, start_ms, end_ms, out, resolution=level.tier, aggregates=aggregates
+            )
+            return
+        # rows are keyed by bucket start; readers see the last millisecond the bucket covers
+        last_start = min(end_ms - res_ms, wm - res_ms)
+        if last_start >= start_ms - res_ms:
+            cols = "min, max, sum, count, last" if aggregates else "last"
+            shift = res_ms - 1
+            lo = start_ms - res_ms
+            tables = [t for _, t in self._partitions.between(level, lo, last_start)]
+            one = None
+            if len(ids) == 1 and len(tables) > 1:  # one series over many partitions: one query
+                one = self._partitions.one_series_rows(tables, cols, ids[0], lo, last_start)
+            # (series id or None when the rows are of that one series only, rows)
+            batches: list[tuple[int | None, list[tuple[Any, ...]]]]
+            if one is not None:
+                batches = [(ids[0], one)]
+            else:
+                batches = [
+                    (None, self._partitions.rows_for(t, cols, ids, lo, last_start)) for t in tables
+                ]
+            for only, rows in batches:
+                # column-wise per series (a week of 1-minute buckets is 10k rows)
+                groups = [(only, rows)] if only is not None else groupby(rows, key=_SERIES_ID)
+                for sid, group in groups:
+                    columns = list(zip(*group, strict=True))
+                    if not columns:
+                        continue
+                    if only is None:
+                        del columns[0]  # the series id
+                    assert sid is not None
+                    sp = self._points(sid, out, level.tier, aggregates)
+                    sp.timestamps.extend(map(operator.add, columns[0], repeat(shift)))
+                    sp.values.extend(_nums(columns[-1]))
+                    if aggregates:
+                        assert (
+                            sp.mins is not None
+                            and sp.maxs is not None
+                            and sp.sums is not None
+                            and sp.counts is not None
+                        )
+                        sp.mins.extend(_nums(columns[1]))
+                        sp.maxs.extend(_nums(columns[2]))
+                        sp.sums.extend(_nums(columns[3]))
+                        sp.counts.extend(map(float, columns[4]))
+        if wm <= end_ms:  # newer than the watermark: raw points, so recent data is never missing
+            self._select_raw(
+                ids, max(wm, start_ms), end_ms, out, resolution=level.tier, aggregates=aggregates
+            )
+
+    def latest(
+        self, matchers: Sequence[Matcher] = (), *, since_ms: int | None = None
+    ) -> list[tuple[str, Labels, int, float]]:
+        with self._lock:
+            index, parts = self._series, self._partitions
+            ids = set(index.matching_ids(matchers)) if matchers else None
+            parts.load(fresh=True)
+            found: dict[int, tuple[int, float]] = {}
+            raw = self.levels[0]
+            for start in sorted(parts.starts[RAW], reverse=True):
+                if since_ms is not None and start + raw.span_ms <= since_ms:
+                    break
+                table = raw.table(start)
+                if ids is not None and len(ids) <= IN_LIST_MAX:
+                    if not ids:
+                        break
+                    rows = parts.raw_rows(start, table, sorted(ids), start, start + raw.span_ms)
+                else:
+                    rows = parts.read(self.db.dialect.latest_per_series(table))
+                    rows.extend(parts.latest_frame_values(table))
+                newest: dict[int, tuple[int, float]] = {}
+                for sid, ts, value in rows:
+                    if sid in found or (ids is not None and sid not in ids):
+                        continue
+                    if since_ms is not None and ts < since_ms:
+                        continue
+                    seen = newest.get(sid)
+                    if seen is None or ts >= seen[0]:
+                        newest[sid] = (ts, _num(value))
+                found.update(newest)
+                if ids is not None:
+                    ids.difference_update(newest)
+            if any(sid not in index.rows for sid in found):
+                index.refresh()
+            return [
+                (index.rows[sid][0], index.labels(sid), ts, v)
+                for sid, (ts, v) in sorted(found.items())
+            ]
+
+    # -- rollups and retention ------------------------------------------------------------
+    def compact(self, now_ms: int) -> None:
+        """Roll up every closed bucket of every tier, then drop partitions past retention."""
+        with self._lock:
+            self._partitions.load(fresh=True)
+            sqlrollup.build_closed(self._partitions, now_ms)
+            self._partitions.drop_expired(now_ms)
+
+    def rebuild_rollups(self, start_ms: int, end_ms: int) -> None:
+        """Recompute every tier's buckets over ``[start_ms, end_ms)`` (after an import)."""
+        with self._lock:
+            self._partitions.load(fresh=True)
+            sqlrollup.rebuild(self._partitions, start_ms, end_ms)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,1 @@
+"""StatsD: the UDP listener (I/O) over a pure packet parser and aggregator."""

@@ -1,0 +1,1 @@
+"""Evaluating monitors: observe, the pure state machine, notification policy, the runner and its loop."""

@@ -1,0 +1,286 @@
+"""The monitor runner: one evaluation pass over every monitor.
+
+A pass (:meth:`MonitorRunner.run_pass`, time injected as ``now_ms``):
+
+1. load the monitor files (unchanged files are not parsed again); lint errors are logged,
+   every valid monitor still runs;
+2. observe every monitor (:mod:`signalbox.monitors.engine.observe`): all threshold and queue
+   queries through ONE read of the metric store, all staleness checks through one
+   ``latest`` read, Nagios plugins in parallel (their perfdata becomes samples);
+3. apply the state machine to the persisted previous state, dependencies first so
+   ``depends_on`` sees this pass's answer (:mod:`signalbox.monitors.engine.passes`);
+4. decide notifications (:mod:`signalbox.monitors.engine.policy`): firing, repeat, resolved, or
+   held back by a silence, a dependency that is not OK, or flapping;
+5. in ONE transaction: persist every series, every transition and flapping event, run the
+   flag actions, and enqueue the notifications in the outbox, so a crash loses none;
+6. write ``signalbox_monitor_state`` for every series into the metric store, then deliver
+   due outbox entries.
+
+The loop ``serve`` runs is :mod:`signalbox.monitors.engine.loop`, ``monitors status`` is
+:mod:`signalbox.monitors.status`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from signalbox.clock import Clock
+from signalbox.config import Settings
+from signalbox.exceptions import UsageError
+from signalbox.gcpause import gc_paused
+from signalbox.metrics.samples import MetricMeta
+from signalbox.metrics.store import MetricStore
+from signalbox.monitors.definitions.load import LintError, LoadCache, LoadResult, load_monitors
+from signalbox.monitors.definitions.model import Monitor, State
+from signalbox.monitors.engine.actions import ActionHandler, RecordingActionHandler, action_for
+from signalbox.monitors.engine.evaluate import Transition
+from signalbox.monitors.engine.observe import (
+    Observed,
+    PluginRunner,
+    observe_many,
+    observe_one,
+    run_plugins,
+)
+from signalbox.monitors.engine.passes import MonitorPass, PassReport, PassWrites
+from signalbox.monitors.engine.policy import (
+    STATE_METRIC,
+    dependency_order,
+)
+from signalbox.monitors.nagios.plugin import run_plugin
+from signalbox.monitors.notify import Notification, Notifier
+from signalbox.monitors.notify.registry import build_notifiers
+from signalbox.monitors.outbox.delivery import Delivery, DeliveryReport, OutboxEntry
+from signalbox.monitors.outbox.store import Outbox
+from signalbox.monitors.state.records import HistoryEntry
+from signalbox.monitors.state.store import MonitorStore
+from signalbox.query import Engine
+from signalbox.storage.database import Database
+
+log = logging.getLogger("signalbox.monitors")
+
+
+class MonitorRunner:
+    """Evaluates monitors against a metric store and keeps their state in a :class:`MonitorStore`.
+
+    Args:
+        paths: monitor files and directories.
+        metric_store: where queries read and where state gauges and perfdata go.
+        state: persisted monitor state; ``outbox``: the notification outbox (same database).
+        notifiers: by name, as ``notify:`` lists them.
+        repeat_s: default repeat interval (a monitor's ``repeat`` wins).
+        host: the ``host`` label of Nagios perfdata samples.
+        action_handler: carries out ``on_critical``/``on_warning`` (default: record + log).
+        plugin_runner: runs a Nagios plugin (default :func:`run_plugin`).
+    """
+
+    def __init__(
+        self,
+        *,
+        paths: Sequence[Path],
+        metric_store: MetricStore,
+        state: MonitorStore,
+        outbox: Outbox,
+        notifiers: Mapping[str, Notifier],
+        repeat_s: float,
+        host: str = "",
+        action_handler: ActionHandler | None = None,
+        engine: Engine | None = None,
+        plugin_runner: PluginRunner = run_plugin,
+        notifier_names: Sequence[str] | None = None,
+    ) -> None:
+        self.paths = list(paths)
+        self.metric_store, self.state, self.outbox = metric_store, state, outbox
+        self.notifiers = dict(notifiers)
+        self.notifier_names = (
+            list(self.notifiers) if notifier_names is None else list(notifier_names)
+        )
+        self.repeat_s, self.host = repeat_s, host
+        self.actions: ActionHandler = action_handler or RecordingActionHandler(state)
+        self.engine = engine or Engine(metric_store)
+        self.plugin_runner = plugin_runner
+        self._logged_lint: tuple[LintError, ...] = ()
+        self._load_cache = LoadCache()  # files are parsed again only when they change
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        metric_store: MetricStore,
+        db: Database,
+        *,
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+        action_handler: ActionHandler | None = None,
+        outbox: Outbox | None = None,
+    ) -> MonitorRunner:
+        """The runner ``serve`` and the CLI use; notifier config errors are logged."""
+        notifiers, errors = build_notifiers(settings, clock=clock, environ=environ)
+        for e in errors:
+            log.error("notifier config error, its notifications wait in the outbox: %s", e)
+        return cls(
+            paths=settings.monitor_paths,
+            metric_store=metric_store,
+            state=MonitorStore(db),
+            outbox=outbox or Outbox(db),
+            notifiers=notifiers,
+            repeat_s=settings.monitor_repeat_s,
+            host=settings.host,
+            action_handler=action_handler,
+            engine=Engine(metric_store, coarsest_resolution_s=settings.tiers[-1].resolution),
+        )
+
+    # -- loading --------------------------------------------------------------------------
+    def load(self) -> LoadResult:
+        """Monitor files -> monitors; new lint errors are logged once, not every pass.
+
+        A ``notify:`` naming an unconfigured notifier is reported (with its line) but does
+        not stop the monitor from running: its state and history are kept, and its
+        notifications to that name end up dead in the outbox, visibly.
+        """
+        result = load_monitors(self.paths, cache=self._load_cache)
+        known = set(self.notifier_names)
+        if any(n not in known for m in result.monitors for n in m.notify):
+            # the same errors, plus the unknown notifiers
+            strict = load_monitors(self.paths, notifiers=known, cache=self._load_cache)
+            result = LoadResult(result.monitors, strict.errors)
+        if result.errors != self._logged_lint:
+            running = {m.name for m in result.monitors}
+            for e in result.errors:
+                if e.monitor in running:
+                    log.error("monitor runs, but its notifications cannot all be sent: %s", e)
+                else:
+                    log.error("monitor not loaded: %s", e)
+            self._logged_lint = result.errors
+        return result
+
+    def monitor(self, name: str, loaded: LoadResult | None = None) -> Monitor:
+        """The loaded monitor ``name``, or a UsageError saying why there is none."""
+        res = loaded or self.load()
+        for m in res.monitors:
+            if m.name == name:
+                return m
+        broken = [e for e in res.errors if e.monitor == name]
+        if broken:
+            raise UsageError(f"monitor {name!r} has lint errors and is not loaded: {broken[0]}")
+        known = ", ".join(sorted(m.name for m in res.monitors)) or "none"
+        raise UsageError(
+            f"no monitor named {name!r} in {', '.join(map(str, self.paths))} (known: {known})"
+        )
+
+    # -- observing ------------------------------------------------------------------------
+    def observe(self, m: Monitor, now_ms: int) -> Observed:
+        """One monitor's observations, one per series; raises when the check cannot run.
+
+        A pass observes all its monitors at once instead (:func:`observe_many`).
+        """
+        return observe_one(self.engine, self.metric_store, m, now_ms)
+
+    # -- the pass -------------------------------------------------------------------------
+    def run_pass(self, now_ms: int, *, deliver: bool = True) -> PassReport:
+        """Evaluate every monitor at ``now_ms``, persist, enqueue, then deliver due notifications."""
+        with gc_paused():
+            report = self._evaluate_and_commit(now_ms)
+        if deliver:
+            report.delivery = self.deliver(now_ms)
+        self.outbox.purge(now_ms)
+        return report
+
+    def _evaluate_and_commit(self, now_ms: int) -> PassReport:
+        loaded = self.load()
+        p = MonitorPass(
+            self.state,
+            now_ms,
+            PassReport(now_ms, lint_errors=loaded.errors),
+            repeat_s=self.repeat_s,
+        )
+        monitors = dependency_order(loaded.monitors)
+        plugins = run_plugins(monitors, self.plugin_runner, host=self.host, now_ms=now_ms)
+        p.writes.samples += plugins.samples
+        p.writes.metas += plugins.metas
+        observed: dict[str, Observed | Exception] = dict(plugins.observed)
+        observed.update(observe_many(self.engine, self.metric_store, monitors, now_ms))
+        for m in monitors:
+            p.evaluate(m, observed[m.name])
+        with self.state.transaction():
+            self.state.save_series(p.writes.records, p.writes.removed)
+            self.state.add_history(p.writes.history)
+            for m, t in p.writes.actions:
+                self._apply_action(m, t)
+            for notifier, n, series in p.writes.outbox:
+                p.report.queued.append(self.outbox.enqueue(notifier, n, now_ms, series=series))
+        self._write_samples(p.writes, now_ms)
+        return p.report
+
+    def _apply_action(self, m: Monitor, t: Transition) -> None:
+        action = action_for(m, t)
+        assert action is not None
+        try:
+            self.actions.apply(action, m, t)
+        except Exception as e:  # a broken handler must not lose the pass
+            log.exception("monitor %s: action %s failed", m.name, action)
+            entry = HistoryEntry(
+                m.name, t.labels, t.at_ms, "action", f"action failed: {e}", t.from_state, t.to_state
+            )
+            self.state.add_history([entry])
+
+    def _write_samples(self, writes: PassWrites, now_ms: int) -> None:
+        try:
+            self.metric_store.write_metadata(
+                [
+                    MetricMeta(
+                        STATE_METRIC,
+                        "gauge",
+                        "Monitor state per series: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+                    ),
+                    *writes.metas,
+                ]
+            )
+            if writes.samples:
+                self.metric_store.write(writes.samples, now_ms)
+        except Exception:
+            log.exception("could not write monitor state and perfdata samples to the metric store")
+
+    # -- delivery, drills -----------------------------------------------------------------
+    def deliver(self, now_ms: int) -> DeliveryReport:
+        """Send what is due in the outbox."""
+        return self.outbox.deliver_due(now_ms, self.notifiers)
+
+    def drill(self, name: str, now_ms: int) -> list[Delivery]:
+        """Send a notification marked as a TEST through ``name``'s notifiers now (via the outbox)."""
+        m = self.monitor(name)
+        if not m.notify:
+            raise UsageError(
+                f"monitor {name!r} has no notifiers (its notify: list is empty): nothing to drill"
+            )
+        entries: list[OutboxEntry] = []
+        with self.state.transaction():
+            for notifier in m.notify:
+                n = Notification(
+                    monitor=m.name,
+                    state=State.CRITICAL,
+                    previous_state=State.OK,
+                    kind="drill",
+                    summary=f"drill: testing the notification path of monitor {m.name}; nothing is wrong",
+                    started_at=now_ms / 1000,
+                    created_at=now_ms / 1000,
+                    description=m.description,
+                    owner=m.owner or "",
+                    runbook=m.runbook or "",
+                    labels=m.labels,
+                )
+                entries.append(self.outbox.enqueue(notifier, n, now_ms, series=()))
+            self.state.add_history(
+                [
+                    HistoryEntry(
+                        m.name, (), now_ms, "drill", f"drill queued for {', '.join(m.notify)}"
+                    )
+                ]
+            )
+        report = self.outbox.deliver_due(now_ms, self.notifiers, ids={e.id for e in entries})
+        done = {d.entry.id: d for d in report.deliveries}
+        return [
+            done.get(e.id) or Delivery(e, "retry", "waiting behind an older notification")
+            for e in entries
+        ]

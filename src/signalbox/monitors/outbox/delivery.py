@@ -1,0 +1,119 @@
+"""Outbox entries and what a delivery round did with them, plus the retry backoff.
+
+Pure records and arithmetic: :mod:`signalbox.monitors.outbox.store` stores entries and drives the
+rounds, :mod:`signalbox.monitors.status` shows them, and none of that needs a database to
+describe an entry or to decide how long to wait before the next attempt.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Literal
+
+from signalbox.metrics.samples import Labels
+from signalbox.monitors.notify.notification import Notification
+
+__all__ = [
+    "DEFAULT_BASE_DELAY_S",
+    "DEFAULT_MAX_DELAY_S",
+    "Delivery",
+    "DeliveryReport",
+    "OutboxEntry",
+    "Status",
+    "backoff_s",
+    "with_status",
+]
+
+Status = Literal["pending", "sent", "dead"]
+
+DEFAULT_BASE_DELAY_S = 10.0
+DEFAULT_MAX_DELAY_S = 600.0
+
+
+def backoff_s(
+    attempts: int,
+    rng: random.Random,
+    *,
+    base_s: float = DEFAULT_BASE_DELAY_S,
+    cap_s: float = DEFAULT_MAX_DELAY_S,
+) -> float:
+    """Delay before attempt ``attempts + 1``: doubling from ``base_s`` up to ``cap_s``,
+    each drawn from the upper half of its value so retries of many rows spread out."""
+    exp = min(cap_s, base_s * 2.0 ** max(0, attempts - 1))
+    return exp * (0.5 + rng.random() / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One notification for one notifier, and how its delivery is going."""
+
+    id: str
+    notifier: str
+    notification: Notification
+    status: Status
+    attempts: int
+    created_ms: int
+    next_attempt_ms: int
+    last_error: str = ""
+    done_ms: int | None = None
+    seq: int = 0
+    series: Labels = ()
+
+    @property
+    def monitor(self) -> str:
+        return self.notification.monitor
+
+    @property
+    def kind(self) -> str:
+        return self.notification.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What happened to one entry in a delivery round."""
+
+    entry: OutboxEntry
+    outcome: Literal["sent", "retry", "dead"]
+    error: str = ""
+    next_attempt_ms: int | None = None
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for d in self.deliveries if d.outcome == outcome)
+
+    @property
+    def sent(self) -> int:
+        return self.count("sent")
+
+    @property
+    def failed(self) -> int:
+        return self.count("retry") + self.count("dead")
+
+
+def with_status(
+    e: OutboxEntry,
+    status: Status,
+    attempts: int,
+    done_ms: int | None,
+    error: str = "",
+    next_ms: int | None = None,
+) -> OutboxEntry:
+    """``e`` as a delivery attempt left it (``next_ms`` None keeps its next attempt time)."""
+    return OutboxEntry(
+        e.id,
+        e.notifier,
+        e.notification,
+        status,
+        attempts,
+        e.created_ms,
+        e.next_attempt_ms if next_ms is None else next_ms,
+        error,
+        done_ms,
+        e.seq,
+        e.series,
+    )

@@ -1,0 +1,329 @@
+"""The durable notification outbox: a notification is a row before it is a request.
+
+The runner enqueues notifications in the same transaction that advances monitor state, so
+a crash can lose neither (transactional outbox). Delivery then works through due rows:
+
+1. *claim* a row in its own transaction (``attempts + 1`` and ``next_attempt_ms`` pushed
+   one lease ahead, conditional on the row being unchanged), so two processes never send
+   the same row at once;
+2. send it (the notifier gets ``Notification.id`` as the idempotency key);
+3. mark it ``sent`` in its own transaction right after the send returns.
+
+**The one at-least-once window**: a process that dies between 2 and 3 (after the receiver
+accepted, before the commit) leaves the row pending; once the lease expires it is sent
+again with the *same* id, which receivers that deduplicate (webhook ``Idempotency-Key``,
+Alertmanager by labels) absorb. Nothing is ever lost and nothing else is ever repeated.
+
+A retryable :class:`NotifyError` schedules the next attempt with exponential backoff and
+jitter; once a row is older than ``max_age`` its next failure makes it ``dead``, as does a
+non-retryable error at once. Dead rows are logged at ERROR and shown by ``monitors status``.
+
+Rows of one alert to one notifier are delivered in the order they were made, so a
+"resolved" never overtakes the "firing" it resolves while that one is being retried.
+
+Entries, delivery outcomes and the backoff schedule are pure and live in
+:mod:`signalbox.monitors.outbox.delivery`; the stored payload and row layout in
+:mod:`signalbox.monitors.outbox.rows`. This module holds the table and the delivery loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from signalbox.durations import format_duration
+from signalbox.metrics.labelcodec import encode_labels
+from signalbox.metrics.samples import Labels
+from signalbox.monitors.notify.notification import Notification, Notifier, NotifyError
+from signalbox.monitors.outbox.delivery import (
+    DEFAULT_BASE_DELAY_S,
+    DEFAULT_MAX_DELAY_S,
+    Delivery,
+    DeliveryReport,
+    OutboxEntry,
+    Status,
+    backoff_s,
+    with_status,
+)
+from signalbox.monitors.outbox.rows import (
+    COLS,
+    encode_notification,
+    entry_from_row,
+)
+from signalbox.storage.database import Database, Migration
+
+log = logging.getLogger("signalbox.monitors.outbox.store")
+
+MIGRATIONS: list[Migration] = [
+    (
+        1,
+        "notification outbox",
+        [
+            "CREATE TABLE monitor_outbox (seq {pk}, id TEXT NOT NULL UNIQUE, notifier TEXT NOT NULL, "
+            "monitor TEXT NOT NULL, labels TEXT NOT NULL, fingerprint TEXT NOT NULL, kind TEXT NOT NULL, "
+            "payload TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, "
+            "created_ms BIGINT NOT NULL, next_attempt_ms BIGINT NOT NULL, last_error TEXT NOT NULL, "
+            "done_ms BIGINT)",
+            "CREATE INDEX monitor_outbox_by_status ON monitor_outbox (status, next_attempt_ms)",
+            "CREATE INDEX monitor_outbox_by_monitor ON monitor_outbox (monitor, created_ms)",
+        ],
+    ),
+]
+
+DEFAULT_MAX_AGE_S = 6 * 3600.0
+DEFAULT_LEASE_S = 120.0
+KEEP_SENT_S = 7 * 86400.0
+KEEP_DEAD_S = 30 * 86400.0
+
+
+class Outbox:
+    """The ``monitor_outbox`` table and its delivery loop.
+
+    Args:
+        max_age_s: a row older than this becomes ``dead`` at its next failure.
+        base_delay_s / max_delay_s: backoff between attempts (see :func:`backoff_s`).
+        lease_s: how long a claimed row is left alone by other processes; a row whose
+            sender died is retried after it (the at-least-once window).
+        rng: jitter source (inject a seeded one in tests).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_age_s: float = DEFAULT_MAX_AGE_S,
+        base_delay_s: float = DEFAULT_BASE_DELAY_S,
+        max_delay_s: float = DEFAULT_MAX_DELAY_S,
+        lease_s: float = DEFAULT_LEASE_S,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.max_age_ms = round(max_age_s * 1000)
+        self.base_delay_s, self.max_delay_s = base_delay_s, max_delay_s
+        self.lease_ms = round(lease_s * 1000)
+        self.rng = rng or random.Random()
+        db.migrate("monitor_outbox", MIGRATIONS)
+
+    # -- writing --------------------------------------------------------------------------
+    def enqueue(
+        self, notifier: str, n: Notification, now_ms: int, *, series: Labels | None = None
+    ) -> OutboxEntry:
+        """Add ``n`` for ``notifier``, due now; joins the caller's transaction.
+
+        ``series`` are the labels of the monitor's series it is about (default: the
+        notification's labels, which may also carry the monitor's own labels).
+        """
+        series = n.labels if series is None else series
+        with self.db.transaction():
+            self.db.execute(
+                "INSERT INTO monitor_outbox (id, notifier, monitor, labels, fingerprint, kind, payload, status, "
+                "attempts, created_ms, next_attempt_ms, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, '')",
+                (
+                    n.id,
+                    notifier,
+                    n.monitor,
+                    encode_labels(series),
+                    n.fingerprint,
+                    n.kind,
+                    encode_notification(n),
+                    now_ms,
+                    now_ms,
+                ),
+            )
+        return OutboxEntry(n.id, notifier, n, "pending", 0, now_ms, now_ms, series=series)
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, entry_id: str) -> OutboxEntry | None:
+        rows = self.db.query(f"SELECT {COLS} FROM monitor_outbox WHERE id = ?", (entry_id,))
+        return entry_from_row(rows[0]) if rows else None
+
+    def entries(
+        self,
+        *,
+        status: Status | None = None,
+        monitor: str | None = None,
+        since_ms: int | None = None,
+    ) -> list[OutboxEntry]:
+        """Rows in the order they were made, filtered as asked."""
+        sql = f"SELECT {COLS} FROM monitor_outbox WHERE true"
+        params: list[Any] = []
+        for col, value in (("status", status), ("monitor", monitor)):
+            if value is not None:
+                sql += f" AND {col} = ?"
+                params.append(value)
+        if since_ms is not None:
+            sql += " AND created_ms >= ?"
+            params.append(since_ms)
+        return [entry_from_row(r) for r in self.db.query(sql + " ORDER BY seq", params)]
+
+    def latest(self, monitor: str | None = None) -> dict[tuple[str, Labels], OutboxEntry]:
+        """The newest non-drill row per (monitor, labels): "last notification" in status."""
+        sql = f"SELECT {COLS} FROM monitor_outbox WHERE seq IN (SELECT max(seq) FROM monitor_outbox WHERE kind <> 'drill'"
+        params: tuple[Any, ...] = ()
+        if monitor is not None:
+            sql += " AND monitor = ?"
+            params = (monitor,)
+        sql += " GROUP BY monitor, labels)"
+        out: dict[tuple[str, Labels], OutboxEntry] = {}
+        for row in self.db.query(sql, params):
+            e = entry_from_row(row)
+            out[(e.monitor, e.series)] = e
+        return out
+
+    def _pending(self) -> list[tuple[OutboxEntry, tuple[str, str]]]:
+        rows = self.db.query(
+            f"SELECT {COLS}, fingerprint FROM monitor_outbox WHERE status = 'pending' ORDER BY seq"
+        )
+        return [(entry_from_row(r[:-1]), (r[2], r[-1])) for r in rows]
+
+    def due(self, now_ms: int) -> list[OutboxEntry]:
+        """Pending rows whose time has come and that no older pending row of the same alert
+        and notifier must precede."""
+        blocked: set[tuple[str, str]] = set()
+        out = []
+        for entry, key in self._pending():
+            if key not in blocked and entry.next_attempt_ms <= now_ms:
+                out.append(entry)
+            blocked.add(key)
+        return out
+
+    # -- delivering -----------------------------------------------------------------------
+    def deliver_due(
+        self,
+        now_ms: int,
+        notifiers: Mapping[str, Notifier],
+        *,
+        ids: Collection[str] | None = None,
+        limit: int = 500,
+    ) -> DeliveryReport:
+        """Try every due row once (only ``ids`` when given), oldest first; see the module
+        docstring. A row waits while an older row of the same alert and notifier is pending."""
+        report = DeliveryReport()
+        blocked: set[tuple[str, str]] = set()
+        for entry, key in self._pending():
+            if len(report.deliveries) >= limit:
+                break
+            if (
+                key in blocked
+                or entry.next_attempt_ms > now_ms
+                or (ids is not None and entry.id not in ids)
+            ):
+                blocked.add(key)
+                continue
+            if not self._claim(entry, now_ms):
+                blocked.add(key)  # another process took it
+                continue
+            d = self._deliver(entry, notifiers, now_ms)
+            report.deliveries.append(d)
+            if d.outcome == "retry":
+                blocked.add(key)
+        return report
+
+    def _deliver(
+        self, entry: OutboxEntry, notifiers: Mapping[str, Notifier], now_ms: int
+    ) -> Delivery:
+        attempts = entry.attempts + 1
+        notifier = notifiers.get(entry.notifier)
+        if notifier is None:
+            return self._dead(
+                entry,
+                attempts,
+                now_ms,
+                f"notifier {entry.notifier!r} is not configured in signalbox.toml",
+            )
+        try:
+            notifier.send(entry.notification)
+        except NotifyError as e:
+            if e.retryable:
+                return self._failed(entry, attempts, now_ms, e.reason)
+            return self._dead(entry, attempts, now_ms, e.reason)
+        except Exception as e:  # a notifier bug must not stop the others; keep the row
+            log.exception(
+                "notifier %r raised unexpectedly on notification %s", entry.notifier, entry.id
+            )
+            return self._failed(entry, attempts, now_ms, f"{type(e).__name__}: {e}")
+        with self.db.transaction():
+            self.db.execute(
+                "UPDATE monitor_outbox SET status = 'sent', done_ms = ?, last_error = '' WHERE id = ?",
+                (now_ms, entry.id),
+            )
+        log.info(
+            "sent %s notification %s for %s to %s (attempt %d)",
+            entry.kind,
+            entry.id,
+            entry.monitor,
+            entry.notifier,
+            attempts,
+        )
+        return Delivery(with_status(entry, "sent", attempts, now_ms), "sent")
+
+    def _claim(self, entry: OutboxEntry, now_ms: int) -> bool:
+        with self.db.transaction():
+            cur = self.db.execute(
+                "UPDATE monitor_outbox SET attempts = attempts + 1, next_attempt_ms = ? "
+                "WHERE id = ? AND status = 'pending' AND attempts = ? AND next_attempt_ms = ?",
+                (now_ms + self.lease_ms, entry.id, entry.attempts, entry.next_attempt_ms),
+            )
+            return bool(cur.rowcount == 1)
+
+    def _failed(self, entry: OutboxEntry, attempts: int, now_ms: int, error: str) -> Delivery:
+        age_ms = now_ms - entry.created_ms
+        if age_ms >= self.max_age_ms:
+            why = (
+                f"gave up after {attempts} attempts over {format_duration(age_ms // 1000)}: {error}"
+            )
+            return self._dead(entry, attempts, now_ms, why)
+        delay = backoff_s(attempts, self.rng, base_s=self.base_delay_s, cap_s=self.max_delay_s)
+        next_ms = now_ms + round(delay * 1000)
+        with self.db.transaction():
+            self.db.execute(
+                "UPDATE monitor_outbox SET next_attempt_ms = ?, last_error = ? WHERE id = ?",
+                (next_ms, error, entry.id),
+            )
+        log.warning(
+            "%s notification %s for %s to %s failed (attempt %d), retrying in %.0fs: %s",
+            entry.kind,
+            entry.id,
+            entry.monitor,
+            entry.notifier,
+            attempts,
+            delay,
+            error,
+        )
+        return Delivery(
+            with_status(entry, "pending", attempts, None, error, next_ms), "retry", error, next_ms
+        )
+
+    def _dead(self, entry: OutboxEntry, attempts: int, now_ms: int, error: str) -> Delivery:
+        with self.db.transaction():
+            self.db.execute(
+                "UPDATE monitor_outbox SET status = 'dead', done_ms = ?, last_error = ? WHERE id = ?",
+                (now_ms, error, entry.id),
+            )
+        log.error(
+            "%s notification %s for %s to %s is DEAD after %d attempt(s), not retrying: %s",
+            entry.kind,
+            entry.id,
+            entry.monitor,
+            entry.notifier,
+            attempts,
+            error,
+        )
+        return Delivery(with_status(entry, "dead", attempts, now_ms, error), "dead", error)
+
+    def purge(
+        self, now_ms: int, *, keep_sent_s: float = KEEP_SENT_S, keep_dead_s: float = KEEP_DEAD_S
+    ) -> int:
+        """Delete sent rows older than ``keep_sent_s`` and dead ones older than ``keep_dead_s``."""
+        with self.db.transaction():
+            a = self.db.execute(
+                "DELETE FROM monitor_outbox WHERE status = 'sent' AND done_ms < ?",
+                (now_ms - round(keep_sent_s * 1000),),
+            ).rowcount
+            b = self.db.execute(
+                "DELETE FROM monitor_outbox WHERE status = 'dead' AND done_ms < ?",
+                (now_ms - round(keep_dead_s * 1000),),
+            ).rowcount
+        return int(a) + int(b)

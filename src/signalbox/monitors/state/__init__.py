@@ -1,0 +1,1 @@
+"""Persisted monitor state: series states, history, silences and acks, between passes and restarts."""

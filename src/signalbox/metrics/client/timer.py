@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
+import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -56,7 +56,7 @@ class Timer:
 
     def __call__(self, fn: Callable[_P, _R]) -> Callable[_P, _R]:
         client, series = self._client, self._series
-        if asyncio.iscoroutinefunction(fn):
+        if inspect.iscoroutinefunction(fn):
             afn = cast(Callable[_P, Awaitable[Any]], fn)
 
             @functools.wraps(fn)

@@ -6,6 +6,7 @@
      ├── QueryError           a PromQL expression we refuse: position, construct
      ├── StoreError           the store cannot do what was asked
      └── UsageError           a CLI or API argument is wrong
+          └── NotFoundError   it names something that does not exist: kind, name
 
 Errors carry the data a user needs to fix the input, not just a message, so the CLI,
 the HTTP API and the log can each present them in their own way.
@@ -52,3 +53,11 @@ class StoreError(SignalboxError):
 
 class UsageError(SignalboxError):
     """A command-line or API argument is not acceptable."""
+
+
+class NotFoundError(UsageError):
+    """An argument names something (a monitor, a flag, a task) that does not exist."""
+
+    def __init__(self, kind: str, name: str, hint: str = "") -> None:
+        self.kind, self.name, self.hint = kind, name, hint
+        super().__init__(f"no {kind} named {name!r}" + (f" ({hint})" if hint else ""))

@@ -203,7 +203,7 @@ def test_backtest_of_one_file_lists_incidents(project: Path) -> None:
     assert "  4 incidents, " in r.stdout and "CRITICAL" in r.stdout and "9.5" in r.stdout
 
 
-def test_backtest_input_errors_exit_2(project: Path) -> None:
+def test_backtest_input_errors_exit_2_and_lint_errors_exit_1(project: Path) -> None:
     r = run("monitors", "backtest", "missing.yaml", cwd=project)
     assert r.returncode == 2 and "missing.yaml: no such file" in r.stderr
     r = run("monitors", "backtest", "monitors/photos.yaml", "--monitor", "nope", cwd=project)
@@ -213,7 +213,7 @@ def test_backtest_input_errors_exit_2(project: Path) -> None:
     broken = GOOD + "- name: broken\n  description: x\n  query: up\n  warning: 4\n"
     (project / "broken.yaml").write_text(broken)
     r = run("monitors", "backtest", "broken.yaml", "--since", "1h", cwd=project)
-    assert r.returncode == 2
+    assert r.returncode == 1  # a check failed (SPEC), not a usage error
     assert "broken.yaml:14: broken: warning: bad threshold 4" in r.stderr
     assert "image_processing_slow (broken.yaml:1)" in r.stdout  # the good monitors still ran
 

@@ -2,16 +2,15 @@
 
 Other modules attach their subcommands (``run``, ``status``, ``silence``, ...) to
 :data:`monitors_group`. Exit codes: 0 ok, 1 a check failed (lint errors, failing tests),
-2 usage or configuration error (a backtest is informational: 0 unless its input is bad).
+2 usage or configuration error (a backtest with lint errors in its files exits 1 too).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -167,19 +166,6 @@ def test_cmd(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     raise SystemExit(1 if bad_files or errors else 0)
 
 
-def _load_for_backtest(file: Path, ctx: Context, errors: list[str]) -> list[Monitor]:
-    """The monitors defined in ``file``, with the configured ones loaded beside it so a
-    ``depends_on`` naming a monitor elsewhere resolves; only ``file``'s own errors count."""
-    from signalbox.monitors.definitions.load import load_monitors
-
-    if not file.is_file():
-        raise UsageError(f"{file}: no such file")
-    context = [p for p in ctx.settings.monitor_paths if p.exists()]
-    result = load_monitors([file, *context])
-    errors.extend(str(e) for e in result.errors if e.file == str(file))
-    return [m for m in result.monitors if m.file == str(file)]
-
-
 @monitors_group.command("backtest")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
@@ -217,132 +203,38 @@ def backtest_cmd(
 
     With --against OTHER_FILE the same monitor names from both files are shown side by side
     (old = OTHER_FILE, new = FILE): the view a reviewer needs before merging a threshold
-    change. Silences, acknowledgements and depends_on are not modelled.
+    change. Silences, acknowledgements and depends_on are not modelled. Exit 1 when a file
+    has lint errors (its valid monitors are still replayed), 2 on bad arguments.
     """
-    from signalbox.monitors.backtest.report import (
-        backtest,
-        default_step_s,
-        dropped_note,
-        format_backtest,
-        format_comparison,
-        format_window,
-        to_json,
-    )
-    from signalbox.runtime import open_metric_store, query_engine
+    from signalbox.monitors.backtest import BacktestRequest, UnknownMonitors, run
 
-    settings = ctx.settings
-    since_s = _duration_arg("--since", since)
-    errors: list[str] = []
-    new = _load_for_backtest(file, ctx, errors)
-    old = _load_for_backtest(against, ctx, errors) if against is not None else []
-    if names:
-        known = sorted({m.name for m in [*new, *old]})
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise UsageError(
-                f"--monitor {', '.join(unknown)}: not defined in {file}"
-                + (f" or {against}" if against else "")
-                + f" (monitors: {', '.join(known) or 'none'})"
-            )
-        new = [m for m in new if m.name in names]
-        old = [m for m in old if m.name in names]
-    elif against is not None:
-        wanted = {m.name for m in new}
-        old = [m for m in old if m.name in wanted]
-    for e in errors:
-        click.echo(e, err=True)
-    skipped = [m for m in [*new, *old] if m.rule() is None]
-    for m in skipped:
-        click.echo(
-            f"{m.file}:{m.line}: {m.name}: a Nagios plugin check has no stored history; not replayed",
-            err=True,
-        )
-    new = [m for m in new if m.rule() is not None]
-    old = [m for m in old if m.rule() is not None]
-
-    step_s = (
-        _duration_arg("--step", step)
-        if step
-        else default_step_s(
-            since_s,
-            raw_retention_s=settings.raw_retention_s,
-            tiers=settings.tiers,
-            evaluation_s=settings.monitor_interval_s,
-        )
+    request = BacktestRequest(
+        file,
+        since_s=_duration_arg("--since", since),
+        against=against,
+        names=names,
+        step_s=_duration_arg("--step", step) if step else None,
     )
-    step_ms = max(1, round(step_s * 1000))
-    store = open_metric_store(settings)
-    now_ms = int(store.clock.now() * 1000)
-    end_ms = now_ms // step_ms * step_ms
-    start_ms = end_ms - round(since_s * 1000) // step_ms * step_ms
-    engine = query_engine(store)
     tty = sys.stderr.isatty() and not as_json
-    total = len(new) + len(old)
 
-    def progress(offset: int) -> Callable[[int, Monitor], None]:
-        def show(i: int, m: Monitor) -> None:
-            if tty:
-                click.echo(
-                    f"\rbacktesting {offset + i + 1}/{total}: {m.name}\033[K", nl=False, err=True
-                )
+    def show(done: int, total: int, m: Monitor) -> None:
+        click.echo(f"\rbacktesting {done + 1}/{total}: {m.name}\033[K", nl=False, err=True)
 
-        return show
-
-    repeat = settings.monitor_repeat_s
     try:
-        got_new = backtest(
-            new, engine, start_ms, end_ms, step_ms, default_repeat_s=repeat, progress=progress(0)
-        )
-        got_old = backtest(
-            old,
-            engine,
-            start_ms,
-            end_ms,
-            step_ms,
-            default_repeat_s=repeat,
-            progress=progress(len(new)),
-        )
+        report = run(request, ctx.settings, progress=show if tty else None)
+    except UnknownMonitors as e:
+        raise UsageError(
+            f"--monitor {', '.join(e.names)}: not defined in "
+            + " or ".join(str(f) for f in e.files)
+            + f" (monitors: {', '.join(e.known) or 'none'})"
+        ) from None
     finally:
-        store.close()
         if tty:
             click.echo("\r\033[K", nl=False, err=True)
-
-    for b in [*got_new, *got_old]:
-        if (note := dropped_note(b)) is not None:
-            click.echo(note, err=True)
-    window = {"start": start_ms / 1000, "end": end_ms / 1000, "step_s": step_ms / 1000}
+    for note in report.notes():
+        click.echo(note, err=True)
     if as_json:
-        if against is None:
-            doc: dict[str, Any] = {
-                **window,
-                "file": str(file),
-                "monitors": [to_json(b) for b in got_new],
-            }
-        else:
-            by_old = {b.monitor.name: b for b in got_old}
-            by_new = {b.monitor.name: b for b in got_new}
-            order = [*by_old, *(n for n in by_new if n not in by_old)]
-            doc = {
-                **window,
-                "file": str(file),
-                "against": str(against),
-                "monitors": [
-                    {
-                        "name": n,
-                        "old": to_json(by_old[n]) if n in by_old else None,
-                        "new": to_json(by_new[n]) if n in by_new else None,
-                    }
-                    for n in order
-                ],
-            }
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(json.dumps(report.to_json(), indent=2))
     else:
-        click.echo(format_window(start_ms, end_ms, step_ms))
-        if against is None:
-            for b in got_new:
-                click.echo("\n".join(format_backtest(b)))
-            if not got_new:
-                click.echo(f"no monitors to backtest in {file}")
-        else:
-            click.echo("\n".join(format_comparison(got_new, got_old, str(file), str(against))))
-    raise SystemExit(2 if errors else 0)
+        click.echo("\n".join(report.text_lines()))
+    raise SystemExit(0 if report.ok else 1)

@@ -24,6 +24,8 @@ from typing import Any
 from signalbox.durations import Tier, format_duration
 from signalbox.metrics.samples import format_series
 from signalbox.monitors.backtest.replay import Interval, NotificationCount, ReplayResult, replay
+from signalbox.monitors.backtest.request import BacktestRequest, Window
+from signalbox.monitors.definitions.lint import LintError
 from signalbox.monitors.definitions.model import Monitor, State
 from signalbox.monitors.definitions.threshold import format_number
 from signalbox.monitors.engine.flapping import HISTORY_SIZE
@@ -242,3 +244,80 @@ def to_json(b: MonitorBacktest) -> dict[str, Any]:
         "repeat_s": b.repeat_ms / 1000,
         "dropped_series": [dict(labels) for labels in b.result.dropped],
     }
+
+
+# -- the whole report -----------------------------------------------------------------------
+
+
+def skipped_note(m: Monitor) -> str:
+    """Why a monitor of the file was not replayed."""
+    return f"{m.file}:{m.line}: {m.name}: a Nagios plugin check has no stored history; not replayed"
+
+
+@dataclass(frozen=True)
+class BacktestReport:
+    """Everything one backtest found, for any front end to present.
+
+    ``new`` are the replays of the request's ``file``, ``old`` those of ``against`` (empty
+    without it); ``lint_errors`` the problems in either file (their valid monitors were
+    still replayed), ``skipped`` the monitors that cannot be replayed (Nagios plugins).
+    """
+
+    request: BacktestRequest
+    window: Window
+    new: tuple[MonitorBacktest, ...]
+    old: tuple[MonitorBacktest, ...]
+    lint_errors: tuple[LintError, ...] = ()
+    skipped: tuple[Monitor, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """False when a file had lint errors: the check failed even if the rest ran."""
+        return not self.lint_errors
+
+    def notes(self) -> list[str]:
+        """Warnings for the reader (stderr in the CLI): lint errors, monitors not replayed,
+        series dropped as duplicates."""
+        dropped = [n for b in [*self.new, *self.old] if (n := dropped_note(b)) is not None]
+        return [*(str(e) for e in self.lint_errors), *map(skipped_note, self.skipped), *dropped]
+
+    def text_lines(self) -> list[str]:
+        """The report as text: the window, then each monitor or the side-by-side comparison."""
+        w, req = self.window, self.request
+        lines = [format_window(w.start_ms, w.end_ms, w.step_ms)]
+        if req.against is None:
+            for b in self.new:
+                lines.extend(format_backtest(b))
+            if not self.new:
+                lines.append(f"no monitors to backtest in {req.file}")
+        elif self.new or self.old:
+            lines.extend(format_comparison(self.new, self.old, str(req.file), str(req.against)))
+        else:
+            lines.append(f"no monitors to backtest in {req.file} or {req.against}")
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as a JSON document (``monitors backtest --json``, the HTTP API)."""
+        w, req = self.window, self.request
+        doc: dict[str, Any] = {
+            "start": w.start_ms / 1000,
+            "end": w.end_ms / 1000,
+            "step_s": w.step_ms / 1000,
+            "file": str(req.file),
+        }
+        if req.against is None:
+            doc["monitors"] = [to_json(b) for b in self.new]
+            return doc
+        by_old = {b.monitor.name: b for b in self.old}
+        by_new = {b.monitor.name: b for b in self.new}
+        order = [*by_old, *(n for n in by_new if n not in by_old)]
+        doc["against"] = str(req.against)
+        doc["monitors"] = [
+            {
+                "name": n,
+                "old": to_json(by_old[n]) if n in by_old else None,
+                "new": to_json(by_new[n]) if n in by_new else None,
+            }
+            for n in order
+        ]
+        return doc

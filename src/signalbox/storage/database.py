@@ -1,114 +1,274 @@
-"""A thin connection wrapper: one transaction per batch, migrations with a version table.
+"""A thin connection wrapper: the connection policy, transactions, savepoints, migrations.
 
 Not an ORM: stores write their own SQL (through :class:`~signalbox.storage.dialect.Dialect`)
 because the hot paths need ``executemany`` and exact control of transactions.
+
+The policy, in one place (see :mod:`signalbox.storage.connections`): each thread has its own
+connection; outside :meth:`Database.transaction` every statement commits on its own (a read
+never leaves a transaction open); a transaction belongs to the thread that began it, and
+nested calls join it; :meth:`Database.savepoint` undoes part of one.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from signalbox.exceptions import StoreError
+from signalbox.storage.connections import (
+    Conn,
+    ThreadConnections,
+    pg_connector,
+    redact_url,
+    sqlite_connector,
+)
 from signalbox.storage.dialect import POSTGRESQL, SQLITE, Dialect
+
+__all__ = ["Database", "Migration", "open_database", "redact_url"]
 
 Migration = tuple[int, str, Sequence[str]]
 """(version, what it does, statements) — statements are portable SQL with ``{blob}``,
 ``{without_rowid}``, ``{pk}`` and ``{serial}`` (a key never reused) placeholders filled in per dialect."""
 
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, for messages and logs (secrets never in clear)."""
-    if "@" not in url:  # no credentials (every SQLite URL): skip parsing it
-        return url
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+_SQLITE_BUSY_MS = 30_000  # how long a SQLite writer waits for another by default
+_PG_INERROR = 3  # psycopg.pq.TransactionStatus.INERROR: a statement failed, COMMIT would roll back
+_MIGRATE_LOCK = 0x5369_676E  # pg_advisory_xact_lock key: one migrating process at a time
 
 
 class Database:
-    """One connection, safe to share between threads (calls are serialised by a lock)."""
+    """Statements and transactions over a connection per thread (see the module docstring).
 
-    def __init__(self, conn: Any, dialect: Dialect, url: str) -> None:
-        self.conn = conn
+    Attributes:
+        dialect: what differs between SQLite and PostgreSQL.
+        url: the store URL with any password replaced (for messages only).
+        lock: serialises the threads sharing an in-memory SQLite connection.
+    """
+
+    def __init__(self, connections: ThreadConnections, dialect: Dialect, url: str) -> None:
+        self._conns = connections
+        self._shared = connections.shared
         self.dialect = dialect
         self.url = redact_url(url)  # only ever shown to people
         self.lock = threading.RLock()
-        self._depth = 0
+
+    @property
+    def conn(self) -> Any:
+        """The calling thread's raw connection (prefer the methods: they keep the policy)."""
+        return self._conns.get().raw
+
+    def dedicated_connection(self) -> Any:
+        """A new raw connection of this store that no thread uses (e.g. a LISTEN loop);
+        the caller closes it."""
+        return self._conns.connect()
 
     # -- statements -------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        with self.lock:
-            return self.conn.execute(self.dialect.sql(sql), params)
+        """Run one statement; return its cursor (``rowcount``, ``fetchone()``...)."""
+        c = self._conns.get()
+        try:
+            if self._shared:
+                with self.lock:
+                    return c.raw.execute(self.dialect.sql(sql), params)
+            return c.raw.execute(self.dialect.sql(sql), params)
+        except Exception as e:
+            self._after_error(c, e, sql)
+            raise
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        with self.lock:
-            if self.dialect.name == "sqlite":
-                self.conn.executemany(self.dialect.sql(sql), rows)
+        """Run one statement per row (the batch write of the hot paths)."""
+        c = self._conns.get()
+        try:
+            if self._shared:
+                with self.lock:
+                    c.raw.executemany(self.dialect.sql(sql), rows)
+            elif self.dialect.name == "sqlite":
+                c.raw.executemany(self.dialect.sql(sql), rows)
             else:
-                with self.conn.cursor() as cur:
+                with c.raw.cursor() as cur:
                     cur.executemany(self.dialect.sql(sql), list(rows))
+        except Exception as e:
+            self._after_error(c, e, sql)
+            raise
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.lock:
-            cur = self.conn.execute(self.dialect.sql(sql), params)
-            rows: list[tuple[Any, ...]] = cur.fetchall()
+        """Every row of one statement (outside a transaction: nothing is left open)."""
+        c = self._conns.get()
+        try:
+            if self._shared:
+                with self.lock:
+                    rows: list[tuple[Any, ...]] = c.raw.execute(
+                        self.dialect.sql(sql), params
+                    ).fetchall()
+                    return rows
+            rows = c.raw.execute(self.dialect.sql(sql), params).fetchall()
             return rows
+        except Exception as e:
+            self._after_error(c, e, sql)
+            raise
+
+    def is_undefined_table(self, exc: BaseException) -> bool:
+        """``exc`` says a table does not exist (see :meth:`Dialect.is_undefined_table`)."""
+        return self.dialect.is_undefined_table(exc)
+
+    def _after_error(self, c: Conn, e: Exception, sql: str) -> None:
+        """Name a lock timeout as one; forget a connection the server has dropped."""
+        if self.dialect.is_lock_timeout(e):
+            raise StoreError(
+                f"{self.url}: gave up waiting for a lock (another connection holds it) "
+                f"while running: {_short(sql)}"
+            ) from e
+        if getattr(c.raw, "broken", False) and c.depth == 0:
+            self._conns.discard(c)  # the next call reconnects
+
+    # -- transactions -----------------------------------------------------------------
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the calling thread is inside :meth:`transaction`."""
+        return self._conns.get().depth > 0
 
     @contextmanager
-    def transaction(self) -> Iterator[Database]:
-        """One atomic unit; nested calls join the outer transaction."""
-        with self.lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield self
-                finally:
-                    self._depth -= 1
-                return
-            self._depth = 1
-            self._begin()
+    def transaction(self, *, lock_timeout_s: float | None = None) -> Iterator[Database]:
+        """One atomic unit on the calling thread's connection; nested calls join the outer one.
+
+        ``lock_timeout_s`` bounds how long any statement of it (DDL above all: ``DROP TABLE``
+        waits for every reader of the table) waits for a lock; past it the statement fails
+        with a :class:`StoreError` instead of hanging. Asked of a nested call on PostgreSQL,
+        it applies to the rest of the outer transaction.
+        """
+        if self._shared:
+            with self.lock:
+                yield from self._transaction(lock_timeout_s)
+        else:
+            yield from self._transaction(lock_timeout_s)
+
+    def _transaction(self, lock_timeout_s: float | None) -> Iterator[Database]:
+        c = self._conns.get()
+        if c.depth:
+            if lock_timeout_s is not None and self.dialect.name == "postgresql":
+                c.raw.execute(f"SET LOCAL lock_timeout = {_ms(lock_timeout_s)}")
+            c.depth += 1
             try:
                 yield self
-            except BaseException:
-                self.conn.rollback()
-                raise
-            else:
-                self.conn.commit()
             finally:
-                self._depth = 0
+                c.depth -= 1
+            return
+        self._begin(c, lock_timeout_s)
+        c.depth = 1
+        try:
+            yield self
+        except BaseException:
+            c.depth = 0
+            self._rollback(c)
+            raise
+        else:
+            c.depth = 0
+            self._commit(c)
+        finally:
+            c.depth, c.savepoints = 0, 0
 
-    def _begin(self) -> None:
-        if self.dialect.name == "sqlite":
-            self.conn.execute("BEGIN IMMEDIATE")
+    def _begin(self, c: Conn, lock_timeout_s: float | None) -> None:
+        try:
+            if self.dialect.name == "postgresql":
+                if lock_timeout_s is None:
+                    c.raw.execute("BEGIN")
+                else:  # one round trip (no parameters: psycopg sends both statements)
+                    c.raw.execute(f"BEGIN; SET LOCAL lock_timeout = {_ms(lock_timeout_s)}")
+            elif lock_timeout_s is None:
+                c.raw.execute("BEGIN IMMEDIATE")
+            else:  # SQLite's lock is the writer lock BEGIN IMMEDIATE takes
+                c.raw.execute(f"PRAGMA busy_timeout = {_ms(lock_timeout_s)}")
+                try:
+                    c.raw.execute("BEGIN IMMEDIATE")
+                finally:
+                    c.raw.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
+        except Exception as e:
+            self._after_error(c, e, "BEGIN")
+            raise
+
+    def _commit(self, c: Conn) -> None:
+        if self.dialect.name == "postgresql" and c.raw.info.transaction_status == _PG_INERROR:
+            # a statement failed and its error was caught without a savepoint: PostgreSQL
+            # would answer COMMIT with a silent ROLLBACK, losing every write of the block
+            self._rollback(c)
+            raise StoreError(
+                f"{self.url}: the transaction was rolled back: a statement in it failed and "
+                "the error was caught without a savepoint (wrap it in db.savepoint())"
+            )
+        try:
+            c.raw.execute("COMMIT")
+        except Exception as e:
+            self._after_error(c, e, "COMMIT")
+            raise
+
+    def _rollback(self, c: Conn) -> None:
+        try:
+            c.raw.execute("ROLLBACK")
+        except Exception:  # the connection broke mid-transaction: start afresh next time
+            self._conns.discard(c)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[Database]:
+        """Inside a transaction: undo only this block's writes if it raises (the error still
+        propagates), keeping the transaction usable. Outside one: a transaction of its own.
+
+        Use it around a statement whose failure you catch: on PostgreSQL any failed statement
+        aborts the whole transaction otherwise.
+        """
+        if self._shared:
+            with self.lock:
+                yield from self._savepoint()
+        else:
+            yield from self._savepoint()
+
+    def _savepoint(self) -> Iterator[Database]:
+        c = self._conns.get()
+        if not c.depth:
+            yield from self._transaction(None)
+            return
+        c.savepoints += 1
+        name = f"sp_{c.savepoints}"
+        c.raw.execute(f"SAVEPOINT {name}")
+        c.depth += 1
+        try:
+            yield self
+        except BaseException:
+            c.raw.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            c.raw.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            c.raw.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            c.depth -= 1
+            c.savepoints -= 1
 
     # -- schema -----------------------------------------------------------------------
     def table_names(self) -> set[str]:
-        if self.dialect.name == "sqlite":
-            rows = self.query("SELECT name FROM sqlite_master WHERE type = 'table'")
-        else:
-            rows = self.query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-        return {r[0] for r in rows}
+        return {r[0] for r in self.query(self.dialect.table_names_sql)}
+
+    def create_table_if_missing(self, ddl: str) -> None:
+        """Run ``CREATE TABLE IF NOT EXISTS ...`` (or ``CREATE INDEX IF NOT EXISTS``) even
+        while another connection creates the same table: PostgreSQL then fails the loser
+        with a unique violation on its catalog instead of seeing the table, which is taken
+        here as what it means (the table exists). Joins the caller's transaction."""
+        if self.dialect.name == "sqlite":  # one writer at a time: IF NOT EXISTS is enough
+            self.execute(ddl)
+            return
+        try:
+            with self.savepoint():
+                self.execute(ddl)
+        except Exception as e:
+            if not self.dialect.is_duplicate_create(e):
+                raise
 
     def fill(self, statement: str) -> str:
         d = self.dialect
-        serial = (
-            "BIGSERIAL PRIMARY KEY"
-            if d.name == "postgresql"
-            else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        )
         return statement.format(
-            blob=d.blob_type, without_rowid=d.without_rowid, pk=d.autoincrement_pk, serial=serial
+            blob=d.blob_type,
+            without_rowid=d.without_rowid,
+            pk=d.autoincrement_pk,
+            serial=d.serial_pk,
         )
 
     def schema_version(self, component: str) -> int:
@@ -122,9 +282,13 @@ class Database:
         """Apply the migrations of ``component`` not applied yet; return the schema version.
 
         Each component (metrics, monitors, tasks, flags...) versions its own tables, so an
-        area can evolve without renumbering the others.
+        area can evolve without renumbering the others. Processes starting together migrate
+        one at a time (SQLite's writer lock; a transaction-scoped advisory lock on PostgreSQL),
+        so the second finds the work done instead of failing on a table the first created.
         """
         with self.transaction():
+            if self.dialect.name == "postgresql":
+                self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
             self.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
             )
@@ -156,53 +320,37 @@ class Database:
                 )
         return int(current)
 
+    def connections(self) -> int:
+        """How many connections this database has open (one per thread that used it)."""
+        return self._conns.count()
+
     def close(self) -> None:
+        """Close every thread's connection; using the database afterwards is an error."""
         with self.lock:
-            self.conn.close()
+            self._conns.close()
 
 
-def _open_sqlite(url: str) -> Database:
-    path = url[len("sqlite:///") :]
-    if path != ":memory:":
-        p = Path(path)
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"{url}: cannot create {p.parent}: {e.strerror}") from None
-    try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        if path != ":memory:":
-            # 16 KiB pages (only takes effect when the file is created): fewer, fuller pages
-            # for the append-mostly sample tables; measurably cheaper passes than 4 KiB.
-            conn.execute("PRAGMA page_size = 16384")
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the working set of a pass
-        conn.execute("PRAGMA temp_store = MEMORY")
-    except sqlite3.Error as e:
-        raise StoreError(f"{url}: {e}") from None
-    # isolation_level=None: we issue BEGIN ourselves; commit/rollback still work.
-    return Database(conn, SQLITE, url)
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
-def _open_postgresql(url: str) -> Database:
-    try:
-        import psycopg
-    except ImportError:
-        raise StoreError(
-            "PostgreSQL support needs the extra: pip install 'signalbox[postgresql]'"
-        ) from None
-    try:
-        conn = psycopg.connect(url, autocommit=False)
-    except psycopg.Error as e:
-        raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {e}") from None
-    return Database(conn, POSTGRESQL, url)
+def _short(sql: str) -> str:
+    one_line = " ".join(sql.split())
+    return one_line if len(one_line) <= 200 else one_line[:197] + "..."
 
 
 def open_database(url: str) -> Database:
-    """Open ``sqlite:///PATH`` or ``postgresql://...``."""
+    """Open ``sqlite:///PATH`` or ``postgresql://...`` (the calling thread's connection now,
+    so a bad URL fails here; other threads' when they first use it)."""
     if url.startswith("sqlite:///"):
-        return _open_sqlite(url)
-    if url.startswith(("postgresql://", "postgres://")):
-        return _open_postgresql(url)
-    raise StoreError(f"unsupported store URL {url!r}: expected sqlite:///PATH or postgresql://...")
+        conns = ThreadConnections(sqlite_connector(url), shared=url == "sqlite:///:memory:")
+        dialect = SQLITE
+    elif url.startswith(("postgresql://", "postgres://")):
+        conns = ThreadConnections(pg_connector(url), shared=False)
+        dialect = POSTGRESQL
+    else:
+        raise StoreError(
+            f"unsupported store URL {url!r}: expected sqlite:///PATH or postgresql://..."
+        )
+    conns.get()
+    return Database(conns, dialect, url)

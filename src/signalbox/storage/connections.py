@@ -1,0 +1,192 @@
+"""Opening raw connections, and which one each thread uses.
+
+A :class:`~signalbox.storage.database.Database` gives every thread its own connection,
+opened lazily from the URL: a slow read on one thread never waits for another, and a read
+never shares (or leaves open) another thread's transaction. In-memory SQLite is the one
+exception: each connection to ``:memory:`` would be a separate empty database, so all
+threads share one connection there, serialised by the database's lock.
+
+PostgreSQL connections are in autocommit: a read outside :meth:`Database.transaction`
+ends with the statement, so an idle reader never holds locks (it used to sit
+``idle in transaction`` and make retention's ``DROP TABLE`` wait forever).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from signalbox.exceptions import StoreError
+
+__all__ = ["Connector", "ThreadConnections", "redact_url", "sqlite_connector", "pg_connector"]
+
+Connector = Callable[[], Any]
+"""Opens one new raw connection (sqlite3 or psycopg), set up, or raises StoreError."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for messages and logs (secrets never in clear)."""
+    if "@" not in url:  # no credentials (every SQLite URL): skip parsing it
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def sqlite_connector(url: str) -> Connector:
+    """Connections to ``sqlite:///PATH``, each with the pragmas the stores rely on."""
+    path = url[len("sqlite:///") :]
+    if path != ":memory:":
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"{url}: cannot create {p.parent}: {e.strerror}") from None
+
+    def connect() -> sqlite3.Connection:
+        try:
+            # isolation_level=None: we issue BEGIN ourselves; check_same_thread=False lets
+            # close() end every thread's connection (and :memory: be shared under a lock)
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            if path != ":memory:":
+                # 16 KiB pages (only takes effect when the file is created): fewer, fuller
+                # pages for the append-mostly sample tables; cheaper passes than 4 KiB.
+                conn.execute("PRAGMA page_size = 16384")
+                # WAL persists in the file: only the first connection switches it (switching
+                # takes a lock a second thread's connection would contend for)
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the working set of a pass
+            conn.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.Error as e:
+            raise StoreError(f"{url}: {e}") from None
+        return conn
+
+    return connect
+
+
+def pg_connector(url: str) -> Connector:
+    """Autocommit connections to ``postgresql://...``."""
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            "PostgreSQL support needs the extra: pip install 'signalbox[postgresql]'"
+        ) from None
+
+    def connect() -> Any:
+        try:
+            return psycopg.connect(url, autocommit=True)
+        except psycopg.Error as e:
+            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {e}") from None
+
+    return connect
+
+
+@dataclass(slots=True)
+class Conn:
+    """One raw connection and where its caller is in a transaction."""
+
+    raw: Any
+    depth: int = 0  # nesting of transaction()/savepoint() blocks; 0: autocommit
+    savepoints: int = 0  # savepoints open, naming the next one
+
+
+@dataclass
+class ThreadConnections:
+    """A connection per thread (or one shared by all, for in-memory SQLite).
+
+    Connections of threads that have ended are closed when the next thread opens one, so a
+    server's pool of short-lived worker threads does not accumulate them.
+    """
+
+    connect: Connector
+    shared: bool
+    _local: threading.local = field(default_factory=threading.local)
+    _all: list[tuple[threading.Thread, Conn]] = field(default_factory=list)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False
+    _one: Conn | None = None
+
+    def get(self) -> Conn:
+        """The calling thread's connection, opened on first use."""
+        if self.shared:
+            if self._one is None:
+                return self._open()
+            return self._one
+        try:
+            c: Conn = self._local.conn
+        except AttributeError:
+            return self._open()
+        return c
+
+    def _open(self) -> Conn:
+        with self._guard:
+            if self._closed:
+                raise StoreError("the database was closed")
+            if self.shared and self._one is not None:
+                return self._one
+            self._close_dead_threads()
+        c = Conn(self.connect())
+        with self._guard:
+            if self._closed:  # closed while we connected
+                c.raw.close()
+                raise StoreError("the database was closed")
+            self._all.append((threading.current_thread(), c))
+            if self.shared:
+                self._one = c
+            else:
+                self._local.conn = c
+        return c
+
+    def _close_dead_threads(self) -> None:
+        dead = [(t, c) for t, c in self._all if not t.is_alive()]
+        if self.shared or not dead:
+            return
+        self._all = [(t, c) for t, c in self._all if t.is_alive()]
+        for _, c in dead:
+            _close_quietly(c.raw)
+
+    def discard(self, c: Conn) -> None:
+        """Forget the calling thread's broken connection; its next call opens a new one."""
+        with self._guard:
+            self._all = [(t, x) for t, x in self._all if x is not c]
+            if self.shared:
+                self._one = None
+            elif getattr(self._local, "conn", None) is c:
+                del self._local.conn
+        _close_quietly(c.raw)
+
+    def count(self) -> int:
+        """How many connections are open."""
+        with self._guard:
+            return len(self._all)
+
+    def close(self) -> None:
+        """Close every thread's connection; later use raises StoreError."""
+        with self._guard:
+            self._closed = True
+            conns, self._all, self._one = self._all, [], None
+            self._local = threading.local()
+        for _, c in conns:
+            _close_quietly(c.raw)
+
+
+def _close_quietly(raw: Any) -> None:
+    try:
+        raw.close()
+    except Exception:  # closing a broken connection: nothing more to release
+        pass

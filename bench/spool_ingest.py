@@ -1,23 +1,36 @@
 """Spool ingest benchmark: signalbox `collect --once` vs Graphite whisper vs node_exporter.
 
-200 files x 500 key=value lines = 100,000 samples. We time a steady-state pass (the series
-already exist, as when the collector runs every minute): `signalbox collect --once` end to end,
-process start included, until all 100k are stored and queryable. Rollups are not needed for
-that and are timed on their own (`--no-compact` here; "rollup at one pass a minute" below is
-what a cron collector adds to each pass), so the figure does not depend on how many passes
-of this benchmark happen to cross a minute. In the same run, on the same
-data: whisper (PyPI) updating the same 100k series one point each, and Prometheus'
+200 files x 500 key=value lines = 100,000 samples. We time steady-state passes (the series
+already exist, as when the collector runs every minute), end to end, process start included,
+until all 100k are stored and queryable:
+
+* `signalbox collect --once --no-compact` -- the ingest figure: spool read, parse, store.
+  This is what every host of a shared store runs; it does not depend on the clock.
+* `signalbox collect --once` -- the same pass followed by compaction (rollups of every
+  closed bucket, retention), as a single-host cron runs it. Compaction only has work when a
+  minute has closed since the last one, so this figure depends on how many of the rounds
+  cross a minute; the output says how many did, and the per-round difference between the
+  two passes.
+* Compaction on its own line: in-process, at one pass a minute ("rollup at one pass a
+  minute"), 1m buckets of the 100k series each minute and 5m buckets every fifth minute.
+
+In the same run, round by round, on the same data: whisper (PyPI) updating the same 100k
+series one point each (one archive, so no rollups on its side), and Prometheus'
 node_exporter textfile collector serving the same files as `.prom` (time of one scrape).
-Also: one series over 8 days at 1-minute resolution through the query engine; and, once
-each, the first pass (every series and file shape new) and a pass where every file changed shape.
+Each round runs every contender once, so the machine's speed drift hits all alike; read the
+"median of per-round ratios" lines for the comparison. Also: one series over 8 days at
+1-minute resolution through the query engine; and, once each, the first pass (every series
+and file shape new) and a pass where every file changed shape.
 
 Usage: .venv/bin/python bench/spool_ingest.py [--runs 5] [--skip-whisper] [--skip-node-exporter]
 Needs: pip install whisper (the `dev` extra); Debian's prometheus-node-exporter.
+Runs against any checkout whose CLI has `collect --once --no-compact`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import socket
@@ -66,23 +79,29 @@ class Signalbox:
         self.root, self.spool = root, root / ".signalbox" / "spool"
         make_spool(self.spool)
         self.first = self._pass()  # 100k new series, every file's shape registered
+        self.compacted_at = time.time()  # wall clock of the last compaction
+        self.minutes_crossed = 0  # plain passes whose compaction had a closed minute to roll up
 
-    def _pass(self) -> float:
+    def _pass(self, *, compact: bool = True) -> float:
+        argv = [SIGNALBOX, "collect", "--once"] + ([] if compact else ["--no-compact"])
         t = time.perf_counter()
-        subprocess.run(
-            [SIGNALBOX, "collect", "--once"],
-            cwd=self.root,
-            env=_ENV,
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run(argv, cwd=self.root, env=_ENV, check=True, capture_output=True, timeout=600)
         return time.perf_counter() - t
 
     def prepare(self, r: int) -> None:
         make_spool(self.spool, round_no=r + 1)  # new values, same series
 
-    def run(self, r: int) -> float:
-        return self._pass()
+    def run(self, r: int, *, compact: bool = True) -> float:
+        """One steady pass; with ``compact``, note whether a minute closed since the last
+        compaction (only then has it rollups to build)."""
+        if not compact:
+            return self._pass(compact=False)
+        started = time.time()
+        took = self._pass()
+        if int(started // 60) > int(self.compacted_at // 60):
+            self.minutes_crossed += 1
+        self.compacted_at = started
+        return took
 
     def finish(self, rounds: int) -> float:
         """Check all 100k are queryable; then time a pass where every file changed shape."""
@@ -109,7 +128,7 @@ class Whisper:
         self.whisper = whisper
         d = root / "whisper"
         d.mkdir()
-        self.paths = []
+        self.paths: list[str] = []
         for f in range(FILES):
             for j in range(LINES):
                 p = str(d / f"app{f}_metric_{j}.wsp")
@@ -151,12 +170,18 @@ class NodeExporter:
             stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{port}/metrics"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(self.url, timeout=30).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(self.url, timeout=30).read()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                raise RuntimeError(f"node_exporter did not answer on {self.url} within 10 s")
+        except BaseException:
+            self.close()
+            raise
 
     def run(self, r: int) -> float:
         t = time.perf_counter()
@@ -167,7 +192,11 @@ class NodeExporter:
 
     def close(self) -> None:
         self.proc.terminate()
-        self.proc.wait(10)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def bench_query(root: Path, runs: int) -> list[float]:
@@ -216,13 +245,15 @@ def bench_rollup(root: Path, minutes: int = 10) -> tuple[list[float], list[float
     clock = FrozenClock(t0 / 1000)
     store = SQLMetricStore(open_database(f"sqlite:///{root / 'rollup.db'}"), clock=clock)
     host = (("host", "bench"),)
-    layouts, samples = [], []
+    layouts: list[NewLayout] = []
+    samples: list[Sample] = []
     for f in range(FILES):
         layouts.append(NewLayout(f"bench-file-{f:06d}".encode(), len(samples), LINES))
         samples += [Sample(f"app{f}_metric_{j}", (), float(j)) for j in range(LINES)]
     store.write(samples, t0 + 1000, add_labels=host, layouts=layouts)
     store.compact(t0 + 1000)
-    per_minute, per_five = [], []
+    per_minute: list[float] = []
+    per_five: list[float] = []
     for m in range(1, minutes + 1):
         ts = t0 + m * 60_000 + 1000
         clock.set(ts / 1000)
@@ -240,9 +271,21 @@ def report(name: str, times: list[float] | None, samples: int = N) -> float | No
         return None
     med = statistics.median(times)
     print(
-        f"{name:<42} median {med * 1000:8.1f} ms  {samples / med:>12,.0f} samples/s  (runs: {', '.join(f'{t * 1000:.0f}' for t in times)} ms)"
+        f"{name:<56} median {med * 1000:8.1f} ms  {samples / med:>12,.0f} samples/s  (runs: {', '.join(f'{t * 1000:.0f}' for t in times)} ms)"
     )
     return samples / med
+
+
+PLAIN = "signalbox collect --once (process incl.)"
+INGEST = "signalbox collect --once --no-compact (process incl.)"
+
+
+def compare(label: str, mine: list[float], theirs: list[float], peer: str) -> None:
+    per_round = [p / o for p, o in zip(theirs, mine, strict=True)]
+    print(
+        f"  {label} vs {peer.split()[0]}: {statistics.median(per_round):.1f}x faster "
+        f"(median of per-round ratios; ratio of medians {statistics.median(theirs) / statistics.median(mine):.1f}x)"
+    )
 
 
 def main() -> None:
@@ -253,11 +296,11 @@ def main() -> None:
     ap.add_argument("--skip-whisper", action="store_true")
     ap.add_argument("--skip-node-exporter", action="store_true")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         print(
             f"spool ingest: {FILES} files x {LINES} lines = {N:,} samples, {a.runs} rounds, "
-            f"{os.cpu_count()} cores; each round runs all three, so machine drift hits all alike"
+            f"{os.cpu_count()} cores; each round runs every contender, so machine drift hits all alike"
         )
         ours = Signalbox(root / "sb")
         peers: dict[str, Whisper | NodeExporter] = {}
@@ -269,46 +312,52 @@ def main() -> None:
         exe = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
         if not a.skip_node_exporter:
             if exe:
-                peers["node_exporter textfile scrape"] = NodeExporter(root, exe)
+                exporter = NodeExporter(root, exe)
+                stack.callback(exporter.close)
+                peers["node_exporter textfile scrape"] = exporter
             else:
                 print("prometheus-node-exporter not installed: skipped")
-        times: dict[str, list[float]] = {"signalbox collect --once (process incl.)": []}
+        times: dict[str, list[float]] = {INGEST: [], PLAIN: []}
         times.update({name: [] for name in peers})
-        try:
-            for r in range(a.runs):
-                ours.prepare(r)
+        for r in range(a.runs):
+            # the two passes swap places every round, so neither always follows the peers
+            first, second = (INGEST, PLAIN) if r % 2 == 0 else (PLAIN, INGEST)
+            for k, which in enumerate((first, second)):
+                ours.prepare(2 * r + k)
                 time.sleep(1.1)  # a new timestamp (1 s apart is enough for distinct samples)
                 # each timed run starts with no one else's dirty pages to flush: whisper's
                 # 100k file writes would otherwise land on the next fsync, whoever's it is
                 os.sync()
-                times["signalbox collect --once (process incl.)"].append(ours.run(r))
-                for name, peer in peers.items():
-                    os.sync()
-                    times[name].append(peer.run(r))
-        finally:
-            for peer in peers.values():
-                if isinstance(peer, NodeExporter):
-                    peer.close()
-        reshaped = ours.finish(a.runs)
+                times[which].append(ours.run(r, compact=which == PLAIN))
+                if k == 0:
+                    for name, peer in peers.items():
+                        os.sync()
+                        times[name].append(peer.run(r))
+        stack.close()
+        reshaped = ours.finish(2 * a.runs)
         for name, ts in times.items():
             report(name, ts)
         print(f"  first pass (100k new series, shapes registered): {ours.first * 1000:8.1f} ms")
         print(f"  a pass where every file changed shape:           {reshaped * 1000:8.1f} ms")
-        mine = times["signalbox collect --once (process incl.)"]
+        added = [p - i for p, i in zip(times[PLAIN], times[INGEST], strict=True)]
+        print(
+            f"  compaction as `collect --once` adds it: median of per-round differences "
+            f"{statistics.median(added) * 1000:.1f} ms ({ours.minutes_crossed} of {a.runs} passes "
+            "crossed a minute, so had 1m buckets to build; the others only checked)"
+        )
         for name in peers:
-            per_round = [p / o for p, o in zip(times[name], mine, strict=True)]
-            print(
-                f"  signalbox vs {name.split()[0]}: {statistics.median(per_round):.1f}x faster "
-                f"(median of per-round ratios; ratio of medians {statistics.median(times[name]) / statistics.median(mine):.1f}x)"
-            )
+            compare("signalbox", times[PLAIN], times[name], name)
+            compare("signalbox --no-compact", times[INGEST], times[name], name)
+        if "whisper.update x 100k" in peers:
+            print("  (whisper keeps one archive here: it builds no rollups, like --no-compact)")
         minute, five = bench_rollup(root)
         print(
-            f"{'rollup at one pass a minute: 1m buckets':<42} median {statistics.median(minute) * 1000:8.1f} ms"
+            f"{'rollup at one pass a minute: 1m buckets':<56} median {statistics.median(minute) * 1000:8.1f} ms"
             f"  (+ 5m buckets every 5th minute: {', '.join(f'{t * 1000:.0f}' for t in five)} ms)"
         )
         q = bench_query(root, max(a.runs, 9))
         print(
-            f"{'query: 1 series, 8 days at 1m (11,520 pts)':<42} median {statistics.median(q) * 1000:8.1f} ms  (target < 20 ms)"
+            f"{'query: 1 series, 8 days at 1m (11,520 pts)':<56} median {statistics.median(q) * 1000:8.1f} ms  (target < 20 ms)"
         )
 
 

@@ -66,15 +66,26 @@ def agent_cmd(ctx: Context) -> None:
     show_default=True,
     help="Spool file name (without .metrics) to update.",
 )
+@click.option(
+    "--stale-after",
+    metavar="DURATION",
+    default=None,
+    help="How long the file's values stay fresh, like 25h for a daily job (default: the "
+    "file's own value if it has one, else collect.stale_after).",
+)
 @pass_ctx
 @handle_errors
-def send_cmd(ctx: Context, pairs: tuple[str, ...], file_name: str) -> None:
+def send_cmd(ctx: Context, pairs: tuple[str, ...], file_name: str, stale_after: str | None) -> None:
     """Write metrics into the spool from a shell script: `signalbox send jobs_done=5 'lag{shard="7"}=0.4'`.
 
     The values are merged into SPOOL/FILE.metrics (other keys in it are kept) and published
-    atomically; the next collection pass stores them.
+    atomically; the next collection pass stores them. `--stale-after 25h` writes a
+    `# stale_after: 25h` line into the file so a daily job's values are still collected
+    a day later; a later send without it keeps the file's value, one with it replaces it.
     """
     from signalbox.metrics.send import send
 
-    path = send(ctx.settings.spool_dir, file_name, list(pairs))
-    click.echo(f"wrote {len(pairs)} value(s) to {path}")
+    sent = send(ctx.settings.spool_dir, file_name, list(pairs), stale_after=stale_after)
+    for e in sent.dropped:
+        click.echo(f"{e.source}:{e.line}: not carried over: {e.reason}", err=True)
+    click.echo(f"wrote {len(pairs)} value(s) to {sent.path}")

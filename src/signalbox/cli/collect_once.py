@@ -11,19 +11,29 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from signalbox.metrics.spool import SpoolProblem
 
 
 def collect_once(
     settings: Any, as_json: bool, echo: Callable[..., None], *, compact: bool = True
 ) -> int:
     """One collection pass and (unless told not to) compaction; print the report; return
-    the exit code."""
+    the exit code.
+
+    Each problem is printed once, on stderr as ``file:line: reason`` (and in the ``--json``
+    report): the collector's own logging of problems, meant for ``serve`` and ``agent``,
+    is turned off here so the same problem is not also logged.
+    """
     from signalbox.runtime import build_collector, open_metric_store
 
     store = open_metric_store(settings)
     try:
-        report = build_collector(settings, store).run_once()
+        collector = build_collector(settings, store)
+        collector.on_problem = _reported_below
+        report = collector.run_once()
         if compact:
             store.compact(int(store.clock.now() * 1000))
     finally:
@@ -45,16 +55,20 @@ def collect_once(
                 }
             ).decode()
         )
-    else:
-        for p in report.problems:
-            echo(
-                f"{settings.spool_dir / p.file}{':' + str(p.line) if p.line else ''}: {p.reason}",
-                err=True,
-            )
+    for p in report.problems:
+        echo(
+            f"{settings.metrics.spool_dir / p.file}{':' + str(p.line) if p.line else ''}: {p.reason}",
+            err=True,
+        )
+    if not as_json:
         echo(
             f"stored {report.stored} samples ({report.new_series} new series) in {report.duration_s:.3f}s"
         )
     return 1 if bad else 0
+
+
+def _reported_below(problem: SpoolProblem) -> None:
+    """The collector's problem hook for ``collect --once``: its report prints them."""
 
 
 def _echo(text: str, err: bool = False) -> None:

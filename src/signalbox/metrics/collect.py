@@ -33,6 +33,11 @@ SELF_METRICS = [
         "gauge",
         "Seconds since each spool file was last written; a stale file is a monitorable event.",
     ),
+    MetricMeta(
+        "signalbox_spool_file_stale_after_seconds",
+        "gauge",
+        "Age past which each spool file is stale: its # stale_after line, else collect.stale_after.",
+    ),
     MetricMeta("signalbox_spool_files", "gauge", "Spool files read in the last collection pass."),
     MetricMeta("signalbox_collect_samples", "gauge", "Samples stored by the last collection pass."),
     MetricMeta(
@@ -173,6 +178,14 @@ class Collector:
                     "signalbox_spool_file_age_seconds",
                     with_host((("file", f),), host),
                     round(age, 3),
+                )
+            )
+        for f, limit in scan.stale_after.items():
+            out.append(
+                Sample(
+                    "signalbox_spool_file_stale_after_seconds",
+                    with_host((("file", f),), host),
+                    limit,
                 )
             )
         out.append(Sample("signalbox_spool_files", (("host", host),), float(scan.files_read)))

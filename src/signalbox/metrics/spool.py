@@ -12,9 +12,11 @@ Rules:
   other names are reported once as ignored. Sub-directories are not descended.
 - Refused with a problem: files over ``max_file_bytes``; symlinks whose target leaves the
   spool dir; anything that is not a regular file; unreadable files; binary files (a NUL byte).
-- A file older than ``stale_after_s`` is *stale*: its samples are not stored (so its series
+- A file older than its freshness limit is *stale*: its samples are not stored (so its series
   go stale everywhere instead of being exported forever), it is reported, and its age stays
-  visible as ``signalbox_spool_file_age_seconds``.
+  visible as ``signalbox_spool_file_age_seconds``. The limit is the file's own
+  ``# stale_after: 25h`` line (a daily cron job's file; see
+  :mod:`signalbox.metrics.parse.stale_after`), else ``stale_after_s``.
 - Timestamps in ``.prom`` files are honoured when they are at most 1 hour old and at most
   5 minutes in the future; others make that line an error. ``key=value`` lines have no
   timestamps: they are stamped with the collection time.
@@ -31,7 +33,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 try:  # the BLAKE2 module itself: hashlib would also load OpenSSL, a cost on every cron pass
@@ -43,6 +45,7 @@ from pathlib import Path
 from signalbox.metrics.parse.keyvalue import keyvalue_shape, parse_keyvalue
 from signalbox.metrics.parse.lex import LineError
 from signalbox.metrics.parse.promtext import parse_prometheus
+from signalbox.metrics.parse.stale_after import find_stale_after
 from signalbox.metrics.samples import MetricMeta, Sample, SeriesKey, format_series
 from signalbox.metrics.store import Frame, NewLayout
 
@@ -75,6 +78,7 @@ class SpoolScan:
     metas: list[MetricMeta] = field(default_factory=list)
     problems: list[SpoolProblem] = field(default_factory=list)
     ages: dict[str, float] = field(default_factory=dict)  # file -> age in seconds
+    stale_after: dict[str, float] = field(default_factory=dict)  # file -> its limit, seconds
     files_read: int = 0
     bad_lines: dict[str, int] = field(default_factory=dict)  # file -> errors this pass
     frames: list[Frame] = field(default_factory=list)  # files of a shape the store knows
@@ -181,19 +185,30 @@ def scan_spool(
             out.problems.append(SpoolProblem(name, 0, reason, "refused"))
             out.bad_lines[name] = out.bad_lines.get(name, 0) + 1
             continue
+        text = data.decode("utf-8", errors="replace")
+        own = find_stale_after(text, name)
+        own_limit = own.seconds
+        limit = stale_after_s if own_limit is None else own_limit
+        out.stale_after[name] = limit
+        if own.errors:
+            _line_problems(out, name, own.errors)
         age = out.ages.get(name, 0.0)
-        if age > stale_after_s:
+        if age > limit:
+            said = (
+                f"collect.stale_after is {stale_after_s:.0f}s"
+                if own_limit is None
+                else f"its # stale_after is {limit:.0f}s"
+            )
             out.problems.append(
                 SpoolProblem(
                     name,
                     0,
-                    f"stale: not updated for {age:.0f}s (collect.stale_after is {stale_after_s:.0f}s); its values are not collected",
+                    f"stale: not updated for {age:.0f}s ({said}); its values are not collected",
                     "stale",
                 )
             )
             continue
         out.files_read += 1
-        text = data.decode("utf-8", errors="replace")
         shape = keyvalue_shape(text) if is_kv and layouts is not None else None
         digest = b""
         if shape is not None:
@@ -245,12 +260,15 @@ def scan_spool(
         out.samples.extend(samples)
         if is_prom:  # key=value metrics are gauges, the default: no metadata to store
             out.metas.extend(parsed.metas)
-        for err in errors:
-            out.problems.append(
-                SpoolProblem(
-                    name, err.line, err.reason + (f": {err.text}" if err.text else ""), "line"
-                )
-            )
         if errors:
-            out.bad_lines[name] = out.bad_lines.get(name, 0) + len(errors)
+            _line_problems(out, name, errors)
     return out
+
+
+def _line_problems(out: SpoolScan, name: str, errors: Sequence[LineError]) -> None:
+    """Bad lines of file ``name``: reported, and counted in its error total."""
+    for err in errors:
+        out.problems.append(
+            SpoolProblem(name, err.line, err.reason + (f": {err.text}" if err.text else ""), "line")
+        )
+    out.bad_lines[name] = out.bad_lines.get(name, 0) + len(errors)

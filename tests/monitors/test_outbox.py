@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify import Notification, NotifyError, WebhookNotifier
-from signalbox.monitors.outbox.delivery import backoff_s
 from signalbox.monitors.outbox.rows import decode_notification, encode_notification
 from signalbox.monitors.outbox.store import Outbox
 from signalbox.storage import Database, open_database
+from signalbox.storage.backoff import backoff_s
 from tests.monitors.notify.notify_helpers import Receiver, make_notification, receiver
 
 __all__ = ["receiver"]  # the real HTTP receiver fixture

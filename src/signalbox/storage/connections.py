@@ -13,6 +13,7 @@ ends with the statement, so an idle reader never holds locks (it used to sit
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 
 from signalbox.exceptions import StoreError
 
-__all__ = ["Connector", "ThreadConnections", "redact_url", "sqlite_connector", "pg_connector"]
+__all__ = ["Connector", "ThreadConnections", "pg_connector", "redact_url", "sqlite_connector"]
 
 Connector = Callable[[], Any]
 """Opens one new raw connection (sqlite3 or psycopg), set up, or raises StoreError."""
@@ -186,7 +187,5 @@ class ThreadConnections:
 
 
 def _close_quietly(raw: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # a broken connection: nothing more to release
         raw.close()
-    except Exception:  # closing a broken connection: nothing more to release
-        pass

@@ -32,6 +32,7 @@ class Dialect:
     autoincrement_pk: str
     serial_pk: str = ""  # a key never reused, even after the newest row is deleted
     skip_locked: str = ""  # suffix of a SELECT that claims rows other workers have not locked
+    native_notify: bool = False  # LISTEN/NOTIFY (else storage.notify polls a table)
 
     def sql(self, text: str) -> str:
         """Translate portable ``?`` placeholders to this dialect's (literals left alone)."""
@@ -171,4 +172,5 @@ POSTGRESQL = Dialect(
     "BIGSERIAL PRIMARY KEY",
     serial_pk="BIGSERIAL PRIMARY KEY",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    native_notify=True,
 )

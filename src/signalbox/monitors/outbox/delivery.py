@@ -1,13 +1,13 @@
-"""Outbox entries and what a delivery round did with them, plus the retry backoff.
+"""Outbox entries and what a delivery round did with them, plus the retry schedule.
 
-Pure records and arithmetic: :mod:`signalbox.monitors.outbox.store` stores entries and drives the
-rounds, :mod:`signalbox.monitors.status` shows them, and none of that needs a database to
-describe an entry or to decide how long to wait before the next attempt.
+Pure records: :mod:`signalbox.monitors.outbox.store` stores entries and drives the rounds,
+:mod:`signalbox.monitors.status` shows them, and none of that needs a database to describe
+an entry. How long to wait before the next attempt is
+:func:`signalbox.storage.backoff.backoff_s`, shared with every other retrying queue.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,7 +21,6 @@ __all__ = [
     "DeliveryReport",
     "OutboxEntry",
     "Status",
-    "backoff_s",
     "with_status",
 ]
 
@@ -29,19 +28,6 @@ Status = Literal["pending", "sent", "dead"]
 
 DEFAULT_BASE_DELAY_S = 10.0
 DEFAULT_MAX_DELAY_S = 600.0
-
-
-def backoff_s(
-    attempts: int,
-    rng: random.Random,
-    *,
-    base_s: float = DEFAULT_BASE_DELAY_S,
-    cap_s: float = DEFAULT_MAX_DELAY_S,
-) -> float:
-    """Delay before attempt ``attempts + 1``: doubling from ``base_s`` up to ``cap_s``,
-    each drawn from the upper half of its value so retries of many rows spread out."""
-    exp = min(cap_s, base_s * 2.0 ** max(0, attempts - 1))
-    return exp * (0.5 + rng.random() / 2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,9 @@ non-retryable error at once. Dead rows are logged at ERROR and shown by ``monito
 Rows of one alert to one notifier are delivered in the order they were made, so a
 "resolved" never overtakes the "firing" it resolves while that one is being retried.
 
-Entries, delivery outcomes and the backoff schedule are pure and live in
+The claim (a compare-and-swap, :func:`signalbox.storage.claim.claim_one`) and the backoff
+(:func:`signalbox.storage.backoff.backoff_s`) are the storage layer's, shared with the task
+queue. Entries and delivery outcomes are pure and live in
 :mod:`signalbox.monitors.outbox.delivery`; the stored payload and row layout in
 :mod:`signalbox.monitors.outbox.rows`. This module holds the table and the delivery loop.
 """
@@ -44,7 +46,6 @@ from signalbox.monitors.outbox.delivery import (
     DeliveryReport,
     OutboxEntry,
     Status,
-    backoff_s,
     with_status,
 )
 from signalbox.monitors.outbox.rows import (
@@ -52,6 +53,8 @@ from signalbox.monitors.outbox.rows import (
     encode_notification,
     entry_from_row,
 )
+from signalbox.storage.backoff import backoff_s
+from signalbox.storage.claim import ClaimTable, claim_one
 from signalbox.storage.database import Database, Migration
 
 log = logging.getLogger("signalbox.monitors.outbox.store")
@@ -71,6 +74,17 @@ MIGRATIONS: list[Migration] = [
         ],
     ),
 ]
+
+CLAIMS = ClaimTable(
+    "monitor_outbox",
+    key="id",
+    due="next_attempt_ms",
+    ready="status = 'pending'",
+    attempts="attempts",
+    claimed_by=None,
+)
+"""How the outbox's rows are claimed (:mod:`signalbox.storage.claim`): a claim pushes
+``next_attempt_ms`` one lease ahead and counts the attempt."""
 
 DEFAULT_MAX_AGE_S = 6 * 3600.0
 DEFAULT_LEASE_S = 120.0
@@ -260,13 +274,15 @@ class Outbox:
         return Delivery(with_status(entry, "sent", attempts, now_ms), "sent")
 
     def _claim(self, entry: OutboxEntry, now_ms: int) -> bool:
-        with self.db.transaction():
-            cur = self.db.execute(
-                "UPDATE monitor_outbox SET attempts = attempts + 1, next_attempt_ms = ? "
-                "WHERE id = ? AND status = 'pending' AND attempts = ? AND next_attempt_ms = ?",
-                (now_ms + self.lease_ms, entry.id, entry.attempts, entry.next_attempt_ms),
-            )
-            return bool(cur.rowcount == 1)
+        """Compare-and-swap: only if the row is still as :meth:`_pending` read it."""
+        return claim_one(
+            self.db,
+            CLAIMS,
+            entry.id,
+            now_ms=now_ms,
+            lease_ms=self.lease_ms,
+            expect={"attempts": entry.attempts, "next_attempt_ms": entry.next_attempt_ms},
+        )
 
     def _failed(self, entry: OutboxEntry, attempts: int, now_ms: int, error: str) -> Delivery:
         age_ms = now_ms - entry.created_ms

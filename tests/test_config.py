@@ -14,9 +14,9 @@ def test_missing_file_means_all_defaults(tmp_path: Path) -> None:
     s = load_settings(None, environ={}, cwd=tmp_path)
     assert s.source == "(defaults)"
     assert s.store_url == f"sqlite:///{tmp_path / '.signalbox' / 'signalbox.db'}"
-    assert s.spool_dir == tmp_path / ".signalbox" / "spool"
-    assert (s.interval_s, s.server_host, s.server_port) == (15.0, "127.0.0.1", 8910)
-    assert [str(t) for t in s.tiers] == ["1m:8d", "5m:35d", "1h:400d"]
+    assert s.metrics.spool_dir == tmp_path / ".signalbox" / "spool"
+    assert (s.metrics.interval_s, s.server.host, s.server.port) == (15.0, "127.0.0.1", 8910)
+    assert [str(t) for t in s.metrics.retention.tiers] == ["1m:8d", "5m:35d", "1h:400d"]
 
 
 def test_lookup_order_explicit_then_env_then_cwd(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     cfg.write_text('store = "sqlite:///data/x.db"\n[collect]\nspool_dir = "sp"\n')
     s = load_settings(str(cfg), environ={}, cwd=tmp_path)
     assert s.store_url == f"sqlite:///{tmp_path / 'conf' / 'data' / 'x.db'}"
-    assert s.spool_dir == tmp_path / "conf" / "sp"
+    assert s.metrics.spool_dir == tmp_path / "conf" / "sp"
 
 
 @pytest.mark.parametrize(

@@ -1,94 +1,87 @@
-"""``signalbox.toml`` → validated, frozen :class:`Settings`.
+"""``signalbox.toml`` → validated, frozen :class:`Settings`, composed from each area's own.
 
 Lookup order: ``--config``, then ``$SIGNALBOX_CONFIG``, then ``./signalbox.toml``; a missing
 file means every default. Relative paths in the file are relative to the file's folder, so a
-config checked into a repo works from any working directory. Every error names the file, the
-key, the value and what was expected (:class:`~signalbox.exceptions.ConfigError`).
+config checked into a repo works from any working directory.
+
+This module finds and reads the file and composes the result; each area checks its own
+tables and resolves them into frozen settings of its own (``settings.metrics`` from
+:mod:`signalbox.metrics.settings`, ``settings.monitors`` from
+:mod:`signalbox.monitors.settings`, ``settings.server`` from
+:mod:`signalbox.server.settings`). Every error names the file, the dotted key, the value
+(never a secret in clear) and what was expected (:class:`~signalbox.exceptions.ConfigError`).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from signalbox.durations import Tier, parse_duration, parse_retention
 from signalbox.exceptions import ConfigError
+from signalbox.metrics import settings as metrics_area
+from signalbox.metrics.settings import DEFAULT_RETENTION, MetricsSettings
+from signalbox.monitors import settings as monitors_area
+from signalbox.monitors.settings import MonitorsSettings
+from signalbox.redact import redact_credentials
+from signalbox.section import Source, table
+from signalbox.server import settings as server_area
+from signalbox.server.settings import ServerSettings
+
+__all__ = [
+    "CONFIG_NAME",
+    "DEFAULT_RETENTION",
+    "Settings",
+    "find_config",
+    "load_settings",
+    "settings_from_dict",
+]
 
 CONFIG_NAME = "signalbox.toml"
-DEFAULT_RETENTION = "1m:8d,5m:35d,1h:400d"
 
 
-class _Collect(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    interval: str = "15s"
-    spool_dir: str = ".signalbox/spool"
-    max_file_bytes: int = 4 * 1024 * 1024
-    stale_after: str = "5m"
-
-
-class _Statsd(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    enabled: bool = True
-    listen: str = "127.0.0.1:8125"
-
-
-class _Retention(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    raw: str = "1d"
-    tiers: str = DEFAULT_RETENTION
-
-
-class _Server(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    host: str = "127.0.0.1"
-    port: int = 8910
-
-
-class _Monitors(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    paths: list[str] = msgspec.field(default_factory=lambda: ["monitors"])
-    interval: str = "30s"
-    repeat: str = "4h"
-
-
-class _File(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class _TopLevel(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     host: str | None = None
     store: str | None = None
     data_dir: str = ".signalbox"
-    collect: _Collect = msgspec.field(default_factory=_Collect)
-    statsd: _Statsd = msgspec.field(default_factory=_Statsd)
-    retention: _Retention = msgspec.field(default_factory=_Retention)
-    server: _Server = msgspec.field(default_factory=_Server)
-    monitors: _Monitors = msgspec.field(default_factory=_Monitors)
-    notifiers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+# Each area's tables; the rest of the file's keys are the top-level settings above.
+_AREA_TABLES: dict[str, tuple[str, ...]] = {
+    "metrics": metrics_area.TABLES,
+    "monitors": monitors_area.TABLES,
+    "server": server_area.TABLES,
+}
+
+
+@dataclass(frozen=True, repr=False)
 class Settings:
-    """Everything signalbox needs to run, resolved: absolute paths, seconds, parsed tiers."""
+    """Everything signalbox needs to run, resolved: absolute paths, seconds, parsed tiers.
+
+    Shared settings at the top; each area's under its name (``settings.metrics.spool_dir``,
+    ``settings.monitors.notifiers``, ``settings.server.port``).
+    """
 
     source: str  # the config file, or "(defaults)"
     base_dir: Path
     host: str
     store_url: str
     data_dir: Path
-    spool_dir: Path
-    interval_s: float
-    max_file_bytes: int
-    stale_after_s: float
-    statsd_enabled: bool
-    statsd_host: str
-    statsd_port: int
-    raw_retention_s: int
-    tiers: tuple[Tier, ...]
-    server_host: str
-    server_port: int
-    monitor_paths: tuple[Path, ...]
-    monitor_interval_s: float
-    monitor_repeat_s: float
-    notifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    metrics: MetricsSettings
+    monitors: MonitorsSettings
+    server: ServerSettings
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(source={self.source!r}, host={self.host!r}, "
+            f"store_url={redact_credentials(self.store_url)!r}, data_dir={str(self.data_dir)!r}, "
+            f"metrics={self.metrics!r}, monitors={self.monitors!r}, server={self.server!r})"
+        )
 
 
 def _hostname() -> str:
@@ -122,6 +115,7 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Settings:
+    """The settings of the config file found as the module docstring says."""
     env = os.environ if environ is None else environ
     path = find_config(explicit, env, cwd)
     if path is None:
@@ -135,134 +129,43 @@ def load_settings(
     return settings_from_dict(raw, source=str(path), base_dir=path.parent.resolve(), environ=env)
 
 
-_PATH_RE = re.compile(r"`\$((?:\.[A-Za-z0-9_\-]+|\[\d+\])*)`")
-
-
-def _lookup(raw: Mapping[str, Any], dotted: str) -> Any:
-    cur: Any = raw
-    for part in [p for p in dotted.split(".") if p]:
-        if isinstance(cur, Mapping) and part in cur:
-            cur = cur[part]
-        else:
-            return None
-    return cur
-
-
-_TYPE_WORDS = {
-    "int": "an integer",
-    "str": "a string",
-    "bool": "true or false",
-    "array": "a list",
-    "object": "a table",
-    "str | null": "a string",
-}
-
-
-def _struct_error(file: str, raw: Mapping[str, Any], err: msgspec.ValidationError) -> ConfigError:
-    msg = str(err)
-    m = _PATH_RE.search(msg)
-    dotted = m.group(1).lstrip(".") if m else ""
-    text = msg.split(" - at ")[0]
-    if text.startswith("Object contains unknown field"):
-        field_name = text.split("`")[1]
-        key = f"{dotted}.{field_name}" if dotted else field_name
-        return ConfigError(
-            file,
-            key,
-            _lookup(raw, key),
-            "a known setting (check the spelling; `signalbox init` writes every setting with its default)",
-        )
-    m2 = re.match(r"Expected `([^`]*)`(?:, got `([^`]*)`)?", text)
-    expected = _TYPE_WORDS.get(m2.group(1), m2.group(1)) if m2 else text
-    return ConfigError(file, dotted or "(top level)", _lookup(raw, dotted), expected)
-
-
-def _duration(file: str, key: str, text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise ConfigError(file, key, text, f"a duration like 15s, 5m or 1h ({e})") from None
-
-
-def _host_port(file: str, key: str, text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(file, key, text, "HOST:PORT like 127.0.0.1:8125")
-    return host.strip("[]") or "127.0.0.1", int(port)
+def _store_url(src: Source, store: str | None, data_dir: Path) -> str:
+    url = store or f"sqlite:///{data_dir / 'signalbox.db'}"
+    if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))):
+        raise src.error("store", url, "sqlite:///PATH or postgresql://...")
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        url = f"sqlite:///{src.path(url[len('sqlite:///') :])}"
+    return url
 
 
 def settings_from_dict(
     raw: Mapping[str, Any], *, source: str, base_dir: Path, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    env = os.environ if environ is None else environ
-    try:
-        f = msgspec.convert(raw, _File)
-    except msgspec.ValidationError as e:
-        raise _struct_error(source, raw, e) from None
+    """Settings from a decoded ``signalbox.toml`` (tests build settings with this too).
 
-    def path(p: str) -> Path:
-        q = Path(p).expanduser()
-        return q if q.is_absolute() else (base_dir / q)
-
-    data_dir = path(f.data_dir)
-    store = f.store or f"sqlite:///{data_dir / 'signalbox.db'}"
-    if not (store.startswith("sqlite:///") or store.startswith(("postgresql://", "postgres://"))):
-        raise ConfigError(source, "store", store, "sqlite:///PATH or postgresql://...")
-    if store.startswith("sqlite:///") and store != "sqlite:///:memory:":
-        rel = store[len("sqlite:///") :]
-        store = f"sqlite:///{path(rel)}"
-    try:
-        tiers = parse_retention(f.retention.tiers)
-    except ValueError as e:
-        raise ConfigError(
-            source, "retention.tiers", f.retention.tiers, f"tiers like {DEFAULT_RETENTION} ({e})"
-        ) from None
-    raw_ret = _duration(source, "retention.raw", f.retention.raw)
-    if raw_ret < 2 * tiers[0].resolution:
-        raise ConfigError(
-            source,
-            "retention.raw",
-            f.retention.raw,
-            f"at least two buckets of the first tier ({2 * tiers[0].resolution}s)",
-        )
-    interval = _duration(source, "collect.interval", f.collect.interval)
-    if interval < 1:
-        raise ConfigError(source, "collect.interval", f.collect.interval, "at least 1s")
-    if f.collect.max_file_bytes <= 0:
-        raise ConfigError(
-            source, "collect.max_file_bytes", f.collect.max_file_bytes, "a positive number of bytes"
-        )
-    if not 0 <= f.server.port <= 65535:
-        raise ConfigError(source, "server.port", f.server.port, "a TCP port 0-65535")
-    shost, sport = _host_port(source, "statsd.listen", f.statsd.listen)
-    for name, cfg in f.notifiers.items():
-        if not isinstance(cfg.get("type"), str):
-            raise ConfigError(
-                source,
-                f"notifiers.{name}.type",
-                cfg.get("type"),
-                "a notifier type: webhook, alertmanager, command, email or log",
+    ``source`` names the file in errors; relative paths resolve against ``base_dir``.
+    """
+    src = Source(source, base_dir, os.environ if environ is None else environ)
+    area_tables = {t for tables in _AREA_TABLES.values() for t in tables}
+    top = {k: v for k, v in raw.items() if k not in area_tables}
+    known = sorted({*_TopLevel.__struct_fields__, *area_tables})
+    for k, v in top.items():
+        if k not in _TopLevel.__struct_fields__:
+            raise src.error(
+                str(k),
+                v,
+                f"a known setting at the top level ({', '.join(known)}); check the spelling, "
+                "`signalbox init` writes every setting with its default",
             )
-    host = env.get("SIGNALBOX_HOST") or f.host or _hostname()
+    f = table(src, "", top, _TopLevel)
+    data_dir = src.path(f.data_dir)
     return Settings(
         source=source,
         base_dir=base_dir,
-        host=host,
-        store_url=store,
+        host=src.environ.get("SIGNALBOX_HOST") or f.host or _hostname(),
+        store_url=_store_url(src, f.store, data_dir),
         data_dir=data_dir,
-        spool_dir=path(f.collect.spool_dir),
-        interval_s=interval,
-        max_file_bytes=f.collect.max_file_bytes,
-        stale_after_s=_duration(source, "collect.stale_after", f.collect.stale_after),
-        statsd_enabled=f.statsd.enabled,
-        statsd_host=shost,
-        statsd_port=sport,
-        raw_retention_s=int(raw_ret),
-        tiers=tiers,
-        server_host=f.server.host,
-        server_port=f.server.port,
-        monitor_paths=tuple(path(p) for p in f.monitors.paths),
-        monitor_interval_s=_duration(source, "monitors.interval", f.monitors.interval),
-        monitor_repeat_s=_duration(source, "monitors.repeat", f.monitors.repeat),
-        notifiers=dict(f.notifiers),
+        metrics=metrics_area.metrics_settings(src, raw),
+        monitors=monitors_area.monitors_settings(src, raw),
+        server=server_area.server_settings(src, raw),
     )

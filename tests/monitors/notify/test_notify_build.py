@@ -156,6 +156,8 @@ def test_settings_reach_the_notifier() -> None:
                 "type": "email",
                 "from": "sb@example.com",
                 "to": ["a@example.com"],
+                "starttls": True,
+                "username": "bot",
                 "password_env": "MISSING",
             },
             "notifiers.ops.password_env",

@@ -1,33 +1,70 @@
-"""Reading one ``[notifiers.NAME]`` table: typed getters that name the key on error.
+"""``[notifiers.NAME]`` tables → validated, frozen notifier specs.
 
-Every getter records the key as known, and :meth:`Table.finish` refuses the rest, so a typo
-(``tiemout``) is an error naming the key instead of a setting silently ignored.
+Validation happens when ``signalbox.toml`` is loaded (so every command that loads it refuses
+a bad notifier with exit 2), and needs nothing but the table: no network, no environment.
+What depends on the machine that delivers — the environment variables holding secrets
+(``password_env``, ``headers_from_env``) and ``ca_file`` — is looked up when a notifier is
+built from its spec (:func:`signalbox.monitors.notify.build_notifier`), because ``monitors
+lint`` in CI has no production secrets and need not have them.
+
+Every getter of :class:`Table` records the key as known and :meth:`Table.finish` refuses
+the rest, so a typo (``tiemout``) is an error naming the key instead of a setting silently
+ignored. Specs never show a secret in their ``repr``, and errors never show one either
+(:func:`signalbox.redact.shown`).
+
+This module is light on purpose (no HTTP, SMTP or subprocess imports): loading the config
+for ``collect --once`` from cron must not pay for the senders.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 import urllib.parse
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from signalbox.durations import parse_duration
 from signalbox.exceptions import ConfigError
+from signalbox.redact import redact_url, shown
+
+__all__ = [
+    "LEVELS",
+    "NOTIFIER_TYPES",
+    "AlertmanagerSpec",
+    "CommandSpec",
+    "EmailSpec",
+    "LogSpec",
+    "NotifierSpec",
+    "Table",
+    "WebhookSpec",
+    "parse_notifier",
+    "redact_url",
+]
+
+NOTIFIER_TYPES: tuple[str, ...] = ("webhook", "alertmanager", "command", "email", "log")
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}  # logging's
+HTTP_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 30.0
+EMAIL_TIMEOUT_S = 30.0
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
 class Table:
-    """One notifier's settings; ``file`` and ``name`` go into every error."""
+    """One notifier's table; ``file`` and ``name`` go into every error."""
 
-    def __init__(
-        self, file: str, name: str, cfg: Mapping[str, Any], environ: Mapping[str, str]
-    ) -> None:
-        self.file, self.name, self.cfg, self.environ = file, name, cfg, environ
+    def __init__(self, file: str, name: str, cfg: Mapping[str, Any]) -> None:
+        self.file, self.name, self.cfg = file, name, cfg
         self._known: set[str] = {"type"}
 
     def key(self, k: str) -> str:
         return f"notifiers.{self.name}.{k}"
 
     def error(self, k: str, value: object, expected: str) -> ConfigError:
-        return ConfigError(self.file, self.key(k), value, expected)
+        key = self.key(k)
+        return ConfigError(self.file, key, shown(key, value), expected)
 
     def _get(self, k: str) -> Any:
         self._known.add(k)
@@ -108,21 +145,11 @@ class Table:
             raise self.error(k, v, "a table of string values")
         return dict(v)
 
-    def env_value(self, k: str, variable: str) -> str:
-        """The value of environment variable ``variable`` named by setting ``k`` (secrets)."""
-        if not variable or variable not in self.environ:
-            raise self.error(
-                k,
-                variable,
-                "the name of an environment variable that is set (secrets stay out of the config)",
-            )
-        return self.environ[variable]
-
     def http_url(self, k: str) -> str:
         url = self.required(k)
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.error(k, redact_url(url), "an http:// or https:// URL with a host")
+            raise self.error(k, url, "an http:// or https:// URL with a host")
         return url
 
     def finish(self) -> None:
@@ -131,19 +158,241 @@ class Table:
             if k not in self._known:
                 known = ", ".join(sorted(self._known))
                 raise self.error(
-                    k, self.cfg[k], f"a known setting for this notifier type ({known})"
+                    str(k), self.cfg[k], f"a known setting for this notifier type ({known})"
                 )
 
 
-def redact_url(url: str) -> str:
-    """``scheme://host:port/...``: enough to find the receiver, never a token in the path or userinfo."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "(unparseable URL)"
-    if ":" in host:
-        host = f"[{host}]"
-    origin = f"{parts.scheme}://{host}" + (f":{port}" if port else "")
-    return origin + ("/..." if parts.path.strip("/") or parts.query else "")
+def env_lookup(file: str, key: str, variable: str, environ: Mapping[str, str]) -> str:
+    """The value of ``variable``, which setting ``key`` names (a secret kept out of the file)."""
+    if variable not in environ:
+        raise ConfigError(
+            file,
+            key,
+            variable,
+            "the name of an environment variable that is set (secrets stay out of the config)",
+        )
+    return environ[variable]
+
+
+# -- specs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class _Spec:
+    name: str
+    type: ClassVar[str]
+
+    def describe(self) -> str:
+        """Where this notifier delivers, with no secret in it."""
+        return self.type
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.describe()!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class _HTTPSpec(_Spec):
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()  # values are secrets: never shown
+    headers_from_env: tuple[tuple[str, str], ...] = ()  # header -> variable name
+    timeout_s: float = HTTP_TIMEOUT_S
+
+    def describe(self) -> str:
+        return f"{self.type} {redact_url(self.url)}"
+
+    def resolved_headers(self, file: str, environ: Mapping[str, str]) -> dict[str, str]:
+        """The headers to send: the configured ones plus those read from the environment."""
+        headers = dict(self.headers)
+        for header, variable in self.headers_from_env:
+            key = f"notifiers.{self.name}.headers_from_env.{header}"
+            value = env_lookup(file, key, variable, environ)
+            if any(c in value for c in "\r\n\0"):
+                raise ConfigError(file, key, variable, "a variable holding a one-line header value")
+            headers[header] = value
+        return headers
+
+
+@dataclass(frozen=True, repr=False)
+class WebhookSpec(_HTTPSpec):
+    type: ClassVar[str] = "webhook"
+
+
+@dataclass(frozen=True, repr=False)
+class AlertmanagerSpec(_HTTPSpec):
+    generator_url: str = ""
+    type: ClassVar[str] = "alertmanager"
+
+
+@dataclass(frozen=True, repr=False)
+class CommandSpec(_Spec):
+    argv: tuple[str, ...]  # may carry tokens: only argv[0] is ever shown
+    timeout_s: float = COMMAND_TIMEOUT_S
+    type: ClassVar[str] = "command"
+
+    def describe(self) -> str:
+        return f"command {self.argv[0]}"
+
+
+@dataclass(frozen=True, repr=False)
+class EmailSpec(_Spec):
+    from_addr: str
+    to: tuple[str, ...]
+    host: str = "localhost"
+    port: int = 25
+    starttls: bool = False
+    use_ssl: bool = False
+    username: str | None = None
+    password_env: str | None = None  # the variable's name; its value is read at build
+    ca_file: str | None = None
+    timeout_s: float = EMAIL_TIMEOUT_S
+    type: ClassVar[str] = "email"
+
+    def describe(self) -> str:
+        return f"email to {', '.join(self.to)}"
+
+
+@dataclass(frozen=True, repr=False)
+class LogSpec(_Spec):
+    level: int | None = None  # None: by state (see signalbox.monitors.notify.log)
+    type: ClassVar[str] = "log"
+
+
+NotifierSpec = WebhookSpec | AlertmanagerSpec | CommandSpec | EmailSpec | LogSpec
+
+
+def parse_notifier(name: str, cfg: object, *, file: str = "signalbox.toml") -> NotifierSpec:
+    """``[notifiers.<name>]`` checked key by key, as a frozen spec; a ConfigError names
+    ``notifiers.<name>.<key>`` otherwise."""
+    if not isinstance(cfg, Mapping):
+        key = f"notifiers.{name}"
+        raise ConfigError(file, key, shown(key, cfg), f"a table ([notifiers.{name}] type = ...)")
+    t = Table(file, name, cfg)
+    kind = cfg.get("type")
+    if not isinstance(kind, str) or kind not in _PARSERS:
+        raise t.error("type", kind, "a notifier type: " + ", ".join(NOTIFIER_TYPES))
+    spec = _PARSERS[kind](t)
+    t.finish()
+    return spec
+
+
+def _header_names(t: Table, k: str, headers: Mapping[str, str]) -> None:
+    for header in headers:
+        if not _TOKEN.match(header):
+            raise t.error(f"{k}.{header}", header, "an HTTP header name (letters, digits, -)")
+
+
+def _http_parts(t: Table) -> dict[str, Any]:
+    url = t.http_url("url")
+    headers = t.str_map("headers")
+    _header_names(t, "headers", headers)
+    for header, value in headers.items():
+        if any(c in value for c in "\r\n\0"):
+            raise t.error(f"headers.{header}", value, "a header value on one line")
+    from_env = t.str_map("headers_from_env")
+    _header_names(t, "headers_from_env", from_env)
+    for header, variable in from_env.items():
+        if not variable:
+            raise t.error(
+                f"headers_from_env.{header}", variable, "the name of an environment variable"
+            )
+    return {
+        "url": url,
+        "headers": tuple(sorted(headers.items())),
+        "headers_from_env": tuple(sorted(from_env.items())),
+        "timeout_s": t.duration("timeout", HTTP_TIMEOUT_S),
+    }
+
+
+def _webhook(t: Table) -> WebhookSpec:
+    return WebhookSpec(t.name, **_http_parts(t))
+
+
+def _alertmanager(t: Table) -> AlertmanagerSpec:
+    parts = _http_parts(t)
+    generator_url = t.http_url("generator_url") if "generator_url" in t.cfg else ""
+    return AlertmanagerSpec(t.name, **parts, generator_url=generator_url)
+
+
+def _command(t: Table) -> CommandSpec:
+    raw = t.cfg.get("command")
+    argv: list[str]
+    if isinstance(raw, str):
+        t.string("command", required=True)
+        try:
+            argv = shlex.split(raw)
+        except ValueError as e:
+            raise t.error("command", raw, f"a command line that splits into words ({e})") from None
+        if not argv:
+            raise t.error("command", raw, "a non-empty command")
+    else:
+        argv = t.str_list("command", required=True)
+    return CommandSpec(t.name, tuple(argv), t.duration("timeout", COMMAND_TIMEOUT_S))
+
+
+def _address(t: Table, k: str, value: str) -> str:
+    import email.utils  # here: only an email notifier pays for it
+
+    _, addr = email.utils.parseaddr(value)
+    if "@" not in addr or any(c in value for c in "\r\n"):
+        raise t.error(k, value, "an email address like oncall@example.com")
+    return value
+
+
+def _email(t: Table) -> EmailSpec:
+    from_addr = _address(t, "from", t.required("from"))
+    to = tuple(_address(t, "to", a) for a in t.str_list("to", required=True))
+    host = t.string("host", "localhost") or "localhost"
+    use_ssl = t.boolean("ssl", False)
+    starttls = t.boolean("starttls", False)
+    if use_ssl and starttls:
+        raise t.error(
+            "starttls", starttls, "false when ssl = true (choose one: ssl is TLS from the start)"
+        )
+    port = t.integer("port", 465 if use_ssl else 587 if starttls else 25, 1, 65535)
+    username = t.string("username")
+    password_env = t.string("password_env")
+    if password_env is not None and not password_env:
+        raise t.error("password_env", password_env, "the name of an environment variable")
+    if username is not None and password_env is None:
+        raise t.error(
+            "password_env",
+            None,
+            "the name of the environment variable holding the password for username",
+        )
+    if password_env is not None and username is None:
+        raise t.error("username", None, "a username to go with password_env")
+    if username is not None and not (use_ssl or starttls) and host not in LOOPBACK:
+        raise t.error(
+            "username",
+            username,
+            "starttls = true or ssl = true as well (a password is never sent in clear)",
+        )
+    return EmailSpec(
+        t.name,
+        from_addr=from_addr,
+        to=to,
+        host=host,
+        port=port,
+        starttls=starttls,
+        use_ssl=use_ssl,
+        username=username,
+        password_env=password_env,
+        ca_file=t.string("ca_file"),
+        timeout_s=t.duration("timeout", EMAIL_TIMEOUT_S),
+    )
+
+
+def _log(t: Table) -> LogSpec:
+    raw = t.string("level")
+    if raw is not None and raw.lower() not in LEVELS:
+        raise t.error("level", raw, "one of " + ", ".join(LEVELS))
+    return LogSpec(t.name, None if raw is None else LEVELS[raw.lower()])
+
+
+_PARSERS: dict[str, Callable[[Table], NotifierSpec]] = {
+    "webhook": _webhook,
+    "alertmanager": _alertmanager,
+    "command": _command,
+    "email": _email,
+    "log": _log,
+}

@@ -28,10 +28,9 @@ from typing import Any
 
 from signalbox.clock import Clock, SystemClock
 from signalbox.monitors.definitions.model import State
-from signalbox.monitors.notify._config import Table, redact_url
+from signalbox.monitors.notify._config import redact_url
 from signalbox.monitors.notify._http import post_json
 from signalbox.monitors.notify.notification import Notification, rfc3339, show_value
-from signalbox.monitors.notify.webhook import check_headers
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_REPEAT_S = 4 * 3600.0
@@ -131,23 +130,3 @@ class AlertmanagerNotifier:
             headers=self._headers,
             timeout_s=self.timeout_s,
         )
-
-
-def from_table(t: Table, *, clock: Clock | None, repeat_s: float) -> AlertmanagerNotifier:
-    url = t.http_url("url")
-    headers = t.str_map("headers")
-    for header, variable in t.str_map("headers_from_env").items():
-        headers[header] = t.env_value(f"headers_from_env.{header}", variable)
-    check_headers(t, headers)
-    timeout = t.duration("timeout", DEFAULT_TIMEOUT_S)
-    generator_url = t.http_url("generator_url") if "generator_url" in t.cfg else ""
-    t.finish()
-    return AlertmanagerNotifier(
-        t.name,
-        url,
-        headers=headers,
-        timeout_s=timeout,
-        repeat_s=repeat_s,
-        generator_url=generator_url,
-        clock=clock,
-    )

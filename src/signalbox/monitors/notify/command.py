@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 from collections.abc import Mapping, Sequence
 
 from signalbox.monitors.nagios.plugin import run_captured
-from signalbox.monitors.notify._config import Table
 from signalbox.monitors.notify.notification import (
     Notification,
     NotifyError,
@@ -128,21 +126,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
-
-
-def from_table(t: Table, *, environ: Mapping[str, str]) -> CommandNotifier:
-    raw = t.cfg.get("command")
-    argv: list[str]
-    if isinstance(raw, str):
-        t.string("command", required=True)
-        try:
-            argv = shlex.split(raw)
-        except ValueError as e:
-            raise t.error("command", raw, f"a command line that splits into words ({e})") from None
-        if not argv:
-            raise t.error("command", raw, "a non-empty command")
-    else:
-        argv = t.str_list("command", required=True)
-    timeout = t.duration("timeout", DEFAULT_TIMEOUT_S)
-    t.finish()
-    return CommandNotifier(t.name, argv, timeout_s=timeout, environ=environ)

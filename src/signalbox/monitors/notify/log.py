@@ -22,7 +22,6 @@ import logging
 import re
 
 from signalbox.monitors.definitions.model import State
-from signalbox.monitors.notify._config import Table
 from signalbox.monitors.notify.notification import Notification, to_payload
 
 LOGGER_NAME = "signalbox.notify"
@@ -110,14 +109,3 @@ class LogNotifier:
             log_line(n),
             extra={"signalbox_notification": to_payload(n), "signalbox_notifier": self.name},
         )
-
-
-def from_table(t: Table) -> LogNotifier:
-    raw = t.string("level")
-    level = None
-    if raw is not None:
-        if raw.lower() not in LEVELS:
-            raise t.error("level", raw, "one of " + ", ".join(LEVELS))
-        level = LEVELS[raw.lower()]
-    t.finish()
-    return LogNotifier(t.name, level=level)

@@ -1,8 +1,11 @@
-"""The notifiers a runner sends through, built from ``[notifiers.NAME]`` in signalbox.toml.
+"""The notifiers a runner sends through, built from the validated specs in the settings.
 
-A notifier whose config is wrong must not stop monitoring or lose notifications: it is
-replaced by a :class:`BrokenNotifier` whose sends fail as retryable, so its rows wait in
-the outbox (visible in ``monitors status``) until the config is fixed or they age out.
+A spec is checked when the config loads; what can still fail when building it is what
+depends on the delivering machine (a secret's environment variable, a ``ca_file``). Such a
+notifier must not stop monitoring or lose notifications: it is replaced by a
+:class:`BrokenNotifier`, and the outbox keeps its rows waiting — untried, so not backing
+off — until the notifier is usable (they are delivered at the first round after the fix)
+or they age out as dead, visibly.
 """
 
 from __future__ import annotations
@@ -12,15 +15,24 @@ from collections.abc import Mapping
 from signalbox.clock import Clock
 from signalbox.config import Settings
 from signalbox.exceptions import ConfigError
-from signalbox.monitors.notify import Notification, Notifier, NotifyError, build_notifier
+from signalbox.monitors.notify import build_notifier
+from signalbox.monitors.notify.notification import Notification, Notifier, NotifyError
 
 
 class BrokenNotifier:
-    """Stands in for a notifier whose config is wrong: rows for it stay pending (retryable)
-    until the config is fixed or they age out as dead, visible, never silently dropped."""
+    """Stands in for a notifier that cannot be built here; ``error`` says why.
+
+    The outbox does not try it (see :meth:`signalbox.monitors.outbox.store.Outbox.deliver_due`);
+    ``send`` fails as retryable for any caller that does.
+    """
+
+    usable = False
 
     def __init__(self, name: str, error: str) -> None:
         self.name, self.error = name, error
+
+    def __repr__(self) -> str:
+        return f"BrokenNotifier({self.name!r})"
 
     def send(self, n: Notification) -> None:
         raise NotifyError(
@@ -31,18 +43,18 @@ class BrokenNotifier:
 def build_notifiers(
     settings: Settings, *, clock: Clock | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Notifier], list[ConfigError]]:
-    """Every ``[notifiers.NAME]``; a bad one becomes a :class:`BrokenNotifier` plus an error."""
+    """Every configured notifier; one that cannot be built becomes a :class:`BrokenNotifier`
+    plus its error."""
     out: dict[str, Notifier] = {}
     errors: list[ConfigError] = []
-    for name, cfg in settings.notifiers.items():
+    for name, spec in settings.monitors.notifiers.items():
         try:
             out[name] = build_notifier(
-                name,
-                cfg,
+                spec,
                 file=settings.source,
                 environ=environ,
                 clock=clock,
-                repeat_s=settings.monitor_repeat_s,
+                repeat_s=settings.monitors.repeat_s,
             )
         except ConfigError as e:
             errors.append(e)
@@ -52,22 +64,5 @@ def build_notifiers(
 
 def describe_notifier(settings: Settings, name: str) -> str:
     """``webhook http://host:port/...``: where a notifier delivers, with no secret in it."""
-    from signalbox.monitors.notify._config import redact_url
-
-    cfg = settings.notifiers.get(name)
-    if cfg is None:
-        return "not configured"
-    kind = str(cfg.get("type"))
-    if isinstance(cfg.get("url"), str):
-        return f"{kind} {redact_url(cfg['url'])}"
-    if kind == "email" and isinstance(cfg.get("to"), list):
-        return f"email to {', '.join(map(str, cfg['to']))}"
-    if kind == "command":
-        cmd = cfg.get("command")
-        first = (
-            cmd.split()[0]
-            if isinstance(cmd, str) and cmd.split()
-            else (cmd[0] if isinstance(cmd, list) and cmd else "")
-        )
-        return f"command {first}"
-    return kind
+    spec = settings.monitors.notifiers.get(name)
+    return "not configured" if spec is None else spec.describe()

@@ -30,13 +30,10 @@ import smtplib
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
-from pathlib import Path
 
-from signalbox.monitors.notify._config import Table
 from signalbox.monitors.notify.notification import Notification, NotifyError, text_body, title
 
 DEFAULT_TIMEOUT_S = 30.0
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_SUBJECT = 250
 # Python folds any header past 78 characters by moving the whole value to a continuation
 # line, which some clients show with a leading blank; RFC 5322 allows lines up to 998.
@@ -175,58 +172,3 @@ def _refusals(recipients: dict[str, tuple[int, bytes]]) -> str:
 
 def _all_transient(recipients: dict[str, tuple[int, bytes]]) -> bool:
     return bool(recipients) and all(400 <= code < 500 for code, _ in recipients.values())
-
-
-def _address(t: Table, k: str, value: str) -> str:
-    _, addr = email.utils.parseaddr(value)
-    if "@" not in addr or any(c in value for c in "\r\n"):
-        raise t.error(k, value, "an email address like oncall@example.com")
-    return value
-
-
-def from_table(t: Table) -> EmailNotifier:
-    from_addr = _address(t, "from", t.required("from"))
-    to = [_address(t, "to", a) for a in t.str_list("to", required=True)]
-    host = t.string("host", "localhost") or "localhost"
-    use_ssl = t.boolean("ssl", False)
-    starttls = t.boolean("starttls", False)
-    if use_ssl and starttls:
-        raise t.error(
-            "starttls", starttls, "false when ssl = true (choose one: ssl is TLS from the start)"
-        )
-    port = t.integer("port", 465 if use_ssl else 587 if starttls else 25, 1, 65535)
-    username = t.string("username")
-    password_env = t.string("password_env")
-    password = t.env_value("password_env", password_env) if password_env is not None else None
-    if username is not None and password is None:
-        raise t.error(
-            "password_env",
-            None,
-            "the name of the environment variable holding the password for username",
-        )
-    if password is not None and username is None:
-        raise t.error("username", None, "a username to go with password_env")
-    if username is not None and not (use_ssl or starttls) and host not in _LOOPBACK:
-        raise t.error(
-            "username",
-            username,
-            "starttls = true or ssl = true as well (a password is never sent in clear)",
-        )
-    ca_file = t.string("ca_file")
-    if ca_file is not None and not Path(ca_file).is_file():
-        raise t.error("ca_file", ca_file, "an existing PEM file of trusted CA certificates")
-    timeout = t.duration("timeout", DEFAULT_TIMEOUT_S)
-    t.finish()
-    return EmailNotifier(
-        t.name,
-        from_addr=from_addr,
-        to=to,
-        host=host,
-        port=port,
-        starttls=starttls,
-        use_ssl=use_ssl,
-        username=username,
-        password=password,
-        ca_file=ca_file,
-        timeout_s=timeout,
-    )

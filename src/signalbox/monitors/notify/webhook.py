@@ -16,10 +16,9 @@ no ``repr``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
-from signalbox.monitors.notify._config import Table, redact_url
+from signalbox.monitors.notify._config import redact_url
 from signalbox.monitors.notify._http import post_json
 from signalbox.monitors.notify.notification import Notification, to_payload
 
@@ -46,26 +45,3 @@ class WebhookNotifier:
     def send(self, n: Notification) -> None:
         headers = {**self._headers, "Idempotency-Key": n.id}
         post_json(self.name, self.url, to_payload(n), headers=headers, timeout_s=self.timeout_s)
-
-
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-
-
-def check_headers(t: Table, headers: Mapping[str, str]) -> None:
-    """Refuse header names and values HTTP cannot carry (the value itself is never shown)."""
-    for header, value in headers.items():
-        if not _TOKEN.match(header):
-            raise t.error(f"headers.{header}", header, "an HTTP header name (letters, digits, -)")
-        if any(c in value for c in "\r\n\0"):
-            raise t.error(f"headers.{header}", "(hidden)", "a header value on one line")
-
-
-def from_table(t: Table) -> WebhookNotifier:
-    url = t.http_url("url")
-    headers = t.str_map("headers")
-    for header, variable in t.str_map("headers_from_env").items():
-        headers[header] = t.env_value(f"headers_from_env.{header}", variable)
-    check_headers(t, headers)
-    timeout = t.duration("timeout", DEFAULT_TIMEOUT_S)
-    t.finish()
-    return WebhookNotifier(t.name, url, headers=headers, timeout_s=timeout)

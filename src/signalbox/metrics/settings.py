@@ -1,0 +1,107 @@
+"""The metrics area's settings: ``[collect]``, ``[statsd]`` and ``[retention]``.
+
+The tables as written (msgspec Structs) and the frozen, resolved :class:`MetricsSettings`
+(absolute paths, seconds, parsed tiers) the collector and the store are built from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from signalbox.durations import Tier, parse_retention
+from signalbox.section import Source, table
+
+__all__ = [
+    "DEFAULT_RETENTION",
+    "TABLES",
+    "MetricsSettings",
+    "RetentionSettings",
+    "StatsdSettings",
+    "metrics_settings",
+]
+
+DEFAULT_RETENTION = "1m:8d,5m:35d,1h:400d"
+TABLES = ("collect", "statsd", "retention")
+
+
+class CollectTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    interval: str = "15s"
+    spool_dir: str = ".signalbox/spool"
+    max_file_bytes: int = 4 * 1024 * 1024
+    stale_after: str = "5m"
+
+
+class StatsdTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = True
+    listen: str = "127.0.0.1:8125"
+
+
+class RetentionTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    raw: str = "1d"
+    tiers: str = DEFAULT_RETENTION
+
+
+@dataclass(frozen=True)
+class StatsdSettings:
+    enabled: bool
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """Raw samples kept ``raw_s`` seconds; rollup ``tiers`` finest first."""
+
+    raw_s: int
+    tiers: tuple[Tier, ...]
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    spool_dir: Path
+    interval_s: float
+    max_file_bytes: int
+    stale_after_s: float
+    statsd: StatsdSettings
+    retention: RetentionSettings
+
+
+def metrics_settings(src: Source, raw: Mapping[str, Any]) -> MetricsSettings:
+    """The metrics tables of the file's top-level table ``raw``, checked and resolved."""
+    collect = table(src, "collect", raw.get("collect"), CollectTable)
+    statsd = table(src, "statsd", raw.get("statsd"), StatsdTable)
+    retention = table(src, "retention", raw.get("retention"), RetentionTable)
+    try:
+        tiers = parse_retention(retention.tiers)
+    except ValueError as e:
+        raise src.error(
+            "retention.tiers", retention.tiers, f"tiers like {DEFAULT_RETENTION} ({e})"
+        ) from None
+    raw_s = src.duration("retention.raw", retention.raw)
+    if raw_s < 2 * tiers[0].resolution:
+        raise src.error(
+            "retention.raw",
+            retention.raw,
+            f"at least two buckets of the first tier ({2 * tiers[0].resolution}s)",
+        )
+    interval = src.duration("collect.interval", collect.interval)
+    if interval < 1:
+        raise src.error("collect.interval", collect.interval, "at least 1s")
+    if collect.max_file_bytes <= 0:
+        raise src.error(
+            "collect.max_file_bytes", collect.max_file_bytes, "a positive number of bytes"
+        )
+    host, port = src.host_port("statsd.listen", statsd.listen)
+    return MetricsSettings(
+        spool_dir=src.path(collect.spool_dir),
+        interval_s=interval,
+        max_file_bytes=collect.max_file_bytes,
+        stale_after_s=src.duration("collect.stale_after", collect.stale_after),
+        statsd=StatsdSettings(statsd.enabled, host, port),
+        retention=RetentionSettings(int(raw_s), tiers),
+    )

@@ -1,0 +1,57 @@
+"""The monitors area's settings: ``[monitors]`` and every ``[notifiers.NAME]``.
+
+Notifier tables are checked here, when the config loads, so a bad one stops every command
+that loads the config with exit 2 instead of surfacing only when a notification is due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import msgspec
+
+from signalbox.monitors.notify._config import NotifierSpec, parse_notifier
+from signalbox.section import Source, known_table, table
+
+__all__ = ["TABLES", "MonitorsSettings", "monitors_settings"]
+
+TABLES = ("monitors", "notifiers")
+
+
+class MonitorsTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    paths: list[str] = msgspec.field(default_factory=lambda: ["monitors"])
+    interval: str = "30s"
+    repeat: str = "4h"
+
+
+def _no_notifiers() -> Mapping[str, NotifierSpec]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class MonitorsSettings:
+    """Monitor files, how often they are evaluated, the default repeat, the notifiers by name."""
+
+    paths: tuple[Path, ...]
+    interval_s: float
+    repeat_s: float
+    notifiers: Mapping[str, NotifierSpec] = field(default_factory=_no_notifiers)
+
+
+def monitors_settings(src: Source, raw: Mapping[str, Any]) -> MonitorsSettings:
+    """``[monitors]`` and ``[notifiers.*]`` of the file's top-level table ``raw``, checked."""
+    monitors = table(src, "monitors", raw.get("monitors"), MonitorsTable)
+    notifiers = {
+        str(name): parse_notifier(str(name), cfg, file=src.file)
+        for name, cfg in known_table(src, "notifiers", raw.get("notifiers")).items()
+    }
+    return MonitorsSettings(
+        paths=tuple(src.path(p) for p in monitors.paths),
+        interval_s=src.duration("monitors.interval", monitors.interval),
+        repeat_s=src.duration("monitors.repeat", monitors.repeat),
+        notifiers=MappingProxyType(notifiers),
+    )

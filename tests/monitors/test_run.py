@@ -578,10 +578,14 @@ def test_each_series_state_is_written_as_a_metric(tmp_path: Path) -> None:
         lb: (ts, v)
         for _, lb, ts, v in r.metrics.latest([Matcher("__name__", "=", "signalbox_monitor_state")])
     }
+    web1 = ("host", "web1")  # the runner's host, as the collector adds it
     assert got == {
-        (("exported_monitor", "theirs"), ("monitor", "resize_slow"), ("shard", "7")): (T0, 2.0),
-        (("monitor", "resize_slow"), ("shard", "8")): (T0, 1.0),
-        (("monitor", "resize_slow"), ("shard", "9")): (T0, 0.0),
+        (("exported_monitor", "theirs"), web1, ("monitor", "resize_slow"), ("shard", "7")): (
+            T0,
+            2.0,
+        ),
+        (web1, ("monitor", "resize_slow"), ("shard", "8")): (T0, 1.0),
+        (web1, ("monitor", "resize_slow"), ("shard", "9")): (T0, 0.0),
     }
     assert r.metrics.metadata()["signalbox_monitor_state"].type == "gauge"
     r.db.close()

@@ -118,9 +118,16 @@ def make_notification(
 
 
 def state_samples(monitor: str, states: Mapping[Labels, State]) -> list[Sample]:
-    """``signalbox_monitor_state{monitor=...,<series labels>}`` 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+    """``signalbox_monitor_state{monitor=...,<series labels>}`` 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+    The label-less "query returned nothing" series is left out while the monitor has real
+    series (it is then at rest, kept only for a resolve owed): one monitor's state series
+    should not mix ``{monitor}`` with ``{monitor,file,...}``. The runner adds ``host``.
+    """
     out = []
     for labels, st in sorted(states.items()):
+        if not labels and len(states) > 1:
+            continue
         pairs = {("exported_monitor" if k == "monitor" else k): v for k, v in labels}
         out.append(Sample(STATE_METRIC, labels_of({**pairs, "monitor": monitor}), STATE_VALUES[st]))
     return out

@@ -13,8 +13,10 @@ A pass (:meth:`MonitorRunner.run_pass`, time injected as ``now_ms``):
    held back by a silence, a dependency that is not OK, or flapping;
 5. in ONE transaction: persist every series, every transition and flapping event, run the
    flag actions, and enqueue the notifications in the outbox, so a crash loses none;
-6. write ``signalbox_monitor_state`` for every series into the metric store, then deliver
-   due outbox entries.
+6. write ``signalbox_monitor_state`` for every series into the metric store (labels:
+   ``monitor``, the series' own, and ``host`` once -- this runner's unless the series has
+   one -- so every series of one monitor has the same label names), then deliver due
+   outbox entries.
 
 The loop ``serve`` runs is :mod:`signalbox.monitors.engine.loop`, ``monitors status`` is
 :mod:`signalbox.monitors.status`.
@@ -237,8 +239,9 @@ class MonitorRunner:
                     *writes.metas,
                 ]
             )
-            if writes.samples:
-                self.metric_store.write(writes.samples, now_ms)
+            if writes.samples:  # host= as the collector adds it: once, unless the series has one
+                host = (("host", self.host),) if self.host else ()
+                self.metric_store.write(writes.samples, now_ms, add_labels=host)
         except Exception:
             log.exception("could not write monitor state and perfdata samples to the metric store")
 

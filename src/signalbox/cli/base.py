@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -54,6 +57,84 @@ class Context:
             self._settings = load_settings(self.config_path)
         return self._settings
 
+    def existing_store_url(self) -> str:
+        """The configured store for a command that only reads: named on stderr, and refused
+        (exit 2) when it does not exist, instead of creating an empty one that answers
+        "no data" from the wrong folder."""
+        from signalbox.storage.database import redact_url
+
+        settings = self.settings
+        url: str = settings.store_url
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            path = Path(url[len("sqlite:///") :])
+            if not path.is_file():
+                raise UsageError(
+                    f"no store at {path}: nothing was collected with this config yet "
+                    f"(config: {describe_config_source(settings.source)}). "
+                    "Run where your signalbox.toml is, or pass --config FILE; "
+                    "`signalbox serve` or `signalbox collect --once` creates the store"
+                )
+        click.echo(f"store: {redact_url(url)}", err=True)
+        return url
+
+
+def describe_config_source(source: str) -> str:
+    """Where the settings came from, with the lookup order when no file was found."""
+    if source != "(defaults)":
+        return source
+    return (
+        f"none found: not given with --config, $SIGNALBOX_CONFIG unset, no signalbox.toml in "
+        f"{Path.cwd()}; defaults apply"
+    )
+
+
+@contextmanager
+def logs_after_output() -> Iterator[None]:
+    """Hold log records while a command prints its data, then write them to stderr after it.
+
+    A log line (stderr) written between two lines of a table (stdout) splits the table
+    when both go to one terminal or file; held, it comes after the whole table instead.
+    """
+    root = logging.getLogger()
+    held = _HeldRecords()
+    saved = root.handlers[:]
+    root.handlers = [held]
+    try:
+        yield
+    finally:
+        root.handlers = saved
+        try:
+            with suppress(ValueError):  # stdout already closed
+                sys.stdout.flush()  # a closed pipe raises here, once the logs are out
+        finally:
+            targets = saved
+            if not targets and logging.lastResort is not None:
+                targets = [logging.lastResort]  # what logging does when nothing is configured
+            for record in held.records:
+                for handler in targets:
+                    if record.levelno >= handler.level:
+                        handler.handle(record)
+
+
+class _HeldRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def prints_data(fn: F) -> F:
+    """For commands that print data (tables, series, JSON): logs come after the data."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with logs_after_output():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -77,6 +158,25 @@ class LazyGroup(click.Group):
             command: click.Command = getattr(importlib.import_module(module), attr)
             return command
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every command: a reader that stops reading (``signalbox query ... | head``) ends
+        the output quietly with exit 0, as ``cat`` does; click alone would exit 1."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _silence_stdout()
+            raise click.exceptions.Exit(0) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (e.g. under a test runner)
+        pass
 
 
 COMMANDS = {

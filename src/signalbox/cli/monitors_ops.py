@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from signalbox.cli.base import Context, handle_errors, pass_ctx
+from signalbox.cli.base import Context, handle_errors, pass_ctx, prints_data
 from signalbox.cli.monitors import monitors_group
 from signalbox.exceptions import UsageError
 
@@ -38,12 +38,15 @@ def _user() -> str:
 
 
 @contextmanager
-def _runner(ctx: Context) -> Iterator[MonitorRunner]:
-    """A runner over the configured stores, closed afterwards."""
+def _runner(ctx: Context, *, reading: bool = False) -> Iterator[MonitorRunner]:
+    """A runner over the configured stores, closed afterwards. ``reading``: the command only
+    reads, so the store must exist already (it is never created to answer "nothing")."""
     from signalbox.monitors.engine.runner import MonitorRunner
     from signalbox.runtime import open_metric_store
     from signalbox.storage import open_database
 
+    if reading:
+        ctx.existing_store_url()
     s = ctx.settings
     store = open_metric_store(s)
     db = open_database(s.store_url)
@@ -149,13 +152,14 @@ def run_cmd(ctx: Context, once: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
 @handle_errors
+@prints_data
 def status_cmd(ctx: Context, as_json: bool) -> None:
     """Every monitor and series: state, since, value, pending, silenced/acknowledged/suppressed,
     flapping, last notification; then the outbox (pending and dead notifications)."""
     from signalbox.monitors.status import build_status
 
     now = _now_ms()
-    with _runner(ctx) as runner:
+    with _runner(ctx, reading=True) as runner:
         report = build_status(runner, now)
     if as_json:
         _echo_json(report.to_dict())
@@ -319,11 +323,15 @@ def ack_cmd(ctx: Context, name: str, reason: str, by: str | None) -> None:
 @click.argument("name")
 @pass_ctx
 @handle_errors
+@prints_data
 def drill_cmd(ctx: Context, name: str) -> None:
-    """Send a TEST notification through NAME's notifiers now and say where it went.
+    """Send a TEST notification through NAME's notifiers now and say where it went and what
+    it said (a `log` notifier's line is shown here too, whatever the log level).
 
     Exit 1 if any notifier did not take it (it stays in the outbox and is retried).
     """
+    from signalbox.monitors.notify.log import log_line
+    from signalbox.monitors.notify.notification import title
     from signalbox.monitors.notify.registry import describe_notifier
 
     with _runner(ctx) as runner:
@@ -333,6 +341,11 @@ def drill_cmd(ctx: Context, name: str) -> None:
         where = f"{d.entry.notifier} ({describe_notifier(ctx.settings, d.entry.notifier)})"
         if d.outcome == "sent":
             click.echo(f"drill for {name} sent to {where}")
+            sent = d.entry.notification
+            logged = (
+                getattr(ctx.settings.monitors.notifiers.get(d.entry.notifier), "type", "") == "log"
+            )
+            click.echo(f"  {log_line(sent) if logged else title(sent)}")
         elif d.outcome == "retry":
             failed = True
             click.echo(
@@ -350,6 +363,7 @@ def drill_cmd(ctx: Context, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
 @handle_errors
+@prints_data
 def history_cmd(ctx: Context, name: str, since: str, as_json: bool) -> None:
     """NAME's transitions, flapping, silences, acknowledgements, notifications and actions."""
     from signalbox.durations import parse_duration
@@ -360,7 +374,7 @@ def history_cmd(ctx: Context, name: str, since: str, as_json: bool) -> None:
     except ValueError as bad:
         raise UsageError(f"--since: {bad}") from None
     now = _now_ms()
-    with _runner(ctx) as runner:
+    with _runner(ctx, reading=True) as runner:
         entries = runner.state.history(name, since_ms=now - round(since_s * 1000))
         if not entries:
             _known(runner, name)

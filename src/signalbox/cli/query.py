@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 
-from signalbox.cli.base import Context, handle_errors, pass_ctx
+from signalbox.cli.base import Context, handle_errors, pass_ctx, prints_data
 from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
 
@@ -47,6 +47,7 @@ def _ts(ms: int) -> str:
 )
 @pass_ctx
 @handle_errors
+@prints_data
 def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_json: bool) -> None:
     """Evaluate a PromQL expression (the supported subset) against the store.
 
@@ -62,14 +63,18 @@ def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_j
     if step_s is not None and step_s <= 0:
         raise UsageError(f"--step {step!r}: must be positive")
     parsed = parse_expr(expr)
+    ctx.existing_store_url()
     store = open_metric_store(ctx.settings)
-    engine = query_engine(store)
-    now_ms = int(store.clock.now() * 1000)
-    if since_s is None:
-        res = engine.instant(parsed, now_ms)
-    else:
-        st = step_s or max(1.0, since_s / 120)
-        res = engine.range(parsed, now_ms - int(since_s * 1000), now_ms, int(st * 1000))
+    try:
+        engine = query_engine(store)
+        now_ms = int(store.clock.now() * 1000)
+        if since_s is None:
+            res = engine.instant(parsed, now_ms)
+        else:
+            st = step_s or max(1.0, since_s / 120)
+            res = engine.range(parsed, now_ms - int(since_s * 1000), now_ms, int(st * 1000))
+    finally:
+        store.close()
     if as_json:
         import msgspec
 

@@ -1,14 +1,16 @@
-"""``serve --demo``: a simulated photo service that uses signalbox the way a real app would.
+"""A simulated photo service that uses signalbox the way a real app would.
 
 It writes its metrics through the Python client (a real spool file), sends StatsD packets
 over UDP to the real listener, and backfills two hours of history so graphs and backtests
 have something to show at once. Every 30 minutes resizes get slow for 2.5 minutes (the first
-time 45 s after start), which the example monitor turns into a CRITICAL alert and recovery.
+time 45 s after start), which the demo's monitor turns into a CRITICAL alert and recovery.
+On stop its spool file is removed: a file left behind would keep its last values alive and
+page as stale (:mod:`signalbox.demo.workspace` removes one a killed run left).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import logging
 import math
 import random
@@ -17,38 +19,13 @@ import threading
 import time
 
 from signalbox.config import Settings
+from signalbox.demo.workspace import CLIENT_PROG
 from signalbox.metrics.client import Client
 from signalbox.metrics.collect import with_host
 from signalbox.metrics.samples import Matcher, MetricMeta, Sample
 from signalbox.metrics.sql.store import SQLMetricStore
 
 log = logging.getLogger("signalbox.demo")
-
-DEMO_MONITORS = """\
-# Written by `signalbox serve --demo`: monitors over the simulated photo service.
-- name: demo_image_processing_slow
-  description: (demo) Resizes are slower than users tolerate; uploads back up behind them.
-  owner: photos
-  runbook: https://wiki.example/runbooks/resize
-  query: avg_over_time(image_processing_time[1m])
-  warning: "> 4"
-  critical: "> 8"
-  for: 30s
-  recover: "< 3"
-  notify: [demo_log]
-- name: demo_resize_queue_high
-  description: (demo) Photos are piling up waiting to be resized.
-  owner: photos
-  query: max(photo_queue_depth)
-  warning: "> 200"
-  critical: "> 400"
-  notify: [demo_log]
-- name: demo_photo_app_alive
-  description: (demo) The photo app rewrites its spool file every few seconds; a stale file means it died.
-  owner: photos
-  stale: {spool_file: "demo-photos-*.metrics", after: 1m}
-  notify: [demo_log]
-"""
 
 CYCLE_S = 1800.0
 SLOW_START_S = 45.0
@@ -74,29 +51,13 @@ def queue_depth(t_since_start: float, rng: random.Random) -> float:
     )
 
 
-def demo_settings(settings: Settings) -> Settings:
-    """The demo's settings: faster loops, its monitors (written beside the data) and a log notifier."""
-    folder = settings.data_dir / "demo" / "monitors"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "demo.yaml").write_text(DEMO_MONITORS, encoding="utf-8")
-    notifiers = dict(settings.notifiers)
-    notifiers.setdefault("demo_log", {"type": "log"})
-    return dataclasses.replace(
-        settings,
-        interval_s=min(settings.interval_s, 5.0),
-        monitor_interval_s=min(settings.monitor_interval_s, 10.0),
-        monitor_paths=(*(p for p in settings.monitor_paths if p.exists()), folder),
-        notifiers=notifiers,
-    )
-
-
 class PhotoService:
     def __init__(self, settings: Settings, store: SQLMetricStore, *, seed: int = 7) -> None:
         self.settings = settings
         self.store = store
         self.rng = random.Random(seed)
         self.client = Client(
-            settings.spool_dir, prog="demo-photos", pid_label=None, flush_interval=1.0
+            settings.metrics.spool_dir, prog=CLIENT_PROG, pid_label=None, flush_interval=1.0
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -174,7 +135,10 @@ class PhotoService:
             sock.close()
 
     def stop(self) -> None:
+        """Stop the simulation and remove its spool file (the photo app is gone)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.client.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.client.path.unlink()

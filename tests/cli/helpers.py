@@ -1,4 +1,10 @@
-"""Run the real ``signalbox`` executable of this environment."""
+"""Run the real ``signalbox`` executable of this environment, over every store backend.
+
+:func:`store_project` is the fixture that CLI tests touching a store take: a project
+directory whose ``signalbox.toml`` names a fresh store, once on SQLite and once on a
+fresh PostgreSQL schema, so every command is exercised end to end on both. Test modules
+import it (``from tests.cli.helpers import store_project``) to use it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,14 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+
+from signalbox.storage import Database, open_database
+from tests.stores import pg_schema_url, sqlite_url
 
 SIGNALBOX = str(Path(sys.executable).parent / "signalbox")
 
@@ -25,3 +38,44 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class StoreProject:
+    """A project directory whose ``signalbox.toml`` starts with ``store = <url>``."""
+
+    root: Path
+    backend: str  # "sqlite" or "postgresql"
+    store_url: str
+
+    @property
+    def config(self) -> Path:
+        return self.root / "signalbox.toml"
+
+    def configure(self, extra: str = "") -> Path:
+        """(Re)write ``signalbox.toml``: the store first (a top-level key), then ``extra``."""
+        self.config.write_text(f'store = "{self.store_url}"\n{extra}')
+        return self.config
+
+    def database(self) -> Database:
+        """A connection of the test's own to the project's store, to look inside it."""
+        return open_database(self.store_url)
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def store_project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreProject]:
+    """A project over a fresh store: SQLite in tmp_path, or PostgreSQL in its own schema."""
+    root = tmp_path / "project"
+    root.mkdir()
+    if request.param == "sqlite":
+        project = StoreProject(root, "sqlite", sqlite_url(tmp_path))
+        project.configure()
+        yield project
+    else:
+        with pg_schema_url() as url:
+            project = StoreProject(root, "postgresql", url)
+            project.configure()
+            yield project

@@ -16,10 +16,10 @@ from signalbox.config import load_settings
 from signalbox.metrics.samples import Sample, labels_of
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
-from tests.cli.helpers import run
+from tests.cli.helpers import StoreProject, run, store_project
 from tests.monitors.notify.notify_helpers import Receiver, receiver
 
-__all__ = ["receiver"]
+__all__ = ["receiver", "store_project"]
 
 MONITORS = """
 - name: resize_slow
@@ -36,13 +36,14 @@ MONITORS = """
 
 
 class Project:
-    def __init__(self, root: Path, hook_url: str) -> None:
+    def __init__(self, root: Path, hook_url: str, store_url: str | None = None) -> None:
         self.root = root
         (root / "monitors").mkdir()
         (root / "monitors" / "m.yaml").write_text(MONITORS)
         self.config = root / "signalbox.toml"
+        store = f'store = "{store_url}"\n' if store_url is not None else ""
         self.config.write_text(
-            f'[notifiers.hook]\ntype = "webhook"\nurl = "{hook_url}/hook/secret-token"\n'
+            f'{store}[notifiers.hook]\ntype = "webhook"\nurl = "{hook_url}/hook/secret-token"\n'
         )
 
     def put(self, value: float, **labels: str) -> None:
@@ -56,8 +57,9 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path, receiver: Receiver) -> Project:
-    return Project(tmp_path, receiver.url)
+def project(store_project: StoreProject, receiver: Receiver) -> Project:
+    """A project over a fresh store: every test here runs on SQLite and on PostgreSQL."""
+    return Project(store_project.root, receiver.url, store_project.store_url)
 
 
 def test_run_once_evaluates_notifies_and_prints_the_transitions(
@@ -181,8 +183,12 @@ def test_drill_sends_a_marked_test_and_says_where_it_went(
     assert r.exit_code == 2 and "has no notifiers" in r.output
 
 
-def test_the_commands_are_reachable_from_the_signalbox_executable(tmp_path: Path) -> None:
-    project = Project(tmp_path, "http://127.0.0.1:9")
+def test_the_commands_are_reachable_from_the_signalbox_executable(
+    store_project: StoreProject,
+) -> None:
+    tmp_path = store_project.root
+    project = Project(tmp_path, "http://127.0.0.1:9", store_project.store_url)
+    project.put(1)  # the store exists: something was collected
     r = run("monitors", "status", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert [m["name"] for m in json.loads(r.stdout)["monitors"]] == ["resize_slow", "quiet"]

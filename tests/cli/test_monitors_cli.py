@@ -11,7 +11,9 @@ import pytest
 from signalbox.config import load_settings
 from signalbox.metrics.samples import Sample
 from signalbox.runtime import open_metric_store
-from tests.cli.helpers import run
+from tests.cli.helpers import StoreProject, run, store_project
+
+__all__ = ["store_project"]
 
 CONFIG = """\
 [notifiers.ops]
@@ -50,6 +52,15 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "monitors").mkdir()
     (tmp_path / "monitors" / "photos.yaml").write_text(GOOD)
     return tmp_path
+
+
+@pytest.fixture
+def stored(store_project: StoreProject) -> Path:
+    """The same project over a fresh store, on SQLite and on PostgreSQL (for backtests)."""
+    store_project.configure(CONFIG)
+    (store_project.root / "monitors").mkdir()
+    (store_project.root / "monitors" / "photos.yaml").write_text(GOOD)
+    return store_project.root
 
 
 def test_lint_prints_every_error_with_file_line_monitor_key_and_exits_1(project: Path) -> None:
@@ -139,7 +150,8 @@ def fill_store(project: Path) -> None:
     store.close()
 
 
-def test_backtest_against_another_file_shows_both_side_by_side(project: Path) -> None:
+def test_backtest_against_another_file_shows_both_side_by_side(stored: Path) -> None:
+    project = stored
     fill_store(project)
     (project / "photos.new.yaml").write_text(
         GOOD.replace('"> 4"', '"> 7"').replace('"> 8"', '"> 9"')
@@ -186,7 +198,8 @@ def test_backtest_against_another_file_shows_both_side_by_side(project: Path) ->
     assert backlog["incidents"] == [] and backlog["unknown_s"] == 6 * 3600
 
 
-def test_backtest_of_one_file_lists_incidents(project: Path) -> None:
+def test_backtest_of_one_file_lists_incidents(stored: Path) -> None:
+    project = stored
     fill_store(project)
     r = run(
         "monitors",
@@ -203,7 +216,8 @@ def test_backtest_of_one_file_lists_incidents(project: Path) -> None:
     assert "  4 incidents, " in r.stdout and "CRITICAL" in r.stdout and "9.5" in r.stdout
 
 
-def test_backtest_input_errors_exit_2_and_lint_errors_exit_1(project: Path) -> None:
+def test_backtest_input_errors_exit_2_and_lint_errors_exit_1(stored: Path) -> None:
+    project = stored
     r = run("monitors", "backtest", "missing.yaml", cwd=project)
     assert r.returncode == 2 and "missing.yaml: no such file" in r.stderr
     r = run("monitors", "backtest", "monitors/photos.yaml", "--monitor", "nope", cwd=project)

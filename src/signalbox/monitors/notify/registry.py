@@ -3,9 +3,7 @@
 A spec is checked when the config loads; what can still fail when building it is what
 depends on the delivering machine (a secret's environment variable, a ``ca_file``). Such a
 notifier must not stop monitoring or lose notifications: it is replaced by a
-:class:`BrokenNotifier`, and the outbox keeps its rows waiting — untried, so not backing
-off — until the notifier is usable (they are delivered at the first round after the fix)
-or they age out as dead, visibly.
+:class:`~signalbox.monitors.notify.broken.BrokenNotifier` whose rows wait in the outbox.
 """
 
 from __future__ import annotations
@@ -16,28 +14,10 @@ from signalbox.clock import Clock
 from signalbox.config import Settings
 from signalbox.exceptions import ConfigError
 from signalbox.monitors.notify import build_notifier
-from signalbox.monitors.notify.notification import Notification, Notifier, NotifyError
+from signalbox.monitors.notify.broken import BrokenNotifier
+from signalbox.monitors.notify.notification import Notifier
 
-
-class BrokenNotifier:
-    """Stands in for a notifier that cannot be built here; ``error`` says why.
-
-    The outbox does not try it (see :meth:`signalbox.monitors.outbox.store.Outbox.deliver_due`);
-    ``send`` fails as retryable for any caller that does.
-    """
-
-    usable = False
-
-    def __init__(self, name: str, error: str) -> None:
-        self.name, self.error = name, error
-
-    def __repr__(self) -> str:
-        return f"BrokenNotifier({self.name!r})"
-
-    def send(self, n: Notification) -> None:
-        raise NotifyError(
-            self.name, f"not usable, fix signalbox.toml: {self.error}", retryable=True
-        )
+__all__ = ["BrokenNotifier", "build_notifiers", "describe_notifier"]
 
 
 def build_notifiers(

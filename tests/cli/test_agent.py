@@ -1,4 +1,4 @@
-"""`signalbox agent`: collectors only, stopped cleanly by SIGTERM."""
+"""`signalbox agent`: collectors only, stopped cleanly by SIGTERM (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,19 @@ import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 from signalbox.config import load_settings
 from signalbox.metrics.samples import Matcher
 from signalbox.runtime import open_metric_store
-from tests.cli.helpers import SIGNALBOX, free_port
+from tests.cli.helpers import SIGNALBOX, StoreProject, free_port, store_project
+
+__all__ = ["store_project"]
 
 
-def test_agent_collects_spool_and_statsd_until_sigterm(tmp_path: Path) -> None:
+def test_agent_collects_spool_and_statsd_until_sigterm(store_project: StoreProject) -> None:
+    tmp_path = store_project.root
     udp = free_port(socket.SOCK_DGRAM)
-    (tmp_path / "signalbox.toml").write_text(
+    store_project.configure(
         f'host = "agent1"\n[collect]\ninterval = "1s"\n[statsd]\nlisten = "127.0.0.1:{udp}"\n'
     )
     spool = tmp_path / ".signalbox" / "spool"

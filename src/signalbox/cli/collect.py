@@ -52,9 +52,21 @@ def compact_cmd(ctx: Context) -> None:
 @handle_errors
 def agent_cmd(ctx: Context) -> None:
     """Collectors only (spool + StatsD), for the other hosts of a PostgreSQL-backed install."""
-    from signalbox.server.loops import run_agent
+    from signalbox.durations import format_duration
+    from signalbox.server.loops import Background, run_agent
+    from signalbox.storage.database import redact_url
 
-    run_agent(ctx.settings)
+    s = ctx.settings
+
+    def started(bg: Background) -> None:
+        statsd = "udp://{}:{}".format(*bg.statsd_address) if bg.statsd_address else "off"
+        click.echo(
+            f"signalbox agent collecting every {format_duration(s.metrics.interval_s)} as host "
+            f"{s.host!r}  (spool {s.metrics.spool_dir}, StatsD {statsd}, store "
+            f"{redact_url(s.store_url)}, config {s.source}); Ctrl-C or SIGTERM stops it"
+        )
+
+    run_agent(s, started=started)
 
 
 @click.command("send")

@@ -94,13 +94,15 @@ class Background:
                 log.exception("error while shutting down")
 
 
-def run_agent(settings: Settings) -> None:
-    """Collect until SIGINT/SIGTERM."""
+def run_agent(settings: Settings, started: Callable[[Background], None] | None = None) -> None:
+    """Collect until SIGINT/SIGTERM; ``started`` is told once the listeners are bound."""
     bg = Background(settings)
     bg.start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
+        if started is not None:
+            started(bg)  # after the handler: a stop right after the news still cleans up
         while not done.wait(1.0):
             pass
     except KeyboardInterrupt:

@@ -214,10 +214,7 @@ def test_a_series_in_two_files_is_reported_and_the_rest_is_stored(
         assert r.returncode == 1, r.stderr
         [problem] = json.loads(r.stdout)["problems"]
         assert problem["file"] == "b.metrics" and problem["kind"] == "duplicate"
-        assert (
-            problem["reason"]
-            == "duplicate series dup: also in a.metrics, whose value is kept"
-        )
+        assert problem["reason"] == "duplicate series dup: also in a.metrics, whose value is kept"
     host = (("host", "cron1"),)
     assert stored(cfg, "dup|only_a|only_b") == {
         ("dup", host): 1.0,
@@ -247,3 +244,56 @@ def test_compact_racing_collect_once_both_succeed(
     assert rollup_tiers(store_project) == [60, 300, 3600]
     assert len(stored(cfg, "queue_depth")) == 200
     assert stored(cfg, "history") == {("history", ()): 29.0}
+
+
+def click_path(cfg: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The full click CLI in a real process (the ``signalbox`` executable takes the plain
+    ``collect --once`` forms past click)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
+    code = "from signalbox.cli.base import cli; cli(prog_name='signalbox')"
+    return subprocess.run(
+        [sys.executable, "-c", code, "--config", str(cfg), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("path", ["fast", "click"])
+@pytest.mark.parametrize("flags", [(), ("-v",), ("--json",)])
+def test_each_problem_is_printed_once_on_stderr_as_file_line_reason(
+    tmp_path: Path, path: str, flags: tuple[str, ...]
+) -> None:
+    """A bad line, a series two files give and a binary file: one stderr line each (the
+    collector's own logging of problems is for serve/agent), also with -v and --json."""
+    cfg = setup(tmp_path)  # app.metrics: a bad line on line 2
+    spool = tmp_path / "data" / "spool"
+    (spool / "dup.metrics").write_text("jobs_done=6\n")  # app.metrics has it first
+    (spool / "core.metrics").write_bytes(b"\x7fELF\x00\x00")
+    verbose = [f for f in flags if f == "-v"]
+    rest = [f for f in flags if f != "-v"]
+    args = [*verbose, "collect", "--once", *rest]
+    if path == "fast":
+        r = run("--config", str(cfg), *args, cwd=tmp_path)
+    else:
+        r = click_path(cfg, *args, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    shown = load_settings(str(cfg), environ={}).metrics.spool_dir  # as the config spells it
+    assert [line for line in r.stderr.splitlines() if "metrics" in line] == [
+        f"{shown / 'app.metrics'}:2: expected NAME=VALUE: bad line",
+        f"{shown / 'core.metrics'}: refused: binary content (NUL byte); expected text",
+        f"{shown / 'dup.metrics'}: duplicate series jobs_done: also in app.metrics, whose value is kept",
+    ], r.stderr
+    for e in ("bad line", "binary content", "duplicate series"):
+        assert r.stderr.count(e) == 1, r.stderr
+    if "--json" in flags:
+        problems = json.loads(r.stdout)["problems"]
+        assert sorted((p["file"], p["line"], p["kind"]) for p in problems) == [
+            ("app.metrics", 2, "line"),
+            ("core.metrics", 0, "refused"),
+            ("dup.metrics", 0, "duplicate"),
+        ]
+    else:
+        assert r.stdout.startswith("stored "), r.stdout

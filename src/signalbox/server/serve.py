@@ -22,10 +22,7 @@ def serve(
 ) -> None:
     bind_host = host or settings.server_host
     bind_port = settings.server_port if port is None else port
-    if demo:
-        from signalbox.demo import demo_settings
-
-        settings = demo_settings(settings)
+    if demo:  # its settings come from its own config file (signalbox.demo.workspace)
         logging.getLogger("signalbox.notify").setLevel(logging.INFO)
         logging.getLogger("signalbox.demo").setLevel(logging.INFO)
     sock = listen(bind_host, bind_port)  # before anything starts: a taken port is a clear error
@@ -35,7 +32,7 @@ def serve(
     bg = Background(settings, monitors=True)
     sim = None
     if demo:
-        from signalbox.demo import PhotoService
+        from signalbox.demo.service import PhotoService
 
         sim = PhotoService(settings, store)
         sim.backfill()

@@ -4,7 +4,9 @@
 comments. Graphite/StatsD style keys (``image.processed``, ``api-hits``) are mapped
 with :func:`~signalbox.metrics.samples.sanitize_name` so they become valid Prometheus
 names (``image_processed``); anything else outside the alphabet is an error. Every
-metric from these files is a gauge: a file is a snapshot of current values.
+metric from these files is a gauge: a file is a snapshot of current values. A
+``# stale_after: 25h`` comment is read by the spool scanner, not here
+(:mod:`signalbox.metrics.parse.stale_after`): like every comment it is not part of the shape.
 
 The rules shared with ``*.prom`` files (line splitting, bad bytes, labels, duplicates)
 are in :mod:`signalbox.metrics.parse.lex`; the fast path for clean files in

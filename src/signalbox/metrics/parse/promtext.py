@@ -7,7 +7,8 @@ the type is recorded once, for the family's base name; a bucket needs a numeric
 ``le`` and a summary quantile a numeric ``quantile``. Undeclared metrics get an
 ``untyped`` :class:`MetricMeta`. A second ``# HELP``/``# TYPE`` for a name, or a
 ``# TYPE`` after that family's samples, is an error line (node_exporter would reject
-the whole file; we keep the rest).
+the whole file; we keep the rest). Other comments are ignored here, ``# stale_after: 25h``
+included: the spool scanner reads that one (:mod:`signalbox.metrics.parse.stale_after`).
 
 Timestamp policy: a spool file is a snapshot, so a timestamp is unusual but allowed.
 This parser only checks that it is an integer that fits in 64 bits and stores it in

@@ -1,4 +1,5 @@
-"""init / send / collect / query / import through the real command line."""
+"""init / send / collect / query / import through the real command line (the commands that
+touch a store on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 import time
 from pathlib import Path
 
-from tests.cli.helpers import run
+from tests.cli.helpers import StoreProject, run, store_project
+
+__all__ = ["store_project"]
 
 
 def test_init_scaffolds_and_running_it_twice_changes_nothing(tmp_path: Path) -> None:
@@ -43,7 +46,8 @@ def test_scaffolded_config_loads_and_matches_defaults(tmp_path: Path) -> None:
     )
 
 
-def test_send_collect_query_round_trip(tmp_path: Path) -> None:
+def test_send_collect_query_round_trip(store_project: StoreProject) -> None:
+    tmp_path = store_project.root
     env = {"SIGNALBOX_HOST": "web1"}
     assert run("init", ".", cwd=tmp_path).returncode == 0
     r = run("send", "image_processed=30", 'lag{shard="7"}=0.5', cwd=tmp_path, env=env)
@@ -74,7 +78,8 @@ def test_send_refuses_a_bad_pair_and_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / ".signalbox/spool/send.metrics").exists()
 
 
-def test_collect_reports_bad_lines_with_path_and_exits_1(tmp_path: Path) -> None:
+def test_collect_reports_bad_lines_with_path_and_exits_1(store_project: StoreProject) -> None:
+    tmp_path = store_project.root
     spool = tmp_path / ".signalbox/spool"
     spool.mkdir(parents=True)
     (spool / "app.metrics").write_text("ok=1\nbroken line\n")
@@ -101,7 +106,8 @@ def test_bad_cli_durations_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2 and "--since 'yesterday'" in r.stderr
 
 
-def test_import_openmetrics_history_then_query_it(tmp_path: Path) -> None:
+def test_import_openmetrics_history_then_query_it(store_project: StoreProject) -> None:
+    tmp_path = store_project.root
     now = int(time.time())
     lines = ["# TYPE jobs_total counter"]
     for i in range(60):
@@ -148,7 +154,8 @@ def test_scaffolded_monitors_lint_clean_and_their_unit_tests_pass(tmp_path: Path
     assert "1 passed, 0 failed" in test.stdout
 
 
-def test_import_json_reports_counts_range_and_bad_lines(tmp_path: Path) -> None:
+def test_import_json_reports_counts_range_and_bad_lines(store_project: StoreProject) -> None:
+    tmp_path = store_project.root
     now = int(time.time())
     f = tmp_path / "h.om"
     f.write_text(f"a 1 {now - 120}\na 2 {now - 60}\nnot valid\n# EOF\n")

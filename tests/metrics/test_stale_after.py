@@ -130,6 +130,40 @@ def test_the_directive_is_not_part_of_a_files_shape_or_samples(
     assert p.samples == parse_prometheus(prom, "q").samples and p.errors == []
 
 
+fragments = st.sampled_from(
+    [
+        "# stale_after: 25h",
+        "#stale_after:2h",
+        "# stale_after",
+        "stale_after",
+        ":",
+        " ",
+        "\t",
+        "\n",
+        "\r\n",
+        "x=1",
+        "# c",
+        "#",
+        "0s",
+        "25",
+        "\ufeff",
+        "_seconds",
+        "h",
+    ]
+)
+
+
+@given(parts=st.lists(fragments, max_size=30))
+def test_any_text_gives_a_limit_or_errors_on_real_lines_never_both(parts: list[str]) -> None:
+    text = "".join(parts)
+    got = find_stale_after(text, "f")
+    assert got.seconds is None or (got.seconds > 0 and got.errors == ())
+    lines = text.split("\n")
+    for err in got.errors:
+        assert 1 <= err.line <= len(lines)
+        assert "stale_after" in lines[err.line - 1]
+
+
 # -- the spool scan -------------------------------------------------------------------------
 
 

@@ -101,8 +101,10 @@ _NONE = StaleAfter()
 def find_stale_after(text: str, source: str) -> StaleAfter:
     """The file's own freshness limit and the problems with its directive, one per
     offending line (any problem: the global limit applies)."""
+    if "#" not in text:  # the usual key=value file: one memchr
+        return _NONE
     pos = text.find(DIRECTIVE)
-    if pos < 0:  # the usual file: one substring search
+    if pos < 0:  # one substring search
         return _NONE
     found: list[tuple[int, float | str, str]] = []  # (line, seconds or reason, duration)
     while pos >= 0:

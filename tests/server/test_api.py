@@ -1,4 +1,5 @@
-"""The Prometheus-compatible HTTP API, in process (starlette's TestClient drives real ASGI)."""
+"""The Prometheus-compatible HTTP API, in process (starlette's TestClient drives real ASGI),
+over the memory store, SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -9,34 +10,26 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from signalbox.clock import FrozenClock
 from signalbox.metrics.samples import MetricMeta, Sample
-from signalbox.metrics.sql.store import SQLMetricStore
-from signalbox.server.app import create_app
-from signalbox.storage import open_database
-
-NOW = 1_700_000_040.0
+from tests.server.conftest import NOW, open_site
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    store = SQLMetricStore(
-        open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), clock=FrozenClock(NOW)
-    )
-    t0 = int(NOW * 1000)
-    samples = []
-    for i in range(40):
-        ts = t0 - (39 - i) * 15_000
-        samples.append(Sample("req_total", (("code", "200"), ("host", "a")), float(i * 30), ts))
-        samples.append(Sample("req_total", (("code", "500"), ("host", "a")), float(i * 3), ts))
-        samples.append(Sample("temp", (("room", 'a "quoted" room'),), 20.5, ts))
-    store.write(samples, t0)
-    store.write_metadata(
-        [MetricMeta("req_total", "counter", "Requests."), MetricMeta("temp", "gauge", "")]
-    )
-    with TestClient(create_app(store)) as c:
-        yield c
-    store.close()
+def client(backend: str, tmp_path: Path) -> Iterator[TestClient]:
+    with open_site(backend, tmp_path) as site:
+        t0 = int(NOW * 1000)
+        samples = []
+        for i in range(40):
+            ts = t0 - (39 - i) * 15_000
+            samples.append(Sample("req_total", (("code", "200"), ("host", "a")), float(i * 30), ts))
+            samples.append(Sample("req_total", (("code", "500"), ("host", "a")), float(i * 3), ts))
+            samples.append(Sample("temp", (("room", 'a "quoted" room'),), 20.5, ts))
+        site.store.write(samples, t0)
+        site.store.write_metadata(
+            [MetricMeta("req_total", "counter", "Requests."), MetricMeta("temp", "gauge", "")]
+        )
+        with site.client() as c:
+            yield c
 
 
 def test_instant_query_has_the_prometheus_shape(client: TestClient) -> None:
@@ -142,23 +135,24 @@ def test_index_and_health(client: TestClient) -> None:
     assert "req_total" in page and "temp" in page
 
 
-def test_index_lists_monitor_states_worst_first_and_escapes_labels(tmp_path: Path) -> None:
-    store = SQLMetricStore(
-        open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), clock=FrozenClock(NOW)
-    )
-    t = int(NOW * 1000)
-    store.write(
-        [
-            Sample(
-                "signalbox_monitor_state", (("monitor", "disk_full"), ("mount", "/var")), 0.0, t
-            ),
-            Sample("signalbox_monitor_state", (("monitor", "slow<script>"),), 2.0, t),
-        ],
-        t,
-    )
-    with TestClient(create_app(store)) as c:
-        page = c.get("/").text
-    assert page.index("CRITICAL") < page.index("OK</td>")
-    assert "slow&lt;script&gt;" in page and "<script>" not in page
-    assert "mount=&quot;/var&quot;" in page
-    store.close()
+def test_metrics_leaves_out_series_with_no_sample_since_stale_after(
+    backend: str, tmp_path: Path
+) -> None:
+    from signalbox.server.app import AppOptions
+
+    with open_site(backend, tmp_path) as site:
+        now = int(NOW * 1000)
+        site.store.write(
+            [Sample("fresh", (), 1.0, now - 60_000), Sample("old", (), 2.0, now - 600_000)], now
+        )
+        with site.client(AppOptions(stale_after_s=300)) as c:
+            text = c.get("/metrics").text
+        with site.client(AppOptions(stale_after_s=3600)) as c:
+            longer = c.get("/metrics").text
+    assert "fresh 1" in text and "old" not in text
+    assert "fresh 1" in longer and "old 2" in longer
+
+
+def test_buildinfo_names_the_application(client: TestClient) -> None:
+    body = client.get("/api/v1/status/buildinfo").json()
+    assert body["status"] == "success" and body["data"]["application"] == "signalbox"

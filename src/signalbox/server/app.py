@@ -1,100 +1,89 @@
-"""The ASGI application of ``signalbox serve``: Prometheus read API, ``/metrics``, health.
+"""The ASGI application of ``signalbox serve``: the HTTP API, ``/metrics``, pages, health.
 
-Built by a factory from a store so tests run it in-process with httpx and the CLI runs it
-under uvicorn; no logic lives here beyond wiring routes to library calls.
+Built by :func:`create_app` from :class:`~signalbox.server.services.Services`, so tests run
+it in-process over any store and ``serve`` runs it under uvicorn; no logic lives here
+beyond wiring. The shape every later area follows:
+
+* one list of routes per area under ``/api/v1`` (``signalbox.server.api.<area>.routes``),
+  mounted only when the area's service is present;
+* one error shape for every route (:mod:`signalbox.server.errors`);
+* a middleware slot: pure ASGI middleware (auth, request logging) given to
+  :func:`create_app`, never ``BaseHTTPMiddleware`` (it breaks contextvars and streaming).
 """
 
 from __future__ import annotations
 
-import html
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.routing import BaseRoute, Mount, Route
 
-from signalbox import __version__
-from signalbox.metrics.expose import render
-from signalbox.metrics.samples import Matcher, format_series
-from signalbox.metrics.sql.store import SQLMetricStore
-from signalbox.server.api import prom
+from signalbox.server import dashboard, exposition, health
+from signalbox.server.api import monitors, prom
+from signalbox.server.errors import EXCEPTION_HANDLERS, ErrorShapeMiddleware
+from signalbox.server.services import Services
 
-EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_STATE_NAMES = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+__all__ = ["AppOptions", "create_app"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppOptions:
+    """How the app presents what it serves (resolved by ``serve`` from ``signalbox.toml``).
+
+    Args:
+        stale_after_s: ``/metrics`` leaves out series with no sample this recent.
+        demo: the index says a simulated service is writing the data.
+    """
+
+    stale_after_s: float = 300.0
+    demo: bool = False
+
+
+def api_routes(svc: Services) -> list[BaseRoute]:
+    """Every area's routes, relative to ``/api/v1``."""
+    out = prom.routes()
+    if svc.monitors is not None:
+        out += monitors.routes()
+    return out
 
 
 def create_app(
-    store: SQLMetricStore, *, stale_after_s: float = 300.0, demo: bool = False
+    services: Services,
+    options: AppOptions | None = None,
+    *,
+    middleware: Sequence[Middleware] = (),
 ) -> Starlette:
-    def get_store() -> SQLMetricStore:
-        return store
+    """The server's ASGI app over ``services``.
 
-    async def metrics(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
+    Args:
+        services: stores and sources the routes read (on ``app.state.services``).
+        options: presentation settings (on ``app.state.options``).
+        middleware: pure ASGI middleware, outermost first, run inside the error shape
+            (so what they raise is answered in it) and outside every route.
 
-        def build() -> str:
-            now_ms = int(store.clock.now() * 1000)
-            latest = store.latest(since_ms=now_ms - int(stale_after_s * 1000))
-            return render(latest, store.metadata())
-
-        return Response(await run_in_threadpool(build), media_type=EXPOSITION_TYPE)
-
-    async def healthy(request: Request) -> Response:
-        return PlainTextResponse("signalbox is healthy.\n")
-
-    async def index(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
-        names = sorted({n for n, _ in await run_in_threadpool(store.series)})
-        now_ms = int(store.clock.now() * 1000)
-        states = await run_in_threadpool(
-            lambda: store.latest(
-                [Matcher("__name__", "=", "signalbox_monitor_state")],
-                since_ms=now_ms - int(stale_after_s * 1000),
+    Raises:
+        TypeError: a middleware is a ``BaseHTTPMiddleware``.
+    """
+    for m in middleware:
+        if isinstance(m.cls, type) and issubclass(m.cls, BaseHTTPMiddleware):
+            raise TypeError(
+                f"{m.cls.__name__} is a BaseHTTPMiddleware; give create_app pure ASGI middleware"
             )
-        )
-        rows = "".join(
-            f"<tr><td>{html.escape(dict(labels).get('monitor', ''))}</td>"
-            f"<td>{html.escape(format_series('', tuple(kv for kv in labels if kv[0] != 'monitor')))}</td>"
-            f"<td class=s{int(v) if v == v else 3}>{_STATE_NAMES.get(int(v) if v == v else 3, '?')}</td></tr>"
-            for _, labels, _, v in sorted(
-                states, key=lambda r: (-(r[3] if r[3] == r[3] else 3), r[1])
-            )
-        )
-        monitors = (
-            f"<h2>Monitors</h2><table><tr><th>monitor</th><th>series</th><th>state</th></tr>{rows}</table>"
-            if rows
-            else ""
-        )
-        items = "".join(
-            f'<li><a href="/api/v1/query?query={html.escape(n)}">{html.escape(n)}</a></li>'
-            for n in names
-        )
-        banner = (
-            "<p><b>Demo mode</b>: a simulated photo service is writing spool files and StatsD.</p>"
-            if demo
-            else ""
-        )
-        page = (
-            f"<!doctype html><html><head><meta charset=utf-8><title>signalbox</title>"
-            f"<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 12px;text-align:left}}"
-            f".s0{{color:#080}}.s1{{color:#a60}}.s2{{color:#c00;font-weight:bold}}.s3{{color:#666}}</style>"
-            f"</head><body><h1>signalbox {html.escape(__version__)}</h1>{banner}{monitors}"
-            f'<p><a href="/metrics">/metrics</a> · Prometheus API: <code>/api/v1/query</code>, '
-            f"<code>/api/v1/query_range</code>, <code>/api/v1/series</code></p>"
-            f"<h2>{len(names)} metrics</h2><ul>{items}</ul></body></html>"
-        )
-        return HTMLResponse(page)
-
-    route_list: list[Route] = [
-        Route("/", index),
-        Route("/metrics", metrics),
-        Route("/-/healthy", healthy),
-        Route("/-/ready", healthy),
-        *prom.routes(get_store),
+    routes: list[BaseRoute] = [
+        Route("/", dashboard.index),
+        Route("/metrics", exposition.metrics),
+        Route("/-/healthy", health.healthy),
+        Route("/-/ready", health.ready),
+        Mount("/api/v1", routes=api_routes(services)),
     ]
-    return Starlette(routes=route_list)
-
-
-AppFactory = Callable[[SQLMetricStore], Starlette]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(ErrorShapeMiddleware), *middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.state.services = services
+    app.state.options = options or AppOptions()
+    return app

@@ -55,12 +55,12 @@ class Background:
     def start(self) -> None:
         s = self.settings
         sources: list[SampleSource] = []
-        if s.statsd_enabled:
+        if s.metrics.statsd.enabled:
             from signalbox.metrics.statsd.aggregate import StatsdAggregator
             from signalbox.metrics.statsd.server import StatsdServer
 
             agg = StatsdAggregator()
-            server = StatsdServer(agg, host=s.statsd_host, port=s.statsd_port)
+            server = StatsdServer(agg, host=s.metrics.statsd.host, port=s.metrics.statsd.port)
             server.start()
             self.statsd_address = server.address
             self._closers.append(server.stop)
@@ -69,7 +69,7 @@ class Background:
         store = open_metric_store(s)
         self._closers.append(store.close)
         collector = build_collector(s, store, sources)
-        self.threads.append(every(s.interval_s, self.stop, collector.run_once, "collect"))
+        self.threads.append(every(s.metrics.interval_s, self.stop, collector.run_once, "collect"))
         self.threads.append(
             every(
                 COMPACT_EVERY_S,

@@ -9,9 +9,11 @@ import uvicorn
 
 from signalbox.config import Settings
 from signalbox.exceptions import UsageError
+from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.runtime import open_metric_store
-from signalbox.server.app import create_app
+from signalbox.server.app import AppOptions, create_app
 from signalbox.server.loops import Background
+from signalbox.server.services import RunnerStatus, Services, database_ready
 from signalbox.storage.database import redact_url
 
 log = logging.getLogger("signalbox.serve")
@@ -20,15 +22,16 @@ log = logging.getLogger("signalbox.serve")
 def serve(
     settings: Settings, *, host: str | None = None, port: int | None = None, demo: bool = False
 ) -> None:
-    bind_host = host or settings.server_host
-    bind_port = settings.server_port if port is None else port
+    bind_host = host or settings.server.host
+    bind_port = settings.server.port if port is None else port
     if demo:  # its settings come from its own config file (signalbox.demo.workspace)
         logging.getLogger("signalbox.notify").setLevel(logging.INFO)
         logging.getLogger("signalbox.demo").setLevel(logging.INFO)
     sock = listen(bind_host, bind_port)  # before anything starts: a taken port is a clear error
     bind_port = sock.getsockname()[1]
-    settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    settings.metrics.spool_dir.mkdir(parents=True, exist_ok=True)
     store = open_metric_store(settings)
+    services = build_services(settings, store)  # migrates every area before the loops start
     bg = Background(settings, monitors=True)
     sim = None
     if demo:
@@ -39,9 +42,9 @@ def serve(
     bg.start()
     if sim is not None:
         sim.start(bg.statsd_address)
-    app = create_app(store, stale_after_s=settings.stale_after_s, demo=demo)
+    app = create_app(services, AppOptions(stale_after_s=settings.metrics.stale_after_s, demo=demo))
     print(
-        f"signalbox serving on http://{bind_host}:{bind_port}/  (store {redact_url(settings.store_url)}, spool {settings.spool_dir})",
+        f"signalbox serving on http://{bind_host}:{bind_port}/  (store {redact_url(settings.store_url)}, spool {settings.metrics.spool_dir})",
         flush=True,
     )
     try:
@@ -51,6 +54,21 @@ def serve(
             sim.stop()
         bg.close()
         store.close()
+
+
+def build_services(settings: Settings, store: SQLMetricStore) -> Services:
+    """What the app reads, over ``serve``'s API store: its metrics, the monitor states (from
+    the same database) and a readiness probe of that database."""
+    from signalbox.monitors.engine.runner import MonitorRunner
+
+    runner = MonitorRunner.from_settings(settings, store, store.db)
+    return Services.over(
+        store,
+        clock=store.clock,
+        coarsest_resolution_s=store.levels[-1].tier,
+        monitors=RunnerStatus(runner),
+        ready=(database_ready(f"store {store.db.url}", store.db),),
+    )
 
 
 def listen(host: str, port: int) -> socket.socket:

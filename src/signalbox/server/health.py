@@ -1,0 +1,44 @@
+"""``/-/healthy`` (the process answers) and ``/-/ready`` (its store answers too).
+
+Load balancers and orchestrators send traffic only to a ready instance; readiness runs each
+:class:`~signalbox.server.services.ReadyCheck` (a ``SELECT 1``, not a real query) and says
+which one failed and why, with 503, so an operator sees the reason from the probe itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from signalbox.server.errors import error_response
+from signalbox.server.services import ReadyCheck, services
+
+log = logging.getLogger("signalbox.server")
+
+
+async def healthy(request: Request) -> Response:
+    return PlainTextResponse("signalbox is healthy.\n")
+
+
+def failing(checks: tuple[ReadyCheck, ...]) -> str | None:
+    """Why the first failing check fails, or None when all pass."""
+    for check in checks:
+        try:
+            check.probe()
+        except Exception as e:  # any failure means not ready; the reason is the answer
+            # (store errors name their URL redacted, driver errors name host and port only)
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            reason = f"{check.name}: {first_line}"
+            log.warning("not ready: %s", reason)
+            return reason
+    return None
+
+
+async def ready(request: Request) -> Response:
+    reason = await run_in_threadpool(failing, services(request).ready)
+    if reason is not None:
+        return error_response("unavailable", f"not ready: {reason}", 503)
+    return PlainTextResponse("signalbox is ready.\n")

@@ -173,12 +173,15 @@ class MemoryMetricStore:
                     out.append(SeriesPoints(name, labels, p.timestamps[lo:hi], p.values[lo:hi]))
         return out
 
-    def latest(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels, int, float]]:
+    def latest(
+        self, matchers: Sequence[Matcher] = (), *, since_ms: int | None = None
+    ) -> list[tuple[str, Labels, int, float]]:
+        oldest = -(2**63) if since_ms is None else since_ms
         with self._lock:
             return [
                 (name, labels, p.timestamps[-1], p.values[-1])
                 for name, labels, p in self._matching(matchers)
-                if p.timestamps
+                if p.timestamps and p.timestamps[-1] >= oldest
             ]
 
     def compact(self, now_ms: int) -> None:

@@ -120,8 +120,11 @@ class MetricStore(Protocol):
         """
         ...
 
-    def latest(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels, int, float]]:
-        """``(name, labels, timestamp_ms, value)`` of the newest sample of each series."""
+    def latest(
+        self, matchers: Sequence[Matcher] = (), *, since_ms: int | None = None
+    ) -> list[tuple[str, Labels, int, float]]:
+        """``(name, labels, timestamp_ms, value)`` of the newest sample of each series;
+        with ``since_ms``, only series whose newest sample is at least that recent."""
         ...
 
     def compact(self, now_ms: int) -> None:

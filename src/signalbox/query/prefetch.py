@@ -132,12 +132,17 @@ class PrefetchedStore:
             if series_matches(sp.name, sp.labels, ms)
         ]
 
-    def latest(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels, int, float]]:
+    def latest(
+        self, matchers: Sequence[Matcher] = (), *, since_ms: int | None = None
+    ) -> list[tuple[str, Labels, int, float]]:
         ms = tuple(matchers)
+        oldest = -(2**63) if since_ms is None else since_ms
         return [
             (sp.name, sp.labels, sp.timestamps[-1], sp.values[-1])
             for sp in self._candidates(ms)
-            if sp.timestamps and series_matches(sp.name, sp.labels, ms)
+            if sp.timestamps
+            and sp.timestamps[-1] >= oldest
+            and series_matches(sp.name, sp.labels, ms)
         ]
 
     def write(

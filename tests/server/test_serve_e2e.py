@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import statsd
 
 from tests.cli.helpers import SIGNALBOX, free_port
+from tests.stores import PG_BASE, pg_schema_url
 
 
 def get(url: str) -> bytes:
@@ -37,28 +42,68 @@ def wait_for(fn, timeout: float = 30.0):  # type: ignore[no-untyped-def]
     raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
+@dataclass(frozen=True)
+class Served:
+    base: str  # http://127.0.0.1:PORT
+    udp: int  # the StatsD port
+    root: Path  # the project folder (cwd of the process)
+    pg_app: str | None  # PostgreSQL: the application_name of every connection it opens
+
+
+MONITOR = """
+- name: images_backlog
+  description: Too many images wait for processing.
+  query: image_processed
+  warning: "> 10"
+"""
+
+
+@contextlib.contextmanager
+def served(backend: str, tmp_path: Path) -> Iterator[Served]:
+    """``signalbox serve`` in ``tmp_path`` on ``backend``, with one monitor, until the end."""
     port, udp = free_port(), free_port(__import__("socket").SOCK_DGRAM)
-    (tmp_path / "signalbox.toml").write_text(
-        f'host = "e2e"\n[collect]\ninterval = "1s"\n[statsd]\nlisten = "127.0.0.1:{udp}"\n[server]\nport = {port}\n'
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
-    proc = subprocess.Popen(
-        [SIGNALBOX, "serve"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: get(base + "/-/healthy"))
-        yield base, udp, tmp_path
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=15)
-        assert proc.returncode in (0, -15), out.decode(errors="replace")
+    with contextlib.ExitStack() as stack:
+        store, pg_app = "", None
+        if backend == "postgresql":
+            pg_app = f"sbtest_serve_{uuid.uuid4().hex[:8]}"
+            url = stack.enter_context(pg_schema_url())
+            store = f'store = "{url}&application_name={pg_app}"\n'
+        (tmp_path / "monitors").mkdir()
+        (tmp_path / "monitors" / "images.yaml").write_text(MONITOR)
+        (tmp_path / "signalbox.toml").write_text(
+            f'{store}host = "e2e"\n[collect]\ninterval = "1s"\n[statsd]\nlisten = "127.0.0.1:{udp}"\n'
+            f'[server]\nport = {port}\n[monitors]\ninterval = "1s"\n'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
+        proc = subprocess.Popen(
+            [SIGNALBOX, "serve"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: get(base + "/-/healthy"))
+            yield Served(base, udp, tmp_path, pg_app)
+        finally:
+            proc.terminate()
+            out, _ = proc.communicate(timeout=15)
+            assert proc.returncode in (0, -15), out.decode(errors="replace")
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    with served(request.param, tmp_path) as s:
+        yield s
+
+
+@pytest.fixture
+def pg_server(tmp_path: Path) -> Iterator[Served]:
+    with served("postgresql", tmp_path) as s:
+        yield s
 
 
 def query(base: str, expr: str) -> list[dict[str, object]]:
@@ -68,8 +113,8 @@ def query(base: str, expr: str) -> list[dict[str, object]]:
     return result
 
 
-def test_spool_file_and_statsd_reach_the_api_and_metrics(server: tuple[str, int, Path]) -> None:
-    base, udp, root = server
+def test_spool_file_and_statsd_reach_the_api_and_metrics(server: Served) -> None:
+    base, udp, root = server.base, server.udp, server.root
     spool = root / ".signalbox" / "spool"
     spool.mkdir(parents=True, exist_ok=True)
     (spool / ".photos.tmp").write_text("image_processed=30\nimage_processing_time=5\n")
@@ -86,11 +131,14 @@ def test_spool_file_and_statsd_reach_the_api_and_metrics(server: tuple[str, int,
     up = wait_for(lambda: query(base, "photos_uploads_total"))
     assert up[0]["value"][1] == "3"  # type: ignore[index]
     assert wait_for(lambda: query(base, "photos_active_users"))[0]["value"][1] == "42"  # type: ignore[index]
+    metrics = get(base + "/metrics").decode()
+    assert 'image_processed{host="e2e"} 30' in metrics
+    assert "photos_uploads_total" in metrics
 
 
 @pytest.mark.peer("promtool")
-def test_metrics_endpoint_passes_promtool(server: tuple[str, int, Path]) -> None:
-    base, udp, root = server
+def test_metrics_endpoint_passes_promtool(server: Served) -> None:
+    base, udp, root = server.base, server.udp, server.root
     spool = root / ".signalbox" / "spool"
     spool.mkdir(parents=True, exist_ok=True)
     (spool / "app.prom").write_text(
@@ -133,3 +181,63 @@ def test_a_taken_port_is_a_clear_error_before_anything_starts(tmp_path: Path) ->
     assert r.returncode == 2
     assert f"cannot listen on http://127.0.0.1:{port}/" in r.stderr and "--port" in r.stderr
     assert not (tmp_path / ".signalbox").exists()  # nothing was started or created
+
+
+def test_serve_is_ready_and_shows_monitor_states_from_its_store(server: Served) -> None:
+    base, root = server.base, server.root
+    assert get(base + "/-/ready") == b"signalbox is ready.\n"
+    spool = root / ".signalbox" / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    (spool / "photos.metrics").write_text("image_processed=30\n")
+
+    def state() -> str | None:
+        body = json.loads(get(base + "/api/v1/monitors/images_backlog"))
+        got: str = body["data"]["monitor"]["state"]
+        return got if got == "WARNING" else None
+
+    assert wait_for(state) == "WARNING"
+    page = get(base + "/").decode()
+    assert ">images_backlog<" in page and ">WARNING<" in page
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        get(base + "/api/v1/monitors/no_such_monitor")
+    assert missing.value.code == 404
+    body = json.loads(missing.value.read())
+    assert body["errorType"] == "not_found" and "images_backlog" in body["error"]
+
+
+@pytest.mark.service("postgresql")
+def test_no_connection_of_serve_stays_idle_in_transaction(pg_server: Served) -> None:
+    """The real process with its loops (collect, compact, monitors) and API on PostgreSQL:
+    after requests to every read endpoint, none of its connections sits in an open
+    transaction (a loop's pass may be between two statements; none lasts seconds)."""
+    import psycopg
+
+    server = pg_server
+    base, root = server.base, server.root
+    spool = root / ".signalbox" / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    (spool / "photos.metrics").write_text('image_processed{shard="1"}=30\n')
+    wait_for(lambda: query(base, "image_processed"))
+    now = time.time()
+    for path in [
+        "/metrics",
+        "/api/v1/query?query=image_processed",
+        f"/api/v1/query_range?query=image_processed&start={now - 60}&end={now}&step=5",
+        "/api/v1/series?match[]=image_processed",
+        "/api/v1/labels",
+        "/api/v1/label/shard/values",
+        "/",
+        "/api/v1/monitors",
+        "/-/ready",
+    ]:
+        assert get(base + path)
+    time.sleep(2.5)  # longer than any statement gap of a pass
+    with psycopg.connect(PG_BASE, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT state, query, now() - state_change > interval '2 seconds' "
+            "FROM pg_stat_activity WHERE application_name = %s",
+            (server.pg_app,),
+        ).fetchall()
+    assert rows, "serve's connections were not found in pg_stat_activity"
+    stuck = [q for state, q, old in rows if str(state).startswith("idle in transaction") and old]
+    assert stuck == [], f"left idle in transaction: {stuck}"

@@ -63,8 +63,8 @@ from peers import (
     free_port,
     http_get,
     http_ok,
-    interrupt_on_sigterm,
     median_ratio,
+    run_main,
     wait_for,
 )
 
@@ -424,7 +424,6 @@ def main() -> None:
         ap.error("--rounds must be 1..9")
     if a.monitors < 4 or a.eval_interval < 1:
         ap.error("--monitors must be at least 4 and --eval-interval at least 1")
-    interrupt_on_sigterm()
     with (
         tempfile.TemporaryDirectory(prefix="sb-bench-monitors-") as d,
         contextlib.ExitStack() as stack,
@@ -439,4 +438,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

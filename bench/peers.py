@@ -35,6 +35,19 @@ def interrupt_on_sigterm() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+    # and make Ctrl-C interrupt even where SIGINT came in ignored (a shell's background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    """Run a benchmark's main; an interrupt (Ctrl-C, SIGTERM) exits 130 after the clean-up."""
+    interrupt_on_sigterm()
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("interrupted: children stopped, temp dirs removed", file=sys.stderr)
+        raise SystemExit(130) from None
+    raise SystemExit(code or 0)
 
 
 def free_port() -> int:

@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -296,6 +297,12 @@ def main() -> None:
     ap.add_argument("--skip-whisper", action="store_true")
     ap.add_argument("--skip-node-exporter", action="store_true")
     a = ap.parse_args()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")  # unwinds: node_exporter stopped, tmp removed
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         print(

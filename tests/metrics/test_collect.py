@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from signalbox.clock import FrozenClock
 from signalbox.metrics.collect import Collector, with_host
 from signalbox.metrics.samples import Matcher, MetricMeta, Sample
+from signalbox.metrics.spool import SpoolProblem
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
+from tests.stores import pg_schema_url, sqlite_url
 
 NOW = 1_700_000_000.0
 
@@ -75,7 +80,7 @@ def test_each_problem_is_logged_once_while_it_persists(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
     write(spool / "bad.metrics", "nope\n")
-    seen = []
+    seen: list[SpoolProblem] = []
     c = Collector(
         store_at(tmp_path, clock), spool_dir=spool, host="h", clock=clock, on_problem=seen.append
     )
@@ -92,3 +97,65 @@ def test_each_problem_is_logged_once_while_it_persists(tmp_path: Path) -> None:
 def test_with_host_keeps_labels_sorted() -> None:
     assert with_host((("a", "1"), ("z", "2")), "h") == (("a", "1"), ("host", "h"), ("z", "2"))
     assert with_host((), "h") == (("host", "h"),)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+    else:
+        with pg_schema_url() as url:
+            yield url
+
+
+def test_a_series_two_files_give_is_reported_and_the_rest_stored_pass_after_pass(
+    tmp_path: Path, store_url: str
+) -> None:
+    """What ``serve`` does: many passes in one process with one store. A second file that
+    repeats a framed file's series (and brings a new one) makes the frames write fail with
+    DuplicateSeries; the redone pass must store everything else, and no later pass, read or
+    fresh process may trip over an id of the rolled-back attempt."""
+    clock = FrozenClock(NOW)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    write(spool / "a.metrics", "shared=1\nonly_a=1\n")
+    seen: list[SpoolProblem] = []
+    store = SQLMetricStore(open_database(store_url), clock=clock)
+    c = Collector(store, spool_dir=spool, host="h", clock=clock, on_problem=seen.append)
+    c.run_once()  # registers a.metrics' layout
+    for i in range(1, 4):
+        clock.set(NOW + 15 * i)
+        write(spool / "a.metrics", f"shared={i + 1}\nonly_a={i + 1}\n", NOW + 15 * i)
+        if i == 1:
+            write(spool / "b.metrics", "shared=99\nonly_b=7\n", NOW + 15 * i)
+        report = c.run_once()
+        assert [p.kind for p in report.problems] == ["duplicate"]
+        assert "b.metrics" in report.problems[0].file
+        assert latest(store, "shared") == {(("host", "h"),): float(i + 1)}  # the first file wins
+        assert latest(store, "only_a") == {(("host", "h"),): float(i + 1)}
+        assert latest(store, "only_b") == {(("host", "h"),): 7.0}
+        names = {n for n, _, _, _ in store.latest()}  # what /metrics reads
+        assert {"shared", "only_a", "only_b"} <= names
+        errors = latest(store, "signalbox_spool_errors_total")
+        assert errors[(("file", "b.metrics"), ("host", "h"))] == float(i)
+    assert len(seen) == 1  # reported once while it persists
+    (spool / "b.metrics").unlink()
+    clock.set(NOW + 60)
+    write(spool / "a.metrics", "shared=5\nonly_a=5\n", NOW + 60)
+    assert c.run_once().problems == []
+    assert latest(store, "shared") == {(("host", "h"),): 5.0}
+    assert {n for n, _, _, _ in store.latest()} >= {"shared", "only_a", "only_b"}
+    # every sample's series exists: a fresh process reads and writes the same
+    orphans = store.db.query(
+        "SELECT count(*) FROM metric_layout_series WHERE series_id NOT IN (SELECT id FROM series)"
+    )
+    assert orphans == [(0,)]
+    store.close()
+    fresh = SQLMetricStore(open_database(store_url), clock=clock)
+    clock.set(NOW + 75)
+    Collector(fresh, spool_dir=spool, host="h", clock=clock).run_once()
+    assert latest(fresh, "only_a") == {(("host", "h"),): 5.0}
+    assert latest(fresh, "only_b") == {(("host", "h"),): 7.0}
+    fresh.close()

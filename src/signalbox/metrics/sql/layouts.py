@@ -6,7 +6,7 @@ always keeps its lines and changes only its values. The first pass that sees a f
 parses it fully and registers the shape's series, in order, as a layout. Later passes with
 the same shape skip parsing names and labels and looking up series ids: the file's values
 go to the raw partition as one *frame* row (layout id, timestamp, values). Readers unpack
-frames in SQL (rollups, via :meth:`~signalbox.storage.dialect.Dialect.frame_rows`) or in
+frames in SQL (rollups, via :meth:`~signalbox.metrics.sql.frames.RawSQL.frame_rows`) or in
 Python (:meth:`Layouts.series_of`).
 
 Tables:
@@ -129,6 +129,12 @@ class Layouts:
         self._keys[(digest, extra)] = (lid, start)
         self._series[lid] = ids
         return lid
+
+    def forget(self) -> None:
+        """After a rolled-back write: what it registered or touched is gone (and on SQLite
+        its layout ids may be given out again), so read everything afresh."""
+        self._keys = {}
+        self._series = {}
 
     def touch(self, digests: Iterable[bytes], extra: str, start: int) -> None:
         """Note that frames of these layouts went into the raw partition at ``start``."""

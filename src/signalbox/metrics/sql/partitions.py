@@ -24,6 +24,7 @@ from typing import Any
 
 from signalbox.exceptions import StoreError
 from signalbox.metrics.partitions import RAW, Level
+from signalbox.metrics.sql.frames import RawSQL, raw_sql
 from signalbox.metrics.sql.layouts import Layouts
 from signalbox.storage.database import Database
 
@@ -44,6 +45,7 @@ class PartitionTables:
         self.db = db
         self.levels = levels
         self.layouts = layouts
+        self.sql: RawSQL = raw_sql(db.dialect)
         self.starts: dict[int, set[int]] = defaultdict(set)  # tier -> partition starts
         self._loaded = False
 
@@ -56,6 +58,11 @@ class PartitionTables:
                 starts[tier].add(start)
             self.starts = starts
             self._loaded = True
+
+    def forget(self) -> None:
+        """After a rolled-back transaction: the tables it created are gone."""
+        self.starts = defaultdict(set)
+        self._loaded = False
 
     def ensure(self, level: Level, start: int) -> str:
         """The table of ``level``'s partition starting at ``start``, created if missing."""
@@ -73,7 +80,8 @@ class PartitionTables:
         # partition instead of touching every page of it. Rollups, written once per bucket
         # and read series by series over long windows, are clustered by (series_id, ts).
         key = "ts, series_id" if level.tier == RAW else "series_id, ts"
-        self.db.execute(
+        # another writer may be creating it right now (two agents' first pass of a day)
+        self.db.create_table_if_missing(
             f"CREATE TABLE IF NOT EXISTS {table} ({cols}, PRIMARY KEY ({key})){self.db.dialect.without_rowid}"
         )
         if level.tier == RAW:
@@ -89,9 +97,9 @@ class PartitionTables:
 
     def ensure_frames(self, raw_table: str) -> None:
         # a rowid table: frames are a few KiB each, too big for a clustered (WITHOUT ROWID) key
-        self.db.execute(
+        self.db.create_table_if_missing(
             f"CREATE TABLE IF NOT EXISTS {frames_table(raw_table)} (layout_id BIGINT NOT NULL, "
-            f"ts BIGINT NOT NULL, vals {self.db.dialect.frame_type} NOT NULL, PRIMARY KEY (layout_id, ts))"
+            f"ts BIGINT NOT NULL, vals {self.sql.frame_type} NOT NULL, PRIMARY KEY (layout_id, ts))"
         )
 
     def between(self, level: Level, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
@@ -140,7 +148,7 @@ class PartitionTables:
         raw = self.levels[0]
         start = raw.partition_start(ts)
         table = frames_table(self.ensure(raw, start))
-        encode = self.db.dialect.encode_frame
+        encode = self.sql.encode_frame
         self.db.executemany(
             self.db.dialect.upsert(table, ["layout_id", "ts", "vals"], ["layout_id", "ts"]),
             [(lid, ts, encode(values)) for lid, values in frames],
@@ -177,19 +185,23 @@ class PartitionTables:
         return [] if rows is None else rows
 
     def _read_or_none(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]] | None:
-        """The rows, or None if a table was dropped by retention in between."""
+        """The rows, or None if a table was dropped by retention in between. Inside a
+        transaction (a rollup) the read runs in a savepoint, so a missing table undoes the
+        read only, never the caller's earlier writes; any other error propagates."""
+        db = self.db
         try:
-            return self.db.query(sql, params)
+            if db.in_transaction:
+                with db.savepoint():
+                    return db.query(sql, params)
+            return db.query(sql, params)
         except Exception as e:
-            if "no such table" in str(e) or "does not exist" in str(e):
-                if self.db.dialect.name == "postgresql":
-                    self.db.conn.rollback()
+            if db.is_undefined_table(e):
                 return None
             raise
 
     def raw_source(self, table: str) -> str:
         """A subquery of every (series_id, ts, value) of a raw partition: rows and frames."""
-        frames = self.db.dialect.frame_rows(frames_table(table))
+        frames = self.sql.frame_rows(frames_table(table))
         return f"(SELECT series_id, ts, value FROM {table} UNION ALL {frames})"
 
     def raw_rows(
@@ -242,7 +254,7 @@ class PartitionTables:
     def _few_frame_values(
         self, table: str, ids: list[int], start_ms: int, end_ms: int
     ) -> list[tuple[Any, ...]]:
-        elem = self.db.dialect.frame_element()
+        elem = self.sql.frame_element()
         return self.read(
             f"SELECT ls.series_id, f.ts, {elem} FROM metric_layout_series AS ls "
             f"JOIN {frames_table(table)} AS f ON f.layout_id = ls.layout_id "
@@ -263,7 +275,7 @@ class PartitionTables:
     def latest_frame_values(self, table: str) -> list[tuple[int, int, float]]:
         """(series_id, ts, value) of the newest frame of each layout in a raw partition."""
         return self._unpack(
-            self.read(self.db.dialect.latest_per_layout(frames_table(table))),
+            self.read(self.sql.latest_per_layout(frames_table(table))),
             None,
             frames_table(table),
         )
@@ -274,7 +286,7 @@ class PartitionTables:
         if not frames:
             return []
         series = self.layouts.series_of({f[0] for f in frames})
-        decode = self.db.dialect.decode_frame
+        decode = self.sql.decode_frame
         out: list[tuple[int, int, float]] = []
         for lid, ts, vals in frames:
             sids = series.get(lid)

@@ -157,7 +157,7 @@ def _one_value_each(parts: PartitionTables, table: str, lids: list[int], a: int,
 
 def _copy_frames(parts: PartitionTables, target: str, table: str, a: int, b: int) -> None:
     """A bucket of one value per series: min = max = sum = last = the value, count 1."""
-    values = parts.db.dialect.frame_rows(frames_table(table), " WHERE f.ts >= ? AND f.ts < ?")
+    values = parts.sql.frame_rows(frames_table(table), " WHERE f.ts >= ? AND f.ts < ?")
     parts.db.execute(
         f"INSERT INTO {target} ({_COLS}) SELECT series_id, ?, value, value, value, 1, value "
         f"FROM ({values}) AS x WHERE 1 = 1 ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",

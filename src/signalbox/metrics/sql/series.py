@@ -1,25 +1,52 @@
 """Series identities of the SQL metric store: which id a (name, labels) pair has.
 
 The ``series`` table holds id, metric name and canonical label text
-(:mod:`signalbox.metrics.labelcodec`); samples refer to series by id only. Ids only grow and
-series are never deleted, so both caches here are only ever topped up, never invalidated:
+(:mod:`signalbox.metrics.labelcodec`); samples refer to series by id only. Series are never
+deleted, but ids do not become visible in id order: on PostgreSQL a writer may commit id
+k+1 while another still holds k in an open transaction (and rolled-back or conflicting
+inserts leave gaps for good). So both caches here are *subsets* of the table, topped up by
+``id > newest seen`` for speed and, for whatever that misses, by looking the series up:
 
 - the read side maps id -> (name, label text), with labels decoded on first use and an
-  index by metric name, so a query for one metric loads only that metric's series;
+  index by metric name, so a query for one metric loads only that metric's series; an id
+  it does not know is read by id;
 - the write side maps ``name{labels`` (the text the write path builds without decoding
-  anything) -> id, loaded from a snapshot kept in the database.
+  anything) -> id, loaded from a snapshot kept in the database; a key it does not know is
+  inserted (if new) and read by key. What a write transaction learns is kept only once it
+  commits (:meth:`SeriesIndex.commit`), so a rollback never leaves an id in memory that the
+  database does not have.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from signalbox.clock import Clock
+from signalbox.exceptions import StoreError
 from signalbox.metrics.labelcodec import decode_labels
 from signalbox.metrics.samples import Labels, Matcher, series_matches
 from signalbox.storage.database import Database
+
+log = logging.getLogger("signalbox.metrics")
+
+_KEY = "name || '{' || labels"  # the write map's key, built in SQL
+_BY_KEY_CHUNK = 400  # (name, labels) pairs per lookup: 800 parameters
+_BY_ID_CHUNK = 500
+_SNAPSHOT_STALE = 1000  # series learned since the snapshot was saved that make it worth rewriting
+
+
+class _Pending:
+    """What one write transaction learned, kept apart until it commits."""
+
+    __slots__ = ("ids", "ids_max", "unsaved")
+
+    def __init__(self, ids_max: int, unsaved: int) -> None:
+        self.ids: dict[str, int] = {}
+        self.ids_max = ids_max
+        self.unsaved = unsaved
 
 
 class SeriesIndex:
@@ -30,10 +57,11 @@ class SeriesIndex:
         self.rows: dict[int, tuple[str, str]] = {}  # id -> (name, label text)
         self._by_name: dict[str, list[int]] = defaultdict(list)
         self._decoded: dict[int, Labels] = {}
-        self._max_id = 0
+        self._max_id = 0  # newest id in ``rows``
         self._ids: dict[str, int] | None = None  # write path: "name{labels" -> id
-        self._ids_max = 0
-        self._snapshot_max = -1
+        self._ids_max = 0  # newest id the write map was topped up to
+        self._unsaved = 0  # entries of the write map the saved snapshot lacks
+        self._pending: _Pending | None = None
 
     # -- reads ----------------------------------------------------------------------------
     def _add_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -42,15 +70,50 @@ class SeriesIndex:
                 continue
             self.rows[sid] = (name, text)
             self._by_name[name].append(sid)
+            if sid > self._max_id:
+                self._max_id = sid
 
     def refresh(self) -> None:
-        """Load series created since the last refresh (ids only grow)."""
-        rows = self.db.query(
-            "SELECT id, name, labels FROM series WHERE id > ? ORDER BY id", (self._max_id,)
+        """Know every series: those created since the last refresh, and any committed out
+        of id order meanwhile (found by counting: ids are never reused nor deleted)."""
+        self._add_rows(
+            self.db.query(
+                "SELECT id, name, labels FROM series WHERE id > ? ORDER BY id", (self._max_id,)
+            )
         )
-        if rows:
-            self._add_rows(rows)
-            self._max_id = rows[-1][0]
+        if len(self.rows) == self._max_id:  # ids 1..max all known: no gap to fill
+            return
+        (count,) = self.db.query("SELECT count(*) FROM series")[0]
+        if count > len(self.rows):
+            known = self.rows
+            self._add_rows(
+                r
+                for r in self.db.query(
+                    "SELECT id, name, labels FROM series WHERE id <= ?", (self._max_id,)
+                )
+                if r[0] not in known
+            )
+
+    def orphans(self, sids: Iterable[int]) -> set[int]:
+        """Of ``sids`` (read from sample tables), those that name no series; ids not known
+        yet are read by id first. Orphans (only a broken database has them) are logged."""
+        missing = sorted(set(sids).difference(self.rows))
+        for i in range(0, len(missing), _BY_ID_CHUNK):
+            chunk = missing[i : i + _BY_ID_CHUNK]
+            self._add_rows(
+                self.db.query(
+                    f"SELECT id, name, labels FROM series WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        orphans = {sid for sid in missing if sid not in self.rows}
+        if orphans:
+            log.warning(
+                "%s: samples of series ids %s, which the series table does not have, are left out",
+                self.db.url,
+                sorted(orphans)[:20],
+            )
+        return orphans
 
     def labels(self, sid: int) -> Labels:
         got = self._decoded.get(sid)
@@ -76,12 +139,14 @@ class SeriesIndex:
 
     # -- writes ---------------------------------------------------------------------------
     def _series_ids(self) -> dict[str, int]:
-        """``name{labels`` -> id for every series, loaded once per store object.
+        """``name{labels`` -> id for the series known so far, loaded once per store object.
 
         ``collect --once`` is a new process every pass, so the map is kept in the database
-        as one msgpack blob (series ids never change and series are never deleted, so the
-        snapshot is always a correct subset), topped up with the series created since.
-        Living in the same database, it is backed up and restored with the data it maps.
+        as one msgpack blob with the newest id it was topped up to, and topped up with the
+        series created after that id. It is a subset, never a claim of completeness: a
+        series another writer committed out of id order is missing from it, and is found
+        by key when a write needs it (then saved with the next snapshot). Living in the
+        same database, it is backed up and restored with the data it maps.
         """
         if self._ids is None:
             import msgspec
@@ -90,33 +155,17 @@ class SeriesIndex:
             if rows:
                 self._ids = msgspec.msgpack.decode(bytes(rows[0][1]), type=dict[str, int])
                 self._ids_max = int(rows[0][0])
-                self._snapshot_max = self._ids_max
-                self._learn_new_series()
+                for key, sid in self.db.query(
+                    f"SELECT {_KEY}, id FROM series WHERE id > ?", (self._ids_max,)
+                ):
+                    self._ids[key] = sid
+                    self._ids_max = max(self._ids_max, sid)
+                    self._unsaved += 1
             else:
-                self._ids = dict(self.db.query("SELECT name || '{' || labels, id FROM series"))
+                self._ids = dict(self.db.query(f"SELECT {_KEY}, id FROM series"))
                 self._ids_max = max(self._ids.values(), default=0)
-                self._snapshot_max = -1
+                self._unsaved = len(self._ids)
         return self._ids
-
-    def _save_ids_snapshot(self) -> None:
-        """Called inside the write transaction that created series."""
-        import msgspec
-
-        assert self._ids is not None
-        blob = msgspec.msgpack.encode(self._ids)
-        self.db.execute(
-            self.db.dialect.upsert("series_ids_snapshot", ["id", "max_id", "data"], ["id"]),
-            (1, self._ids_max, blob),
-        )
-        self._snapshot_max = self._ids_max
-
-    def _learn_new_series(self) -> None:
-        ids = self._series_ids()
-        for key, sid in self.db.query(
-            "SELECT name || '{' || labels, id FROM series WHERE id > ?", (self._ids_max,)
-        ):
-            ids[key] = sid
-            self._ids_max = max(self._ids_max, sid)
 
     def _ids_by_name(self, names: set[str]) -> dict[str, int] | None:
         """The write map for a few metric names, without loading the whole map: a pass of
@@ -127,18 +176,34 @@ class SeriesIndex:
             return {}
         return dict(
             self.db.query(
-                f"SELECT name || '{{' || labels, id FROM series WHERE name IN ({','.join('?' * len(names))})",
+                f"SELECT {_KEY}, id FROM series WHERE name IN ({','.join('?' * len(names))})",
                 sorted(names),
             )
         )
 
+    def _by_key(self, pairs: Sequence[tuple[str, str]]) -> dict[str, int]:
+        """Ids of these (name, label text) pairs, read by the unique key."""
+        out: dict[str, int] = {}
+        for i in range(0, len(pairs), _BY_KEY_CHUNK):
+            chunk = pairs[i : i + _BY_KEY_CHUNK]
+            out.update(
+                self.db.query(
+                    f"SELECT {_KEY}, id FROM series WHERE (name, labels) IN "
+                    f"(VALUES {','.join(['(?, ?)'] * len(chunk))})",
+                    [p for pair in chunk for p in pair],
+                )
+            )
+        return out
+
     def ids_for(self, names: list[str], keys: list[str], clock: Clock) -> tuple[list[int], int]:
         """Ids of the series ``keys`` (``name{labels``, ``names`` their metric names), creating
-        the missing ones stamped by ``clock``; and how many were created.
+        the missing ones stamped by ``clock``; and how many this writer did not know.
 
         Must run inside the caller's write transaction, so new series and their samples
-        commit together.
+        commit together; what it learns is kept by :meth:`commit` and dropped by
+        :meth:`rollback`, one of which the caller calls when the transaction ends.
         """
+        self._pending = None
         if self._ids is None and len(keys) <= 5000:
             known = self._ids_by_name(set(names))
             if known is not None:
@@ -147,18 +212,57 @@ class SeriesIndex:
                     return cast("list[int]", found), 0
         ids = self._series_ids()
         sids = list(map(ids.get, keys))
+        pending = self._pending = _Pending(self._ids_max, self._unsaved)
+        if None not in sids:
+            if pending.unsaved > _SNAPSHOT_STALE:  # others added many: refresh it
+                self._save_snapshot(ids, pending)
+            return cast("list[int]", sids), 0
         missing: dict[str, tuple[str, str]] = {}
-        if None in sids:
-            for i, sid in enumerate(sids):
-                if sid is None:
-                    missing[keys[i]] = (names[i], keys[i][len(names[i]) + 1 :])
-            self.db.executemany(
-                "INSERT INTO series (name, labels, created_ms) VALUES (?, ?, ?) ON CONFLICT (name, labels) DO NOTHING",
-                [(n, t, int(clock.now() * 1000)) for n, t in missing.values()],
-            )
-            self._learn_new_series()
-            self._save_ids_snapshot()
-            sids = list(map(ids.__getitem__, keys))
-        elif self._ids_max - self._snapshot_max > 1000:  # others added many: refresh it
-            self._save_ids_snapshot()
+        for i, sid in enumerate(sids):
+            if sid is None:
+                missing[keys[i]] = (names[i], keys[i][len(names[i]) + 1 :])
+        now_ms = int(clock.now() * 1000)
+        # in key order: two writers creating the same series lock them in the same order
+        self.db.executemany(
+            "INSERT INTO series (name, labels, created_ms) VALUES (?, ?, ?) ON CONFLICT (name, labels) DO NOTHING",
+            [(n, t, now_ms) for _, (n, t) in sorted(missing.items())],
+        )
+        learned = pending.ids
+        for key, sid in self.db.query(
+            f"SELECT {_KEY}, id FROM series WHERE id > ?", (pending.ids_max,)
+        ):
+            learned[key] = sid
+            pending.ids_max = max(pending.ids_max, sid)
+        unseen = [pair for key, pair in missing.items() if key not in learned]
+        if unseen:  # committed out of id order by another writer (below the newest id seen)
+            learned.update(self._by_key(unseen))
+        lost = [key for key in missing if key not in learned]
+        if lost:  # cannot happen short of a broken database: say which, never guess
+            raise StoreError(f"{self.db.url}: series {lost[:5]} were inserted but not found")
+        pending.unsaved += len(learned)
+        self._save_snapshot({**ids, **learned}, pending)
+        sids = [learned[k] if sid is None else sid for k, sid in zip(keys, sids, strict=True)]
         return cast("list[int]", sids), len(missing)
+
+    def _save_snapshot(self, ids: dict[str, int], pending: _Pending) -> None:
+        """Inside the write transaction: rewrite the snapshot (kept only if it commits)."""
+        import msgspec
+
+        self.db.execute(
+            self.db.dialect.upsert("series_ids_snapshot", ["id", "max_id", "data"], ["id"]),
+            (1, pending.ids_max, msgspec.msgpack.encode(ids)),
+        )
+        pending.unsaved = 0
+
+    def commit(self) -> None:
+        """The write transaction committed: keep what it learned."""
+        p, self._pending = self._pending, None
+        if p is None or self._ids is None:
+            return
+        self._ids.update(p.ids)
+        self._ids_max, self._unsaved = p.ids_max, p.unsaved
+
+    def rollback(self) -> None:
+        """The write transaction rolled back: forget what it learned (the ids of series it
+        created, and its snapshot, no longer exist)."""
+        self._pending = None

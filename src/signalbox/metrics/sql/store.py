@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import groupby, repeat
 from typing import Any
 
@@ -135,7 +136,7 @@ class SQLMetricStore:
             for labels in set(label_col)
         }
         keys = list(map(operator.add, names, map(texts.__getitem__, label_col)))
-        with self._lock, self.db.transaction():
+        with self._lock, self._writing():
             self._partitions.load(fresh=True)
             sids, created = self._series.ids_for(names, keys, self.clock)
             written = len(keys)
@@ -150,6 +151,21 @@ class SQLMetricStore:
                 row_sids = sids if len(rows) == len(samples) else [sids[i] for i in rows]
                 self._partitions.write_raw(row_sids, list(map(_TS, picked)), values, default_ts_ms)
             return WriteResult(written=written, new_series=created)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction; the caches in memory keep what it taught them only if it
+        commits. After a rollback they hold nothing it wrote: its series ids, layouts and
+        partitions do not exist (and SQLite gives those ids out again)."""
+        try:
+            with self.db.transaction():
+                yield
+        except BaseException:
+            self._series.rollback()
+            self._layouts.forget()
+            self._partitions.forget()
+            raise
+        self._series.commit()
 
     def _write_frames(
         self,
@@ -387,7 +403,7 @@ class SQLMetricStore:
                         break
                     rows = parts.raw_rows(start, table, sorted(ids), start, start + raw.span_ms)
                 else:
-                    rows = parts.read(self.db.dialect.latest_per_series(table))
+                    rows = parts.read(parts.sql.latest_per_series(table))
                     rows.extend(parts.latest_frame_values(table))
                 newest: dict[int, tuple[int, float]] = {}
                 for sid, ts, value in rows:
@@ -401,11 +417,11 @@ class SQLMetricStore:
                 found.update(newest)
                 if ids is not None:
                     ids.difference_update(newest)
-            if any(sid not in index.rows for sid in found):
-                index.refresh()
+            orphans = index.orphans(found)
             return [
                 (index.rows[sid][0], index.labels(sid), ts, v)
                 for sid, (ts, v) in sorted(found.items())
+                if sid not in orphans
             ]
 
     # -- rollups and retention ------------------------------------------------------------

@@ -1,0 +1,147 @@
+"""How each database keeps a frame (one spool file's values of one pass, by layout position)
+and the SQL of raw partitions that differs between SQLite and PostgreSQL.
+
+SQLite keeps a frame as a JSON array: its ``json_each`` unpacks it in SQL; NaN is null, as
+everywhere in SQLite here, and +-Inf are 1e999/-1e999, which both SQLite and Python's
+``float()`` read back as infinities. PostgreSQL keeps a native ``float8[]``.
+
+:func:`raw_sql` is the one place that chooses per dialect; callers hold a :class:`RawSQL`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Protocol
+
+from signalbox.storage.dialect import Dialect
+
+
+class RawSQL(Protocol):
+    """Frames and newest-value reads of raw partitions, for one database."""
+
+    @property
+    def frame_type(self) -> str:
+        """Column type of a frame's values."""
+        ...
+
+    def encode_frame(self, values: list[float]) -> Any:
+        """A frame's values as the driver takes them for :attr:`frame_type`."""
+        ...
+
+    def decode_frame(self, stored: Any) -> list[float]:
+        """Inverse of :meth:`encode_frame` (NaN and infinities included)."""
+        ...
+
+    def frame_rows(self, frames_table: str, where: str = "") -> str:
+        """SELECT (series_id, ts, value) of every value of every frame in ``frames_table``
+        (aliased ``f``; ``where`` may filter on it)."""
+        ...
+
+    def frame_element(self) -> str:
+        """The value at ``ls.pos`` (0-based) of frame ``f``, as SQL."""
+        ...
+
+    def latest_per_layout(self, frames_table: str) -> str:
+        """Newest (layout_id, ts, vals) per layout in a frames table."""
+        ...
+
+    def latest_per_series(self, table: str) -> str:
+        """Newest (series_id, ts, value) per series in a raw samples table."""
+        ...
+
+
+class _SQLiteRaw:
+    frame_type = "TEXT"
+
+    def encode_frame(self, values: list[float]) -> Any:
+        if math.inf in values or -math.inf in values:
+            return "[" + ",".join(map(_json_number, values)) + "]"
+        import msgspec
+
+        return msgspec.json.encode(values).decode()  # NaN -> null
+
+    def decode_frame(self, stored: Any) -> list[float]:
+        import msgspec
+
+        try:
+            values = msgspec.json.decode(stored)
+        except msgspec.ValidationError:  # 1e999: an infinity, out of msgspec's range
+            values = json.loads(stored)
+        if None in values:
+            return [math.nan if v is None else float(v) for v in values]
+        return list(map(float, values))
+
+    def frame_rows(self, frames_table: str, where: str = "") -> str:
+        # CROSS JOIN fixes the order (frame, its values, their series); left to itself the
+        # planner may start from the series and unpack every frame once per series
+        unnest = (
+            "CROSS JOIN json_each(f.vals) AS j CROSS JOIN metric_layout_series AS ls "
+            "ON ls.layout_id = f.layout_id AND ls.pos = j.key"
+        )
+        return _frame_rows(frames_table, unnest, where)
+
+    def frame_element(self) -> str:
+        return "json_extract(f.vals, '$[' || ls.pos || ']')"
+
+    def latest_per_layout(self, frames_table: str) -> str:
+        # SQLite returns the bare column from the row holding max(): one pass over the index
+        return f"SELECT layout_id, max(ts), vals FROM {frames_table} GROUP BY layout_id"
+
+    def latest_per_series(self, table: str) -> str:
+        return f"SELECT series_id, max(ts), value FROM {table} GROUP BY series_id"
+
+
+class _PostgresRaw:
+    frame_type = "DOUBLE PRECISION[]"
+
+    def encode_frame(self, values: list[float]) -> Any:
+        return list(map(float, values))  # one element type for psycopg's float8[]
+
+    def decode_frame(self, stored: Any) -> list[float]:
+        return list(stored)  # float8[] comes back as floats, NaN and infinities included
+
+    def frame_rows(self, frames_table: str, where: str = "") -> str:
+        unnest = (
+            "CROSS JOIN LATERAL unnest(f.vals) WITH ORDINALITY AS j(value, ord) "
+            "JOIN metric_layout_series AS ls ON ls.layout_id = f.layout_id AND ls.pos = j.ord - 1"
+        )
+        return _frame_rows(frames_table, unnest, where)
+
+    def frame_element(self) -> str:
+        return "f.vals[ls.pos + 1]"
+
+    def latest_per_layout(self, frames_table: str) -> str:
+        return (
+            f"SELECT DISTINCT ON (layout_id) layout_id, ts, vals FROM {frames_table} "
+            "ORDER BY layout_id, ts DESC"
+        )
+
+    def latest_per_series(self, table: str) -> str:
+        return (
+            f"SELECT DISTINCT ON (series_id) series_id, ts, value FROM {table} "
+            "ORDER BY series_id, ts DESC"
+        )
+
+
+def _frame_rows(frames_table: str, unnest: str, where: str) -> str:
+    return (
+        "SELECT ls.series_id AS series_id, f.ts AS ts, j.value AS value "
+        f"FROM {frames_table} AS f {unnest}{where}"
+    )
+
+
+def _json_number(v: float) -> str:
+    if v != v:
+        return "null"
+    if v in (math.inf, -math.inf):
+        return "1e999" if v > 0 else "-1e999"
+    return repr(v)
+
+
+_SQLITE, _POSTGRES = _SQLiteRaw(), _PostgresRaw()
+
+
+def raw_sql(dialect: Dialect) -> RawSQL:
+    """The frames and raw-partition SQL of ``dialect``'s database."""
+    return _SQLITE if dialect.name == "sqlite" else _POSTGRES

@@ -30,8 +30,10 @@ Prometheus evaluating the same thresholds as alerting rules, and a 30-day backte
    interleaved that way: each round waits for one of its evaluations to finish, reads its
    duration, then runs our steady pass, so the two do not overlap and each round's pair
    sees the same machine state. Both are measured while ~3,300 alerts are pending (before
-   ``for`` elapses); the output gives both pending counts. Read the "median of per-round
-   ratios" line.
+   ``for`` elapses); the output gives both pending counts. Prometheus runs only for the
+   steady rounds (started after our first pass, stopped before the firing pass), so it
+   never shares the machine with our other figures. Read the "median of per-round ratios"
+   line.
 
 2. Backtest. One monitor replayed over 30 days of 1-minute data (43,200 samples, a
    ``for``, ``recover`` and a few incidents) from SQLite (1-minute rollups, as the store
@@ -173,48 +175,55 @@ class PrometheusRules:
 
     GROUP = "cpu"
 
-    def __init__(self, tmp: Path, n: int, interval_s: int, stack: contextlib.ExitStack) -> None:
+    def __init__(self, tmp: Path, n: int, interval_s: int) -> None:
         self.n, self.interval_s = n, interval_s
-        d = tmp / "prom"
-        (d / "target").mkdir(parents=True)
-        (d / "target" / "metrics").write_text(
-            "".join(f'cpu_load{{host="h{i:05d}"}} {value(i)!r}\n' for i in range(n))
-        )
-        port = free_port()
-        target = Child(
-            [sys.executable, "-m", "http.server", "--bind", HOST, str(port)],
-            d / "target.log",
-            cwd=d / "target",
-        )
-        stack.callback(target.close)
-        wait_for(
-            "static scrape target",
-            lambda: http_ok(port, "/metrics"),
-            30,
-            target.proc,
-        )
-        rules = d / "rules.yml"
-        with rules.open("w") as f:
-            f.write(f"groups:\n- name: {self.GROUP}\n  interval: {interval_s}s\n  rules:\n")
-            for i in range(n):
-                warning, _ = threshold(i)
-                f.write(
-                    f"  - alert: cpu_high_{i:05d}\n    expr: '{query(i)} > {warning:g}'\n"
-                    "    for: 5m\n    labels: {severity: warning}\n"
-                )
-        self.prom = Prometheus(
-            d,
-            d / "data",
-            retention="1d",
-            config=(
-                "global:\n  scrape_interval: 30s\n"
-                f"rule_files: ['{rules}']\n"
-                "scrape_configs:\n- job_name: cpu\n  static_configs:\n"
-                f"  - targets: ['{HOST}:{port}']\n"
-            ),
-        )
-        stack.callback(self.prom.close)
-        self.started = time.monotonic()
+        self._stack = stack = contextlib.ExitStack()
+        try:
+            d = tmp / "prom"
+            (d / "target").mkdir(parents=True)
+            (d / "target" / "metrics").write_text(
+                "".join(f'cpu_load{{host="h{i:05d}"}} {value(i)!r}\n' for i in range(n))
+            )
+            port = free_port()
+            target = Child(
+                [sys.executable, "-m", "http.server", "--bind", HOST, str(port)],
+                d / "target.log",
+                cwd=d / "target",
+            )
+            stack.callback(target.close)
+            wait_for(
+                "static scrape target",
+                lambda: http_ok(port, "/metrics"),
+                30,
+                target.proc,
+            )
+            rules = d / "rules.yml"
+            with rules.open("w") as f:
+                f.write(f"groups:\n- name: {self.GROUP}\n  interval: {interval_s}s\n  rules:\n")
+                for i in range(n):
+                    warning, _ = threshold(i)
+                    f.write(
+                        f"  - alert: cpu_high_{i:05d}\n    expr: '{query(i)} > {warning:g}'\n"
+                        "    for: 5m\n    labels: {severity: warning}\n"
+                    )
+            self.prom = Prometheus(
+                d,
+                d / "data",
+                retention="1d",
+                config=(
+                    "global:\n  scrape_interval: 30s\n"
+                    f"rule_files: ['{rules}']\n"
+                    "scrape_configs:\n- job_name: cpu\n  static_configs:\n"
+                    f"  - targets: ['{HOST}:{port}']\n"
+                ),
+            )
+            stack.callback(self.prom.close)
+        except BaseException:
+            stack.close()
+            raise
+
+    def close(self) -> None:
+        self._stack.close()
 
     def _group(self, name: str) -> float:
         found = [
@@ -266,7 +275,11 @@ class PrometheusRules:
         )
 
 
-def bench_pass(tmp: Path, n: int, rounds: int, peer: PrometheusRules | None) -> None:
+def bench_pass(
+    tmp: Path, n: int, rounds: int, start_peer: Callable[[], PrometheusRules] | None
+) -> None:
+    """Our passes; the peer runs only during the steady rounds, so it never shares the
+    machine with our first pass, firing pass or backtest."""
     quiet_notifications()
     write_monitors(tmp / "monitors", n)
     settings = settings_from_dict(
@@ -297,16 +310,26 @@ def bench_pass(tmp: Path, n: int, rounds: int, peer: PrometheusRules | None) -> 
         f"  first pass of a process (parses {math.ceil(n / PER_FILE)} YAML files, creates state): "
         f"{first * 1000:7.1f} ms"
     )
-    if peer is not None:
-        peer.wait_data()
     steady: list[float] = []
     theirs: list[float] = []
-    for k in range(1, rounds + 1):
+    their_pending = missed = 0
+    peer = start_peer() if start_peer is not None else None
+    try:
         if peer is not None:
-            theirs.append(peer.next_cycle())  # then ours at once, well before its next one
-        t, report = timed_pass(NOW + k * INTERVAL_MS)
-        steady.append(t)
-        assert not report.transitions and not report.check_errors, "steady passes change nothing"
+            peer.wait_data()
+        for k in range(1, rounds + 1):
+            if peer is not None:
+                theirs.append(peer.next_cycle())  # then ours at once, well before its next one
+            t, report = timed_pass(NOW + k * INTERVAL_MS)
+            steady.append(t)
+            assert not report.transitions and not report.check_errors, (
+                "steady passes change nothing"
+            )
+        if peer is not None:
+            their_pending, missed = peer.pending(), int(peer.missed())
+    finally:
+        if peer is not None:
+            peer.close()
     pending = sum(
         1 for recs in runner.state.series().values() for r in recs.values() if r.state.pending
     )
@@ -316,7 +339,6 @@ def bench_pass(tmp: Path, n: int, rounds: int, peer: PrometheusRules | None) -> 
         f"  (min {min(steady) * 1000:.1f}, max {max(steady) * 1000:.1f})"
     )
     if peer is not None:
-        their_pending = peer.pending()
         print(
             f"  Prometheus, the same thresholds as {n:,} alerting rules in one group, evaluation "
             f"(prometheus_rule_group_last_duration_seconds): {statistics.median(theirs) * 1000:7.1f} ms "
@@ -330,7 +352,7 @@ def bench_pass(tmp: Path, n: int, rounds: int, peer: PrometheusRules | None) -> 
         print(
             f"  (Prometheus evaluates on its own {peer.interval_s} s schedule: each round waited for "
             "one of its evaluations to finish, then ran ours, so the two never overlapped; "
-            f"{peer.missed():.0f} of its iterations missed)"
+            f"{missed} of its iterations missed)"
         )
         if their_pending != pending:
             print(f"  NOTE: pending counts differ: ours {pending:,}, Prometheus {their_pending:,}")
@@ -424,15 +446,12 @@ def main() -> None:
         ap.error("--rounds must be 1..9")
     if a.monitors < 4 or a.eval_interval < 1:
         ap.error("--monitors must be at least 4 and --eval-interval at least 1")
-    with (
-        tempfile.TemporaryDirectory(prefix="sb-bench-monitors-") as d,
-        contextlib.ExitStack() as stack,
-    ):
+    with tempfile.TemporaryDirectory(prefix="sb-bench-monitors-") as d:
         tmp = Path(d)
-        # Prometheus first: its start and first scrapes overlap our (untimed) set-up
-        peer = None if a.no_prometheus else PrometheusRules(tmp, a.monitors, a.eval_interval, stack)
+        peer = (
+            None if a.no_prometheus else partial(PrometheusRules, tmp, a.monitors, a.eval_interval)
+        )
         bench_pass(tmp, a.monitors, a.rounds, peer)
-        stack.close()
         if not a.skip_backtest:
             bench_backtest(tmp)
 

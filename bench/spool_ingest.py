@@ -71,6 +71,17 @@ _ENV = {  # as installed for a user: Python caches compiled modules (this sandbo
 }
 
 
+def rollup_grace_s() -> float:
+    """How long after a minute ends compaction rolls it up (30 s where not found)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    try:
+        from signalbox.metrics.sql import rollup
+
+        return float(getattr(rollup, "_ROLLUP_GRACE_MS", 30_000)) / 1000
+    except ImportError:
+        return 30.0
+
+
 class Signalbox:
     """``collect --once`` passes over the spool; the first pass creates the series."""
 
@@ -80,7 +91,8 @@ class Signalbox:
         self.root, self.spool = root, root / ".signalbox" / "spool"
         make_spool(self.spool)
         self.first = self._pass()  # 100k new series, every file's shape registered
-        self.compacted_at = time.time()  # wall clock of the last compaction
+        self.grace_s = rollup_grace_s()
+        self.compacted_at = time.time() - self.grace_s  # the last compaction's cut-off
         self.minutes_crossed = 0  # plain passes whose compaction had a closed minute to roll up
 
     def _pass(self, *, compact: bool = True) -> float:
@@ -97,7 +109,7 @@ class Signalbox:
         compaction (only then has it rollups to build)."""
         if not compact:
             return self._pass(compact=False)
-        started = time.time()
+        started = time.time() - self.grace_s  # a minute is rolled up this long after it ends
         took = self._pass()
         if int(started // 60) > int(self.compacted_at // 60):
             self.minutes_crossed += 1

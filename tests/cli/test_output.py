@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from signalbox.cli.base import LazyGroup, logs_after_output
 from tests.cli.helpers import SIGNALBOX, free_port, run
+from tests.stores import pg_schema_url
 
 MONITOR = """\
 - name: resize_slow
@@ -111,6 +113,21 @@ def test_reading_commands_name_the_store_they_read_on_stderr(tmp_path: Path) -> 
     assert json.loads(r.stdout)["resultType"] == "vector"
     r = run("monitors", "status", "--json", cwd=tmp_path)
     assert r.returncode == 0 and r.stderr.startswith("store: sqlite:///")
+
+
+@pytest.mark.service("postgresql")
+def test_reading_a_postgresql_store_without_signalbox_tables_is_refused(tmp_path: Path) -> None:
+    with pg_schema_url() as url:
+        (tmp_path / "signalbox.toml").write_text(f'store = "{url}"\n')
+        for args in (["query", "up"], ["monitors", "status"]):
+            r = run(*args, cwd=tmp_path)
+            assert r.returncode == 2, (args, r.stderr)
+            assert f"no store at {url} (the database has no signalbox tables)" in r.stderr
+        assert run("send", "up=1", cwd=tmp_path).returncode == 0
+        assert run("collect", "--once", cwd=tmp_path).returncode == 0
+        r = run("query", "up", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert r.stderr == f"store: {url}\n" and r.stdout.startswith("up{")
 
 
 def test_status_and_history_print_their_table_whole_with_logs_after_it(tmp_path: Path) -> None:

@@ -68,14 +68,33 @@ class Context:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             path = Path(url[len("sqlite:///") :])
             if not path.is_file():
-                raise UsageError(
-                    f"no store at {path}: nothing was collected with this config yet "
-                    f"(config: {describe_config_source(settings.source)}). "
-                    "Run where your signalbox.toml is, or pass --config FILE; "
-                    "`signalbox serve` or `signalbox collect --once` creates the store"
-                )
+                raise UsageError(f"no store at {path}: {_NOT_COLLECTED.format(self._config())}")
+        elif url.startswith(("postgresql://", "postgres://")) and not _has_metrics(url):
+            where = f"{redact_url(url)} (the database has no signalbox tables)"
+            raise UsageError(f"no store at {where}: {_NOT_COLLECTED.format(self._config())}")
         click.echo(f"store: {redact_url(url)}", err=True)
         return url
+
+    def _config(self) -> str:
+        return describe_config_source(self.settings.source)
+
+
+_NOT_COLLECTED = (
+    "nothing was collected with this config yet (config: {}). Run where your signalbox.toml "
+    "is, or pass --config FILE; `signalbox serve` or `signalbox collect --once` creates the store"
+)
+
+
+def _has_metrics(url: str) -> bool:
+    """Whether the PostgreSQL database at ``url`` holds signalbox's metric tables (reading
+    them through a store would otherwise create them)."""
+    from signalbox.storage import open_database
+
+    db = open_database(url)
+    try:
+        return db.schema_version("metrics") > 0
+    finally:
+        db.close()
 
 
 def describe_config_source(source: str) -> str:

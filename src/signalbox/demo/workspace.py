@@ -176,12 +176,19 @@ def write_monitors(monitor_paths: Sequence[Path], config: Path) -> Path:
 
 
 def _write_new(path: Path, text: str) -> bool:
+    """Write ``path`` unless it exists (atomically: a reader never sees half a config)."""
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        raise UsageError(
+            f"the demo cannot write its config {path}: {e.strerror or e} "
+            "(run it in a folder you can write to)"
+        ) from None
     return True
 
 

@@ -22,8 +22,8 @@ def open_metric_store(settings: Settings, clock: Clock | None = None) -> SQLMetr
     """A store with its own connection (one per thread that writes)."""
     return SQLMetricStore(
         open_database(settings.store_url),
-        raw_retention_s=settings.raw_retention_s,
-        tiers=settings.tiers,
+        raw_retention_s=settings.metrics.retention.raw_s,
+        tiers=settings.metrics.retention.tiers,
         clock=clock,
     )
 
@@ -36,10 +36,10 @@ def build_collector(
 ) -> Collector:
     return Collector(
         store,
-        spool_dir=settings.spool_dir,
+        spool_dir=settings.metrics.spool_dir,
         host=settings.host,
-        max_file_bytes=settings.max_file_bytes,
-        stale_after_s=settings.stale_after_s,
+        max_file_bytes=settings.metrics.max_file_bytes,
+        stale_after_s=settings.metrics.stale_after_s,
         sources=sources,
         clock=clock,
     )

@@ -38,11 +38,10 @@ def test_scaffolded_config_loads_and_matches_defaults(tmp_path: Path) -> None:
 
     s = load_settings(str(tmp_path / "signalbox.toml"), environ={})
     d = load_settings(None, environ={}, cwd=tmp_path / ".signalbox")
-    assert (s.interval_s, s.tiers, s.raw_retention_s, s.server_port) == (
-        d.interval_s,
-        d.tiers,
-        d.raw_retention_s,
-        d.server_port,
+    assert (s.metrics.interval_s, s.metrics.retention, s.server) == (
+        d.metrics.interval_s,
+        d.metrics.retention,
+        d.server,
     )
 
 

@@ -97,7 +97,7 @@ def send_cmd(ctx: Context, pairs: tuple[str, ...], file_name: str, stale_after: 
     """
     from signalbox.metrics.send import send
 
-    sent = send(ctx.settings.spool_dir, file_name, list(pairs), stale_after=stale_after)
+    sent = send(ctx.settings.metrics.spool_dir, file_name, list(pairs), stale_after=stale_after)
     for e in sent.dropped:
         click.echo(f"{e.source}:{e.line}: not carried over: {e.reason}", err=True)
     click.echo(f"wrote {len(pairs)} value(s) to {sent.path}")

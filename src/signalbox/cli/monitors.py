@@ -39,7 +39,7 @@ def _paths(given: tuple[Path, ...], ctx: Context) -> list[Path]:
         if missing:
             raise UsageError(f"no such file or directory: {', '.join(missing)}")
         return list(given)
-    configured = list(ctx.settings.monitor_paths)
+    configured = list(ctx.settings.monitors.paths)
     if not any(p.exists() for p in configured):
         where = ", ".join(str(p) for p in configured)
         raise UsageError(
@@ -74,7 +74,7 @@ def lint_cmd(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     from signalbox.monitors.definitions.load import load_monitors, monitor_files
 
     targets = _paths(paths, ctx)
-    result = load_monitors(targets, notifiers=set(ctx.settings.notifiers))
+    result = load_monitors(targets, notifiers=set(ctx.settings.monitors.notifiers))
     files, _ = monitor_files(targets)
     if as_json:
         errors = [
@@ -122,11 +122,11 @@ def test_cmd(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
         where = ", ".join(str(p) for p in targets)
         click.echo(f"no monitor test files (*_test.yaml, *.test.yaml) in {where}", err=True)
         raise SystemExit(0)
-    context = list(ctx.settings.monitor_paths)
+    context = list(ctx.settings.monitors.paths)
     passed = failed = bad_files = 0
     reports = []
     for f in files:
-        report = run_test_file(f, default_repeat_s=ctx.settings.monitor_repeat_s, context=context)
+        report = run_test_file(f, default_repeat_s=ctx.settings.monitors.repeat_s, context=context)
         reports.append(report)
         if not as_json:
             click.echo(format_report(report))

@@ -57,7 +57,7 @@ def run(
             (:class:`~signalbox.monitors.backtest.request.UnknownMonitors`).
     """
     errors: list[LintError] = []
-    context = [p for p in settings.monitor_paths if p.exists()]
+    context = [p for p in settings.monitors.paths if p.exists()]
     new = _load(request.file, context, errors)
     old = _load(request.against, context, errors) if request.against is not None else []
     new, old = choose(request, new, old)
@@ -66,9 +66,9 @@ def run(
     old = [m for m in old if m.rule() is not None]
     step_s = request.step_s or default_step_s(
         request.since_s,
-        raw_retention_s=settings.raw_retention_s,
-        tiers=settings.tiers,
-        evaluation_s=settings.monitor_interval_s,
+        raw_retention_s=settings.metrics.retention.raw_s,
+        tiers=settings.metrics.retention.tiers,
+        evaluation_s=settings.monitors.interval_s,
     )
     own = store is None
     st = open_metric_store(settings, clock) if store is None else store
@@ -86,7 +86,7 @@ def run(
             tell = progress
             return lambda i, m: tell(offset + i, total, m)
 
-        repeat_s = settings.monitor_repeat_s
+        repeat_s = settings.monitors.repeat_s
         args = (engine, w.start_ms, w.end_ms, w.step_ms)
         got_new = backtest(new, *args, default_repeat_s=repeat_s, progress=counted(0))
         got_old = backtest(old, *args, default_repeat_s=repeat_s, progress=counted(len(new)))

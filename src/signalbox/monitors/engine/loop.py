@@ -53,7 +53,7 @@ def start_monitor_loop(
             except Exception:
                 log.exception("monitor loop cannot start: monitors are NOT being evaluated")
                 return
-            _loop(runner, settings.monitor_interval_s, stop_event, clk)
+            _loop(runner, settings.monitors.interval_s, stop_event, clk)
 
     t = threading.Thread(target=run, name="signalbox-monitors", daemon=True)
     t.start()

@@ -122,15 +122,17 @@ class MonitorRunner:
         for e in errors:
             log.error("notifier config error, its notifications wait in the outbox: %s", e)
         return cls(
-            paths=settings.monitor_paths,
+            paths=settings.monitors.paths,
             metric_store=metric_store,
             state=MonitorStore(db),
             outbox=outbox or Outbox(db),
             notifiers=notifiers,
-            repeat_s=settings.monitor_repeat_s,
+            repeat_s=settings.monitors.repeat_s,
             host=settings.host,
             action_handler=action_handler,
-            engine=Engine(metric_store, coarsest_resolution_s=settings.tiers[-1].resolution),
+            engine=Engine(
+                metric_store, coarsest_resolution_s=settings.metrics.retention.tiers[-1].resolution
+            ),
         )
 
     # -- loading --------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from typing import Any
 from signalbox.durations import format_duration
 from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.samples import Labels
+from signalbox.monitors.notify.broken import BrokenNotifier
 from signalbox.monitors.notify.notification import Notification, Notifier, NotifyError
 from signalbox.monitors.outbox.delivery import (
     DEFAULT_BASE_DELAY_S,
@@ -212,23 +213,53 @@ class Outbox:
         ids: Collection[str] | None = None,
         limit: int = 500,
     ) -> DeliveryReport:
-        """Try every due row once (only ``ids`` when given), oldest first; see the module
-        docstring. A row waits while an older row of the same alert and notifier is pending."""
+        """Try every due row once, oldest first; see the module docstring. With ``ids``,
+        only those rows and the older rows of their alerts (which must go first).
+
+        A row waits while an older row of the same alert and notifier is pending — but only
+        while that older row can still be delivered. So a row whose notifier is no longer
+        configured is dead at once; one older than ``max_age`` that is not due yet is dead
+        instead of holding newer ones back; and the rows of a notifier that could not be
+        built here (:class:`BrokenNotifier`) are left untried — no attempt, no backoff, in
+        the report as ``retry`` with the reason — so the first round after the fix sends
+        them all, in order.
+        """
         report = DeliveryReport()
+        pending = self._pending()
+        wanted = None if ids is None else {key for e, key in pending if e.id in ids}
         blocked: set[tuple[str, str]] = set()
-        for entry, key in self._pending():
-            if len(report.deliveries) >= limit:
+        tried = 0
+        for entry, key in pending:
+            if tried >= limit:
                 break
-            if (
-                key in blocked
-                or entry.next_attempt_ms > now_ms
-                or (ids is not None and entry.id not in ids)
-            ):
+            if key in blocked or (wanted is not None and key not in wanted):
+                continue
+            notifier = notifiers.get(entry.notifier)
+            expired = now_ms - entry.created_ms >= self.max_age_ms
+            if isinstance(notifier, BrokenNotifier):
+                why = f"notifier not usable, fix signalbox.toml: {notifier.error}"
+                if expired:
+                    report.deliveries.append(self._dead(entry, entry.attempts, now_ms, why))
+                    continue
+                report.deliveries.append(Delivery(entry, "retry", why, entry.next_attempt_ms))
                 blocked.add(key)
+                continue
+            if entry.next_attempt_ms > now_ms:
+                # Not due; if it can never be sent in order, it must not hold newer ones back.
+                if notifier is None:
+                    why = f"notifier {entry.notifier!r} is not configured in signalbox.toml"
+                elif expired:  # it would be dead at its next failure anyway
+                    age = format_duration((now_ms - entry.created_ms) // 1000)
+                    why = f"undelivered after {age}, expired so newer notifications go ahead: {entry.last_error}"
+                else:
+                    blocked.add(key)
+                    continue
+                report.deliveries.append(self._dead(entry, entry.attempts, now_ms, why))
                 continue
             if not self._claim(entry, now_ms):
                 blocked.add(key)  # another process took it
                 continue
+            tried += 1
             d = self._deliver(entry, notifiers, now_ms)
             report.deliveries.append(d)
             if d.outcome == "retry":

@@ -11,9 +11,13 @@ readers take buckets up to it and raw samples after it.
 
 from __future__ import annotations
 
+import logging
+
 from signalbox.metrics.partitions import RAW, Level, segments
 from signalbox.metrics.sql.partitions import PartitionTables, frames_table
 from signalbox.storage.database import Database
+
+log = logging.getLogger("signalbox.metrics")
 
 _ROLLUP_GRACE_MS = 30_000  # late samples of the current pass still land in their bucket
 
@@ -71,38 +75,55 @@ _UPDATES = ", ".join(f"{c} = excluded.{c}" for c in ("min", "max", "sum", "count
 
 
 def _rollup(parts: PartitionTables, src: Level, dst: Level, start_ms: int, end_ms: int) -> None:
-    res = dst.tier * 1000
+    """Buckets of ``dst`` over ``[start_ms, end_ms)``, inside the caller's transaction.
+
+    Each source partition is rolled up in a savepoint: one that retention (of this or
+    another process) dropped meanwhile has nothing left to roll up and is skipped, without
+    undoing the buckets already built; any other error propagates.
+    """
+    db, res = parts.db, dst.tier * 1000
     known = parts.starts[src.tier]
     for a, b in segments(start_ms, end_ms, (src.span_ms, dst.span_ms)):
         sstart = src.partition_start(a)
         if sstart not in known:
             continue
-        target = parts.ensure(dst, dst.partition_start(a))
-        table = src.table(sstart)
-        if src.tier != RAW:
-            _from_tier(parts, target, table, res, a, b)
-            continue
-        frames = parts.read(
-            f"SELECT ts, layout_id FROM {frames_table(table)} WHERE ts >= ? AND ts < ?", (a, b)
-        )
-        if not frames:  # rows only (an import, or no spool files)
-            _aggregate(parts, target, table, res, a, b)
-            continue
-        buckets: dict[int, list[int]] = {}
-        for ts, lid in frames:
-            buckets.setdefault(ts - ts % res, []).append(lid)
-        for bucket in range(a - a % res, b, res):
-            lo, hi = max(a, bucket), min(b, bucket + res)
-            lids = buckets.get(bucket)
-            if lids is None:
-                _aggregate(parts, target, table, res, lo, hi)
-            elif (
-                lo == bucket and hi == bucket + res and _one_value_each(parts, table, lids, lo, hi)
-            ):
-                _copy_frames(parts, target, table, lo, hi)
-                _aggregate(parts, target, table, res, lo, hi)
-            else:
-                _aggregate(parts, target, f"{parts.raw_source(table)} AS src", res, lo, hi)
+        target = parts.ensure(dst, dst.partition_start(a))  # outside: its creation must stay
+        try:
+            with db.savepoint():
+                _rollup_segment(parts, src, target, src.table(sstart), res, a, b)
+        except Exception as e:
+            if not db.is_undefined_table(e):
+                raise
+            log.info(
+                "%s was dropped by retention while being rolled up: skipped", src.table(sstart)
+            )
+
+
+def _rollup_segment(
+    parts: PartitionTables, src: Level, target: str, table: str, res: int, a: int, b: int
+) -> None:
+    if src.tier != RAW:
+        _from_tier(parts, target, table, res, a, b)
+        return
+    frames = parts.read(
+        f"SELECT ts, layout_id FROM {frames_table(table)} WHERE ts >= ? AND ts < ?", (a, b)
+    )
+    if not frames:  # rows only (an import, or no spool files)
+        _aggregate(parts, target, table, res, a, b)
+        return
+    buckets: dict[int, list[int]] = {}
+    for ts, lid in frames:
+        buckets.setdefault(ts - ts % res, []).append(lid)
+    for bucket in range(a - a % res, b, res):
+        lo, hi = max(a, bucket), min(b, bucket + res)
+        lids = buckets.get(bucket)
+        if lids is None:
+            _aggregate(parts, target, table, res, lo, hi)
+        elif lo == bucket and hi == bucket + res and _one_value_each(parts, table, lids, lo, hi):
+            _copy_frames(parts, target, table, lo, hi)
+            _aggregate(parts, target, table, res, lo, hi)
+        else:
+            _aggregate(parts, target, f"{parts.raw_source(table)} AS src", res, lo, hi)
 
 
 def _from_tier(parts: PartitionTables, target: str, table: str, res: int, a: int, b: int) -> None:

@@ -245,9 +245,17 @@ class SeriesIndex:
         return cast("list[int]", sids), len(missing)
 
     def _save_snapshot(self, ids: dict[str, int], pending: _Pending) -> None:
-        """Inside the write transaction: rewrite the snapshot (kept only if it commits)."""
+        """Inside the write transaction: rewrite the snapshot (kept only if it commits).
+
+        If another writer's open transaction is rewriting it (PostgreSQL), this one leaves it
+        to a later write rather than wait: it is only a cache, and waiting would make every
+        writer creating series wait for every other's commit."""
         import msgspec
 
+        db = self.db
+        lock = f"SELECT max_id FROM series_ids_snapshot WHERE id = 1{db.dialect.skip_locked}"
+        if not db.query(lock) and db.query("SELECT 1 FROM series_ids_snapshot WHERE id = 1"):
+            return  # locked by another writer
         self.db.execute(
             self.db.dialect.upsert("series_ids_snapshot", ["id", "max_id", "data"], ["id"]),
             (1, pending.ids_max, msgspec.msgpack.encode(ids)),

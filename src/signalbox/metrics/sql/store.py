@@ -156,16 +156,24 @@ class SQLMetricStore:
     def _writing(self) -> Iterator[None]:
         """One write transaction; the caches in memory keep what it taught them only if it
         commits. After a rollback they hold nothing it wrote: its series ids, layouts and
-        partitions do not exist (and SQLite gives those ids out again)."""
+        partitions do not exist (and SQLite gives those ids out again). Joined to a caller's
+        transaction, whose outcome is not known here, they keep nothing of it either."""
+        joined = self.db.in_transaction
         try:
             with self.db.transaction():
                 yield
         except BaseException:
-            self._series.rollback()
-            self._layouts.forget()
-            self._partitions.forget()
+            self._forget_uncommitted()
             raise
-        self._series.commit()
+        if joined:
+            self._forget_uncommitted()
+        else:
+            self._series.commit()
+
+    def _forget_uncommitted(self) -> None:
+        self._series.rollback()
+        self._layouts.forget()
+        self._partitions.forget()
 
     def _write_frames(
         self,
@@ -427,16 +435,25 @@ class SQLMetricStore:
     # -- rollups and retention ------------------------------------------------------------
     def compact(self, now_ms: int) -> None:
         """Roll up every closed bucket of every tier, then drop partitions past retention."""
-        with self._lock:
+        with self._lock, self._forgetting_partitions():
             self._partitions.load(fresh=True)
             sqlrollup.build_closed(self._partitions, now_ms)
             self._partitions.drop_expired(now_ms)
 
     def rebuild_rollups(self, start_ms: int, end_ms: int) -> None:
         """Recompute every tier's buckets over ``[start_ms, end_ms)`` (after an import)."""
-        with self._lock:
+        with self._lock, self._forgetting_partitions():
             self._partitions.load(fresh=True)
             sqlrollup.rebuild(self._partitions, start_ms, end_ms)
+
+    @contextmanager
+    def _forgetting_partitions(self) -> Iterator[None]:
+        """A failed compaction may have created tables that its rollback removed."""
+        try:
+            yield
+        except BaseException:
+            self._partitions.forget()
+            raise
 
     def close(self) -> None:
         self.db.close()

@@ -1,4 +1,6 @@
-"""The metric store protocol: what collectors write to and the query engine reads from.
+"""The metric store protocols: what collectors write to (:class:`MetricWriter`) and the query
+engine, ``/metrics`` and monitors read from (:class:`MetricReader`); :class:`MetricStore` is
+both. Consumers depend on the narrowest one they use.
 
 Implementations: :class:`signalbox.metrics.sql.store.SQLMetricStore` (SQLite now,
 PostgreSQL through the same SQL with a different dialect) and
@@ -66,35 +68,13 @@ class DuplicateSeries(StoreError):
     (The collector then redoes the pass without frames, which reports the duplicate.)"""
 
 
-class MetricStore(Protocol):
-    def write(
-        self,
-        samples: Sequence[Sample],
-        default_ts_ms: int,
-        *,
-        add_labels: Labels = (),
-        frames: Sequence[Frame] = (),
-        layouts: Sequence[NewLayout] = (),
-    ) -> WriteResult:
-        """Store samples in one transaction; samples without a timestamp get ``default_ts_ms``.
+class MetricReader(Protocol):
+    """What the query engine, ``/metrics``, the dashboard and monitors' observations use:
+    reads only, so they run on any store (the memory store included)."""
 
-        A sample for a (series, timestamp) already stored replaces it. ``add_labels`` are
-        added to every sample that does not set that label itself (the collector's
-        ``host``), without the caller building a new sample for each. ``frames`` are more
-        samples at ``default_ts_ms``, by layout; ``layouts`` registers new layouts. If a
-        series of a frame or layout appears twice in the write, :class:`DuplicateSeries`.
-        """
+    def metadata(self) -> dict[str, MetricMeta]:
+        """Type/help/unit per metric name."""
         ...
-
-    def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
-        """Digests of the layouts a write with these ``add_labels`` may send frames for."""
-        ...
-
-    def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
-        """Remember type/help/unit per metric name (last write wins)."""
-        ...
-
-    def metadata(self) -> dict[str, MetricMeta]: ...
 
     def series(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels]]:
         """Every known series whose name and labels satisfy all matchers."""
@@ -123,12 +103,47 @@ class MetricStore(Protocol):
     def latest(
         self, matchers: Sequence[Matcher] = (), *, since_ms: int | None = None
     ) -> list[tuple[str, Labels, int, float]]:
-        """``(name, labels, timestamp_ms, value)`` of the newest sample of each series;
-        with ``since_ms``, only series whose newest sample is at least that recent."""
+        """``(name, labels, timestamp_ms, value)`` of the newest sample of each series
+        (only those newer than ``since_ms``, if given)."""
+        ...
+
+
+class MetricWriter(Protocol):
+    """What collectors and the monitor runner use to store samples."""
+
+    def write(
+        self,
+        samples: Sequence[Sample],
+        default_ts_ms: int,
+        *,
+        add_labels: Labels = (),
+        frames: Sequence[Frame] = (),
+        layouts: Sequence[NewLayout] = (),
+    ) -> WriteResult:
+        """Store samples in one transaction; samples without a timestamp get ``default_ts_ms``.
+
+        A sample for a (series, timestamp) already stored replaces it. ``add_labels`` are
+        added to every sample that does not set that label itself (the collector's
+        ``host``), without the caller building a new sample for each. ``frames`` are more
+        samples at ``default_ts_ms``, by layout; ``layouts`` registers new layouts. If a
+        series of a frame or layout appears twice in the write, :class:`DuplicateSeries`.
+        """
+        ...
+
+    def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
+        """Digests of the layouts a write with these ``add_labels`` may send frames for."""
+        ...
+
+    def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
+        """Remember type/help/unit per metric name (last write wins)."""
         ...
 
     def compact(self, now_ms: int) -> None:
         """Build rollups for closed buckets and drop data past retention."""
         ...
+
+
+class MetricStore(MetricReader, MetricWriter, Protocol):
+    """A store that is both: what ``serve``, ``agent`` and ``collect`` open."""
 
     def close(self) -> None: ...

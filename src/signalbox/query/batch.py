@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from signalbox.metrics.samples import Labels, Matcher, series_matches
-from signalbox.metrics.store import MetricStore, SeriesPoints
+from signalbox.metrics.store import MetricReader, SeriesPoints
 from signalbox.monitors.backtest.replay import series_key
 from signalbox.monitors.definitions.model import Monitor, QueueCheck, StaleCheck, ThresholdCheck
 from signalbox.monitors.engine.evaluate import SeriesState, VectorResult, evaluate_vector
@@ -102,7 +102,7 @@ def _name_matchers(
 
 
 def _read(
-    store: MetricStore, matchers: list[Matcher], keep: set[str] | None, start: int, end: int
+    store: MetricReader, matchers: list[Matcher], keep: set[str] | None, start: int, end: int
 ) -> list[SeriesPoints]:
     got = store.select(matchers, start, end)
     return got if keep is None else [sp for sp in got if sp.name in keep]
@@ -175,7 +175,7 @@ class _Batch:
             return
         self.evaluate(idxs, self.engine)  # rollups: each query reads exactly as it would alone
 
-    def _engine_over(self, store: MetricStore) -> Engine:
+    def _engine_over(self, store: MetricReader) -> Engine:
         e = self.engine
         return Engine(
             store,
@@ -249,7 +249,7 @@ def instant_many(
 
 
 def query_many(
-    store: MetricStore, queries: Sequence[str | Expr], at_ms: int, *, lookback_ms: int = 300_000
+    store: MetricReader, queries: Sequence[str | Expr], at_ms: int, *, lookback_ms: int = 300_000
 ) -> list[QueryResult]:
     """Instant results of every query at ``at_ms``, reading the store once (see :func:`instant_many`).
 
@@ -265,7 +265,7 @@ def query_many(
 
 
 def latest_many(
-    store: MetricStore, selectors: Sequence[str | VectorSelector]
+    store: MetricReader, selectors: Sequence[str | VectorSelector]
 ) -> list[list[LatestRow] | Exception]:
     """``[store.latest(selector's matchers) for selector in selectors]`` with one ``latest`` read.
 
@@ -333,7 +333,7 @@ def monitor_query(monitor: Monitor) -> str:
 
 def evaluate_many(
     monitors: Sequence[Monitor],
-    store: MetricStore,
+    store: MetricReader,
     at_ms: int,
     prev: Mapping[str, Mapping[Labels, SeriesState]],
     *,

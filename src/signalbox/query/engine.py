@@ -1,4 +1,4 @@
-"""Evaluate parsed PromQL against a :class:`~signalbox.metrics.store.MetricStore`.
+"""Evaluate parsed PromQL against a :class:`~signalbox.metrics.store.MetricReader`.
 
 Semantics follow Prometheus 3: an instant selector takes the newest sample in
 ``(t - lookback, t]``; a range selector takes the samples in ``(t - range, t]``; offsets
@@ -22,7 +22,7 @@ from operator import is_not, sub
 
 from signalbox.exceptions import QueryError, UsageError
 from signalbox.gcpause import gc_paused
-from signalbox.metrics.store import MetricStore, SeriesPoints
+from signalbox.metrics.store import MetricReader, SeriesPoints
 from signalbox.query.aggregate import aggregate
 from signalbox.query.ast import (
     Aggregation,
@@ -73,7 +73,7 @@ class Engine:
 
     def __init__(
         self,
-        store: MetricStore,
+        store: MetricReader,
         *,
         lookback_ms: int = 300_000,
         max_points: int = 100_000,

@@ -15,7 +15,7 @@ from operator import lt
 
 from signalbox.exceptions import StoreError
 from signalbox.metrics.samples import Matcher, format_series
-from signalbox.metrics.store import MetricStore, SeriesPoints
+from signalbox.metrics.store import MetricReader, SeriesPoints
 from signalbox.query.ast import Call, Expr, MatrixSelector, VectorSelector
 from signalbox.query.functions import FUNCTIONS
 
@@ -77,7 +77,7 @@ def _uses(tree: Expr, lookback_ms: int) -> dict[FetchKey, tuple[tuple[Matcher, .
 
 
 def fetch(
-    store: MetricStore,
+    store: MetricReader,
     tree: Expr,
     steps: list[int],
     step_ms: int,

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Sequence
 
 from signalbox.exceptions import StoreError
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, series_matches
-from signalbox.metrics.store import Frame, MetricStore, NewLayout, SeriesPoints, WriteResult
+from signalbox.metrics.store import Frame, MetricReader, NewLayout, SeriesPoints, WriteResult
 
 
 class PrefetchedStore:
-    """A read-only :class:`~signalbox.metrics.store.MetricStore` over points read once.
+    """A read-only :class:`~signalbox.metrics.store.MetricReader` over points read once.
 
     ``select`` answers from memory: candidates by metric name, narrowed by an index on the
     first ``label="value"`` matcher, then sliced by time. The points cover the store from
@@ -32,7 +32,7 @@ class PrefetchedStore:
         *,
         since_ms: int | None = None,
         until_ms: int | None = None,
-        fallback: MetricStore | None = None,
+        fallback: MetricReader | None = None,
         fallback_matchers: Sequence[Matcher] = (),
     ) -> None:
         self._by_name: dict[str, list[SeriesPoints]] = defaultdict(list)
@@ -66,7 +66,7 @@ class PrefetchedStore:
             self._until_ms is not None and end_ms > self._until_ms
         )
 
-    def _may_exist(self, fallback: MetricStore, matchers: tuple[Matcher, ...]) -> bool:
+    def _may_exist(self, fallback: MetricReader, matchers: tuple[Matcher, ...]) -> bool:
         """Could the fallback hold any series ``matchers`` select? (Its series, read once.)"""
         if self._known is None:
             known = fallback.series(self._fallback_matchers)

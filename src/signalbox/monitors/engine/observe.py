@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from signalbox.metrics.samples import Labels, MetricMeta, Sample, labels_of
-from signalbox.metrics.store import MetricStore
+from signalbox.metrics.store import MetricReader
 from signalbox.monitors.definitions.model import (
     Monitor,
     NagiosCheck,
@@ -81,7 +81,7 @@ def _query_of(m: Monitor) -> str | None:
     return None
 
 
-def observe_one(engine: Engine, store: MetricStore, m: Monitor, now_ms: int) -> Observed:
+def observe_one(engine: Engine, store: MetricReader, m: Monitor, now_ms: int) -> Observed:
     """One monitor's observations on its own; raises when the check cannot run."""
     check = m.check
     query = _query_of(m)
@@ -95,7 +95,7 @@ def observe_one(engine: Engine, store: MetricStore, m: Monitor, now_ms: int) -> 
 
 
 def observe_many(
-    engine: Engine, store: MetricStore, monitors: Sequence[Monitor], now_ms: int
+    engine: Engine, store: MetricReader, monitors: Sequence[Monitor], now_ms: int
 ) -> dict[str, Observed | Exception]:
     """Observations of every threshold, queue and staleness monitor (by name), read at once.
 

@@ -1,0 +1,129 @@
+"""A series two spool files give, under a real ``signalbox serve`` (a subprocess: its
+collector loop, its store, its HTTP app), on SQLite and PostgreSQL: ``/metrics`` keeps
+answering, the second file's other series is stored and queryable, also after it goes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from tests.cli.helpers import SIGNALBOX, free_port
+from tests.stores import pg_schema_url
+
+T = TypeVar("T")
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+def wait_for(fn: Callable[[], T | None], timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            got = fn()
+            if got:
+                return got
+            last = got
+        except OSError as e:
+            last = e
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
+
+
+def publish(path: Path, text: str) -> None:
+    """As writers must: a temp file renamed into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+)
+def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """(base URL, spool dir) of ``signalbox serve`` collecting every second."""
+    port = free_port()
+    with ExitStack() as stack:
+        store = ""
+        if request.param == "postgresql":
+            store = f'store = "{stack.enter_context(pg_schema_url())}"\n'
+        spool = tmp_path / "spool"
+        spool.mkdir()
+        (tmp_path / "signalbox.toml").write_text(
+            f'{store}host = "h"\n[collect]\ninterval = "1s"\nspool_dir = "{spool}"\n'
+            f"[statsd]\nenabled = false\n[server]\nport = {port}\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
+        proc = subprocess.Popen(
+            [SIGNALBOX, "serve"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: get(base + "/-/healthy")[0] == 200)
+            yield base, spool
+        finally:
+            proc.terminate()
+            out, _ = proc.communicate(timeout=15)
+            text = out.decode(errors="replace")
+            assert proc.returncode in (0, -15), text
+            assert "Traceback" not in text, text
+
+
+def value(base: str, expr: str) -> float | None:
+    status, body = get(base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    assert status == 200, body
+    result = json.loads(body)["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def exposed(base: str) -> str:
+    status, body = get(base + "/metrics")
+    assert status == 200, body
+    return body
+
+
+def test_a_series_in_two_files_keeps_metrics_answering_and_the_rest_stored(
+    serve: tuple[str, Path],
+) -> None:
+    base, spool = serve
+    publish(spool / "a.metrics", "shared=1\nonly_a=1\n")
+    wait_for(lambda: value(base, "only_a") == 1.0)
+    wait_for(lambda: 'only_a{host="h"} 1' in exposed(base))  # a.metrics is framed now
+    publish(spool / "b.metrics", "shared=99\nonly_b=7\n")
+    wait_for(lambda: value(base, "only_b") == 7.0)
+    errors = 'signalbox_spool_errors_total{file="b.metrics",host="h"}'
+    wait_for(lambda: (value(base, errors) or 0) >= 2)  # counted every pass, stored by each
+    for _ in range(5):  # pass after pass, with frames tried and redone each time
+        body = exposed(base)
+        assert 'only_b{host="h"} 7' in body and 'shared{host="h"} 1' in body
+        time.sleep(0.4)
+    assert value(base, "shared") == 1.0  # the first file's value is kept
+    (spool / "b.metrics").unlink()
+    publish(spool / "a.metrics", "shared=2\nonly_a=2\n")
+    wait_for(lambda: value(base, "shared") == 2.0)
+    for _ in range(3):
+        body = exposed(base)
+        assert 'only_a{host="h"} 2' in body and 'only_b{host="h"} 7' in body
+        time.sleep(0.4)
+    assert value(base, "only_b") == 7.0

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from starlette.requests import HTTPConnection
 
 from signalbox.clock import Clock
-from signalbox.metrics.store import MetricStore
+from signalbox.metrics.store import MetricReader
 from signalbox.query import Engine
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class Services:
         ready: what ``/-/ready`` probes, in order; empty means always ready.
     """
 
-    metrics: MetricStore
+    metrics: MetricReader
     engine: Engine
     clock: Clock
     monitors: MonitorStatusSource | None = None
@@ -91,7 +91,7 @@ class Services:
     @classmethod
     def over(
         cls,
-        metrics: MetricStore,
+        metrics: MetricReader,
         *,
         clock: Clock,
         coarsest_resolution_s: int = 3600,

@@ -481,3 +481,31 @@ def test_two_writers_creating_one_partition_at_once_both_store(open_pg: Opener) 
     waiting.join()
     for s in (a, b, open_pg()):
         assert values(s, "m", tomorrow) == {(("w", "a"),): 1.0, (("w", "b"),): 2.0}
+
+
+def test_a_snapshot_missing_a_series_below_its_max_id_is_filled_in_by_key(
+    open_store: Opener,
+) -> None:
+    """A snapshot saved while an id was still invisible (what the old code saved, and what
+    a writer's snapshot may lack now): a fresh process finds the series by key, writes it
+    under its real id, and saves a snapshot that has it."""
+    import msgspec
+
+    a = open_store()
+    a.write([one("m", 1.0, w="x"), one("m", 2.0, w="y"), one("m", 3.0, w="z")], T0)
+    ids = dict(a.db.query("SELECT name || '{' || labels, id FROM series"))
+    gap = {k: v for k, v in ids.items() if k != 'm{w="y"'}
+    with a.db.transaction():
+        a.db.execute(
+            "UPDATE series_ids_snapshot SET max_id = ?, data = ? WHERE id = 1",
+            (max(ids.values()), msgspec.msgpack.encode(gap)),
+        )
+    fresh = open_store()
+    r = fresh.write([one("m", 20.0, w="y"), one("m", 40.0, w="new")], T0 + 1000)
+    assert r.new_series == 2  # new to this writer; only "new" was created
+    assert fresh.db.query("SELECT count(*) FROM series") == [(4,)]
+    assert values(open_store(), "m", T0 + 1000) == {(("w", "y"),): 20.0, (("w", "new"),): 40.0}
+    [(blob,)] = fresh.db.query("SELECT data FROM series_ids_snapshot")
+    saved = msgspec.msgpack.decode(bytes(blob), type=dict[str, int])
+    assert saved['m{w="y"'] == ids['m{w="y"']
+    no_orphans(fresh)

@@ -1,7 +1,15 @@
-"""Connections and schema for every store signalbox keeps (metrics, monitor state, ...).
+"""Connections and schema for every store signalbox keeps, and the primitives areas build on.
 
-SQLite and PostgreSQL speak almost the same SQL; the few differences (placeholders, upsert,
-"latest row per group", locking) live in :mod:`signalbox.storage.dialect` and nowhere else.
+* :mod:`~signalbox.storage.database` -- the connection policy (a connection per thread,
+  autocommit reads, transactions, savepoints, lock timeouts) and per-component migrations;
+* :mod:`~signalbox.storage.dialect` -- what differs between SQLite and PostgreSQL, asked by
+  name (upsert, serial keys, ``SKIP LOCKED``, which error means "no such table");
+* :mod:`~signalbox.storage.claim` and :mod:`~signalbox.storage.backoff` -- queue rows claimed
+  with a lease and retried with backoff (the notification outbox, the task queue);
+* :mod:`~signalbox.storage.lease` -- a named lease with a TTL (leader election);
+* :mod:`~signalbox.storage.notify` -- notify/listen, with a polling fallback on SQLite.
+
+Area-specific SQL lives in its area; the dialect differences live here and nowhere else.
 """
 
 from signalbox.storage.database import Database, open_database

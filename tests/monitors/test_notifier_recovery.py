@@ -167,3 +167,43 @@ def test_rows_for_a_notifier_removed_from_the_config_are_dead_at_once_not_in_the
     report = outbox.deliver_due(T0 + MIN, {})  # "hook" is gone from this process's config
     assert [(d.outcome, d.entry.id) for d in report.deliveries] == [("dead", row.id)]
     assert "not configured" in report.deliveries[0].error
+
+
+def test_an_expired_row_another_process_is_sending_is_neither_dead_nor_overtaken(
+    tmp_path: Path, db: Database, receiver: Receiver
+) -> None:
+    """A claim moves a row one lease ahead, so an in-flight row looks "not due": a second
+    process must wait for it, not mark it dead and send the newer row past it."""
+    import threading
+
+    s = Setup(tmp_path, db, receiver)
+    hook = WebhookNotifier("hook", f"{receiver.url}/hook")
+    sending, release = threading.Event(), threading.Event()
+
+    class SlowHook:
+        def send(self, n: object) -> None:
+            sending.set()
+            assert release.wait(10)
+            hook.send(n)  # type: ignore[arg-type]
+
+    first = Outbox(db, max_age_s=90)
+    runner = s.runner(environ={})  # its notifier lacks its secret: rows wait, untried
+    s.put(9, T0)
+    runner.run_pass(T0)
+    s.put(1, T0 + MIN)
+    runner.run_pass(T0 + MIN)
+    assert [e.kind for e in first.entries(status="pending")] == ["firing", "resolved"]
+    t = threading.Thread(target=first.deliver_due, args=(T0 + MIN, {"hook": SlowHook()}))
+    t.start()
+    try:
+        assert sending.wait(10)
+        # another process, past the firing row's max_age, while the first is sending it
+        second = Outbox(db, max_age_s=90)
+        report = second.deliver_due(T0 + 2 * MIN, {"hook": hook})
+        assert report.deliveries == []
+        assert kinds(receiver) == []
+    finally:
+        release.set()
+        t.join(10)
+    assert kinds(receiver) == ["firing", "resolved"]  # in order, both from the first process
+    assert first.entries(status="dead") == []

@@ -246,6 +246,12 @@ class Outbox:
                 continue
             if entry.next_attempt_ms > now_ms:
                 # Not due; if it can never be sent in order, it must not hold newer ones back.
+                # A row due again within one lease may be one another process has just
+                # claimed and is sending (a claim moves it one lease ahead): it waits, never
+                # dead under a sender's feet, so it cannot be overtaken while in flight.
+                if entry.next_attempt_ms <= now_ms + self.lease_ms:
+                    blocked.add(key)
+                    continue
                 if notifier is None:
                     why = f"notifier {entry.notifier!r} is not configured in signalbox.toml"
                 elif expired:  # it would be dead at its next failure anyway

@@ -509,3 +509,33 @@ def test_a_snapshot_missing_a_series_below_its_max_id_is_filled_in_by_key(
     saved = msgspec.msgpack.decode(bytes(blob), type=dict[str, int])
     assert saved['m{w="y"'] == ids['m{w="y"']
     no_orphans(fresh)
+
+
+@pg
+def test_retention_does_not_wait_forever_for_a_reader_holding_a_partition() -> None:
+    """A connection left in a transaction that read a partition holds its lock; DROP TABLE
+    gives up after the lock timeout, keeps the partition for later, and drops it then."""
+    import psycopg
+
+    with pg_schema_url() as url:
+        clock = FrozenClock(T0 / 1000 + 600)
+        a = SQLMetricStore(open_database(url), clock=clock)
+        try:
+            old = T0 - 2 * DAY
+            a.write([one("m", 1.0)], old)
+            a.write([one("m", 2.0)], T0)
+            parts = a._partitions
+            old_table = parts.levels[0].table(parts.levels[0].partition_start(old))
+            with psycopg.connect(url) as holder:  # autocommit off: its read opens a transaction
+                holder.execute(f"SELECT count(*) FROM {old_table}").fetchall()
+                started = time.monotonic()
+                parts.load(fresh=True)
+                parts.drop_expired(T0 + 600_000, lock_timeout_s=0.3)
+                assert time.monotonic() - started < 5
+                assert old_table in a.db.table_names()  # still there: tried again later
+                holder.rollback()
+            a.compact(T0 + 600_000)
+            assert old_table not in a.db.table_names()
+            assert latest(a) == {("m", ()): 2.0}
+        finally:
+            a.close()

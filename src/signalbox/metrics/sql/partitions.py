@@ -16,6 +16,7 @@ Layout (see :mod:`signalbox.metrics.partitions` for why partitions):
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,6 +28,11 @@ from signalbox.metrics.partitions import RAW, Level
 from signalbox.metrics.sql.frames import RawSQL, raw_sql
 from signalbox.metrics.sql.layouts import Layouts
 from signalbox.storage.database import Database
+
+log = logging.getLogger("signalbox.metrics")
+
+DROP_LOCK_TIMEOUT_S = 10.0
+"""How long retention's ``DROP TABLE`` waits for a partition's readers before trying later."""
 
 IN_LIST_MAX = 500  # above this many series, scan the partition and filter in Python
 _STAMPS_MAX = 2000  # more distinct timestamps in a partition (an import): range scan instead
@@ -155,28 +161,46 @@ class PartitionTables:
         )
         return start
 
-    def drop_expired(self, now_ms: int) -> None:
-        """Drop whole partitions past their level's retention."""
+    def drop_expired(self, now_ms: int, *, lock_timeout_s: float = DROP_LOCK_TIMEOUT_S) -> None:
+        """Drop whole partitions past their level's retention.
+
+        ``DROP TABLE`` waits for every open reader of the table; bounded by
+        ``lock_timeout_s``, a partition still held is left for the next compaction instead of
+        stalling collection, which waits on this store's lock meanwhile.
+        """
         for lv in self.levels:
             for start in sorted(self.starts[lv.tier]):
                 if start + lv.span_ms > now_ms - lv.retention_ms:
                     break
-                with self.db.transaction():
-                    self.db.execute(f"DROP TABLE IF EXISTS {lv.table(start)}")
-                    if lv.tier == RAW:
-                        self.db.execute(f"DROP TABLE IF EXISTS {frames_table(lv.table(start))}")
-                    self.db.execute(
-                        "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",
-                        (lv.tier, start),
+                try:
+                    self._drop(lv, start, lock_timeout_s)
+                except StoreError as e:
+                    cause = e.__cause__
+                    if cause is None or not self.db.dialect.is_lock_timeout(cause):
+                        raise
+                    log.warning(
+                        "retention: %s; %s is dropped at a later compaction", e, lv.table(start)
                     )
-                    if lv.tier == RAW:
-                        self.db.execute("DELETE FROM metric_stamps WHERE start_ms = ?", (start,))
+                    return
                 self.starts[lv.tier].discard(start)
         raw = self.levels[0]
         if self.starts[RAW]:
             self.layouts.drop_older_than(min(self.starts[RAW]))
         else:
             self.layouts.drop_older_than(now_ms - raw.retention_ms - raw.span_ms)
+
+    def _drop(self, lv: Level, start: int, lock_timeout_s: float) -> None:
+        """One partition and its bookkeeping, in one transaction bounded by a lock timeout."""
+        with self.db.transaction(lock_timeout_s=lock_timeout_s):
+            self.db.execute(f"DROP TABLE IF EXISTS {lv.table(start)}")
+            if lv.tier == RAW:
+                self.db.execute(f"DROP TABLE IF EXISTS {frames_table(lv.table(start))}")
+            self.db.execute(
+                "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",
+                (lv.tier, start),
+            )
+            if lv.tier == RAW:
+                self.db.execute("DELETE FROM metric_stamps WHERE start_ms = ?", (start,))
 
     # -- reads ----------------------------------------------------------------------------
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

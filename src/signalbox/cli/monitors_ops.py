@@ -367,7 +367,7 @@ def drill_cmd(ctx: Context, name: str) -> None:
 def history_cmd(ctx: Context, name: str, since: str, as_json: bool) -> None:
     """NAME's transitions, flapping, silences, acknowledgements, notifications and actions."""
     from signalbox.durations import parse_duration
-    from signalbox.monitors.notify.notification import json_number, rfc3339
+    from signalbox.monitors.status import history_json
 
     try:
         since_s = parse_duration(since)
@@ -379,22 +379,7 @@ def history_cmd(ctx: Context, name: str, since: str, as_json: bool) -> None:
         if not entries:
             _known(runner, name)
     if as_json:
-        _echo_json(
-            [
-                {
-                    "at_ms": e.at_ms,
-                    "at": rfc3339(e.at_ms / 1000),
-                    "labels": dict(e.labels),
-                    "event": e.event,
-                    "from": e.from_state.value if e.from_state else None,
-                    "to": e.to_state.value if e.to_state else None,
-                    "value": json_number(e.value),
-                    "reason": e.reason,
-                    "note": e.note or None,
-                }
-                for e in entries
-            ]
-        )
+        _echo_json([history_json(e) for e in entries])
         return
     if not entries:
         click.echo(f"no history for {name} in the last {since}")

@@ -15,7 +15,7 @@ from signalbox.monitors.definitions.lint import LintError
 from signalbox.monitors.definitions.model import State, worst
 from signalbox.monitors.notify.notification import json_number, rfc3339
 from signalbox.monitors.outbox.delivery import OutboxEntry
-from signalbox.monitors.state.records import Silence
+from signalbox.monitors.state.records import HistoryEntry, Silence
 
 if TYPE_CHECKING:
     from signalbox.monitors.engine.runner import MonitorRunner
@@ -209,3 +209,18 @@ def build_status(
     since = dead_since_ms if dead_since_ms is not None else now_ms - 7 * 86_400_000
     dead = [e for e in runner.outbox.entries(status="dead") if (e.done_ms or 0) >= since]
     return StatusReport(now_ms, out, loaded.errors, runner.outbox.entries(status="pending"), dead)
+
+
+def history_json(e: HistoryEntry) -> dict[str, Any]:
+    """One history entry as ``monitors history --json`` and ``/api/v1/monitors/NAME`` show it."""
+    return {
+        "at_ms": e.at_ms,
+        "at": rfc3339(e.at_ms / 1000),
+        "labels": dict(e.labels),
+        "event": e.event,
+        "from": e.from_state.value if e.from_state else None,
+        "to": e.to_state.value if e.to_state else None,
+        "value": json_number(e.value),
+        "reason": e.reason,
+        "note": e.note or None,
+    }

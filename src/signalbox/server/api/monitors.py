@@ -16,8 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from signalbox.durations import parse_duration
 from signalbox.exceptions import NotFoundError, UsageError
-from signalbox.monitors.notify.notification import json_number, rfc3339
-from signalbox.monitors.state.records import HistoryEntry
+from signalbox.monitors.status import history_json
 from signalbox.server.api import ok
 from signalbox.server.services import MonitorStatusSource, services
 
@@ -29,21 +28,6 @@ def _source(request: Request) -> MonitorStatusSource:
     if src is None:  # the area is only mounted with a source; a guard, not a path
         raise NotFoundError("area", "monitors", "this server has no monitor store")
     return src
-
-
-def history_entry(e: HistoryEntry) -> dict[str, Any]:
-    """One history entry as ``monitors history --json`` prints it."""
-    return {
-        "at_ms": e.at_ms,
-        "at": rfc3339(e.at_ms / 1000),
-        "labels": dict(e.labels),
-        "event": e.event,
-        "from": e.from_state.value if e.from_state else None,
-        "to": e.to_state.value if e.to_state else None,
-        "value": json_number(e.value),
-        "reason": e.reason,
-        "note": e.note or None,
-    }
 
 
 def parse_since(text: str | None) -> float:
@@ -92,7 +76,7 @@ async def one_monitor(request: Request) -> Response:
         return {
             "at_ms": report.at_ms,
             "monitor": found.to_dict(),
-            "history": [history_entry(e) for e in entries],
+            "history": [history_json(e) for e in entries],
         }
 
     return ok(await run_in_threadpool(read))

@@ -5,46 +5,23 @@ answering, the second file's other series is stored and queryable, also after it
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from tests.cli.helpers import SIGNALBOX, free_port
+from tests.cli.helpers import free_port
+from tests.serving import fetch as get
+from tests.serving import serve_process, wait_for
 from tests.stores import pg_schema_url
 
 T = TypeVar("T")
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-
-
-def wait_for(fn: Callable[[], T | None], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            got = fn()
-            if got:
-                return got
-            last = got
-        except OSError as e:
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
 
 
 def publish(path: Path, text: str) -> None:
@@ -70,24 +47,7 @@ def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str,
             f'{store}host = "h"\n[collect]\ninterval = "1s"\nspool_dir = "{spool}"\n'
             f"[statsd]\nenabled = false\n[server]\nport = {port}\n"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
-        proc = subprocess.Popen(
-            [SIGNALBOX, "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(lambda: get(base + "/-/healthy")[0] == 200)
-            yield base, spool
-        finally:
-            proc.terminate()
-            out, _ = proc.communicate(timeout=15)
-            text = out.decode(errors="replace")
-            assert proc.returncode in (0, -15), text
-            assert "Traceback" not in text, text
+        yield stack.enter_context(serve_process(tmp_path, port)), spool
 
 
 def value(base: str, expr: str) -> float | None:

@@ -19,6 +19,7 @@ import pytest
 import statsd
 
 from tests.cli.helpers import SIGNALBOX, free_port
+from tests.serving import serve_process, wait_for
 from tests.stores import PG_BASE, pg_schema_url
 
 
@@ -26,20 +27,6 @@ def get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as r:
         body: bytes = r.read()
         return body
-
-
-def wait_for(fn, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except OSError as e:
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
 
 
 @dataclass(frozen=True)
@@ -74,22 +61,8 @@ def served(backend: str, tmp_path: Path) -> Iterator[Served]:
             f'{store}host = "e2e"\n[collect]\ninterval = "1s"\n[statsd]\nlisten = "127.0.0.1:{udp}"\n'
             f'[server]\nport = {port}\n[monitors]\ninterval = "1s"\n'
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
-        proc = subprocess.Popen(
-            [SIGNALBOX, "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(lambda: get(base + "/-/healthy"))
+        with serve_process(tmp_path, port) as base:
             yield Served(base, udp, tmp_path, pg_app)
-        finally:
-            proc.terminate()
-            out, _ = proc.communicate(timeout=15)
-            assert proc.returncode in (0, -15), out.decode(errors="replace")
 
 
 @pytest.fixture(

@@ -15,14 +15,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
-import msgspec.inspect as mi
 
 from signalbox.durations import parse_duration
 from signalbox.exceptions import ConfigError
 from signalbox.redact import shown
+
+if TYPE_CHECKING:
+    import msgspec.inspect as mi
 
 __all__ = ["Source", "expected_for", "table"]
 
@@ -66,12 +68,18 @@ def table(src: Source, key: str, raw: object, struct: type[S]) -> S:
     """
     if raw is None:
         return struct()
+    try:  # a valid table (every run of a working config) costs no type-info walk
+        return msgspec.convert(raw, struct)
+    except msgspec.ValidationError:
+        pass
     _check(src, key, raw, _info(struct))
     return msgspec.convert(raw, struct)
 
 
 @functools.cache
 def _info(struct: type[msgspec.Struct]) -> mi.StructType:
+    import msgspec.inspect as mi  # only when a table is wrong: it imports inspect
+
     info = mi.type_info(struct)
     assert isinstance(info, mi.StructType)
     return info
@@ -83,6 +91,8 @@ def _join(prefix: str, key: str) -> str:
 
 def _check(src: Source, key: str, value: object, t: mi.Type) -> None:
     """Raise a ConfigError at the first place ``value`` (found at ``key``) is not a ``t``."""
+    import msgspec.inspect as mi  # only when a table is wrong: it imports inspect
+
     if isinstance(t, mi.StructType):
         if not isinstance(value, Mapping):
             raise src.error(key or "(top level)", value, f"a table ([{key}])" if key else "a table")
@@ -131,6 +141,8 @@ def _check(src: Source, key: str, value: object, t: mi.Type) -> None:
 
 def _is(value: object, t: mi.Type) -> bool:
     """Whether a scalar ``value`` is a ``t``, constraints included."""
+    import msgspec.inspect as mi  # only when a table is wrong: it imports inspect
+
     if isinstance(t, (mi.AnyType, mi.CustomType)):
         return True
     if isinstance(t, mi.NoneType):
@@ -157,6 +169,8 @@ def _is(value: object, t: mi.Type) -> bool:
 
 def expected_for(t: mi.Type) -> str:
     """What a person should write for a value of type ``t``."""
+    import msgspec.inspect as mi  # only when a table is wrong: it imports inspect
+
     if isinstance(t, (mi.IntType, mi.FloatType)):
         word = "an integer" if isinstance(t, mi.IntType) else "a number"
         low = t.ge if t.ge is not None else t.gt

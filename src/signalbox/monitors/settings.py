@@ -10,12 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from signalbox.monitors.notify._config import NotifierSpec, parse_notifier
 from signalbox.section import Source, known_table, table
+
+if TYPE_CHECKING:
+    from signalbox.monitors.notify._config import NotifierSpec
 
 __all__ = ["TABLES", "MonitorsSettings", "monitors_settings"]
 
@@ -45,10 +47,14 @@ class MonitorsSettings:
 def monitors_settings(src: Source, raw: Mapping[str, Any]) -> MonitorsSettings:
     """``[monitors]`` and ``[notifiers.*]`` of the file's top-level table ``raw``, checked."""
     monitors = table(src, "monitors", raw.get("monitors"), MonitorsTable)
-    notifiers = {
-        str(name): parse_notifier(str(name), cfg, file=src.file)
-        for name, cfg in known_table(src, "notifiers", raw.get("notifiers")).items()
-    }
+    tables = known_table(src, "notifiers", raw.get("notifiers"))
+    notifiers: dict[str, NotifierSpec] = {}
+    if tables:  # a cron `collect --once` with no notifiers does not import their checks
+        from signalbox.monitors.notify._config import parse_notifier
+
+        notifiers = {
+            str(name): parse_notifier(str(name), cfg, file=src.file) for name, cfg in tables.items()
+        }
     return MonitorsSettings(
         paths=tuple(src.path(p) for p in monitors.paths),
         interval_s=src.duration("monitors.interval", monitors.interval),

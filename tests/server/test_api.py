@@ -156,3 +156,38 @@ def test_metrics_leaves_out_series_with_no_sample_since_stale_after(
 def test_buildinfo_names_the_application(client: TestClient) -> None:
     body = client.get("/api/v1/status/buildinfo").json()
     assert body["status"] == "success" and body["data"]["application"] == "signalbox"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "(" * 5000 + "req_total" + ")" * 5000,
+        "-" * 5000 + "req_total",
+        " + ".join(["req_total"] * 5000),
+        "abs(" * 500 + "req_total" + ")" * 500,
+    ],
+    ids=["parentheses", "unary minus", "chain of +", "nested calls"],
+)
+def test_deeply_nested_queries_are_a_400_naming_the_limit(client: TestClient, query: str) -> None:
+    for path, extra in (
+        ("/api/v1/query", {}),
+        ("/api/v1/query_range", {"start": str(NOW - 600), "end": str(NOW), "step": "60"}),
+    ):
+        r = client.post(path, data={"query": query, **extra})  # a form: no URL length limit
+        assert r.status_code == 400, r.text
+        assert "nests deeper than 100 levels" in r.json()["error"]
+
+
+def test_a_query_nested_up_to_the_limit_is_answered(client: TestClient) -> None:
+    query = "(" * 90 + 'abs(req_total{code="500"})' + ")" * 90
+    r = client.get("/api/v1/query", params={"query": query})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["result"]
+
+
+@pytest.mark.parametrize("step", ["1e-9", "0.0001"])
+def test_a_step_below_a_millisecond_is_a_400(client: TestClient, step: str) -> None:
+    params = {"query": "req_total", "start": str(NOW - 600), "end": str(NOW), "step": step}
+    r = client.get("/api/v1/query_range", params=params)
+    assert r.status_code == 400, r.text
+    assert "1ms" in r.json()["error"]

@@ -38,6 +38,11 @@ from signalbox.query.functions import (
 from signalbox.query.lexer import Token, duration_ms, tokenize
 from signalbox.query.typecheck import check_aggregation, check_binary, check_call, check_unary
 
+MAX_DEPTH = 100
+"""How deep an expression may nest (parentheses, calls, unary and binary operators): far past
+any real query, and well inside the recursion every later stage (checks, evaluation, printing)
+needs, so deep input is a 400 naming this limit instead of a crash."""
+
 _MATCH_OPS: frozenset[str] = frozenset({"=", "!=", "=~", "!~"})
 _SET_OPERATORS = frozenset({"and", "or", "unless"})
 # RE2 (Prometheus) knows [[:alpha:]]; Python's re would silently read it as a set of letters.
@@ -63,6 +68,23 @@ def parse_expr(text: str) -> Expr:
     return expr
 
 
+def _too_deep(pos: int) -> QueryError:
+    return QueryError(f"expression nests deeper than {MAX_DEPTH} levels", pos, "depth")
+
+
+def depth_of(expr: Expr) -> int:
+    """How many levels ``expr`` nests, counted without recursion (it may be deep)."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        for f in dataclasses.fields(node):  # type: ignore[arg-type]  # every Expr is a dataclass
+            value = getattr(node, f.name)
+            items = value if isinstance(value, (tuple, list)) else (value,)
+            stack.extend((v, d + 1) for v in items if isinstance(v, Expr))
+    return deepest
+
+
 # Words that modify a binary operator: as bare metric names they would print back
 # ambiguously (`a + +bool`), and Prometheus' lexer refuses them there too.
 RESERVED_WORDS = frozenset({"bool", "on", "ignoring", "group_left", "group_right"})
@@ -73,6 +95,7 @@ class _Parser:
         self.tokens = tokenize(text)
         self.i = 0
         self.explicit_offset: list[VectorSelector] = []  # selectors given an offset clause
+        self.depth = 0  # nesting of expr() calls, bounded by MAX_DEPTH
 
     # --- token helpers ---
 
@@ -98,6 +121,15 @@ class _Parser:
     # --- expressions ---
 
     def expr(self, min_prec: int) -> Expr:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _too_deep(self.peek().pos)
+            return self._expr(min_prec)
+        finally:
+            self.depth -= 1
+
+    def _expr(self, min_prec: int) -> Expr:
         lhs = self.unary()
         while True:
             tok = self.peek()
@@ -130,6 +162,8 @@ class _Parser:
                 self.refuse_group_modifier()
             prec = PRECEDENCE[op]
             rhs = self.expr(prec if op in RIGHT_ASSOCIATIVE else prec + 1)
+            if max(depth_of(lhs), depth_of(rhs)) >= MAX_DEPTH:  # a long chain: a + b + c ...
+                raise _too_deep(tok.pos)
             lhs = self.binary(op, tok, lhs, rhs, return_bool, matching)
 
     def refuse_group_modifier(self) -> None:

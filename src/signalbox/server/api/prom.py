@@ -67,7 +67,12 @@ def parse_step(text: str | None) -> int:
         raise BadRequest(
             "invalid parameter 'step': zero or negative query resolution step widths are not accepted"
         )
-    return int(seconds * 1000)
+    ms = int(seconds * 1000)
+    if ms < 1:  # signalbox keeps milliseconds: a finer step would be a step of 0
+        raise BadRequest(
+            f"invalid parameter 'step': {text} is below the 1ms resolution of the store"
+        )
+    return ms
 
 
 async def params(request: Request) -> dict[str, Any]:

@@ -5,6 +5,10 @@
      ├── ParseError           one bad input line: source, line number, reason
      ├── QueryError           a PromQL expression we refuse: position, construct
      ├── StoreError           the store cannot do what was asked
+     │    ├── DiskFullError       a write failed for want of space: path
+     │    ├── ForeignDatabaseError  the file is another application's database: path
+     │    └── CorruptDatabaseError  the database is damaged: path, what to do
+     ├── QueryLimitError      a query went past a configured limit: limit, value
      └── UsageError           a CLI or API argument is wrong
           └── NotFoundError   it names something that does not exist: kind, name
 
@@ -49,6 +53,51 @@ class QueryError(SignalboxError):
 
 class StoreError(SignalboxError):
     """The store refused an operation (bad URL, schema too new, ...)."""
+
+
+class DiskFullError(StoreError):
+    """A write failed because the disk (or the database's quota) is full.
+
+    Everything the failed transaction wrote is rolled back; the caller keeps its input for
+    the next attempt.
+    """
+
+    def __init__(self, path: str, detail: str = "") -> None:
+        self.path, self.detail = path, detail
+        more = f" ({detail})" if detail else ""
+        super().__init__(
+            f"disk full: cannot write to {path}{more}; nothing was lost, free space and the next pass stores it"
+        )
+
+
+class ForeignDatabaseError(StoreError):
+    """The store URL points at a database that belongs to another application."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(
+            f"{path} is not a signalbox database ({reason}); refusing to add tables to it"
+        )
+
+
+class CorruptDatabaseError(StoreError):
+    """The database file is damaged; ``advice`` says what to do about it."""
+
+    def __init__(self, path: str, detail: str, advice: str) -> None:
+        self.path, self.detail, self.advice = path, detail, advice
+        super().__init__(f"{path} is damaged ({detail}): {advice}")
+
+
+class QueryLimitError(SignalboxError):
+    """A query was stopped at a configured limit (``[query]`` in signalbox.toml).
+
+    ``kind`` is ``"timeout"`` (HTTP 503, Prometheus' errorType ``timeout``) or
+    ``"samples"``/``"concurrency"`` (HTTP 422 / 503).
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
 
 
 class UsageError(SignalboxError):

@@ -25,6 +25,7 @@ from signalbox.storage.connections import (
     sqlite_connector,
 )
 from signalbox.storage.dialect import POSTGRESQL, SQLITE, Dialect
+from signalbox.storage.failures import translate
 
 __all__ = ["Database", "Migration", "open_database", "redact_url"]
 
@@ -51,6 +52,8 @@ class Database:
         self._shared = connections.shared
         self.dialect = dialect
         self.url = redact_url(url)  # only ever shown to people
+        self.path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else self.url
+        """The SQLite file, or the redacted URL: what a message about the store names."""
         self.lock = threading.RLock()
 
     @property
@@ -113,7 +116,13 @@ class Database:
         return self.dialect.is_undefined_table(exc)
 
     def _after_error(self, c: Conn, e: Exception, sql: str) -> None:
-        """Name a lock timeout as one; forget a connection the server has dropped."""
+        """Name a lock timeout, a full disk and a damaged database as such; forget a
+        connection the server has dropped."""
+        named = translate(e, self.dialect.name, self.path)
+        if named is not None:
+            if getattr(c.raw, "broken", False) and c.depth == 0:
+                self._conns.discard(c)
+            raise named from e
         if self.dialect.is_lock_timeout(e):
             raise StoreError(
                 f"{self.url}: gave up waiting for a lock (another connection holds it) "

@@ -17,17 +17,19 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from signalbox.exceptions import ConfigError
+from signalbox.limits import QueryLimits
 from signalbox.metrics import settings as metrics_area
 from signalbox.metrics.settings import DEFAULT_RETENTION, MetricsSettings
 from signalbox.monitors import settings as monitors_area
 from signalbox.monitors.settings import MonitorsSettings
+from signalbox.query import settings as query_area
 from signalbox.redact import redact_credentials
 from signalbox.section import Source, table
 from signalbox.server import settings as server_area
@@ -56,6 +58,7 @@ _AREA_TABLES: dict[str, tuple[str, ...]] = {
     "metrics": metrics_area.TABLES,
     "monitors": monitors_area.TABLES,
     "server": server_area.TABLES,
+    "query": query_area.TABLES,
 }
 
 
@@ -75,12 +78,14 @@ class Settings:
     metrics: MetricsSettings
     monitors: MonitorsSettings
     server: ServerSettings
+    query: QueryLimits = field(default_factory=QueryLimits)
 
     def __repr__(self) -> str:
         return (
             f"Settings(source={self.source!r}, host={self.host!r}, "
             f"store_url={redact_credentials(self.store_url)!r}, data_dir={str(self.data_dir)!r}, "
-            f"metrics={self.metrics!r}, monitors={self.monitors!r}, server={self.server!r})"
+            f"metrics={self.metrics!r}, monitors={self.monitors!r}, server={self.server!r}, "
+            f"query={self.query!r})"
         )
 
 
@@ -168,4 +173,5 @@ def settings_from_dict(
         metrics=metrics_area.metrics_settings(src, raw),
         monitors=monitors_area.monitors_settings(src, raw),
         server=server_area.server_settings(src, raw),
+        query=query_area.query_settings(src, raw),
     )

@@ -53,6 +53,7 @@ def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_j
 
     Example: signalbox query 'sum by (host) (rate(image_processed_total[5m]))' --since 1h
     """
+    from signalbox.limits import Budget, running
     from signalbox.query import parse_expr
     from signalbox.runtime import open_metric_store, query_engine
 
@@ -65,14 +66,16 @@ def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_j
     parsed = parse_expr(expr)
     ctx.existing_store_url()
     store = open_metric_store(ctx.settings)
+    budget = Budget(ctx.settings.query)  # the limits the HTTP API's queries run under
     try:
-        engine = query_engine(store)
-        now_ms = int(store.clock.now() * 1000)
-        if since_s is None:
-            res = engine.instant(parsed, now_ms)
-        else:
-            st = step_s or max(1.0, since_s / 120)
-            res = engine.range(parsed, now_ms - int(since_s * 1000), now_ms, int(st * 1000))
+        with running(budget):
+            engine = query_engine(store)
+            now_ms = int(store.clock.now() * 1000)
+            if since_s is None:
+                res = engine.instant(parsed, now_ms)
+            else:
+                st = step_s or max(1.0, since_s / 120)
+                res = engine.range(parsed, now_ms - int(since_s * 1000), now_ms, int(st * 1000))
     finally:
         store.close()
     if as_json:

@@ -13,6 +13,7 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
+from signalbox import limits
 from signalbox.exceptions import StoreError
 from signalbox.metrics.samples import (
     Labels,
@@ -170,6 +171,7 @@ class MemoryMetricStore:
                 lo = bisect_left(p.timestamps, start_ms)
                 hi = bisect_right(p.timestamps, end_ms)
                 if hi > lo:
+                    limits.charge(hi - lo)
                     out.append(SeriesPoints(name, labels, p.timestamps[lo:hi], p.values[lo:hi]))
         return out
 

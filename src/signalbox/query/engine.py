@@ -22,6 +22,7 @@ from operator import is_not, sub
 
 from signalbox.exceptions import QueryError, UsageError
 from signalbox.gcpause import gc_paused
+from signalbox.limits import charge, check_deadline
 from signalbox.metrics.store import MetricReader, SeriesPoints
 from signalbox.query.aggregate import aggregate
 from signalbox.query.ast import (
@@ -205,6 +206,13 @@ class _Evaluator:
     # --- vectors ---
 
     def vector(self, e: Expr) -> list[StepSeries]:
+        """``e``'s series at every step; each node's output is charged to the query's budget
+        (:mod:`signalbox.limits`), so a limit stops the work between nodes too."""
+        out = self._vector(e)
+        charge(len(out) * len(self.steps))
+        return out
+
+    def _vector(self, e: Expr) -> list[StepSeries]:
         if isinstance(e, VectorSelector):
             return self._instant_selector(e)
         if isinstance(e, Call):
@@ -229,6 +237,7 @@ class _Evaluator:
         ends = self.steps if not off else list(map(sub, self.steps, repeat(off)))
         out: list[StepSeries] = []
         for sp in self._series(sel):
+            check_deadline()
             ts, vs = sp.timestamps, sp.values
             lookback = max(self.lookback_ms, sp.resolution * 1000)
             vals = latest_at(ts, vs, ends, lookback)
@@ -340,6 +349,7 @@ class _Evaluator:
         keep_name = e.func in KEEPS_NAME
         out: list[StepSeries] = []
         for sp in self._series(ms.selector):
+            check_deadline()
             width = max(ms.range_ms, sig.rollup_buckets * sp.resolution * 1000)
             vals = kernel(sp, windows_for(sp, ends, width, ms.range_ms), param)
             if vals.count(None) != len(vals):

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from signalbox.server import dashboard, exposition, health
 from signalbox.server.api import monitors, prom
 from signalbox.server.errors import EXCEPTION_HANDLERS, ErrorShapeMiddleware
+from signalbox.server.querygate import QueryGate
 from signalbox.server.services import Services
 
 __all__ = ["AppOptions", "create_app"]
@@ -85,5 +86,6 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.services = services
+    app.state.query_gate = QueryGate(services.limits)
     app.state.options = options or AppOptions()
     return app

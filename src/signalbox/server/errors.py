@@ -10,6 +10,7 @@ error                                  status  errorType
 NotFoundError (and unknown routes)     404     not_found
 QueryError, ParseError, UsageError     400     bad_data
 StoreError, ConfigError                503     unavailable
+QueryLimitError: a query's timeout     503     timeout
 a database driver's OperationalError   503     unavailable
 any other SignalboxError               422     execution
 anything else: a bug                   500     internal
@@ -37,6 +38,7 @@ from signalbox.exceptions import (
     NotFoundError,
     ParseError,
     QueryError,
+    QueryLimitError,
     SignalboxError,
     StoreError,
     UsageError,
@@ -72,6 +74,8 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
         return 404, "not_found", str(exc)
     if isinstance(exc, QueryError | ParseError | UsageError):
         return 400, "bad_data", str(exc)
+    if isinstance(exc, QueryLimitError) and exc.kind == "timeout":
+        return 503, "timeout", str(exc)
     if isinstance(exc, StoreError | ConfigError):
         return 503, "unavailable", str(exc)
     if isinstance(exc, SignalboxError):

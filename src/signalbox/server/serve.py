@@ -68,6 +68,7 @@ def build_services(settings: Settings, store: SQLMetricStore) -> Services:
         coarsest_resolution_s=store.levels[-1].tier,
         monitors=RunnerStatus(runner),
         ready=(database_ready(f"store {store.db.url}", store.db),),
+        limits=settings.query,
     )
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import HTTPConnection
 
 from signalbox.clock import Clock
+from signalbox.limits import QueryLimits
 from signalbox.metrics.store import MetricReader
 from signalbox.query import Engine
 
@@ -80,6 +81,7 @@ class Services:
         monitors: monitor states for ``/api/v1/monitors`` and the index; None: no
             monitors area (the index then shows none).
         ready: what ``/-/ready`` probes, in order; empty means always ready.
+        limits: what one query over HTTP may cost (``[query]``), and how many run at once.
     """
 
     metrics: MetricReader
@@ -87,6 +89,7 @@ class Services:
     clock: Clock
     monitors: MonitorStatusSource | None = None
     ready: tuple[ReadyCheck, ...] = ()
+    limits: QueryLimits = field(default_factory=QueryLimits)
 
     @classmethod
     def over(
@@ -97,10 +100,11 @@ class Services:
         coarsest_resolution_s: int = 3600,
         monitors: MonitorStatusSource | None = None,
         ready: tuple[ReadyCheck, ...] = (),
+        limits: QueryLimits | None = None,
     ) -> Services:
         """Services over one metric store, with the query engine built for it."""
         engine = Engine(metrics, coarsest_resolution_s=coarsest_resolution_s)
-        return cls(metrics, engine, clock, monitors, ready)
+        return cls(metrics, engine, clock, monitors, ready, limits or QueryLimits())
 
     def now_ms(self) -> int:
         return int(self.clock.now() * 1000)

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import logging
 import operator
+import sqlite3
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import repeat
 from typing import Any
 
+from signalbox import limits
 from signalbox.exceptions import StoreError
 from signalbox.metrics.partitions import RAW, Level
 from signalbox.metrics.sql.frames import RawSQL, raw_sql
@@ -217,7 +221,8 @@ class PartitionTables:
             if db.in_transaction:
                 with db.savepoint():
                     return db.query(sql, params)
-            return db.query(sql, params)
+            with query_deadline(db):
+                return db.query(sql, params)
         except Exception as e:
             if db.is_undefined_table(e):
                 return None
@@ -357,3 +362,37 @@ class PartitionTables:
             (start_ms, end_ms),
         )
         return [r for r in rows if r[0] in wanted]
+
+
+@contextmanager
+def query_deadline(db: Database) -> Iterator[None]:
+    """Stop a partition read when the query it serves is past its deadline
+    (:mod:`signalbox.limits`): one scan of a big partition can outlast a timeout that is only
+    checked between reads. SQLite: a progress handler; PostgreSQL: ``statement_timeout`` for
+    the statement. Free when no query is being limited (collection, rollups, monitors)."""
+    budget = limits.current()
+    if budget is None:
+        yield
+        return
+    left_ms = max(1, int((budget.deadline - time.monotonic()) * 1000))
+    if db.dialect.name == "sqlite":
+        conn = db.conn
+        conn.set_progress_handler(limits.expired(), 10_000)
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            if str(e) == "interrupted" and budget.expired():
+                raise budget.timeout("reading the store") from None
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+        return
+    db.execute(f"SET statement_timeout = {left_ms}")
+    try:
+        yield
+    except Exception as e:
+        if getattr(e, "sqlstate", None) == "57014" and budget.expired():  # query_canceled
+            raise budget.timeout("reading the store") from None
+        raise
+    finally:
+        db.execute("RESET statement_timeout")

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from itertools import groupby, repeat
 from typing import Any
 
+from signalbox import limits
 from signalbox.clock import Clock, SystemClock
 from signalbox.durations import Tier
 from signalbox.exceptions import StoreError
@@ -225,17 +226,21 @@ class SQLMetricStore:
             return self._layouts.known(encode_labels(add_labels))
 
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
-        if self._meta is None:
-            self._meta = self.metadata()
-        known = self._meta
-        rows = {m.name: (m.name, m.type, m.help, m.unit) for m in metas if known.get(m.name) != m}
-        if not rows:
-            return
-        for name, t, h, u in rows.values():
-            known[name] = MetricMeta(name, t, h, u)
-        sql = self.db.dialect.upsert("metric_meta", ["name", "type", "help", "unit"], ["name"])
-        with self._lock, self.db.transaction():
-            self.db.executemany(sql, list(rows.values()))
+        """Upsert the metadata that differs from what this store last wrote; the cache
+        learns it only once it commits (a write that failed, on a full disk, is tried
+        again by the next call instead of being taken as done)."""
+        with self._lock:
+            if self._meta is None:
+                self._meta = self.metadata()
+            known = self._meta
+            rows = {m.name: m for m in metas if known.get(m.name) != m}
+            if not rows:
+                return
+            sql = self.db.dialect.upsert("metric_meta", ["name", "type", "help", "unit"], ["name"])
+            with self.db.transaction():
+                self.db.executemany(sql, [(m.name, m.type, m.help, m.unit) for m in rows.values()])
+            if not self.db.in_transaction:  # joined to a caller's: its outcome is not known
+                known.update(rows)
 
     def metadata(self) -> dict[str, MetricMeta]:
         rows = self.db.query("SELECT name, type, help, unit FROM metric_meta")
@@ -273,18 +278,22 @@ class SQLMetricStore:
         step_ms: int = 0,
         aggregates: bool = True,
     ) -> list[SeriesPoints]:
-        with self._lock:
+        with self._lock:  # the caches: which series match, which partitions exist
             ids = self._series.matching_ids(matchers)
             if not ids:
                 return []
             level = self.choose_level(start_ms, step_ms)
             self._partitions.load(fresh=True)
-            out: dict[int, SeriesPoints] = {}
-            if level.tier == RAW:
-                self._select_raw(ids, start_ms, end_ms, out)
-            else:
-                self._select_tier(level, ids, start_ms, end_ms, out, aggregates)
-            return [out[sid] for sid in sorted(out)]
+        # The reads run outside the lock, on this thread's connection, so one heavy query
+        # never holds up the others (or a write). What they touch of the caches is safe
+        # without it: entries of committed series and layouts are only ever added, each
+        # dict or set read in one C call; a partition dropped meanwhile reads as empty.
+        out: dict[int, SeriesPoints] = {}
+        if level.tier == RAW:
+            self._select_raw(ids, start_ms, end_ms, out)
+        else:
+            self._select_tier(level, ids, start_ms, end_ms, out, aggregates)
+        return [out[sid] for sid in sorted(out)]
 
     def _points(
         self, sid: int, out: dict[int, SeriesPoints], resolution: int, aggregates: bool = True
@@ -308,7 +317,9 @@ class SQLMetricStore:
     ) -> None:
         parts = self._partitions
         for start, table in parts.between(self.levels[0], start_ms, end_ms):
-            for sid, ts, value in parts.raw_rows(start, table, ids, start_ms, end_ms):
+            rows = parts.raw_rows(start, table, ids, start_ms, end_ms)
+            limits.charge(len(rows))  # a query past its samples or time stops here
+            for sid, ts, value in rows:
                 sp = self._points(sid, out, resolution, aggregates)
                 v = _num(value)
                 sp.timestamps.append(ts)
@@ -357,14 +368,15 @@ class SQLMetricStore:
             if len(ids) == 1 and len(tables) > 1:  # one series over many partitions: one query
                 one = self._partitions.one_series_rows(tables, cols, ids[0], lo, last_start)
             # (series id or None when the rows are of that one series only, rows)
-            batches: list[tuple[int | None, list[tuple[Any, ...]]]]
+            batches: Iterable[tuple[int | None, list[tuple[Any, ...]]]]
             if one is not None:
                 batches = [(ids[0], one)]
-            else:
-                batches = [
+            else:  # lazily: each partition's rows are charged before the next is read
+                batches = (
                     (None, self._partitions.rows_for(t, cols, ids, lo, last_start)) for t in tables
-                ]
+                )
             for only, rows in batches:
+                limits.charge(len(rows))
                 # column-wise per series (a week of 1-minute buckets is 10k rows)
                 groups = [(only, rows)] if only is not None else groupby(rows, key=_SERIES_ID)
                 for sid, group in groups:

@@ -14,6 +14,24 @@ from starlette.responses import Response
 
 def ok(data: Any) -> Response:
     """The success envelope around ``data`` (JSON)."""
-    return Response(
-        msgspec.json.encode({"status": "success", "data": data}), media_type="application/json"
-    )
+    return Response(success_body(data), media_type="application/json")
+
+
+_CHUNK = 64  # result entries per encode call
+
+
+def success_body(data: Any) -> bytes:
+    """``{"status": "success", "data": data}`` as JSON bytes.
+
+    A query result's ``result`` list is encoded a few entries at a time: one encode call of a
+    big result holds the GIL for its whole length (msgspec does not let it go), and the event
+    loop answering ``/-/healthy`` needs it meanwhile; between chunks, other threads run.
+    """
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list) or len(result) <= _CHUNK:
+        return msgspec.json.encode({"status": "success", "data": data})
+    enc = msgspec.json.encode
+    head = enc({"status": "success", "data": {**data, "result": []}})
+    cut = head.rindex(b"[]")
+    parts = [enc(result[i : i + _CHUNK])[1:-1] for i in range(0, len(result), _CHUNK)]
+    return b"".join((head[:cut], b"[", b",".join(parts), b"]", head[cut + 2 :]))

@@ -11,7 +11,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -21,7 +20,8 @@ from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
 from signalbox.metrics.samples import Matcher
 from signalbox.query import parse_expr, selectors
-from signalbox.server.api import ok
+from signalbox.server.api import ok, success_body
+from signalbox.server.querygate import QueryGate
 from signalbox.server.services import Services, services
 
 MAX_POINTS = 30_000  # Prometheus allows 11,000; 8 days at 1 minute (11,521) must fit
@@ -93,15 +93,28 @@ def first(p: dict[str, Any], key: str) -> str | None:
 
 
 def _handle(fn: Callable[[Services, dict[str, Any], int], Any]) -> Callable[[Request], Any]:
-    """An endpoint running ``fn(services, params, now_ms)`` in a worker thread (store reads
-    block); errors propagate to the app's handlers, which give them Prometheus' shape."""
+    """An endpoint running ``fn(services, params, now_ms)`` through the query gate (a turn
+    in the queue, a thread, a budget: :mod:`signalbox.server.querygate`) and encoding the
+    answer there too; errors propagate to the app's handlers, in Prometheus' shape."""
 
     async def endpoint(request: Request) -> Response:
         p = await params(request)
         svc = services(request)
-        return ok(await run_in_threadpool(fn, svc, p, svc.now_ms()))
+        body = await gate(request).run(_answer, fn, svc, p, svc.now_ms())
+        return Response(body, media_type="application/json")
 
     return endpoint
+
+
+def _answer(
+    fn: Callable[[Services, dict[str, Any], int], Any], svc: Services, p: dict[str, Any], now: int
+) -> bytes:
+    return success_body(fn(svc, p, now))
+
+
+def gate(request: Request) -> QueryGate:
+    found: QueryGate = request.app.state.query_gate
+    return found
 
 
 def query(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
@@ -178,7 +191,8 @@ def label_values(name: str, svc: Services, p: dict[str, Any]) -> Any:
 async def label_values_endpoint(request: Request) -> Response:
     name = str(request.path_params["name"])
     p = await params(request)
-    return ok(await run_in_threadpool(label_values, name, services(request), p))
+    data = await gate(request).run(label_values, name, services(request), p)
+    return ok(data)
 
 
 def buildinfo(svc: Services, p: dict[str, Any], now_ms: int) -> Any:

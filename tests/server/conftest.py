@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from signalbox.clock import FrozenClock
+from signalbox.limits import QueryLimits
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.metrics.store import MetricStore
@@ -66,7 +67,12 @@ class Site:
 
 @contextlib.contextmanager
 def open_site(
-    backend: str, tmp_path: Path, *, monitors_yaml: str = "", url: str | None = None
+    backend: str,
+    tmp_path: Path,
+    *,
+    monitors_yaml: str = "",
+    url: str | None = None,
+    limits: QueryLimits | None = None,
 ) -> Iterator[Site]:
     """A :class:`Site` on ``backend`` (PostgreSQL: a fresh schema, or ``url``)."""
     clock = FrozenClock(NOW)
@@ -106,6 +112,7 @@ def open_site(
             coarsest_resolution_s=coarsest,
             monitors=RunnerStatus(runner),
             ready=(database_ready(f"store {db.url}", db),),
+            limits=limits,
         )
         yield Site(backend, store, db, runner, services, clock, mdir)
 

@@ -391,7 +391,7 @@ def query_deadline(db: Database) -> Iterator[None]:
     try:
         yield
     except Exception as e:
-        if getattr(e, "sqlstate", None) == "57014" and budget.expired():  # query_canceled
+        if getattr(e, "sqlstate", None) == "57014":  # query_canceled: by our statement_timeout
             raise budget.timeout("reading the store") from None
         raise
     finally:

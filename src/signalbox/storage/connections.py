@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signalbox.exceptions import StoreError
+from signalbox.exceptions import DiskFullError, StoreError
+from signalbox.storage.failures import translate
 
 __all__ = ["Connector", "ThreadConnections", "pg_connector", "redact_url", "sqlite_connector"]
 
@@ -73,6 +74,9 @@ def sqlite_connector(url: str) -> Connector:
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the working set of a pass
             conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.Error as e:
+            full = translate(e, "sqlite", path)  # a full disk: no room for the -shm file
+            if isinstance(full, DiskFullError):
+                raise full from None
             raise StoreError(f"{url}: {e}") from None
         return conn
 

@@ -44,6 +44,17 @@ tiers = "1m:8d,5m:35d,1h:400d"
 host = "127.0.0.1"
 port = 8910
 
+[query]
+# What one query over the HTTP API (or `signalbox query`) may cost, as Prometheus'
+# --query.timeout / --query.max-samples / --query.max-concurrency.
+timeout = "2m"
+max_samples = 50000000
+max_concurrency = 20
+# Past heavy_samples a query is heavy; heavy_concurrency of them run at once, the rest
+# wait their turn, so cheap queries and health checks stay fast meanwhile.
+heavy_samples = 1000000
+heavy_concurrency = 2
+
 [monitors]
 paths = ["monitors"]
 interval = "30s"

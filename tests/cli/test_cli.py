@@ -38,10 +38,11 @@ def test_scaffolded_config_loads_and_matches_defaults(tmp_path: Path) -> None:
 
     s = load_settings(str(tmp_path / "signalbox.toml"), environ={})
     d = load_settings(None, environ={}, cwd=tmp_path / ".signalbox")
-    assert (s.metrics.interval_s, s.metrics.retention, s.server) == (
+    assert (s.metrics.interval_s, s.metrics.retention, s.server, s.query) == (
         d.metrics.interval_s,
         d.metrics.retention,
         d.server,
+        d.query,
     )
 
 

@@ -137,6 +137,8 @@ def test_parse_ignores_blank_lines_and_container_ids_but_keeps_line_numbers() ->
         ("a:1|c|zz", "unknown field 'zz'"),
         ("a:|s", "empty set member"),
         ("a:1|c|#env:x\x01y", "control character \\x01"),
+        ("n" * 201 + ":1|c", "metric name of 201 characters (at most 200)"),
+        ("a:1|c|#t:" + "v" * 999, "tags of 1001 characters (at most 1000)"),
     ],
 )
 def test_parse_refuses_a_malformed_line_with_a_reason(text: str, reason: str) -> None:
@@ -299,6 +301,8 @@ def test_flush_reports_types_so_rate_and_summaries_are_understood() -> None:
         "signalbox_statsd_packets_total": ("counter", ""),
         "signalbox_statsd_lines_total": ("counter", ""),
         "signalbox_statsd_bad_lines_total": ("counter", ""),
+        "signalbox_statsd_series_expired_total": ("counter", ""),
+        "signalbox_statsd_series": ("gauge", ""),
     }
 
 
@@ -310,6 +314,9 @@ def test_bad_lines_are_counted_and_kept_for_the_collector_never_fatal() -> None:
         "signalbox_statsd_packets_total": 3.0,
         "signalbox_statsd_lines_total": 4.0,
         "signalbox_statsd_bad_lines_total": 3.0,
+        'signalbox_statsd_refused_total{reason="invalid",source="test"}': 3.0,
+        "signalbox_statsd_series": 1.0,
+        "signalbox_statsd_series_expired_total": 0.0,
     }
     errors = agg.take_errors()
     assert [(e.source, e.line) for e in errors] == [("test", 3), ("test", 1)]  # the last two
@@ -325,16 +332,17 @@ def test_one_name_cannot_be_two_types() -> None:
     assert err.reason == "'x' is already a gauge, not a set"
 
 
-def test_new_series_beyond_the_cap_are_refused_and_counted() -> None:
+def test_new_series_beyond_the_cap_are_refused_counted_and_summarised_once() -> None:
     agg = StatsdAggregator(max_series=2)
     feed(agg, "a:1|c\nb:1|g\nc:1|c\na:1|c\nd:1:2:3|h")
-    assert values(agg) == {"a_total": 2.0, "b": 1.0}
+    got = values(agg, own=True)
+    assert {k: v for k, v in got.items() if not k.startswith(OWN)} == {"a_total": 2.0, "b": 1.0}
+    assert got['signalbox_statsd_refused_total{reason="max_series",source="test"}'] == 2.0
     assert agg.series_count == 2
-    errors = agg.take_errors()
-    assert [(e.line, e.reason) for e in errors] == [
-        (3, "too many series (limit 2); new series 'c_total' refused"),
-        (5, "too many series (limit 2); new series 'd' refused"),  # one error per line
-    ]
+    (summary,) = agg.take_errors()  # one line per interval and source, not one per line
+    assert (summary.source, summary.line) == ("statsd test", 0)
+    assert summary.reason.startswith("2 lines refused this interval (max_series)")
+    assert summary.text == "first: c:1.0 (counter)"
     assert agg.bad_lines_total == 2
 
 
@@ -342,7 +350,9 @@ def test_set_members_beyond_the_cap_are_refused_and_counted() -> None:
     agg = StatsdAggregator(max_set_members=2)
     feed(agg, "u:a|s\nu:b|s\nu:a|s\nu:c|s")
     assert values(agg) == {"u": 2.0}
-    assert [e.line for e in agg.take_errors()] == [4]
+    (summary,) = agg.take_errors()
+    assert summary.reason.startswith("1 line refused this interval (max_set_members)")
+    assert "u:c" in summary.text
     feed(agg, "u:c|s")  # a new interval has room again
     assert values(agg) == {"u": 1.0}
 

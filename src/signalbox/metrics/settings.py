@@ -39,6 +39,10 @@ class CollectTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class StatsdTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     enabled: bool = True
     listen: str = "127.0.0.1:8125"
+    max_series: int = 100_000
+    max_new_series_per_interval: int = 10_000
+    max_new_series_per_source: int = 5_000
+    stale_after: str = "15m"
 
 
 class RetentionTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -48,9 +52,20 @@ class RetentionTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 @dataclass(frozen=True)
 class StatsdSettings:
+    """The listener's address and the aggregator's bounds.
+
+    At most ``max_series`` live series; per collection interval at most
+    ``max_new_series_per_interval`` new ones, ``max_new_series_per_source`` of them from
+    one sending address; a series that received nothing for ``stale_after_s`` is forgotten.
+    """
+
     enabled: bool
     host: str
     port: int
+    max_series: int = 100_000
+    max_new_series_per_interval: int = 10_000
+    max_new_series_per_source: int = 5_000
+    stale_after_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -97,11 +112,43 @@ def metrics_settings(src: Source, raw: Mapping[str, Any]) -> MetricsSettings:
             "collect.max_file_bytes", collect.max_file_bytes, "a positive number of bytes"
         )
     host, port = src.host_port("statsd.listen", statsd.listen)
+    statsd_settings = _statsd_settings(src, statsd, host, port)
     return MetricsSettings(
         spool_dir=src.path(collect.spool_dir),
         interval_s=interval,
         max_file_bytes=collect.max_file_bytes,
         stale_after_s=src.duration("collect.stale_after", collect.stale_after),
-        statsd=StatsdSettings(statsd.enabled, host, port),
+        statsd=statsd_settings,
         retention=RetentionSettings(int(raw_s), tiers),
+    )
+
+
+def _statsd_settings(src: Source, t: StatsdTable, host: str, port: int) -> StatsdSettings:
+    """``[statsd]`` checked: positive bounds, each budget within the one above it."""
+    if t.max_series <= 0:
+        raise src.error("statsd.max_series", t.max_series, "a positive number of series")
+    if not 0 < t.max_new_series_per_interval <= t.max_series:
+        raise src.error(
+            "statsd.max_new_series_per_interval",
+            t.max_new_series_per_interval,
+            f"a positive number of series, at most statsd.max_series ({t.max_series})",
+        )
+    if not 0 < t.max_new_series_per_source <= t.max_new_series_per_interval:
+        raise src.error(
+            "statsd.max_new_series_per_source",
+            t.max_new_series_per_source,
+            "a positive number of series, at most statsd.max_new_series_per_interval "
+            f"({t.max_new_series_per_interval})",
+        )
+    stale_after = src.duration("statsd.stale_after", t.stale_after)
+    if stale_after < 1:
+        raise src.error("statsd.stale_after", t.stale_after, "at least 1s")
+    return StatsdSettings(
+        t.enabled,
+        host,
+        port,
+        max_series=t.max_series,
+        max_new_series_per_interval=t.max_new_series_per_interval,
+        max_new_series_per_source=t.max_new_series_per_source,
+        stale_after_s=stale_after,
     )

@@ -12,7 +12,9 @@ container-id field ``|c:...`` (accepted and ignored: it describes the sender, no
 Client-side timestamps ``|T...`` are refused.
 
 Names go through :func:`sanitize_name` (``api.hits`` → ``api_hits``) and must then be
-valid Prometheus names. A line that is not UTF-8 or holds a control character is refused,
+valid Prometheus names of at most :data:`MAX_NAME_CHARS` characters, with tags of at most
+:data:`MAX_TAGS_CHARS` in all (DogStatsD's own limits are 200 per name and per tag): the
+aggregator bounds the number of series, and these bound what each one's key costs. A line that is not UTF-8 or holds a control character is refused,
 as in spool files. Blank lines are ignored. Negative counter increments and timer
 durations are refused (a counter only goes up; send a gauge delta instead).
 """
@@ -27,7 +29,10 @@ from typing import Literal
 from signalbox.metrics.parse.lex import LineError, control_char_reason, excerpt
 from signalbox.metrics.samples import LABEL_NAME, METRIC_NAME, Labels, labels_of, sanitize_name
 
-__all__ = ["StatsdKind", "StatsdLine", "parse_packet"]
+__all__ = ["MAX_NAME_CHARS", "MAX_TAGS_CHARS", "StatsdKind", "StatsdLine", "parse_packet"]
+
+MAX_NAME_CHARS = 200
+MAX_TAGS_CHARS = 1000
 
 StatsdKind = Literal["counter", "gauge", "timer", "histogram", "set"]
 _KINDS: dict[str, StatsdKind] = {
@@ -98,6 +103,8 @@ def _parse_line(text: str, lineno: int) -> list[StatsdLine]:
         raise _Bad("expected 'name:value|type', found no ':'")
     if not raw_name:
         raise _Bad("empty metric name")
+    if len(raw_name) > MAX_NAME_CHARS:
+        raise _Bad(f"metric name of {len(raw_name)} characters (at most {MAX_NAME_CHARS})")
     name = sanitize_name(raw_name)
     if not METRIC_NAME.match(name):
         raise _Bad(f"invalid metric name {raw_name!r}")
@@ -119,6 +126,8 @@ def _parse_line(text: str, lineno: int) -> list[StatsdLine]:
         elif extra.startswith("#"):
             if labels is not None:
                 raise _Bad("tags given twice")
+            if len(extra) - 1 > MAX_TAGS_CHARS:
+                raise _Bad(f"tags of {len(extra) - 1} characters (at most {MAX_TAGS_CHARS})")
             labels = _parse_tags(extra[1:], kind)
         elif extra.startswith("c:"):
             continue  # DogStatsD container id: about the sender, not the metric

@@ -127,6 +127,6 @@ class StatsdServer:
             except OSError:  # e.g. ICMP errors surfacing on the socket; keep listening
                 return
             try:
-                self.aggregator.add_packet(data, f"statsd {peer[0]}:{peer[1]}")
+                self.aggregator.add_packet(data, f"statsd {peer[0]}:{peer[1]}", sender=peer[0])
             except Exception:  # never let one packet kill the listener
                 log.exception("statsd: failed to process a %d-byte packet from %s", len(data), peer)

@@ -1,7 +1,11 @@
-"""The monitor loop ``serve`` runs: a pass every interval, outbox deliveries in between.
+"""The monitor loop ``serve`` runs: a pass every interval; deliveries on workers of their own.
 
 It runs in its own thread with its own database connection and metric store, and it never
-dies of an error: a failed pass is logged and retried at the next interval.
+dies of an error: a failed pass is logged and retried at the next interval. A pass only
+evaluates and enqueues; each notifier's deliveries run on its own worker thread
+(:mod:`signalbox.monitors.outbox.workers`), woken after the pass that queued for it, so a
+receiver that hangs or fails cannot stretch the interval. Stopping waits a bounded time
+for deliveries under way and leaves what is undelivered in the outbox.
 """
 
 from __future__ import annotations
@@ -18,10 +22,9 @@ from signalbox.metrics.store import MetricStore
 
 if TYPE_CHECKING:
     from signalbox.monitors.engine.runner import MonitorRunner
+    from signalbox.monitors.outbox.workers import DeliveryWorkers
 
 log = logging.getLogger("signalbox.monitors")
-
-DELIVER_EVERY_S = 5.0
 
 
 def start_monitor_loop(
@@ -31,13 +34,15 @@ def start_monitor_loop(
     *,
     clock: Clock | None = None,
 ) -> threading.Thread:
-    """Run a pass every ``monitors.interval`` and outbox deliveries in between, until
+    """Run a pass every ``monitors.interval``, deliveries on a worker per notifier, until
     ``stop_event`` is set; returns the started daemon thread. Errors are logged, never fatal.
 
-    The thread opens its own database connection and metric store (from the factory) and
-    closes them when it stops.
+    The thread opens its own database (one connection per thread: its own and each
+    worker's) and metric store (from the factory) and closes them when it stops, after at
+    most :data:`~signalbox.monitors.outbox.workers.STOP_WAIT_S` for deliveries under way.
     """
     from signalbox.monitors.engine.runner import MonitorRunner
+    from signalbox.monitors.outbox.workers import DeliveryWorkers
     from signalbox.storage import open_database
 
     clk = clock or SystemClock()
@@ -50,29 +55,49 @@ def start_monitor_loop(
                 store = metric_store_factory()
                 stack.callback(store.close)
                 runner = MonitorRunner.from_settings(settings, store, db, clock=clk)
+                workers = DeliveryWorkers(runner.outbox, runner.notifiers, clock=clk)
             except Exception:
                 log.exception("monitor loop cannot start: monitors are NOT being evaluated")
                 return
-            _loop(runner, settings.monitors.interval_s, stop_event, clk)
+            workers.start()
+            stack.callback(_stop_workers, workers)
+            _loop(runner, workers, settings.monitors.interval_s, stop_event, clk)
 
     t = threading.Thread(target=run, name="signalbox-monitors", daemon=True)
     t.start()
     return t
 
 
-def _loop(runner: MonitorRunner, interval_s: float, stop: threading.Event, clock: Clock) -> None:
+def _stop_workers(workers: DeliveryWorkers) -> None:
+    stuck = workers.stop()
+    if stuck:
+        log.warning(
+            "stopped without waiting for notifier(s) %s: their receiver has not answered; "
+            "what they were sending stays in the outbox for the next start",
+            ", ".join(stuck),
+        )
+
+
+def _loop(
+    runner: MonitorRunner,
+    workers: DeliveryWorkers,
+    interval_s: float,
+    stop: threading.Event,
+    clock: Clock,
+) -> None:
     next_pass = 0.0
     while not stop.is_set():
         now = clock.now()
         # PostgreSQL with several `serve` instances (a later issue): elect the leader here
         # (a lease row or pg_try_advisory_lock) and let only the leader run passes and
         # deliveries. Until then, the outbox claim already keeps two senders off one row.
-        try:
-            if now >= next_pass:
-                next_pass = now + interval_s
-                runner.run_pass(int(now * 1000))
-            else:
-                runner.deliver(int(now * 1000))
-        except Exception:
-            log.exception("monitor pass failed; will retry next interval")
-        stop.wait(max(0.0, min(DELIVER_EVERY_S, next_pass - clock.now())))
+        if now >= next_pass:
+            next_pass = now + interval_s
+            now_ms = int(now * 1000)
+            try:
+                report = runner.run_pass(now_ms, deliver=False)
+                workers.wake({e.notifier for e in report.queued})
+                runner.outbox.expire_unconfigured(now_ms, runner.notifiers)
+            except Exception:
+                log.exception("monitor pass failed; will retry next interval")
+        stop.wait(max(0.0, next_pass - clock.now()))

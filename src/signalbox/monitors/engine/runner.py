@@ -15,8 +15,10 @@ A pass (:meth:`MonitorRunner.run_pass`, time injected as ``now_ms``):
    flag actions, and enqueue the notifications in the outbox, so a crash loses none;
 6. write ``signalbox_monitor_state`` for every series into the metric store (labels:
    ``monitor``, the series' own, and ``host`` once -- this runner's unless the series has
-   one -- so every series of one monitor has the same label names), then deliver due
-   outbox entries.
+   one -- so every series of one monitor has the same label names) and the delivery
+   metrics per notifier (:mod:`signalbox.monitors.outbox.metrics`), then deliver due
+   outbox entries -- unless the caller delivers elsewhere (``deliver=False``: ``serve``'s
+   loop has a worker per notifier, so a hung receiver cannot hold the pass).
 
 The loop ``serve`` runs is :mod:`signalbox.monitors.engine.loop`, ``monitors status`` is
 :mod:`signalbox.monitors.status`.
@@ -54,6 +56,7 @@ from signalbox.monitors.nagios.plugin import run_plugin
 from signalbox.monitors.notify import Notification, Notifier
 from signalbox.monitors.notify.registry import build_notifiers
 from signalbox.monitors.outbox.delivery import Delivery, DeliveryReport, OutboxEntry
+from signalbox.monitors.outbox.metrics import DELIVERY_METAS, delivery_samples
 from signalbox.monitors.outbox.store import Outbox
 from signalbox.monitors.state.records import HistoryEntry
 from signalbox.monitors.state.store import MonitorStore
@@ -125,7 +128,12 @@ class MonitorRunner:
             paths=settings.monitors.paths,
             metric_store=metric_store,
             state=MonitorStore(db),
-            outbox=outbox or Outbox(db),
+            outbox=outbox
+            or Outbox(
+                db,
+                base_delay_s=settings.monitors.retry_delay_s,
+                max_delay_s=settings.monitors.retry_max_delay_s,
+            ),
             notifiers=notifiers,
             repeat_s=settings.monitors.repeat_s,
             host=settings.host,
@@ -183,7 +191,8 @@ class MonitorRunner:
 
     # -- the pass -------------------------------------------------------------------------
     def run_pass(self, now_ms: int, *, deliver: bool = True) -> PassReport:
-        """Evaluate every monitor at ``now_ms``, persist, enqueue, then deliver due notifications."""
+        """Evaluate every monitor at ``now_ms``, persist, enqueue, then deliver due
+        notifications (``deliver=False``: the caller's delivery workers do)."""
         with gc_paused():
             report = self._evaluate_and_commit(now_ms)
         if deliver:
@@ -192,6 +201,7 @@ class MonitorRunner:
         return report
 
     def _evaluate_and_commit(self, now_ms: int) -> PassReport:
+        backlog = self._backlog()  # before this pass queues: what earlier ones left waiting
         loaded = self.load()
         p = MonitorPass(
             self.state,
@@ -214,8 +224,15 @@ class MonitorRunner:
                 self._apply_action(m, t)
             for notifier, n, series in p.writes.outbox:
                 p.report.queued.append(self.outbox.enqueue(notifier, n, now_ms, series=series))
-        self._write_samples(p.writes, now_ms)
+        self._write_samples(p.writes, now_ms, backlog)
         return p.report
+
+    def _backlog(self) -> dict[str, int] | None:
+        try:
+            return self.outbox.pending_counts()
+        except Exception:
+            log.exception("could not count the notifications waiting in the outbox")
+            return None
 
     def _apply_action(self, m: Monitor, t: Transition) -> None:
         action = action_for(m, t)
@@ -229,7 +246,9 @@ class MonitorRunner:
             )
             self.state.add_history([entry])
 
-    def _write_samples(self, writes: PassWrites, now_ms: int) -> None:
+    def _write_samples(
+        self, writes: PassWrites, now_ms: int, backlog: dict[str, int] | None
+    ) -> None:
         try:
             self.metric_store.write_metadata(
                 [
@@ -238,14 +257,22 @@ class MonitorRunner:
                         "gauge",
                         "Monitor state per series: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
                     ),
+                    *DELIVERY_METAS,
                     *writes.metas,
                 ]
             )
-            if writes.samples:  # host= as the collector adds it: once, unless the series has one
+            samples = list(writes.samples)
+            if backlog is not None:
+                samples += delivery_samples(
+                    self.notifier_names, backlog, self.outbox.stats.snapshot()
+                )
+            if samples:  # host= as the collector adds it: once, unless the series has one
                 host = (("host", self.host),) if self.host else ()
-                self.metric_store.write(writes.samples, now_ms, add_labels=host)
+                self.metric_store.write(samples, now_ms, add_labels=host)
         except Exception:
-            log.exception("could not write monitor state and perfdata samples to the metric store")
+            log.exception(
+                "could not write monitor state, delivery and perfdata samples to the metric store"
+            )
 
     # -- delivery, drills -----------------------------------------------------------------
     def deliver(self, now_ms: int) -> DeliveryReport:

@@ -8,6 +8,7 @@ an entry. How long to wait before the next attempt is
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_MAX_DELAY_S",
     "Delivery",
     "DeliveryReport",
+    "DeliveryStats",
     "OutboxEntry",
     "Status",
     "with_status",
@@ -103,3 +105,27 @@ def with_status(
         e.seq,
         e.series,
     )
+
+
+class DeliveryStats:
+    """Delivery attempts and failed attempts per notifier since this process started.
+
+    The counters behind ``signalbox_notifications_total`` and
+    ``signalbox_notifications_failed_total`` (Alertmanager's pair): the outbox table says
+    what waits, only the process that tried knows how often a receiver failed. Delivery
+    workers count from their own threads, hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[int, int]] = {}
+
+    def attempted(self, notifier: str, *, failed: bool) -> None:
+        with self._lock:
+            total, bad = self._counts.get(notifier, (0, 0))
+            self._counts[notifier] = (total + 1, bad + int(failed))
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        """``{notifier: (attempts, failed attempts)}``."""
+        with self._lock:
+            return dict(self._counts)

@@ -21,6 +21,12 @@ non-retryable error at once. Dead rows are logged at ERROR and shown by ``monito
 Rows of one alert to one notifier are delivered in the order they were made, so a
 "resolved" never overtakes the "firing" it resolves while that one is being retried.
 
+In ``serve`` each notifier's rows are delivered by a worker of its own
+(:mod:`signalbox.monitors.outbox.workers`, ``deliver_due(only=NAME)``), so a receiver that
+hangs or fails delays only its own queue. A worker stuck in a send at shutdown hands its row
+back (:meth:`Outbox.release_in_flight`): the next start sends it at once instead of after
+the lease.
+
 The claim (a compare-and-swap, :func:`signalbox.storage.claim.claim_one`) and the backoff
 (:func:`signalbox.storage.backoff.backoff_s`) are the storage layer's, shared with the task
 queue. Entries and delivery outcomes are pure and live in
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -45,6 +52,7 @@ from signalbox.monitors.outbox.delivery import (
     DEFAULT_MAX_DELAY_S,
     Delivery,
     DeliveryReport,
+    DeliveryStats,
     OutboxEntry,
     Status,
     with_status,
@@ -102,6 +110,10 @@ class Outbox:
         lease_s: how long a claimed row is left alone by other processes; a row whose
             sender died is retried after it (the at-least-once window).
         rng: jitter source (inject a seeded one in tests).
+        stats: delivery attempts counted per notifier (for the runner's metrics).
+
+    One instance may be shared by several threads (each has its own connection), as the
+    delivery workers do, as long as each notifier's rows are delivered by one thread.
     """
 
     def __init__(
@@ -113,12 +125,16 @@ class Outbox:
         max_delay_s: float = DEFAULT_MAX_DELAY_S,
         lease_s: float = DEFAULT_LEASE_S,
         rng: random.Random | None = None,
+        stats: DeliveryStats | None = None,
     ) -> None:
         self.db = db
         self.max_age_ms = round(max_age_s * 1000)
         self.base_delay_s, self.max_delay_s = base_delay_s, max_delay_s
         self.lease_ms = round(lease_s * 1000)
         self.rng = rng or random.Random()
+        self.stats = stats or DeliveryStats()
+        self._in_flight: dict[str, OutboxEntry] = {}  # id -> the claimed row being sent now
+        self._in_flight_lock = threading.Lock()
         db.migrate("monitor_outbox", MIGRATIONS)
 
     # -- writing --------------------------------------------------------------------------
@@ -187,11 +203,38 @@ class Outbox:
             out[(e.monitor, e.series)] = e
         return out
 
-    def _pending(self) -> list[tuple[OutboxEntry, tuple[str, str]]]:
-        rows = self.db.query(
-            f"SELECT {COLS}, fingerprint FROM monitor_outbox WHERE status = 'pending' ORDER BY seq"
-        )
+    def _pending(
+        self, only: str | None = None, *, besides: Collection[str] | None = None
+    ) -> list[tuple[OutboxEntry, tuple[str, str]]]:
+        """Pending rows, oldest first: all, ``only`` one notifier's, or those of notifiers
+        not in ``besides``."""
+        sql = f"SELECT {COLS}, fingerprint FROM monitor_outbox WHERE status = 'pending'"
+        params: list[Any] = []
+        if only is not None:
+            sql += " AND notifier = ?"
+            params.append(only)
+        if besides:
+            sql += f" AND notifier NOT IN ({', '.join('?' * len(besides))})"
+            params += sorted(besides)
+        rows = self.db.query(sql + " ORDER BY seq", params)
         return [(entry_from_row(r[:-1]), (r[2], r[-1])) for r in rows]
+
+    def pending_counts(self) -> dict[str, int]:
+        """Pending rows per notifier (rows in flight included): the backlog gauge."""
+        rows = self.db.query(
+            "SELECT notifier, count(*) FROM monitor_outbox WHERE status = 'pending' GROUP BY notifier"
+        )
+        return {str(n): int(c) for n, c in rows}
+
+    def next_attempt_ms(self, notifier: str, *, after_ms: int) -> int | None:
+        """When ``notifier``'s next pending row is due, if later than ``after_ms``: how long
+        its worker may sleep (rows due already but held back wait for that time too)."""
+        rows = self.db.query(
+            "SELECT min(next_attempt_ms) FROM monitor_outbox "
+            "WHERE status = 'pending' AND notifier = ? AND next_attempt_ms > ?",
+            (notifier, after_ms),
+        )
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     def due(self, now_ms: int) -> list[OutboxEntry]:
         """Pending rows whose time has come and that no older pending row of the same alert
@@ -212,9 +255,13 @@ class Outbox:
         *,
         ids: Collection[str] | None = None,
         limit: int = 500,
+        only: str | None = None,
+        stop: threading.Event | None = None,
     ) -> DeliveryReport:
         """Try every due row once, oldest first; see the module docstring. With ``ids``,
-        only those rows and the older rows of their alerts (which must go first).
+        only those rows and the older rows of their alerts (which must go first); with
+        ``only``, only the rows of that notifier (its delivery worker's round). Once ``stop``
+        is set no further attempt starts (the one under way finishes).
 
         A row waits while an older row of the same alert and notifier is pending — but only
         while that older row can still be delivered. So a row whose notifier is no longer
@@ -224,13 +271,29 @@ class Outbox:
         the report as ``retry`` with the reason — so the first round after the fix sends
         them all, in order.
         """
-        report = DeliveryReport()
-        pending = self._pending()
+        pending = self._pending(only)
         wanted = None if ids is None else {key for e, key in pending if e.id in ids}
+        return self._round(pending, now_ms, notifiers, wanted, limit, stop)
+
+    def expire_unconfigured(self, now_ms: int, notifiers: Mapping[str, Notifier]) -> DeliveryReport:
+        """Mark dead the rows of notifiers that are not in ``notifiers`` (removed from the
+        config): the round that workers, each delivering only its own notifier, leave out."""
+        return self._round(self._pending(besides=notifiers), now_ms, notifiers, None, 500, None)
+
+    def _round(
+        self,
+        pending: list[tuple[OutboxEntry, tuple[str, str]]],
+        now_ms: int,
+        notifiers: Mapping[str, Notifier],
+        wanted: set[tuple[str, str]] | None,
+        limit: int,
+        stop: threading.Event | None,
+    ) -> DeliveryReport:
+        report = DeliveryReport()
         blocked: set[tuple[str, str]] = set()
         tried = 0
         for entry, key in pending:
-            if tried >= limit:
+            if tried >= limit or (stop is not None and stop.is_set()):
                 break
             if key in blocked or (wanted is not None and key not in wanted):
                 continue
@@ -284,17 +347,28 @@ class Outbox:
                 now_ms,
                 f"notifier {entry.notifier!r} is not configured in signalbox.toml",
             )
+        claimed = with_status(
+            entry, "pending", attempts, None, entry.last_error, now_ms + self.lease_ms
+        )
+        with self._in_flight_lock:
+            self._in_flight[entry.id] = claimed
         try:
             notifier.send(entry.notification)
         except NotifyError as e:
+            self.stats.attempted(entry.notifier, failed=True)
             if e.retryable:
                 return self._failed(entry, attempts, now_ms, e.reason)
             return self._dead(entry, attempts, now_ms, e.reason)
         except Exception as e:  # a notifier bug must not stop the others; keep the row
+            self.stats.attempted(entry.notifier, failed=True)
             log.exception(
                 "notifier %r raised unexpectedly on notification %s", entry.notifier, entry.id
             )
             return self._failed(entry, attempts, now_ms, f"{type(e).__name__}: {e}")
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.pop(entry.id, None)
+        self.stats.attempted(entry.notifier, failed=False)
         with self.db.transaction():
             self.db.execute(
                 "UPDATE monitor_outbox SET status = 'sent', done_ms = ?, last_error = '' WHERE id = ?",
@@ -331,8 +405,10 @@ class Outbox:
         delay = backoff_s(attempts, self.rng, base_s=self.base_delay_s, cap_s=self.max_delay_s)
         next_ms = now_ms + round(delay * 1000)
         with self.db.transaction():
+            # still pending: a row released at shutdown may have been sent meanwhile
             self.db.execute(
-                "UPDATE monitor_outbox SET next_attempt_ms = ?, last_error = ? WHERE id = ?",
+                "UPDATE monitor_outbox SET next_attempt_ms = ?, last_error = ? "
+                "WHERE id = ? AND status = 'pending'",
                 (next_ms, error, entry.id),
             )
         log.warning(
@@ -365,6 +441,46 @@ class Outbox:
             error,
         )
         return Delivery(with_status(entry, "dead", attempts, now_ms, error), "dead", error)
+
+    def in_flight(self) -> list[OutboxEntry]:
+        """The rows this outbox is sending right now (claimed, the send not returned)."""
+        with self._in_flight_lock:
+            return list(self._in_flight.values())
+
+    def release_in_flight(self, now_ms: int) -> list[OutboxEntry]:
+        """Hand back the rows still being sent (a receiver that hangs past shutdown): each
+        becomes due at ``now_ms`` instead of at the end of its lease, so the next start
+        sends it at once. The attempt stays counted. Returns the released rows.
+
+        Only a row still as its claim left it is touched: one another process took over
+        since (its lease ran out) is not.
+        """
+        released = []
+        for e in self.in_flight():
+            with self.db.transaction():
+                n = self.db.execute(
+                    "UPDATE monitor_outbox SET next_attempt_ms = ?, last_error = ? "
+                    "WHERE id = ? AND status = 'pending' AND attempts = ? AND next_attempt_ms = ?",
+                    (
+                        now_ms,
+                        "the sender stopped while this attempt was under way",
+                        e.id,
+                        e.attempts,
+                        e.next_attempt_ms,
+                    ),
+                ).rowcount
+            if n:
+                released.append(e)
+                log.warning(
+                    "%s notification %s for %s to %s still in flight at shutdown (attempt %d): "
+                    "left pending for the next start",
+                    e.kind,
+                    e.id,
+                    e.monitor,
+                    e.notifier,
+                    e.attempts,
+                )
+        return released
 
     def purge(
         self, now_ms: int, *, keep_sent_s: float = KEEP_SENT_S, keep_dead_s: float = KEEP_DEAD_S

@@ -3,6 +3,11 @@
 The same pass serves ``collect --once`` (cron), ``agent`` and ``serve``. It never raises on
 bad input: problems are logged once per file version and counted in
 ``signalbox_spool_errors_total{file}``.
+
+A pass the store refuses (a full disk: :class:`~signalbox.exceptions.DiskFullError`) raises,
+and loses nothing: its write is rolled back whole, spool files are snapshots the next pass
+reads again, and what the sources (StatsD) handed over is held, stamped with the time it was
+flushed, and stored by the next pass that can write (up to :data:`MAX_HELD_SAMPLES`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from signalbox.metrics.spool import SpoolProblem, SpoolScan, scan_spool
 from signalbox.metrics.store import DuplicateSeries, MetricStore, WriteResult
 
 log = logging.getLogger("signalbox.collect")
+
+MAX_HELD_SAMPLES = 500_000
+"""Most source samples held for the next pass while the store refuses writes (~100 MB); past
+it the oldest flushes are dropped, and the log says how many samples of which times."""
 
 SELF_METRICS = [
     MetricMeta(
@@ -93,6 +102,14 @@ class Collector:
         self.on_problem = on_problem or self._log_problem
         self._seen: set[tuple[str, int, str]] = set()
         self._error_totals: dict[str, float] | None = None
+        self.max_held_samples = MAX_HELD_SAMPLES
+        self._held: list[tuple[list[Sample], list[MetricMeta]]] = []
+        """Flushes of the sources that no pass could store yet, oldest first."""
+
+    @property
+    def held_samples(self) -> int:
+        """Source samples waiting for a pass that can store them."""
+        return sum(len(samples) for samples, _ in self._held)
 
     def _log_problem(self, p: SpoolProblem) -> None:
         level = logging.INFO if p.kind == "ignored" else logging.WARNING
@@ -146,17 +163,57 @@ class Collector:
                     log.warning(
                         "%s:%s: %s%s", e.source, e.line, e.reason, f": {e.text}" if e.text else ""
                     )
-        scan = self._scan(now_ms, frames=True)
         try:
-            result = self._store(scan, extra, now_ms, started)
-        except DuplicateSeries:  # a series in two files, one of them a frame: read it all
-            scan = self._scan(now_ms, frames=False)
-            result = self._store(scan, extra, now_ms, started)
-        self.store.write_metadata([*SELF_METRICS, *scan.metas, *extra_metas])
+            backlog = self._store_held(now_ms)
+            scan = self._scan(now_ms, frames=True)
+            try:
+                result = self._store(scan, extra, now_ms, started)
+            except DuplicateSeries:  # a series in two files, one of them a frame: read it all
+                scan = self._scan(now_ms, frames=False)
+                result = self._store(scan, extra, now_ms, started)
+        except BaseException:
+            if extra:  # the flush is gone from its source: keep it for the next pass
+                self._hold(extra, extra_metas)
+            raise
+        self.store.write_metadata([*SELF_METRICS, *scan.metas, *backlog, *extra_metas])
         self._report(scan.problems)
         return PassReport(
             result.written, result.new_series, scan.problems, time.perf_counter() - started
         )
+
+    def _hold(self, samples: list[Sample], metas: list[MetricMeta]) -> None:
+        """Keep a flush the store refused, within :attr:`max_held_samples` (oldest dropped,
+        and said so: nothing goes silently)."""
+        self._held.append((samples, metas))
+        held = self.held_samples
+        while held > self.max_held_samples and len(self._held) > 1:
+            dropped, _ = self._held.pop(0)
+            held -= len(dropped)
+            stamps = sorted({s[3] for s in dropped if s[3] is not None})
+            log.error(
+                "the store has refused writes for %d passes: dropped %d StatsD samples flushed "
+                "at %s to keep at most %d held in memory",
+                len(self._held) + 1,
+                len(dropped),
+                ", ".join(map(str, stamps[:3])) or "?",
+                self.max_held_samples,
+            )
+
+    def _store_held(self, now_ms: int) -> list[MetricMeta]:
+        """Store the flushes earlier passes could not, each at the time it was flushed, in
+        a write of their own (the same series at several times); return their metadata."""
+        if not self._held:
+            return []
+        samples = [s for batch, _ in self._held for s in batch]
+        self.store.write(samples, now_ms, add_labels=(("host", self.host),))
+        metas = [m for _, batch in self._held for m in batch]
+        log.warning(
+            "stored %d StatsD samples held from %d pass(es) the store refused",
+            len(samples),
+            len(self._held),
+        )
+        self._held = []
+        return metas
 
     def _store(
         self, scan: SpoolScan, extra: list[Sample], now_ms: int, started: float

@@ -3,6 +3,11 @@
 Load balancers and orchestrators send traffic only to a ready instance; readiness runs each
 :class:`~signalbox.server.services.ReadyCheck` (a ``SELECT 1``, not a real query) and says
 which one failed and why, with 503, so an operator sees the reason from the probe itself.
+
+``serve`` adds a check that its collection and compaction can write: a full disk leaves
+reads working but stores nothing, and only an operator can fix it, so the instance says it
+is not ready (``/-/healthy`` stays 200: restarting would not help) until a pass stores again.
+A probe every few seconds must not flood the log: a reason is logged when it changes.
 """
 
 from __future__ import annotations
@@ -31,14 +36,19 @@ def failing(checks: tuple[ReadyCheck, ...]) -> str | None:
         except Exception as e:  # any failure means not ready; the reason is the answer
             # (store errors name their URL redacted, driver errors name host and port only)
             first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            reason = f"{check.name}: {first_line}"
-            log.warning("not ready: %s", reason)
-            return reason
+            return f"{check.name}: {first_line}"
     return None
 
 
 async def ready(request: Request) -> Response:
     reason = await run_in_threadpool(failing, services(request).ready)
+    state = request.app.state
+    if reason != getattr(state, "not_ready_reason", None):
+        state.not_ready_reason = reason
+        if reason is None:
+            log.warning("ready again")
+        else:
+            log.warning("not ready: %s", reason)
     if reason is not None:
         return error_response("unavailable", f"not ready: {reason}", 503)
     return PlainTextResponse("signalbox is ready.\n")

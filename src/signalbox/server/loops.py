@@ -2,6 +2,9 @@
 
 Each loop runs in a daemon thread with its own store connection and stops when the shared
 event is set; a failing pass is logged and the loop goes on (a collector must never die).
+A store that refuses writes (a full disk) fails every pass until someone acts: that is said
+in one line naming the path, repeated only as a reminder, with the recovery logged too, and
+``/-/ready`` answers 503 with the reason meanwhile (:class:`LoopHealth`).
 """
 
 from __future__ import annotations
@@ -14,26 +17,104 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from signalbox.config import Settings
+from signalbox.durations import format_duration
+from signalbox.exceptions import StoreError
 from signalbox.metrics.collect import SampleSource
 from signalbox.runtime import build_collector, open_metric_store
 
 log = logging.getLogger("signalbox.serve")
 
 COMPACT_EVERY_S = 60.0
+REMIND_EVERY_S = 300.0
+"""While a loop keeps failing the same way, how often the log says so again."""
+
+
+@dataclass
+class _Failing:
+    error: str  # the first line of what it raised
+    store: bool  # a StoreError: the store refuses the work (readiness says so)
+    since: float  # wall clock, for people
+    runs: int = 1
+    said_at: float = 0.0  # monotonic
+
+
+class LoopHealth:
+    """How each background loop's latest run went, for the log and ``/-/ready``.
+
+    A full disk fails every pass until space returns: one log line names the path when it
+    starts (no traceback: the error says all there is), a reminder follows every
+    :data:`REMIND_EVERY_S` while it lasts, and one line says when writes work again. An
+    unexpected error keeps its traceback, once.
+    """
+
+    def __init__(self, remind_every_s: float = REMIND_EVERY_S) -> None:
+        self.remind_every_s = remind_every_s
+        self._lock = threading.Lock()
+        self._failing: dict[str, _Failing] = {}
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            was = self._failing.pop(name, None)
+        if was is not None:
+            log.warning(
+                "%s works again after %d failed run(s) over %s",
+                name,
+                was.runs,
+                format_duration(max(1, round(time.time() - was.since))),
+            )
+
+    def failed(self, name: str, exc: Exception) -> None:
+        store = isinstance(exc, StoreError)
+        error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        now = time.monotonic()
+        with self._lock:
+            f = self._failing.get(name)
+            if f is None or f.error != error:
+                f = self._failing[name] = _Failing(error, store, time.time(), said_at=now)
+                first = True
+            else:
+                f.runs += 1
+                first = False
+                if now - f.said_at < self.remind_every_s:
+                    return
+                f.said_at = now
+            runs = f.runs
+        if first and not store:
+            log.exception("%s failed; will retry next interval", name)
+        elif first:
+            log.error("%s failed: %s; will retry next interval", name, error)
+        else:
+            log.error("%s still failing (%d runs in a row): %s", name, runs, error)
+
+    def probe(self) -> None:
+        """Raise (for ``/-/ready``) while a loop's latest run failed with a store error."""
+        with self._lock:
+            failing = [(n, f) for n, f in self._failing.items() if f.store]
+        for name, f in failing:
+            since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(f.since))
+            raise StoreError(f"{name} failing since {since}: {f.error}")
 
 
 def every(
-    interval_s: float, stop: threading.Event, fn: Callable[[], object], name: str
+    interval_s: float,
+    stop: threading.Event,
+    fn: Callable[[], object],
+    name: str,
+    health: LoopHealth | None = None,
 ) -> threading.Thread:
-    """Run ``fn`` now and then every ``interval_s`` until ``stop``; errors are logged, not fatal."""
+    """Run ``fn`` now and then every ``interval_s`` until ``stop``; errors are logged (through
+    ``health``, once per kind of failure), not fatal."""
+    watch = health or LoopHealth()
 
     def run() -> None:
         while not stop.is_set():
             started = time.monotonic()
             try:
                 fn()
-            except Exception:
-                log.exception("%s failed; will retry next interval", name)
+            except Exception as e:
+                watch.failed(name, e)
+            else:
+                watch.succeeded(name)
             stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
 
     t = threading.Thread(target=run, name=f"signalbox-{name}", daemon=True)
@@ -50,6 +131,7 @@ class Background:
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     statsd_address: tuple[str, int] | None = None
+    health: LoopHealth = field(default_factory=LoopHealth)
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -59,7 +141,7 @@ class Background:
             from signalbox.metrics.statsd.aggregate import StatsdAggregator
             from signalbox.metrics.statsd.server import StatsdServer
 
-            agg = StatsdAggregator()
+            agg = StatsdAggregator.from_settings(s.metrics.statsd)
             server = StatsdServer(agg, host=s.metrics.statsd.host, port=s.metrics.statsd.port)
             server.start()
             self.statsd_address = server.address
@@ -69,13 +151,16 @@ class Background:
         store = open_metric_store(s)
         self._closers.append(store.close)
         collector = build_collector(s, store, sources)
-        self.threads.append(every(s.metrics.interval_s, self.stop, collector.run_once, "collect"))
+        self.threads.append(
+            every(s.metrics.interval_s, self.stop, collector.run_once, "collect", self.health)
+        )
         self.threads.append(
             every(
                 COMPACT_EVERY_S,
                 self.stop,
                 lambda: store.compact(int(time.time() * 1000)),
                 "compact",
+                self.health,
             )
         )
         if self.monitors:

@@ -12,8 +12,8 @@ from signalbox.exceptions import UsageError
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.runtime import open_metric_store
 from signalbox.server.app import AppOptions, create_app
-from signalbox.server.loops import Background
-from signalbox.server.services import RunnerStatus, Services, database_ready
+from signalbox.server.loops import Background, LoopHealth
+from signalbox.server.services import ReadyCheck, RunnerStatus, Services, database_ready
 from signalbox.storage.database import redact_url
 
 log = logging.getLogger("signalbox.serve")
@@ -31,8 +31,9 @@ def serve(
     bind_port = sock.getsockname()[1]
     settings.metrics.spool_dir.mkdir(parents=True, exist_ok=True)
     store = open_metric_store(settings)
-    services = build_services(settings, store)  # migrates every area before the loops start
     bg = Background(settings, monitors=True)
+    # migrates every area before the loops start
+    services = build_services(settings, store, bg.health)
     sim = None
     if demo:
         from signalbox.demo.service import PhotoService
@@ -56,9 +57,12 @@ def serve(
         store.close()
 
 
-def build_services(settings: Settings, store: SQLMetricStore) -> Services:
+def build_services(
+    settings: Settings, store: SQLMetricStore, loops: LoopHealth | None = None
+) -> Services:
     """What the app reads, over ``serve``'s API store: its metrics, the monitor states (from
-    the same database) and a readiness probe of that database."""
+    the same database) and readiness probes: that database answers, and (``loops``) the
+    background loops can write to it (a full disk makes the instance not ready)."""
     from signalbox.monitors.engine.runner import MonitorRunner
 
     runner = MonitorRunner.from_settings(settings, store, store.db)
@@ -67,7 +71,10 @@ def build_services(settings: Settings, store: SQLMetricStore) -> Services:
         clock=store.clock,
         coarsest_resolution_s=store.levels[-1].tier,
         monitors=RunnerStatus(runner),
-        ready=(database_ready(f"store {store.db.url}", store.db),),
+        ready=(
+            database_ready(f"store {store.db.url}", store.db),
+            *(() if loops is None else (ReadyCheck("store writes", loops.probe),)),
+        ),
         limits=settings.query,
     )
 

@@ -60,6 +60,9 @@ class _Worker:
                 )
                 next_ms = pool.outbox.next_attempt_ms(self.name, after_ms=now_ms)
             except Exception:  # the database, most likely: try again at the next poll
+                if stop.is_set():  # an attempt that outlived the stop: its row was released
+                    log.info("notifier %r: the attempt left behind at stop ended", self.name)
+                    return
                 log.exception("delivery round for notifier %r failed; retrying", self.name)
             sleep = pool.poll_s
             if next_ms is not None:

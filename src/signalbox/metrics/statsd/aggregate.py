@@ -68,8 +68,10 @@ if TYPE_CHECKING:
 __all__ = ["QUANTILES", "StatsdAggregator"]
 
 # What a series reports at a flush: key, kind, value, and for summaries
-# (count, sum, min, max, sorted reservoir).
-_Report = tuple[SeriesKey, StatsdKind, float, tuple[float, float, float, float, list[float]] | None]
+# (count, sum, observations this interval, min, max, sorted reservoir).
+_Report = tuple[
+    SeriesKey, StatsdKind, float, tuple[float, float, int, float, float, list[float]] | None
+]
 
 QUANTILES = (0.5, 0.9, 0.99)
 _ACTIVE = -1  # _Series.seen_ms of a series that received something this interval
@@ -349,19 +351,18 @@ class StatsdAggregator:
                 meta = MetricMeta(name, "gauge", "StatsD set: distinct members per flush interval")
                 emit(name, labels, value, meta)
             elif timer is not None:
-                count, total, low, high, reservoir = timer
+                count, total, seen, low, high, reservoir = timer
                 unit = "seconds" if kind == "timer" else ""
                 summary = MetricMeta(name, "summary", f"StatsD {kind}", unit)
                 emit(name + "_count", labels, count, summary)
                 emit(name + "_sum", labels, total, summary)
-                if not reservoir:
-                    continue
-                for q in QUANTILES:
+                for q in QUANTILES if reservoir else ():
                     rank = max(0, math.ceil(q * len(reservoir)) - 1)
                     quantile = labels_of((*labels, ("quantile", str(q))))
                     emit(name, quantile, reservoir[rank], summary)
-                emit(name + "_min", labels, low, MetricMeta(name + "_min", "gauge", "", unit))
-                emit(name + "_max", labels, high, MetricMeta(name + "_max", "gauge", "", unit))
+                if seen:
+                    emit(name + "_min", labels, low, MetricMeta(name + "_min", "gauge", "", unit))
+                    emit(name + "_max", labels, high, MetricMeta(name + "_max", "gauge", "", unit))
         for own_name, own_value, why in zip(
             ("packets", "lines", "bad_lines", "series_expired"),
             own,
@@ -408,7 +409,7 @@ class StatsdAggregator:
                 s.members = None
             t = s.timer
             if t is not None:
-                timer = (t.count, t.total, t.low, t.high, sorted(t.reservoir))
+                timer = (t.count, t.total, t.seen, t.low, t.high, sorted(t.reservoir))
                 t.seen, t.low, t.high, t.reservoir = 0, math.inf, -math.inf, array("d")
             live.append((key, s.kind, value, timer))
         for key in idle:

@@ -43,9 +43,10 @@ def wait_for(fn: Callable[[], T | None], timeout: float = 30.0) -> T:
 
 
 @contextlib.contextmanager
-def serve_process(cwd: Path, port: int) -> Iterator[str]:
+def serve_process(cwd: Path, port: int, output: list[str] | None = None) -> Iterator[str]:
     """``signalbox serve`` in ``cwd`` (its signalbox.toml names ``port``), healthy, until the
-    end; then stopped with SIGTERM, which must end it cleanly and without a traceback."""
+    end; then stopped with SIGTERM, which must end it cleanly and without a traceback. Its
+    output (stdout and stderr: the log) is appended to ``output`` once it has stopped."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
     proc = subprocess.Popen(
         [SIGNALBOX, "serve"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -58,5 +59,7 @@ def serve_process(cwd: Path, port: int) -> Iterator[str]:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
         text = out.decode(errors="replace")
+        if output is not None:
+            output.append(text)
         assert proc.returncode in (0, -15), text
         assert "Traceback" not in text, text

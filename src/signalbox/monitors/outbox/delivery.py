@@ -4,6 +4,7 @@ Pure records: :mod:`signalbox.monitors.outbox.store` stores entries and drives t
 :mod:`signalbox.monitors.status` shows them, and none of that needs a database to describe
 an entry. How long to wait before the next attempt is
 :func:`signalbox.storage.backoff.backoff_s`, shared with every other retrying queue.
+:class:`DeliveryStats` is the one thing here with state: this process's attempt counters.
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signalbox.exceptions import DiskFullError, StoreError
+from signalbox.exceptions import StoreError
 from signalbox.storage.failures import translate
+from signalbox.storage.ownership import check_sqlite
 
 __all__ = ["Connector", "ThreadConnections", "pg_connector", "redact_url", "sqlite_connector"]
 
@@ -62,10 +63,16 @@ def sqlite_connector(url: str) -> Connector:
             conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=30.0
             )
+        except sqlite3.Error as e:
+            raise translate(e, "sqlite", path) or StoreError(f"{url}: {e}") from None
+        try:
             if path != ":memory:":
                 # 16 KiB pages (only takes effect when the file is created): fewer, fuller
                 # pages for the append-mostly sample tables; cheaper passes than 4 KiB.
                 conn.execute("PRAGMA page_size = 16384")
+                # before anything that writes to an existing file (the WAL switch rewrites
+                # its header): another application's file is refused untouched
+                check_sqlite(conn, path)
                 # WAL persists in the file: only the first connection switches it (switching
                 # takes a lock a second thread's connection would contend for)
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -73,11 +80,12 @@ def sqlite_connector(url: str) -> Connector:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the working set of a pass
             conn.execute("PRAGMA temp_store = MEMORY")
-        except sqlite3.Error as e:
-            full = translate(e, "sqlite", path)  # a full disk: no room for the -shm file
-            if isinstance(full, DiskFullError):
-                raise full from None
-            raise StoreError(f"{url}: {e}") from None
+        except (sqlite3.Error, StoreError) as e:
+            conn.close()
+            if isinstance(e, StoreError):  # another application's file
+                raise
+            # a full disk (no room for the -shm file), a damaged file, or the driver's words
+            raise translate(e, "sqlite", path) or StoreError(f"{url}: {e}") from None
         return conn
 
     return connect

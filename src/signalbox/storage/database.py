@@ -26,6 +26,8 @@ from signalbox.storage.connections import (
 )
 from signalbox.storage.dialect import POSTGRESQL, SQLITE, Dialect
 from signalbox.storage.failures import translate
+from signalbox.storage.integrity import check_at_open
+from signalbox.storage.ownership import check_postgresql, claim_sqlite
 
 __all__ = ["Database", "Migration", "open_database", "redact_url"]
 
@@ -298,6 +300,8 @@ class Database:
         with self.transaction():
             if self.dialect.name == "postgresql":
                 self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
+            elif self.path != ":memory:":
+                claim_sqlite(self)  # the file is signalbox's from its first table on
             self.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
             )
@@ -350,7 +354,15 @@ def _short(sql: str) -> str:
 
 def open_database(url: str) -> Database:
     """Open ``sqlite:///PATH`` or ``postgresql://...`` (the calling thread's connection now,
-    so a bad URL fails here; other threads' when they first use it)."""
+    so a bad URL fails here; other threads' when they first use it).
+
+    Raises:
+        ForeignDatabaseError: the database is another application's
+            (:mod:`~signalbox.storage.ownership`).
+        CorruptDatabaseError: a small SQLite file fails ``quick_check``
+            (:mod:`~signalbox.storage.integrity`).
+        StoreError: it cannot be opened.
+    """
     if url.startswith("sqlite:///"):
         conns = ThreadConnections(sqlite_connector(url), shared=url == "sqlite:///:memory:")
         dialect = SQLITE
@@ -361,5 +373,14 @@ def open_database(url: str) -> Database:
         raise StoreError(
             f"unsupported store URL {url!r}: expected sqlite:///PATH or postgresql://..."
         )
-    conns.get()
-    return Database(conns, dialect, url)
+    conns.get()  # on SQLite, refuses another application's file (ownership.check_sqlite)
+    db = Database(conns, dialect, url)
+    try:
+        if dialect is POSTGRESQL:
+            check_postgresql(db)
+        elif not conns.shared:
+            check_at_open(db)
+    except BaseException:
+        db.close()
+        raise
+    return db

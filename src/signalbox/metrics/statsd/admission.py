@@ -17,6 +17,7 @@ other client its new metrics for the life of the process. Three pieces serve tha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -109,13 +110,14 @@ class Refusals:
         self.totals: dict[tuple[str, Reason], int] = {}
         self._interval: dict[tuple[str, Reason], _Pending] = {}
 
-    def count(self, sender: str, reason: Reason, text: str) -> None:
-        """One refused line from ``sender`` (its excerpt ``text``)."""
+    def count(self, sender: str, reason: Reason, describe: Callable[[], str]) -> None:
+        """One refused line from ``sender``; ``describe()`` gives its excerpt, asked for only
+        once per source and reason per interval (a flood is refused by the thousand)."""
         key = (self.labels(sender), reason)
         self.totals[key] = self.totals.get(key, 0) + 1
         pending = self._interval.get(key)
         if pending is None:
-            self._interval[key] = _Pending(1, text)
+            self._interval[key] = _Pending(1, describe())
         else:
             pending.count += 1
 

@@ -50,6 +50,7 @@ from array import array
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from signalbox.metrics.parse.lex import LineError, excerpt
@@ -180,7 +181,7 @@ class StatsdAggregator:
             self.lines_total += good_lines + len(errors)
             self._add_locked(lines, source, who)
             for e in errors:
-                self._refusals.count(who, "invalid", e.text)
+                self._refusals.count(who, "invalid", partial(str, e.text))
             self._record_locked(errors)
             self._cond.notify_all()
 
@@ -227,10 +228,12 @@ class StatsdAggregator:
             except _Refused as why:
                 refused.add(ln.line)
                 self.bad_lines_total += 1
-                text = _describe(ln)
-                self._refusals.count(sender, why.reason, text)
                 if why.reason == "invalid":
+                    text = _describe(ln)
                     self._errors.append(LineError(source, ln.line, str(why), text))
+                    self._refusals.count(sender, why.reason, partial(str, text))
+                else:
+                    self._refusals.count(sender, why.reason, partial(_describe, ln))
 
     def _apply_locked(self, ln: StatsdLine, sender: str) -> None:
         """Apply one line, or raise :class:`_Refused` leaving every series as it was."""

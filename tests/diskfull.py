@@ -7,8 +7,8 @@ skips, and fails when ``SIGNALBOX_REQUIRE_SERVICES=1`` (in CI nothing may skip).
 
 PostgreSQL cannot be given a full disk here, but the server can fail a transaction half-way
 exactly as one does: :func:`pg_disk_full` installs a trigger on the tables every write ends
-with (``metric_stamps`` after the samples, ``metric_meta``) that raises SQLSTATE 53100
-(``disk_full``) while a flag row is set.
+with (``metric_stamps`` after the samples, ``metric_meta``, ``metric_rollups`` after a
+rollup's buckets) that raises SQLSTATE 53100 (``disk_full``) while a flag row is set.
 """
 
 from __future__ import annotations
@@ -126,6 +126,8 @@ class PgDiskFull:
             CREATE TRIGGER test_disk_full BEFORE INSERT OR UPDATE ON metric_stamps
               FOR EACH ROW EXECUTE FUNCTION test_disk_full_guard();
             CREATE TRIGGER test_disk_full BEFORE INSERT OR UPDATE ON metric_meta
+              FOR EACH ROW EXECUTE FUNCTION test_disk_full_guard();
+            CREATE TRIGGER test_disk_full BEFORE INSERT OR UPDATE ON metric_rollups
               FOR EACH ROW EXECUTE FUNCTION test_disk_full_guard();
             """
         )

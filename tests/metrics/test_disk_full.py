@@ -143,13 +143,16 @@ def test_collect_once_on_a_full_disk_exits_2_with_one_line_and_stores_after_spac
 
 
 # -- the collector itself: what it holds for the next pass --------------------------------------
+T0 = 1_800_000_000  # the start of a raw partition (5 minutes) and of a rollup bucket
+
+
 @NO_ROOM
 def test_the_collector_holds_statsd_flushes_of_refused_passes_within_its_bound(
     full_store: FullStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """In-process, for what the end-to-end tests cannot see: how much is held, the bound,
-    the metadata a refused pass could not write."""
-    clock = FrozenClock(1_800_000_000.0)
+    a refused pass that opened a new partition, a refused compaction."""
+    clock = FrozenClock(float(T0))
     store = SQLMetricStore(open_database(full_store.url), clock=clock)
     full_store.prepare()
     agg = StatsdAggregator()
@@ -160,9 +163,11 @@ def test_the_collector_holds_statsd_flushes_of_refused_passes_within_its_bound(
         agg.add_packet(b"c:1|c", "test")
         collector.run_once()
         full_store.fill()
+        clock.set(T0 + 300.0)  # the next partition: created by the refused pass, rolled back
+        with pytest.raises(DiskFullError):  # a closed bucket to roll up: refused too
+            store.compact(int(clock.now() * 1000))
         caplog.set_level(logging.WARNING, "signalbox.collect")
         for members in (b"s:a|s", b"s:b|s\nu:b|s", b"s:c|s"):  # a new series in the second
-            clock.advance(10)
             agg.add_packet(b"c:1|c\nt:5|ms\n" + members, "test")
             with pytest.raises(DiskFullError) as refused:
                 collector.run_once()
@@ -171,12 +176,12 @@ def test_the_collector_holds_statsd_flushes_of_refused_passes_within_its_bound(
                 one = collector.held_samples
                 assert one > 0
                 collector.max_held_samples = 2 * one + 2
+            clock.advance(10)
         assert 2 * one <= collector.held_samples <= 2 * one + 2
         dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
-        assert len(dropped) == 1 and "StatsD samples flushed at 1800000010000" in dropped[0]
+        assert len(dropped) == 1 and f"StatsD samples flushed at {T0 + 300}000" in dropped[0]
 
         full_store.free()
-        clock.advance(10)
         collector.run_once()
         assert collector.held_samples == 0
         assert latest(full_store.url, "c_total") == {"": 4.0}
@@ -185,13 +190,21 @@ def test_the_collector_holds_statsd_flushes_of_refused_passes_within_its_bound(
         assert meta["u"] == MetricMeta(
             "u", "gauge", "StatsD set: distinct members per flush interval"
         )
-        sets = store.select([Matcher("__name__", "=", "s")], 1_800_000_000_000, 1_800_000_040_000)
+        ms = T0 * 1000
+        sets = store.select([Matcher("__name__", "=", "s")], ms, ms + 330_000)
         assert dict(zip(sets[0].timestamps, sets[0].values, strict=True)) == {
-            # 1_800_000_010_000: the oldest flush, dropped at the bound (and logged)
-            1_800_000_020_000: 1.0,  # held through two refused passes, at its own time
-            1_800_000_030_000: 1.0,
-            1_800_000_040_000: 0.0,
+            # ms + 300_000: the oldest flush, dropped at the bound (and logged)
+            ms + 310_000: 1.0,  # held through two refused passes, at its own time
+            ms + 320_000: 1.0,
+            ms + 330_000: 0.0,
         }
+        store.compact(int(clock.now() * 1000))  # the rollup refused before: built now
+        minute = store.levels[1]
+        assert store.db.query(
+            f"SELECT r.last FROM {minute.table(minute.partition_start(ms))} AS r "
+            "JOIN series AS s ON s.id = r.series_id WHERE s.name = 'c_total' AND r.ts = ?",
+            (ms,),
+        ) == [(1.0,)]
     finally:
         store.close()
 

@@ -1,4 +1,5 @@
-"""What ``signalbox init`` writes: a commented config, example monitors and flags, the spool.
+"""What ``signalbox init`` writes: a commented config, example monitors and flags, the spool
+dir (the one the config names, when a config was there already).
 
 Files that exist are never touched, so ``init`` is safe to run again after an upgrade to
 pick up only what is new.
@@ -129,8 +130,24 @@ def scaffold(directory: Path) -> list[tuple[Path, bool]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
         out.append((path, True))
-    spool = directory / ".signalbox" / "spool"
+    spool = configured_spool_dir(directory / "signalbox.toml")
     existed = spool.is_dir()
     spool.mkdir(parents=True, exist_ok=True)
     out.append((spool, not existed))
     return out
+
+
+def configured_spool_dir(config: Path) -> Path:
+    """The spool dir ``config`` names (the default one for the file ``init`` writes): an
+    existing config may point elsewhere, and that is the dir collection will read.
+
+    Raises:
+        ConfigError: the existing config is not valid.
+    """
+    from signalbox.config import load_settings
+
+    spool: Path = load_settings(str(config)).metrics.spool_dir
+    try:  # shown as the other paths are: under the folder as given
+        return config.parent / spool.relative_to(config.parent.resolve())
+    except ValueError:
+        return spool

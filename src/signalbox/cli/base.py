@@ -27,7 +27,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handle_errors(fn: F) -> F:
-    """Turn our errors into one clear line and the right exit code."""
+    """Turn our errors into one clear line and the right exit code.
+
+    A store error is exit 2 like the others (SPEC has no code of its own for it): a damaged
+    or foreign database and a full disk say what to do. A database driver's error that the
+    store did not name is still one line, not a traceback (``-vv`` logs the traceback).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -39,8 +44,25 @@ def handle_errors(fn: F) -> F:
         except SignalboxError as e:
             click.echo(f"signalbox: {e}", err=True)
             sys.exit(2)
+        except Exception as e:
+            if not _is_driver_error(e):
+                raise
+            logging.getLogger("signalbox.cli").debug("store error", exc_info=True)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            click.echo(f"signalbox: store error: {first} (-vv shows where)", err=True)
+            sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _is_driver_error(e: Exception) -> bool:
+    """An error of the database driver (sqlite3, psycopg), which the store let through."""
+    import sqlite3
+
+    if isinstance(e, sqlite3.Error):
+        return True
+    psycopg = sys.modules.get("psycopg")  # imported only when a PostgreSQL store was opened
+    return psycopg is not None and isinstance(e, psycopg.Error)
 
 
 class Context:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
 from signalbox.config import Settings
-from signalbox.exceptions import UsageError
+from signalbox.exceptions import CorruptDatabaseError, UsageError
+from signalbox.metrics.spooldir import ensure_spool_dir
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.runtime import open_metric_store
 from signalbox.server.app import AppOptions, create_app
 from signalbox.server.loops import Background, LoopHealth
 from signalbox.server.services import ReadyCheck, RunnerStatus, Services, database_ready
 from signalbox.storage.database import redact_url
+from signalbox.storage.integrity import check_in_background, checked_at_open
 
 log = logging.getLogger("signalbox.serve")
 
@@ -29,11 +32,12 @@ def serve(
         logging.getLogger("signalbox.demo").setLevel(logging.INFO)
     sock = listen(bind_host, bind_port)  # before anything starts: a taken port is a clear error
     bind_port = sock.getsockname()[1]
-    settings.metrics.spool_dir.mkdir(parents=True, exist_ok=True)
-    store = open_metric_store(settings)
+    _spool_dir_ready(settings)
+    store = open_metric_store(settings)  # refuses another application's or a damaged file
+    damage = _check_integrity(store)
     bg = Background(settings, monitors=True)
     # migrates every area before the loops start
-    services = build_services(settings, store, bg.health)
+    services = build_services(settings, store, bg.health, damage)
     sim = None
     if demo:
         from signalbox.demo.service import PhotoService
@@ -58,11 +62,15 @@ def serve(
 
 
 def build_services(
-    settings: Settings, store: SQLMetricStore, loops: LoopHealth | None = None
+    settings: Settings,
+    store: SQLMetricStore,
+    loops: LoopHealth | None = None,
+    damage: list[CorruptDatabaseError] | None = None,
 ) -> Services:
     """What the app reads, over ``serve``'s API store: its metrics, the monitor states (from
-    the same database) and readiness probes: that database answers, and (``loops``) the
-    background loops can write to it (a full disk makes the instance not ready)."""
+    the same database) and readiness probes: that database answers, (``loops``) the
+    background loops can write to it (a full disk makes the instance not ready), and
+    (``damage``) the start-up integrity check found nothing."""
     from signalbox.monitors.engine.runner import MonitorRunner
 
     runner = MonitorRunner.from_settings(settings, store, store.db)
@@ -74,9 +82,44 @@ def build_services(
         ready=(
             database_ready(f"store {store.db.url}", store.db),
             *(() if loops is None else (ReadyCheck("store writes", loops.probe),)),
+            *(() if damage is None else (ReadyCheck("store integrity", _raiser(damage)),)),
         ),
         limits=settings.query,
     )
+
+
+def _spool_dir_ready(settings: Settings) -> None:
+    """Create a missing spool dir and say so once (a wrong path collects nothing silently)."""
+    path = settings.metrics.spool_dir
+    try:
+        warning = ensure_spool_dir(path)
+    except OSError as e:
+        raise UsageError(
+            f"cannot create the spool dir {path}: {e.strerror} (set [collect] spool_dir in "
+            "signalbox.toml)"
+        ) from None
+    if warning:
+        log.warning("%s", warning)
+
+
+def _check_integrity(store: SQLMetricStore) -> list[CorruptDatabaseError] | None:
+    """A SQLite file too big to check at open is checked now, in the background (the server
+    starts meanwhile); what it finds fails ``/-/ready``. None when there is nothing to wait
+    for (PostgreSQL; a small file, checked at open)."""
+    db = store.db
+    if db.dialect.name != "sqlite" or checked_at_open(db):
+        return None
+    found: list[CorruptDatabaseError] = []
+    check_in_background(db, found.append)
+    return found
+
+
+def _raiser(found: list[CorruptDatabaseError]) -> Callable[[], None]:
+    def probe() -> None:
+        if found:
+            raise found[0]
+
+    return probe
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -378,7 +378,7 @@ def open_database(url: str) -> Database:
     try:
         if dialect is POSTGRESQL:
             check_postgresql(db)
-        elif not conns.shared:
+        else:
             check_at_open(db)
     except BaseException:
         db.close()

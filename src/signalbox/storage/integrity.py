@@ -35,6 +35,7 @@ __all__ = [
     "QUICK_CHECK_MAX_BYTES",
     "check_at_open",
     "check_in_background",
+    "checked_at_open",
     "database_bytes",
     "quick_check",
 ]
@@ -54,13 +55,23 @@ def database_bytes(path: str) -> int:
     return total
 
 
+def checked_at_open(db: Database) -> bool:
+    """Whether :func:`check_at_open` checks ``db`` (a SQLite file small enough); the others
+    are left to the first error, or to :func:`check_in_background`."""
+    return (
+        db.dialect.name == "sqlite"
+        and db.path != ":memory:"
+        and database_bytes(db.path) <= QUICK_CHECK_MAX_BYTES
+    )
+
+
 def check_at_open(db: Database) -> bool:
     """``quick_check`` a small SQLite file now (see the module docstring); whether it ran.
 
     Raises:
         CorruptDatabaseError: the file is damaged.
     """
-    if db.dialect.name != "sqlite" or database_bytes(db.path) > QUICK_CHECK_MAX_BYTES:
+    if not checked_at_open(db):
         return False
     problems = [r[0] for r in db.query("PRAGMA quick_check")]
     _raise_if_damaged(problems, db.path)

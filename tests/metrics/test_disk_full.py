@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 
 from signalbox.clock import FrozenClock
-from signalbox.exceptions import DiskFullError
+from signalbox.exceptions import DiskFullError, StoreError
 from signalbox.metrics.collect import Collector
 from signalbox.metrics.samples import Matcher, MetricMeta
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.metrics.statsd.aggregate import StatsdAggregator
+from signalbox.server.loops import LoopHealth
 from signalbox.storage import open_database
 from tests.cli.helpers import free_port, run
 from tests.diskfull import pg_disk_full, small_disk
@@ -300,3 +301,41 @@ def test_serve_on_a_full_disk_stays_up_says_why_and_stores_everything_once_space
     assert re.search(r"collect works again after \d+ failed run\(s\)", log), log
     assert re.search(r"stored \d+ StatsD samples held from \d+ pass\(es\)", log), log
     assert len([ln for ln in log.splitlines() if "not ready: " in ln]) == 1, log
+
+
+# -- what the loops of serve/agent log --------------------------------------------------------
+def test_a_loop_failing_pass_after_pass_logs_once_then_reminds_then_says_it_works_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    health = LoopHealth(remind_every_s=3600)
+    full = DiskFullError("/data/metrics.db", "database or disk is full")
+    caplog.set_level(logging.INFO, "signalbox.serve")
+    for _ in range(5):
+        health.failed("collect", full)
+    with pytest.raises(
+        StoreError, match=r"^collect failing since .*: disk full: cannot write to /data/metrics.db "
+    ):
+        health.probe()
+    health.remind_every_s = 0.0
+    health.failed("collect", full)
+    health.failed("compact", RuntimeError("a bug"))  # not the store's: a traceback, once
+    health.failed("compact", RuntimeError("a bug"))
+    health.succeeded("collect")
+    health.succeeded("collect")  # nothing to say twice
+    said = [
+        (r.levelname, r.getMessage(), bool(r.exc_info and r.exc_info[1])) for r in caplog.records
+    ]
+    assert said[0] == (
+        "ERROR",
+        "collect failed: disk full: cannot write to /data/metrics.db (database or disk is full); "
+        "nothing was lost, free space and the next pass stores it; will retry next interval",
+        False,
+    )
+    assert said[1][:2] == ("ERROR", f"collect still failing (6 runs in a row): {full}")
+    assert said[2] == ("ERROR", "compact failed; will retry next interval", True)
+    assert said[3] == ("ERROR", "compact still failing (2 runs in a row): a bug", False)
+    assert said[4][0] == "WARNING" and said[4][1].startswith(
+        "collect works again after 6 failed run(s) over "
+    )
+    assert len(said) == 5
+    health.probe()  # compact's failure is no store error: ready as far as writes go

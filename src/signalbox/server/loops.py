@@ -69,18 +69,18 @@ class LoopHealth:
         now = time.monotonic()
         with self._lock:
             f = self._failing.get(name)
-            if f is None or f.error != error:
+            if f is None:
                 f = self._failing[name] = _Failing(error, store, time.time(), said_at=now)
                 first = True
             else:
                 f.runs += 1
-                first = False
-                if now - f.said_at < self.remind_every_s:
+                first = f.error != error  # failing differently: say so now
+                if not first and now - f.said_at < self.remind_every_s:
                     return
-                f.said_at = now
+                f.error, f.store, f.said_at = error, store, now
             runs = f.runs
         if first and not store:
-            log.exception("%s failed; will retry next interval", name)
+            log.error("%s failed; will retry next interval", name, exc_info=exc)
         elif first:
             log.error("%s failed: %s; will retry next interval", name, error)
         else:

@@ -32,7 +32,7 @@ from signalbox.monitors.engine.runner import MonitorRunner
 from signalbox.monitors.notify import Notification, NotifyError, WebhookNotifier
 from signalbox.monitors.outbox.metrics import FAILED_METRIC, PENDING_METRIC, TOTAL_METRIC
 from signalbox.monitors.outbox.store import Outbox
-from signalbox.monitors.outbox.workers import DeliveryWorkers
+from signalbox.monitors.outbox.workers import ROUND, DeliveryWorkers
 from signalbox.monitors.state.store import MonitorStore
 from signalbox.storage import Database, open_database
 from signalbox.storage.backoff import backoff_s
@@ -264,6 +264,24 @@ def test_a_pass_writes_the_backlog_and_the_attempts_per_notifier(
     assert (value(TOTAL_METRIC, "ok"), value(FAILED_METRIC, "ok")) == (1, 0)
     assert metrics.metadata()[FAILED_METRIC].type == "counter"
     assert len(ok.sent) == 2 and runner.outbox.pending_counts() == {"hung": 2}
+
+
+def test_a_backlog_longer_than_a_round_goes_out_without_waiting_for_the_poll(
+    db: Database,
+) -> None:
+    box = Outbox(db)
+    n = ROUND + 20
+    with db.transaction():
+        for i in range(n):  # distinct alerts, so none waits behind another
+            box.enqueue("ok", make_notification(id=f"n-{i}", labels=(("i", str(i)),)), T0)
+    ok = Recorder()
+    workers = DeliveryWorkers(box, {"ok": ok}, clock=FrozenClock(T0 / 1000), poll_s=30)
+    workers.start()
+    try:
+        _wait(lambda: len(ok.sent) == n, timeout=5)
+    finally:
+        assert workers.stop() == []
+    assert [x.id for x in ok.sent] == [f"n-{i}" for i in range(n)]  # oldest first
 
 
 def test_rows_of_a_notifier_no_longer_configured_are_dead_and_the_others_untouched(

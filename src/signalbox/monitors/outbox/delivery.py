@@ -70,7 +70,10 @@ class Delivery:
 
 @dataclass(slots=True)
 class DeliveryReport:
+    """What a round did; ``attempts``: the sends it started (a round stops at its limit)."""
+
     deliveries: list[Delivery] = field(default_factory=list)
+    attempts: int = 0
 
     def count(self, outcome: str) -> int:
         return sum(1 for d in self.deliveries if d.outcome == outcome)

@@ -329,6 +329,7 @@ class Outbox:
                 blocked.add(key)  # another process took it
                 continue
             tried += 1
+            report.attempts = tried
             d = self._deliver(entry, notifiers, now_ms)
             report.deliveries.append(d)
             if d.outcome == "retry":

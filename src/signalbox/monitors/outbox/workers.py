@@ -27,7 +27,7 @@ from signalbox.clock import Clock, SystemClock
 from signalbox.monitors.notify.notification import Notifier
 from signalbox.monitors.outbox.store import Outbox
 
-__all__ = ["POLL_S", "STOP_WAIT_S", "DeliveryWorkers"]
+__all__ = ["POLL_S", "ROUND", "STOP_WAIT_S", "DeliveryWorkers"]
 
 log = logging.getLogger("signalbox.monitors.outbox.workers")
 
@@ -36,6 +36,8 @@ POLL_S = 5.0
 STOP_WAIT_S = 2.0
 """How long :meth:`DeliveryWorkers.stop` waits for attempts under way, all workers together."""
 _MIN_SLEEP_S = 0.01
+ROUND = 100
+"""Rows a worker tries per round before it looks at the table again."""
 
 
 class _Worker:
@@ -55,9 +57,11 @@ class _Worker:
             now_ms = pool.now_ms()
             next_ms: int | None = None
             try:
-                pool.outbox.deliver_due(
-                    now_ms, {self.name: self.notifier}, only=self.name, stop=stop
+                report = pool.outbox.deliver_due(
+                    now_ms, {self.name: self.notifier}, only=self.name, stop=stop, limit=ROUND
                 )
+                if report.attempts >= ROUND:
+                    continue  # a backlog: the next round at once, not after a sleep
                 next_ms = pool.outbox.next_attempt_ms(self.name, after_ms=now_ms)
             except Exception:  # the database, most likely: try again at the next poll
                 if stop.is_set():  # an attempt that outlived the stop: its row was released

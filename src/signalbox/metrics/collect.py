@@ -160,9 +160,7 @@ class Collector:
             take_errors = getattr(src, "take_errors", None)
             if take_errors is not None:
                 for e in take_errors():  # bad StatsD lines: counted by the source, logged here
-                    log.warning(
-                        "%s:%s: %s%s", e.source, e.line, e.reason, f": {e.text}" if e.text else ""
-                    )
+                    log.warning("%s%s", e, f": {e.text}" if e.text else "")  # line 0: no ":0"
         try:
             backlog = self._store_held(now_ms)
             scan = self._scan(now_ms, frames=True)

@@ -51,7 +51,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from signalbox.metrics.parse.lex import LineError, excerpt
 from signalbox.metrics.samples import Labels, MetricMeta, Sample, SeriesKey, labels_of
@@ -69,10 +69,8 @@ if TYPE_CHECKING:
 __all__ = ["QUANTILES", "StatsdAggregator"]
 
 # What a series reports at a flush: key, kind, value, and for summaries
-# (count, sum, observations this interval, min, max, sorted reservoir).
-_Report = tuple[
-    SeriesKey, StatsdKind, float, tuple[float, float, int, float, float, list[float]] | None
-]
+# (count, sum, observations this interval, min, max, reservoir: sorted outside the lock).
+_Report: TypeAlias = "tuple[SeriesKey, StatsdKind, float, tuple[float, float, int, float, float, array[float]] | None]"
 
 QUANTILES = (0.5, 0.9, 0.99)
 _ACTIVE = -1  # _Series.seen_ms of a series that received something this interval
@@ -354,7 +352,8 @@ class StatsdAggregator:
                 meta = MetricMeta(name, "gauge", "StatsD set: distinct members per flush interval")
                 emit(name, labels, value, meta)
             elif timer is not None:
-                count, total, seen, low, high, reservoir = timer
+                count, total, seen, low, high, pool = timer
+                reservoir = sorted(pool)
                 unit = "seconds" if kind == "timer" else ""
                 summary = MetricMeta(name, "summary", f"StatsD {kind}", unit)
                 emit(name + "_count", labels, count, summary)
@@ -412,7 +411,7 @@ class StatsdAggregator:
                 s.members = None
             t = s.timer
             if t is not None:
-                timer = (t.count, t.total, t.seen, t.low, t.high, sorted(t.reservoir))
+                timer = (t.count, t.total, t.seen, t.low, t.high, t.reservoir)
                 t.seen, t.low, t.high, t.reservoir = 0, math.inf, -math.inf, array("d")
             live.append((key, s.kind, value, timer))
         for key in idle:

@@ -70,7 +70,8 @@ __all__ = ["QUANTILES", "StatsdAggregator"]
 
 # What a series reports at a flush: key, kind, value, and for summaries
 # (count, sum, observations this interval, min, max, reservoir: sorted outside the lock).
-_Report: TypeAlias = "tuple[SeriesKey, StatsdKind, float, tuple[float, float, int, float, float, array[float]] | None]"
+_Summary: TypeAlias = "tuple[float, float, int, float, float, array[float]]"
+_Report: TypeAlias = "tuple[SeriesKey, StatsdKind, float, _Summary | None]"
 
 QUANTILES = (0.5, 0.9, 0.99)
 _ACTIVE = -1  # _Series.seen_ms of a series that received something this interval

@@ -73,7 +73,10 @@ def check_at_open(db: Database) -> bool:
     """
     if not checked_at_open(db):
         return False
-    problems = [r[0] for r in db.query("PRAGMA quick_check")]
+    try:
+        problems = [r[0] for r in db.query("PRAGMA quick_check")]
+    except CorruptDatabaseError as e:  # too damaged for the check to finish
+        raise CorruptDatabaseError(e.path, f"quick_check: {e.detail}", e.advice) from e
     _raise_if_damaged(problems, db.path)
     return True
 
@@ -89,6 +92,8 @@ def quick_check(conn: sqlite3.Connection, path: str) -> None:
         problems = [r[0] for r in conn.execute("PRAGMA quick_check")]
     except sqlite3.Error as e:
         named = translate(e, "sqlite", path)
+        if isinstance(named, CorruptDatabaseError):  # too damaged for the check to finish
+            raise CorruptDatabaseError(path, f"quick_check: {e}", named.advice) from e
         raise (named or StoreError(f"{path}: quick_check failed: {e}")) from e
     _raise_if_damaged(problems, path)
 

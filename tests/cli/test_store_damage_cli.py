@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,8 @@ def _text_file(path: Path) -> None:
     path.write_text("2026-01-01 12:00:00 INFO app started\n" * 50)
 
 
-FOREIGN = {
-    "other tables": (lambda p: other_app_db(p), "it holds other tables (customers, orders)"),
+FOREIGN: dict[str, tuple[Callable[[Path], None], str]] = {
+    "other tables": (other_app_db, "it holds other tables (customers, orders)"),
     "another application_id": (
         lambda p: other_app_db(p, app_id=0x47504B47),
         "its application_id is 0x47504B47, signalbox's is 0x53424F58",
@@ -245,7 +246,12 @@ def test_serve_on_a_big_damaged_store_starts_and_is_not_ready(tmp_path: Path) ->
         f.write(f"[server]\nport = {port}\n[statsd]\nenabled = false\n")
     out: list[str] = []
     with serve_process(root, port, out) as base:
-        status, body = wait_for(lambda: (got := fetch(base + "/-/ready"))[0] == 503 and got)
+
+        def not_ready() -> str | None:
+            status, body = fetch(base + "/-/ready")
+            return body if status == 503 else None
+
+        body = wait_for(not_ready)
         assert "store integrity" in body and f"{db} is damaged" in body, body
         assert fetch(base + "/-/healthy")[0] == 200  # restarting would not help
         status, body = fetch(base + "/api/v1/query?query=requests")

@@ -51,7 +51,12 @@ def serve(root: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]
     with log.open("ab") as out:
         proc = subprocess.Popen([SIGNALBOX, "serve"], cwd=root, env=env, stdout=out, stderr=out)
     try:
-        wait_for(lambda: fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200)
+        try:
+            wait_for(lambda: fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200)
+        except AssertionError as e:
+            raise AssertionError(
+                f"{e}; exit code {proc.poll()}; output:\n{log.read_text()}"
+            ) from None
         yield proc
     finally:
         if proc.poll() is None:

@@ -413,13 +413,13 @@ class Outbox:
                 (next_ms, error, entry.id),
             )
         log.warning(
-            "%s notification %s for %s to %s failed (attempt %d), retrying in %.0fs: %s",
+            "%s notification %s for %s to %s failed (attempt %d), retrying in %ss: %s",
             entry.kind,
             entry.id,
             entry.monitor,
             entry.notifier,
             attempts,
-            delay,
+            f"{delay:.1f}" if delay < 10 else f"{delay:.0f}",  # a 200ms retry_delay shows
             error,
         )
         return Delivery(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from signalbox.storage.integrity import QUICK_CHECK_MAX_BYTES, database_bytes
 from tests.cli.helpers import SIGNALBOX, free_port, run
 from tests.damage import (
     SIGNALBOX_APP_ID,
@@ -174,7 +175,7 @@ def damaged_small(tmp_path: Path) -> tuple[Path, Path]:
     """A store of 3,000 series whose series table was overwritten on disk (small enough
     to be quick_checked at open)."""
     root, db = _collected(tmp_path)
-    assert db.stat().st_size < 2 << 20
+    assert database_bytes(str(db)) <= QUICK_CHECK_MAX_BYTES
     corrupt_table(db, "series")
     assert integrity(db) != "ok"
     return root, db

@@ -27,9 +27,11 @@ from signalbox.metrics.store import DuplicateSeries, MetricStore, WriteResult
 
 log = logging.getLogger("signalbox.collect")
 
-MAX_HELD_SAMPLES = 500_000
-"""Most source samples held for the next pass while the store refuses writes (~100 MB); past
-it the oldest flushes are dropped, and the log says how many samples of which times."""
+MAX_HELD_SAMPLES = 250_000
+"""Most source samples held for the next pass while the store refuses writes (about 250 bytes
+each: ~60 MB). Past it the oldest flushes are dropped, and the log says how many samples of
+which times: what is lost then is those intervals' timer quantiles and set counts, since
+counters and gauges are carried whole by every later flush."""
 
 SELF_METRICS = [
     MetricMeta(

@@ -305,9 +305,14 @@ def run_clients(
     return load, time.perf_counter() - t
 
 
-def instant(base: str, query: str) -> list[dict[str, object]]:
-    r = httpx.get(base + "/api/v1/query", params={"query": query}, timeout=10)
-    r.raise_for_status()
+def instant(base: str, query: str, timeout_s: float = 10) -> list[dict[str, object]] | None:
+    """An instant query's result, or None when the server did not answer it with a 200."""
+    try:
+        r = httpx.get(base + "/api/v1/query", params={"query": query}, timeout=timeout_s)
+    except httpx.HTTPError:
+        return None
+    if r.status_code != 200:
+        return None
     result: list[dict[str, object]] = r.json()["data"]["result"]
     return result
 
@@ -338,15 +343,21 @@ def statsd_flood(base: str, statsd_port: int, interval_s: float, seconds: float)
     sock.close()
     time.sleep(max(0.0, seconds - (time.monotonic() - started)))
     stored = instant(base, 'count({__name__=~"hostile_flood_.*"})')
-    n_stored = int(float(stored[0]["value"][1])) if stored else 0  # type: ignore[index]
-    metrics = httpx.get(base + "/metrics", timeout=10).text
+    n_stored = (
+        "no answer" if stored is None else f"{int(float(stored[0]['value'][1])) if stored else 0:,}"  # type: ignore[index]
+    )
     refused = Counter[str]()
+    try:
+        metrics = httpx.get(base + "/metrics", timeout=10).text
+    except httpx.HTTPError as e:
+        metrics = ""
+        refused[f"/metrics unanswered ({type(e).__name__})"] = 0
     for lbl, v in parse_metrics(metrics, "signalbox_statsd_refused_total"):
         refused[lbl.get("reason", "?")] += int(v)
     refused_txt = ",".join(f"{k}={v:,}" for k, v in sorted(refused.items())) or "none reported"
     return (
         f"{STATSD_NAMES:,} names in {packets:,} packets sent in {flood_s:.2f} s; "
-        f"flood series stored {n_stored:,}; refused: {refused_txt}; new name after the flood "
+        f"flood series stored {n_stored}; refused: {refused_txt}; new name after the flood "
         + (f"queryable after {legit_s:.1f} s" if seen else f"NOT queryable within {legit_s:.0f} s")
     )
 
@@ -359,21 +370,64 @@ class CaseResult:
     peak_rss: int
     alive: bool
     notes: str
+    recovered: bool = True
 
 
-def measure(
-    name: str, base: str, serve: Child, sampler: RssSampler, work: Callable[[], str]
-) -> CaseResult:
+class Server:
+    """``signalbox serve`` on one config, with its RSS sampler; restartable, so a case that
+    leaves it hung does not spoil the cases after it (each start gets its own log)."""
+
+    def __init__(self, root: Path, config: Path, port: int) -> None:
+        self.root, self.config, self.port = root, config, port
+        self.base = f"http://{HOST}:{port}"
+        self.logs: list[Path] = []
+        self.child: Child | None = None
+        self.sampler: RssSampler | None = None
+
+    def start(self) -> None:
+        log = self.root / f"serve-{len(self.logs)}.log"
+        self.logs.append(log)
+        argv = [signalbox_exe(), "--config", str(self.config), "serve", "--port", str(self.port)]
+        self.child = child = Child(argv, log, cwd=self.root)
+        wait_for("signalbox serve", lambda: http_ok(self.port, "/-/healthy"), 60, child.proc)
+        settle(self.base)
+        self.sampler = RssSampler(child.proc.pid)
+        self.sampler.start()
+
+    def stop(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop.set()
+        if self.child is not None:
+            self.child.close()
+
+    def alive(self) -> bool:
+        return self.child is not None and self.child.proc.poll() is None
+
+    def take_peak(self) -> int:
+        assert self.sampler is not None
+        return self.sampler.take_peak()
+
+    def tracebacks(self) -> list[tuple[Path, str]]:
+        """(log, its last 1500 characters) of each start whose log holds a traceback."""
+        out = []
+        for log in self.logs:
+            text = log.read_text(errors="replace")
+            if "Traceback" in text:
+                out.append((log, text[-1500:]))
+        return out
+
+
+def measure(name: str, server: Server, work: Callable[[], str]) -> CaseResult:
     """Run ``work`` with the probers going; the figures of that stretch."""
-    health = Prober(base, "/-/healthy", 0.05, 1.0, fresh=True)
+    health = Prober(server.base, "/-/healthy", 0.05, 1.0, fresh=True)
     cheap = Prober(
-        base,
+        server.base,
         "/api/v1/query?" + str(httpx.QueryParams(query=CHEAP_QUERY)),
         0.1,
         10.0,
         fresh=False,
     )
-    sampler.take_peak()
+    server.take_peak()
     health.start()
     cheap.start()
     try:
@@ -383,23 +437,20 @@ def measure(
             p.stop.set()
         for p in (health, cheap):
             p.join(15)
-    return CaseResult(
-        name, health.probe, cheap.probe, sampler.take_peak(), serve.proc.poll() is None, notes
-    )
+    return CaseResult(name, health.probe, cheap.probe, server.take_peak(), server.alive(), notes)
 
 
-def settle(base: str, timeout_s: float = 90) -> float:
-    """Wait until a cheap query is fast again (abandoned work done); seconds waited."""
+def settle(base: str, timeout_s: float = 30) -> float | None:
+    """Seconds until a cheap query is fast again (abandoned work done), None if never."""
     t = time.perf_counter()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         s = time.perf_counter()
-        with contextlib.suppress(httpx.HTTPError):
-            instant(base, CHEAP_QUERY)
-            if time.perf_counter() - s < CHEAP_TARGET_MS / 1000:
-                break
+        answered = instant(base, CHEAP_QUERY, timeout_s=5) is not None
+        if answered and time.perf_counter() - s < CHEAP_TARGET_MS / 1000:
+            return time.perf_counter() - t
         time.sleep(0.2)
-    return time.perf_counter() - t
+    return None
 
 
 # --- report ---------------------------------------------------------------------------
@@ -421,39 +472,55 @@ def rss_bound(a: argparse.Namespace, baseline: int) -> int:
     samples = a.heavy_concurrency * a.max_samples + (a.max_concurrency - a.heavy_concurrency) * min(
         a.heavy_samples, a.max_samples
     )
-    return baseline + samples * a.bytes_per_sample
+    return int(baseline + samples * a.bytes_per_sample)
+
+
+def healthy(r: CaseResult) -> str:
+    if not r.alive:
+        return "NO: exited"
+    if r.health.failures():
+        return f"NO: {r.health.failures()} of {len(r.health.latencies)} probes failed"
+    if not r.recovered:
+        return "NO: hung after"
+    return "yes"
+
+
+def row(r: CaseResult) -> str:
+    h, c = r.health.latencies, r.cheap.latencies
+    cheap_codes = ",".join(f"{k}x{n}" for k, n in sorted(r.cheap.outcomes.items()))
+    health_codes = ",".join(f"{k}x{n}" for k, n in sorted(r.health.outcomes.items()))
+    return (
+        f"{r.name:<8} | {max(h, default=math.nan):8.1f}/{pct(h, 99):8.1f} | "
+        f"{pct(c, 50):7.1f}/{pct(c, 99):7.1f}/{max(c, default=math.nan):7.1f} | "
+        f"{r.peak_rss / 2**20:11.0f} | {healthy(r):<24} | health {health_codes}; "
+        f"cheap {cheap_codes}"
+    )
+
+
+HEAD = (
+    f"{'case':<8} | {'health max/p99 ms':>17} | {'cheap p50/p99/max ms':>23} | "
+    f"{'peak RSS MB':>11} | {'healthy?':<24} | statuses"
+)
 
 
 def report(results: list[CaseResult], baseline: int, bound: int) -> None:
-    mb = 1024 * 1024
     print()
-    head = (
-        f"{'case':<8} | {'health max/p99 ms':>17} | {'cheap p50/p99/max ms':>20} | "
-        f"{'peak RSS MB':>11} | {'healthy?':<8} | notes"
-    )
-    print(head)
-    print("-" * len(head))
-    print(f"{'baseline':<8} | {'':>17} | {'':>20} | {baseline / mb:11.0f} | {'':<8} |")
+    print(HEAD)
+    print("-" * len(HEAD))
+    print(f"{'baseline':<8} | {'':>17} | {'':>23} | {baseline / 2**20:11.0f} | {'':<24} |")
     for r in results:
-        h, c = r.health.latencies, r.cheap.latencies
-        healthy = r.alive and r.health.failures() == 0
-        why = "" if healthy else (" (exited)" if not r.alive else f" ({r.health.failures()} fail)")
-        cheap_codes = ",".join(f"{k}x{n}" for k, n in sorted(r.cheap.outcomes.items()))
-        print(
-            f"{r.name:<8} | {max(h, default=math.nan):8.1f}/{pct(h, 99):8.1f} | "
-            f"{pct(c, 50):6.1f}/{pct(c, 99):6.1f}/{max(c, default=math.nan):6.0f} | "
-            f"{r.peak_rss / mb:11.0f} | {('yes' if healthy else 'NO') + why:<8} | "
-            f"health {len(h)} probes; cheap {cheap_codes}; {r.notes}"
-        )
+        print(row(r))
+    for r in results:
+        print(f"  {r.name}: {r.notes}")
     print()
     worst = max(results, key=lambda r: max(r.health.latencies, default=math.inf))
     worst_ms = max(worst.health.latencies, default=math.inf)
-    all_ok = all(r.alive and r.health.failures() == 0 for r in results)
+    all_ok = all(healthy(r) == "yes" for r in results)
     ok = all_ok and worst_ms <= HEALTH_TARGET_MS
     print(
         f"{'PASS' if ok else 'FAIL'}  health answered within {HEALTH_TARGET_MS:.0f} ms throughout "
         f"(worst {worst_ms:.1f} ms, in {worst.name}; "
-        f"{'every probe answered 200' if all_ok else 'some probes failed'})"
+        f"{'every probe answered 200' if all_ok else 'the server did not stay healthy'})"
     )
     heavy = next((r for r in results if r.name == "heavy"), None)
     if heavy is not None:
@@ -467,7 +534,7 @@ def report(results: list[CaseResult], baseline: int, bound: int) -> None:
     peak = max(r.peak_rss for r in results)
     print(
         f"{'PASS' if peak <= bound else 'FAIL'}  peak RSS within the configured limits' bound "
-        f"({peak / mb:.0f} MB, bound {bound / mb:.0f} MB)"
+        f"({peak / 2**20:.0f} MB, bound {bound / 2**20:.0f} MB)"
     )
 
 
@@ -536,29 +603,23 @@ def main() -> int:
         n, took = seed(config, a.series, hours, now_s)
         print(f"seeded {n:,} samples and compacted in {took:.1f} s")
 
-        serve = Child(
-            [signalbox_exe(), "--config", str(config), "serve", "--port", str(port)],
-            root / "serve.log",
-            cwd=root,
-        )
-        stack.callback(serve.close)
-        base = f"http://{HOST}:{port}"
-        wait_for("signalbox serve", lambda: http_ok(port, "/-/healthy"), 60, serve.proc)
-        settle(base)
-        sampler = RssSampler(serve.proc.pid)
-        sampler.start()
-        stack.callback(sampler.stop.set)
+        server = Server(root, config, port)
+        stack.callback(server.stop)
+        server.start()
+        base = server.base
         time.sleep(1)
-        baseline = sampler.take_peak()
+        baseline = server.take_peak()
         bound = rss_bound(a, baseline)
+        assert server.child is not None
         print(
-            f"serve pid {serve.proc.pid}, baseline RSS {baseline / 2**20:.0f} MB; RSS bound "
-            f"{bound / 2**20:.0f} MB (baseline + ({a.heavy_concurrency} x max_samples + "
+            f"serve pid {server.child.proc.pid}, baseline RSS {baseline / 2**20:.0f} MB; RSS "
+            f"bound {bound / 2**20:.0f} MB (baseline + ({a.heavy_concurrency} x max_samples + "
             f"{a.max_concurrency - a.heavy_concurrency} x heavy_samples) x "
             f"{a.bytes_per_sample} B)"
         )
-        client_timeout = parse_duration(a.timeout) + 15  # the server's own timeout answers first
+        client_timeout = parse_duration(a.timeout) + 5  # the server's own timeout answers first
         heavy, over = heavy_requests(now_s)
+        regex = regex_requests()
         work: dict[str, Callable[[], str]] = {
             "heavy": lambda: describe(
                 run_clients(base, [[heavy]] * CLIENTS + [[over]], duration, client_timeout)
@@ -566,7 +627,7 @@ def main() -> int:
             "regex": lambda: describe(
                 run_clients(
                     base,
-                    [regex_requests()[i % 2 :] + regex_requests()[: i % 2] for i in range(CLIENTS)],
+                    [regex[i % 2 :] + regex[: i % 2] for i in range(CLIENTS)],
                     duration,
                     client_timeout,
                 )
@@ -577,20 +638,25 @@ def main() -> int:
             "statsd": lambda: statsd_flood(base, statsd_port, interval_s, duration),
         }
         results = []
+        print(HEAD)
         for case in cases:
-            print(f"case {case} ...", flush=True)
-            results.append(measure(case, base, serve, sampler, work[case]))
-            if serve.proc.poll() is not None:
-                print(f"serve exited ({serve.proc.returncode}); its log ends:\n{serve.tail()}")
-                break
-            waited = settle(base)
-            if waited > 1:
-                print(f"  (waited {waited:.1f} s for the server to settle)")
+            r = measure(case, server, work[case])
+            results.append(r)
+            waited = settle(base) if r.alive else None
+            if waited is None:
+                r.recovered = False
+                r.notes += "; afterwards the server " + (
+                    "had exited" if not r.alive else "still did not answer a cheap query in 30 s"
+                )
+                server.stop()
+                server.start()  # the next case gets a server of its own
+                r.notes += ": restarted for the next case"
+            elif waited > 1:
+                r.notes += f"; it took {waited:.1f} s after the case to answer cheaply again"
+            print(row(r), flush=True)
         report(results, baseline, bound)
-        errors = [ln for ln in serve.tail(200_000).splitlines() if "Traceback" in ln]
-        if errors:
-            print(f"serve logged {len(errors)} traceback(s); see its log (last lines):")
-            print(serve.tail(1500))
+        for log, tail in server.tracebacks():
+            print(f"{log.name} holds a traceback; it ends:\n{tail}")
     return 0
 
 

@@ -287,6 +287,20 @@ def nesting_requests(now_s: int) -> list[Request]:
     ]
 
 
+def alone(base: str, requests: list[Request], timeout_s: float) -> str:
+    """Each request once, by itself: the reference for what the load does to it."""
+    load = Load()
+    with httpx.Client(base_url=base, timeout=timeout_s) as client:
+        for label, path, params in requests:
+            t = time.perf_counter()
+            try:
+                outcome = str(client.post(path, data=params).status_code)
+            except httpx.HTTPError as e:
+                outcome = type(e).__name__
+            load.add(label, time.perf_counter() - t, outcome)
+    return "alone (no load, no probes): " + load.summary()
+
+
 def run_clients(
     base: str, clients: list[list[Request]], seconds: float, timeout_s: float
 ) -> tuple[Load, float]:
@@ -317,11 +331,19 @@ def instant(base: str, query: str, timeout_s: float = 10) -> list[dict[str, obje
     return result
 
 
+def udp_rcvbuf_errors() -> int:
+    """Datagrams this host dropped for a full socket buffer (``/proc/net/snmp``)."""
+    rows = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()]
+    udp = [r for r in rows if r and r[0] == "Udp:"]
+    return int(dict(zip(udp[0], udp[1], strict=True))["RcvbufErrors"])
+
+
 def statsd_flood(base: str, statsd_port: int, interval_s: float, seconds: float) -> str:
     """200k distinct names from one socket, as fast as it goes; then a legitimate new name,
     sent after a flush has passed (a new interval, a new budget) until it can be queried."""
     started = time.monotonic()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    drops_before = udp_rcvbuf_errors()
     t = time.perf_counter()
     packets, lines = 0, []
     for i in range(STATSD_NAMES):
@@ -331,6 +353,8 @@ def statsd_flood(base: str, statsd_port: int, interval_s: float, seconds: float)
             packets += 1
             lines = []
     flood_s = time.perf_counter() - t
+    time.sleep(0.5)
+    dropped = udp_rcvbuf_errors() - drops_before
     time.sleep(interval_s + 0.5)  # the flood's interval ends: the next one has a fresh budget
     t = time.perf_counter()
     deadline = time.monotonic() + 5 * interval_s + 5
@@ -356,7 +380,8 @@ def statsd_flood(base: str, statsd_port: int, interval_s: float, seconds: float)
         refused[lbl.get("reason", "?")] += int(v)
     refused_txt = ",".join(f"{k}={v:,}" for k, v in sorted(refused.items())) or "none reported"
     return (
-        f"{STATSD_NAMES:,} names in {packets:,} packets sent in {flood_s:.2f} s; "
+        f"{STATSD_NAMES:,} names in {packets:,} packets sent in {flood_s:.2f} s "
+        f"({dropped:,} packets dropped by the kernel: socket buffer full); "
         f"flood series stored {n_stored}; refused: {refused_txt}; new name after the flood "
         + (f"queryable after {legit_s:.1f} s" if seen else f"NOT queryable within {legit_s:.0f} s")
     )
@@ -640,7 +665,10 @@ def main() -> int:
         results = []
         print(HEAD)
         for case in cases:
+            reference = alone(base, [heavy, over], client_timeout) if case == "heavy" else ""
             r = measure(case, server, work[case])
+            if reference:
+                r.notes = f"{r.notes}; {reference}"
             results.append(r)
             waited = settle(base) if r.alive else None
             if waited is None:

@@ -303,7 +303,11 @@ def test_unsupported_constructs_are_refused_by_name_and_position(
             "ambiguous number '010': Prometheus reads a leading zero as octal (8); write 8 or 10",
             4,
         ),
-        ('x{a=~"[[:digit:]]+"}', "POSIX character classes like [[:alpha:]] are not supported", 5),
+        (  # RE2 syntax as Prometheus: a lookahead is Python-only (POSIX classes now work)
+            'x{a=~"(?=b)b"}',
+            "invalid regular expression '(?=b)b' for label 'a' (RE2 syntax): invalid perl operator: (?=",
+            5,
+        ),
         ("0b101", "bad number or duration '0b101'", 0),
         ("1_000", "bad number or duration '1_000'", 0),
     ],

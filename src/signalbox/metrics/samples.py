@@ -8,8 +8,11 @@ series key is hashable, canonical and cheap to build in the hot parsing loop.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
+
+from signalbox.metrics.labelregex import LabelRegex, compile_label_regex
 
 Labels = tuple[tuple[str, str], ...]
 """Label pairs sorted by label name; never contains ``__name__``."""
@@ -52,42 +55,41 @@ MatchOp = Literal["=", "!=", "=~", "!~"]
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
-    """A PromQL label matcher; ``__name__`` matches the metric name. Regexes are anchored."""
+    """A PromQL label matcher; ``__name__`` matches the metric name.
+
+    Regexes are RE2, fully anchored, compiled once here (see :mod:`labelregex`), so a bad
+    pattern fails where the matcher is built: at parse time, as a 400.
+    """
 
     label: str
     op: MatchOp
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _regex: LabelRegex | None = field(default=None, compare=False, repr=False)
+    # the whole test as one call, chosen once: selections run it for every series
+    _test: Callable[[str], bool] = field(default=bool, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.op in ("=~", "!~"):
-            object.__setattr__(self, "_regex", compile_label_regex(self.value))
+        test: Callable[[str], bool]
+        if self.op == "=":
+            test = self.value.__eq__
+        elif self.op == "!=":
+            test = self.value.__ne__
+        else:
+            regex = compile_label_regex(self.value)
+            object.__setattr__(self, "_regex", regex)
+            test = regex.matches if self.op == "=~" else _negated(regex.matches)
+        object.__setattr__(self, "_test", test)
 
     def matches(self, value: str) -> bool:
         """Does a series whose label has ``value`` ("" when absent) satisfy this matcher?"""
-        if self.op == "=":
-            return value == self.value
-        if self.op == "!=":
-            return value != self.value
-        assert self._regex is not None
-        hit = self._regex.match(value) is not None
-        return hit if self.op == "=~" else not hit
+        return self._test(value)
 
 
-def compile_label_regex(value: str) -> re.Pattern[str]:
-    """A fully anchored regex with RE2-like semantics, as Prometheus matches label values.
+def _negated(test: Callable[[str], bool]) -> Callable[[str], bool]:
+    def negated(value: str) -> bool:
+        return not test(value)
 
-    Leading global flags such as ``(?i)`` are valid in PromQL (RE2) but must stay at the
-    very start of a Python pattern, so they are lifted out before anchoring. ``\\d``,
-    ``\\w`` and ``\\s`` match ASCII only, as in RE2.
-    """
-    flags = re.DOTALL | re.ASCII
-    m = re.match(r"\(\?([ims]+)\)", value)
-    if m:
-        for ch in m.group(1):
-            flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}[ch]
-        value = value[m.end() :]
-    return re.compile(f"(?:{value})\\Z", flags)
+    return negated
 
 
 def merge_labels(labels: Labels, extra: Labels) -> Labels:
@@ -109,10 +111,15 @@ def series_matches(
     name: str, labels: Labels, matchers: tuple[Matcher, ...] | list[Matcher]
 ) -> bool:
     """True when every matcher accepts the series (absent labels read as "")."""
-    d = dict(labels)
+    d: dict[str, str] | None = None  # built only when a matcher reads a label
     for m in matchers:
-        v = name if m.label == "__name__" else d.get(m.label, "")
-        if not m.matches(v):
+        if m.label == "__name__":
+            v = name
+        else:
+            if d is None:
+                d = dict(labels)
+            v = d.get(m.label, "")
+        if not m._test(v):
             return False
     return True
 

@@ -13,6 +13,7 @@ import dataclasses
 import re
 
 from signalbox.exceptions import QueryError
+from signalbox.metrics.labelregex import LabelRegexError
 from signalbox.metrics.samples import LABEL_NAME, Matcher, MatchOp
 from signalbox.query.ast import (
     COMPARISONS,
@@ -45,8 +46,6 @@ needs, so deep input is a 400 naming this limit instead of a crash."""
 
 _MATCH_OPS: frozenset[str] = frozenset({"=", "!=", "=~", "!~"})
 _SET_OPERATORS = frozenset({"and", "or", "unless"})
-# RE2 (Prometheus) knows [[:alpha:]]; Python's re would silently read it as a set of letters.
-_POSIX_CLASS = re.compile(r"\[:\^?[a-z]+:\]")
 
 
 def parse_expr(text: str) -> Expr:
@@ -404,18 +403,12 @@ class _Parser:
                 "syntax",
             )
         op: MatchOp = op_tok.text  # type: ignore[assignment]
-        if op in ("=~", "!~") and _POSIX_CLASS.search(val.text):
-            raise QueryError(
-                "POSIX character classes like [[:alpha:]] are not supported in regular expressions; "
-                "use a range like [a-zA-Z]",
-                val.pos,
-                "regex",
-            )
         try:
             return Matcher(tok.text, op, val.text)
-        except re.error as exc:
+        except LabelRegexError as exc:  # RE2 syntax, as Prometheus: (?=...) or \1 are refused
             raise QueryError(
-                f"invalid regular expression {val.text!r} for label '{tok.text}': {exc.msg}",
+                f"invalid regular expression {val.text!r} for label '{tok.text}' "
+                f"(RE2 syntax): {exc.message}",
                 val.pos,
                 "regex",
             ) from None

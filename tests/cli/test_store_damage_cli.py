@@ -296,3 +296,17 @@ def test_init_creates_the_default_spool_dir(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "proj" / ".signalbox" / "spool").is_dir()
     assert "created: proj/.signalbox/spool" in r.stdout
+
+
+def test_a_driver_error_no_store_named_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A hand-edited store (a table dropped) fails in the driver's words, on one line; -vv
+    shows where."""
+    root, db = _collected(tmp_path, n_series=3)
+    with sqlite3.connect(db) as c:
+        c.execute("DROP TABLE series")
+    c.close()
+    r = run("query", "requests", cwd=root)
+    assert r.returncode == 2, r.stderr
+    assert _one_clean_line(r) == "signalbox: store error: no such table: series (-vv shows where)"
+    verbose = run("-vv", "query", "requests", cwd=root)
+    assert "Traceback" in verbose.stderr and verbose.returncode == 2

@@ -45,7 +45,9 @@ def handle_errors(fn: F) -> F:
             click.echo(f"signalbox: {e}", err=True)
             sys.exit(2)
         except Exception as e:
-            if not _is_driver_error(e):
+            from signalbox.storage.failures import is_driver_error
+
+            if not is_driver_error(e):
                 raise
             logging.getLogger("signalbox.cli").debug("store error", exc_info=True)
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -53,16 +55,6 @@ def handle_errors(fn: F) -> F:
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _is_driver_error(e: Exception) -> bool:
-    """An error of the database driver (sqlite3, psycopg), which the store let through."""
-    import sqlite3
-
-    if isinstance(e, sqlite3.Error):
-        return True
-    psycopg = sys.modules.get("psycopg")  # imported only when a PostgreSQL store was opened
-    return psycopg is not None and isinstance(e, psycopg.Error)
 
 
 class Context:

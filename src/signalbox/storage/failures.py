@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import sys
 
 from signalbox.exceptions import CorruptDatabaseError, DiskFullError, StoreError
 
-__all__ = ["LOW_SPACE_BYTES", "translate"]
+__all__ = ["LOW_SPACE_BYTES", "is_driver_error", "translate"]
 
 LOW_SPACE_BYTES = 1 << 20
 """Below this much free space a SQLite "disk I/O error" on a write is read as a full disk
@@ -69,3 +70,12 @@ def _low_space(path: str) -> bool:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def is_driver_error(exc: BaseException) -> bool:
+    """An error of a database driver (sqlite3, psycopg) that no store named: entry points
+    show it as one line rather than a traceback."""
+    if isinstance(exc, sqlite3.Error):
+        return True
+    psycopg = sys.modules.get("psycopg")  # imported only once a PostgreSQL store was opened
+    return psycopg is not None and isinstance(exc, psycopg.Error)

@@ -105,9 +105,9 @@ def _spool_dir_ready(settings: Settings) -> None:
 def _check_integrity(store: SQLMetricStore) -> list[CorruptDatabaseError] | None:
     """A SQLite file too big to check at open is checked now, in the background (the server
     starts meanwhile); what it finds fails ``/-/ready``. None when there is nothing to wait
-    for (PostgreSQL; a small file, checked at open)."""
+    for (PostgreSQL, in-memory SQLite; a small file, checked at open)."""
     db = store.db
-    if db.dialect.name != "sqlite" or checked_at_open(db):
+    if db.dialect.name != "sqlite" or db.path == ":memory:" or checked_at_open(db):
         return None
     found: list[CorruptDatabaseError] = []
     check_in_background(db, found.append)

@@ -137,24 +137,29 @@ def claim_sqlite(db: Database) -> None:
 
 def check_postgresql(db: Database) -> None:
     """Raise :class:`ForeignDatabaseError` when the current schema has tables named like
-    signalbox's but no signalbox ``schema_version`` table (or one of another shape)."""
-    tables = db.table_names()
-    if "schema_version" in tables:
-        columns = {
-            r[0]
-            for r in db.query(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = 'schema_version'"
-            )
-        }
-        if {"component", "version"} <= columns:
-            return
+    signalbox's but no signalbox ``schema_version`` table (or one of another shape).
+
+    One catalog query (0.06 ms here) when the schema is signalbox's; the table list (0.5 ms:
+    ``pg_tables`` is a view) only when it is not, or is new.
+    """
+    columns = {
+        r[0]
+        for r in db.query(
+            # the catalog, not information_schema (a view: several times slower)
+            "SELECT attname FROM pg_attribute WHERE attrelid = "
+            "to_regclass(quote_ident(current_schema()) || '.schema_version') "
+            "AND attnum > 0 AND NOT attisdropped"
+        )
+    }
+    if {"component", "version"} <= columns:
+        return
+    if columns:
         raise ForeignDatabaseError(
             db.url,
             f"its schema_version table has columns ({_some(sorted(columns))}), not "
             "signalbox's (component, version)",
         )
-    clashes = sorted(t for t in tables if is_signalbox_table(t))
+    clashes = sorted(t for t in db.table_names() if is_signalbox_table(t))
     if clashes:
         raise ForeignDatabaseError(
             db.url,

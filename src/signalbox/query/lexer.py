@@ -37,11 +37,17 @@ _PUNCT = "(){}[],:@"
 
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 # Prometheus duration grammar: units in descending order, each at most once, integers only.
+# ASCII digits only (re.ASCII), as Prometheus: "٣s" is not a duration.
 _DURATION = re.compile(
-    r"(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m(?!s))?(?:\d+s)?(?:\d+ms)?(?![a-zA-Z0-9_.])"
+    r"(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m(?!s))?(?:\d+s)?(?:\d+ms)?(?![a-zA-Z0-9_.])",
+    re.ASCII,
 )
-_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _WORDISH = re.compile(r"[a-zA-Z0-9_.]+")
+_DIGITS = frozenset("0123456789")  # str.isdigit() is also true of "¹" and "٣"
+MAX_DURATION_MS = (2**63 - 1) // 1_000_000
+"""Prometheus durations are Go ``time.Duration`` (int64 nanoseconds): about 292 years. A
+longer one is refused there, and here it would overflow the store's 64-bit timestamps."""
 _UNITS_MS = {
     "y": 31_536_000_000,
     "w": 604_800_000,
@@ -51,7 +57,7 @@ _UNITS_MS = {
     "s": 1000,
     "ms": 1,
 }
-_DURATION_PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
+_DURATION_PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)", re.ASCII)
 
 _SIMPLE_ESCAPES = {
     "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
@@ -94,7 +100,7 @@ def tokenize(source: str) -> list[Token]:
             nl = source.find("\n", pos)
             pos = n if nl < 0 else nl + 1
             continue
-        if ch.isdigit() or (ch == "." and pos + 1 < n and source[pos + 1].isdigit()):
+        if ch in _DIGITS or (ch == "." and pos + 1 < n and source[pos + 1] in _DIGITS):
             tokens.append(_number_or_duration(source, pos))
             pos = tokens[-1].end
             continue
@@ -130,13 +136,17 @@ def tokenize(source: str) -> list[Token]:
 def _number_or_duration(source: str, pos: int) -> Token:
     m = _DURATION.match(source, pos)
     if m and m.end() > pos:
+        if not _in_range(m.group()):
+            raise QueryError(
+                f"duration {_shorten(m.group())!r} is out of range (at most 292y)", pos, "syntax"
+            )
         return Token("DURATION", m.group(), pos, m.end())
     m = _NUMBER.match(source, pos)
     assert m is not None  # the caller saw a digit or ".digit"
     end = m.end()
     tail = _WORDISH.match(source, end)
     if tail:  # "5x", "1.5m", "3m5": not a number and not a duration we accept
-        bad = source[pos : tail.end()]
+        bad = _shorten(source[pos : tail.end()])
         raise QueryError(
             f"bad number or duration {bad!r} (durations are whole numbers with units "
             "y, w, d, h, m, s, ms in that order, like 1h30m)",
@@ -144,6 +154,17 @@ def _number_or_duration(source: str, pos: int) -> Token:
             "syntax",
         )
     return Token("NUMBER", m.group(), pos, end)
+
+
+def _in_range(duration: str) -> bool:
+    # a part of 20 digits is already out of range: never feed int() thousands of them
+    parts = _DURATION_PART.findall(duration)
+    return all(len(n) < 20 for n, _ in parts) and duration_ms(duration) <= MAX_DURATION_MS
+
+
+def _shorten(text: str, keep: int = 40) -> str:
+    """``text`` for a message: a 5,000-digit number is named by its start."""
+    return text if len(text) <= keep else text[:keep] + "..."
 
 
 def _string(source: str, pos: int) -> Token:

@@ -210,14 +210,10 @@ class _Parser:
     def primary(self) -> Expr:
         tok = self.advance()
         if tok.kind == "NUMBER":
-            if re.fullmatch(r"0[0-7]+", tok.text) and int(tok.text, 8) != int(tok.text):
-                raise QueryError(
-                    f"ambiguous number '{tok.text}': Prometheus reads a leading zero as octal "
-                    f"({int(tok.text, 8)}); write {int(tok.text, 8)} or {int(tok.text)}",
-                    tok.pos,
-                    "syntax",
-                )
-            return NumberLiteral(_number(tok.text), pos=tok.pos)
+            # octal and decimal readings differ once two digits follow the leading zeros
+            if re.fullmatch(r"0[0-7]+", tok.text) and len(tok.text.lstrip("0")) > 1:
+                raise QueryError(_ambiguous_octal(tok.text), tok.pos, "syntax")
+            return NumberLiteral(_number(tok), pos=tok.pos)
         if tok.kind == "(":
             inner = self.expr(0)
             self.expect(")", "')'")
@@ -472,7 +468,26 @@ class _Parser:
         return without, self.label_list("'without'" if without else "'by'")
 
 
-def _number(text: str) -> float:
+def _ambiguous_octal(text: str) -> str:
+    if len(text) > 20:  # no 5,000-digit numbers in a message (nor past int()'s digit limit)
+        return (
+            f"ambiguous number '{text[:20]}...': Prometheus reads a leading zero as octal; "
+            "drop the leading zero"
+        )
+    octal, decimal = int(text, 8), int(text)
+    return (
+        f"ambiguous number '{text}': Prometheus reads a leading zero as octal "
+        f"({octal}); write {octal} or {decimal}"
+    )
+
+
+def _number(tok: Token) -> float:
+    text = tok.text
     if text[:2] in ("0x", "0X"):
-        return float(int(text, 16))
+        try:
+            return float(int(text, 16))
+        except OverflowError:  # past a float's range; Prometheus refuses it too
+            raise QueryError(
+                f"number '{text[:20]}...' is out of range", tok.pos, "syntax"
+            ) from None
     return float(text)

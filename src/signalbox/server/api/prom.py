@@ -27,6 +27,11 @@ from signalbox.server.services import Services, services
 MAX_POINTS = 30_000  # Prometheus allows 11,000; 8 days at 1 minute (11,521) must fit
 
 
+MAX_TIME_S = 2**62 / 1000 / 1000
+"""Times past this many seconds from 1970 (both ways, ~146,000 years) are refused: with a
+range or offset (at most ~292 years) added they still fit the store's 64-bit milliseconds."""
+
+
 class BadRequest(UsageError):
     """A parameter Prometheus would refuse too (400, ``bad_data``)."""
 
@@ -38,6 +43,8 @@ def parse_time(name: str, text: str | None, default_ms: int) -> int:
     try:
         v = float(text)
         if math.isfinite(v):
+            if abs(v) > MAX_TIME_S:
+                raise BadRequest(f"invalid parameter {name!r}: {text!r} is out of range")
             return int(v * 1000)
     except ValueError:
         pass
@@ -46,7 +53,7 @@ def parse_time(name: str, text: str | None, default_ms: int) -> int:
         if t.tzinfo is None:
             t = t.replace(tzinfo=dt.UTC)
         return int(t.timestamp() * 1000)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: year 1 at +14:00 is before year 1
         raise BadRequest(
             f"invalid parameter {name!r}: {text!r} is not a unix timestamp or RFC 3339 time"
         ) from None
@@ -67,6 +74,8 @@ def parse_step(text: str | None) -> int:
         raise BadRequest(
             "invalid parameter 'step': zero or negative query resolution step widths are not accepted"
         )
+    if seconds > MAX_TIME_S:
+        raise BadRequest(f"invalid parameter 'step': {text!r} is out of range")
     ms = int(seconds * 1000)
     if ms < 1:  # signalbox keeps milliseconds: a finer step would be a step of 0
         raise BadRequest(

@@ -56,14 +56,22 @@ class QueryLimits:
 
 
 class HeavyLane:
-    """The heavy slots one server shares between its queries."""
+    """The heavy slots one server shares between its queries, and how many wait for one."""
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self._sem = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self.waiting = 0
 
     def acquire(self, timeout_s: float) -> bool:
-        return self._sem.acquire(timeout=max(0.0, timeout_s))
+        with self._lock:
+            self.waiting += 1
+        try:
+            return self._sem.acquire(timeout=max(0.0, timeout_s))
+        finally:
+            with self._lock:
+                self.waiting -= 1
 
     def release(self) -> None:
         self._sem.release()
@@ -72,7 +80,16 @@ class HeavyLane:
 class Budget:
     """One query's account: samples charged so far, its deadline, its heavy slot if any."""
 
-    __slots__ = ("_heavy_taken", "deadline", "lane", "limits", "samples", "started", "where")
+    __slots__ = (
+        "_heavy_taken",
+        "deadline",
+        "lane",
+        "limits",
+        "on_heavy",
+        "samples",
+        "started",
+        "where",
+    )
 
     def __init__(
         self,
@@ -89,6 +106,9 @@ class Budget:
         self.samples = 0
         self.where = where
         self._heavy_taken = False
+        self.on_heavy: Callable[[], None] | None = None
+        """Called once when the query turns heavy, before it waits for a heavy slot (the
+        HTTP gate gives back the query's place among the ``max_concurrency`` then)."""
 
     def charge(self, n: int) -> None:
         """Count ``n`` more samples held; stop the query past a limit (or its deadline)."""
@@ -124,6 +144,8 @@ class Budget:
 
     def _take_heavy_slot(self) -> None:
         assert self.lane is not None
+        if self.on_heavy is not None:
+            self.on_heavy()
         if not self.lane.acquire(self.deadline - time.monotonic()):
             raise self.timeout("the heavy query queue")
         self._heavy_taken = True

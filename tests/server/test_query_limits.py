@@ -28,9 +28,7 @@ def fill(store: Any) -> None:
     """``load{i}`` for 50 series, a sample every 15 s for the hour before NOW."""
     for k in range(POINTS):
         ts = START_MS + k * 15_000
-        store.write(
-            [Sample("load", (("i", str(i)),), float(i + k), ts) for i in range(SERIES)], ts
-        )
+        store.write([Sample("load", (("i", str(i)),), float(i + k), ts) for i in range(SERIES)], ts)
 
 
 def get(client: Any, path: str, **params: str) -> Any:
@@ -220,3 +218,46 @@ def test_query_section_errors_name_the_key(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as e:
             settings_from_dict({"query": bad}, source="t.toml", base_dir=tmp_path)
         assert key in str(e.value) and "t.toml" in str(e.value)
+
+
+def test_queries_waiting_for_a_heavy_slot_leave_room_for_cheap_ones() -> None:
+    """Heavy queries give back their place when they turn heavy: with every place once
+    taken by a heavy query, a cheap query still runs at once; past max_concurrency heavy
+    waiters, a heavy query is refused (503) instead of queueing without bound."""
+    limits = QueryLimits(max_concurrency=2, heavy_concurrency=1, heavy_samples=10, timeout_s=5)
+    gate = QueryGate(limits)
+    release = threading.Event()
+    outcomes: list[str] = []
+
+    def heavy() -> None:
+        from signalbox.limits import charge
+
+        charge(100)  # turns heavy: the first takes the slot, the others wait for it
+        release.wait(5)
+
+    def cheap() -> float:
+        from signalbox.limits import charge
+
+        t0 = time.monotonic()
+        charge(1)
+        return time.monotonic() - t0
+
+    async def main() -> None:
+        async def run_heavy() -> None:
+            try:
+                await gate.run(heavy)
+                outcomes.append("ok")
+            except QueryLimitError as e:
+                outcomes.append(e.kind)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):  # one runs, two wait, the fourth finds the queue full
+                tg.start_soon(run_heavy)
+                await anyio.sleep(0.1)
+            t0 = time.monotonic()
+            await gate.run(cheap)
+            assert time.monotonic() - t0 < 1
+            release.set()
+
+    anyio.run(main)
+    assert sorted(outcomes) == ["concurrency", "ok", "ok", "ok"]

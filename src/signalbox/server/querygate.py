@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 
+from signalbox.exceptions import QueryLimitError
 from signalbox.limits import Budget, HeavyLane, QueryLimits, running
 
 __all__ = ["QueryGate"]
@@ -25,44 +27,73 @@ T = TypeVar("T")
 
 
 class QueryGate:
-    """The queue, thread pool and heavy lane one server's queries share."""
+    """The queue, thread pool and heavy lane one server's queries share.
+
+    A query holds one of ``max_concurrency`` places while it is light. When it turns heavy
+    it gives its place back and waits for a heavy slot instead (at most ``max_concurrency``
+    queries may wait so; past that a heavy query is refused at once, 503), so queries that
+    turned out heavy never fill the places cheap queries need.
+    """
 
     def __init__(self, limits: QueryLimits) -> None:
         self.limits = limits
         self.lane = HeavyLane(limits.heavy_concurrency)
-        self._queue: anyio.CapacityLimiter | None = None
+        self._places: anyio.Semaphore | None = None
         self._threads: anyio.CapacityLimiter | None = None
         self.waiting = 0
 
-    def _limiters(self) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
-        # made on first use: a limiter belongs to the event loop that runs the server
-        if self._queue is None or self._threads is None:
-            self._queue = anyio.CapacityLimiter(self.limits.max_concurrency)
-            self._threads = anyio.CapacityLimiter(self.limits.max_concurrency)
-        return self._queue, self._threads
+    def _pools(self) -> tuple[anyio.Semaphore, anyio.CapacityLimiter]:
+        # made on first use: they belong to the event loop that runs the server
+        if self._places is None or self._threads is None:
+            n = self.limits.max_concurrency
+            self._places = anyio.Semaphore(n)
+            # light queries, heavy ones waiting (at most n) and heavy ones running
+            self._threads = anyio.CapacityLimiter(2 * n + self.limits.heavy_concurrency)
+        return self._places, self._threads
 
     @property
     def running(self) -> int:
-        return 0 if self._queue is None else int(self._queue.borrowed_tokens)
+        if self._places is None:
+            return 0
+        return self.limits.max_concurrency - self._places.value
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` in a query thread under a fresh budget, after its turn in the queue."""
         budget = Budget(self.limits, lane=self.lane)
-        queue, threads = self._limiters()
+        places, threads = self._pools()
         self.waiting += 1
         acquired = False
         try:
             with anyio.move_on_after(max(0.0, budget.deadline - time.monotonic())):
-                await queue.acquire()
+                await places.acquire()
                 acquired = True
         finally:
             self.waiting -= 1
         if not acquired:
             raise budget.timeout("the query queue")
+        held = True
+
+        def give_back() -> None:  # on the event loop
+            nonlocal held
+            if held:
+                held = False
+                places.release()
+
+        def turned_heavy() -> None:  # in the query's thread
+            if self.lane.waiting >= self.limits.max_concurrency:
+                raise QueryLimitError(
+                    "concurrency",
+                    f"too many heavy queries: {self.lane.waiting} already wait for one of "
+                    f"{self.limits.heavy_concurrency} heavy slots (query.heavy_concurrency); "
+                    "try again later",
+                )
+            anyio.from_thread.run_sync(give_back)
+
+        budget.on_heavy = turned_heavy
         try:
             return await anyio.to_thread.run_sync(_within, budget, fn, args, limiter=threads)
         finally:
-            queue.release()
+            give_back()
 
 
 def _within(budget: Budget, fn: Callable[..., T], args: tuple[object, ...]) -> T:

@@ -71,9 +71,9 @@ class Matcher:
     def __post_init__(self) -> None:
         test: Callable[[str], bool]
         if self.op == "=":
-            test = self.value.__eq__
+            test = _equal_to(self.value)
         elif self.op == "!=":
-            test = self.value.__ne__
+            test = _negated(_equal_to(self.value))
         else:
             regex = compile_label_regex(self.value)
             object.__setattr__(self, "_regex", regex)
@@ -83,6 +83,14 @@ class Matcher:
     def matches(self, value: str) -> bool:
         """Does a series whose label has ``value`` ("" when absent) satisfy this matcher?"""
         return self._test(value)
+
+
+def _equal_to(expected: str) -> Callable[[str], bool]:
+    # a closure, not str.__eq__: that one answers NotImplemented (truthy) to a non-str
+    def equal(value: str, expected: str = expected) -> bool:
+        return value == expected
+
+    return equal
 
 
 def _negated(test: Callable[[str], bool]) -> Callable[[str], bool]:

@@ -310,3 +310,34 @@ def test_a_driver_error_no_store_named_is_one_line_not_a_traceback(tmp_path: Pat
     assert _one_clean_line(r) == "signalbox: store error: no such table: series (-vv shows where)"
     verbose = run("-vv", "query", "requests", cwd=root)
     assert "Traceback" in verbose.stderr and verbose.returncode == 2
+
+
+@pytest.mark.parametrize(
+    "form", [(), ("--json",), ("--no-compact",)], ids=["plain", "json", "no-compact"]
+)
+def test_collect_once_warns_of_a_missing_spool_dir_and_exits_0(
+    tmp_path: Path, form: tuple[str, ...]
+) -> None:
+    root = _project(tmp_path, tmp_path / "store.db")
+    spool = root / "spool"
+    spool.rmdir()
+    r = run("collect", "--once", *form, cwd=root)
+    assert r.returncode == 0, r.stderr  # nothing failed
+    assert "Traceback" not in r.stderr
+    warning = f"signalbox: warning: spool dir {spool} does not exist: no spool files are collected"
+    assert r.stderr.count(warning) == 1, r.stderr
+    assert f"mkdir -p {spool}" in r.stderr and "signalbox init" in r.stderr
+    assert not spool.exists()  # collect --once only reads: it does not create it
+    spool.mkdir()
+    r = run("collect", "--once", *form, cwd=root)
+    assert r.returncode == 0 and "spool dir" not in r.stderr, r.stderr
+
+
+def test_collect_once_names_a_driver_error_in_one_line(tmp_path: Path) -> None:
+    root, db = _collected(tmp_path, n_series=3)
+    with sqlite3.connect(db) as c:
+        c.execute("DROP TABLE series")
+    c.close()
+    r = run("collect", "--once", cwd=root)  # the fast path, without click
+    assert r.returncode == 2, r.stderr
+    assert _one_clean_line(r) == "signalbox: store error: no such table: series (-vv shows where)"

@@ -27,9 +27,13 @@ def collect_once(
     report): the collector's own logging of problems, meant for ``serve`` and ``agent``,
     is turned off here so the same problem is not also logged.
     """
+    from signalbox.metrics.spooldir import check_spool_dir
     from signalbox.runtime import build_collector, open_metric_store
 
-    store = open_metric_store(settings)
+    store = open_metric_store(settings)  # first: a store it cannot use is the one message
+    missing = check_spool_dir(settings.metrics.spool_dir)
+    if missing:  # nothing failed (exit code unchanged), but nothing can come from files
+        echo(f"signalbox: warning: {missing}", err=True)
     try:
         collector = build_collector(settings, store)
         collector.on_problem = _reported_below
@@ -123,4 +127,13 @@ def fast_main(argv: list[str]) -> int | None:
         return collect_once(load_settings(config), as_json, _echo, compact=compact)
     except SignalboxError as e:
         _echo(f"signalbox: {e}", err=True)
+        return 2
+    except Exception as e:  # as the click CLI's handle_errors does
+        from signalbox.storage.failures import is_driver_error
+
+        if not is_driver_error(e):
+            raise
+        logging.getLogger("signalbox.cli").debug("store error", exc_info=True)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        _echo(f"signalbox: store error: {first} (-vv shows where)", err=True)
         return 2

@@ -28,6 +28,7 @@ __all__ = [
     "Budget",
     "HeavyLane",
     "QueryLimits",
+    "ahead",
     "charge",
     "check_deadline",
     "current",
@@ -111,7 +112,8 @@ class Budget:
         HTTP gate gives back the query's place among the ``max_concurrency`` then)."""
 
     def charge(self, n: int) -> None:
-        """Count ``n`` more samples held; stop the query past a limit (or its deadline)."""
+        """Count ``n`` more samples held (negative: an estimate settled); stop the query
+        past a limit (or its deadline)."""
         self.samples += n
         if self.samples > self.limits.max_samples:
             raise QueryLimitError(
@@ -184,6 +186,19 @@ def charge(n: int) -> None:
     b = _current.get()
     if b is not None:
         b.charge(n)
+
+
+def ahead(estimate: int) -> int:
+    """Charge an estimate of what a read will hold *before* the read, up to just past the
+    heavy threshold (so a heavy query waits its turn before it works, but an estimate never
+    refuses a query on its own); returns what was charged, to settle with the real count
+    (``charge(actual - charged)``, which may give some back)."""
+    b = _current.get()
+    if b is None:
+        return 0
+    n = max(0, min(estimate, b.limits.heavy_samples + 1))
+    b.charge(n)
+    return n
 
 
 def check_deadline(stage: str = "expression evaluation") -> None:

@@ -42,6 +42,7 @@ IN_LIST_MAX = 500  # above this many series, scan the partition and filter in Py
 _STAMPS_MAX = 2000  # more distinct timestamps in a partition (an import): range scan instead
 _SERIES_TS = operator.itemgetter(0, 1)
 _FIRST = operator.itemgetter(0)
+_TS = operator.itemgetter(1)
 
 
 def frames_table(raw_table: str) -> str:
@@ -58,16 +59,28 @@ class PartitionTables:
         self.sql: RawSQL = raw_sql(db.dialect)
         self.starts: dict[int, set[int]] = defaultdict(set)  # tier -> partition starts
         self._loaded = False
+        self._signature: tuple[Any, ...] = ()
 
     def load(self, fresh: bool = False) -> None:
         """Know which partition tables exist. Readers ask ``fresh``: another process (the
         collector of ``serve``, an ``agent``) creates and drops partitions all the time."""
-        if fresh or not self._loaded:
-            starts: dict[int, set[int]] = defaultdict(set)
-            for tier, start in self.db.query("SELECT tier, start_ms FROM metric_partitions"):
-                starts[tier].add(start)
-            self.starts = starts
-            self._loaded = True
+        if not fresh and self._loaded:
+            return
+        # a one-row signature first: the list (hundreds of rows with 5-minute partitions) is
+        # read again only when it changed, since each row fetched costs a trip through the
+        # GIL, and every query asks
+        (sig,) = self.db.query(
+            "SELECT count(*), coalesce(sum(start_ms), 0), coalesce(sum(tier), 0) "
+            "FROM metric_partitions"
+        )
+        if self._loaded and sig == self._signature:
+            return
+        starts: dict[int, set[int]] = defaultdict(set)
+        for tier, start in self.db.query("SELECT tier, start_ms FROM metric_partitions"):
+            starts[tier].add(start)
+        self.starts = starts
+        self._signature = sig
+        self._loaded = True
 
     def forget(self) -> None:
         """After a rolled-back transaction: the tables it created are gone."""
@@ -254,30 +267,37 @@ class PartitionTables:
             f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ?",
             (start_ms, end_ms),
         )
-        rows = [r for r in rows if r[0] in wanted]
         rows.extend(self.frame_values(table, wanted, start_ms, end_ms))
-        rows.sort(key=_SERIES_TS)
-        return rows
+        return _by_series(rows, wanted)
+
+    def stamp_count(self, start_ms: int, end_ms: int) -> int:
+        """How many timestamps the raw partitions hold in ``[start_ms, end_ms]``: what a
+        read of them will cost per series, known before reading."""
+        rows = self.db.query(
+            "SELECT count(*) FROM metric_stamps WHERE ts >= ? AND ts <= ?", (start_ms, end_ms)
+        )
+        return int(rows[0][0])
 
     def _few_rows(
         self, start: int, table: str, ids: list[int], start_ms: int, end_ms: int
     ) -> list[tuple[Any, ...]] | None:
-        """Rows of a few series by index seeks; None when a range scan is cheaper."""
-        stamps = [
-            r[0]
-            for r in self.db.query(
-                "SELECT ts FROM metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?",
-                (start, start_ms, end_ms),
-            )
-        ]
-        if not stamps:
+        """Rows of a few series by index seeks; None when a range scan is cheaper.
+
+        The partition's timestamps are joined in SQL, not fetched: every row a driver
+        fetches is a round trip through the GIL, which a busy server makes costly."""
+        (n,) = self.db.query(
+            "SELECT count(*) FROM metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?",
+            (start, start_ms, end_ms),
+        )[0]
+        if not n:
             return []
-        if len(stamps) > _STAMPS_MAX:
+        if n > _STAMPS_MAX:
             return None
         return self.read(
-            f"SELECT series_id, ts, value FROM {table} WHERE ts IN ({','.join('?' * len(stamps))}) "
+            f"SELECT series_id, ts, value FROM {table} WHERE ts IN (SELECT ts FROM metric_stamps "
+            f"WHERE start_ms = ? AND ts >= ? AND ts <= ?) "
             f"AND series_id IN ({','.join('?' * len(ids))})",
-            (*stamps, *ids),
+            (start, start_ms, end_ms, *ids),
         )
 
     def _few_frame_values(
@@ -362,6 +382,30 @@ class PartitionTables:
             (start_ms, end_ms),
         )
         return [r for r in rows if r[0] in wanted]
+
+
+def _by_series(rows: list[tuple[Any, ...]], wanted: set[int]) -> list[tuple[Any, ...]]:
+    """The rows of ``wanted`` series, grouped by series, oldest first.
+
+    The same order as ``sorted(key=(series, ts))``, but not one C call over millions of rows:
+    that holds the GIL for seconds (``/-/healthy`` and every other query wait meanwhile).
+    Grouping is a Python loop, which lets other threads run, and each series' own sort is
+    short (its rows arrive mostly in time order).
+    """
+    groups: dict[int, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        sid = r[0]
+        if sid in wanted:
+            g = groups.get(sid)
+            if g is None:
+                groups[sid] = g = []
+            g.append(r)
+    out: list[tuple[Any, ...]] = []
+    for sid in sorted(groups):
+        g = groups[sid]
+        g.sort(key=_TS)
+        out += g
+    return out
 
 
 @contextmanager

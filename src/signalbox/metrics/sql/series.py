@@ -124,11 +124,17 @@ class SeriesIndex:
     def matching_ids(self, matchers: Sequence[Matcher]) -> list[int]:
         names = [m.value for m in matchers if m.label == "__name__" and m.op == "="]
         if names:
-            # one metric name: ask the index instead of loading every series
-            self._add_rows(
-                self.db.query("SELECT id, name, labels FROM series WHERE name = ?", (names[0],))
-            )
-            candidates: Iterable[int] = list(self._by_name.get(names[0], ()))
+            # one metric name: ask the index instead of loading every series, and only read
+            # the rows when another process added some (a count is one row; the rows of a
+            # metric of 2,000 series are 2,000 steps, each giving up the GIL, which under
+            # load costs a switch interval each: seconds)
+            name = names[0]
+            (count,) = self.db.query("SELECT count(*) FROM series WHERE name = ?", (name,))[0]
+            if count != len(self._by_name.get(name, ())):
+                self._add_rows(
+                    self.db.query("SELECT id, name, labels FROM series WHERE name = ?", (name,))
+                )
+            candidates: Iterable[int] = list(self._by_name.get(name, ()))
         else:
             self.refresh()
             candidates = list(self.rows.keys())

@@ -316,9 +316,18 @@ class SQLMetricStore:
         aggregates: bool = True,
     ) -> None:
         parts = self._partitions
-        for start, table in parts.between(self.levels[0], start_ms, end_ms):
+        tables = parts.between(self.levels[0], start_ms, end_ms)
+        # A query past its samples or time stops here. What the reads will hold is estimated
+        # first (series x timestamps written in the range), so a heavy query turns heavy and
+        # waits its turn before it reads; each read then settles against the estimate.
+        credit = 0
+        if tables and limits.current() is not None:
+            credit = limits.ahead(len(ids) * parts.stamp_count(start_ms, end_ms))
+        for start, table in tables:
             rows = parts.raw_rows(start, table, ids, start_ms, end_ms)
-            limits.charge(len(rows))  # a query past its samples or time stops here
+            used = min(credit, len(rows))
+            credit -= used
+            limits.charge(len(rows) - used)
             for sid, ts, value in rows:
                 sp = self._points(sid, out, resolution, aggregates)
                 v = _num(value)
@@ -335,6 +344,7 @@ class SQLMetricStore:
                     sp.maxs.append(v)
                     sp.sums.append(v)
                     sp.counts.append(1.0)
+        limits.charge(-credit)  # what the estimate held beyond the rows read
 
     def _select_tier(
         self,
@@ -375,8 +385,11 @@ class SQLMetricStore:
                 batches = (
                     (None, self._partitions.rows_for(t, cols, ids, lo, last_start)) for t in tables
                 )
+            # every bucket of every series, estimated before reading (see _select_raw)
+            ahead = limits.ahead(len(ids) * max(0, (last_start - lo) // res_ms + 1))
             for only, rows in batches:
-                limits.charge(len(rows))
+                limits.charge(len(rows) - ahead)
+                ahead = 0
                 # column-wise per series (a week of 1-minute buckets is 10k rows)
                 groups = [(only, rows)] if only is not None else groupby(rows, key=_SERIES_ID)
                 for sid, group in groups:

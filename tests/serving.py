@@ -48,8 +48,12 @@ def serve_process(cwd: Path, port: int, output: list[str] | None = None) -> Iter
     end; then stopped with SIGTERM, which must end it cleanly and without a traceback. Its
     output (stdout and stderr: the log) is appended to ``output`` once it has stopped."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
+    argv = [SIGNALBOX, "serve"]
+    config = cwd / "signalbox.toml"
+    if not config.is_file() or "[statsd]" not in config.read_text():
+        argv += ["--statsd", "127.0.0.1:0"]  # not 8125: another serve may hold it
     proc = subprocess.Popen(
-        [SIGNALBOX, "serve"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -96,7 +96,8 @@ def test_hung_and_failing_receivers_delay_only_their_own_deliveries(
         hook(status=200) as ok,
     ):
         store_project.configure(
-            f'[server]\nport = {port}\n[monitors]\ninterval = "1s"\n'
+            f'[server]\nport = {port}\n[statsd]\nlisten = "127.0.0.1:0"\n'
+            '[monitors]\ninterval = "1s"\n'
             'retry_delay = "200ms"\nretry_max_delay = "1s"\n'
             f'[notifiers.hung]\ntype = "webhook"\nurl = "{hung.url}"\n'
             f'[notifiers.flaky]\ntype = "webhook"\nurl = "{flaky.url}"\n'

@@ -133,10 +133,13 @@ class Engine:
             )
         steps = list(range(start_ms, end_ms + 1, step_ms))
         ev = _Evaluator(self, tree, steps, step_ms)
-        if tree.type == "scalar":
-            series = [StepSeries((), list[float | None](ev.scalar(tree)))]
-        else:
-            series = ev.vector(tree)
+        try:
+            if tree.type == "scalar":
+                series = [StepSeries((), list[float | None](ev.scalar(tree)))]
+            else:
+                series = ev.vector(tree)
+        finally:
+            ev.release()
         ordered = sorted(series, key=lambda s: s.metric)
         matrix = [MatrixSeries(dict(s.metric), _points(steps, s.values)) for s in ordered]
         return QueryResult("matrix", matrix=[m for m in matrix if m.points])
@@ -174,6 +177,16 @@ class _Evaluator:
             lookback_ms=engine.lookback_ms,
             probe_ms=2 * engine.coarsest_resolution_s * 1000,
         )
+
+    def release(self) -> None:
+        """Free the fetched points a series at a time. Dropped at once, millions of them are
+        freed in one C call holding the GIL for a few hundred ms, and ``/-/healthy`` and
+        every other query of the server wait; freed in a Python loop, they take turns."""
+        data = self.data
+        while data:
+            _, points = data.popitem()
+            while points:
+                points.pop()
 
     def _series(self, sel: VectorSelector) -> list[SeriesPoints]:
         return [sp for sp in self.data[fetch_key(sel.all_matchers())] if sp.timestamps]
@@ -219,7 +232,11 @@ class _Evaluator:
             return self._call(e)
         if isinstance(e, Aggregation):
             param = self.scalar(e.param) if e.param is not None else None
-            return aggregate(e.op, self.vector(e.expr), e.grouping, e.without, param, e.pos)
+            inner = self.vector(e.expr)
+            out = aggregate(e.op, inner, e.grouping, e.without, param, e.pos)
+            while inner:  # freed a series at a time (see release)
+                inner.pop()
+            return out
         if isinstance(e, UnaryExpr):
             negated = [
                 StepSeries(drop_name(s.metric), [None if v is None else -v for v in s.values])

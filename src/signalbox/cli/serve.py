@@ -97,6 +97,7 @@ def demo_settings(ctx: Context) -> Settings:
     for line in workspace.notes(cwd):
         click.echo(line)
     write_monitors(settings.monitors.paths, workspace.config)
+    settings.metrics.spool_dir.mkdir(parents=True, exist_ok=True)  # the demo's own: no warning
     for path in remove_leftovers(settings.metrics.spool_dir):
         click.echo(f"demo: removed {path.name} from the spool: an earlier demo run left it")
     return settings

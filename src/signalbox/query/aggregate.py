@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from signalbox.exceptions import QueryError
 from signalbox.query.functions import nan_ignoring_max, nan_ignoring_min
+from signalbox.query.kahan import kahan_mean, kahan_sum
 from signalbox.query.values import Metric, StepSeries
 
 Values = list[float | None]
@@ -21,21 +22,13 @@ def group_key(metric: Metric, grouping: tuple[str, ...], without: bool) -> Metri
     return tuple(p for p in metric if p[0] in names)
 
 
-def _sum(vals: list[float]) -> float:
-    return sum(vals)
-
-
-def _avg(vals: list[float]) -> float:
-    return sum(vals) / len(vals)
-
-
 def _count(vals: list[float]) -> float:
     return float(len(vals))
 
 
 _REDUCERS: dict[str, Callable[[list[float]], float]] = {
-    "sum": _sum,
-    "avg": _avg,
+    "sum": kahan_sum,  # compensated, as Prometheus: 1e100 + 10 - 1e100 is 10
+    "avg": kahan_mean,  # and finite near the float limit
     "count": _count,
     "min": nan_ignoring_min,
     "max": nan_ignoring_max,

@@ -24,6 +24,7 @@ from itertools import compress, islice
 
 from signalbox.metrics.store import SeriesPoints
 from signalbox.query.functions import nan_ignoring_max, nan_ignoring_min, quantile, regression_slope
+from signalbox.query.kahan import kahan_mean, kahan_sum, weighted_mean
 
 Values = list[float | None]
 
@@ -62,21 +63,21 @@ def _has_nan(values: list[float]) -> bool:
 
 
 def avg_over_time(sp: SeriesPoints, w: Windows, _: list[float] | None) -> Values:
+    """Compensated and overflow-safe (see :mod:`signalbox.query.kahan`); over rollup
+    buckets, the samples' mean from the buckets' sums and counts."""
     if sp.resolution and sp.sums is not None and sp.counts is not None:
         sums, counts = sp.sums, sp.counts
         return [
-            sum(sums[lo:hi]) / sum(counts[lo:hi]) if hi > lo else None
+            weighted_mean(sums[lo:hi], counts[lo:hi]) if hi > lo else None
             for lo, hi in zip(w.los, w.his, strict=True)
         ]
     vs = sp.values
-    return [
-        sum(vs[lo:hi]) / (hi - lo) if hi > lo else None for lo, hi in zip(w.los, w.his, strict=True)
-    ]
+    return [kahan_mean(vs[lo:hi]) if hi > lo else None for lo, hi in zip(w.los, w.his, strict=True)]
 
 
 def sum_over_time(sp: SeriesPoints, w: Windows, _: list[float] | None) -> Values:
     vs = sp.sums if sp.resolution and sp.sums is not None else sp.values
-    return [sum(vs[lo:hi]) if hi > lo else None for lo, hi in zip(w.los, w.his, strict=True)]
+    return [kahan_sum(vs[lo:hi]) if hi > lo else None for lo, hi in zip(w.los, w.his, strict=True)]
 
 
 def count_over_time(sp: SeriesPoints, w: Windows, _: list[float] | None) -> Values:

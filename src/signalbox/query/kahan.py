@@ -1,0 +1,87 @@
+"""Compensated (Kahan-Neumaier) summation and overflow-safe means, as Prometheus computes them.
+
+A plain float sum loses small terms next to large ones (``1e100 + 10 - 1e100`` is 0); the
+Neumaier compensation carries the lost low-order part separately, so PromQL's ``sum``,
+``avg``, ``sum_over_time`` and ``avg_over_time`` give the answers Prometheus gives
+(``KahanSumInc`` in its ``kahansum.go``). The compensation is reset when the running sum
+becomes infinite, so an overflow stays ±Inf instead of turning into NaN.
+
+Means sum directly (more accurate) until the running sum would overflow, then switch to an
+incremental mean, so ``avg`` of values near the float limit is finite, as in Prometheus.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+_isinf = math.isinf
+
+
+def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
+    """Add ``inc`` to the running ``total`` with compensation ``c``; the new pair."""
+    t = total + inc
+    if _isinf(t):
+        return t, 0.0
+    if abs(total) >= abs(inc):
+        return t, c + ((total - t) + inc)
+    return t, c + ((inc - t) + total)
+
+
+def kahan_sum(values: Iterable[float]) -> float:
+    """The compensated sum of ``values`` (0.0 when empty)."""
+    total = c = 0.0
+    for v in values:
+        t = total + v
+        if _isinf(t):
+            c = 0.0
+        elif abs(total) >= abs(v):
+            c += (total - t) + v
+        else:
+            c += (v - t) + total
+        total = t
+    return total if _isinf(total) else total + c
+
+
+def kahan_mean(values: Sequence[float]) -> float:
+    """The mean of ``values`` (at least one): a compensated sum over the count while that
+    sum stays finite, an incremental mean from the value that would overflow it on."""
+    total, c = values[0], 0.0
+    mean = 0.0
+    incremental = False
+    count = 1.0
+    for v in values[1:]:
+        count += 1.0
+        if not incremental:
+            new_total, new_c = kahan_inc(v, total, c)
+            if not _isinf(new_total):
+                total, c = new_total, new_c
+                continue
+            incremental = True
+            mean = total / (count - 1.0)
+            c /= count - 1.0
+        q = (count - 1.0) / count
+        mean, c = kahan_inc(v / count, q * mean, q * c)
+    if incremental:
+        return mean + c
+    return total / count + c / count
+
+
+def weighted_mean(sums: Sequence[float], counts: Sequence[float]) -> float:
+    """The mean of samples given as per-bucket ``sums`` and ``counts`` (rollup buckets):
+    the compensated sum of sums over the total count while that sum stays finite; past an
+    overflow, an incremental mean that weighs each bucket by its count. A bucket whose own
+    sum is infinite or NaN makes the mean so (its samples were)."""
+    n = math.fsum(counts)
+    total = kahan_sum(sums)
+    if not _isinf(total) or any(map(_isinf, sums)):
+        return total / n
+    mean = c = 0.0
+    seen = 0.0
+    for s, k in zip(sums, counts, strict=True):
+        if not k:
+            continue
+        seen += k
+        q = (seen - k) / seen
+        mean, c = kahan_inc(s / seen, q * mean, q * c)
+    return mean + c

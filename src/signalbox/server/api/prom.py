@@ -1,4 +1,4 @@
-"""The Prometheus-compatible read API (query, query_range, series, labels).
+"""The Prometheus-compatible read API (query, query_range, series, labels, metadata).
 
 Same response shapes as Prometheus' HTTP API, so Grafana's Prometheus data source, promtool
 and existing scripts can read signalbox directly.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import platform
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +19,8 @@ from starlette.routing import BaseRoute, Route
 from signalbox import __version__
 from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
-from signalbox.metrics.samples import Matcher
-from signalbox.query import parse_expr, selectors
+from signalbox.metrics.samples import Labels, Matcher
+from signalbox.query import VectorSelector, parse_expr
 from signalbox.server.api import ok, success_body
 from signalbox.server.querygate import QueryGate
 from signalbox.server.services import Services, services
@@ -153,41 +154,72 @@ def query_range(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
 
 
 def _matchers(p: dict[str, Any]) -> list[list[Matcher]]:
+    """Each ``match[]`` as the store's matchers, the metric name included (``up{job="a"}``
+    selects ``__name__="up"`` too); several ``match[]`` are OR-ed, as in Prometheus."""
     out = []
     for m in p.get("match[]", []):
-        sels = selectors(parse_expr(m))
-        if len(sels) != 1:
-            raise BadRequest(f"invalid parameter 'match[]': {m!r} is not a single series selector")
-        out.append(list(sels[0].matchers))
+        expr = parse_expr(m)
+        if not isinstance(expr, VectorSelector) or expr.offset_ms:
+            raise BadRequest(f"invalid parameter 'match[]': {m!r} is not a series selector")
+        out.append(list(expr.all_matchers()))
     return out
 
 
-def _first_group(p: dict[str, Any]) -> list[Matcher]:
-    groups = _matchers(p)
-    return groups[0] if groups else []
+FAR_MS = int(MAX_TIME_S * 1000)
+
+
+def _window(p: dict[str, Any]) -> tuple[int, int] | None:
+    """``start``/``end`` in ms, or None when neither is given (every known series)."""
+    start_text, end_text = first(p, "start"), first(p, "end")
+    if not start_text and not end_text:
+        return None
+    start = parse_time("start", start_text, -FAR_MS)
+    end = parse_time("end", end_text, FAR_MS)
+    if end < start:
+        raise BadRequest("invalid parameter 'end': end timestamp must not be before start time")
+    return start, end
+
+
+def _selected(svc: Services, p: dict[str, Any]) -> list[tuple[str, Labels]]:
+    """The series the metadata endpoints answer about: those of any ``match[]`` (all series
+    without one) and, when ``start``/``end`` are given, only those with a sample in that
+    window. The window is checked by reading it (values only) at the coarsest resolution
+    that covers it, so a long window reads rollups, not raw samples; the read counts
+    against the query limits like any query's."""
+    groups = _matchers(p) or [[]]
+    window = _window(p)
+    seen: dict[tuple[str, Labels], None] = {}
+    for g in groups:
+        if window is None:
+            found = svc.metrics.series(g)
+        else:
+            start, end = window
+            points = svc.metrics.select(
+                g, start, end, step_ms=max(end - start, 1), aggregates=False
+            )
+            found = [(sp.name, sp.labels) for sp in points if len(sp.timestamps)]
+        for key in found:
+            seen[key] = None
+    return list(seen)
 
 
 def series(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
-    groups = _matchers(p)
-    if not groups:
+    if not p.get("match[]"):
         raise BadRequest("no match[] parameter provided")
-    seen: dict[tuple[str, tuple[tuple[str, str], ...]], None] = {}
-    for g in groups:
-        for key in svc.metrics.series(g):
-            seen[key] = None
-    return [{"__name__": n, **dict(labels)} for n, labels in seen]
+    return [{"__name__": n, **dict(labels)} for n, labels in _selected(svc, p)]
 
 
 def labels(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
-    names = {"__name__"}
-    for _, lbls in svc.metrics.series(_first_group(p)):
+    found = _selected(svc, p)
+    names = {"__name__"} if found else set()
+    for _, lbls in found:
         names.update(k for k, _ in lbls)
     return sorted(names)
 
 
 def label_values(name: str, svc: Services, p: dict[str, Any]) -> Any:
     vals = set()
-    for n, lbls in svc.metrics.series(_first_group(p)):
+    for n, lbls in _selected(svc, p):
         if name == "__name__":
             vals.add(n)
         else:
@@ -205,7 +237,58 @@ async def label_values_endpoint(request: Request) -> Response:
 
 
 def buildinfo(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
-    return {"version": __version__, "application": "signalbox"}
+    """Prometheus' fields (Grafana's data source reads them); signalbox is no Go build, so
+    what a Go build stamps in is empty rather than invented."""
+    return {
+        "version": __version__,
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+        "application": "signalbox",
+        "pythonVersion": platform.python_version(),
+    }
+
+
+PROM_TYPES = {"untyped": "unknown"}
+"""Our metric types under Prometheus' names where they differ (``# TYPE x untyped`` is
+``unknown`` in Prometheus' metadata)."""
+
+
+def _limit(p: dict[str, Any], key: str) -> int:
+    """A ``limit``-style parameter; absent, 0 or negative means no limit (Prometheus 3)."""
+    text = first(p, key)
+    if not text:
+        return 0
+    try:
+        return max(int(text), 0)
+    except ValueError:
+        raise BadRequest(f"invalid parameter {key!r}: {text!r} is not an integer") from None
+
+
+def metadata(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
+    """``{name: [{type, help, unit}]}`` from the store's metric metadata, sorted by name."""
+    limit = _limit(p, "limit")
+    _limit(p, "limit_per_metric")  # validated; we keep one entry per metric anyway
+    wanted = first(p, "metric")
+    out: dict[str, list[dict[str, str]]] = {}
+    for name, meta in sorted(svc.metrics.metadata().items()):
+        if wanted and name != wanted:
+            continue
+        if limit and len(out) >= limit:
+            break
+        kind = PROM_TYPES.get(meta.type, meta.type)
+        out[name] = [{"type": kind, "help": meta.help, "unit": meta.unit}]
+    return out
+
+
+def format_query(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
+    """The query as the parser understood it, printed back (Prometheus' ``format_query``)."""
+    q = first(p, "query")
+    if not q:
+        raise BadRequest("missing parameter 'query'")
+    return str(parse_expr(q))
 
 
 def routes() -> list[BaseRoute]:
@@ -217,4 +300,6 @@ def routes() -> list[BaseRoute]:
         Route("/labels", _handle(labels), methods=["GET", "POST"]),
         Route("/label/{name}/values", label_values_endpoint, methods=["GET"]),
         Route("/status/buildinfo", _handle(buildinfo), methods=["GET"]),
+        Route("/metadata", _handle(metadata), methods=["GET"]),
+        Route("/format_query", _handle(format_query), methods=["GET", "POST"]),
     ]

@@ -71,6 +71,24 @@ def rebuild(parts: PartitionTables, start_ms: int, end_ms: int) -> None:
 
 
 _COLS = "series_id, ts, min, max, sum, count, last"
+
+
+# NaN in every tier as in the samples: a bucket's sum is NaN (NULL) if any of its samples
+# (or finer buckets) is NaN, so avg_over_time and sum_over_time over it are NaN as over raw
+# data, while min and max leave NaN out unless all are NaN (min_over_time/max_over_time).
+# SQLite stores NaN as NULL, which sum() would skip while count still counted it;
+# PostgreSQL keeps NaN, which max() would rank above every number: NULLIF(x, 'NaN') makes
+# both NULL (SQLite never equals a REAL to the text 'NaN'; PostgreSQL reads it as NaN).
+def _sum(col: str) -> str:
+    return f"CASE WHEN count(*) = count({col}) THEN sum({col}) END"
+
+
+def _min(col: str) -> str:
+    return f"min(NULLIF({col}, 'NaN'))"
+
+
+def _max(col: str) -> str:
+    return f"max(NULLIF({col}, 'NaN'))"
 _UPDATES = ", ".join(f"{c} = excluded.{c}" for c in ("min", "max", "sum", "count", "last"))
 
 
@@ -136,8 +154,8 @@ def _from_tier(parts: PartitionTables, target: str, table: str, res: int, a: int
     """
     join = parts.db.dialect.ordered_join
     grouped = (
-        f"SELECT t.series_id AS series_id, (t.ts / {res}) * {res} AS b, min(t.min) AS mn, "
-        f"max(t.max) AS mx, sum(t.sum) AS sm, sum(t.count) AS cnt, max(t.ts) AS lt "
+        f"SELECT t.series_id AS series_id, (t.ts / {res}) * {res} AS b, {_min('t.min')} AS mn, "
+        f"{_max('t.max')} AS mx, {_sum('t.sum')} AS sm, sum(t.count) AS cnt, max(t.ts) AS lt "
         f"FROM series AS s {join} {table} AS t ON t.series_id = s.id "
         f"WHERE t.ts >= ? AND t.ts < ? GROUP BY t.series_id, (t.ts / {res}) * {res}"
     )
@@ -157,7 +175,8 @@ def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: in
         "FROM {t} WHERE ts >= ? AND ts < ?"
     )
     select = (
-        f"SELECT series_id, b, min(mn), max(mx), sum(sm), sum(cnt), max(CASE WHEN rn = 1 THEN v END) "
+        f"SELECT series_id, b, {_min('mn')}, {_max('mx')}, {_sum('sm')}, sum(cnt), "
+        "max(CASE WHEN rn = 1 THEN v END) "
         f"FROM ({inner.format(r=res, t=source)}) AS x GROUP BY series_id, b"
     )
     parts.db.execute(

@@ -89,6 +89,8 @@ def _min(col: str) -> str:
 
 def _max(col: str) -> str:
     return f"max(NULLIF({col}, 'NaN'))"
+
+
 _UPDATES = ", ".join(f"{c} = excluded.{c}" for c in ("min", "max", "sum", "count", "last"))
 
 

@@ -29,9 +29,18 @@ def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
 
 
 def kahan_sum(values: Iterable[float]) -> float:
-    """The compensated sum of ``values`` (0.0 when empty)."""
+    """The compensated sum of ``values`` (0.0 when empty).
+
+    ``math.fsum`` (C, exactly rounded: at least as exact as Neumaier's compensation) answers
+    whenever it can, 20x faster than the loop; the loop answers what fsum refuses: a sum
+    that overflows (Prometheus: ±Inf) or ``Inf + -Inf`` (NaN)."""
+    seq = values if isinstance(values, list | tuple) else list(values)
+    try:
+        return math.fsum(seq)
+    except (OverflowError, ValueError):
+        pass
     total = c = 0.0
-    for v in values:
+    for v in seq:
         t = total + v
         if _isinf(t):
             c = 0.0
@@ -46,6 +55,12 @@ def kahan_sum(values: Iterable[float]) -> float:
 def kahan_mean(values: Sequence[float]) -> float:
     """The mean of ``values`` (at least one): a compensated sum over the count while that
     sum stays finite, an incremental mean from the value that would overflow it on."""
+    try:  # the common case, in C (see kahan_sum); the loop only when the sum would overflow
+        total = math.fsum(values)
+        if not _isinf(total):
+            return total / len(values)
+    except (OverflowError, ValueError):
+        pass
     total, c = values[0], 0.0
     mean = 0.0
     incremental = False

@@ -76,6 +76,21 @@ class NumberLiteral(Expr):
 
 
 @dataclass(frozen=True, slots=True)
+class StringLiteral(Expr):
+    """A quoted string; only ``count_values``' label parameter takes one."""
+
+    value: str
+    pos: int = field(default=0, compare=False, repr=False)
+
+    @property
+    def type(self) -> ValueType:
+        return "string"
+
+    def __str__(self) -> str:
+        return quote(self.value)
+
+
+@dataclass(frozen=True, slots=True)
 class VectorSelector(Expr):
     """``name{label="value", ...} offset 5m``; ``name`` None when only matchers are given."""
 

@@ -32,6 +32,7 @@ from signalbox.query.ast import (
     Expr,
     MatrixSelector,
     NumberLiteral,
+    StringLiteral,
     UnaryExpr,
     VectorSelector,
 )
@@ -231,7 +232,11 @@ class _Evaluator:
         if isinstance(e, Call):
             return self._call(e)
         if isinstance(e, Aggregation):
-            param = self.scalar(e.param) if e.param is not None else None
+            param: list[float] | str | None = None
+            if isinstance(e.param, StringLiteral):
+                param = e.param.value  # count_values' label name
+            elif e.param is not None:
+                param = self.scalar(e.param)
             inner = self.vector(e.expr)
             out = aggregate(e.op, inner, e.grouping, e.without, param, e.pos)
             while inner:  # freed a series at a time (see release)

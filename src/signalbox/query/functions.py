@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-ValueType = Literal["scalar", "vector", "matrix"]
+ValueType = Literal["scalar", "vector", "matrix", "string"]
 
 TYPE_NAMES: dict[str, str] = {
     "scalar": "scalar",
     "vector": "instant vector",
     "matrix": "range vector",
+    "string": "string",
 }
 
 
@@ -67,13 +68,14 @@ FUNCTIONS: dict[str, Signature] = {
     "absent": _sig("absent", ("vector",), "vector"),
 }
 
-AGGREGATORS = frozenset({"sum", "avg", "min", "max", "count", "topk", "bottomk"})
-PARAM_AGGREGATORS = frozenset({"topk", "bottomk"})
+AGGREGATORS = frozenset(
+    {"sum", "avg", "min", "max", "count", "topk", "bottomk"}
+    | {"quantile", "stddev", "stdvar", "group", "count_values"}
+)
+PARAM_AGGREGATORS = frozenset({"topk", "bottomk", "quantile", "count_values"})
 
 # Real PromQL we deliberately do not implement; named so the refusal says so.
-UNSUPPORTED_AGGREGATORS = frozenset(
-    {"count_values", "quantile", "stddev", "stdvar", "group", "limitk", "limit_ratio"}
-)
+UNSUPPORTED_AGGREGATORS = frozenset({"limitk", "limit_ratio"})
 UNSUPPORTED_FUNCTIONS = frozenset(
     {
         "acos",

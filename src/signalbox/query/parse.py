@@ -27,6 +27,7 @@ from signalbox.query.ast import (
     Matching,
     MatrixSelector,
     NumberLiteral,
+    StringLiteral,
     UnaryExpr,
     VectorSelector,
 )
@@ -224,7 +225,8 @@ class _Parser:
             return self.identifier(tok)
         if tok.kind == "STRING":
             raise QueryError(
-                "string literals are only allowed as label matcher values",
+                "string literals are only allowed as label matcher values "
+                "and as count_values' label name",
                 tok.pos,
                 "string literal",
             )
@@ -433,9 +435,19 @@ class _Parser:
 
     # --- calls and aggregations ---
 
-    def args(self, what: str) -> list[Expr]:
+    def args(self, what: str, *, string_first: bool = False) -> list[Expr]:
+        """The parenthesized arguments; with ``string_first`` the first may be a string
+        literal (count_values' label), the only place our subset takes one."""
         self.expect("(", f"'(' after {what}")
         args: list[Expr] = []
+        if string_first and self.peek().kind == "STRING":
+            tok = self.advance()
+            args.append(StringLiteral(tok.text, pos=tok.pos))
+            if self.peek().kind == ",":
+                self.advance()
+            else:
+                self.expect(")", f"',' after the label name in {what}")
+                return args
         if self.peek().kind != ")":
             while True:
                 args.append(self.expr(0))
@@ -457,7 +469,7 @@ class _Parser:
         prefix = self.peek_ident("by", "without")
         if prefix:
             without, grouping = self.grouping()
-        args = self.args(f"aggregation '{op}'")
+        args = self.args(f"aggregation '{op}'", string_first=op == "count_values")
         if not prefix and self.peek_ident("by", "without"):
             without, grouping = self.grouping()
         param, expr = check_aggregation(op, args, tok.pos)

@@ -7,7 +7,8 @@ anything is evaluated, as Prometheus does; the engine can then trust node types.
 from __future__ import annotations
 
 from signalbox.exceptions import QueryError
-from signalbox.query.ast import COMPARISONS, Expr, Matching
+from signalbox.metrics.samples import LABEL_NAME
+from signalbox.query.ast import COMPARISONS, Expr, Matching, StringLiteral, quote
 from signalbox.query.functions import FUNCTIONS, PARAM_AGGREGATORS, TYPE_NAMES
 
 
@@ -83,10 +84,18 @@ def check_aggregation(op: str, args: list[Expr], pos: int) -> tuple[Expr | None,
             "type",
         )
     param = args[0] if want == 2 else None
-    if param is not None and param.type != "scalar":
+    param_type = "string" if op == "count_values" else "scalar"
+    if param is not None and param.type != param_type:
         raise QueryError(
-            f"aggregation '{op}' expects a scalar parameter, got {TYPE_NAMES[param.type]}",
+            f"aggregation '{op}' expects {_article(TYPE_NAMES[param_type])} parameter, "
+            f"got {TYPE_NAMES[param.type]}",
             param.pos,
             "type",
+        )
+    if isinstance(param, StringLiteral) and not LABEL_NAME.fullmatch(param.value):
+        raise QueryError(
+            f"aggregation '{op}' needs a valid label name, got {quote(param.value)}",
+            param.pos,
+            "aggregation",
         )
     return param, expr

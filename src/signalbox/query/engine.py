@@ -14,6 +14,7 @@ rate-like windows to two (``increase``/``delta`` are rescaled to the range writt
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Callable
 from functools import lru_cache
@@ -37,8 +38,10 @@ from signalbox.query.ast import (
     VectorSelector,
 )
 from signalbox.query.binops import merge_same_metric, scalar_scalar, vector_scalar, vector_vector
+from signalbox.query.datefields import DATE_FIELDS, go_seconds
 from signalbox.query.fetch import fetch, fetch_key
 from signalbox.query.functions import (
+    DATE_FUNCTIONS,
     FUNCTIONS,
     KEEPS_NAME,
     NAN,
@@ -104,6 +107,8 @@ class Engine:
             if (v := s.values[0]) is not None
         ]
         samples.sort(key=lambda s: sorted(s.metric.items()))
+        if isinstance(tree, Call) and tree.func in ("sort", "sort_desc"):
+            _sort_by_value(samples, descending=tree.func == "sort_desc")
         return QueryResult("vector", vector=samples, at_ms=at_ms)
 
     def range(self, expr: Expr | str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
@@ -160,6 +165,15 @@ def _points(steps: list[int], values: list[float | None]) -> list[tuple[int, flo
     return list(compress(zip(steps, values, strict=True), present))  # type: ignore[arg-type]
 
 
+def _sort_by_value(samples: list[VectorSample], *, descending: bool) -> None:
+    """``sort``/``sort_desc`` of an instant query: by value, NaN last either way (as
+    Prometheus); ties keep the label order they arrive in, so the output is stable."""
+    if descending:
+        samples.sort(key=lambda s: (s.value != s.value, -s.value if s.value == s.value else 0.0))
+    else:
+        samples.sort(key=lambda s: (s.value != s.value, s.value if s.value == s.value else 0.0))
+
+
 def _metric_of(sp: SeriesPoints) -> Metric:
     return tuple(sorted((("__name__", sp.name), *sp.labels)))
 
@@ -204,6 +218,8 @@ class _Evaluator:
             return scalar_scalar(e.op, self.scalar(e.lhs), self.scalar(e.rhs))
         if isinstance(e, Call) and e.func == "time":
             return [t / 1000.0 for t in self.steps]
+        if isinstance(e, Call) and e.func == "pi":
+            return [math.pi] * n
         if isinstance(e, Call) and e.func == "scalar":
             return self._to_scalar(self.vector(e.args[0]))
         raise QueryError(f"cannot evaluate {e} as a scalar", e.pos, "type")  # parser prevents this
@@ -254,13 +270,17 @@ class _Evaluator:
             f"cannot evaluate {e} as an instant vector", e.pos, "type"
         )  # parser prevents this
 
-    def _instant_selector(self, sel: VectorSelector) -> list[StepSeries]:
+    def _instant_selector(self, sel: VectorSelector, *, times: bool = False) -> list[StepSeries]:
+        """The newest sample's value at each step, or with ``times`` its timestamp in
+        seconds (``timestamp(sel)``: the sample's own time, not the step's)."""
         off = sel.offset_ms
         ends = self.steps if not off else list(map(sub, self.steps, repeat(off)))
         out: list[StepSeries] = []
         for sp in self._series(sel):
             check_deadline()
             ts, vs = sp.timestamps, sp.values
+            if times:
+                vs = [t / 1000.0 for t in ts]
             lookback = max(self.lookback_ms, sp.resolution * 1000)
             vals = latest_at(ts, vs, ends, lookback)
             if vals.count(None) != len(vals):
@@ -327,6 +347,14 @@ class _Evaluator:
             return [StepSeries((), list[float | None](self.scalar(e.args[0])))]
         if name in ("absent", "absent_over_time"):
             return self._absent(e)
+        if name in ("sort", "sort_desc"):
+            # Order is a property of an instant query's output (Engine.instant); per step
+            # the series are unchanged, name included, and a range query ignores it.
+            return self.vector(e.args[0])
+        if name == "timestamp":
+            return self._timestamp(e)
+        if name in DATE_FUNCTIONS:
+            return self._date(e)
         raise QueryError(
             f"function '{name}' cannot be evaluated here", e.pos, "function"
         )  # parser prevents this
@@ -341,6 +369,27 @@ class _Evaluator:
             for s in self.vector(e.args[0])
         ]
         return merge_same_metric(out, e.pos)
+
+    def _timestamp(self, e: Call) -> list[StepSeries]:
+        """Of a selector, each picked sample's own time; of anything else, the step time
+        (Prometheus: only a selector carries sample times into a function)."""
+        arg = e.args[0]
+        if isinstance(arg, VectorSelector):
+            picked = self._instant_selector(arg, times=True)
+            return merge_same_metric(
+                [StepSeries(drop_name(s.metric), s.values) for s in picked], e.pos
+            )
+        steps = self.steps
+        return self._map(e, lambda _v, i: steps[i] / 1000.0)
+
+    def _date(self, e: Call) -> list[StepSeries]:
+        """A calendar field (UTC) of each value read as Unix seconds, or of the step time."""
+        field = DATE_FIELDS[e.func]
+        if not e.args:
+            # Go: enh.Ts / 1000, integer division truncating toward zero.
+            secs = [t // 1000 if t >= 0 else -(-t // 1000) for t in self.steps]
+            return [StepSeries((), [field(s) for s in secs])]
+        return self._map(e, lambda v, _i: field(go_seconds(v)))
 
     def _clamp(self, e: Call) -> list[StepSeries]:
         n = len(self.steps)

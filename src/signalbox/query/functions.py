@@ -50,7 +50,23 @@ OVER_TIME = (
     "last_over_time",
 )
 RATE_LIKE = ("rate", "increase", "delta", "irate", "deriv")
-ELEMENTWISE = ("abs", "ceil", "floor", "sqrt", "exp", "ln", "log2", "log10", "sgn")
+TRIG = (
+    "sin", "cos", "tan", "asin", "acos", "atan",
+    "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
+    "deg", "rad",
+)  # fmt: skip
+ELEMENTWISE = ("abs", "ceil", "floor", "sqrt", "exp", "ln", "log2", "log10", "sgn", *TRIG)
+# Calendar fields of a Unix time in seconds, UTC; without an argument, of the step time.
+DATE_FUNCTIONS = (
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "hour",
+    "minute",
+    "month",
+    "year",
+)
 
 FUNCTIONS: dict[str, Signature] = {
     **{n: _sig(n, ("matrix",), "vector") for n in OVER_TIME},
@@ -66,6 +82,11 @@ FUNCTIONS: dict[str, Signature] = {
     "vector": _sig("vector", ("scalar",), "vector"),
     "scalar": _sig("scalar", ("vector",), "scalar"),
     "absent": _sig("absent", ("vector",), "vector"),
+    **{n: _sig(n, ("vector",), "vector", optional=1) for n in DATE_FUNCTIONS},
+    "sort": _sig("sort", ("vector",), "vector"),
+    "sort_desc": _sig("sort_desc", ("vector",), "vector"),
+    "timestamp": _sig("timestamp", ("vector",), "vector"),
+    "pi": _sig("pi", (), "scalar"),
 }
 
 AGGREGATORS = frozenset(
@@ -78,20 +99,7 @@ PARAM_AGGREGATORS = frozenset({"topk", "bottomk", "quantile", "count_values"})
 UNSUPPORTED_AGGREGATORS = frozenset({"limitk", "limit_ratio"})
 UNSUPPORTED_FUNCTIONS = frozenset(
     {
-        "acos",
-        "acosh",
-        "asin",
-        "asinh",
-        "atan",
-        "atanh",
         "changes",
-        "cos",
-        "cosh",
-        "days_in_month",
-        "day_of_month",
-        "day_of_week",
-        "day_of_year",
-        "deg",
         "double_exponential_smoothing",
         "first_over_time",
         "histogram_avg",
@@ -103,35 +111,22 @@ UNSUPPORTED_FUNCTIONS = frozenset(
         "histogram_stdvar",
         "histogram_sum",
         "holt_winters",
-        "hour",
         "idelta",
         "info",
         "label_join",
         "label_replace",
         "mad_over_time",
-        "minute",
-        "month",
-        "pi",
         "predict_linear",
         "present_over_time",
-        "rad",
         "resets",
-        "sin",
-        "sinh",
-        "sort",
         "sort_by_label",
         "sort_by_label_desc",
-        "sort_desc",
         "stddev_over_time",
         "stdvar_over_time",
-        "tan",
-        "tanh",
-        "timestamp",
         "ts_of_first_over_time",
         "ts_of_last_over_time",
         "ts_of_max_over_time",
         "ts_of_min_over_time",
-        "year",
     }
 )
 
@@ -232,6 +227,55 @@ def _sgn(x: float) -> float:
     return x  # 0, -0 and NaN map to themselves
 
 
+def _domain(fn: Callable[[float], float]) -> Callable[[float], float]:
+    """Go's math returns NaN outside a function's domain (asin(2), acosh(0), sin(Inf));
+    Python raises ValueError there."""
+
+    def apply(x: float) -> float:
+        try:
+            return fn(x)
+        except ValueError:
+            return NAN
+
+    return apply
+
+
+def _overflowing(fn: Callable[[float], float]) -> Callable[[float], float]:
+    """``cosh``/``sinh`` of a large argument: Go gives ±Inf with the sign of the true
+    result, Python raises OverflowError."""
+
+    def apply(x: float) -> float:
+        try:
+            return fn(x)
+        except OverflowError:
+            return math.copysign(INF, fn(math.copysign(1.0, x)))
+
+    return apply
+
+
+def _atanh(x: float) -> float:
+    if x == 1.0 or x == -1.0:
+        return math.copysign(INF, x)  # Go: atanh(±1) = ±Inf; Python raises
+    return _domain(math.atanh)(x)
+
+
+TRIG_MATH: dict[str, Callable[[float], float]] = {
+    "sin": _domain(math.sin),
+    "cos": _domain(math.cos),
+    "tan": _domain(math.tan),
+    "asin": _domain(math.asin),
+    "acos": _domain(math.acos),
+    "atan": math.atan,
+    "sinh": _overflowing(math.sinh),
+    "cosh": _overflowing(math.cosh),
+    "tanh": math.tanh,
+    "asinh": math.asinh,
+    "acosh": _domain(math.acosh),
+    "atanh": _atanh,
+    "deg": lambda x: x * 180 / math.pi,
+    "rad": lambda x: x * math.pi / 180,
+}
+
 UNARY_MATH: dict[str, Callable[[float], float]] = {
     "abs": abs,
     "ceil": _finite_or_self(lambda x: float(math.ceil(x))),
@@ -242,6 +286,7 @@ UNARY_MATH: dict[str, Callable[[float], float]] = {
     "log2": _log(math.log2),
     "log10": _log(math.log10),
     "sgn": _sgn,
+    **TRIG_MATH,
 }
 
 

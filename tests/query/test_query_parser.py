@@ -213,10 +213,10 @@ def test_selectors_lists_every_vector_selector_including_inside_ranges() -> None
             "function",
         ),
         ("1 + frobnicate(x)", "unknown function 'frobnicate'", 4, "function"),
-        ("quantile(0.9, x)", "aggregation 'quantile' is not supported", 0, "aggregation"),
+        ("limitk(1, x)", "aggregation 'limitk' is not supported", 0, "aggregation"),
         (
-            "count_values by (a) (x)",
-            "aggregation 'count_values' is not supported",
+            "limit_ratio by (a) (0.5, x)",
+            "aggregation 'limit_ratio' is not supported",
             0,
             "aggregation",
         ),

@@ -77,7 +77,8 @@ class NumberLiteral(Expr):
 
 @dataclass(frozen=True, slots=True)
 class StringLiteral(Expr):
-    """A quoted string; only ``count_values``' label parameter takes one."""
+    """A quoted string: ``count_values``' label parameter and the "string" arguments of
+    functions (``label_replace``, ``label_join``) take one, nothing else."""
 
     value: str
     pos: int = field(default=0, compare=False, repr=False)

@@ -50,6 +50,7 @@ from signalbox.query.functions import (
     go_min,
     round_to,
 )
+from signalbox.query.labelfuncs import label_join, label_replace
 from signalbox.query.lookback import latest_at
 from signalbox.query.parse import parse_expr
 from signalbox.query.rangefuncs import KERNELS, windows_for
@@ -355,6 +356,8 @@ class _Evaluator:
             return self._timestamp(e)
         if name in DATE_FUNCTIONS:
             return self._date(e)
+        if name in ("label_replace", "label_join"):
+            return self._relabel(e)
         raise QueryError(
             f"function '{name}' cannot be evaluated here", e.pos, "function"
         )  # parser prevents this
@@ -368,6 +371,20 @@ class _Evaluator:
             )
             for s in self.vector(e.args[0])
         ]
+        return merge_same_metric(out, e.pos)
+
+    def _relabel(self, e: Call) -> list[StepSeries]:
+        """``label_replace``/``label_join``: the name is kept (it may even be the target);
+        two series that end up alike at one step are the "same labelset" error."""
+        strings = [a.value for a in e.args[1:] if isinstance(a, StringLiteral)]
+        rewrite: Callable[[Metric], Metric]
+        if e.func == "label_replace":
+            dst, repl, src, regex = strings
+            rewrite = lambda m: label_replace(m, dst, repl, src, regex)  # noqa: E731
+        else:
+            dst, sep, *srcs = strings
+            rewrite = lambda m: label_join(m, dst, sep, srcs)  # noqa: E731
+        out = [StepSeries(rewrite(s.metric), s.values) for s in self.vector(e.args[0])]
         return merge_same_metric(out, e.pos)
 
     def _timestamp(self, e: Call) -> list[StepSeries]:

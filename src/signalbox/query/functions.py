@@ -33,6 +33,7 @@ class Signature:
     returns: ValueType
     optional: int = 0
     rollup_buckets: int = 1  # how many rollup buckets its window must span (2 for slopes)
+    variadic: bool = False  # the last arg may repeat, or be left out (label_join's sources)
 
 
 def _sig(
@@ -87,6 +88,13 @@ FUNCTIONS: dict[str, Signature] = {
     "sort_desc": _sig("sort_desc", ("vector",), "vector"),
     "timestamp": _sig("timestamp", ("vector",), "vector"),
     "pi": _sig("pi", (), "scalar"),
+    "present_over_time": _sig("present_over_time", ("matrix",), "vector"),
+    "label_replace": _sig(
+        "label_replace", ("vector", "string", "string", "string", "string"), "vector"
+    ),
+    "label_join": Signature(
+        "label_join", ("vector", "string", "string", "string"), "vector", variadic=True
+    ),
 }
 
 AGGREGATORS = frozenset(
@@ -113,11 +121,8 @@ UNSUPPORTED_FUNCTIONS = frozenset(
         "holt_winters",
         "idelta",
         "info",
-        "label_join",
-        "label_replace",
         "mad_over_time",
         "predict_linear",
-        "present_over_time",
         "resets",
         "sort_by_label",
         "sort_by_label_desc",

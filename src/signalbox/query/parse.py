@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 
 from signalbox.exceptions import QueryError
 from signalbox.metrics.labelregex import LabelRegexError
@@ -225,8 +226,9 @@ class _Parser:
             return self.identifier(tok)
         if tok.kind == "STRING":
             raise QueryError(
-                "string literals are only allowed as label matcher values "
-                "and as count_values' label name",
+                "string literals are only allowed as label matcher values, "
+                "count_values' label name and string arguments of functions "
+                "(label_replace, label_join)",
                 tok.pos,
                 "string literal",
             )
@@ -435,9 +437,16 @@ class _Parser:
 
     # --- calls and aggregations ---
 
-    def args(self, what: str, *, string_first: bool = False) -> list[Expr]:
-        """The parenthesized arguments; with ``string_first`` the first may be a string
-        literal (count_values' label), the only place our subset takes one."""
+    def args(
+        self,
+        what: str,
+        *,
+        string_first: bool = False,
+        string_at: Callable[[int], bool] | None = None,
+    ) -> list[Expr]:
+        """The parenthesized arguments. A string literal is taken only where the callee
+        declares a string: with ``string_first`` as the first (count_values' label), or at
+        the positions ``string_at`` accepts (a function signature's "string" arguments)."""
         self.expect("(", f"'(' after {what}")
         args: list[Expr] = []
         if string_first and self.peek().kind == "STRING":
@@ -450,7 +459,11 @@ class _Parser:
                 return args
         if self.peek().kind != ")":
             while True:
-                args.append(self.expr(0))
+                if string_at is not None and string_at(len(args)) and self.peek().kind == "STRING":
+                    tok = self.advance()
+                    args.append(StringLiteral(tok.text, pos=tok.pos))
+                else:
+                    args.append(self.expr(0))
                 if self.peek().kind != ",":
                     break
                 self.advance()
@@ -458,7 +471,14 @@ class _Parser:
         return args
 
     def call(self, tok: Token) -> Call:
-        args = self.args(f"function '{tok.text}'")
+        sig = FUNCTIONS[tok.text]
+
+        def string_at(i: int) -> bool:
+            if i >= len(sig.args):
+                return sig.variadic and sig.args[-1] == "string"
+            return sig.args[i] == "string"
+
+        args = self.args(f"function '{tok.text}'", string_at=string_at)
         check_call(tok.text, args, tok.pos)
         return Call(tok.text, tuple(args), pos=tok.pos)
 

@@ -90,6 +90,17 @@ def count_over_time(sp: SeriesPoints, w: Windows, _: list[float] | None) -> Valu
     return [float(hi - lo) if hi > lo else None for lo, hi in zip(w.los, w.his, strict=True)]
 
 
+def present_over_time(sp: SeriesPoints, w: Windows, _: list[float] | None) -> Values:
+    """1 where the window holds a sample. Over rollups a bucket counts when it holds a
+    sample (count > 0): exact at any resolution, as every sample lies in some bucket."""
+    if sp.resolution and sp.counts is not None:
+        counts = sp.counts
+        return [
+            1.0 if any(counts[lo:hi]) else None for lo, hi in zip(w.los, w.his, strict=True)
+        ]
+    return [1.0 if hi > lo else None for lo, hi in zip(w.los, w.his, strict=True)]
+
+
 def _extreme(
     pick: Callable[[list[float]], float],
     nan_safe: Callable[[list[float]], float],
@@ -228,6 +239,7 @@ KERNELS: dict[str, Kernel] = {
     "avg_over_time": avg_over_time,
     "sum_over_time": sum_over_time,
     "count_over_time": count_over_time,
+    "present_over_time": present_over_time,
     "min_over_time": min_over_time,
     "max_over_time": max_over_time,
     "last_over_time": last_over_time,

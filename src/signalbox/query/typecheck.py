@@ -10,6 +10,7 @@ from signalbox.exceptions import QueryError
 from signalbox.metrics.samples import LABEL_NAME
 from signalbox.query.ast import COMPARISONS, Expr, Matching, StringLiteral, quote
 from signalbox.query.functions import FUNCTIONS, PARAM_AGGREGATORS, TYPE_NAMES
+from signalbox.query.labelfuncs import check_label_function
 
 
 def _article(noun: str) -> str:
@@ -49,14 +50,24 @@ def check_unary(op: str, operand: Expr, pos: int) -> None:
 def check_call(name: str, args: list[Expr], pos: int) -> None:
     sig = FUNCTIONS[name]
     most, least = len(sig.args), len(sig.args) - sig.optional
-    if not least <= len(args) <= most:
+    if sig.variadic:
+        least = most - 1
+        if len(args) < least:
+            raise QueryError(
+                f"function '{name}' takes at least {least} argument{_plural(least)}, "
+                f"got {len(args)}",
+                pos,
+                "function",
+            )
+    elif not least <= len(args) <= most:
         want = str(most) if least == most else f"{least} or {most}"
         raise QueryError(
             f"function '{name}' takes {want} argument{_plural(want)}, got {len(args)}",
             pos,
             "function",
         )
-    for i, (arg, want_type) in enumerate(zip(args, sig.args, strict=False), start=1):
+    for i, arg in enumerate(args, start=1):
+        want_type = sig.args[min(i, len(sig.args)) - 1]
         if arg.type != want_type:
             hint = " (add a range, like x[5m])" if want_type == "matrix" else ""
             raise QueryError(
@@ -65,6 +76,8 @@ def check_call(name: str, args: list[Expr], pos: int) -> None:
                 arg.pos,
                 "type",
             )
+    if name in ("label_replace", "label_join"):
+        check_label_function(name, args)
 
 
 def check_aggregation(op: str, args: list[Expr], pos: int) -> tuple[Expr | None, Expr]:

@@ -207,8 +207,8 @@ def test_selectors_lists_every_vector_selector_including_inside_ranges() -> None
             "function",
         ),
         (
-            'label_replace(x, "a", "$1", "b", "(.*)")',
-            "function 'label_replace' is not supported",
+            'sort_by_label(x, "a")',
+            "function 'sort_by_label' is not supported",
             0,
             "function",
         ),

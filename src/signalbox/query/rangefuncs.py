@@ -95,9 +95,7 @@ def present_over_time(sp: SeriesPoints, w: Windows, _: list[float] | None) -> Va
     sample (count > 0): exact at any resolution, as every sample lies in some bucket."""
     if sp.resolution and sp.counts is not None:
         counts = sp.counts
-        return [
-            1.0 if any(counts[lo:hi]) else None for lo, hi in zip(w.los, w.his, strict=True)
-        ]
+        return [1.0 if any(counts[lo:hi]) else None for lo, hi in zip(w.los, w.his, strict=True)]
     return [1.0 if hi > lo else None for lo, hi in zip(w.los, w.his, strict=True)]
 
 

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 
 from signalbox.exceptions import QueryError
-from signalbox.query.functions import nan_ignoring_max, nan_ignoring_min
+from signalbox.query.functions import nan_ignoring_max, nan_ignoring_min, quantile
 from signalbox.query.kahan import kahan_mean, kahan_sum
 from signalbox.query.promjson import format_value
 from signalbox.query.values import Metric, StepSeries
@@ -49,24 +49,6 @@ def stdvar(vals: list[float]) -> float:
 
 def stddev(vals: list[float]) -> float:
     return math.sqrt(stdvar(vals))
-
-
-def quantile(q: float, vals: list[float]) -> float:
-    """Prometheus' ``quantile``: linear interpolation between the closest ranks, NaNs
-    sorting first; φ below 0 gives -Inf and above 1 +Inf (NaN gives NaN)."""
-    if not vals or q != q:
-        return NAN
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
-    ordered = sorted(vals, key=lambda v: (v == v, v if v == v else 0.0))
-    n = len(ordered)
-    rank = q * (n - 1)
-    lower = max(0, math.floor(rank))
-    upper = min(n - 1, lower + 1)
-    weight = rank - math.floor(rank)
-    return ordered[lower] * (1 - weight) + ordered[upper] * weight
 
 
 _REDUCERS: dict[str, Callable[[list[float]], float]] = {

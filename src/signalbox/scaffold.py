@@ -33,6 +33,12 @@ stale_after = "5m"
 [statsd]
 enabled = true
 listen = "127.0.0.1:8125"
+# What one client can cost: new series accepted per collection interval (in all, and from one
+# address), live series held, and how long a silent series is kept.
+max_new_series_per_interval = 10000
+max_new_series_per_source = 5000
+max_series = 100000
+stale_after = "15m"
 
 [retention]
 # Raw samples are kept this long...
@@ -61,6 +67,9 @@ paths = ["monitors"]
 interval = "30s"
 # Re-notify while a monitor keeps firing.
 repeat = "4h"
+# A failed notification is retried after retry_delay, doubling up to retry_max_delay.
+retry_delay = "10s"
+retry_max_delay = "10m"
 
 # Notifiers that monitors name in `notify:`.
 [notifiers.ops]

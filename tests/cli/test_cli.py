@@ -38,11 +38,15 @@ def test_scaffolded_config_loads_and_matches_defaults(tmp_path: Path) -> None:
 
     s = load_settings(str(tmp_path / "signalbox.toml"), environ={})
     d = load_settings(None, environ={}, cwd=tmp_path / ".signalbox")
-    assert (s.metrics.interval_s, s.metrics.retention, s.server, s.query) == (
-        d.metrics.interval_s,
-        d.metrics.retention,
-        d.server,
-        d.query,
+    import dataclasses
+
+    # every metrics setting (statsd limits included) but the spool dir, which is relative
+    mine = dataclasses.replace(s.metrics, spool_dir=d.metrics.spool_dir)
+    assert (mine, s.server, s.query) == (d.metrics, d.server, d.query)
+    assert s.monitors.interval_s == d.monitors.interval_s
+    assert (s.monitors.retry_delay_s, s.monitors.retry_max_delay_s) == (
+        d.monitors.retry_delay_s,
+        d.monitors.retry_max_delay_s,
     )
 
 

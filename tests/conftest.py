@@ -73,6 +73,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(
     params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
 )
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL on every backend: SQLite in tmp_path, PostgreSQL in its own schema."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+    else:
+        with pg_schema_url() as url:
+            yield url
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A fresh database on every backend: SQLite in tmp_path, PostgreSQL in its own schema."""
     if request.param == "sqlite":

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from signalbox.clock import FrozenClock
 from signalbox.metrics.collect import Collector, with_host
@@ -14,7 +11,6 @@ from signalbox.metrics.samples import Matcher, MetricMeta, Sample
 from signalbox.metrics.spool import SpoolProblem
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
-from tests.stores import pg_schema_url, sqlite_url
 
 NOW = 1_700_000_000.0
 
@@ -97,17 +93,6 @@ def test_each_problem_is_logged_once_while_it_persists(tmp_path: Path) -> None:
 def test_with_host_keeps_labels_sorted() -> None:
     assert with_host((("a", "1"), ("z", "2")), "h") == (("a", "1"), ("host", "h"), ("z", "2"))
     assert with_host((), "h") == (("host", "h"),)
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-    else:
-        with pg_schema_url() as url:
-            yield url
 
 
 def test_a_series_two_files_give_is_reported_and_the_rest_stored_pass_after_pass(

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,7 +30,6 @@ from tests.metrics.test_parse import (
     text_labels,
     text_value,
 )
-from tests.stores import pg_schema_url
 
 NOW = 1_700_000_000.0
 
@@ -118,17 +115,6 @@ def snapshot(store: object) -> dict[tuple[str, Labels], list[tuple[int, object]]
         values = ["NaN" if math.isnan(v) else v for v in sp.values]  # NaN != NaN
         out[(sp.name, sp.labels)] = list(zip(sp.timestamps, values, strict=True))
     return out
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        with pg_schema_url() as url:
-            yield url
 
 
 def test_passes_with_frames_store_what_passes_without_them_store(

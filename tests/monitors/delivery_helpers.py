@@ -77,3 +77,17 @@ def hook(status: int | None = 200, path: str = "/hook") -> Iterator[Hook]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def always_down(*notifiers: str, repeat: str = "1s") -> str:
+    """Monitors YAML of one monitor that is critical on every pass (its metric never exists)
+    and notifies ``notifiers`` again every ``repeat``."""
+    return f"""
+- name: always_down
+  description: Critical on every pass (its metric never exists), repeating every pass.
+  query: never_written_metric
+  critical: "> 0"
+  no_data: critical
+  repeat: {repeat}
+  notify: [{", ".join(notifiers)}]
+"""

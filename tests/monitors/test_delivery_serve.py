@@ -24,20 +24,12 @@ from pathlib import Path
 from signalbox.monitors.outbox.store import Outbox
 from signalbox.storage import open_database
 from tests.cli.helpers import SIGNALBOX, StoreProject, free_port, store_project
-from tests.monitors.delivery_helpers import hook
+from tests.monitors.delivery_helpers import always_down, hook
 from tests.serving import fetch, wait_for
 
 __all__ = ["store_project"]
 
-MONITOR = """
-- name: always_down
-  description: Critical on every pass (its metric never exists), repeating every pass.
-  query: never_written_metric
-  critical: "> 0"
-  no_data: critical
-  repeat: 1s
-  notify: [hung, flaky, ok]
-"""
+MONITOR = always_down("hung", "flaky", "ok")
 
 TOKEN = "hook-t0ken-s3cret"
 

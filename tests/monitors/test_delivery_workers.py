@@ -36,32 +36,12 @@ from signalbox.monitors.outbox.workers import ROUND, DeliveryWorkers
 from signalbox.monitors.state.store import MonitorStore
 from signalbox.storage import Database, open_database
 from signalbox.storage.backoff import backoff_s
-from tests.monitors.delivery_helpers import hook
+from tests.monitors.delivery_helpers import always_down, hook
 from tests.monitors.notify.notify_helpers import make_notification
-from tests.stores import pg_schema_url, sqlite_url
 
 T0 = 1_700_000_000_000
 
-ALWAYS_CRITICAL = """
-- name: always_down
-  description: Critical on every pass (its metric never exists), repeating every pass.
-  query: never_written_metric
-  critical: "> 0"
-  no_data: critical
-  repeat: 1s
-  notify: [hung, ok]
-"""
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-    else:
-        with pg_schema_url() as url:
-            yield url
+ALWAYS_CRITICAL = always_down("hung", "ok")
 
 
 def _settings(tmp_path: Path, store_url: str, notifiers: dict[str, object]) -> Settings:
@@ -234,7 +214,7 @@ def test_a_failing_receiver_is_retried_on_the_backoff_schedule_with_no_pass_at_a
 def test_a_pass_writes_the_backlog_and_the_attempts_per_notifier(
     db: Database, tmp_path: Path
 ) -> None:
-    (tmp_path / "m.yaml").write_text(ALWAYS_CRITICAL.replace("repeat: 1s", "repeat: 1m"))
+    (tmp_path / "m.yaml").write_text(always_down("hung", "ok", repeat="1m"))
     metrics = MemoryMetricStore()
     stuck = Stuck()
     stuck.release.set()  # fails at once

@@ -40,7 +40,6 @@ class QueryGate:
         self.lane = HeavyLane(limits.heavy_concurrency)
         self._places: anyio.Semaphore | None = None
         self._threads: anyio.CapacityLimiter | None = None
-        self.waiting = 0
 
     def _pools(self) -> tuple[anyio.Semaphore, anyio.CapacityLimiter]:
         # made on first use: they belong to the event loop that runs the server
@@ -51,24 +50,14 @@ class QueryGate:
             self._threads = anyio.CapacityLimiter(2 * n + self.limits.heavy_concurrency)
         return self._places, self._threads
 
-    @property
-    def running(self) -> int:
-        if self._places is None:
-            return 0
-        return self.limits.max_concurrency - self._places.value
-
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` in a query thread under a fresh budget, after its turn in the queue."""
         budget = Budget(self.limits, lane=self.lane)
         places, threads = self._pools()
-        self.waiting += 1
         acquired = False
-        try:
-            with anyio.move_on_after(max(0.0, budget.deadline - time.monotonic())):
-                await places.acquire()
-                acquired = True
-        finally:
-            self.waiting -= 1
+        with anyio.move_on_after(max(0.0, budget.deadline - time.monotonic())):
+            await places.acquire()
+            acquired = True
         if not acquired:
             raise budget.timeout("the query queue")
         held = True

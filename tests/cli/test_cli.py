@@ -179,3 +179,19 @@ def test_monitors_test_json_lists_each_test(tmp_path: Path) -> None:
     assert (data["passed"], data["failed"]) == (1, 0)
     [f] = data["files"]
     assert f["path"].endswith("example_test.yaml") and f["tests"][0]["passed"] is True
+
+
+def test_query_runs_under_the_query_limits(tmp_path: Path) -> None:
+    """`signalbox query` is held to [query] as the HTTP API is: past max_samples, exit 2 and
+    one line naming the setting, no traceback; within it, the answer."""
+    assert run("init", ".", cwd=tmp_path).returncode == 0
+    (tmp_path / ".signalbox/spool/a.metrics").write_text(
+        "".join(f'load{{i="{i}"}}={i}\n' for i in range(20))
+    )
+    assert run("collect", "--once", cwd=tmp_path).returncode == 0
+    assert run("query", "load", cwd=tmp_path).returncode == 0
+    config = tmp_path / "signalbox.toml"
+    config.write_text(config.read_text().replace("max_samples = 50000000", "max_samples = 5"))
+    r = run("query", "load", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "query.max_samples" in r.stderr and "Traceback" not in r.stderr

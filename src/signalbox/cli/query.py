@@ -51,6 +51,8 @@ def _ts(ms: int) -> str:
 def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_json: bool) -> None:
     """Evaluate a PromQL expression (the supported subset) against the store.
 
+    Runs under the [query] limits of signalbox.toml (timeout, max_samples), as the HTTP API does.
+
     Example: signalbox query 'sum by (host) (rate(image_processed_total[5m]))' --since 1h
     """
     from signalbox.limits import Budget, running

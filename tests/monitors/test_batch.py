@@ -77,7 +77,7 @@ def test_query_many_reads_the_store_once_for_raw_windows(tmp_path: Path) -> None
     calls: list[tuple[Matcher, ...]] = []
 
     class CountingStore(MemoryMetricStore):
-        def select(self, matchers, start_ms, end_ms, *, step_ms=0, aggregates=True):  # type: ignore[no-untyped-def]
+        def select(self, matchers, start_ms, end_ms, *, step_ms=0, aggregates=True, align_ms=0):  # type: ignore[no-untyped-def]
             calls.append(tuple(matchers))
             return super().select(
                 matchers, start_ms, end_ms, step_ms=step_ms, aggregates=aggregates

@@ -110,9 +110,12 @@ class CountingStore(MemoryMetricStore):
         *,
         step_ms: int = 0,
         aggregates: bool = True,
+        align_ms: int = 0,
     ) -> list[SeriesPoints]:
         self.selects += 1
-        return super().select(matchers, start_ms, end_ms, step_ms=step_ms, aggregates=aggregates)
+        return super().select(
+            matchers, start_ms, end_ms, step_ms=step_ms, aggregates=aggregates, align_ms=align_ms
+        )
 
     def latest(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels, int, float]]:
         self.latests += 1

@@ -504,9 +504,12 @@ class CountingStore(MemoryMetricStore):
         *,
         step_ms: int = 0,
         aggregates: bool = True,
+        align_ms: int = 0,
     ) -> list[SeriesPoints]:
         self.selects.append((tuple(matchers), start_ms, end_ms, step_ms))
-        return super().select(matchers, start_ms, end_ms, step_ms=step_ms, aggregates=aggregates)
+        return super().select(
+            matchers, start_ms, end_ms, step_ms=step_ms, aggregates=aggregates, align_ms=align_ms
+        )
 
 
 def test_range_query_evaluates_every_step() -> None:

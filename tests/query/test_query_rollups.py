@@ -32,6 +32,7 @@ class RollupStore:
         *,
         step_ms: int = 0,
         aggregates: bool = True,
+        align_ms: int = 0,
     ) -> list[SeriesPoints]:
         self.selects.append((start_ms, end_ms))
         out = []

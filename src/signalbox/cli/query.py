@@ -80,6 +80,8 @@ def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_j
                 res = engine.range(parsed, now_ms - int(since_s * 1000), now_ms, int(st * 1000))
     finally:
         store.close()
+    for warning in res.warnings:  # the API's "warnings": where the answer is an estimate
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         import msgspec
 

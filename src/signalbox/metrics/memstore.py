@@ -163,6 +163,7 @@ class MemoryMetricStore:
         *,
         step_ms: int = 0,
         aggregates: bool = True,
+        align_ms: int = 0,
     ) -> list[SeriesPoints]:
         """Raw points in ``[start_ms, end_ms]`` of each matching series that has any."""
         out: list[SeriesPoints] = []

@@ -88,6 +88,7 @@ class MetricReader(Protocol):
         *,
         step_ms: int = 0,
         aggregates: bool = True,
+        align_ms: int = 0,
     ) -> list[SeriesPoints]:
         """Points in ``[start_ms, end_ms]`` of every matching series that has any.
 
@@ -96,7 +97,10 @@ class MetricReader(Protocol):
         still covers ``start_ms`` (with raw points newer than that tier's last rollup appended,
         so recent data never goes missing). ``aggregates=False`` says the caller only needs
         ``values`` (no ``*_over_time`` over buckets): a store may then leave ``mins``/``maxs``/
-        ``sums``/``counts`` as None and read less.
+        ``sums``/``counts`` as None and read less. ``align_ms`` (0: unknown): every window
+        the caller will read is ``(a, b]`` with ``a`` and ``b`` multiples of it, so a tier
+        whose bucket length divides it answers each window exactly from whole buckets; the
+        store prefers such a tier to a coarser one that does not.
         """
         ...
 

@@ -50,10 +50,11 @@ from signalbox.query.functions import (
     go_min,
     round_to,
 )
+from signalbox.query.kernels import KERNELS
 from signalbox.query.labelfuncs import label_join, label_replace
 from signalbox.query.lookback import latest_at
 from signalbox.query.parse import parse_expr
-from signalbox.query.rangefuncs import KERNELS, windows_for
+from signalbox.query.rangefuncs import windows_for
 from signalbox.query.values import (
     MatrixSeries,
     Metric,
@@ -99,9 +100,11 @@ class Engine:
         tree = _parse_cached(expr) if isinstance(expr, str) else expr
         ev = _Evaluator(self, tree, [at_ms], 0)
         if isinstance(tree, MatrixSelector):
-            return QueryResult("matrix", matrix=ev.raw_matrix(tree), at_ms=at_ms)
+            matrix = ev.raw_matrix(tree)
+            return QueryResult("matrix", matrix=matrix, at_ms=at_ms, warnings=ev.notes())
         if tree.type == "scalar":
-            return QueryResult("scalar", scalar=ev.scalar(tree)[0], at_ms=at_ms)
+            value = ev.scalar(tree)[0]
+            return QueryResult("scalar", scalar=value, at_ms=at_ms, warnings=ev.notes())
         samples = [
             VectorSample(dict(s.metric), v)
             for s in ev.vector(tree)
@@ -110,7 +113,7 @@ class Engine:
         samples.sort(key=lambda s: sorted(s.metric.items()))
         if isinstance(tree, Call) and tree.func in ("sort", "sort_desc"):
             _sort_by_value(samples, descending=tree.func == "sort_desc")
-        return QueryResult("vector", vector=samples, at_ms=at_ms)
+        return QueryResult("vector", vector=samples, at_ms=at_ms, warnings=ev.notes())
 
     def range(self, expr: Expr | str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
         """Evaluate at every ``step_ms`` from ``start_ms`` through ``end_ms``: a "matrix".
@@ -149,7 +152,8 @@ class Engine:
             ev.release()
         ordered = sorted(series, key=lambda s: s.metric)
         matrix = [MatrixSeries(dict(s.metric), _points(steps, s.values)) for s in ordered]
-        return QueryResult("matrix", matrix=[m for m in matrix if m.points])
+        kept = [m for m in matrix if m.points]
+        return QueryResult("matrix", matrix=kept, warnings=ev.notes())
 
 
 @lru_cache(maxsize=1024)
@@ -184,6 +188,7 @@ class _Evaluator:
 
     def __init__(self, engine: Engine, tree: Expr, steps: list[int], step_ms: int) -> None:
         self.steps = steps
+        self.warnings: set[str] = set()  # where the answer is an estimate (QueryResult.warnings)
         self.lookback_ms = engine.lookback_ms
         self.data = fetch(
             engine.store,
@@ -193,6 +198,9 @@ class _Evaluator:
             lookback_ms=engine.lookback_ms,
             probe_ms=2 * engine.coarsest_resolution_s * 1000,
         )
+
+    def notes(self) -> tuple[str, ...]:
+        return tuple(sorted(self.warnings))
 
     def release(self) -> None:
         """Free the fetched points a series at a time. Dropped at once, millions of them are
@@ -428,11 +436,13 @@ class _Evaluator:
         return merge_same_metric(out, e.pos)
 
     def _range_function(self, e: Call) -> list[StepSeries]:
-        ms = e.args[-1]
-        assert isinstance(ms, MatrixSelector)
+        # the range argument is last (rate(x[5m]), quantile_over_time(0.9, x[5m])) or first
+        # (predict_linear(x[1h], 3600)); the other argument, if any, is a scalar
+        ms = next(a for a in e.args if isinstance(a, MatrixSelector))
         sig = FUNCTIONS[e.func]
         kernel = KERNELS[e.func]
-        param = self.scalar(e.args[0]) if len(e.args) == 2 else None
+        others = [a for a in e.args if a is not ms]
+        param = self.scalar(others[0]) if others else None
         ends = [t - ms.selector.offset_ms for t in self.steps]
         keep_name = e.func in KEEPS_NAME
         out: list[StepSeries] = []

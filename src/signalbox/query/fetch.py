@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import islice
+from math import gcd
 from operator import lt
 
 from signalbox.exceptions import StoreError
@@ -45,6 +46,7 @@ class _Use:
     width_ms: int
     buckets: int
     aggregates: bool  # inside min/max/sum/count/avg_over_time: needs the bucket aggregates
+    instant: bool = False  # an instant selector: its width is the lookback
 
 
 def fetch_key(matchers: tuple[Matcher, ...]) -> FetchKey:
@@ -55,16 +57,18 @@ def fetch_key(matchers: tuple[Matcher, ...]) -> FetchKey:
 def _uses(tree: Expr, lookback_ms: int) -> dict[FetchKey, tuple[tuple[Matcher, ...], list[_Use]]]:
     uses: dict[FetchKey, tuple[tuple[Matcher, ...], list[_Use]]] = {}
 
-    def note(sel: VectorSelector, width: int, buckets: int, aggregates: bool) -> None:
+    def note(
+        sel: VectorSelector, width: int, buckets: int, aggregates: bool, instant: bool = False
+    ) -> None:
         matchers = sel.all_matchers()
         entry = uses.setdefault(fetch_key(matchers), (matchers, []))
-        entry[1].append(_Use(sel.offset_ms, width, buckets, aggregates))
+        entry[1].append(_Use(sel.offset_ms, width, buckets, aggregates, instant))
 
     def collect(e: Expr, buckets: int, aggregates: bool) -> None:
         if isinstance(e, MatrixSelector):
             note(e.selector, e.range_ms, buckets, aggregates)
         elif isinstance(e, VectorSelector):
-            note(e, lookback_ms, 1, False)
+            note(e, lookback_ms, 1, False, instant=True)
         elif isinstance(e, Call):
             for a in e.args:
                 collect(a, FUNCTIONS[e.func].rollup_buckets, e.func in _AGGREGATE_FUNCS)
@@ -96,19 +100,39 @@ def fetch(
         start = min(first - u.offset_ms - u.width_ms for u in uses)
         end = max(last - u.offset_ms for u in uses)
         agg = any(u.aggregates for u in uses)
-        got = store.select(matchers, start, end, step_ms=step_ms, aggregates=agg)
+        align = _alignment(uses, first, step_ms if len(steps) > 1 else 0)
+        got = store.select(matchers, start, end, step_ms=step_ms, aggregates=agg, align_ms=align)
         if not got and probe_ms:
             start -= probe_ms
-            got = store.select(matchers, start, end, step_ms=step_ms, aggregates=agg)
+            got = store.select(
+                matchers, start, end, step_ms=step_ms, aggregates=agg, align_ms=align
+            )
         res_ms = max((sp.resolution for sp in got), default=0) * 1000
         if res_ms:
             need = min(first - u.offset_ms - max(u.width_ms, u.buckets * res_ms) for u in uses)
             if need < start:
-                got = store.select(matchers, need, end, step_ms=step_ms, aggregates=agg)
+                got = store.select(
+                    matchers, need, end, step_ms=step_ms, aggregates=agg, align_ms=align
+                )
         for sp in got:
             _check(sp)
         data[key] = got
     return data
+
+
+def _alignment(uses: list[_Use], first: int, step_ms: int) -> int:
+    """The largest span every window edge of these uses is a multiple of: a rollup tier
+    whose bucket length divides it answers every window from whole buckets, exactly.
+
+    A window is ``(end - width, end]`` with ``end = step - offset``; an instant selector's
+    lookback start needs no alignment (the buckets' own sample times decide it).
+    """
+    align = step_ms
+    for u in uses:
+        align = gcd(align, first - u.offset_ms)
+        if not u.instant:
+            align = gcd(align, u.width_ms)
+    return align
 
 
 def _check(sp: SeriesPoints) -> None:

@@ -96,13 +96,19 @@ class PrefetchedStore:
         *,
         step_ms: int = 0,
         aggregates: bool = True,
+        align_ms: int = 0,
     ) -> list[SeriesPoints]:
         ms = tuple(matchers)
         if self._fallback is not None and self._outside(start_ms, end_ms):
             if not self._may_exist(self._fallback, ms):
                 return []
             return self._fallback.select(
-                matchers, start_ms, end_ms, step_ms=step_ms, aggregates=aggregates
+                matchers,
+                start_ms,
+                end_ms,
+                step_ms=step_ms,
+                aggregates=aggregates,
+                align_ms=align_ms,
             )
         out: list[SeriesPoints] = []
         for sp in self._candidates(ms):

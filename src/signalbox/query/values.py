@@ -63,7 +63,9 @@ class QueryResult:
 
     Exactly one of ``vector`` / ``matrix`` / ``scalar`` carries data, per ``result_type``.
     ``at_ms`` is the evaluation time of an instant query (None for range queries).
-    Series are sorted by their labels so output is stable.
+    Series are sorted by their labels so output is stable. ``warnings`` say where the answer
+    is an estimate (read from rollup buckets that do not answer it exactly), as
+    Prometheus' API ``warnings`` do: nothing approximate is silent.
     """
 
     result_type: ResultType
@@ -71,6 +73,7 @@ class QueryResult:
     matrix: list[MatrixSeries] = field(default_factory=list)
     scalar: float | None = None
     at_ms: int | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_prometheus(self) -> dict[str, Any]:
         """The ``data`` object of the Prometheus HTTP API (what Grafana reads)."""

@@ -277,6 +277,7 @@ class SQLMetricStore:
         *,
         step_ms: int = 0,
         aggregates: bool = True,
+        align_ms: int = 0,
     ) -> list[SeriesPoints]:
         with self._lock:  # the caches: which series match, which partitions exist
             ids = self._series.matching_ids(matchers)

@@ -20,7 +20,7 @@ from signalbox import __version__
 from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
 from signalbox.metrics.samples import Labels, Matcher
-from signalbox.query import VectorSelector, parse_expr
+from signalbox.query import QueryResult, VectorSelector, parse_expr
 from signalbox.server.api import ok, success_body
 from signalbox.server.querygate import QueryGate
 from signalbox.server.services import Services, services
@@ -119,7 +119,10 @@ def _handle(fn: Callable[[Services, dict[str, Any], int], Any]) -> Callable[[Req
 def _answer(
     fn: Callable[[Services, dict[str, Any], int], Any], svc: Services, p: dict[str, Any], now: int
 ) -> bytes:
-    return success_body(fn(svc, p, now))
+    out = fn(svc, p, now)
+    if isinstance(out, QueryResult):
+        return success_body(out.to_prometheus(), out.warnings)
+    return success_body(out)
 
 
 def gate(request: Request) -> QueryGate:
@@ -132,7 +135,7 @@ def query(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
     if not q:
         raise BadRequest("missing parameter 'query'")
     at = parse_time("time", first(p, "time"), now_ms)
-    return svc.engine.instant(parse_expr(q), at).to_prometheus()
+    return svc.engine.instant(parse_expr(q), at)
 
 
 def query_range(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
@@ -150,7 +153,7 @@ def query_range(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
         raise BadRequest(
             f"exceeded maximum resolution of {MAX_POINTS} points per timeseries. Try decreasing the query resolution (?step=XX)"
         )
-    return svc.engine.range(parse_expr(q), start, end, step).to_prometheus()
+    return svc.engine.range(parse_expr(q), start, end, step)
 
 
 def _matchers(p: dict[str, Any]) -> list[list[Matcher]]:

@@ -22,10 +22,30 @@ from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample
 class SeriesPoints:
     """Points of one series over a window, oldest first.
 
-    From raw storage only ``timestamps``/``values`` are set. From a rollup tier each point
-    is one bucket stamped with the last millisecond it covers (its end - 1 ms); ``values`` holds the bucket's last value
-    (right for counters and for "current value" reads) and ``mins``/``maxs``/``sums``/
-    ``counts`` let ``*_over_time`` functions stay exact across the bucket.
+    From raw storage only ``timestamps``/``values`` are set. From a rollup tier
+    (``resolution`` > 0) each point is one *bucket*: the samples of the series in
+    ``(end - resolution, end]``. A bucket keeps what makes each range function exact over
+    whole buckets; raw points appended after the tier's last rollup are buckets of one
+    sample. Per bucket ``i``:
+
+    - ``timestamps[i]``/``values[i]``: its last sample's time and value; ``first_ts[i]``/
+      ``firsts[i]`` its first's. A window ``(a, b]`` holds bucket ``i`` whole when
+      ``first_ts[i] > a`` and ``timestamps[i] <= b``; one that splits a bucket is an estimate.
+    - ``prev_ts[i]``/``prevs[i]``: the sample before the last (``prev_ts`` 0 when the bucket
+      holds one sample): ``irate``/``idelta``.
+    - ``mins``/``maxs``/``sums``/``counts``: over its samples (NaN left out of min and max
+      unless all are NaN; a NaN makes the sum NaN).
+    - ``drops[i]``: the sum, over consecutive samples ``(a, b)`` inside the bucket with
+      ``b < a``, of ``a`` (Prometheus' counter-reset correction); ``resets[i]`` how many such
+      pairs; ``changes[i]`` pairs with ``b != a`` (NaN after NaN is no change).
+    - ``sx``/``sxx``/``sxy``: sums of ``x``, ``x*x`` and ``x*v`` with ``x`` the seconds from the
+      bucket's first sample (least squares: ``deriv``, ``predict_linear``).
+    - ``m2[i]``: the sum of squared deviations from the bucket's mean (variance, combined
+      across buckets with Chan's formula).
+
+    ``first_ts`` is always set for a tier; the rest only when the select asked for
+    ``aggregates``. ``approximate``: some buckets were written before buckets kept these
+    statistics (their first sample, resets and sums are estimated from min/max/last).
     """
 
     name: str
@@ -37,6 +57,53 @@ class SeriesPoints:
     maxs: list[float] | None = None
     sums: list[float] | None = None
     counts: list[float] | None = None
+    first_ts: list[int] | None = None
+    firsts: list[float] | None = None
+    prev_ts: list[int] | None = None
+    prevs: list[float] | None = None
+    drops: list[float] | None = None
+    resets: list[int] | None = None
+    changes: list[int] | None = None
+    sx: list[float] | None = None
+    sxx: list[float] | None = None
+    sxy: list[float] | None = None
+    m2: list[float] | None = None
+    approximate: bool = False
+
+    def columns(self) -> list[str]:
+        """Names of the per-point lists that are set (``timestamps`` and ``values`` first)."""
+        return [n for n in _POINT_COLUMNS if getattr(self, n) is not None]
+
+    def slice(self, lo: int, hi: int) -> SeriesPoints:
+        """Points ``[lo, hi)``, every per-point list cut alike."""
+        out = SeriesPoints(
+            self.name, self.labels, resolution=self.resolution, approximate=self.approximate
+        )
+        for n in self.columns():
+            setattr(out, n, getattr(self, n)[lo:hi])
+        return out
+
+
+_POINT_COLUMNS = (
+    "timestamps",
+    "values",
+    "mins",
+    "maxs",
+    "sums",
+    "counts",
+    "first_ts",
+    "firsts",
+    "prev_ts",
+    "prevs",
+    "drops",
+    "resets",
+    "changes",
+    "sx",
+    "sxx",
+    "sxy",
+    "m2",
+)
+"""Every per-point list of :class:`SeriesPoints`, in one place for slicing and checks."""
 
 
 @dataclass(frozen=True, slots=True)

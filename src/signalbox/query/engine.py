@@ -21,6 +21,7 @@ from functools import lru_cache
 from itertools import compress, repeat
 from operator import is_not, sub
 
+from signalbox.durations import format_duration
 from signalbox.exceptions import QueryError, UsageError
 from signalbox.gcpause import gc_paused
 from signalbox.limits import charge, check_deadline
@@ -39,6 +40,7 @@ from signalbox.query.ast import (
 )
 from signalbox.query.binops import merge_same_metric, scalar_scalar, vector_scalar, vector_vector
 from signalbox.query.datefields import DATE_FIELDS, go_seconds
+from signalbox.query.exactness import NEEDS_SAMPLES, holds_many, splits, warning
 from signalbox.query.fetch import fetch, fetch_key
 from signalbox.query.functions import (
     DATE_FUNCTIONS,
@@ -290,7 +292,12 @@ class _Evaluator:
             ts, vs = sp.timestamps, sp.values
             if times:
                 vs = [t / 1000.0 for t in ts]
-            lookback = max(self.lookback_ms, sp.resolution * 1000)
+            lookback = self.lookback_ms
+            if sp.resolution and splits(sp, ends, 0):
+                # a bucket spans a step: its samples before the step are not known one by
+                # one; its predecessor's last (within a bucket's length) is the estimate
+                lookback = max(lookback, sp.resolution * 1000)
+                self.warnings.add(warning(sp, sel.selector_text()))
             vals = latest_at(ts, vs, ends, lookback)
             if vals.count(None) != len(vals):
                 out.append(StepSeries(_metric_of(sp), vals))
@@ -448,7 +455,15 @@ class _Evaluator:
         out: list[StepSeries] = []
         for sp in self._series(ms.selector):
             check_deadline()
-            width = max(ms.range_ms, sig.rollup_buckets * sp.resolution * 1000)
+            width = ms.range_ms
+            res_ms = sp.resolution * 1000
+            if res_ms and width < res_ms:  # buckets coarser than the window: widen, estimate
+                width = sig.rollup_buckets * res_ms
+                self.warnings.add(warning(sp, f"{e.func}(...[{format_duration(width / 1000)}])"))
+            elif res_ms and (
+                splits(sp, ends, width) or (e.func in NEEDS_SAMPLES and holds_many(sp))
+            ):
+                self.warnings.add(warning(sp, f"{e.func}()"))
             vals = kernel(sp, windows_for(sp, ends, width, ms.range_ms), param)
             if vals.count(None) != len(vals):
                 metric = _metric_of(sp)

@@ -139,8 +139,7 @@ def _check(sp: SeriesPoints) -> None:
     """Bisecting unsorted points would give wrong answers silently; refuse them loudly."""
     ts = sp.timestamps
     n = len(ts)
-    extra = (sp.mins, sp.maxs, sp.sums, sp.counts) if sp.resolution else ()
-    if len(sp.values) != n or any(xs is not None and len(xs) != n for xs in extra):
+    if any(len(getattr(sp, c)) != n for c in sp.columns()):
         raise StoreError(
             f"store returned misaligned points for {format_series(sp.name, sp.labels)}"
         )

@@ -120,14 +120,7 @@ class PrefetchedStore:
             if lo == 0 and hi == len(sp.timestamps):
                 out.append(sp)
                 continue
-            part = SeriesPoints(
-                sp.name, sp.labels, sp.timestamps[lo:hi], sp.values[lo:hi], sp.resolution
-            )
-            for attr in ("mins", "maxs", "sums", "counts"):
-                full = getattr(sp, attr)
-                if full is not None:
-                    setattr(part, attr, full[lo:hi])
-            out.append(part)
+            out.append(sp.slice(lo, hi))
         return out
 
     def series(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels]]:

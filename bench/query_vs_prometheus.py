@@ -1,0 +1,543 @@
+"""Dashboard and monitor queries, signalbox beside a real Prometheus: 200 series, 30 days.
+
+The same OpenMetrics history goes into both: ``signalbox import`` into a SQLite store (raw
+samples kept 1 day, then rollups 1m for 8 d, 5m for 35 d, 1h for 400 d: ``signalbox init``'s
+defaults, written out), served by ``signalbox serve``; and ``promtool tsdb
+create-blocks-from openmetrics`` into blocks served by ``prometheus`` (60 d retention, empty
+scrape config), whose own compaction of the backfilled 2h blocks is waited for, so it reads
+blocks as a long-running server has them.
+
+Data (``--series 200``, ``--days 30``, one sample a minute, ending at the current minute):
+half ``http_requests_total{job,instance,code}`` counters with occasional resets, a quarter
+``queue_depth{job,instance,queue}`` gauges, a quarter classic histogram
+``request_duration_seconds_bucket{job,instance,le}`` (5 buckets per label set, resets
+shared by the buckets of one instance). The file is written once and cached in the temp dir,
+keyed by its parameters; a cached file is reused while it ends less than an hour ago, and
+"now" below is the minute the data ends.
+
+Timestamps sit on whole minutes when Prometheus is 3.x: its windows are ``(t - r, t]``,
+as signalbox's are, and signalbox's rollup buckets ``(end - res, end]``. Prometheus 2.x
+windows are ``[t - r, t]``: a sample exactly on a window's left edge would be counted by it
+and not by signalbox, so against 2.x (Debian 12 ships 2.42) every sample sits
+``--offset-s`` (30) seconds before its minute, never on an edge; each minute still holds
+one sample and each bucket the same one.
+
+Queries, each over the last 1 h, 1 d, 7 d and 30 d (ranges longer than ``--days`` are
+skipped), with the step Grafana picks for a ~1000 px panel: range / 1000 rounded *up* to a
+nice interval, at least the 1 m sample interval, start and end aligned down to the step::
+
+    1 h -> 1m step (61 points)   1 d -> 2m (721)   7 d -> 15m (673)   30 d -> 1h (721)
+
+``rate``/``avg_over_time`` windows are ``max(5m, step)`` (``$__rate_interval``-like);
+``increase`` is over a fixed 1h. Two monitor-style instant queries run at "now".
+
+Timing: each round runs every (query, range) on both sides, the list rotated by one each
+round and the side that goes first alternating; the time is the HTTP round trip (a new
+connection per request, for both: ``peers.http_get``), body read, not parsed. Reported per
+row: p50 and p99 (nearest rank: with few rounds, the slowest) of each side, and the median
+of per-round ratios signalbox / Prometheus (> 1: signalbox slower). Targets, per range
+class: every query faster than Prometheus (ratio < 1) on 7 d and 30 d, within 3x on 1 h.
+
+Answers are compared once, before timing: points (same labels, same timestamp) where both
+answer, equal within rel 1e-6, and how many differ (the largest relative difference).
+``warnings`` in either response are printed: signalbox says there when an answer is an
+estimate (a window split a rollup bucket it could not answer from finer data). A query
+signalbox refuses is printed as ``refused: <error>`` and the run goes on.
+
+    .venv/bin/python bench/query_vs_prometheus.py            # full: 200 series, 30 d, 7 rounds
+    .venv/bin/python bench/query_vs_prometheus.py --quick    # smoke: 40 series, 8 d, 3 rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from peers import (
+    Child,
+    Prometheus,
+    create_blocks,
+    free_port,
+    http_get,
+    http_ok,
+    median_ratio,
+    need,
+    run_main,
+    signalbox_exe,
+    wait_for,
+)
+
+INTERVAL_S = 60
+REL_TOL = 1e-6
+CACHE_MAX_AGE_S = 3600
+GENERATOR = 1  # bump when the data written changes: it is part of the cache key
+NICE_STEPS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+RANGES = (("1h", 3600), ("1d", 86400), ("7d", 7 * 86400), ("30d", 30 * 86400))
+TARGETS = {"1h": 3.0, "7d": 1.0, "30d": 1.0}  # signalbox / Prometheus must stay below
+CODES = ("200", "201", "404", "500", "503")
+QUEUES = ("ingest", "resize", "mail", "billing", "export")
+LE = ("0.1", "0.5", "1", "5", "+Inf")
+
+
+def step_for(range_s: int) -> int:
+    """Grafana's choice for a ~1000 px panel: range/1000 rounded up to a nice interval."""
+    want = max(INTERVAL_S, range_s / 1000)
+    return next((s for s in NICE_STEPS_S if s >= want), NICE_STEPS_S[-1])
+
+
+def dur(s: int) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s % n == 0:
+            return f"{s // n}{unit}"
+    return f"{s}s"
+
+
+@dataclass(frozen=True)
+class Query:
+    """One row: an expression (``{w}`` is the window), a range class, or instant at now."""
+
+    name: str
+    expr: str
+    range_name: str  # "1h".."30d", or "instant"
+    start_s: int
+    end_s: int
+    step_s: int
+
+    def request(self) -> tuple[str, dict[str, str]]:
+        if self.range_name == "instant":
+            return "/api/v1/query", {"query": self.expr, "time": str(self.end_s)}
+        return "/api/v1/query_range", {
+            "query": self.expr,
+            "start": str(self.start_s),
+            "end": str(self.end_s),
+            "step": str(self.step_s),
+        }
+
+
+RANGE_EXPRS = (
+    ("sum(rate)", "sum(rate(http_requests_total[{w}]))"),
+    ("sum by code(increase 1h)", "sum by (code) (increase(http_requests_total[1h]))"),
+    ("avg_over_time(gauge)", "avg_over_time(queue_depth[{w}])"),
+    ("max by instance(gauge)", "max by (instance) (queue_depth)"),
+    (
+        "histogram_quantile p99",
+        "histogram_quantile(0.99, sum by (le) (rate(request_duration_seconds_bucket[{w}])))",
+    ),
+)
+INSTANT_EXPRS = (
+    ("monitor rate > 1", "rate(http_requests_total[5m]) > 1"),
+    ("monitor queue avg > 60", "avg_over_time(queue_depth[10m]) > 60"),
+)
+
+
+def queries(end_s: int, days: int) -> list[Query]:
+    out = []
+    for range_name, range_s in RANGES:
+        if range_s > days * 86400:
+            continue
+        step = step_for(range_s)
+        end = end_s // step * step
+        start = (end_s - range_s) // step * step
+        window = dur(max(300, step))
+        for name, expr in RANGE_EXPRS:
+            out.append(Query(name, expr.format(w=window), range_name, start, end, step))
+    for name, expr in INSTANT_EXPRS:
+        out.append(Query(name, expr, "instant", end_s, end_s, 0))
+    return out
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+def series_mix(n: int) -> tuple[int, int, int]:
+    """(counters, gauges, histogram label sets): half, a quarter, a quarter in 5 buckets."""
+    sets = max(1, n // 20)
+    gauges = max(1, n // 4)
+    return n - gauges - sets * len(LE), gauges, sets
+
+
+def _instance(i: int) -> tuple[str, str]:
+    return ("api" if i % 2 == 0 else "web"), f"host-{i:02d}:9100"
+
+
+def _daily(t: int, phase: float) -> float:
+    return 1.0 + 0.6 * math.sin(2 * math.pi * (t / 86400 + phase))
+
+
+def write_openmetrics(f: TextIO, n_series: int, start_s: int, end_s: int, offset_s: int) -> int:
+    """The whole history, series after series (timestamps increase within each)."""
+    n_counters, n_gauges, n_sets = series_mix(n_series)
+    times = range(start_s - offset_s, end_s - offset_s + 1, INTERVAL_S)
+    rows = 0
+
+    def emit(series: str, values: Iterator[str]) -> None:
+        nonlocal rows
+        f.writelines(f"{series} {v} {t}\n" for t, v in zip(times, values, strict=True))
+        rows += len(times)
+
+    f.write("# HELP http_requests Requests served.\n# TYPE http_requests counter\n")
+    for k in range(n_counters):
+        job, inst = _instance(k // len(CODES))
+        code = CODES[k % len(CODES)]
+        rng = random.Random(f"c{k}")
+        base = rng.uniform(0.5, 40.0) * (0.05 if code[0] in "45" else 1.0)
+        emit(
+            f'http_requests_total{{job="{job}",instance="{inst}",code="{code}"}}',
+            _counter(rng, times, base, phase=rng.random()),
+        )
+    f.write("# HELP queue_depth Jobs waiting.\n# TYPE queue_depth gauge\n")
+    for k in range(n_gauges):
+        job, inst = _instance(k // len(QUEUES))
+        rng = random.Random(f"g{k}")
+        level, phase = rng.uniform(5, 100), rng.random()
+        emit(
+            f'queue_depth{{job="{job}",instance="{inst}",queue="{QUEUES[k % len(QUEUES)]}"}}',
+            (repr(round(level * _daily(t, phase) + rng.gauss(0, 3), 3)) for t in times),
+        )
+    f.write(
+        "# HELP request_duration_seconds Request latency.\n"
+        "# TYPE request_duration_seconds histogram\n"
+    )
+    for k in range(n_sets):
+        job, inst = _instance(k)
+        rng = random.Random(f"h{k}")
+        cumulative = _histogram(rng, times)
+        for b, le in enumerate(LE):
+            emit(
+                f'request_duration_seconds_bucket{{job="{job}",instance="{inst}",le="{le}"}}',
+                (str(c[b]) for c in cumulative),
+            )
+    f.write("# EOF\n")
+    return rows
+
+
+def _counter(rng: random.Random, times: range, base: float, phase: float) -> Iterator[str]:
+    """A counter with a daily rhythm that restarts from zero about every 4 days."""
+    value = rng.randrange(1000)
+    for t in times:
+        if rng.random() < 1 / 5760:
+            value = 0
+        value += int(rng.expovariate(1 / (base * 60 * _daily(t, phase))))
+        yield str(value)
+
+
+def _histogram(rng: random.Random, times: range) -> list[tuple[int, ...]]:
+    """Cumulative bucket counts per minute; one reset restarts all buckets together."""
+    shares = (0.55, 0.25, 0.12, 0.06, 0.02)
+    counts = [0] * len(LE)
+    out = []
+    for t in times:
+        if rng.random() < 1 / 5760:
+            counts = [0] * len(LE)
+        n = int(rng.expovariate(1 / (300 * _daily(t, 0.3))))
+        slow = 1.0 + 3.0 * (rng.random() < 0.01)  # now and then a slow minute
+        acc = 0
+        for b, share in enumerate(shares):
+            acc += int(n * share * (slow if b >= 2 else 1.0))
+            counts[b] += acc
+        counts[-1] = max(counts[-1], counts[-2])
+        out.append(tuple(counts))
+    return out
+
+
+def cached_openmetrics(n_series: int, days: int, offset_s: int, fresh: bool) -> tuple[Path, int]:
+    """The data file and the minute it ends: reused while it ended under an hour ago."""
+    key = hashlib.sha256(f"{GENERATOR}:{n_series}:{days}:{offset_s}".encode()).hexdigest()[:12]
+    d = Path(tempfile.gettempdir()) / "signalbox-bench-query-vs-prometheus" / key
+    om, meta = d / "data.om", d / "data.json"
+    now_min = int(time.time()) // 60 * 60
+    if not fresh and om.exists() and meta.exists():
+        end_s = int(json.loads(meta.read_text())["end_s"])
+        if now_min - end_s < CACHE_MAX_AGE_S:
+            print(f"data: cached {om} (ends {(now_min - end_s) // 60} min ago)")
+            return om, end_s
+    d.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    tmp = om.with_suffix(".tmp")
+    with tmp.open("w") as f:
+        rows = write_openmetrics(
+            f, n_series, now_min - days * 86400 + INTERVAL_S, now_min, offset_s
+        )
+    os.replace(tmp, om)
+    meta.write_text(json.dumps({"end_s": now_min, "samples": rows}))
+    print(f"data: wrote {rows:,} samples to {om} in {time.perf_counter() - t:.1f} s")
+    return om, now_min
+
+
+# --- the two servers -------------------------------------------------------------------
+
+
+def prometheus_major() -> int:
+    out = subprocess.run([need("prometheus"), "--version"], capture_output=True, text=True)
+    m = re.search(r"version (\d+)\.", out.stdout + out.stderr)
+    return int(m.group(1)) if m else 2
+
+
+def signalbox_config(root: Path, tiers: str) -> Path:
+    (root / "monitors").mkdir(parents=True)  # none: serve's monitor loop has nothing to do
+    config = root / "signalbox.toml"
+    config.write_text(
+        f'host = "bench"\nstore = "sqlite:///{root / "sb.db"}"\n'
+        f'[statsd]\nenabled = false\n[retention]\nraw = "1d"\ntiers = "{tiers}"\n'
+    )
+    return config
+
+
+# --- answers ---------------------------------------------------------------------------
+
+Points = dict[tuple[tuple[tuple[str, str], ...], float], float]
+
+
+def ask(port: int, q: Query) -> tuple[dict[str, Any] | None, str]:
+    """The decoded answer, or None and the server's error."""
+    path, params = q.request()
+    try:
+        doc: dict[str, Any] = json.loads(http_get(port, path, params, timeout=300))
+    except RuntimeError as e:
+        m = re.search(r'"error":\s*"((?:[^"\\]|\\.)*)"', str(e))
+        return None, m.group(1) if m else str(e)
+    if doc.get("status") != "success":
+        return None, str(doc.get("error", doc))[:300]
+    return doc, ""
+
+
+def points(doc: dict[str, Any]) -> Points:
+    out: Points = {}
+    data = doc["data"]
+    for s in data["result"]:
+        key = tuple(sorted(s["metric"].items()))
+        for t, v in s["values"] if data["resultType"] == "matrix" else [s["value"]]:
+            out[key, float(t)] = float(v)
+    return out
+
+
+def compare(ours: Points, theirs: Points) -> tuple[int, int, int, float]:
+    """(points both answer, of them equal within REL_TOL, differing, largest rel diff)."""
+    both = same = 0
+    worst = 0.0
+    for k, v in ours.items():
+        w = theirs.get(k)
+        if w is None:
+            continue
+        both += 1
+        if math.isclose(v, w, rel_tol=REL_TOL, abs_tol=1e-9) or (math.isnan(v) and math.isnan(w)):
+            same += 1
+        else:
+            worst = max(worst, abs(v - w) / max(abs(v), abs(w)))
+    return both, same, both - same, worst
+
+
+def check_answers(sb_port: int, prom_port: int, qs: list[Query]) -> dict[Query, str]:
+    """Print how the answers compare; the queries a side refused, with the error."""
+    refused: dict[Query, str] = {}
+    print("answers (points where both answer, equal within rel 1e-6):")
+    for q in qs:
+        (ours, our_err), (theirs, their_err) = ask(sb_port, q), ask(prom_port, q)
+        label = f"  {q.range_name:>7} {q.name:<24}"
+        if ours is None or theirs is None:
+            refused[q] = f"signalbox: {our_err}" if ours is None else f"prometheus: {their_err}"
+            print(f"{label} refused: {refused[q]}")
+            continue
+        p_ours, p_theirs = points(ours), points(theirs)
+        both, same, differ, worst = compare(p_ours, p_theirs)
+        print(
+            f"{label} {same:>6,} of {both:>6,} equal, {differ:>5,} differ"
+            f"{f' (max rel diff {worst:.2e})' if differ else ''};"
+            f" signalbox {len(p_ours):,} points, Prometheus {len(p_theirs):,}"
+        )
+        for who, doc in (("signalbox", ours), ("Prometheus", theirs)):
+            for w in doc.get("warnings") or []:
+                print(f"          {who} warning: {w}")
+    return refused
+
+
+# --- timing ----------------------------------------------------------------------------
+
+
+def nearest_rank(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[max(0, math.ceil(p * len(s)) - 1)]
+
+
+def timed_get(port: int, q: Query) -> float:
+    path, params = q.request()
+    t = time.perf_counter()
+    http_get(port, path, params, timeout=300)
+    return time.perf_counter() - t
+
+
+def run_rounds(
+    sides: dict[str, int], qs: list[Query], rounds: int
+) -> dict[tuple[Query, str], list[float]]:
+    times: dict[tuple[Query, str], list[float]] = {(q, s): [] for q in qs for s in sides}
+    for q in qs:  # warm-up, untimed: first-touch costs are not the figure
+        for port in sides.values():
+            timed_get(port, q)
+    names = list(sides)
+    for r in range(rounds):
+        turn = qs[r % len(qs) :] + qs[: r % len(qs)]
+        order = names[r % 2 :] + names[: r % 2]
+        for q in turn:
+            for name in order:
+                times[q, name].append(timed_get(sides[name], q))
+    return times
+
+
+def report(
+    qs: list[Query], refused: dict[Query, str], times: dict[tuple[Query, str], list[float]]
+) -> None:
+    print(
+        f"  {'range':>7} {'step':>5} {'query':<24} {'signalbox p50':>13} {'p99':>8}"
+        f" {'Prometheus p50':>15} {'p99':>8} {'signalbox/Prom':>15}"
+    )
+    ratios: dict[str, list[float]] = {}
+    for q in qs:
+        step = dur(q.step_s) if q.step_s else "-"
+        head = f"  {q.range_name:>7} {step:>5} {q.name:<24}"
+        if q in refused:
+            print(f"{head} refused: {refused[q]}")
+            ratios.setdefault(q.range_name, []).append(math.inf)
+            continue
+        ours, theirs = times[q, "signalbox"], times[q, "prometheus"]
+        ratio = median_ratio(ours, theirs)
+        ratios.setdefault(q.range_name, []).append(ratio)
+        print(
+            f"{head} {statistics.median(ours) * 1e3:13.1f} {nearest_rank(ours, 0.99) * 1e3:8.1f}"
+            f" {statistics.median(theirs) * 1e3:15.1f} {nearest_rank(theirs, 0.99) * 1e3:8.1f}"
+            f" {ratio:14.2f}x"
+        )
+    print("  (ms; signalbox/Prom: median of per-round ratios, > 1 means signalbox took longer)")
+    print("targets per range class (every query of the class must meet it):")
+    for name, rs in ratios.items():
+        finite = [r for r in rs if math.isfinite(r)]
+        geo = math.exp(statistics.fmean(map(math.log, finite))) if finite else math.nan
+        target = TARGETS.get(name)
+        if target is None:
+            verdict = "no target"
+        else:
+            over = sum(r >= target for r in rs)
+            verdict = "PASS" if not over else f"FAIL ({over} of {len(rs)} at or over)"
+            verdict = f"{'faster than' if target == 1 else f'within {target:g}x of'} Prometheus: {verdict}"
+        print(
+            f"  {name:>7}: ratios {', '.join(f'{r:.2f}' for r in rs)}"
+            f" (geometric mean {geo:.2f}x); {verdict}"
+        )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rounds", type=int, default=7, help="timed rounds (7)")
+    ap.add_argument("--days", type=int, help="days of data, 1..60 (30; --quick: 8)")
+    ap.add_argument("--series", type=int, help="series, at least 20 (200; --quick: 40)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 40 series, 8 days")
+    ap.add_argument(
+        "--offset-s",
+        type=int,
+        help="seconds each sample sits before its minute (0 for Prometheus 3, else 30)",
+    )
+    ap.add_argument(
+        "--tiers", default="1m:8d,5m:35d,1h:400d", help="signalbox rollup tiers (the defaults)"
+    )
+    ap.add_argument("--fresh", action="store_true", help="rewrite the cached data file")
+    ap.add_argument(
+        "--no-wait-compaction",
+        action="store_true",
+        help="query Prometheus' backfilled 2h blocks without waiting for its compaction",
+    )
+    a = ap.parse_args()
+    days = a.days or (8 if a.quick else 30)
+    n_series = a.series or (40 if a.quick else 200)
+    if not 1 <= days <= 60 or a.rounds < 1 or n_series < 20:
+        ap.error("--days must be 1..60, --rounds at least 1, --series at least 20")
+    major = prometheus_major()
+    offset_s = a.offset_s if a.offset_s is not None else (0 if major >= 3 else 30)
+    if not 0 <= offset_s < INTERVAL_S:
+        ap.error("--offset-s must be 0..59")
+
+    n_counters, n_gauges, n_sets = series_mix(n_series)
+    om, end_s = cached_openmetrics(n_series, days, offset_s, a.fresh)
+    print(
+        f"{n_series} series ({n_counters} counters, {n_gauges} gauges, {n_sets} x {len(LE)} "
+        f"histogram buckets) over {days} d at {INTERVAL_S} s, samples {offset_s} s before "
+        f"each minute (Prometheus {major}.x); now = {time.strftime('%F %H:%M', time.gmtime(end_s))}"
+        f" UTC; {a.rounds} rounds, a new connection per request on both sides"
+    )
+    qs = queries(end_s, days)
+    with (
+        tempfile.TemporaryDirectory(prefix="sb-bench-qvp-") as d,
+        contextlib.ExitStack() as stack,
+    ):
+        tmp = Path(d)
+        # Prometheus first: its compaction starts a minute after it does, while we import
+        t = time.perf_counter()
+        create_blocks(om, tmp / "prom" / "data")
+        print(f"  promtool tsdb create-blocks-from openmetrics: {time.perf_counter() - t:6.1f} s")
+        prom = Prometheus(tmp / "prom", tmp / "prom" / "data", retention="60d")
+        stack.callback(prom.close)
+
+        root = tmp / "sb"
+        config = signalbox_config(root, a.tiers)
+        t = time.perf_counter()
+        subprocess.run(
+            [signalbox_exe(), "--config", str(config), "import", str(om)],
+            check=True,
+            capture_output=True,
+            timeout=3600,
+        )
+        print(f"  signalbox import (SQLite, then compaction): {time.perf_counter() - t:6.1f} s")
+        sb_port = free_port()
+        serve = Child(
+            [signalbox_exe(), "--config", str(config), "serve", "--port", str(sb_port)],
+            root / "serve.log",
+        )
+        stack.callback(serve.close)
+        wait_for("signalbox serve", lambda: http_ok(sb_port, "/-/ready"), 60, serve.proc)
+        size = sum(p.stat().st_size for p in root.glob("sb.db*"))
+        print(f"  signalbox store: {size / 1e6:.0f} MB (raw 1d, tiers {a.tiers})")
+
+        if a.no_wait_compaction:
+            blocks = int(prom.value("prometheus_tsdb_blocks_loaded"))
+            print(f"  Prometheus reads {blocks} backfilled blocks (not compacted)")
+        else:
+            t = time.perf_counter()
+            blocks = prom.wait_compacted(timeout_s=600)
+            print(
+                f"  Prometheus compacted the backfilled blocks into {blocks} "
+                f"(waited {time.perf_counter() - t:.0f} s more)"
+            )
+        size = sum(p.stat().st_size for p in (tmp / "prom" / "data").rglob("*") if p.is_file())
+        print(f"  Prometheus TSDB: {size / 1e6:.0f} MB")
+
+        refused = check_answers(sb_port, prom.port, qs)
+        timed = [q for q in qs if q not in refused]
+        t = time.perf_counter()
+        times = run_rounds({"signalbox": sb_port, "prometheus": prom.port}, timed, a.rounds)
+        print(
+            f"timings: {len(timed)} queries x 2 sides x {a.rounds} rounds "
+            f"in {time.perf_counter() - t:.0f} s"
+        )
+        report(qs, refused, times)
+        if serve.proc.poll() is not None:
+            print(f"signalbox serve exited: {serve.tail()}")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -32,7 +32,9 @@ class Signature:
     args: tuple[ValueType, ...]
     returns: ValueType
     optional: int = 0
-    rollup_buckets: int = 1  # how many rollup buckets its window must span (2 for slopes)
+    # a window narrower than one rollup bucket is widened to this many buckets (2 where one
+    # bucket of a single sample would give no answer: rates, slopes, last two samples)
+    rollup_buckets: int = 1
     variadic: bool = False  # the last arg may repeat, or be left out (label_join's sources)
 
 
@@ -50,7 +52,21 @@ OVER_TIME = (
     "count_over_time",
     "last_over_time",
 )
-RATE_LIKE = ("rate", "increase", "delta", "irate", "deriv")
+RATE_LIKE = ("rate", "increase", "delta", "irate", "idelta", "deriv")
+# over rollup buckets these read more than each bucket's last value (first sample, counts,
+# resets, regression sums, m2: see SeriesPoints); the fetch asks the store for them
+BUCKET_STATISTICS = frozenset(
+    {
+        *OVER_TIME,
+        *RATE_LIKE,
+        "present_over_time",
+        "predict_linear",
+        "changes",
+        "resets",
+        "stddev_over_time",
+        "stdvar_over_time",
+    }
+)
 TRIG = (
     "sin", "cos", "tan", "asin", "acos", "atan",
     "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
@@ -72,8 +88,15 @@ DATE_FUNCTIONS = (
 FUNCTIONS: dict[str, Signature] = {
     **{n: _sig(n, ("matrix",), "vector") for n in OVER_TIME},
     "quantile_over_time": _sig("quantile_over_time", ("scalar", "matrix"), "vector"),
+    "mad_over_time": _sig("mad_over_time", ("matrix",), "vector"),
+    "stddev_over_time": _sig("stddev_over_time", ("matrix",), "vector"),
+    "stdvar_over_time": _sig("stdvar_over_time", ("matrix",), "vector"),
+    "changes": _sig("changes", ("matrix",), "vector"),
+    "resets": _sig("resets", ("matrix",), "vector"),
     "absent_over_time": _sig("absent_over_time", ("matrix",), "vector"),
     **{n: _sig(n, ("matrix",), "vector", buckets=2) for n in RATE_LIKE},
+    "predict_linear": _sig("predict_linear", ("matrix", "scalar"), "vector", buckets=2),
+    "histogram_quantile": _sig("histogram_quantile", ("scalar", "vector"), "vector"),
     **{n: _sig(n, ("vector",), "vector") for n in ELEMENTWISE},
     "round": _sig("round", ("vector", "scalar"), "vector", optional=1),
     "clamp": _sig("clamp", ("vector", "scalar", "scalar"), "vector"),
@@ -107,27 +130,19 @@ PARAM_AGGREGATORS = frozenset({"topk", "bottomk", "quantile", "count_values"})
 UNSUPPORTED_AGGREGATORS = frozenset({"limitk", "limit_ratio"})
 UNSUPPORTED_FUNCTIONS = frozenset(
     {
-        "changes",
         "double_exponential_smoothing",
         "first_over_time",
         "histogram_avg",
         "histogram_count",
         "histogram_fraction",
-        "histogram_quantile",
         "histogram_quantiles",
         "histogram_stddev",
         "histogram_stdvar",
         "histogram_sum",
         "holt_winters",
-        "idelta",
         "info",
-        "mad_over_time",
-        "predict_linear",
-        "resets",
         "sort_by_label",
         "sort_by_label_desc",
-        "stddev_over_time",
-        "stdvar_over_time",
         "ts_of_first_over_time",
         "ts_of_last_over_time",
         "ts_of_max_over_time",
@@ -343,23 +358,3 @@ def quantile(q: float, values: list[float]) -> float:
     upper = min(n - 1, lower + 1)
     weight = rank - math.floor(rank)
     return ordered[lower] * (1 - weight) + ordered[upper] * weight
-
-
-def regression_slope(ts: list[int], vs: list[float], lo: int, hi: int) -> float:
-    """Least-squares slope per second over ``vs[lo:hi]`` (Prometheus ``deriv``)."""
-    y0 = vs[lo]
-    if all(v == y0 for v in vs[lo + 1 : hi]):
-        return NAN if math.isinf(y0) else 0.0
-    t0 = ts[lo]
-    n = float(hi - lo)
-    sx = sy = sxy = sx2 = 0.0
-    for i in range(lo, hi):
-        x = (ts[i] - t0) / 1000.0
-        y = vs[i]
-        sx += x
-        sy += y
-        sxy += x * y
-        sx2 += x * x
-    cov = sxy - sx * sy / n
-    var = sx2 - sx * sx / n
-    return div(cov, var)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from signalbox.metrics.samples import Matcher
 from signalbox.query.functions import FUNCTIONS, ValueType
@@ -25,6 +26,7 @@ PRECEDENCE: dict[str, int] = {
 }  # fmt: skip
 RIGHT_ASSOCIATIVE = frozenset({"^"})
 COMPARISONS = frozenset({"==", "!=", "<", ">", "<=", ">="})
+SET_OPERATORS = frozenset({"and", "or", "unless"})
 UNARY_PRECEDENCE = 5  # a unary minus binds like "*": -a^b is -(a^b), -a*b is (-a)*b
 
 _DURATION_UNITS = (
@@ -92,12 +94,43 @@ class StringLiteral(Expr):
 
 
 @dataclass(frozen=True, slots=True)
+class At:
+    """The ``@`` modifier: a fixed time (``ms``), or the query's ``start()``/``end()``.
+
+    A selector or subquery carrying one is read at that time at every step of the query.
+    """
+
+    ms: int | None = None
+    edge: Literal["start", "end"] | None = None
+
+    def resolve(self, start_ms: int, end_ms: int) -> int:
+        """The time this names in a query running from ``start_ms`` to ``end_ms``."""
+        if self.edge == "start":
+            return start_ms
+        if self.edge == "end":
+            return end_ms
+        assert self.ms is not None
+        return self.ms
+
+    def __str__(self) -> str:
+        if self.edge is not None:
+            return f" @ {self.edge}()"
+        assert self.ms is not None
+        # seconds with exactly three decimals, as Prometheus prints it, computed on
+        # integers so the text parses back to the same millisecond
+        sign = "-" if self.ms < 0 else ""
+        whole, frac = divmod(abs(self.ms), 1000)
+        return f" @ {sign}{whole}.{frac:03d}"
+
+
+@dataclass(frozen=True, slots=True)
 class VectorSelector(Expr):
-    """``name{label="value", ...} offset 5m``; ``name`` None when only matchers are given."""
+    """``name{label="value", ...} @ t offset 5m``; ``name`` None when only matchers are given."""
 
     name: str | None
     matchers: tuple[Matcher, ...] = ()
     offset_ms: int = 0
+    at: At | None = None
     pos: int = field(default=0, compare=False, repr=False)
 
     @property
@@ -127,7 +160,7 @@ class VectorSelector(Expr):
         return f"{self.name}{{{inner}}}" if inner else self.name
 
     def __str__(self) -> str:
-        return self.selector_text() + _offset_text(self.offset_ms)
+        return self.selector_text() + _at_text(self.at) + _offset_text(self.offset_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +180,42 @@ class MatrixSelector(Expr):
 
     def __str__(self) -> str:
         sel = self.selector
-        return f"{sel.selector_text()}[{format_duration_ms(self.range_ms)}]{_offset_text(sel.offset_ms)}"
+        return (
+            f"{sel.selector_text()}[{format_duration_ms(self.range_ms)}]"
+            f"{_at_text(sel.at)}{_offset_text(sel.offset_ms)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Subquery(Expr):
+    """``expr[range:step]``: ``expr`` evaluated at every multiple of ``step`` (absolute time,
+    as Prometheus aligns it) inside each window, a range vector for a range function.
+
+    ``step_ms`` 0 is ``expr[range:]``: the default step (see :mod:`signalbox.query.subquery`).
+    """
+
+    expr: Expr
+    range_ms: int
+    step_ms: int = 0
+    offset_ms: int = 0
+    at: At | None = None
+    pos: int = field(default=0, compare=False, repr=False)
+
+    @property
+    def type(self) -> ValueType:
+        return "matrix"
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.expr,)
+
+    def __str__(self) -> str:
+        inner = self.expr
+        text = f"({inner})" if isinstance(inner, BinaryExpr | UnaryExpr) else str(inner)
+        step = format_duration_ms(self.step_ms) if self.step_ms else ""
+        return (
+            f"{text}[{format_duration_ms(self.range_ms)}:{step}]"
+            f"{_at_text(self.at)}{_offset_text(self.offset_ms)}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +264,27 @@ class Aggregation(Expr):
         return f"{self.op}{clause}{sep}({args})"
 
 
+Cardinality = Literal["one-to-one", "many-to-one", "one-to-many"]
+
+
 @dataclass(frozen=True, slots=True)
 class Matching:
-    """``on(labels)`` (``on`` True) or ``ignoring(labels)`` for vector/vector operators."""
+    """``on(labels)`` (``on`` True) or ``ignoring(labels)`` for vector/vector operators,
+    with ``group_left(include)`` (many-to-one) or ``group_right(include)`` (one-to-many):
+    ``include`` are the labels copied from the "one" side into the result."""
 
     on: bool
     labels: tuple[str, ...]
+    card: Cardinality = "one-to-one"
+    include: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{'on' if self.on else 'ignoring'} ({', '.join(self.labels)})"
+        text = f"{'on' if self.on else 'ignoring'} ({', '.join(self.labels)})"
+        if self.card != "one-to-one":
+            text += " group_left" if self.card == "many-to-one" else " group_right"
+            if self.include:
+                text += f" ({', '.join(self.include)})"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +351,10 @@ def _wrap(e: Expr, min_prec: int, *, left_of_pow: bool = False) -> str:
 
 def _negative(x: float) -> bool:
     return math.copysign(1.0, x) < 0 and x == x
+
+
+def _at_text(at: At | None) -> str:
+    return "" if at is None else str(at)
 
 
 def _offset_text(offset_ms: int) -> str:

@@ -2,9 +2,11 @@
 
 Semantics follow Prometheus 3: an instant selector takes the newest sample in
 ``(t - lookback, t]``; a range selector takes the samples in ``(t - range, t]``; offsets
-shift both; functions and arithmetic drop ``__name__``; a comparison without ``bool``
-filters. All steps of a query are evaluated together from data fetched once per selector
-(:mod:`signalbox.query.fetch`).
+shift both and ``@`` pins ``t`` to one time for every step; a subquery evaluates its
+expression at its own inner steps (:mod:`signalbox.query.subquery`) and hands the result to
+a range function as points; functions and arithmetic drop ``__name__``; a comparison
+without ``bool`` filters. All steps of a query are evaluated together from data fetched
+once per selector (:mod:`signalbox.query.fetch`), a subquery's inner steps included.
 
 Rollup tiers: when the store answers with buckets (``SeriesPoints.resolution > 0``), a
 window narrower than the data's resolution would see no bucket at most steps, so the
@@ -29,19 +31,21 @@ from signalbox.metrics.store import MetricReader, SeriesPoints
 from signalbox.query.aggregate import aggregate
 from signalbox.query.ast import (
     Aggregation,
+    At,
     BinaryExpr,
     Call,
     Expr,
     MatrixSelector,
     NumberLiteral,
     StringLiteral,
+    Subquery,
     UnaryExpr,
     VectorSelector,
 )
 from signalbox.query.binops import merge_same_metric, scalar_scalar, vector_scalar, vector_vector
 from signalbox.query.datefields import DATE_FIELDS, go_seconds
 from signalbox.query.exactness import NEEDS_SAMPLES, holds_many, splits, warning
-from signalbox.query.fetch import fetch, fetch_key
+from signalbox.query.fetch import FetchKey, fetch, fetch_key
 from signalbox.query.functions import (
     DATE_FUNCTIONS,
     FUNCTIONS,
@@ -52,11 +56,13 @@ from signalbox.query.functions import (
     go_min,
     round_to,
 )
+from signalbox.query.histogram import histogram_quantile
 from signalbox.query.kernels import KERNELS
 from signalbox.query.labelfuncs import label_join, label_replace
 from signalbox.query.lookback import latest_at
 from signalbox.query.parse import parse_expr
-from signalbox.query.rangefuncs import windows_for
+from signalbox.query.rangefuncs import Kernel, windows_for
+from signalbox.query.subquery import Grid, inner_grid, inner_series
 from signalbox.query.values import (
     MatrixSeries,
     Metric,
@@ -100,9 +106,11 @@ class Engine:
     def instant(self, expr: Expr | str, at_ms: int) -> QueryResult:
         """Evaluate at one time: result type "vector" or "scalar" ("matrix" for a bare ``x[5m]``)."""
         tree = _parse_cached(expr) if isinstance(expr, str) else expr
-        ev = _Evaluator(self, tree, [at_ms], 0)
-        if isinstance(tree, MatrixSelector):
-            matrix = ev.raw_matrix(tree)
+        ev = _Evaluator.for_query(self, tree, [at_ms], 0)
+        if isinstance(tree, MatrixSelector | Subquery):
+            matrix = (
+                ev.raw_matrix(tree) if isinstance(tree, MatrixSelector) else ev.raw_subquery(tree)
+            )
             return QueryResult("matrix", matrix=matrix, at_ms=at_ms, warnings=ev.notes())
         if tree.type == "scalar":
             value = ev.scalar(tree)[0]
@@ -144,7 +152,7 @@ class Engine:
                 "type",
             )
         steps = list(range(start_ms, end_ms + 1, step_ms))
-        ev = _Evaluator(self, tree, steps, step_ms)
+        ev = _Evaluator.for_query(self, tree, steps, step_ms)
         try:
             if tree.type == "scalar":
                 series = [StepSeries((), list[float | None](ev.scalar(tree)))]
@@ -186,13 +194,29 @@ def _metric_of(sp: SeriesPoints) -> Metric:
 
 
 class _Evaluator:
-    """One query evaluation over a fixed list of step times."""
+    """One query evaluation over a fixed list of step times (a subquery's inner steps are
+    evaluated by a child sharing the data fetched and the warnings)."""
 
-    def __init__(self, engine: Engine, tree: Expr, steps: list[int], step_ms: int) -> None:
-        self.steps = steps
-        self.warnings: set[str] = set()  # where the answer is an estimate (QueryResult.warnings)
-        self.lookback_ms = engine.lookback_ms
-        self.data = fetch(
+    def __init__(
+        self,
+        grid: Grid,
+        data: dict[FetchKey, list[SeriesPoints]],
+        lookback_ms: int,
+        max_points: int,
+        warnings: set[str],
+    ) -> None:
+        self.grid = grid
+        self.steps = grid.steps()
+        self.warnings = warnings  # where the answer is an estimate (QueryResult.warnings)
+        self.lookback_ms = lookback_ms
+        self.max_points = max_points
+        self.data = data
+
+    @classmethod
+    def for_query(cls, engine: Engine, tree: Expr, steps: list[int], step_ms: int) -> _Evaluator:
+        """The evaluator of a whole query: reads everything the tree needs, once."""
+        grid = Grid(steps[0], steps[-1], step_ms if len(steps) > 1 else 0, steps[0], steps[-1])
+        data = fetch(
             engine.store,
             tree,
             steps,
@@ -200,6 +224,21 @@ class _Evaluator:
             lookback_ms=engine.lookback_ms,
             probe_ms=2 * engine.coarsest_resolution_s * 1000,
         )
+        return cls(grid, data, engine.lookback_ms, engine.max_points, set())
+
+    def child(self, grid: Grid) -> _Evaluator:
+        """An evaluator over a subquery's inner steps, sharing data and warnings."""
+        return _Evaluator(grid, self.data, self.lookback_ms, self.max_points, self.warnings)
+
+    def _ends(self, offset_ms: int, at: At | None) -> tuple[list[int], bool]:
+        """Each step's window end, and whether ``@`` pins them all to one time (then
+        the one end is repeated: the caller may compute once and repeat the value)."""
+        if at is not None:
+            t = at.resolve(self.grid.start_ms, self.grid.end_ms)
+            return [t - offset_ms] * len(self.steps), True
+        if not offset_ms:
+            return self.steps, False
+        return list(map(sub, self.steps, repeat(offset_ms))), False
 
     def notes(self) -> tuple[str, ...]:
         return tuple(sorted(self.warnings))
@@ -284,8 +323,9 @@ class _Evaluator:
     def _instant_selector(self, sel: VectorSelector, *, times: bool = False) -> list[StepSeries]:
         """The newest sample's value at each step, or with ``times`` its timestamp in
         seconds (``timestamp(sel)``: the sample's own time, not the step's)."""
-        off = sel.offset_ms
-        ends = self.steps if not off else list(map(sub, self.steps, repeat(off)))
+        ends, pinned = self._ends(sel.offset_ms, sel.at)
+        if pinned:
+            ends = ends[:1]
         out: list[StepSeries] = []
         for sp in self._series(sel):
             check_deadline()
@@ -299,13 +339,15 @@ class _Evaluator:
                 lookback = max(lookback, sp.resolution * 1000)
                 self.warnings.add(warning(sp, sel.selector_text()))
             vals = latest_at(ts, vs, ends, lookback)
+            if pinned:
+                vals = vals * len(self.steps)
             if vals.count(None) != len(vals):
                 out.append(StepSeries(_metric_of(sp), vals))
         return out
 
     def raw_matrix(self, ms: MatrixSelector) -> list[MatrixSeries]:
         """The samples of a bare range selector at the (single) step, as Prometheus returns them."""
-        end = self.steps[0] - ms.selector.offset_ms
+        end = self._ends(ms.selector.offset_ms, ms.selector.at)[0][0]
         out: list[MatrixSeries] = []
         for sp in self._series(ms.selector):
             ts = sp.timestamps
@@ -318,6 +360,33 @@ class _Evaluator:
                 )
         out.sort(key=lambda s: sorted(s.metric.items()))
         return out
+
+    def raw_subquery(self, sq: Subquery) -> list[MatrixSeries]:
+        """A bare subquery at the (single) step: its inner points inside the window."""
+        end = self._ends(sq.offset_ms, sq.at)[0][0]
+        out: list[MatrixSeries] = []
+        for metric, sp in self._subquery(sq):
+            ts = sp.timestamps
+            lo, hi = bisect_right(ts, end - sq.range_ms), bisect_right(ts, end)
+            if hi > lo:
+                points = list(zip(ts[lo:hi], sp.values[lo:hi], strict=True))
+                out.append(MatrixSeries(dict(metric), points))
+        out.sort(key=lambda s: sorted(s.metric.items()))
+        return out
+
+    def _subquery(self, sq: Subquery) -> list[tuple[Metric, SeriesPoints]]:
+        """The subquery's expression at its inner steps, each series as raw points."""
+        inner = inner_grid(sq, self.grid)
+        if inner is None:
+            return []
+        count = (inner.last - inner.first) // inner.step + 1
+        if count > self.max_points:
+            raise UsageError(
+                f"subquery {sq} would compute {count} points per series "
+                f"(limit {self.max_points}); use a larger subquery step"
+            )
+        child = self.child(inner)
+        return inner_series(child.vector(sq.expr), child.steps)
 
     def _binary(self, e: BinaryExpr) -> list[StepSeries]:
         if e.lhs.type == "scalar":
@@ -373,6 +442,9 @@ class _Evaluator:
             return self._date(e)
         if name in ("label_replace", "label_join"):
             return self._relabel(e)
+        if name == "histogram_quantile":
+            phi = self.scalar(e.args[0])
+            return merge_same_metric(histogram_quantile(phi, self.vector(e.args[1])), e.pos)
         raise QueryError(
             f"function '{name}' cannot be evaluated here", e.pos, "function"
         )  # parser prevents this
@@ -445,13 +517,24 @@ class _Evaluator:
     def _range_function(self, e: Call) -> list[StepSeries]:
         # the range argument is last (rate(x[5m]), quantile_over_time(0.9, x[5m])) or first
         # (predict_linear(x[1h], 3600)); the other argument, if any, is a scalar
-        ms = next(a for a in e.args if isinstance(a, MatrixSelector))
-        sig = FUNCTIONS[e.func]
+        arg = next(a for a in e.args if a.type == "matrix")
         kernel = KERNELS[e.func]
-        others = [a for a in e.args if a is not ms]
+        others = [a for a in e.args if a is not arg]
         param = self.scalar(others[0]) if others else None
-        ends = [t - ms.selector.offset_ms for t in self.steps]
         keep_name = e.func in KEEPS_NAME
+        if isinstance(arg, Subquery):
+            ends, pinned = self._ends(arg.offset_ms, arg.at)
+            sub_out: list[StepSeries] = []
+            for metric, points in self._subquery(arg):
+                check_deadline()
+                vals = self._apply(kernel, points, ends, arg.range_ms, arg.range_ms, param, pinned)
+                if vals.count(None) != len(vals):
+                    sub_out.append(StepSeries(metric if keep_name else drop_name(metric), vals))
+            return sub_out if keep_name else merge_same_metric(sub_out, e.pos)
+        assert isinstance(arg, MatrixSelector)
+        ms = arg
+        sig = FUNCTIONS[e.func]
+        ends, pinned = self._ends(ms.selector.offset_ms, ms.selector.at)
         out: list[StepSeries] = []
         for sp in self._series(ms.selector):
             check_deadline()
@@ -461,20 +544,39 @@ class _Evaluator:
                 width = sig.rollup_buckets * res_ms
                 self.warnings.add(warning(sp, f"{e.func}(...[{format_duration(width / 1000)}])"))
             elif res_ms and (
-                splits(sp, ends, width) or (e.func in NEEDS_SAMPLES and holds_many(sp))
+                splits(sp, ends[:1] if pinned else ends, width)
+                or (e.func in NEEDS_SAMPLES and holds_many(sp))
             ):
                 self.warnings.add(warning(sp, f"{e.func}()"))
-            vals = kernel(sp, windows_for(sp, ends, width, ms.range_ms), param)
+            vals = self._apply(kernel, sp, ends, width, ms.range_ms, param, pinned)
             if vals.count(None) != len(vals):
                 metric = _metric_of(sp)
                 out.append(StepSeries(metric if keep_name else drop_name(metric), vals))
         return out if keep_name else merge_same_metric(out, e.pos)
 
+    def _apply(
+        self,
+        kernel: Kernel,
+        sp: SeriesPoints,
+        ends: list[int],
+        width_ms: int,
+        range_ms: int,
+        param: list[float] | None,
+        pinned: bool,
+    ) -> list[float | None]:
+        """``kernel`` over each step's window; under ``@`` every window is the same one,
+        computed once (unless the parameter differs between steps)."""
+        n = len(ends)
+        if pinned and n > 1 and (param is None or param.count(param[0]) == n):
+            one = kernel(sp, windows_for(sp, ends[:1], width_ms, range_ms), param and param[:1])
+            return one * n
+        return kernel(sp, windows_for(sp, ends, width_ms, range_ms), param)
+
     def _absent(self, e: Call) -> list[StepSeries]:
         arg = e.args[0]
-        if isinstance(arg, MatrixSelector):
+        if arg.type == "matrix":
             present = self._range_function(Call("count_over_time", (arg,), pos=e.pos))
-            sel: VectorSelector | None = arg.selector
+            sel: VectorSelector | None = arg.selector if isinstance(arg, MatrixSelector) else None
         else:
             present = self.vector(arg)
             sel = arg if isinstance(arg, VectorSelector) else None

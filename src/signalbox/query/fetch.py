@@ -2,9 +2,12 @@
 
 A range query over 11,520 steps must not cost 11,520 store round trips, so the tree is
 walked first to find every selector and every window it is read with (lookback, range,
-offset), and each selector is fetched once over the union of those windows. When the
-store answers with rollup buckets coarser than a window, the fetch is widened so the
-engine's widened windows (see :mod:`signalbox.query.engine`) have their data.
+offset), and each selector is fetched once over the union of those windows. A selector
+under ``@`` is read at that one time; one inside a subquery at the subquery's own inner
+steps (:mod:`signalbox.query.subquery`), so the walk carries the step grid each node is
+evaluated on. When the store answers with rollup buckets coarser than a window, the fetch
+is widened so the engine's widened windows (see :mod:`signalbox.query.engine`) have their
+data.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from operator import lt
 from signalbox.exceptions import StoreError
 from signalbox.metrics.samples import Matcher, format_series
 from signalbox.metrics.store import MetricReader, SeriesPoints
-from signalbox.query.ast import Call, Expr, MatrixSelector, VectorSelector
+from signalbox.query.ast import Call, Expr, MatrixSelector, Subquery, VectorSelector
 from signalbox.query.functions import FUNCTIONS
+from signalbox.query.subquery import Grid, inner_grid
 
 FetchKey = tuple[tuple[str, str, str], ...]
 
@@ -40,13 +44,17 @@ _AGGREGATE_FUNCS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class _Use:
-    """One place a selector is read: its offset, window width and rollup-bucket need."""
+    """One place a selector is read: its offset, window width and rollup-bucket need, at
+    the steps ``first``, ``first + step``, ... ``last`` (``step`` 0: at ``first`` only)."""
 
     offset_ms: int
     width_ms: int
     buckets: int
     aggregates: bool  # inside min/max/sum/count/avg_over_time: needs the bucket aggregates
-    instant: bool = False  # an instant selector: its width is the lookback
+    instant: bool
+    first: int
+    last: int
+    step: int
 
 
 def fetch_key(matchers: tuple[Matcher, ...]) -> FetchKey:
@@ -54,29 +62,38 @@ def fetch_key(matchers: tuple[Matcher, ...]) -> FetchKey:
     return tuple(sorted((m.label, m.op, m.value) for m in matchers))
 
 
-def _uses(tree: Expr, lookback_ms: int) -> dict[FetchKey, tuple[tuple[Matcher, ...], list[_Use]]]:
+def _uses(
+    tree: Expr, lookback_ms: int, grid: Grid
+) -> dict[FetchKey, tuple[tuple[Matcher, ...], list[_Use]]]:
     uses: dict[FetchKey, tuple[tuple[Matcher, ...], list[_Use]]] = {}
 
     def note(
-        sel: VectorSelector, width: int, buckets: int, aggregates: bool, instant: bool = False
+        sel: VectorSelector, g: Grid, width: int, buckets: int, aggregates: bool, instant: bool
     ) -> None:
         matchers = sel.all_matchers()
         entry = uses.setdefault(fetch_key(matchers), (matchers, []))
-        entry[1].append(_Use(sel.offset_ms, width, buckets, aggregates, instant))
+        at = g.pinned(sel.at)
+        use = _Use(sel.offset_ms, width, buckets, aggregates, instant, at.first, at.last, at.step)
+        entry[1].append(use)
 
-    def collect(e: Expr, buckets: int, aggregates: bool) -> None:
+    # an explicit stack: a deep tree must not exhaust Python's recursion here
+    stack: list[tuple[Expr, Grid, int, bool]] = [(tree, grid, 1, False)]
+    while stack:
+        e, g, buckets, aggregates = stack.pop()
         if isinstance(e, MatrixSelector):
-            note(e.selector, e.range_ms, buckets, aggregates)
+            note(e.selector, g, e.range_ms, buckets, aggregates, False)
         elif isinstance(e, VectorSelector):
-            note(e, lookback_ms, 1, False, instant=True)
+            note(e, g, lookback_ms, 1, False, True)
+        elif isinstance(e, Subquery):
+            inner = inner_grid(e, g)
+            if inner is not None:
+                stack.append((e.expr, inner, 1, False))
         elif isinstance(e, Call):
-            for a in e.args:
-                collect(a, FUNCTIONS[e.func].rollup_buckets, e.func in _AGGREGATE_FUNCS)
+            sig = FUNCTIONS[e.func]
+            agg = e.func in _AGGREGATE_FUNCS
+            stack.extend((a, g, sig.rollup_buckets, agg) for a in e.args)
         else:
-            for c in e.children():
-                collect(c, 1, False)
-
-    collect(tree, 1, False)
+            stack.extend((c, g, 1, False) for c in e.children())
     return uses
 
 
@@ -88,19 +105,29 @@ def fetch(
     *,
     lookback_ms: int,
     probe_ms: int,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
 ) -> dict[FetchKey, list[SeriesPoints]]:
     """Series per selector covering every window any step reads.
 
     ``probe_ms``: when a selector's window holds nothing, look that much further back
     once, since coarse rollup buckets may sit just outside a narrow window (0: never).
+    ``start_ms``/``end_ms``: the query's (``@ start()``, ``@ end()``); the first and last
+    step unless given.
     """
-    first, last = steps[0], steps[-1]
+    grid = Grid(
+        steps[0],
+        steps[-1],
+        step_ms if len(steps) > 1 else 0,
+        steps[0] if start_ms is None else start_ms,
+        steps[-1] if end_ms is None else end_ms,
+    )
     data: dict[FetchKey, list[SeriesPoints]] = {}
-    for key, (matchers, uses) in _uses(tree, lookback_ms).items():
-        start = min(first - u.offset_ms - u.width_ms for u in uses)
-        end = max(last - u.offset_ms for u in uses)
+    for key, (matchers, uses) in _uses(tree, lookback_ms, grid).items():
+        start = min(u.first - u.offset_ms - u.width_ms for u in uses)
+        end = max(u.last - u.offset_ms for u in uses)
         agg = any(u.aggregates for u in uses)
-        align = _alignment(uses, first, step_ms if len(steps) > 1 else 0)
+        align = _alignment(uses)
         got = store.select(matchers, start, end, step_ms=step_ms, aggregates=agg, align_ms=align)
         if not got and probe_ms:
             start -= probe_ms
@@ -109,7 +136,7 @@ def fetch(
             )
         res_ms = max((sp.resolution for sp in got), default=0) * 1000
         if res_ms:
-            need = min(first - u.offset_ms - max(u.width_ms, u.buckets * res_ms) for u in uses)
+            need = min(u.first - u.offset_ms - max(u.width_ms, u.buckets * res_ms) for u in uses)
             if need < start:
                 got = store.select(
                     matchers, need, end, step_ms=step_ms, aggregates=agg, align_ms=align
@@ -120,16 +147,18 @@ def fetch(
     return data
 
 
-def _alignment(uses: list[_Use], first: int, step_ms: int) -> int:
+def _alignment(uses: list[_Use]) -> int:
     """The largest span every window edge of these uses is a multiple of: a rollup tier
     whose bucket length divides it answers every window from whole buckets, exactly.
 
-    A window is ``(end - width, end]`` with ``end = step - offset``; an instant selector's
-    lookback start needs no alignment (the buckets' own sample times decide it).
+    A window is ``(end - width, end]`` with ``end = step - offset`` for each step of the
+    use's grid (a subquery's inner steps are their own grid, an ``@`` pins all to one
+    time); an instant selector's lookback start needs no alignment (the buckets' own
+    sample times decide it).
     """
-    align = step_ms
+    align = 0
     for u in uses:
-        align = gcd(align, first - u.offset_ms)
+        align = gcd(align, u.step, u.first - u.offset_ms)
         if not u.instant:
             align = gcd(align, u.width_ms)
     return align

@@ -2,14 +2,16 @@
 
 A precedence-climbing parser over :func:`~signalbox.query.lexer.tokenize`. It type-checks
 as it builds (a range vector where a number belongs is an error here, not at evaluation)
-and names each construct it refuses — subqueries, ``@``, ``group_left``, set operators,
-unsupported functions — with its position, because a monitor that silently means
-something else than its author wrote is worse than one that does not load.
+and names each construct it refuses — ``atan2``, unsupported functions and aggregations —
+with its position, because a monitor that silently means something else than its author
+wrote is worse than one that does not load. Errors for ``@``, subqueries and
+``group_left``/``group_right`` follow Prometheus' parser, word for word where it helps.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable
 
@@ -20,15 +22,19 @@ from signalbox.query.ast import (
     COMPARISONS,
     PRECEDENCE,
     RIGHT_ASSOCIATIVE,
+    SET_OPERATORS,
     UNARY_PRECEDENCE,
     Aggregation,
+    At,
     BinaryExpr,
     Call,
+    Cardinality,
     Expr,
     Matching,
     MatrixSelector,
     NumberLiteral,
     StringLiteral,
+    Subquery,
     UnaryExpr,
     VectorSelector,
 )
@@ -39,15 +45,21 @@ from signalbox.query.functions import (
     UNSUPPORTED_FUNCTIONS,
 )
 from signalbox.query.lexer import Token, duration_ms, tokenize
-from signalbox.query.typecheck import check_aggregation, check_binary, check_call, check_unary
+from signalbox.query.typecheck import (
+    check_aggregation,
+    check_binary,
+    check_call,
+    check_subquery,
+    check_unary,
+)
 
+_MAX_AT_SECONDS = 9_223_372_036_854_775.807  # an int64 of milliseconds, as Prometheus
 MAX_DEPTH = 100
 """How deep an expression may nest (parentheses, calls, unary and binary operators): far past
 any real query, and well inside the recursion every later stage (checks, evaluation, printing)
 needs, so deep input is a 400 naming this limit instead of a crash."""
 
 _MATCH_OPS: frozenset[str] = frozenset({"=", "!=", "=~", "!~"})
-_SET_OPERATORS = frozenset({"and", "or", "unless"})
 
 
 def parse_expr(text: str) -> Expr:
@@ -95,7 +107,8 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = tokenize(text)
         self.i = 0
-        self.explicit_offset: list[VectorSelector] = []  # selectors given an offset clause
+        self.explicit_offset: list[Expr] = []  # selectors and subqueries given an offset
+        self.explicit_at: list[Expr] = []  # ... and an @ modifier
         self.depth = 0  # nesting of expr() calls, bounded by MAX_DEPTH
 
     # --- token helpers ---
@@ -138,8 +151,6 @@ class _Parser:
             if op is None or PRECEDENCE[op] < min_prec:
                 return lhs
             self.advance()
-            if op in _SET_OPERATORS:
-                raise QueryError(f"set operator '{op}' is not supported", tok.pos, "set operator")
             if op == "atan2":
                 raise QueryError("operator 'atan2' is not supported", tok.pos, "operator")
             return_bool = False
@@ -154,23 +165,44 @@ class _Parser:
                 return_bool = True
             matching = None
             if self.peek_ident("on", "ignoring"):
-                kw = self.advance()
-                on = kw.text.lower() == "on"
-                matching = Matching(on, self.label_list("'on'" if on else "'ignoring'"))
-                if self.peek_ident("group_left", "group_right"):
-                    self.refuse_group_modifier()
+                matching = self.matching(op)
             elif self.peek_ident("group_left", "group_right"):
-                self.refuse_group_modifier()
+                g = self.peek()
+                raise QueryError(
+                    f"{g.text.lower()} needs on(...) or ignoring(...) before it, "
+                    f"like a * on(job) {g.text.lower()} b",
+                    g.pos,
+                    "syntax",
+                )
             prec = PRECEDENCE[op]
             rhs = self.expr(prec if op in RIGHT_ASSOCIATIVE else prec + 1)
             if max(depth_of(lhs), depth_of(rhs)) >= MAX_DEPTH:  # a long chain: a + b + c ...
                 raise _too_deep(tok.pos)
             lhs = self.binary(op, tok, lhs, rhs, return_bool, matching)
 
-    def refuse_group_modifier(self) -> None:
-        tok = self.peek()
-        which = tok.text.lower()
-        raise QueryError(f"{which} (many-to-one matching) is not supported", tok.pos, which)
+    def matching(self, op: str) -> Matching:
+        """``on(...)``/``ignoring(...)``, then optionally ``group_left``/``group_right`` with
+        the labels to copy from the "one" side (the parentheses may be left out)."""
+        kw = self.advance()
+        on = kw.text.lower() == "on"
+        labels = self.label_list("'on'" if on else "'ignoring'")
+        if not self.peek_ident("group_left", "group_right"):
+            return Matching(on, labels)
+        g = self.advance()
+        which = g.text.lower()
+        if op in SET_OPERATORS:
+            raise QueryError(f'no grouping allowed for "{op}" operation', g.pos, "vector matching")
+        include = self.label_list(f"'{which}'") if self.peek().kind == "(" else ()
+        if on:
+            for name in include:
+                if name in labels:
+                    raise QueryError(
+                        f'label "{name}" must not occur in ON and GROUP clause at once',
+                        g.pos,
+                        "vector matching",
+                    )
+        card: Cardinality = "many-to-one" if which == "group_left" else "one-to-many"
+        return Matching(on, labels, card, include)
 
     def binary_op(self, tok: Token) -> str | None:
         if tok.kind == "OP":
@@ -239,7 +271,12 @@ class _Parser:
                 "syntax",
             )
         if tok.kind == "@":
-            raise QueryError("the @ modifier is not supported", tok.pos, "@ modifier")
+            raise QueryError(
+                "@ modifier must be preceded by an instant vector selector or range vector "
+                "selector or a subquery",
+                tok.pos,
+                "@ modifier",
+            )
         if tok.kind == "EOF":
             raise QueryError("unexpected end of input: expected an expression", tok.pos, "syntax")
         raise QueryError(f"unexpected {tok.describe()}: expected an expression", tok.pos, "syntax")
@@ -285,7 +322,7 @@ class _Parser:
             elif tok.kind == "IDENT" and tok.text.lower() == "offset":
                 expr = self.offset_suffix(expr)
             elif tok.kind == "@":
-                raise QueryError("the @ modifier is not supported", tok.pos, "@ modifier")
+                expr = self.at_suffix(expr)
             else:
                 return expr
 
@@ -293,18 +330,34 @@ class _Parser:
         open_tok = self.advance()
         tok = self.peek()
         if tok.kind == ":":
-            raise QueryError("subqueries are not supported", open_tok.pos, "subquery")
+            raise QueryError(
+                "a subquery needs a range before ':', like x[1h:5m]", tok.pos, "subquery"
+            )
         if tok.kind == "NUMBER":
             raise QueryError(f"range needs a unit, like [{tok.text}s] or [5m]", tok.pos, "syntax")
         dur = self.expect("DURATION", "a duration like 5m inside [..]")
+        range_ms = duration_ms(dur.text)
+        if range_ms <= 0:
+            raise QueryError("range must be greater than zero", dur.pos, "syntax")
         if self.peek().kind == ":":
-            raise QueryError("subqueries are not supported", open_tok.pos, "subquery")
+            self.advance()
+            step_ms = 0
+            if self.peek().kind == "DURATION":
+                step_ms = duration_ms(self.advance().text)
+            elif self.peek().kind == "NUMBER":
+                num = self.peek()
+                raise QueryError(f"step needs a unit, like [5m:{num.text}s]", num.pos, "syntax")
+            self.expect("]", "']' after the subquery step")
+            check_subquery(expr, open_tok.pos)
+            return Subquery(expr, range_ms, step_ms, pos=expr.pos)
         self.expect("]", "']'")
         if isinstance(expr, MatrixSelector):
             raise QueryError("a range selector cannot take a second range", open_tok.pos, "syntax")
         if not isinstance(expr, VectorSelector):
+            what = "a range vector" if expr.type == "matrix" else "this expression"
             raise QueryError(
-                "ranges are only allowed on vector selectors, like x[5m] (subqueries are not supported)",
+                f"ranges are only allowed on vector selectors, like x[5m]; for {what} "
+                "use a subquery with a step, like (...)[5m:1m]",
                 open_tok.pos,
                 "subquery",
             )
@@ -312,10 +365,73 @@ class _Parser:
             raise QueryError(
                 "offset must come after the range: x[5m] offset 1h", open_tok.pos, "syntax"
             )
-        range_ms = duration_ms(dur.text)
-        if range_ms <= 0:
-            raise QueryError("range must be greater than zero", dur.pos, "syntax")
+        if any(s is expr for s in self.explicit_at):
+            raise QueryError("no @ modifiers allowed before range", open_tok.pos, "@ modifier")
         return MatrixSelector(expr, range_ms, pos=expr.pos)
+
+    def at_suffix(self, expr: Expr) -> Expr:
+        """``@ <seconds>``, ``@ start()`` or ``@ end()`` on a selector or a subquery."""
+        at_tok = self.advance()
+        at = self.at_value()
+        target: Expr = expr.selector if isinstance(expr, MatrixSelector) else expr
+        if not isinstance(target, VectorSelector | Subquery):
+            raise QueryError(
+                "@ modifier must be preceded by an instant vector selector or range vector "
+                "selector or a subquery",
+                at_tok.pos,
+                "@ modifier",
+            )
+        if target.at is not None:
+            raise QueryError(
+                "@ <timestamp> may not be set multiple times", at_tok.pos, "@ modifier"
+            )
+        new = dataclasses.replace(target, at=at)
+        self._carry(target, new)
+        self.explicit_at.append(new)
+        if isinstance(expr, MatrixSelector):
+            assert isinstance(new, VectorSelector)
+            return dataclasses.replace(expr, selector=new)
+        return new
+
+    def _carry(self, old: Expr, new: Expr) -> None:
+        """``new`` replaces ``old``: it keeps what was explicitly set on ``old``."""
+        if any(s is old for s in self.explicit_offset):
+            self.explicit_offset.append(new)
+        if any(s is old for s in self.explicit_at):
+            self.explicit_at.append(new)
+
+    def at_value(self) -> At:
+        tok = self.peek()
+        if self.peek_ident("start", "end") and self.tokens[self.i + 1].kind == "(":
+            self.advance()
+            self.advance()
+            self.expect(")", f"')' after @ {tok.text}(")
+            return At(edge="start" if tok.text.lower() == "start" else "end")
+        negative = False
+        if tok.kind == "OP" and tok.text in ("+", "-"):
+            negative = tok.text == "-"
+            self.advance()
+            tok = self.peek()
+        if tok.kind == "DURATION":
+            self.advance()
+            seconds = duration_ms(tok.text) / 1000
+        elif tok.kind == "NUMBER":
+            self.advance()
+            seconds = _number(tok)
+        else:
+            raise QueryError(
+                f"expected a timestamp (Unix seconds), start() or end() after @, got "
+                f"{tok.describe()}",
+                tok.pos,
+                "@ modifier",
+            )
+        if negative:
+            seconds = -seconds
+        if not -_MAX_AT_SECONDS < seconds < _MAX_AT_SECONDS:  # also NaN and Inf
+            raise QueryError(
+                f"timestamp out of bounds for @ modifier: {seconds:f}", tok.pos, "@ modifier"
+            )
+        return At(ms=_go_round(seconds * 1000))
 
     def offset_suffix(self, expr: Expr) -> Expr:
         kw = self.advance()
@@ -325,20 +441,23 @@ class _Parser:
             negative = True
         dur = self.expect("DURATION", "a duration after offset, like offset 1h")
         ms = -duration_ms(dur.text) if negative else duration_ms(dur.text)
-        target = expr.selector if isinstance(expr, MatrixSelector) else expr
-        if not isinstance(target, VectorSelector):
+        target: Expr = expr.selector if isinstance(expr, MatrixSelector) else expr
+        if not isinstance(target, VectorSelector | Subquery):
             raise QueryError(
-                "offset must follow a selector, like x offset 1h or x[5m] offset 1h",
+                "offset must follow a selector or a subquery, like x offset 1h, "
+                "x[5m] offset 1h or x[1h:5m] offset 1h",
                 kw.pos,
                 "offset",
             )
         if any(s is target for s in self.explicit_offset):
             raise QueryError("offset may not be set multiple times", kw.pos, "offset")
-        new_sel = dataclasses.replace(target, offset_ms=ms)
-        self.explicit_offset.append(new_sel)
+        new = dataclasses.replace(target, offset_ms=ms)
+        self._carry(target, new)
+        self.explicit_offset.append(new)
         if isinstance(expr, MatrixSelector):
-            return dataclasses.replace(expr, selector=new_sel)
-        return new_sel
+            assert isinstance(new, VectorSelector)
+            return dataclasses.replace(expr, selector=new)
+        return new
 
     # --- selectors ---
 
@@ -511,6 +630,11 @@ def _ambiguous_octal(text: str) -> str:
         f"ambiguous number '{text}': Prometheus reads a leading zero as octal "
         f"({octal}); write {octal} or {decimal}"
     )
+
+
+def _go_round(x: float) -> int:
+    """Go's ``math.Round``: halves away from zero (Python's ``round`` goes to even)."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
 
 
 def _number(tok: Token) -> float:

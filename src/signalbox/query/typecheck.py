@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from signalbox.exceptions import QueryError
 from signalbox.metrics.samples import LABEL_NAME
-from signalbox.query.ast import COMPARISONS, Expr, Matching, StringLiteral, quote
+from signalbox.query.ast import COMPARISONS, SET_OPERATORS, Expr, Matching, StringLiteral, quote
 from signalbox.query.functions import FUNCTIONS, PARAM_AGGREGATORS, TYPE_NAMES
 from signalbox.query.labelfuncs import check_label_function
 
@@ -34,9 +34,23 @@ def check_binary(
             )
     if op in COMPARISONS and lhs.type == rhs.type == "scalar" and not return_bool:
         raise QueryError("comparisons between scalars must use the bool modifier", pos, "type")
+    if op in SET_OPERATORS and "scalar" in (lhs.type, rhs.type):
+        raise QueryError(
+            f'set operator "{op}" not allowed in binary scalar expression', pos, "type"
+        )
     if matching is not None and "scalar" in (lhs.type, rhs.type):
         raise QueryError(
             "vector matching (on/ignoring) is only allowed between instant vectors", pos, "type"
+        )
+
+
+def check_subquery(expr: Expr, pos: int) -> None:
+    """Only an instant vector can be evaluated at a subquery's steps (Prometheus' rule)."""
+    if expr.type != "vector":
+        raise QueryError(
+            f"subquery is only allowed on instant vector, got {TYPE_NAMES[expr.type]} instead",
+            pos,
+            "subquery",
         )
 
 

@@ -92,14 +92,17 @@ def _flat_runs(sp: SeriesPoints) -> list[int]:
 
 
 def _regression(
-    sp: SeriesPoints, lo: int, hi: int, origin_ms: int, n: float, runs: list[int]
-) -> tuple[float, float]:
-    """Prometheus' ``linearRegression`` over the window's samples, ``x`` in seconds from
-    ``origin_ms``: ``(slope, intercept)``."""
+    sp: SeriesPoints, lo: int, hi: int, n: float, runs: list[int]
+) -> tuple[float, float, float]:
+    """Prometheus' ``linearRegression`` over the window's samples as ``(slope, mean_x,
+    mean_y)``, ``x`` in seconds from the window's first sample. Prometheus measures ``x``
+    from the intercept time; the line is the same, and from the first sample the sums do
+    not cancel (they agree with the raw samples' to the last digits whatever the buckets)."""
     fts, fvs = firsts_of(sp)
     init = fvs[lo]
     if runs[lo] >= hi:  # constY
-        return (math.nan, math.nan) if math.isinf(init) else (0.0, init)
+        return (math.nan, 0.0, math.nan) if math.isinf(init) else (0.0, 0.0, init)
+    origin = fts[lo]
     if (
         has_firsts(sp)
         and sp.sx is not None
@@ -109,7 +112,7 @@ def _regression(
         and sp.counts is not None
     ):
         ks, sums = sp.counts[lo:hi], sp.sums[lo:hi]
-        ds = [(t - origin_ms) / 1000.0 for t in fts[lo:hi]]
+        ds = [(t - origin) / 1000.0 for t in fts[lo:hi]]
         sxs = sp.sx[lo:hi]
         sum_x = kahan_sum([sx + k * d for sx, k, d in zip(sxs, ks, ds, strict=True)])
         sum_x2 = kahan_sum(
@@ -122,20 +125,18 @@ def _regression(
         sum_y = kahan_sum(sums)
     else:
         ts, vs = sp.timestamps[lo:hi], sp.values[lo:hi]
-        xs = [(t - origin_ms) / 1000.0 for t in ts]
+        xs = [(t - origin) / 1000.0 for t in ts]
         sum_x = kahan_sum(xs)
         sum_x2 = kahan_sum([x * x for x in xs])
         sum_xy = kahan_sum([x * v for x, v in zip(xs, vs, strict=True)])
         sum_y = kahan_sum(vs)
     cov = sum_xy - sum_x * sum_y / n
     var = sum_x2 - sum_x * sum_x / n
-    slope = div(cov, var)
-    return slope, sum_y / n - slope * sum_x / n
+    return div(cov, var), sum_x / n, sum_y / n
 
 
 def deriv(sp: SeriesPoints, w: Windows, _: list[float] | None) -> Values:
-    """The least-squares slope per second, ``x`` from the window's first sample."""
-    fts, _f = firsts_of(sp)
+    """The least-squares slope per second."""
     pc = count_prefix(sp)
     runs = _flat_runs(sp)
     out: Values = []
@@ -144,14 +145,15 @@ def deriv(sp: SeriesPoints, w: Windows, _: list[float] | None) -> Values:
         if hi <= lo or n < 2:
             out.append(None)
             continue
-        out.append(_regression(sp, lo, hi, fts[lo], n, runs)[0])
+        out.append(_regression(sp, lo, hi, n, runs)[0])
     return out
 
 
 def predict_linear(sp: SeriesPoints, w: Windows, durations: list[float] | None) -> Values:
     """The least-squares line's value ``duration`` seconds after the evaluation time (the
-    intercept is taken at the step time, as Prometheus' ``enh.Ts``)."""
+    step time, Prometheus' ``enh.Ts``; the window end when the engine does not pass steps)."""
     assert durations is not None
+    fts, _ = firsts_of(sp)
     pc = count_prefix(sp)
     runs = _flat_runs(sp)
     at = w.steps if w.steps is not None else w.ends
@@ -161,8 +163,12 @@ def predict_linear(sp: SeriesPoints, w: Windows, durations: list[float] | None) 
         if hi <= lo or n < 2:
             out.append(None)
             continue
-        slope, intercept = _regression(sp, lo, hi, t, n, runs)
-        out.append(slope * d + intercept)
+        slope, mean_x, mean_y = _regression(sp, lo, hi, n, runs)
+        if slope == 0:  # Prometheus' constant case: 0 * duration + the value
+            out.append(slope * d + mean_y)
+            continue
+        # the intercept at t is mean_y - slope * (mean_x - (t - first) / 1000)
+        out.append(slope * (d + (t - fts[lo]) / 1000.0 - mean_x) + mean_y)
     return out
 
 

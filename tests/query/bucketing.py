@@ -120,7 +120,8 @@ def merge(buckets: SeriesPoints, resolution_s: int) -> SeriesPoints:
         c = {n: [col[i] for i in ix] for n, col in cols.items()}
         first, last = ix[0], ix[-1]
         n = math.fsum(c["counts"])
-        cross = list(zip(c["values"][:-1], c["firsts"][1:], strict=True))  # (last of j-1, first of j)
+        # the pairs across fine buckets: (last of j - 1, first of j)
+        cross = list(zip(c["values"][:-1], c["firsts"][1:], strict=True))
         shifts = [(t - cols["first_ts"][first]) / 1000.0 for t in c["first_ts"]]
         total = kahan_sum(c["sums"])
         mean = total / n

@@ -155,6 +155,4 @@ def test_rate_over_one_bucket_uses_its_first_and_last_sample_and_drops() -> None
     assert inc == run("increase", raw, [end], 60_000)[0]
     assert inc == pytest.approx((5 - 1 + 5) * 60 / 54)  # 9 over 54 s, extrapolated to 60 s
     # the old buckets (last value only) saw a single point here: no rate at all
-    assert run("rate", SeriesPoints("x", (), [end], [5.0], resolution=60), [end], 60_000) == [
-        None
-    ]
+    assert run("rate", SeriesPoints("x", (), [end], [5.0], resolution=60), [end], 60_000) == [None]

@@ -80,7 +80,7 @@ def _per_series(e: Expr) -> bool:
         series = [a for a in e.args if a.type in ("vector", "matrix")]
         rest = [a for a in e.args if a.type not in ("vector", "matrix")]
         return len(series) == 1 and all(map(_scalar_only, rest)) and _per_series(series[0])
-    return False  # aggregations, vector/vector operators, absent(), vector(), ...
+    return False  # aggregations, vector/vector operators, subqueries, absent(), vector(), ...
 
 
 def _swap(e: Expr, new: VectorSelector) -> Expr:
@@ -115,7 +115,7 @@ def widen(expr: Expr) -> Widened | None:
     name = sel.metric_name
     if name is None or not _per_series(expr):
         return None
-    wide = _swap(expr, VectorSelector(name, (), sel.offset_ms))
+    wide = _swap(expr, VectorSelector(name, (), sel.offset_ms, sel.at))
     return Widened(wide, name, sel.all_matchers(), str(wide))
 
 

@@ -6,6 +6,7 @@ makes answers from rollups exact (issue 9). Buckets come from the reference in
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from signalbox.metrics.store import SeriesPoints
 from signalbox.query.exactness import splits
+from signalbox.query.kahan import kahan_inc
 from signalbox.query.kernels import KERNELS
 from signalbox.query.rangefuncs import Values, windows_for
 from tests.query.bucketing import bucketize, merge
@@ -93,7 +95,7 @@ def check_all(raw: SeriesPoints, buckets: SeriesPoints, res_s: int, k: int, shif
         assert not bad, (name, bad[:3])
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(raw=raw_series(), k=st.integers(1, 6), shift=st.integers(0, 3))
 def test_kernels_over_minute_buckets_equal_kernels_over_raw(
     raw: SeriesPoints, k: int, shift: int
@@ -101,7 +103,7 @@ def test_kernels_over_minute_buckets_equal_kernels_over_raw(
     check_all(raw, bucketize(raw, 60), 60, k, shift)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(raw=raw_series(), k=st.integers(1, 4), shift=st.integers(0, 2))
 def test_kernels_over_five_minute_buckets_built_from_minute_buckets_equal_kernels_over_raw(
     raw: SeriesPoints, k: int, shift: int
@@ -109,7 +111,7 @@ def test_kernels_over_five_minute_buckets_built_from_minute_buckets_equal_kernel
     check_all(raw, merge(bucketize(raw, 60), 300), 300, k, shift)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(raw=raw_series())
 def test_merging_minute_buckets_gives_the_five_minute_buckets_of_the_raw_samples(
     raw: SeriesPoints,
@@ -156,3 +158,63 @@ def test_rate_over_one_bucket_uses_its_first_and_last_sample_and_drops() -> None
     assert inc == pytest.approx((5 - 1 + 5) * 60 / 54)  # 9 over 54 s, extrapolated to 60 s
     # the old buckets (last value only) saw a single point here: no rate at all
     assert run("rate", SeriesPoints("x", (), [end], [5.0], resolution=60), [end], 60_000) == [None]
+
+
+# --- long windows: sums taken by blocks of buckets, against Prometheus' own loops ----------
+
+
+def prometheus_regression(ts: list[int], vs: list[float], origin: int) -> tuple[float, float]:
+    """``linearRegression`` of promql/functions.go, step for step (Kahan sums)."""
+    n = sx = cx = sy = cy = sxy = cxy = sx2 = cx2 = 0.0
+    for t, v in zip(ts, vs, strict=True):
+        n += 1
+        x = (t - origin) / 1000
+        sx, cx = kahan_inc(x, sx, cx)
+        sy, cy = kahan_inc(v, sy, cy)
+        sxy, cxy = kahan_inc(x * v, sxy, cxy)
+        sx2, cx2 = kahan_inc(x * x, sx2, cx2)
+    if all(v == vs[0] for v in vs):
+        return 0.0, vs[0]
+    sx, sy, sxy, sx2 = sx + cx, sy + cy, sxy + cxy, sx2 + cx2
+    slope = (sxy - sx * sy / n) / (sx2 - sx * sx / n)
+    return slope, sy / n - slope * sx / n
+
+
+def prometheus_stdvar(vs: list[float]) -> float:
+    count = mean = c_mean = aux = c_aux = 0.0
+    for v in vs:
+        count += 1
+        d = v - (mean + c_mean)
+        mean, c_mean = kahan_inc(d / count, mean, c_mean)
+        aux, c_aux = kahan_inc(d * (v - (mean + c_mean)), aux, c_aux)
+    return (aux + c_aux) / count
+
+
+@pytest.mark.parametrize("source", ["raw", "1m", "5m from 1m"])
+def test_long_windows_match_prometheus_loops(source: str) -> None:
+    rng = random.Random(7)
+    ts, vs, v = [], [], 1e6  # a large offset with small moves: sums that could cancel
+    for i in range(3000):
+        ts.append(T0 + i * 15_000 + rng.randrange(3000))
+        v += rng.uniform(-3, 5)
+        vs.append(v)
+    raw = SeriesPoints("x", (), ts, vs)
+    sp = {
+        "raw": raw,
+        "1m": bucketize(raw, 60),
+        "5m from 1m": merge(bucketize(raw, 60), 300),
+    }[source]
+    ends = list(range(T0 + 3 * 3600_000, T0 + 12 * 3600_000 + 1, 1800_000))
+    width = 3 * 3600_000  # 720 samples, far more than one block of buckets
+    w = windows_for(sp, ends, width, width, steps=ends)
+    derivs = KERNELS["deriv"](sp, w, None)
+    predicted = KERNELS["predict_linear"](sp, w, [600.0] * len(ends))
+    stdvars = KERNELS["stdvar_over_time"](sp, w, None)
+    for end, d, p, s in zip(ends, derivs, predicted, stdvars, strict=True):
+        window = [(t, x) for t, x in zip(ts, vs, strict=True) if end - width < t <= end]
+        wts, wvs = [t for t, _ in window], [x for _, x in window]
+        slope, _ = prometheus_regression(wts, wvs, wts[0])
+        at_end, intercept = prometheus_regression(wts, wvs, end)
+        assert d == pytest.approx(slope, rel=1e-9)
+        assert p == pytest.approx(at_end * 600 + intercept, rel=1e-9)
+        assert s == pytest.approx(prometheus_stdvar(wvs), rel=1e-9)

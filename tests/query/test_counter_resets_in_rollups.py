@@ -1,12 +1,16 @@
-"""Counters over rollup tiers: a reset inside a bucket must not lose the increase before it."""
+"""Counters over rollup tiers: a reset inside a bucket must not lose the increase before it,
+and a window of whole buckets answers exactly what the raw samples answer."""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
 
+import pytest
+
 from signalbox.clock import FrozenClock
 from signalbox.durations import Tier
+from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Sample
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.query import Engine
@@ -34,14 +38,21 @@ def test_increase_over_one_minute_buckets_counts_resets_inside_a_bucket(tmp_path
     start = NOW - 3 * 3600_000
     # +10 every 15 s, restarting every 27 samples: resets fall inside 1-minute buckets
     values = [float((i % 27) * 10) for i in range(3 * 240)]
-    store.write([Sample("jobs_total", (), v, start + i * STEP) for i, v in enumerate(values)], NOW)
+    samples = [Sample("jobs_total", (), v, start + i * STEP) for i, v in enumerate(values)]
+    store.write(samples, NOW)
     store.compact(NOW)  # rollups built; raw older than 1 h dropped
+    raw = MemoryMetricStore()
+    raw.write(samples, NOW)
     at = NOW - 90 * 60_000
     engine = Engine(store)
-    [got] = engine.instant("increase(jobs_total[30m])", at).vector
+    result = engine.instant("increase(jobs_total[30m])", at)
+    [got] = result.vector
+    assert result.warnings == ()  # whole minute buckets: exact
     window = [v for i, v in enumerate(values) if at - 30 * 60_000 < start + i * STEP <= at]
-    expected = true_increase(window)
-    assert abs(got.value - expected) / expected < 0.05, (got.value, expected)
+    # 119 gaps of 15 s sampled, extrapolated to the 1800 s window
+    assert got.value == pytest.approx(true_increase(window) * 1800 / 1785, rel=1e-9)
+    [want] = Engine(raw).instant("increase(jobs_total[30m])", at).vector
+    assert got.value == pytest.approx(want.value, rel=1e-9)
     [rate] = engine.instant("rate(jobs_total[30m])", at).vector
-    assert abs(rate.value * 1800 - expected) / expected < 0.05
+    assert rate.value * 1800 == pytest.approx(want.value, rel=1e-9)
     store.close()

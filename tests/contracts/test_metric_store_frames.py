@@ -206,7 +206,8 @@ def _bucket(sql_store: Any, metric: str, start: int) -> tuple[Any, ...]:
     ids = sql_store._series.matching_ids(name(metric))
     sql_store._select_tier(sql_store.levels[1], ids, start, start + 60_000, points)
     [sp] = points.values()
-    i = sp.timestamps.index(start + 59_999)  # a bucket is stamped with its last millisecond
+    # the bucket (start, start + 1m], stamped with its last sample's time
+    i = next(i for i, t in enumerate(sp.timestamps) if start < t <= start + 60_000)
     return tuple([col[i]] for col in (sp.mins, sp.maxs, sp.sums, sp.counts, sp.values))
 
 

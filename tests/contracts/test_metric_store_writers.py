@@ -465,7 +465,7 @@ def test_a_rollup_over_a_partition_another_store_dropped_keeps_the_other_buckets
     rows = b.db.query(
         f"SELECT ts, count, last FROM {tier.table(tier.partition_start(base))} ORDER BY ts"
     )
-    assert rows == [(base, 1, 2.0)]
+    assert rows == [(base + 60_000, 1, 2.0)]  # keyed by its end: (base, base + 1m]
 
 
 # -- partitions created by two writers at once ----------------------------------------------

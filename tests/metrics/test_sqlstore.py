@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import math
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from signalbox.clock import FrozenClock
 from signalbox.durations import Tier
@@ -47,45 +44,7 @@ def test_segments_split_at_every_boundary() -> None:
     assert segments(3, 13, (4, 6)) == [(3, 4), (4, 6), (6, 8), (8, 12), (12, 13)]
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    values=st.lists(
-        st.tuples(st.integers(0, 3 * 3600 - 1), st.floats(-1e6, 1e6, allow_nan=False)),
-        min_size=1,
-        max_size=60,
-        unique_by=lambda t: t[0],
-    )
-)
-def test_rollups_equal_min_max_sum_count_last_of_each_bucket(
-    tmp_path_factory: pytest.TempPathFactory, values: list[tuple[int, float]]
-) -> None:
-    tmp = tmp_path_factory.mktemp("roll")
-    store = make(tmp)
-    store.write([Sample("a", (), v, T0 + s * 1000) for s, v in values], T0)
-    now = T0 + 4 * 3600 * 1000
-    store.clock = FrozenClock(now / 1000)
-    store.compact(now)
-    for res in (60, 300, 3600):
-        expect: dict[int, list[tuple[int, float]]] = {}
-        for s, v in values:
-            ts = T0 + s * 1000
-            expect.setdefault(ts - ts % (res * 1000), []).append((ts, v))
-        lv = next(x for x in store.levels if x.tier == res)
-        got = {}
-        for _, table in store._partitions.between(lv, 0, now):
-            for ts, mn, mx, sm, cnt, last in store.db.query(
-                f"SELECT ts, min, max, sum, count, last FROM {table}"
-            ):
-                got[ts] = (mn, mx, sm, cnt, last)
-        for b, pts in expect.items():
-            vs = [v for _, v in pts]
-            last = max(pts)[1]
-            mn, mx, sm, cnt, lst = got[b]
-            assert (mn, mx, cnt, lst) == (min(vs), max(vs), len(vs), last)
-            assert math.isclose(sm, sum(vs), rel_tol=1e-9, abs_tol=1e-6)
-    store.close()
+# What each bucket holds: tests/metrics/test_rollup_buckets.py (every statistic, every tier).
 
 
 def test_long_windows_read_a_tier_and_recent_windows_read_raw(tmp_path: Path) -> None:
@@ -131,12 +90,12 @@ def test_retention_drops_whole_partitions(tmp_path: Path) -> None:
     store.compact(T0 + 600_000)
     tables = store.db.table_names()
     assert any(t.startswith("samples_raw_") for t in tables)
-    assert any(t.startswith("samples_r60_") for t in tables)
+    assert any(t.startswith("buckets_r60_") for t in tables)
     store.compact(T0 + 10 * 86400_000)  # past raw (1d) and 1m (8d) retention
     tables = store.db.table_names()
     assert not any(t.startswith("samples_raw_") for t in tables)
-    assert not any(t.startswith("samples_r60_") for t in tables)
-    assert any(t.startswith("samples_r300_") for t in tables)
+    assert not any(t.startswith("buckets_r60_") for t in tables)
+    assert any(t.startswith("buckets_r300_") for t in tables)
     store.close()
 
 
@@ -191,8 +150,9 @@ def test_rollups_work_on_postgresql(tmp_path: Path) -> None:
         store.clock = FrozenClock((T0 + 3 * 86400_000) / 1000)
         store.compact(T0 + 600_000)
         [sp] = store.select(NAME, T0 - 1, T0 + 120_000, step_ms=60_000)
-        assert sp.resolution == 60
-        assert sp.values == [3.0, 7.0] and sp.counts == [4.0, 4.0] and sp.sums == [6.0, 22.0]
+        assert sp.resolution == 60  # buckets (T0 - 1m, T0], (T0, T0 + 1m], (T0 + 1m, T0 + 2m]
+        assert sp.values == [0.0, 4.0, 7.0] and sp.counts == [1, 4, 3]
+        assert sp.sums == [0.0, 10.0, 18.0] and sp.first_ts == [T0, T0 + 15_000, T0 + 75_000]
         store.close()
 
 
@@ -221,10 +181,11 @@ def test_a_schema_3_database_gets_frames_beside_its_raw_partitions(tmp_path: Pat
     for table in s.db.table_names():
         if table.startswith(("frames_", "metric_layout")):
             s.db.execute(f"DROP TABLE {table}")
+    s.db.execute("ALTER TABLE metric_partitions DROP COLUMN exact")  # added by schema 5
     s.db.execute("UPDATE schema_version SET version = 3 WHERE component = 'metrics'")
     s.close()
     s = make(tmp_path, FrozenClock(T0 / 1000))
-    assert s.db.schema_version("metrics") == 4
+    assert s.db.schema_version("metrics") == 5
     s.write([Sample("b", (), 2.0)], T0 + 1000, layouts=[NewLayout(b"d" * 16, 0, 1)])
     s.write([], T0 + 2000, frames=[Frame(b"d" * 16, [3.0])])
     assert [(n, v) for n, _, _, v in s.latest()] == [("a", 1.0), ("b", 3.0)]

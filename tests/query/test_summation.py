@@ -186,16 +186,16 @@ def _nan_in_five_minute_tier(url: str) -> None:
         store.write([Sample("g", (), v, start + i * MIN) for i, v in enumerate(values)], NOW)
         store.compact(NOW)
         engine = Engine(store)
-        nan_bucket_end = start + 65 * MIN  # the 5m bucket [60, 65) minutes holds the NaN
+        nan_bucket_end = start + 60 * MIN  # the 5m bucket (55, 60] minutes holds the NaN
         assert math.isnan(value(engine, "avg_over_time(g[5m])", nan_bucket_end))
         assert math.isnan(value(engine, "sum_over_time(g[5m])", nan_bucket_end))
         assert math.isnan(value(engine, "avg_over_time(g[1h])", nan_bucket_end + 30 * MIN))
         # the bucket still counts its 5 samples; min and max leave the NaN out
         assert value(engine, "count_over_time(g[5m])", nan_bucket_end) == 5.0
-        assert value(engine, "max_over_time(g[5m])", nan_bucket_end) == 6.0
+        assert value(engine, "max_over_time(g[5m])", nan_bucket_end) == 3.0  # 0, 1, 2, 3, NaN
         assert value(engine, "min_over_time(g[5m])", nan_bucket_end) == 0.0
-        # the next bucket has no NaN: exact (samples 65..69 are 2, 3, 4, 5, 6)
-        assert value(engine, "avg_over_time(g[5m])", nan_bucket_end + 5 * MIN) == 4.0
+        # the next bucket has no NaN: exact (samples 61..65 are 5, 6, 0, 1, 2)
+        assert value(engine, "avg_over_time(g[5m])", nan_bucket_end + 5 * MIN) == 2.8
     finally:
         store.close()
 

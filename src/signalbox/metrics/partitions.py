@@ -33,8 +33,14 @@ class Level:
         return ts_ms - ts_ms % self.span_ms
 
     def table(self, start_ms: int) -> str:
-        kind = "raw" if self.tier == RAW else f"r{self.tier}"
-        return f"samples_{kind}_{start_ms // 1000}"
+        if self.tier == RAW:
+            return f"samples_raw_{start_ms // 1000}"
+        return f"buckets_r{self.tier}_{start_ms // 1000}"
+
+    def legacy_table(self, start_ms: int) -> str:
+        """A rollup partition as schema 4 and earlier named it: buckets keyed by their start,
+        without the statistics that make range functions exact."""
+        return f"samples_r{self.tier}_{start_ms // 1000}"
 
 
 def levels(

@@ -6,8 +6,9 @@ Layout (see :mod:`signalbox.metrics.partitions` for why partitions):
 - ``frames_raw_<start>``: beside it, raw samples of spool files stored as frames (one row per
   file and pass; see :mod:`signalbox.metrics.sql.layouts`), keyed (layout_id, ts). Every
   reader of a raw partition reads both.
-- ``samples_r<res>_<start>``: rollups (min, max, sum, count, last) per bucket, keyed by
-  (series_id, bucket start); built by :mod:`signalbox.metrics.sql.rollup`.
+- ``buckets_r<res>_<start>``: rollup buckets (see :mod:`signalbox.metrics.sql.rollup`), keyed by
+  (series_id, bucket end). Partitions converted from schema 4's ``samples_r<res>_<start>``
+  are marked ``exact = 0`` in ``metric_partitions`` (their statistics are estimates).
 - ``metric_partitions`` lists the partition tables; other processes (the collector of
   ``serve``, an ``agent``) create and drop them, so readers reload the list.
 - ``metric_stamps`` lists the timestamps written into each raw partition, so a read of a
@@ -45,6 +46,17 @@ _FIRST = operator.itemgetter(0)
 _TS = operator.itemgetter(1)
 
 
+BUCKET_COLUMNS = (
+    "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, count BIGINT NOT NULL, sum DOUBLE PRECISION, "
+    "min DOUBLE PRECISION, max DOUBLE PRECISION, first_ts BIGINT NOT NULL, first DOUBLE PRECISION, "
+    "last_ts BIGINT NOT NULL, last DOUBLE PRECISION, prev_ts BIGINT, prev DOUBLE PRECISION, "
+    "drops DOUBLE PRECISION NOT NULL, resets BIGINT NOT NULL, changes BIGINT NOT NULL, "
+    "sx DOUBLE PRECISION NOT NULL, sxx DOUBLE PRECISION NOT NULL, sxy DOUBLE PRECISION, "
+    "m2 DOUBLE PRECISION"
+)
+"""A rollup bucket (see :mod:`signalbox.metrics.sql.rollup`), keyed by (series_id, ts = its end)."""
+
+
 def frames_table(raw_table: str) -> str:
     return raw_table.replace("samples_", "frames_", 1)
 
@@ -58,6 +70,7 @@ class PartitionTables:
         self.layouts = layouts
         self.sql: RawSQL = raw_sql(db.dialect)
         self.starts: dict[int, set[int]] = defaultdict(set)  # tier -> partition starts
+        self.inexact: set[tuple[int, int]] = set()  # (tier, start) converted from schema 4
         self._loaded = False
         self._signature: tuple[Any, ...] = ()
 
@@ -76,9 +89,15 @@ class PartitionTables:
         if self._loaded and sig == self._signature:
             return
         starts: dict[int, set[int]] = defaultdict(set)
-        for tier, start in self.db.query("SELECT tier, start_ms FROM metric_partitions"):
+        inexact: set[tuple[int, int]] = set()
+        for tier, start, exact in self.db.query(
+            "SELECT tier, start_ms, exact FROM metric_partitions"
+        ):
             starts[tier].add(start)
+            if not exact:
+                inexact.add((tier, start))
         self.starts = starts
+        self.inexact = inexact
         self._signature = sig
         self._loaded = True
 
@@ -95,10 +114,7 @@ class PartitionTables:
         if level.tier == RAW:
             cols = "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION"
         else:
-            cols = (
-                "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, min DOUBLE PRECISION, max DOUBLE PRECISION, "
-                "sum DOUBLE PRECISION, count BIGINT NOT NULL, last DOUBLE PRECISION"
-            )
+            cols = BUCKET_COLUMNS
         # Raw rows are clustered by (ts, series_id): a pass appends at the end of its
         # partition instead of touching every page of it. Rollups, written once per bucket
         # and read series by series over long windows, are clustered by (series_id, ts).

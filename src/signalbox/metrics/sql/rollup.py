@@ -1,9 +1,20 @@
 """Rollup tiers of the SQL metric store, built in SQL from the level below.
 
 Each tier is built from the one below it (raw → 1m → 5m → 1h), so the work runs at the
-database's speed and never in the collection pass. A bucket holds min, max, sum, count and
-last; it is keyed by its start and reported to readers stamped 1 ms before its end (the last
-instant it covers, so it never collides with a raw sample of the next bucket).
+database's speed and never in the collection pass. A bucket holds the samples of one series
+in ``(end - resolution, end]`` -- the same half-open side as a PromQL window ``(t - range, t]``,
+so a window whose ends are multiples of the resolution is made of whole buckets -- and is
+keyed by its end. It keeps what makes range functions exact over whole buckets (see
+:class:`~signalbox.metrics.store.SeriesPoints`): count, sum, min, max; first, last and the
+sample before the last, with their times; the counter-reset correction (``drops``), resets
+and changes; the least-squares sums; and the sum of squared deviations (``m2``). A coarser
+bucket is combined from the finer tier's buckets: shifted sums, Chan's formula for ``m2``,
+and the pairs that straddle two finer buckets for drops, resets and changes.
+
+NaN, in every tier as in the samples: SQLite stores NaN as NULL, and PostgreSQL's NaN is
+made NULL too (``NULLIF(x, 'NaN')``; SQLite never equals a REAL to the text 'NaN'), so
+``min``/``max`` leave it out, comparisons with it are false (as in Go), and a bucket holding
+one has a NULL (NaN) sum, ``sxy`` and ``m2``.
 
 ``metric_rollups`` keeps, per tier, the end of the last bucket built (the watermark):
 readers take buckets up to it and raw samples after it.
@@ -13,13 +24,22 @@ from __future__ import annotations
 
 import logging
 
-from signalbox.metrics.partitions import RAW, Level, segments
+from signalbox.metrics.partitions import RAW, Level
 from signalbox.metrics.sql.partitions import PartitionTables, frames_table
 from signalbox.storage.database import Database
 
 log = logging.getLogger("signalbox.metrics")
 
 _ROLLUP_GRACE_MS = 30_000  # late samples of the current pass still land in their bucket
+
+COLUMNS = (
+    "count, sum, min, max, first_ts, first, last_ts, last, prev_ts, prev, "
+    "drops, resets, changes, sx, sxx, sxy, m2"
+)
+"""A bucket's statistics, in the order every statement here writes them."""
+
+_COLS = f"series_id, ts, {COLUMNS}"
+_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", "))
 
 
 def watermark(db: Database, tier: int) -> int | None:
@@ -48,7 +68,8 @@ def build_closed(parts: PartitionTables, now_ms: int) -> None:
         if wm is None:
             if not parts.starts[src.tier]:
                 continue
-            wm = min(parts.starts[src.tier]) // res * res
+            # the bucket holding the oldest partition's first possible key or sample
+            wm = (min(parts.starts[src.tier]) - 1) // res * res
         if limit > wm:
             with db.transaction():
                 _rollup(parts, src, dst, wm, limit)
@@ -56,12 +77,13 @@ def build_closed(parts: PartitionTables, now_ms: int) -> None:
 
 
 def rebuild(parts: PartitionTables, start_ms: int, end_ms: int) -> None:
-    """Recompute every tier's buckets over ``[start_ms, end_ms)`` up to its watermark."""
+    """Recompute every tier's buckets holding samples of ``[start_ms, end_ms)``, up to each
+    tier's watermark."""
     db, lvs = parts.db, parts.levels
     for i in range(1, len(lvs)):
         src, dst = lvs[i - 1], lvs[i]
         res = dst.tier * 1000
-        a, b = start_ms // res * res, -(-end_ms // res) * res
+        a, b = (start_ms - 1) // res * res, -(-end_ms // res) * res
         wm = watermark(db, dst.tier)
         if wm is not None:
             b = min(b, max(wm, a))
@@ -70,116 +92,195 @@ def rebuild(parts: PartitionTables, start_ms: int, end_ms: int) -> None:
                 _rollup(parts, src, dst, a, b)
 
 
-_COLS = "series_id, ts, min, max, sum, count, last"
+def _rollup(parts: PartitionTables, src: Level, dst: Level, a: int, b: int) -> None:
+    """Buckets of ``dst`` ending in ``(a, b]`` (multiples of its resolution), inside the
+    caller's transaction, one destination partition at a time.
 
-
-# NaN in every tier as in the samples: a bucket's sum is NaN (NULL) if any of its samples
-# (or finer buckets) is NaN, so avg_over_time and sum_over_time over it are NaN as over raw
-# data, while min and max leave NaN out unless all are NaN (min_over_time/max_over_time).
-# SQLite stores NaN as NULL, which sum() would skip while count still counted it;
-# PostgreSQL keeps NaN, which max() would rank above every number: NULLIF(x, 'NaN') makes
-# both NULL (SQLite never equals a REAL to the text 'NaN'; PostgreSQL reads it as NaN).
-def _sum(col: str) -> str:
-    return f"CASE WHEN count(*) = count({col}) THEN sum({col}) END"
-
-
-def _min(col: str) -> str:
-    return f"min(NULLIF({col}, 'NaN'))"
-
-
-def _max(col: str) -> str:
-    return f"max(NULLIF({col}, 'NaN'))"
-
-
-_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in ("min", "max", "sum", "count", "last"))
-
-
-def _rollup(parts: PartitionTables, src: Level, dst: Level, start_ms: int, end_ms: int) -> None:
-    """Buckets of ``dst`` over ``[start_ms, end_ms)``, inside the caller's transaction.
-
-    Each source partition is rolled up in a savepoint: one that retention (of this or
-    another process) dropped meanwhile has nothing left to roll up and is skipped, without
-    undoing the buckets already built; any other error propagates.
+    Each chunk runs in a savepoint: a source partition that retention (of this or another
+    process) dropped meanwhile has nothing left to roll up and is skipped, without undoing
+    the buckets already built; any other error propagates.
     """
     db, res = parts.db, dst.tier * 1000
-    known = parts.starts[src.tier]
-    for a, b in segments(start_ms, end_ms, (src.span_ms, dst.span_ms)):
-        sstart = src.partition_start(a)
-        if sstart not in known:
-            continue
-        target = parts.ensure(dst, dst.partition_start(a))  # outside: its creation must stay
-        try:
-            with db.savepoint():
-                _rollup_segment(parts, src, target, src.table(sstart), res, a, b)
-        except Exception as e:
-            if not db.is_undefined_table(e):
-                raise
-            log.info(
-                "%s was dropped by retention while being rolled up: skipped", src.table(sstart)
-            )
+    lo = a
+    while lo < b:
+        # bucket ends in (lo, hi] all belong to the destination partition of lo + res, and
+        # their samples (or finer buckets) to one source partition, but for the sample
+        # exactly at a source partition's end, which the next partition holds
+        part = dst.partition_start(lo + res)
+        hi = min(b, (part + dst.span_ms - 1) // res * res, src.partition_start(lo) + src.span_ms)
+        sources = _sources(parts, src, lo, hi)
+        if sources:
+            target = parts.ensure(dst, part)  # outside the savepoint: its creation must stay
+            try:
+                with db.savepoint():
+                    if src.tier == RAW:
+                        _from_raw(parts, target, sources, res, lo, hi)
+                    else:
+                        _from_tier(parts, target, sources, res, lo, hi)
+            except Exception as e:
+                if not db.is_undefined_table(e):
+                    raise
+                log.info("a partition of %s was dropped by retention while being rolled up", src)
+        lo = hi
 
 
-def _rollup_segment(
-    parts: PartitionTables, src: Level, target: str, table: str, res: int, a: int, b: int
+def _sources(parts: PartitionTables, src: Level, a: int, b: int) -> list[str]:
+    """Tables of ``src`` whose rows (keyed by sample time or bucket end) may fall in ``(a, b]``."""
+    return [table for _, table in parts.between(src, a + 1, b)]
+
+
+def _union(parts: PartitionTables, tables: list[str], raw: bool) -> str:
+    if raw:
+        return " UNION ALL ".join(
+            f"SELECT series_id, ts, value FROM {t} UNION ALL {parts.sql.frame_rows(frames_table(t))}"
+            for t in tables
+        )
+    return " UNION ALL ".join(f"SELECT series_id, ts, {COLUMNS} FROM {t}" for t in tables)
+
+
+def _from_raw(
+    parts: PartitionTables, target: str, tables: list[str], res: int, a: int, b: int
 ) -> None:
-    if src.tier != RAW:
-        _from_tier(parts, target, table, res, a, b)
-        return
-    frames = parts.read(
-        f"SELECT ts, layout_id FROM {frames_table(table)} WHERE ts >= ? AND ts < ?", (a, b)
+    """Buckets ending in ``(a, b]`` from raw samples. A bucket of spool-file passes where each
+    series has exactly one value (the usual case at one pass a minute) is a copy of the
+    frames; anything else is aggregated from rows and frames."""
+    if len(tables) == 2 and _empty_at(parts, tables[1], b):
+        tables = tables[:1]  # the next partition holds nothing at this chunk's last instant
+    if len(tables) == 1:
+        table = tables[0]
+        frames = parts.read(
+            f"SELECT ts, layout_id FROM {frames_table(table)} WHERE ts > ? AND ts <= ?", (a, b)
+        )
+        if frames:
+            buckets: dict[int, list[int]] = {}
+            for ts, lid in frames:
+                buckets.setdefault(-(-ts // res) * res, []).append(lid)
+            rest = a
+            for end in range(a + res, b + res, res):
+                lids = buckets.get(end)
+                if lids is not None and _one_value_each(parts, table, lids, end - res, end):
+                    if rest < end - res:
+                        _aggregate(parts, target, _union(parts, tables, True), res, rest, end - res)
+                    _copy_frames(parts, target, table, end - res, end)
+                    rows_only = f"SELECT series_id, ts, value FROM {table}"
+                    _aggregate(parts, target, rows_only, res, end - res, end)
+                    rest = end
+            if rest < b:
+                _aggregate(parts, target, _union(parts, tables, True), res, rest, b)
+            return
+    _aggregate(parts, target, _union(parts, tables, True), res, a, b)
+
+
+def _empty_at(parts: PartitionTables, table: str, ts: int) -> bool:
+    """Does the raw partition ``table`` hold no sample (row or frame) at ``ts``?"""
+    rows = parts.read(
+        f"SELECT 1 FROM {table} WHERE ts = ? UNION ALL "
+        f"SELECT 1 FROM {frames_table(table)} WHERE ts = ?",
+        (ts, ts),
     )
-    if not frames:  # rows only (an import, or no spool files)
-        _aggregate(parts, target, table, res, a, b)
-        return
-    buckets: dict[int, list[int]] = {}
-    for ts, lid in frames:
-        buckets.setdefault(ts - ts % res, []).append(lid)
-    for bucket in range(a - a % res, b, res):
-        lo, hi = max(a, bucket), min(b, bucket + res)
-        lids = buckets.get(bucket)
-        if lids is None:
-            _aggregate(parts, target, table, res, lo, hi)
-        elif lo == bucket and hi == bucket + res and _one_value_each(parts, table, lids, lo, hi):
-            _copy_frames(parts, target, table, lo, hi)
-            _aggregate(parts, target, table, res, lo, hi)
-        else:
-            _aggregate(parts, target, f"{parts.raw_source(table)} AS src", res, lo, hi)
+    return not rows
 
 
-def _from_tier(parts: PartitionTables, target: str, table: str, res: int, a: int, b: int) -> None:
-    """Buckets of ``target`` over ``[a, b)`` from the finer tier partition ``table``.
+def _end(col: str, res: int) -> str:
+    """The end of the bucket of size ``res`` holding time ``col``."""
+    return f"(({col} + {res - 1}) / {res}) * {res}"
 
-    The source is read by one index seek per series, not by scanning the (series, ts)-
-    clustered partition (a day of 1m buckets is 1440 rows per series, of which a 5m bucket
-    needs 5); each bucket's last value is looked up by its newest timestamp, which is
-    cheaper than ranking every row with a window function.
-    """
-    join = parts.db.dialect.ordered_join
-    grouped = (
-        f"SELECT t.series_id AS series_id, (t.ts / {res}) * {res} AS b, {_min('t.min')} AS mn, "
-        f"{_max('t.max')} AS mx, {_sum('t.sum')} AS sm, sum(t.count) AS cnt, max(t.ts) AS lt "
-        f"FROM series AS s {join} {table} AS t ON t.series_id = s.id "
-        f"WHERE t.ts >= ? AND t.ts < ? GROUP BY t.series_id, (t.ts / {res}) * {res}"
+
+def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: int, b: int) -> None:
+    """Buckets ending in ``(a, b]`` from the raw samples ``(series_id, ts, value)`` of ``source``."""
+    part = "PARTITION BY series_id, e"
+    samples = (
+        f"SELECT series_id, ts, NULLIF(value, 'NaN') AS v, {_end('ts', res)} AS e "
+        f"FROM ({source}) AS x WHERE ts > ? AND ts <= ?"
+    )
+    ranked = (
+        f"SELECT series_id, e, ts, v, {_seconds(f'ts - min(ts) OVER ({part})')} AS x, "
+        f"row_number() OVER ({part} ORDER BY ts) AS rn, "
+        f"row_number() OVER ({part} ORDER BY ts DESC) AS rd, "
+        f"lag(v) OVER ({part} ORDER BY ts) AS pv, avg(v) OVER ({part}) AS mean "
+        f"FROM ({samples}) AS s"
+    )
+    whole = "count(*) = count(v)"  # no NaN in the bucket
+    select = (
+        f"SELECT series_id, e, count(*), CASE WHEN {whole} THEN sum(v) END, min(v), max(v), "
+        "min(ts), max(CASE WHEN rn = 1 THEN v END), max(ts), max(CASE WHEN rd = 1 THEN v END), "
+        "max(CASE WHEN rd = 2 THEN ts END), max(CASE WHEN rd = 2 THEN v END), "
+        "sum(CASE WHEN v < pv THEN pv ELSE 0.0 END), sum(CASE WHEN v < pv THEN 1 ELSE 0 END), "
+        f"sum({_changed('v', 'pv')}), sum(x), sum(x * x), "
+        f"CASE WHEN {whole} THEN sum({_product('x', 'v')}) END, "
+        f"CASE WHEN {whole} THEN sum({_square('v - mean')}) END "
+        f"FROM ({ranked}) AS w WHERE 1 = 1 GROUP BY series_id, e"
     )
     parts.db.execute(
-        f"INSERT INTO {target} ({_COLS}) SELECT g.series_id, g.b, g.mn, g.mx, g.sm, g.cnt, l.last "
-        f"FROM ({grouped}) AS g {join} {table} AS l ON l.series_id = g.series_id AND l.ts = g.lt "
-        f"WHERE 1 = 1 ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
+        f"INSERT INTO {target} ({_COLS}) {select} ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
         (a, b),
     )
 
 
-def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: int, b: int) -> None:
-    """Buckets of ``target`` over ``[a, b)`` from raw samples in ``source``."""
-    inner = (
-        "SELECT series_id, value AS v, value AS mn, value AS mx, value AS sm, 1 AS cnt, "
-        "(ts / {r}) * {r} AS b, row_number() OVER (PARTITION BY series_id, ts / {r} ORDER BY ts DESC) AS rn "
-        "FROM {t} WHERE ts >= ? AND ts < ?"
+def _seconds(ms: str) -> str:
+    """Milliseconds to seconds in floating point on both databases (PostgreSQL would make
+    ``x / 1000.0`` an exact, slow NUMERIC)."""
+    return f"CAST({ms} AS DOUBLE PRECISION) / 1000"
+
+
+# PostgreSQL raises "value out of range: underflow" where a product or quotient of nonzero
+# floats rounds to zero (a gauge of 1e-200 squared would stop compaction); these give 0.0
+# there instead, which is what the sum it lands in makes of it anyway. NULL (NaN) stays NULL.
+def _square(e: str) -> str:
+    return f"CASE WHEN abs({e}) < 1e-150 THEN 0.0 ELSE ({e}) * ({e}) END"
+
+
+def _product(small: str, v: str) -> str:
+    """``small * v`` where ``small`` is seconds (0, or at least 0.001) and ``v`` any value."""
+    return f"CASE WHEN abs({v}) < 1e-300 THEN 0.0 ELSE {small} * {v} END"
+
+
+def _quotient(num: str, den: str) -> str:
+    """``num / den`` where ``den`` is a sample count (at least 1)."""
+    return f"CASE WHEN abs({num}) < 1e-290 THEN 0.0 ELSE {num} / {den} END"
+
+
+def _changed(cur: str, prev: str) -> str:
+    """1 where a value differs from the one before it (``rn`` > 1); NaN after NaN is no change."""
+    return (
+        f"CASE WHEN rn = 1 THEN 0 WHEN {cur} IS NULL AND {prev} IS NULL THEN 0 "
+        f"WHEN {cur} = {prev} THEN 0 ELSE 1 END"
+    )
+
+
+def _from_tier(
+    parts: PartitionTables, target: str, tables: list[str], res: int, a: int, b: int
+) -> None:
+    """Buckets ending in ``(a, b]`` combined from the finer buckets of ``tables``.
+
+    Finer buckets are read by their key range, one index seek per series in a
+    (series_id, ts)-clustered partition, never by scanning it.
+    """
+    part = "PARTITION BY series_id, e"
+    finer = f"SELECT t.*, {_end('t.ts', res)} AS e FROM ({_union(parts, tables, False)}) AS t WHERE t.ts > ? AND t.ts <= ?"
+    ranked = (
+        f"SELECT f.*, {_seconds(f'first_ts - min(first_ts) OVER ({part})')} AS d, "
+        f"row_number() OVER ({part} ORDER BY ts) AS rn, "
+        f"row_number() OVER ({part} ORDER BY ts DESC) AS rd, "
+        f"lag(last) OVER ({part} ORDER BY ts) AS pl, "
+        f"lead(count) OVER ({part} ORDER BY ts) AS nc, "
+        f"{_quotient(f'sum(sum) OVER ({part})', f'sum(count) OVER ({part})')} AS mean "
+        f"FROM ({finer}) AS f"
     )
     select = (
-        f"SELECT series_id, b, {_min('mn')}, {_max('mx')}, {_sum('sm')}, sum(cnt), "
-        "max(CASE WHEN rn = 1 THEN v END) "
-        f"FROM ({inner.format(r=res, t=source)}) AS x GROUP BY series_id, b"
+        "SELECT series_id, e, sum(count), CASE WHEN count(*) = count(sum) THEN sum(sum) END, "
+        "min(min), max(max), min(first_ts), max(CASE WHEN rn = 1 THEN first END), "
+        "max(last_ts), max(CASE WHEN rd = 1 THEN last END), "
+        "max(CASE WHEN rd = 1 AND count >= 2 THEN prev_ts WHEN rd = 2 AND nc = 1 THEN last_ts END), "
+        "max(CASE WHEN rd = 1 AND count >= 2 THEN prev WHEN rd = 2 AND nc = 1 THEN last END), "
+        "sum(drops) + sum(CASE WHEN first < pl THEN pl ELSE 0.0 END), "
+        "sum(resets) + sum(CASE WHEN first < pl THEN 1 ELSE 0 END), "
+        f"sum(changes) + sum({_changed('first', 'pl')}), "
+        "sum(sx + count * d), sum(sxx + 2 * d * sx + count * d * d), "
+        f"CASE WHEN count(*) = count(sxy) THEN sum(sxy + {_product('d', 'sum')}) END, "
+        f"CASE WHEN count(*) = count(m2) THEN "
+        f"sum(m2 + count * {_square(_quotient('sum', 'count') + ' - mean')}) END "
+        f"FROM ({ranked}) AS w WHERE 1 = 1 GROUP BY series_id, e"
     )
     parts.db.execute(
         f"INSERT INTO {target} ({_COLS}) {select} ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
@@ -188,20 +289,24 @@ def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: in
 
 
 def _one_value_each(parts: PartitionTables, table: str, lids: list[int], a: int, b: int) -> bool:
-    """Does every series of these frames have exactly one value in ``[a, b)``? (One pass per
+    """Does every series of these frames have exactly one value in ``(a, b]``? (One pass per
     bucket: the usual case, whose buckets are copies of the values.)"""
     seen = parts.layouts.series_set(lids)
     if seen is None:  # a layout twice, or two (a file that changed shape) sharing a series
         return False
-    rows = parts.read(f"SELECT DISTINCT series_id FROM {table} WHERE ts >= ? AND ts < ?", (a, b))
+    rows = parts.read(f"SELECT DISTINCT series_id FROM {table} WHERE ts > ? AND ts <= ?", (a, b))
     return not any(r[0] in seen for r in rows)
 
 
 def _copy_frames(parts: PartitionTables, target: str, table: str, a: int, b: int) -> None:
-    """A bucket of one value per series: min = max = sum = last = the value, count 1."""
-    values = parts.sql.frame_rows(frames_table(table), " WHERE f.ts >= ? AND f.ts < ?")
+    """A bucket of one sample per series: first = last = min = max = sum = the value."""
+    values = parts.sql.frame_rows(frames_table(table), " WHERE f.ts > ? AND f.ts <= ?")
+    one = (
+        "SELECT series_id, ?, 1, v, v, v, ts, v, ts, v, NULL, NULL, 0.0, 0, 0, 0.0, 0.0, "
+        "0.0 * v, 0.0 * v "
+        f"FROM (SELECT series_id, ts, NULLIF(value, 'NaN') AS v FROM ({values}) AS y) AS x"
+    )
     parts.db.execute(
-        f"INSERT INTO {target} ({_COLS}) SELECT series_id, ?, value, value, value, 1, value "
-        f"FROM ({values}) AS x WHERE 1 = 1 ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
-        (a, a, b),
+        f"INSERT INTO {target} ({_COLS}) {one} WHERE 1 = 1 ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
+        (b, a, b),
     )

@@ -19,7 +19,7 @@ import operator
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import groupby, repeat
+from itertools import groupby
 from typing import Any
 
 from signalbox import limits
@@ -30,6 +30,7 @@ from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.partitions import RAW, Level, levels
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
 from signalbox.metrics.sql import layouts as sqllayouts
+from signalbox.metrics.sql import legacy as sqllegacy
 from signalbox.metrics.sql import rollup as sqlrollup
 from signalbox.metrics.sql.layouts import Layouts
 from signalbox.metrics.sql.partitions import IN_LIST_MAX, PartitionTables
@@ -64,8 +65,10 @@ MIGRATIONS: list[Migration] = [
         ],
     ),
     *sqllayouts.MIGRATIONS,
+    sqllegacy.MIGRATION,
 ]
 _FRAMES_SINCE = sqllayouts.MIGRATIONS[0][0]  # the version that put frames beside raw partitions
+_BUCKETS_SINCE = sqllegacy.MIGRATION[0]  # the version of exact rollup buckets
 
 _NAME, _LABELS, _VALUE, _TS = (operator.itemgetter(i) for i in range(4))
 _SERIES_ID = operator.itemgetter(0)
@@ -73,6 +76,67 @@ _SERIES_ID = operator.itemgetter(0)
 
 def _num(v: Any) -> float:
     return math.nan if v is None else float(v)
+
+
+# the per-bucket lists besides timestamps, values and first_ts (see SeriesPoints)
+_STATS = (
+    "counts", "sums", "mins", "maxs", "firsts", "prev_ts", "prevs",
+    "drops", "resets", "changes", "sx", "sxx", "sxy", "m2",
+)  # fmt: skip
+_BUCKET_READ_LAST = "last_ts, last, first_ts"
+_BUCKET_READ = (
+    f"{_BUCKET_READ_LAST}, count, sum, min, max, first, prev_ts, prev, drops, resets, changes, "
+    "sx, sxx, sxy, m2"
+)  # the columns of _STATS, in order, after the three every read takes
+
+
+def _append_buckets(sp: SeriesPoints, columns: list[tuple[Any, ...]]) -> None:
+    """Rollup rows, column-wise (``_BUCKET_READ`` or ``_BUCKET_READ_LAST`` without the key)."""
+    assert sp.first_ts is not None
+    sp.timestamps.extend(columns[0])
+    sp.values.extend(_nums(columns[1]))
+    sp.first_ts.extend(columns[2])
+    if sp.counts is None:
+        return
+    ints = ("counts", "resets", "changes")
+    for name, col in zip(_STATS, columns[3:], strict=True):
+        target: list[Any] = getattr(sp, name)
+        if name == "prev_ts":
+            target.extend(0 if t is None else t for t in col)
+        elif name in ints:
+            target.extend(map(int, col))
+        else:
+            target.extend(_nums(col))
+
+
+def _append_samples(sp: SeriesPoints, stamps: Sequence[int], values: Sequence[Any]) -> None:
+    """Raw samples after a tier's buckets, each a bucket of one sample."""
+    assert sp.first_ts is not None
+    vs = _nums(values)
+    sp.timestamps.extend(stamps)
+    sp.values.extend(vs)
+    sp.first_ts.extend(stamps)
+    if sp.counts is None:
+        return
+    n = len(vs)
+    zero_or_nan = [0.0 * v for v in vs]  # a NaN sample's m2 and sxy are NaN
+    for name, col in (
+        ("counts", [1] * n),
+        ("sums", vs),
+        ("mins", vs),
+        ("maxs", vs),
+        ("firsts", vs),
+        ("prev_ts", [0] * n),
+        ("prevs", [math.nan] * n),
+        ("drops", [0.0] * n),
+        ("resets", [0] * n),
+        ("changes", [0] * n),
+        ("sx", [0.0] * n),
+        ("sxx", [0.0] * n),
+        ("sxy", zero_or_nan),
+        ("m2", zero_or_nan),
+    ):
+        getattr(sp, name).extend(col)
 
 
 def _nums(vs: Sequence[Any]) -> list[float]:
@@ -112,6 +176,9 @@ class SQLMetricStore:
             with db.transaction():
                 for start in self._partitions.starts[RAW]:
                     self._partitions.ensure_frames(self.levels[0].table(start))
+        if 0 < before < _BUCKETS_SINCE:
+            self._partitions.load(fresh=True)
+            sqllegacy.convert(self._partitions, int(self.clock.now() * 1000))
         self._meta: dict[str, MetricMeta] | None = None
 
     # -- writes ---------------------------------------------------------------------------
@@ -252,9 +319,14 @@ class SQLMetricStore:
             index = self._series
             return [(index.rows[sid][0], index.labels(sid)) for sid in index.matching_ids(matchers)]
 
-    def choose_level(self, start_ms: int, step_ms: int, now_ms: int | None = None) -> Level:
+    def choose_level(
+        self, start_ms: int, step_ms: int, now_ms: int | None = None, align_ms: int = 0
+    ) -> Level:
         """Raw while the window is within raw retention (exact, as Prometheus would answer);
-        beyond it, the finest tier no finer than the step that still covers the start."""
+        beyond it, the coarsest tier no coarser than the step that still covers the start
+        and whose buckets line up with every window (``align_ms``, see
+        :meth:`~signalbox.metrics.store.MetricReader.select`), so the answer is exact; if
+        none lines up, the finest covering tier that does, else the step's tier (an estimate)."""
         now = int(self.clock.now() * 1000) if now_ms is None else now_ms
         raw, tiers = self.levels[0], self.levels[1:]
         if start_ms >= now - raw.retention_ms:
@@ -265,6 +337,13 @@ class SQLMetricStore:
         fine_enough = [
             lv for lv in covering if lv.tier * 1000 <= max(step_ms, tiers[0].tier * 1000)
         ]
+        if align_ms:
+            aligned = [lv for lv in covering if align_ms % (lv.tier * 1000) == 0]
+            exact = [lv for lv in aligned if lv in fine_enough]
+            if exact:
+                return exact[-1]
+            if aligned:
+                return aligned[0]
         if fine_enough:
             return fine_enough[-1]
         return covering[0] if covering else tiers[-1]
@@ -283,7 +362,7 @@ class SQLMetricStore:
             ids = self._series.matching_ids(matchers)
             if not ids:
                 return []
-            level = self.choose_level(start_ms, step_ms)
+            level = self.choose_level(start_ms, step_ms, align_ms=align_ms)
             self._partitions.load(fresh=True)
         # The reads run outside the lock, on this thread's connection, so one heavy query
         # never holds up the others (or a write). What they touch of the caches is safe
@@ -303,8 +382,11 @@ class SQLMetricStore:
         if sp is None:
             name, _ = self._series.rows[sid]
             sp = out[sid] = SeriesPoints(name, self._series.labels(sid), resolution=resolution)
-            if resolution and aggregates:
-                sp.mins, sp.maxs, sp.sums, sp.counts = [], [], [], []
+            if resolution:
+                sp.first_ts = []
+                if aggregates:
+                    for col in _STATS:
+                        setattr(sp, col, [])
         return sp
 
     def _select_raw(
@@ -316,6 +398,8 @@ class SQLMetricStore:
         resolution: int = 0,
         aggregates: bool = True,
     ) -> None:
+        """Raw samples in ``[start_ms, end_ms]``; with a ``resolution``, each one a bucket of
+        one sample after a tier's buckets (see :class:`SeriesPoints`)."""
         parts = self._partitions
         tables = parts.between(self.levels[0], start_ms, end_ms)
         # A query past its samples or time stops here. What the reads will hold is estimated
@@ -329,22 +413,16 @@ class SQLMetricStore:
             used = min(credit, len(rows))
             credit -= used
             limits.charge(len(rows) - used)
-            for sid, ts, value in rows:
-                sp = self._points(sid, out, resolution, aggregates)
-                v = _num(value)
-                sp.timestamps.append(ts)
-                sp.values.append(v)
-                if resolution and aggregates:
-                    assert (
-                        sp.mins is not None
-                        and sp.maxs is not None
-                        and sp.sums is not None
-                        and sp.counts is not None
-                    )
-                    sp.mins.append(v)
-                    sp.maxs.append(v)
-                    sp.sums.append(v)
-                    sp.counts.append(1.0)
+            if not resolution:
+                for sid, group in groupby(rows, key=_SERIES_ID):
+                    _, stamps, values = zip(*group, strict=True)
+                    sp = self._points(sid, out, 0)
+                    sp.timestamps.extend(stamps)
+                    sp.values.extend(_nums(values))
+                continue
+            for sid, group in groupby(rows, key=_SERIES_ID):
+                _, stamps, values = zip(*group, strict=True)
+                _append_samples(self._points(sid, out, resolution, aggregates), stamps, values)
         limits.charge(-credit)  # what the estimate held beyond the rows read
 
     def _select_tier(
@@ -358,8 +436,10 @@ class SQLMetricStore:
     ) -> None:
         """Buckets up to the tier's watermark, then raw points: in time order, never twice.
 
-        Buckets past the watermark (written by ``rebuild_rollups`` after an import) are
-        ignored because the raw samples they summarise are still there and are newer.
+        Every bucket holding a sample of ``[start_ms, end_ms]`` is read, the one reaching past
+        ``end_ms`` included, so the engine sees whether a window's end splits it. Buckets past
+        the watermark (written by ``rebuild_rollups`` after an import) are ignored because
+        the raw samples they summarise are still there and are newer.
         """
         res_ms = level.tier * 1000
         wm = sqlrollup.watermark(self.db, level.tier)
@@ -368,26 +448,27 @@ class SQLMetricStore:
                 ids, start_ms, end_ms, out, resolution=level.tier, aggregates=aggregates
             )
             return
-        # rows are keyed by bucket start; readers see the last millisecond the bucket covers
-        last_start = min(end_ms - res_ms, wm - res_ms)
-        if last_start >= start_ms - res_ms:
-            cols = "min, max, sum, count, last" if aggregates else "last"
-            shift = res_ms - 1
-            lo = start_ms - res_ms
-            tables = [t for _, t in self._partitions.between(level, lo, last_start)]
+        # rows are keyed by bucket end; a bucket ending at e holds samples of (e - res, e]
+        lo, hi = start_ms, min(end_ms + res_ms - 1, wm)
+        parts = self._partitions
+        if hi >= lo:
+            cols = _BUCKET_READ if aggregates else _BUCKET_READ_LAST
+            tables = parts.between(level, lo, hi)
+            if any((level.tier, s) in parts.inexact for s, _ in tables):
+                for sid in ids:
+                    self._points(sid, out, level.tier, aggregates).approximate = True
+            names = [t for _, t in tables]
             one = None
-            if len(ids) == 1 and len(tables) > 1:  # one series over many partitions: one query
-                one = self._partitions.one_series_rows(tables, cols, ids[0], lo, last_start)
+            if len(ids) == 1 and len(names) > 1:  # one series over many partitions: one query
+                one = parts.one_series_rows(names, cols, ids[0], lo, hi)
             # (series id or None when the rows are of that one series only, rows)
             batches: Iterable[tuple[int | None, list[tuple[Any, ...]]]]
             if one is not None:
                 batches = [(ids[0], one)]
             else:  # lazily: each partition's rows are charged before the next is read
-                batches = (
-                    (None, self._partitions.rows_for(t, cols, ids, lo, last_start)) for t in tables
-                )
+                batches = ((None, parts.rows_for(t, cols, ids, lo, hi)) for t in names)
             # every bucket of every series, estimated before reading (see _select_raw)
-            ahead = limits.ahead(len(ids) * max(0, (last_start - lo) // res_ms + 1))
+            ahead = limits.ahead(len(ids) * max(0, (hi - lo) // res_ms + 1))
             for only, rows in batches:
                 limits.charge(len(rows) - ahead)
                 ahead = 0
@@ -400,23 +481,15 @@ class SQLMetricStore:
                     if only is None:
                         del columns[0]  # the series id
                     assert sid is not None
-                    sp = self._points(sid, out, level.tier, aggregates)
-                    sp.timestamps.extend(map(operator.add, columns[0], repeat(shift)))
-                    sp.values.extend(_nums(columns[-1]))
-                    if aggregates:
-                        assert (
-                            sp.mins is not None
-                            and sp.maxs is not None
-                            and sp.sums is not None
-                            and sp.counts is not None
-                        )
-                        sp.mins.extend(_nums(columns[1]))
-                        sp.maxs.extend(_nums(columns[2]))
-                        sp.sums.extend(_nums(columns[3]))
-                        sp.counts.extend(map(float, columns[4]))
-        if wm <= end_ms:  # newer than the watermark: raw points, so recent data is never missing
+                    _append_buckets(self._points(sid, out, level.tier, aggregates), columns[1:])
+        if wm < end_ms:  # newer than the watermark: raw points, so recent data is never missing
             self._select_raw(
-                ids, max(wm, start_ms), end_ms, out, resolution=level.tier, aggregates=aggregates
+                ids,
+                max(wm + 1, start_ms),
+                end_ms,
+                out,
+                resolution=level.tier,
+                aggregates=aggregates,
             )
 
     def latest(

@@ -156,6 +156,30 @@ def test_predict_linear_takes_the_intercept_at_the_evaluation_time(linear: Engin
     ] == pytest.approx(70, rel=1e-12)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine.py must pass the step times to windows_for (steps=...) and not reuse one "
+    "window's answer under @ for predict_linear: Prometheus takes the intercept at the step "
+    "time (enh.Ts), not at the window's end",
+)
+@pytest.mark.parametrize(
+    ("at_minute", "expected"), [(10, 51.36363636363637), (70, 89.54545454545455)]
+)
+def test_predict_linear_under_at_takes_the_intercept_at_the_step_time(
+    linear: Engine, at_minute: int, expected: float
+) -> None:
+    at = (T0 + 50 * M) // 1000  # the window ends at 50m whatever the step
+    query = f"predict_linear(reset_middle[55m] @ {at}, 3600)"
+    assert values_of(linear, query, T0 + at_minute * M)[""] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason="as above: the intercept is at the step time, not end")
+def test_predict_linear_under_offset_takes_the_intercept_at_the_step_time(linear: Engine) -> None:
+    slope = values_of(linear, "deriv(reset_middle[50m])", T0 + 50 * M)[""]
+    got = values_of(linear, "predict_linear(reset_middle[50m] offset 5m, 3600)", T0 + 55 * M)
+    assert got[""] == pytest.approx(70 + 300 * slope, rel=1e-12)
+
+
 def test_predict_linear_on_a_line_continues_it(linear: Engine) -> None:
     query = "predict_linear(requests[50m], 3600) - (requests + deriv(requests[50m]) * 3600)"
     assert values_of(linear, query, T0 + 50 * M)[""] == pytest.approx(0, abs=1e-9)

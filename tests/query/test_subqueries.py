@@ -6,10 +6,14 @@ Cases follow Prometheus 3's ``subquery.test`` (left-open windows), written as ou
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pytest
 
 from signalbox.exceptions import QueryError, UsageError
+from signalbox.metrics.memstore import MemoryMetricStore
+from signalbox.metrics.samples import Matcher, Sample
+from signalbox.metrics.store import SeriesPoints
 from signalbox.query import Engine, parse_expr
 from signalbox.query.ast import Subquery
 from signalbox.query.subquery import DEFAULT_STEP_MS, Grid, inner_grid
@@ -294,3 +298,34 @@ def test_monitor_batches_answer_new_constructs_as_the_engine_does() -> None:
     for q, r in zip(queries, got, strict=True):
         assert not isinstance(r, Exception), (q, r)
         assert r == engine.instant(q, at), q
+
+
+class _Recording(MemoryMetricStore):
+    """A memory store that remembers the windows it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[int, int, int]] = []
+
+    def select(  # type: ignore[override]
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, **kw: int
+    ) -> list[SeriesPoints]:
+        self.reads.append((start_ms, end_ms, kw.get("align_ms", 0)))
+        return super().select(matchers, start_ms, end_ms, **kw)  # type: ignore[arg-type]
+
+
+def test_the_fetch_covers_inner_windows_and_aligns_to_the_inner_grid() -> None:
+    store = _Recording()
+    store.write([Sample("x", (), float(i), i * M) for i in range(300)], 0)
+    engine = Engine(store, lookback_ms=5 * M)
+    start = 200 * M + 3 * S
+    engine.range("max_over_time(x[1h:5m])", start, start + 10 * M, M)
+    [(lo, hi, align)] = store.reads
+    first_inner = 145 * M  # the first multiple of 5m at or after start - 1h
+    assert lo == first_inner - 5 * M and hi == 210 * M and align == 5 * M  # last inner step
+    store.reads.clear()
+    engine.range("rate(x[5m] @ 3600) + max_over_time(x[10m] offset 1h)", start, start + 10 * M, M)
+    [(lo, hi, align)] = store.reads
+    # @ reads (55m, 60m]; the offset windows (start - 1h10m, start + 10m - 1h]: one read
+    assert lo == 55 * M and hi == start + 10 * M - 60 * M
+    assert align == 3 * S  # start - 1h is 3s past a minute

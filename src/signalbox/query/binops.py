@@ -129,14 +129,14 @@ def vector_vector(
     card = "one-to-one" if matching is None else matching.card
     # Prometheus swaps the sides of a one-to-many match so "one" is always on the right
     many, one = (rhs, lhs) if card == "one-to-many" else (lhs, rhs)
-    # where one side is empty at a step, nothing matches there and nothing is an error
-    active = [a and b for a, b in zip(_present(lhs, n), _present(rhs, n), strict=True)]
-
     ones: dict[Metric, list[StepSeries]] = {}
     for s in one:
         ones.setdefault(_signature(s.metric, matching), []).append(s)
+    active: list[bool] | None = None
     for sig, group in ones.items():
         if len(group) > 1:
+            if active is None:  # where a side is empty at a step, nothing there is an error
+                active = [a and b for a, b in zip(_present(lhs, n), _present(rhs, n), strict=True)]
             _check_unique_one_side(sig, group, active, card, pos)
 
     # per step: which signature (one-to-one) or (signature, result) (grouped) matched

@@ -8,6 +8,17 @@ A pass the store refuses (a full disk: :class:`~signalbox.exceptions.DiskFullErr
 and loses nothing: its write is rolled back whole, spool files are snapshots the next pass
 reads again, and what the sources (StatsD) handed over is held, stamped with the time it was
 flushed, and stored by the next pass that can write (up to :data:`MAX_HELD_SAMPLES`).
+
+Staleness: a spool file's series end at the pass where the file went stale (past its
+stale_after), was removed or refused, or lost lines -- the pass's write records a stale
+marker for each (see :class:`~signalbox.metrics.store.Ended`), as Prometheus does for a
+series a target stops exposing, so queries and ``/metrics`` drop them at once instead of
+for the lookback window. Between passes the collector keeps, per file, only the layout
+digest of a file read as a frame (the store knows the layout's series) or the series keys
+of a file parsed the long way, and ends each series once. What it compares with is the
+previous pass *of this collector*: a fresh process (``collect --once`` from cron) has none,
+so its first pass ends nothing. StatsD series are out of scope: a StatsD metric that is not
+sent simply ages out through the lookback.
 """
 
 from __future__ import annotations
@@ -21,9 +32,9 @@ from typing import Protocol
 
 from signalbox.clock import Clock, SystemClock
 from signalbox.gcpause import gc_paused
-from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample
+from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, SeriesKey
 from signalbox.metrics.spool import SpoolProblem, SpoolScan, scan_spool
-from signalbox.metrics.store import DuplicateSeries, MetricStore, WriteResult
+from signalbox.metrics.store import DuplicateSeries, Ended, MetricStore, WriteResult
 
 log = logging.getLogger("signalbox.collect")
 
@@ -107,6 +118,10 @@ class Collector:
         self.max_held_samples = MAX_HELD_SAMPLES
         self._held: list[tuple[list[Sample], list[MetricMeta]]] = []
         """Flushes of the sources that no pass could store yet, oldest first."""
+        self._files: dict[str, bytes | frozenset[SeriesKey]] = {}
+        """What each file stored at the last stored pass (see SpoolScan.files)."""
+        self._listed: frozenset[str] = frozenset()
+        """Files whose age the last stored pass reported."""
 
     @property
     def held_samples(self) -> int:
@@ -251,12 +266,40 @@ class Collector:
         out.append(
             Sample("signalbox_collect_duration_seconds", (("host", host),), round(elapsed, 6))
         )
+        ended = self._ended(scan)
         result = self.store.write(
             out,
             now_ms,
             add_labels=(("host", host),),
             frames=scan.frames,
             layouts=scan.new_layouts,
+            ended=ended,
         )
         self._error_totals = totals
+        self._files = scan.files
+        self._listed = frozenset(scan.ages) | frozenset(scan.stale_after)
         return result
+
+    def _ended(self, scan: SpoolScan) -> Ended | None:
+        """The series the last pass stored that this one's files no longer report: every
+        series of a file gone, stale or refused, the lost lines of one that changed (the
+        store keeps those this write stores), and the per-file self-metrics of a file no
+        longer in the spool dir."""
+        layouts: list[bytes] = []
+        keys: list[SeriesKey] = []
+        for name, before in self._files.items():
+            now = scan.files.get(name)
+            if now == before:
+                continue
+            if isinstance(before, bytes):
+                layouts.append(before)
+            elif isinstance(now, frozenset):
+                keys.extend(before - now)
+            else:
+                keys.extend(before)
+        listed = frozenset(scan.ages) | frozenset(scan.stale_after)
+        for name in self._listed - listed:
+            labels = with_host((("file", name),), self.host)
+            keys.append(("signalbox_spool_file_age_seconds", labels))
+            keys.append(("signalbox_spool_file_stale_after_seconds", labels))
+        return Ended(layouts, keys) if layouts or keys else None

@@ -2,9 +2,9 @@
 
 It implements :class:`~signalbox.metrics.store.MetricStore` with the same observable
 behaviour as the SQL store for raw data (same-timestamp writes replace, select is
-inclusive, results sorted), so code tested against it behaves the same in production.
-Series keep their points in two parallel sorted lists, so ``select`` is two bisects and
-two slices.
+inclusive, results sorted, stale markers), so code tested against it behaves the same in
+production. Series keep their points in two parallel sorted lists, so ``select`` is two
+bisects and two slices; stale markers are a sorted list per series that has any.
 """
 
 from __future__ import annotations
@@ -20,10 +20,18 @@ from signalbox.metrics.samples import (
     Matcher,
     MetricMeta,
     Sample,
+    SeriesKey,
     merge_labels,
     series_matches,
 )
-from signalbox.metrics.store import DuplicateSeries, Frame, NewLayout, SeriesPoints, WriteResult
+from signalbox.metrics.store import (
+    DuplicateSeries,
+    Ended,
+    Frame,
+    NewLayout,
+    SeriesPoints,
+    WriteResult,
+)
 
 
 class _Points:
@@ -63,6 +71,7 @@ class MemoryMetricStore:
         self._meta: dict[str, MetricMeta] = {}
         self._lock = threading.Lock()
         self._layouts: dict[tuple[bytes, Labels], list[tuple[str, Labels]]] = {}
+        self._stale: dict[SeriesKey, list[int]] = {}  # marker times, ascending
 
     def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
         with self._lock:
@@ -106,14 +115,18 @@ class MemoryMetricStore:
         add_labels: Labels = (),
         frames: Sequence[Frame] = (),
         layouts: Sequence[NewLayout] = (),
+        ended: Ended | None = None,
     ) -> WriteResult:
-        """Store samples; one without a timestamp gets ``default_ts_ms``; same time replaces."""
+        """Store samples; one without a timestamp gets ``default_ts_ms``; same time replaces.
+        ``ended`` series get a stale marker at ``default_ts_ms``."""
         new = 0
         if add_labels:
             samples = [s._replace(labels=merge_labels(s.labels, add_labels)) for s in samples]
         with self._lock:
             if frames or layouts:
                 samples = self._expand(list(samples), add_labels, frames, layouts)
+            if ended is not None:
+                self._end(ended, samples, add_labels, default_ts_ms)
             for s in samples:
                 by_labels = self._series.get(s.name)
                 if by_labels is None:
@@ -125,6 +138,26 @@ class MemoryMetricStore:
                 ts = default_ts_ms if s.timestamp_ms is None else s.timestamp_ms
                 points.put(int(ts), float(s.value))
         return WriteResult(written=len(samples), new_series=new)
+
+    def _end(self, ended: Ended, written: Sequence[Sample], add_labels: Labels, ts: int) -> None:
+        """Markers for the ended series this write does not store, and that exist."""
+        keys: list[SeriesKey] = []
+        for digest in ended.layouts:
+            keys.extend(self._layouts.get((digest, add_labels), ()))
+        keys.extend((n, merge_labels(ls, add_labels)) for n, ls in ended.series)
+        stored = {(s.name, s.labels) for s in written}
+        for key in dict.fromkeys(keys):
+            if key in stored or key[1] not in self._series.get(key[0], {}):
+                continue
+            marks = self._stale.setdefault(key, [])
+            i = bisect_left(marks, ts)
+            if i == len(marks) or marks[i] != ts:
+                marks.insert(i, ts)
+
+    def _ended(self, name: str, labels: Labels, p: _Points) -> bool:
+        """Is the series' newest marker at or after its newest sample? Caller holds the lock."""
+        marks = self._stale.get((name, labels))
+        return marks is not None and bool(marks) and marks[-1] >= p.timestamps[-1]
 
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
         with self._lock:
@@ -173,7 +206,12 @@ class MemoryMetricStore:
                 hi = bisect_right(p.timestamps, end_ms)
                 if hi > lo:
                     limits.charge(hi - lo)
-                    out.append(SeriesPoints(name, labels, p.timestamps[lo:hi], p.values[lo:hi]))
+                    sp = SeriesPoints(name, labels, p.timestamps[lo:hi], p.values[lo:hi])
+                    marks = self._stale.get((name, labels))
+                    if marks:
+                        got = marks[bisect_left(marks, start_ms) : bisect_right(marks, end_ms)]
+                        sp.stale = got or None
+                    out.append(sp)
         return out
 
     def latest(
@@ -184,11 +222,12 @@ class MemoryMetricStore:
             return [
                 (name, labels, p.timestamps[-1], p.values[-1])
                 for name, labels, p in self._matching(matchers)
-                if p.timestamps and p.timestamps[-1] >= oldest
+                if p.timestamps and p.timestamps[-1] >= oldest and not self._ended(name, labels, p)
             ]
 
     def compact(self, now_ms: int) -> None:
-        """Drop samples older than the raw retention (no rollups in memory)."""
+        """Drop samples and stale markers older than the raw retention (no rollups in
+        memory)."""
         if self.raw_retention_s is None:
             return
         cutoff = now_ms - int(self.raw_retention_s * 1000)
@@ -205,6 +244,11 @@ class MemoryMetricStore:
                         del by_labels[labels]
                 if not by_labels:
                     del self._series[name]
+            for key in list(self._stale):
+                marks = self._stale[key]
+                del marks[: bisect_left(marks, cutoff)]
+                if not marks or key[1] not in self._series.get(key[0], {}):
+                    del self._stale[key]
 
     def close(self) -> None:
         """Nothing to release; present for the protocol."""

@@ -21,6 +21,8 @@ Rules:
   5 minutes in the future; others make that line an error. ``key=value`` lines have no
   timestamps: they are stamped with the collection time.
 - The same series from two files is reported naming both; the first file (by name) wins.
+- What each file read stored is noted in :attr:`SpoolScan.files`, so the collector can end
+  (with stale markers) the series of a file that went stale, was removed or lost a line.
 
 A clean ``*.metrics`` file whose shape the store already knows (see
 :mod:`signalbox.metrics.sql.layouts`) is not parsed again: its values become a
@@ -83,6 +85,10 @@ class SpoolScan:
     bad_lines: dict[str, int] = field(default_factory=dict)  # file -> errors this pass
     frames: list[Frame] = field(default_factory=list)  # files of a shape the store knows
     new_layouts: list[NewLayout] = field(default_factory=list)  # clean files of a new shape
+    files: dict[str, bytes | frozenset[SeriesKey]] = field(default_factory=dict)
+    """What each file read this pass stored: its layout digest when it went as a frame or
+    proposed a new layout (the store knows its series), else the keys of its samples. The
+    collector compares passes with it to end the series a file stopped reporting."""
 
     @property
     def sample_count(self) -> int:
@@ -215,6 +221,7 @@ def scan_spool(
             digest = shape_digest(shape[0])
             if layouts is not None and digest in layouts:
                 out.frames.append(Frame(digest, shape[1]))
+                out.files[name] = digest
                 continue
         parsed = parse_keyvalue(text, name, metas=False) if is_kv else parse_prometheus(text, name)
         errors: list[LineError] = list(parsed.errors)
@@ -257,6 +264,9 @@ def scan_spool(
         owner.update(dict.fromkeys(keys, name))
         if shape is not None and not errors and len(samples) == len(shape[1]) and samples:
             out.new_layouts.append(NewLayout(digest, len(out.samples), len(samples)))
+            out.files[name] = digest
+        else:
+            out.files[name] = frozenset(keys)
         out.samples.extend(samples)
         if is_prom:  # key=value metrics are gauges, the default: no metadata to store
             out.metas.extend(parsed.metas)

@@ -5,7 +5,8 @@ both. Consumers depend on the narrowest one they use.
 Implementations: :class:`signalbox.metrics.sql.store.SQLMetricStore` (SQLite now,
 PostgreSQL through the same SQL with a different dialect) and
 :class:`signalbox.metrics.memstore.MemoryMetricStore` for tests and for users' own tests.
-Every implementation passes ``tests/contracts/test_metric_store.py``.
+Every implementation passes ``tests/contracts/test_metric_store.py`` (and
+``test_metric_store_staleness.py``: stale markers).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from signalbox.exceptions import StoreError
-from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample
+from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, SeriesKey
 
 
 @dataclass(slots=True)
@@ -46,6 +47,13 @@ class SeriesPoints:
     ``first_ts`` is always set for a tier; the rest only when the select asked for
     ``aggregates``. ``approximate``: some buckets were written before buckets kept these
     statistics (their first sample, resets and sums are estimated from min/max/last).
+
+    ``stale``: the times of the series' stale markers in the selected window, ascending
+    (None when it has none): the series stopped being reported then (see
+    :class:`Ended`). An instant selector finds nothing where the newest thing at or before
+    the step is a marker (:func:`signalbox.query.lookback.latest_at`); range functions
+    ignore markers, as Prometheus drops them from range vectors, so readers that never look
+    at this stay correct for those.
     """
 
     name: str
@@ -69,6 +77,7 @@ class SeriesPoints:
     sxy: list[float] | None = None
     m2: list[float] | None = None
     approximate: bool = False
+    stale: list[int] | None = None
 
     def columns(self) -> list[str]:
         """Names of the per-point lists that are set (``timestamps`` and ``values`` first)."""
@@ -77,7 +86,11 @@ class SeriesPoints:
     def slice(self, lo: int, hi: int) -> SeriesPoints:
         """Points ``[lo, hi)``, every per-point list cut alike."""
         out = SeriesPoints(
-            self.name, self.labels, resolution=self.resolution, approximate=self.approximate
+            self.name,
+            self.labels,
+            resolution=self.resolution,
+            approximate=self.approximate,
+            stale=self.stale,  # times, not positions: they hold for any slice of the window
         )
         for n in self.columns():
             setattr(out, n, getattr(self, n)[lo:hi])
@@ -130,6 +143,22 @@ class NewLayout(NamedTuple):
     length: int
 
 
+class Ended(NamedTuple):
+    """Series that stopped being reported: a write given this records a *stale marker* for
+    each at its ``default_ts_ms``, in the same transaction, as Prometheus does when a
+    target drops a series. From then on ``latest`` leaves the series out and an instant
+    selector at or after the marker finds nothing, until a newer sample revives it.
+
+    ``layouts``: every series of these layouts (registered with the write's
+    ``add_labels``; unknown ones are ignored). ``series``: ``(name, labels)`` keys, labels
+    as written (the write's ``add_labels`` are added the same way). A series the same write
+    stores a sample for is not ended: a file that changed shape keeps the lines it kept.
+    """
+
+    layouts: Sequence[bytes] = ()
+    series: Sequence[SeriesKey] = ()
+
+
 class DuplicateSeries(StoreError):
     """A write named one series twice through frames or layouts; nothing was written.
     (The collector then redoes the pass without frames, which reports the duplicate.)"""
@@ -175,7 +204,8 @@ class MetricReader(Protocol):
         self, matchers: Sequence[Matcher] = (), *, since_ms: int | None = None
     ) -> list[tuple[str, Labels, int, float]]:
         """``(name, labels, timestamp_ms, value)`` of the newest sample of each series
-        (only those newer than ``since_ms``, if given)."""
+        (only those newer than ``since_ms``, if given), leaving out every series whose
+        newest stale marker is at or after its newest sample (see :class:`Ended`)."""
         ...
 
 
@@ -190,6 +220,7 @@ class MetricWriter(Protocol):
         add_labels: Labels = (),
         frames: Sequence[Frame] = (),
         layouts: Sequence[NewLayout] = (),
+        ended: Ended | None = None,
     ) -> WriteResult:
         """Store samples in one transaction; samples without a timestamp get ``default_ts_ms``.
 
@@ -198,6 +229,7 @@ class MetricWriter(Protocol):
         ``host``), without the caller building a new sample for each. ``frames`` are more
         samples at ``default_ts_ms``, by layout; ``layouts`` registers new layouts. If a
         series of a frame or layout appears twice in the write, :class:`DuplicateSeries`.
+        ``ended``: series to mark stale at ``default_ts_ms`` (see :class:`Ended`).
         """
         ...
 

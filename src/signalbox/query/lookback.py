@@ -9,6 +9,12 @@ series), so both ways of computing it stay out of per-step Python code:
 - anything else bisects each step with C-level ``map`` calls and blanks stale answers.
 
 Both give the same answer (a property test holds them to it).
+
+Stale markers (a series that stopped being reported, see
+:class:`~signalbox.metrics.store.Ended`) then blank the steps whose newest sample is not
+newer than a marker at or before the step, as Prometheus' instant selector does when the
+newest sample in its lookback is a stale NaN: the series ends at the marker instead of
+lingering for the lookback. Markers are few, so that is one bisect per marker.
 """
 
 from __future__ import annotations
@@ -20,12 +26,39 @@ from operator import eq, gt, sub
 
 
 def latest_at(
-    ts: list[int], vs: list[float], ends: list[int], lookback_ms: int
+    ts: list[int],
+    vs: list[float],
+    ends: list[int],
+    lookback_ms: int,
+    *,
+    stale: list[int] | None = None,
 ) -> list[float | None]:
     """For each end (ascending), the value of the newest sample at or before it and newer
-    than ``end - lookback_ms``; None where there is none. ``ts`` is strictly ascending."""
+    than ``end - lookback_ms``; None where there is none, or where a stale marker (times in
+    ``stale``, ascending) at or before the end is at or after that sample. ``ts`` is strictly
+    ascending."""
     fast = _regular(ts, vs, ends, lookback_ms)
-    return fast if fast is not None else _bisected(ts, vs, ends, lookback_ms)
+    vals = fast if fast is not None else _bisected(ts, vs, ends, lookback_ms)
+    if stale:
+        _blank_after_markers(ts, ends, stale, vals)
+    return vals
+
+
+def _blank_after_markers(
+    ts: list[int], ends: list[int], stale: list[int], vals: list[float | None]
+) -> None:
+    """None at every end in ``[marker, first sample after the marker)``: there the newest
+    thing at or before the end is the marker (a sample at the marker's own time is ended by
+    it, as ``latest`` has it)."""
+    n, k = len(ts), len(ends)
+    for m in stale:
+        lo = bisect_left(ends, m)
+        if lo == k:
+            break
+        after = bisect_right(ts, m)
+        hi = k if after == n else bisect_left(ends, ts[after])
+        if hi > lo:
+            vals[lo:hi] = [None] * (hi - lo)
 
 
 def _bisected(

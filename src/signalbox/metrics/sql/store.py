@@ -10,6 +10,7 @@ live in their own modules:
   writes one of them.
 - :mod:`signalbox.metrics.sql.rollup`: rollup tiers built in SQL from the level below, and
   the per-tier watermark that tells readers where buckets end and raw samples take over.
+- :mod:`signalbox.metrics.sql.stale`: stale markers (series that stopped being reported).
 """
 
 from __future__ import annotations
@@ -32,10 +33,18 @@ from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge
 from signalbox.metrics.sql import layouts as sqllayouts
 from signalbox.metrics.sql import legacy as sqllegacy
 from signalbox.metrics.sql import rollup as sqlrollup
+from signalbox.metrics.sql import stale as sqlstale
 from signalbox.metrics.sql.layouts import Layouts
 from signalbox.metrics.sql.partitions import IN_LIST_MAX, PartitionTables
 from signalbox.metrics.sql.series import SeriesIndex
-from signalbox.metrics.store import DuplicateSeries, Frame, NewLayout, SeriesPoints, WriteResult
+from signalbox.metrics.store import (
+    DuplicateSeries,
+    Ended,
+    Frame,
+    NewLayout,
+    SeriesPoints,
+    WriteResult,
+)
 from signalbox.storage.database import Database, Migration
 
 MIGRATIONS: list[Migration] = [
@@ -66,6 +75,7 @@ MIGRATIONS: list[Migration] = [
     ),
     *sqllayouts.MIGRATIONS,
     sqllegacy.MIGRATION,
+    sqlstale.MIGRATION,
 ]
 _FRAMES_SINCE = sqllayouts.MIGRATIONS[0][0]  # the version that put frames beside raw partitions
 _BUCKETS_SINCE = sqllegacy.MIGRATION[0]  # the version of exact rollup buckets
@@ -190,9 +200,10 @@ class SQLMetricStore:
         add_labels: Labels = (),
         frames: Sequence[Frame] = (),
         layouts: Sequence[NewLayout] = (),
+        ended: Ended | None = None,
     ) -> WriteResult:
         """Store a batch in one transaction: series ids from memory, rows by ``executemany``,
-        frames one row per spool file.
+        frames one row per spool file, stale markers of the ``ended`` series.
 
         The per-sample work is done column-wise with ``map``/``zip`` (in C): this is the hot
         path of every collection pass.
@@ -218,7 +229,39 @@ class SQLMetricStore:
                 values = [v if v == v else None for v in map(_VALUE, picked)]  # NaN -> NULL
                 row_sids = sids if len(rows) == len(samples) else [sids[i] for i in rows]
                 self._partitions.write_raw(row_sids, list(map(_TS, picked)), values, default_ts_ms)
+            if ended is not None and (ended.layouts or ended.series):
+                self._end(ended, sids, frames, add_labels, default_ts_ms)
             return WriteResult(written=written, new_series=created)
+
+    def _end(
+        self,
+        ended: Ended,
+        sids: list[int],
+        frames: Sequence[Frame],
+        add_labels: Labels,
+        ts: int,
+    ) -> None:
+        """Markers for the ended series this write does not store; inside its transaction."""
+        extra = encode_labels(add_labels)
+        store = self._layouts
+        store.load()
+        gone: set[int] = set()
+        lids = [store.resolve(d, extra) for d in set(ended.layouts) if store.has(d, extra)]
+        for ids in store.series_of(lids).values():
+            gone.update(ids)
+        if ended.series:
+            pairs = {
+                (name, encode_labels(merge_labels(labels, add_labels)))
+                for name, labels in ended.series
+            }
+            gone.update(sqlstale.series_ids(self.db, sorted(pairs)))
+        if not gone:
+            return
+        gone.difference_update(sids)
+        written = store.series_of(store.resolve(f.layout, extra) for f in frames)
+        for ids in written.values():
+            gone.difference_update(ids)
+        sqlstale.record(self.db, gone, ts)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -373,6 +416,8 @@ class SQLMetricStore:
             self._select_raw(ids, start_ms, end_ms, out)
         else:
             self._select_tier(level, ids, start_ms, end_ms, out, aggregates)
+        for sid, marks in sqlstale.between(self.db, list(out), start_ms, end_ms).items():
+            out[sid].stale = marks
         return [out[sid] for sid in sorted(out)]
 
     def _points(
@@ -525,19 +570,23 @@ class SQLMetricStore:
                 if ids is not None:
                     ids.difference_update(newest)
             orphans = index.orphans(found)
+            few = matchers and len(found) <= IN_LIST_MAX
+            ends = sqlstale.newest(self.db, found if few else None)
             return [
                 (index.rows[sid][0], index.labels(sid), ts, v)
                 for sid, (ts, v) in sorted(found.items())
-                if sid not in orphans
+                if sid not in orphans and ends.get(sid, -(2**63)) < ts
             ]
 
     # -- rollups and retention ------------------------------------------------------------
     def compact(self, now_ms: int) -> None:
-        """Roll up every closed bucket of every tier, then drop partitions past retention."""
+        """Roll up every closed bucket of every tier, then drop partitions past retention,
+        and stale markers older than the longest retention."""
         with self._lock, self._forgetting_partitions():
             self._partitions.load(fresh=True)
             sqlrollup.build_closed(self._partitions, now_ms)
             self._partitions.drop_expired(now_ms)
+            sqlstale.drop_before(self.db, now_ms - max(lv.retention_ms for lv in self.levels))
 
     def rebuild_rollups(self, start_ms: int, end_ms: int) -> None:
         """Recompute every tier's buckets over ``[start_ms, end_ms)`` (after an import)."""

@@ -1,0 +1,98 @@
+"""Stale markers: the times at which series stopped being reported.
+
+Prometheus writes a special NaN sample when a target drops a series. SQLite stores NaN as
+NULL, so a marker cannot be a value among the samples here: markers live in their own table,
+``metric_stale (series_id, ts)``, written in the collection pass's transaction. They are
+few (one per series per disappearance), so they are read with one extra query per select or
+``latest``, skipped when the window holds none. They are kept as long as the longest tier
+keeps samples, since a marker only means something next to the samples it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+
+from signalbox.storage.database import Database, Migration
+
+MIGRATION: Migration = (
+    6,
+    "stale markers: when a series stopped being reported (a removed or stale spool file)",
+    [
+        "CREATE TABLE IF NOT EXISTS metric_stale (series_id BIGINT NOT NULL, ts BIGINT NOT NULL, PRIMARY KEY (series_id, ts)){without_rowid}",
+        "CREATE INDEX IF NOT EXISTS metric_stale_ts ON metric_stale (ts)",
+    ],
+)
+
+_CHUNK = 500  # ids per IN list
+_KEYS_CHUNK = 200  # (name, labels) pairs per VALUES list
+
+
+def _chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def series_ids(db: Database, pairs: Sequence[tuple[str, str]]) -> list[int]:
+    """Ids of the existing series among ``(name, label text)`` pairs (never creates one:
+    a series never stored has nothing to end)."""
+    out: list[int] = []
+    for i in range(0, len(pairs), _KEYS_CHUNK):
+        chunk = pairs[i : i + _KEYS_CHUNK]
+        out.extend(
+            sid
+            for (sid,) in db.query(
+                "SELECT id FROM series WHERE (name, labels) IN "
+                f"(VALUES {','.join(['(?, ?)'] * len(chunk))})",
+                [p for pair in chunk for p in pair],
+            )
+        )
+    return out
+
+
+def record(db: Database, sids: Iterable[int], ts: int) -> None:
+    """A marker at ``ts`` for each series; inside the caller's write transaction."""
+    rows = [(sid, ts) for sid in sorted(set(sids))]
+    if rows:
+        db.executemany(
+            "INSERT INTO metric_stale (series_id, ts) VALUES (?, ?) ON CONFLICT DO NOTHING", rows
+        )
+
+
+def between(db: Database, sids: Sequence[int], start_ms: int, end_ms: int) -> dict[int, list[int]]:
+    """Marker times in ``[start_ms, end_ms]`` per series (ascending), of these series only."""
+    if not sids or not db.query(
+        "SELECT 1 FROM metric_stale WHERE ts >= ? AND ts <= ? LIMIT 1", (start_ms, end_ms)
+    ):
+        return {}  # the usual read: no marker anywhere in the window, one index probe
+    out: dict[int, list[int]] = {}
+    for chunk in _chunks(sorted(sids)):
+        for sid, ts in db.query(
+            f"SELECT series_id, ts FROM metric_stale WHERE series_id IN ({','.join('?' * len(chunk))}) "
+            "AND ts >= ? AND ts <= ? ORDER BY series_id, ts",
+            [*chunk, start_ms, end_ms],
+        ):
+            out.setdefault(sid, []).append(ts)
+    return out
+
+
+def newest(db: Database, sids: Collection[int] | None = None) -> dict[int, int]:
+    """The newest marker time of each series that has one (of ``sids``, if given)."""
+    if sids is None:
+        return dict(db.query("SELECT series_id, MAX(ts) FROM metric_stale GROUP BY series_id"))
+    out: dict[int, int] = {}
+    for chunk in _chunks(sorted(sids)):
+        out.update(
+            db.query(
+                "SELECT series_id, MAX(ts) FROM metric_stale "
+                f"WHERE series_id IN ({','.join('?' * len(chunk))}) GROUP BY series_id",
+                list(chunk),
+            )
+        )
+    return out
+
+
+def drop_before(db: Database, cutoff_ms: int) -> None:
+    """Forget markers older than ``cutoff_ms`` (no sample they could end is left)."""
+    if db.query("SELECT 1 FROM metric_stale WHERE ts < ? LIMIT 1", (cutoff_ms,)):
+        with db.transaction():
+            db.execute("DELETE FROM metric_stale WHERE ts < ?", (cutoff_ms,))

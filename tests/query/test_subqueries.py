@@ -6,9 +6,13 @@ Cases follow Prometheus 3's ``subquery.test`` (left-open windows), written as ou
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
+import yaml
 
 from signalbox.exceptions import QueryError, UsageError
 from signalbox.metrics.memstore import MemoryMetricStore
@@ -329,3 +333,123 @@ def test_the_fetch_covers_inner_windows_and_aligns_to_the_inner_grid() -> None:
     # @ reads (55m, 60m]; the offset windows (start - 1h10m, start + 10m - 1h]: one read
     assert lo == 55 * M and hi == start + 10 * M - 60 * M
     assert align == 3 * S  # start - 1h is 3s past a minute
+
+
+# --- against Prometheus itself (promtool 2.x: closed windows, so no window edge below
+# falls on a sample or an inner step) ---------------------------------------------------
+
+PARITY_EXPRESSIONS = [
+    "max_over_time(temp[3m:10s])",
+    # (expr[2m:] is left out: promtool's default step is its evaluation interval, here 1s)
+    "avg_over_time(temp[2m:1m])",
+    "sum_over_time(http_requests_total[1m:20s] offset 37s)",
+    "max_over_time(rate(http_requests_total[67s])[3m:10s])",
+    "min_over_time(max_over_time(temp[67s])[2m:20s])",
+    "max_over_time(min_over_time(temp[2m:10s])[3m:30s])",
+    "temp @ 500",
+    "temp offset 1m @ 600",
+    "rate(http_requests_total[1m] @ 500)",
+    "max_over_time(temp[2m:10s] @ 400)",
+    "temp - temp @ 400",
+    "errors_total * on (job, instance) group_left (code) http_requests_total",
+    "http_requests_total / ignoring (code) group_right errors_total",
+    "temp * on () group_left temp{room='b'}",
+    "http_requests_total > on (job, instance) group_left (code) errors_total * 30",
+    "temp and temp > 15",
+    "temp unless on (room) temp > 15",
+    "temp or on () vector(1)",
+    "http_requests_total or errors_total",
+    "errors_total and ignoring (code) http_requests_total",
+    "histogram_quantile(0.9, latency_bucket)",
+    "histogram_quantile(0.5, rate(latency_bucket[2m]))",
+    "histogram_quantile(0.99, sum by (le) (rate(latency_bucket[2m])))",
+]
+
+
+def _latency() -> dict[str, list[float | None]]:
+    out: dict[str, list[float | None]] = {}
+    for le, k in (("0.05", 1), ("0.1", 3), ("0.5", 4), ("+Inf", 5)):
+        for job, shift in (("api", 0), ("web", 2)):
+            out[f'latency_bucket{{job="{job}", le="{le}"}}'] = [
+                float(i * (k + shift) + (i % 4) * k) for i in range(48)
+            ]
+    return out
+
+
+@pytest.mark.peer("promtool")
+def test_new_constructs_agree_with_promtool(tmp_path: Path) -> None:
+    from tests.query import test_query_promtool_parity as parity
+
+    series = {**parity._series(), **_latency()}
+    store = MemoryMetricStore()
+    store.write(
+        [
+            Sample(*parity._parse_series(spec), v, i * parity.INTERVAL_S * 1000)
+            for spec, values in series.items()
+            for i, v in enumerate(values)
+            if v is not None
+        ],
+        0,
+    )
+    engine = Engine(store)
+    tests = [
+        {"expr": e, "eval_time": f"{at}s", "exp_samples": parity._expected(engine, e, at * 1000)}
+        for e in PARITY_EXPRESSIONS
+        for at in (307, 502, 613)
+    ]
+    doc = {
+        "rule_files": [],
+        "evaluation_interval": "1s",
+        "tests": [
+            {
+                "interval": f"{parity.INTERVAL_S}s",
+                "input_series": [
+                    {"series": s, "values": " ".join("_" if v is None else repr(v) for v in vs)}
+                    for s, vs in series.items()
+                ],
+                "promql_expr_test": tests,
+            }
+        ],
+    }
+    path = tmp_path / "parity.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1_000_000))
+    promtool = shutil.which("promtool")
+    assert promtool is not None
+    proc = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=120
+    )
+    if proc.returncode != 0:
+        output = proc.stdout + proc.stderr
+        failures = parity.FAILURE.findall(output)
+        assert failures, output
+        real = [
+            f"{expr} at {at}: ours {exp} / promtool {got}"
+            for expr, at, exp, got in failures
+            if not parity._same(parity._samples(exp), parity._samples(got))
+        ]
+        assert not real, "\n".join(real)
+    assert sum(1 for t in tests if t["exp_samples"]) > len(tests) * 3 // 4
+
+
+@pytest.mark.peer("promtool")
+def test_printed_new_constructs_are_valid_prometheus(tmp_path: Path) -> None:
+    texts = [
+        *PARITY_EXPRESSIONS,
+        "x @ start()",
+        "x[5m] @ end() offset -1m",
+        "rate(x[5m])[30m:]",
+        "max_over_time((a + b)[1h:5m] @ 1.5 offset 1h)",
+        "sum_over_time(x offset 5m[10m:1m])",
+        "a * ignoring (b) group_right b",
+        "a * on (b) group_left () c",
+    ]
+    rules = [{"record": f"check:r{i}", "expr": str(parse_expr(t))} for i, t in enumerate(texts)]
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": rules}]}, width=1_000_000))
+    promtool = shutil.which("promtool")
+    assert promtool is not None
+    proc = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(rules)} rules found" in proc.stdout

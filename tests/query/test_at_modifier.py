@@ -206,6 +206,9 @@ def test_start_and_end_name_the_range_query_bounds(metric: Engine) -> None:
     end = metric.range('metric{job="1"} @ end()', 100 * S, 200 * S, 50 * S).matrix[0]
     assert [v for _, v in start.points] == [10.0, 10.0, 10.0]
     assert [v for _, v in end.points] == [20.0, 20.0, 20.0]
+    # end() is the end asked for, also when it is not a step (steps 100s, 150s; end 195s)
+    end = metric.range('metric{job="1"} @ end()', 100 * S, 195 * S, 50 * S).matrix[0]
+    assert end.points == [(100 * S, 19.0), (150 * S, 19.0)]
     # an instant query starts and ends at its one time
     assert vec(metric.instant('metric{job="1"} @ end()', 70 * S)) == {job("1", "metric"): 7.0}
     # inside a subquery, start() and end() are still the query's

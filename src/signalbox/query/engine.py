@@ -152,7 +152,7 @@ class Engine:
                 "type",
             )
         steps = list(range(start_ms, end_ms + 1, step_ms))
-        ev = _Evaluator.for_query(self, tree, steps, step_ms)
+        ev = _Evaluator.for_query(self, tree, steps, step_ms, end_ms=end_ms)
         try:
             if tree.type == "scalar":
                 series = [StepSeries((), list[float | None](ev.scalar(tree)))]
@@ -213,9 +213,15 @@ class _Evaluator:
         self.data = data
 
     @classmethod
-    def for_query(cls, engine: Engine, tree: Expr, steps: list[int], step_ms: int) -> _Evaluator:
-        """The evaluator of a whole query: reads everything the tree needs, once."""
-        grid = Grid(steps[0], steps[-1], step_ms if len(steps) > 1 else 0, steps[0], steps[-1])
+    def for_query(
+        cls, engine: Engine, tree: Expr, steps: list[int], step_ms: int, end_ms: int | None = None
+    ) -> _Evaluator:
+        """The evaluator of a whole query: reads everything the tree needs, once.
+
+        ``end_ms``: the query's end (``@ end()``), which need not be a step (the last step
+        is the last multiple of the step from the start at or before it)."""
+        end = steps[-1] if end_ms is None else end_ms
+        grid = Grid(steps[0], steps[-1], step_ms if len(steps) > 1 else 0, steps[0], end)
         data = fetch(
             engine.store,
             tree,
@@ -223,6 +229,7 @@ class _Evaluator:
             step_ms,
             lookback_ms=engine.lookback_ms,
             probe_ms=2 * engine.coarsest_resolution_s * 1000,
+            end_ms=end,
         )
         return cls(grid, data, engine.lookback_ms, engine.max_points, set())
 

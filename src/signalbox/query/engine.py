@@ -166,6 +166,10 @@ class Engine:
         return QueryResult("matrix", matrix=kept, warnings=ev.notes())
 
 
+# range functions whose value depends on the step time, not only on the window's samples
+_READS_STEP_TIME = frozenset({"predict_linear"})
+
+
 @lru_cache(maxsize=1024)
 def _parse_cached(text: str) -> Expr:
     """Monitors evaluate the same few texts over and over; trees are immutable, so share them."""
@@ -534,7 +538,9 @@ class _Evaluator:
             sub_out: list[StepSeries] = []
             for metric, points in self._subquery(arg):
                 check_deadline()
-                vals = self._apply(kernel, points, ends, arg.range_ms, arg.range_ms, param, pinned)
+                vals = self._apply(
+                    kernel, points, ends, arg.range_ms, arg.range_ms, param, pinned, e.func
+                )
                 if vals.count(None) != len(vals):
                     sub_out.append(StepSeries(metric if keep_name else drop_name(metric), vals))
             return sub_out if keep_name else merge_same_metric(sub_out, e.pos)
@@ -555,7 +561,7 @@ class _Evaluator:
                 or (e.func in NEEDS_SAMPLES and holds_many(sp))
             ):
                 self.warnings.add(warning(sp, f"{e.func}()"))
-            vals = self._apply(kernel, sp, ends, width, ms.range_ms, param, pinned)
+            vals = self._apply(kernel, sp, ends, width, ms.range_ms, param, pinned, e.func)
             if vals.count(None) != len(vals):
                 metric = _metric_of(sp)
                 out.append(StepSeries(metric if keep_name else drop_name(metric), vals))
@@ -570,14 +576,18 @@ class _Evaluator:
         range_ms: int,
         param: list[float] | None,
         pinned: bool,
+        func: str,
     ) -> list[float | None]:
         """``kernel`` over each step's window; under ``@`` every window is the same one,
-        computed once (unless the parameter differs between steps)."""
+        computed once, unless the parameter differs between steps or the function reads
+        the step time itself (``predict_linear``'s intercept: Prometheus lists it among the
+        functions ``@`` does not make step-invariant)."""
         n = len(ends)
-        if pinned and n > 1 and (param is None or param.count(param[0]) == n):
-            one = kernel(sp, windows_for(sp, ends[:1], width_ms, range_ms), param and param[:1])
-            return one * n
-        return kernel(sp, windows_for(sp, ends, width_ms, range_ms), param)
+        once = func not in _READS_STEP_TIME and (param is None or param.count(param[0]) == n)
+        if pinned and n > 1 and once:
+            one_window = windows_for(sp, ends[:1], width_ms, range_ms, self.steps[:1])
+            return kernel(sp, one_window, param and param[:1]) * n
+        return kernel(sp, windows_for(sp, ends, width_ms, range_ms, self.steps), param)
 
     def _absent(self, e: Call) -> list[StepSeries]:
         arg = e.args[0]

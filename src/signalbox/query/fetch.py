@@ -21,25 +21,10 @@ from signalbox.exceptions import StoreError
 from signalbox.metrics.samples import Matcher, format_series
 from signalbox.metrics.store import MetricReader, SeriesPoints
 from signalbox.query.ast import Call, Expr, MatrixSelector, Subquery, VectorSelector
-from signalbox.query.functions import FUNCTIONS
+from signalbox.query.functions import BUCKET_STATISTICS, FUNCTIONS
 from signalbox.query.subquery import Grid, inner_grid
 
 FetchKey = tuple[tuple[str, str, str], ...]
-
-# range functions that read a rollup bucket's min/max/sum/count, not only its last value
-# (counter functions read the maximum to see resets inside a bucket)
-_AGGREGATE_FUNCS = frozenset(
-    {
-        "avg_over_time",
-        "min_over_time",
-        "max_over_time",
-        "sum_over_time",
-        "count_over_time",
-        "rate",
-        "increase",
-        "irate",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +35,7 @@ class _Use:
     offset_ms: int
     width_ms: int
     buckets: int
-    aggregates: bool  # inside min/max/sum/count/avg_over_time: needs the bucket aggregates
+    aggregates: bool  # inside a function that reads bucket statistics (BUCKET_STATISTICS)
     instant: bool
     first: int
     last: int
@@ -90,7 +75,7 @@ def _uses(
                 stack.append((e.expr, inner, 1, False))
         elif isinstance(e, Call):
             sig = FUNCTIONS[e.func]
-            agg = e.func in _AGGREGATE_FUNCS
+            agg = e.func in BUCKET_STATISTICS  # reads more than each bucket's last value
             stack.extend((a, g, sig.rollup_buckets, agg) for a in e.args)
         else:
             stack.extend((c, g, 1, False) for c in e.children())

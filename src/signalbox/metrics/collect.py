@@ -14,8 +14,10 @@ stale_after), was removed or refused, or lost lines -- the pass's write records 
 marker for each (see :class:`~signalbox.metrics.store.Ended`), as Prometheus does for a
 series a target stops exposing, so queries and ``/metrics`` drop them at once instead of
 for the lookback window. Between passes the collector keeps, per file, only the layout
-digest of a file read as a frame (the store knows the layout's series) or the series keys
-of a file parsed the long way, and ends each series once. What it compares with is the
+digest of a file read as a frame (the store knows the layout's series) or, for a file
+parsed the long way, a fingerprint of its series keys and its text, parsed again only when
+the keys changed (see :class:`~signalbox.metrics.spool.FileSeries`); each series is ended
+once. What it compares with is the
 previous pass *of this collector*: a fresh process (``collect --once`` from cron) has none,
 so its first pass ends nothing. StatsD series are out of scope: a StatsD metric that is not
 sent simply ages out through the lookback.
@@ -33,7 +35,7 @@ from typing import Protocol
 from signalbox.clock import Clock, SystemClock
 from signalbox.gcpause import gc_paused
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, SeriesKey
-from signalbox.metrics.spool import SpoolProblem, SpoolScan, scan_spool
+from signalbox.metrics.spool import FileSeries, SpoolProblem, SpoolScan, scan_spool, series_keys
 from signalbox.metrics.store import DuplicateSeries, Ended, MetricStore, WriteResult
 
 log = logging.getLogger("signalbox.collect")
@@ -118,7 +120,7 @@ class Collector:
         self.max_held_samples = MAX_HELD_SAMPLES
         self._held: list[tuple[list[Sample], list[MetricMeta]]] = []
         """Flushes of the sources that no pass could store yet, oldest first."""
-        self._files: dict[str, bytes | frozenset[SeriesKey]] = {}
+        self._files: dict[str, bytes | FileSeries] = {}
         """What each file stored at the last stored pass (see SpoolScan.files)."""
         self._listed: frozenset[str] = frozenset()
         """Files whose age the last stored pass reported."""
@@ -289,14 +291,13 @@ class Collector:
         keys: list[SeriesKey] = []
         for name, before in self._files.items():
             now = scan.files.get(name)
-            if now == before:
-                continue
             if isinstance(before, bytes):
-                layouts.append(before)
-            elif isinstance(now, frozenset):
-                keys.extend(before - now)
-            else:
-                keys.extend(before)
+                if now != before:
+                    layouts.append(before)  # the store leaves out what this write stores
+                continue
+            if isinstance(now, FileSeries) and now.fingerprint == before.fingerprint:
+                continue
+            keys.extend(series_keys(name, before.text) - scan.keys.get(name, frozenset()))
         listed = frozenset(scan.ages) | frozenset(scan.stale_after)
         for name in self._listed - listed:
             labels = with_host((("file", name),), self.host)

@@ -349,7 +349,7 @@ class _Evaluator:
                 # one; its predecessor's last (within a bucket's length) is the estimate
                 lookback = max(lookback, sp.resolution * 1000)
                 self.warnings.add(warning(sp, sel.selector_text()))
-            vals = latest_at(ts, vs, ends, lookback)
+            vals = latest_at(ts, vs, ends, lookback, stale=sp.stale)  # markers end a series
             if pinned:
                 vals = vals * len(self.steps)
             if vals.count(None) != len(vals):

@@ -171,3 +171,27 @@ def test_markers_are_kept_with_their_samples_and_dropped_past_retention(store: A
     store.write([Sample("jobs", (("queue", "a"),), 3.0)], T0 + M // 2, add_labels=HOST)
     assert latest(store, Matcher("queue", "=", "a")) == {A: 3.0}
     assert stale_of(store, "jobs", T0, T0 + 2 * M)[A[1]] is None
+
+
+def test_spool_file_states_are_kept_per_writer_and_changed_by_writes(store: Any) -> None:
+    assert store.spool_files(HOST) == {}
+    store.write(
+        [Sample("x", (), 1.0)],
+        T0,
+        add_labels=HOST,
+        spool_files={"a.metrics": L1, "b.prom": "up 1\n"},
+    )
+    assert store.spool_files(HOST) == {"a.metrics": L1, "b.prom": "up 1\n"}
+    assert store.spool_files((("host", "other"),)) == {}
+    store.write([], T0 + M, add_labels=HOST, spool_files={"a.metrics": None, "b.prom": L2})
+    assert store.spool_files(HOST) == {"b.prom": L2}
+    with pytest.raises(DuplicateSeries):  # a refused write changes no state either
+        store.write(
+            [Sample("x", (), 1.0), Sample("x", (), 2.0)],
+            T0 + 2 * M,
+            add_labels=HOST,
+            frames=[],
+            layouts=[NewLayout(L1, 0, 2)],
+            spool_files={"b.prom": None},
+        )
+    assert store.spool_files(HOST) == {"b.prom": L2}

@@ -75,9 +75,14 @@ class Pass:
         t = self.clock.now() - age_s
         os.utime(path, (t, t))
 
-    def run(self) -> None:
+    def run(self, *, fresh: bool = False) -> None:
+        """One pass; ``fresh``: by a new collector, as ``collect --once`` from cron runs."""
         self.n += 1
         self.clock.set(NOW + 15 * self.n)
+        if fresh:
+            self.collector = Collector(
+                self.store, spool_dir=self.spool, host="h", clock=self.clock, stale_after_s=60
+            )
         self.collector.run_once()
 
     def latest(self, name: str) -> dict[Labels, float]:
@@ -192,6 +197,43 @@ def test_a_refused_pass_ends_nothing_until_one_is_stored(p: Pass, store: MetricS
     p.run()
     assert p.latest("only_b") == {}
     assert p.latest("shared") == {H: 2.0}
+
+
+def test_a_new_process_ends_what_went_away_since_the_last_one(p: Pass) -> None:
+    """``collect --once`` from cron: every pass a new collector, the file states from the
+    store."""
+    for i in range(3):
+        p.write("app.metrics", f"jobs={i}\nload=1\n")
+        p.write("app.prom", 'up{job="a"} 1\nup{job="b"} 1\n')
+        p.run(fresh=True)
+    kept = p.store.spool_files(H)
+    assert set(kept) == {"app.metrics", "app.prom"} and isinstance(kept["app.metrics"], bytes)
+    assert p.markers("jobs") == {} and p.markers("up") == {}
+    (p.spool / "app.metrics").unlink()
+    p.write("app.prom", 'up{job="a"} 2\n')
+    p.run(fresh=True)
+    assert p.latest("jobs") == {} and p.latest("load") == {}
+    assert p.latest("up") == {(("host", "h"), ("job", "a")): 2.0}
+    ended_at = p.now_ms
+    assert p.markers("up") == {(("host", "h"), ("job", "b")): [ended_at]}
+    assert (("file", "app.metrics"), ("host", "h")) not in p.latest(
+        "signalbox_spool_file_age_seconds"
+    )
+    assert set(p.store.spool_files(H)) == {"app.prom"}
+    p.write("app.prom", 'up{job="a"} 3\n')
+    p.run(fresh=True)
+    assert p.markers("jobs") == {H: [ended_at]}  # once
+    assert p.markers("up") == {(("host", "h"), ("job", "b")): [ended_at]}
+
+
+def test_a_file_whose_series_stay_is_not_saved_again_by_each_new_process(p: Pass) -> None:
+    p.write("app.prom", 'up{job="a"} 1\n')
+    p.run(fresh=True)
+    for i in range(2, 4):
+        p.write("app.prom", f'up{{job="a"}} {i}\n')
+        p.run(fresh=True)
+    assert p.store.spool_files(H) == {"app.prom": 'up{job="a"} 1\n'}  # the same series
+    assert p.latest("up") == {(("host", "h"), ("job", "a")): 3.0}
 
 
 # -- the lookback rule, and with the store ---------------------------------------------------

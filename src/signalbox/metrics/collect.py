@@ -17,9 +17,9 @@ for the lookback window. Between passes the collector keeps, per file, only the 
 digest of a file read as a frame (the store knows the layout's series) or, for a file
 parsed the long way, a fingerprint of its series keys and its text, parsed again only when
 the keys changed (see :class:`~signalbox.metrics.spool.FileSeries`); each series is ended
-once. What it compares with is the
-previous pass *of this collector*: a fresh process (``collect --once`` from cron) has none,
-so its first pass ends nothing. StatsD series are out of scope: a StatsD metric that is not
+once. The store keeps these states too,
+changed in each pass's transaction, so a fresh process (``collect --once`` from cron) ends
+what went away since the last one; it parses each long-way file's previous text once. StatsD series are out of scope: a StatsD metric that is not
 sent simply ages out through the lookback.
 """
 
@@ -36,7 +36,13 @@ from signalbox.clock import Clock, SystemClock
 from signalbox.gcpause import gc_paused
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, SeriesKey
 from signalbox.metrics.spool import FileSeries, SpoolProblem, SpoolScan, scan_spool, series_keys
-from signalbox.metrics.store import DuplicateSeries, Ended, MetricStore, WriteResult
+from signalbox.metrics.store import (
+    DuplicateSeries,
+    Ended,
+    MetricStore,
+    SpoolFileState,
+    WriteResult,
+)
 
 log = logging.getLogger("signalbox.collect")
 
@@ -120,8 +126,9 @@ class Collector:
         self.max_held_samples = MAX_HELD_SAMPLES
         self._held: list[tuple[list[Sample], list[MetricMeta]]] = []
         """Flushes of the sources that no pass could store yet, oldest first."""
-        self._files: dict[str, bytes | FileSeries] = {}
-        """What each file stored at the last stored pass (see SpoolScan.files)."""
+        self._files: dict[str, bytes | FileSeries] | None = None
+        """What each file stored at the last stored pass (see SpoolScan.files); None until
+        read from the store."""
         self._listed: frozenset[str] = frozenset()
         """Files whose age the last stored pass reported."""
 
@@ -268,7 +275,7 @@ class Collector:
         out.append(
             Sample("signalbox_collect_duration_seconds", (("host", host),), round(elapsed, 6))
         )
-        ended = self._ended(scan)
+        ended, changes = self._ended(scan)
         result = self.store.write(
             out,
             now_ms,
@@ -276,31 +283,58 @@ class Collector:
             frames=scan.frames,
             layouts=scan.new_layouts,
             ended=ended,
+            spool_files=changes or None,
         )
         self._error_totals = totals
         self._files = scan.files
         self._listed = frozenset(scan.ages) | frozenset(scan.stale_after)
         return result
 
-    def _ended(self, scan: SpoolScan) -> Ended | None:
+    def _previous(self) -> dict[str, bytes | FileSeries]:
+        """The file states of the last stored pass: this collector's, or on its first pass
+        those the store kept from the last process (their key fingerprints unknown)."""
+        if self._files is None:
+            kept = self.store.spool_files((("host", self.host),))
+            self._files = {
+                n: st if isinstance(st, bytes) else FileSeries(None, st) for n, st in kept.items()
+            }
+            self._listed = frozenset(kept)
+        return self._files
+
+    def _ended(self, scan: SpoolScan) -> tuple[Ended | None, dict[str, SpoolFileState | None]]:
         """The series the last pass stored that this one's files no longer report: every
         series of a file gone, stale or refused, the lost lines of one that changed (the
         store keeps those this write stores), and the per-file self-metrics of a file no
-        longer in the spool dir."""
+        longer in the spool dir; and the file states the store must change."""
+        before_all = self._previous()
         layouts: list[bytes] = []
         keys: list[SeriesKey] = []
-        for name, before in self._files.items():
+        changes: dict[str, SpoolFileState | None] = {}
+        for name, before in before_all.items():
             now = scan.files.get(name)
+            if now is None:
+                changes[name] = None
             if isinstance(before, bytes):
                 if now != before:
                     layouts.append(before)  # the store leaves out what this write stores
                 continue
             if isinstance(now, FileSeries) and now.fingerprint == before.fingerprint:
                 continue
-            keys.extend(series_keys(name, before.text) - scan.keys.get(name, frozenset()))
+            old = series_keys(name, before.text)
+            new = scan.keys.get(name, frozenset())
+            keys.extend(old - new)
+            if isinstance(now, FileSeries) and old == new:  # a new process, the same series
+                before_all[name] = FileSeries(now.fingerprint, before.text)
+        for name, now in scan.files.items():
+            was = before_all.get(name)
+            if isinstance(now, bytes):
+                if now != was:
+                    changes[name] = now
+            elif not (isinstance(was, FileSeries) and was.fingerprint == now.fingerprint):
+                changes[name] = now.text
         listed = frozenset(scan.ages) | frozenset(scan.stale_after)
         for name in self._listed - listed:
             labels = with_host((("file", name),), self.host)
             keys.append(("signalbox_spool_file_age_seconds", labels))
             keys.append(("signalbox_spool_file_stale_after_seconds", labels))
-        return Ended(layouts, keys) if layouts or keys else None
+        return (Ended(layouts, keys) if layouts or keys else None), changes

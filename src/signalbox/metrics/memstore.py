@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from signalbox import limits
 from signalbox.exceptions import StoreError
@@ -30,6 +30,7 @@ from signalbox.metrics.store import (
     Frame,
     NewLayout,
     SeriesPoints,
+    SpoolFileState,
     WriteResult,
 )
 
@@ -72,6 +73,7 @@ class MemoryMetricStore:
         self._lock = threading.Lock()
         self._layouts: dict[tuple[bytes, Labels], list[tuple[str, Labels]]] = {}
         self._stale: dict[SeriesKey, list[int]] = {}  # marker times, ascending
+        self._spool: dict[Labels, dict[str, SpoolFileState]] = {}
 
     def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
         with self._lock:
@@ -116,6 +118,7 @@ class MemoryMetricStore:
         frames: Sequence[Frame] = (),
         layouts: Sequence[NewLayout] = (),
         ended: Ended | None = None,
+        spool_files: Mapping[str, SpoolFileState | None] | None = None,
     ) -> WriteResult:
         """Store samples; one without a timestamp gets ``default_ts_ms``; same time replaces.
         ``ended`` series get a stale marker at ``default_ts_ms``."""
@@ -127,6 +130,13 @@ class MemoryMetricStore:
                 samples = self._expand(list(samples), add_labels, frames, layouts)
             if ended is not None:
                 self._end(ended, samples, add_labels, default_ts_ms)
+            if spool_files:
+                states = self._spool.setdefault(add_labels, {})
+                for name, state in spool_files.items():
+                    if state is None:
+                        states.pop(name, None)
+                    else:
+                        states[name] = state
             for s in samples:
                 by_labels = self._series.get(s.name)
                 if by_labels is None:
@@ -153,6 +163,10 @@ class MemoryMetricStore:
             i = bisect_left(marks, ts)
             if i == len(marks) or marks[i] != ts:
                 marks.insert(i, ts)
+
+    def spool_files(self, add_labels: Labels = ()) -> dict[str, SpoolFileState]:
+        with self._lock:
+            return dict(self._spool.get(add_labels, {}))
 
     def _ended(self, name: str, labels: Labels, p: _Points) -> bool:
         """Is the series' newest marker at or after its newest sample? Caller holds the lock."""

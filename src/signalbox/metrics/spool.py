@@ -81,7 +81,7 @@ class FileSeries:
     (:func:`series_keys`) only when they differ. Kept as keys, a million series of
     ``*.prom`` files would hold ~600 MB; as text, the files' size."""
 
-    fingerprint: int
+    fingerprint: int | None  # hash() of the key set: within one process only
     text: str
 
 

@@ -11,7 +11,7 @@ Every implementation passes ``tests/contracts/test_metric_store.py`` (and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -159,6 +159,12 @@ class Ended(NamedTuple):
     series: Sequence[SeriesKey] = ()
 
 
+SpoolFileState = bytes | str
+"""What a spool file stored at a collector's last pass, kept by the store so a new process
+(``collect --once`` from cron) can end what went away since: the digest of its layout, or
+the text of a file read the long way (its series, parsed again when needed)."""
+
+
 class DuplicateSeries(StoreError):
     """A write named one series twice through frames or layouts; nothing was written.
     (The collector then redoes the pass without frames, which reports the duplicate.)"""
@@ -221,6 +227,7 @@ class MetricWriter(Protocol):
         frames: Sequence[Frame] = (),
         layouts: Sequence[NewLayout] = (),
         ended: Ended | None = None,
+        spool_files: Mapping[str, SpoolFileState | None] | None = None,
     ) -> WriteResult:
         """Store samples in one transaction; samples without a timestamp get ``default_ts_ms``.
 
@@ -230,11 +237,18 @@ class MetricWriter(Protocol):
         samples at ``default_ts_ms``, by layout; ``layouts`` registers new layouts. If a
         series of a frame or layout appears twice in the write, :class:`DuplicateSeries`.
         ``ended``: series to mark stale at ``default_ts_ms`` (see :class:`Ended`).
+        ``spool_files``: changes to the spool file states of writers with these
+        ``add_labels`` (None forgets a file), read back by :meth:`spool_files`.
         """
         ...
 
     def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
         """Digests of the layouts a write with these ``add_labels`` may send frames for."""
+        ...
+
+    def spool_files(self, add_labels: Labels = ()) -> dict[str, SpoolFileState]:
+        """The spool file states the writes with these ``add_labels`` left (see
+        :data:`SpoolFileState`)."""
         ...
 
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:

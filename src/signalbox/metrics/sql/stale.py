@@ -6,12 +6,17 @@ NULL, so a marker cannot be a value among the samples here: markers live in thei
 few (one per series per disappearance), so they are read with one extra query per select or
 ``latest``, skipped when the window holds none. They are kept as long as the longest tier
 keeps samples, since a marker only means something next to the samples it ends.
+
+``metric_spool_files`` keeps what each spool file stored at a collector's last pass (see
+:data:`~signalbox.metrics.store.SpoolFileState`), changed in the pass's transaction, so a
+new process (``collect --once`` from cron) ends what went away since the last one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
+from signalbox.metrics.store import SpoolFileState
 from signalbox.storage.database import Database, Migration
 
 MIGRATION: Migration = (
@@ -20,8 +25,10 @@ MIGRATION: Migration = (
     [
         "CREATE TABLE IF NOT EXISTS metric_stale (series_id BIGINT NOT NULL, ts BIGINT NOT NULL, PRIMARY KEY (series_id, ts)){without_rowid}",
         "CREATE INDEX IF NOT EXISTS metric_stale_ts ON metric_stale (ts)",
+        "CREATE TABLE IF NOT EXISTS metric_spool_files (extra TEXT NOT NULL, file TEXT NOT NULL, layout {blob}, text TEXT, PRIMARY KEY (extra, file))",
     ],
 )
+# IF NOT EXISTS: tests (and a downgrade) rewind the schema version over existing tables
 
 _CHUNK = 500  # ids per IN list
 _KEYS_CHUNK = 200  # (name, labels) pairs per VALUES list
@@ -96,3 +103,35 @@ def drop_before(db: Database, cutoff_ms: int) -> None:
     if db.query("SELECT 1 FROM metric_stale WHERE ts < ? LIMIT 1", (cutoff_ms,)):
         with db.transaction():
             db.execute("DELETE FROM metric_stale WHERE ts < ?", (cutoff_ms,))
+
+
+def spool_files(db: Database, extra: str) -> dict[str, SpoolFileState]:
+    """The spool file states writers adding labels ``extra`` left."""
+    return {
+        file: bytes(layout) if layout is not None else text
+        for file, layout, text in db.query(
+            "SELECT file, layout, text FROM metric_spool_files WHERE extra = ?", (extra,)
+        )
+    }
+
+
+def save_spool_files(
+    db: Database, extra: str, changes: Mapping[str, SpoolFileState | None]
+) -> None:
+    """Apply state changes (None: forget the file); inside the caller's write transaction."""
+    gone = [(extra, f) for f, state in changes.items() if state is None]
+    if gone:
+        db.executemany("DELETE FROM metric_spool_files WHERE extra = ? AND file = ?", gone)
+    rows = [
+        (
+            extra,
+            f,
+            state if isinstance(state, bytes) else None,
+            state if isinstance(state, str) else None,
+        )
+        for f, state in sorted(changes.items())
+        if state is not None
+    ]
+    if rows:
+        cols = ["extra", "file", "layout", "text"]
+        db.executemany(db.dialect.upsert("metric_spool_files", cols, ["extra", "file"]), rows)

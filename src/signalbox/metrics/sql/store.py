@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import groupby
 from typing import Any
@@ -43,6 +43,7 @@ from signalbox.metrics.store import (
     Frame,
     NewLayout,
     SeriesPoints,
+    SpoolFileState,
     WriteResult,
 )
 from signalbox.storage.database import Database, Migration
@@ -201,6 +202,7 @@ class SQLMetricStore:
         frames: Sequence[Frame] = (),
         layouts: Sequence[NewLayout] = (),
         ended: Ended | None = None,
+        spool_files: Mapping[str, SpoolFileState | None] | None = None,
     ) -> WriteResult:
         """Store a batch in one transaction: series ids from memory, rows by ``executemany``,
         frames one row per spool file, stale markers of the ``ended`` series.
@@ -231,6 +233,8 @@ class SQLMetricStore:
                 self._partitions.write_raw(row_sids, list(map(_TS, picked)), values, default_ts_ms)
             if ended is not None and (ended.layouts or ended.series):
                 self._end(ended, sids, frames, add_labels, default_ts_ms)
+            if spool_files:
+                sqlstale.save_spool_files(self.db, encode_labels(add_labels), spool_files)
             return WriteResult(written=written, new_series=created)
 
     def _end(
@@ -330,6 +334,9 @@ class SQLMetricStore:
         store.touch([f.layout for f in frames], extra, start)
         self._partitions.write_frames(out, ts)
         return rows
+
+    def spool_files(self, add_labels: Labels = ()) -> dict[str, SpoolFileState]:
+        return sqlstale.spool_files(self.db, encode_labels(add_labels))
 
     def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
         with self._lock:

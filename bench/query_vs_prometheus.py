@@ -403,12 +403,13 @@ class Agreement:
     worst: float  # the largest relative difference among the others
     only_ours: int
     only_theirs: int
+    example: str  # the first differing point, to start looking from
 
     def line(self) -> str:
         differ = self.both - self.same
         out = f"{self.same:>6,} of {self.both:>6,} equal, {differ:>5,} differ"
         if differ:
-            out += f" (max rel diff {self.worst:.2e})"
+            out += f" (max rel diff {self.worst:.2e}; first: {self.example})"
         if self.only_ours or self.only_theirs:
             out += f"; points only signalbox has: {self.only_ours:,}, only Prometheus: "
             out += f"{self.only_theirs:,}"
@@ -422,16 +423,21 @@ class Agreement:
 def compare(ours: Points, theirs: Points) -> Agreement:
     same = both = 0
     worst = 0.0
-    for k, v in ours.items():
+    example = ""
+    for k, v in sorted(ours.items(), key=lambda kv: kv[0][1]):
         w = theirs.get(k)
         if w is None:
             continue
         both += 1
         if math.isclose(v, w, rel_tol=REL_TOL, abs_tol=1e-9) or (math.isnan(v) and math.isnan(w)):
             same += 1
-        else:
-            worst = max(worst, abs(v - w) / max(abs(v), abs(w)))
-    return Agreement(both, same, worst, len(ours) - both, len(theirs) - both)
+            continue
+        worst = max(worst, abs(v - w) / max(abs(v), abs(w)))
+        if not example:
+            labels = ",".join(f"{n}={x}" for n, x in k[0])
+            when = time.strftime("%m-%d %H:%M", time.gmtime(k[1]))
+            example = f"{{{labels}}} at {when}: signalbox {v!r}, Prometheus {w!r}"
+    return Agreement(both, same, worst, len(ours) - both, len(theirs) - both, example)
 
 
 def check_answers(sb_port: int, prom_port: int, qs: list[Query]) -> dict[Query, str]:
@@ -562,6 +568,7 @@ def main() -> int:
     if not 0 <= offset_s < INTERVAL_S:
         ap.error("--offset-s must be 0..59")
 
+    began = time.perf_counter()
     n_counters, n_gauges, n_sets = series_mix(n_series)
     om, day_files, end_s = cached_openmetrics(n_series, days, offset_s, a.fresh)
     print(
@@ -634,6 +641,7 @@ def main() -> int:
         if serve.proc.poll() is not None:
             print(f"signalbox serve exited: {serve.tail()}")
             return 1
+    print(f"whole run: {time.perf_counter() - began:.0f} s")
     return 0
 
 

@@ -31,7 +31,6 @@ MIGRATION: Migration = (
 # IF NOT EXISTS: tests (and a downgrade) rewind the schema version over existing tables
 
 _CHUNK = 500  # ids per IN list
-_KEYS_CHUNK = 200  # (name, labels) pairs per VALUES list
 
 
 def _chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterable[Sequence[int]]:
@@ -41,18 +40,22 @@ def _chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterable[Sequence[int]]:
 
 def series_ids(db: Database, pairs: Sequence[tuple[str, str]]) -> list[int]:
     """Ids of the existing series among ``(name, label text)`` pairs (never creates one:
-    a series never stored has nothing to end)."""
+    a series never stored has nothing to end). By name, then ``labels IN (...)``: both
+    databases seek the unique index that way (a row-value ``IN (VALUES ...)`` scans)."""
+    by_name: dict[str, list[str]] = {}
+    for name, text in pairs:
+        by_name.setdefault(name, []).append(text)
     out: list[int] = []
-    for i in range(0, len(pairs), _KEYS_CHUNK):
-        chunk = pairs[i : i + _KEYS_CHUNK]
-        out.extend(
-            sid
-            for (sid,) in db.query(
-                "SELECT id FROM series WHERE (name, labels) IN "
-                f"(VALUES {','.join(['(?, ?)'] * len(chunk))})",
-                [p for pair in chunk for p in pair],
+    for name, texts in sorted(by_name.items()):
+        for i in range(0, len(texts), _CHUNK):
+            chunk = texts[i : i + _CHUNK]
+            out.extend(
+                sid
+                for (sid,) in db.query(
+                    f"SELECT id FROM series WHERE name = ? AND labels IN ({','.join('?' * len(chunk))})",
+                    [name, *chunk],
+                )
             )
-        )
     return out
 
 
@@ -82,17 +85,26 @@ def between(db: Database, sids: Sequence[int], start_ms: int, end_ms: int) -> di
     return out
 
 
-def newest(db: Database, sids: Collection[int] | None = None) -> dict[int, int]:
-    """The newest marker time of each series that has one (of ``sids``, if given)."""
+def newest(
+    db: Database, sids: Collection[int] | None = None, *, since_ms: int = -(2**63)
+) -> dict[int, int]:
+    """The newest marker time, at or after ``since_ms``, of each series that has one (of
+    ``sids``, if given). ``latest`` passes its oldest sample's time: the markers kept for
+    months of rollups are not read for every ``/metrics`` scrape."""
     if sids is None:
-        return dict(db.query("SELECT series_id, MAX(ts) FROM metric_stale GROUP BY series_id"))
+        return dict(
+            db.query(
+                "SELECT series_id, MAX(ts) FROM metric_stale WHERE ts >= ? GROUP BY series_id",
+                (since_ms,),
+            )
+        )
     out: dict[int, int] = {}
     for chunk in _chunks(sorted(sids)):
         out.update(
             db.query(
                 "SELECT series_id, MAX(ts) FROM metric_stale "
-                f"WHERE series_id IN ({','.join('?' * len(chunk))}) GROUP BY series_id",
-                list(chunk),
+                f"WHERE series_id IN ({','.join('?' * len(chunk))}) AND ts >= ? GROUP BY series_id",
+                [*chunk, since_ms],
             )
         )
     return out

@@ -578,7 +578,8 @@ class SQLMetricStore:
                     ids.difference_update(newest)
             orphans = index.orphans(found)
             few = matchers and len(found) <= IN_LIST_MAX
-            ends = sqlstale.newest(self.db, found if few else None)
+            oldest = min((t for t, _ in found.values()), default=0)  # older markers end nothing
+            ends = sqlstale.newest(self.db, found if few else None, since_ms=oldest)
             return [
                 (index.rows[sid][0], index.labels(sid), ts, v)
                 for sid, (ts, v) in sorted(found.items())

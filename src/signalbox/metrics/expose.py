@@ -2,7 +2,10 @@
 
 Choices, and why:
     * No timestamps on sample lines: a scraper should stamp values with its scrape time,
-      and staleness of series is handled by the server, not by the scrape.
+      and staleness of series is handled by the server, not by the scrape: a series that
+      stopped being reported (its spool file went stale, was removed or lost the line) is
+      left out by the store's ``latest`` from the pass that saw it go (a stale marker), so a
+      scraping Prometheus marks it stale at its next scrape too.
     * Families are sorted by name, each with exactly one ``# HELP`` and ``# TYPE`` line;
       series within a family are sorted by labels (histogram buckets by ``le`` as a
       number, then ``_sum`` and ``_count``). A missing or blank help text becomes

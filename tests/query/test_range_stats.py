@@ -156,12 +156,6 @@ def test_predict_linear_takes_the_intercept_at_the_evaluation_time(linear: Engin
     ] == pytest.approx(70, rel=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py must pass the step times to windows_for (steps=...) and not reuse one "
-    "window's answer under @ for predict_linear: Prometheus takes the intercept at the step "
-    "time (enh.Ts), not at the window's end",
-)
 @pytest.mark.parametrize(
     ("at_minute", "expected"), [(10, 51.36363636363637), (70, 89.54545454545455)]
 )
@@ -173,7 +167,6 @@ def test_predict_linear_under_at_takes_the_intercept_at_the_step_time(
     assert values_of(linear, query, T0 + at_minute * M)[""] == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="as above: the intercept is at the step time, not end")
 def test_predict_linear_under_offset_takes_the_intercept_at_the_step_time(linear: Engine) -> None:
     slope = values_of(linear, "deriv(reset_middle[50m])", T0 + 50 * M)[""]
     got = values_of(linear, "predict_linear(reset_middle[50m] offset 5m, 3600)", T0 + 55 * M)
@@ -382,12 +375,6 @@ def test_counters_over_the_sql_minute_tier_answer_what_raw_samples_answer(
     assert_rollups_answer_as_raw(sql_and_raw, query)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="query/fetch.py asks the store for bucket statistics only for the functions in its "
-    "_AGGREGATE_FUNCS; it must use functions.BUCKET_STATISTICS (delta, idelta, deriv, "
-    "predict_linear, changes, resets, stddev/stdvar_over_time read them too)",
-)
 @pytest.mark.parametrize(
     "query",
     [

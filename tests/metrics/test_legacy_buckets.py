@@ -68,7 +68,7 @@ def check(url: str) -> None:
 
     store = _open(url)  # converts, then rebuilds what raw samples still cover
     try:
-        assert store.db.schema_version("metrics") == 5
+        assert store.db.schema_version("metrics") == 6
         tables = store.db.table_names()
         assert not any(
             t.startswith(("samples_r60_", "samples_r300_", "samples_r3600_")) for t in tables

@@ -104,7 +104,7 @@ def test_every_table_signalbox_creates_is_known_as_ours(tmp_path: Path) -> None:
     names = store.db.table_names()
     store.close()
     assert any(n.startswith("samples_raw_") for n in names), sorted(names)
-    assert any(n.startswith("samples_r60_") for n in names), sorted(names)
+    assert any(n.startswith("buckets_r60_") for n in names), sorted(names)
     assert all(is_signalbox_table(n) for n in names if not n.startswith("sqlite_")), names
     assert not is_signalbox_table("samples") and not is_signalbox_table("series_backup")
 

@@ -141,6 +141,7 @@ class PrefetchedStore:
             for sp in self._candidates(ms)
             if sp.timestamps
             and sp.timestamps[-1] >= oldest
+            and not (sp.stale and sp.stale[-1] >= sp.timestamps[-1])  # ended (a stale marker)
             and series_matches(sp.name, sp.labels, ms)
         ]
 

@@ -67,6 +67,8 @@ SIGNALBOX_TABLES = frozenset(
         "storage_events",
         "storage_leases",
         "monitor_outbox",
+        "metric_stale",
+        "metric_spool_files",
         "monitor_series",
         "monitor_history",
         "monitor_silences",

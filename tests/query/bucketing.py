@@ -14,26 +14,10 @@ from __future__ import annotations
 import math
 from itertools import groupby, pairwise
 
-from signalbox.metrics.store import SeriesPoints
+from signalbox.metrics.store import POINT_COLUMNS, SeriesPoints
 from signalbox.query.kahan import kahan_sum
 
-_STAT_COLUMNS = (
-    "mins",
-    "maxs",
-    "sums",
-    "counts",
-    "first_ts",
-    "firsts",
-    "prev_ts",
-    "prevs",
-    "drops",
-    "resets",
-    "changes",
-    "sx",
-    "sxx",
-    "sxy",
-    "m2",
-)
+_STAT_COLUMNS = tuple(c for c in POINT_COLUMNS if c not in ("timestamps", "values"))
 
 
 def _end(ts_ms: int, res_ms: int) -> int:

@@ -81,7 +81,7 @@ class SeriesPoints:
 
     def columns(self) -> list[str]:
         """Names of the per-point lists that are set (``timestamps`` and ``values`` first)."""
-        return [n for n in _POINT_COLUMNS if getattr(self, n) is not None]
+        return [n for n in POINT_COLUMNS if getattr(self, n) is not None]
 
     def slice(self, lo: int, hi: int) -> SeriesPoints:
         """Points ``[lo, hi)``, every per-point list cut alike."""
@@ -97,7 +97,7 @@ class SeriesPoints:
         return out
 
 
-_POINT_COLUMNS = (
+POINT_COLUMNS = (
     "timestamps",
     "values",
     "mins",

@@ -228,6 +228,9 @@ def _extrapolated(sp: SeriesPoints, w: Windows, *, counter: bool, per_second: bo
         to_start = (fts[lo] - (end - w.width_ms)) / 1000.0
         to_end = (end - ts[last]) / 1000.0
         sampled = (ts[last] - fts[lo]) / 1000.0
+        if sampled <= 0:  # buckets estimated from an old schema can claim this; never a 500
+            out.append(None)
+            continue
         avg_gap = sampled / (n - 1)
         threshold = avg_gap * 1.1
         if to_start >= threshold:

@@ -256,8 +256,7 @@ def _histogram(rng: random.Random, times: range) -> list[tuple[int, ...]]:
         acc = 0
         for b, share in enumerate(shares):
             acc += int(n * share * (slow if b >= 2 else 1.0))
-            counts[b] += acc
-        counts[-1] = max(counts[-1], counts[-2])
+            counts[b] += acc  # cumulative in le, as classic buckets are
         out.append(tuple(counts))
     return out
 
@@ -300,6 +299,14 @@ def split_by_day(om: Path, out: Path) -> list[Path]:
     return [out / f"day-{day}.om" for day in sorted(files)]
 
 
+def _stale(d: Path, now_s: int) -> bool:
+    """A cache entry too old to reuse (or half-written and left an hour ago)."""
+    meta = d / "data.json"
+    if meta.exists():
+        return now_s - int(json.loads(meta.read_text())["end_s"]) >= CACHE_MAX_AGE_S
+    return now_s - d.stat().st_mtime >= CACHE_MAX_AGE_S
+
+
 def cached_openmetrics(
     n_series: int, days: int, offset_s: int, fresh: bool
 ) -> tuple[Path, list[Path], int]:
@@ -312,10 +319,12 @@ def cached_openmetrics(
     if not fresh and om.exists() and meta.exists():
         done = json.loads(meta.read_text())
         end_s = int(done["end_s"])
-        if now_min - end_s < CACHE_MAX_AGE_S:
+        if not _stale(d, now_min):
             print(f"data: cached {om} (ends {(now_min - end_s) // 60} min ago)")
             return om, [d / p for p in done["days"]], end_s
-    shutil.rmtree(d, ignore_errors=True)
+    for old in d.parent.glob("*"):  # this key's data, and any other past its use
+        if old == d or _stale(old, now_min):
+            shutil.rmtree(old, ignore_errors=True)
     d.mkdir(parents=True)
     t = time.perf_counter()
     with om.open("w") as f:

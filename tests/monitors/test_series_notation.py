@@ -120,6 +120,7 @@ def test_series_descriptions_give_name_and_sorted_labels() -> None:
         ("up[5m]", "expected a metric name with labels"),
         ('up{job="a", job="b"}', "given twice"),
         ("up{", "bad series"),
+        ("up @ 100", "bad series"),
     ],
 )
 def test_bad_series_descriptions_say_what_is_wrong(text: str, reason: str) -> None:

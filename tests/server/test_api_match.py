@@ -134,6 +134,7 @@ def test_label_values_restricted_by_match_and_window(client: TestClient) -> None
     [
         ({"match[]": "rate(image_processing_time[5m])"}, "is not a series selector"),
         ({"match[]": "image_processing_time offset 5m"}, "is not a series selector"),
+        ({"match[]": "image_processing_time @ 100"}, "is not a series selector"),
         ({"match[]": '{host=~".*"}'}, "does not match the empty string"),
         ({"match[]": "x{"}, ""),
         ({"match[]": "x", "start": "yesterday"}, "'start'"),

@@ -162,7 +162,7 @@ def parse_series(text: str) -> tuple[str, Labels]:
         expr = parse_expr(text)
     except QueryError as e:
         raise NotationError(f"bad series {text!r}: {e}") from None
-    if not isinstance(expr, VectorSelector) or expr.offset_ms:
+    if not isinstance(expr, VectorSelector) or expr.offset_ms or expr.at is not None:
         raise NotationError(
             f"bad series {text!r}: expected a metric name with labels, like "
             'image_processing_time{host="web1"}'

@@ -162,7 +162,7 @@ def _matchers(p: dict[str, Any]) -> list[list[Matcher]]:
     out = []
     for m in p.get("match[]", []):
         expr = parse_expr(m)
-        if not isinstance(expr, VectorSelector) or expr.offset_ms:
+        if not isinstance(expr, VectorSelector) or expr.offset_ms or expr.at is not None:
             raise BadRequest(f"invalid parameter 'match[]': {m!r} is not a series selector")
         out.append(list(expr.all_matchers()))
     return out

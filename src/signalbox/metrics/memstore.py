@@ -209,7 +209,7 @@ class MemoryMetricStore:
         end_ms: int,
         *,
         step_ms: int = 0,
-        aggregates: bool = True,
+        aggregates: bool | frozenset[str] = True,
         align_ms: int = 0,
     ) -> list[SeriesPoints]:
         """Raw points in ``[start_ms, end_ms]`` of each matching series that has any."""

@@ -189,7 +189,7 @@ class MetricReader(Protocol):
         end_ms: int,
         *,
         step_ms: int = 0,
-        aggregates: bool = True,
+        aggregates: bool | frozenset[str] = True,
         align_ms: int = 0,
     ) -> list[SeriesPoints]:
         """Points in ``[start_ms, end_ms]`` of every matching series that has any.
@@ -197,9 +197,10 @@ class MetricReader(Protocol):
         ``step_ms`` lets the store pick the resolution: raw while the window is within raw
         retention and the step is finer than the first rollup tier, else the finest tier that
         still covers ``start_ms`` (with raw points newer than that tier's last rollup appended,
-        so recent data never goes missing). ``aggregates=False`` says the caller only needs
-        ``values`` (no ``*_over_time`` over buckets): a store may then leave ``mins``/``maxs``/
-        ``sums``/``counts`` as None and read less. ``align_ms`` (0: unknown): every window
+        so recent data never goes missing). ``aggregates`` names the bucket statistics the
+        caller reads (``SeriesPoints`` attributes: ``"counts"``, ``"firsts"``, ...); a store
+        may leave the others None and read less. ``True``: all of them; ``False``: none
+        (only ``timestamps``, ``values`` and ``first_ts``). ``align_ms`` (0: unknown): every window
         the caller will read is ``(a, b]`` with ``a`` and ``b`` multiples of it, so a tier
         whose bucket length divides it answers each window exactly from whole buckets; the
         store prefers such a tier to a coarser one that does not.

@@ -21,7 +21,7 @@ from signalbox.exceptions import StoreError
 from signalbox.metrics.samples import Matcher, format_series
 from signalbox.metrics.store import MetricReader, SeriesPoints
 from signalbox.query.ast import Call, Expr, MatrixSelector, Subquery, VectorSelector
-from signalbox.query.functions import BUCKET_STATISTICS, FUNCTIONS
+from signalbox.query.functions import FUNCTIONS, STATISTICS_READ
 from signalbox.query.subquery import Grid, inner_grid
 
 FetchKey = tuple[tuple[str, str, str], ...]
@@ -35,7 +35,7 @@ class _Use:
     offset_ms: int
     width_ms: int
     buckets: int
-    aggregates: bool  # inside a function that reads bucket statistics (BUCKET_STATISTICS)
+    stats: frozenset[str]  # the bucket statistics the function around it reads (STATISTICS_READ)
     instant: bool
     first: int
     last: int
@@ -53,32 +53,38 @@ def _uses(
     uses: dict[FetchKey, tuple[tuple[Matcher, ...], list[_Use]]] = {}
 
     def note(
-        sel: VectorSelector, g: Grid, width: int, buckets: int, aggregates: bool, instant: bool
+        sel: VectorSelector,
+        g: Grid,
+        width: int,
+        buckets: int,
+        stats: frozenset[str],
+        instant: bool,
     ) -> None:
         matchers = sel.all_matchers()
         entry = uses.setdefault(fetch_key(matchers), (matchers, []))
         at = g.pinned(sel.at)
-        use = _Use(sel.offset_ms, width, buckets, aggregates, instant, at.first, at.last, at.step)
+        use = _Use(sel.offset_ms, width, buckets, stats, instant, at.first, at.last, at.step)
         entry[1].append(use)
 
     # an explicit stack: a deep tree must not exhaust Python's recursion here
-    stack: list[tuple[Expr, Grid, int, bool]] = [(tree, grid, 1, False)]
+    none: frozenset[str] = frozenset()
+    stack: list[tuple[Expr, Grid, int, frozenset[str]]] = [(tree, grid, 1, none)]
     while stack:
-        e, g, buckets, aggregates = stack.pop()
+        e, g, buckets, stats = stack.pop()
         if isinstance(e, MatrixSelector):
-            note(e.selector, g, e.range_ms, buckets, aggregates, False)
+            note(e.selector, g, e.range_ms, buckets, stats, False)
         elif isinstance(e, VectorSelector):
-            note(e, g, lookback_ms, 1, False, True)
+            note(e, g, lookback_ms, 1, none, True)
         elif isinstance(e, Subquery):
             inner = inner_grid(e, g)
             if inner is not None:
-                stack.append((e.expr, inner, 1, False))
+                stack.append((e.expr, inner, 1, none))
         elif isinstance(e, Call):
             sig = FUNCTIONS[e.func]
-            agg = e.func in BUCKET_STATISTICS  # reads more than each bucket's last value
-            stack.extend((a, g, sig.rollup_buckets, agg) for a in e.args)
+            read = STATISTICS_READ.get(e.func, none)  # more than each bucket's last value
+            stack.extend((a, g, sig.rollup_buckets, read) for a in e.args)
         else:
-            stack.extend((c, g, 1, False) for c in e.children())
+            stack.extend((c, g, 1, none) for c in e.children())
     return uses
 
 
@@ -111,7 +117,8 @@ def fetch(
     for key, (matchers, uses) in _uses(tree, lookback_ms, grid).items():
         start = min(u.first - u.offset_ms - u.width_ms for u in uses)
         end = max(u.last - u.offset_ms for u in uses)
-        agg = any(u.aggregates for u in uses)
+        wanted = frozenset().union(*(u.stats for u in uses))
+        agg: bool | frozenset[str] = wanted if wanted else False
         align = _alignment(uses)
         got = store.select(matchers, start, end, step_ms=step_ms, aggregates=agg, align_ms=align)
         if not got and probe_ms:

@@ -53,20 +53,33 @@ OVER_TIME = (
     "last_over_time",
 )
 RATE_LIKE = ("rate", "increase", "delta", "irate", "idelta", "deriv")
-# over rollup buckets these read more than each bucket's last value (first sample, counts,
-# resets, regression sums, m2: see SeriesPoints); the fetch asks the store for them
-BUCKET_STATISTICS = frozenset(
-    {
-        *OVER_TIME,
-        *RATE_LIKE,
-        "present_over_time",
-        "predict_linear",
-        "changes",
-        "resets",
-        "stddev_over_time",
-        "stdvar_over_time",
-    }
-)
+# The per-bucket statistics (SeriesPoints attributes) each function reads from rollup
+# buckets beyond their last values, so a read fetches those columns and no others.
+# ``firsts`` marks buckets that have statistics (old buckets have none: see rangefuncs).
+_COUNTER = frozenset({"firsts", "counts", "drops"})
+_LINES = frozenset({"firsts", "counts", "sums", "mins", "maxs", "sx", "sxx", "sxy"})
+_SPREAD = frozenset({"firsts", "counts", "sums", "mins", "maxs", "m2"})
+STATISTICS_READ: dict[str, frozenset[str]] = {
+    "avg_over_time": frozenset({"sums", "counts"}),
+    "sum_over_time": frozenset({"sums"}),
+    "count_over_time": frozenset({"counts"}),
+    "present_over_time": frozenset({"counts"}),
+    "min_over_time": frozenset({"mins"}),
+    "max_over_time": frozenset({"maxs"}),
+    "rate": _COUNTER,
+    "increase": _COUNTER,
+    "delta": frozenset({"firsts", "counts"}),
+    "irate": frozenset({"firsts", "counts", "prev_ts", "prevs"}),
+    "idelta": frozenset({"firsts", "counts", "prev_ts", "prevs"}),
+    "deriv": _LINES,
+    "predict_linear": _LINES,
+    "changes": frozenset({"firsts", "changes"}),
+    "resets": frozenset({"firsts", "resets"}),
+    "stddev_over_time": _SPREAD,
+    "stdvar_over_time": _SPREAD,
+}
+BUCKET_STATISTICS = frozenset(STATISTICS_READ)
+"""Functions that read more than each bucket's last value (see :data:`STATISTICS_READ`)."""
 TRIG = (
     "sin", "cos", "tan", "asin", "acos", "atan",
     "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",

@@ -95,7 +95,7 @@ class PrefetchedStore:
         end_ms: int,
         *,
         step_ms: int = 0,
-        aggregates: bool = True,
+        aggregates: bool | frozenset[str] = True,
         align_ms: int = 0,
     ) -> list[SeriesPoints]:
         ms = tuple(matchers)

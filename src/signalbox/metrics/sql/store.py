@@ -89,65 +89,68 @@ def _num(v: Any) -> float:
     return math.nan if v is None else float(v)
 
 
-# the per-bucket lists besides timestamps, values and first_ts (see SeriesPoints)
-_STATS = (
-    "counts", "sums", "mins", "maxs", "firsts", "prev_ts", "prevs",
-    "drops", "resets", "changes", "sx", "sxx", "sxy", "m2",
-)  # fmt: skip
+# the per-bucket lists besides timestamps, values and first_ts (see SeriesPoints), and the
+# column of a bucket row each is read from
+_COLUMN_OF = {
+    "counts": "count", "sums": "sum", "mins": "min", "maxs": "max", "firsts": "first",
+    "prev_ts": "prev_ts", "prevs": "prev", "drops": "drops", "resets": "resets",
+    "changes": "changes", "sx": "sx", "sxx": "sxx", "sxy": "sxy", "m2": "m2",
+}  # fmt: skip
+_STATS = tuple(_COLUMN_OF)
 _BUCKET_READ_LAST = "last_ts, last, first_ts"
-_BUCKET_READ = (
-    f"{_BUCKET_READ_LAST}, count, sum, min, max, first, prev_ts, prev, drops, resets, changes, "
-    "sx, sxx, sxy, m2"
-)  # the columns of _STATS, in order, after the three every read takes
+_INTS = frozenset({"counts", "resets", "changes"})
 
 
-def _append_buckets(sp: SeriesPoints, columns: list[tuple[Any, ...]]) -> None:
-    """Rollup rows, column-wise (``_BUCKET_READ`` or ``_BUCKET_READ_LAST`` without the key)."""
+def _stats(aggregates: bool | frozenset[str]) -> tuple[str, ...]:
+    """The statistics a select reads, in ``_STATS`` order."""
+    if aggregates is True:
+        return _STATS
+    if aggregates is False:
+        return ()
+    unknown = aggregates.difference(_COLUMN_OF)
+    if unknown:
+        raise StoreError(f"unknown bucket statistics asked for: {sorted(unknown)}")
+    return tuple(c for c in _STATS if c in aggregates)
+
+
+def _append_buckets(
+    sp: SeriesPoints, stats: tuple[str, ...], columns: list[tuple[Any, ...]]
+) -> None:
+    """Rollup rows, column-wise: ``_BUCKET_READ_LAST`` then ``stats``, without the key."""
     assert sp.first_ts is not None
     sp.timestamps.extend(columns[0])
     sp.values.extend(_nums(columns[1]))
     sp.first_ts.extend(columns[2])
-    if sp.counts is None:
-        return
-    ints = ("counts", "resets", "changes")
-    for name, col in zip(_STATS, columns[3:], strict=True):
+    for name, col in zip(stats, columns[3:], strict=True):
         target: list[Any] = getattr(sp, name)
         if name == "prev_ts":
             target.extend(0 if t is None else t for t in col)
-        elif name in ints:
+        elif name in _INTS:
             target.extend(map(int, col))
         else:
             target.extend(_nums(col))
 
 
 def _append_samples(sp: SeriesPoints, stamps: Sequence[int], values: Sequence[Any]) -> None:
-    """Raw samples after a tier's buckets, each a bucket of one sample."""
+    """Raw samples after a tier's buckets, each a bucket of one sample (only the statistics
+    this read asked for)."""
     assert sp.first_ts is not None
     vs = _nums(values)
     sp.timestamps.extend(stamps)
     sp.values.extend(vs)
     sp.first_ts.extend(stamps)
-    if sp.counts is None:
-        return
     n = len(vs)
     zero_or_nan = [0.0 * v for v in vs]  # a NaN sample's m2 and sxy are NaN
-    for name, col in (
-        ("counts", [1] * n),
-        ("sums", vs),
-        ("mins", vs),
-        ("maxs", vs),
-        ("firsts", vs),
-        ("prev_ts", [0] * n),
-        ("prevs", [math.nan] * n),
-        ("drops", [0.0] * n),
-        ("resets", [0] * n),
-        ("changes", [0] * n),
-        ("sx", [0.0] * n),
-        ("sxx", [0.0] * n),
-        ("sxy", zero_or_nan),
-        ("m2", zero_or_nan),
-    ):
-        getattr(sp, name).extend(col)
+    one_sample = {
+        "counts": [1] * n, "sums": vs, "mins": vs, "maxs": vs, "firsts": vs,
+        "prev_ts": [0] * n, "prevs": [math.nan] * n, "drops": [0.0] * n, "resets": [0] * n,
+        "changes": [0] * n, "sx": [0.0] * n, "sxx": [0.0] * n, "sxy": zero_or_nan,
+        "m2": zero_or_nan,
+    }  # fmt: skip
+    for name, col in one_sample.items():
+        target = getattr(sp, name)
+        if target is not None:
+            target.extend(col)
 
 
 def _nums(vs: Sequence[Any]) -> list[float]:
@@ -405,7 +408,7 @@ class SQLMetricStore:
         end_ms: int,
         *,
         step_ms: int = 0,
-        aggregates: bool = True,
+        aggregates: bool | frozenset[str] = True,
         align_ms: int = 0,
     ) -> list[SeriesPoints]:
         with self._lock:  # the caches: which series match, which partitions exist
@@ -422,13 +425,17 @@ class SQLMetricStore:
         if level.tier == RAW:
             self._select_raw(ids, start_ms, end_ms, out)
         else:
-            self._select_tier(level, ids, start_ms, end_ms, out, aggregates)
+            self._select_tier(level, ids, start_ms, end_ms, out, _stats(aggregates))
         for sid, marks in sqlstale.between(self.db, list(out), start_ms, end_ms).items():
             out[sid].stale = marks
         return [out[sid] for sid in sorted(out)]
 
     def _points(
-        self, sid: int, out: dict[int, SeriesPoints], resolution: int, aggregates: bool = True
+        self,
+        sid: int,
+        out: dict[int, SeriesPoints],
+        resolution: int,
+        stats: tuple[str, ...] = _STATS,
     ) -> SeriesPoints:
         sp = out.get(sid)
         if sp is None:
@@ -436,9 +443,8 @@ class SQLMetricStore:
             sp = out[sid] = SeriesPoints(name, self._series.labels(sid), resolution=resolution)
             if resolution:
                 sp.first_ts = []
-                if aggregates:
-                    for col in _STATS:
-                        setattr(sp, col, [])
+                for col in stats:
+                    setattr(sp, col, [])
         return sp
 
     def _select_raw(
@@ -448,7 +454,7 @@ class SQLMetricStore:
         end_ms: int,
         out: dict[int, SeriesPoints],
         resolution: int = 0,
-        aggregates: bool = True,
+        stats: tuple[str, ...] = _STATS,
     ) -> None:
         """Raw samples in ``[start_ms, end_ms]``; with a ``resolution``, each one a bucket of
         one sample after a tier's buckets (see :class:`SeriesPoints`)."""
@@ -474,7 +480,7 @@ class SQLMetricStore:
                 continue
             for sid, group in groupby(rows, key=_SERIES_ID):
                 _, stamps, values = zip(*group, strict=True)
-                _append_samples(self._points(sid, out, resolution, aggregates), stamps, values)
+                _append_samples(self._points(sid, out, resolution, stats), stamps, values)
         limits.charge(-credit)  # what the estimate held beyond the rows read
 
     def _select_tier(
@@ -484,7 +490,7 @@ class SQLMetricStore:
         start_ms: int,
         end_ms: int,
         out: dict[int, SeriesPoints],
-        aggregates: bool = True,
+        stats: tuple[str, ...] = _STATS,
     ) -> None:
         """Buckets up to the tier's watermark, then raw points: in time order, never twice.
 
@@ -496,19 +502,17 @@ class SQLMetricStore:
         res_ms = level.tier * 1000
         wm = sqlrollup.watermark(self.db, level.tier)
         if wm is None:  # never compacted: the tier is empty as far as readers are concerned
-            self._select_raw(
-                ids, start_ms, end_ms, out, resolution=level.tier, aggregates=aggregates
-            )
+            self._select_raw(ids, start_ms, end_ms, out, resolution=level.tier, stats=stats)
             return
         # rows are keyed by bucket end; a bucket ending at e holds samples of (e - res, e]
         lo, hi = start_ms, min(end_ms + res_ms - 1, wm)
         parts = self._partitions
         if hi >= lo:
-            cols = _BUCKET_READ if aggregates else _BUCKET_READ_LAST
+            cols = ", ".join((_BUCKET_READ_LAST, *(_COLUMN_OF[c] for c in stats)))
             tables = parts.between(level, lo, hi)
             if any((level.tier, s) in parts.inexact for s, _ in tables):
                 for sid in ids:
-                    self._points(sid, out, level.tier, aggregates).approximate = True
+                    self._points(sid, out, level.tier, stats).approximate = True
             names = [t for _, t in tables]
             one = None
             if len(ids) == 1 and len(names) > 1:  # one series over many partitions: one query
@@ -533,7 +537,8 @@ class SQLMetricStore:
                     if only is None:
                         del columns[0]  # the series id
                     assert sid is not None
-                    _append_buckets(self._points(sid, out, level.tier, aggregates), columns[1:])
+                    sp = self._points(sid, out, level.tier, stats)
+                    _append_buckets(sp, stats, columns[1:])
         if wm < end_ms:  # newer than the watermark: raw points, so recent data is never missing
             self._select_raw(
                 ids,
@@ -541,7 +546,7 @@ class SQLMetricStore:
                 end_ms,
                 out,
                 resolution=level.tier,
-                aggregates=aggregates,
+                stats=stats,
             )
 
     def latest(

@@ -27,6 +27,9 @@ def splits(sp: SeriesPoints, ends: list[int], width_ms: int) -> bool:
     firsts, lasts = sp.first_ts, sp.timestamps
     if firsts is None or sp.approximate:
         return True
+    res = sp.resolution * 1000
+    if width_ms % res == 0 and all(end % res == 0 for end in ends):
+        return False  # edges on bucket ends: a bucket (e - res, e] is never split
     n = len(lasts)
     for end in ends:
         for edge in (end - width_ms, end) if width_ms else (end,):

@@ -1,4 +1,5 @@
-"""The background work of ``serve`` and ``agent``: collection passes, rollups, StatsD.
+"""The background work of ``serve`` and ``agent``: collection passes, rollups, StatsD, and
+the process's own metrics (:mod:`signalbox.metrics.process`), stored by every pass.
 
 Each loop runs in a daemon thread with its own store connection and stops when the shared
 event is set; a failing pass is logged and the loop goes on (a collector must never die).
@@ -20,6 +21,7 @@ from signalbox.config import Settings
 from signalbox.durations import format_duration
 from signalbox.exceptions import StoreError
 from signalbox.metrics.collect import SampleSource
+from signalbox.metrics.process import ProcessMetrics
 from signalbox.runtime import build_collector, open_metric_store
 
 log = logging.getLogger("signalbox.serve")
@@ -148,6 +150,7 @@ class Background:
             self._closers.append(server.stop)
             sources.append(agg)
             log.info("StatsD listening on udp://%s:%d", *server.address)
+        sources.append(ProcessMetrics(memory_warn_bytes=s.server.memory_warn_bytes or None))
         store = open_metric_store(s)
         self._closers.append(store.close)
         collector = build_collector(s, store, sources)

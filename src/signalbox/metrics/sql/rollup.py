@@ -181,6 +181,15 @@ def _empty_at(parts: PartitionTables, table: str, ts: int) -> bool:
     return not rows
 
 
+# One window for every function of a bucket's rows, so the database sorts them once: the
+# whole bucket in time order (row_number, lag and lead ignore the frame; min, avg, sum and
+# count over it see every row of the bucket).
+_WINDOW = (
+    "WINDOW w AS (PARTITION BY series_id, e ORDER BY ts "
+    "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
+)
+
+
 def _end(col: str, res: int) -> str:
     """The end of the bucket of size ``res`` holding time ``col``."""
     return f"(({col} + {res - 1}) / {res}) * {res}"
@@ -188,23 +197,20 @@ def _end(col: str, res: int) -> str:
 
 def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: int, b: int) -> None:
     """Buckets ending in ``(a, b]`` from the raw samples ``(series_id, ts, value)`` of ``source``."""
-    part = "PARTITION BY series_id, e"
     samples = (
         f"SELECT series_id, ts, NULLIF(value, 'NaN') AS v, {_end('ts', res)} AS e "
         f"FROM ({source}) AS x WHERE ts > ? AND ts <= ?"
     )
     ranked = (
-        f"SELECT series_id, e, ts, v, {_seconds(f'ts - min(ts) OVER ({part})')} AS x, "
-        f"row_number() OVER ({part} ORDER BY ts) AS rn, "
-        f"row_number() OVER ({part} ORDER BY ts DESC) AS rd, "
-        f"lag(v) OVER ({part} ORDER BY ts) AS pv, avg(v) OVER ({part}) AS mean "
-        f"FROM ({samples}) AS s"
+        f"SELECT series_id, e, ts, v, {_seconds('ts - min(ts) OVER w')} AS x, "
+        "row_number() OVER w AS rn, count(*) OVER w AS k, lag(v) OVER w AS pv, "
+        f"avg(v) OVER w AS mean FROM ({samples}) AS s {_WINDOW}"
     )
     whole = "count(*) = count(v)"  # no NaN in the bucket
     select = (
         f"SELECT series_id, e, count(*), CASE WHEN {whole} THEN sum(v) END, min(v), max(v), "
-        "min(ts), max(CASE WHEN rn = 1 THEN v END), max(ts), max(CASE WHEN rd = 1 THEN v END), "
-        "max(CASE WHEN rd = 2 THEN ts END), max(CASE WHEN rd = 2 THEN v END), "
+        "min(ts), max(CASE WHEN rn = 1 THEN v END), max(ts), max(CASE WHEN rn = k THEN v END), "
+        "max(CASE WHEN rn = k - 1 THEN ts END), max(CASE WHEN rn = k - 1 THEN v END), "
         "sum(CASE WHEN v < pv THEN pv ELSE 0.0 END), sum(CASE WHEN v < pv THEN 1 ELSE 0 END), "
         f"sum({_changed('v', 'pv')}), sum(x), sum(x * x), "
         f"CASE WHEN {whole} THEN sum({_product('x', 'v')}) END, "
@@ -256,23 +262,19 @@ def _from_tier(
     Finer buckets are read by their key range, one index seek per series in a
     (series_id, ts)-clustered partition, never by scanning it.
     """
-    part = "PARTITION BY series_id, e"
     finer = f"SELECT t.*, {_end('t.ts', res)} AS e FROM ({_union(parts, tables, False)}) AS t WHERE t.ts > ? AND t.ts <= ?"
     ranked = (
-        f"SELECT f.*, {_seconds(f'first_ts - min(first_ts) OVER ({part})')} AS d, "
-        f"row_number() OVER ({part} ORDER BY ts) AS rn, "
-        f"row_number() OVER ({part} ORDER BY ts DESC) AS rd, "
-        f"lag(last) OVER ({part} ORDER BY ts) AS pl, "
-        f"lead(count) OVER ({part} ORDER BY ts) AS nc, "
-        f"{_quotient(f'sum(sum) OVER ({part})', f'sum(count) OVER ({part})')} AS mean "
-        f"FROM ({finer}) AS f"
+        f"SELECT f.*, {_seconds('first_ts - min(first_ts) OVER w')} AS d, "
+        "row_number() OVER w AS rn, count(*) OVER w AS k, lag(last) OVER w AS pl, "
+        "lead(count) OVER w AS nc, "
+        f"{_quotient('sum(sum) OVER w', 'sum(count) OVER w')} AS mean FROM ({finer}) AS f {_WINDOW}"
     )
     select = (
         "SELECT series_id, e, sum(count), CASE WHEN count(*) = count(sum) THEN sum(sum) END, "
         "min(min), max(max), min(first_ts), max(CASE WHEN rn = 1 THEN first END), "
-        "max(last_ts), max(CASE WHEN rd = 1 THEN last END), "
-        "max(CASE WHEN rd = 1 AND count >= 2 THEN prev_ts WHEN rd = 2 AND nc = 1 THEN last_ts END), "
-        "max(CASE WHEN rd = 1 AND count >= 2 THEN prev WHEN rd = 2 AND nc = 1 THEN last END), "
+        "max(last_ts), max(CASE WHEN rn = k THEN last END), "
+        "max(CASE WHEN rn = k AND count >= 2 THEN prev_ts WHEN rn = k - 1 AND nc = 1 THEN last_ts END), "
+        "max(CASE WHEN rn = k AND count >= 2 THEN prev WHEN rn = k - 1 AND nc = 1 THEN last END), "
         "sum(drops) + sum(CASE WHEN first < pl THEN pl ELSE 0.0 END), "
         "sum(resets) + sum(CASE WHEN first < pl THEN 1 ELSE 0 END), "
         f"sum(changes) + sum({_changed('first', 'pl')}), "

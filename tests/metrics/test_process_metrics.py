@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from signalbox.clock import FrozenClock
+from signalbox.config import settings_from_dict
+from signalbox.exceptions import ConfigError
 from signalbox.metrics.collect import Collector
 from signalbox.metrics.process import (
     GC_TIMER,
@@ -25,6 +27,9 @@ from signalbox.metrics.process import (
 )
 from signalbox.metrics.samples import Matcher, format_series
 from signalbox.metrics.sql.store import SQLMetricStore
+from signalbox.runtime import open_metric_store
+from signalbox.server.loops import Background
+from signalbox.server.settings import ServerSettings
 from signalbox.storage import open_database
 
 linux = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
@@ -176,3 +181,37 @@ def test_a_pass_stores_them_with_the_host_label_and_metadata(tmp_path: Path) -> 
     assert meta["signalbox_process_cpu_seconds_total"].type == "counter"
     assert meta["signalbox_process_gc_seconds_total"].type == "counter"
     store.close()
+
+
+def test_settings_memory_warn_bytes(tmp_path: Path) -> None:
+    def server(table: dict[str, object]) -> ServerSettings:
+        raw = {"server": table}
+        return settings_from_dict(raw, source="t.toml", base_dir=tmp_path, environ={}).server
+
+    assert server({}).memory_warn_bytes == 0
+    assert server({"memory_warn_bytes": 2 << 30}).memory_warn_bytes == 2 << 30
+    with pytest.raises(ConfigError, match=r"server\.memory_warn_bytes"):
+        server({"memory_warn_bytes": -1})
+
+
+def test_agent_background_stores_them_every_pass(tmp_path: Path) -> None:
+    """``agent`` is :class:`Background` without monitors: its passes store them too."""
+    settings = settings_from_dict(
+        {"host": "agent1", "collect": {"interval": "1s"}, "statsd": {"enabled": False}},
+        source="t.toml",
+        base_dir=tmp_path,
+        environ={},
+    )
+    settings.metrics.spool_dir.mkdir(parents=True)
+    bg = Background(settings)
+    bg.start()
+    try:
+        store = open_metric_store(settings)
+        deadline = time.monotonic() + 10
+        name = Matcher("__name__", "=", "signalbox_process_resident_memory_bytes")
+        while not (got := store.latest([name])) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [labels for _, labels, _, _ in got] == [(("host", "agent1"),)]
+        store.close()
+    finally:
+        bg.close()

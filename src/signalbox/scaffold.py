@@ -50,6 +50,9 @@ tiers = "1m:8d,5m:35d,1h:400d"
 # serve binds to localhost unless told otherwise.
 host = "127.0.0.1"
 port = 8910
+# Log a warning when serve's resident memory passes this many bytes (0: never); the
+# signalbox_process_* metrics report it every pass either way.
+memory_warn_bytes = 0
 
 [query]
 # What one query over the HTTP API (or `signalbox query`) may cost, as Prometheus'

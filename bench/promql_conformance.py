@@ -477,9 +477,9 @@ def outermost(expr_text: str) -> str:
         return "?"
     while True:
         if isinstance(e, Call):
-            return f"{e.func}()"
+            return f"{e.func!s}()"
         if isinstance(e, Aggregation):
-            return e.op
+            return str(e.op)
         if isinstance(e, BinaryExpr):
             kind = "binary" if e.matching is None else f"binary {e.matching.card}"
             return f"{kind} {e.op}{' bool' if e.return_bool else ''}"
@@ -582,13 +582,13 @@ def report(by_file: dict[str, list[Verdict]], *, verbose: bool, top: int) -> Non
     everything = [v for vs in by_file.values() for v in vs]
     stable = [v for v in everything if v.outcome != "skipped" and not v.case.experimental]
     if stable:
-        c = Counter(v.outcome for v in stable)
-        agree = c["equal"] + c["fail-ok"]
+        kinds = Counter(v.outcome for v in stable)
+        agree = kinds["equal"] + kinds["fail-ok"]
         print(
             f"without Prometheus' experimental functions ({len(everything) - totals['skipped'] - len(stable)}"
             f" cases set apart): {len(stable)} run, {agree} agree ({100 * agree / len(stable):.1f}%), "
-            f"{c['differs']} differ, {c['refused']} refused, {c['error']} errors, "
-            f"{c['fail-missed']} answered where Prometheus fails"
+            f"{kinds['differs']} differ, {kinds['refused']} refused, {kinds['error']} errors, "
+            f"{kinds['fail-missed']} answered where Prometheus fails"
         )
     for outcome, title in (
         ("refused", "refusals by cause"),

@@ -37,6 +37,7 @@ import os
 import stat
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 try:  # the BLAKE2 module itself: hashlib would also load OpenSSL, a cost on every cron pass
     from _blake2 import blake2b
@@ -44,20 +45,33 @@ except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2b
 from pathlib import Path
 
-from signalbox.metrics.parse.keyvalue import keyvalue_shape, parse_keyvalue
+from signalbox.metrics.parse.keyvalue import Columns, keyvalue_columns, parse_keyvalue
 from signalbox.metrics.parse.lex import LineError
-from signalbox.metrics.parse.promtext import parse_prometheus
+from signalbox.metrics.parse.promtext import parse_prometheus, prometheus_shape
 from signalbox.metrics.parse.stale_after import find_stale_after
 from signalbox.metrics.samples import MetricMeta, Sample, SeriesKey, format_series
 from signalbox.metrics.store import Frame, NewLayout
 
+_NAME, _LABELS = itemgetter(0), itemgetter(1)
 MAX_PAST_MS = 3600_000
 MAX_FUTURE_MS = 300_000
 _SHAPE_VERSION = b"keyvalue 1\n"  # change when the key=value rules change: old layouts lapse
 
 
-def shape_digest(shape: str) -> bytes:
-    return blake2b(_SHAPE_VERSION + shape.encode(), digest_size=16).digest()
+_PROM_SHAPE_VERSION = b"prom 1\n"  # the same for *.prom shapes (and never equal to it)
+
+
+def shape_digest(shape: str, version: bytes = _SHAPE_VERSION) -> bytes:
+    """The layout digest of a file's shape (``version``: which format's shapes)."""
+    return blake2b(version + shape.encode(), digest_size=16).digest()
+
+
+def _owner_keys(samples: list[Sample]) -> list[str | SeriesKey]:
+    """The samples' series for the duplicate check: a label-less one by its name (a str
+    never equals a key tuple), others as ``(name, labels)``."""
+    if not any(map(_LABELS, samples)):
+        return list(map(_NAME, samples))
+    return [(s[0], s[1]) if s[1] else s[0] for s in samples]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +209,7 @@ def scan_spool(
         )
         return out
     real_spool = os.path.realpath(spool_dir)
-    owner: dict[SeriesKey, str] = {}
+    owner: dict[str | SeriesKey, str] = {}
     for name in names:
         if name.startswith(".") or name.endswith(".tmp"):
             continue
@@ -237,15 +251,26 @@ def scan_spool(
             )
             continue
         out.files_read += 1
-        shape = keyvalue_shape(text) if is_kv and layouts is not None else None
-        digest = b""
-        if shape is not None:
-            digest = shape_digest(shape[0])
-            if layouts is not None and digest in layouts:
-                out.frames.append(Frame(digest, shape[1]))
+        columns: Columns | None = None
+        digest, values = b"", None
+        if layouts is not None:  # the file's shape: a frame if the store knows it
+            if is_kv:
+                columns = keyvalue_columns(text)
+                if columns is not None:
+                    digest, values = shape_digest("\n".join(columns[0])), columns[1]
+            else:
+                shape = prometheus_shape(text)
+                if shape is not None:
+                    digest, values = shape_digest(shape[0], _PROM_SHAPE_VERSION), shape[1]
+            if values is not None and digest in layouts:
+                out.frames.append(Frame(digest, values))
                 out.files[name] = digest
                 continue
-        parsed = parse_keyvalue(text, name, metas=False) if is_kv else parse_prometheus(text, name)
+        if is_kv:
+            parsed = parse_keyvalue(text, name, metas=False, columns=columns)
+        else:
+            parsed = parse_prometheus(text, name)
+        del columns
         errors: list[LineError] = list(parsed.errors)
         samples = parsed.samples
         if is_prom and any(s.timestamp_ms is not None for s in samples):
@@ -264,31 +289,36 @@ def scan_spool(
                 else:
                     kept.append(s)
             samples = kept
-        keys = [(s[0], s[1]) for s in samples]
-        if owner.keys() & keys:  # rare: the same series from another file; first file wins
-            fresh = []
-            for s, key in zip(samples, keys, strict=True):
-                first = owner.get(key)
-                if first is None:
-                    fresh.append(s)
-                    continue
-                out.problems.append(
-                    SpoolProblem(
-                        name,
-                        0,
-                        f"duplicate series {format_series(*key)}: also in {first}, whose value is kept",
-                        "duplicate",
-                    )
-                )
-                out.bad_lines[name] = out.bad_lines.get(name, 0) + 1
-            samples = fresh
-            keys = [(s[0], s[1]) for s in samples]
-        owner.update(dict.fromkeys(keys, name))
-        if shape is not None and not errors and len(samples) == len(shape[1]) and samples:
+        if values is not None and not errors and samples and len(samples) == len(values):
+            # a new shape, proposed as a layout: the store checks its series against every
+            # other series of the write (DuplicateSeries: the collector reads the pass again
+            # without frames, and this check reports the duplicate), so it is not noted in
+            # ``owner`` -- a million new series would cost ~0.5 s and ~40 MB there
             out.new_layouts.append(NewLayout(digest, len(out.samples), len(samples)))
             out.files[name] = digest
         else:
-            key_set = out.keys[name] = frozenset(keys)
+            # a label-less series by its name alone: no tuple per sample
+            keys = _owner_keys(samples)
+            if owner.keys() & keys:  # rare: the same series from another file; first wins
+                fresh = []
+                for s, key in zip(samples, keys, strict=True):
+                    first = owner.get(key)
+                    if first is None:
+                        fresh.append(s)
+                        continue
+                    out.problems.append(
+                        SpoolProblem(
+                            name,
+                            0,
+                            f"duplicate series {format_series(s[0], s[1])}: also in {first}, whose value is kept",
+                            "duplicate",
+                        )
+                    )
+                    out.bad_lines[name] = out.bad_lines.get(name, 0) + 1
+                samples = fresh
+                keys = _owner_keys(samples)
+            owner.update(dict.fromkeys(keys, name))
+            key_set = out.keys[name] = frozenset((s[0], s[1]) for s in samples)
             out.files[name] = FileSeries(hash(key_set), text)
         out.samples.extend(samples)
         if is_prom:  # key=value metrics are gauges, the default: no metadata to store

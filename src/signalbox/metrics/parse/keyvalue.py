@@ -43,7 +43,10 @@ from signalbox.metrics.parse.lex import (
 )
 from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, sanitize_name
 
-__all__ = ["keyvalue_shape", "parse_keyvalue"]
+__all__ = ["keyvalue_columns", "keyvalue_shape", "parse_keyvalue"]
+
+Columns = tuple[list[str], list[float]]
+"""A clean file's left sides (the text left of each ``=``, stripped) and values."""
 
 _new_sample = tuple.__new__  # Sample(...) minus the Python-level __new__, for hot loops
 _make_sample = partial(tuple.__new__, Sample)
@@ -55,15 +58,25 @@ def _keyvalue_name(raw: str) -> str:
     return name if METRIC_NAME.match(name) else ""
 
 
-def parse_keyvalue(text: str, source: str, *, metas: bool = True) -> Parsed:
+def parse_keyvalue(
+    text: str, source: str, *, metas: bool = True, columns: Columns | None = None
+) -> Parsed:
     """Parse a ``*.metrics`` spool file (see the module docstring for the rules).
 
     ``metas=False`` skips the (all-gauge) metadata records: the collector stores none for
-    key=value metrics since gauge is the default.
+    key=value metrics since gauge is the default. ``columns``: what
+    :func:`keyvalue_columns` answered for this text, when the caller has it already (the
+    spool scanner computes a file's shape first).
     """
     with gc_paused():
-        fast = _keyvalue_batch(text, metas)
+        fast = _batch_of_columns(_columns(text) if columns is None else columns, metas)
         return fast if fast is not None else _keyvalue_lines(text, source, metas)
+
+
+def keyvalue_columns(text: str) -> Columns | None:
+    """The left sides and values of a clean file (its shape is the left sides, one a line);
+    None for any file the batch parser would not take."""
+    return _columns(text)
 
 
 def keyvalue_shape(text: str) -> tuple[str, list[float]] | None:
@@ -80,7 +93,7 @@ def keyvalue_shape(text: str) -> tuple[str, list[float]] | None:
     return "\n".join(lefts), floats
 
 
-def _columns(text: str) -> tuple[list[str], list[float]] | None:
+def _columns(text: str) -> Columns | None:
     """Left sides (stripped) and values of a clean file; None to go line by line."""
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -117,12 +130,16 @@ def _columns(text: str) -> tuple[list[str], list[float]] | None:
 
 
 def _keyvalue_batch(text: str, metas: bool = True) -> Parsed | None:
-    """All-or-nothing fast path: the parse of a flawless file, or None to go line by line.
+    """All-or-nothing fast path: the parse of a flawless file, or None to go line by line."""
+    return _batch_of_columns(_columns(text), metas)
 
-    Past :func:`_columns`, everything here depends on the left sides alone (the shape), so
-    :func:`keyvalue_shape` may stand in for a parse that succeeded before.
+
+def _batch_of_columns(cols: Columns | None, metas: bool = True) -> Parsed | None:
+    """:func:`_keyvalue_batch` from the file's :func:`_columns`.
+
+    Everything here depends on the left sides alone (the shape), so :func:`keyvalue_shape`
+    may stand in for a parse that succeeded before.
     """
-    cols = _columns(text)
     if cols is None:
         return None
     lefts, floats = cols

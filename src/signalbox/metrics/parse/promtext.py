@@ -24,7 +24,7 @@ duplicates) are in :mod:`signalbox.metrics.parse.lex`; the fast path for clean f
 from __future__ import annotations
 
 from functools import partial
-from itertools import compress, repeat
+from itertools import accumulate, compress, repeat
 from operator import itemgetter, lt, not_
 
 from signalbox.metrics.parse.columns import (
@@ -52,7 +52,7 @@ from signalbox.metrics.parse.lex import (
 from signalbox.metrics.parse.prommeta import FAMILY_SUFFIXES, PromMeta, check_family_labels
 from signalbox.metrics.samples import METRIC_NAME, Labels, Sample
 
-__all__ = ["parse_prometheus"]
+__all__ = ["parse_prometheus", "prometheus_shape"]
 
 _new_sample = tuple.__new__  # Sample(...) minus the Python-level __new__, for hot loops
 _make_sample = partial(tuple.__new__, Sample)
@@ -66,6 +66,76 @@ def parse_prometheus(text: str, source: str) -> Parsed:
     with gc_paused():
         fast = _prometheus_batch(text)
         return fast if fast is not None else _prometheus_lines(text, source)
+
+
+def prometheus_shape(text: str) -> tuple[str, list[float]] | None:
+    """A file's *shape* -- its text without the values: every sample line up to its value,
+    in order, and every comment line (``# HELP`` and ``# TYPE`` included) where it stands --
+    and its values; None for a file that must be parsed every pass.
+
+    Two files of one shape parse to the same series, metadata and errors, in the same order
+    (every text the parser reads besides the values is in the shape), so a store that holds a
+    shape needs only the values, as for ``*.metrics`` files
+    (:func:`~signalbox.metrics.parse.keyvalue.keyvalue_shape`). None for files with a
+    timestamp on any line (a stamped sample is checked against the time of each pass, and
+    a frame is stored at that time), and for files the batch parser would not take
+    (indented lines, non-ASCII text, control characters, a value that is not a number).
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r\n" in text:
+        text = text.replace("\r\n", "\n")
+    if has_control_chars(text) or not text.isascii():
+        return None
+    if text.startswith((" ", "\t")) or "\n " in text or "\n\t" in text:
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    comments: list[str] = []
+    where = ""
+    if "#" in text or "" in lines:
+        is_comment = list(map(str.startswith, lines, repeat("#")))
+        is_sample = list(map(lt, is_comment, map(bool, lines)))
+        comments = list(compress(lines, is_comment))
+        # where each comment stands: how many sample lines precede it
+        where = ",".join(map(str, compress(accumulate(is_sample, initial=0), is_comment)))
+        lines = list(compress(lines, is_sample))
+    split = _split_values(lines)
+    if split is None:
+        return None
+    lefts, texts = split
+    joined = "".join(texts)
+    if "" in texts or " " in joined or "\t" in joined:
+        return None  # a missing value, or a timestamp (or more) after it
+    values = float_column(texts)
+    if values is None:
+        return None
+    # the text has no NUL (a control character): the three parts cannot run into each other
+    return "\n".join(lefts) + "\0" + where + "\0" + "\n".join(comments), values
+
+
+def _split_values(lines: list[str]) -> tuple[list[str], list[str]] | None:
+    """Each sample line's text up to its value (the label set's ``}`` included) and the
+    value text after it (stripped); None for a line with no value."""
+    if not lines:
+        return [], []
+    labelled = list(map(str.__contains__, lines, repeat("{")))
+    if not any(labelled):  # NAME VALUE
+        lefts, blanks, rests = partition_columns(map(str.partition, lines, repeat(" ")))
+    elif all(labelled):  # NAME{LABELS} VALUE
+        heads, blanks, rests = partition_columns(map(str.rpartition, lines, repeat("}")))
+        lefts = list(map(str.__add__, heads, repeat("}")))
+    else:
+        lefts, rests, blanks = [], [], []
+        for line, braced in zip(lines, labelled, strict=True):
+            head, blank, rest = line.rpartition("}") if braced else line.partition(" ")
+            lefts.append(head + "}" if braced else head)
+            blanks.append(blank)
+            rests.append(rest)
+    if "" in blanks:
+        return None
+    return lefts, list(map(str.strip, rests))
 
 
 def _prometheus_batch(text: str) -> Parsed | None:

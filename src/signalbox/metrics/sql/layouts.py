@@ -40,6 +40,16 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
+_POSITIONS_SQLITE = (
+    "INSERT INTO metric_layout_series (layout_id, pos, series_id) "
+    "SELECT ?, key, value FROM json_each(?)"
+)
+_POSITIONS_POSTGRES = (
+    "INSERT INTO metric_layout_series (layout_id, pos, series_id) "
+    "SELECT ?, ord - 1, sid FROM unnest(?::bigint[]) WITH ORDINALITY AS t(sid, ord)"
+)
+
+
 def _unpack(blob: bytes) -> array[int]:
     ids = array("q")
     ids.frombytes(bytes(blob))
@@ -122,10 +132,10 @@ class Layouts:
             self.touch([digest], extra, start)
             return int(lid)
         lid = int(row[0])
-        self.db.executemany(
-            "INSERT INTO metric_layout_series (layout_id, pos, series_id) VALUES (?, ?, ?)",
-            [(lid, pos, sid) for pos, sid in enumerate(ids)],
-        )
+        if self.db.dialect.name == "sqlite":  # the rows built in SQL from one parameter
+            self.db.execute(_POSITIONS_SQLITE, (lid, "[" + ",".join(map(str, ids)) + "]"))
+        else:
+            self.db.execute(_POSITIONS_POSTGRES, (lid, list(ids)))
         self._keys[(digest, extra)] = (lid, start)
         self._series[lid] = ids
         return lid

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import compress
 from typing import Any, cast
 
 from signalbox.clock import Clock
@@ -36,6 +38,30 @@ _KEY = "name || '{' || labels"  # the write map's key, built in SQL
 _BY_KEY_CHUNK = 400  # (name, labels) pairs per lookup: 800 parameters
 _BY_ID_CHUNK = 500
 _SNAPSHOT_STALE = 1000  # series learned since the snapshot was saved that make it worth rewriting
+_CREATE_CHUNK = 20_000  # new series per INSERT (one JSON or array parameter each)
+_CREATE_CACHE_KIB = 64 * 1024  # SQLite's page cache while a big batch of series is created
+# the rows built from a JSON array of keys (a name never holds "{"); "WHERE true" lets SQLite
+# read ON CONFLICT as the upsert's, not the join's
+_CREATE_SQLITE = (
+    "INSERT INTO series (id, name, labels, created_ms) SELECT ? + key, "
+    "substr(value, 1, instr(value, '{') - 1), substr(value, instr(value, '{') + 1), ? "
+    "FROM json_each(?) WHERE true ON CONFLICT (name, labels) DO NOTHING"
+)
+_CREATE_POSTGRES = (
+    "INSERT INTO series (name, labels, created_ms) SELECT n, l, ? "
+    "FROM unnest(?::text[], ?::text[]) AS t(n, l) "
+    "ON CONFLICT (name, labels) DO NOTHING RETURNING name || '{' || labels, id"
+)
+
+
+def _is_none(v: object) -> bool:
+    return v is None
+
+
+def _json_array(strings: list[str]) -> str:
+    import msgspec
+
+    return msgspec.json.encode(strings).decode()
 
 
 class _Pending:
@@ -223,32 +249,83 @@ class SeriesIndex:
             if pending.unsaved > _SNAPSHOT_STALE:  # others added many: refresh it
                 self._save_snapshot(ids, pending)
             return cast("list[int]", sids), 0
-        missing: dict[str, tuple[str, str]] = {}
-        for i, sid in enumerate(sids):
-            if sid is None:
-                missing[keys[i]] = (names[i], keys[i][len(names[i]) + 1 :])
-        now_ms = int(clock.now() * 1000)
-        # in key order: two writers creating the same series lock them in the same order
-        self.db.executemany(
-            "INSERT INTO series (name, labels, created_ms) VALUES (?, ?, ?) ON CONFLICT (name, labels) DO NOTHING",
-            [(n, t, now_ms) for _, (n, t) in sorted(missing.items())],
-        )
-        learned = pending.ids
-        for key, sid in self.db.query(
-            f"SELECT {_KEY}, id FROM series WHERE id > ?", (pending.ids_max,)
-        ):
-            learned[key] = sid
-            pending.ids_max = max(pending.ids_max, sid)
-        unseen = [pair for key, pair in missing.items() if key not in learned]
-        if unseen:  # committed out of id order by another writer (below the newest id seen)
-            learned.update(self._by_key(unseen))
-        lost = [key for key in missing if key not in learned]
+        # duplicates left in: the insert skips a key's second row, and reads back the ids
+        # of a batch that skipped any (deduplicating a million keys first costs ~0.3 s)
+        missing = list(compress(keys, map(_is_none, sids))) if ids else keys
+        learned, first = self._create(missing, int(clock.now() * 1000))
+        pending.ids = learned
+        lost = [] if first else [key for key in missing if key not in learned]
         if lost:  # cannot happen short of a broken database: say which, never guess
             raise StoreError(f"{self.db.url}: series {lost[:5]} were inserted but not found")
+        pending.ids_max = max(pending.ids_max, max(learned.values()))
         pending.unsaved += len(learned)
-        self._save_snapshot({**ids, **learned}, pending)
+        self._save_snapshot({**ids, **learned} if ids else learned, pending)
+        if not ids:  # every series new (a first pass): no merging
+            if first:  # and each got the id after the one before
+                return list(range(first, first + len(keys))), len(learned)
+            return list(map(learned.__getitem__, keys)), len(learned)
         sids = [learned[k] if sid is None else sid for k, sid in zip(keys, sids, strict=True)]
-        return cast("list[int]", sids), len(missing)
+        return cast("list[int]", sids), len(learned)
+
+    def _create(self, keys: list[str], now_ms: int) -> tuple[dict[str, int], int]:
+        """Insert the series ``keys`` (each ``name{labels``, in any order) in batches of one
+        statement each, the rows built in SQL from one array parameter; return their ids.
+        Those another writer created meanwhile are read by key.
+
+        SQLite gives the ids itself: the write transaction holds the database's one write
+        lock, so the ids after the newest are free, and none is read back (a million new
+        series: no million-row read, no second copy of their keys). PostgreSQL's writers
+        run side by side: the sequence gives the ids, and ``RETURNING`` hands them back.
+
+        Also answers, when every key was created with id ``first + its position`` (SQLite,
+        keys all new and distinct), that ``first``; else 0."""
+        if self.db.dialect.name == "sqlite":
+            base = int(self.db.query("SELECT coalesce(max(id), 0) FROM series")[0][0])
+            if len(keys) > _CREATE_CHUNK:
+                with self._page_cache(_CREATE_CACHE_KIB):
+                    return self._create_sqlite(keys, now_ms, base)
+            return self._create_sqlite(keys, now_ms, base)
+        out: dict[str, int] = {}
+        keys = sorted(keys)  # two writers creating the same series lock them in one order
+        for i in range(0, len(keys), _CREATE_CHUNK):
+            chunk = keys[i : i + _CREATE_CHUNK]
+            pairs = [k.partition("{") for k in chunk]
+            got = self.db.execute(
+                _CREATE_POSTGRES, (now_ms, [p[0] for p in pairs], [p[2] for p in pairs])
+            ).fetchall()
+            out.update(got)
+            if len(got) < len(chunk):  # some existed: another writer created them meanwhile
+                out.update(self._by_key([(p[0], p[2]) for p in pairs]))
+        return out, 0
+
+    def _create_sqlite(self, keys: list[str], now_ms: int, base: int) -> tuple[dict[str, int], int]:
+        """:meth:`_create` on SQLite: ids ``base + 1`` on, in the order of ``keys``."""
+        out: dict[str, int] = {}
+        contiguous = True
+        for i in range(0, len(keys), _CREATE_CHUNK):
+            chunk = keys[i : i + _CREATE_CHUNK]
+            first = base + i + 1
+            created = self.db.execute(_CREATE_SQLITE, (first, now_ms, _json_array(chunk)))
+            if created.rowcount == len(chunk):
+                out.update(zip(chunk, range(first, first + len(chunk)), strict=True))
+            else:  # a key twice, or one the map missed: read the batch's ids back
+                contiguous = False
+                out.update(
+                    self._by_key([(k[: k.index("{")], k[k.index("{") + 1 :]) for k in chunk])
+                )
+        return out, base + 1 if contiguous else 0
+
+    @contextmanager
+    def _page_cache(self, kib: int) -> Iterator[None]:
+        """SQLite's page cache raised to ``kib`` for a big insert: the series index takes
+        keys in file order, not key order, and a cache of ~2 MB would write and read its
+        pages over and over (sorting a million keys first costs as much)."""
+        (before,) = self.db.query("PRAGMA cache_size")[0]
+        self.db.execute(f"PRAGMA cache_size = -{kib}")
+        try:
+            yield
+        finally:
+            self.db.execute(f"PRAGMA cache_size = {int(before)}")
 
     def _save_snapshot(self, ids: dict[str, int], pending: _Pending) -> None:
         """Inside the write transaction: rewrite the snapshot (kept only if it commits).

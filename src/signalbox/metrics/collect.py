@@ -165,13 +165,14 @@ class Collector:
         with gc_paused():  # ~10 objects per sample, no cycles: see signalbox.gcpause
             return self._run_once()
 
-    def _scan(self, now_ms: int, *, frames: bool) -> SpoolScan:
+    def _scan(self, now_ms: int, *, frames: bool, careful: bool = False) -> SpoolScan:
         return scan_spool(
             self.spool_dir,
             now_ms=now_ms,
             max_file_bytes=self.max_file_bytes,
             stale_after_s=self.stale_after_s,
             layouts=self.store.known_layouts((("host", self.host),)) if frames else None,
+            careful=careful,
         )
 
     def _run_once(self) -> PassReport:
@@ -192,9 +193,13 @@ class Collector:
             scan = self._scan(now_ms, frames=True)
             try:
                 result = self._store(scan, extra, now_ms, started)
-            except DuplicateSeries:  # a series in two files, one of them a frame: read it all
-                scan = self._scan(now_ms, frames=False)
-                result = self._store(scan, extra, now_ms, started)
+            except DuplicateSeries:  # a series in two files, one of them a frame or layout
+                scan = self._scan(now_ms, frames=True, careful=True)  # parse every file
+                try:
+                    result = self._store(scan, extra, now_ms, started)
+                except DuplicateSeries:  # a spool series a source sent too: no frames
+                    scan = self._scan(now_ms, frames=False)
+                    result = self._store(scan, extra, now_ms, started)
         except BaseException:
             if extra:  # the flush is gone from its source: keep it for the next pass
                 self._hold(extra, extra_metas)

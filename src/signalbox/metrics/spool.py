@@ -24,10 +24,19 @@ Rules:
 - What each file read stored is noted in :attr:`SpoolScan.files`, so the collector can end
   (with stale markers) the series of a file that went stale, was removed or lost a line.
 
-A clean ``*.metrics`` file whose shape the store already knows (see
+A clean file whose shape the store already knows (see
 :mod:`signalbox.metrics.sql.layouts`) is not parsed again: its values become a
 :class:`~signalbox.metrics.store.Frame`. The first clean read of a shape proposes it as a
-:class:`~signalbox.metrics.store.NewLayout`.
+:class:`~signalbox.metrics.store.NewLayout`. A ``*.metrics`` file's shape is the text left of
+each ``=`` (:func:`~signalbox.metrics.parse.keyvalue.keyvalue_shape`); a ``*.prom`` file's is
+its text without the values, ``# HELP``/``# TYPE`` and other comments kept where they stand
+(:func:`~signalbox.metrics.parse.promtext.prometheus_shape`). A ``*.prom`` file with a
+timestamp on any line has no shape and is parsed every pass: each stamped line is checked
+against the pass's time, and a frame is stored at that time.
+
+A new shape is not checked for series another file also has: the store finds those
+(:class:`~signalbox.metrics.store.DuplicateSeries`), and the collector reads the pass again
+``careful``-ly, every file parsed, which reports them.
 """
 
 from __future__ import annotations
@@ -193,10 +202,15 @@ def scan_spool(
     max_file_bytes: int,
     stale_after_s: float,
     layouts: Container[bytes] | None = None,
+    careful: bool = False,
 ) -> SpoolScan:
     """Read every spool file once; pure apart from reading the files.
 
     ``layouts``: digests of the shapes the store knows; None reads every file as samples.
+    ``careful``: parse every file, a known shape too, so the same series in two files is
+    found here (the first file by name keeps it, the other's line is reported) instead of by
+    the store; a file that keeps all its series is still sent as a frame or a new layout.
+    The collector reads a pass again this way when the store found a series twice.
     """
     out = SpoolScan()
     try:
@@ -262,7 +276,7 @@ def scan_spool(
                 shape = prometheus_shape(text)
                 if shape is not None:
                     digest, values = shape_digest(shape[0], _PROM_SHAPE_VERSION), shape[1]
-            if values is not None and digest in layouts:
+            if values is not None and digest in layouts and not careful:
                 out.frames.append(Frame(digest, values))
                 out.files[name] = digest
                 continue
@@ -289,11 +303,12 @@ def scan_spool(
                 else:
                     kept.append(s)
             samples = kept
-        if values is not None and not errors and samples and len(samples) == len(values):
+        whole = values is not None and not errors and samples and len(samples) == len(values)
+        if whole and not careful:
             # a new shape, proposed as a layout: the store checks its series against every
             # other series of the write (DuplicateSeries: the collector reads the pass again
-            # without frames, and this check reports the duplicate), so it is not noted in
-            # ``owner`` -- a million new series would cost ~0.5 s and ~40 MB there
+            # carefully), so it is not noted in ``owner`` -- a million new series would cost
+            # ~0.5 s and ~40 MB there
             out.new_layouts.append(NewLayout(digest, len(out.samples), len(samples)))
             out.files[name] = digest
         else:
@@ -318,8 +333,16 @@ def scan_spool(
                 samples = fresh
                 keys = _owner_keys(samples)
             owner.update(dict.fromkeys(keys, name))
-            key_set = out.keys[name] = frozenset((s[0], s[1]) for s in samples)
-            out.files[name] = FileSeries(hash(key_set), text)
+            if whole and len(samples) == len(values or ()):  # careful, and none was dropped
+                assert layouts is not None and values is not None
+                out.files[name] = digest
+                if digest in layouts:
+                    out.frames.append(Frame(digest, values))
+                    continue
+                out.new_layouts.append(NewLayout(digest, len(out.samples), len(samples)))
+            else:
+                key_set = out.keys[name] = frozenset((s[0], s[1]) for s in samples)
+                out.files[name] = FileSeries(hash(key_set), text)
         out.samples.extend(samples)
         if is_prom:  # key=value metrics are gauges, the default: no metadata to store
             out.metas.extend(parsed.metas)

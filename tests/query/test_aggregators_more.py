@@ -179,11 +179,17 @@ def test_count_values_over_a_range_has_a_series_per_value_seen() -> None:
             "aggregation 'count_values' needs a valid label name, got \"1v\"",
         ),
         ("count_values(x)", "aggregation 'count_values' takes 2 arguments, got 1"),
-        ('quantile("v", x)', "string literals are only allowed as label matcher values"),
+        ('quantile("v", x)', "aggregation 'quantile' expects a scalar parameter, got string"),
         ("quantile(x)", "aggregation 'quantile' takes 2 arguments, got 1"),
         ("stddev(1, x)", "aggregation 'stddev' takes 1 argument, got 2"),
-        ('count_values("v" + 1, x)', "expected ',' after the label name"),
-        ('"v"', "string literals are only allowed"),
+        (
+            'count_values("v" + 1, x)',
+            "operator '+' needs scalar or instant vector operands, got a string",
+        ),
+        (
+            'count_values(x, "v")',
+            "aggregation 'count_values' expects an instant vector, got string",
+        ),
     ],
 )
 def test_bad_parameters_are_refused_naming_them(query: str, message: str) -> None:

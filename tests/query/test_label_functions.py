@@ -216,8 +216,8 @@ def test_label_join_refuses_duplicates(engine: Engine) -> None:
         ('label_replace(x, "dst", "", "src")', "takes 5 arguments, got 4"),
         ('label_replace(x, "dst", 1, "src", "")', "expects a string as argument 3, got scalar"),
         ('label_replace(x, "dst", "", "src", y)', "expects a string as argument 5, got instant vector"),
-        ('label_replace("x", "dst", "", "src", "")', "string literals are only allowed"),
-        ('abs("x")', "string literals are only allowed"),
+        ('label_replace("x", "dst", "", "src", "")', "expects an instant vector as argument 1, got string"),
+        ('abs("x")', "expects an instant vector as argument 1, got string"),
         ('present_over_time(x)', "expects a range vector"),
     ],
 )  # fmt: skip

@@ -283,9 +283,10 @@ def test_sum_with_nan_member_is_nan(requests: Engine) -> None:
 
 def test_topk_and_bottomk_keep_full_labels(requests: Engine) -> None:
     top = requests.instant("topk(2, http_requests)", T0)
+    # an instant topk answers largest first, as Prometheus
     assert [(s.metric["shard"], s.metric["host"], s.value) for s in top.vector] == [
-        ("2", "a", 4.0),
         ("2", "b", 8.0),
+        ("2", "a", 4.0),
     ]
     assert top.vector[0].metric["__name__"] == "http_requests"
     bottom = vec(requests.instant("bottomk by (shard) (1, http_requests)", T0))

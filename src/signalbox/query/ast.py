@@ -80,7 +80,8 @@ class NumberLiteral(Expr):
 @dataclass(frozen=True, slots=True)
 class StringLiteral(Expr):
     """A quoted string: ``count_values``' label parameter and the "string" arguments of
-    functions (``label_replace``, ``label_join``) take one, nothing else."""
+    functions (``label_replace``, ``label_join``) take one, and an instant query may be one
+    (its result is that string, as in Prometheus); typecheck refuses it anywhere else."""
 
     value: str
     pos: int = field(default=0, compare=False, repr=False)

@@ -28,7 +28,7 @@ from signalbox.exceptions import QueryError, UsageError
 from signalbox.gcpause import gc_paused
 from signalbox.limits import charge, check_deadline
 from signalbox.metrics.store import MetricReader, SeriesPoints
-from signalbox.query.aggregate import aggregate
+from signalbox.query.aggregate import aggregate, group_key
 from signalbox.query.ast import (
     Aggregation,
     At,
@@ -104,8 +104,11 @@ class Engine:
         self.max_points = max_points
 
     def instant(self, expr: Expr | str, at_ms: int) -> QueryResult:
-        """Evaluate at one time: result type "vector" or "scalar" ("matrix" for a bare ``x[5m]``)."""
+        """Evaluate at one time: result type "vector" or "scalar" ("matrix" for a bare ``x[5m]``,
+        "string" for a string literal)."""
         tree = _parse_cached(expr) if isinstance(expr, str) else expr
+        if isinstance(tree, StringLiteral):
+            return QueryResult("string", string=tree.value, at_ms=at_ms)
         ev = _Evaluator.for_query(self, tree, [at_ms], 0)
         if isinstance(tree, MatrixSelector | Subquery):
             matrix = (
@@ -123,6 +126,8 @@ class Engine:
         samples.sort(key=lambda s: sorted(s.metric.items()))
         if isinstance(tree, Call) and tree.func in ("sort", "sort_desc"):
             _sort_by_value(samples, descending=tree.func == "sort_desc")
+        elif isinstance(tree, Aggregation) and tree.op in ("topk", "bottomk"):
+            _sort_top(samples, tree)
         return QueryResult("vector", vector=samples, at_ms=at_ms, warnings=ev.notes())
 
     def range(self, expr: Expr | str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
@@ -145,9 +150,10 @@ class Engine:
                 f"range query would compute {points} points per series (limit {self.max_points}); use a larger step"
             )
         tree = _parse_cached(expr) if isinstance(expr, str) else expr
-        if tree.type == "matrix":
+        if tree.type in ("matrix", "string"):
             raise QueryError(
-                "a range query needs a scalar or instant vector expression, got a range vector",
+                "a range query needs a scalar or instant vector expression, got "
+                + ("a range vector" if tree.type == "matrix" else "a string"),
                 tree.pos,
                 "type",
             )
@@ -191,6 +197,28 @@ def _sort_by_value(samples: list[VectorSample], *, descending: bool) -> None:
         samples.sort(key=lambda s: (s.value != s.value, -s.value if s.value == s.value else 0.0))
     else:
         samples.sort(key=lambda s: (s.value != s.value, s.value if s.value == s.value else 0.0))
+
+
+def _sort_top(samples: list[VectorSample], tree: Aggregation) -> None:
+    """A topk/bottomk instant query answers in Prometheus' order: group by group (in the
+    order of their first series by labels), each from the top (topk: largest first;
+    bottomk: smallest first), NaN last; ties keep label order. ``samples`` arrive sorted
+    by labels."""
+    first: dict[Metric, int] = {}
+    rank: list[int] = []
+    for s in samples:
+        key = group_key(tuple(sorted(s.metric.items())), tree.grouping, tree.without)
+        rank.append(first.setdefault(key, len(first)))
+    sign = -1.0 if tree.op == "topk" else 1.0
+    order = sorted(
+        range(len(samples)),
+        key=lambda i: (
+            rank[i],
+            samples[i].value != samples[i].value,
+            sign * samples[i].value if samples[i].value == samples[i].value else 0.0,
+        ),
+    )
+    samples[:] = [samples[i] for i in order]
 
 
 def _metric_of(sp: SeriesPoints) -> Metric:

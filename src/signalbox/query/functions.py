@@ -211,6 +211,7 @@ ARITHMETIC: dict[str, Callable[[float, float], float]] = {
     "/": div,
     "%": mod,
     "^": power,
+    "atan2": math.atan2,  # C99 special cases, the same as Go's math.Atan2
 }
 
 COMPARISON: dict[str, Callable[[float, float], bool]] = {

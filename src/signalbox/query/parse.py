@@ -2,10 +2,14 @@
 
 A precedence-climbing parser over :func:`~signalbox.query.lexer.tokenize`. It type-checks
 as it builds (a range vector where a number belongs is an error here, not at evaluation)
-and names each construct it refuses — ``atan2``, unsupported functions and aggregations —
+and names each construct it refuses — unsupported functions and aggregations —
 with its position, because a monitor that silently means something else than its author
 wrote is worse than one that does not load. Errors for ``@``, subqueries and
 ``group_left``/``group_right`` follow Prometheus' parser, word for word where it helps.
+
+As in Prometheus 3, a plain number is a duration in seconds where a duration belongs
+(``x[90]``, ``x[30:10]``, ``offset 1.5``), and a duration is its number of seconds where a
+number belongs (``predict_linear(x[10m], 1h)``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable
 
 from signalbox.exceptions import QueryError
 from signalbox.metrics.labelregex import LabelRegexError
@@ -44,7 +47,7 @@ from signalbox.query.functions import (
     UNSUPPORTED_AGGREGATORS,
     UNSUPPORTED_FUNCTIONS,
 )
-from signalbox.query.lexer import Token, duration_ms, tokenize
+from signalbox.query.lexer import MAX_DURATION_MS, Token, duration_ms, tokenize
 from signalbox.query.typecheck import (
     check_aggregation,
     check_binary,
@@ -151,8 +154,6 @@ class _Parser:
             if op is None or PRECEDENCE[op] < min_prec:
                 return lhs
             self.advance()
-            if op == "atan2":
-                raise QueryError("operator 'atan2' is not supported", tok.pos, "operator")
             return_bool = False
             if self.peek_ident("bool"):
                 bool_tok = self.advance()
@@ -231,7 +232,7 @@ class _Parser:
         tok = self.peek()
         if tok.kind == "OP" and tok.text in ("+", "-"):
             self.advance()
-            literal = self.peek().kind == "NUMBER"
+            literal = self.peek().kind in ("NUMBER", "DURATION")
             operand = self.expr(UNARY_PRECEDENCE + 1)
             check_unary(tok.text, operand, tok.pos)
             if tok.text == "+":
@@ -256,20 +257,10 @@ class _Parser:
             return self.selector(None, tok.pos, brace_open=True)
         if tok.kind == "IDENT":
             return self.identifier(tok)
-        if tok.kind == "STRING":
-            raise QueryError(
-                "string literals are only allowed as label matcher values, "
-                "count_values' label name and string arguments of functions "
-                "(label_replace, label_join)",
-                tok.pos,
-                "string literal",
-            )
-        if tok.kind == "DURATION":
-            raise QueryError(
-                f"unexpected duration '{tok.text}': durations belong in [..] or after offset",
-                tok.pos,
-                "syntax",
-            )
+        if tok.kind == "STRING":  # where a string may stand is typecheck's business
+            return StringLiteral(tok.text, pos=tok.pos)
+        if tok.kind == "DURATION":  # Prometheus 3: a duration is a number of seconds
+            return NumberLiteral(duration_ms(tok.text) / 1000, pos=tok.pos)
         if tok.kind == "@":
             raise QueryError(
                 "@ modifier must be preceded by an instant vector selector or range vector "
@@ -333,20 +324,14 @@ class _Parser:
             raise QueryError(
                 "a subquery needs a range before ':', like x[1h:5m]", tok.pos, "subquery"
             )
-        if tok.kind == "NUMBER":
-            raise QueryError(f"range needs a unit, like [{tok.text}s] or [5m]", tok.pos, "syntax")
-        dur = self.expect("DURATION", "a duration like 5m inside [..]")
-        range_ms = duration_ms(dur.text)
+        range_ms = self.duration("a duration like 5m or a number of seconds inside [..]")
         if range_ms <= 0:
-            raise QueryError("range must be greater than zero", dur.pos, "syntax")
+            raise QueryError("range must be greater than zero", tok.pos, "syntax")
         if self.peek().kind == ":":
             self.advance()
             step_ms = 0
-            if self.peek().kind == "DURATION":
-                step_ms = duration_ms(self.advance().text)
-            elif self.peek().kind == "NUMBER":
-                num = self.peek()
-                raise QueryError(f"step needs a unit, like [5m:{num.text}s]", num.pos, "syntax")
+            if self.peek().kind in ("DURATION", "NUMBER"):
+                step_ms = self.duration("a subquery step")
             self.expect("]", "']' after the subquery step")
             check_subquery(expr, open_tok.pos)
             return Subquery(expr, range_ms, step_ms, pos=expr.pos)
@@ -433,14 +418,34 @@ class _Parser:
             )
         return At(ms=_go_round(seconds * 1000))
 
+    def duration(self, what: str) -> int:
+        """Milliseconds of a duration (``1h30m``) or, as Prometheus 3 reads them, of a plain
+        number of seconds (``90``, ``1.5``, ``0x10``), truncated to the millisecond as
+        there (Go's ``time.Duration(seconds * 1000) * time.Millisecond``)."""
+        tok = self.peek()
+        if tok.kind == "DURATION":
+            self.advance()
+            return duration_ms(tok.text)
+        if tok.kind != "NUMBER":
+            raise QueryError(f"expected {what}, got {tok.describe()}", tok.pos, "syntax")
+        self.advance()
+        seconds = _number(tok)
+        if not abs(seconds) * 1000 <= MAX_DURATION_MS:  # also NaN and Inf
+            raise QueryError(
+                f"duration {tok.text[:40]!r} seconds is out of range (at most 292y)",
+                tok.pos,
+                "syntax",
+            )
+        return int(seconds * 1000)
+
     def offset_suffix(self, expr: Expr) -> Expr:
         kw = self.advance()
         negative = False
         if self.peek().kind == "OP" and self.peek().text == "-":
             self.advance()
             negative = True
-        dur = self.expect("DURATION", "a duration after offset, like offset 1h")
-        ms = -duration_ms(dur.text) if negative else duration_ms(dur.text)
+        ms = self.duration("a duration after offset, like offset 1h or offset 3600")
+        ms = -ms if negative else ms
         target: Expr = expr.selector if isinstance(expr, MatrixSelector) else expr
         if not isinstance(target, VectorSelector | Subquery):
             raise QueryError(
@@ -556,33 +561,14 @@ class _Parser:
 
     # --- calls and aggregations ---
 
-    def args(
-        self,
-        what: str,
-        *,
-        string_first: bool = False,
-        string_at: Callable[[int], bool] | None = None,
-    ) -> list[Expr]:
-        """The parenthesized arguments. A string literal is taken only where the callee
-        declares a string: with ``string_first`` as the first (count_values' label), or at
-        the positions ``string_at`` accepts (a function signature's "string" arguments)."""
+    def args(self, what: str) -> list[Expr]:
+        """The parenthesized arguments, any expression each (a string literal too, even in
+        parentheses, as Prometheus): their types are checked by the caller."""
         self.expect("(", f"'(' after {what}")
         args: list[Expr] = []
-        if string_first and self.peek().kind == "STRING":
-            tok = self.advance()
-            args.append(StringLiteral(tok.text, pos=tok.pos))
-            if self.peek().kind == ",":
-                self.advance()
-            else:
-                self.expect(")", f"',' after the label name in {what}")
-                return args
         if self.peek().kind != ")":
             while True:
-                if string_at is not None and string_at(len(args)) and self.peek().kind == "STRING":
-                    tok = self.advance()
-                    args.append(StringLiteral(tok.text, pos=tok.pos))
-                else:
-                    args.append(self.expr(0))
+                args.append(self.expr(0))
                 if self.peek().kind != ",":
                     break
                 self.advance()
@@ -590,14 +576,7 @@ class _Parser:
         return args
 
     def call(self, tok: Token) -> Call:
-        sig = FUNCTIONS[tok.text]
-
-        def string_at(i: int) -> bool:
-            if i >= len(sig.args):
-                return sig.variadic and sig.args[-1] == "string"
-            return sig.args[i] == "string"
-
-        args = self.args(f"function '{tok.text}'", string_at=string_at)
+        args = self.args(f"function '{tok.text}'")
         check_call(tok.text, args, tok.pos)
         return Call(tok.text, tuple(args), pos=tok.pos)
 
@@ -608,7 +587,7 @@ class _Parser:
         prefix = self.peek_ident("by", "without")
         if prefix:
             without, grouping = self.grouping()
-        args = self.args(f"aggregation '{op}'", string_first=op == "count_values")
+        args = self.args(f"aggregation '{op}'")
         if not prefix and self.peek_ident("by", "without"):
             without, grouping = self.grouping()
         param, expr = check_aggregation(op, args, tok.pos)

@@ -45,6 +45,9 @@ def result_to_prometheus(result: QueryResult) -> dict[str, Any]:
             "resultType": "scalar",
             "result": [format_time(result.at_ms), format_value(result.scalar)],
         }
+    if result.result_type == "string":
+        assert result.string is not None and result.at_ms is not None
+        return {"resultType": "string", "result": [format_time(result.at_ms), result.string]}
     if result.result_type == "vector":
         at = format_time(result.at_ms or 0)
         return {

@@ -32,6 +32,12 @@ def check_binary(
                 side.pos,
                 "type",
             )
+        if side.type == "string":
+            raise QueryError(
+                f"operator '{op}' needs scalar or instant vector operands, got a string",
+                side.pos,
+                "type",
+            )
     if op in COMPARISONS and lhs.type == rhs.type == "scalar" and not return_bool:
         raise QueryError("comparisons between scalars must use the bool modifier", pos, "type")
     if op in SET_OPERATORS and "scalar" in (lhs.type, rhs.type):
@@ -55,9 +61,11 @@ def check_subquery(expr: Expr, pos: int) -> None:
 
 
 def check_unary(op: str, operand: Expr, pos: int) -> None:
-    if operand.type == "matrix":
+    if operand.type in ("matrix", "string"):
         raise QueryError(
-            f"unary '{op}' needs a scalar or instant vector, got a range vector", pos, "type"
+            f"unary '{op}' needs a scalar or instant vector, got {_article(TYPE_NAMES[operand.type])}",
+            pos,
+            "type",
         )
 
 

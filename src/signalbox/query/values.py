@@ -16,7 +16,7 @@ from signalbox.query.promjson import result_to_prometheus
 Metric = tuple[tuple[str, str], ...]
 """Label pairs sorted by name, ``__name__`` included while the metric name is kept."""
 
-ResultType = Literal["vector", "scalar", "matrix"]
+ResultType = Literal["vector", "scalar", "matrix", "string"]
 
 
 @dataclass(slots=True)
@@ -61,7 +61,8 @@ class MatrixSeries(NamedTuple):
 class QueryResult:
     """The result of :meth:`Engine.instant` or :meth:`Engine.range`.
 
-    Exactly one of ``vector`` / ``matrix`` / ``scalar`` carries data, per ``result_type``.
+    Exactly one of ``vector`` / ``matrix`` / ``scalar`` / ``string`` carries data, per
+    ``result_type`` ("string": an instant query that is a string literal, as Prometheus).
     ``at_ms`` is the evaluation time of an instant query (None for range queries).
     Series are sorted by their labels so output is stable. ``warnings`` say where the answer
     is an estimate (read from rollup buckets that do not answer it exactly), as
@@ -72,6 +73,7 @@ class QueryResult:
     vector: list[VectorSample] = field(default_factory=list)
     matrix: list[MatrixSeries] = field(default_factory=list)
     scalar: float | None = None
+    string: str | None = None
     at_ms: int | None = None
     warnings: tuple[str, ...] = ()
 

@@ -1,8 +1,8 @@
 """Spool ingest benchmark: signalbox `collect --once` vs Graphite whisper vs node_exporter.
 
-200 files x 500 key=value lines = 100,000 samples. We time steady-state passes (the series
-already exist, as when the collector runs every minute), end to end, process start included,
-until all 100k are stored and queryable:
+200 files x 500 key=value lines = 100,000 samples (``--files 2000``: a million). We time
+steady-state passes (the series already exist, as when the collector runs every minute), end
+to end, process start included, until all are stored and queryable:
 
 * `signalbox collect --once --no-compact` -- the ingest figure: spool read, parse, store.
   This is what every host of a shared store runs; it does not depend on the clock.
@@ -11,18 +11,23 @@ until all 100k are stored and queryable:
   minute has closed since the last one, so this figure depends on how many of the rounds
   cross a minute; the output says how many did, and the per-round difference between the
   two passes.
+* `signalbox collect --once --no-compact` over the same files as `.prom` (Prometheus text,
+  another spool dir and store): their frames path.
 * Compaction on its own line: in-process, at one pass a minute ("rollup at one pass a
-  minute"), 1m buckets of the 100k series each minute and 5m buckets every fifth minute.
+  minute"), 1m buckets of the series each minute and 5m buckets every fifth minute.
 
 In the same run, round by round, on the same data: whisper (PyPI) updating the same 100k
-series one point each (one archive, so no rollups on its side), and Prometheus'
-node_exporter textfile collector serving the same files as `.prom` (time of one scrape).
+series one point each (one archive, so no rollups on its side; skipped past 200 files: a
+million whisper files), and Prometheus' node_exporter textfile collector serving the same
+files as `.prom` (time of one scrape).
 Each round runs every contender once, so the machine's speed drift hits all alike; read the
 "median of per-round ratios" lines for the comparison. Also: one series over 8 days at
 1-minute resolution through the query engine; and, once each, the first pass (every series
-and file shape new) and a pass where every file changed shape.
+and file shape new) of the `.metrics` and of the `.prom` spool, with the peak RSS of that
+`collect --once` process, and a pass where every file changed shape.
 
-Usage: .venv/bin/python bench/spool_ingest.py [--runs 5] [--skip-whisper] [--skip-node-exporter]
+Usage: .venv/bin/python bench/spool_ingest.py [--files 200] [--runs 5] [--skip-whisper]
+       [--skip-node-exporter] [--skip-rollup]
 Needs: pip install whisper (the `dev` extra); Debian's prometheus-node-exporter.
 Runs against any checkout whose CLI has `collect --once --no-compact`.
 """
@@ -43,7 +48,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-FILES, LINES = 200, 500
+FILES, LINES = 200, 500  # FILES: --files
 N = FILES * LINES
 SIGNALBOX = str(Path(sys.executable).parent / "signalbox")
 
@@ -83,26 +88,38 @@ def rollup_grace_s() -> float:
 
 
 class Signalbox:
-    """``collect --once`` passes over the spool; the first pass creates the series."""
+    """``collect --once`` passes over the spool (``prom``: the files as ``.prom``); the first
+    pass creates the series."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, prom: bool = False) -> None:
         root.mkdir(parents=True, exist_ok=True)
         (root / "signalbox.toml").write_text('host = "bench"\n[statsd]\nenabled = false\n')
-        self.root, self.spool = root, root / ".signalbox" / "spool"
-        make_spool(self.spool)
-        self.first = self._pass()  # 100k new series, every file's shape registered
+        self.root, self.spool, self.prom = root, root / ".signalbox" / "spool", prom
+        make_spool(self.spool, prom=prom)
+        os.sync()
+        self.first = self._pass()  # every series new, every file's shape registered
+        self.first_rss_kb = self.rss_kb
         self.grace_s = rollup_grace_s()
         self.compacted_at = time.time() - self.grace_s  # the last compaction's cut-off
         self.minutes_crossed = 0  # plain passes whose compaction had a closed minute to roll up
 
     def _pass(self, *, compact: bool = True) -> float:
+        """One ``collect --once`` process: its wall time; its peak RSS in :attr:`rss_kb`."""
         argv = [SIGNALBOX, "collect", "--once"] + ([] if compact else ["--no-compact"])
-        t = time.perf_counter()
-        subprocess.run(argv, cwd=self.root, env=_ENV, check=True, capture_output=True, timeout=600)
-        return time.perf_counter() - t
+        with tempfile.TemporaryFile() as out:
+            t = time.perf_counter()
+            proc = subprocess.Popen(argv, cwd=self.root, env=_ENV, stdout=out, stderr=out)
+            _, status, usage = os.wait4(proc.pid, 0)
+            took = time.perf_counter() - t
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode:
+                out.seek(0)
+                raise RuntimeError(f"{argv} failed: {out.read().decode(errors='replace')}")
+        self.rss_kb = usage.ru_maxrss  # kilobytes on Linux
+        return took
 
     def prepare(self, r: int) -> None:
-        make_spool(self.spool, round_no=r + 1)  # new values, same series
+        make_spool(self.spool, prom=self.prom, round_no=r + 1)  # new values, same series
 
     def run(self, r: int, *, compact: bool = True) -> float:
         """One steady pass; with ``compact``, note whether a minute closed since the last
@@ -127,7 +144,7 @@ class Signalbox:
         latest = store.latest([Matcher("__name__", "=~", "app.*")])
         assert len(latest) == N, f"only {len(latest)} of {N} series queryable"
         store.close()
-        make_spool(self.spool, round_no=rounds + 1, extra="added_line_")
+        make_spool(self.spool, prom=self.prom, round_no=rounds + 1, extra="added_line_")
         time.sleep(1.1)
         return self._pass()
 
@@ -291,6 +308,7 @@ def report(name: str, times: list[float] | None, samples: int = N) -> float | No
 
 PLAIN = "signalbox collect --once (process incl.)"
 INGEST = "signalbox collect --once --no-compact (process incl.)"
+PROM = "signalbox collect --once --no-compact, .prom files"
 
 
 def compare(label: str, mine: list[float], theirs: list[float], peer: str) -> None:
@@ -302,13 +320,17 @@ def compare(label: str, mine: list[float], theirs: list[float], peer: str) -> No
 
 
 def main() -> None:
+    global FILES, N
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument("--files", type=int, default=FILES, help="500 series each (2000: 1M)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--skip-whisper", action="store_true")
     ap.add_argument("--skip-node-exporter", action="store_true")
+    ap.add_argument("--skip-rollup", action="store_true", help="no rollup and query lines")
     a = ap.parse_args()
+    FILES, N = a.files, a.files * LINES
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")  # unwinds: node_exporter stopped, tmp removed
@@ -322,8 +344,11 @@ def main() -> None:
             f"{os.cpu_count()} cores; each round runs every contender, so machine drift hits all alike"
         )
         ours = Signalbox(root / "sb")
+        ours_prom = Signalbox(root / "sb-prom", prom=True)
         peers: dict[str, Whisper | NodeExporter] = {}
-        if not a.skip_whisper:
+        if FILES > 200 and not a.skip_whisper:
+            print(f"whisper skipped: {N:,} whisper files is more than this benchmark creates")
+        elif not a.skip_whisper:
             try:
                 peers["whisper.update x 100k"] = Whisper(root)
             except ImportError:
@@ -336,7 +361,7 @@ def main() -> None:
                 peers["node_exporter textfile scrape"] = exporter
             else:
                 print("prometheus-node-exporter not installed: skipped")
-        times: dict[str, list[float]] = {INGEST: [], PLAIN: []}
+        times: dict[str, list[float]] = {INGEST: [], PLAIN: [], PROM: []}
         times.update({name: [] for name in peers})
         for r in range(a.runs):
             # the two passes swap places every round, so neither always follows the peers
@@ -349,14 +374,27 @@ def main() -> None:
                 os.sync()
                 times[which].append(ours.run(r, compact=which == PLAIN))
                 if k == 0:
+                    ours_prom.prepare(r)
+                    time.sleep(1.1)
+                    os.sync()
+                    times[PROM].append(ours_prom.run(r, compact=False))
                     for name, peer in peers.items():
                         os.sync()
                         times[name].append(peer.run(r))
         stack.close()
+        steady_rss = ours.rss_kb, ours_prom.rss_kb  # the last steady pass of each
         reshaped = ours.finish(2 * a.runs)
         for name, ts in times.items():
             report(name, ts)
-        print(f"  first pass (100k new series, shapes registered): {ours.first * 1000:8.1f} ms")
+        for label, sb in ((".metrics", ours), (".prom", ours_prom)):
+            print(
+                f"  first pass, {label:<9} ({N:,} new series, shapes registered): "
+                f"{sb.first * 1000:8.1f} ms, peak RSS {sb.first_rss_kb / 1024:6.0f} MB"
+            )
+        print(
+            f"  steady pass peak RSS: .metrics {steady_rss[0] / 1024:.0f} MB, "
+            f".prom {steady_rss[1] / 1024:.0f} MB (the last pass of each)"
+        )
         print(f"  a pass where every file changed shape:           {reshaped * 1000:8.1f} ms")
         added = [p - i for p, i in zip(times[PLAIN], times[INGEST], strict=True)]
         print(
@@ -367,8 +405,11 @@ def main() -> None:
         for name in peers:
             compare("signalbox", times[PLAIN], times[name], name)
             compare("signalbox --no-compact", times[INGEST], times[name], name)
+            compare("signalbox .prom --no-compact", times[PROM], times[name], name)
         if "whisper.update x 100k" in peers:
             print("  (whisper keeps one archive here: it builds no rollups, like --no-compact)")
+        if a.skip_rollup:
+            return
         minute, five = bench_rollup(root)
         print(
             f"{'rollup at one pass a minute: 1m buckets':<56} median {statistics.median(minute) * 1000:8.1f} ms"

@@ -190,3 +190,25 @@ def test_a_schema_3_database_gets_frames_beside_its_raw_partitions(tmp_path: Pat
     s.write([], T0 + 2000, frames=[Frame(b"d" * 16, [3.0])])
     assert [(n, v) for n, _, _, v in s.latest()] == [("a", 1.0), ("b", 3.0)]
     s.close()
+
+
+def test_a_new_store_object_compares_a_few_metadata_records_by_name(store_url: str) -> None:
+    """A ``collect --once`` process whose files all went as frames writes only the
+    self-metrics' metadata: it reads those names, not a table of a million, and still
+    writes a change and leaves the rest alone."""
+    from signalbox.metrics.samples import MetricMeta
+
+    first = SQLMetricStore(open_database(store_url))
+    many = [MetricMeta(f"m{i}", "counter", f"help {i}") for i in range(2500)]
+    first.write_metadata(many)
+    first.close()
+    second = SQLMetricStore(open_database(store_url))
+    second.write_metadata([MetricMeta("m1", "counter", "help 1"), MetricMeta("m2", "gauge")])
+    second.write_metadata([MetricMeta("m3", "counter", "new help 3")])
+    got = second.metadata()
+    assert len(got) == 2500
+    assert got["m1"] == many[1] and got["m2"] == MetricMeta("m2", "gauge")
+    assert got["m3"].help == "new help 3" and got["m4"] == many[4]
+    second.write_metadata(many)  # more than a lookup by name: compared with the whole table
+    assert second.metadata() == {m.name: m for m in many}
+    second.close()

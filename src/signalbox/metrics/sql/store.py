@@ -82,6 +82,7 @@ _FRAMES_SINCE = sqllayouts.MIGRATIONS[0][0]  # the version that put frames besid
 _BUCKETS_SINCE = sqllegacy.MIGRATION[0]  # the version of exact rollup buckets
 
 _NAME, _LABELS, _VALUE, _TS = (operator.itemgetter(i) for i in range(4))
+_META_LOOKUP_MAX = 2000  # metadata records a write compares by name instead of loading all
 _SERIES_ID = operator.itemgetter(0)
 
 
@@ -350,21 +351,39 @@ class SQLMetricStore:
         learns it only once it commits (a write that failed, on a full disk, is tried
         again by the next call instead of being taken as done)."""
         with self._lock:
-            if self._meta is None:
-                self._meta = self.metadata()
-            known = self._meta
+            metas = list(metas)
+            if self._meta is None and len(metas) <= _META_LOOKUP_MAX:
+                # a few names (a pass whose files all went as frames: the self-metrics) in a
+                # store that may hold a million: read only those, not the whole table
+                known = self._metadata_of(sorted({m.name for m in metas}))
+            else:
+                if self._meta is None:
+                    self._meta = self.metadata()
+                known = self._meta
             rows = {m.name: m for m in metas if known.get(m.name) != m}
             if not rows:
                 return
             sql = self.db.dialect.upsert("metric_meta", ["name", "type", "help", "unit"], ["name"])
             with self.db.transaction():
                 self.db.executemany(sql, [(m.name, m.type, m.help, m.unit) for m in rows.values()])
-            if not self.db.in_transaction:  # joined to a caller's: its outcome is not known
+            if not self.db.in_transaction and known is self._meta:  # else: not known
                 known.update(rows)
 
     def metadata(self) -> dict[str, MetricMeta]:
         rows = self.db.query("SELECT name, type, help, unit FROM metric_meta")
         return {n: MetricMeta(n, t, h, u) for n, t, h, u in rows}
+
+    def _metadata_of(self, names: list[str]) -> dict[str, MetricMeta]:
+        out: dict[str, MetricMeta] = {}
+        for i in range(0, len(names), IN_LIST_MAX):
+            chunk = names[i : i + IN_LIST_MAX]
+            for n, t, h, u in self.db.query(
+                "SELECT name, type, help, unit FROM metric_meta "
+                f"WHERE name IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                out[n] = MetricMeta(n, t, h, u)
+        return out
 
     # -- reads ----------------------------------------------------------------------------
     def series(self, matchers: Sequence[Matcher] = ()) -> list[tuple[str, Labels]]:

@@ -336,3 +336,29 @@ def test_subquery_and_matrix_nodes_carry_the_seconds() -> None:
     assert isinstance(sq, Subquery) and (sq.range_ms, sq.step_ms) == (30_000, 10_000)
     ms = parse_expr("x[1.5]")
     assert isinstance(ms, MatrixSelector) and ms.range_ms == 1500
+
+
+# --- duplicate matches are found before a comparison filters ---------------------------------
+
+
+def many_and_one() -> Engine:
+    return Engine(
+        store_with(
+            ("many", {"label": "foo", "job": "t"}, [(0, 0.0)]),
+            ("many", {"label": "bar", "job": "t"}, [(0, 1.0)]),
+            ("one", {"job": "t"}, [(0, 1.0)]),
+        )
+    )
+
+
+@pytest.mark.parametrize("op", [">", ">=", "<=", "==", "!=", "<"])
+def test_many_to_one_without_group_left_fails_even_if_the_filter_keeps_none(op: str) -> None:
+    # "> 1" keeps no series, ">= 1" one, "<= 1" both: all are many-to-one, as Prometheus says
+    with pytest.raises(QueryError, match="many-to-one matching must be explicit"):
+        many_and_one().instant(f"many {op} on(job) one", T0)
+
+
+def test_group_left_comparison_still_filters() -> None:
+    got = vec(many_and_one().instant("many >= on(job) group_left one", T0))
+    assert got == {(("__name__", "many"), ("job", "t"), ("label", "bar")): 1.0}
+    assert vec(many_and_one().instant("many > on(job) group_left one", T0)) == {}

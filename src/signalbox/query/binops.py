@@ -145,15 +145,15 @@ def vector_vector(
     for s in many:
         sig = _signature(s.metric, matching)
         for o in ones.get(sig, ()):
-            if card == "one-to-many":
-                vals = _combine(op, o.values, s.values, return_bool)
-            else:
-                vals = _combine(op, s.values, o.values, return_bool)
-            if vals.count(None) == n:
+            lv, rv = (o.values, s.values) if card == "one-to-many" else (s.values, o.values)
+            # a match counts where both sides have a sample, even where a comparison then
+            # filters it out: Prometheus checks for duplicate matches before filtering
+            hit = [a is not None and b is not None for a, b in zip(lv, rv, strict=True)]
+            if not any(hit):
                 continue
+            vals = _combine(op, lv, rv, return_bool)
             metric = _result_metric(s.metric, o.metric, op, matching, return_bool)
             key: Metric | tuple[Metric, Metric] = sig if card == "one-to-one" else (sig, metric)
-            hit = [v is not None for v in vals]
             seen = taken.get(key)
             if seen is not None:
                 if any(x and y for x, y in zip(seen, hit, strict=True)):
@@ -168,7 +168,8 @@ def vector_vector(
                     )
                 hit = [x or y for x, y in zip(seen, hit, strict=True)]
             taken[key] = hit
-            out.append(StepSeries(metric, vals))
+            if vals.count(None) != n:
+                out.append(StepSeries(metric, vals))
     return out
 
 

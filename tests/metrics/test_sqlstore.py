@@ -212,3 +212,27 @@ def test_a_new_store_object_compares_a_few_metadata_records_by_name(store_url: s
     second.write_metadata(many)  # more than a lookup by name: compared with the whole table
     assert second.metadata() == {m.name: m for m in many}
     second.close()
+
+
+def test_a_first_pass_of_new_series_saves_the_id_map_snapshot_of_the_table(
+    store_url: str,
+) -> None:
+    """The first pass gives the series ids one after another and writes the id map's
+    snapshot without building the map; it must decode to what the table says, so the
+    next process needs no million-row read. A key written twice in one write is one series."""
+    import msgspec
+
+    store = SQLMetricStore(open_database(store_url))
+    samples = [Sample(f"m{i % 997}", (("i", str(i)),), float(i)) for i in range(45_000)]
+    got = store.write(samples + samples[:3], 1_000, add_labels=(("host", "h"),))
+    assert got.new_series == 45_000
+    rows = store.db.query("SELECT data FROM series_ids_snapshot WHERE id = 1")
+    snap = msgspec.msgpack.decode(bytes(rows[0][0]), type=dict[str, int])
+    table = dict(store.db.query("SELECT name || '{' || labels, id FROM series"))
+    assert snap == table and len(table) == 45_000
+    store.close()
+    again = SQLMetricStore(open_database(store_url))
+    more = [Sample("m1", (("i", "new"),), 1.0), *samples[:10]]
+    assert again.write(more, 2_000, add_labels=(("host", "h"),)).new_series == 1
+    assert len(again.series([Matcher("__name__", "=", "m1")])) == 45_000 // 997 + 2
+    again.close()

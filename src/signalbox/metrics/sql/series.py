@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from itertools import compress
+from collections.abc import Iterable, Sequence
+from itertools import chain, compress
 from typing import Any, cast
 
 from signalbox.clock import Clock
@@ -39,7 +38,6 @@ _BY_KEY_CHUNK = 400  # (name, labels) pairs per lookup: 800 parameters
 _BY_ID_CHUNK = 500
 _SNAPSHOT_STALE = 1000  # series learned since the snapshot was saved that make it worth rewriting
 _CREATE_CHUNK = 20_000  # new series per INSERT (one JSON or array parameter each)
-_CREATE_CACHE_KIB = 64 * 1024  # SQLite's page cache while a big batch of series is created
 # the rows built from a JSON array of keys (a name never holds "{"); "WHERE true" lets SQLite
 # read ON CONFLICT as the upsert's, not the join's
 _CREATE_SQLITE = (
@@ -64,15 +62,43 @@ def _json_array(strings: list[str]) -> str:
     return msgspec.json.encode(strings).decode()
 
 
+Run = tuple[list[str], int]
+"""Keys created with consecutive ids from the second item: a batch of new series kept
+without a dict entry each (a first pass of a million would build one only to exit)."""
+
+
 class _Pending:
     """What one write transaction learned, kept apart until it commits."""
 
-    __slots__ = ("ids", "ids_max", "unsaved")
+    __slots__ = ("ids", "ids_max", "runs", "unsaved")
 
     def __init__(self, ids_max: int, unsaved: int) -> None:
         self.ids: dict[str, int] = {}
+        self.runs: list[Run] = []
         self.ids_max = ids_max
         self.unsaved = unsaved
+
+
+def _msgpack_map(runs: list[Run]) -> bytearray:
+    """The msgpack map ``{key: id}`` of ``runs``, as ``msgpack.encode(dict)`` would write
+    it, without the dict: msgpack writes a map's pairs as it writes an array of its keys
+    and values taken in turn, so each run is encoded as such an array and appended without
+    its array header, after the map's header."""
+    import msgspec
+
+    n = sum(len(keys) for keys, _ in runs)
+    if n < 16:
+        out = bytearray([0x80 | n])
+    elif n < 65536:
+        out = bytearray(b"\xde" + n.to_bytes(2, "big"))
+    else:
+        out = bytearray(b"\xdf" + n.to_bytes(4, "big"))
+    for keys, first in runs:
+        pairs = zip(keys, range(first, first + len(keys)), strict=True)
+        part = msgspec.msgpack.encode(list(chain.from_iterable(pairs)))
+        items = 2 * len(keys)
+        out += memoryview(part)[1 if items < 16 else 3 if items < 65536 else 5 :]
+    return out
 
 
 class SeriesIndex:
@@ -88,6 +114,7 @@ class SeriesIndex:
         self._ids_max = 0  # newest id the write map was topped up to
         self._unsaved = 0  # entries of the write map the saved snapshot lacks
         self._pending: _Pending | None = None
+        self._runs: list[Run] = []  # committed, not yet in ``_ids``
 
     # -- reads ----------------------------------------------------------------------------
     def _add_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -197,6 +224,9 @@ class SeriesIndex:
                 self._ids = dict(self.db.query(f"SELECT {_KEY}, id FROM series"))
                 self._ids_max = max(self._ids.values(), default=0)
                 self._unsaved = len(self._ids)
+        for keys, first in self._runs:
+            self._ids.update(zip(keys, range(first, first + len(keys)), strict=True))
+        self._runs = []
         return self._ids
 
     def _ids_by_name(self, names: set[str]) -> dict[str, int] | None:
@@ -227,9 +257,12 @@ class SeriesIndex:
             )
         return out
 
-    def ids_for(self, names: list[str], keys: list[str], clock: Clock) -> tuple[list[int], int]:
+    def ids_for(self, names: list[str], keys: list[str], clock: Clock) -> tuple[Sequence[int], int]:
         """Ids of the series ``keys`` (``name{labels``, ``names`` their metric names), creating
         the missing ones stamped by ``clock``; and how many this writer did not know.
+
+        The ids are a ``range`` when this write created every one of its series, each
+        once (keys all new and distinct: a first pass), and a list otherwise.
 
         Must run inside the caller's write transaction, so new series and their samples
         commit together; what it learns is kept by :meth:`commit` and dropped by
@@ -252,40 +285,53 @@ class SeriesIndex:
         # duplicates left in: the insert skips a key's second row, and reads back the ids
         # of a batch that skipped any (deduplicating a million keys first costs ~0.3 s)
         missing = list(compress(keys, map(_is_none, sids))) if ids else keys
-        learned, first = self._create(missing, int(clock.now() * 1000))
-        pending.ids = learned
-        lost = [] if first else [key for key in missing if key not in learned]
-        if lost:  # cannot happen short of a broken database: say which, never guess
-            raise StoreError(f"{self.db.url}: series {lost[:5]} were inserted but not found")
-        pending.ids_max = max(pending.ids_max, max(learned.values()))
-        pending.unsaved += len(learned)
-        self._save_snapshot({**ids, **learned} if ids else learned, pending)
-        if not ids:  # every series new (a first pass): no merging
-            if first:  # and each got the id after the one before
-                return list(range(first, first + len(keys))), len(learned)
-            return list(map(learned.__getitem__, keys)), len(learned)
+        learned, runs = self._create(missing, int(clock.now() * 1000))
+        pending.ids, pending.runs = learned, runs
+        pending.ids_max = max(
+            chain((pending.ids_max,), learned.values(), (f + len(k) - 1 for k, f in runs))
+        )
+        if not ids and not learned:  # a first pass: every key new, each id the next one
+            created = len(keys)
+            pending.unsaved += created
+            self._save_snapshot(_msgpack_map(runs), pending)
+            return range(runs[0][1], runs[0][1] + created), created
+        for run_keys, first in runs:
+            learned.update(zip(run_keys, range(first, first + len(run_keys)), strict=True))
+        pending.runs = []
+        created = len(learned)
+        pending.unsaved += created
+        if not ids:
+            self._save_snapshot(learned, pending)
+            return list(map(learned.__getitem__, keys)), created
+        self._save_snapshot({**ids, **learned}, pending)
         sids = [learned[k] if sid is None else sid for k, sid in zip(keys, sids, strict=True)]
-        return cast("list[int]", sids), len(learned)
+        return cast("list[int]", sids), created
 
-    def _create(self, keys: list[str], now_ms: int) -> tuple[dict[str, int], int]:
+    def _create(self, keys: list[str], now_ms: int) -> tuple[dict[str, int], list[Run]]:
         """Insert the series ``keys`` (each ``name{labels``, in any order) in batches of one
         statement each, the rows built in SQL from one array parameter; return their ids.
         Those another writer created meanwhile are read by key.
 
         SQLite gives the ids itself: the write transaction holds the database's one write
         lock, so the ids after the newest are free, and none is read back (a million new
-        series: no million-row read, no second copy of their keys). PostgreSQL's writers
-        run side by side: the sequence gives the ids, and ``RETURNING`` hands them back.
-
-        Also answers, when every key was created with id ``first + its position`` (SQLite,
-        keys all new and distinct), that ``first``; else 0."""
+        series: no million-row read, no second copy of their keys). Such batches come back
+        as runs, in order, one id after another while no batch skipped a key; a batch that
+        did (a key twice, or one this writer's map missed) is read back into the dict.
+        PostgreSQL's writers run side by side: the sequence gives the ids, and ``RETURNING``
+        hands them back."""
+        out: dict[str, int] = {}
         if self.db.dialect.name == "sqlite":
             base = int(self.db.query("SELECT coalesce(max(id), 0) FROM series")[0][0])
-            if len(keys) > _CREATE_CHUNK:
-                with self._page_cache(_CREATE_CACHE_KIB):
-                    return self._create_sqlite(keys, now_ms, base)
-            return self._create_sqlite(keys, now_ms, base)
-        out: dict[str, int] = {}
+            runs: list[Run] = []
+            for i in range(0, len(keys), _CREATE_CHUNK):
+                chunk = keys[i : i + _CREATE_CHUNK]
+                first = base + i + 1
+                created = self.db.execute(_CREATE_SQLITE, (first, now_ms, _json_array(chunk)))
+                if created.rowcount == len(chunk):
+                    runs.append((chunk, first))
+                else:
+                    out.update(self._read_back(chunk))
+            return out, runs
         keys = sorted(keys)  # two writers creating the same series lock them in one order
         for i in range(0, len(keys), _CREATE_CHUNK):
             chunk = keys[i : i + _CREATE_CHUNK]
@@ -295,39 +341,18 @@ class SeriesIndex:
             ).fetchall()
             out.update(got)
             if len(got) < len(chunk):  # some existed: another writer created them meanwhile
-                out.update(self._by_key([(p[0], p[2]) for p in pairs]))
-        return out, 0
+                out.update(self._read_back(chunk))
+        return out, []
 
-    def _create_sqlite(self, keys: list[str], now_ms: int, base: int) -> tuple[dict[str, int], int]:
-        """:meth:`_create` on SQLite: ids ``base + 1`` on, in the order of ``keys``."""
-        out: dict[str, int] = {}
-        contiguous = True
-        for i in range(0, len(keys), _CREATE_CHUNK):
-            chunk = keys[i : i + _CREATE_CHUNK]
-            first = base + i + 1
-            created = self.db.execute(_CREATE_SQLITE, (first, now_ms, _json_array(chunk)))
-            if created.rowcount == len(chunk):
-                out.update(zip(chunk, range(first, first + len(chunk)), strict=True))
-            else:  # a key twice, or one the map missed: read the batch's ids back
-                contiguous = False
-                out.update(
-                    self._by_key([(k[: k.index("{")], k[k.index("{") + 1 :]) for k in chunk])
-                )
-        return out, base + 1 if contiguous else 0
+    def _read_back(self, keys: list[str]) -> dict[str, int]:
+        """Ids of series ``keys`` just inserted or found existing, read by key."""
+        got = self._by_key([(k[: k.index("{")], k[k.index("{") + 1 :]) for k in keys])
+        lost = [key for key in keys if key not in got]
+        if lost:  # cannot happen short of a broken database: say which, never guess
+            raise StoreError(f"{self.db.url}: series {lost[:5]} were inserted but not found")
+        return got
 
-    @contextmanager
-    def _page_cache(self, kib: int) -> Iterator[None]:
-        """SQLite's page cache raised to ``kib`` for a big insert: the series index takes
-        keys in file order, not key order, and a cache of ~2 MB would write and read its
-        pages over and over (sorting a million keys first costs as much)."""
-        (before,) = self.db.query("PRAGMA cache_size")[0]
-        self.db.execute(f"PRAGMA cache_size = -{kib}")
-        try:
-            yield
-        finally:
-            self.db.execute(f"PRAGMA cache_size = {int(before)}")
-
-    def _save_snapshot(self, ids: dict[str, int], pending: _Pending) -> None:
+    def _save_snapshot(self, ids: dict[str, int] | bytearray, pending: _Pending) -> None:
         """Inside the write transaction: rewrite the snapshot (kept only if it commits).
 
         If another writer's open transaction is rewriting it (PostgreSQL), this one leaves it
@@ -341,7 +366,11 @@ class SeriesIndex:
             return  # locked by another writer
         self.db.execute(
             self.db.dialect.upsert("series_ids_snapshot", ["id", "max_id", "data"], ["id"]),
-            (1, pending.ids_max, msgspec.msgpack.encode(ids)),
+            (
+                1,
+                pending.ids_max,
+                ids if isinstance(ids, bytearray) else msgspec.msgpack.encode(ids),
+            ),
         )
         pending.unsaved = 0
 
@@ -351,6 +380,7 @@ class SeriesIndex:
         if p is None or self._ids is None:
             return
         self._ids.update(p.ids)
+        self._runs.extend(p.runs)
         self._ids_max, self._unsaved = p.ids_max, p.unsaved
 
     def rollback(self) -> None:

@@ -20,7 +20,7 @@ import operator
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import groupby
+from itertools import groupby, islice
 from typing import Any
 
 from signalbox import limits
@@ -84,6 +84,21 @@ _BUCKETS_SINCE = sqllegacy.MIGRATION[0]  # the version of exact rollup buckets
 _NAME, _LABELS, _VALUE, _TS = (operator.itemgetter(i) for i in range(4))
 _META_LOOKUP_MAX = 2000  # metadata records a write compares by name instead of loading all
 _SERIES_ID = operator.itemgetter(0)
+
+
+def _repeats(
+    covered: set[int],
+    sids: Sequence[int],
+    rows: list[int],
+    fresh: list[tuple[NewLayout, Sequence[int]]],
+) -> bool:
+    """Does a series of the rows or new layouts of a write repeat, or one of the frames'
+    (``covered``)? Sorted, not a set: a million ids would cost ~40 MB as a set."""
+    others = [sids[i] for i in rows]
+    for _, ids in fresh:
+        others.extend(ids)
+    others.sort()
+    return any(map(operator.eq, others, islice(others, 1, None))) or not covered.isdisjoint(others)
 
 
 def _num(v: Any) -> float:
@@ -233,7 +248,7 @@ class SQLMetricStore:
             if rows:
                 picked = samples if len(rows) == len(samples) else [samples[i] for i in rows]
                 values = [v if v == v else None for v in map(_VALUE, picked)]  # NaN -> NULL
-                row_sids = sids if len(rows) == len(samples) else [sids[i] for i in rows]
+                row_sids = list(sids) if len(rows) == len(samples) else [sids[i] for i in rows]
                 self._partitions.write_raw(row_sids, list(map(_TS, picked)), values, default_ts_ms)
             if ended is not None and (ended.layouts or ended.series):
                 self._end(ended, sids, frames, add_labels, default_ts_ms)
@@ -244,7 +259,7 @@ class SQLMetricStore:
     def _end(
         self,
         ended: Ended,
-        sids: list[int],
+        sids: Sequence[int],
         frames: Sequence[Frame],
         add_labels: Labels,
         ts: int,
@@ -297,7 +312,7 @@ class SQLMetricStore:
     def _write_frames(
         self,
         samples: Sequence[Sample],
-        sids: list[int],
+        sids: Sequence[int],
         ts: int,
         add_labels: Labels,
         frames: Sequence[Frame],
@@ -311,7 +326,7 @@ class SQLMetricStore:
         known = [store.resolve(f.layout, extra) for f in frames]
         series = store.series_of(known)
         in_layout = bytearray(len(samples))
-        fresh: list[tuple[NewLayout, list[int]]] = []
+        fresh: list[tuple[NewLayout, Sequence[int]]] = []
         for nl in layouts:
             part = samples[nl.start : nl.start + nl.length]
             if any(s[3] is not None for s in part) or store.has(nl.layout, extra):
@@ -325,10 +340,11 @@ class SQLMetricStore:
                     f"a frame has {len(f.values)} values for a layout of {len(series[lid])} series"
                 )
         covered = store.series_set(known)
-        others = [sids[i] for i in rows]
-        for _, ids in fresh:
-            others.extend(ids)
-        if covered is None or len(set(others)) != len(others) or not covered.isdisjoint(others):
+        # ids as a range: the write created every one of its series, each once (see
+        # SeriesIndex.ids_for), so none repeats: a first pass of a million checks nothing
+        if covered is None or (
+            not isinstance(sids, range) and _repeats(covered, sids, rows, fresh)
+        ):
             raise DuplicateSeries("one series appears twice in a write with frames")
         start = self.levels[0].partition_start(ts)
         out = list(zip(known, (f.values for f in frames), strict=True))

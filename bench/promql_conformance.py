@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import re
 import sys
@@ -370,7 +371,11 @@ def compare_instant(case: Case, result: object) -> tuple[bool, str, str]:
     assert isinstance(result, QueryResult)
     lines = case.lines
     if len(lines) == 1 and lines[0].startswith('"'):
-        return False, "string result", f"expected string {lines[0]}, got {result.result_type}"
+        want_text = json.loads(lines[0])
+        if result.result_type != "string" or result.string != want_text:
+            got = result.string if result.result_type == "string" else result.result_type
+            return False, "string result", f"expected string {lines[0]}, got {got!r}"
+        return True, "", ""
     if len(lines) == 1 and _number(lines[0]) is not None:
         want = _number(lines[0])
         assert want is not None

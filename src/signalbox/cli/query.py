@@ -89,7 +89,7 @@ def query_cmd(ctx: Context, expr: str, since: str | None, step: str | None, as_j
         return
     data = res.to_prometheus()
     kind, result = data["resultType"], data["result"]
-    if kind == "scalar":
+    if kind in ("scalar", "string"):
         click.echo(result[1])
     elif kind == "vector":
         if not result:

@@ -4,6 +4,7 @@ touch a store on SQLite and on PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -195,3 +196,28 @@ def test_query_runs_under_the_query_limits(tmp_path: Path) -> None:
     r = run("query", "load", cwd=tmp_path)
     assert r.returncode == 2
     assert "query.max_samples" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_import_of_old_history_gives_back_the_space_of_dropped_raw_partitions(
+    tmp_path: Path,
+) -> None:
+    """Two days imported: the older day's raw partitions are dropped by retention once its
+    rollups are built, and the SQLite file does not keep their pages."""
+    now = int(time.time())
+    lines = ["# TYPE jobs_total counter"]
+    for k in range(20):
+        for i in range(2 * 1440):
+            lines.append(f'jobs_total{{k="{k}"}} {i} {now - 2 * 86400 + i * 60}')
+    lines.append("# EOF")
+    f = tmp_path / "history.om"
+    f.write_text("\n".join(lines) + "\n")
+    r = run("import", str(f), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "reclaimed" in r.stderr
+    db = sqlite3.connect(tmp_path / ".signalbox" / "signalbox.db")
+    (free,) = db.execute("PRAGMA freelist_count").fetchone()
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.close()
+    assert free < pages * 0.05, (free, pages)
+    r = run("query", "count(jobs_total)", cwd=tmp_path)  # and the recent day still answers
+    assert r.returncode == 0 and r.stdout.split()[-1] == "20", r.stdout + r.stderr

@@ -47,8 +47,11 @@ def import_cmd(ctx: Context, file: str, as_json: bool) -> None:
             raise UsageError(f"{file}: cannot open: {e.strerror}") from None
         with fh:
             report = import_openmetrics(store, fh, file, progress=progress)
-    store.compact(int(store.clock.now() * 1000))
+    store.compact(int(store.clock.now() * 1000))  # rollups, and raw history past retention dropped
+    reclaimed = store.db.reclaim_space()  # SQLite keeps dropped tables' pages until VACUUM
     store.close()
+    if reclaimed and not as_json:
+        click.echo(f"reclaimed {reclaimed / 1e6:,.0f} MB of dropped raw partitions", err=True)
     if tty:
         click.echo("", err=True)
     if as_json:

@@ -254,6 +254,22 @@ class Database:
             c.depth -= 1
             c.savepoints -= 1
 
+    def reclaim_space(self, *, min_free: float = 0.25) -> int:
+        """Give the file back the space of dropped tables (an import's raw partitions past
+        retention) when at least ``min_free`` of it is free: SQLite keeps freed pages in the
+        file until ``VACUUM``. Returns the bytes reclaimed; PostgreSQL frees a dropped table's
+        files itself, so there it does nothing."""
+        if self.dialect.name != "sqlite" or self.in_transaction:
+            return 0
+        (free,) = self.query("PRAGMA freelist_count")[0]
+        (pages,) = self.query("PRAGMA page_count")[0]
+        (size,) = self.query("PRAGMA page_size")[0]
+        if not pages or free < pages * min_free:
+            return 0
+        self.execute("VACUUM")
+        (after,) = self.query("PRAGMA page_count")[0]
+        return int((pages - after) * size)
+
     # -- schema -----------------------------------------------------------------------
     def table_names(self) -> set[str]:
         return {r[0] for r in self.query(self.dialect.table_names_sql)}

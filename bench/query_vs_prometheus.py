@@ -50,6 +50,10 @@ differing point), and points only one side has. ``warnings`` in either response 
 printed: signalbox gives one when an answer is an estimate (a window split a rollup bucket
 it could not answer from finer data); an answer that differs without one is marked
 SILENT. A query a side refuses is printed as ``refused: <error>`` and the run goes on.
+Against Prometheus 2.x, expect ``rate``/``increase`` to differ (SILENT) in the window where a
+counter series starts: 2.x clamps the extrapolation to the counter's zero point before it
+applies the 1.1-gap threshold, 3.x (and signalbox, on raw samples and buckets alike) after
+it; ``promql/functions.go`` ``extrapolatedRate`` in either version shows the order.
 
     .venv/bin/python bench/query_vs_prometheus.py            # full: 200 series, 30 d, 7 rounds
     .venv/bin/python bench/query_vs_prometheus.py --quick    # smoke: 40 series, 8 d (~1.5 min)

@@ -2,8 +2,12 @@
 
 A collector pass re-reads every spool file, and from one pass to the next a file almost
 always keeps its lines and changes only its values. The first pass that sees a file's
-*shape* (the text left of each ``=``, see :func:`signalbox.metrics.parse.keyvalue.keyvalue_shape`)
-parses it fully and registers the shape's series, in order, as a layout. Later passes with
+*shape* (a ``*.metrics`` file's text left of each ``=``, see
+:func:`signalbox.metrics.parse.keyvalue.keyvalue_shape`; a ``*.prom`` file's text without its
+values, see :func:`signalbox.metrics.parse.promtext.prometheus_shape`) parses it fully and
+registers the shape's series, in order, as a layout (their positions inserted from one array
+parameter per layout: a first pass of a million series is two thousand statements, not a
+million). Later passes with
 the same shape skip parsing names and labels and looking up series ids: the file's values
 go to the raw partition as one *frame* row (layout id, timestamp, values). Readers unpack
 frames in SQL (rollups, via :meth:`~signalbox.metrics.sql.frames.RawSQL.frame_rows`) or in

@@ -30,6 +30,7 @@ from signalbox.exceptions import StoreError
 from signalbox.metrics.labelcodec import decode_labels
 from signalbox.metrics.samples import Labels, Matcher, series_matches
 from signalbox.storage.database import Database
+from signalbox.storage.failures import translate
 
 log = logging.getLogger("signalbox.metrics")
 
@@ -37,6 +38,8 @@ _KEY = "name || '{' || labels"  # the write map's key, built in SQL
 _BY_KEY_CHUNK = 400  # (name, labels) pairs per lookup: 800 parameters
 _BY_ID_CHUNK = 500
 _SNAPSHOT_STALE = 1000  # series learned since the snapshot was saved that make it worth rewriting
+_BY_NAME_MAX_KEYS = 50_000  # a write of at most this many keys may look them up by name
+_SNAPSHOT_STREAM_MIN = 1 << 20  # snapshot bytes past which SQLite gets them in pieces
 _CREATE_CHUNK = 20_000  # new series per INSERT (one JSON or array parameter each)
 # the rows built from a JSON array of keys (a name never holds "{"); "WHERE true" lets SQLite
 # read ON CONFLICT as the upsert's, not the join's
@@ -231,7 +234,8 @@ class SeriesIndex:
 
     def _ids_by_name(self, names: set[str]) -> dict[str, int] | None:
         """The write map for a few metric names, without loading the whole map: a pass of
-        spool frames writes only a few hundred self-metrics as rows."""
+        spool frames writes only the self-metrics as rows (three per spool file: 6,000 at
+        a million series, whose whole map would be ~100 MB and ~0.4 s to load)."""
         if len(names) > 50:
             return None
         if not names:
@@ -269,7 +273,7 @@ class SeriesIndex:
         :meth:`rollback`, one of which the caller calls when the transaction ends.
         """
         self._pending = None
-        if self._ids is None and len(keys) <= 5000:
+        if self._ids is None and len(keys) <= _BY_NAME_MAX_KEYS:
             known = self._ids_by_name(set(names))
             if known is not None:
                 found = list(map(known.get, keys))
@@ -364,15 +368,38 @@ class SeriesIndex:
         lock = f"SELECT max_id FROM series_ids_snapshot WHERE id = 1{db.dialect.skip_locked}"
         if not db.query(lock) and db.query("SELECT 1 FROM series_ids_snapshot WHERE id = 1"):
             return  # locked by another writer
-        self.db.execute(
-            self.db.dialect.upsert("series_ids_snapshot", ["id", "max_id", "data"], ["id"]),
-            (
-                1,
-                pending.ids_max,
-                ids if isinstance(ids, bytearray) else msgspec.msgpack.encode(ids),
-            ),
-        )
+        data = ids if isinstance(ids, bytearray) else msgspec.msgpack.encode(ids)
+        if db.dialect.name == "sqlite" and len(data) > _SNAPSHOT_STREAM_MIN:
+            self._stream_snapshot(data, pending.ids_max)
+        else:
+            db.execute(
+                db.dialect.upsert("series_ids_snapshot", ["id", "max_id", "data"], ["id"]),
+                (1, pending.ids_max, data),
+            )
         pending.unsaved = 0
+
+    def _stream_snapshot(self, data: bytes | bytearray, ids_max: int) -> None:
+        """SQLite: a zero blob of the snapshot's size, then its bytes written into it in
+        pieces -- bound as a parameter, a snapshot of a million series (~40 MB) would be
+        copied whole into SQLite's memory first."""
+        import sqlite3
+
+        db = self.db
+        db.execute(
+            "INSERT INTO series_ids_snapshot (id, max_id, data) VALUES (1, ?, zeroblob(?)) "
+            "ON CONFLICT (id) DO UPDATE SET max_id = excluded.max_id, data = excluded.data",
+            (ids_max, len(data)),
+        )
+        view = memoryview(data)
+        try:
+            with db.conn.blobopen("series_ids_snapshot", "data", 1) as blob:
+                for i in range(0, len(view), 1 << 22):
+                    blob.write(view[i : i + (1 << 22)])
+        except sqlite3.Error as e:  # named as every statement's error is (a full disk...)
+            named = translate(e, "sqlite", db.path)
+            if named is not None:
+                raise named from e
+            raise
 
     def commit(self) -> None:
         """The write transaction committed: keep what it learned."""

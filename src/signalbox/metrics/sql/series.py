@@ -11,10 +11,16 @@ inserts leave gaps for good). So both caches here are *subsets* of the table, to
   index by metric name, so a query for one metric loads only that metric's series; an id
   it does not know is read by id;
 - the write side maps ``name{labels`` (the text the write path builds without decoding
-  anything) -> id, loaded from a snapshot kept in the database; a key it does not know is
-  inserted (if new) and read by key. What a write transaction learns is kept only once it
-  commits (:meth:`SeriesIndex.commit`), so a rollback never leaves an id in memory that the
-  database does not have.
+  anything) -> id, loaded from a snapshot kept in the database; the keys it does not know
+  are inserted in batches (one statement per 20,000, see :meth:`SeriesIndex._create`) and
+  those another writer created meanwhile read by key. What a write transaction learns is
+  kept only once it commits (:meth:`SeriesIndex.commit`), so a rollback never leaves an id
+  in memory that the database does not have.
+
+A first pass of a million new series (``collect --once`` on a new spool) is the case this
+is shaped for: on SQLite the ids are given in order from the newest, so nothing is read
+back, the new keys are kept as runs of consecutive ids instead of a dict entry each, the
+snapshot is written from those runs, and the store gets the ids as a ``range``.
 """
 
 from __future__ import annotations

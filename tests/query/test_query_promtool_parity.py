@@ -236,7 +236,6 @@ def _same(a: dict[str, float], b: dict[str, float]) -> bool:
 
 @pytest.mark.peer("promtool")
 def test_printed_expressions_are_valid_prometheus(tmp_path: Path) -> None:
-    from signalbox.query import parse_expr
 
     texts = [
         *EXPRESSIONS,
@@ -245,6 +244,14 @@ def test_printed_expressions_are_valid_prometheus(tmp_path: Path) -> None:
         'x{a="tab\\there \\"q\\" \\\\ é"}',
         "-(1) + -2 * -x ^ 2",
     ]
+    assert_promtool_accepts_printed(texts, tmp_path)
+
+
+def assert_promtool_accepts_printed(texts: list[str], tmp_path: Path) -> None:
+    """Each text, parsed and printed back by signalbox, is a rule ``promtool check rules``
+    accepts: what format_query and error messages show is valid PromQL."""
+    from signalbox.query import parse_expr
+
     rules = [{"record": f"check:r{i}", "expr": str(parse_expr(t))} for i, t in enumerate(texts)]
     path = tmp_path / "rules.yml"
     path.write_text(

@@ -22,6 +22,7 @@ from signalbox.query import Engine, parse_expr
 from signalbox.query.ast import Subquery
 from signalbox.query.subquery import DEFAULT_STEP_MS, Grid, inner_grid
 from tests.query.test_at_modifier import S, counting, load, vec
+from tests.query.test_query_promtool_parity import assert_promtool_accepts_printed
 
 M = 60 * S
 
@@ -443,13 +444,4 @@ def test_printed_new_constructs_are_valid_prometheus(tmp_path: Path) -> None:
         "a * ignoring (b) group_right b",
         "a * on (b) group_left () c",
     ]
-    rules = [{"record": f"check:r{i}", "expr": str(parse_expr(t))} for i, t in enumerate(texts)]
-    path = tmp_path / "rules.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": rules}]}, width=1_000_000))
-    promtool = shutil.which("promtool")
-    assert promtool is not None
-    proc = subprocess.run(
-        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{len(rules)} rules found" in proc.stdout
+    assert_promtool_accepts_printed(texts, tmp_path)

@@ -160,9 +160,18 @@ def test_rollups_include_frames(sql_store: Any) -> None:
 
 
 def test_retention_drops_frames_and_then_their_layouts(sql_store: Any) -> None:
+    """A layout outlives its raw frames while rollup buckets of it remain (they are stored
+    by layout), and goes with the last of them."""
     register(sql_store, [1.0, 2.0, 3.0])
     day = 86400_000
     sql_store.compact(T0 + 2 * day)
+    assert not sql_store._partitions.starts[0]  # every raw partition is gone
+    sql_store.clock.set((T0 + 2 * day) / 1000)
+    [sp] = sql_store.select(name("load"), T0 - 1, T0 + 60_000, step_ms=60_000)
+    assert sp.resolution == 60 and sp.values == [3.0]  # from the 1m frame bucket
+    assert sql_store.known_layouts(HOST) != frozenset()
+    longest = max(lv.retention_ms + lv.span_ms for lv in sql_store.levels)
+    sql_store.compact(T0 + longest + day)
     assert sql_store.select(name("load"), T0 - 1, T0 + 1) == []
     assert sql_store.known_layouts(HOST) == frozenset()
     assert sql_store.db.query("SELECT count(*) FROM metric_layout_series") == [(0,)]
@@ -246,5 +255,6 @@ def test_a_deleted_layout_leaves_nothing_cached(sql_store: Any) -> None:
     """A long-running writer whose files change shape must not keep every old layout."""
     register(sql_store, [1.0, 2.0, 3.0])
     assert sql_store._layouts.series_of([sql_store._layouts.resolve(L1, 'host="web1"')])
-    sql_store.compact(T0 + 2 * 86400_000)
+    longest = max(lv.retention_ms + lv.span_ms for lv in sql_store.levels)
+    sql_store.compact(T0 + longest + 86400_000)  # past its raw frames and every bucket of it
     assert sql_store._layouts._series == {}

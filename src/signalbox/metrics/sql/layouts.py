@@ -25,7 +25,7 @@ Tables:
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from signalbox.exceptions import StoreError
 from signalbox.storage.database import Database, Migration
@@ -104,6 +104,31 @@ class Layouts:
                 self._series[lid] = _unpack(blob)
         return {lid: self._series[lid] for lid in wanted if lid in self._series}
 
+    def positions(self, ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
+        """``layout id -> [(position, series id)]`` of every layout holding one of ``ids``."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        if len(ids) <= 500:
+            if not ids:
+                return out
+            rows = self.db.query(
+                "SELECT layout_id, pos, series_id FROM metric_layout_series "
+                f"WHERE series_id IN ({','.join('?' * len(ids))})",
+                list(ids),
+            )
+            for lid, pos, sid in rows:
+                out.setdefault(lid, []).append((pos, sid))
+            return out
+        import numpy as np  # a big query: every layout's series, matched in bulk
+
+        self.load()
+        wanted = np.fromiter(ids, dtype=np.int64, count=len(ids))
+        for lid, sids in self.series_of([lid for lid, _ in self._keys.values()]).items():
+            arr = np.frombuffer(sids, dtype=np.int64)
+            hit = np.flatnonzero(np.isin(arr, wanted))
+            if len(hit):
+                out[lid] = list(zip(hit.tolist(), arr[hit].tolist(), strict=True))
+        return out
+
     def series_set(self, layout_ids: Sequence[int]) -> set[int] | None:
         """Every series of these layouts; None if two of them (or one named twice) share a
         series, or one is unknown."""
@@ -161,17 +186,27 @@ class Layouts:
         if stale:
             self.db.executemany("UPDATE metric_layouts SET last_start = ? WHERE id = ?", stale)
 
-    def drop_older_than(self, oldest_raw_start: int) -> None:
-        """Delete layouts no remaining raw partition can reference."""
+    def drop_older_than(
+        self, oldest_raw_start: int, still_used: Callable[[], set[int]] = set
+    ) -> None:
+        """Delete layouts no remaining raw partition can reference and ``still_used`` (asked
+        only when there is something to delete) does not name."""
         self.load()
-        if all(last >= oldest_raw_start for _, last in self._keys.values()):
+        old = {lid for lid, last in self._keys.values() if last < oldest_raw_start}
+        if not old:
             return  # the usual compaction: nothing to delete, so no write transaction
+        old -= still_used()
+        if not old:
+            return
+        ids = sorted(old)
         with self.db.transaction():
-            self.db.execute(
-                "DELETE FROM metric_layout_series WHERE layout_id IN (SELECT id FROM metric_layouts WHERE last_start < ?)",
-                (oldest_raw_start,),
-            )
-            self.db.execute("DELETE FROM metric_layouts WHERE last_start < ?", (oldest_raw_start,))
-        self._keys = {k: v for k, v in self._keys.items() if v[1] >= oldest_raw_start}
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(
+                    f"DELETE FROM metric_layout_series WHERE layout_id IN ({marks})", chunk
+                )
+                self.db.execute(f"DELETE FROM metric_layouts WHERE id IN ({marks})", chunk)
+        self._keys = {k: v for k, v in self._keys.items() if v[0] not in old}
         live = {lid for lid, _ in self._keys.values()}
         self._series = {lid: ids for lid, ids in self._series.items() if lid in live}

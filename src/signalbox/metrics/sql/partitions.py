@@ -6,9 +6,14 @@ Layout (see :mod:`signalbox.metrics.partitions` for why partitions):
 - ``frames_raw_<start>``: beside it, raw samples of spool files stored as frames (one row per
   file and pass; see :mod:`signalbox.metrics.sql.layouts`), keyed (layout_id, ts). Every
   reader of a raw partition reads both.
-- ``buckets_r<res>_<start>``: rollup buckets (see :mod:`signalbox.metrics.sql.rollup`), keyed by
-  (series_id, bucket end). Partitions converted from schema 4's ``samples_r<res>_<start>``
-  are marked ``exact = 0`` in ``metric_partitions`` (their statistics are estimates).
+- ``buckets_r<res>_<start>``: rollup buckets of series stored as rows (see
+  :mod:`signalbox.metrics.sql.rollup`), keyed by (series_id, bucket end), with an index on
+  the bucket end so the next tier reads one bucket's rows without scanning the partition.
+  Partitions converted from schema 4's ``samples_r<res>_<start>`` are marked ``exact = 0``
+  in ``metric_partitions`` (their statistics are estimates).
+- ``fbuckets_r<res>_<start>``: beside it, the buckets of series stored as frames, one row
+  per layout and bucket (see :mod:`signalbox.metrics.framebuckets`), keyed (layout_id, ts).
+  A series' bucket is in one of the two tables, never both.
 - ``metric_partitions`` lists the partition tables; other processes (the collector of
   ``serve``, an ``agent``) create and drop them, so readers reload the list.
 - ``metric_stamps`` lists the timestamps written into each raw partition, so a read of a
@@ -61,6 +66,11 @@ def frames_table(raw_table: str) -> str:
     return raw_table.replace("samples_", "frames_", 1)
 
 
+def fbuckets_table(bucket_table: str) -> str:
+    """The frame buckets beside a rollup partition's row buckets."""
+    return "f" + bucket_table
+
+
 class PartitionTables:
     """Which partition tables exist for each level, and the SQL that touches one of them."""
 
@@ -73,6 +83,7 @@ class PartitionTables:
         self.inexact: set[tuple[int, int]] = set()  # (tier, start) converted from schema 4
         self._loaded = False
         self._signature: tuple[Any, ...] = ()
+        self._fbuckets: set[str] = set()  # rollup partitions whose frame-bucket table exists
 
     def load(self, fresh: bool = False) -> None:
         """Know which partition tables exist. Readers ask ``fresh``: another process (the
@@ -104,6 +115,7 @@ class PartitionTables:
     def forget(self) -> None:
         """After a rolled-back transaction: the tables it created are gone."""
         self.starts = defaultdict(set)
+        self._fbuckets = set()
         self._loaded = False
 
     def ensure(self, level: Level, start: int) -> str:
@@ -125,6 +137,8 @@ class PartitionTables:
         )
         if level.tier == RAW:
             self.ensure_frames(table)
+        else:
+            self.ensure_fbuckets(table)
         self.db.execute(
             self.db.dialect.upsert(
                 "metric_partitions", ["tier", "start_ms", "end_ms"], ["tier", "start_ms"]
@@ -140,6 +154,29 @@ class PartitionTables:
             f"CREATE TABLE IF NOT EXISTS {frames_table(raw_table)} (layout_id BIGINT NOT NULL, "
             f"ts BIGINT NOT NULL, vals {self.sql.frame_type} NOT NULL, PRIMARY KEY (layout_id, ts))"
         )
+
+    def ensure_fbuckets(self, table: str) -> None:
+        """The frame-bucket table beside rollup partition ``table``, and the index on the
+        partition's bucket end; both created if missing (partitions of earlier versions
+        have neither)."""
+        if table in self._fbuckets:
+            return
+        db = self.db
+        # a rowid table, as frames: a row is a few KiB to a few hundred KiB, appended in time
+        # order, so a minute's rows never touch the pages of earlier minutes
+        db.create_table_if_missing(
+            f"CREATE TABLE IF NOT EXISTS {fbuckets_table(table)} (layout_id BIGINT NOT NULL, "
+            "ts BIGINT NOT NULL, count BIGINT NOT NULL, first_ts BIGINT NOT NULL, "
+            "last_ts BIGINT NOT NULL, prev_ts BIGINT, sx DOUBLE PRECISION NOT NULL, "
+            f"sxx DOUBLE PRECISION NOT NULL, stats {db.dialect.blob_type} NOT NULL, "
+            f"absent {db.dialect.blob_type}, PRIMARY KEY (layout_id, ts))"
+        )
+        if db.dialect.name == "postgresql":  # uncompressed out of line: substr reads 8 bytes
+            db.execute(
+                f"ALTER TABLE {fbuckets_table(table)} ALTER COLUMN stats SET STORAGE EXTERNAL"
+            )
+        db.create_table_if_missing(f"CREATE INDEX IF NOT EXISTS {table}_ts ON {table} (ts)")
+        self._fbuckets.add(table)
 
     def between(self, level: Level, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
         """(start, table) of ``level``'s partitions overlapping ``[start_ms, end_ms]``, oldest first."""
@@ -217,10 +254,21 @@ class PartitionTables:
                     return
                 self.starts[lv.tier].discard(start)
         raw = self.levels[0]
-        if self.starts[RAW]:
-            self.layouts.drop_older_than(min(self.starts[RAW]))
-        else:
-            self.layouts.drop_older_than(now_ms - raw.retention_ms - raw.span_ms)
+        oldest = (
+            min(self.starts[RAW]) if self.starts[RAW] else now_ms - raw.retention_ms - raw.span_ms
+        )
+        self.layouts.drop_older_than(oldest, self.bucketed_layouts)
+
+    def bucketed_layouts(self) -> set[int]:
+        """Layouts some frame bucket still refers to (they outlive their raw frames)."""
+        out: set[int] = set()
+        for lv in self.levels[1:]:
+            for start in self.starts[lv.tier]:
+                rows = self.read(
+                    f"SELECT DISTINCT layout_id FROM {fbuckets_table(lv.table(start))}"
+                )
+                out.update(r[0] for r in rows)
+        return out
 
     def _drop(self, lv: Level, start: int, lock_timeout_s: float) -> None:
         """One partition and its bookkeeping, in one transaction bounded by a lock timeout."""
@@ -228,6 +276,9 @@ class PartitionTables:
             self.db.execute(f"DROP TABLE IF EXISTS {lv.table(start)}")
             if lv.tier == RAW:
                 self.db.execute(f"DROP TABLE IF EXISTS {frames_table(lv.table(start))}")
+            else:
+                self.db.execute(f"DROP TABLE IF EXISTS {fbuckets_table(lv.table(start))}")
+                self._fbuckets.discard(lv.table(start))
             self.db.execute(
                 "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",
                 (lv.tier, start),

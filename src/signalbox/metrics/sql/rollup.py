@@ -23,10 +23,22 @@ readers take buckets up to it and raw samples after it.
 from __future__ import annotations
 
 import logging
+import operator
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
+from signalbox.exceptions import StoreError
 from signalbox.metrics.partitions import RAW, Level
-from signalbox.metrics.sql.partitions import PartitionTables, frames_table
+from signalbox.metrics.sql.partitions import (
+    BUCKET_COLUMNS,
+    PartitionTables,
+    fbuckets_table,
+    frames_table,
+)
 from signalbox.storage.database import Database
+
+if TYPE_CHECKING:
+    from signalbox.metrics import framebuckets
 
 log = logging.getLogger("signalbox.metrics")
 
@@ -89,7 +101,17 @@ def rebuild(parts: PartitionTables, start_ms: int, end_ms: int) -> None:
             b = min(b, max(wm, a))
         if b > a:
             with db.transaction():
+                _clear(parts, dst, a, b)
                 _rollup(parts, src, dst, a, b)
+
+
+def _clear(parts: PartitionTables, dst: Level, a: int, b: int) -> None:
+    """Delete ``dst``'s buckets ending in ``(a, b]``, row and frame: a rebuild may put a
+    series' bucket in the other table than before, and must not leave it in both."""
+    for _, table in parts.between(dst, a + 1, b):
+        parts.ensure_fbuckets(table)
+        for t in (table, fbuckets_table(table)):
+            parts.db.execute(f"DELETE FROM {t} WHERE ts > ? AND ts <= ?", (a, b))
 
 
 def _rollup(parts: PartitionTables, src: Level, dst: Level, a: int, b: int) -> None:
@@ -111,6 +133,7 @@ def _rollup(parts: PartitionTables, src: Level, dst: Level, a: int, b: int) -> N
         sources = _sources(parts, src, lo, hi)
         if sources:
             target = parts.ensure(dst, part)  # outside the savepoint: its creation must stay
+            parts.ensure_fbuckets(target)
             try:
                 with db.savepoint():
                     if src.tier == RAW:
@@ -141,44 +164,163 @@ def _union(parts: PartitionTables, tables: list[str], raw: bool) -> str:
 def _from_raw(
     parts: PartitionTables, target: str, tables: list[str], res: int, a: int, b: int
 ) -> None:
-    """Buckets ending in ``(a, b]`` from raw samples. A bucket of spool-file passes where each
-    series has exactly one value (the usual case at one pass a minute) is a copy of the
-    frames; anything else is aggregated from rows and frames."""
-    if len(tables) == 2 and _empty_at(parts, tables[1], b):
-        tables = tables[:1]  # the next partition holds nothing at this chunk's last instant
-    if len(tables) == 1:
-        table = tables[0]
-        frames = parts.read(
-            f"SELECT ts, layout_id FROM {frames_table(table)} WHERE ts > ? AND ts <= ?", (a, b)
+    """Buckets ending in ``(a, b]`` from raw samples: the frames of each layout become one
+    frame bucket per layout (numpy), the rows are aggregated in SQL into row buckets."""
+    frames: list[tuple[Any, ...]] = []
+    for t in tables:
+        frames += parts.read(
+            f"SELECT layout_id, ts, vals FROM {frames_table(t)} WHERE ts > ? AND ts <= ?", (a, b)
         )
-        if frames:
-            buckets: dict[int, list[int]] = {}
-            for ts, lid in frames:
-                buckets.setdefault(-(-ts // res) * res, []).append(lid)
-            rest = a
-            for end in range(a + res, b + res, res):
-                lids = buckets.get(end)
-                if lids is not None and _one_value_each(parts, table, lids, end - res, end):
-                    if rest < end - res:
-                        _aggregate(parts, target, _union(parts, tables, True), res, rest, end - res)
-                    _copy_frames(parts, target, table, end - res, end)
-                    rows_only = f"SELECT series_id, ts, value FROM {table}"
-                    _aggregate(parts, target, rows_only, res, end - res, end)
-                    rest = end
-            if rest < b:
-                _aggregate(parts, target, _union(parts, tables, True), res, rest, b)
-            return
-    _aggregate(parts, target, _union(parts, tables, True), res, a, b)
+    rows = " UNION ALL ".join(f"SELECT series_id, ts, value FROM {t}" for t in tables)
+    if not frames:
+        _aggregate(parts, target, rows, res, a, b)
+        return
+    by_end: dict[int, dict[int, list[tuple[int, Any]]]] = {}
+    for lid, ts, vals in frames:
+        by_end.setdefault(-(-ts // res) * res, {}).setdefault(lid, []).append((ts, vals))
+    rest = a
+    for end in sorted(by_end):
+        if rest < end - res:
+            _aggregate(parts, target, rows, res, rest, end - res)
+        _raw_bucket(parts, target, tables, rows, res, end, by_end[end])
+        rest = end
+    if rest < b:
+        _aggregate(parts, target, rows, res, rest, b)
 
 
-def _empty_at(parts: PartitionTables, table: str, ts: int) -> bool:
-    """Does the raw partition ``table`` hold no sample (row or frame) at ``ts``?"""
-    rows = parts.read(
-        f"SELECT 1 FROM {table} WHERE ts = ? UNION ALL "
-        f"SELECT 1 FROM {frames_table(table)} WHERE ts = ?",
-        (ts, ts),
+def _raw_bucket(
+    parts: PartitionTables,
+    target: str,
+    tables: list[str],
+    rows: str,
+    res: int,
+    end: int,
+    by_layout: dict[int, list[tuple[int, Any]]],
+) -> None:
+    """The bucket ending at ``end`` of every series, from frames and rows."""
+    import numpy as np
+
+    from signalbox.metrics import framebuckets
+
+    lids = sorted(by_layout)
+    row_series = _row_series(
+        parts, [f"SELECT series_id, ts FROM {t}" for t in tables], end - res, end
     )
-    return not rows
+    series, overlap = _overlap(parts, lids, row_series)
+    decode = parts.sql.decode_frame
+    out: list[tuple[Any, ...]] = []
+    extra: list[tuple[int, int, float | None]] = []  # samples of overlapping series, as rows
+    for lid in lids:
+        ids = series.get(lid)
+        if ids is None:
+            continue  # its layout was deleted meanwhile: the frames are going too
+        got = sorted(by_layout[lid], key=_FIRST)
+        stamps = [ts for ts, _ in got]
+        values = np.array([decode(v) for _, v in got], dtype=np.float64)
+        if values.shape[1] != len(ids):
+            raise StoreError(
+                f"frames of layout {lid} have {values.shape[1]} values for {len(ids)} series"
+            )
+        bucket = framebuckets.from_frames(end, stamps, values)
+        gone = _positions_of(ids, overlap)
+        if gone is not None:
+            bucket.absent = gone
+            for pos in gone.tolist():
+                sid = ids[pos]
+                extra += [(sid, ts, _nullable(values[k, pos])) for k, ts in enumerate(stamps)]
+            if len(gone) == len(ids):
+                continue
+        out.append(framebuckets.encode(lid, bucket))
+    _write_frame_buckets(parts, target, out)
+    if extra:
+        _temp(
+            parts,
+            _EXTRA_RAW,
+            "series_id BIGINT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION",
+        )
+        parts.db.executemany(
+            f"INSERT INTO {_EXTRA_RAW} (series_id, ts, value) VALUES (?, ?, ?)", extra
+        )
+        rows = f"{rows} UNION ALL SELECT series_id, ts, value FROM {_EXTRA_RAW}"
+    _aggregate(parts, target, rows, res, end - res, end)
+
+
+_EXTRA_RAW = "rollup_extra_raw"
+_EXTRA_BUCKETS = "rollup_extra_buckets"
+_FIRST = operator.itemgetter(0)
+
+
+def _temp(parts: PartitionTables, name: str, cols: str) -> None:
+    """An empty temporary table of this connection (samples of series that overlap)."""
+    parts.db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({cols})")
+    parts.db.execute(f"DELETE FROM {name}")
+
+
+def _nullable(v: Any) -> float | None:
+    """NaN as the bucket tables keep it (NULL)."""
+    f = float(v)
+    return None if f != f else f
+
+
+def _row_series(parts: PartitionTables, selects: list[str], a: int, b: int) -> set[int]:
+    """Series with rows (samples or row buckets) in ``(a, b]``."""
+    union = " UNION ALL ".join(selects)
+    got = parts.read(
+        f"SELECT DISTINCT series_id FROM ({union}) AS r WHERE ts > ? AND ts <= ?", (a, b)
+    )
+    return {r[0] for r in got}
+
+
+def _overlap(
+    parts: PartitionTables, lids: list[int], row_series: set[int], absent: Iterable[int] = ()
+) -> tuple[dict[int, Any], set[int]]:
+    """The series of each layout, and those whose bucket has more than one source: in two
+    of these layouts, in one and in rows, or at a position a finer frame bucket left to
+    the rows (``absent`` series)."""
+    import numpy as np
+
+    series = parts.layouts.series_of(lids)
+    overlap = set(absent)
+    if len(series) > 1:
+        every = np.sort(
+            np.concatenate([np.frombuffer(ids, dtype=np.int64) for ids in series.values()])
+        )
+        overlap.update(every[1:][every[1:] == every[:-1]].tolist())
+    else:
+        every = (
+            np.frombuffer(next(iter(series.values())), dtype=np.int64)
+            if series
+            else np.empty(0, np.int64)
+        )
+        every = np.sort(every)
+    if row_series and len(every):
+        rs = np.fromiter(row_series, dtype=np.int64, count=len(row_series))
+        at = np.searchsorted(every, rs).clip(0, len(every) - 1)
+        overlap.update(rs[every[at] == rs].tolist())
+    return series, overlap
+
+
+def _positions_of(ids: Any, overlap: set[int]) -> Any:
+    """Positions of layout series ``ids`` that are in ``overlap`` (None if none are)."""
+    import numpy as np
+
+    if not overlap:
+        return None
+    arr = np.frombuffer(ids, dtype=np.int64)
+    hit = np.isin(arr, np.fromiter(overlap, dtype=np.int64, count=len(overlap)))
+    found = np.flatnonzero(hit)
+    return found if len(found) else None
+
+
+def _write_frame_buckets(parts: PartitionTables, target: str, rows: list[tuple[Any, ...]]) -> None:
+    from signalbox.metrics import framebuckets
+
+    if not rows:
+        return
+    cols = framebuckets.COLUMNS.split(", ")
+    parts.db.executemany(
+        parts.db.dialect.upsert(fbuckets_table(target), cols, ["layout_id", "ts"]), rows
+    )
 
 
 # One window for every function of a bucket's rows, so the database sorts them once: the
@@ -257,12 +399,100 @@ def _changed(cur: str, prev: str) -> str:
 def _from_tier(
     parts: PartitionTables, target: str, tables: list[str], res: int, a: int, b: int
 ) -> None:
-    """Buckets ending in ``(a, b]`` combined from the finer buckets of ``tables``.
+    """Buckets ending in ``(a, b]`` combined from the finer buckets of ``tables``: frame
+    buckets layout by layout (numpy), row buckets in SQL. Both are read by their bucket end
+    (the frame buckets' key, the row buckets' index), never by scanning a partition."""
+    import numpy as np
 
-    Finer buckets are read by their key range, one index seek per series in a
-    (series_id, ts)-clustered partition, never by scanning it.
-    """
-    finer = f"SELECT t.*, {_end('t.ts', res)} AS e FROM ({_union(parts, tables, False)}) AS t WHERE t.ts > ? AND t.ts <= ?"
+    from signalbox.metrics import framebuckets
+
+    finer: list[tuple[Any, ...]] = []
+    for t in tables:
+        parts.ensure_fbuckets(t)
+        finer += parts.read(
+            f"SELECT {framebuckets.COLUMNS} FROM {fbuckets_table(t)} WHERE ts > ? AND ts <= ?",
+            (a, b),
+        )
+    rows = _union(parts, tables, False)
+    if not finer:
+        _combine_rows(parts, target, rows, res, a, b)
+        return
+    by_end: dict[int, dict[int, list[framebuckets.FrameBucket]]] = {}
+    for row in finer:
+        lid, fb = framebuckets.decode(row)
+        by_end.setdefault(-(-fb.end // res) * res, {}).setdefault(lid, []).append(fb)
+    rest = a
+    for end in sorted(by_end):
+        if rest < end - res:
+            _combine_rows(parts, target, rows, res, rest, end - res)
+        by_layout = by_end[end]
+        lids = sorted(by_layout)
+        row_series = _row_series(
+            parts, [f"SELECT series_id, ts FROM {t}" for t in tables], end - res, end
+        )
+        absent = set()
+        known = parts.layouts.series_of(lids)
+        for lid, fbs in by_layout.items():
+            ids = known.get(lid)
+            for fb in fbs:
+                if fb.absent is not None and ids is not None:
+                    absent.update(np.frombuffer(ids, dtype=np.int64)[fb.absent].tolist())
+        series, overlap = _overlap(parts, lids, row_series, absent)
+        out: list[tuple[Any, ...]] = []
+        extra: list[tuple[Any, ...]] = []  # finer buckets of overlapping series, as rows
+        for lid in lids:
+            ids = series.get(lid)
+            if ids is None:
+                continue
+            fbs = sorted(by_layout[lid], key=lambda f: f.end)
+            if any(f.size != len(ids) for f in fbs):
+                raise StoreError(
+                    f"frame buckets of layout {lid} do not match its {len(ids)} series"
+                )
+            bucket = framebuckets.combine(end, fbs)
+            gone = _positions_of(ids, overlap)
+            if gone is not None:
+                bucket.absent = gone
+                for fb in fbs:
+                    skip = set() if fb.absent is None else set(fb.absent.tolist())
+                    extra += [_as_row(ids[p], fb, p) for p in gone.tolist() if p not in skip]
+                if len(gone) == len(ids):
+                    continue
+            out.append(framebuckets.encode(lid, bucket))
+        _write_frame_buckets(parts, target, out)
+        source = rows
+        if extra:
+            _temp(parts, _EXTRA_BUCKETS, BUCKET_COLUMNS)
+            marks = ", ".join("?" * (2 + len(COLUMNS.split(", "))))
+            parts.db.executemany(f"INSERT INTO {_EXTRA_BUCKETS} ({_COLS}) VALUES ({marks})", extra)
+            source = f"{rows} UNION ALL SELECT {_COLS} FROM {_EXTRA_BUCKETS}"
+        _combine_rows(parts, target, source, res, end - res, end)
+        rest = end
+    if rest < b:
+        _combine_rows(parts, target, rows, res, rest, b)
+
+
+def _as_row(sid: int, fb: framebuckets.FrameBucket, pos: int) -> tuple[Any, ...]:
+    """Position ``pos`` of a frame bucket as a row bucket (``_COLS`` order)."""
+    from signalbox.metrics import framebuckets
+
+    f = {name: fb.field(name)[pos] for name in framebuckets.FIELDS}
+    return (
+        sid, fb.end, fb.count, _nullable(f["sum"]), _nullable(f["min"]), _nullable(f["max"]),
+        fb.first_ts, _nullable(f["first"]), fb.last_ts, _nullable(f["last"]),
+        fb.prev_ts or None, _nullable(f["prev"]) if fb.count > 1 else None,
+        float(f["drops"]), int(f["resets"]), int(f["changes"]), fb.sx, fb.sxx,
+        _nullable(f["sxy"]), _nullable(f["m2"]),
+    )  # fmt: skip
+
+
+def _combine_rows(
+    parts: PartitionTables, target: str, source: str, res: int, a: int, b: int
+) -> None:
+    """Row buckets ending in ``(a, b]`` combined from the finer row buckets of ``source``."""
+    finer = (
+        f"SELECT t.*, {_end('t.ts', res)} AS e FROM ({source}) AS t WHERE t.ts > ? AND t.ts <= ?"
+    )
     ranked = (
         f"SELECT f.*, {_seconds('first_ts - min(first_ts) OVER w')} AS d, "
         "row_number() OVER w AS rn, count(*) OVER w AS k, lag(last) OVER w AS pl, "
@@ -287,28 +517,4 @@ def _from_tier(
     parts.db.execute(
         f"INSERT INTO {target} ({_COLS}) {select} ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
         (a, b),
-    )
-
-
-def _one_value_each(parts: PartitionTables, table: str, lids: list[int], a: int, b: int) -> bool:
-    """Does every series of these frames have exactly one value in ``(a, b]``? (One pass per
-    bucket: the usual case, whose buckets are copies of the values.)"""
-    seen = parts.layouts.series_set(lids)
-    if seen is None:  # a layout twice, or two (a file that changed shape) sharing a series
-        return False
-    rows = parts.read(f"SELECT DISTINCT series_id FROM {table} WHERE ts > ? AND ts <= ?", (a, b))
-    return not any(r[0] in seen for r in rows)
-
-
-def _copy_frames(parts: PartitionTables, target: str, table: str, a: int, b: int) -> None:
-    """A bucket of one sample per series: first = last = min = max = sum = the value."""
-    values = parts.sql.frame_rows(frames_table(table), " WHERE f.ts > ? AND f.ts <= ?")
-    one = (
-        "SELECT series_id, ?, 1, v, v, v, ts, v, ts, v, NULL, NULL, 0.0, 0, 0, 0.0, 0.0, "
-        "0.0 * v, 0.0 * v "
-        f"FROM (SELECT series_id, ts, NULLIF(value, 'NaN') AS v FROM ({values}) AS y) AS x"
-    )
-    parts.db.execute(
-        f"INSERT INTO {target} ({_COLS}) {one} WHERE 1 = 1 ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
-        (b, a, b),
     )

@@ -30,6 +30,7 @@ from signalbox.exceptions import StoreError
 from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.partitions import RAW, Level, levels
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
+from signalbox.metrics.sql import framereads
 from signalbox.metrics.sql import layouts as sqllayouts
 from signalbox.metrics.sql import legacy as sqllegacy
 from signalbox.metrics.sql import rollup as sqlrollup
@@ -167,6 +168,19 @@ def _append_samples(sp: SeriesPoints, stamps: Sequence[int], values: Sequence[An
         target = getattr(sp, name)
         if target is not None:
             target.extend(col)
+
+
+def _in_time_order(sp: SeriesPoints) -> None:
+    """Sort a series' points by time, every per-point list alike, if they are not (buckets of
+    one series read from rows and from frames, or from two layouts of a file that changed
+    shape)."""
+    ts = sp.timestamps
+    if all(map(operator.lt, ts, islice(ts, 1, None))):
+        return
+    order = sorted(range(len(ts)), key=ts.__getitem__)
+    for name in sp.columns():
+        col = getattr(sp, name)
+        setattr(sp, name, [col[i] for i in order])
 
 
 def _nums(vs: Sequence[Any]) -> list[float]:
@@ -574,6 +588,12 @@ class SQLMetricStore:
                     assert sid is not None
                     sp = self._points(sid, out, level.tier, stats)
                     _append_buckets(sp, stats, columns[1:])
+            # series stored as frames: their buckets, one row per layout and bucket
+            for sid, fcols in framereads.read(parts, names, ids, lo, hi, stats).items():
+                sp = self._points(sid, out, level.tier, stats)
+                for name, col in fcols.items():
+                    getattr(sp, name).extend(col)
+                _in_time_order(sp)
         if wm < end_ms:  # newer than the watermark: raw points, so recent data is never missing
             self._select_raw(
                 ids,

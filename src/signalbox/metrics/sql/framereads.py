@@ -1,0 +1,201 @@
+"""Reading frame buckets (see :mod:`signalbox.metrics.framebuckets`) for a select: the
+buckets of the wanted series, position by position, as per-series columns.
+
+Many series of a layout: whole rows are decoded and the wanted positions taken with numpy.
+A few: only their 8 bytes per statistic are read (``substr`` of the stored arrays), so one
+series over a week of 1-minute buckets reads ~100 KB, not the week's frames of its file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from signalbox import limits
+from signalbox.metrics.sql.partitions import PartitionTables, fbuckets_table
+
+if TYPE_CHECKING:
+    from signalbox.metrics.framebuckets import FrameBucket
+
+# SeriesPoints list -> the FrameBucket statistic it is read from ("" : a per-layout number)
+_FIELD_OF = {
+    "values": "last", "counts": "", "sums": "sum", "mins": "min", "maxs": "max",
+    "firsts": "first", "prev_ts": "", "prevs": "prev", "drops": "drops", "resets": "resets",
+    "changes": "changes", "sx": "", "sxx": "", "sxy": "sxy", "m2": "m2",
+}  # fmt: skip
+_INTS = frozenset({"resets", "changes"})
+_FEW = 4  # wanted positions per layout up to which only their bytes are read
+
+Columns = dict[str, list[Any]]
+
+
+def read(
+    parts: PartitionTables,
+    tables: Sequence[str],
+    ids: Sequence[int],
+    lo: int,
+    hi: int,
+    stats: tuple[str, ...],
+) -> dict[int, Columns]:
+    """Per series: ``timestamps``, ``values``, ``first_ts`` and ``stats`` (SeriesPoints
+    names) of its frame buckets ending in ``[lo, hi]`` of the rollup partitions ``tables``,
+    in time order per layout and partition (the caller sorts a series met in several)."""
+    where = parts.layouts.positions(ids)
+    out: dict[int, Columns] = {}
+    if not where:
+        return out
+    names = ("timestamps", "values", "first_ts", *stats)
+    for table in tables:
+        few = {lid: ps for lid, ps in where.items() if len(ps) <= _FEW}
+        many = [lid for lid, ps in where.items() if len(ps) > _FEW]
+        for lid, ps in few.items():
+            _read_few(parts, fbuckets_table(table), lid, ps, lo, hi, names, out)
+        for i in range(0, len(many), 200):
+            chunk = many[i : i + 200]
+            _read_many(parts, fbuckets_table(table), chunk, where, lo, hi, names, out)
+    return out
+
+
+def _columns(out: dict[int, Columns], sid: int, names: Sequence[str]) -> Columns:
+    got = out.get(sid)
+    if got is None:
+        got = out[sid] = {n: [] for n in names}
+    return got
+
+
+def _read_many(
+    parts: PartitionTables,
+    table: str,
+    lids: list[int],
+    where: dict[int, list[tuple[int, int]]],
+    lo: int,
+    hi: int,
+    names: Sequence[str],
+    out: dict[int, Columns],
+) -> None:
+    """Whole rows of many positions of these layouts, decoded and cut with numpy."""
+    import numpy as np
+
+    from signalbox.metrics import framebuckets
+
+    marks = ",".join("?" * len(lids))
+    rows = parts.read(
+        f"SELECT {framebuckets.COLUMNS} FROM {table} WHERE layout_id IN ({marks}) "
+        "AND ts >= ? AND ts <= ? ORDER BY layout_id, ts",
+        (*lids, lo, hi),
+    )
+    by_layout: dict[int, list[framebuckets.FrameBucket]] = {}
+    for row in rows:
+        lid, fb = framebuckets.decode(row)
+        by_layout.setdefault(lid, []).append(fb)
+    for lid, fbs in by_layout.items():
+        ps = where[lid]
+        pos = np.array([p for p, _ in ps], dtype=np.int64)
+        limits.charge(len(fbs) * len(ps))
+        # per name: one list per position, one item per bucket
+        per_name: dict[str, list[list[Any]]] = {}
+        for n in names:
+            field = _FIELD_OF.get(n, "")
+            if field:
+                cols = np.stack([fb.field(field)[pos] for fb in fbs]).T
+                per_name[n] = cols.astype(np.int64).tolist() if field in _INTS else cols.tolist()
+            else:
+                per_name[n] = [[_scalar(fb, n) for fb in fbs]] * len(ps)
+        gone = [None if fb.absent is None else set(fb.absent.tolist()) for fb in fbs]
+        for j, (p, sid) in enumerate(ps):
+            keep = [b for b, g in enumerate(gone) if g is None or p not in g]
+            if not keep:
+                continue
+            into = _columns(out, sid, names)
+            for n in names:
+                got = per_name[n][j]
+                into[n].extend(got if len(keep) == len(fbs) else [got[b] for b in keep])
+
+
+def _scalar(fb: FrameBucket, name: str) -> Any:
+    """A statistic every position of a frame bucket shares."""
+    return {
+        "timestamps": fb.last_ts,
+        "first_ts": fb.first_ts,
+        "counts": fb.count,
+        "prev_ts": fb.prev_ts,
+        "sx": fb.sx,
+        "sxx": fb.sxx,
+    }[name]
+
+
+def _read_few(
+    parts: PartitionTables,
+    table: str,
+    lid: int,
+    ps: list[tuple[int, int]],
+    lo: int,
+    hi: int,
+    names: Sequence[str],
+    out: dict[int, Columns],
+) -> None:
+    """A few positions of one layout: 8 bytes per statistic each, cut out in SQL."""
+    import struct
+
+    from signalbox.metrics import framebuckets
+
+    size = parts.layouts.series_of([lid]).get(lid)
+    if size is None:
+        return
+    n = len(size)
+    fields = [f for f in framebuckets.FIELDS if any(_FIELD_OF.get(x) == f for x in names)]
+    idx = {f: i for i, f in enumerate(framebuckets.FIELDS)}
+    cuts = []
+    for p, _ in ps:
+        for f in fields:
+            many = (idx[f] * n + p) * 8 + 1
+            cuts.append(f"substr(stats, CASE WHEN count = 1 THEN {p * 8 + 1} ELSE {many} END, 8)")
+    rows = parts.read(
+        f"SELECT ts, count, first_ts, last_ts, prev_ts, sx, sxx, absent, {', '.join(cuts)} "
+        f"FROM {table} WHERE layout_id = ? AND ts >= ? AND ts <= ? ORDER BY ts",
+        (lid, lo, hi),
+    )
+    limits.charge(len(rows) * len(ps))
+    unpack = struct.Struct("<d").unpack
+    for j, (p, sid) in enumerate(ps):
+        into: Columns | None = None
+        for row in rows:
+            _, count, first_ts, last_ts, prev_ts, sx, sxx, absent = row[:8]
+            if absent is not None and p in _absent(absent):
+                continue
+            vals = {f: unpack(bytes(row[8 + j * len(fields) + k]))[0] for k, f in enumerate(fields)}
+            if count == 1:  # the value alone: every other statistic follows from it
+                v = vals[fields[0]] if fields else math.nan
+                vals = {f: _one(f, v) for f in fields}
+            if into is None:
+                into = _columns(out, sid, names)
+            shared = {
+                "timestamps": last_ts, "first_ts": first_ts, "counts": count,
+                "prev_ts": prev_ts or 0, "sx": sx, "sxx": sxx,
+            }  # fmt: skip
+            for nm in names:
+                f = _FIELD_OF.get(nm, "")
+                if not f:
+                    into[nm].append(shared[nm])
+                elif f in _INTS:
+                    into[nm].append(int(vals[f]))
+                else:
+                    into[nm].append(vals[f])
+
+
+def _one(field: str, v: float) -> float:
+    """A statistic of a bucket of one sample of value ``v``."""
+    if field == "prev":
+        return math.nan
+    if field in ("drops", "resets", "changes"):
+        return 0.0
+    if field in ("sxy", "m2"):
+        return 0.0 * v
+    return v
+
+
+def _absent(blob: Any) -> set[int]:
+    import numpy as np
+
+    return set(np.frombuffer(bytes(blob), dtype="<i8").tolist())

@@ -80,7 +80,8 @@ class FrameBucket:
     def full(self) -> Floats:
         """Every statistic, one row per name of :data:`FIELDS`."""
         if self.count > 1:
-            return self.stats
+            stats: Floats = self.stats
+            return stats
         rows: Floats = np.stack([self.field(n) for n in FIELDS])
         return rows
 
@@ -88,7 +89,8 @@ class FrameBucket:
 def _changed(prev: Floats, cur: Floats) -> Floats:
     """1.0 where ``cur`` differs from ``prev``; NaN after NaN is no change."""
     differs = (cur != prev) & ~(np.isnan(cur) & np.isnan(prev))
-    return differs.astype(np.float64)
+    out: Floats = differs.astype(np.float64)
+    return out
 
 
 def _nan_if_any(total: Floats, parts: Floats) -> Floats:

@@ -22,12 +22,23 @@ million whisper files), and Prometheus' node_exporter textfile collector serving
 files as `.prom` (time of one scrape).
 Each round runs every contender once, so the machine's speed drift hits all alike; read the
 "median of per-round ratios" lines for the comparison. Also: one series over 8 days at
-1-minute resolution through the query engine; and, once each, the first pass (every series
+1-minute resolution through the query engine, stored as rows and as frames (4 files x 500
+series, at a 1m and a 1h step); ``sum by (shard)`` at one instant over ``--files`` files of
+one metric with a ``shard`` label, written once by ``collect --once``; and, once each, the first pass (every series
 and file shape new) of the `.metrics` and of the `.prom` spool, with the peak RSS of that
 `collect --once` process, and a pass where every file changed shape.
 
+``--day``: a day's cycle of compaction with the day's partitions filling up (``bench_day``:
+a frozen clock driven minute by minute through a day, one frame per file a minute), per kind
+of minute (1m only, a 5m bucket closes, a 1h bucket closes), early vs late in the day, its
+process's peak RSS and the store's size. A day at 2,000 files stores ~50 GB (raw frames and
+1m buckets 8 bytes a value a minute, 5m and 1h buckets 11 statistics): ``--day-max-gb``
+(30) scales the day's files down and says so; ``--day-minutes N`` compacts only the first
+and last N/2 minutes one by one (the others written, compacted at once) to save time.
+
 Usage: .venv/bin/python bench/spool_ingest.py [--files 200] [--runs 5] [--skip-whisper]
-       [--skip-node-exporter] [--skip-rollup]
+       [--skip-node-exporter] [--skip-rollup] [--day | --day-only] [--day-minutes 1440]
+       [--day-files N] [--day-max-gb 30]
 Needs: pip install whisper (the `dev` extra); Debian's prometheus-node-exporter.
 Runs against any checkout whose CLI has `collect --once --no-compact`.
 """

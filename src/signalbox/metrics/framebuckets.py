@@ -134,6 +134,8 @@ def combine(end: int, parts: Sequence[FrameBucket]) -> FrameBucket:
     if len(parts) == 1:
         p = parts[0]
         return FrameBucket(end, p.count, p.first_ts, p.last_ts, p.prev_ts, p.sx, p.sxx, p.stats)
+    if all(p.count == 1 for p in parts):  # one frame each: the frames themselves
+        return from_frames(end, [p.first_ts for p in parts], np.stack([p.stats for p in parts]))
     full = np.stack([p.full() for p in parts])  # (parts, fields, n)
 
     def col(name: str) -> Floats:
@@ -220,3 +222,68 @@ def stat_offsets(count: int, size: int, position: int) -> list[int]:
     if count == 1:
         return [position * 8]
     return [(i * size + position) * 8 for i in range(len(FIELDS))]
+
+
+# -- many layouts at once ---------------------------------------------------------------------
+# The files of one collector pass share their timestamps, so their buckets share every
+# per-layout number: the arrays of all of them are computed in one numpy pass (a million
+# positions cost a few dozen array operations, not a few dozen per file).
+
+
+def _split(whole: FrameBucket, sizes: Sequence[int]) -> list[FrameBucket]:
+    out, at = [], 0
+    for n in sizes:
+        stats = whole.stats[..., at : at + n]
+        out.append(
+            FrameBucket(
+                whole.end,
+                whole.count,
+                whole.first_ts,
+                whole.last_ts,
+                whole.prev_ts,
+                whole.sx,
+                whole.sxx,
+                stats,
+            )
+        )
+        at += n
+    return out
+
+
+def from_frames_many(
+    end: int, stamps: Sequence[int], blocks: Sequence[Floats]
+) -> list[FrameBucket]:
+    """:func:`from_frames` of several layouts whose frames have the same ``stamps``."""
+    if len(blocks) == 1:
+        return [from_frames(end, stamps, blocks[0])]
+    whole = from_frames(end, stamps, np.concatenate(blocks, axis=1))
+    return _split(whole, [b.shape[1] for b in blocks])
+
+
+def combine_many(end: int, layouts: Sequence[Sequence[FrameBucket]]) -> list[FrameBucket]:
+    """:func:`combine` of several layouts whose finer buckets share every per-layout number
+    (:func:`timing`)."""
+    if len(layouts) == 1:
+        return [combine(end, layouts[0])]
+    parts = []
+    for j in range(len(layouts[0])):
+        first = layouts[0][j]
+        stats = np.concatenate([lay[j].stats for lay in layouts], axis=-1)
+        parts.append(
+            FrameBucket(
+                first.end,
+                first.count,
+                first.first_ts,
+                first.last_ts,
+                first.prev_ts,
+                first.sx,
+                first.sxx,
+                stats,
+            )
+        )
+    return _split(combine(end, parts), [lay[0].size for lay in layouts])
+
+
+def timing(parts: Sequence[FrameBucket]) -> tuple[Any, ...]:
+    """What finer buckets of a layout must share with another's to be combined together."""
+    return tuple((p.end, p.count, p.first_ts, p.last_ts, p.prev_ts, p.sx, p.sxx) for p in parts)

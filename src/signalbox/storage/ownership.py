@@ -78,7 +78,7 @@ SIGNALBOX_TABLES = frozenset(
 """The tables signalbox's migrations create (a test keeps this list complete), besides the
 time partitions named by :data:`_PARTITION_PREFIXES`."""
 
-_PARTITION_PREFIXES = ("samples_raw_", "frames_raw_", "samples_r", "buckets_r")
+_PARTITION_PREFIXES = ("samples_raw_", "frames_raw_", "samples_r", "buckets_r", "fbuckets_r")
 
 
 def is_signalbox_table(name: str) -> bool:

@@ -208,29 +208,34 @@ def _raw_bucket(
     )
     series, overlap = _overlap(parts, lids, row_series)
     decode = parts.sql.decode_frame
-    out: list[tuple[Any, ...]] = []
-    extra: list[tuple[int, int, float | None]] = []  # samples of overlapping series, as rows
+    # layouts by the timestamps of their frames: those of one pass share them, and are
+    # computed together
+    groups: dict[tuple[int, ...], list[tuple[int, Any, Any]]] = {}
     for lid in lids:
         ids = series.get(lid)
         if ids is None:
             continue  # its layout was deleted meanwhile: the frames are going too
         got = sorted(by_layout[lid], key=_FIRST)
-        stamps = [ts for ts, _ in got]
         values = np.array([decode(v) for _, v in got], dtype=np.float64)
         if values.shape[1] != len(ids):
             raise StoreError(
                 f"frames of layout {lid} have {values.shape[1]} values for {len(ids)} series"
             )
-        bucket = framebuckets.from_frames(end, stamps, values)
-        gone = _positions_of(ids, overlap)
-        if gone is not None:
-            bucket.absent = gone
-            for pos in gone.tolist():
-                sid = ids[pos]
-                extra += [(sid, ts, _nullable(values[k, pos])) for k, ts in enumerate(stamps)]
-            if len(gone) == len(ids):
-                continue
-        out.append(framebuckets.encode(lid, bucket))
+        groups.setdefault(tuple(ts for ts, _ in got), []).append((lid, ids, values))
+    out: list[tuple[Any, ...]] = []
+    extra: list[tuple[int, int, float | None]] = []  # samples of overlapping series, as rows
+    for stamps, members in groups.items():
+        buckets = framebuckets.from_frames_many(end, stamps, [m[2] for m in members])
+        for (lid, ids, values), bucket in zip(members, buckets, strict=True):
+            gone = _positions_of(ids, overlap)
+            if gone is not None:
+                bucket.absent = gone
+                for pos in gone.tolist():
+                    sid = ids[pos]
+                    extra += [(sid, ts, _nullable(values[k, pos])) for k, ts in enumerate(stamps)]
+                if len(gone) == len(ids):
+                    continue
+            out.append(framebuckets.encode(lid, bucket))
     _write_frame_buckets(parts, target, out)
     if extra:
         _temp(
@@ -440,6 +445,7 @@ def _from_tier(
         series, overlap = _overlap(parts, lids, row_series, absent)
         out: list[tuple[Any, ...]] = []
         extra: list[tuple[Any, ...]] = []  # finer buckets of overlapping series, as rows
+        groups: dict[tuple[Any, ...], list[tuple[int, Any, list[framebuckets.FrameBucket]]]] = {}
         for lid in lids:
             ids = series.get(lid)
             if ids is None:
@@ -449,16 +455,19 @@ def _from_tier(
                 raise StoreError(
                     f"frame buckets of layout {lid} do not match its {len(ids)} series"
                 )
-            bucket = framebuckets.combine(end, fbs)
-            gone = _positions_of(ids, overlap)
-            if gone is not None:
-                bucket.absent = gone
-                for fb in fbs:
-                    skip = set() if fb.absent is None else set(fb.absent.tolist())
-                    extra += [_as_row(ids[p], fb, p) for p in gone.tolist() if p not in skip]
-                if len(gone) == len(ids):
-                    continue
-            out.append(framebuckets.encode(lid, bucket))
+            groups.setdefault(framebuckets.timing(fbs), []).append((lid, ids, fbs))
+        for members in groups.values():
+            combined = framebuckets.combine_many(end, [m[2] for m in members])
+            for (lid, ids, fbs), bucket in zip(members, combined, strict=True):
+                gone = _positions_of(ids, overlap)
+                if gone is not None:
+                    bucket.absent = gone
+                    for fb in fbs:
+                        skip = set() if fb.absent is None else set(fb.absent.tolist())
+                        extra += [_as_row(ids[p], fb, p) for p in gone.tolist() if p not in skip]
+                    if len(gone) == len(ids):
+                        continue
+                out.append(framebuckets.encode(lid, bucket))
         _write_frame_buckets(parts, target, out)
         source = rows
         if extra:

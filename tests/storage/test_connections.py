@@ -188,3 +188,52 @@ def test_sqlite_connections_of_every_thread_get_the_pragmas(tmp_path: Path) -> N
 
     assert pragmas() == started(pragmas).outcome() == ("wal", 16384, 1, -65536, 2)
     db.close()
+
+
+def test_a_new_file_opened_while_another_process_holds_its_write_lock_waits_for_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two cron jobs opening a new store at once: the one whose WAL switch meets the other's
+    write lock got SQLITE_BUSY at once (SQLite does not wait where waiting could deadlock)
+    and exited with 'database is locked'. It now tries again until the lock is gone."""
+    import sqlite3
+
+    from signalbox.storage import connections
+    from signalbox.storage.ownership import APPLICATION_ID
+
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    # a file the other process just claimed, still in the rollback journal a new file has
+    holder.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    holder.execute("BEGIN IMMEDIATE")  # another process's first write, in progress
+    got: list[object] = []
+
+    def open_it() -> None:
+        try:
+            got.append(connections.sqlite_connector(f"sqlite:///{path}")())
+        except StoreError as e:
+            got.append(e)
+
+    opener = threading.Thread(target=open_it)
+    opener.start()
+    time.sleep(0.3)
+    assert not got  # still waiting, not failed
+    holder.execute("ROLLBACK")
+    holder.close()
+    opener.join(10)
+    [conn] = got
+    assert isinstance(conn, sqlite3.Connection), conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    # and without the retry the same open fails at once: the case is real
+    monkeypatch.setattr(connections, "_WAL_SWITCH_WAIT_S", 0.0)
+    path2 = tmp_path / "new2.db"
+    holder = sqlite3.connect(path2, isolation_level=None)
+    holder.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="database is locked"):
+            connections.sqlite_connector(f"sqlite:///{path2}")()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

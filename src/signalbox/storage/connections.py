@@ -14,8 +14,10 @@ ends with the statement, so an idle reader never holds locks (it used to sit
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,10 +75,7 @@ def sqlite_connector(url: str) -> Connector:
                 # before anything that writes to an existing file (the WAL switch rewrites
                 # its header): another application's file is refused untouched
                 check_sqlite(conn, path)
-                # WAL persists in the file: only the first connection switches it (switching
-                # takes a lock a second thread's connection would contend for)
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the working set of a pass
             conn.execute("PRAGMA temp_store = MEMORY")
@@ -89,6 +88,31 @@ def sqlite_connector(url: str) -> Connector:
         return conn
 
     return connect
+
+
+_SQLITE_BUSY = 5
+_WAL_SWITCH_WAIT_S = 30.0  # as long as a writer waits for another (the busy timeout)
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new file to WAL. WAL persists in the file, so only the first connection
+    switches it; but several processes opening a new file at once (two cron jobs) all try,
+    and SQLite fails all but one with SQLITE_BUSY at once, without waiting (two readers
+    each wanting the exclusive lock would deadlock): they try again until one has switched.
+    """
+    deadline = time.monotonic() + _WAL_SWITCH_WAIT_S
+    pause = 0.002
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            busy = (getattr(e, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(pause * (1 + random.random()))
+            pause = min(pause * 2, 0.1)
 
 
 def pg_connector(url: str) -> Connector:

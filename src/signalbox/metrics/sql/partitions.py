@@ -156,9 +156,9 @@ class PartitionTables:
         )
 
     def ensure_fbuckets(self, table: str) -> None:
-        """The frame-bucket table beside rollup partition ``table``, and the index on the
-        partition's bucket end; both created if missing (partitions of earlier versions
-        have neither)."""
+        """The frame-bucket table beside rollup partition ``table``, and the indexes on both
+        tables' bucket end; all created if missing (partitions of earlier versions have
+        none)."""
         if table in self._fbuckets:
             return
         db = self.db
@@ -175,7 +175,11 @@ class PartitionTables:
             db.execute(
                 f"ALTER TABLE {fbuckets_table(table)} ALTER COLUMN stats SET STORAGE EXTERNAL"
             )
+        # rollups read a bucket's window of the finer tier by ts alone: without these they
+        # scan the whole day-long partition (a late 5m bucket at 100k series 186 -> 75 ms)
         db.create_table_if_missing(f"CREATE INDEX IF NOT EXISTS {table}_ts ON {table} (ts)")
+        fb = fbuckets_table(table)
+        db.create_table_if_missing(f"CREATE INDEX IF NOT EXISTS {fb}_ts ON {fb} (ts)")
         self._fbuckets.add(table)
 
     def between(self, level: Level, start_ms: int, end_ms: int) -> list[tuple[int, str]]:

@@ -1,7 +1,12 @@
-"""Rollup tiers of the SQL metric store, built in SQL from the level below.
+"""Rollup tiers of the SQL metric store, each built from the level below.
 
-Each tier is built from the one below it (raw → 1m → 5m → 1h), so the work runs at the
-database's speed and never in the collection pass. A bucket holds the samples of one series
+Each tier is built from the one below it (raw → 1m → 5m → 1h), never in the collection
+pass. Series stored as rows are aggregated in SQL, at the database's speed; series stored as
+frames (spool files, see :mod:`signalbox.metrics.sql.layouts`) become *frame buckets*, one
+row per layout and bucket computed with numpy (:mod:`signalbox.metrics.framebuckets`), so a
+minute of a million series is 2,000 rows appended in time order. A series whose bucket has
+more than one source (two layouts, or frames and rows) is combined into the row table and
+left out of the frame bucket. A bucket holds the samples of one series
 in ``(end - resolution, end]`` -- the same half-open side as a PromQL window ``(t - range, t]``,
 so a window whose ends are multiples of the resolution is made of whole buckets -- and is
 keyed by its end. It keeps what makes range functions exact over whole buckets (see
@@ -206,7 +211,8 @@ def _raw_bucket(
     row_series = _row_series(
         parts, [f"SELECT series_id, ts FROM {t}" for t in tables], end - res, end
     )
-    series, overlap = _overlap(parts, lids, row_series)
+    series = parts.layouts.series_of(lids)
+    overlap = _overlap(series, row_series)
     decode = parts.sql.decode_frame
     # layouts by the timestamps of their frames: those of one pass share them, and are
     # computed together
@@ -276,33 +282,22 @@ def _row_series(parts: PartitionTables, selects: list[str], a: int, b: int) -> s
     return {r[0] for r in got}
 
 
-def _overlap(
-    parts: PartitionTables, lids: list[int], row_series: set[int], absent: Iterable[int] = ()
-) -> tuple[dict[int, Any], set[int]]:
-    """The series of each layout, and those whose bucket has more than one source: in two
-    of these layouts, in one and in rows, or at a position a finer frame bucket left to
-    the rows (``absent`` series)."""
+def _overlap(series: dict[int, Any], row_series: set[int], absent: Iterable[int] = ()) -> set[int]:
+    """The series whose bucket has more than one source: in two of these layouts (``series``:
+    layout id -> series ids), in one and in rows, or at a position a finer frame bucket
+    left to the rows (``absent`` series)."""
     import numpy as np
 
-    series = parts.layouts.series_of(lids)
     overlap = set(absent)
-    if len(series) > 1:
-        every = np.sort(
-            np.concatenate([np.frombuffer(ids, dtype=np.int64) for ids in series.values()])
-        )
+    packed = [np.frombuffer(ids, dtype=np.int64) for ids in series.values()]
+    every = np.sort(np.concatenate(packed)) if packed else np.empty(0, np.int64)
+    if len(packed) > 1:
         overlap.update(every[1:][every[1:] == every[:-1]].tolist())
-    else:
-        every = (
-            np.frombuffer(next(iter(series.values())), dtype=np.int64)
-            if series
-            else np.empty(0, np.int64)
-        )
-        every = np.sort(every)
     if row_series and len(every):
         rs = np.fromiter(row_series, dtype=np.int64, count=len(row_series))
         at = np.searchsorted(every, rs).clip(0, len(every) - 1)
         overlap.update(rs[every[at] == rs].tolist())
-    return series, overlap
+    return overlap
 
 
 def _positions_of(ids: Any, overlap: set[int]) -> Any:
@@ -406,56 +401,90 @@ def _from_tier(
 ) -> None:
     """Buckets ending in ``(a, b]`` combined from the finer buckets of ``tables``: frame
     buckets layout by layout (numpy), row buckets in SQL. Both are read by their bucket end
-    (the frame buckets' key, the row buckets' index), never by scanning a partition."""
-    import numpy as np
+    (the frame buckets' index, the row buckets' index), never by scanning a partition.
 
-    from signalbox.metrics import framebuckets
-
-    finer: list[tuple[Any, ...]] = []
+    Only the keys of the window's frame buckets are read at first; their arrays are read a
+    destination bucket and a chunk of layouts at a time (:data:`CHUNK_POSITIONS`), so an hour
+    of a million series, or a day caught up at once, takes tens of MB, not GB."""
+    keys: list[tuple[Any, ...]] = []
     for t in tables:
         parts.ensure_fbuckets(t)
-        finer += parts.read(
-            f"SELECT {framebuckets.COLUMNS} FROM {fbuckets_table(t)} WHERE ts > ? AND ts <= ?",
+        keys += parts.read(
+            f"SELECT layout_id, ts, absent FROM {fbuckets_table(t)} WHERE ts > ? AND ts <= ?",
             (a, b),
         )
     rows = _union(parts, tables, False)
-    if not finer:
+    if not keys:
         _combine_rows(parts, target, rows, res, a, b)
         return
-    by_end: dict[int, dict[int, list[framebuckets.FrameBucket]]] = {}
-    for row in finer:
-        lid, fb = framebuckets.decode(row)
-        by_end.setdefault(-(-fb.end // res) * res, {}).setdefault(lid, []).append(fb)
+    by_end: dict[int, dict[int, list[Any]]] = {}  # bucket end -> layout -> absent blobs
+    for lid, ts, absent in keys:
+        by_end.setdefault(-(-ts // res) * res, {}).setdefault(lid, []).append(absent)
     rest = a
     for end in sorted(by_end):
         if rest < end - res:
             _combine_rows(parts, target, rows, res, rest, end - res)
-        by_layout = by_end[end]
-        lids = sorted(by_layout)
-        row_series = _row_series(
-            parts, [f"SELECT series_id, ts FROM {t}" for t in tables], end - res, end
-        )
-        absent = set()
-        known = parts.layouts.series_of(lids)
-        for lid, fbs in by_layout.items():
-            ids = known.get(lid)
-            for fb in fbs:
-                if fb.absent is not None and ids is not None:
-                    absent.update(np.frombuffer(ids, dtype=np.int64)[fb.absent].tolist())
-        series, overlap = _overlap(parts, lids, row_series, absent)
-        out: list[tuple[Any, ...]] = []
-        extra: list[tuple[Any, ...]] = []  # finer buckets of overlapping series, as rows
+        _tier_bucket(parts, target, tables, rows, res, end, by_end[end])
+        rest = end
+    if rest < b:
+        _combine_rows(parts, target, rows, res, rest, b)
+
+
+CHUNK_POSITIONS = 100_000
+"""Series positions whose finer frame buckets a rollup holds in memory at once."""
+_CHUNK_LAYOUTS = 500  # and layouts (parameters of one statement)
+
+
+def _tier_bucket(
+    parts: PartitionTables,
+    target: str,
+    tables: list[str],
+    rows: str,
+    res: int,
+    end: int,
+    absents: dict[int, list[Any]],
+) -> None:
+    """The bucket ending at ``end`` of every series, from finer frame and row buckets."""
+    import numpy as np
+
+    from signalbox.metrics import framebuckets
+
+    series = parts.layouts.series_of(sorted(absents))
+    absent: set[int] = set()
+    for lid, blobs in absents.items():
+        ids = series.get(lid)
+        for blob in blobs:
+            if blob is not None and ids is not None:
+                at = np.frombuffer(bytes(blob), dtype="<i8")
+                absent.update(np.frombuffer(ids, dtype=np.int64)[at].tolist())
+    row_series = _row_series(
+        parts, [f"SELECT series_id, ts FROM {t}" for t in tables], end - res, end
+    )
+    overlap = _overlap(series, row_series, absent)
+    extra: list[tuple[Any, ...]] = []  # finer buckets of overlapping series, as rows
+    for chunk in _chunks(series):
+        marks = ", ".join("?" * len(chunk))
+        by_layout: dict[int, list[framebuckets.FrameBucket]] = {}
+        for t in tables:
+            for row in parts.read(
+                f"SELECT {framebuckets.COLUMNS} FROM {fbuckets_table(t)} "
+                f"WHERE ts > ? AND ts <= ? AND layout_id IN ({marks})",
+                (end - res, end, *chunk),
+            ):
+                lid, fb = framebuckets.decode(row)
+                by_layout.setdefault(lid, []).append(fb)
         groups: dict[tuple[Any, ...], list[tuple[int, Any, list[framebuckets.FrameBucket]]]] = {}
-        for lid in lids:
-            ids = series.get(lid)
-            if ids is None:
-                continue
-            fbs = sorted(by_layout[lid], key=lambda f: f.end)
+        for lid in chunk:
+            ids = series[lid]
+            fbs = sorted(by_layout.get(lid, ()), key=lambda f: f.end)
+            if not fbs:
+                continue  # deleted meanwhile (a rebuild of this window)
             if any(f.size != len(ids) for f in fbs):
                 raise StoreError(
                     f"frame buckets of layout {lid} do not match its {len(ids)} series"
                 )
             groups.setdefault(framebuckets.timing(fbs), []).append((lid, ids, fbs))
+        out: list[tuple[Any, ...]] = []
         for members in groups.values():
             combined = framebuckets.combine_many(end, [m[2] for m in members])
             for (lid, ids, fbs), bucket in zip(members, combined, strict=True):
@@ -469,16 +498,31 @@ def _from_tier(
                         continue
                 out.append(framebuckets.encode(lid, bucket))
         _write_frame_buckets(parts, target, out)
-        source = rows
-        if extra:
-            _temp(parts, _EXTRA_BUCKETS, BUCKET_COLUMNS)
-            marks = ", ".join("?" * (2 + len(COLUMNS.split(", "))))
-            parts.db.executemany(f"INSERT INTO {_EXTRA_BUCKETS} ({_COLS}) VALUES ({marks})", extra)
-            source = f"{rows} UNION ALL SELECT {_COLS} FROM {_EXTRA_BUCKETS}"
-        _combine_rows(parts, target, source, res, end - res, end)
-        rest = end
-    if rest < b:
-        _combine_rows(parts, target, rows, res, rest, b)
+    source = rows
+    if extra:
+        _temp(parts, _EXTRA_BUCKETS, BUCKET_COLUMNS)
+        marks = ", ".join("?" * (2 + len(COLUMNS.split(", "))))
+        parts.db.executemany(f"INSERT INTO {_EXTRA_BUCKETS} ({_COLS}) VALUES ({marks})", extra)
+        source = f"{rows} UNION ALL SELECT {_COLS} FROM {_EXTRA_BUCKETS}"
+    _combine_rows(parts, target, source, res, end - res, end)
+
+
+def _chunks(series: dict[int, Any]) -> list[list[int]]:
+    """The layouts of ``series`` (id -> series ids) in chunks of at most
+    :data:`CHUNK_POSITIONS` positions (or one layout) and :data:`_CHUNK_LAYOUTS` layouts."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    size = 0
+    for lid in sorted(series):
+        n = len(series[lid])
+        if cur and (size + n > CHUNK_POSITIONS or len(cur) >= _CHUNK_LAYOUTS):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(lid)
+        size += n
+    if cur:
+        out.append(cur)
+    return out
 
 
 def _as_row(sid: int, fb: framebuckets.FrameBucket, pos: int) -> tuple[Any, ...]:

@@ -7,7 +7,11 @@ without decoding anything on the write path.
 
 from __future__ import annotations
 
+import re
+
 from signalbox.metrics.samples import Labels
+
+_PLAIN_PAIR = re.compile(r'([^=,]+)="([^"]*)"')
 
 
 def encode_labels(labels: Labels) -> str:
@@ -23,6 +27,8 @@ def encode_labels(labels: Labels) -> str:
 
 def decode_labels(text: str) -> Labels:
     """Inverse of :func:`encode_labels` (input is trusted: we wrote it)."""
+    if "\\" not in text:  # nothing escaped (nearly every label set): no value holds a quote
+        return tuple(_PLAIN_PAIR.findall(text))
     out: list[tuple[str, str]] = []
     i, n = 0, len(text)
     while i < n:

@@ -8,7 +8,7 @@ series over a week of 1-minute buckets reads ~100 KB, not the week's frames of i
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -135,8 +135,9 @@ def _read_few(
     names: Sequence[str],
     out: dict[int, Columns],
 ) -> None:
-    """A few positions of one layout: 8 bytes per statistic each, cut out in SQL."""
-    import struct
+    """A few positions of one layout: 8 bytes per statistic each, cut out in SQL, and made
+    columns with numpy (no Python work per bucket: 8 days of 1-minute buckets are 11,520)."""
+    import numpy as np
 
     from signalbox.metrics import framebuckets
 
@@ -157,41 +158,60 @@ def _read_few(
         (lid, lo, hi),
     )
     limits.charge(len(rows) * len(ps))
-    unpack = struct.Struct("<d").unpack
+    if not rows:
+        return
+    # every cut of every row as one array: (row, position, field)
+    nf = max(len(fields), 1)
+    cut = (
+        np.frombuffer(
+            b"".join(map(bytes, itertools.chain.from_iterable(r[8:] for r in rows))), dtype="<f8"
+        ).reshape(len(rows), len(ps), len(fields))
+        if fields
+        else np.full((len(rows), len(ps), nf), np.nan)
+    )
+    _, counts, firsts, lasts, prevs, sxs, sxxs, absents = (
+        list(c) for c in zip(*(r[:8] for r in rows), strict=True)
+    )
+    one = np.array(counts) == 1  # the value alone: every other statistic follows from it
+    shared = {
+        "timestamps": lasts, "first_ts": firsts, "counts": counts,
+        "prev_ts": [t or 0 for t in prevs], "sx": sxs, "sxx": sxxs,
+    }  # fmt: skip
+    gone = [(i, _absent(a)) for i, a in enumerate(absents) if a is not None]
     for j, (p, sid) in enumerate(ps):
-        into: Columns | None = None
-        for row in rows:
-            _, count, first_ts, last_ts, prev_ts, sx, sxx, absent = row[:8]
-            if absent is not None and p in _absent(absent):
-                continue
-            vals = {f: unpack(bytes(row[8 + j * len(fields) + k]))[0] for k, f in enumerate(fields)}
-            if count == 1:  # the value alone: every other statistic follows from it
-                v = vals[fields[0]] if fields else math.nan
-                vals = {f: _one(f, v) for f in fields}
-            if into is None:
-                into = _columns(out, sid, names)
-            shared = {
-                "timestamps": last_ts, "first_ts": first_ts, "counts": count,
-                "prev_ts": prev_ts or 0, "sx": sx, "sxx": sxx,
-            }  # fmt: skip
-            for nm in names:
-                f = _FIELD_OF.get(nm, "")
-                if not f:
-                    into[nm].append(shared[nm])
-                elif f in _INTS:
-                    into[nm].append(int(vals[f]))
-                else:
-                    into[nm].append(vals[f])
+        drop = [i for i, g in gone if p in g]
+        keep = None if not drop else np.setdiff1d(np.arange(len(rows)), drop)
+        if keep is not None and not len(keep):
+            continue
+        per_field = {}
+        for k, f in enumerate(fields):
+            col = cut[:, j, k].copy()
+            if one.any():
+                col[one] = _one_of(f, cut[one, j, 0])
+            per_field[f] = col if keep is None else col[keep]
+        into = _columns(out, sid, names)
+        for nm in names:
+            f = _FIELD_OF.get(nm, "")
+            if not f:
+                got = shared[nm]
+                into[nm].extend(got if keep is None else [got[i] for i in keep.tolist()])
+            elif f in _INTS:
+                into[nm].extend(per_field[f].astype(np.int64).tolist())
+            else:
+                into[nm].extend(per_field[f].tolist())
 
 
-def _one(field: str, v: float) -> float:
-    """A statistic of a bucket of one sample of value ``v``."""
+def _one_of(field: str, v: Any) -> Any:
+    """A statistic of one-sample buckets of values ``v`` (array): the value is all of it."""
+    import numpy as np
+
     if field == "prev":
-        return math.nan
+        return np.full_like(v, np.nan)
     if field in ("drops", "resets", "changes"):
-        return 0.0
+        return np.zeros_like(v)
     if field in ("sxy", "m2"):
-        return 0.0 * v
+        with np.errstate(invalid="ignore"):
+            return v * 0.0
     return v
 
 

@@ -445,19 +445,14 @@ def test_promql_over_frame_rollups_answers_as_over_rows(sql_store: Any) -> None:
                     assert _same(a, b), f"{template} {key} at {t}: {a}, over {what} {b}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rollup.rebuild (store.rebuild_rollups, called by import_openmetrics) clears every "
-    "series' 1m buckets of the imported range and rebuilds them from raw partitions, which "
-    "retention dropped: only the imported samples are left there, so the other series lose "
-    "their 1m bucket (fa/ra{i=0}: the bucket ending B+31m, count 2, is gone) and the 5m and 1h "
-    "buckets built from it lose its samples (count 12 -> 10, 140 -> 138), frames and rows alike",
-)
 def test_an_import_beyond_raw_retention_keeps_the_buckets_it_does_not_touch(
     sql_store: Any,
 ) -> None:
     """An import into history whose raw samples retention has dropped: the series it does
-    not touch keep their buckets in every tier (frames and rows alike)."""
+    not touch keep their buckets in every tier (frames and rows alike); the series it
+    writes have the touched 1m bucket replaced by what the import brought, and keep every
+    other bucket. (Rebuilding cleared every series' buckets of the range and built them
+    again from raw partitions holding only the imported samples.)"""
     write_history(sql_store)
     sql_store.compact(COMPACT_AT)
     sql_store.compact(READ_AT)
@@ -467,9 +462,23 @@ def test_an_import_beyond_raw_retention_keeps_the_buckets_it_does_not_touch(
     before = {res: select(sql_store, res, untouched) for res in TIERS}
     ts = B + 30 * M + 30 * S
     lines = [f'{n}{{host="web1",i="2"}} 99 {ts / 1000}\n' for n in ("fa", "ra")] + ["# EOF\n"]
+    imported = [Matcher("__name__", "=~", "[fr]a"), Matcher("i", "=", "2")]
+    had = {res: select(sql_store, res, imported) for res in TIERS}
     import_openmetrics(sql_store, lines, "history.om")
     after = {res: select(sql_store, res, untouched) for res in TIERS}
     assert_same_tiers(after, before, "after an import of another series")
+    now = select(sql_store, 60, imported)
+    end = B + 31 * M
+    for key, sp in now.items():
+        old = had[60][key]
+        assert len(sp.timestamps) == len(old.timestamps), key  # no bucket lost, none added
+        [at] = [j for j, t in enumerate(old.timestamps) if end - M < t <= end]
+        # a bucket's time is its last sample's: the imported one's now
+        assert sp.timestamps[at] == ts and sp.values[at] == 99.0, (key, sp.values)
+        assert sp.counts is not None and sp.counts[at] == 1, (key, sp.counts)
+        others = [j for j in range(len(sp.timestamps)) if j != at]
+        for got, was in ((sp.timestamps, old.timestamps), (sp.values, old.values)):
+            assert [got[j] for j in others] == [was[j] for j in others], key
 
 
 FE = File("e", "i", b"file-e-----shape", (0,))

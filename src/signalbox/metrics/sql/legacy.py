@@ -48,7 +48,7 @@ def convert(parts: PartitionTables, now_ms: int) -> None:
     log.info("converted %d rollup partitions to exact buckets", len(old))
     raw = parts.starts[0]
     if raw:
-        rollup.rebuild(parts, min(raw), now_ms)
+        rollup.rebuild(parts, min(raw), now_ms, now_ms)
 
 
 def _move(parts: PartitionTables, lv: Level, legacy: str, start: int, end: int) -> None:

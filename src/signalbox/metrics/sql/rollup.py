@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from signalbox.exceptions import StoreError
@@ -93,10 +93,20 @@ def build_closed(parts: PartitionTables, now_ms: int) -> None:
                 _set_watermark(db, dst.tier, limit)
 
 
-def rebuild(parts: PartitionTables, start_ms: int, end_ms: int) -> None:
+def rebuild(parts: PartitionTables, start_ms: int, end_ms: int, now_ms: int) -> None:
     """Recompute every tier's buckets holding samples of ``[start_ms, end_ms)``, up to each
-    tier's watermark."""
+    tier's watermark (after an import, which only adds samples).
+
+    Where the level below is whole (raw samples within raw retention, finer buckets in a
+    partition that existed before this rebuild), a bucket is cleared and built again from
+    it. Where retention had dropped it, the level below holds only what the import wrote:
+    there the buckets of the series it wrote are replaced (:func:`_merge`) and every other
+    series keeps its bucket -- clearing them would lose history no raw sample can rebuild.
+    """
     db, lvs = parts.db, parts.levels
+    kept = {lv.tier: set(parts.starts[lv.tier]) for lv in lvs[1:]}
+    raw = lvs[0]
+    raw_whole_from = raw.partition_start(now_ms - raw.retention_ms)
     for i in range(1, len(lvs)):
         src, dst = lvs[i - 1], lvs[i]
         res = dst.tier * 1000
@@ -105,23 +115,36 @@ def rebuild(parts: PartitionTables, start_ms: int, end_ms: int) -> None:
         if wm is not None:
             b = min(b, max(wm, a))
         if b > a:
+
+            def partial(lo: int, src: Level = src) -> bool:
+                if src.tier == RAW:
+                    return lo < raw_whole_from
+                return src.partition_start(lo) not in kept[src.tier]
+
             with db.transaction():
-                _clear(parts, dst, a, b)
-                _rollup(parts, src, dst, a, b)
+                _rollup(parts, src, dst, a, b, rebuild_partial=partial)
 
 
-def _clear(parts: PartitionTables, dst: Level, a: int, b: int) -> None:
-    """Delete ``dst``'s buckets ending in ``(a, b]``, row and frame: a rebuild may put a
+def _clear(parts: PartitionTables, target: str, a: int, b: int) -> None:
+    """Delete ``target``'s buckets ending in ``(a, b]``, row and frame: a rebuild may put a
     series' bucket in the other table than before, and must not leave it in both."""
-    for _, table in parts.between(dst, a + 1, b):
-        parts.ensure_fbuckets(table)
-        for t in (table, fbuckets_table(table)):
-            parts.db.execute(f"DELETE FROM {t} WHERE ts > ? AND ts <= ?", (a, b))
+    for t in (target, fbuckets_table(target)):
+        parts.db.execute(f"DELETE FROM {t} WHERE ts > ? AND ts <= ?", (a, b))
 
 
-def _rollup(parts: PartitionTables, src: Level, dst: Level, a: int, b: int) -> None:
+def _rollup(
+    parts: PartitionTables,
+    src: Level,
+    dst: Level,
+    a: int,
+    b: int,
+    *,
+    rebuild_partial: Callable[[int], bool] | None = None,
+) -> None:
     """Buckets of ``dst`` ending in ``(a, b]`` (multiples of its resolution), inside the
-    caller's transaction, one destination partition at a time.
+    caller's transaction, one destination partition at a time. With ``rebuild_partial``
+    (a rebuild), each chunk's buckets are cleared and built again, or merged where
+    ``rebuild_partial(lo)`` says the level below holds only what an import wrote.
 
     Each chunk runs in a savepoint: a source partition that retention (of this or another
     process) dropped meanwhile has nothing left to roll up and is skipped, without undoing
@@ -136,20 +159,78 @@ def _rollup(parts: PartitionTables, src: Level, dst: Level, a: int, b: int) -> N
         part = dst.partition_start(lo + res)
         hi = min(b, (part + dst.span_ms - 1) // res * res, src.partition_start(lo) + src.span_ms)
         sources = _sources(parts, src, lo, hi)
-        if sources:
+        if sources:  # none: nothing below to build from, and nothing to clear either
             target = parts.ensure(dst, part)  # outside the savepoint: its creation must stay
             parts.ensure_fbuckets(target)
             try:
                 with db.savepoint():
-                    if src.tier == RAW:
-                        _from_raw(parts, target, sources, res, lo, hi)
+                    if rebuild_partial is not None and rebuild_partial(lo):
+                        _merge(parts, target, sources, src.tier == RAW, res, lo, hi)
                     else:
-                        _from_tier(parts, target, sources, res, lo, hi)
+                        if rebuild_partial is not None:
+                            _clear(parts, target, lo, hi)
+                        if src.tier == RAW:
+                            _from_raw(parts, target, sources, res, lo, hi)
+                        else:
+                            _from_tier(parts, target, sources, res, lo, hi)
             except Exception as e:
                 if not db.is_undefined_table(e):
                     raise
                 log.info("a partition of %s was dropped by retention while being rolled up", src)
         lo = hi
+
+
+def _merge(
+    parts: PartitionTables, target: str, tables: list[str], raw: bool, res: int, a: int, b: int
+) -> None:
+    """Buckets ending in ``(a, b]`` of the series ``tables`` hold (only what an import wrote:
+    retention dropped the rest) replaced from them, as row buckets; those series are marked
+    absent in the frame buckets they were in. Every other series' bucket stays."""
+    source = _union(parts, tables, raw)
+    touched = parts.read(
+        f"SELECT DISTINCT series_id, {_end('ts', res)} FROM ({source}) AS t "
+        "WHERE ts > ? AND ts <= ?",
+        (a, b),
+    )
+    if not touched:
+        return
+    _mark_absent(parts, target, touched)
+    if raw:
+        _aggregate(parts, target, source, res, a, b)
+    else:
+        _combine_rows(parts, target, source, res, a, b)
+
+
+def _mark_absent(parts: PartitionTables, target: str, touched: list[tuple[Any, ...]]) -> None:
+    """Add each ``(series, bucket end)`` of ``touched`` to the absent positions of the frame
+    bucket of ``target`` holding it: its row bucket is the one readers take."""
+    import numpy as np
+
+    ends: dict[int, set[int]] = {}
+    for sid, end in touched:
+        ends.setdefault(int(end), set()).add(int(sid))
+    fb = fbuckets_table(target)
+    for end, sids in sorted(ends.items()):
+        rows = parts.read(f"SELECT layout_id, absent FROM {fb} WHERE ts = ?", (end,))
+        if not rows:
+            continue
+        series = parts.layouts.series_of([r[0] for r in rows])
+        wanted = np.fromiter(sids, dtype=np.int64, count=len(sids))
+        updates = []
+        for lid, absent in rows:
+            ids = series.get(lid)
+            if ids is None:
+                continue
+            hit = np.flatnonzero(np.isin(np.frombuffer(ids, dtype=np.int64), wanted))
+            if not len(hit):
+                continue
+            if absent is not None:
+                hit = np.union1d(hit, np.frombuffer(bytes(absent), dtype="<i8"))
+            updates.append((hit.astype("<i8").tobytes(), lid, end))
+        if updates:
+            parts.db.executemany(
+                f"UPDATE {fb} SET absent = ? WHERE layout_id = ? AND ts = ?", updates
+            )
 
 
 def _sources(parts: PartitionTables, src: Level, a: int, b: int) -> list[str]:

@@ -660,7 +660,7 @@ class SQLMetricStore:
         """Recompute every tier's buckets over ``[start_ms, end_ms)`` (after an import)."""
         with self._lock, self._forgetting_partitions():
             self._partitions.load(fresh=True)
-            sqlrollup.rebuild(self._partitions, start_ms, end_ms)
+            sqlrollup.rebuild(self._partitions, start_ms, end_ms, int(self.clock.now() * 1000))
 
     @contextmanager
     def _forgetting_partitions(self) -> Iterator[None]:

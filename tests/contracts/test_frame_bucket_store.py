@@ -516,19 +516,10 @@ def test_infinities_in_frame_buckets_are_the_reference(sql_store: Any) -> None:
         assert_reference(got[("fe", FE.labels(0))], raw, res, f"{res}s tier")
 
 
-def test_infinities_in_row_buckets_are_as_in_frame_buckets(
-    sql_store: Any, request: pytest.FixtureRequest
-) -> None:
-    """The same series of infinities stored as rows rolls up as the frames do."""
-    if sql_store.db.dialect.name == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="rollup._aggregate/_combine_rows on SQLite: 0 * inf (and inf - inf) is "
-                "NaN, which SQLite makes NULL, and sum() skips it, so sxy and m2 of a bucket "
-                "holding +-Inf are finite or inf instead of NaN",
-            )
-        )
+def test_infinities_in_row_buckets_are_as_in_frame_buckets(sql_store: Any) -> None:
+    """The same series of infinities stored as rows rolls up as the frames do (on SQLite a
+    NaN product, ``0 * inf``, was NULL and left out of the sum: sxy and m2 came out finite
+    or infinite instead of NaN)."""
     tiers = _infinities(sql_store)
     for res, got in tiers.items():
         assert_same_points(got[("re", FE.labels(0))], got[("fe", FE.labels(0))], f"{res}s tier")

@@ -436,8 +436,8 @@ def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: in
         "max(CASE WHEN rn = k - 1 THEN ts END), max(CASE WHEN rn = k - 1 THEN v END), "
         "sum(CASE WHEN v < pv THEN pv ELSE 0.0 END), sum(CASE WHEN v < pv THEN 1 ELSE 0 END), "
         f"sum({_changed('v', 'pv')}), sum(x), sum(x * x), "
-        f"CASE WHEN {whole} THEN sum({_product('x', 'v')}) END, "
-        f"CASE WHEN {whole} THEN sum({_square('v - mean')}) END "
+        f"{_sum_unless_nan(_product('x', 'v'), whole)}, "
+        f"{_sum_unless_nan(_square('v - mean'), whole)} "
         f"FROM ({ranked}) AS w WHERE 1 = 1 GROUP BY series_id, e"
     )
     parts.db.execute(
@@ -467,6 +467,13 @@ def _product(small: str, v: str) -> str:
 def _quotient(num: str, den: str) -> str:
     """``num / den`` where ``den`` is a sample count (at least 1)."""
     return f"CASE WHEN abs({num}) < 1e-290 THEN 0.0 ELSE {num} / {den} END"
+
+
+def _sum_unless_nan(e: str, also: str = "1 = 1") -> str:
+    """``sum(e)``, or NULL (NaN) when any ``e`` is: SQLite stores a NaN result (``0 * inf``,
+    ``inf - inf``) as NULL and ``sum`` skips NULLs, which would make a bucket holding an
+    infinity finite where PromQL has NaN."""
+    return f"CASE WHEN {also} AND count(*) = count({e}) THEN sum({e}) END"
 
 
 def _changed(cur: str, prev: str) -> str:
@@ -643,9 +650,8 @@ def _combine_rows(
         "sum(resets) + sum(CASE WHEN first < pl THEN 1 ELSE 0 END), "
         f"sum(changes) + sum({_changed('first', 'pl')}), "
         "sum(sx + count * d), sum(sxx + 2 * d * sx + count * d * d), "
-        f"CASE WHEN count(*) = count(sxy) THEN sum(sxy + {_product('d', 'sum')}) END, "
-        f"CASE WHEN count(*) = count(m2) THEN "
-        f"sum(m2 + count * {_square(_quotient('sum', 'count') + ' - mean')}) END "
+        f"{_sum_unless_nan('sxy + ' + _product('d', 'sum'))}, "
+        f"{_sum_unless_nan('m2 + count * ' + _square(_quotient('sum', 'count') + ' - mean'))} "
         f"FROM ({ranked}) AS w WHERE 1 = 1 GROUP BY series_id, e"
     )
     parts.db.execute(

@@ -1,25 +1,39 @@
 """The dashboard's pages, rendered from Jinja2 templates in ``templates/`` (autoescaped).
 
-Today one page, ``/``: monitor states from the monitor store (worst first) and every
-metric name linking to its query. Rows are computed here as plain data, so templates only
-lay them out.
+* ``/``: the overview -- what fires and since when, every monitor's state, the last day's
+  transitions, silences and acknowledgements, stale spool files, and the metric names;
+* ``/explore?query=...&range=1h``: any PromQL as a line chart (``static/explore.js`` draws it
+  with the Plotly bundle the ``plotly`` wheel ships, served from the installed package:
+  nothing is fetched from the internet, nothing is copied into this repository);
+* ``/static/NAME``: a fixed set of files (no path from the request reaches the file system).
+
+Rows are computed here as plain data, so templates only lay them out; every value from
+outside (metric names, label values, reasons) is escaped by Jinja2, and the charts' legends
+are escaped again in JavaScript before Plotly, which reads a little HTML, draws them.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from signalbox import __version__
+from signalbox.exceptions import NotFoundError, SignalboxError
 from signalbox.metrics.samples import format_series
 from signalbox.monitors.notify.notification import rfc3339
 from signalbox.monitors.status import StatusReport
 from signalbox.server.services import Services, services
+
+log = logging.getLogger("signalbox.server")
 
 
 @functools.cache
@@ -66,22 +80,218 @@ def monitor_rows(report: StatusReport) -> list[MonitorRow]:
     return rows
 
 
+NAMES_SHOWN = 500
+"""Metric names listed on the overview; past that, the explorer's label browser."""
+
+_DAY_MS = 86_400_000
+_CHANGE_EVENTS = frozenset({"state", "silenced", "unsilenced", "acknowledged", "drill"})
+
+
+def ago(at_ms: int, now_ms: int) -> str:
+    """``at_ms`` as a short distance in the past (``3m ago``), what people read at 3 a.m."""
+    s = max(0, (now_ms - at_ms) // 1000)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} ago"
+    return f"{s}s ago"
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    monitor: str
+    series: str
+    state: str
+    css: str
+    since: str
+    ago: str
+    reason: str
+    muted: str
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    at: str
+    ago: str
+    monitor: str
+    series: str
+    what: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StaleFile:
+    name: str
+    at: str
+    ago: str
+    problem: str
+
+
+def firing_rows(report: StatusReport, now_ms: int) -> list[Firing]:
+    """Series in WARNING or CRITICAL, worst first, oldest first within a state."""
+    out = []
+    for m in report.monitors:
+        for s in m.series:
+            if not s.state.firing:
+                continue
+            muted = ", ".join(
+                x for x in (s.silenced and f"silenced: {s.silenced}",
+                            s.acknowledged and f"acked: {s.acknowledged}") if x
+            )  # fmt: skip
+            out.append(
+                Firing(
+                    m.name, format_series("", s.labels), s.state.value, s.state.value,
+                    rfc3339(s.since_ms / 1000) if s.since_ms else "",
+                    ago(s.since_ms, now_ms) if s.since_ms else "", s.reason, muted,
+                )
+            )  # fmt: skip
+    state_order = {"CRITICAL": 0, "WARNING": 1}
+    return sorted(out, key=lambda r: (state_order.get(r.state, 2), r.since, r.monitor))
+
+
+def change_rows(svc: Services, report: StatusReport, now_ms: int, limit: int = 50) -> list[Change]:
+    """The last day's transitions, silences, acknowledgements and drills, newest first."""
+    if svc.monitors is None:
+        return []
+    entries = []
+    for m in report.monitors:
+        entries += [
+            e
+            for e in svc.monitors.history(m.name, since_ms=now_ms - _DAY_MS, limit=limit)
+            if e.event in _CHANGE_EVENTS
+        ]
+    entries.sort(key=lambda e: -e.at_ms)
+    out = []
+    for e in entries[:limit]:
+        if e.event == "state":
+            before = e.from_state.value if e.from_state else "-"
+            what = f"{before} → {e.to_state.value if e.to_state else '-'}"
+        else:
+            what = e.event
+        out.append(
+            Change(
+                rfc3339(e.at_ms / 1000), ago(e.at_ms, now_ms), e.monitor,
+                format_series("", e.labels), what, e.reason,
+            )
+        )  # fmt: skip
+    return out
+
+
+_STALE_QUERY = (
+    "signalbox_spool_file_age_seconds > on (file, host) signalbox_spool_file_stale_after_seconds"
+)
+_ERRORS_QUERY = "increase(signalbox_spool_errors_total[1h]) > 0"
+
+
+def stale_files(svc: Services, now_ms: int) -> tuple[list[StaleFile], int]:
+    """Spool files older than their staleness limit, or with refused lines in the last hour
+    (from the collector's own metrics, through the query engine), and how many files the
+    last pass read."""
+    out: dict[str, StaleFile] = {}
+    at = rfc3339(now_ms / 1000)
+    try:
+        for v in svc.engine.instant(_STALE_QUERY, now_ms).vector:
+            name = v.metric.get("file", "?")
+            out[name] = StaleFile(name, at, "now", f"not updated for {v.value:.0f}s")
+        for v in svc.engine.instant(_ERRORS_QUERY, now_ms).vector:
+            name = v.metric.get("file", "?")
+            if name not in out:
+                out[name] = StaleFile(
+                    name, at, "now", f"{v.value:.0f} refused line(s) in the last hour"
+                )
+        files = svc.engine.instant("sum(signalbox_spool_files)", now_ms).vector
+    except SignalboxError as e:  # the overview still shows the rest
+        log.warning("overview: spool file state unavailable: %s", e)
+        return [], 0
+    return sorted(out.values(), key=lambda f: f.name), int(files[0].value) if files else 0
+
+
 def index_page(svc: Services, demo: bool) -> str:
+    now = svc.now_ms()
     names = sorted({n for n, _ in svc.metrics.series()})
-    rows = monitor_rows(svc.monitors.status(svc.now_ms())) if svc.monitors else []
+    report = svc.monitors.status(now) if svc.monitors else None
+    stale, spool_count = stale_files(svc, now)
+    return page(
+        "index.html",
+        "overview",
+        demo,
+        monitors=monitor_rows(report) if report else [],
+        monitor_count=len(report.monitors) if report else 0,
+        firing=firing_rows(report, now) if report else [],
+        changes=change_rows(svc, report, now) if report else [],
+        stale_files=stale,
+        spool_count=spool_count,
+        has_monitors=svc.monitors is not None,
+        names=names[:NAMES_SHOWN],
+        names_more=max(0, len(names) - NAMES_SHOWN),
+    )
+
+
+def page(template: str, name: str, demo: bool, **values: object) -> str:
+    """A page of the dashboard: ``template`` inside ``base.html``'s frame."""
     return (
         templates()
-        .get_template("index.html")
-        .render(
-            version=__version__,
-            demo=demo,
-            monitors=rows,
-            has_monitors=svc.monitors is not None,
-            names=names,
-        )
+        .get_template(template)
+        .render(version=__version__, demo=demo, page=name, **values)
     )
 
 
 async def index(request: Request) -> Response:
     demo: bool = request.app.state.options.demo
     return HTMLResponse(await run_in_threadpool(index_page, services(request), demo))
+
+
+async def explore(request: Request) -> Response:
+    """The explorer's frame; the query, range and step live in the URL and the browser
+    fetches ``/api/v1/query_range`` itself (what it shows is what the API answers)."""
+    demo: bool = request.app.state.options.demo
+    q = request.query_params
+    return HTMLResponse(
+        page(
+            "explore.html", "explore", demo,
+            query=q.get("query", ""), range=q.get("range", "1h"),
+        )
+    )  # fmt: skip
+
+
+# -- static files ------------------------------------------------------------------------
+_OWN_STATIC = {
+    "signalbox.css": "text/css",
+    "explore.js": "text/javascript",
+    "theme.js": "text/javascript",
+}
+
+
+@functools.cache
+def _plotly_js() -> Path | None:
+    """The Plotly bundle of the installed ``plotly`` package (a dependency)."""
+    try:
+        path = Path(str(importlib.resources.files("plotly") / "package_data" / "plotly.min.js"))
+    except ModuleNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+async def static(request: Request) -> Response:
+    name = str(request.path_params["name"])
+    headers = {"Cache-Control": "public, max-age=3600"}
+    if name == "plotly.min.js":
+        js = _plotly_js()
+        if js is None:
+            raise NotFoundError("static file", name, "the plotly package is not installed")
+        return FileResponse(js, media_type="text/javascript", headers=headers)
+    kind = _OWN_STATIC.get(name)
+    if kind is None:  # a fixed set: nothing from the URL reaches the file system
+        raise NotFoundError(
+            "static file", name, f"known: {', '.join(sorted(_OWN_STATIC))}, plotly.min.js"
+        )
+    path = Path(str(importlib.resources.files("signalbox.server") / "static" / name))
+    return FileResponse(path, media_type=kind, headers=headers)
+
+
+def routes() -> list[BaseRoute]:
+    """The dashboard's pages and files."""
+    return [
+        Route("/", index),
+        Route("/explore", explore),
+        Route("/static/{name}", static),
+    ]

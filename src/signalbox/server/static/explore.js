@@ -15,8 +15,9 @@
   var zoom = null; // [startSec, endSec] after a drag-zoom; cleared by a new range
 
   function escapeHtml(s) {
-    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
-      .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+    // Plotly's legends read tags (<b>, <a href>) and decode &lt; &gt; &amp;: those three are
+    // what a label value must not be taken for (quotes are not special outside a tag)
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
 
   function seriesName(metric) {
@@ -66,14 +67,18 @@
           status.className = "error small";
           return;
         }
-        draw(body.data.result, step, performance.now() - t0, body.warnings || []);
+        draw(body.data.result, step, performance.now() - t0, body.warnings || [], w);
       })
       .catch(function (e) { status.textContent = "Error: " + e; status.className = "error small"; });
     loadLabels(q);
   }
 
-  function draw(result, step, ms, warnings) {
+  var GL_FROM = 20000; // points: SVG below (crisp, works without WebGL), WebGL above (fast at 100k)
+
+  function draw(result, step, ms, warnings, w) {
     var points = 0;
+    var total = result.reduce(function (n, s) { return n + s.values.length; }, 0);
+    var kind = total > GL_FROM ? "scattergl" : "scatter";
     var traces = result.map(function (s) {
       var xs = new Array(s.values.length), ys = new Array(s.values.length);
       for (var i = 0; i < s.values.length; i++) {
@@ -82,7 +87,9 @@
       }
       points += xs.length;
       return {
-        x: xs, y: ys, type: "scattergl", mode: "lines", line: { width: 1.5 },
+        // markers where points are few enough to tell apart (a lone sample is a dot, not nothing)
+        x: xs, y: ys, type: kind, mode: xs.length <= 60 ? "lines+markers" : "lines",
+        line: { width: 1.5 }, marker: { size: 4 },
         name: escapeHtml(seriesName(s.metric)), hoverlabel: { namelength: -1 }
       };
     });
@@ -92,7 +99,8 @@
     var layout = {
       margin: { l: 60, r: 20, t: 10, b: 40 }, paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)", font: { color: fg, size: 12 },
-      xaxis: { type: "date", gridcolor: grid }, yaxis: { gridcolor: grid, zerolinecolor: grid },
+      xaxis: { type: "date", gridcolor: grid, range: [new Date(w[0] * 1000), new Date(w[1] * 1000)] },
+      yaxis: { gridcolor: grid, zerolinecolor: grid },
       showlegend: true, legend: { orientation: "h", y: -0.15 }, hovermode: "closest"
     };
     Plotly.react(chart, traces, layout, { responsive: true, displaylogo: false });

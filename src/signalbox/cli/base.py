@@ -172,6 +172,16 @@ def prints_data(fn: F) -> F:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def current_user() -> str:
+    """Who runs the command, for audit trails (``--by`` overrides it where offered)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported only when run (click's documented pattern):
     ``collect --once`` from cron should not pay for importing the monitors CLI."""

@@ -2,13 +2,13 @@
 
 These subcommands attach to the ``monitors`` group of :mod:`signalbox.cli.monitors` when
 this module is imported.
-Each command parses its arguments and calls :mod:`signalbox.monitors.engine.runner` /
+Each command parses its arguments and calls :mod:`signalbox.monitors.operate` (the writes,
+shared with the HTTP API), :mod:`signalbox.monitors.engine.runner` or
 :mod:`signalbox.monitors.state.store`; printing is all that happens here.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 import time
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from signalbox.cli.base import Context, handle_errors, pass_ctx, prints_data
+from signalbox.cli.base import Context, current_user, handle_errors, pass_ctx, prints_data
 from signalbox.cli.monitors import monitors_group
 from signalbox.exceptions import UsageError
 
@@ -31,10 +31,14 @@ def _now_ms() -> int:
 
 
 def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    return current_user()
+
+
+def _by(given: str | None) -> str:
+    """Who acts: ``--by``, else the user running the command."""
+    from signalbox.monitors.operate import check_by
+
+    return check_by(given, "--by") if given else _user()
 
 
 @contextmanager
@@ -77,13 +81,6 @@ def _when(ms: int | None, now_ms: int) -> str:
 
 def _series(labels: tuple[tuple[str, str], ...]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else "{}"
-
-
-def _known(runner: MonitorRunner, name: str) -> None:
-    """Refuse a name that is neither a loaded monitor nor one with persisted state."""
-    if name in runner.state.series(name):
-        return
-    runner.monitor(name)  # raises a UsageError naming the known monitors
 
 
 def _echo_json(data: Any) -> None:
@@ -219,26 +216,6 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         )
 
 
-def _parse_series(text: str | None) -> tuple[tuple[str, str], ...]:
-    """``label=value,label2=value2`` -> label pairs; errors name the bad part."""
-    from signalbox.metrics.samples import LABEL_NAME, labels_of
-
-    if not text:
-        return ()
-    pairs: dict[str, str] = {}
-    for part in text.split(","):
-        name, eq, value = part.partition("=")
-        name = name.strip()
-        if not eq or not LABEL_NAME.match(name):
-            raise UsageError(
-                f"--series: bad part {part!r}: expected label=value[,label=value...] like shard=7,host=web1"
-            )
-        if name in pairs:
-            raise UsageError(f"--series: label {name!r} given twice")
-        pairs[name] = value.strip().strip('"')
-    return labels_of(pairs)
-
-
 @monitors_group.command("silence")
 @click.argument("name")
 @click.option("--for", "for_", required=True, metavar="DURATION", help="How long, like 30m or 2h.")
@@ -253,27 +230,16 @@ def silence_cmd(
     ctx: Context, name: str, for_: str, reason: str, series: str | None, by: str | None
 ) -> None:
     """Hold back NAME's notifications for a while; transitions are still recorded."""
-    from signalbox.durations import format_duration, parse_duration
+    from signalbox.durations import format_duration
+    from signalbox.monitors import operate
 
-    try:
-        seconds = parse_duration(for_)
-    except ValueError as e:
-        raise UsageError(f"--for: {e}") from None
-    if seconds <= 0:
-        raise UsageError(f"--for: expected a positive duration, got {for_!r}")
-    if not reason.strip():
-        raise UsageError("--reason: say why, so the next person on call knows")
-    matchers = _parse_series(series)
-    now = _now_ms()
+    seconds = operate.positive_duration(for_, "--for")
+    why = operate.check_reason(reason, "--reason")
+    matchers = operate.parse_matchers(series, "--series")
+    who = _by(by)
     with _runner(ctx) as runner:
-        _known(runner, name)
-        s = runner.state.add_silence(
-            name,
-            matchers,
-            now_ms=now,
-            until_ms=now + round(seconds * 1000),
-            by=by or _user(),
-            reason=reason.strip(),
+        s = operate.silence(
+            runner, name, seconds=seconds, reason=why, matchers=matchers, by=who, now_ms=_now_ms()
         )
     scope = _series(matchers) if matchers else " (all series)"
     click.echo(
@@ -288,9 +254,11 @@ def silence_cmd(
 @handle_errors
 def unsilence_cmd(ctx: Context, name: str, by: str | None) -> None:
     """End every active silence of NAME now."""
+    from signalbox.monitors import operate
+
+    who = _by(by)
     with _runner(ctx) as runner:
-        _known(runner, name)
-        ended = runner.state.end_silences(name, now_ms=_now_ms(), by=by or _user())
+        ended = operate.unsilence(runner, name, by=who, now_ms=_now_ms())
     if not ended:
         click.echo(f"{name} has no active silence")
     for s in ended:
@@ -305,13 +273,11 @@ def unsilence_cmd(ctx: Context, name: str, by: str | None) -> None:
 @handle_errors
 def ack_cmd(ctx: Context, name: str, reason: str, by: str | None) -> None:
     """Acknowledge NAME's problems: no repeats until a series changes state."""
+    from signalbox.monitors import operate
+
+    why, who = operate.check_reason(reason, "--reason", required=False), _by(by)
     with _runner(ctx) as runner:
-        _known(runner, name)
-        acks = runner.state.acknowledge(
-            name, now_ms=_now_ms(), by=by or _user(), reason=reason.strip()
-        )
-    if not acks:
-        raise UsageError(f"nothing to acknowledge: every series of {name} is OK")
+        acks = operate.acknowledge(runner, name, reason=why, by=who, now_ms=_now_ms())
     for a in acks:
         click.echo(
             f"acknowledged {name}{_series(a.labels)} in {a.state.value} by {a.by}"
@@ -321,21 +287,24 @@ def ack_cmd(ctx: Context, name: str, reason: str, by: str | None) -> None:
 
 @monitors_group.command("drill")
 @click.argument("name")
+@click.option("--by", default=None, help="Who drills, for the history (default: your user name).")
 @pass_ctx
 @handle_errors
 @prints_data
-def drill_cmd(ctx: Context, name: str) -> None:
+def drill_cmd(ctx: Context, name: str, by: str | None) -> None:
     """Send a TEST notification through NAME's notifiers now and say where it went and what
     it said (a `log` notifier's line is shown here too, whatever the log level).
 
     Exit 1 if any notifier did not take it (it stays in the outbox and is retried).
     """
+    from signalbox.monitors import operate
     from signalbox.monitors.notify.log import log_line
     from signalbox.monitors.notify.notification import title
     from signalbox.monitors.notify.registry import describe_notifier
 
+    who = _by(by)
     with _runner(ctx) as runner:
-        deliveries = runner.drill(name, _now_ms())
+        deliveries = operate.drill(runner, name, by=who, now_ms=_now_ms())
     failed = False
     for d in deliveries:
         where = f"{d.entry.notifier} ({describe_notifier(ctx.settings, d.entry.notifier)})"
@@ -367,6 +336,7 @@ def drill_cmd(ctx: Context, name: str) -> None:
 def history_cmd(ctx: Context, name: str, since: str, as_json: bool) -> None:
     """NAME's transitions, flapping, silences, acknowledgements, notifications and actions."""
     from signalbox.durations import parse_duration
+    from signalbox.monitors import operate
     from signalbox.monitors.status import history_json
 
     try:
@@ -377,7 +347,7 @@ def history_cmd(ctx: Context, name: str, since: str, as_json: bool) -> None:
     with _runner(ctx, reading=True) as runner:
         entries = runner.state.history(name, since_ms=now - round(since_s * 1000))
         if not entries:
-            _known(runner, name)
+            operate.check_known(runner, name)
     if as_json:
         _echo_json([history_json(e) for e in entries])
         return

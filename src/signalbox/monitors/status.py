@@ -15,7 +15,7 @@ from signalbox.monitors.definitions.lint import LintError
 from signalbox.monitors.definitions.model import State, worst
 from signalbox.monitors.notify.notification import json_number, rfc3339
 from signalbox.monitors.outbox.delivery import OutboxEntry
-from signalbox.monitors.state.records import HistoryEntry, Silence
+from signalbox.monitors.state.records import Ack, HistoryEntry, Silence
 
 if TYPE_CHECKING:
     from signalbox.monitors.engine.runner import MonitorRunner
@@ -99,17 +99,7 @@ class MonitorStatus:
             "owner": self.owner or None,
             "file": self.file or None,
             "line": self.line or None,
-            "silences": [
-                {
-                    "id": x.id,
-                    "series": dict(x.matchers),
-                    "by": x.created_by,
-                    "reason": x.reason,
-                    "since_ms": x.created_ms,
-                    "until_ms": x.until_ms,
-                }
-                for x in self.silences
-            ],
+            "silences": [silence_json(x) for x in self.silences],
             "series": [x.to_dict() for x in self.series],
         }
 
@@ -223,4 +213,30 @@ def history_json(e: HistoryEntry) -> dict[str, Any]:
         "value": json_number(e.value),
         "reason": e.reason,
         "note": e.note or None,
+    }
+
+
+def silence_json(x: Silence) -> dict[str, Any]:
+    """One silence as ``monitors status --json`` and the HTTP API show it."""
+    out: dict[str, Any] = {
+        "id": x.id,
+        "series": dict(x.matchers),
+        "by": x.created_by,
+        "reason": x.reason,
+        "since_ms": x.created_ms,
+        "until_ms": x.until_ms,
+    }
+    if x.ended_ms is not None:
+        out["ended_ms"], out["ended_by"] = x.ended_ms, x.ended_by
+    return out
+
+
+def ack_json(a: Ack) -> dict[str, Any]:
+    """One acknowledgement as the HTTP API shows it."""
+    return {
+        "labels": dict(a.labels),
+        "state": a.state.value,
+        "by": a.by,
+        "reason": a.reason,
+        "at_ms": a.at_ms,
     }

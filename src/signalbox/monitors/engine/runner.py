@@ -32,7 +32,7 @@ from pathlib import Path
 
 from signalbox.clock import Clock
 from signalbox.config import Settings
-from signalbox.exceptions import UsageError
+from signalbox.exceptions import NotFoundError, UsageError
 from signalbox.gcpause import gc_paused
 from signalbox.metrics.samples import MetricMeta
 from signalbox.metrics.store import MetricStore
@@ -177,8 +177,8 @@ class MonitorRunner:
         if broken:
             raise UsageError(f"monitor {name!r} has lint errors and is not loaded: {broken[0]}")
         known = ", ".join(sorted(m.name for m in res.monitors)) or "none"
-        raise UsageError(
-            f"no monitor named {name!r} in {', '.join(map(str, self.paths))} (known: {known})"
+        raise NotFoundError(
+            "monitor", name, f"in {', '.join(map(str, self.paths))}; known: {known}"
         )
 
     # -- observing ------------------------------------------------------------------------
@@ -279,12 +279,16 @@ class MonitorRunner:
         """Send what is due in the outbox."""
         return self.outbox.deliver_due(now_ms, self.notifiers)
 
-    def drill(self, name: str, now_ms: int) -> list[Delivery]:
-        """Send a notification marked as a TEST through ``name``'s notifiers now (via the outbox)."""
-        m = self.monitor(name)
+    def drill(self, name: str, now_ms: int, *, by: str = "") -> list[Delivery]:
+        """Send a notification marked as a TEST through ``name``'s notifiers now (via the
+        outbox); ``by`` is who asked, for the history."""
+        return self.deliver_drill(self.queue_drill(self.monitor(name), now_ms, by=by), now_ms)
+
+    def queue_drill(self, m: Monitor, now_ms: int, *, by: str = "") -> list[OutboxEntry]:
+        """Enqueue ``m``'s drill notifications and record the drill in its history."""
         if not m.notify:
             raise UsageError(
-                f"monitor {name!r} has no notifiers (its notify: list is empty): nothing to drill"
+                f"monitor {m.name!r} has no notifiers (its notify: list is empty): nothing to drill"
             )
         entries: list[OutboxEntry] = []
         with self.state.transaction():
@@ -303,13 +307,19 @@ class MonitorRunner:
                     labels=m.labels,
                 )
                 entries.append(self.outbox.enqueue(notifier, n, now_ms, series=()))
+            who = f" by {by}" if by else ""
             self.state.add_history(
                 [
                     HistoryEntry(
-                        m.name, (), now_ms, "drill", f"drill queued for {', '.join(m.notify)}"
+                        m.name, (), now_ms, "drill", f"drill queued{who} for {', '.join(m.notify)}"
                     )
                 ]
             )
+        return entries
+
+    def deliver_drill(self, entries: Sequence[OutboxEntry], now_ms: int) -> list[Delivery]:
+        """Deliver the drill ``entries`` now; what became of each (an older notification of
+        the same alert still waiting goes first)."""
         report = self.outbox.deliver_due(now_ms, self.notifiers, ids={e.id for e in entries})
         done = {d.entry.id: d for d in report.deliveries}
         return [

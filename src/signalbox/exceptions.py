@@ -9,6 +9,7 @@
      │    ├── ForeignDatabaseError  the file is another application's database: path
      │    └── CorruptDatabaseError  the database is damaged: path, what to do
      ├── QueryLimitError      a query went past a configured limit: limit, value
+     ├── AccessError          an HTTP caller lacks the role a route needs: needed, known
      └── UsageError           a CLI or API argument is wrong
           └── NotFoundError   it names something that does not exist: kind, name
 
@@ -97,6 +98,18 @@ class QueryLimitError(SignalboxError):
 
     def __init__(self, kind: str, message: str) -> None:
         self.kind = kind
+        super().__init__(message)
+
+
+class AccessError(SignalboxError):
+    """An HTTP caller may not do what it asked: ``needed`` is the role the route wants.
+
+    ``known`` False: the caller is unknown (no token, a garbage or revoked one; HTTP 401,
+    the remedy is a token); True: its token's role is too low (HTTP 403).
+    """
+
+    def __init__(self, message: str, *, needed: str, known: bool) -> None:
+        self.needed, self.known = needed, known
         super().__init__(message)
 
 

@@ -53,6 +53,10 @@ port = 8910
 # Log a warning when serve's resident memory passes this many bytes (0: never); the
 # signalbox_process_* metrics report it every pass either way.
 memory_warn_bytes = 0
+# Who needs an API token (`signalbox tokens create`): "writes" (silences, acks,
+# drills; reads are open to loopback) or "required" (reads too). serve listens beyond
+# 127.0.0.1 only with "required".
+auth = "writes"
 
 [query]
 # What one query over the HTTP API (or `signalbox query`) may cost, as Prometheus'

@@ -233,6 +233,7 @@ COMMANDS = {
     "import": "signalbox.cli.importer:import_cmd",
     # importing monitors_ops attaches run/status/silence/... to the monitors group
     "monitors": "signalbox.cli.monitors_ops:monitors_group",
+    "tokens": "signalbox.cli.tokens:tokens_group",
 }
 
 

@@ -7,7 +7,10 @@ beyond wiring. The shape every later area follows:
 * one list of routes per area under ``/api/v1`` (``signalbox.server.api.<area>.routes``),
   mounted only when the area's service is present;
 * one error shape for every route (:mod:`signalbox.server.errors`);
-* a middleware slot: pure ASGI middleware (auth, request logging) given to
+* access control (:mod:`signalbox.server.auth`): with a token store in the services, the
+  auth middleware resolves every caller (``options.reads_need_token``: reads need a token
+  even on loopback); without one (in-process tests) reads are open and writes refused;
+* a middleware slot: pure ASGI middleware (request logging) given to
   :func:`create_app`, never ``BaseHTTPMiddleware`` (it breaks contextvars and streaming).
 """
 
@@ -23,6 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from signalbox.server import dashboard, exposition, health
 from signalbox.server.api import monitors, prom
+from signalbox.server.auth.middleware import AuthMiddleware
 from signalbox.server.errors import EXCEPTION_HANDLERS, ErrorShapeMiddleware
 from signalbox.server.querygate import QueryGate
 from signalbox.server.services import Services
@@ -37,17 +41,19 @@ class AppOptions:
     Args:
         stale_after_s: ``/metrics`` leaves out series with no sample this recent.
         demo: the index says a simulated service is writing the data.
+        reads_need_token: ``[server] auth = "required"``: loopback reads need a token too.
     """
 
     stale_after_s: float = 300.0
     demo: bool = False
+    reads_need_token: bool = False
 
 
 def api_routes(svc: Services) -> list[BaseRoute]:
     """Every area's routes, relative to ``/api/v1``."""
     out = prom.routes()
     if svc.monitors is not None:
-        out += monitors.routes()
+        out += monitors.routes(writes=svc.monitor_writes is not None)
     return out
 
 
@@ -80,12 +86,23 @@ def create_app(
         Route("/-/ready", health.ready),
         Mount("/api/v1", routes=api_routes(services)),
     ]
+    options = options or AppOptions()
+    auth: list[Middleware] = []
+    if services.tokens is not None:
+        auth.append(
+            Middleware(
+                AuthMiddleware,
+                tokens=services.tokens,
+                clock=services.clock,
+                reads_need_token=options.reads_need_token,
+            )
+        )
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(ErrorShapeMiddleware), *middleware],
+        middleware=[Middleware(ErrorShapeMiddleware), *auth, *middleware],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.services = services
     app.state.query_gate = QueryGate(services.limits)
-    app.state.options = options or AppOptions()
+    app.state.options = options
     return app

@@ -7,6 +7,8 @@ the same shape so a client handles errors one way. The mapping:
 =====================================  ======  ============
 error                                  status  errorType
 =====================================  ======  ============
+AccessError: no valid token            401     unauthorized (with WWW-Authenticate)
+AccessError: the token's role is low   403     forbidden
 NotFoundError (and unknown routes)     404     not_found
 QueryError, ParseError, UsageError     400     bad_data
 StoreError, ConfigError                503     unavailable
@@ -26,6 +28,7 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -35,6 +38,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signalbox.exceptions import (
+    AccessError,
     ConfigError,
     NotFoundError,
     ParseError,
@@ -71,6 +75,8 @@ def _is_driver_unavailable(exc: BaseException) -> bool:
 
 def classify(exc: BaseException) -> tuple[int, str, str]:
     """``(status, errorType, message)`` for ``exc``; the message is safe to show a client."""
+    if isinstance(exc, AccessError):
+        return (403, "forbidden", str(exc)) if exc.known else (401, "unauthorized", str(exc))
     if isinstance(exc, NotFoundError):
         return 404, "not_found", str(exc)
     if isinstance(exc, QueryError | ParseError | UsageError):
@@ -99,7 +105,9 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
 async def handle(request: Request, exc: Exception) -> Response:
     """Starlette exception handler: every SignalboxError (and HTTPException) in one shape."""
     status, kind, message = classify(exc)
-    headers = None
+    headers: Mapping[str, str] | None = None
+    if isinstance(exc, AccessError) and status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="signalbox"'}
     if isinstance(exc, HTTPException):
         headers = exc.headers
         where = f"{request.method} {request.url.path}"

@@ -15,6 +15,8 @@ from signalbox.metrics.spooldir import ensure_spool_dir
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.runtime import open_metric_store
 from signalbox.server.app import AppOptions, create_app
+from signalbox.server.auth import check_bind
+from signalbox.server.auth.store import TokenStore
 from signalbox.server.loops import Background, LoopHealth
 from signalbox.server.services import ReadyCheck, RunnerStatus, Services, database_ready
 from signalbox.storage.database import redact_url
@@ -34,6 +36,7 @@ def serve(
 ) -> None:
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
+    check_bind(bind_host, bind_port, reads_need_token=settings.server.reads_need_token)
     if demo:  # its settings come from its own config file (signalbox.demo.workspace)
         logging.getLogger("signalbox.notify").setLevel(logging.INFO)
         logging.getLogger("signalbox.demo").setLevel(logging.INFO)
@@ -55,7 +58,12 @@ def serve(
     bg.start()
     if sim is not None:
         sim.start(bg.statsd_address)
-    app = create_app(services, AppOptions(stale_after_s=settings.metrics.stale_after_s, demo=demo))
+    options = AppOptions(
+        stale_after_s=settings.metrics.stale_after_s,
+        demo=demo,
+        reads_need_token=settings.server.reads_need_token,
+    )
+    app = create_app(services, options)
     print(
         f"signalbox serving on http://{bind_host}:{bind_port}/  (store {redact_url(settings.store_url)}, spool {settings.metrics.spool_dir})",
         flush=True,
@@ -75,18 +83,20 @@ def build_services(
     loops: LoopHealth | None = None,
     damage: list[CorruptDatabaseError] | None = None,
 ) -> Services:
-    """What the app reads, over ``serve``'s API store: its metrics, the monitor states (from
-    the same database) and readiness probes: that database answers, (``loops``) the
+    """What the app reads and writes, over ``serve``'s API store: its metrics, the monitor
+    states and writes and the API tokens (from the same database) and readiness probes: that database answers, (``loops``) the
     background loops can write to it (a full disk makes the instance not ready), and
     (``damage``) the start-up integrity check found nothing."""
     from signalbox.monitors.engine.runner import MonitorRunner
 
-    runner = MonitorRunner.from_settings(settings, store, store.db)
+    runner = RunnerStatus(MonitorRunner.from_settings(settings, store, store.db))
     return Services.over(
         store,
         clock=store.clock,
         coarsest_resolution_s=store.levels[-1].tier,
-        monitors=RunnerStatus(runner),
+        monitors=runner,
+        monitor_writes=runner,
+        tokens=TokenStore(store.db),
         ready=(
             database_ready(f"store {store.db.url}", store.db),
             *(() if loops is None else (ReadyCheck("store writes", loops.probe),)),

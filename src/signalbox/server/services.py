@@ -21,9 +21,12 @@ from signalbox.metrics.store import MetricReader
 from signalbox.query import Engine
 
 if TYPE_CHECKING:
+    from signalbox.metrics.samples import Labels
     from signalbox.monitors.engine.runner import MonitorRunner
-    from signalbox.monitors.state.records import HistoryEntry
+    from signalbox.monitors.outbox.delivery import Delivery
+    from signalbox.monitors.state.records import Ack, HistoryEntry, Silence
     from signalbox.monitors.status import StatusReport
+    from signalbox.server.auth.store import TokenStore
     from signalbox.storage.database import Database
 
 
@@ -48,11 +51,28 @@ class MonitorStatusSource(Protocol):
     def history(self, name: str, *, since_ms: int, limit: int) -> list[HistoryEntry]: ...
 
 
+class MonitorWrites(Protocol):
+    """What operators do to monitors over HTTP (:mod:`signalbox.monitors.operate`); ``by``
+    is the caller as the audit trail names it."""
+
+    def silence(
+        self, name: str, *, seconds: float, reason: str, matchers: Labels, by: str, now_ms: int
+    ) -> Silence: ...
+
+    def unsilence(self, name: str, *, by: str, now_ms: int) -> list[Silence]: ...
+
+    def acknowledge(self, name: str, *, reason: str, by: str, now_ms: int) -> list[Ack]: ...
+
+    def drill(self, name: str, *, by: str, now_ms: int) -> list[Delivery]: ...
+
+
 class RunnerStatus:
-    """:class:`MonitorStatusSource` over a :class:`MonitorRunner` that never runs a pass.
+    """:class:`MonitorStatusSource` and :class:`MonitorWrites` over a :class:`MonitorRunner`
+    that never runs a pass (``serve``'s loop runs passes with a runner of its own).
 
     The runner's file cache is not meant for concurrent use, so requests take turns; a
-    status read is a few small queries, so the lock costs nothing noticeable.
+    status read or a write is a few small queries, so the lock costs nothing noticeable.
+    A drill's deliveries (network calls) run outside it.
     """
 
     def __init__(self, runner: MonitorRunner) -> None:
@@ -69,6 +89,39 @@ class RunnerStatus:
         with self._lock:
             return self.runner.state.history(name, since_ms=since_ms, limit=limit)
 
+    def silence(
+        self, name: str, *, seconds: float, reason: str, matchers: Labels, by: str, now_ms: int
+    ) -> Silence:
+        from signalbox.monitors import operate
+
+        with self._lock:
+            return operate.silence(
+                self.runner,
+                name,
+                seconds=seconds,
+                reason=reason,
+                matchers=matchers,
+                by=by,
+                now_ms=now_ms,
+            )
+
+    def unsilence(self, name: str, *, by: str, now_ms: int) -> list[Silence]:
+        from signalbox.monitors import operate
+
+        with self._lock:
+            return operate.unsilence(self.runner, name, by=by, now_ms=now_ms)
+
+    def acknowledge(self, name: str, *, reason: str, by: str, now_ms: int) -> list[Ack]:
+        from signalbox.monitors import operate
+
+        with self._lock:
+            return operate.acknowledge(self.runner, name, reason=reason, by=by, now_ms=now_ms)
+
+    def drill(self, name: str, *, by: str, now_ms: int) -> list[Delivery]:
+        with self._lock:
+            entries = self.runner.queue_drill(self.runner.monitor(name), now_ms, by=by)
+        return self.runner.deliver_drill(entries, now_ms)
+
 
 @dataclass(frozen=True, slots=True)
 class Services:
@@ -82,6 +135,9 @@ class Services:
             monitors area (the index then shows none).
         ready: what ``/-/ready`` probes, in order; empty means always ready.
         limits: what one query over HTTP may cost (``[query]``), and how many run at once.
+        monitor_writes: silences, acks and drills over HTTP; None: those routes answer 404.
+        tokens: API tokens; with them the app resolves callers
+            (:mod:`signalbox.server.auth`), without them its write routes refuse everyone.
     """
 
     metrics: MetricReader
@@ -90,6 +146,8 @@ class Services:
     monitors: MonitorStatusSource | None = None
     ready: tuple[ReadyCheck, ...] = ()
     limits: QueryLimits = field(default_factory=QueryLimits)
+    monitor_writes: MonitorWrites | None = None
+    tokens: TokenStore | None = None
 
     @classmethod
     def over(
@@ -101,10 +159,21 @@ class Services:
         monitors: MonitorStatusSource | None = None,
         ready: tuple[ReadyCheck, ...] = (),
         limits: QueryLimits | None = None,
+        monitor_writes: MonitorWrites | None = None,
+        tokens: TokenStore | None = None,
     ) -> Services:
         """Services over one metric store, with the query engine built for it."""
         engine = Engine(metrics, coarsest_resolution_s=coarsest_resolution_s)
-        return cls(metrics, engine, clock, monitors, ready, limits or QueryLimits())
+        return cls(
+            metrics,
+            engine,
+            clock,
+            monitors,
+            ready,
+            limits or QueryLimits(),
+            monitor_writes,
+            tokens,
+        )
 
     def now_ms(self) -> int:
         return int(self.clock.now() * 1000)

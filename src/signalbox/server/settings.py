@@ -1,6 +1,10 @@
-"""The server area's settings: ``[server]`` (where ``serve`` listens unless told otherwise, and
-the resident memory past which ``serve`` and ``agent`` log a warning: ``memory_warn_bytes``,
-0 for never)."""
+"""The server area's settings: ``[server]`` (where ``serve`` listens unless told otherwise, the
+resident memory past which ``serve`` and ``agent`` log a warning: ``memory_warn_bytes``, 0 for
+never, and ``auth``: who needs a token).
+
+``auth = "writes"`` (the default): writes need a token, reads are open to loopback
+connections. ``auth = "required"``: every request but the health checks needs a token;
+``serve`` listens beyond loopback only then (:mod:`signalbox.server.auth`)."""
 
 from __future__ import annotations
 
@@ -21,6 +25,10 @@ class ServerTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8910
     memory_warn_bytes: int = 0
+    auth: str = "writes"
+
+
+AUTH_MODES = ("writes", "required")
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,11 @@ class ServerSettings:
     host: str
     port: int
     memory_warn_bytes: int = 0
+    auth: str = "writes"
+
+    @property
+    def reads_need_token(self) -> bool:
+        return self.auth == "required"
 
 
 def server_settings(src: Source, raw: Mapping[str, Any]) -> ServerSettings:
@@ -39,4 +52,11 @@ def server_settings(src: Source, raw: Mapping[str, Any]) -> ServerSettings:
         raise src.error(
             "server.memory_warn_bytes", server.memory_warn_bytes, "bytes, or 0 for no warning"
         )
-    return ServerSettings(server.host, server.port, server.memory_warn_bytes)
+    if server.auth not in AUTH_MODES:
+        raise src.error(
+            "server.auth",
+            server.auth,
+            '"writes" (tokens for writes, reads open on loopback) or "required" (tokens '
+            "for reads too)",
+        )
+    return ServerSettings(server.host, server.port, server.memory_warn_bytes, server.auth)

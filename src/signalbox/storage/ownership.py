@@ -73,6 +73,7 @@ SIGNALBOX_TABLES = frozenset(
         "monitor_history",
         "monitor_silences",
         "monitor_acks",
+        "api_tokens",
     }
 )
 """The tables signalbox's migrations create (a test keeps this list complete), besides the

@@ -3,12 +3,24 @@
 ``GET /api/v1/monitors``: every monitor with its series, silences, lint errors and the
 outbox, exactly the JSON of ``signalbox monitors status --json``.
 ``GET /api/v1/monitors/{name}?since=1d&limit=100``: one monitor and its newest history.
+
+Writes (an ``operate`` token, :func:`signalbox.server.auth.middleware.require`), each
+recorded in the monitor's history with the token as who did it, as the CLI commands of the
+same names record the user:
+
+* ``POST /api/v1/monitors/{name}/silence`` ``{"duration": "2h", "reason": "...",
+  "series": {"shard": "7"}}`` (``series`` optional, or ``"shard=7,host=web1"`` as the
+  CLI's ``--series``; ``duration`` a duration or seconds);
+* ``POST /api/v1/monitors/{name}/unsilence``: ends every active silence;
+* ``POST /api/v1/monitors/{name}/ack`` ``{"reason": "..."}``;
+* ``POST /api/v1/monitors/{name}/drill``: a TEST notification through its notifiers now.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,9 +28,12 @@ from starlette.routing import BaseRoute, Route
 
 from signalbox.durations import parse_duration
 from signalbox.exceptions import NotFoundError, UsageError
-from signalbox.monitors.status import history_json
-from signalbox.server.api import ok
-from signalbox.server.services import MonitorStatusSource, services
+from signalbox.monitors import operate
+from signalbox.monitors.status import ack_json, history_json, silence_json
+from signalbox.server.api import ok, read_json
+from signalbox.server.auth.middleware import require
+from signalbox.server.auth.roles import Role
+from signalbox.server.services import MonitorStatusSource, MonitorWrites, services
 
 MAX_HISTORY = 1000
 
@@ -82,9 +97,92 @@ async def one_monitor(request: Request) -> Response:
     return ok(await run_in_threadpool(read))
 
 
-def routes() -> list[BaseRoute]:
-    """This area's routes, relative to ``/api/v1``."""
-    return [
+class SilenceBody(msgspec.Struct, forbid_unknown_fields=True):
+    duration: str | float
+    reason: str
+    series: dict[str, str] | str | None = None
+
+
+class AckBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str
+
+
+class NoBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Unsilence and drill take no fields (an empty body or ``{}``)."""
+
+
+def _writes(request: Request) -> MonitorWrites:
+    found = services(request).monitor_writes
+    if found is None:  # mounted only with writes; a guard, not a path
+        raise NotFoundError("area", "monitor writes", "this server has no monitor store")
+    return found
+
+
+async def silence(request: Request) -> Response:
+    who = require(request, Role.OPERATE).who
+    body = await read_json(request, SilenceBody)
+    seconds = operate.positive_duration(body.duration, "duration")
+    reason = operate.check_reason(body.reason, "reason")
+    matchers = operate.parse_matchers(body.series, "series")
+    name, writes, now = str(request.path_params["name"]), _writes(request), _now(request)
+    s = await run_in_threadpool(
+        lambda: writes.silence(
+            name, seconds=seconds, reason=reason, matchers=matchers, by=who, now_ms=now
+        )
+    )
+    return ok({"monitor": name, "silence": silence_json(s)})
+
+
+async def unsilence(request: Request) -> Response:
+    who = require(request, Role.OPERATE).who
+    await read_json(request, NoBody)
+    name, writes, now = str(request.path_params["name"]), _writes(request), _now(request)
+    ended = await run_in_threadpool(lambda: writes.unsilence(name, by=who, now_ms=now))
+    return ok({"monitor": name, "ended": [silence_json(s) for s in ended]})
+
+
+async def ack(request: Request) -> Response:
+    who = require(request, Role.OPERATE).who
+    body = await read_json(request, AckBody)
+    reason = operate.check_reason(body.reason, "reason")
+    name, writes, now = str(request.path_params["name"]), _writes(request), _now(request)
+    acks = await run_in_threadpool(
+        lambda: writes.acknowledge(name, reason=reason, by=who, now_ms=now)
+    )
+    return ok({"monitor": name, "acknowledged": [ack_json(a) for a in acks]})
+
+
+async def drill(request: Request) -> Response:
+    who = require(request, Role.OPERATE).who
+    await read_json(request, NoBody)
+    name, writes, now = str(request.path_params["name"]), _writes(request), _now(request)
+    deliveries = await run_in_threadpool(lambda: writes.drill(name, by=who, now_ms=now))
+    return ok(
+        {
+            "monitor": name,
+            "deliveries": [
+                {"notifier": d.entry.notifier, "outcome": d.outcome, "error": d.error or None}
+                for d in deliveries
+            ],
+        }
+    )
+
+
+def _now(request: Request) -> int:
+    return services(request).now_ms()
+
+
+def routes(*, writes: bool = False) -> list[BaseRoute]:
+    """This area's routes, relative to ``/api/v1`` (``writes``: the POST routes too)."""
+    out: list[BaseRoute] = [
         Route("/monitors", list_monitors, methods=["GET"]),
         Route("/monitors/{name}", one_monitor, methods=["GET"]),
     ]
+    if writes:
+        out += [
+            Route("/monitors/{name}/silence", silence, methods=["POST"]),
+            Route("/monitors/{name}/unsilence", unsilence, methods=["POST"]),
+            Route("/monitors/{name}/ack", ack, methods=["POST"]),
+            Route("/monitors/{name}/drill", drill, methods=["POST"]),
+        ]
+    return out

@@ -80,7 +80,7 @@ def create_app(
                 f"{m.cls.__name__} is a BaseHTTPMiddleware; give create_app pure ASGI middleware"
             )
     routes: list[BaseRoute] = [
-        Route("/", dashboard.index),
+        *dashboard.routes(),
         Route("/metrics", exposition.metrics),
         Route("/-/healthy", health.healthy),
         Route("/-/ready", health.ready),

@@ -1,0 +1,162 @@
+"""The dashboard in a real browser: Debian's chromium, headless, driven by Playwright (its
+``executable_path``: nothing is downloaded), against a real ``signalbox serve``.
+
+Screenshots of the pages land in ``test-artifacts/`` (``SIGNALBOX_ARTIFACTS`` elsewhere),
+for people to look at; the tests assert on the DOM, not on pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.helpers import free_port
+from tests.serving import fetch, serve_process, wait_for
+
+pytestmark = pytest.mark.peer("chromium")
+
+ARTIFACTS = Path(
+    os.environ.get("SIGNALBOX_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts")
+)
+# a label value that would run script if it reached the page as HTML, in any of the ways a
+# page can take it (element text, attribute, Plotly's legend, which reads a little HTML)
+HOSTILE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script>"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A serve collecting every second from a spool holding a counter and a hostile label."""
+    root = tmp_path_factory.mktemp("dash")
+    port = free_port()
+    (root / "signalbox.toml").write_text(
+        f'host = "web1"\n[collect]\ninterval = "1s"\n[server]\nport = {port}\n'
+        "[statsd]\nenabled = false\n"
+    )
+    spool = root / ".signalbox" / "spool"
+    spool.mkdir(parents=True)
+    escaped = HOSTILE.replace("\\", "\\\\").replace('"', '\\"')
+    (spool / "app.metrics").write_text(
+        f'requests_total{{path="/home"}}=10\nrequests_total{{path="/api"}}=3\n'
+        f'xss_probe{{evil="{escaped}"}}=1\n'
+    )
+    with serve_process(root, port) as base:
+
+        def stored() -> bool:  # a few passes: every series has a line, not a lone point
+            got = 0
+            for name in ("requests_total", "xss_probe"):
+                q = f"count_over_time({name}[1m]) >= 3"
+                status, text = fetch(base + "/api/v1/query?query=" + q.replace(" ", "%20"))
+                got += len(json.loads(text)["data"]["result"]) if status == 200 else 0
+            return got == 3
+
+        wait_for(stored)
+        yield base
+
+
+def _page(browser: Any) -> Any:
+    page = browser.new_page(viewport={"width": 1280, "height": 860})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.errors = errors
+    return page
+
+
+def _shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def test_the_explorer_draws_the_query_in_the_url_as_a_chart(browser: Any, served: str) -> None:
+    page = _page(browser)
+    page.goto(served + "/explore?query=requests_total&range=15m")
+    page.wait_for_function("Number(document.getElementById('chart').dataset.points) >= 6")
+    assert page.locator("#chart").get_attribute("data-series") == "2"
+    # Plotly drew two lines with real points, and a legend naming both series
+    page.wait_for_selector("#chart .scatterlayer .trace path.js-line", state="attached")
+    lines = page.locator("#chart .scatterlayer .trace path.js-line")
+    assert lines.count() == 2
+    assert all("L" in (lines.nth(i).get_attribute("d") or "") for i in range(2))  # segments
+    legend = page.locator("#chart .legendtext").all_text_contents()
+    assert sorted(legend) == [
+        'requests_total{host="web1", path="/api"}',
+        'requests_total{host="web1", path="/home"}',
+    ], legend
+    assert "2 series" in page.locator("#status").inner_text()
+    # the view is shareable: the form's state is in the URL
+    page.select_option("#range", "1h")
+    page.wait_for_function("location.search.includes('range=1h')")
+    assert "query=requests_total" in page.url
+    _shot(page, "explore.png")
+    assert page.errors == []
+
+
+def test_a_query_error_is_shown_not_thrown(browser: Any, served: str) -> None:
+    page = _page(browser)
+    page.goto(served + "/explore?query=" + "rate(requests_total)")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Error')")
+    assert "rate" in page.locator("#status").inner_text()
+    assert page.errors == []
+
+
+def test_a_script_in_a_label_value_does_not_run(browser: Any, served: str) -> None:
+    page = _page(browser)
+    page.goto(served + "/explore?query=xss_probe&range=15m")
+    page.wait_for_function("Number(document.getElementById('chart').dataset.points) >= 1")
+    page.wait_for_selector("#chart .legendtext")
+    page.locator("details.labels summary").click()
+    page.wait_for_selector("#label-browser .chip")
+    page.wait_for_timeout(300)  # an onerror handler would have fired by now
+    assert page.evaluate("window.__pwned") is None
+    # shown as text, everywhere it is shown
+    assert HOSTILE in (page.locator("#chart .legendtext").text_content() or "")
+    assert HOSTILE in page.locator("#label-browser").inner_text()
+    assert page.locator("#chart img, #label-browser img, #chart script").count() == 0
+    assert page.errors == []
+
+
+def test_the_overview_lists_metrics_linking_to_the_explorer(browser: Any, served: str) -> None:
+    page = _page(browser)
+    page.goto(served + "/")
+    link = page.locator("ul.names a", has_text="requests_total")
+    assert link.get_attribute("href") == "/explore?query=requests_total"
+    assert page.locator(".card .big").first.inner_text() == "0"  # nothing firing
+    _shot(page, "overview.png")
+    page.emulate_media(color_scheme="dark")
+    _shot(page, "overview-dark.png")
+    assert page.evaluate("window.__pwned") is None
+    assert page.errors == []
+
+
+def test_static_files_are_a_fixed_set(served: str) -> None:
+    status, body = fetch(served + "/static/plotly.min.js")
+    assert status == 200 and "plotly" in body[:2000].lower()
+    for name in ("..%2f..%2fpyproject.toml", "..%2Fapp.py", "missing.js", "%2e%2e"):
+        status, body = fetch(served + "/static/" + name)
+        assert status == 404, (name, status)
+        assert json.loads(body)["errorType"] == "not_found"

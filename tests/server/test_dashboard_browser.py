@@ -160,3 +160,100 @@ def test_static_files_are_a_fixed_set(served: str) -> None:
         status, body = fetch(served + "/static/" + name)
         assert status == 404, (name, status)
         assert json.loads(body)["errorType"] == "not_found"
+
+
+DISK_MONITOR = """\
+# the disk monitor, as reviewed
+- name: disk_full
+  description: "Disk <img src=x onerror=window.__pwned=3> fills up"
+  owner: ops
+  runbook: https://wiki.example/disk
+  query: max by (mount) (disk_used_ratio)
+  warning: "> 0.8"
+  critical: "> 0.9"
+- name: other
+  description: another monitor, after it in the file
+  query: disk_used_ratio
+  warning: "> 2"
+"""
+
+
+@pytest.fixture(scope="module")
+def firing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A serve whose disk monitor is CRITICAL."""
+    root = tmp_path_factory.mktemp("mon")
+    port = free_port()
+    (root / "signalbox.toml").write_text(
+        f'host = "web1"\n[collect]\ninterval = "1s"\n[monitors]\ninterval = "1s"\n'
+        f"[server]\nport = {port}\n[statsd]\nenabled = false\n"
+    )
+    spool = root / ".signalbox" / "spool"
+    spool.mkdir(parents=True)
+    (spool / "disk.metrics").write_text('disk_used_ratio{mount="/var"}=0.97\n')
+    (root / "monitors").mkdir()
+    (root / "monitors" / "disk.yaml").write_text(DISK_MONITOR)
+    with serve_process(root, port) as base:
+
+        def critical() -> bool:
+            status, text = fetch(base + "/api/v1/monitors")
+            if status != 200:
+                return False
+            states = {m["name"]: m["state"] for m in json.loads(text)["data"]["monitors"]}
+            return states.get("disk_full") == "CRITICAL"
+
+        wait_for(critical)
+        yield base
+
+
+def test_a_firing_monitor_shows_its_thresholds_history_and_source(
+    browser: Any, firing: str
+) -> None:
+    page = _page(browser)
+    page.goto(firing + "/")
+    page.locator("table.grid a", has_text="disk_full").first.click()
+    page.wait_for_url("**/monitors/disk_full")
+    assert page.locator("h1.title .state").inner_text() == "CRITICAL"
+    # the query's chart, with the warning and critical lines on it
+    page.wait_for_function("Number(document.getElementById('chart').dataset.thresholds) === 2")
+    notes = page.locator("#chart .annotation-text").all_text_contents()
+    assert sorted(notes) == ["critical > 0.9", "warning > 0.8"], notes
+    assert "OK → CRITICAL" in page.locator("#history").inner_text()
+    source = page.locator("pre.source").inner_text()
+    assert source.startswith("- name: disk_full") and 'critical: "> 0.9"' in source
+    assert "name: other" not in source  # only its own lines
+    # hostile text in the definition is text
+    assert "<img src=x" in page.locator("main > p").nth(1).inner_text()
+    assert page.locator("main img").count() == 0
+    assert (
+        page.locator("a", has_text="runbook").get_attribute("href") == "https://wiki.example/disk"
+    )
+    _shot(page, "monitor.png")
+    # a replay over the last day, from the page
+    page.select_option("select[name=backtest]", "1d")
+    page.locator("form[action='/monitors/disk_full'] button").click()
+    page.wait_for_url("**backtest=1d")
+    assert "1 incident" in page.locator("main").inner_text()
+    assert page.locator("#backtest td .state").first.inner_text() == "CRITICAL"
+    assert page.evaluate("window.__pwned") is None
+    assert page.errors == []
+
+
+def test_a_write_without_credentials_is_refused_on_the_page(browser: Any, firing: str) -> None:
+    """Writes need an operate token or a signed-in user even on loopback: the button says so
+    and nothing changes."""
+    page = _page(browser)
+    page.goto(firing + "/monitors/disk_full")
+    page.fill("#act-silence input[name=reason]", "disk swap tonight")
+    page.locator("#act-silence button").click()
+    page.wait_for_function("document.getElementById('act-status').textContent.includes('refused')")
+    assert "(401)" in page.locator("#act-status").inner_text()
+    status, text = fetch(firing + "/api/v1/monitors")
+    assert status == 200
+    [disk] = [m for m in json.loads(text)["data"]["monitors"] if m["name"] == "disk_full"]
+    assert disk["silences"] == []
+    assert page.errors == []
+
+
+def test_an_unknown_monitor_page_is_a_404_naming_the_known_ones(firing: str) -> None:
+    status, body = fetch(firing + "/monitors/nope")
+    assert status == 404 and "disk_full" in body

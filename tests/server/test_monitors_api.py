@@ -122,7 +122,7 @@ def test_index_shows_monitor_states_from_the_store_worst_first_escaped(
     assert var_row < script_row  # CRITICAL before OK within a monitor
     assert page.index(">disk_full<") < page.index(">never_run<")  # evaluated before not yet
     assert "not evaluated yet" in page
-    assert 'href="/api/v1/monitors/disk_full"' in page
+    assert 'href="/monitors/disk_full"' in page
     assert "disk_used_ratio" in page and "queue_wait_seconds" in page  # the metric list
 
 

@@ -27,8 +27,9 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from signalbox import __version__
-from signalbox.exceptions import NotFoundError, SignalboxError
+from signalbox.exceptions import NotFoundError, SignalboxError, UsageError
 from signalbox.metrics.samples import format_series
+from signalbox.monitors.definitions.threshold import format_number
 from signalbox.monitors.notify.notification import rfc3339
 from signalbox.monitors.status import StatusReport
 from signalbox.server.services import Services, services
@@ -226,12 +227,13 @@ def index_page(svc: Services, demo: bool) -> str:
     )
 
 
-def page(template: str, name: str, demo: bool, **values: object) -> str:
-    """A page of the dashboard: ``template`` inside ``base.html``'s frame."""
+def page(template: str, current: str, demo: bool, /, **values: object) -> str:
+    """A page of the dashboard: ``template`` inside ``base.html``'s frame (``current``: the
+    navigation entry to mark)."""
     return (
         templates()
         .get_template(template)
-        .render(version=__version__, demo=demo, page=name, **values)
+        .render(version=__version__, demo=demo, page=current, **values)
     )
 
 
@@ -253,10 +255,126 @@ async def explore(request: Request) -> Response:
     )  # fmt: skip
 
 
+# -- a monitor's page -----------------------------------------------------------------------
+_BACKTEST_RANGES = {"1d": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
+_HISTORY_SHOWN = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
+    series: str
+    labels: dict[str, str]
+    state: str
+    since: str
+    ago: str
+    value: str
+    reason: str
+    muted: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    at: str
+    ago: str
+    at_ms: int
+    series: str
+    labels: dict[str, str]
+    event: str
+    to_state: str
+    what: str
+    reason: str
+
+
+def monitor_page_data(svc: Services, name: str, backtest: str | None) -> dict[str, object]:
+    """Everything the monitor page shows, as plain data (the template lays it out)."""
+    src = svc.monitors
+    if src is None:
+        raise NotFoundError("area", "monitors", "this server has no monitor store")
+    now = svc.now_ms()
+    report = src.status(now)
+    status = next((m for m in report.monitors if m.name == name), None)
+    definition = getattr(src, "definition", None)
+    monitor, source = definition(name) if definition is not None else (None, "")
+    if status is None and monitor is None:
+        known = ", ".join(sorted(m.name for m in report.monitors)) or "none"
+        raise NotFoundError("monitor", name, f"known: {known}")
+    series = [
+        SeriesRow(
+            format_series("", s.labels), dict(s.labels), s.state.value,
+            rfc3339(s.since_ms / 1000) if s.since_ms else "",
+            ago(s.since_ms, now) if s.since_ms else "",
+            "" if s.value is None else format_number(s.value), s.reason,
+            ", ".join(x for x in (s.silenced and f"silenced: {s.silenced}",
+                                  s.acknowledged and f"acked: {s.acknowledged}") if x),
+        )
+        for s in sorted(status.series if status else [], key=lambda s: (-s.state.severity, s.labels))
+    ]  # fmt: skip
+    entries = src.history(name, since_ms=now - 7 * _DAY_MS, limit=_HISTORY_SHOWN)
+    history = [
+        HistoryRow(
+            rfc3339(e.at_ms / 1000), ago(e.at_ms, now), e.at_ms, format_series("", e.labels),
+            dict(e.labels), e.event, e.to_state.value if e.to_state else "",
+            (f"{e.from_state.value if e.from_state else '-'} → {e.to_state.value}"
+             if e.event == "state" and e.to_state else e.event),
+            e.reason,
+        )
+        for e in entries
+    ]  # fmt: skip
+    rule = monitor.rule() if monitor is not None else None
+    thresholds = {}
+    if rule is not None:
+        for level in ("warning", "critical", "recover"):
+            t = getattr(rule, level)
+            if t is not None:
+                thresholds[level] = {"op": t.op, "value": t.value}
+    result: dict[str, object] = {
+        "name": name,
+        "state": status.state.value if status else "-",
+        "monitor": monitor,
+        "kind": status.kind if status else "",
+        "source": source,
+        "series": series,
+        "history": history,
+        "silences": status.silences if status else [],
+        "query": rule.subject if rule is not None else "",
+        "thresholds": thresholds,
+        "history_json": [
+            {"at": h.at_ms, "series": h.series, "state": h.to_state, "event": h.event}
+            for h in history
+        ],
+        "backtest_ranges": list(_BACKTEST_RANGES),
+        "backtest": None,
+        "backtest_range": backtest or "",
+    }
+    if backtest:
+        since = _BACKTEST_RANGES.get(backtest)
+        if since is None:
+            raise UsageError(
+                f"invalid parameter 'backtest': expected one of {', '.join(_BACKTEST_RANGES)}, "
+                f"got {backtest!r}"
+            )
+        run = getattr(src, "backtest", None)
+        if run is None:
+            raise UsageError("this server does not backtest monitors")
+        doc = run(name, since_s=since, now_ms=now).to_json()
+        result["backtest"] = next(iter(doc.get("monitors", [])), None)
+        result["backtest_window"] = (rfc3339(doc["start"]), rfc3339(doc["end"]), doc["step_s"])
+    return result
+
+
+async def monitor_page(request: Request) -> Response:
+    demo: bool = request.app.state.options.demo
+    name = str(request.path_params["name"])
+    backtest = request.query_params.get("backtest")
+    data = await run_in_threadpool(monitor_page_data, services(request), name, backtest)
+    return HTMLResponse(page("monitor.html", "monitor", demo, **data))
+
+
 # -- static files ------------------------------------------------------------------------
 _OWN_STATIC = {
     "signalbox.css": "text/css",
     "explore.js": "text/javascript",
+    "monitor.js": "text/javascript",
     "theme.js": "text/javascript",
 }
 
@@ -293,5 +411,6 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/", index),
         Route("/explore", explore),
+        Route("/monitors/{name}", monitor_page),
         Route("/static/{name}", static),
     ]

@@ -89,7 +89,7 @@ def build_services(
     (``damage``) the start-up integrity check found nothing."""
     from signalbox.monitors.engine.runner import MonitorRunner
 
-    runner = RunnerStatus(MonitorRunner.from_settings(settings, store, store.db))
+    runner = RunnerStatus(MonitorRunner.from_settings(settings, store, store.db), settings)
     return Services.over(
         store,
         clock=store.clock,

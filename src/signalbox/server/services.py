@@ -11,17 +11,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import HTTPConnection
 
 from signalbox.clock import Clock
+from signalbox.exceptions import UsageError
 from signalbox.limits import QueryLimits
 from signalbox.metrics.store import MetricReader
 from signalbox.query import Engine
 
 if TYPE_CHECKING:
+    from signalbox.config import Settings
     from signalbox.metrics.samples import Labels
+    from signalbox.monitors.backtest import BacktestReport
+    from signalbox.monitors.definitions.model import Monitor
     from signalbox.monitors.engine.runner import MonitorRunner
     from signalbox.monitors.outbox.delivery import Delivery
     from signalbox.monitors.state.records import Ack, HistoryEntry, Silence
@@ -75,9 +80,43 @@ class RunnerStatus:
     A drill's deliveries (network calls) run outside it.
     """
 
-    def __init__(self, runner: MonitorRunner) -> None:
+    def __init__(self, runner: MonitorRunner, settings: Settings | None = None) -> None:
         self.runner = runner
+        self.settings = settings  # what a backtest replays with (None: no backtests)
         self._lock = threading.Lock()
+
+    def definition(self, name: str) -> tuple[Monitor, str]:
+        """The loaded monitor ``name`` and its YAML text as written in its file (the lines
+        from its own to the next monitor's of that file).
+
+        Raises:
+            NotFoundError: no loaded monitor of that name.
+        """
+        from signalbox.monitors.definitions.source import monitor_source
+
+        with self._lock:
+            loaded = self.runner.load()
+            m = self.runner.monitor(name, loaded)
+        return m, monitor_source(m, loaded.monitors)
+
+    def backtest(self, name: str, *, since_s: float, now_ms: int) -> BacktestReport:
+        """Replay monitor ``name`` over the last ``since_s`` of stored history.
+
+        Raises:
+            NotFoundError: no loaded monitor of that name.
+            UsageError: this server replays no monitors (no settings given).
+        """
+        from signalbox.monitors.backtest import BacktestRequest, run
+
+        m, _ = self.definition(name)
+        if self.settings is None or not m.file:
+            raise UsageError(f"monitor {name!r} cannot be backtested here")
+        request = BacktestRequest(Path(m.file), since_s=since_s, names=(name,), until_ms=now_ms)
+        from signalbox.metrics.sql.store import SQLMetricStore
+
+        store = self.runner.metric_store
+        mine = store if isinstance(store, SQLMetricStore) else None
+        return run(request, self.settings, store=mine)
 
     def status(self, now_ms: int) -> StatusReport:
         from signalbox.monitors.status import build_status

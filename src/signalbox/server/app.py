@@ -25,7 +25,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from signalbox.server import dashboard, exposition, health
-from signalbox.server.api import monitors, prom
+from signalbox.server.api import monitors, openapi, prom
 from signalbox.server.auth.middleware import AuthMiddleware
 from signalbox.server.errors import EXCEPTION_HANDLERS, ErrorShapeMiddleware
 from signalbox.server.querygate import QueryGate
@@ -85,6 +85,7 @@ def create_app(
         Route("/-/healthy", health.healthy),
         Route("/-/ready", health.ready),
         Mount("/api/v1", routes=api_routes(services)),
+        Route("/openapi.json", openapi.endpoint),
     ]
     options = options or AppOptions()
     auth: list[Middleware] = []

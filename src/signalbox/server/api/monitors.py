@@ -2,6 +2,8 @@
 
 ``GET /api/v1/monitors``: every monitor with its series, silences, lint errors and the
 outbox, exactly the JSON of ``signalbox monitors status --json``.
+``GET /api/v1/monitors?limit=50&offset=0``: a page of them (the same JSON, its
+``monitors`` cut, with ``total`` and ``next_offset``, null on the last page).
 ``GET /api/v1/monitors/{name}?since=1d&limit=100``: one monitor and its newest history.
 
 Writes (an ``operate`` token, :func:`signalbox.server.auth.middleware.require`), each
@@ -36,6 +38,9 @@ from signalbox.server.auth.roles import Role
 from signalbox.server.services import MonitorStatusSource, MonitorWrites, services
 
 MAX_HISTORY = 1000
+MAX_SINCE_S = 1000 * 365 * 86400.0
+"""A ``since`` or a silence's ``duration`` past a thousand years is refused: the store
+keeps 64-bit milliseconds, and ``now`` plus or minus ~292,000 years overflows them."""
 
 
 def _source(request: Request) -> MonitorStatusSource:
@@ -50,9 +55,12 @@ def parse_since(text: str | None) -> float:
     if text is None or text == "":
         return 86400.0
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError as e:
         raise UsageError(f"invalid parameter 'since': {e}") from None
+    if not seconds <= MAX_SINCE_S:  # NaN or inf too: the window's start must fit 64 bits
+        raise UsageError(f"invalid parameter 'since': {text[:40]!r} is out of range")
+    return seconds
 
 
 def parse_limit(text: str | None) -> int:
@@ -69,10 +77,30 @@ def parse_limit(text: str | None) -> int:
     return n
 
 
+def parse_offset(text: str | None) -> int:
+    if text is None or text == "":
+        return 0
+    if not (text.isascii() and text.isdigit()):
+        raise UsageError(
+            f"invalid parameter 'offset': expected a whole number >= 0, got {text[:40]!r}"
+        )
+    return int(text)
+
+
 async def list_monitors(request: Request) -> Response:
+    q = request.query_params
+    limit = parse_limit(q.get("limit")) if q.get("limit") else None
+    offset = parse_offset(q.get("offset"))
     src, now = _source(request), services(request).now_ms()
     report = await run_in_threadpool(src.status, now)
-    return ok(report.to_dict())
+    data = report.to_dict()
+    if limit is not None or offset:  # a page: the same shape, and where the next one starts
+        total = len(data["monitors"])
+        end = total if limit is None else offset + limit
+        data["monitors"] = data["monitors"][offset:end]
+        data["total"] = total
+        data["next_offset"] = end if end < total else None
+    return ok(data)
 
 
 async def one_monitor(request: Request) -> Response:
@@ -122,6 +150,8 @@ async def silence(request: Request) -> Response:
     who = require(request, Role.OPERATE).who
     body = await read_json(request, SilenceBody)
     seconds = operate.positive_duration(body.duration, "duration")
+    if seconds > MAX_SINCE_S:  # until_ms must fit the store's 64-bit milliseconds
+        raise UsageError(f"duration: at most 1000 years, got {body.duration!r}")
     reason = operate.check_reason(body.reason, "reason")
     matchers = operate.parse_matchers(body.series, "series")
     name, writes, now = str(request.path_params["name"]), _writes(request), _now(request)

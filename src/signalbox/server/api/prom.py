@@ -1,7 +1,8 @@
 """The Prometheus-compatible read API (query, query_range, series, labels, metadata).
 
 Same response shapes as Prometheus' HTTP API, so Grafana's Prometheus data source, promtool
-and existing scripts can read signalbox directly.
+and existing scripts can read signalbox directly; the same ``limit`` on series, labels and
+label values too (non-negative, 0 for none, a warning when it cut), as Prometheus has it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime as dt
 import math
 import platform
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -21,7 +23,7 @@ from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
 from signalbox.metrics.samples import Labels, Matcher
 from signalbox.query import QueryResult, VectorSelector, parse_expr
-from signalbox.server.api import ok, success_body
+from signalbox.server.api import success_body
 from signalbox.server.querygate import QueryGate
 from signalbox.server.services import Services, services
 
@@ -122,7 +124,38 @@ def _answer(
     out = fn(svc, p, now)
     if isinstance(out, QueryResult):
         return success_body(out.to_prometheus(), out.warnings)
+    if isinstance(out, Listing):
+        return success_body(out.items, out.warnings)
     return success_body(out)
+
+
+TRUNCATED = "results truncated due to limit"
+"""Prometheus' warning when ``limit`` cut a list short (Grafana looks for this text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A list answer and the warnings beside it (``data`` stays the bare list)."""
+
+    items: list[Any]
+    warnings: tuple[str, ...] = ()
+
+
+def _listing(items: list[Any], p: dict[str, Any]) -> Listing:
+    """``items`` cut to the ``limit`` parameter (0 or absent: all), as Prometheus cuts
+    /series, /labels and /label/NAME/values: non-negative, a warning when it cut."""
+    text = first(p, "limit")
+    limit = 0
+    if text:
+        try:
+            limit = int(text)
+        except ValueError:
+            raise BadRequest(f"invalid parameter 'limit': {text!r} is not an integer") from None
+        if limit < 0:
+            raise BadRequest("invalid parameter 'limit': limit must be non-negative")
+    if limit and len(items) > limit:
+        return Listing(items[:limit], (TRUNCATED,))
+    return Listing(items)
 
 
 def gate(request: Request) -> QueryGate:
@@ -206,21 +239,24 @@ def _selected(svc: Services, p: dict[str, Any]) -> list[tuple[str, Labels]]:
     return list(seen)
 
 
-def series(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
+def series(svc: Services, p: dict[str, Any], now_ms: int) -> Listing:
     if not p.get("match[]"):
         raise BadRequest("no match[] parameter provided")
-    return [{"__name__": n, **dict(labels)} for n, labels in _selected(svc, p)]
+    _listing([], p)  # a bad limit is refused before the store is read
+    return _listing([{"__name__": n, **dict(labels)} for n, labels in _selected(svc, p)], p)
 
 
-def labels(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
+def labels(svc: Services, p: dict[str, Any], now_ms: int) -> Listing:
+    _listing([], p)
     found = _selected(svc, p)
     names = {"__name__"} if found else set()
     for _, lbls in found:
         names.update(k for k, _ in lbls)
-    return sorted(names)
+    return _listing(sorted(names), p)
 
 
-def label_values(name: str, svc: Services, p: dict[str, Any]) -> Any:
+def label_values(name: str, svc: Services, p: dict[str, Any]) -> Listing:
+    _listing([], p)
     vals = set()
     for n, lbls in _selected(svc, p):
         if name == "__name__":
@@ -229,14 +265,14 @@ def label_values(name: str, svc: Services, p: dict[str, Any]) -> Any:
             d = dict(lbls)
             if name in d:
                 vals.add(d[name])
-    return sorted(vals)
+    return _listing(sorted(vals), p)
 
 
 async def label_values_endpoint(request: Request) -> Response:
     name = str(request.path_params["name"])
     p = await params(request)
-    data = await gate(request).run(label_values, name, services(request), p)
-    return ok(data)
+    found = await gate(request).run(label_values, name, services(request), p)
+    return Response(success_body(found.items, found.warnings), media_type="application/json")
 
 
 def buildinfo(svc: Services, p: dict[str, Any], now_ms: int) -> Any:

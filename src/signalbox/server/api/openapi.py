@@ -1,0 +1,759 @@
+"""``GET /openapi.json``: the HTTP API described as OpenAPI 3.1, built from the mounted routes.
+
+The description is data: one entry per ``(path, method)`` in :data:`OPERATIONS`, with the
+parameters, request bodies and responses (success *and* the error shape of
+:mod:`signalbox.server.errors`, for each status the route can answer) that the code in
+:mod:`~signalbox.server.api.prom`, :mod:`~signalbox.server.api.monitors`,
+:mod:`~signalbox.server.health` and :mod:`~signalbox.server.exposition` really has.
+:func:`document` walks the app's routes and describes those that are mounted (a server
+without a monitor store advertises no monitor routes), and :func:`undescribed` names every
+API route without an entry, so a new route without a description fails a test
+(``tests/server/test_openapi_fuzz.py``, which also fuzzes the app against this document
+with schemathesis).
+
+Which routes are the API: everything under ``/api/``, the health checks under ``/-/``,
+``/metrics`` and this document; pages (HTML for people) are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from signalbox import __version__
+from signalbox.monitors.operate import MAX_REASON_CHARS
+from signalbox.server.api import MAX_BODY_BYTES
+from signalbox.server.api.monitors import MAX_HISTORY
+from signalbox.server.api.prom import MAX_POINTS, MAX_TIME_S
+
+__all__ = ["ERROR_TYPES", "OPERATIONS", "api_operations", "document", "endpoint", "undescribed"]
+
+Schema = dict[str, Any]
+
+ERROR_TYPES: dict[int, tuple[str, ...]] = {
+    400: ("bad_data",),
+    401: ("unauthorized",),
+    403: ("forbidden",),
+    404: ("not_found",),
+    413: ("bad_data",),
+    415: ("bad_data",),
+    422: ("execution",),
+    503: ("unavailable", "timeout"),
+}
+"""The ``errorType`` each status carries, as :func:`signalbox.server.errors.classify` maps
+them (``internal``, a 500, is a bug and described nowhere: the fuzz test fails on it)."""
+
+WHY = {
+    400: "A parameter or the body is wrong; the message names it.",
+    401: 'No valid token: off loopback (or with `auth = "required"`) every request needs '
+    "one, writes always do; a garbage or revoked token is refused everywhere.",
+    403: "The token's role is too low for this route.",
+    404: "It names something that does not exist.",
+    413: f"The request body is over {MAX_BODY_BYTES} bytes.",
+    415: "The body is not `Content-Type: application/json`.",
+    422: "The query was valid but could not be executed (a sample limit).",
+    503: "The store is unavailable, or the query timed out or found the queue full.",
+}
+
+API_PREFIXES = ("/api/", "/-/")
+API_PATHS = frozenset({"/metrics", "/openapi.json"})
+
+# -- schemas ------------------------------------------------------------------------------
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+LABELS = {"type": "object", "additionalProperties": STR, "description": "label name -> value"}
+NUMBER_OR_SPECIAL = {
+    "anyOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "+Inf", "-Inf"]}],
+    "description": "a number; non-finite values spelled as Prometheus spells them",
+}
+STATES = ["OK", "WARNING", "CRITICAL", "UNKNOWN"]
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w|y))+$"
+SAMPLE_PAIR = {
+    "type": "array",
+    "prefixItems": [{"type": "number"}, STR],
+    "items": False,
+    "minItems": 2,
+    "description": "[unix seconds, value as a string]",
+}
+
+
+def _envelope(data: Schema) -> Schema:
+    return {
+        "type": "object",
+        "required": ["status", "data"],
+        "properties": {
+            "status": {"const": "success"},
+            "data": data,
+            "warnings": {"type": "array", "items": STR},
+        },
+        "additionalProperties": False,
+    }
+
+
+def _object(properties: dict[str, Schema], optional: Sequence[str] = ()) -> Schema:
+    return {
+        "type": "object",
+        "required": [k for k in properties if k not in optional],
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+SILENCE = _object(
+    {
+        "id": INT,
+        "series": LABELS,
+        "by": STR,
+        "reason": STR,
+        "since_ms": INT,
+        "until_ms": INT,
+        "ended_ms": INT,
+        "ended_by": STR,
+    },
+    optional=("ended_ms", "ended_by"),
+)
+OUTBOX_ENTRY = _object(
+    {
+        "id": STR,
+        "notifier": STR,
+        "monitor": STR,
+        "kind": STR,
+        "labels": LABELS,
+        "created_ms": INT,
+        "attempts": INT,
+        "next_attempt_ms": _nullable(INT),
+        "last_error": _nullable(STR),
+        "status": STR,
+    }
+)
+SERIES_STATUS = _object(
+    {
+        "labels": LABELS,
+        "state": {"enum": STATES},
+        "since_ms": INT,
+        "value": _nullable(NUMBER_OR_SPECIAL),
+        "reason": STR,
+        "pending": _nullable({"enum": STATES}),
+        "pending_since_ms": _nullable(INT),
+        "silenced": _nullable(STR),
+        "acknowledged": _nullable(STR),
+        "suppressed_by": _nullable(STR),
+        "flapping": {"type": "boolean"},
+        "flap_percent": {"type": "number"},
+        "last_notification": _nullable(
+            _object(
+                {
+                    "kind": STR,
+                    "at_ms": INT,
+                    "delivery": _nullable(
+                        _object(
+                            {
+                                "notifier": STR,
+                                "status": STR,
+                                "attempts": INT,
+                                "last_error": _nullable(STR),
+                            }
+                        )
+                    ),
+                }
+            )
+        ),
+    }
+)
+MONITOR = _object(
+    {
+        "name": STR,
+        "kind": STR,
+        "loaded": {"type": "boolean"},
+        "state": {"enum": STATES},
+        "owner": _nullable(STR),
+        "file": _nullable(STR),
+        "line": _nullable(INT),
+        "silences": {"type": "array", "items": ref("Silence")},
+        "series": {"type": "array", "items": ref("SeriesStatus")},
+    }
+)
+STATUS_REPORT = _object(
+    {
+        "at_ms": INT,
+        "monitors": {"type": "array", "items": ref("Monitor")},
+        "lint_errors": {"type": "array", "items": STR},
+        "outbox": _object(
+            {
+                "pending": {"type": "array", "items": ref("OutboxEntry")},
+                "dead": {"type": "array", "items": ref("OutboxEntry")},
+            }
+        ),
+        "total": {"type": "integer", "minimum": 0},
+        "next_offset": _nullable({"type": "integer", "minimum": 0}),
+    },
+    optional=("total", "next_offset"),
+)
+HISTORY_ENTRY = _object(
+    {
+        "at_ms": INT,
+        "at": {"type": "string", "format": "date-time"},
+        "labels": LABELS,
+        "event": STR,
+        "from": _nullable({"enum": STATES}),
+        "to": _nullable({"enum": STATES}),
+        "value": _nullable(NUMBER_OR_SPECIAL),
+        "reason": STR,
+        "note": _nullable(STR),
+    }
+)
+ACK = _object({"labels": LABELS, "state": {"enum": STATES}, "by": STR, "reason": STR, "at_ms": INT})
+REASON = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_REASON_CHARS,
+    "pattern": r"\S",
+    "description": "why, for the audit trail: one line of printable text (no control "
+    f"characters), at most {MAX_REASON_CHARS} characters once stripped",
+}
+QUERY_DATA = {
+    "oneOf": [
+        _object(
+            {
+                "resultType": {"const": "vector"},
+                "result": {
+                    "type": "array",
+                    "items": _object({"metric": LABELS, "value": SAMPLE_PAIR}),
+                },
+            }
+        ),
+        _object(
+            {
+                "resultType": {"const": "matrix"},
+                "result": {
+                    "type": "array",
+                    "items": _object(
+                        {"metric": LABELS, "values": {"type": "array", "items": SAMPLE_PAIR}}
+                    ),
+                },
+            }
+        ),
+        _object({"resultType": {"const": "scalar"}, "result": SAMPLE_PAIR}),
+        _object({"resultType": {"const": "string"}, "result": SAMPLE_PAIR}),
+    ]
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["status", "errorType", "error"],
+        "properties": {
+            "status": {"const": "error"},
+            "errorType": {"enum": sorted({k for ks in ERROR_TYPES.values() for k in ks})},
+            "error": {"type": "string", "minLength": 1},
+        },
+        "additionalProperties": False,
+        "description": "The one error shape of every route (Prometheus' error body).",
+    },
+    "Labels": LABELS,
+    "QueryData": QUERY_DATA,
+    "Silence": SILENCE,
+    "OutboxEntry": OUTBOX_ENTRY,
+    "SeriesStatus": SERIES_STATUS,
+    "Monitor": MONITOR,
+    "StatusReport": STATUS_REPORT,
+    "HistoryEntry": HISTORY_ENTRY,
+    "Ack": ACK,
+}
+
+# -- parameters ---------------------------------------------------------------------------
+
+TIME = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "number", "minimum": -MAX_TIME_S, "maximum": MAX_TIME_S},
+    ],
+    "description": "RFC 3339, or unix seconds with optional decimals",
+}
+STEP = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIME_S},
+        {"type": "string", "pattern": DURATION_PATTERN},
+    ],
+    "description": "a duration (15s, 1m) or seconds; at least 1ms",
+}
+SELECTOR = {"type": "string", "minLength": 1, "description": 'a series selector: up{job="api"}'}
+
+
+EXAMPLES: dict[str, Any] = {
+    "query": 'sum by (code) (rate(http_requests_total{job="api"}[5m]))',
+    "time": "2023-11-14T22:13:20Z",
+    "start": "2023-11-14T21:13:20Z",
+    "end": "2023-11-14T22:13:20Z",
+    "step": "15s",
+    "match[]": ['http_requests_total{job="api"}'],
+    "limit": 100,
+}
+"""An example value of each query parameter (in the document, for people and tools)."""
+
+
+def _param(
+    name: str, schema: Schema, description: str, *, where: str = "query", required: bool = False
+) -> Schema:
+    out: Schema = {"name": name, "in": where, "schema": schema, "description": description}
+    if name in EXAMPLES:
+        out["example"] = EXAMPLES[name]
+    if required or where == "path":
+        out["required"] = True
+    if schema.get("type") == "array":
+        out["style"], out["explode"] = "form", True
+    return out
+
+
+P_QUERY = ("query", {"type": "string", "minLength": 1}, "a PromQL expression")
+P_TIME = ("time", TIME, "evaluation time (default: now)")
+P_START = ("start", TIME, "start of the range")
+P_END = ("end", TIME, "end of the range")
+P_STEP = ("step", STEP, f"resolution step; at most {MAX_POINTS} points per series")
+P_MATCH = (
+    "match[]",
+    {"type": "array", "items": SELECTOR},
+    "series selectors, OR-ed (repeat the parameter)",
+)
+P_LIMIT = (
+    "limit",
+    {"type": "integer", "minimum": 0},
+    "at most this many entries (0: no limit); a truncated answer carries the warning "
+    "'results truncated due to limit', as Prometheus does",
+)
+
+
+def _prom(
+    summary: str,
+    params: Sequence[tuple[str, Schema, str]],
+    data: Schema,
+    *,
+    required: Sequence[str] = (),
+    post: bool = True,
+    path_params: Sequence[Schema] = (),
+    errors: Sequence[int] = (400, 422, 503),
+) -> dict[str, Schema]:
+    """A Prometheus read route: GET with query parameters and (``post``) the same
+    parameters as a form body, as Grafana sends them."""
+    responses = _responses(_envelope(data), errors)
+    get: Schema = {
+        "summary": summary,
+        "tags": ["metrics"],
+        "parameters": [
+            *path_params,
+            *(_param(n, s, d, required=n in required) for n, s, d in params),
+        ],
+        "responses": responses,
+    }
+    out = {"get": get}
+    if post:
+        form = {
+            "type": "object",
+            "properties": {n: s for n, s, _ in params},
+            "required": list(required),
+        }
+        out["post"] = {
+            "summary": summary + " (parameters as a form body)",
+            "tags": ["metrics"],
+            "parameters": list(path_params),
+            "requestBody": {
+                "required": bool(required),
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": form,
+                        "example": {n: EXAMPLES[n] for n, _, _ in params if n in EXAMPLES},
+                        "encoding": {"match[]": {"style": "form", "explode": True}},
+                    }
+                },
+            },
+            "responses": responses,
+        }
+    return out
+
+
+def _responses(
+    success: Schema, errors: Sequence[int], *, media: str = "application/json"
+) -> dict[str, Schema]:
+    out: dict[str, Schema] = {
+        "200": {"description": "success", "content": {media: {"schema": success}}}
+    }
+    for status in sorted({*errors, 401}):
+        kinds = ERROR_TYPES[status]
+        schema = {"allOf": [ref("Error"), {"properties": {"errorType": {"enum": list(kinds)}}}]}
+        out[str(status)] = {
+            "description": WHY[status],
+            "content": {"application/json": {"schema": schema}},
+        }
+    return out
+
+
+# -- operations ---------------------------------------------------------------------------
+
+READ: list[dict[str, list[str]]] = [
+    {},
+    {"bearer": []},
+]  # open on loopback; a token of any role otherwise
+OPERATE: list[dict[str, list[str]]] = [{"bearer": []}]
+NAME = _param(
+    "name", {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}, "monitor name", where="path"
+)
+
+
+def _monitor_write(
+    summary: str, body: Schema | None, data: Schema, example: Schema | None = None
+) -> Schema:
+    op: Schema = {
+        "summary": summary,
+        "description": "Needs a token of role operate or admin (loopback or not); recorded in "
+        "the monitor's history with the token as who did it.",
+        "tags": ["monitors"],
+        "security": OPERATE,
+        "x-signalbox-role": "operate",
+        "parameters": [NAME],
+        "responses": _responses(_envelope(data), (400, 401, 403, 404, 413, 415, 503)),
+    }
+    if body is None:
+        body = {"type": "object", "maxProperties": 0, "description": "no fields: {} or no body"}
+    op["requestBody"] = {
+        "required": "required" in body,
+        "content": {"application/json": {"schema": body, "example": example or {}}},
+    }
+    return op
+
+
+OPERATIONS: dict[str, dict[str, Schema]] = {
+    "/api/v1/query": _prom(
+        "Evaluate an instant query", [P_QUERY, P_TIME], ref("QueryData"), required=["query"]
+    ),
+    "/api/v1/query_range": _prom(
+        "Evaluate a range query",
+        [P_QUERY, P_START, P_END, P_STEP],
+        {"allOf": [ref("QueryData"), {"properties": {"resultType": {"const": "matrix"}}}]},
+        required=["query", "start", "end", "step"],
+    ),
+    "/api/v1/series": _prom(
+        "Series matching selectors",
+        [P_MATCH, P_START, P_END, P_LIMIT],
+        {"type": "array", "items": ref("Labels")},
+        required=["match[]"],
+    ),
+    "/api/v1/labels": _prom(
+        "Label names", [P_MATCH, P_START, P_END, P_LIMIT], {"type": "array", "items": STR}
+    ),
+    "/api/v1/label/{name}/values": _prom(
+        "Values of one label (`__name__`: metric names)",
+        [P_MATCH, P_START, P_END, P_LIMIT],
+        {"type": "array", "items": STR},
+        post=False,
+        path_params=[
+            _param(
+                "name",
+                {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+                "label name",
+                where="path",
+            )
+        ],
+        errors=(400, 404, 422, 503),
+    ),
+    "/api/v1/status/buildinfo": _prom(
+        "Version of this server, in Prometheus' fields",
+        [],
+        _object(
+            {
+                k: STR
+                for k in (
+                    "version",
+                    "revision",
+                    "branch",
+                    "buildUser",
+                    "buildDate",
+                    "goVersion",
+                    "application",
+                    "pythonVersion",
+                )
+            }
+        ),
+        post=False,
+        errors=(),
+    ),
+    "/api/v1/metadata": _prom(
+        "Metric metadata (type, help, unit) by metric name",
+        [
+            ("metric", STR, "only this metric"),
+            ("limit", INT, "at most this many metrics (0 or negative: no limit)"),
+            ("limit_per_metric", INT, "accepted; one entry per metric is kept anyway"),
+        ],
+        {
+            "type": "object",
+            "additionalProperties": {
+                "type": "array",
+                "items": _object({"type": STR, "help": STR, "unit": STR}),
+            },
+        },
+        post=False,
+        errors=(400, 503),
+    ),
+    "/api/v1/format_query": _prom(
+        "The query as the parser understood it, printed back", [P_QUERY], STR, required=["query"]
+    ),
+    "/api/v1/monitors": {
+        "get": {
+            "summary": "Every monitor with its series, silences, lint errors and outbox "
+            "(the JSON of `signalbox monitors status --json`)",
+            "tags": ["monitors"],
+            "parameters": [
+                _param(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY},
+                    "at most this many monitors (default: all); with `limit` or `offset` the answer "
+                    "also has `total` and `next_offset` (null on the last page)",
+                ),
+                _param(
+                    "offset",
+                    {"type": "integer", "minimum": 0},
+                    "skip this many monitors first",
+                ),
+            ],
+            "responses": _responses(_envelope(ref("StatusReport")), (400, 503)),
+        }
+    },
+    "/api/v1/monitors/{name}": {
+        "get": {
+            "summary": "One monitor and its newest history",
+            "tags": ["monitors"],
+            "parameters": [
+                NAME,
+                _param(
+                    "since",
+                    {"type": "string", "pattern": DURATION_PATTERN},
+                    "history this far back (default 1d)",
+                ),
+                _param(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY},
+                    "at most this many history entries, newest first (default 100)",
+                ),
+            ],
+            "responses": _responses(
+                _envelope(
+                    _object(
+                        {
+                            "at_ms": INT,
+                            "monitor": ref("Monitor"),
+                            "history": {"type": "array", "items": ref("HistoryEntry")},
+                        }
+                    )
+                ),
+                (400, 404, 503),
+            ),
+        }
+    },
+    "/api/v1/monitors/{name}/silence": {
+        "post": _monitor_write(
+            "Silence a monitor's notifications (all series, or those matching `series`)",
+            {
+                "type": "object",
+                "required": ["duration", "reason"],
+                "properties": {
+                    "duration": {
+                        "anyOf": [
+                            {"type": "string", "pattern": DURATION_PATTERN},
+                            {"type": "number", "exclusiveMinimum": 0},
+                        ],
+                        "description": "how long: 30m, 2h, or seconds",
+                    },
+                    "reason": REASON,
+                    "series": {
+                        "anyOf": [
+                            {
+                                "type": "object",
+                                "propertyNames": {"pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+                                "additionalProperties": {
+                                    "type": "string",
+                                    "maxLength": MAX_REASON_CHARS,
+                                },
+                            },
+                            {"type": "string", "description": "label=value[,label=value...]"},
+                            {"type": "null"},
+                        ],
+                        "description": "only series with these labels (default: all)",
+                    },
+                },
+                "additionalProperties": False,
+            },
+            _object({"monitor": STR, "silence": ref("Silence")}),
+            {"duration": "2h", "reason": "disk swap tonight", "series": {"mount": "/var"}},
+        )
+    },
+    "/api/v1/monitors/{name}/unsilence": {
+        "post": _monitor_write(
+            "End every active silence of a monitor",
+            None,
+            _object({"monitor": STR, "ended": {"type": "array", "items": ref("Silence")}}),
+        )
+    },
+    "/api/v1/monitors/{name}/ack": {
+        "post": _monitor_write(
+            "Acknowledge every series of a monitor that is not OK (400 when all are OK)",
+            {
+                "type": "object",
+                "required": ["reason"],
+                "properties": {"reason": REASON},
+                "additionalProperties": False,
+            },
+            _object({"monitor": STR, "acknowledged": {"type": "array", "items": ref("Ack")}}),
+            {"reason": "looking into it"},
+        )
+    },
+    "/api/v1/monitors/{name}/drill": {
+        "post": _monitor_write(
+            "Send a TEST notification through the monitor's notifiers now",
+            None,
+            _object(
+                {
+                    "monitor": STR,
+                    "deliveries": {
+                        "type": "array",
+                        "items": _object(
+                            {"notifier": STR, "outcome": STR, "error": _nullable(STR)}
+                        ),
+                    },
+                }
+            ),
+        )
+    },
+    "/-/healthy": {
+        "get": {
+            "summary": "The process answers",
+            "tags": ["health"],
+            "security": [],
+            "responses": {
+                "200": {"description": "healthy", "content": {"text/plain": {"schema": STR}}}
+            },
+        }
+    },
+    "/-/ready": {
+        "get": {
+            "summary": "The store answers too (and collection can write)",
+            "tags": ["health"],
+            "security": [],
+            "responses": {
+                "200": {"description": "ready", "content": {"text/plain": {"schema": STR}}},
+                "503": {
+                    "description": "not ready: the failing check and why",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "allOf": [
+                                    ref("Error"),
+                                    {"properties": {"errorType": {"const": "unavailable"}}},
+                                ]
+                            }
+                        }
+                    },
+                },
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "The latest value of every fresh series, in Prometheus text format",
+            "tags": ["metrics"],
+            "responses": _responses(STR, (503,), media="text/plain"),
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "tags": ["meta"],
+            "responses": _responses({"type": "object"}, ()),
+        }
+    },
+}
+"""Every API route's description, by path and lower-case method."""
+
+
+# -- the document -------------------------------------------------------------------------
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES) or path in API_PATHS
+
+
+def api_operations(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """``(path, method)`` of every API route mounted in ``routes`` (HEAD, which Starlette
+    adds to each GET, left out)."""
+    for route in routes:
+        if isinstance(route, Mount):
+            yield from api_operations(route.routes, prefix + route.path)
+        elif isinstance(route, Route):
+            path = prefix + route.path
+            if is_api_path(path):
+                for method in sorted(route.methods or ()):
+                    if method != "HEAD":
+                        yield path, method.lower()
+
+
+def undescribed(routes: Sequence[BaseRoute]) -> list[tuple[str, str]]:
+    """The mounted API routes :data:`OPERATIONS` has no entry for (a test keeps it empty)."""
+    return [(p, m) for p, m in api_operations(routes) if m not in OPERATIONS.get(p, {})]
+
+
+def document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API routes mounted in ``routes``."""
+    paths: dict[str, dict[str, Schema]] = {}
+    for path, method in api_operations(routes):
+        op = OPERATIONS.get(path, {}).get(method)
+        if op is not None:
+            paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "signalbox",
+            "version": __version__,
+            "description": "Metrics (the Prometheus read API, same shapes, for Grafana), "
+            "monitors (states, history, silence, unsilence, acknowledge, drill), health "
+            "and /metrics. Every error has one shape: "
+            '{"status": "error", "errorType": ..., "error": ...}. Reads are open to '
+            'loopback connections unless `[server] auth = "required"`; every write needs a '
+            "token of role operate or admin (`signalbox tokens create`).",
+        },
+        "servers": [{"url": "/"}],
+        "security": READ,
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API token (sbx_...) from `signalbox tokens create`",
+                }
+            },
+        },
+    }
+
+
+async def endpoint(request: Request) -> Response:
+    """``GET /openapi.json``: built once per app from its routes."""
+    state = request.app.state
+    body: bytes | None = getattr(state, "openapi_json", None)
+    if body is None:
+        body = msgspec.json.encode(document(request.app.routes))
+        state.openapi_json = body
+    return Response(body, media_type="application/json")

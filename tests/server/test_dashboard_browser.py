@@ -257,3 +257,15 @@ def test_a_write_without_credentials_is_refused_on_the_page(browser: Any, firing
 def test_an_unknown_monitor_page_is_a_404_naming_the_known_ones(firing: str) -> None:
     status, body = fetch(firing + "/monitors/nope")
     assert status == 404 and "disk_full" in body
+
+
+def test_the_backtest_api_replays_a_monitor(firing: str) -> None:
+    status, body = fetch(firing + "/api/v1/monitors/disk_full/backtest?since=1d")
+    assert status == 200, body
+    [m] = json.loads(body)["data"]["monitors"]
+    assert m["name"] == "disk_full" and m["incidents"][0]["severity"] == "CRITICAL"
+    for bad, code in (("since=500d", 400), ("since=soon", 400)):
+        status, body = fetch(firing + "/api/v1/monitors/disk_full/backtest?" + bad)
+        assert status == code and "since" in json.loads(body)["error"], body
+    status, body = fetch(firing + "/api/v1/monitors/nope/backtest")
+    assert status == 404 and "disk_full" in body

@@ -5,6 +5,7 @@ outbox, exactly the JSON of ``signalbox monitors status --json``.
 ``GET /api/v1/monitors?limit=50&offset=0``: a page of them (the same JSON, its
 ``monitors`` cut, with ``total`` and ``next_offset``, null on the last page).
 ``GET /api/v1/monitors/{name}?since=1d&limit=100``: one monitor and its newest history.
+``GET /api/v1/monitors/{name}/backtest?since=7d``: the monitor replayed over stored history.
 
 Writes (an ``operate`` token, :func:`signalbox.server.auth.middleware.require`), each
 recorded in the monitor's history with the token as who did it, as the CLI commands of the
@@ -202,11 +203,31 @@ def _now(request: Request) -> int:
     return services(request).now_ms()
 
 
+MAX_BACKTEST_S = 400 * 86400.0  # the default coarsest tier's retention: nothing older is kept
+
+
+async def backtest(request: Request) -> Response:
+    """``GET /api/v1/monitors/{name}/backtest?since=7d``: the monitor replayed over stored
+    history, the JSON of ``signalbox monitors backtest --json``."""
+    name = str(request.path_params["name"])
+    text = request.query_params.get("since") or "7d"
+    since_s = parse_since(text)
+    if not 0 < since_s <= MAX_BACKTEST_S:
+        raise UsageError(f"invalid parameter 'since': from 1s to 400d, got {text[:40]!r}")
+    src, now = _source(request), services(request).now_ms()
+    run = getattr(src, "backtest", None)
+    if run is None:  # an in-process source without settings (tests); serve always has one
+        raise NotFoundError("area", "backtests", "this server does not replay monitors")
+    report = await run_in_threadpool(lambda: run(name, since_s=since_s, now_ms=now))
+    return ok(report.to_json())
+
+
 def routes(*, writes: bool = False) -> list[BaseRoute]:
     """This area's routes, relative to ``/api/v1`` (``writes``: the POST routes too)."""
     out: list[BaseRoute] = [
         Route("/monitors", list_monitors, methods=["GET"]),
         Route("/monitors/{name}", one_monitor, methods=["GET"]),
+        Route("/monitors/{name}/backtest", backtest, methods=["GET"]),
     ]
     if writes:
         out += [

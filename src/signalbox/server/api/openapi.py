@@ -563,6 +563,48 @@ OPERATIONS: dict[str, dict[str, Schema]] = {
             ),
         }
     },
+    "/api/v1/monitors/{name}/backtest": {
+        "get": {
+            "summary": "The monitor replayed over stored history (monitors backtest --json)",
+            "tags": ["monitors"],
+            "parameters": [
+                NAME,
+                _param(
+                    "since",
+                    {"type": "string", "pattern": DURATION_PATTERN},
+                    "how far back to replay, at most 400d (default 7d)",
+                ),
+            ],
+            "responses": _responses(
+                _envelope(
+                    {
+                        "type": "object",
+                        "required": ["start", "end", "step_s", "file", "monitors"],
+                        "properties": {
+                            "start": {"type": "number"},
+                            "end": {"type": "number"},
+                            "step_s": {"type": "number"},
+                            "file": STR,
+                            "monitors": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "incidents", "firing_s", "notifications"],
+                                    "properties": {
+                                        "name": STR,
+                                        "incidents": {"type": "array", "items": {"type": "object"}},
+                                        "firing_s": {"type": "number"},
+                                        "notifications": {"type": "object"},
+                                    },
+                                },
+                            },
+                        },
+                    }
+                ),
+                (400, 404, 503),
+            ),
+        }
+    },
     "/api/v1/monitors/{name}/silence": {
         "post": _monitor_write(
             "Silence a monitor's notifications (all series, or those matching `series`)",

@@ -140,6 +140,7 @@ def test_silence_then_status_history_and_unsilence(project: Project) -> None:
     [
         (["--for", "soon", "--reason", "x"], "--for: bad duration 'soon'"),
         (["--for", "0s", "--reason", "x"], "--for: expected a positive duration"),
+        (["--for", "99999999y", "--reason", "x"], "--for: at most 1000 years"),  # was a crash
         (["--for", "1h", "--reason", "  "], "--reason: say why"),
         (["--for", "1h", "--reason", "x", "--series", "shard"], "--series: bad part 'shard'"),
     ],

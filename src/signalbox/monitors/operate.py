@@ -55,7 +55,13 @@ def positive_duration(value: str | float, field: str) -> float:
             raise UsageError(f"{field}: {e}") from None
     if not 0 < seconds < float("inf"):
         raise UsageError(f"{field}: expected a positive duration, got {value!r}")
+    if seconds > MAX_DURATION_S:  # an end time must fit the store's 64-bit milliseconds
+        raise UsageError(f"{field}: at most 1000 years, got {value!r}")
     return seconds
+
+
+MAX_DURATION_S = 1000 * 365.25 * 86400
+"""The longest silence (the CLI's and the API's): 1000 years."""
 
 
 def check_reason(text: str, field: str, *, required: bool = True) -> str:

@@ -68,3 +68,18 @@ def test_an_unreachable_postgresql_is_not_ready_and_reads_are_503_until_it_is_ba
                 assert c.get("/api/v1/query", params={"query": "up"}).status_code == 200
         finally:
             proxy.stop()
+
+
+def test_the_listening_socket_is_tcp_so_replies_are_not_held_by_nagle() -> None:
+    """asyncio turns Nagle off (TCP_NODELAY) on accepted connections only when the listening
+    socket was made with IPPROTO_TCP; made with protocol 0, every reply on a keep-alive
+    connection (Grafana, browsers) waited ~40 ms for the client's delayed ACK."""
+    import socket
+
+    from signalbox.server.serve import listen
+
+    sock = listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

@@ -45,7 +45,9 @@ NOW_MS = int(NOW * 1000)
 @contextlib.contextmanager
 def on_socket(app: Any) -> Iterator[str]:
     """``app`` served by uvicorn on 127.0.0.1 (a real socket: the peer address is real)."""
-    sock = socket.socket()
+    # IPPROTO_TCP, as serve's listen(): asyncio sets TCP_NODELAY on accepted connections only
+    # for such sockets (with proto 0, each keep-alive response waited ~40 ms for an ACK)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
@@ -199,7 +201,9 @@ def test_a_read_token_on_a_write_is_403(sql_api: Api) -> None:
 def test_every_write_route_refuses_readers(tmp_path: Path) -> None:
     """Whatever the routes are: every one that is not a GET needs more than a read token,
     so a write route that forgets require() fails here. (Prometheus' API takes POST for
-    its queries, which are reads: form-encoded long expressions, as Grafana sends them.)"""
+    its queries, which are reads: form-encoded long expressions, as Grafana sends them. The
+    dashboard's login and logout are how a person gets credentials: open to everyone, with
+    checks of their own in tests/server/test_auth_sessions.py.)"""
     with api("sqlite", tmp_path) as a:
         writes = []
         for route in a.app.routes:
@@ -207,7 +211,10 @@ def test_every_write_route_refuses_readers(tmp_path: Path) -> None:
             prefix = route.path if isinstance(route, Mount) else ""
             for r in inner:
                 assert isinstance(r, Route)
-                if r.endpoint.__module__ == "signalbox.server.api.prom":
+                if r.endpoint.__module__ in (
+                    "signalbox.server.api.prom",
+                    "signalbox.server.auth.pages",
+                ):
                     continue
                 for method in (r.methods or set()) - {"GET", "HEAD"}:
                     writes.append((method, prefix + r.path.replace("{name}", "disk_full")))
@@ -273,8 +280,10 @@ def test_reads_need_a_token_when_auth_is_required(tmp_path: Path) -> None:
         r = a.get("/api/v1/monitors")
         assert 'auth = "required"' in error(r, 401, "unauthorized")
         assert r.headers["WWW-Authenticate"] == 'Bearer realm="signalbox"'
-        for path in ("/", "/metrics", "/api/v1/query?query=up"):
+        for path in ("/metrics", "/api/v1/query?query=up"):
             assert a.get(path).status_code == 401, path
+        page = a.get("/")  # a person's browser: to the login form
+        assert (page.status_code, page.headers["location"]) == (303, "/login?next=%2F")
         assert a.get("/api/v1/monitors", a.secret["read"]).status_code == 200
         assert a.get("/metrics", a.secret["read"]).status_code == 200
         assert a.get("/-/healthy").status_code == 200  # probes carry no token

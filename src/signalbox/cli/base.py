@@ -234,6 +234,7 @@ COMMANDS = {
     # importing monitors_ops attaches run/status/silence/... to the monitors group
     "monitors": "signalbox.cli.monitors_ops:monitors_group",
     "tokens": "signalbox.cli.tokens:tokens_group",
+    "users": "signalbox.cli.users:users_group",
 }
 
 

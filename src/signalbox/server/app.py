@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from signalbox.server import dashboard, exposition, health
 from signalbox.server.api import monitors, openapi, prom
+from signalbox.server.auth import pages as login_pages
 from signalbox.server.auth.middleware import AuthMiddleware
 from signalbox.server.errors import EXCEPTION_HANDLERS, ErrorShapeMiddleware
 from signalbox.server.querygate import QueryGate
@@ -81,6 +82,7 @@ def create_app(
             )
     routes: list[BaseRoute] = [
         *dashboard.routes(),
+        *login_pages.routes(),
         Route("/metrics", exposition.metrics),
         Route("/-/healthy", health.healthy),
         Route("/-/ready", health.ready),

@@ -74,6 +74,8 @@ SIGNALBOX_TABLES = frozenset(
         "monitor_silences",
         "monitor_acks",
         "api_tokens",
+        "dashboard_users",
+        "dashboard_sessions",
     }
 )
 """The tables signalbox's migrations create (a test keeps this list complete), besides the

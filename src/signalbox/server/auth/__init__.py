@@ -1,16 +1,26 @@
-"""Access control for ``signalbox serve``: API tokens with roles, and who may do what.
+"""Access control for ``signalbox serve``: API tokens and dashboard users with roles, and
+who may do what.
 
 * :mod:`~signalbox.server.auth.roles` -- roles (``read`` < ``operate`` < ``admin``), the
   caller of a request, the token format and what counts as loopback (pure);
-* :mod:`~signalbox.server.auth.store` -- tokens in the store, hashed (component ``auth``);
+* :mod:`~signalbox.server.auth.store` -- tokens in the store, hashed (component ``auth``,
+  whose migrations create the users' and sessions' tables too);
+* :mod:`~signalbox.server.auth.passwords` -- scrypt password hashes (pure);
+* :mod:`~signalbox.server.auth.users` -- dashboard users in the store;
+* :mod:`~signalbox.server.auth.sessions` -- their sessions, ids hashed, with CSRF tokens;
+* :mod:`~signalbox.server.auth.ratelimit` -- failed logins counted per key (pure);
+* :mod:`~signalbox.server.auth.logins` -- a login attempt, over users, sessions and limits;
 * :mod:`~signalbox.server.auth.middleware` -- the pure ASGI middleware that resolves the
-  caller, and ``require(request, role)`` for routes.
+  caller (token or session cookie), checks CSRF, and ``require(request, role)`` for routes;
+* :mod:`~signalbox.server.auth.pages` -- ``/login`` and ``/logout``.
 
 The policy: reads are open to loopback connections unless ``[server] auth = "required"``
-(then every request but the health checks needs a token); every write needs an
-``operate`` or ``admin`` token, loopback or not; ``serve`` refuses to listen beyond
-loopback unless reads need a token too (:func:`check_bind`). The CLI side is
-``signalbox tokens`` (:mod:`signalbox.cli.tokens`).
+(then every request but the health checks, the login page and the static files needs a
+token or a session); every write needs an ``operate`` or ``admin`` token or user, loopback
+or not, and a session's writes its CSRF token; ``serve`` refuses to listen beyond
+loopback unless reads need credentials too (:func:`check_bind`). The CLI side is
+``signalbox tokens`` (:mod:`signalbox.cli.tokens`) and ``signalbox users``
+(:mod:`signalbox.cli.users`).
 """
 
 from __future__ import annotations

@@ -69,16 +69,25 @@ class Caller:
     """Who sent a request, as the auth middleware resolved it.
 
     ``role`` None: nobody we know (no token off loopback, or reads need a token).
-    ``token_id`` None: no token was sent (a loopback reader).
+    ``token_id`` None: no token was sent (a loopback reader, or a dashboard user).
+    ``user``: the dashboard user whose session cookie came with the request.
     """
 
     role: Role | None
     token_id: int | None = None
     token_name: str = ""
+    user: str = ""
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether a credential (a token or a session) says who this is."""
+        return self.token_id is not None or bool(self.user)
 
     @property
     def who(self) -> str:
-        """How the audit trail names this caller: ``grafana (token #3)``."""
+        """How the audit trail names this caller: ``grafana (token #3)``, ``alice (dashboard)``."""
+        if self.user:
+            return f"{self.user} (dashboard)"
         if self.token_id is None:
             return "loopback" if self.role is not None else "anonymous"
         return f"{self.token_name} (token #{self.token_id})"

@@ -34,7 +34,24 @@ MIGRATIONS: list[Migration] = [
             "CREATE UNIQUE INDEX api_tokens_by_hash ON api_tokens (token_hash)",
         ],
     ),
+    (
+        2,
+        "dashboard users (scrypt password hashes) and their sessions (hashed ids, CSRF tokens)",
+        [
+            "CREATE TABLE dashboard_users (id {serial}, name TEXT NOT NULL, role TEXT NOT NULL, "
+            "password_hash TEXT NOT NULL, created_ms BIGINT NOT NULL, created_by TEXT NOT NULL, "
+            "password_changed_ms BIGINT NOT NULL, last_login_ms BIGINT)",
+            "CREATE UNIQUE INDEX dashboard_users_by_name ON dashboard_users (name)",
+            "CREATE TABLE dashboard_sessions (id {serial}, session_hash TEXT NOT NULL, "
+            "user_id BIGINT NOT NULL, csrf_token TEXT NOT NULL, created_ms BIGINT NOT NULL, "
+            "last_seen_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, client TEXT NOT NULL)",
+            "CREATE UNIQUE INDEX dashboard_sessions_by_hash ON dashboard_sessions (session_hash)",
+            "CREATE INDEX dashboard_sessions_by_user ON dashboard_sessions (user_id)",
+        ],
+    ),
 ]
+"""Component ``auth``: tokens here, dashboard users (:mod:`~signalbox.server.auth.users`)
+and sessions (:mod:`~signalbox.server.auth.sessions`) from step 2."""
 
 TOUCH_EVERY_MS = 60_000
 """``last_used_ms`` is rewritten when it is at least this old."""

@@ -269,3 +269,29 @@ def test_the_backtest_api_replays_a_monitor(firing: str) -> None:
         assert status == code and "since" in json.loads(body)["error"], body
     status, body = fetch(firing + "/api/v1/monitors/nope/backtest")
     assert status == 404 and "disk_full" in body
+
+
+def test_pages_forbid_foreign_scripts_and_framing_and_json_is_never_sniffed(served: str) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(served + "/explore") as r:
+        csp = r.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+    with urllib.request.urlopen(served + "/api/v1/query?query=up") as r:
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["Referrer-Policy"] == "same-origin"
+        assert r.headers["Content-Security-Policy"] is None  # JSON: not a document to police
+
+
+def test_the_explorer_runs_under_its_content_security_policy(browser: Any, served: str) -> None:
+    """Plotly draws without eval or inline script: nothing the policy refuses."""
+    page = _page(browser)
+    refused: list[str] = []
+    page.on(
+        "console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None
+    )
+    page.goto(served + "/explore?query=requests_total&range=15m")
+    page.wait_for_function("Number(document.getElementById('chart').dataset.points) >= 2")
+    assert refused == []

@@ -29,6 +29,7 @@ from signalbox.server.api import monitors, openapi, prom
 from signalbox.server.auth import pages as login_pages
 from signalbox.server.auth.middleware import AuthMiddleware
 from signalbox.server.errors import EXCEPTION_HANDLERS, ErrorShapeMiddleware
+from signalbox.server.headers import SecurityHeadersMiddleware
 from signalbox.server.querygate import QueryGate
 from signalbox.server.services import Services
 
@@ -102,7 +103,13 @@ def create_app(
         )
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(ErrorShapeMiddleware), *auth, *middleware],
+        # headers outermost: error pages and auth refusals carry them too
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(ErrorShapeMiddleware),
+            *auth,
+            *middleware,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.services = services

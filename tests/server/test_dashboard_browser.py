@@ -8,45 +8,26 @@ for people to look at; the tests assert on the DOM, not on pixels.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cli.helpers import free_port
+from tests.server.browser import chromium, screenshot
 from tests.serving import fetch, serve_process, wait_for
 
 pytestmark = pytest.mark.peer("chromium")
 
-ARTIFACTS = Path(
-    os.environ.get("SIGNALBOX_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts")
-)
 # a label value that would run script if it reached the page as HTML, in any of the ways a
 # page can take it (element text, attribute, Plotly's legend, which reads a little HTML)
 HOSTILE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script>"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +69,7 @@ def _page(browser: Any) -> Any:
 
 
 def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    screenshot(page, name)
 
 
 def test_the_explorer_draws_the_query_in_the_url_as_a_chart(browser: Any, served: str) -> None:

@@ -9,7 +9,6 @@ write through ``fetch`` is refused with a stale CSRF token and done with the pag
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,11 @@ from typing import Any
 import pytest
 
 from tests.cli.helpers import free_port, run
+from tests.server.browser import chromium, screenshot
 from tests.serving import serve_process
 
 pytestmark = pytest.mark.peer("chromium")
 
-ARTIFACTS = Path(
-    os.environ.get("SIGNALBOX_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts")
-)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MONITOR = """
 - name: images_backlog
   description: Too many images wait for processing.
@@ -76,44 +64,37 @@ def _log_in(page: Any) -> None:
 def test_log_in_then_a_stale_csrf_token_is_refused_and_the_pages_own_works(
     served: tuple[Path, str],
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     root, base = served
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 860})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(base + "/explore?query=up")
-            assert page.url == base + "/login?next=%2Fexplore%3Fquery%3Dup"
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "login.png"), full_page=True)
-            page.fill("input[name=name]", "alice")
-            page.fill("input[name=password]", "not the password")
-            page.click("form[action='/login'] button[type=submit]")
-            assert page.locator("#login-error").inner_text() == "Wrong user name or password."
-            _log_in(page)
-            page.wait_for_url(base + "/explore?query=up")
-            assert page.locator("#signed-in").inner_text() == "alice"
-            stale = page.get_attribute("meta[name=csrf-token]", "content")
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/explore?query=up")
+        assert page.url == base + "/login?next=%2Fexplore%3Fquery%3Dup"
+        screenshot(page, "login.png")
+        page.fill("input[name=name]", "alice")
+        page.fill("input[name=password]", "not the password")
+        page.click("form[action='/login'] button[type=submit]")
+        assert page.locator("#login-error").inner_text() == "Wrong user name or password."
+        _log_in(page)
+        page.wait_for_url(base + "/explore?query=up")
+        assert page.locator("#signed-in").inner_text() == "alice"
+        stale = page.get_attribute("meta[name=csrf-token]", "content")
 
-            page.click("#logout")  # the header's form, with its csrf field
-            page.wait_for_url(base + "/login")
-            assert page.locator("#signed-in").count() == 0
-            _log_in(page)
-            page.wait_for_url(base + "/")
-            token = page.get_attribute("meta[name=csrf-token]", "content")
-            assert token and stale and token != stale
+        page.click("#logout")  # the header's form, with its csrf field
+        page.wait_for_url(base + "/login")
+        assert page.locator("#signed-in").count() == 0
+        _log_in(page)
+        page.wait_for_url(base + "/")
+        token = page.get_attribute("meta[name=csrf-token]", "content")
+        assert token and stale and token != stale
 
-            status, body = page.evaluate(WRITE, [stale])
-            assert status == 403 and "CSRF token wrong or stale" in body["error"], body
-            status, body = page.evaluate(WRITE, [token])
-            assert status == 200, body
-            assert body["data"]["silence"]["by"] == "alice (dashboard)"
-            assert errors == []
-        finally:
-            browser.close()
+        status, body = page.evaluate(WRITE, [stale])
+        assert status == 403 and "CSRF token wrong or stale" in body["error"], body
+        status, body = page.evaluate(WRITE, [token])
+        assert status == 200, body
+        assert body["data"]["silence"]["by"] == "alice (dashboard)"
+        assert errors == []
     status = run("monitors", "status", "--json", cwd=root)
     (monitor,) = json.loads(status.stdout)["monitors"]
     assert [(s["by"], s["reason"]) for s in monitor["silences"]] == [

@@ -11,40 +11,24 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from signalbox.cli.authdb import ROLES, auth_database, now_ms
 from signalbox.cli.base import Context, current_user, handle_errors, pass_ctx, prints_data
 
 if TYPE_CHECKING:
     from signalbox.server.auth.store import TokenStore
 
-ROLES = ("read", "operate", "admin")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
 
 @contextmanager
 def _tokens(ctx: Context, *, create: bool) -> Iterator[TokenStore | None]:
-    """The configured store's tokens; None (``create`` False) when it has none yet, without
-    creating a store or a table to say so."""
+    """The configured store's tokens; None (``create`` False) when it has none yet."""
     from signalbox.server.auth.store import TokenStore
-    from signalbox.storage import open_database
 
-    url: str = ctx.settings.store_url
-    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
-    if not create and path and path != ":memory:" and not Path(path).is_file():
-        yield None
-        return
-    db = open_database(url)
-    try:
-        yield TokenStore(db) if create or db.schema_version("auth") > 0 else None
-    finally:
-        db.close()
+    with auth_database(ctx, create=create, version=1) as db:
+        yield None if db is None else TokenStore(db)
 
 
 def _time(ms: int | None) -> str:
@@ -83,7 +67,7 @@ def create_cmd(ctx: Context, role: str, name: str, as_json: bool) -> None:
     with _tokens(ctx, create=True) as tokens:
         assert tokens is not None
         token, secret = tokens.create(
-            role=Role.parse(role), name=name, by=current_user(), now_ms=_now_ms()
+            role=Role.parse(role), name=name, by=current_user(), now_ms=now_ms()
         )
     if as_json:
         click.echo(json.dumps({**token.to_dict(), "token": secret}, indent=2))
@@ -139,7 +123,7 @@ def revoke_cmd(ctx: Context, token_id: int) -> None:
     with _tokens(ctx, create=False) as tokens:
         if tokens is None:
             raise UsageError(f"no token #{token_id}: this store has no tokens")
-        token, done = tokens.revoke(token_id, by=current_user(), now_ms=_now_ms())
+        token, done = tokens.revoke(token_id, by=current_user(), now_ms=now_ms())
     if done:
         click.echo(f"revoked {token.describe()}: requests with it are refused from now on")
     else:

@@ -13,40 +13,24 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from signalbox.cli.authdb import ROLES, auth_database, now_ms
 from signalbox.cli.base import Context, current_user, handle_errors, pass_ctx, prints_data
 
 if TYPE_CHECKING:
     from signalbox.server.auth.users import UserStore
 
-ROLES = ("read", "operate", "admin")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
 
 @contextmanager
 def _users(ctx: Context, *, create: bool) -> Iterator[UserStore | None]:
-    """The configured store's users; None (``create`` False) when it has none yet, without
-    creating a store or a table to say so."""
+    """The configured store's users; None (``create`` False) when it has none yet."""
     from signalbox.server.auth.users import UserStore
-    from signalbox.storage import open_database
 
-    url: str = ctx.settings.store_url
-    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
-    if not create and path and path != ":memory:" and not Path(path).is_file():
-        yield None
-        return
-    db = open_database(url)
-    try:
-        yield UserStore(db) if create or db.schema_version("auth") >= 2 else None
-    finally:
-        db.close()
+    with auth_database(ctx, create=create, version=2) as db:
+        yield None if db is None else UserStore(db)
 
 
 def _password(from_stdin: bool) -> str:
@@ -99,7 +83,7 @@ def create_cmd(ctx: Context, name: str, role: str, password_stdin: bool) -> None
             raise UsageError(f"user {name!r} exists (`signalbox users passwd {name}`)")
         password = _password(password_stdin)
         user = users.create(
-            name, role=Role.parse(role), password=password, by=current_user(), now_ms=_now_ms()
+            name, role=Role.parse(role), password=password, by=current_user(), now_ms=now_ms()
         )
     click.echo(f"created {user.describe()} in {redact_url(ctx.settings.store_url)}")
 
@@ -158,5 +142,5 @@ def passwd_cmd(ctx: Context, name: str, password_stdin: bool) -> None:
             raise NotFoundError("user", name, "this store has no users")
         users.get(name)  # before asking for a password
         password = _password(password_stdin)
-        user, ended = users.set_password(name, password, now_ms=_now_ms())
+        user, ended = users.set_password(name, password, now_ms=now_ms())
     click.echo(f"changed the password of {user.describe()}; {ended} session(s) ended")

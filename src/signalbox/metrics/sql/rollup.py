@@ -264,14 +264,31 @@ def _from_raw(
     by_end: dict[int, dict[int, list[tuple[int, Any]]]] = {}
     for lid, ts, vals in frames:
         by_end.setdefault(-(-ts // res) * res, {}).setdefault(lid, []).append((ts, vals))
+    _walk(
+        a, b, res, by_end,
+        lambda lo, hi: _aggregate(parts, target, rows, res, lo, hi),
+        lambda end: _raw_bucket(parts, target, tables, rows, res, end, by_end[end]),
+    )  # fmt: skip
+
+
+def _walk(
+    a: int,
+    b: int,
+    res: int,
+    ends: Iterable[int],
+    rows_only: Callable[[int, int], None],
+    bucket: Callable[[int], None],
+) -> None:
+    """``(a, b]`` in order: ``bucket(end)`` for each bucket end with frame data, and
+    ``rows_only(lo, hi)`` for each stretch between them (buckets of row series alone)."""
     rest = a
-    for end in sorted(by_end):
+    for end in sorted(ends):
         if rest < end - res:
-            _aggregate(parts, target, rows, res, rest, end - res)
-        _raw_bucket(parts, target, tables, rows, res, end, by_end[end])
+            rows_only(rest, end - res)
+        bucket(end)
         rest = end
     if rest < b:
-        _aggregate(parts, target, rows, res, rest, b)
+        rows_only(rest, b)
 
 
 def _raw_bucket(
@@ -508,14 +525,11 @@ def _from_tier(
     by_end: dict[int, dict[int, list[Any]]] = {}  # bucket end -> layout -> absent blobs
     for lid, ts, absent in keys:
         by_end.setdefault(-(-ts // res) * res, {}).setdefault(lid, []).append(absent)
-    rest = a
-    for end in sorted(by_end):
-        if rest < end - res:
-            _combine_rows(parts, target, rows, res, rest, end - res)
-        _tier_bucket(parts, target, tables, rows, res, end, by_end[end])
-        rest = end
-    if rest < b:
-        _combine_rows(parts, target, rows, res, rest, b)
+    _walk(
+        a, b, res, by_end,
+        lambda lo, hi: _combine_rows(parts, target, rows, res, lo, hi),
+        lambda end: _tier_bucket(parts, target, tables, rows, res, end, by_end[end]),
+    )  # fmt: skip
 
 
 CHUNK_POSITIONS = 100_000

@@ -37,6 +37,13 @@ def chromium() -> Iterator[Any]:
             b.close()
 
 
+def new_page(browser: Any, *, height: int = 860, csp: bool = False) -> Any:
+    """A page of 1280 x ``height``. ``csp`` False bypasses the pages' Content-Security-
+    Policy, which refuses the ``eval`` Playwright polls ``wait_for_function`` with: the
+    tests then check escaping on its own; the policy has its own test (``csp`` True)."""
+    return browser.new_page(viewport={"width": 1280, "height": height}, bypass_csp=not csp)
+
+
 def screenshot(page: Any, name: str) -> None:
     """The whole page as ``ARTIFACTS/name``, for people to look at (tests assert on the DOM)."""
     ARTIFACTS.mkdir(exist_ok=True)

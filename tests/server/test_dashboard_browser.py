@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.cli.helpers import free_port
-from tests.server.browser import chromium, screenshot
+from tests.server.browser import chromium, new_page, screenshot
 from tests.serving import fetch, serve_process, wait_for
 
 pytestmark = pytest.mark.peer("chromium")
@@ -61,7 +61,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _page(browser: Any) -> Any:
-    page = browser.new_page(viewport={"width": 1280, "height": 860})
+    page = new_page(browser)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.errors = errors
@@ -267,11 +267,35 @@ def test_pages_forbid_foreign_scripts_and_framing_and_json_is_never_sniffed(serv
 
 def test_the_explorer_runs_under_its_content_security_policy(browser: Any, served: str) -> None:
     """Plotly draws without eval or inline script: nothing the policy refuses."""
-    page = _page(browser)
+    page = new_page(browser, csp=True)
     refused: list[str] = []
     page.on(
-        "console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None
+        "console",
+        lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
     )
     page.goto(served + "/explore?query=requests_total&range=15m")
-    page.wait_for_function("Number(document.getElementById('chart').dataset.points) >= 2")
+    lines = page.locator("#chart .scatterlayer .trace path.js-line")
+    lines.first.wait_for(state="attached")
+    assert lines.count() == 2
+    assert page.locator("#chart .legendtext").count() == 2
+    assert refused == []
+
+
+def test_every_page_runs_under_its_content_security_policy(
+    browser: Any, served: str, firing: str
+) -> None:
+    page = new_page(browser, csp=True)
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    for url, drawn in (
+        (served + "/", "ul.names a"),
+        (served + "/login", "form[action='/login']"),
+        (firing + "/monitors/disk_full", "#chart .shapelayer path"),  # its threshold lines
+        (firing + "/monitors/disk_full", "#timeline .scatterlayer .trace"),
+    ):
+        page.goto(url)
+        page.locator(drawn).first.wait_for(state="attached")
     assert refused == []

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.cli.helpers import free_port, run
-from tests.server.browser import chromium, screenshot
+from tests.server.browser import chromium, new_page, screenshot
 from tests.serving import serve_process
 
 pytestmark = pytest.mark.peer("chromium")
@@ -66,7 +66,7 @@ def test_log_in_then_a_stale_csrf_token_is_refused_and_the_pages_own_works(
 ) -> None:
     root, base = served
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page = new_page(browser)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(base + "/explore?query=up")
@@ -100,3 +100,32 @@ def test_log_in_then_a_stale_csrf_token_is_refused_and_the_pages_own_works(
     assert [(s["by"], s["reason"]) for s in monitor["silences"]] == [
         ("alice (dashboard)", "from the browser")
     ]
+
+
+def test_silence_from_the_monitor_page_with_a_reason_shows_the_audit_entry(
+    served: tuple[Path, str],
+) -> None:
+    """The issue's walk: signed in, open the monitor, silence it with a reason through the
+    page's button, and read who did it in the page's history and series."""
+    _, base = served
+    with chromium() as browser:
+        page = new_page(browser, height=900)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/monitors/images_backlog")
+        _log_in(page)
+        page.wait_for_url(base + "/monitors/images_backlog")
+        page.click("#act-silence button")  # no reason: the browser asks for one, nothing sent
+        assert page.locator("#act-status").inner_text() == ""
+        page.fill("#act-silence input[name=reason]", "reindexing <b>tonight</b>")
+        page.select_option("#act-silence select[name=duration]", "4h")
+        page.click("#act-silence button")
+        page.wait_for_function("document.getElementById('act-status').textContent.includes('done')")
+        page.wait_for_function(  # the page reloads to show the silence
+            "(document.getElementById('history') || {innerText: ''}).innerText.includes('silenced')"
+        )
+        history = page.locator("#history").inner_text()
+        assert "silenced" in history and "reindexing <b>tonight</b>" in history, history
+        assert "alice (dashboard)" in page.locator("main").inner_text()
+        screenshot(page, "monitor-silenced.png")
+        assert errors == []

@@ -1,10 +1,11 @@
 """The server area's settings: ``[server]`` (where ``serve`` listens unless told otherwise, the
 resident memory past which ``serve`` and ``agent`` log a warning: ``memory_warn_bytes``, 0 for
-never, and ``auth``: who needs a token).
+never, and ``auth``: who needs credentials).
 
-``auth = "writes"`` (the default): writes need a token, reads are open to loopback
-connections. ``auth = "required"``: every request but the health checks needs a token;
-``serve`` listens beyond loopback only then (:mod:`signalbox.server.auth`)."""
+``auth = "writes"`` (the default): writes need a token or a signed-in user, reads are open to
+loopback connections. ``auth = "required"``: every request but the health checks, the login
+form and the static files needs a token or a signed-in user; ``serve`` listens beyond
+loopback only then (:mod:`signalbox.server.auth`)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def server_settings(src: Source, raw: Mapping[str, Any]) -> ServerSettings:
         raise src.error(
             "server.auth",
             server.auth,
-            '"writes" (tokens for writes, reads open on loopback) or "required" (tokens '
-            "for reads too)",
+            '"writes" (credentials for writes, reads open on loopback) or "required" '
+            "(credentials for reads too)",
         )
     return ServerSettings(server.host, server.port, server.memory_warn_bytes, server.auth)

@@ -101,7 +101,8 @@
       plot_bgcolor: "rgba(0,0,0,0)", font: { color: fg, size: 12 },
       xaxis: { type: "date", gridcolor: grid, range: [new Date(w[0] * 1000), new Date(w[1] * 1000)] },
       yaxis: { gridcolor: grid, zerolinecolor: grid },
-      showlegend: true, legend: { orientation: "h", y: -0.15 }, hovermode: "closest"
+      // past 20 series a legend would crowd out the chart: hovering names a line instead
+      showlegend: traces.length <= 20, legend: { orientation: "h", y: -0.15 }, hovermode: "closest"
     };
     Plotly.react(chart, traces, layout, { responsive: true, displaylogo: false });
     status.className = "muted small";

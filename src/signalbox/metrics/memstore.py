@@ -202,6 +202,10 @@ class MemoryMetricStore:
         with self._lock:
             return [(name, labels) for name, labels, _ in self._matching(matchers)]
 
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(n for n, by_labels in self._series.items() if by_labels)
+
     def select(
         self,
         matchers: Sequence[Matcher],

@@ -182,6 +182,11 @@ class MetricReader(Protocol):
         """Every known series whose name and labels satisfy all matchers."""
         ...
 
+    def names(self) -> list[str]:
+        """Every metric name with a known series, sorted: what the dashboard lists and
+        ``/api/v1/label/__name__/values`` answers, without reading a million series."""
+        ...
+
     def select(
         self,
         matchers: Sequence[Matcher],

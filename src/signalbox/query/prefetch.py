@@ -131,6 +131,9 @@ class PrefetchedStore:
             if series_matches(sp.name, sp.labels, ms)
         ]
 
+    def names(self) -> list[str]:
+        return sorted({name for name, _ in self.series()})
+
     def latest(
         self, matchers: Sequence[Matcher] = (), *, since_ms: int | None = None
     ) -> list[tuple[str, Labels, int, float]]:

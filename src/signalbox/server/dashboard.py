@@ -208,7 +208,7 @@ def stale_files(svc: Services, now_ms: int) -> tuple[list[StaleFile], int]:
 
 def index_page(svc: Services, demo: bool) -> str:
     now = svc.now_ms()
-    names = sorted({n for n, _ in svc.metrics.series()})
+    names = svc.metrics.names()
     report = svc.monitors.status(now) if svc.monitors else None
     stale, spool_count = stale_files(svc, now)
     return page(

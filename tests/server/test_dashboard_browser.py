@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -299,3 +300,20 @@ def test_every_page_runs_under_its_content_security_policy(
         page.goto(url)
         page.locator(drawn).first.wait_for(state="attached")
     assert refused == []
+
+
+def test_a_staleness_monitor_page_draws_no_query_it_does_not_have(tmp_path: Path) -> None:
+    """A staleness check's subject is a description ("age of spool file ..."), not PromQL:
+    its page shows the monitor without a chart that would query it."""
+    from signalbox.server.dashboard import monitor_page_data
+    from tests.server.conftest import open_site
+
+    yaml = (
+        "- name: app_alive\n  description: the app rewrites its file\n"
+        '  stale: {spool_file: "app-*.metrics", after: 1m}\n'
+    )
+    with open_site("sqlite", tmp_path, monitors_yaml=yaml) as site:
+        page = site.client().get("/monitors/app_alive")
+        data = monitor_page_data(site.services, "app_alive", None)
+    assert page.status_code == 200 and 'id="chart"' not in page.text
+    assert data["query"] == "" and str(data["source"]).startswith("- name: app_alive")

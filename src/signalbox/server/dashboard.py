@@ -336,7 +336,11 @@ def monitor_page_data(svc: Services, name: str, backtest: str | None) -> dict[st
         "series": series,
         "history": history,
         "silences": status.silences if status else [],
-        "query": rule.subject if rule is not None else "",
+        # a PromQL query to chart: threshold checks only (a staleness or queue check's
+        # subject is a description, like "age of spool file x.metrics")
+        "query": rule.subject
+        if rule is not None and monitor is not None and monitor.kind == "threshold"
+        else "",
         "thresholds": thresholds,
         "history_json": [
             {"at": h.at_ms, "series": h.series, "state": h.to_state, "event": h.event}

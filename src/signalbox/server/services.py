@@ -108,7 +108,8 @@ class RunnerStatus:
         """
         from signalbox.monitors.backtest import BacktestRequest, run
 
-        m, _ = self.definition(name)
+        with self._lock:  # the monitor only: its YAML text is not needed to replay it
+            m = self.runner.monitor(name)
         if self.settings is None or not m.file:
             raise UsageError(f"monitor {name!r} cannot be backtested here")
         request = BacktestRequest(Path(m.file), since_s=since_s, names=(name,), until_ms=now_ms)

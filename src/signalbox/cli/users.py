@@ -1,9 +1,13 @@
-"""``signalbox users create|list|delete|passwd``: people who log in to the dashboard.
+"""``signalbox users create|list|delete|passwd|set-role|logout``: people who log in to the
+dashboard.
 
 A password is read from a prompt (twice, unechoed) or, with ``--password-stdin``, from
 standard input (scripts; a trailing line break is dropped); never from an argument, which
 ``ps`` and shell history would show. The store keeps a scrypt hash
-(:mod:`signalbox.server.auth.users`). Exit codes: 0 ok, 2 usage or configuration error.
+(:mod:`signalbox.server.auth.users`). ``delete``, ``passwd`` and ``logout`` end the user's
+sessions and say how many; ``set-role`` applies to the sessions they hold from their next
+request on (sessions read the role from the user's row each time). Exit codes: 0 ok, 2
+usage or configuration error.
 """
 
 from __future__ import annotations
@@ -31,6 +35,20 @@ def _users(ctx: Context, *, create: bool) -> Iterator[UserStore | None]:
 
     with auth_database(ctx, create=create, version=2) as db:
         yield None if db is None else UserStore(db)
+
+
+@contextmanager
+def _existing(ctx: Context, name: str) -> Iterator[UserStore]:
+    """The store's users, ended sessions purged first (so the counts printed are of
+    sessions that were live); NotFoundError when the store has no users at all."""
+    from signalbox.exceptions import NotFoundError
+    from signalbox.server.auth.sessions import SessionStore
+
+    with _users(ctx, create=False) as users:
+        if users is None:
+            raise NotFoundError("user", name, "this store has no users")
+        SessionStore(users.db).purge_ended(now_ms())
+        yield users
 
 
 def _password(from_stdin: bool) -> str:
@@ -119,11 +137,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
 @handle_errors
 def delete_cmd(ctx: Context, name: str) -> None:
     """Delete user NAME and end their sessions at once."""
-    from signalbox.exceptions import NotFoundError
-
-    with _users(ctx, create=False) as users:
-        if users is None:
-            raise NotFoundError("user", name, "this store has no users")
+    with _existing(ctx, name) as users:
         user, ended = users.delete(name)
     click.echo(f"deleted {user.describe()}; {ended} session(s) ended")
 
@@ -135,12 +149,41 @@ def delete_cmd(ctx: Context, name: str) -> None:
 @handle_errors
 def passwd_cmd(ctx: Context, name: str, password_stdin: bool) -> None:
     """Set user NAME's password; their sessions end (they log in again)."""
-    from signalbox.exceptions import NotFoundError
-
-    with _users(ctx, create=False) as users:
-        if users is None:
-            raise NotFoundError("user", name, "this store has no users")
+    with _existing(ctx, name) as users:
         users.get(name)  # before asking for a password
         password = _password(password_stdin)
         user, ended = users.set_password(name, password, now_ms=now_ms())
     click.echo(f"changed the password of {user.describe()}; {ended} session(s) ended")
+
+
+@users_group.command("set-role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(ROLES))
+@pass_ctx
+@handle_errors
+def set_role_cmd(ctx: Context, name: str, role: str) -> None:
+    """Give user NAME the role ROLE, from their next request on (no new login needed)."""
+    from signalbox.server.auth.roles import Role
+    from signalbox.server.auth.sessions import SessionStore
+
+    with _existing(ctx, name) as users:
+        user, before = users.set_role(name, Role.parse(role))
+        live = SessionStore(users.db).count(user)
+    if before == user.role:
+        click.echo(f"{user.describe()} already had role {role}")
+        return
+    click.echo(
+        f"changed the role of user {user.name!r} from {before.label} to {user.role.label}; "
+        f"it applies to their {live} session(s) from the next request on"
+    )
+
+
+@users_group.command("logout")
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def logout_cmd(ctx: Context, name: str) -> None:
+    """End every session of user NAME (they log in again; the user stays)."""
+    with _existing(ctx, name) as users:
+        user, ended = users.end_sessions(name)
+    click.echo(f"logged out {user.describe()}: {ended} session(s) ended")

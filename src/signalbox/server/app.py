@@ -25,7 +25,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from signalbox.server import dashboard, exposition, health
-from signalbox.server.api import monitors, openapi, prom
+from signalbox.server.api import monitors, openapi, prom, tokens
 from signalbox.server.auth import pages as login_pages
 from signalbox.server.auth.middleware import AuthMiddleware
 from signalbox.server.errors import EXCEPTION_HANDLERS, ErrorShapeMiddleware
@@ -56,6 +56,8 @@ def api_routes(svc: Services) -> list[BaseRoute]:
     out = prom.routes()
     if svc.monitors is not None:
         out += monitors.routes(writes=svc.monitor_writes is not None)
+    if svc.tokens is not None:
+        out += tokens.routes()
     return out
 
 

@@ -1,5 +1,6 @@
 """The background work of ``serve`` and ``agent``: collection passes, rollups, StatsD, and
-the process's own metrics (:mod:`signalbox.metrics.process`), stored by every pass.
+the process's own metrics (:mod:`signalbox.metrics.process`), stored by every pass; in
+``serve``, ended dashboard sessions deleted too (:meth:`SessionStore.purge_ended`).
 
 Each loop runs in a daemon thread with its own store connection and stops when the shared
 event is set; a failing pass is logged and the loop goes on (a collector must never die).
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from signalbox.config import Settings
 from signalbox.durations import format_duration
@@ -24,9 +26,14 @@ from signalbox.metrics.collect import SampleSource
 from signalbox.metrics.process import ProcessMetrics
 from signalbox.runtime import build_collector, open_metric_store
 
+if TYPE_CHECKING:
+    from signalbox.server.auth.sessions import SessionStore
+
 log = logging.getLogger("signalbox.serve")
 
 COMPACT_EVERY_S = 60.0
+PURGE_SESSIONS_EVERY_S = 600.0
+"""How often ``serve`` deletes ended dashboard sessions (logins delete a few too)."""
 REMIND_EVERY_S = 300.0
 """While a loop keeps failing the same way, how often the log says so again."""
 
@@ -130,6 +137,7 @@ class Background:
 
     settings: Settings
     monitors: bool = False  # serve evaluates monitors; agents only collect
+    sessions: bool = False  # serve purges ended dashboard sessions; agents have none
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     statsd_address: tuple[str, int] | None = None
@@ -166,6 +174,19 @@ class Background:
                 self.health,
             )
         )
+        if self.sessions:
+            from signalbox.server.auth.sessions import SessionStore
+
+            ended = SessionStore(store.db)  # migrated here, before the loop's first run
+            self.threads.append(
+                every(
+                    PURGE_SESSIONS_EVERY_S,
+                    self.stop,
+                    lambda: _purge_sessions(ended),
+                    "purge sessions",
+                    self.health,
+                )
+            )
         if self.monitors:
             from signalbox.monitors.engine.loop import start_monitor_loop
 
@@ -180,6 +201,12 @@ class Background:
                 c()
             except Exception:
                 log.exception("error while shutting down")
+
+
+def _purge_sessions(sessions: SessionStore) -> None:
+    gone = sessions.purge_ended(int(time.time() * 1000))
+    if gone:
+        log.info("purged %d ended dashboard session(s)", gone)
 
 
 def run_agent(settings: Settings, started: Callable[[Background], None] | None = None) -> None:

@@ -4,7 +4,8 @@ The description is data: one entry per ``(path, method)`` in :data:`OPERATIONS`,
 parameters, request bodies and responses (success *and* the error shape of
 :mod:`signalbox.server.errors`, for each status the route can answer) that the code in
 :mod:`~signalbox.server.api.prom`, :mod:`~signalbox.server.api.monitors`,
-:mod:`~signalbox.server.health` and :mod:`~signalbox.server.exposition` really has.
+:mod:`~signalbox.server.api.tokens`, :mod:`~signalbox.server.health` and
+:mod:`~signalbox.server.exposition` really has.
 :func:`document` walks the app's routes and describes those that are mounted (a server
 without a monitor store advertises no monitor routes), and :func:`undescribed` names every
 API route without an entry, so a new route without a description fails a test
@@ -30,6 +31,9 @@ from signalbox.monitors.operate import MAX_REASON_CHARS
 from signalbox.server.api import MAX_BODY_BYTES
 from signalbox.server.api.monitors import MAX_HISTORY
 from signalbox.server.api.prom import MAX_POINTS, MAX_TIME_S
+from signalbox.server.api.tokens import DEFAULT_PAGE, MAX_ID
+from signalbox.server.auth.roles import Role
+from signalbox.server.auth.store import MAX_NAME_CHARS
 
 __all__ = ["ERROR_TYPES", "OPERATIONS", "api_operations", "document", "endpoint", "undescribed"]
 
@@ -40,6 +44,7 @@ ERROR_TYPES: dict[int, tuple[str, ...]] = {
     401: ("unauthorized",),
     403: ("forbidden",),
     404: ("not_found",),
+    409: ("bad_data",),
     413: ("bad_data",),
     415: ("bad_data",),
     422: ("execution",),
@@ -52,8 +57,9 @@ WHY = {
     400: "A parameter or the body is wrong; the message names it.",
     401: 'No valid token: off loopback (or with `auth = "required"`) every request needs '
     "one, writes always do; a garbage or revoked token is refused everywhere.",
-    403: "The token's role is too low for this route.",
+    403: "The token's role is too low for this route (or a session's write lacks its CSRF token).",
     404: "It names something that does not exist.",
+    409: "It would revoke the token the request is made with; `?own=true` says that is meant.",
     413: f"The request body is over {MAX_BODY_BYTES} bytes.",
     415: "The body is not `Content-Type: application/json`.",
     422: "The query was valid but could not be executed (a sample limit).",
@@ -217,6 +223,17 @@ HISTORY_ENTRY = _object(
         "note": _nullable(STR),
     }
 )
+TOKEN_FIELDS: dict[str, Schema] = {
+    "id": {"type": "integer", "minimum": 1},
+    "name": STR,
+    "role": {"enum": [r.label for r in Role]},
+    "created_ms": INT,
+    "created_by": {**STR, "description": "who made it: a CLI user, a token, a dashboard user"},
+    "last_used_ms": _nullable(INT),
+    "revoked_ms": _nullable(INT),
+    "revoked_by": _nullable(STR),
+}
+TOKEN = _object(TOKEN_FIELDS)
 ACK = _object({"labels": LABELS, "state": {"enum": STATES}, "by": STR, "reason": STR, "at_ms": INT})
 REASON = {
     "type": "string",
@@ -274,6 +291,7 @@ SCHEMAS: dict[str, Schema] = {
     "StatusReport": STATUS_REPORT,
     "HistoryEntry": HISTORY_ENTRY,
     "Ack": ACK,
+    "Token": TOKEN,
 }
 
 # -- parameters ---------------------------------------------------------------------------
@@ -409,6 +427,10 @@ READ: list[dict[str, list[str]]] = [
     {"bearer": []},
 ]  # open on loopback; a token of any role otherwise
 OPERATE: list[dict[str, list[str]]] = [{"bearer": []}]
+ADMIN = OPERATE  # a token (or a session); the role is checked by the route
+ADMIN_ONLY = (
+    "Needs role admin: a token, or a signed-in user whose writes send the session's CSRF token. "
+)
 NAME = _param(
     "name", {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}, "monitor name", where="path"
 )
@@ -679,6 +701,111 @@ OPERATIONS: dict[str, dict[str, Schema]] = {
             ),
         )
     },
+    "/api/v1/tokens": {
+        "get": {
+            "summary": "A page of API tokens, oldest first, revoked ones too (never a token)",
+            "description": ADMIN_ONLY,
+            "tags": ["tokens"],
+            "security": ADMIN,
+            "x-signalbox-role": "admin",
+            "parameters": [
+                _param(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY},
+                    f"at most this many tokens (default {DEFAULT_PAGE})",
+                ),
+                _param("offset", {"type": "integer", "minimum": 0}, "skip this many first"),
+            ],
+            "responses": _responses(
+                _envelope(
+                    _object(
+                        {
+                            "tokens": {"type": "array", "items": ref("Token")},
+                            "total": {"type": "integer", "minimum": 0},
+                            "next_offset": _nullable({"type": "integer", "minimum": 1}),
+                        }
+                    )
+                ),
+                (400, 403, 503),
+            ),
+        },
+        "post": {
+            "summary": "Create a token; the answer carries it, once (only its hash is kept)",
+            "description": ADMIN_ONLY + "No caller can grant a role above its own. Audited: "
+            "the token's created_by names the caller.",
+            "tags": ["tokens"],
+            "security": ADMIN,
+            "x-signalbox-role": "admin",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["role", "name"],
+                            "properties": {
+                                "role": {"enum": [r.label for r in Role]},
+                                "name": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": MAX_NAME_CHARS,
+                                    "pattern": r"\S",
+                                    "description": "what or who it is for (one line of "
+                                    "printable text); the audit trail names it",
+                                },
+                            },
+                            "additionalProperties": False,
+                        },
+                        "example": {"role": "read", "name": "grafana"},
+                    }
+                },
+            },
+            "responses": _responses(
+                _envelope(
+                    _object(
+                        {
+                            **TOKEN_FIELDS,
+                            "token": {
+                                "type": "string",
+                                "pattern": "^sbx_[A-Za-z0-9_-]{43}$",
+                                "description": "send as 'Authorization: Bearer <token>'; "
+                                "shown only here",
+                            },
+                        }
+                    )
+                ),
+                (400, 403, 413, 415, 503),
+            ),
+        },
+    },
+    "/api/v1/tokens/{id}": {
+        "delete": {
+            "summary": "Revoke a token: refused from the next request on",
+            "description": ADMIN_ONLY + "Revoking a revoked token changes nothing "
+            "(`already_revoked`). The token the request is made with is revoked only with "
+            "`?own=true` (409 otherwise). Audited: the token's revoked_by names the caller.",
+            "tags": ["tokens"],
+            "security": ADMIN,
+            "x-signalbox-role": "admin",
+            "parameters": [
+                _param(
+                    "id",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                    "the token's id (GET /api/v1/tokens)",
+                    where="path",
+                ),
+                _param(
+                    "own",
+                    {"type": "boolean"},
+                    "true: the id may be the calling token's own (default false)",
+                ),
+            ],
+            "responses": _responses(
+                _envelope(_object({"token": ref("Token"), "already_revoked": {"type": "boolean"}})),
+                (400, 403, 404, 409, 503),
+            ),
+        }
+    },
     "/-/healthy": {
         "get": {
             "summary": "The process answers",
@@ -769,8 +896,8 @@ def document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
             "title": "signalbox",
             "version": __version__,
             "description": "Metrics (the Prometheus read API, same shapes, for Grafana), "
-            "monitors (states, history, silence, unsilence, acknowledge, drill), health "
-            "and /metrics. Every error has one shape: "
+            "monitors (states, history, silence, unsilence, acknowledge, drill), API tokens "
+            "(admins), health and /metrics. Every error has one shape: "
             '{"status": "error", "errorType": ..., "error": ...}. Reads are open to '
             'loopback connections unless `[server] auth = "required"`; every write needs a '
             "token of role operate or admin (`signalbox tokens create`).",

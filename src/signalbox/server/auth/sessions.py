@@ -6,9 +6,17 @@ only (a stolen table holds no usable id), with the user, when it began and was l
 and its CSRF token (the synchronizer token every write made with the cookie must echo).
 
 A session ends at logout, ``IDLE_MS`` after its last request (12 h), or ``ABSOLUTE_MS``
-after its login (7 d) whatever its use; deleting its user or changing their password ends
-it too. Nothing is cached in memory: an ended session is refused from the next request on.
-``last_seen_ms`` is written at most once a minute, as a token's last use is.
+after its login (7 d) whatever its use; deleting its user, changing their password or
+``signalbox users logout`` ends it too. Nothing is cached in memory, not even the role
+(each request reads it from the user's row): an ended session is refused, and a changed
+role applies, from the next request on. ``last_seen_ms`` is written at most once a minute,
+as a token's last use is.
+
+A session that ended on its own stays a row until something deletes it: the request that
+presents it, the next login (:data:`LOGIN_PURGE` rows at most, so a login never waits on a
+backlog), or ``serve``'s periodic purge (:meth:`SessionStore.purge_ended`, transactions of
+:data:`PURGE_BATCH` rows found by index). Failed logins are not rows: they are counted in
+memory (:mod:`~signalbox.server.auth.ratelimit`), with a cap of their own.
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ from signalbox.storage.database import Database
 __all__ = [
     "ABSOLUTE_MS",
     "IDLE_MS",
+    "LOGIN_PURGE",
+    "PURGE_BATCH",
+    "PURGE_MAX_BATCHES",
     "TOUCH_EVERY_MS",
     "Session",
     "SessionStore",
@@ -36,6 +47,12 @@ __all__ = [
 IDLE_MS = 12 * 3600 * 1000
 ABSOLUTE_MS = 7 * 86400 * 1000
 TOUCH_EVERY_MS = 60_000
+PURGE_BATCH = 500
+"""Ended sessions deleted per transaction by the periodic purge (a short write lock)."""
+PURGE_MAX_BATCHES = 20
+"""Transactions per periodic purge at most; a larger backlog goes on the next run."""
+LOGIN_PURGE = 50
+"""Ended sessions a login deletes on its way, at most."""
 _SECRET_BYTES = 32
 _SECRET_CHARS = 43  # token_urlsafe(32)
 _URLSAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -107,7 +124,7 @@ class SessionStore:
 
         ``replacing``: the id of the session the browser held before, ended now (a login
         always gets a fresh id, so an id planted before it is worth nothing after). Sessions
-        past their time are deleted on the way.
+        past their time are deleted on the way (:data:`LOGIN_PURGE` at most).
         """
         secret, csrf = new_secret(), new_secret()
         with self.db.transaction():
@@ -115,10 +132,7 @@ class SessionStore:
                 self.db.execute(
                     "DELETE FROM dashboard_sessions WHERE session_hash = ?", (_hash(replacing),)
                 )
-            self.db.execute(
-                "DELETE FROM dashboard_sessions WHERE expires_ms <= ? OR last_seen_ms <= ?",
-                (now_ms, now_ms - self.idle_ms),
-            )
+            self._purge(now_ms, LOGIN_PURGE)
             (row,) = self.db.query(
                 "INSERT INTO dashboard_sessions (session_hash, user_id, csrf_token, created_ms, "
                 "last_seen_ms, expires_ms, client) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -184,3 +198,35 @@ class SessionStore:
             "SELECT COUNT(*) FROM dashboard_sessions WHERE user_id = ?", (user.id,)
         )
         return int(row[0])
+
+    def purge(self, now_ms: int, *, limit: int = PURGE_BATCH) -> int:
+        """Delete at most ``limit`` sessions that have ended by ``now_ms`` (too old, or idle
+        too long), in one transaction; how many went."""
+        with self.db.transaction():
+            return self._purge(now_ms, limit)
+
+    def purge_ended(
+        self, now_ms: int, *, batch: int = PURGE_BATCH, max_batches: int = PURGE_MAX_BATCHES
+    ) -> int:
+        """Delete ended sessions ``batch`` at a time until none is left or ``max_batches``
+        transactions ran (the rest waits for the next call); how many went.
+
+        Each batch is its own transaction, so logins and requests wait on at most one.
+        """
+        gone = 0
+        for _ in range(max_batches):
+            n = self.purge(now_ms, limit=batch)
+            gone += n
+            if n < batch:
+                break
+        return gone
+
+    def _purge(self, now_ms: int, limit: int) -> int:
+        # no ORDER BY: the LIMIT stops the index scans at the first ``limit`` rows found
+        return int(
+            self.db.execute(
+                "DELETE FROM dashboard_sessions WHERE id IN (SELECT id FROM dashboard_sessions "
+                "WHERE expires_ms <= ? OR last_seen_ms <= ? LIMIT ?)",
+                (now_ms, now_ms - self.idle_ms, limit),
+            ).rowcount
+        )

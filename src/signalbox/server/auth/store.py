@@ -49,9 +49,18 @@ MIGRATIONS: list[Migration] = [
             "CREATE INDEX dashboard_sessions_by_user ON dashboard_sessions (user_id)",
         ],
     ),
+    (
+        3,
+        "ended sessions found by index: the purge reads only what it deletes",
+        [
+            "CREATE INDEX dashboard_sessions_by_expiry ON dashboard_sessions (expires_ms)",
+            "CREATE INDEX dashboard_sessions_by_last_seen ON dashboard_sessions (last_seen_ms)",
+        ],
+    ),
 ]
 """Component ``auth``: tokens here, dashboard users (:mod:`~signalbox.server.auth.users`)
-and sessions (:mod:`~signalbox.server.auth.sessions`) from step 2."""
+and sessions (:mod:`~signalbox.server.auth.sessions`) from step 2, indexes for purging
+ended sessions (:meth:`~signalbox.server.auth.sessions.SessionStore.purge`) from step 3."""
 
 TOUCH_EVERY_MS = 60_000
 """``last_used_ms`` is rewritten when it is at least this old."""
@@ -140,11 +149,30 @@ class TokenStore:
         """Every token ever created, oldest first (revoked ones too)."""
         return [_token(r) for r in self.db.query(f"SELECT {_COLS} FROM api_tokens ORDER BY id")]
 
-    def get(self, token_id: int) -> ApiToken:
+    def page(self, *, limit: int, offset: int = 0) -> tuple[list[ApiToken], int]:
+        """At most ``limit`` tokens from the ``offset``-th on, oldest first, and how many
+        there are in all (an offset past the end is an empty page, whatever its size)."""
+        (row,) = self.db.query("SELECT COUNT(*) FROM api_tokens")
+        total = int(row[0])
+        if offset >= total:
+            return [], total
+        rows = self.db.query(
+            f"SELECT {_COLS} FROM api_tokens ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+        )
+        return [_token(r) for r in rows], total
+
+    def find(self, token_id: int) -> ApiToken | None:
+        """The token with this id, or None (ids are 64-bit: a larger one finds nothing)."""
+        if not 0 < token_id < 2**63:
+            return None
         rows = self.db.query(f"SELECT {_COLS} FROM api_tokens WHERE id = ?", (token_id,))
-        if not rows:
+        return _token(rows[0]) if rows else None
+
+    def get(self, token_id: int) -> ApiToken:
+        found = self.find(token_id)
+        if found is None:
             raise UsageError(f"no token #{token_id} (`signalbox tokens list` shows them)")
-        return _token(rows[0])
+        return found
 
     def revoke(self, token_id: int, *, by: str, now_ms: int) -> tuple[ApiToken, bool]:
         """Revoke a token from the next request on; ``(token, False)`` if it already was.
@@ -153,6 +181,7 @@ class TokenStore:
             UsageError: no token has this id.
         """
         with self.db.transaction():
+            self.get(token_id)  # first: an unknown (or out-of-range) id is said as such
             done = self.db.execute(
                 "UPDATE api_tokens SET revoked_ms = ?, revoked_by = ? "
                 "WHERE id = ? AND revoked_ms IS NULL",

@@ -5,12 +5,15 @@ lists, deletes them and sets their passwords (there is no sign-up page: whoever 
 CLI against the store decides who gets in). A user has one role, as a token does
 (:class:`~signalbox.server.auth.roles.Role`), and the audit trail names their writes
 ``alice (dashboard)``. Passwords are stored as scrypt hashes
-(:mod:`~signalbox.server.auth.passwords`); deleting a user or changing a password ends
-every session of that user (:mod:`~signalbox.server.auth.sessions`).
+(:mod:`~signalbox.server.auth.passwords`); deleting a user, changing a password or
+:meth:`UserStore.end_sessions` ends every session of that user
+(:mod:`~signalbox.server.auth.sessions`). A new role needs no new login: sessions read
+the role from this table on every request.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -176,6 +179,34 @@ class UserStore:
                 "DELETE FROM dashboard_sessions WHERE user_id = ?", (user.id,)
             ).rowcount
         return self.get(name), int(ended)
+
+    def set_role(self, name: str, role: Role) -> tuple[User, Role]:
+        """Give user ``name`` the role ``role``: ``(the user as now, the role before)``. Their
+        sessions carry on with the new role from their next request.
+
+        Raises:
+            NotFoundError: no user has this name.
+        """
+        with self.db.transaction():
+            user = self.get(name)
+            self.db.execute(
+                "UPDATE dashboard_users SET role = ? WHERE id = ?", (role.label, user.id)
+            )
+        return dataclasses.replace(user, role=role), user.role
+
+    def end_sessions(self, name: str) -> tuple[User, int]:
+        """End every session of user ``name`` (they log in again): ``(the user, sessions
+        ended)``, ended-but-not-yet-purged ones included.
+
+        Raises:
+            NotFoundError: no user has this name.
+        """
+        with self.db.transaction():
+            user = self.get(name)
+            ended = self.db.execute(
+                "DELETE FROM dashboard_sessions WHERE user_id = ?", (user.id,)
+            ).rowcount
+        return user, int(ended)
 
     def verify(self, name: str, password: str) -> User | None:
         """The user if ``password`` is theirs; None for a wrong password or an unknown name,

@@ -40,6 +40,7 @@ class Limit:
     close_at: float
     reopen_at: float
     kind: Literal["max", "min"] = "max"
+    unit: str = ""  # appended to numbers in reasons (" s")
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.close_at) and math.isfinite(self.reopen_at)):
@@ -64,7 +65,10 @@ class Limit:
 
 
 def max_limit(
-    name: str, spec: float | tuple[float, float] | list[float], low_ratio: float = DEFAULT_LOW_RATIO
+    name: str,
+    spec: float | tuple[float, float] | list[float],
+    low_ratio: float = DEFAULT_LOW_RATIO,
+    unit: str = "",
 ) -> Limit:
     """A ceiling from a user's spec: ``40`` (low mark ``40 * low_ratio``) or ``(40, 30)``.
 
@@ -82,7 +86,7 @@ def max_limit(
         low = high * low_ratio if high > 0 else high
     else:
         raise ValueError(f"{name}: expected a number or [high, low], got {spec!r}")
-    return Limit(name, high, low, "max")
+    return Limit(name, high, low, "max", unit)
 
 
 def min_limit(name: str, floor: float, reopen_at: float | None = None) -> Limit:
@@ -125,16 +129,19 @@ def judge(
         if was and lim.holds(value):
             tripped.add(key)
             side = "below" if lim.kind == "max" else "above"
+            u = lim.unit
             reasons.append(
-                f"{key} {fmt(value)}: closed at {fmt(lim.close_at)}, "
-                f"reopens {side} {fmt(lim.reopen_at)}"
+                f"{key} {fmt(value)}{u}: closed at {fmt(lim.close_at)}{u}, "
+                f"reopens {side} {fmt(lim.reopen_at)}{u}"
             )
         elif not was and lim.trips(value):
             tripped.add(key)
             op = ">=" if lim.kind == "max" else "<="
             side = "below" if lim.kind == "max" else "above"
+            u = lim.unit
             reasons.append(
-                f"{key} {fmt(value)} {op} {fmt(lim.close_at)} (reopens {side} {fmt(lim.reopen_at)})"
+                f"{key} {fmt(value)}{u} {op} {fmt(lim.close_at)}{u} "
+                f"(reopens {side} {fmt(lim.reopen_at)}{u})"
             )
     return Verdict(frozenset(tripped), tuple(reasons))
 

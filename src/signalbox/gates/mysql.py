@@ -47,6 +47,7 @@ class MySQLLoadGate(Gate):
         self.hide([target.password])
         self.dsn = shown_dsn(dsn)
         self.limits = limits
+        self._timeout = timeout
         self._conn = MySQLProbeConnection(target, timeout)
         self._tripped: frozenset[str] = frozenset()
 
@@ -66,7 +67,7 @@ class MySQLLoadGate(Gate):
         try:
             values = self._conn.run(read)
         except Exception as e:  # fail closed, naming the server and what went wrong
-            error = self.redact(describe_error(e))
+            error = self.redact(describe_error(e, self._timeout))
             return self.closed(
                 f"cannot probe {server}: {error}", {"server": server, "error": error}
             )

@@ -79,10 +79,14 @@ class MySQLProbeConnection:
                 conn.close()
 
 
-def describe_error(e: BaseException) -> str:
-    """A driver error as one line: ``Can't connect ... (2003)`` rather than a tuple repr."""
+def describe_error(e: BaseException, timeout_s: float | None = None) -> str:
+    """A driver error as one line: ``Can't connect ... (error 2003)``, not a tuple repr; a
+    timeout says how long it waited."""
     args: tuple[Any, ...] = tuple(getattr(e, "args", ()))
     if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
-        return f"{args[1]} (error {args[0]})"
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
+        text = f"{args[1]} (error {args[0]})"
+    else:
+        text = (str(e).strip() or type(e).__name__).splitlines()[0]
+    if timeout_s is not None and ("timed out" in text or "timeout" in text):
+        text += f" (no answer within {timeout_s:g} s)"
+    return text

@@ -78,6 +78,7 @@ class MySQLReplicationGate(Gate):
         self.hide([t.password for t in targets])
         self.targets: list[MySQLDSN] = targets
         self.lag_limit = max_limit("lag", float(max_lag), low, unit=" s")
+        self._timeout = timeout
         self._conns = [MySQLProbeConnection(t, timeout) for t in targets]
         self._tripped: frozenset[str] = frozenset()
 
@@ -87,7 +88,7 @@ class MySQLReplicationGate(Gate):
             try:
                 seen.append(conn.run(_read_server))
             except Exception as e:  # an unreachable server is the loudest problem of all
-                seen.append(_Seen(None, [], self.redact(describe_error(e))))
+                seen.append(_Seen(None, [], self.redact(describe_error(e, self._timeout))))
         problems: list[str] = []
         lags: list[tuple[str, float | None]] = []
         servers: list[dict[str, Any]] = []

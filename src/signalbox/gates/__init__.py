@@ -16,19 +16,29 @@ defers jobs behind closed gates; any other code (a Celery task, a cron script) c
 Built in: :func:`mysql_load`, :func:`mysql_replication`, :func:`postgres_load`,
 :func:`metric`, :func:`monitor`, :func:`flag`, :func:`file`; any callable returning
 ``bool`` or a :class:`Decision` through :func:`as_gate`. Gates declared in
-``signalbox.toml`` (``[gates.NAME]``) are built by :func:`signalbox.gates.config.build_gates`.
+``signalbox.toml`` (``[gates.NAME]``) are built by :func:`signalbox.gates.settings.build_gates`.
+
+The database gates' modules are imported on first use, so loading the config (which checks
+``[gates]`` tables) does not import them. ``file``, ``flag``, ``metric`` and ``monitor`` share
+their names with their modules and are imported here, before anything else can import the
+module and bind its name on this package to the module instead of the function.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from signalbox.gates.base import Decision, Gate, as_gate
 from signalbox.gates.file import file
 from signalbox.gates.flag import flag
 from signalbox.gates.metric import metric
 from signalbox.gates.monitor import monitor
-from signalbox.gates.mysql import mysql_load
-from signalbox.gates.postgres import postgres_load
-from signalbox.gates.replication import mysql_replication
+
+if TYPE_CHECKING:
+    from signalbox.gates.mysql import mysql_load
+    from signalbox.gates.postgres import postgres_load
+    from signalbox.gates.replication import mysql_replication
 
 __all__ = [
     "Decision",
@@ -42,3 +52,22 @@ __all__ = [
     "mysql_replication",
     "postgres_load",
 ]
+
+_LAZY = {
+    "mysql_load": "signalbox.gates.mysql",
+    "mysql_replication": "signalbox.gates.replication",
+    "postgres_load": "signalbox.gates.postgres",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'signalbox.gates' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

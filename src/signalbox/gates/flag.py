@@ -133,14 +133,15 @@ class FlagGate(Gate):
 
 
 def flag(
-    name: str,
+    flag_name: str,
     *,
     path: str | os.PathLike[str] | None = None,
     settings: Settings | None = None,
+    name: str | None = None,
     interval: float | None = None,
     delay: float | None = None,
 ) -> FlagGate:
-    """A gate open while flag ``name`` is on.
+    """A gate open while flag ``flag_name`` is on.
 
     Args:
         path: a flags YAML file or folder (default: ``flags/`` beside the ``signalbox.toml``
@@ -151,4 +152,4 @@ def flag(
         kwargs["interval"] = interval
     if delay is not None:
         kwargs["delay"] = delay
-    return FlagGate(name, path=path, settings=settings, **kwargs)
+    return FlagGate(flag_name, path=path, settings=settings, name=name, **kwargs)

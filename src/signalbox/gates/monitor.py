@@ -106,20 +106,22 @@ class MonitorGate(Gate):
 
 
 def monitor(
-    name: str,
+    monitor_name: str,
     *,
     max_age: float | None = DEFAULT_MAX_AGE_S,
     db: Database | None = None,
     settings: Settings | None = None,
     now: Callable[[], float] = time.time,
+    name: str | None = None,
     interval: float | None = None,
     delay: float | None = None,
 ) -> MonitorGate:
-    """A gate closed while monitor ``name`` is not OK (any series WARNING, CRITICAL or
+    """A gate closed while monitor ``monitor_name`` is not OK (any series WARNING, CRITICAL or
     UNKNOWN), when it has no state, or when its state is older than ``max_age`` seconds
     (None: never too old).
 
     Args:
+        name: the gate's name (default ``monitor:NAME``).
         db: the store holding monitor state; default: the store of the ``signalbox.toml`` in
             use (``settings``, else found as the CLI finds it), opened at the first probe.
     """
@@ -128,4 +130,6 @@ def monitor(
         kwargs["interval"] = interval
     if delay is not None:
         kwargs["delay"] = delay
-    return MonitorGate(name, max_age=max_age, db=db, settings=settings, now=now, **kwargs)
+    return MonitorGate(
+        monitor_name, max_age=max_age, db=db, settings=settings, now=now, name=name, **kwargs
+    )

@@ -24,6 +24,8 @@ from typing import Any
 import msgspec
 
 from signalbox.exceptions import ConfigError
+from signalbox.gates import settings as gates_area
+from signalbox.gates.settings import GateSpec
 from signalbox.limits import QueryLimits
 from signalbox.metrics import settings as metrics_area
 from signalbox.metrics.settings import DEFAULT_RETENTION, MetricsSettings
@@ -59,6 +61,7 @@ _AREA_TABLES: dict[str, tuple[str, ...]] = {
     "monitors": monitors_area.TABLES,
     "server": server_area.TABLES,
     "query": query_area.TABLES,
+    "gates": gates_area.TABLES,
 }
 
 
@@ -79,6 +82,7 @@ class Settings:
     monitors: MonitorsSettings
     server: ServerSettings
     query: QueryLimits = field(default_factory=QueryLimits)
+    gates: Mapping[str, GateSpec] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (
@@ -174,4 +178,5 @@ def settings_from_dict(
         monitors=monitors_area.monitors_settings(src, raw),
         server=server_area.server_settings(src, raw),
         query=query_area.query_settings(src, raw),
+        gates=gates_area.gates_settings(src, raw),
     )

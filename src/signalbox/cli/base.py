@@ -235,6 +235,7 @@ COMMANDS = {
     "monitors": "signalbox.cli.monitors_ops:monitors_group",
     "tokens": "signalbox.cli.tokens:tokens_group",
     "users": "signalbox.cli.users:users_group",
+    "gates": "signalbox.cli.gates:gates_group",
 }
 
 

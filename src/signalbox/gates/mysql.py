@@ -71,7 +71,7 @@ class MySQLLoadGate(Gate):
             return self.closed(
                 f"cannot probe {server}: {error}", {"server": server, "error": error}
             )
-        got = {lim.name: values.get(lim.name.lower()) for lim in self.limits}
+        got = {lim.name: _number(values.get(lim.name.lower())) for lim in self.limits}
         verdict = judge(
             ((n, lim, got[n]) for n, lim in zip(names, self.limits, strict=True)), self._tripped
         )
@@ -88,6 +88,11 @@ class MySQLLoadGate(Gate):
     def close(self) -> None:
         """Close the probe's connection (it reopens on the next probe)."""
         self._conn.close()
+
+
+def _number(v: float | None) -> float | int | None:
+    """Counts as integers in readings (``12``, not ``12.0``)."""
+    return int(v) if v is not None and v.is_integer() else v
 
 
 def mysql_load(

@@ -57,6 +57,9 @@ memory_warn_bytes = 0
 # drills; reads are open to loopback) or "required" (reads too). serve listens beyond
 # 127.0.0.1 only with "required".
 auth = "writes"
+# MiB of query answers (query_range, and query at a given time) kept until the data
+# changes, so dashboards that refresh ask the store once (0: no cache).
+query_cache_mb = 64
 
 [query]
 # What one query over the HTTP API (or `signalbox query`) may cost, as Prometheus'

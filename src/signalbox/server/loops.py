@@ -142,6 +142,8 @@ class Background:
     threads: list[threading.Thread] = field(default_factory=list)
     statsd_address: tuple[str, int] | None = None
     health: LoopHealth = field(default_factory=LoopHealth)
+    sources: list[SampleSource] = field(default_factory=list)
+    """More for the collection passes to store (``serve``'s query cache counters)."""
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -159,6 +161,7 @@ class Background:
             sources.append(agg)
             log.info("StatsD listening on udp://%s:%d", *server.address)
         sources.append(ProcessMetrics(memory_warn_bytes=s.server.memory_warn_bytes or None))
+        sources.extend(self.sources)
         store = open_metric_store(s)
         self._closers.append(store.close)
         collector = build_collector(s, store, sources)

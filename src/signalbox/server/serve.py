@@ -18,6 +18,7 @@ from signalbox.server.app import AppOptions, create_app
 from signalbox.server.auth import check_bind
 from signalbox.server.auth.store import TokenStore
 from signalbox.server.loops import Background, LoopHealth
+from signalbox.server.resultcache import ResultCache, data_version
 from signalbox.server.services import ReadyCheck, RunnerStatus, Services, database_ready
 from signalbox.storage.database import redact_url
 from signalbox.storage.integrity import check_in_background, checked_at_open
@@ -46,9 +47,11 @@ def serve(
     _spool_dir_ready(settings)
     store = open_metric_store(settings)  # refuses another application's or a damaged file
     damage = _check_integrity(store)
-    bg = Background(settings, monitors=True, sessions=True)
+    bg = Background(settings, monitors=True, sessions=False)
     # migrates every area before the loops start
     services = build_services(settings, store, bg.health, damage)
+    if services.query_cache is not None:  # its counters are stored every pass
+        bg.sources.append(services.query_cache)
     sim = None
     if demo:
         from signalbox.demo.service import PhotoService
@@ -74,6 +77,8 @@ def serve(
         if sim is not None:
             sim.stop()
         bg.close()
+        if services.query_cache is not None:
+            services.query_cache.close()
         store.close()
 
 
@@ -103,7 +108,17 @@ def build_services(
             *(() if damage is None else (ReadyCheck("store integrity", _raiser(damage)),)),
         ),
         limits=settings.query,
+        query_cache=query_cache(settings, store),
     )
+
+
+def query_cache(settings: Settings, store: SQLMetricStore) -> ResultCache | None:
+    """The results cache ``[server] query_cache_mb`` asks for, if the store has a data
+    version this process can read (see :mod:`signalbox.server.resultcache`)."""
+    version = data_version(store) if settings.server.query_cache_mb else None
+    if version is None:
+        return None
+    return ResultCache(settings.server.query_cache_mb * 2**20, version)
 
 
 def _spool_dir_ready(settings: Settings) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from signalbox.monitors.state.records import Ack, HistoryEntry, Silence
     from signalbox.monitors.status import StatusReport
     from signalbox.server.auth.store import TokenStore
+    from signalbox.server.resultcache import ResultCache
     from signalbox.storage.database import Database
 
 
@@ -178,6 +179,8 @@ class Services:
         monitor_writes: silences, acks and drills over HTTP; None: those routes answer 404.
         tokens: API tokens; with them the app resolves callers
             (:mod:`signalbox.server.auth`), without them its write routes refuse everyone.
+        query_cache: answers of ``/api/v1/query`` and ``query_range`` at explicit times
+            (:mod:`signalbox.server.resultcache`); None: every query is evaluated.
     """
 
     metrics: MetricReader
@@ -188,6 +191,7 @@ class Services:
     limits: QueryLimits = field(default_factory=QueryLimits)
     monitor_writes: MonitorWrites | None = None
     tokens: TokenStore | None = None
+    query_cache: ResultCache | None = None
 
     @classmethod
     def over(
@@ -201,6 +205,7 @@ class Services:
         limits: QueryLimits | None = None,
         monitor_writes: MonitorWrites | None = None,
         tokens: TokenStore | None = None,
+        query_cache: ResultCache | None = None,
     ) -> Services:
         """Services over one metric store, with the query engine built for it."""
         engine = Engine(metrics, coarsest_resolution_s=coarsest_resolution_s)
@@ -213,6 +218,7 @@ class Services:
             limits or QueryLimits(),
             monitor_writes,
             tokens,
+            query_cache,
         )
 
     def now_ms(self) -> int:

@@ -1,6 +1,7 @@
 """The server area's settings: ``[server]`` (where ``serve`` listens unless told otherwise, the
 resident memory past which ``serve`` and ``agent`` log a warning: ``memory_warn_bytes``, 0 for
-never, and ``auth``: who needs credentials).
+never, ``auth``: who needs credentials, and ``query_cache_mb``: the query results cache's
+size in MiB, 0 for none: :mod:`signalbox.server.resultcache`).
 
 ``auth = "writes"`` (the default): writes need a token or a signed-in user, reads are open to
 loopback connections. ``auth = "required"``: every request but the health checks, the login
@@ -27,6 +28,7 @@ class ServerTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     port: int = 8910
     memory_warn_bytes: int = 0
     auth: str = "writes"
+    query_cache_mb: int = 64
 
 
 AUTH_MODES = ("writes", "required")
@@ -38,6 +40,7 @@ class ServerSettings:
     port: int
     memory_warn_bytes: int = 0
     auth: str = "writes"
+    query_cache_mb: int = 64
 
     @property
     def reads_need_token(self) -> bool:
@@ -60,4 +63,12 @@ def server_settings(src: Source, raw: Mapping[str, Any]) -> ServerSettings:
             '"writes" (credentials for writes, reads open on loopback) or "required" '
             "(credentials for reads too)",
         )
-    return ServerSettings(server.host, server.port, server.memory_warn_bytes, server.auth)
+    if not 0 <= server.query_cache_mb <= 1 << 20:
+        raise src.error(
+            "server.query_cache_mb",
+            server.query_cache_mb,
+            "MiB for the query results cache (0-1048576; 0 turns it off)",
+        )
+    return ServerSettings(
+        server.host, server.port, server.memory_warn_bytes, server.auth, server.query_cache_mb
+    )

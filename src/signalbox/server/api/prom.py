@@ -10,21 +10,24 @@ from __future__ import annotations
 import datetime as dt
 import math
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from signalbox import __version__
 from signalbox.durations import parse_duration
-from signalbox.exceptions import UsageError
+from signalbox.exceptions import QueryError, UsageError
 from signalbox.metrics.samples import Labels, Matcher
 from signalbox.query import QueryResult, VectorSelector, parse_expr
+from signalbox.query.promjson import result_json
 from signalbox.server.api import success_body
 from signalbox.server.querygate import QueryGate
+from signalbox.server.resultcache import ResultCache
 from signalbox.server.services import Services, services
 
 MAX_POINTS = 30_000  # Prometheus allows 11,000; 8 days at 1 minute (11,521) must fit
@@ -104,29 +107,129 @@ def first(p: dict[str, Any], key: str) -> str | None:
     return vals[0] if vals else None
 
 
-def _handle(fn: Callable[[Services, dict[str, Any], int], Any]) -> Callable[[Request], Any]:
+def _handle(
+    fn: Callable[[Services, dict[str, Any], int], Any], cached: str | None = None
+) -> Callable[[Request], Any]:
     """An endpoint running ``fn(services, params, now_ms)`` through the query gate (a turn
     in the queue, a thread, a budget: :mod:`signalbox.server.querygate`) and encoding the
-    answer there too; errors propagate to the app's handlers, in Prometheus' shape."""
+    answer there too; errors propagate to the app's handlers, in Prometheus' shape.
+
+    ``cached`` names the endpoint in the results cache (:mod:`signalbox.server.resultcache`)
+    when the services have one: a query at explicit times is looked up first, on the event
+    loop when the data version is local to read (SQLite) and the query text was seen
+    before, so a hit takes no thread and no place in the queue; else in the query thread.
+    """
 
     async def endpoint(request: Request) -> Response:
         p = await params(request)
         svc = services(request)
-        body = await gate(request).run(_answer, fn, svc, p, svc.now_ms())
+        cache = svc.query_cache if cached else None
+        ask = _cache_ask(cached, p) if cached and cache is not None else None
+        if ask is not None and cache is not None and not cache.version.blocking:
+            body = _lookup_known(cache, ask)
+            if body is not None:
+                return Response(body, media_type="application/json")
+        body = await gate(request).run(_answer, fn, svc, p, svc.now_ms(), ask)
         return Response(body, media_type="application/json")
 
     return endpoint
 
 
+Ask = tuple[str, str, int, int, int]
+"""What a cacheable request asks: (endpoint, query text, start, end, step) in ms; an
+instant query is ``start == end`` and step 0."""
+
+
+def _cache_ask(endpoint: str, p: dict[str, Any]) -> Ask | None:
+    """The request's :data:`Ask` if its answer may be cached: a query at explicit times
+    (never one relative to "now"); None too when a parameter is bad (``fn`` says why)."""
+    q = first(p, "query")
+    if not q:
+        return None
+    try:
+        if endpoint == "query":
+            at_text = first(p, "time")
+            if not at_text:
+                return None
+            at = parse_time("time", at_text, 0)
+            return (endpoint, q, at, at, 0)
+        start_text, end_text = first(p, "start"), first(p, "end")
+        if not start_text or not end_text:
+            return None
+        start = parse_time("start", start_text, 0)
+        end = parse_time("end", end_text, 0)
+        return (endpoint, q, start, end, parse_step(first(p, "step")))
+    except BadRequest:
+        return None
+
+
+def _cache_key(parsed: tuple[str, Hashable], ask: Ask) -> tuple[Hashable, ...]:
+    endpoint, _, start, end, step = ask
+    return (endpoint, *parsed, start, end, step)
+
+
+def _lookup_known(cache: ResultCache, ask: Ask) -> bytes | None:
+    """A cached answer found without parsing or waiting (on the event loop); None sends the
+    request on to a query thread, which looks again (and counts the miss)."""
+    parsed = cache.known_query(ask[1])
+    if parsed is None:
+        return None
+    version = cache.version.read()
+    if version is None:
+        return None
+    return cache.get(_cache_key(parsed, ask), version, count_miss=False)
+
+
 def _answer(
-    fn: Callable[[Services, dict[str, Any], int], Any], svc: Services, p: dict[str, Any], now: int
+    fn: Callable[[Services, dict[str, Any], int], Any],
+    svc: Services,
+    p: dict[str, Any],
+    now: int,
+    ask: Ask | None = None,
 ) -> bytes:
+    """The encoded answer: from the results cache when it has it, else evaluated (and
+    kept there when it may be: no warnings). The data version is read before evaluating."""
+    cache = svc.query_cache
+    if ask is None or cache is None:
+        return _evaluate(fn, svc, p, now)[0]
+    version = cache.version.read()
+    try:
+        parsed = cache.parse_query(ask[1])
+    except QueryError:
+        parsed = None  # fn raises it, in the API's error shape
+    if version is None or parsed is None:
+        return _evaluate(fn, svc, p, now)[0]
+    key = _cache_key(parsed, ask)
+    body = cache.get(key, version)
+    if body is None:
+        body, keep = _evaluate(fn, svc, p, now)
+        if keep:
+            cache.put(key, version, body)
+    return body
+
+
+def _evaluate(
+    fn: Callable[[Services, dict[str, Any], int], Any], svc: Services, p: dict[str, Any], now: int
+) -> tuple[bytes, bool]:
+    """``fn``'s answer encoded, and whether it may be cached (a query result without
+    warnings: an estimate's warning is better said afresh than remembered)."""
     out = fn(svc, p, now)
     if isinstance(out, QueryResult):
-        return success_body(out.to_prometheus(), out.warnings)
+        return query_body(out), not out.warnings
     if isinstance(out, Listing):
-        return success_body(out.items, out.warnings)
-    return success_body(out)
+        return success_body(out.items, out.warnings), False
+    return success_body(out), False
+
+
+def query_body(result: QueryResult) -> bytes:
+    """The success envelope around a query result, as :func:`success_body` writes it, with
+    the result written by :func:`~signalbox.query.promjson.result_json` (a range answer's
+    points as text directly, not a dict tree encoded afterwards)."""
+    parts = [b'{"status":"success","data":', result_json(result)]
+    if result.warnings:
+        parts += [b',"warnings":', msgspec.json.encode(list(result.warnings))]
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 TRUNCATED = "results truncated due to limit"
@@ -335,8 +438,8 @@ def format_query(svc: Services, p: dict[str, Any], now_ms: int) -> Any:
 def routes() -> list[BaseRoute]:
     """This area's routes, relative to ``/api/v1`` (the URLs Grafana's data source calls)."""
     return [
-        Route("/query", _handle(query), methods=["GET", "POST"]),
-        Route("/query_range", _handle(query_range), methods=["GET", "POST"]),
+        Route("/query", _handle(query, "query"), methods=["GET", "POST"]),
+        Route("/query_range", _handle(query_range, "query_range"), methods=["GET", "POST"]),
         Route("/series", _handle(series), methods=["GET", "POST"]),
         Route("/labels", _handle(labels), methods=["GET", "POST"]),
         Route("/label/{name}/values", label_values_endpoint, methods=["GET"]),

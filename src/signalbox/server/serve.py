@@ -47,7 +47,7 @@ def serve(
     _spool_dir_ready(settings)
     store = open_metric_store(settings)  # refuses another application's or a damaged file
     damage = _check_integrity(store)
-    bg = Background(settings, monitors=True, sessions=False)
+    bg = Background(settings, monitors=True, sessions=True)
     # migrates every area before the loops start
     services = build_services(settings, store, bg.health, damage)
     if services.query_cache is not None:  # its counters are stored every pass

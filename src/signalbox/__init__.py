@@ -4,6 +4,8 @@ The public surface is small on purpose; each boundary object is a subpackage:
 :mod:`signalbox.metrics` (client for apps), :mod:`signalbox.query`, :mod:`signalbox.monitors`.
 """
 
+from typing import Any
+
 from signalbox.exceptions import (
     ConfigError,
     ParseError,
@@ -23,4 +25,16 @@ __all__ = [
     "StoreError",
     "UsageError",
     "__version__",
+    "periodic",
+    "task",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``signalbox.task`` and ``signalbox.periodic`` (:mod:`signalbox.tasks`), imported on
+    first use so ``import signalbox`` stays cheap for a cron's ``collect --once``."""
+    if name in ("task", "periodic"):
+        from signalbox.tasks import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'signalbox' has no attribute {name!r}")

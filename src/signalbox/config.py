@@ -36,6 +36,8 @@ from signalbox.redact import redact_credentials
 from signalbox.section import Source, table
 from signalbox.server import settings as server_area
 from signalbox.server.settings import ServerSettings
+from signalbox.tasks import settings as tasks_area
+from signalbox.tasks.settings import TasksSettings
 
 __all__ = [
     "CONFIG_NAME",
@@ -62,6 +64,7 @@ _AREA_TABLES: dict[str, tuple[str, ...]] = {
     "server": server_area.TABLES,
     "query": query_area.TABLES,
     "gates": gates_area.TABLES,
+    "tasks": tasks_area.TABLES,
 }
 
 
@@ -83,6 +86,7 @@ class Settings:
     server: ServerSettings
     query: QueryLimits = field(default_factory=QueryLimits)
     gates: Mapping[str, GateSpec] = field(default_factory=dict)
+    tasks: TasksSettings = field(default_factory=TasksSettings)
 
     def __repr__(self) -> str:
         return (
@@ -179,4 +183,5 @@ def settings_from_dict(
         server=server_area.server_settings(src, raw),
         query=query_area.query_settings(src, raw),
         gates=gates_area.gates_settings(src, raw),
+        tasks=tasks_area.tasks_settings(src, raw),
     )

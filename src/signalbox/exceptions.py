@@ -11,7 +11,8 @@
      ├── QueryLimitError      a query went past a configured limit: limit, value
      ├── AccessError          an HTTP caller lacks the role a route needs: needed, known
      └── UsageError           a CLI or API argument is wrong
-          └── NotFoundError   it names something that does not exist: kind, name
+          ├── NotFoundError   it names something that does not exist: kind, name
+          └── JobArgumentError  a task's argument is not JSON: task, where, value type
 
 Errors carry the data a user needs to fix the input, not just a message, so the CLI,
 the HTTP API and the log can each present them in their own way.
@@ -123,3 +124,12 @@ class NotFoundError(UsageError):
     def __init__(self, kind: str, name: str, hint: str = "") -> None:
         self.kind, self.name, self.hint = kind, name, hint
         super().__init__(f"no {kind} named {name!r}" + (f" ({hint})" if hint else ""))
+
+
+class JobArgumentError(UsageError):
+    """A task was enqueued with an argument JSON cannot carry as it is (refused at enqueue,
+    not discovered by the worker): ``where`` is its path (``args[1]["when"]``)."""
+
+    def __init__(self, task: str, where: str, reason: str) -> None:
+        self.task, self.where, self.reason = task, where, reason
+        super().__init__(f"task {task}: argument {where}: {reason}")

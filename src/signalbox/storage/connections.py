@@ -48,8 +48,14 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-def sqlite_connector(url: str) -> Connector:
-    """Connections to ``sqlite:///PATH``, each with the pragmas the stores rely on."""
+def sqlite_connector(url: str, *, page_size: int = 16384, synchronous: str = "NORMAL") -> Connector:
+    """Connections to ``sqlite:///PATH``, each with the pragmas the stores rely on.
+
+    ``page_size`` applies when the file is created (small rows committed one at a time, as
+    a task queue's, write less per commit with 4 KiB pages); ``synchronous = FULL`` makes
+    every commit survive a power loss too, at an fsync each."""
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(f"synchronous: NORMAL or FULL, not {synchronous!r}")
     path = url[len("sqlite:///") :]
     if path != ":memory:":
         p = Path(path)
@@ -69,14 +75,14 @@ def sqlite_connector(url: str) -> Connector:
             raise translate(e, "sqlite", path) or StoreError(f"{url}: {e}") from None
         try:
             if path != ":memory:":
-                # 16 KiB pages (only takes effect when the file is created): fewer, fuller
-                # pages for the append-mostly sample tables; cheaper passes than 4 KiB.
-                conn.execute("PRAGMA page_size = 16384")
+                # 16 KiB pages by default (only takes effect when the file is created): fewer,
+                # fuller pages for the append-mostly sample tables; cheaper passes than 4 KiB.
+                conn.execute(f"PRAGMA page_size = {int(page_size)}")
                 # before anything that writes to an existing file (the WAL switch rewrites
                 # its header): another application's file is refused untouched
                 check_sqlite(conn, path)
                 _use_wal(conn)
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the working set of a pass
             conn.execute("PRAGMA temp_store = MEMORY")
         except (sqlite3.Error, StoreError) as e:

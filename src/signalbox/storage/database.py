@@ -368,9 +368,14 @@ def _short(sql: str) -> str:
     return one_line if len(one_line) <= 200 else one_line[:197] + "..."
 
 
-def open_database(url: str) -> Database:
+def open_database(
+    url: str, *, page_size: int = 16384, synchronous: str = "NORMAL"
+) -> Database:
     """Open ``sqlite:///PATH`` or ``postgresql://...`` (the calling thread's connection now,
     so a bad URL fails here; other threads' when they first use it).
+
+    ``page_size`` (at the file's creation) and ``synchronous`` are SQLite's, see
+    :func:`~signalbox.storage.connections.sqlite_connector`; PostgreSQL ignores them.
 
     Raises:
         ForeignDatabaseError: the database is another application's
@@ -380,7 +385,10 @@ def open_database(url: str) -> Database:
         StoreError: it cannot be opened.
     """
     if url.startswith("sqlite:///"):
-        conns = ThreadConnections(sqlite_connector(url), shared=url == "sqlite:///:memory:")
+        conns = ThreadConnections(
+            sqlite_connector(url, page_size=page_size, synchronous=synchronous),
+            shared=url == "sqlite:///:memory:",
+        )
         dialect = SQLITE
     elif url.startswith(("postgresql://", "postgres://")):
         conns = ThreadConnections(pg_connector(url), shared=False)

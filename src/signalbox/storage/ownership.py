@@ -76,6 +76,11 @@ SIGNALBOX_TABLES = frozenset(
         "api_tokens",
         "dashboard_users",
         "dashboard_sessions",
+        "task_jobs",
+        "task_queues",
+        "task_outcomes",
+        "task_gate_closures",
+        "task_schedules",
     }
 )
 """The tables signalbox's migrations create (a test keeps this list complete), besides the

@@ -235,6 +235,8 @@ COMMANDS = {
     "monitors": "signalbox.cli.monitors_ops:monitors_group",
     "tokens": "signalbox.cli.tokens:tokens_group",
     "users": "signalbox.cli.users:users_group",
+    "worker": "signalbox.cli.worker:worker_cmd",
+    "tasks": "signalbox.cli.tasks:tasks_group",
     "gates": "signalbox.cli.gates:gates_group",
 }
 

@@ -2,10 +2,11 @@
 
 The fuzz test loads the document the app serves and sends what schemathesis generates from
 it (valid and invalid parameters, bodies and form bodies) to the real app: a SQLite store
-with series and metadata, monitors evaluated into real states, and the token store with a
-read and an operate token. Each request goes as a loopback caller with no token, with the
-read token, with the operate token, or with a revoked one, so the access policy is
-exercised too. Every answer must be below 500, have a documented status and content type,
+with series and metadata, monitors evaluated into real states, and the token store. Each
+request goes as a loopback caller with no token, with a read, operate or admin token made
+for that request alone (the token routes revoke what they are sent to, so a token shared
+between requests would be gone for the rest), or with a revoked one, so the access policy
+is exercised too. Every answer must be below 500, have a documented status and content type,
 and a body that validates against the document's schema for that status.
 
 Bounded and deterministic for CI: a fixed number of examples per operation, derandomized,
@@ -71,6 +72,7 @@ KNOWN_NAMES = {  # path parameters worth hitting besides what schemathesis makes
         for action in ("", "/silence", "/unsilence", "/ack", "/drill")
     },
 }
+KNOWN_IDS = {"/api/v1/tokens/{id}": [1, 2]}  # tokens that exist (made-up ids mostly do not)
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -83,7 +85,17 @@ CHECKS = [
 @dataclasses.dataclass
 class Fuzzed:
     app: Starlette
-    tokens: dict[str, str]  # "read", "operate", "revoked" -> token
+    store: TokenStore
+    revoked: str  # a revoked token
+
+    def token(self, who: str) -> str | None:
+        """A token for one request as ``who`` ("loopback": none)."""
+        if who == "loopback":
+            return None
+        if who == "revoked":
+            return self.revoked
+        _, secret = self.store.create(role=Role.parse(who), name=who, by="fuzz", now_ms=NOW_MS)
+        return secret
 
 
 def on_loopback(app: Starlette) -> Any:
@@ -117,18 +129,14 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         site.runner.run_pass(NOW_MS - 60_000)
         site.runner.run_pass(NOW_MS)
         tokens = TokenStore(site.db)
-        secret = {}
-        for label, role in (
-            ("read", Role.READ),
-            ("operate", Role.OPERATE),
-            ("revoked", Role.OPERATE),
-        ):
-            record, secret[label] = tokens.create(role=role, name=label, by="test", now_ms=NOW_MS)
+        for label in ("read", "operate"):  # ids 1 and 2, for KNOWN_IDS
+            tokens.create(role=Role.parse(label), name=label, by="test", now_ms=NOW_MS)
+        record, revoked = tokens.create(role=Role.ADMIN, name="revoked", by="test", now_ms=NOW_MS)
         tokens.revoke(record.id, by="test", now_ms=NOW_MS)
         services = dataclasses.replace(
             site.services, tokens=tokens, monitor_writes=site.services.monitors
         )
-        yield Fuzzed(create_app(services), secret)
+        yield Fuzzed(create_app(services), tokens, revoked)
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +156,10 @@ def cases(operation: Any) -> st.SearchStrategy[schemathesis.Case]:
         out.append(operation.as_strategy(generation_mode=mode))
         for name in KNOWN_NAMES.get(operation.path, []):
             out.append(operation.as_strategy(generation_mode=mode, path_parameters={"name": name}))
+        for token_id in KNOWN_IDS.get(operation.path, []):
+            out.append(
+                operation.as_strategy(generation_mode=mode, path_parameters={"id": token_id})
+            )
     return st.one_of(out)
 
 
@@ -166,13 +178,22 @@ def test_the_app_keeps_to_its_openapi_document(
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=cases(operation), who=st.sampled_from(["operate", "loopback", "read", "revoked"]))
+    @given(
+        case=cases(operation),
+        who=st.sampled_from(["operate", "loopback", "read", "admin", "revoked"]),
+    )
     def fuzz(case: schemathesis.Case, who: str) -> None:
-        token = fuzzed.tokens.get(who)
+        token = fuzzed.token(who)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         case.call_and_validate(headers=headers, checks=CHECKS)
 
     fuzz()
+    # the token writes got past their checks too, not only refused at every door
+    by_admin = [t for t in fuzzed.store.tokens() if t.created_by.startswith("admin (token #")]
+    if (path, method) == ("/api/v1/tokens", "post"):
+        assert by_admin
+    if path == "/api/v1/tokens/{id}":
+        assert any(t.revoked_by.startswith("admin (token #") for t in fuzzed.store.tokens())
 
 
 # -- the document and the routes ----------------------------------------------------------

@@ -81,6 +81,28 @@ repeat = "4h"
 retry_delay = "10s"
 retry_max_delay = "10m"
 
+[tasks]
+# Modules whose @signalbox.task / @signalbox.periodic functions `signalbox worker` runs
+# (import paths, found from this folder).
+# modules = ["myapp.tasks"]
+# Queues a worker serves (empty: all; `signalbox worker --queue Q` overrides).
+# queues = []
+# concurrency = 1
+# A job whose worker died runs again this long after (heartbeats renew it for long jobs).
+# lease = "30s"
+# Failures allowed before a job is dead (kept for `signalbox tasks retry ID`); a failed run is
+# retried after retry_delay, doubling up to retry_max_delay, with jitter.
+# retries = 3
+# retry_delay = "10s"
+# retry_max_delay = "1h"
+# A closed gate defers a job (never failing it) for defer_delay, doubling up to defer_max_delay.
+# defer_delay = "10s"
+# defer_max_delay = "5m"
+# Where the queue lives (default: tasks.db beside a SQLite store; the same PostgreSQL database).
+# store = "sqlite:///.signalbox/tasks.db"
+# Each enqueue survives the kill of any process; true also survives power loss (an fsync each).
+# durable = false
+
 # Notifiers that monitors name in `notify:`.
 [notifiers.ops]
 type = "log"
@@ -122,6 +144,18 @@ tests:
       - {monitor: image_processing_slow, firing: 3, resolved: 1}   # warning, critical, back to warning
 """
 
+QUEUE_MONITORS = """\
+# The task queue's backlog (`signalbox_queue_depth`, written by `signalbox worker`): page at
+# the high water mark, clear only below the low one.
+- name: photos_backlog
+  description: Photo jobs pile up faster than workers drain them; users wait for thumbnails.
+  owner: photos
+  queue: {name: photos, high: 1000, low: 10}
+  for: 5m
+  no_data: ok
+  notify: [ops]
+"""
+
 FLAGS = """\
 # Feature flags: defaults live here, reviewed like code; runtime changes (`signalbox flags
 # set`) are stored and audited. Ops can force any flag off in seconds.
@@ -140,6 +174,7 @@ def scaffold(directory: Path) -> list[tuple[Path, bool]]:
         ("signalbox.toml", CONFIG),
         ("monitors/example.yaml", MONITORS),
         ("monitors/example_test.yaml", MONITOR_TESTS),
+        ("monitors/queues.yaml", QUEUE_MONITORS),
         ("flags/example.yaml", FLAGS),
     ):
         path = directory / rel

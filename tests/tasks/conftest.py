@@ -11,8 +11,8 @@ from signalbox.clock import FrozenClock
 from signalbox.storage import open_database
 from signalbox.tasks import registry
 from signalbox.tasks.registry import Registry
-from signalbox.tasks.sqlstore import SQLQueueStore
 from signalbox.tasks.settings import TasksSettings
+from signalbox.tasks.sqlstore import SQLQueueStore
 from tests.stores import sqlite_url
 
 NOW = 1_700_000_000.0

@@ -62,7 +62,7 @@ def test_a_failing_job_backs_off_then_dies_with_its_traceback(
     assert dead is not None and dead.status == "dead" and dead.failures == 3
     assert "ValueError: photo 7 is corrupt" in dead.last_error and "Traceback" in dead.last_error
     first = caplog.records[0]
-    assert "job %d" % jid in first.getMessage() and "queue photos" in first.getMessage()
+    assert f"job {jid}" in first.getMessage() and "queue photos" in first.getMessage()
     assert "attempt 1" in first.getMessage() and first.exc_info is not None
     assert "dead after 3 failures" in caplog.records[-1].getMessage()
     assert w.counts == {"failed": 2, "dead": 1}

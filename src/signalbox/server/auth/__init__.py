@@ -20,7 +20,8 @@ token or a session); every write needs an ``operate`` or ``admin`` token or user
 or not, and a session's writes its CSRF token; ``serve`` refuses to listen beyond
 loopback unless reads need credentials too (:func:`check_bind`). The CLI side is
 ``signalbox tokens`` (:mod:`signalbox.cli.tokens`) and ``signalbox users``
-(:mod:`signalbox.cli.users`).
+(:mod:`signalbox.cli.users`); admins also manage tokens over HTTP
+(:mod:`signalbox.server.api.tokens`).
 """
 
 from __future__ import annotations

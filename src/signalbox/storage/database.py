@@ -368,9 +368,7 @@ def _short(sql: str) -> str:
     return one_line if len(one_line) <= 200 else one_line[:197] + "..."
 
 
-def open_database(
-    url: str, *, page_size: int = 16384, synchronous: str = "NORMAL"
-) -> Database:
+def open_database(url: str, *, page_size: int = 16384, synchronous: str = "NORMAL") -> Database:
     """Open ``sqlite:///PATH`` or ``postgresql://...`` (the calling thread's connection now,
     so a bad URL fails here; other threads' when they first use it).
 

@@ -29,7 +29,8 @@ from signalbox.metrics.importer import import_openmetrics
 from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Labels, Matcher, Sample
-from signalbox.metrics.sql import rollup
+from signalbox.metrics.sealed import Header
+from signalbox.metrics.sql import rollup, sealing
 from signalbox.metrics.store import POINT_COLUMNS, Frame, NewLayout, SeriesPoints
 from signalbox.query import Engine
 from tests.contracts.conftest import T0
@@ -318,7 +319,8 @@ def test_frame_buckets_equal_row_buckets_and_the_reference(sql_store: Any) -> No
                 got = sql_store.db.query(f"SELECT ts FROM {table} WHERE series_id = ?", (sid,))
                 rows += sorted(t for (t,) in got)
                 absent = sql_store.db.query(f"SELECT 1 FROM f{table} WHERE absent IS NOT NULL")
-                assert absent
+                headers = sql_store.db.query(f"SELECT data FROM s{table} WHERE chunk = -1")
+                assert absent or any(len(Header.decode(h).absent) for (h,) in headers)
             assert rows == [B + m * M for m in ends[level.tier]], (f, level)
 
 
@@ -548,3 +550,86 @@ def test_a_select_of_more_series_than_an_in_list_reads_frame_buckets(sql_store: 
         for i in range(n):
             key = ("fw", wide.labels(i))
             assert_same_points(got[key], got[("rw", key[1])], f"{res}s tier, {key}")
+
+
+# -- sealed units (signalbox.metrics.sealed) ------------------------------------------------------
+def _unit_rows(store: Any) -> tuple[int, int]:
+    """(frame-bucket rows, sealed rows) of the 1m tier over the history."""
+    level = store.levels[1]
+    fbs = sbs = 0
+    for _, table in store._partitions.between(level, B, END):
+        fbs += store.db.query(f"SELECT count(*) FROM f{table}")[0][0]
+        sbs += store.db.query(f"SELECT count(*) FROM s{table}")[0][0]
+    return fbs, sbs
+
+
+def seal_all(store: Any) -> None:
+    """Compact until no unit is left to seal (each compaction seals a few)."""
+    for _ in range(10):
+        before = _unit_rows(store)
+        store.compact(COMPACT_AT)
+        if _unit_rows(store) == before:
+            return
+    raise AssertionError("sealing never finished")
+
+
+def test_sealed_units_read_as_the_frame_buckets_they_replace(sql_store: Any) -> None:
+    """A compaction seals a bounded number of closed hours of the 1m tier (oldest first), the
+    next ones the rest; every tier reads the same, many positions (unsealed whole) and a few
+    (their chunk alone), mixed sealed and unsealed and all sealed."""
+    raw = write_history(sql_store)
+    sql_store.compact(COMPACT_AT)
+    assert sealing.sealed_until(sql_store.db, 60) == B + sealing.MAX_UNITS_PER_PASS * H
+    first = check_tiers(sql_store, raw)
+    fbs, sbs = _unit_rows(sql_store)
+    assert fbs and sbs  # some hours sealed, the rest not yet
+    seal_all(sql_store)
+    # every hour the 5m and 1h tiers were built past is sealed; the rows of the minutes after
+    # it stay frame buckets until their hour is
+    assert sealing.sealed_until(sql_store.db, 60) == B + 3 * H
+    for _, table in sql_store._partitions.between(sql_store.levels[1], B, END):
+        left = sql_store.db.query(f"SELECT min(ts) FROM f{table}")[0][0]
+        assert left is None or left >= B + 3 * H
+    assert_same_tiers(check_tiers(sql_store, raw), first, "all sealed")
+
+
+def test_rebuild_after_an_import_into_sealed_hours(sql_store: Any) -> None:
+    """An import into hours already sealed unseals them, rebuilds, and a later compaction
+    seals them again: the tiers are the reference throughout."""
+    raw = write_history(sql_store)
+    sql_store.compact(COMPACT_AT)
+    seal_all(sql_store)
+    lines = []
+    for ts, f, member, v in sorted(IMPORTED, key=lambda e: (e[1].base, e[2], e[0])):
+        for name in ("f" + f.base, "r" + f.base):
+            text = ",".join(f'{k}="{val}"' for k, val in f.labels(member))
+            lines.append(f"{name}{{{text}}} {'NaN' if math.isnan(v) else v} {ts / 1000}\n")
+            raw.add(name, f.labels(member), ts, v)
+    lines.append("# EOF\n")
+    report = import_openmetrics(sql_store, lines, "history.om")
+    assert report.samples == 2 * len(IMPORTED) and not report.errors
+    assert sealing.sealed_until(sql_store.db, 60) == B  # the imported hours are open again
+    check_tiers(sql_store, raw)
+    seal_all(sql_store)
+    assert sealing.sealed_until(sql_store.db, 60) == B + 3 * H
+    check_tiers(sql_store, raw)
+
+
+def test_a_tier_added_later_is_built_from_sealed_hours(sql_store: Any) -> None:
+    """A store run with 1m and 1h tiers seals its hours; opened with a 5m tier added, the
+    5m buckets are built from those sealed hours (unsealed for it, sealed again after)."""
+    from signalbox.durations import Tier
+    from signalbox.metrics.sql.store import SQLMetricStore
+
+    before = SQLMetricStore(
+        sql_store.db, tiers=(Tier(60, 8 * 86400), Tier(3600, 400 * 86400)), clock=sql_store.clock
+    )
+    raw = write_history(before)
+    before.compact(COMPACT_AT)
+    seal_all(before)
+    assert sealing.sealed_until(sql_store.db, 60) == B + 3 * H
+    assert rollup.watermark(sql_store.db, 300) is None
+    seal_all(sql_store)  # the default tiers, 5m included
+    assert rollup.watermark(sql_store.db, 300) is not None
+    assert sealing.sealed_until(sql_store.db, 60) == B + 3 * H
+    check_tiers(sql_store, raw)

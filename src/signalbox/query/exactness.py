@@ -28,7 +28,7 @@ def splits(sp: SeriesPoints, ends: list[int], width_ms: int) -> bool:
     if firsts is None or sp.approximate:
         return True
     res = sp.resolution * 1000
-    if width_ms % res == 0 and all(end % res == 0 for end in ends):
+    if width_ms % res == 0 and not any(map(res.__rmod__, ends)):  # every end % res == 0
         return False  # edges on bucket ends: a bucket (e - res, e] is never split
     n = len(lasts)
     for end in ends:

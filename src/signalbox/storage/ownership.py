@@ -60,6 +60,7 @@ SIGNALBOX_TABLES = frozenset(
         "metric_meta",
         "metric_partitions",
         "metric_rollups",
+        "metric_sealed",
         "series_ids_snapshot",
         "metric_stamps",
         "metric_layouts",
@@ -86,7 +87,14 @@ SIGNALBOX_TABLES = frozenset(
 """The tables signalbox's migrations create (a test keeps this list complete), besides the
 time partitions named by :data:`_PARTITION_PREFIXES`."""
 
-_PARTITION_PREFIXES = ("samples_raw_", "frames_raw_", "samples_r", "buckets_r", "fbuckets_r")
+_PARTITION_PREFIXES = (
+    "samples_raw_",
+    "frames_raw_",
+    "samples_r",
+    "buckets_r",
+    "fbuckets_r",
+    "sbuckets_r",
+)
 
 
 def is_signalbox_table(name: str) -> bool:

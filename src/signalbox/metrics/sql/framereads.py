@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from signalbox import limits
+from signalbox.metrics.sql import sealing
 from signalbox.metrics.sql.partitions import PartitionTables, fbuckets_table
 
 if TYPE_CHECKING:
@@ -37,10 +38,12 @@ def read(
     lo: int,
     hi: int,
     stats: tuple[str, ...],
+    unit: int = 0,
 ) -> dict[int, Columns]:
     """Per series: ``timestamps``, ``values``, ``first_ts`` and ``stats`` (SeriesPoints
     names) of its frame buckets ending in ``[lo, hi]`` of the rollup partitions ``tables``,
-    in time order per layout and partition (the caller sorts a series met in several)."""
+    the sealed ones (units of ``unit`` ms, 0: none) included, not in time order (the caller
+    sorts)."""
     where = parts.layouts.positions(ids)
     out: dict[int, Columns] = {}
     if not where:
@@ -50,10 +53,12 @@ def read(
         few = {lid: ps for lid, ps in where.items() if len(ps) <= _FEW}
         many = [lid for lid, ps in where.items() if len(ps) > _FEW]
         for lid, ps in few.items():
+            # sealed units first: they are older than the frame buckets not sealed yet
+            _read_few_sealed(parts, table, lid, ps, lo, hi, unit, names, out)
             _read_few(parts, fbuckets_table(table), lid, ps, lo, hi, names, out)
         for i in range(0, len(many), 200):
             chunk = many[i : i + 200]
-            _read_many(parts, fbuckets_table(table), chunk, where, lo, hi, names, out)
+            _read_many(parts, table, chunk, where, lo, hi, names, out, unit)
     return out
 
 
@@ -73,19 +78,23 @@ def _read_many(
     hi: int,
     names: Sequence[str],
     out: dict[int, Columns],
+    unit: int,
 ) -> None:
-    """Whole rows of many positions of these layouts, decoded and cut with numpy."""
+    """Whole rows of many positions of these layouts, decoded and cut with numpy; sealed
+    units unsealed whole."""
     import numpy as np
 
     from signalbox.metrics import framebuckets
 
     marks = ",".join("?" * len(lids))
     rows = parts.read(
-        f"SELECT {framebuckets.COLUMNS} FROM {table} WHERE layout_id IN ({marks}) "
+        f"SELECT {framebuckets.COLUMNS} FROM {fbuckets_table(table)} WHERE layout_id IN ({marks}) "
         "AND ts >= ? AND ts <= ? ORDER BY layout_id, ts",
         (*lids, lo, hi),
     )
-    by_layout: dict[int, list[framebuckets.FrameBucket]] = {}
+    by_layout: dict[int, list[framebuckets.FrameBucket]] = sealing.read_buckets(
+        parts, table, lids, lo, hi, unit
+    )
     for row in rows:
         lid, fb = framebuckets.decode(row)
         by_layout.setdefault(lid, []).append(fb)
@@ -199,6 +208,43 @@ def _read_few(
                 into[nm].extend(per_field[f].astype(np.int64).tolist())
             else:
                 into[nm].extend(per_field[f].tolist())
+
+
+def _read_few_sealed(
+    parts: PartitionTables,
+    table: str,
+    lid: int,
+    ps: list[tuple[int, int]],
+    lo: int,
+    hi: int,
+    unit: int,
+    names: Sequence[str],
+    out: dict[int, Columns],
+) -> None:
+    """A few positions of one layout in sealed units: a header and one chunk row per unit
+    (an hour of 1-minute buckets), each position's buckets contiguous in its chunk."""
+    import numpy as np
+
+    fields = sorted({f for n in names if (f := _FIELD_OF.get(n, ""))})
+    got = sealing.read_positions(parts, table, lid, [p for p, _ in ps], lo, hi, unit, fields)
+    for p, sid in ps:
+        cols = got.get(p)
+        if cols is None or not len(cols["ends"]):
+            continue
+        limits.charge(len(cols["ends"]))
+        into = _columns(out, sid, names)
+        for nm in names:
+            col = cols[_FIELD_OF.get(nm, "") or _SHARED_OF[nm]]
+            if _FIELD_OF.get(nm, "") in _INTS:
+                col = col.astype(np.int64)
+            into[nm].extend(col.tolist())
+
+
+_SHARED_OF = {
+    "timestamps": "last_ts", "first_ts": "first_ts", "counts": "counts", "prev_ts": "prev_ts",
+    "sx": "sx", "sxx": "sxx",
+}  # fmt: skip
+"""SeriesPoints names of the numbers every position of a bucket shares -> header names."""
 
 
 def _one_of(field: str, v: Any) -> Any:

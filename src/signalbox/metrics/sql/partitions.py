@@ -14,6 +14,9 @@ Layout (see :mod:`signalbox.metrics.partitions` for why partitions):
 - ``fbuckets_r<res>_<start>``: beside it, the buckets of series stored as frames, one row
   per layout and bucket (see :mod:`signalbox.metrics.framebuckets`), keyed (layout_id, ts).
   A series' bucket is in one of the two tables, never both.
+- ``sbuckets_r<res>_<start>``: the frame buckets of closed units (an hour of 1-minute
+  buckets), series-major (see :mod:`signalbox.metrics.sql.sealing`): a unit's frame buckets
+  are in this table or the one above, never both.
 - ``metric_partitions`` lists the partition tables; other processes (the collector of
   ``serve``, an ``agent``) create and drop them, so readers reload the list.
 - ``metric_stamps`` lists the timestamps written into each raw partition, so a read of a
@@ -69,6 +72,12 @@ def frames_table(raw_table: str) -> str:
 def fbuckets_table(bucket_table: str) -> str:
     """The frame buckets beside a rollup partition's row buckets."""
     return "f" + bucket_table
+
+
+def sealed_table(bucket_table: str) -> str:
+    """Closed units of the frame buckets beside a rollup partition, series-major (see
+    :mod:`signalbox.metrics.sealed`)."""
+    return "s" + bucket_table
 
 
 class PartitionTables:
@@ -180,6 +189,16 @@ class PartitionTables:
         db.create_table_if_missing(f"CREATE INDEX IF NOT EXISTS {table}_ts ON {table} (ts)")
         fb = fbuckets_table(table)
         db.create_table_if_missing(f"CREATE INDEX IF NOT EXISTS {fb}_ts ON {fb} (ts)")
+        # closed units of the frame buckets, series-major (see signalbox.metrics.sealed)
+        sb = sealed_table(table)
+        db.create_table_if_missing(
+            f"CREATE TABLE IF NOT EXISTS {sb} (layout_id BIGINT NOT NULL, ts BIGINT NOT NULL, "
+            f"chunk BIGINT NOT NULL, data {db.dialect.blob_type} NOT NULL, "
+            "PRIMARY KEY (layout_id, ts, chunk))"
+        )
+        if db.dialect.name == "postgresql":
+            db.execute(f"ALTER TABLE {sb} ALTER COLUMN data SET STORAGE EXTERNAL")
+        db.create_table_if_missing(f"CREATE INDEX IF NOT EXISTS {sb}_ts ON {sb} (ts)")
         self._fbuckets.add(table)
 
     def between(self, level: Level, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
@@ -268,10 +287,8 @@ class PartitionTables:
         out: set[int] = set()
         for lv in self.levels[1:]:
             for start in self.starts[lv.tier]:
-                rows = self.read(
-                    f"SELECT DISTINCT layout_id FROM {fbuckets_table(lv.table(start))}"
-                )
-                out.update(r[0] for r in rows)
+                for t in (fbuckets_table(lv.table(start)), sealed_table(lv.table(start))):
+                    out.update(r[0] for r in self.read(f"SELECT DISTINCT layout_id FROM {t}"))
         return out
 
     def _drop(self, lv: Level, start: int, lock_timeout_s: float) -> None:
@@ -282,6 +299,7 @@ class PartitionTables:
                 self.db.execute(f"DROP TABLE IF EXISTS {frames_table(lv.table(start))}")
             else:
                 self.db.execute(f"DROP TABLE IF EXISTS {fbuckets_table(lv.table(start))}")
+                self.db.execute(f"DROP TABLE IF EXISTS {sealed_table(lv.table(start))}")
                 self._fbuckets.discard(lv.table(start))
             self.db.execute(
                 "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from signalbox.exceptions import StoreError
 from signalbox.metrics.partitions import RAW, Level
+from signalbox.metrics.sql import sealing
 from signalbox.metrics.sql.partitions import (
     BUCKET_COLUMNS,
     PartitionTables,
@@ -89,6 +90,8 @@ def build_closed(parts: PartitionTables, now_ms: int) -> None:
             wm = (min(parts.starts[src.tier]) - 1) // res * res
         if limit > wm:
             with db.transaction():
+                if src.tier != RAW:  # a tier added since its source was sealed reads it whole
+                    sealing.unseal_range(parts, wm, limit, [src])
                 _rollup(parts, src, dst, wm, limit)
                 _set_watermark(db, dst.tier, limit)
 
@@ -104,6 +107,9 @@ def rebuild(parts: PartitionTables, start_ms: int, end_ms: int, now_ms: int) -> 
     series keeps its bucket -- clearing them would lose history no raw sample can rebuild.
     """
     db, lvs = parts.db, parts.levels
+    with db.transaction():  # sealed units become frame buckets again, to be rebuilt as such
+        widest = max(lv.tier for lv in lvs) * 1000
+        sealing.unseal_range(parts, start_ms - widest, end_ms + widest)
     kept = {lv.tier: set(parts.starts[lv.tier]) for lv in lvs[1:]}
     raw = lvs[0]
     raw_whole_from = raw.partition_start(now_ms - raw.retention_ms)

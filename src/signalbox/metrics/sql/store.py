@@ -30,7 +30,7 @@ from signalbox.exceptions import StoreError
 from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.partitions import RAW, Level, levels
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
-from signalbox.metrics.sql import framereads
+from signalbox.metrics.sql import framereads, sealing
 from signalbox.metrics.sql import layouts as sqllayouts
 from signalbox.metrics.sql import legacy as sqllegacy
 from signalbox.metrics.sql import rollup as sqlrollup
@@ -78,6 +78,7 @@ MIGRATIONS: list[Migration] = [
     *sqllayouts.MIGRATIONS,
     sqllegacy.MIGRATION,
     sqlstale.MIGRATION,
+    sealing.MIGRATION,
 ]
 _FRAMES_SINCE = sqllayouts.MIGRATIONS[0][0]  # the version that put frames beside raw partitions
 _BUCKETS_SINCE = sqllegacy.MIGRATION[0]  # the version of exact rollup buckets
@@ -599,7 +600,9 @@ class SQLMetricStore:
                     sp = self._points(sid, out, level.tier, stats)
                     _append_buckets(sp, stats, columns[1:])
             # series stored as frames: their buckets, one row per layout and bucket
-            for sid, fcols in framereads.read(parts, names, ids, lo, hi, stats).items():
+            for sid, fcols in framereads.read(
+                parts, names, ids, lo, hi, stats, sealing.unit_ms(level)
+            ).items():
                 sp = self._points(sid, out, level.tier, stats)
                 for name, col in fcols.items():
                     getattr(sp, name).extend(col)
@@ -663,6 +666,7 @@ class SQLMetricStore:
         with self._lock, self._forgetting_partitions():
             self._partitions.load(fresh=True)
             sqlrollup.build_closed(self._partitions, now_ms)
+            sealing.seal_closed(self._partitions)
             self._partitions.drop_expired(now_ms)
             sqlstale.drop_before(self.db, now_ms - max(lv.retention_ms for lv in self.levels))
 

@@ -11,9 +11,9 @@ Every implementation passes ``tests/contracts/test_metric_store.py`` (and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from signalbox.exceptions import StoreError
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, SeriesKey
@@ -168,6 +168,18 @@ the text of a file read the long way (its series, parsed again when needed)."""
 class DuplicateSeries(StoreError):
     """A write named one series twice through frames or layouts; nothing was written.
     (The collector then redoes the pass without frames, which reports the duplicate.)"""
+
+
+@dataclass(frozen=True, slots=True)
+class LatestColumns:
+    """The newest sample of many series at one instant, as arrays (see
+    :meth:`SQLMetricStore.latest_columns`): what an aggregation over a million series reads
+    without a Python object per series. ``texts(ids)`` names those series: (name, label
+    text as :func:`~signalbox.metrics.labelcodec.encode_labels` writes it) each."""
+
+    ids: Any  # numpy int64 array: series ids, ascending
+    values: Any  # numpy float64 array: their values, NaN included
+    texts: Callable[[Sequence[int]], list[tuple[str, str]]]
 
 
 class MetricReader(Protocol):

@@ -27,7 +27,9 @@ from signalbox.durations import format_duration
 from signalbox.exceptions import QueryError, UsageError
 from signalbox.gcpause import gc_paused
 from signalbox.limits import charge, check_deadline
-from signalbox.metrics.store import MetricReader, SeriesPoints
+from signalbox.metrics.samples import Matcher
+from signalbox.metrics.store import LatestColumns, MetricReader, SeriesPoints
+from signalbox.query import columnar
 from signalbox.query.aggregate import aggregate, group_key
 from signalbox.query.ast import (
     Aggregation,
@@ -102,6 +104,7 @@ class Engine:
         self.store = store
         self.lookback_ms = lookback_ms
         self.max_points = max_points
+        self.group_cache = columnar.GroupCache()  # series' groups, kept across queries
 
     def instant(self, expr: Expr | str, at_ms: int) -> QueryResult:
         """Evaluate at one time: result type "vector" or "scalar" ("matrix" for a bare ``x[5m]``,
@@ -221,6 +224,54 @@ def _sort_top(samples: list[VectorSample], tree: Aggregation) -> None:
     samples[:] = [samples[i] for i in order]
 
 
+def _columnar_input(e: Aggregation, columns: dict[FetchKey, LatestColumns]) -> LatestColumns | None:
+    if not columns or e.param is not None or e.op not in columnar.OPS:
+        return None
+    if not isinstance(e.expr, VectorSelector):
+        return None
+    return columns.get(fetch_key(e.expr.all_matchers()))
+
+
+def _columns(engine: Engine, tree: Expr, grid: Grid) -> dict[FetchKey, LatestColumns]:
+    """The selectors of an instant query read as arrays: those used only as the direct
+    operand of a parameterless aggregation (``sum by (x) (sel)``), all at one time, that
+    the store answers so (:meth:`~signalbox.metrics.sql.store.SQLMetricStore.latest_columns`:
+    many series, a raw window). Everything else is read by ``fetch``, as always."""
+    latest = getattr(engine.store, "latest_columns", None)
+    if latest is None:
+        return {}
+    seen: dict[FetchKey, tuple[tuple[Matcher, ...], set[int | None]]] = {}
+    stack: list[tuple[Expr, bool, bool]] = [(tree, False, False)]  # node, operand, in subquery
+    while stack:
+        e, operand, inside = stack.pop()
+        if isinstance(e, VectorSelector):
+            matchers = e.all_matchers()
+            end: int | None = None
+            if operand and not inside:
+                t = e.at.resolve(grid.start_ms, grid.end_ms) if e.at is not None else grid.first
+                end = t - e.offset_ms
+            seen.setdefault(fetch_key(matchers), (matchers, set()))[1].add(end)
+        elif isinstance(e, MatrixSelector):
+            stack.append((e.selector, False, inside))
+        elif isinstance(e, Subquery):
+            stack.append((e.expr, False, True))
+        elif isinstance(e, Aggregation):
+            eligible = e.param is None and e.op in columnar.OPS
+            stack.extend((c, eligible and c is e.expr, inside) for c in e.children())
+        else:
+            stack.extend((c, False, inside) for c in e.children())
+    out: dict[FetchKey, LatestColumns] = {}
+    for key, (matchers, ends) in seen.items():
+        if len(ends) != 1 or None in ends:
+            continue
+        (at,) = ends
+        assert at is not None
+        got = latest(matchers, at, engine.lookback_ms)
+        if got is not None:
+            out[key] = got
+    return out
+
+
 def _metric_of(sp: SeriesPoints) -> Metric:
     return tuple(sorted((("__name__", sp.name), *sp.labels)))
 
@@ -236,6 +287,8 @@ class _Evaluator:
         lookback_ms: int,
         max_points: int,
         warnings: set[str],
+        columns: dict[FetchKey, LatestColumns] | None = None,
+        group_cache: columnar.GroupCache | None = None,
     ) -> None:
         self.grid = grid
         self.steps = grid.steps()
@@ -243,6 +296,8 @@ class _Evaluator:
         self.lookback_ms = lookback_ms
         self.max_points = max_points
         self.data = data
+        self.columns = columns or {}  # selectors read as arrays (signalbox.query.columnar)
+        self.group_cache = group_cache or columnar.GroupCache()
 
     @classmethod
     def for_query(
@@ -254,6 +309,7 @@ class _Evaluator:
         is the last multiple of the step from the start at or before it)."""
         end = steps[-1] if end_ms is None else end_ms
         grid = Grid(steps[0], steps[-1], step_ms if len(steps) > 1 else 0, steps[0], end)
+        columns = _columns(engine, tree, grid) if len(steps) == 1 else {}
         data = fetch(
             engine.store,
             tree,
@@ -262,12 +318,18 @@ class _Evaluator:
             lookback_ms=engine.lookback_ms,
             probe_ms=2 * engine.coarsest_resolution_s * 1000,
             end_ms=end,
+            skip=frozenset(columns),
         )
-        return cls(grid, data, engine.lookback_ms, engine.max_points, set())
+        return cls(
+            grid, data, engine.lookback_ms, engine.max_points, set(), columns, engine.group_cache
+        )
 
     def child(self, grid: Grid) -> _Evaluator:
         """An evaluator over a subquery's inner steps, sharing data and warnings."""
-        return _Evaluator(grid, self.data, self.lookback_ms, self.max_points, self.warnings)
+        return _Evaluator(
+            grid, self.data, self.lookback_ms, self.max_points, self.warnings, self.columns,
+            self.group_cache,
+        )  # fmt: skip
 
     def _ends(self, offset_ms: int, at: At | None) -> tuple[list[int], bool]:
         """Each step's window end, and whether ``@`` pins them all to one time (then
@@ -286,6 +348,7 @@ class _Evaluator:
         """Free the fetched points a series at a time. Dropped at once, millions of them are
         freed in one C call holding the GIL for a few hundred ms, and ``/-/healthy`` and
         every other query of the server wait; freed in a Python loop, they take turns."""
+        self.columns.clear()
         data = self.data
         while data:
             _, points = data.popitem()
@@ -337,6 +400,10 @@ class _Evaluator:
         if isinstance(e, Call):
             return self._call(e)
         if isinstance(e, Aggregation):
+            cols = _columnar_input(e, self.columns)
+            if cols is not None:  # the newest values of many series, as arrays
+                charge(len(cols.ids) * len(self.steps))  # what the inner vector would be
+                return columnar.aggregate(e.op, cols, e.grouping, e.without, self.group_cache)
             param: list[float] | str | None = None
             if isinstance(e.param, StringLiteral):
                 param = e.param.value  # count_values' label name

@@ -98,13 +98,15 @@ def fetch(
     probe_ms: int,
     start_ms: int | None = None,
     end_ms: int | None = None,
+    skip: frozenset[FetchKey] = frozenset(),
 ) -> dict[FetchKey, list[SeriesPoints]]:
     """Series per selector covering every window any step reads.
 
     ``probe_ms``: when a selector's window holds nothing, look that much further back
     once, since coarse rollup buckets may sit just outside a narrow window (0: never).
     ``start_ms``/``end_ms``: the query's (``@ start()``, ``@ end()``); the first and last
-    step unless given.
+    step unless given. ``skip``: selectors read another way (as columns, see
+    :mod:`signalbox.query.columnar`).
     """
     grid = Grid(
         steps[0],
@@ -115,6 +117,8 @@ def fetch(
     )
     data: dict[FetchKey, list[SeriesPoints]] = {}
     for key, (matchers, uses) in _uses(tree, lookback_ms, grid).items():
+        if key in skip:
+            continue
         start = min(u.first - u.offset_ms - u.width_ms for u in uses)
         end = max(u.last - u.offset_ms for u in uses)
         wanted = frozenset().union(*(u.stats for u in uses))

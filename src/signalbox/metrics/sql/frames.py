@@ -42,12 +42,18 @@ class RawSQL(Protocol):
         """The value at ``ls.pos`` (0-based) of frame ``f``, as SQL."""
         ...
 
-    def latest_per_layout(self, frames_table: str) -> str:
-        """Newest (layout_id, ts, vals) per layout in a frames table."""
+    def decode_frame_array(self, stored: Any) -> Any:
+        """A stored frame as a numpy float64 array (NaN and infinities kept)."""
         ...
 
-    def latest_per_series(self, table: str) -> str:
-        """Newest (series_id, ts, value) per series in a raw samples table."""
+    def latest_per_layout(self, frames_table: str, where: str = "") -> str:
+        """Newest (layout_id, ts, vals) per layout in a frames table (of the rows ``where``
+        holds for, if given)."""
+        ...
+
+    def latest_per_series(self, table: str, where: str = "") -> str:
+        """Newest (series_id, ts, value) per series in a raw samples table (of the rows
+        ``where`` holds for, if given)."""
         ...
 
 
@@ -72,6 +78,19 @@ class _SQLiteRaw:
             return [math.nan if v is None else float(v) for v in values]
         return list(map(float, values))
 
+    def decode_frame_array(self, stored: Any) -> Any:
+        import msgspec
+        import numpy as np
+
+        try:
+            values = msgspec.json.decode(stored)
+        except msgspec.ValidationError:
+            return np.array(self.decode_frame(stored), dtype=np.float64)
+        try:
+            return np.array(values, dtype=np.float64)
+        except TypeError:  # a null (NaN) among them
+            return np.array(self.decode_frame(stored), dtype=np.float64)
+
     def frame_rows(self, frames_table: str, where: str = "") -> str:
         # CROSS JOIN fixes the order (frame, its values, their series); left to itself the
         # planner may start from the series and unpack every frame once per series
@@ -84,12 +103,14 @@ class _SQLiteRaw:
     def frame_element(self) -> str:
         return "json_extract(f.vals, '$[' || ls.pos || ']')"
 
-    def latest_per_layout(self, frames_table: str) -> str:
+    def latest_per_layout(self, frames_table: str, where: str = "") -> str:
         # SQLite returns the bare column from the row holding max(): one pass over the index
-        return f"SELECT layout_id, max(ts), vals FROM {frames_table} GROUP BY layout_id"
+        return (
+            f"SELECT layout_id, max(ts), vals FROM {frames_table}{_where(where)} GROUP BY layout_id"
+        )
 
-    def latest_per_series(self, table: str) -> str:
-        return f"SELECT series_id, max(ts), value FROM {table} GROUP BY series_id"
+    def latest_per_series(self, table: str, where: str = "") -> str:
+        return f"SELECT series_id, max(ts), value FROM {table}{_where(where)} GROUP BY series_id"
 
 
 class _PostgresRaw:
@@ -101,6 +122,11 @@ class _PostgresRaw:
     def decode_frame(self, stored: Any) -> list[float]:
         return list(stored)  # float8[] comes back as floats, NaN and infinities included
 
+    def decode_frame_array(self, stored: Any) -> Any:
+        import numpy as np
+
+        return np.array(stored, dtype=np.float64)
+
     def frame_rows(self, frames_table: str, where: str = "") -> str:
         unnest = (
             "CROSS JOIN LATERAL unnest(f.vals) WITH ORDINALITY AS j(value, ord) "
@@ -111,17 +137,21 @@ class _PostgresRaw:
     def frame_element(self) -> str:
         return "f.vals[ls.pos + 1]"
 
-    def latest_per_layout(self, frames_table: str) -> str:
+    def latest_per_layout(self, frames_table: str, where: str = "") -> str:
         return (
-            f"SELECT DISTINCT ON (layout_id) layout_id, ts, vals FROM {frames_table} "
-            "ORDER BY layout_id, ts DESC"
+            f"SELECT DISTINCT ON (layout_id) layout_id, ts, vals FROM {frames_table}"
+            f"{_where(where)} ORDER BY layout_id, ts DESC"
         )
 
-    def latest_per_series(self, table: str) -> str:
+    def latest_per_series(self, table: str, where: str = "") -> str:
         return (
-            f"SELECT DISTINCT ON (series_id) series_id, ts, value FROM {table} "
-            "ORDER BY series_id, ts DESC"
+            f"SELECT DISTINCT ON (series_id) series_id, ts, value FROM {table}"
+            f"{_where(where)} ORDER BY series_id, ts DESC"
         )
+
+
+def _where(condition: str) -> str:
+    return f" WHERE {condition}" if condition else ""
 
 
 def _frame_rows(frames_table: str, unnest: str, where: str) -> str:

@@ -201,6 +201,9 @@ class SeriesIndex:
             self.refresh()
             candidates = list(self.rows.keys())
         ms = list(matchers)
+        if names and all(m.label == "__name__" and m.op == "=" for m in ms):
+            # the name alone (sum(x) over a million series): every candidate matches, or none
+            return list(candidates) if all(m.value == names[0] for m in ms) else []
         return [
             sid for sid in candidates if series_matches(self.rows[sid][0], self.labels(sid), ms)
         ]

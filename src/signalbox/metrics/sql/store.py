@@ -31,6 +31,7 @@ from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.partitions import RAW, Level, levels
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
 from signalbox.metrics.sql import framereads, sealing
+from signalbox.metrics.sql import latest as sqllatest
 from signalbox.metrics.sql import layouts as sqllayouts
 from signalbox.metrics.sql import legacy as sqllegacy
 from signalbox.metrics.sql import rollup as sqlrollup
@@ -42,6 +43,7 @@ from signalbox.metrics.store import (
     DuplicateSeries,
     Ended,
     Frame,
+    LatestColumns,
     NewLayout,
     SeriesPoints,
     SpoolFileState,
@@ -489,6 +491,26 @@ class SQLMetricStore:
         for sid, marks in sqlstale.between(self.db, list(out), start_ms, end_ms).items():
             out[sid].stale = marks
         return [out[sid] for sid in sorted(out)]
+
+    def latest_columns(
+        self, matchers: Sequence[Matcher], at_ms: int, lookback_ms: int
+    ) -> LatestColumns | None:
+        """The newest raw sample in ``(at - lookback, at]`` of every matching series not
+        ended by a stale marker, as arrays (see :mod:`signalbox.metrics.sql.latest`); None
+        when ``select`` should answer instead: a few series (it is as fast there), a window
+        older than raw retention (rollups answer), or nothing in the window (the engine
+        then probes further back)."""
+        with self._lock:
+            ids = self._series.matching_ids(matchers)
+            raw = self.levels[0]
+            if len(ids) <= IN_LIST_MAX or self.choose_level(at_ms - lookback_ms, 0) != raw:
+                return None
+            self._partitions.load(fresh=True)
+        sid, val = sqllatest.newest(self.db, self._partitions, raw, ids, at_ms, lookback_ms)
+        if not len(sid):
+            return None
+        rows = self._series.rows
+        return LatestColumns(sid, val, lambda ids: list(map(rows.__getitem__, ids)))
 
     def _points(
         self,

@@ -4,7 +4,8 @@ what the general path answers, on SQLite and PostgreSQL.
 
 One store holds, for metric ``m``: three spool files' frames (one stops writing, one changes
 shape so its lines sit in two layouts, one is ended by a stale marker and one of its lines
-revived by a plain sample), plain rows of other series (one ended, one NaN), values with NaN
+revived by a plain sample), plain rows of other series (one ended, one NaN, label values
+that look like ``shard="..."`` or are escaped, one without ``shard``), values with NaN
 and infinities, frames in two raw partitions of the window, and samples outside it. Every
 query is answered twice by the engine, once with the store as is and once with
 ``latest_columns`` hidden (the general path), and the answers compared to the bit; the
@@ -85,6 +86,13 @@ def _write(store: Any) -> None:
             Sample("m", (("row", str(r)), ("shard", str(r % 3))), _value(9, r, minute), ts - 5_000)
             for r in range(120)
             if not (r == 7 and minute > 2)
+        ]
+        # label values that look like another label, an escaped one, no shard at all
+        rows += [
+            Sample("m", (("a", "x,shard="), ("row", "h1"), ("shard", "1")), 1.5, ts - 4_000),
+            Sample("m", (("a", ",shard="), ("row", "h2")), 2.5, ts - 4_000),
+            Sample("m", (("a", 'q",shard="4'), ("row", "h3"), ("shard", "2")), 3.5, ts - 4_000),
+            Sample("m", (("a", "=,shard=\\"), ("row", "h4"), ("shard", "0")), 4.5, ts - 4_000),
         ]
         ended = None
         if minute == 4:  # row 7 stopped (ended), and file 2's series with it

@@ -19,6 +19,7 @@ test compares both paths.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -49,11 +50,35 @@ def _metric(name: str, labels: tuple[tuple[str, str], ...]) -> Metric:
     return tuple(sorted((("__name__", name), *labels)))
 
 
+def _one_label(label: str) -> Callable[[str], re.Match[str] | None]:
+    """A match of the value of ``label`` in a label text with nothing escaped (no value
+    holds a quote): whole pairs are skipped from the start, so a value that looks like
+    ``label="`` is never taken for the label (a search for it would be)."""
+    return re.compile(rf'(?:[^=,]+="[^"]*",)*?{re.escape(label)}="([^"]*)"').match
+
+
 def _key_function(grouping: tuple[str, ...], without: bool) -> Callable[[str, str], Metric]:
     """``(name, label text) -> group key``, what :func:`group_key` gives for the series'
     metric, without building the metric: labels are stored sorted by name, so keeping or
     dropping some keeps them sorted (``__name__`` sorts among them only when grouped by)."""
     names = frozenset(grouping)
+    if not without and len(names) == 1 and "__name__" not in names:
+        (label,) = names
+        find = _one_label(label)
+        keys: dict[str | None, Metric] = {}  # by value: one tuple per group, not per series
+
+        def one(name: str, text: str) -> Metric:
+            if "\\" in text:  # an escaped value: decode it properly
+                v = dict(decode_labels(text)).get(label)
+            else:
+                m = find(text)
+                v = m.group(1) if m is not None else None
+            k = keys.get(v)
+            if k is None:
+                k = keys[v] = () if v is None else ((label, v),)
+            return k
+
+        return one
     if not without and "__name__" in names:
         return lambda name, text: group_key(_metric(name, decode_labels(text)), grouping, False)
     if without:

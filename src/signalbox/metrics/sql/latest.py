@@ -69,14 +69,17 @@ def newest(
     last = np.ones(len(sid), dtype=bool)
     last[:-1] = sid[1:] != sid[:-1]
     sid, ts, val = sid[last], ts[last], val[last]
-    marks = sqlstale.between(db, sid.tolist(), lo, hi)
-    if marks:
+    # a marker before every newest sample ends none of them: only the later ones are read
+    marks = sqlstale.in_window(db, max(lo, int(ts.min(initial=hi))), hi, ordered=False)
+    if marks:  # ended: a marker at or after the newest sample, at or before ``at``
+        pairs = np.array(marks, dtype=np.int64).reshape(-1, 2)
+        m_sid, m_ts = pairs[:, 0], pairs[:, 1]
+        at = np.searchsorted(sid, m_sid)
+        found = at < len(sid)
+        found[found] = sid[at[found]] == m_sid[found]
+        hit = at[found][ts[at[found]] <= m_ts[found]]
         ended = np.zeros(len(sid), dtype=bool)
-        index = {s: i for i, s in enumerate(sid.tolist())} if len(marks) > 64 else None
-        for one, times in marks.items():
-            i = index[one] if index is not None else int(np.searchsorted(sid, one))
-            # ended when a marker lies at or after the newest sample, at or before ``at``
-            ended[i] = any(ts[i] <= m <= hi for m in times)
+        ended[hit] = True
         sid, val = sid[~ended], val[~ended]
     return sid, val
 

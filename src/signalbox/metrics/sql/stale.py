@@ -15,6 +15,7 @@ new process (``collect --once`` from cron) ends what went away since the last on
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from signalbox.metrics.store import SpoolFileState
 from signalbox.storage.database import Database, Migration
@@ -68,6 +69,22 @@ def record(db: Database, sids: Iterable[int], ts: int) -> None:
         )
 
 
+_BY_WINDOW_MIN = 5_000  # series above which the window's markers are read by time alone
+
+
+def in_window(
+    db: Database, start_ms: int, end_ms: int, *, ordered: bool = True
+) -> list[tuple[Any, ...]]:
+    """Every marker in ``[start_ms, end_ms]`` as (series id, time), by series then time
+    (unless not ``ordered``): one read of the time index, however many series (a million
+    series asked by id are 1,000 queries)."""
+    order = " ORDER BY series_id, ts" if ordered else ""
+    return db.query(
+        f"SELECT series_id, ts FROM metric_stale WHERE ts >= ? AND ts <= ?{order}",
+        (start_ms, end_ms),
+    )
+
+
 def between(db: Database, sids: Sequence[int], start_ms: int, end_ms: int) -> dict[int, list[int]]:
     """Marker times in ``[start_ms, end_ms]`` per series (ascending), of these series only."""
     if not sids or not db.query(
@@ -75,6 +92,12 @@ def between(db: Database, sids: Sequence[int], start_ms: int, end_ms: int) -> di
     ):
         return {}  # the usual read: no marker anywhere in the window, one index probe
     out: dict[int, list[int]] = {}
+    if len(sids) > _BY_WINDOW_MIN:  # many series: every marker of the window, filtered here
+        wanted = set(sids)
+        for sid, ts in in_window(db, start_ms, end_ms):
+            if sid in wanted:
+                out.setdefault(sid, []).append(ts)
+        return out
     for chunk in _chunks(sorted(sids)):
         for sid, ts in db.query(
             f"SELECT series_id, ts FROM metric_stale WHERE series_id IN ({','.join('?' * len(chunk))}) "

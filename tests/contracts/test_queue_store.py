@@ -178,6 +178,21 @@ def test_retry_brings_dead_jobs_back_and_only_dead_ones(qs: Any) -> None:
     assert not qs.retry(999_999, now_ms=T0)
 
 
+def test_pages_of_jobs_start_after_an_id_and_are_not_shifted_by_retries(qs: Any) -> None:
+    ids = [qs.enqueue(job(queue="a" if i % 2 else "b")).id for i in range(6)]
+    qs.claim(worker="w", now_ms=T0, lease_ms=LEASE, limit=6)
+    qs.finish(
+        [Dead(i, "a" if n % 2 else "b", "x") for n, i in enumerate(ids)], worker="w", now_ms=T0
+    )
+    first = qs.jobs(status="dead", limit=2)
+    assert [j.id for j in first] == ids[:2]
+    assert qs.retry(ids[0], now_ms=T0)  # the page's retry button: the next page is unshifted
+    second = qs.jobs(status="dead", limit=2, after_id=first[-1].id)
+    assert [j.id for j in second] == ids[2:4]
+    assert [j.id for j in qs.jobs(queue="a", status="dead", after_id=ids[1])] == [ids[3], ids[5]]
+    assert qs.jobs(status="dead", after_id=ids[-1]) == []
+
+
 def test_a_paused_queue_is_not_claimed_but_its_running_jobs_keep_their_lease(qs: Any) -> None:
     running = qs.enqueue(job(queue="a")).id
     qs.claim(worker="w", now_ms=T0, lease_ms=LEASE, limit=1)

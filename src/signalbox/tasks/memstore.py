@@ -236,12 +236,15 @@ class MemoryQueueStore:
         queue: str | None = None,
         status: JobStatus | None = None,
         limit: int = 100,
+        after_id: int = 0,
     ) -> list[Job]:
         with self._lock:
             out = [
                 j
-                for _, j in sorted(self._jobs.items())
-                if (queue is None or j.queue == queue) and (status is None or j.status == status)
+                for i, j in sorted(self._jobs.items())
+                if i > after_id
+                and (queue is None or j.queue == queue)
+                and (status is None or j.status == status)
             ]
             return out[:limit]
 

@@ -354,9 +354,10 @@ class SQLQueueStore:
         queue: str | None = None,
         status: JobStatus | None = None,
         limit: int = 100,
+        after_id: int = 0,
     ) -> list[Job]:
-        sql = f"SELECT {_COLS} FROM task_jobs WHERE TRUE"
-        params: list[Any] = []
+        sql = f"SELECT {_COLS} FROM task_jobs WHERE id > ?"
+        params: list[Any] = [after_id]
         if queue is not None:
             sql += " AND queue = ?"
             params.append(queue)

@@ -78,8 +78,10 @@ class QueueStore(Protocol):
         queue: str | None = None,
         status: JobStatus | None = None,
         limit: int = 100,
+        after_id: int = 0,
     ) -> list[Job]:
-        """Jobs by id, oldest first, filtered as asked."""
+        """Jobs by id, oldest first, filtered as asked; ``after_id``: only ids above it (a
+        page that starts where the last one ended, unshifted by jobs retried meanwhile)."""
         ...
 
     def stats(self, now_ms: int) -> list[QueueStats]:

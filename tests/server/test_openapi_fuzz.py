@@ -49,6 +49,8 @@ from signalbox.server.app import create_app
 from signalbox.server.auth.roles import Role
 from signalbox.server.auth.store import TokenStore
 from signalbox.server.errors import classify
+from signalbox.tasks.jobs import Dead, Deferred, NewJob
+from signalbox.tasks.sqlstore import SQLQueueStore
 from tests.server.conftest import NOW, open_site
 
 EXAMPLES = 100  # per operation: the file runs in ~20 s on 2 cores, a third of its budget
@@ -72,7 +74,15 @@ KNOWN_NAMES = {  # path parameters worth hitting besides what schemathesis makes
         for action in ("", "/silence", "/unsilence", "/ack", "/drill")
     },
 }
-KNOWN_IDS = {"/api/v1/tokens/{id}": [1, 2]}  # tokens that exist (made-up ids mostly do not)
+KNOWN_IDS = {  # tokens and jobs that exist (made-up ids mostly do not)
+    "/api/v1/tokens/{id}": [1, 2],
+    "/api/v1/tasks/jobs/{id}": [1, 2, 3],
+    "/api/v1/tasks/jobs/{id}/retry": [1, 2, 3],
+}
+KNOWN_QUEUES = {
+    f"/api/v1/tasks/queues/{{queue}}{action}": ["photos", "reports"]
+    for action in ("", "/pause", "/resume", "/retry_dead")
+}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -87,6 +97,7 @@ class Fuzzed:
     app: Starlette
     store: TokenStore
     revoked: str  # a revoked token
+    queue: SQLQueueStore
 
     def token(self, who: str) -> str | None:
         """A token for one request as ``who`` ("loopback": none)."""
@@ -133,10 +144,19 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
             tokens.create(role=Role.parse(label), name=label, by="test", now_ms=NOW_MS)
         record, revoked = tokens.create(role=Role.ADMIN, name="revoked", by="test", now_ms=NOW_MS)
         tokens.revoke(record.id, by="test", now_ms=NOW_MS)
+        queue = SQLQueueStore(site.db)
+        ids = [queue.enqueue(NewJob(q, "app.resize", "[[1]]", NOW_MS, NOW_MS)).id
+               for q in ("photos", "photos", "reports", "photos")]  # fmt: skip
+        queue.claim(worker="w", now_ms=NOW_MS, lease_ms=30_000, limit=4)
+        queues = ("photos", "photos", "reports")
+        dead = [Dead(i, q, "Traceback: <b>boom</b>") for i, q in zip(ids, queues, strict=False)]
+        held = Deferred(ids[3], "photos", NOW_MS + 60_000, "mysql_load", "Threads_running 80")
+        queue.finish([*dead, held], worker="w", now_ms=NOW_MS)
+        queue.pause("reports", by="test", reason="db3 rebuild", now_ms=NOW_MS)
         services = dataclasses.replace(
-            site.services, tokens=tokens, monitor_writes=site.services.monitors
+            site.services, tokens=tokens, monitor_writes=site.services.monitors, queue=queue
         )
-        yield Fuzzed(create_app(services), tokens, revoked)
+        yield Fuzzed(create_app(services), tokens, revoked, queue)
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +179,10 @@ def cases(operation: Any) -> st.SearchStrategy[schemathesis.Case]:
         for token_id in KNOWN_IDS.get(operation.path, []):
             out.append(
                 operation.as_strategy(generation_mode=mode, path_parameters={"id": token_id})
+            )
+        for queue in KNOWN_QUEUES.get(operation.path, []):
+            out.append(
+                operation.as_strategy(generation_mode=mode, path_parameters={"queue": queue})
             )
     return st.one_of(out)
 
@@ -194,6 +218,11 @@ def test_the_app_keeps_to_its_openapi_document(
         assert by_admin
     if path == "/api/v1/tokens/{id}":
         assert any(t.revoked_by.startswith("admin (token #") for t in fuzzed.store.tokens())
+    # and the task writes did something: a known job retried, a known queue paused
+    if path == "/api/v1/tasks/jobs/{id}/retry":
+        assert any(j.status == "ready" for j in map(fuzzed.queue.get, (1, 2, 3)) if j)
+    if path == "/api/v1/tasks/queues/{queue}/pause":
+        assert "photos" in fuzzed.queue.paused()
 
 
 # -- the document and the routes ----------------------------------------------------------

@@ -25,7 +25,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from signalbox.server import dashboard, exposition, health
-from signalbox.server.api import monitors, openapi, prom, tokens
+from signalbox.server.api import monitors, openapi, prom, tasks, tokens
 from signalbox.server.auth import pages as login_pages
 from signalbox.server.auth.middleware import AuthMiddleware
 from signalbox.server.errors import EXCEPTION_HANDLERS, ErrorShapeMiddleware
@@ -58,6 +58,8 @@ def api_routes(svc: Services) -> list[BaseRoute]:
         out += monitors.routes(writes=svc.monitor_writes is not None)
     if svc.tokens is not None:
         out += tokens.routes()
+    if svc.queue is not None:
+        out += tasks.routes()
     return out
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from signalbox.server.auth.store import TokenStore
     from signalbox.server.resultcache import ResultCache
     from signalbox.storage.database import Database
+    from signalbox.tasks.store import QueueStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,7 @@ class Services:
             (:mod:`signalbox.server.auth`), without them its write routes refuse everyone.
         query_cache: answers of ``/api/v1/query`` and ``query_range`` at explicit times
             (:mod:`signalbox.server.resultcache`); None: every query is evaluated.
+        queue: the task queue for ``/api/v1/tasks`` and the queues page; None: no tasks area.
     """
 
     metrics: MetricReader
@@ -192,6 +194,7 @@ class Services:
     monitor_writes: MonitorWrites | None = None
     tokens: TokenStore | None = None
     query_cache: ResultCache | None = None
+    queue: QueueStore | None = None
 
     @classmethod
     def over(
@@ -206,6 +209,7 @@ class Services:
         monitor_writes: MonitorWrites | None = None,
         tokens: TokenStore | None = None,
         query_cache: ResultCache | None = None,
+        queue: QueueStore | None = None,
     ) -> Services:
         """Services over one metric store, with the query engine built for it."""
         engine = Engine(metrics, coarsest_resolution_s=coarsest_resolution_s)
@@ -219,6 +223,7 @@ class Services:
             monitor_writes,
             tokens,
             query_cache,
+            queue,
         )
 
     def now_ms(self) -> int:

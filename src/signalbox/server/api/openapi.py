@@ -31,6 +31,7 @@ from signalbox.monitors.operate import MAX_REASON_CHARS
 from signalbox.server.api import MAX_BODY_BYTES
 from signalbox.server.api.monitors import MAX_HISTORY
 from signalbox.server.api.prom import MAX_POINTS, MAX_TIME_S
+from signalbox.server.api.tasks import MAX_JOB_ID
 from signalbox.server.api.tokens import DEFAULT_PAGE, MAX_ID
 from signalbox.server.auth.roles import Role
 from signalbox.server.auth.store import MAX_NAME_CHARS
@@ -243,6 +244,53 @@ REASON = {
     "description": "why, for the audit trail: one line of printable text (no control "
     f"characters), at most {MAX_REASON_CHARS} characters once stripped",
 }
+JOB = _object(
+    {
+        "id": {"type": "integer", "minimum": 1},
+        "queue": STR,
+        "task": STR,
+        "args": {
+            "description": "the call as stored: [args] or [args, kwargs] (a corrupt "
+            "row's text as it is)"
+        },
+        "state": {"enum": ["ready", "running", "scheduled", "dead"]},
+        "priority": INT,
+        "due_ms": INT,
+        "enqueued_ms": INT,
+        "attempts": INT,
+        "failures": INT,
+        "defers": INT,
+        "claimed_by": _nullable(STR),
+        "checkpoint": _nullable(STR),
+        "last_error": {**STR, "description": "the last failure's traceback, or why it is held"},
+        "gate": _nullable({**STR, "description": "the gate that last deferred it"}),
+        "gate_reason": _nullable(STR),
+        "finished_ms": _nullable(INT),
+    }
+)
+QUEUE_STATUS = _object(
+    {
+        "queue": STR,
+        "depth": {"type": "integer", "minimum": 0, "description": "jobs ready to run now"},
+        "oldest_age_seconds": {"type": "number", "minimum": 0},
+        "running": {"type": "integer", "minimum": 0},
+        "scheduled": {"type": "integer", "minimum": 0},
+        "dead": {"type": "integer", "minimum": 0},
+        "paused": {"type": "boolean"},
+        "paused_by": STR,
+        "paused_reason": STR,
+        "counts": {
+            "type": "object",
+            "additionalProperties": {"type": "integer", "minimum": 0},
+            "description": "runs since the queue began: done, failed, dead, deferred",
+        },
+        "holding": {
+            "type": "array",
+            "items": _object({"gate": STR, "reason": STR, "jobs": INT}),
+            "description": "gates whose deferrals hold this queue's jobs back now",
+        },
+    }
+)
 QUERY_DATA = {
     "oneOf": [
         _object(
@@ -292,6 +340,8 @@ SCHEMAS: dict[str, Schema] = {
     "HistoryEntry": HISTORY_ENTRY,
     "Ack": ACK,
     "Token": TOKEN,
+    "Job": JOB,
+    "QueueStatus": QUEUE_STATUS,
 }
 
 # -- parameters ---------------------------------------------------------------------------
@@ -457,6 +507,163 @@ def _monitor_write(
     }
     return op
 
+
+QUEUE = _param(
+    "queue",
+    {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+    "queue name: letters, digits, _ . : - (up to 100)",
+    where="path",
+)
+JOB_ID = _param(
+    "id", {"type": "integer", "minimum": 1, "maximum": MAX_JOB_ID}, "the job's id", where="path"
+)
+NO_FIELDS = {"type": "object", "maxProperties": 0, "description": "no fields: {} or no body"}
+REASON_BODY = {
+    "type": "object",
+    "required": ["reason"],
+    "properties": {"reason": REASON},
+    "additionalProperties": False,
+}
+
+
+def _tasks_write(
+    summary: str,
+    params: Sequence[Schema],
+    body: Schema,
+    data: Schema,
+    errors: Sequence[int],
+    example: Schema | None = None,
+) -> Schema:
+    return {
+        "summary": summary,
+        "description": "Needs role operate or admin: a token, or a signed-in user whose "
+        "writes send the session's CSRF token. Logged on signalbox.tasks.audit with who "
+        "did it (`by` in the answer).",
+        "tags": ["tasks"],
+        "security": OPERATE,
+        "x-signalbox-role": "operate",
+        "parameters": list(params),
+        "requestBody": {
+            "required": "required" in body,
+            "content": {"application/json": {"schema": body, "example": example or {}}},
+        },
+        "responses": _responses(_envelope(data), errors),
+    }
+
+
+def _tasks_read(
+    summary: str, params: Sequence[Schema], data: Schema, errors: Sequence[int]
+) -> Schema:
+    return {
+        "summary": summary,
+        "tags": ["tasks"],
+        "parameters": list(params),
+        "responses": _responses(_envelope(data), errors),
+    }
+
+
+TASKS_OPERATIONS: dict[str, dict[str, Schema]] = {
+    "/api/v1/tasks/queues": {
+        "get": _tasks_read(
+            "Every queue: depth, oldest age, running, scheduled, dead, counts, paused, the "
+            "gates holding work back; deferrals per gate (`signalbox tasks status --json`)",
+            [],
+            _object(
+                {
+                    "at_ms": INT,
+                    "queues": {"type": "array", "items": ref("QueueStatus")},
+                    "gate_closures": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                        "description": "deferrals counted per gate",
+                    },
+                }
+            ),
+            (503,),
+        )
+    },
+    "/api/v1/tasks/queues/{queue}": {
+        "get": _tasks_read(
+            "One queue",
+            [QUEUE],
+            _object({"at_ms": INT, "queue": ref("QueueStatus")}),
+            (400, 404, 503),
+        )
+    },
+    "/api/v1/tasks/queues/{queue}/pause": {
+        "post": _tasks_write(
+            "Pause a queue: no worker claims its jobs until it is resumed (running ones finish)",
+            [QUEUE],
+            REASON_BODY,
+            _object({"queue": ref("QueueStatus"), "by": STR}),
+            (400, 403, 413, 415, 503),
+            {"reason": "replica rebuild on db3"},
+        )
+    },
+    "/api/v1/tasks/queues/{queue}/resume": {
+        "post": _tasks_write(
+            "Resume a paused queue (`was_paused` false: it was not paused)",
+            [QUEUE],
+            REASON_BODY,
+            _object({"queue": ref("QueueStatus"), "was_paused": {"type": "boolean"}, "by": STR}),
+            (400, 403, 404, 413, 415, 503),
+            {"reason": "rebuild done"},
+        )
+    },
+    "/api/v1/tasks/queues/{queue}/retry_dead": {
+        "post": _tasks_write(
+            "Run every dead job of a queue again now, their failures forgotten",
+            [QUEUE],
+            NO_FIELDS,
+            _object({"queue": STR, "retried": {"type": "integer", "minimum": 0}, "by": STR}),
+            (400, 403, 413, 415, 503),
+        )
+    },
+    "/api/v1/tasks/dead": {
+        "get": _tasks_read(
+            "Dead jobs with their errors, oldest first, a page at a time (by id: a retry "
+            "made from one page does not shift the next)",
+            [
+                _param("queue", {"type": "string"}, "only this queue's"),
+                _param(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY},
+                    "at most this many jobs (default 100)",
+                ),
+                _param(
+                    "after",
+                    {"type": "integer", "minimum": 0, "maximum": MAX_JOB_ID},
+                    "only jobs with a larger id: the `next_after` of the page before",
+                ),
+            ],
+            _object(
+                {
+                    "jobs": {"type": "array", "items": ref("Job")},
+                    "total": {"type": "integer", "minimum": 0},
+                    "next_after": _nullable({"type": "integer", "minimum": 1}),
+                }
+            ),
+            (400, 503),
+        )
+    },
+    "/api/v1/tasks/jobs/{id}": {
+        "get": _tasks_read(
+            "One job (`signalbox tasks show`); done jobs are deleted",
+            [JOB_ID],
+            _object({"job": ref("Job")}),
+            (400, 404, 503),
+        )
+    },
+    "/api/v1/tasks/jobs/{id}/retry": {
+        "post": _tasks_write(
+            "Run a dead job again now, its failures forgotten (400 when it is not dead)",
+            [JOB_ID],
+            NO_FIELDS,
+            _object({"job": ref("Job"), "by": STR}),
+            (400, 403, 404, 413, 415, 503),
+        )
+    },
+}
 
 OPERATIONS: dict[str, dict[str, Schema]] = {
     "/api/v1/query": _prom(
@@ -806,6 +1013,7 @@ OPERATIONS: dict[str, dict[str, Schema]] = {
             ),
         }
     },
+    **TASKS_OPERATIONS,
     "/-/healthy": {
         "get": {
             "summary": "The process answers",
@@ -896,7 +1104,8 @@ def document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
             "title": "signalbox",
             "version": __version__,
             "description": "Metrics (the Prometheus read API, same shapes, for Grafana), "
-            "monitors (states, history, silence, unsilence, acknowledge, drill), API tokens "
+            "monitors (states, history, silence, unsilence, acknowledge, drill), task queues "
+            "(status, dead jobs, retry, pause, resume), API tokens "
             "(admins), health and /metrics. Every error has one shape: "
             '{"status": "error", "errorType": ..., "error": ...}. Reads are open to '
             'loopback connections unless `[server] auth = "required"`; every write needs a '

@@ -110,6 +110,10 @@ def _msgpack_map(runs: list[Run]) -> bytearray:
     return out
 
 
+DECODED_MAX = 200_000
+"""Decoded label sets kept per store (the label text of every known series is kept anyway)."""
+
+
 class SeriesIndex:
     """The series of one database, cached in memory for the store that owns it."""
 
@@ -180,6 +184,10 @@ class SeriesIndex:
     def labels(self, sid: int) -> Labels:
         got = self._decoded.get(sid)
         if got is None:
+            if len(self._decoded) >= DECODED_MAX:
+                # bounded: a long serve that read a million series once would keep ~300 MB
+                # of label tuples; decoding one again costs ~1.5 µs
+                self._decoded.clear()
             got = self._decoded[sid] = decode_labels(self.rows[sid][1])
         return got
 

@@ -30,6 +30,14 @@ if TYPE_CHECKING:
     help="StatsD UDP address to listen on (default from signalbox.toml: 127.0.0.1:8125).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(0, 1024),
+    default=0,
+    show_default=True,
+    help="Run the jobs of [tasks] modules' tasks in this process, this many at once "
+    "(as `signalbox worker --concurrency N`); stopped gracefully with serve.",
+)
+@click.option(
     "--demo",
     is_flag=True,
     help="Run a simulated photo service that writes real spool files and StatsD, from a "
@@ -38,12 +46,17 @@ if TYPE_CHECKING:
 @pass_ctx
 @handle_errors
 def serve_cmd(
-    ctx: Context, host: str | None, port: int | None, statsd: str | None, demo: bool
+    ctx: Context,
+    host: str | None,
+    port: int | None,
+    statsd: str | None,
+    workers: int,
+    demo: bool,
 ) -> None:
     """Run everything on one machine: collection every interval, rollups, StatsD, HTTP API.
 
     Open http://127.0.0.1:8910/ for the list of metrics; /metrics for Prometheus;
-    /api/v1/query and /api/v1/query_range for Grafana.
+    /api/v1/query and /api/v1/query_range for Grafana; /queues for the task queues.
     """
     from signalbox.server.serve import serve
 
@@ -55,7 +68,7 @@ def serve_cmd(
     # (the demo's spool file, the loops, the store). Exit through that clean-up instead.
     previous = signal.signal(signal.SIGTERM, _exit_quietly)
     try:
-        serve(settings, host=host, port=port, demo=demo)
+        serve(settings, host=host, port=port, demo=demo, workers=workers)
     except KeyboardInterrupt:
         pass  # Ctrl-C: serve has cleaned up; a stop asked for is not a failure
     finally:

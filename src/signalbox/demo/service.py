@@ -19,6 +19,7 @@ import threading
 import time
 
 from signalbox.config import Settings
+from signalbox.demo.reprocess import LOAD_METRIC, db_threads_running
 from signalbox.demo.workspace import CLIENT_PROG
 from signalbox.metrics.client import Client
 from signalbox.metrics.collect import with_host
@@ -91,6 +92,12 @@ class PhotoService:
                     queue_depth(since, self.rng),
                     ts,
                 ),
+                Sample(
+                    LOAD_METRIC,
+                    with_host((("db", "photos-db"),), host),
+                    db_threads_running(since - BACKFILL_S, self.rng),
+                    ts,
+                ),
             ]
         self.store.write(samples, int(now * 1000))
         self.store.write_metadata(
@@ -98,6 +105,7 @@ class PhotoService:
                 MetricMeta("image_processing_time", "gauge", "Seconds to resize one photo (demo)."),
                 MetricMeta("image_processed_total", "counter", "Photos resized (demo)."),
                 MetricMeta("photo_queue_depth", "gauge", "Photos waiting to be resized (demo)."),
+                MetricMeta(LOAD_METRIC, "gauge", "Threads running on the photo database (demo)."),
             ]
         )
         self.store.rebuild_rollups(int((now - BACKFILL_S) * 1000), int(now * 1000))
@@ -120,6 +128,7 @@ class PhotoService:
             self.client.incr("image_processed_total", n)
             self.client.gauge("image_processing_time", processing_time(since, self.rng))
             self.client.gauge("photo_queue_depth", queue_depth(since, self.rng), queue="resize")
+            self.client.gauge(LOAD_METRIC, db_threads_running(since, self.rng), db="photos-db")
             if sock is not None and statsd_address is not None:
                 lines = [
                     f"photos.uploads:{n}|c",

@@ -36,6 +36,7 @@ DEMO_METRICS = frozenset(
         "image_processed_total",
         "image_processing_time",
         "photo_queue_depth",
+        "demo_db_threads_running",
         "signalbox_client_errors_total",
     }
 )

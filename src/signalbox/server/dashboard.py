@@ -32,6 +32,7 @@ from signalbox.metrics.samples import format_series
 from signalbox.monitors.definitions.threshold import format_number
 from signalbox.monitors.notify.notification import rfc3339
 from signalbox.monitors.status import StatusReport
+from signalbox.server import queues_page
 from signalbox.server.services import Services, services
 
 log = logging.getLogger("signalbox.server")
@@ -224,6 +225,7 @@ def index_page(svc: Services, demo: bool) -> str:
         has_monitors=svc.monitors is not None,
         names=names[:NAMES_SHOWN],
         names_more=max(0, len(names) - NAMES_SHOWN),
+        queue_notes=queues_page.queue_notes(svc, now),
     )
 
 
@@ -379,6 +381,7 @@ _OWN_STATIC = {
     "signalbox.css": "text/css",
     "explore.js": "text/javascript",
     "monitor.js": "text/javascript",
+    "queues.js": "text/javascript",
     "theme.js": "text/javascript",
 }
 
@@ -416,5 +419,6 @@ def routes() -> list[BaseRoute]:
         Route("/", index),
         Route("/explore", explore),
         Route("/monitors/{name}", monitor_page),
+        Route("/queues", queues_page.queues),
         Route("/static/{name}", static),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import sys
@@ -20,8 +21,11 @@ from signalbox.server.auth.store import TokenStore
 from signalbox.server.loops import Background, LoopHealth
 from signalbox.server.resultcache import ResultCache, data_version
 from signalbox.server.services import ReadyCheck, RunnerStatus, Services, database_ready
+from signalbox.server.taskrunner import EmbeddedTasks
 from signalbox.storage.database import redact_url
 from signalbox.storage.integrity import check_in_background, checked_at_open
+from signalbox.tasks.registry import open_queue_store
+from signalbox.tasks.store import QueueStore
 
 log = logging.getLogger("signalbox.serve")
 
@@ -33,8 +37,15 @@ the GIL busy, each take-back of a cheap query waits this long, so a 240-row read
 
 
 def serve(
-    settings: Settings, *, host: str | None = None, port: int | None = None, demo: bool = False
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    demo: bool = False,
+    workers: int = 0,
 ) -> None:
+    """Serve until SIGINT/SIGTERM; ``workers``: job slots of embedded task workers (the demo
+    runs one at least, for its reprocessing jobs)."""
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
     check_bind(bind_host, bind_port, reads_need_token=settings.server.reads_need_token)
@@ -48,19 +59,32 @@ def serve(
     store = open_metric_store(settings)  # refuses another application's or a damaged file
     damage = _check_integrity(store)
     bg = Background(settings, monitors=True, sessions=True)
+    if demo:
+        from signalbox.demo.reprocess import demo_tasks_settings
+
+        settings = dataclasses.replace(settings, tasks=demo_tasks_settings(settings.tasks))
+        workers = max(workers, 1)
+    queue = open_queue_store(settings)
     # migrates every area before the loops start
-    services = build_services(settings, store, bg.health, damage)
+    services = build_services(settings, store, bg.health, damage, queue=queue)
     if services.query_cache is not None:  # its counters are stored every pass
         bg.sources.append(services.query_cache)
-    sim = None
+    sim = jobs = None
     if demo:
+        from signalbox.demo.reprocess import Reprocessing, install
         from signalbox.demo.service import PhotoService
 
         sim = PhotoService(settings, store)
         sim.backfill()
+        jobs = Reprocessing(install(services.engine), queue)
+    task_metrics = open_metric_store(settings)  # the workers' and the metrics loop's writer
+    tasks = EmbeddedTasks(settings, queue, task_metrics, workers, health=bg.health)
     bg.start()
+    tasks.start()
     if sim is not None:
         sim.start(bg.statsd_address)
+    if jobs is not None:
+        jobs.start()
     options = AppOptions(
         stale_after_s=settings.metrics.stale_after_s,
         demo=demo,
@@ -74,11 +98,16 @@ def serve(
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:
+        if jobs is not None:
+            jobs.stop()
+        tasks.stop()
         if sim is not None:
             sim.stop()
         bg.close()
         if services.query_cache is not None:
             services.query_cache.close()
+        task_metrics.close()
+        queue.close()
         store.close()
 
 
@@ -87,11 +116,14 @@ def build_services(
     store: SQLMetricStore,
     loops: LoopHealth | None = None,
     damage: list[CorruptDatabaseError] | None = None,
+    *,
+    queue: QueueStore | None = None,
 ) -> Services:
     """What the app reads and writes, over ``serve``'s API store: its metrics, the monitor
     states and writes and the API tokens (from the same database) and readiness probes: that database answers, (``loops``) the
     background loops can write to it (a full disk makes the instance not ready), and
-    (``damage``) the start-up integrity check found nothing."""
+    (``damage``) the start-up integrity check found nothing; ``queue``: the task queue of
+    ``/api/v1/tasks`` and the queues page."""
     from signalbox.monitors.engine.runner import MonitorRunner
 
     runner = RunnerStatus(MonitorRunner.from_settings(settings, store, store.db), settings)
@@ -109,6 +141,7 @@ def build_services(
         ),
         limits=settings.query,
         query_cache=query_cache(settings, store),
+        queue=queue,
     )
 
 

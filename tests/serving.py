@@ -8,7 +8,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -43,12 +43,15 @@ def wait_for(fn: Callable[[], T | None], timeout: float = 30.0) -> T:
 
 
 @contextlib.contextmanager
-def serve_process(cwd: Path, port: int, output: list[str] | None = None) -> Iterator[str]:
+def serve_process(
+    cwd: Path, port: int, output: list[str] | None = None, args: Sequence[str] = ()
+) -> Iterator[str]:
     """``signalbox serve`` in ``cwd`` (its signalbox.toml names ``port``), healthy, until the
     end; then stopped with SIGTERM, which must end it cleanly and without a traceback. Its
-    output (stdout and stderr: the log) is appended to ``output`` once it has stopped."""
+    output (stdout and stderr: the log) is appended to ``output`` once it has stopped;
+    ``args``: more command-line options (``--workers 1``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
-    argv = [SIGNALBOX, "serve"]
+    argv = [SIGNALBOX, "serve", *args]
     config = cwd / "signalbox.toml"
     if not config.is_file() or "[statsd]" not in config.read_text():
         argv += ["--statsd", "127.0.0.1:0"]  # not 8125: another serve may hold it

@@ -80,7 +80,7 @@ def serve(
     task_metrics = open_metric_store(settings)  # the workers' and the metrics loop's writer
     tasks = EmbeddedTasks(settings, queue, task_metrics, workers, health=bg.health)
     bg.start()
-    tasks.start()
+    tasks_said = tasks.start()
     if sim is not None:
         sim.start(bg.statsd_address)
     if jobs is not None:
@@ -95,6 +95,7 @@ def serve(
         f"signalbox serving on http://{bind_host}:{bind_port}/  (store {redact_url(settings.store_url)}, spool {settings.metrics.spool_dir})",
         flush=True,
     )
+    print(f"tasks: {tasks_said}", flush=True)
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:

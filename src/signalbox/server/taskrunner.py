@@ -59,8 +59,10 @@ class EmbeddedTasks:
     _threads: list[threading.Thread] = field(default_factory=list)
     _lease: Leader | None = None
 
-    def start(self) -> None:
+    def start(self) -> str:
+        """Start the workers (if any) and the metrics loop; what ``serve`` says about them."""
         tasks = self.settings.tasks
+        said = "no embedded workers (signalbox worker runs jobs; serve --workers N here)"
         if self.workers > 0:
             for folder in (os.getcwd(), str(self.settings.base_dir)):
                 if folder not in sys.path:
@@ -74,17 +76,16 @@ class EmbeddedTasks:
                 metrics=self.metrics,
             )
             self.worker.start()
-            log.info(
-                "%d embedded worker slot(s): queues %s, %d task(s)%s",
-                self.workers,
-                ", ".join(self.worker.queues) or "(all)",
-                len(self.registry.names()),
-                f", modules failing to import: {', '.join(sorted(failed))}" if failed else "",
+            said = (
+                f"{self.workers} embedded worker slot(s): queues "
+                f"{', '.join(self.worker.queues) or '(all)'}, {len(self.registry.names())} task(s)"
+                + (f", modules failing to import: {', '.join(sorted(failed))}" if failed else "")
             )
         self._threads.append(
             every(tasks.metrics_interval_s, self._stop, self.metrics_pass, "queue metrics",
                   self.health)
         )  # fmt: skip
+        return said
 
     def metrics_pass(self, now_ms: int | None = None) -> bool:
         """Write the queue metrics unless a live worker holds the scheduler lease (it writes

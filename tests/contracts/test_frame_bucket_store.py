@@ -565,7 +565,7 @@ def _unit_rows(store: Any) -> tuple[int, int]:
 
 def seal_all(store: Any) -> None:
     """Compact until no unit is left to seal (each compaction seals a few)."""
-    for _ in range(10):
+    for _ in range(50):
         before = _unit_rows(store)
         store.compact(COMPACT_AT)
         if _unit_rows(store) == before:
@@ -573,16 +573,29 @@ def seal_all(store: Any) -> None:
     raise AssertionError("sealing never finished")
 
 
-def test_sealed_units_read_as_the_frame_buckets_they_replace(sql_store: Any) -> None:
-    """A compaction seals a bounded number of closed hours of the 1m tier (oldest first), the
-    next ones the rest; every tier reads the same, many positions (unsealed whole) and a few
-    (their chunk alone), mixed sealed and unsealed and all sealed."""
+def test_sealed_units_read_as_the_frame_buckets_they_replace(
+    sql_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction seals a bounded number of series positions of the closed hours of the 1m
+    tier (oldest first, a layout at a time here), the next ones the rest; every tier reads
+    the same, many positions (unsealed whole) and a few (their chunk alone), with an hour
+    partly sealed, hours sealed and not, and all sealed."""
+    monkeypatch.setattr(sealing, "POSITIONS_PER_PASS", 12)
+    monkeypatch.setattr(sealing, "_CHUNK_POSITIONS", 1)  # one layout a chunk
     raw = write_history(sql_store)
     sql_store.compact(COMPACT_AT)
-    assert sealing.sealed_until(sql_store.db, 60) == B + sealing.MAX_UNITS_PER_PASS * H
+    assert sealing.sealed_until(sql_store.db, 60) == B  # the first hour partly sealed
+    level = sql_store.levels[1]
+    (table,) = [t for _, t in sql_store._partitions.between(level, B, B + H - M)]
+    q = "SELECT count(DISTINCT layout_id) FROM {} WHERE ts >= ? AND ts < ?"
+    assert sql_store.db.query(q.format("s" + table), (B, B + H))[0][0]  # some layouts sealed
+    assert sql_store.db.query(q.format("f" + table), (B, B + H))[0][0]  # others not yet
     first = check_tiers(sql_store, raw)
-    fbs, sbs = _unit_rows(sql_store)
-    assert fbs and sbs  # some hours sealed, the rest not yet
+    sql_store.compact(COMPACT_AT)
+    sql_store.compact(COMPACT_AT)
+    sealed_to = sealing.sealed_until(sql_store.db, 60)
+    assert sealed_to is not None and B < sealed_to < B + 3 * H  # whole hours, the rest not yet
+    assert_same_tiers(check_tiers(sql_store, raw), first, "some hours sealed")
     seal_all(sql_store)
     # every hour the 5m and 1h tiers were built past is sealed; the rows of the minutes after
     # it stay frame buckets until their hour is

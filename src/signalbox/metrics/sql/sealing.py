@@ -8,9 +8,10 @@ replaced by sealed rows, so a reader sees one or the other, never both or neithe
 unsealing (a rebuild after an import reopens the units it touches, and they are sealed again
 by a later compaction), and the reads.
 
-Per tier, ``metric_sealed`` keeps the end of the last unit sealed: units are sealed in
-order, at most :data:`MAX_UNITS_PER_PASS` non-empty ones per compaction, so a store that
-predates sealing catches up over a few hours instead of stalling one compaction.
+Per tier, ``metric_sealed`` keeps the end of the last unit sealed whole: units are sealed in
+order, at most :data:`POSITIONS_PER_PASS` series positions per compaction (a unit may take
+several: its layouts are sealed a chunk at a time, each chunk in one transaction), so an hour
+of a million series, or a store that predates sealing, never stalls one compaction.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("signalbox.metrics")
 
-MAX_UNITS_PER_PASS = 2
-"""Non-empty units one compaction seals per tier (an hour of a million series is ~1-2 s)."""
+POSITIONS_PER_PASS = 100_000
+"""Series positions one compaction seals at most (an hour of 100,000 series is ~0.9 s here):
+an hour of a million series is sealed over ten compactions instead of one long one."""
 
 _CHUNK_POSITIONS = 20_000  # positions of a unit held in memory at once while sealing
 
@@ -73,9 +75,11 @@ def _set_sealed(parts: PartitionTables, tier: int, until: int) -> None:
 
 
 def seal_closed(parts: PartitionTables) -> None:
-    """Seal every unit of every tier that no rollup will read again, oldest first, at most
-    :data:`MAX_UNITS_PER_PASS` non-empty units a tier."""
+    """Seal the units of every tier that no rollup will read again, oldest first, at most
+    :data:`POSITIONS_PER_PASS` series positions in all (a unit may take several passes:
+    its layouts are sealed a chunk at a time, each chunk with its rows in one transaction)."""
     lvs = parts.levels
+    budget = POSITIONS_PER_PASS
     for i in range(1, len(lvs)):
         lv = lvs[i]
         unit = unit_ms(lv)
@@ -85,26 +89,31 @@ def seal_closed(parts: PartitionTables) -> None:
         if any(m is None for m in marks):
             continue
         limit = min(m for m in marks if m is not None) // unit * unit  # units ending by then
-        done = sealed_until(parts.db, lv.tier)
-        if done is None:
-            done = min(parts.starts[lv.tier]) // unit * unit
-        sealed_now = 0
-        u = done
-        while u + unit <= limit and sealed_now < MAX_UNITS_PER_PASS:
+        u = sealed_until(parts.db, lv.tier)
+        if u is None:
+            u = min(parts.starts[lv.tier]) // unit * unit
+        while u + unit <= limit and budget > 0:
             with parts.db.transaction():
-                if _seal_unit(parts, lv, u, unit):
-                    sealed_now += 1
-                _set_sealed(parts, lv.tier, u + unit)
+                used, whole = _seal_unit(parts, lv, u, unit, budget)
+                if whole:
+                    _set_sealed(parts, lv.tier, u + unit)
+            budget -= used
+            if not whole:
+                return
             u += unit
 
 
-def _seal_unit(parts: PartitionTables, lv: Level, u: int, unit: int) -> bool:
-    """The frame buckets ending in ``[u, u + unit)`` as sealed rows; False when there were none."""
+def _seal_unit(
+    parts: PartitionTables, lv: Level, u: int, unit: int, budget: int
+) -> tuple[int, bool]:
+    """The frame buckets ending in ``[u, u + unit)`` as sealed rows, layouts in chunks up to
+    about ``budget`` positions (at least one chunk); (positions sealed, whether the whole
+    unit is sealed now)."""
     from signalbox.metrics import framebuckets
 
     start = lv.partition_start(u)
     if start not in parts.starts[lv.tier]:
-        return False
+        return 0, True
     table = lv.table(start)
     parts.ensure_fbuckets(table)
     fb, sb = fbuckets_table(table), sealed_table(table)
@@ -115,28 +124,38 @@ def _seal_unit(parts: PartitionTables, lv: Level, u: int, unit: int) -> bool:
         )
     ]
     if not lids:
-        return False
+        return 0, True
     sizes = {lid: len(ids) for lid, ids in parts.layouts.series_of(lids).items()}
-    for chunk in _layout_chunks(sorted(lids), sizes):
+    used = 0
+    chunks = _layout_chunks(sorted(lids), sizes)
+    for n, chunk in enumerate(chunks):
+        if n and used >= budget:
+            return used, False
         marks = ", ".join("?" * len(chunk))
         by_layout: dict[int, list[FrameBucket]] = {}
+        # no ORDER BY: SQLite would sort the rows, arrays and all, in a temporary b-tree
         for row in parts.read(
             f"SELECT {framebuckets.COLUMNS} FROM {fb} WHERE ts >= ? AND ts < ? "
-            f"AND layout_id IN ({marks}) ORDER BY layout_id, ts",
+            f"AND layout_id IN ({marks})",
             (u, u + unit, *chunk),
         ):
             lid, bucket = framebuckets.decode(row)
             by_layout.setdefault(lid, []).append(bucket)
         rows: list[tuple[Any, ...]] = []
         for lid, fbs in by_layout.items():
+            fbs.sort(key=lambda b: b.end)
             header, blobs = sealed.seal(fbs)
             rows.append((lid, u, sealed.HEADER, header.encode()))
             rows += [(lid, u, c, blob) for c, blob in enumerate(blobs)]
         parts.db.executemany(
             f"INSERT INTO {sb} (layout_id, ts, chunk, data) VALUES (?, ?, ?, ?)", rows
         )
-    parts.db.execute(f"DELETE FROM {fb} WHERE ts >= ? AND ts < ?", (u, u + unit))
-    return True
+        parts.db.execute(
+            f"DELETE FROM {fb} WHERE ts >= ? AND ts < ? AND layout_id IN ({marks})",
+            (u, u + unit, *chunk),
+        )
+        used += sum(sizes.get(lid, 0) for lid in chunk)
+    return used, True
 
 
 def _layout_chunks(lids: list[int], sizes: dict[int, int]) -> list[list[int]]:

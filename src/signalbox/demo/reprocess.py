@@ -58,7 +58,7 @@ ALBUMS_PER_BATCH = 6
 PHOTOS_PER_ALBUM = 20
 PHOTOS_PER_STEP = 5
 STEP_S = 0.25
-BROKEN_EVERY = 25  # album ids 7, 32, 57, ... carry a photo that cannot be read
+BROKEN_EVERY = 60  # album ids 7, 67, 127, ... carry a photo that cannot be read
 
 
 def db_threads_running(t_since_start: float, rng: random.Random) -> float:
@@ -112,8 +112,10 @@ def install(engine: Engine, registry: Registry | None = None) -> Task[Any, Any]:
 class Reprocessing:
     """Enqueues a batch of albums every :data:`ENQUEUE_EVERY_S` until stopped."""
 
-    def __init__(self, task: Task[Any, Any], queue: QueueStore) -> None:
-        self.task, self.queue = task, queue
+    def __init__(
+        self, task: Task[Any, Any], queue: QueueStore, *, photos: int = PHOTOS_PER_ALBUM
+    ) -> None:
+        self.task, self.queue, self.photos = task, queue, photos
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._album = 0
@@ -123,7 +125,7 @@ class Reprocessing:
         for _ in range(ALBUMS_PER_BATCH):
             self._album += 1
             now = int(time.time() * 1000)
-            job = self.task.new_job(now, [self._album, PHOTOS_PER_ALBUM], {}, now)
+            job = self.task.new_job(now, [self._album, self.photos], {}, now)
             ids.append(self.queue.enqueue(job).id)
         return ids
 

@@ -13,23 +13,33 @@ import contextlib
 import dataclasses
 import json
 import os
+import socket
+import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
+import uvicorn
+from starlette.middleware import Middleware
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signalbox.config import load_settings
 from signalbox.exceptions import ConfigError
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.samples import Sample
 from signalbox.metrics.sql.store import SQLMetricStore
+from signalbox.query import Engine, Expr, QueryResult, parse_expr
 from signalbox.runtime import open_metric_store
 from signalbox.server.app import create_app
-from signalbox.server.resultcache import ResultCache, data_version
+from signalbox.server.resultcache import IN_FLIGHT_STAGE, ResultCache, data_version
 from signalbox.server.serve import build_services
 from signalbox.server.services import Services
 from signalbox.storage import open_database
@@ -344,3 +354,354 @@ def test_serves_collection_loop_invalidates_and_counts(backend: str, tmp_path: P
             return 0.0
 
         assert wait_for(hits) > 0
+
+
+# --- single-flight: identical misses evaluate once -------------------------------------
+
+
+class Held(Engine):
+    """The server's own engine, counting its evaluations by query (as printed) and holding
+    those of the queries in ``hold`` until ``release`` is set: requests are made to overlap
+    by waiting for states, never by timing."""
+
+    def __init__(self, real: Engine) -> None:
+        self.__dict__.update(real.__dict__)
+        self.hold: set[str] = set()
+        self.release = threading.Event()
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def _enter(self, expr: Expr | str) -> None:
+        printed = str(parse_expr(expr) if isinstance(expr, str) else expr)
+        with self._lock:
+            self.calls[printed] += 1
+        if printed in self.hold:
+            assert self.release.wait(60), f"{printed} was never released"
+
+    def range(self, expr: Expr | str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
+        self._enter(expr)
+        return super().range(expr, start_ms, end_ms, step_ms)
+
+    def instant(self, expr: Expr | str, at_ms: int) -> QueryResult:
+        self._enter(expr)
+        return super().instant(expr, at_ms)
+
+
+class CancelOnDisconnect:
+    """Pure ASGI: cancels a GET's handling when its client disconnects, as Starlette does
+    for a streaming response (uvicorn itself lets a plain request run on): with shutdown,
+    the way a request is cancelled part way. Records the query string of each it cancels."""
+
+    def __init__(self, app: ASGIApp, record: list[str]) -> None:
+        self.app = app
+        self.record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        body = await receive()  # a GET's empty body; the next message is the disconnect
+        never = anyio.Event()
+
+        async def replay() -> Message:
+            nonlocal body
+            if body is None:
+                await never.wait()
+            out, body = body, None
+            assert out is not None
+            return out
+
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                self.record.append(scope["query_string"].decode())
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            await self.app(scope, replay, send)
+            tg.cancel_scope.cancel()
+
+
+@contextlib.contextmanager
+def on_socket(app: ASGIApp) -> Iterator[str]:
+    """``app`` served by uvicorn on a loopback socket, as ``serve`` serves it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, "uvicorn started")
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def wait_until(ok: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ok():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.005)
+
+
+@dataclasses.dataclass
+class Live:
+    """The site's app (its cache, its query gate) on a real socket, over :class:`Held`."""
+
+    site: Site
+    engine: Held
+    base: str
+    cancelled: list[str]  # query strings of the requests CancelOnDisconnect cancelled
+    pool: ThreadPoolExecutor
+
+    @property
+    def cache(self) -> ResultCache:
+        return self.site.cache
+
+    def ask(self, params: dict[str, str], path: str = "/api/v1/query_range") -> Future[Any]:
+        return self.pool.submit(httpx.get, self.base + path, params=params, timeout=60)
+
+    def leave_later(self, params: dict[str, str]) -> socket.socket:
+        """A request on a raw connection, which closing disconnects mid-request."""
+        port = int(self.base.rsplit(":", 1)[1])
+        conn = socket.create_connection(("127.0.0.1", port))
+        query = urllib.parse.urlencode(params)
+        conn.sendall(f"GET /api/v1/query_range?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        return conn
+
+    def invalidate(self, value: float) -> None:
+        """A commit by another store object, as serve's loops make: the data version moves."""
+        other = SQLMetricStore(open_database(self.site.url))
+        try:
+            t = (self.site.t0 - 30) * 1000
+            other.write([Sample("x", (("job", "b"),), value, t)], self.site.t0 * 1000)
+        finally:
+            other.close()
+
+    def new_round(self, value: float, hold: set[str]) -> None:
+        self.invalidate(value)
+        self.engine.hold = {str(parse_expr(q)) for q in hold}
+        self.engine.release = threading.Event()
+        self.engine.calls.clear()
+
+
+@contextlib.contextmanager
+def live(site: Site) -> Iterator[Live]:
+    engine = Held(site.services.engine)
+    cancelled: list[str] = []
+    services = dataclasses.replace(site.services, engine=engine)
+    app = create_app(services, middleware=[Middleware(CancelOnDisconnect, record=cancelled)])
+    with on_socket(app) as base, ThreadPoolExecutor(16) as pool:
+        try:
+            yield Live(site, engine, base, cancelled, pool)
+        finally:
+            engine.release.set()
+
+
+def rounds(attempt: Callable[[int], bool], *, tries: int = 5) -> None:
+    """``attempt`` until a round is undisturbed. On PostgreSQL the data version is the
+    whole server's snapshot: a commit to another database (another suite's) between two of
+    a round's requests gives them different versions, hence different flights. Each
+    attempt asserts what holds whatever happens, and says whether it was undisturbed."""
+    for i in range(tries):
+        if attempt(i):
+            return
+    raise AssertionError(f"every one of {tries} rounds was disturbed by other commits")
+
+
+N = 8
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_identical_requests_after_an_invalidation_evaluate_once(
+    backend: str, tmp_path: Path
+) -> None:
+    """N identical requests just after the data changed: one evaluation, N-1 answers shared,
+    all N the very bytes of an uncached answer."""
+    with open_site(backend, tmp_path) as site, live(site) as lv:
+        q = "rate(x[1m])"
+        params = site.range_params(q)
+        assert lv.ask(params).result().status_code == 200  # the text is known: loop lookups
+
+        def attempt(i: int) -> bool:
+            lv.new_round(float(i + 10), {q})
+            misses, shared = lv.cache.misses, lv.cache.shared
+            first = lv.ask(params)
+            wait_until(lambda: lv.engine.calls[str(parse_expr(q))] == 1, "the first evaluates")
+            rest = [lv.ask(params) for _ in range(N - 1)]
+            calls = lambda: lv.engine.calls[str(parse_expr(q))]  # noqa: E731
+            wait_until(lambda: lv.cache.waiting + calls() == N, "all N wait or evaluate")
+            lv.engine.release.set()
+            answers = [f.result() for f in [first, *rest]]
+            assert all(r.status_code == 200 for r in answers), answers[0].text
+            truth = fresh(site, "/api/v1/query_range", params)
+            assert values(truth)  # a real answer, not an empty one
+            assert all(r.content == truth for r in answers)
+            evaluations = calls()
+            assert lv.cache.misses - misses == evaluations  # the miss counter counts them
+            assert lv.cache.shared - shared == N - evaluations
+            if backend == "sqlite":
+                assert evaluations == 1
+            return evaluations == 1
+
+        rounds(attempt)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_failing_querys_error_reaches_every_waiter(backend: str, tmp_path: Path) -> None:
+    """The leader's error is not shared: every waiter, having waited for it, evaluates the
+    query itself and gets the same error (here one of the query and the data); nothing is
+    kept or counted as shared."""
+    with open_site(backend, tmp_path) as site, live(site) as lv:
+        q = "x * on() x"  # with two series of x: many-to-many, refused in evaluation
+        params = site.range_params(q)
+        lv.invalidate(1.0)
+        assert lv.ask(params).result().status_code == 400
+        lv.new_round(2.0, {q})
+        printed = str(parse_expr(q))
+        first = lv.ask(params)
+        wait_until(lambda: lv.engine.calls[printed] == 1, "the first evaluates")
+        rest = [lv.ask(params) for _ in range(N - 1)]
+        wait_until(lambda: lv.cache.waiting + lv.engine.calls[printed] == N, "all N wait")
+        joined = lv.cache.waiting  # N - 1 unless another database's commit came between
+        assert joined >= 1
+        lv.engine.release.set()
+        answers = [f.result() for f in [first, *rest]]
+        assert {r.status_code for r in answers} == {400}
+        assert len({r.content for r in answers}) == 1
+        doc = answers[0].json()
+        assert doc["errorType"] == "bad_data" and "many-to-many" in doc["error"], doc
+        assert lv.engine.calls[printed] == N  # the leader, then each waiter alone
+        assert (lv.cache.shared, len(lv.cache)) == (0, 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_waiter_times_out_by_its_own_budget(backend: str, tmp_path: Path) -> None:
+    """A waiter whose query.timeout runs out while the leader still evaluates gets the
+    queue's timeout error (503, ``timeout``) then, not when the leader finishes."""
+    with (
+        open_site(backend, tmp_path, '[query]\ntimeout = "1s"\n') as site,
+        live(site) as lv,
+    ):
+        q = "x"
+        printed = str(parse_expr(q))
+        params = site.range_params(q)
+        assert lv.ask(params).result().status_code == 200
+
+        def attempt(i: int) -> bool:
+            lv.new_round(float(i), {q})
+            leader = lv.ask(params)
+            wait_until(lambda: lv.engine.calls[printed] == 1, "the leader evaluates")
+            waiter = lv.ask(params)
+            wait_until(lambda: lv.cache.waiting == 1 or lv.engine.calls[printed] == 2, "it waits")
+            if lv.engine.calls[printed] == 2:  # another version: it led a flight of its own
+                lv.engine.release.set()
+                leader.result(), waiter.result()
+                return False
+            r = waiter.result(timeout=10)  # the leader is still held
+            assert not lv.engine.release.is_set() and lv.engine.calls[printed] == 1
+            assert r.status_code == 503, r.text
+            doc = r.json()
+            assert doc["errorType"] == "timeout"
+            assert doc["error"].startswith(f"query timed out in {IN_FLIGHT_STAGE}: "), doc
+            assert "1s (query.timeout" in doc["error"]
+            lv.engine.release.set()
+            late = leader.result()  # held past its own deadline: the evaluation stops
+            assert late.status_code == 503 and late.json()["errorType"] == "timeout", late.text
+            assert lv.cache.shared == 0
+            return True
+
+        rounds(attempt)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_leader_cancelled_in_the_queue_hands_over_to_a_waiter(
+    backend: str, tmp_path: Path
+) -> None:
+    """The leader's client goes while the leader still waits for its turn in the query
+    queue (one place, taken by another query): the leader is cancelled, its flight
+    abandoned, one waiter leads in its stead and the others share that answer."""
+    extra = "[query]\nmax_concurrency = 1\nheavy_concurrency = 1\n"
+    with open_site(backend, tmp_path, extra) as site, live(site) as lv:
+        q, other = "x", "x * 2"
+        printed, blocker_printed = str(parse_expr(q)), str(parse_expr(other))
+        params = site.range_params(q)
+        for text in (q, other):
+            assert lv.ask(site.range_params(text)).result().status_code == 200
+
+        def attempt(i: int) -> bool:
+            lv.new_round(float(i), {other})
+            cancelled, misses, shared = len(lv.cancelled), lv.cache.misses, lv.cache.shared
+            blocker = lv.ask(site.range_params(other))
+            wait_until(lambda: lv.engine.calls[blocker_printed] == 1, "the blocker runs")
+            conn = lv.leave_later(params)
+            wait_until(lambda: lv.cache.in_flight() >= 2, "the leader queues")
+            waiters = [lv.ask(params) for _ in range(N - 1)]
+            wait_until(
+                lambda: lv.cache.waiting + lv.cache.in_flight() - 2 == N - 1, "all wait or lead"
+            )
+            undisturbed = lv.cache.in_flight() == 2 and lv.cache.waiting == N - 1
+            conn.close()
+            wait_until(lambda: len(lv.cancelled) == cancelled + 1, "the leader is cancelled")
+            assert lv.cancelled[-1] == urllib.parse.urlencode(params)
+            if undisturbed:  # one waiter now leads, queued behind the blocker
+                wait_until(
+                    lambda: lv.cache.in_flight() == 2 and lv.cache.waiting == N - 2,
+                    "a waiter took the lead",
+                )
+            assert lv.engine.calls[printed] == 0  # the cancelled leader never evaluated
+            lv.engine.release.set()
+            assert blocker.result().status_code == 200
+            answers = [f.result() for f in waiters]
+            assert all(r.status_code == 200 for r in answers), answers[0].text
+            truth = fresh(site, "/api/v1/query_range", params)
+            assert all(r.content == truth for r in answers)
+            evaluations = lv.engine.calls[printed]
+            assert lv.cache.misses - misses == evaluations + 1  # and the blocker's
+            assert lv.cache.shared - shared == N - 1 - evaluations
+            return undisturbed and evaluations == 1
+
+        rounds(attempt)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_leader_cancelled_while_evaluating_still_answers_the_waiters(
+    backend: str, tmp_path: Path
+) -> None:
+    """The leader's client goes while its query thread evaluates: the request is
+    cancelled, but the thread finishes and its answer reaches every waiter (one
+    evaluation)."""
+    with open_site(backend, tmp_path) as site, live(site) as lv:
+        q = "x"
+        printed = str(parse_expr(q))
+        params = site.range_params(q)
+        assert lv.ask(params).result().status_code == 200
+
+        def attempt(i: int) -> bool:
+            lv.new_round(float(i), {q})
+            cancelled, shared = len(lv.cancelled), lv.cache.shared
+            conn = lv.leave_later(params)
+            wait_until(lambda: lv.engine.calls[printed] == 1, "the leader evaluates")
+            waiters = [lv.ask(params) for _ in range(N - 1)]
+            wait_until(
+                lambda: lv.cache.waiting + lv.engine.calls[printed] == N, "all wait or evaluate"
+            )
+            conn.close()
+            wait_until(lambda: len(lv.cancelled) == cancelled + 1, "the leader is cancelled")
+            lv.engine.release.set()
+            answers = [f.result() for f in waiters]
+            assert all(r.status_code == 200 for r in answers), answers[0].text
+            truth = fresh(site, "/api/v1/query_range", params)
+            assert all(r.content == truth for r in answers)
+            evaluations = lv.engine.calls[printed]
+            assert lv.cache.shared - shared == N - evaluations
+            if backend == "sqlite":
+                assert evaluations == 1
+            return evaluations == 1
+
+        rounds(attempt)

@@ -40,6 +40,29 @@ answer to every request that reads *v*. If the version cannot be read (the datab
 unreachable), the request bypasses the cache. Stores without a version (the in-memory
 store, in-memory SQLite, whose writes this cache cannot see) get no cache.
 
+**Identical misses evaluate once** (single-flight). When the data version changes, every
+entry goes at once, and a board watched by many (or ``wrk``'s 32 connections) asks the same
+key again within milliseconds: each would wait in the query queue to evaluate the same
+query. Instead the first request to miss a key under a version *leads*: it evaluates (in the
+query gate, as any query) and the others asking that key under that same version wait for
+its answer on the event loop, holding no place in the queue and no thread, each within its
+own ``query.timeout`` (counted from its arrival; past it, the queue's timeout error). The
+shared answer is correct for them by the argument above: they read the same version as the
+leader, before it evaluated or while it did, so no commit they could know of is missing.
+
+* The leader's answer reaches its waiters even when it is not kept (warnings, too large, the
+  version moved on during the evaluation: :meth:`ResultCache.put` decides, as before).
+* An error is never shared: each waiter then evaluates the query itself, alone (no new
+  flight). An error can belong to the leader's circumstances rather than to the query and
+  the data (its deadline, earlier than any waiter's; the heavy lane full at that moment; a
+  dropped database connection): sharing it would fail requests that would have succeeded,
+  and re-evaluating only costs what every request cost before single-flight, through the
+  same gate and within each waiter's own budget.
+* A leader cancelled before its evaluation produced an answer (its client went and the
+  server cancelled it; shutdown) *abandons* the flight: its waiters look again, and one of
+  them leads. A leader cancelled while its thread evaluates still shares the answer when the
+  thread finishes (a query thread is never abandoned).
+
 Rollup tiers are chosen by the query's age relative to "now" (raw data within raw
 retention); an entry made from raw samples stays valid until retention deletes them, which
 is a commit, so it is never staler than the data, only possibly more exact than a fresh
@@ -50,15 +73,24 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import anyio
+import anyio.to_thread
+
+from signalbox.exceptions import QueryError, QueryLimitError
+from signalbox.limits import Budget, QueryLimits
+from signalbox.limits import current as current_budget
 from signalbox.metrics.samples import MetricMeta, Sample
 from signalbox.query import parse_expr
 
 if TYPE_CHECKING:
     from signalbox.metrics.store import MetricReader
+    from signalbox.server.querygate import QueryGate
     from signalbox.storage.database import Database
 
 __all__ = [
@@ -183,6 +215,11 @@ CACHE_METRICS: dict[str, MetricMeta] = {
             "Cacheable query API requests (explicit times) that were evaluated.",
         ),
         MetricMeta(
+            PREFIX + "shared_total",
+            "counter",
+            "Cacheable requests answered by an identical request's evaluation in flight.",
+        ),
+        MetricMeta(
             PREFIX + "evictions_total",
             "counter",
             "Cache entries dropped, least recently used first, to stay within query_cache_mb.",
@@ -198,6 +235,33 @@ CACHE_METRICS: dict[str, MetricMeta] = {
 }
 
 Key = tuple[Hashable, ...]
+
+T = TypeVar("T")
+
+ANSWERED, FAILED, ABANDONED = "answered", "failed", "abandoned"
+
+IN_FLIGHT_STAGE = "the query queue (waiting for an identical query in flight)"
+"""Where a waiter's timeout says it was: like the gate's queue, a wait for its turn."""
+
+
+class _Flight:
+    """One evaluation in flight, which requests asking the same key under the same version
+    wait for (on the event loop: only the event loop touches it, apart from ``body``).
+
+    Attributes:
+        body: the answer, set by the leader's query thread as soon as it has one (so a
+            leader cancelled while its thread finished still shares it).
+        outcome: ``ANSWERED``, ``FAILED`` or ``ABANDONED`` once ``done`` is set.
+        waiting: requests waiting for it now.
+    """
+
+    __slots__ = ("body", "done", "outcome", "waiting")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.body: bytes | None = None
+        self.outcome = ""
+        self.waiting = 0
 
 
 class ResultCache:
@@ -223,7 +287,14 @@ class ResultCache:
         self._bytes = 0
         self._seen: Hashable | None = None  # the version the entries were made under
         self._texts: OrderedDict[str, tuple[str, Hashable]] = OrderedDict()
-        self.hits = self.misses = self.evictions = self.invalidations = 0
+        self.hits = self.misses = self.shared = self.evictions = self.invalidations = 0
+        # evaluations in flight by (key, version): event-loop state, no lock
+        self._flights: dict[tuple[Key, Hashable], _Flight] = {}
+        # threads that read the version and parse a new query text, per gate (per server
+        # and event loop): bounded like the gate's, and never the pool /-/ready uses
+        self._readers: weakref.WeakKeyDictionary[QueryGate, anyio.CapacityLimiter] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- keys -------------------------------------------------------------------------
     def known_query(self, text: str) -> tuple[str, Hashable] | None:
@@ -292,6 +363,128 @@ class ResultCache:
                 self._bytes -= self._sizes.pop(gone)
                 self.evictions += 1
 
+    # -- answering: a hit, a share of the evaluation in flight, or an evaluation ---------
+    async def answer(
+        self,
+        gate: QueryGate,
+        text: str,
+        key_of: Callable[[tuple[str, Hashable]], Key],
+        evaluate: Callable[[], tuple[bytes, bool]],
+    ) -> bytes:
+        """The encoded answer to a cacheable request (on the event loop): kept, shared from
+        an identical request's evaluation in flight, or evaluated through ``gate``.
+
+        Args:
+            gate: the server's query gate (the evaluation's queue, thread and budget).
+            text: the query as sent.
+            key_of: the entry's key from the parsed query (see :meth:`parse_query`).
+            evaluate: the answer encoded and whether it may be kept (runs in a query thread).
+
+        Raises:
+            QueryLimitError: the request's ``query.timeout`` ran out, counted from now,
+                waiting included; or whatever ``evaluate`` raises (errors are not shared).
+        """
+        deadline = time.monotonic() + gate.limits.timeout_s
+        parsed = None if self.version.blocking else self.known_query(text)
+        if parsed is not None:
+            version = self.version.read()  # SQLite: microseconds, as a lookup always did
+        else:
+            version, parsed = await anyio.to_thread.run_sync(
+                self._read_and_parse, text, limiter=self._reader(gate)
+            )
+        if version is None or parsed is None:  # no version now, or no query: no cache
+            return (await _run_by(gate, deadline, evaluate))[0]
+        key = key_of(parsed)
+        alone = False
+        while True:
+            body = self.get(key, version, count_miss=False)
+            if body is not None:
+                return body
+            flight = None if alone else self._flights.get((key, version))
+            if flight is None:
+                return await self._evaluate(gate, deadline, key, version, evaluate, lead=not alone)
+            flight.waiting += 1
+            try:
+                with anyio.move_on_after(deadline - time.monotonic()):
+                    await flight.done.wait()
+            finally:
+                flight.waiting -= 1
+            if not flight.done.is_set():
+                raise _timeout(gate.limits, deadline, IN_FLIGHT_STAGE)
+            if flight.outcome == ANSWERED and flight.body is not None:
+                with self._lock:
+                    self.shared += 1
+                return flight.body
+            # failed: evaluate alone (errors are not shared); abandoned: look again
+            alone = flight.outcome == FAILED
+
+    async def _evaluate(
+        self,
+        gate: QueryGate,
+        deadline: float,
+        key: Key,
+        version: Hashable,
+        evaluate: Callable[[], tuple[bytes, bool]],
+        *,
+        lead: bool,
+    ) -> bytes:
+        """Evaluate in a query thread and keep the answer when it may be kept; when
+        ``lead``, as the flight the requests asking the same key and version wait for."""
+        flight = _Flight() if lead else None
+        if flight is not None:
+            self._flights[key, version] = flight
+
+        def run() -> bytes:  # in the query thread
+            with self._lock:
+                self.misses += 1
+            body, keep = evaluate()
+            if keep:
+                self.put(key, version, body)
+            if flight is not None:
+                flight.body = body
+            return body
+
+        failed = False
+        try:
+            return await _run_by(gate, deadline, run)
+        except Exception:
+            failed = True
+            raise
+        finally:  # no await here: a cancellation cannot leave the waiters waiting
+            if flight is not None:
+                if self._flights.get((key, version)) is flight:
+                    del self._flights[key, version]
+                if flight.body is not None:
+                    flight.outcome = ANSWERED
+                else:
+                    flight.outcome = FAILED if failed else ABANDONED
+                flight.done.set()
+
+    def _read_and_parse(self, text: str) -> tuple[Hashable | None, tuple[str, Hashable] | None]:
+        """The data version, then the parsed query (None: not a query; the evaluation
+        says why, in the API's error shape). In a thread: a network round trip
+        (PostgreSQL) or a parse of a text not seen before."""
+        version = self.version.read()
+        try:
+            return version, self.parse_query(text)
+        except QueryError:
+            return version, None
+
+    def _reader(self, gate: QueryGate) -> anyio.CapacityLimiter:
+        found = self._readers.get(gate)
+        if found is None:
+            found = self._readers[gate] = anyio.CapacityLimiter(gate.limits.max_concurrency)
+        return found
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting now for an identical request's evaluation (event loop only)."""
+        return sum(f.waiting for f in self._flights.values())
+
+    def in_flight(self) -> int:
+        """Evaluations in flight that others may wait for (event loop only)."""
+        return len(self._flights)
+
     def _invalidate(self, version: Hashable) -> None:
         self.invalidations += len(self._entries)
         self._entries.clear()
@@ -316,6 +509,7 @@ class ResultCache:
             values = {
                 "hits_total": self.hits,
                 "misses_total": self.misses,
+                "shared_total": self.shared,
                 "evictions_total": self.evictions,
                 "invalidations_total": self.invalidations,
                 "bytes": self._bytes,
@@ -327,3 +521,27 @@ class ResultCache:
     def close(self) -> None:
         """Release the version source's connection (``serve`` calls it when it stops)."""
         self.version.close()
+
+
+async def _run_by(gate: QueryGate, deadline: float, fn: Callable[[], T]) -> T:
+    """``fn()`` through ``gate`` by ``deadline``: the request's own budget, which began when
+    it arrived, not when it reached the gate (time spent waiting for a flight counts).
+
+    The gate gives every query a fresh budget; here its deadline is moved up to the
+    request's, both for the turn in the queue and for the evaluation in the thread."""
+
+    def bounded() -> T:  # in the query thread, under the gate's budget
+        budget = current_budget()
+        if budget is not None and budget.deadline > deadline:
+            budget.deadline = deadline
+            budget.check_deadline("the query queue")
+        return fn()
+
+    with anyio.move_on_after(deadline - time.monotonic()):
+        return await gate.run(bounded)
+    raise _timeout(gate.limits, deadline, "the query queue")
+
+
+def _timeout(limits: QueryLimits, deadline: float, stage: str) -> QueryLimitError:
+    """The timeout error the gate gives (503, ``timeout``), for a request due at ``deadline``."""
+    return Budget(limits, started=deadline - limits.timeout_s).timeout(stage)

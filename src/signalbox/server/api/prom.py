@@ -21,13 +21,12 @@ from starlette.routing import BaseRoute, Route
 
 from signalbox import __version__
 from signalbox.durations import parse_duration
-from signalbox.exceptions import QueryError, UsageError
+from signalbox.exceptions import UsageError
 from signalbox.metrics.samples import Labels, Matcher
 from signalbox.query import QueryResult, VectorSelector, parse_expr
 from signalbox.query.promjson import result_json
 from signalbox.server.api import success_body
 from signalbox.server.querygate import QueryGate
-from signalbox.server.resultcache import ResultCache
 from signalbox.server.services import Services, services
 
 MAX_POINTS = 30_000  # Prometheus allows 11,000; 8 days at 1 minute (11,521) must fit
@@ -115,9 +114,11 @@ def _handle(
     answer there too; errors propagate to the app's handlers, in Prometheus' shape.
 
     ``cached`` names the endpoint in the results cache (:mod:`signalbox.server.resultcache`)
-    when the services have one: a query at explicit times is looked up first, on the event
-    loop when the data version is local to read (SQLite) and the query text was seen
-    before, so a hit takes no thread and no place in the queue; else in the query thread.
+    when the services have one: a query at explicit times is answered by
+    :meth:`ResultCache.answer <signalbox.server.resultcache.ResultCache.answer>`, which
+    looks it up (on the event loop when the data version is local to read, SQLite, and the
+    query text was seen before, so a hit takes no thread and no place in the queue), waits
+    for an identical request's evaluation in flight, or evaluates it through the gate.
     """
 
     async def endpoint(request: Request) -> Response:
@@ -125,11 +126,16 @@ def _handle(
         svc = services(request)
         cache = svc.query_cache if cached else None
         ask = _cache_ask(cached, p) if cached and cache is not None else None
-        if ask is not None and cache is not None and not cache.version.blocking:
-            body = _lookup_known(cache, ask)
-            if body is not None:
-                return Response(body, media_type="application/json")
-        body = await gate(request).run(_answer, fn, svc, p, svc.now_ms(), ask)
+        now = svc.now_ms()
+        if ask is None or cache is None:
+            body = await gate(request).run(_answer, fn, svc, p, now)
+        else:
+            body = await cache.answer(
+                gate(request),
+                ask[1],
+                lambda parsed: _cache_key(parsed, ask),
+                lambda: _evaluate(fn, svc, p, now),
+            )
         return Response(body, media_type="application/json")
 
     return endpoint
@@ -168,44 +174,14 @@ def _cache_key(parsed: tuple[str, Hashable], ask: Ask) -> tuple[Hashable, ...]:
     return (endpoint, *parsed, start, end, step)
 
 
-def _lookup_known(cache: ResultCache, ask: Ask) -> bytes | None:
-    """A cached answer found without parsing or waiting (on the event loop); None sends the
-    request on to a query thread, which looks again (and counts the miss)."""
-    parsed = cache.known_query(ask[1])
-    if parsed is None:
-        return None
-    version = cache.version.read()
-    if version is None:
-        return None
-    return cache.get(_cache_key(parsed, ask), version, count_miss=False)
-
-
 def _answer(
     fn: Callable[[Services, dict[str, Any], int], Any],
     svc: Services,
     p: dict[str, Any],
     now: int,
-    ask: Ask | None = None,
 ) -> bytes:
-    """The encoded answer: from the results cache when it has it, else evaluated (and
-    kept there when it may be: no warnings). The data version is read before evaluating."""
-    cache = svc.query_cache
-    if ask is None or cache is None:
-        return _evaluate(fn, svc, p, now)[0]
-    version = cache.version.read()
-    try:
-        parsed = cache.parse_query(ask[1])
-    except QueryError:
-        parsed = None  # fn raises it, in the API's error shape
-    if version is None or parsed is None:
-        return _evaluate(fn, svc, p, now)[0]
-    key = _cache_key(parsed, ask)
-    body = cache.get(key, version)
-    if body is None:
-        body, keep = _evaluate(fn, svc, p, now)
-        if keep:
-            cache.put(key, version, body)
-    return body
+    """The encoded answer, evaluated (a request the results cache does not keep)."""
+    return _evaluate(fn, svc, p, now)[0]
 
 
 def _evaluate(

@@ -40,3 +40,34 @@ def test_decoded_labels_stay_bounded_and_right(
             assert len(store._series._decoded) <= 50
     finally:
         store.close()
+
+
+def test_equality_matchers_find_exactly_their_series(tmp_path: Path) -> None:
+    """The label text is searched for the pair first: a pair inside another label's name
+    or value is not a match, an escaped value is found as written."""
+    store = SQLMetricStore(open_database(sqlite_url(tmp_path)), clock=FrozenClock(T0 / 1000))
+    labelsets = [
+        (("b", "1"),),
+        (("ab", "1"),),
+        (("a", 'b="1"'),),
+        (("a", "zb=1"), ("c", "2")),
+        (("b", 'q"1'), ("c", "2")),
+        (("b", "1"), ("c", "2")),
+    ]
+    try:
+        store.write([Sample("x", labels, 1.0) for labels in labelsets], T0)
+
+        def found(*ms: Matcher) -> list[dict[str, str]]:
+            got = store.series([Matcher("__name__", "=", "x"), *ms])
+            return sorted((dict(labels) for _, labels in got), key=sorted)
+
+        assert found(Matcher("b", "=", "1")) == [{"b": "1"}, {"b": "1", "c": "2"}]
+        assert found(Matcher("a", "=", 'b="1"')) == [{"a": 'b="1"'}]
+        assert found(Matcher("b", "=", 'q"1')) == [{"b": 'q"1', "c": "2"}]
+        assert found(Matcher("b", "=", "1"), Matcher("c", "=", "2")) == [{"b": "1", "c": "2"}]
+        assert found(Matcher("c", "=", "2"), Matcher("b", "!=", "1")) == [
+            {"a": "zb=1", "c": "2"},
+            {"b": 'q"1', "c": "2"},
+        ]
+    finally:
+        store.close()

@@ -62,6 +62,8 @@ def _key_function(grouping: tuple[str, ...], without: bool) -> Callable[[str, st
     metric, without building the metric: labels are stored sorted by name, so keeping or
     dropping some keeps them sorted (``__name__`` sorts among them only when grouped by)."""
     names = frozenset(grouping)
+    if not without and not names:  # sum(x): one group, no label read
+        return lambda name, text: ()
     if not without and len(names) == 1 and "__name__" not in names:
         (label,) = names
         find = _one_label(label)

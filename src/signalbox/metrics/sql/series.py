@@ -33,7 +33,7 @@ from typing import Any, cast
 
 from signalbox.clock import Clock
 from signalbox.exceptions import StoreError
-from signalbox.metrics.labelcodec import decode_labels
+from signalbox.metrics.labelcodec import decode_labels, encode_labels
 from signalbox.metrics.samples import Labels, Matcher, series_matches
 from signalbox.storage.database import Database
 from signalbox.storage.failures import translate
@@ -212,9 +212,14 @@ class SeriesIndex:
         if names and all(m.label == "__name__" and m.op == "=" for m in ms):
             # the name alone (sum(x) over a million series): every candidate matches, or none
             return list(candidates) if all(m.value == names[0] for m in ms) else []
-        return [
-            sid for sid in candidates if series_matches(self.rows[sid][0], self.labels(sid), ms)
-        ]
+        rows = self.rows
+        for m in ms:
+            if m.op == "=" and m.value and m.label != "__name__":
+                # a series with label="v" has that pair, as written, in its label text: a
+                # substring test (C speed) leaves the few to decode and match exactly
+                pair = encode_labels(((m.label, m.value),))
+                candidates = [sid for sid in candidates if pair in rows[sid][1]]
+        return [sid for sid in candidates if series_matches(rows[sid][0], self.labels(sid), ms)]
 
     # -- writes ---------------------------------------------------------------------------
     def _series_ids(self) -> dict[str, int]:

@@ -403,12 +403,26 @@ class PartitionTables:
     def frame_values(
         self, table: str, wanted: set[int] | None, start_ms: int, end_ms: int
     ) -> list[tuple[int, int, float]]:
-        """(series_id, ts, value) from the frames of a raw partition, unpacked in Python."""
-        frames = self.read(
-            f"SELECT layout_id, ts, vals FROM {frames_table(table)} WHERE ts >= ? AND ts <= ?",
-            (start_ms, end_ms),
-        )
-        return self._unpack(frames, wanted, frames_table(table))
+        """(series_id, ts, value) from the frames of a raw partition, unpacked in Python:
+        only the frames of layouts holding a wanted series (2,000 self-metrics beside a
+        million spool series read no spool frame), all of them when every series is."""
+        if wanted is None:
+            frames = self.read(
+                f"SELECT layout_id, ts, vals FROM {frames_table(table)} WHERE ts >= ? AND ts <= ?",
+                (start_ms, end_ms),
+            )
+            return self._unpack(frames, None, frames_table(table))
+        lids = sorted(self.layouts.positions(sorted(wanted)))
+        out: list[tuple[int, int, float]] = []
+        for i in range(0, len(lids), IN_LIST_MAX):
+            chunk = lids[i : i + IN_LIST_MAX]
+            frames = self.read(
+                f"SELECT layout_id, ts, vals FROM {frames_table(table)} WHERE ts >= ? "
+                f"AND ts <= ? AND layout_id IN ({','.join('?' * len(chunk))})",
+                (start_ms, end_ms, *chunk),
+            )
+            out += self._unpack(frames, wanted, frames_table(table))
+        return out
 
     def latest_frame_values(self, table: str) -> list[tuple[int, int, float]]:
         """(series_id, ts, value) of the newest frame of each layout in a raw partition."""

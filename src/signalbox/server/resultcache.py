@@ -478,11 +478,12 @@ class ResultCache:
 
     @property
     def waiting(self) -> int:
-        """Requests waiting now for an identical request's evaluation (event loop only)."""
-        return sum(f.waiting for f in self._flights.values())
+        """Requests waiting now for an identical request's evaluation (from another thread,
+        a snapshot: the values are copied at once, as the event loop may add one)."""
+        return sum(f.waiting for f in list(self._flights.values()))
 
     def in_flight(self) -> int:
-        """Evaluations in flight that others may wait for (event loop only)."""
+        """Evaluations in flight that others may wait for."""
         return len(self._flights)
 
     def _invalidate(self, version: Hashable) -> None:

@@ -45,7 +45,10 @@ connections): under 50 ms for the 1-hour queries, under 300 ms for the overview 
 uncached cases are reported, not judged). ``wrk`` is
 closed-loop: with 32 connections on one core, p99 is about 32 times what one request costs;
 so after each loaded run, the same case runs ``--alone`` seconds (5) on one connection,
-for the cost of a request without a queue (reported beside, not judged).
+for the cost of a request without a queue (reported beside, not judged). After every wrk run
+the server is drained (a query that reads nothing answers within 50 ms again): neither server
+cancels a query whose client left, so an uncached case's queue would otherwise spill its
+seconds of evaluation into the next case.
 
     .venv/bin/python bench/api_load.py                 # 3 rounds (~8 min)
     .venv/bin/python bench/api_load.py --rounds 1 --duration 3   # a smoke run
@@ -323,6 +326,19 @@ def vary_script(case: Case, directory: Path) -> Path:
     return script
 
 
+def drain(port: int, within_s: float = 60.0) -> None:
+    """Wait until the server answers a query that reads nothing quickly: requests wrk left
+    behind when it stopped (servers do not cancel a query whose client left) would otherwise
+    run on into the next case's timing. A new ``time`` each probe, so no cache answers it."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        t = time.perf_counter()
+        http_get(port, "/api/v1/query", {"query": "1", "time": f"{random.uniform(1, 1e9):.3f}"})
+        if time.perf_counter() - t < 0.05:
+            return
+        time.sleep(0.2)
+
+
 def wrk(port: int, case: Case, connections: int, duration_s: int, pin: bool) -> Run:
     global _runs
     argv = [
@@ -498,6 +514,7 @@ def main() -> int:
             for who, port in sides.items():
                 if c.peer or who == "signalbox":
                     wrk(port, c, a.connections, WARMUP_S, pin)
+                    drain(port)
         runs: dict[tuple[str, str, int], list[Run]] = {}
         names = list(sides)
         for r in range(a.rounds):
@@ -509,6 +526,7 @@ def main() -> int:
                         if not c.peer and who != "signalbox":
                             continue
                         run = wrk(sides[who], c, n, seconds[n], pin)
+                        drain(sides[who])
                         runs.setdefault((c.name, who, n), []).append(run)
                         print(
                             f"  {c.name:<10} {n:>2} conns {who:<10} {run.rps:8.1f} req/s"

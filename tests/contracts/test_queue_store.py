@@ -169,13 +169,13 @@ def test_retry_brings_dead_jobs_back_and_only_dead_ones(qs: Any) -> None:
     ids = [qs.enqueue(job(queue="a")).id for _ in range(3)]
     qs.claim(worker="w", now_ms=T0, lease_ms=LEASE, limit=3)
     qs.finish([Dead(i, "a", "boom") for i in ids[:2]], worker="w", now_ms=T0)
-    assert not qs.retry(ids[2], now_ms=T0)  # running, not dead
-    assert qs.retry(ids[0], now_ms=T0 + 5)
+    assert not qs.retry(ids[2], now_ms=T0, by="alice")  # running, not dead
+    assert qs.retry(ids[0], now_ms=T0 + 5, by="alice")
     j = qs.get(ids[0])
     assert (j.status, j.failures, j.due_ms) == ("ready", 0, T0 + 5)
-    assert qs.retry_dead("a", now_ms=T0 + 6) == 1
+    assert qs.retry_dead("a", now_ms=T0 + 6, by="alice") == 1
     assert qs.jobs(status="dead") == []
-    assert not qs.retry(999_999, now_ms=T0)
+    assert not qs.retry(999_999, now_ms=T0, by="alice")
 
 
 def test_pages_of_jobs_start_after_an_id_and_are_not_shifted_by_retries(qs: Any) -> None:
@@ -186,7 +186,8 @@ def test_pages_of_jobs_start_after_an_id_and_are_not_shifted_by_retries(qs: Any)
     )
     first = qs.jobs(status="dead", limit=2)
     assert [j.id for j in first] == ids[:2]
-    assert qs.retry(ids[0], now_ms=T0)  # the page's retry button: the next page is unshifted
+    # the page's retry button: the next page is unshifted
+    assert qs.retry(ids[0], now_ms=T0, by="alice")
     second = qs.jobs(status="dead", limit=2, after_id=first[-1].id)
     assert [j.id for j in second] == ids[2:4]
     assert [j.id for j in qs.jobs(queue="a", status="dead", after_id=ids[1])] == [ids[3], ids[5]]
@@ -204,8 +205,78 @@ def test_a_paused_queue_is_not_claimed_but_its_running_jobs_keep_their_lease(qs:
     assert qs.renew([running], worker="w", now_ms=T0 + 1, lease_ms=LEASE) == {running}
     a = next(s for s in qs.stats(T0) if s.queue == "a")
     assert (a.paused, a.paused_by, a.paused_reason) == (True, "alice", "db maintenance")
-    assert qs.resume("a") and not qs.resume("a")
+    assert qs.resume("a", now_ms=T0, by="bob") and not qs.resume("a", now_ms=T0, by="bob")
     assert [c.id for c in qs.claim(worker="w", now_ms=T0, lease_ms=LEASE, limit=10)] == [waiting]
+
+
+def test_every_operator_action_is_audited_with_who_why_and_how_many_refusals_not(
+    qs: Any,
+) -> None:
+    ids = [qs.enqueue(job(queue="a")).id for _ in range(4)]
+    qs.claim(worker="w", now_ms=T0, lease_ms=LEASE, limit=4)
+    qs.finish([Dead(i, "a", "boom") for i in ids[:3]], worker="w", now_ms=T0)
+    assert qs.audit() == []
+    assert not qs.retry(ids[3], now_ms=T0 + 1, by="alice (dashboard)")  # running: refused
+    assert not qs.retry(999_999, now_ms=T0 + 1, by="alice (dashboard)")  # missing: refused
+    assert qs.retry(ids[0], now_ms=T0 + 2, by="alice (dashboard)", reason="disk freed")
+    assert qs.retry_dead("a", now_ms=T0 + 3, by="ci-bot (token #3)") == 2
+    assert qs.retry_dead("a", now_ms=T0 + 4, by="ci-bot (token #3)") == 0
+    qs.pause("b", by="cli (ops@db1)", reason="db3 rebuild", now_ms=T0 + 5)
+    qs.pause("b", by="cli (ops@db1)", reason="longer", now_ms=T0 + 6)  # already paused
+    assert qs.resume("b", now_ms=T0 + 7, by="bob (dashboard)", reason="done")
+    assert not qs.resume("b", now_ms=T0 + 8, by="bob (dashboard)")  # not paused
+
+    rows = [(e.at_ms, e.by, e.action, e.queue, e.job_id, e.reason, e.count) for e in qs.audit()]
+    assert rows == [
+        (T0 + 8, "bob (dashboard)", "resume", "b", None, "", 0),
+        (T0 + 7, "bob (dashboard)", "resume", "b", None, "done", 1),
+        (T0 + 6, "cli (ops@db1)", "pause", "b", None, "longer", 0),
+        (T0 + 5, "cli (ops@db1)", "pause", "b", None, "db3 rebuild", 1),
+        (T0 + 4, "ci-bot (token #3)", "retry_dead", "a", None, "", 0),
+        (T0 + 3, "ci-bot (token #3)", "retry_dead", "a", None, "", 2),
+        (T0 + 2, "alice (dashboard)", "retry", "a", ids[0], "disk freed", 1),
+    ]
+    # newest first, a page at a time by id, per queue
+    every = qs.audit()
+    assert len({e.id for e in every}) == 7
+    first = qs.audit(limit=3)
+    assert first == every[:3]
+    assert qs.audit(limit=3, before_id=first[-1].id) == every[3:6]
+    assert qs.audit(before_id=every[-1].id) == []
+    assert [e.action for e in qs.audit(queue="a")] == ["retry_dead", "retry_dead", "retry"]
+    assert qs.audit(queue="nope") == []
+    assert every[-1].describe() == (
+        f"job {ids[0]} of queue a retried by alice (dashboard): disk freed"
+    )
+    assert every[0].describe() == "queue b resumed (was not paused) by bob (dashboard)"
+
+
+def test_held_back_work_is_one_row_per_gate_with_its_latest_reading(qs: Any) -> None:
+    ids = [qs.enqueue(job()).id for _ in range(4)]
+    qs.claim(worker="w", now_ms=T0, lease_ms=LEASE, limit=4)
+    # three readings of one gate, deferred one after another (doubling delays: the latest
+    # deferral is not the one due last), and another gate
+    qs.finish(
+        [Deferred(ids[0], "q", T0 + 300_000, "mysql_load", "Threads_running 90 >= 50")],
+        worker="w",
+        now_ms=T0,
+    )
+    qs.finish(
+        [Deferred(ids[1], "q", T0 + 20_000, "mysql_load", "Threads_running 70 >= 50"),
+         Deferred(ids[2], "q", T0 + 20_000, "replication", "lag 40s > 10s")],
+        worker="w",
+        now_ms=T0 + 10_000,
+    )  # fmt: skip
+    qs.finish(
+        [Deferred(ids[3], "q", T0 + 30_000, "mysql_load", "Threads_running 55 >= 50")],
+        worker="w",
+        now_ms=T0 + 20_000,
+    )
+    [s] = qs.stats(T0 + 20_000)
+    assert s.holding == (
+        ("mysql_load", "Threads_running 55 >= 50", 3),
+        ("replication", "lag 40s > 10s", 1),
+    )
 
 
 def test_a_unique_job_is_enqueued_once_while_it_waits_or_runs_within_its_window(qs: Any) -> None:
@@ -265,3 +336,33 @@ def test_concurrent_claimers_never_share_a_job(qs: Any) -> None:
     for t in threads:
         t.join()
     assert len(got) == 300 and len(set(got)) == 300
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+)
+def test_a_queue_made_before_the_audit_trail_is_migrated_with_its_jobs(
+    backend: str, tmp_path: Path
+) -> None:
+    from contextlib import ExitStack
+
+    from signalbox.storage import open_database
+    from signalbox.tasks.sqlstore import MIGRATIONS, SQLQueueStore
+
+    with ExitStack() as stack:
+        url = sqlite_url(tmp_path) if backend == "sqlite" else stack.enter_context(pg_schema_url())
+        old = open_database(url)
+        old.migrate("tasks", MIGRATIONS[:1])  # the schema version 1 wrote
+        old.execute(
+            "INSERT INTO task_jobs (queue, task, args, due_ms, enqueued_ms, gate, gate_reason) "
+            "VALUES ('q', 't', '[[1]]', ?, ?, 'mysql_load', 'Threads_running 80 >= 50')",
+            (T0 + 60_000, T0),
+        )
+        old.close()
+        qs = SQLQueueStore(open_database(url))
+        stack.callback(qs.close)
+        assert qs.db.schema_version("tasks") == 2
+        [s] = qs.stats(T0)
+        assert s.holding == (("mysql_load", "Threads_running 80 >= 50", 1),)
+        qs.pause("q", by="alice", reason="after the upgrade", now_ms=T0)
+        assert [(e.action, e.by, e.count) for e in qs.audit()] == [("pause", "alice", 1)]

@@ -1,10 +1,12 @@
 """The queues page in a real browser: Debian's chromium, headless, driven by Playwright,
 against a real ``signalbox serve`` whose queue another process filled.
 
-An operator signs in, sees the depth chart drawn from stored points and the dead jobs with
-their errors, retries one with its button and sees it gone, pauses a queue with a reason
-and sees the reason shown; a queue name and an error that would run script stay text. The
-page's screenshot lands in ``test-artifacts/queues.png``.
+An operator signs in, sees the depth chart drawn from stored points (the jobs a gate holds
+back beside the ready ones), one row per gate holding work back with its latest reading,
+and the dead jobs with their errors, retries one with its button and sees it gone, pauses a
+queue with a reason and sees the reason shown, and both actions in "Recent actions"; a
+queue name and an error that would run script stay text. The page's screenshot lands in
+``test-artifacts/queues.png``.
 """
 
 from __future__ import annotations
@@ -49,9 +51,16 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
         now = int(time.time() * 1000)
         ids: dict[str, int] = {}
         for name, q in (("dead1", "photos"), ("dead2", "photos"), ("evil", HOSTILE),
-                        ("held", "photos"), ("ready1", "photos"), ("ready2", "reports")):  # fmt: skip
+                        ("held", "photos"), ("held2", "photos"), ("ready1", "photos"),
+                        ("ready2", "reports")):  # fmt: skip
             ids[name] = queue.enqueue(NewJob(q, "app.resize", f'[["{name}"]]', now, now)).id
-        queue.claim(worker="w", now_ms=now, lease_ms=30_000, limit=4)
+        queue.claim(worker="w", now_ms=now, lease_ms=30_000, limit=5)
+        # an earlier reading of the same gate: the page shows the gate once, latest reading
+        queue.finish(
+            [Deferred(ids["held2"], "photos", now + 3_600_000, "mysql_load",
+                      "Threads_running 95 >= 50")],
+            worker="w", now_ms=now - 1000,
+        )  # fmt: skip
         queue.finish(
             [Dead(ids["dead1"], "photos", "Traceback ...\nOSError: disk full on /photos"),
              Dead(ids["dead2"], "photos", f"ValueError: {HOSTILE}"),
@@ -88,8 +97,18 @@ def test_an_operator_retries_a_dead_job_and_pauses_a_queue_from_the_page(
         legend = page.locator("#depth-chart .legendtext").all_text_contents()
         assert "photos" in legend and HOSTILE in legend, legend
         page.wait_for_function("Number(document.getElementById('age-chart').dataset.points) >= 3")
-        # what holds work back, and the dead jobs with their errors
-        assert "Threads_running 80 >= 50" in page.locator("#holding").inner_text()
+        # the jobs a gate holds back are drawn beside the ready ones (dotted, same queue)
+        page.wait_for_function(
+            "Number(document.getElementById('depth-chart').dataset.alsoSeries) >= 1"
+        )
+        legend = page.locator("#depth-chart .legendtext").all_text_contents()
+        assert "photos · scheduled" in legend, legend
+        # what holds work back: one row per gate, its latest reading, and the dead jobs
+        held = page.locator("#holding tbody tr")
+        assert held.count() == 1
+        assert held.locator("td").all_inner_texts() == [
+            "photos", "mysql_load", f"Threads_running 80 >= 50 {HOSTILE}", "2",
+        ]  # fmt: skip
         row = page.locator(f"#dead tr[data-job='{ids['dead1']}']")
         assert "OSError: disk full on /photos" in row.inner_text()
         assert page.locator("#dead tbody tr").count() == 3
@@ -112,6 +131,15 @@ def test_an_operator_retries_a_dead_job_and_pauses_a_queue_from_the_page(
         state = page.locator("tr[data-queue='photos'] .paused-state").inner_text()
         assert "PAUSED" in state and "alice (dashboard): db3 <b>rebuild</b>" in state
         assert page.locator("form.act-pause[data-queue='photos'] button").inner_text() == "Resume"
+        # both actions are in the recent actions, newest first, as text
+        actions = page.locator("#audit tbody tr")
+        assert actions.count() == 2
+        assert actions.nth(0).locator("td").all_inner_texts()[1:] == [
+            "alice (dashboard)", "pause", "photos", "", "1", "db3 <b>rebuild</b>",
+        ]  # fmt: skip
+        assert actions.nth(1).locator("td").all_inner_texts()[1:] == [
+            "alice (dashboard)", "retry", "photos", str(ids["dead1"]), "1", "",
+        ]  # fmt: skip
 
         # hostile text is text: the queue name, errors, gate reasons, chart legends
         assert page.evaluate("window.__pwned") is None

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from signalbox.monitors.notify.notification import rfc3339
 from signalbox.server.app import AppOptions, create_app
 from signalbox.server.auth.roles import Role
 from signalbox.server.auth.store import TokenStore
@@ -210,6 +211,7 @@ WRITES = [
 
 def _unchanged(t: Tasks) -> None:
     assert len(t.queue.jobs(status="dead")) == 4 and t.queue.paused() == set()
+    assert t.queue.audit() == []  # a refused write is not in the audit trail
 
 
 def test_writes_are_refused_without_an_operate_token(t: Tasks) -> None:
@@ -288,6 +290,64 @@ def test_a_signed_in_operator_needs_the_csrf_token_and_a_reader_may_not_write(t:
     finally:
         http.close()
     assert t.queue.get(t.jobs["dead1"]).status == "dead"  # type: ignore[union-attr]
+
+
+def test_every_write_is_in_the_audit_trail_read_newest_first_a_page_at_a_time(t: Tasks) -> None:
+    op, who = t.secret["operate"], f"operate-bot (token #{t.ids['operate']})"
+    hostile = "<script>window.__pwned=1</script> rebuild"
+    assert t.get("/api/v1/tasks/audit").json()["data"] == {"entries": [], "next_after": None}
+    assert t.post(f"/api/v1/tasks/jobs/{t.jobs['dead1']}/retry", {}, op).status_code == 200
+    assert t.post("/api/v1/tasks/queues/photos/retry_dead", {}, op).status_code == 200
+    assert t.post("/api/v1/tasks/queues/reports/pause", {"reason": hostile}, op).status_code == 200
+    http, csrf = _session(t, "alice")
+    try:
+        r = http.post(
+            "/api/v1/tasks/queues/reports/resume",
+            json={"reason": "rebuild done"},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        http.close()
+    error(t.post(f"/api/v1/tasks/jobs/{t.jobs['dead1']}/retry", {}, op), 400, "bad_data")
+
+    data = t.get("/api/v1/tasks/audit").json()["data"]
+    assert data["next_after"] is None
+    got = [
+        (e["by"], e["action"], e["queue"], e["job_id"], e["reason"], e["count"], e["at_ms"])
+        for e in data["entries"]
+    ]
+    assert got == [
+        ("alice (dashboard)", "resume", "reports", None, "rebuild done", 1, NOW_MS),
+        (who, "pause", "reports", None, hostile, 1, NOW_MS),
+        (who, "retry_dead", "photos", None, "", 2, NOW_MS),
+        (who, "retry", "photos", t.jobs["dead1"], "", 1, NOW_MS),
+    ]  # the refused retry is not there
+    assert data["entries"][0]["at"] == rfc3339(NOW)
+
+    first = t.get("/api/v1/tasks/audit", limit=3).json()["data"]
+    assert first["entries"] == data["entries"][:3]
+    assert first["next_after"] == data["entries"][2]["id"]
+    # an action recorded meanwhile does not shift the next page
+    assert t.post("/api/v1/tasks/queues/photos/pause", {"reason": "x"}, op).status_code == 200
+    rest = t.get("/api/v1/tasks/audit", limit=3, after=first["next_after"]).json()["data"]
+    assert rest == {"entries": data["entries"][3:], "next_after": None}
+    reports = t.get("/api/v1/tasks/audit", queue="reports").json()["data"]["entries"]
+    assert [e["action"] for e in reports] == ["resume", "pause"]
+    for params, fragment in (
+        ({"limit": "0"}, "invalid parameter 'limit'"),
+        ({"after": "-1"}, "invalid parameter 'after'"),
+        ({"after": "9" * 5000}, "invalid parameter 'after'"),
+        ({"queue": "<script>"}, "invalid parameter 'queue'"),
+    ):
+        message = error(t.get("/api/v1/tasks/audit", **params), 400, "bad_data")
+        assert fragment in message and len(message) < 300, params
+
+    # the queues page lists them, escaped
+    page = t.http.get("/queues").text
+    assert 'id="audit"' in page and "<script>window" not in page
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt; rebuild" in page
+    assert page.count('<tr data-action="') == 5 and "alice (dashboard)" in page
 
 
 def test_the_queues_page_escapes_what_comes_from_outside(t: Tasks) -> None:

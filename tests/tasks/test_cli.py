@@ -1,10 +1,13 @@
 """``signalbox worker`` and ``signalbox tasks`` end to end, the real executable, on SQLite
 and PostgreSQL: a module that fails to import leaves the worker running; a failing job's
-traceback is in ``tasks show``; dead jobs are retried; queues pause and resume."""
+traceback is in ``tasks show``; dead jobs are retried; queues pause and resume; each of
+those writes is in ``tasks history`` as ``cli (user@host)``."""
 
 from __future__ import annotations
 
+import getpass
 import json
+import socket
 
 from signalbox.config import load_settings
 from signalbox.tasks.jobs import NewJob
@@ -90,3 +93,44 @@ def test_a_paused_queue_waits_until_resumed(store_project: StoreProject) -> None
     assert "done 1" in run("worker", "--burst", cwd=p.root).stderr
     bad = run("tasks", "pause", "no spaces", cwd=p.root)
     assert bad.returncode == 2 and "not a queue name" in bad.stderr
+
+
+def test_cli_writes_are_in_tasks_history_as_cli_user_at_host(store_project: StoreProject) -> None:
+    p = store_project
+    (p.root / "photojobs.py").write_text(JOBS)
+    p.configure('[tasks]\nmodules = ["photojobs"]\n')
+    _, dead1, _ = _enqueue(
+        p,
+        ("photos", "photojobs.resize", "[[1]]"),
+        ("photos", "photojobs.resize", "[[-1]]"),
+        ("photos", "photojobs.resize", "[[-2]]"),
+    )
+    assert "dead 2, done 1" in run("worker", "--burst", cwd=p.root).stderr
+    empty = run("tasks", "history", cwd=p.root)
+    assert empty.returncode == 0 and "no operator actions recorded" in empty.stdout
+
+    assert run("tasks", "retry", str(dead1), "--reason", "disk freed", cwd=p.root).returncode == 0
+    assert run("tasks", "retry", str(dead1), cwd=p.root).returncode == 2  # not dead: refused
+    assert run("tasks", "retry", "--all-dead", "--queue", "photos", cwd=p.root).returncode == 0
+    assert run("tasks", "pause", "reports", "--reason", "db3 rebuild", cwd=p.root).returncode == 0
+    assert run("tasks", "resume", "reports", "--reason", "done", cwd=p.root).returncode == 0
+    bad = run("tasks", "resume", "reports", "--reason", "a\x07b", cwd=p.root)
+    assert bad.returncode == 2 and "--reason" in bad.stderr
+
+    who = f"cli ({getpass.getuser()}@{socket.gethostname()})"
+    r = run("tasks", "history", "--json", cwd=p.root)
+    assert r.returncode == 0, r.stderr
+    got = [(e["by"], e["action"], e["queue"], e["job_id"], e["reason"], e["count"])
+           for e in json.loads(r.stdout)]  # fmt: skip
+    assert got == [
+        (who, "resume", "reports", None, "done", 1),
+        (who, "pause", "reports", None, "db3 rebuild", 1),
+        (who, "retry_dead", "photos", None, "", 1),
+        (who, "retry", "photos", dead1, "disk freed", 1),
+    ]
+    photos = json.loads(run("tasks", "history", "--queue", "photos", "--json", cwd=p.root).stdout)
+    assert [e["action"] for e in photos] == ["retry_dead", "retry"]
+    text = run("tasks", "history", "--queue", "reports", cwd=p.root).stdout.splitlines()
+    assert text[0].split() == ["WHEN", "BY", "ACTION", "QUEUE", "JOB", "COUNT", "REASON"]
+    assert len(text) == 3 and who in text[1] and text[1].rstrip().endswith("done")
+    assert "pause" in text[2] and "db3 rebuild" in text[2]

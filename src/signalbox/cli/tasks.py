@@ -1,7 +1,9 @@
-"""``signalbox tasks status|show|list|retry|pause|resume``: the offline task queues.
+"""``signalbox tasks status|show|list|retry|pause|resume|history``: the offline task queues.
 
-Every verb is :mod:`signalbox.tasks.operate`'s, the same the HTTP API calls. Exit codes:
-0 ok, 2 usage or configuration error (a job that does not exist or is not dead).
+Every verb is :mod:`signalbox.tasks.operate`'s, the same the HTTP API calls, and every write
+lands in the queue's audit trail as ``cli (user@host)`` (``tasks history`` reads it, beside
+what the dashboard and tokens did). Exit codes: 0 ok, 2 usage or configuration error (a job
+that does not exist or is not dead).
 """
 
 from __future__ import annotations
@@ -35,6 +37,21 @@ def _queue(ctx: Context) -> Iterator[QueueStore]:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _who() -> str:
+    """How the audit trail names a CLI write: ``cli (deploy@db-admin-1)``, beside the API's
+    ``alice (dashboard)`` and ``ci-bot (token #3)``."""
+    import socket
+
+    return f"cli ({current_user()}@{socket.gethostname() or 'localhost'})"
+
+
+def _reason(text: str) -> str:
+    """``--reason`` as the audit keeps it: one printable line (optional from the CLI)."""
+    from signalbox.monitors.operate import check_reason
+
+    return check_reason(text, "--reason", required=False)
 
 
 def _time(ms: int | None) -> str:
@@ -196,9 +213,12 @@ def list_cmd(ctx: Context, queue: str | None, dead: bool, limit: int, as_json: b
 @click.argument("job_id", metavar="[ID]", type=int, required=False)
 @click.option("--all-dead", is_flag=True, help="Every dead job of --queue.")
 @click.option("--queue", "queue", metavar="Q", help="With --all-dead: the queue.")
+@click.option("--reason", default="", help="Why (kept in tasks history).")
 @pass_ctx
 @handle_errors
-def retry_cmd(ctx: Context, job_id: int | None, all_dead: bool, queue: str | None) -> None:
+def retry_cmd(
+    ctx: Context, job_id: int | None, all_dead: bool, queue: str | None, reason: str
+) -> None:
     """Run a dead job again now (its failures forgotten): ID, or --all-dead --queue Q."""
     from signalbox.tasks.operate import retry, retry_all_dead
 
@@ -206,27 +226,29 @@ def retry_cmd(ctx: Context, job_id: int | None, all_dead: bool, queue: str | Non
         raise UsageError("give a job ID, or --all-dead --queue Q (not both)")
     if all_dead and queue is None:
         raise UsageError("--all-dead needs --queue Q")
+    reason = _reason(reason)
     with _queue(ctx) as store:
         if job_id is not None:
-            job = retry(store, job_id, _now_ms())
+            job = retry(store, job_id, _now_ms(), by=_who(), reason=reason)
             click.echo(f"job {job.id} ({job.task}, queue {job.queue}) is ready again")
         else:
             assert queue is not None
-            n = retry_all_dead(store, queue, _now_ms())
+            n = retry_all_dead(store, queue, _now_ms(), by=_who(), reason=reason)
             click.echo(f"{n} dead jobs of queue {queue} are ready again")
 
 
 @tasks_group.command("pause")
 @click.argument("queue", metavar="Q")
-@click.option("--reason", default="", help="Why (shown by tasks status).")
+@click.option("--reason", default="", help="Why (shown by tasks status and tasks history).")
 @pass_ctx
 @handle_errors
 def pause_cmd(ctx: Context, queue: str, reason: str) -> None:
     """Stop workers claiming jobs of queue Q (running jobs finish; enqueues still land)."""
     from signalbox.tasks.operate import pause
 
+    reason = _reason(reason)
     with _queue(ctx) as store:
-        pause(store, queue, by=current_user(), reason=reason, now_ms=_now_ms())
+        pause(store, queue, by=_who(), reason=reason, now_ms=_now_ms())
     click.echo(
         f"queue {queue} paused: no new job of it starts until `signalbox tasks resume {queue}`"
     )
@@ -234,12 +256,50 @@ def pause_cmd(ctx: Context, queue: str, reason: str) -> None:
 
 @tasks_group.command("resume")
 @click.argument("queue", metavar="Q")
+@click.option("--reason", default="", help="Why (kept in tasks history).")
 @pass_ctx
 @handle_errors
-def resume_cmd(ctx: Context, queue: str) -> None:
+def resume_cmd(ctx: Context, queue: str, reason: str) -> None:
     """Let workers claim jobs of queue Q again."""
     from signalbox.tasks.operate import resume
 
+    reason = _reason(reason)
     with _queue(ctx) as store:
-        was = resume(store, queue)
+        was = resume(store, queue, now_ms=_now_ms(), by=_who(), reason=reason)
     click.echo(f"queue {queue} resumed" if was else f"queue {queue} was not paused")
+
+
+@tasks_group.command("history")
+@click.option("--queue", "queue", metavar="Q", help="Only this queue's.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_ctx
+@handle_errors
+@prints_data
+def history_cmd(ctx: Context, queue: str | None, limit: int, as_json: bool) -> None:
+    """Who retried, paused or resumed what, and why, newest first (the CLI, the dashboard
+    and API tokens alike)."""
+    from signalbox.tasks.operate import history
+
+    with _queue(ctx) as store:
+        entries = history(store, queue, limit)
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo("no operator actions recorded" + (f" on queue {queue}" if queue else ""))
+        return
+    rows = [("WHEN", "BY", "ACTION", "QUEUE", "JOB", "COUNT", "REASON")]
+    for e in entries:
+        rows.append(
+            (
+                _time(e.at_ms),
+                e.by,
+                e.action,
+                e.queue,
+                "-" if e.job_id is None else str(e.job_id),
+                str(e.count),
+                e.reason,
+            )
+        )
+    _table(rows)

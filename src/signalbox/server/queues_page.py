@@ -4,9 +4,11 @@ What the page shows is read here as plain data from the queue store -- the same
 :func:`signalbox.tasks.operate.status` that ``tasks status`` and ``/api/v1/tasks/queues``
 answer -- so the template only lays it out (every value escaped by Jinja2: queue and task
 names, errors and gate reasons come from outside). The depth and oldest-age charts are
-drawn by ``static/queues.js`` from the stored ``signalbox_queue_depth`` and
-``signalbox_queue_oldest_age_seconds`` series through ``/api/v1/query_range``; its buttons
-call ``/api/v1/tasks``.
+drawn by ``static/queues.js`` from the stored ``signalbox_queue_depth`` (with
+``signalbox_queue_scheduled`` beside it: a backlog a closed gate holds back is scheduled, not
+ready) and ``signalbox_queue_oldest_age_seconds`` series through ``/api/v1/query_range``; its
+buttons call ``/api/v1/tasks``, whose writes the "Recent actions" list reads back from the
+queue's audit trail.
 """
 
 from __future__ import annotations
@@ -23,10 +25,19 @@ from signalbox.server.services import Services, services
 from signalbox.tasks import operate
 from signalbox.tasks.settings import QUEUE_NAME
 
-__all__ = ["DEAD_SHOWN", "QueueNote", "queue_notes", "queues", "queues_page_data"]
+__all__ = [
+    "AUDIT_SHOWN",
+    "DEAD_SHOWN",
+    "QueueNote",
+    "queue_notes",
+    "queues",
+    "queues_page_data",
+]
 
 DEAD_SHOWN = 100
 """Dead jobs listed on the page (oldest first); the API pages through the rest."""
+AUDIT_SHOWN = 20
+"""Operator actions listed on the page (newest first); the API and ``tasks history`` page on."""
 ERROR_SHOWN = 4000
 """Characters of a dead job's error on the page (a traceback's end says the most)."""
 
@@ -104,6 +115,8 @@ def queues_page_data(svc: Services) -> dict[str, Any]:
         "dead": dead,
         "dead_total": sum(q["dead"] for q in status["queues"]),
         "dead_shown": DEAD_SHOWN,
+        "audit": [e.to_dict() for e in operate.history(svc.queue, limit=AUDIT_SHOWN)],
+        "audit_shown": AUDIT_SHOWN,
         "at": rfc3339(now / 1000),
     }
 

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from signalbox.tasks.audit import AuditAction, AuditEntry
 from signalbox.tasks.jobs import (
     Claimed,
     Dead,
@@ -68,6 +69,8 @@ class MemoryQueueStore:
         self._paused: dict[str, tuple[str, str]] = {}
         self._schedules: dict[str, int] = {}
         self._leases: dict[str, tuple[str, int]] = {}
+        self._deferred_at: dict[int, int] = {}  # job id -> when it was last deferred
+        self._audit: list[AuditEntry] = []
 
     def enqueue(self, job: NewJob) -> Enqueued:
         with self._lock:
@@ -173,6 +176,7 @@ class MemoryQueueStore:
                 if isinstance(o, Done):
                     del self._jobs[o.id]
                     self._unique.pop(o.id, None)
+                    self._deferred_at.pop(o.id, None)
                     self._outcomes[(o.queue, "done")] += 1
                 elif isinstance(o, Retry):
                     self._jobs[o.id] = replace(
@@ -213,6 +217,7 @@ class MemoryQueueStore:
                     )
                     self._outcomes[(o.queue, "deferred")] += 1
                     self._gates[o.gate] += 1
+                    self._deferred_at[o.id] = now_ms
                 elif isinstance(o, Held):
                     self._jobs[o.id] = replace(
                         j,
@@ -257,10 +262,14 @@ class MemoryQueueStore:
                 jobs = [j for j in self._jobs.values() if j.queue == q]
                 live = [j for j in jobs if j.status == "ready"]
                 ready = [j.due_ms for j in live if j.due_ms <= now_ms]
-                holding: dict[tuple[str, str], int] = defaultdict(int)
+                # per gate: the jobs it holds and its latest deferral's reason (SQL's order)
+                holding: dict[str, int] = defaultdict(int)
+                latest: dict[str, tuple[int, str]] = {}
                 for j in live:
                     if j.gate is not None and j.claimed_by is None:
-                        holding[(j.gate, j.gate_reason or "")] += 1
+                        holding[j.gate] += 1
+                        mark = (self._deferred_at.get(j.id, 0), j.gate_reason or "")
+                        latest[j.gate] = max(latest.get(j.gate, mark), mark)
                 by, why = self._paused.get(q, ("", ""))
                 out.append(
                     QueueStats(
@@ -281,7 +290,7 @@ class MemoryQueueStore:
                             k: self._outcomes.get((q, k), 0)
                             for k in ("done", "failed", "dead", "deferred")
                         },
-                        holding=tuple((g, r, n) for (g, r), n in sorted(holding.items())),
+                        holding=tuple((g, latest[g][1], n) for g, n in sorted(holding.items())),
                     )
                 )
             return out
@@ -290,35 +299,74 @@ class MemoryQueueStore:
         with self._lock:
             return dict(self._gates)
 
-    def retry(self, job_id: int, *, now_ms: int) -> bool:
+    def _record(
+        self,
+        action: AuditAction,
+        queue: str,
+        *,
+        now_ms: int,
+        by: str,
+        reason: str,
+        n: int,
+        job_id: int | None = None,
+    ) -> None:
+        self._audit.append(
+            AuditEntry(len(self._audit) + 1, now_ms, by, action, queue, job_id, reason, n)
+        )
+
+    def _retry(self, job_id: int, now_ms: int) -> Job | None:
+        j = self._jobs.get(job_id)
+        if j is None or j.status != "dead":
+            return None
+        self._jobs[job_id] = replace(
+            j,
+            status="ready",
+            due_ms=now_ms,
+            failures=0,
+            defers=0,
+            attempts=0,
+            claimed_by=None,
+            finished_ms=None,
+        )
+        return j
+
+    def retry(self, job_id: int, *, now_ms: int, by: str, reason: str = "") -> bool:
         with self._lock:
-            j = self._jobs.get(job_id)
-            if j is None or j.status != "dead":
+            j = self._retry(job_id, now_ms)
+            if j is None:
                 return False
-            self._jobs[job_id] = replace(
-                j,
-                status="ready",
-                due_ms=now_ms,
-                failures=0,
-                defers=0,
-                attempts=0,
-                claimed_by=None,
-                finished_ms=None,
-            )
+            self._record("retry", j.queue, now_ms=now_ms, by=by, reason=reason, n=1, job_id=job_id)
             return True
 
-    def retry_dead(self, queue: str, *, now_ms: int) -> int:
+    def retry_dead(self, queue: str, *, now_ms: int, by: str, reason: str = "") -> int:
         with self._lock:
             ids = [i for i, j in self._jobs.items() if j.queue == queue and j.status == "dead"]
-            return sum(self.retry(i, now_ms=now_ms) for i in ids)
+            n = sum(self._retry(i, now_ms) is not None for i in ids)
+            self._record("retry_dead", queue, now_ms=now_ms, by=by, reason=reason, n=n)
+            return n
 
     def pause(self, queue: str, *, by: str, reason: str, now_ms: int) -> None:
         with self._lock:
+            was = queue in self._paused
             self._paused[queue] = (by, reason)
+            self._record("pause", queue, now_ms=now_ms, by=by, reason=reason, n=0 if was else 1)
 
-    def resume(self, queue: str) -> bool:
+    def resume(self, queue: str, *, now_ms: int, by: str, reason: str = "") -> bool:
         with self._lock:
-            return self._paused.pop(queue, None) is not None
+            was = self._paused.pop(queue, None) is not None
+            self._record("resume", queue, now_ms=now_ms, by=by, reason=reason, n=int(was))
+            return was
+
+    def audit(
+        self, *, queue: str | None = None, limit: int = 100, before_id: int = 0
+    ) -> list[AuditEntry]:
+        with self._lock:
+            out = [
+                e
+                for e in reversed(self._audit)
+                if (before_id <= 0 or e.id < before_id) and (queue is None or e.queue == queue)
+            ]
+            return out[: max(0, limit)]
 
     def paused(self) -> set[str]:
         with self._lock:

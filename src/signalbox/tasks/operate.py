@@ -1,6 +1,7 @@
 """What an operator does to queues, shared by the CLI and the HTTP API: one behaviour, one
 set of errors (a missing job is a :class:`NotFoundError`, a job that is not dead a
-:class:`UsageError`), whichever door the request came through.
+:class:`UsageError`), whichever door the request came through. Every write names who made
+it (``by``) and the store records it in its audit trail (:meth:`QueueStore.audit`).
 """
 
 from __future__ import annotations
@@ -8,11 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from signalbox.exceptions import NotFoundError, UsageError
+from signalbox.tasks.audit import AuditEntry
 from signalbox.tasks.jobs import Job
 from signalbox.tasks.settings import QUEUE_NAME
 from signalbox.tasks.store import QueueStore
 
-__all__ = ["dead_jobs", "pause", "resume", "retry", "retry_all_dead", "show", "status"]
+__all__ = [
+    "dead_jobs",
+    "history",
+    "pause",
+    "resume",
+    "retry",
+    "retry_all_dead",
+    "show",
+    "status",
+]
 
 
 def check_queue(queue: str) -> str:
@@ -44,24 +55,34 @@ def dead_jobs(store: QueueStore, queue: str | None = None, limit: int = 100) -> 
     )
 
 
-def retry(store: QueueStore, job_id: int, now_ms: int) -> Job:
+def retry(store: QueueStore, job_id: int, now_ms: int, *, by: str, reason: str = "") -> Job:
     """Run dead job ``job_id`` again now, its failures forgotten; the job as it is now."""
     job = show(store, job_id)
-    if job.status != "dead" or not store.retry(job_id, now_ms=now_ms):
+    if job.status != "dead" or not store.retry(job_id, now_ms=now_ms, by=by, reason=reason):
         raise UsageError(
             f"job {job_id} is not dead (it is {job.state(now_ms)}): only dead jobs are retried"
         )
     return show(store, job_id)
 
 
-def retry_all_dead(store: QueueStore, queue: str, now_ms: int) -> int:
-    return store.retry_dead(check_queue(queue), now_ms=now_ms)
+def retry_all_dead(store: QueueStore, queue: str, now_ms: int, *, by: str, reason: str = "") -> int:
+    return store.retry_dead(check_queue(queue), now_ms=now_ms, by=by, reason=reason)
 
 
 def pause(store: QueueStore, queue: str, *, by: str, reason: str, now_ms: int) -> None:
     store.pause(check_queue(queue), by=by, reason=reason, now_ms=now_ms)
 
 
-def resume(store: QueueStore, queue: str) -> bool:
+def resume(store: QueueStore, queue: str, *, now_ms: int, by: str, reason: str = "") -> bool:
     """False if it was not paused."""
-    return store.resume(check_queue(queue))
+    return store.resume(check_queue(queue), now_ms=now_ms, by=by, reason=reason)
+
+
+def history(
+    store: QueueStore, queue: str | None = None, limit: int = 100, before_id: int = 0
+) -> list[AuditEntry]:
+    """Who retried, paused and resumed what, newest first: ``tasks history``, the API's
+    ``/tasks/audit`` and the queues page's recent actions."""
+    return store.audit(
+        queue=None if queue is None else check_queue(queue), limit=limit, before_id=before_id
+    )

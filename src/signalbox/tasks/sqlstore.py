@@ -12,7 +12,8 @@ Throughput comes from the shape of the work, not from tricks: an enqueue is one 
 process once it returns; see :mod:`signalbox.tasks.settings` for power loss and
 ``durable``); a worker claims many jobs in one statement and finishes many in one
 transaction. A done job is deleted (its count is kept in ``task_outcomes``); a dead one
-stays for inspection until retried.
+stays for inspection until retried. Every operator verb adds its row to ``task_audit`` in
+the transaction that makes the change.
 
 Ids are SQLite's ``INTEGER PRIMARY KEY`` (``AUTOINCREMENT`` would cost another page write
 per enqueue; PostgreSQL's ``BIGSERIAL`` never repeats): once a done job and every newer one
@@ -29,6 +30,7 @@ from typing import Any
 from signalbox.storage.claim import ClaimTable, claim_due, release_claim, renew_claim
 from signalbox.storage.database import Database, Migration
 from signalbox.storage.lease import Lease
+from signalbox.tasks.audit import AuditAction, AuditEntry
 from signalbox.tasks.jobs import (
     Claimed,
     Dead,
@@ -75,6 +77,19 @@ MIGRATIONS: list[Migration] = [
             "CREATE TABLE task_schedules (name TEXT PRIMARY KEY, next_ms BIGINT NOT NULL)",
         ],
     ),
+    (
+        2,
+        "operator audit trail; when a job was last deferred",
+        [
+            # {serial}: an id never reused, so a page of the audit never repeats or skips one
+            "CREATE TABLE task_audit (id {serial}, at_ms BIGINT NOT NULL, by_who TEXT NOT NULL, "
+            "action TEXT NOT NULL, queue TEXT NOT NULL, job_id BIGINT, reason TEXT NOT NULL, "
+            "n BIGINT NOT NULL)",
+            "CREATE INDEX task_audit_by_queue ON task_audit (queue, id)",
+            # the held-back list shows each gate's latest reading, not one row per reading
+            "ALTER TABLE task_jobs ADD COLUMN deferred_ms BIGINT",
+        ],
+    ),
 ]
 
 _COLS = (
@@ -106,6 +121,11 @@ _COUNT = (
     "INSERT INTO task_outcomes (queue, outcome, n) VALUES (?, ?, ?) "
     "ON CONFLICT (queue, outcome) DO UPDATE SET n = task_outcomes.n + excluded.n"
 )
+_AUDIT = (
+    "INSERT INTO task_audit (at_ms, by_who, action, queue, job_id, reason, n) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_AUDIT_COLS = "id, at_ms, by_who, action, queue, job_id, reason, n"
 _COUNT_GATE = (
     "INSERT INTO task_gate_closures (gate, n) VALUES (?, ?) "
     "ON CONFLICT (gate) DO UPDATE SET n = task_gate_closures.n + excluded.n"
@@ -290,7 +310,7 @@ class SQLQueueStore:
                 counts[(o.queue, "failed")] += 1
                 counts[(o.queue, "dead")] += 1
             elif isinstance(o, Deferred):
-                deferred.append((o.due_ms, o.gate, o.reason, o.checkpoint, o.id, worker))
+                deferred.append((o.due_ms, now_ms, o.gate, o.reason, o.checkpoint, o.id, worker))
                 counts[(o.queue, "deferred")] += 1
                 gates[o.gate] += 1
             elif isinstance(o, Held):
@@ -323,8 +343,9 @@ class SQLQueueStore:
                 )
             if deferred:
                 db.executemany(
-                    "UPDATE task_jobs SET due_ms = ?, attempts = attempts - 1, defers = defers + 1, "
-                    "gate = ?, gate_reason = ?, checkpoint = COALESCE(?, checkpoint), "
+                    "UPDATE task_jobs SET due_ms = ?, deferred_ms = ?, attempts = attempts - 1, "
+                    "defers = defers + 1, gate = ?, gate_reason = ?, "
+                    "checkpoint = COALESCE(?, checkpoint), "
                     f"claimed_by = NULL WHERE {_MINE}",
                     deferred,
                 )
@@ -381,13 +402,23 @@ class SQLQueueStore:
         dead = dict(
             db.query("SELECT queue, COUNT(*) FROM task_jobs WHERE status = 'dead' GROUP BY queue")
         )
-        holding: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
-        for q, gate, why, n in db.query(
-            "SELECT queue, gate, gate_reason, COUNT(*) FROM task_jobs WHERE status = 'ready' "
-            "AND gate IS NOT NULL AND claimed_by IS NULL GROUP BY queue, gate, gate_reason "
-            "ORDER BY queue, gate, gate_reason"
+        # per gate: every job it holds, and the reason (with its reading) of its latest
+        # deferral -- one row per distinct reading here, folded to one per gate below
+        latest: dict[tuple[str, str], tuple[int, str]] = {}
+        held: dict[tuple[str, str], int] = defaultdict(int)
+        for q, gate, why, n, at in db.query(
+            "SELECT queue, gate, gate_reason, COUNT(*), MAX(COALESCE(deferred_ms, 0)) "
+            "FROM task_jobs WHERE status = 'ready' AND gate IS NOT NULL AND claimed_by IS NULL "
+            "GROUP BY queue, gate, gate_reason"
         ):
-            holding[q].append((gate, why or "", int(n)))
+            key = (str(q), str(gate))
+            held[key] += int(n)
+            mark = (int(at), str(why or ""))
+            if key not in latest or mark > latest[key]:
+                latest[key] = mark
+        holding: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+        for (q, gate), n in sorted(held.items()):
+            holding[q].append((gate, latest[(q, gate)][1], n))
         outcomes: dict[str, dict[str, int]] = defaultdict(dict)
         for q, what, n in db.query("SELECT queue, outcome, n FROM task_outcomes"):
             outcomes[q][what] = int(n)
@@ -433,18 +464,40 @@ class SQLQueueStore:
         "attempts = 0, claimed_by = NULL, finished_ms = NULL WHERE status = 'dead'"
     )
 
-    def retry(self, job_id: int, *, now_ms: int) -> bool:
-        with self.db.transaction():
-            cur = self.db.execute(self._RETRY + " AND id = ?", (now_ms, job_id))
-            return bool(cur.rowcount == 1)
+    def _audit(
+        self,
+        action: AuditAction,
+        queue: str,
+        *,
+        now_ms: int,
+        by: str,
+        reason: str,
+        n: int,
+        job_id: int | None = None,
+    ) -> None:
+        self.db.execute(_AUDIT, (now_ms, by, action, queue, job_id, reason, n))
 
-    def retry_dead(self, queue: str, *, now_ms: int) -> int:
+    def retry(self, job_id: int, *, now_ms: int, by: str, reason: str = "") -> bool:
         with self.db.transaction():
-            cur = self.db.execute(self._RETRY + " AND queue = ?", (now_ms, queue))
-            return int(cur.rowcount)
+            rows = self.db.query(self._RETRY + " AND id = ? RETURNING queue", (now_ms, job_id))
+            if not rows:
+                return False
+            self._audit(
+                "retry", str(rows[0][0]), now_ms=now_ms, by=by, reason=reason, n=1, job_id=job_id
+            )
+            return True
+
+    def retry_dead(self, queue: str, *, now_ms: int, by: str, reason: str = "") -> int:
+        with self.db.transaction():
+            n = int(self.db.execute(self._RETRY + " AND queue = ?", (now_ms, queue)).rowcount)
+            self._audit("retry_dead", queue, now_ms=now_ms, by=by, reason=reason, n=n)
+            return n
 
     def pause(self, queue: str, *, by: str, reason: str, now_ms: int) -> None:
         with self.db.transaction():
+            was = self.db.query(
+                "SELECT 1 FROM task_queues WHERE queue = ? AND paused = 1", (queue,)
+            )
             self.db.execute(
                 self.db.dialect.upsert(
                     "task_queues",
@@ -453,13 +506,35 @@ class SQLQueueStore:
                 ),
                 (queue, 1, by, reason, now_ms),
             )
+            self._audit("pause", queue, now_ms=now_ms, by=by, reason=reason, n=0 if was else 1)
 
-    def resume(self, queue: str) -> bool:
+    def resume(self, queue: str, *, now_ms: int, by: str, reason: str = "") -> bool:
         with self.db.transaction():
             cur = self.db.execute(
                 "DELETE FROM task_queues WHERE queue = ? AND paused = 1", (queue,)
             )
-            return bool(cur.rowcount == 1)
+            was = bool(cur.rowcount == 1)
+            self._audit("resume", queue, now_ms=now_ms, by=by, reason=reason, n=int(was))
+            return was
+
+    def audit(
+        self, *, queue: str | None = None, limit: int = 100, before_id: int = 0
+    ) -> list[AuditEntry]:
+        sql = f"SELECT {_AUDIT_COLS} FROM task_audit WHERE true"
+        params: list[Any] = []
+        if queue is not None:
+            sql += " AND queue = ?"
+            params.append(queue)
+        if before_id > 0:
+            sql += " AND id < ?"
+            params.append(before_id)
+        params.append(limit)
+        return [
+            AuditEntry(int(i), int(at), by, action, q, None if j is None else int(j), why, int(n))
+            for i, at, by, action, q, j, why, n in self.db.query(
+                sql + " ORDER BY id DESC LIMIT ?", params
+            )
+        ]
 
     def paused(self) -> set[str]:
         return {str(q) for (q,) in self.db.query("SELECT queue FROM task_queues WHERE paused = 1")}

@@ -2,7 +2,8 @@
 
 Like huey's storage API, small on purpose: enqueue (plain, or unique for a while), claim a
 batch with a lease, renew the leases of what a worker holds, finish a batch of outcomes in
-one transaction, and the operator's verbs (retry, pause, resume) and readings (stats, jobs).
+one transaction, and the operator's verbs (retry, pause, resume, each recorded in the audit
+trail in the transaction that makes the change) and readings (stats, jobs, audit).
 Delays, priorities, retries, deferral by gates, unique jobs and periodic schedules are all
 the worker's and the client's policy over these. :mod:`~signalbox.tasks.sqlstore` keeps
 jobs in SQLite or PostgreSQL through :mod:`signalbox.storage`;
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
+from signalbox.tasks.audit import AuditEntry
 from signalbox.tasks.jobs import Claimed, Enqueued, Job, JobStatus, NewJob, Outcome, QueueStats
 
 __all__ = ["Leader", "QueueStore"]
@@ -92,21 +94,29 @@ class QueueStore(Protocol):
         """Deferrals counted per gate since the store was created."""
         ...
 
-    def retry(self, job_id: int, *, now_ms: int) -> bool:
-        """Make dead job ``job_id`` ready now with its failures forgotten; False if it is
-        not dead (or not there)."""
+    def retry(self, job_id: int, *, now_ms: int, by: str, reason: str = "") -> bool:
+        """Make dead job ``job_id`` ready now with its failures forgotten, recording
+        ``by`` in the audit in the same transaction; False (nothing recorded) if it is not
+        dead (or not there)."""
         ...
 
-    def retry_dead(self, queue: str, *, now_ms: int) -> int:
-        """:meth:`retry` every dead job of ``queue``; how many."""
+    def retry_dead(self, queue: str, *, now_ms: int, by: str, reason: str = "") -> int:
+        """:meth:`retry` every dead job of ``queue``; how many (audited, 0 included)."""
         ...
 
     def pause(self, queue: str, *, by: str, reason: str, now_ms: int) -> None:
         """No worker claims jobs of ``queue`` until :meth:`resume` (running ones finish)."""
         ...
 
-    def resume(self, queue: str) -> bool:
-        """False if ``queue`` was not paused."""
+    def resume(self, queue: str, *, now_ms: int, by: str, reason: str = "") -> bool:
+        """False if ``queue`` was not paused (audited either way)."""
+        ...
+
+    def audit(
+        self, *, queue: str | None = None, limit: int = 100, before_id: int = 0
+    ) -> list[AuditEntry]:
+        """Operator actions, newest first; ``before_id``: only older ones (ids below it; 0:
+        from the newest), so a page starts where the last ended whatever was added since."""
         ...
 
     def paused(self) -> set[str]: ...

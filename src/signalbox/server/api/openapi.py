@@ -291,6 +291,26 @@ QUEUE_STATUS = _object(
         },
     }
 )
+TASK_AUDIT = _object(
+    {
+        "id": {"type": "integer", "minimum": 1},
+        "at": {"type": "string", "format": "date-time"},
+        "at_ms": INT,
+        "by": {
+            **STR,
+            "description": "who: `alice (dashboard)`, `ci-bot (token #3)`, `cli (user@host)`",
+        },
+        "action": {"enum": ["retry", "retry_dead", "pause", "resume"]},
+        "queue": STR,
+        "job_id": _nullable({"type": "integer", "minimum": 1}),
+        "reason": STR,
+        "count": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "jobs retried; for pause and resume 1 if the queue changed state",
+        },
+    }
+)
 QUERY_DATA = {
     "oneOf": [
         _object(
@@ -342,6 +362,7 @@ SCHEMAS: dict[str, Schema] = {
     "Token": TOKEN,
     "Job": JOB,
     "QueueStatus": QUEUE_STATUS,
+    "TaskAuditEntry": TASK_AUDIT,
 }
 
 # -- parameters ---------------------------------------------------------------------------
@@ -537,8 +558,9 @@ def _tasks_write(
     return {
         "summary": summary,
         "description": "Needs role operate or admin: a token, or a signed-in user whose "
-        "writes send the session's CSRF token. Logged on signalbox.tasks.audit with who "
-        "did it (`by` in the answer).",
+        "writes send the session's CSRF token. Recorded in the audit trail "
+        "(/api/v1/tasks/audit) and logged on signalbox.tasks.audit with who did it "
+        "(`by` in the answer).",
         "tags": ["tasks"],
         "security": OPERATE,
         "x-signalbox-role": "operate",
@@ -640,6 +662,33 @@ TASKS_OPERATIONS: dict[str, dict[str, Schema]] = {
                 {
                     "jobs": {"type": "array", "items": ref("Job")},
                     "total": {"type": "integer", "minimum": 0},
+                    "next_after": _nullable({"type": "integer", "minimum": 1}),
+                }
+            ),
+            (400, 503),
+        )
+    },
+    "/api/v1/tasks/audit": {
+        "get": _tasks_read(
+            "Who retried, paused or resumed what, when, why and how many, newest first, a "
+            "page at a time (by id: actions recorded meanwhile do not shift the next page; "
+            "`signalbox tasks history`)",
+            [
+                _param("queue", {"type": "string"}, "only this queue's"),
+                _param(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY},
+                    "at most this many entries (default 100)",
+                ),
+                _param(
+                    "after",
+                    {"type": "integer", "minimum": 0, "maximum": MAX_JOB_ID},
+                    "only entries older than this id: the `next_after` of the page before",
+                ),
+            ],
+            _object(
+                {
+                    "entries": {"type": "array", "items": ref("TaskAuditEntry")},
                     "next_after": _nullable({"type": "integer", "minimum": 1}),
                 }
             ),

@@ -9,12 +9,17 @@ Reads (open on loopback, as every read):
 * ``GET /api/v1/tasks/dead?queue=Q&limit=100&after=ID``: dead jobs, oldest first, each with
   its error. Pages go by id (``next_after``, null on the last page), not by offset: a retry
   from one page takes a job off the list, and an offset would then skip one;
-* ``GET /api/v1/tasks/jobs/{id}``: one job (``tasks show``).
+* ``GET /api/v1/tasks/jobs/{id}``: one job (``tasks show``);
+* ``GET /api/v1/tasks/audit?queue=Q&limit=100&after=ID``: the audit trail, newest first
+  (``tasks history``): who retried, paused or resumed what, when, why, how many. Pages go by
+  id as the dead jobs' do: ``after`` is the ``next_after`` of the page before (older ids
+  only), so actions recorded meanwhile never shift the next page.
 
 Writes (role ``operate``: a token, or a signed-in user whose session's CSRF token comes
-along; :mod:`signalbox.server.auth.middleware`), each logged on ``signalbox.tasks.audit``
-with who did it, as the token writes are; a pause keeps its ``by`` and ``reason`` on the
-queue too, where ``tasks status`` and the queues page show them:
+along; :mod:`signalbox.server.auth.middleware`) are recorded by the store in the audit trail
+in the transaction that makes them, with who did it, and logged on ``signalbox.tasks.audit``
+as the token writes are; a pause keeps its ``by`` and ``reason`` on the queue too, where
+``tasks status`` and the queues page show them:
 
 * ``POST /api/v1/tasks/jobs/{id}/retry``: a dead job runs again now, failures forgotten;
 * ``POST /api/v1/tasks/queues/{queue}/retry_dead``: every dead job of the queue;
@@ -86,14 +91,26 @@ def _queue_name(request: Request) -> str:
         ) from None
 
 
-def _after(text: str | None) -> int:
+def _after(text: str | None, what: str = "a job id") -> int:
     if text is None or text == "":
         return 0
     if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_JOB_ID:
         return int(text)
     raise UsageError(
-        f"invalid parameter 'after': expected a job id (a whole number >= 0), got {text[:40]!r}"
+        f"invalid parameter 'after': expected {what} (a whole number >= 0), got {text[:40]!r}"
     )
+
+
+def _queue_param(text: str | None) -> str | None:
+    queue = text or None
+    if queue is not None:
+        try:
+            operate.check_queue(queue)
+        except UsageError:
+            raise UsageError(
+                f"invalid parameter 'queue': not a queue name: {queue[:100]!r}"
+            ) from None
+    return queue
 
 
 async def queues(request: Request) -> Response:
@@ -119,14 +136,7 @@ async def one_queue(request: Request) -> Response:
 
 async def dead(request: Request) -> Response:
     q = request.query_params
-    queue = q.get("queue") or None
-    if queue is not None:
-        try:
-            operate.check_queue(queue)
-        except UsageError:
-            raise UsageError(
-                f"invalid parameter 'queue': not a queue name: {queue[:100]!r}"
-            ) from None
+    queue = _queue_param(q.get("queue"))
     limit = parse_limit(q.get("limit"))
     after = _after(q.get("after"))
     store, now = _queue(request), services(request).now_ms()
@@ -145,6 +155,25 @@ async def dead(request: Request) -> Response:
     return ok(await run_in_threadpool(read))
 
 
+async def audit_trail(request: Request) -> Response:
+    q = request.query_params
+    queue = _queue_param(q.get("queue"))
+    limit = parse_limit(q.get("limit"))
+    after = _after(q.get("after"), "an audit entry id")
+    store = _queue(request)
+
+    def read() -> dict[str, Any]:
+        entries = operate.history(store, queue, limit + 1, after)
+        more = len(entries) > limit
+        entries = entries[:limit]
+        return {
+            "entries": [e.to_dict() for e in entries],
+            "next_after": entries[-1].id if more else None,
+        }
+
+    return ok(await run_in_threadpool(read))
+
+
 async def one_job(request: Request) -> Response:
     job_id = parse_job_id(str(request.path_params["id"]))
     store, now = _queue(request), services(request).now_ms()
@@ -157,7 +186,7 @@ async def retry(request: Request) -> Response:
     await read_json(request, NoBody)
     job_id = parse_job_id(str(request.path_params["id"]))
     store, now = _queue(request), services(request).now_ms()
-    job = await run_in_threadpool(operate.retry, store, job_id, now)
+    job = await run_in_threadpool(lambda: operate.retry(store, job_id, now, by=who))
     audit.info("job %d (task %s, queue %s) retried by %s", job.id, job.task, job.queue, who)
     return ok({"job": job.to_dict(now), "by": who})
 
@@ -167,7 +196,7 @@ async def retry_dead(request: Request) -> Response:
     await read_json(request, NoBody)
     name = _queue_name(request)
     store, now = _queue(request), services(request).now_ms()
-    n = await run_in_threadpool(operate.retry_all_dead, store, name, now)
+    n = await run_in_threadpool(lambda: operate.retry_all_dead(store, name, now, by=who))
     audit.info("%d dead job(s) of queue %s retried by %s", n, name, who)
     return ok({"queue": name, "retried": n, "by": who})
 
@@ -196,7 +225,7 @@ async def resume(request: Request) -> Response:
     store, now = _queue(request), services(request).now_ms()
 
     def write() -> tuple[bool, dict[str, Any]]:
-        was = operate.resume(store, name)
+        was = operate.resume(store, name, now_ms=now, by=who, reason=reason)
         return was, _one(store, name, now)
 
     was, data = await run_in_threadpool(write)
@@ -214,6 +243,7 @@ def routes() -> list[BaseRoute]:
         Route("/tasks/queues/{queue}/resume", resume, methods=["POST"]),
         Route("/tasks/queues/{queue}/retry_dead", retry_dead, methods=["POST"]),
         Route("/tasks/dead", dead, methods=["GET"]),
+        Route("/tasks/audit", audit_trail, methods=["GET"]),
         Route("/tasks/jobs/{id}", one_job, methods=["GET"]),
         Route("/tasks/jobs/{id}/retry", retry, methods=["POST"]),
     ]

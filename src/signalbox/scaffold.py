@@ -103,6 +103,17 @@ retry_max_delay = "10m"
 # Each enqueue survives the kill of any process; true also survives power loss (an fsync each).
 # durable = false
 
+# Gates: load feedback for offline jobs (`signalbox gates check` shows each one's reading).
+# A closed gate defers the jobs behind it; it closes at the high mark and reopens below the low.
+# [gates.db]
+# kind = "mysql_load"
+# dsn_env = "SHARD7_DSN"          # or dsn = "mysql://monitor@db7:3306/" (no password in files)
+# max_running = [40, 30]          # high and low mark (a number alone: low = 80% of it)
+# [gates.replication]
+# kind = "mysql_replication"
+# dsns = ["mysql://monitor@db7a:3306/", "mysql://monitor@db7b:3306/"]
+# max_lag = "30s"
+
 # Notifiers that monitors name in `notify:`.
 [notifiers.ops]
 type = "log"

@@ -374,6 +374,8 @@ def signalbox_config(root: Path, tiers: str) -> Path:
     config.write_text(
         f'host = "bench"\nstore = "sqlite:///{root / "sb.db"}"\n'
         f'[statsd]\nenabled = false\n[retention]\nraw = "1d"\ntiers = "{tiers}"\n'
+        # the results cache off: every timed request is evaluated, as every Prometheus one is
+        "[server]\nquery_cache_mb = 0\n"
     )
     return config
 

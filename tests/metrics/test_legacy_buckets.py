@@ -11,7 +11,7 @@ import pytest
 from signalbox.clock import FrozenClock
 from signalbox.durations import Tier
 from signalbox.metrics.samples import Matcher, Sample
-from signalbox.metrics.sql.store import SQLMetricStore
+from signalbox.metrics.sql.store import MIGRATIONS, SQLMetricStore
 from signalbox.metrics.store import SeriesPoints
 from signalbox.query import Engine
 from signalbox.storage import open_database
@@ -68,7 +68,7 @@ def check(url: str) -> None:
 
     store = _open(url)  # converts, then rebuilds what raw samples still cover
     try:
-        assert store.db.schema_version("metrics") == 6
+        assert store.db.schema_version("metrics") == MIGRATIONS[-1][0]
         tables = store.db.table_names()
         assert not any(
             t.startswith(("samples_r60_", "samples_r300_", "samples_r3600_")) for t in tables

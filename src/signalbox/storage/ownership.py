@@ -82,6 +82,7 @@ SIGNALBOX_TABLES = frozenset(
         "task_outcomes",
         "task_gate_closures",
         "task_schedules",
+        "task_audit",
     }
 )
 """The tables signalbox's migrations create (a test keeps this list complete), besides the

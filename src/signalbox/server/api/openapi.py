@@ -618,7 +618,7 @@ TASKS_OPERATIONS: dict[str, dict[str, Schema]] = {
             [QUEUE],
             REASON_BODY,
             _object({"queue": ref("QueueStatus"), "by": STR}),
-            (400, 403, 413, 415, 503),
+            (400, 403, 404, 413, 415, 503),
             {"reason": "replica rebuild on db3"},
         )
     },
@@ -638,7 +638,7 @@ TASKS_OPERATIONS: dict[str, dict[str, Schema]] = {
             [QUEUE],
             NO_FIELDS,
             _object({"queue": STR, "retried": {"type": "integer", "minimum": 0}, "by": STR}),
-            (400, 403, 413, 415, 503),
+            (400, 403, 404, 413, 415, 503),
         )
     },
     "/api/v1/tasks/dead": {

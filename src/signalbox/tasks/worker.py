@@ -142,6 +142,9 @@ class Worker:
         """Store errors met (a claim or finish that failed; the jobs run again later)."""
         self._lock = threading.Lock()
         self._held: dict[int, tuple[str, _Running | None]] = {}  # id -> (claim token, run)
+        # task name -> monotonic time until which its gates' "open" is taken as read: a batch
+        # of jobs of one task asks them once, not once a job (their own cache is seconds long)
+        self._open_until: dict[str, float] = {}
         self._batches = itertools.count(1)
         self._stopping = threading.Event()
         self._done = threading.Event()
@@ -313,10 +316,11 @@ class Worker:
                 c.id,
             )
             return Dead(c.id, c.queue, why)
-        if task.gates:
+        if task.gates and self._open_until.get(c.task, 0.0) <= time.monotonic():
             closed = _closed(task)
             if closed is not None:
                 return self._defer(c, closed, None)
+            self._open_until[c.task] = time.monotonic() + _OPEN_REUSE_S
         deadline = None if task.timeout_s is None else time.monotonic() + task.timeout_s
         ctx = None
         if task.takes_ctx:
@@ -546,6 +550,12 @@ _KIND: dict[type, str] = {
     Held: "held",
     Released: "released",
 }
+
+
+_OPEN_REUSE_S = 0.05
+"""How long one worker takes its task's gates as open after they said so: a few jobs' time
+(a gate's own decision is cached for seconds anyway), so a drain of thousands asks them a
+few times a second instead of once a job."""
 
 
 def _closed(task: Task[Any, Any]) -> Decision | None:

@@ -57,12 +57,6 @@ MIGRATION: Migration = (
 )
 
 
-def _watermark(parts: PartitionTables, tier: int) -> int | None:
-    """The end of the last rollup bucket built for ``tier``."""
-    rows = parts.db.query("SELECT watermark_ms FROM metric_rollups WHERE tier = ?", (tier,))
-    return int(rows[0][0]) if rows else None
-
-
 def sealed_until(db: Database, tier: int) -> int | None:
     """The end of the last unit of ``tier`` sealed (every unit before it is)."""
     rows = db.query("SELECT sealed_ms FROM metric_sealed WHERE tier = ?", (tier,))
@@ -78,6 +72,8 @@ def seal_closed(parts: PartitionTables) -> None:
     """Seal the units of every tier that no rollup will read again, oldest first, at most
     :data:`POSITIONS_PER_PASS` series positions in all (a unit may take several passes:
     its layouts are sealed a chunk at a time, each chunk with its rows in one transaction)."""
+    from signalbox.metrics.sql import rollup  # it imports this module
+
     lvs = parts.levels
     budget = POSITIONS_PER_PASS
     for i in range(1, len(lvs)):
@@ -85,7 +81,7 @@ def seal_closed(parts: PartitionTables) -> None:
         unit = unit_ms(lv)
         if not unit or not parts.starts[lv.tier]:
             continue
-        marks = [_watermark(parts, x.tier) for x in lvs[i:]]
+        marks = [rollup.watermark(parts.db, x.tier) for x in lvs[i:]]
         if any(m is None for m in marks):
             continue
         limit = min(m for m in marks if m is not None) // unit * unit  # units ending by then

@@ -24,6 +24,8 @@ from typing import Any
 import msgspec
 
 from signalbox.exceptions import ConfigError
+from signalbox.flags import settings as flags_area
+from signalbox.flags.settings import FlagsSettings
 from signalbox.gates import settings as gates_area
 from signalbox.gates.settings import GateSpec
 from signalbox.limits import QueryLimits
@@ -65,6 +67,7 @@ _AREA_TABLES: dict[str, tuple[str, ...]] = {
     "query": query_area.TABLES,
     "gates": gates_area.TABLES,
     "tasks": tasks_area.TABLES,
+    "flags": flags_area.TABLES,
 }
 
 
@@ -87,6 +90,7 @@ class Settings:
     query: QueryLimits = field(default_factory=QueryLimits)
     gates: Mapping[str, GateSpec] = field(default_factory=dict)
     tasks: TasksSettings = field(default_factory=TasksSettings)
+    flags: FlagsSettings = field(default_factory=FlagsSettings)
 
     def __repr__(self) -> str:
         return (
@@ -184,4 +188,5 @@ def settings_from_dict(
         query=query_area.query_settings(src, raw),
         gates=gates_area.gates_settings(src, raw),
         tasks=tasks_area.tasks_settings(src, raw),
+        flags=flags_area.flags_settings(src, raw),
     )

@@ -114,6 +114,19 @@ retry_max_delay = "10m"
 # dsns = ["mysql://monitor@db7a:3306/", "mysql://monitor@db7b:3306/"]
 # max_lag = "30s"
 
+[flags]
+# Flag declarations (defaults, owner, description): `signalbox flags list` shows them.
+paths = ["flags"]
+# How soon a `signalbox flags set` is seen by every process (each re-reads the store this often).
+refresh = "2s"
+# A flag fully on or off, unchanged this long, is flag debt (`signalbox flags list --stale`).
+stale_after = "30d"
+# Staff may force flags for one request (?features=name,-other or the header), only on requests
+# the app marks as staff; off unless true.
+override = false
+override_param = "features"
+override_header = "X-Signalbox-Features"
+
 # Notifiers that monitors name in `notify:`.
 [notifiers.ops]
 type = "log"

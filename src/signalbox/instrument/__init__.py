@@ -1,0 +1,1 @@
+"""Instrumentation: request ids, notes and access logs for WSGI and ASGI apps."""

@@ -360,3 +360,35 @@ def test_the_queues_page_escapes_what_comes_from_outside(t: Tasks) -> None:
     assert "not a valid queue name" in page  # no buttons for a name the API refuses
     overview = t.http.get("/").text
     assert 'href="/queues"' in overview and "3 dead jobs" in overview
+
+
+def test_a_retry_may_say_why_and_the_reason_is_in_the_audit_trail_and_log(
+    t: Tasks, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="signalbox.tasks.audit")
+    op, who = t.secret["operate"], f"operate-bot (token #{t.ids['operate']})"
+    dead1 = t.jobs["dead1"]
+    assert "reason" in error(
+        t.post(f"/api/v1/tasks/jobs/{dead1}/retry", {"reason": "  "}, op), 400, "bad_data"
+    )
+    assert "reason" in error(
+        t.post(f"/api/v1/tasks/jobs/{dead1}/retry", {"reason": "a\nb"}, op), 400, "bad_data"
+    )
+    error(t.post(f"/api/v1/tasks/jobs/{dead1}/retry", {"why": "x"}, op), 400, "bad_data")
+    assert t.queue.get(dead1).status == "dead"  # type: ignore[union-attr]  # refusals changed nothing
+
+    r = t.post(f"/api/v1/tasks/jobs/{dead1}/retry", {"reason": "db3 is back"}, op)
+    assert r.status_code == 200, r.text
+    r = t.post("/api/v1/tasks/queues/photos/retry_dead", {"reason": "fixed the bug"}, op)
+    assert r.json()["data"]["retried"] == 2
+
+    entries = t.get("/api/v1/tasks/audit").json()["data"]["entries"]
+    assert [(e["action"], e["reason"], e["by"]) for e in entries] == [
+        ("retry_dead", "fixed the bug", who),
+        ("retry", "db3 is back", who),
+    ]
+    audit = [r.getMessage() for r in caplog.records if r.name == "signalbox.tasks.audit"]
+    assert audit == [
+        f"job {dead1} (task app.resize, queue photos) retried by {who}: db3 is back",
+        f"2 dead job(s) of queue photos retried by {who}: fixed the bug",
+    ]

@@ -545,6 +545,12 @@ REASON_BODY = {
     "properties": {"reason": REASON},
     "additionalProperties": False,
 }
+OPTIONAL_REASON_BODY = {
+    "type": "object",
+    "properties": {"reason": REASON},
+    "additionalProperties": False,
+    "description": "why, optional ({} or no body: no reason); kept in the tasks audit trail",
+}
 
 
 def _tasks_write(
@@ -636,7 +642,7 @@ TASKS_OPERATIONS: dict[str, dict[str, Schema]] = {
         "post": _tasks_write(
             "Run every dead job of a queue again now, their failures forgotten",
             [QUEUE],
-            NO_FIELDS,
+            OPTIONAL_REASON_BODY,
             _object({"queue": STR, "retried": {"type": "integer", "minimum": 0}, "by": STR}),
             (400, 403, 404, 413, 415, 503),
         )
@@ -707,7 +713,7 @@ TASKS_OPERATIONS: dict[str, dict[str, Schema]] = {
         "post": _tasks_write(
             "Run a dead job again now, its failures forgotten (400 when it is not dead)",
             [JOB_ID],
-            NO_FIELDS,
+            OPTIONAL_REASON_BODY,
             _object({"job": ref("Job"), "by": STR}),
             (400, 403, 404, 413, 415, 503),
         )

@@ -21,8 +21,9 @@ in the transaction that makes them, with who did it, and logged on ``signalbox.t
 as the token writes are; a pause keeps its ``by`` and ``reason`` on the queue too, where
 ``tasks status`` and the queues page show them:
 
-* ``POST /api/v1/tasks/jobs/{id}/retry``: a dead job runs again now, failures forgotten;
-* ``POST /api/v1/tasks/queues/{queue}/retry_dead``: every dead job of the queue;
+* ``POST /api/v1/tasks/jobs/{id}/retry`` ``{"reason": "..."}`` (optional): a dead job runs
+  again now, failures forgotten;
+* ``POST /api/v1/tasks/queues/{queue}/retry_dead`` (same body): every dead job of the queue;
 * ``POST /api/v1/tasks/queues/{queue}/pause`` ``{"reason": "..."}``: no worker claims its
   jobs until resumed (running ones finish);
 * ``POST /api/v1/tasks/queues/{queue}/resume`` ``{"reason": "..."}``.
@@ -61,8 +62,16 @@ class ReasonBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: str
 
 
-class NoBody(msgspec.Struct, forbid_unknown_fields=True):
-    """Retries take no fields (an empty body or ``{}``)."""
+class RetryBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A retry's body: why, optional (an empty body or ``{}`` retries without one), kept in
+    the audit trail as the CLI's ``tasks retry --reason`` is."""
+
+    reason: str | None = None
+
+
+def _retry_reason(body: RetryBody) -> str:
+    """Absent: no reason; present: one line of text, not blank (as a pause's)."""
+    return "" if body.reason is None else check_reason(body.reason, "reason")
 
 
 def _queue(request: Request) -> QueueStore:
@@ -183,21 +192,38 @@ async def one_job(request: Request) -> Response:
 
 async def retry(request: Request) -> Response:
     who = require(request, Role.OPERATE).who
-    await read_json(request, NoBody)
+    body = await read_json(request, RetryBody)
+    reason = _retry_reason(body)
     job_id = parse_job_id(str(request.path_params["id"]))
     store, now = _queue(request), services(request).now_ms()
-    job = await run_in_threadpool(lambda: operate.retry(store, job_id, now, by=who))
-    audit.info("job %d (task %s, queue %s) retried by %s", job.id, job.task, job.queue, who)
+    job = await run_in_threadpool(lambda: operate.retry(store, job_id, now, by=who, reason=reason))
+    audit.info(
+        "job %d (task %s, queue %s) retried by %s%s",
+        job.id,
+        job.task,
+        job.queue,
+        who,
+        f": {reason}" if reason else "",
+    )
     return ok({"job": job.to_dict(now), "by": who})
 
 
 async def retry_dead(request: Request) -> Response:
     who = require(request, Role.OPERATE).who
-    await read_json(request, NoBody)
+    body = await read_json(request, RetryBody)
+    reason = _retry_reason(body)
     name = _queue_name(request)
     store, now = _queue(request), services(request).now_ms()
-    n = await run_in_threadpool(lambda: operate.retry_all_dead(store, name, now, by=who))
-    audit.info("%d dead job(s) of queue %s retried by %s", n, name, who)
+    n = await run_in_threadpool(
+        lambda: operate.retry_all_dead(store, name, now, by=who, reason=reason)
+    )
+    audit.info(
+        "%d dead job(s) of queue %s retried by %s%s",
+        n,
+        name,
+        who,
+        f": {reason}" if reason else "",
+    )
     return ok({"queue": name, "retried": n, "by": who})
 
 

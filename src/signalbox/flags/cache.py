@@ -1,0 +1,446 @@
+"""Flags in memory: what :func:`signalbox.flags.enabled` answers from.
+
+:meth:`FlagCache.enabled` is a dict lookup and one precompiled decision (a constant for
+flags fully on or off, ``crc32`` of the actor continued from the flag name's own ``crc32``
+for a plain rollout): no I/O, no lock, never an exception. A background thread
+(:meth:`FlagCache.start`) re-reads the store every ``refresh_s`` and swaps the decisions in;
+the same pass adds the evaluation counts to the store, so ``flags list --stale`` sees which
+flags nobody evaluates in any process.
+
+When the store cannot be read the cache keeps answering from the last state it read (from
+the declared defaults if it never read one), logs the outage once and its end once, and says
+so in :meth:`FlagCache.samples` (``signalbox_flags_store_up`` 0,
+``signalbox_flags_state_age_seconds`` growing). A flag declared nowhere is off, reported
+once per process (log, and ``signalbox_flags_undeclared_total``).
+
+Counting is one attribute increment per evaluation, without a lock: two threads may now and
+then count one evaluation instead of two. The counts exist to tell a used flag from an
+unused one, which that never changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import zlib
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from signalbox.clock import Clock, SystemClock
+from signalbox.flags.context import _request
+from signalbox.flags.declarations import declared_in_code
+from signalbox.flags.evaluate import evaluate
+from signalbox.flags.model import BUCKETS, FlagDecl, FlagState, StoredFlag
+from signalbox.flags.store import FlagStore
+from signalbox.metrics.samples import MetricMeta, Sample
+
+__all__ = ["DarkStats", "FlagCache", "Resolution"]
+
+log = logging.getLogger("signalbox.flags")
+
+Decide = Callable[[object], bool]
+
+METAS = (
+    MetricMeta("signalbox_flags_store_up", "gauge", "1 while the flag store can be read."),
+    MetricMeta(
+        "signalbox_flags_state_age_seconds",
+        "gauge",
+        "Since the flag state in memory was last read from the store.",
+    ),
+    MetricMeta("signalbox_flags_refresh_failures_total", "counter", "Failed store reads."),
+    MetricMeta("signalbox_flag_evaluations_total", "counter", "Evaluations per flag."),
+    MetricMeta(
+        "signalbox_flags_undeclared_total", "counter", "Flags evaluated but declared nowhere."
+    ),
+    MetricMeta("signalbox_flag_dark_runs_total", "counter", "Dark-launch runs by outcome."),
+)
+
+
+def _never(actor: object) -> bool:
+    return False
+
+
+def _always(actor: object) -> bool:
+    return True
+
+
+class _Entry:
+    """One declared flag: its decision (swapped on refresh) and how often it was asked."""
+
+    __slots__ = ("count", "decide", "decl", "state")
+
+    def __init__(self, decl: FlagDecl, state: FlagState, decide: Decide) -> None:
+        self.decl, self.state, self.decide, self.count = decl, state, decide, 0
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """An answer with why: ``reason`` is the gate (see :mod:`signalbox.flags.evaluate`),
+    ``override`` (staff), ``undeclared`` or ``error``."""
+
+    value: bool
+    reason: str
+    declared: bool
+
+
+@dataclass(slots=True)
+class DarkStats:
+    """One dark launch's runs: matches and mismatches when a control result was given."""
+
+    runs: int = 0
+    errors: int = 0
+    matches: int = 0
+    mismatches: int = 0
+
+
+_UNSET: Any = object()
+
+
+class FlagCache:
+    """The flags one process evaluates (see the module docstring).
+
+    Args:
+        store: the store, or a function opening it (called again at each refresh until it
+            works: a process may start while the store is down).
+        declarations: the flags declared in files; those :func:`~signalbox.flags.declare`
+            adds in code join at each refresh (a file's declaration wins).
+        groups: the registered group predicates (a live mapping: registering later works).
+    """
+
+    def __init__(
+        self,
+        store: FlagStore | Callable[[], FlagStore],
+        declarations: Mapping[str, FlagDecl],
+        *,
+        refresh_s: float = 2.0,
+        clock: Clock | None = None,
+        groups: MutableMapping[str, Callable[[object], bool]] | None = None,
+        rand: Callable[[], float] = random.random,
+        override: bool = False,
+        override_param: str = "features",
+        override_header: str = "X-Signalbox-Features",
+    ) -> None:
+        self._store: FlagStore | None = None
+        self._open: Callable[[], FlagStore] | None = None
+        if callable(store) and not hasattr(store, "states"):
+            self._open = store
+        else:
+            self._store = store  # type: ignore[assignment]
+        self._files = dict(declarations)
+        self.refresh_s = refresh_s
+        self.clock: Clock = clock or SystemClock()
+        self.groups: MutableMapping[str, Callable[[object], bool]] = (
+            {} if groups is None else groups
+        )
+        self._rand = rand
+        self.override, self.override_param, self.override_header = (
+            override,
+            override_param,
+            override_header,
+        )
+        self._entries: dict[str, _Entry] = {}
+        self.stored: dict[str, StoredFlag] = {}
+        self._flushed: dict[str, int] = {}
+        self.store_up = False
+        self.last_read: float | None = None
+        self.refresh_failures = 0
+        self.undeclared: dict[str, int] = {}
+        self.group_errors = 0
+        self.dark_stats: dict[str, DarkStats] = {}
+        self._lock = threading.Lock()  # refreshes, never evaluations
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._install(self._declarations(), {})
+
+    # -- the hot path -----------------------------------------------------------------
+
+    def enabled(self, name: str, actor: object = None) -> bool:
+        """Whether ``name`` is on for ``actor``; from memory, never raises."""
+        try:
+            e = self._entries[name]
+        except KeyError:
+            return self._not_declared(name, actor)
+        e.count += 1
+        try:
+            answer = e.decide(actor)
+        except Exception:  # a group predicate's bug must not break the caller
+            answer = False
+        req = _request.get()
+        if req is not None:
+            if req.active and name in req.overrides:
+                answer = req.overrides[name]
+            req.seen.append((name, answer))
+        return answer
+
+    def resolve(self, name: str, actor: object = None) -> Resolution:
+        """As :meth:`enabled`, with the reason (for OpenFeature and people); slower."""
+        e = self._entries.get(name)
+        if e is None:
+            if self._take_code_declaration(name):
+                return self.resolve(name, actor)
+            return Resolution(self._not_declared(name, actor), "undeclared", False)
+        e.count += 1
+        try:
+            value, reason = evaluate(
+                name,
+                e.state,
+                actor,
+                groups=self.groups,
+                draw=self._rand(),
+                on_group_error=self._group_error,
+            )
+            why: str = reason
+        except Exception:
+            value, why = False, "error"
+        req = _request.get()
+        if req is not None:
+            if req.active and name in req.overrides:
+                value, why = req.overrides[name], "override"
+            req.seen.append((name, value))
+        return Resolution(value, why, True)
+
+    def _take_code_declaration(self, name: str) -> bool:
+        """A flag declared in code after the last refresh: take it in now."""
+        decl = declared_in_code().get(name)
+        if decl is None:
+            return False
+        with self._lock:
+            if name not in self._entries:
+                self._install({**self._declarations(), name: decl}, self.stored)
+        return True
+
+    def _not_declared(self, name: str, actor: object) -> bool:
+        if self._take_code_declaration(name):
+            return self.enabled(name, actor)
+        n = self.undeclared.get(name, 0)
+        self.undeclared[name] = n + 1
+        if not n:
+            log.warning(
+                "flag %r is not declared (in flags/*.yaml or flags.declare()): it is off", name
+            )
+        req = _request.get()
+        if req is not None:
+            req.seen.append((name, False))
+        return False
+
+    def _group_error(self, group: str, exc: BaseException) -> None:
+        self.group_errors += 1
+        if self.group_errors == 1:
+            log.warning("flag group %r raised %r: taken as not in the group", group, exc)
+
+    # -- compiling states into decisions ----------------------------------------------
+
+    def _decider(self, name: str, state: FlagState) -> Decide:
+        if state.fully_off:
+            return _never
+        if state.fully_on:
+            return _always
+        if not (state.actors or state.groups or state.time_share):
+            return _rollout(name, state.actors_share, self._general(name, state))
+        return self._general(name, state)
+
+    def _general(self, name: str, state: FlagState) -> Decide:
+        groups, rand, on_error = self.groups, self._rand, self._group_error
+
+        def decide(actor: object) -> bool:
+            return evaluate(
+                name, state, actor, groups=groups, draw=rand(), on_group_error=on_error
+            )[0]
+
+        return decide
+
+    def _declarations(self) -> dict[str, FlagDecl]:
+        return {**declared_in_code(), **self._files}
+
+    def _install(self, decls: Mapping[str, FlagDecl], stored: Mapping[str, StoredFlag]) -> None:
+        """Swap in the decisions for ``decls`` with ``stored`` states (declared defaults for
+        the rest); entries keep their identity, so counting goes on across refreshes."""
+        entries = dict(self._entries)
+        for name, decl in decls.items():
+            s = stored.get(name)
+            state = decl.default if s is None else s.state
+            e = entries.get(name)
+            if e is None:
+                entries[name] = _Entry(decl, state, self._decider(name, state))
+            elif e.state != state or e.decl != decl:
+                e.decl, e.state, e.decide = decl, state, self._decider(name, state)
+        for name in [n for n in entries if n not in decls]:
+            del entries[name]
+        self._entries = entries  # one assignment: readers see the old dict or the new
+
+    # -- refresh ------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Read the store once and swap the new states in; add the evaluation counts.
+        Returns whether the store answered. Never raises."""
+        with self._lock:
+            try:
+                if self._store is None:
+                    assert self._open is not None
+                    self._store = self._open()
+                stored = self._store.states()
+            except Exception as e:
+                self._failed(e)
+                return False
+            self._install(self._declarations(), stored)
+            self.stored = stored
+            was_up, self.store_up = self.store_up, True
+            self.last_read = self.clock.now()
+            if not was_up and self.refresh_failures:
+                log.warning("flag store readable again: flags follow it again")
+            self._flush_counts()
+            return True
+
+    def _failed(self, e: BaseException) -> None:
+        self.refresh_failures += 1
+        was_up, self.store_up = self.store_up, False
+        if was_up or self.refresh_failures == 1:
+            since = "declared defaults" if self.last_read is None else "the last state read"
+            log.warning(
+                "flag store unreachable (%s): flags keep %s until it answers",
+                (str(e).strip().splitlines() or [type(e).__name__])[0],
+                since,
+            )
+
+    def _flush_counts(self) -> None:
+        counts = {name: e.count for name, e in self._entries.items()}
+        delta = {n: c - self._flushed.get(n, 0) for n, c in counts.items()}
+        delta = {n: d for n, d in delta.items() if d > 0}
+        if not delta or self._store is None:
+            return
+        try:
+            self._store.record_evaluations(delta, int(self.clock.now() * 1000))
+        except Exception as e:  # counted again next time: nothing is lost
+            log.debug("could not record flag evaluations: %s", e)
+            return
+        self._flushed.update(counts)
+
+    def start(self) -> FlagCache:
+        """Read the store now, then every ``refresh_s`` in a daemon thread."""
+        self.refresh()
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._loop, name="signalbox-flags-refresh", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.refresh_s):
+            self.refresh()
+
+    def stop(self, *, close: bool = True) -> None:
+        """Stop refreshing (counts flushed once more); close the store if it was opened here
+        or ``close``."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        with self._lock:
+            self._flush_counts()
+            if close and self._store is not None:
+                try:
+                    self._store.close()
+                except Exception as e:
+                    log.debug("closing the flag store: %s", e)
+
+    # -- what people and other areas read -------------------------------------------------
+
+    def state(self, name: str) -> FlagState | None:
+        e = self._entries.get(name)
+        return None if e is None else e.state
+
+    def declarations(self) -> dict[str, FlagDecl]:
+        return {n: e.decl for n, e in self._entries.items()}
+
+    def counts(self) -> dict[str, int]:
+        return {n: e.count for n, e in self._entries.items()}
+
+    def gate_source(self, name: str) -> bool | None:
+        """For :func:`signalbox.gates.flag.set_flag_source`: on (for no actor), off, or
+        None for a flag declared nowhere."""
+        if name not in self._entries and name not in declared_in_code():
+            return None
+        return self.enabled(name)
+
+    def dark(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        actor: object = None,
+        control: Any = _UNSET,
+        compare: Callable[[Any, Any], bool] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Run ``fn(*args, **kwargs)`` when ``name`` is on for ``actor`` and throw its result
+        away: a dark launch. With ``control`` (the live path's result), count whether the
+        new result matched it (``compare(control, result)``, default ``==``). Exceptions in
+        ``fn`` or ``compare`` are counted and logged at debug, never raised."""
+        if not self.enabled(name, actor):
+            return
+        stats = self.dark_stats.get(name)
+        if stats is None:
+            stats = self.dark_stats.setdefault(name, DarkStats())
+        stats.runs += 1
+        try:
+            result = fn(*args, **kwargs)
+            if control is not _UNSET:
+                same = compare(control, result) if compare is not None else control == result
+                if same:
+                    stats.matches += 1
+                else:
+                    stats.mismatches += 1
+        except Exception:
+            stats.errors += 1
+            log.debug("dark launch %s raised", name, exc_info=True)
+
+    def samples(self) -> list[Sample]:
+        """Self-metrics (see :data:`METAS`): store reachability, state age, counts."""
+        now = self.clock.now()
+        age = 0.0 if self.last_read is None else max(0.0, now - self.last_read)
+        out = [
+            Sample("signalbox_flags_store_up", (), 1.0 if self.store_up else 0.0),
+            Sample("signalbox_flags_state_age_seconds", (), age),
+            Sample("signalbox_flags_refresh_failures_total", (), float(self.refresh_failures)),
+            Sample(
+                "signalbox_flags_undeclared_total",
+                (),
+                float(len(self.undeclared)),
+            ),
+        ]
+        for n, e in sorted(self._entries.items()):
+            out.append(Sample("signalbox_flag_evaluations_total", (("flag", n),), float(e.count)))
+        for n, d in sorted(self.dark_stats.items()):
+            for outcome, v in (
+                ("run", d.runs),
+                ("error", d.errors),
+                ("match", d.matches),
+                ("mismatch", d.mismatches),
+            ):
+                out.append(
+                    Sample(
+                        "signalbox_flag_dark_runs_total",
+                        (("flag", n), ("outcome", outcome)),
+                        float(v),
+                    )
+                )
+        return out
+
+
+def _rollout(name: str, share: int, general: Decide) -> Decide:
+    """A plain percentage of actors: ``crc32`` continued from the name's, no formatting
+    (the same value as :func:`signalbox.flags.evaluate.bucket`)."""
+    prefix = zlib.crc32(f"{name}:".encode())
+
+    def decide(
+        actor: object, _crc: Callable[[bytes, int], int] = zlib.crc32, _p: int = prefix
+    ) -> bool:
+        if type(actor) is str:
+            return _crc(actor.encode(), _p) % BUCKETS < share
+        return general(actor)
+
+    return decide

@@ -1,0 +1,178 @@
+"""The process's flags client: global state in one place, with a reset for tests.
+
+:func:`configure` builds a :class:`~signalbox.flags.cache.FlagCache` from ``signalbox.toml``
+(declarations from ``[flags] paths``, state from the configured store, refreshed every
+``[flags] refresh``), installs it as the task gates' flag source, and starts its refresh.
+An app calls it once at startup; a process that evaluates a flag without having called it
+gets one configured from the default config in the background (the first answers, until it
+is ready, are off: say ``flags.configure()`` at startup to avoid that window).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from signalbox.flags.cache import FlagCache
+
+if TYPE_CHECKING:
+    from signalbox.config import Settings
+    from signalbox.flags.store import FlagStore
+
+__all__ = [
+    "configure",
+    "current",
+    "dark",
+    "enabled",
+    "override_settings",
+    "register_group",
+    "reset",
+]
+
+log = logging.getLogger("signalbox.flags")
+
+_lock = threading.Lock()
+_cache: FlagCache | None = None
+_auto_started = False
+_groups: dict[str, Callable[[object], bool]] = {}
+
+
+def configure(
+    settings: Settings | None = None,
+    *,
+    store: FlagStore | None = None,
+    start: bool = True,
+    gate_source: bool = True,
+) -> FlagCache:
+    """Build, install and start the process's flags client (replacing any earlier one).
+
+    Args:
+        settings: default: :func:`signalbox.config.load_settings`.
+        store: default: the configured store (``store`` of ``signalbox.toml``).
+        gate_source: make ``gates.flag(name)`` ask this client.
+    """
+    global _cache
+    from signalbox.config import load_settings
+    from signalbox.flags.declarations import load_declarations
+
+    s = settings or load_settings()
+    decls = load_declarations(list(s.flags.paths), code=())
+    for err in decls.errors:
+        log.error("flag declaration: %s", err)
+    opener: FlagStore | Callable[[], FlagStore]
+    if store is not None:
+        opener = store
+    else:
+        url = s.store_url
+
+        def opener() -> FlagStore:
+            from signalbox.flags.store import open_flag_store
+
+            return open_flag_store(url)
+
+    cache = FlagCache(
+        opener,
+        decls.flags,
+        refresh_s=s.flags.refresh_s,
+        groups=_groups,
+        override=s.flags.override,
+        override_param=s.flags.override_param,
+        override_header=s.flags.override_header,
+    )
+    with _lock:
+        old, _cache = _cache, cache
+    if old is not None:
+        old.stop()
+    if gate_source:
+        from signalbox.gates.flag import set_flag_source
+
+        set_flag_source(cache.gate_source)
+    if start:
+        cache.start()
+    return cache
+
+
+def install(cache: FlagCache | None) -> FlagCache | None:
+    """Make ``cache`` the process's client (tests, ``signalbox.testing``); returns the old."""
+    global _cache
+    with _lock:
+        old, _cache = _cache, cache
+    return old
+
+
+def current() -> FlagCache | None:
+    return _cache
+
+
+def reset() -> None:
+    """Stop and forget the process's client and groups (tests)."""
+    global _cache, _auto_started
+    with _lock:
+        old, _cache, _auto_started = _cache, None, False
+        _groups.clear()
+    if old is not None:
+        old.stop()
+        from signalbox.gates.flag import set_flag_source
+
+        set_flag_source(None)
+
+
+def _auto() -> bool:
+    global _auto_started
+    with _lock:
+        if _auto_started:
+            return False
+        _auto_started = True
+
+    def run() -> None:
+        try:
+            configure()
+        except Exception as e:
+            log.error(
+                "flags could not be configured from signalbox.toml (%s): every flag is off", e
+            )
+
+    threading.Thread(target=run, name="signalbox-flags-configure", daemon=True).start()
+    log.warning(
+        "flags evaluated before signalbox.flags.configure(): configuring from signalbox.toml "
+        "in the background; flags are off until then"
+    )
+    return False
+
+
+def enabled(name: str, actor: object = None) -> bool:
+    """Whether flag ``name`` is on for ``actor`` (a user id, a ``str``/``int``, or an object
+    with ``flag_id``). From memory; never raises, never waits for I/O."""
+    c = _cache
+    if c is None:
+        return _auto()
+    return c.enabled(name, actor)
+
+
+def dark(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Dark-launch ``fn`` for the share of actors ``name`` is rolled out to (see
+    :meth:`FlagCache.dark`: ``actor=``, ``control=``, ``compare=``); never raises."""
+    c = _cache
+    if c is None:
+        _auto()
+        return
+    c.dark(name, fn, *args, **kwargs)
+
+
+def register_group(name: str, predicate: Callable[[object], bool]) -> None:
+    """``flags set NAME ... --groups name`` turns the flag on for actors ``predicate``
+    accepts (an exception in it counts as "no")."""
+    from signalbox.flags.model import check_group
+
+    check_group(name, "group")
+    _groups[name] = predicate
+
+
+def override_settings() -> tuple[bool, str]:
+    """Whether the staff override is on, and its query parameter (from the installed client)."""
+    c = _cache
+    if c is None:
+        return False, "features"
+    return c.override, c.override_param

@@ -238,6 +238,7 @@ COMMANDS = {
     "worker": "signalbox.cli.worker:worker_cmd",
     "tasks": "signalbox.cli.tasks:tasks_group",
     "gates": "signalbox.cli.gates:gates_group",
+    "flags": "signalbox.cli.flags:flags_group",
 }
 
 

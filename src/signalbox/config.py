@@ -28,6 +28,8 @@ from signalbox.flags import settings as flags_area
 from signalbox.flags.settings import FlagsSettings
 from signalbox.gates import settings as gates_area
 from signalbox.gates.settings import GateSpec
+from signalbox.instrument import settings as instrument_area
+from signalbox.instrument.settings import InstrumentSettings
 from signalbox.limits import QueryLimits
 from signalbox.metrics import settings as metrics_area
 from signalbox.metrics.settings import DEFAULT_RETENTION, MetricsSettings
@@ -68,6 +70,7 @@ _AREA_TABLES: dict[str, tuple[str, ...]] = {
     "gates": gates_area.TABLES,
     "tasks": tasks_area.TABLES,
     "flags": flags_area.TABLES,
+    "instrument": instrument_area.TABLES,
 }
 
 
@@ -91,6 +94,7 @@ class Settings:
     gates: Mapping[str, GateSpec] = field(default_factory=dict)
     tasks: TasksSettings = field(default_factory=TasksSettings)
     flags: FlagsSettings = field(default_factory=FlagsSettings)
+    instrument: InstrumentSettings = field(default_factory=InstrumentSettings)
 
     def __repr__(self) -> str:
         return (
@@ -189,4 +193,5 @@ def settings_from_dict(
         gates=gates_area.gates_settings(src, raw),
         tasks=tasks_area.tasks_settings(src, raw),
         flags=flags_area.flags_settings(src, raw),
+        instrument=instrument_area.instrument_settings(src, raw),
     )

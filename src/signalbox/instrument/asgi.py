@@ -1,0 +1,158 @@
+"""``ASGIMiddleware``: pure ASGI, so the request's context variables reach the app intact.
+
+It wraps ``send`` (to see the status, add the request id header and count the body) and
+``receive`` (to see a client that went away); it never buffers a body. The line is written
+when the last body chunk has been sent (a streamed response is counted to its end), or,
+when the app raises or the client disconnects first, as the app returns: an exception
+before any response is logged as status 500 with the note ``error`` naming its type (and
+re-raised for the server to answer; one after the status was sent keeps that status), a
+client gone first with the note ``disconnect="client"`` (status 499 when no response had
+started), the notes and id kept in every case.
+
+The route template is Starlette's (and so FastAPI's) ``scope["route"].path`` once the
+router has matched, with the prefix of any ``Mount`` in front; other frameworks call
+:func:`~signalbox.instrument.context.set_route` (see :mod:`signalbox.instrument.frameworks`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from signalbox.instrument.context import _current
+from signalbox.instrument.core import DEFAULT, Instrument
+
+__all__ = ["ASGIMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ASGIMiddleware:
+    """Request ids, notes, one access-log line and request metrics for an ASGI app.
+
+    ``ASGIMiddleware(app, access_log="access.log", format="json")``; every other argument
+    of :class:`~signalbox.instrument.core.Instrument` may be given too, or a ready ``core``
+    shared with a :class:`~signalbox.instrument.wsgi.WSGIMiddleware`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        access_log: str | os.PathLike[str] | None = DEFAULT,
+        format: str = DEFAULT,
+        *,
+        core: Instrument | None = None,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.core = core or Instrument(access_log=access_log, format=format, **options)
+        self._header = self.core.request_id_header.lower().encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        core = self.core
+        start, t0 = core.clock(), core.timer()
+        want = self._header
+        incoming = traceparent = None
+        referer = user_agent = ""
+        for name, value in scope["headers"]:
+            if name == want:
+                incoming = value.decode("latin-1")
+            elif name == b"user-agent":
+                user_agent = value.decode("latin-1")
+            elif name == b"referer":
+                referer = value.decode("latin-1")
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
+        ctx = core.begin(incoming, traceparent)
+        rid_header = (want, ctx.request_id.encode("latin-1"))
+        root = scope.get("root_path", "")
+        # status, bytes sent, response started, line written, client gone
+        status = 0
+        nbytes = 0
+        done = False
+        gone = False
+        ended: float | None = None  # a 5xx response's duration, its line not written yet
+
+        def finish(code: int, seconds: float | None = None) -> None:
+            nonlocal done
+            done = True
+            raw = scope.get("raw_path")
+            r = scope.get("route")
+            route = ""
+            if r is not None:
+                route = getattr(r, "path", "") or ""
+                prefix = scope.get("root_path", "")[len(root) :]
+                if prefix:
+                    route = prefix + route
+            client = scope.get("client")
+            core.finish(
+                ctx,
+                start=start,
+                seconds=core.timer() - t0 if seconds is None else seconds,
+                method=scope["method"],
+                path=raw.decode("latin-1") if raw else scope["path"],
+                query=scope.get("query_string", b"").decode("latin-1"),
+                protocol="HTTP/" + scope.get("http_version", "1.1"),
+                client=client[0] if client else "",
+                status=code,
+                nbytes=nbytes,
+                referer=referer,
+                user_agent=user_agent,
+                route=route,
+            )
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, nbytes, ended
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message["status"]
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            elif kind == "http.response.body":
+                nbytes += len(message.get("body", b""))
+                if not message.get("more_body", False) and not done:
+                    await send(message)
+                    if status >= 500:  # written as the app returns: an exception may follow
+                        ended = core.timer() - t0
+                    else:
+                        finish(status)
+                    return
+            await send(message)
+
+        async def receive_wrapper() -> Message:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect" and not done:
+                gone = True
+            return message
+
+        token = _current.set(ctx)
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except BaseException as e:
+            if not done:
+                ctx.notes.setdefault("error", type(e).__name__)
+                finish(status or 500, ended)
+            raise
+        else:
+            if ended is not None and not done:
+                finish(status, ended)
+            elif not done:
+                if gone:
+                    ctx.notes.setdefault("disconnect", "client")
+                    finish(status or 499)
+                else:
+                    ctx.notes.setdefault(
+                        "error", "incomplete response" if status else "no response"
+                    )
+                    finish(status or 500)
+        finally:
+            _current.reset(token)

@@ -1,0 +1,277 @@
+"""What the ASGI and WSGI middleware share: a request's start (its id) and its end (its line).
+
+The adapters (:mod:`~signalbox.instrument.asgi`, :mod:`~signalbox.instrument.wsgi`) only
+read their protocol's request and response; this core decides the id, turns the notes into
+logged text (API keys fingerprinted, long values cut), writes the line and counts the
+request. Its settings come from ``[instrument]`` of ``signalbox.toml`` unless given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from signalbox.instrument.accesslog import AccessRecord, fingerprint, format_line, note_key
+from signalbox.instrument.context import (
+    RequestContext,
+    new_id,
+    parse_traceparent,
+    sane_request_id,
+)
+from signalbox.instrument.logfile import AccessLogFile, reopen_on_sighup
+from signalbox.instrument.metrics import RequestMetrics
+
+if TYPE_CHECKING:
+    from signalbox.config import Settings
+
+__all__ = ["DEFAULT", "Instrument", "load_secret"]
+
+log = logging.getLogger("signalbox")
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+"""An argument left to ``[instrument]`` of ``signalbox.toml``."""
+_KEY_CACHE_MAX = 1024
+_NO_PARENT = "0" * 16
+
+
+def load_secret(settings: Settings, environ: Mapping[str, str] | None = None) -> bytes:
+    """The key API keys are fingerprinted with: ``$<key_env>`` when set, else the key file
+    (made with 32 random bytes, mode 0600, when missing; many processes may race to make
+    it, one wins and all read it). ``signalbox logs fp`` uses the same key."""
+    inst = settings.instrument
+    env = os.environ if environ is None else environ
+    value = env.get(inst.key_env)
+    if value:
+        return value.encode("utf-8")
+    path = inst.key_path(settings.data_dir)
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, os.urandom(32).hex().encode() + b"\n")
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if another process made it first: theirs is kept
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    key = path.read_bytes().strip()
+    if not key:
+        raise ValueError(f"{path}: the access-log fingerprint key file is empty")
+    return key
+
+
+def _text(value: Any) -> str:
+    """A note value as logged: strings as they are, numbers as text, collections as JSON."""
+    if value is None:
+        return ""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, (list, tuple, dict)):
+        try:
+            return json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+class Instrument:
+    """The request lifecycle both adapters drive (see the module docstring).
+
+    Every argument left as :data:`DEFAULT` comes from ``settings`` (loaded from
+    ``signalbox.toml`` when not given, once, at construction). ``access_log``: a path,
+    ``"-"`` for standard output, or None for no line at all. ``metrics``: False for none, or
+    a :class:`RequestMetrics` of your own. ``secret``: the fingerprint key (bytes); by
+    default :func:`load_secret`, read at the first secret note. ``clock`` gives wall time
+    (the line's time), ``timer`` the duration.
+    """
+
+    def __init__(
+        self,
+        *,
+        access_log: str | os.PathLike[str] | None = DEFAULT,
+        format: str = DEFAULT,
+        host: str = DEFAULT,
+        secret_notes: tuple[str, ...] | list[str] = DEFAULT,
+        secret: bytes | None = None,
+        metrics: bool | RequestMetrics = DEFAULT,
+        request_id_header: str = DEFAULT,
+        trust_request_id: bool = DEFAULT,
+        max_note_chars: int = DEFAULT,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        given = (
+            access_log,
+            format,
+            host,
+            secret_notes,
+            metrics,
+            request_id_header,
+            trust_request_id,
+            max_note_chars,
+        )
+        if settings is None and any(v is DEFAULT for v in given):
+            from signalbox.config import load_settings
+
+            settings = load_settings()
+        self.settings = settings
+        inst = settings.instrument if settings is not None else None
+
+        def pick(value: Any, name: str) -> Any:
+            return getattr(inst, name) if value is DEFAULT else value
+
+        if access_log is DEFAULT:
+            assert settings is not None
+            access_log = settings.instrument.access_log_path(settings.data_dir)
+        fmt = pick(format, "format")
+        if fmt not in ("combined", "json"):
+            raise ValueError(f'format={fmt!r}: expected "combined" or "json"')
+        self.format: str = fmt
+        self.host: str = settings.host if host is DEFAULT and settings is not None else host
+        self.secret_notes = frozenset(pick(secret_notes, "secret_notes"))
+        self._secret = secret
+        self.request_id_header: str = pick(request_id_header, "request_id_header")
+        self.trust_request_id: bool = pick(trust_request_id, "trust_request_id")
+        self.max_note_chars: int = pick(max_note_chars, "max_note_chars")
+        m = pick(metrics, "metrics")
+        self.metrics: RequestMetrics | None = (
+            m if isinstance(m, RequestMetrics) else RequestMetrics() if m else None
+        )
+        self.log_file: AccessLogFile | None = None
+        if access_log is not None:
+            self.log_file = AccessLogFile(access_log)
+            if self.log_file.path != "-":
+                reopen_on_sighup()
+        self.clock, self.timer = clock, timer
+        self._keys: dict[str, str] = {}  # note key as given -> as logged
+        self._fps: dict[str, str] = {}  # recent API keys -> fingerprints
+        self._failed = False
+
+    # -- start ----------------------------------------------------------------------------
+    def begin(self, incoming_id: str | None, traceparent: str | None) -> RequestContext:
+        """The context of a request that came with these headers (either may be None)."""
+        rid = sane_request_id(incoming_id) if self.trust_request_id else None
+        return RequestContext(
+            rid or new_id(), parse_traceparent(traceparent) if traceparent else None
+        )
+
+    # -- end ------------------------------------------------------------------------------
+    def finish(
+        self,
+        ctx: RequestContext,
+        *,
+        start: float,
+        seconds: float,
+        method: str,
+        path: str,
+        query: str,
+        protocol: str,
+        client: str,
+        status: int,
+        nbytes: int,
+        referer: str,
+        user_agent: str,
+        route: str,
+    ) -> AccessRecord | None:
+        """Write the request's line and count it. Never raises: a failure is logged once."""
+        try:
+            route = ctx.route or route
+            if self.metrics is not None:
+                self.metrics.observe(route, method, status, seconds)
+            if self.log_file is None:
+                return None
+            record = AccessRecord(
+                time=datetime.fromtimestamp(start, UTC),
+                host=self.host,
+                client=client,
+                method=method,
+                path=path,
+                query=query,
+                protocol=protocol,
+                status=status,
+                bytes=nbytes,
+                duration_us=int(seconds * 1_000_000),
+                request_id=ctx.request_id,
+                route=route,
+                referer=referer,
+                user_agent=user_agent,
+                notes=self._logged_notes(ctx)
+                if ctx.notes or ctx.trace is not None
+                else MappingProxyType({}),
+            )
+            self.log_file.write(format_line(record, self.format))
+            return record
+        except Exception:
+            if not self._failed:
+                self._failed = True
+                log.exception("signalbox access log: could not log a request (logged once)")
+            return None
+
+    def _logged_notes(self, ctx: RequestContext) -> Mapping[str, str]:
+        out: dict[str, str] = {}
+        keys, limit = self._keys, self.max_note_chars
+        for k, v in list(ctx.notes.items()):
+            key = keys.get(k)
+            if key is None:
+                key = note_key(k) if isinstance(k, str) else note_key(str(k))
+                if len(keys) < _KEY_CACHE_MAX:
+                    keys[k] = key
+            text = v if type(v) is str else _text(v)
+            if key in self.secret_notes and text:
+                text = self._fingerprint(text)
+            elif len(text) > limit:
+                text = text[: limit - 3] + "..."
+            out[key] = text
+        trace = ctx.trace
+        if trace is not None and trace.parent_id != _NO_PARENT and "trace_id" not in out:
+            out["trace_id"] = trace.trace_id  # the caller's trace (not one made here)
+        return out
+
+    def _fingerprint(self, key: str) -> str:
+        fp = self._fps.get(key)
+        if fp is None:
+            if self._secret is None:
+                if self.settings is None:
+                    from signalbox.config import load_settings
+
+                    self.settings = load_settings()
+                self._secret = load_secret(self.settings)
+            fp = fingerprint(key, self._secret)
+            if len(self._fps) >= _KEY_CACHE_MAX:
+                self._fps.clear()
+            self._fps[key] = fp
+        return fp
+
+    def close(self) -> None:
+        """Close the log file and hand the last request metrics to the client."""
+        if self.log_file is not None:
+            self.log_file.close()
+        if self.metrics is not None:
+            self.metrics.close()

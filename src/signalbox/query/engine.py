@@ -29,7 +29,7 @@ from signalbox.gcpause import gc_paused
 from signalbox.limits import charge, check_deadline
 from signalbox.metrics.samples import Matcher
 from signalbox.metrics.store import LatestColumns, MetricReader, SeriesPoints
-from signalbox.query import columnar
+from signalbox.query import columnar, vectorkernels
 from signalbox.query.aggregate import aggregate, group_key
 from signalbox.query.ast import (
     Aggregation,
@@ -644,7 +644,20 @@ class _Evaluator:
         sig = FUNCTIONS[e.func]
         ends, pinned = self._ends(ms.selector.offset_ms, ms.selector.at)
         out: list[StepSeries] = []
-        for sp in self._series(ms.selector):
+        series = self._series(ms.selector)
+        if (
+            not pinned
+            and all(not sp.resolution for sp in series)
+            and vectorkernels.worth(e.func, len(series), len(ends))
+        ):  # raw samples, many windows: all at once (signalbox.query.vectorkernels)
+            pairs = [(sp.timestamps, sp.values) for sp in series]
+            rows = vectorkernels.evaluate(e.func, pairs, ends, ms.range_ms, check_deadline)
+            for sp, vals in zip(series, rows, strict=True):
+                if vals.count(None) != len(vals):
+                    metric = _metric_of(sp)
+                    out.append(StepSeries(metric if keep_name else drop_name(metric), vals))
+            return out if keep_name else merge_same_metric(out, e.pos)
+        for sp in series:
             check_deadline()
             width = ms.range_ms
             res_ms = sp.resolution * 1000

@@ -1,0 +1,382 @@
+"""Range functions over raw samples of many series and many steps at once, in numpy.
+
+The scalar kernels (:mod:`signalbox.query.rangefuncs`) run a Python loop per series and
+step: a 1-hour ``rate`` of 100 series at a 15 s step is 24,100 windows of some thirty
+Python operations each, nearly all of an uncached query's time. Here the samples of every
+series lie in three arrays (:class:`RawColumns`), each step's window is a ``searchsorted``
+slice of them, and each kernel is a few array operations over the (series x steps) grid.
+
+The answers are the scalar kernels', bit for bit: the same IEEE operations in the same
+order per window (numpy's element-wise ``+ - * /`` round as Python's floats do), counter
+corrections added one at a time in sample order, as the scalar loop adds them, and
+sums exactly rounded as ``math.fsum`` rounds them: through integers (a series whose
+values are all multiples of one power of two, small enough that its window sums fit an
+int64, as counters and integer gauges are) or, for any other series, the scalar sums
+themselves. ``min``/``max`` over a series holding a negative zero go the scalar way too
+(Python's ``min`` keeps the first of equal values; ``fmin`` may not). A property test
+compares both paths.
+
+Raw samples only: rollup buckets carry statistics (:class:`~signalbox.metrics.store.SeriesPoints`)
+whose exactness rules (:mod:`signalbox.query.exactness`) stay with the scalar kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from signalbox.query.kahan import kahan_mean, kahan_sum
+
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class RawColumns:
+    """Raw samples of several series, concatenated: series ``i`` holds positions
+    ``starts[i]`` to ``starts[i + 1]`` of ``ts``/``vs``, oldest first, at least one each."""
+
+    ts: Ints  # ms
+    vs: Floats
+    starts: Ints  # len(series) + 1 offsets, starts[0] == 0, starts[-1] == len(ts)
+
+    @classmethod
+    def of(cls, series: Sequence[tuple[Sequence[int], Sequence[float]]]) -> RawColumns:
+        """Columns of ``(timestamps, values)`` lists, one pair per series."""
+        lengths = np.fromiter((len(t) for t, _ in series), dtype=np.int64, count=len(series))
+        starts = np.zeros(len(series) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        total = int(starts[-1])
+        ts = np.empty(total, dtype=np.int64)
+        vs = np.empty(total, dtype=np.float64)
+        for i, (t, v) in enumerate(series):
+            a, b = int(starts[i]), int(starts[i + 1])
+            ts[a:b] = t
+            vs[a:b] = v
+        return cls(ts, vs, starts)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """Each series' window bounds at each step: ``[lo, hi)`` positions in the columns
+    (shape series x steps), and the windows' ends (ms, one per step)."""
+
+    lo: Ints
+    hi: Ints
+    ends: Ints
+    width_ms: int
+    range_ms: int
+
+
+def grid(cols: RawColumns, ends: Sequence[int], width_ms: int, range_ms: int) -> Grid:
+    """Window ``(end - width, end]`` of every series at every end, found by ``searchsorted``
+    (``side="right"``: the scalar path's ``bisect_right``). Series are told apart by a key
+    ``series * span + (t - base)``, one search over all of them, when that fits an int64;
+    otherwise a search per series."""
+    e = np.asarray(ends, dtype=np.int64)
+    n = len(cols)
+    ts, starts = cols.ts, cols.starts
+    base = min(int(ts.min()), int(e.min()) - width_ms)
+    span = max(int(ts.max()), int(e.max())) - base + 1
+    if n * span < 2**62:
+        which = np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
+        keys = which * span + (ts - base)
+        rows = np.arange(n, dtype=np.int64)[:, None] * span
+        hi = np.searchsorted(keys, rows + (e - base), side="right").astype(np.int64)
+        lo = np.searchsorted(keys, rows + (e - width_ms - base), side="right").astype(np.int64)
+    else:
+        hi = np.empty((n, len(e)), dtype=np.int64)
+        lo = np.empty((n, len(e)), dtype=np.int64)
+        for i in range(n):
+            a, b = int(starts[i]), int(starts[i + 1])
+            hi[i] = np.searchsorted(ts[a:b], e, side="right") + a
+            lo[i] = np.searchsorted(ts[a:b], e - width_ms, side="right") + a
+    return Grid(lo, hi, e, width_ms, range_ms)
+
+
+Result = tuple[Floats, Bools]
+"""Values (series x steps) and where there is one (the scalar kernels' None elsewhere)."""
+
+VectorKernel = Callable[[RawColumns, Grid], Result]
+
+
+# --- counters: rate, increase, delta ---------------------------------------------------------
+
+
+def _series_pairs(cols: RawColumns) -> Bools:
+    """``pairs[j - 1]``: positions ``j - 1`` and ``j`` are consecutive samples of one series."""
+    inside = np.ones(max(len(cols.vs) - 1, 0), dtype=bool)
+    cuts = cols.starts[1:-1]
+    inside[cuts[cuts > 0] - 1] = False
+    return inside
+
+
+def _extrapolated(cols: RawColumns, g: Grid, *, counter: bool, per_second: bool) -> Result:
+    """Prometheus' ``extrapolatedRate``, as :func:`signalbox.query.rangefuncs._extrapolated`
+    computes it over raw samples, for every window at once."""
+    ts, vs = cols.ts, cols.vs
+    lo, hi = g.lo, g.hi
+    present = hi - lo >= 2
+    first = np.where(present, lo, 0)
+    last = np.where(present, hi - 1, 0)
+    first_v = vs[first]
+    result = vs[last] - first_v
+    if counter and len(vs) > 1:
+        # a reset at j (vs[j] < vs[j - 1]) adds vs[j - 1] to windows holding j - 1 and j
+        at = np.flatnonzero((vs[1:] < vs[:-1]) & _series_pairs(cols)) + 1
+        if len(at):
+            amounts = vs[at - 1]
+            a = np.searchsorted(at, first + 1, side="left")
+            count = np.where(present, np.searchsorted(at, last, side="right") - a, 0)
+            for k in range(int(count.max())):  # one correction at a time, in sample order
+                more = count > k
+                result[more] += amounts[a[more] + k]
+    first_t, last_t = ts[first], ts[last]
+    to_start = (first_t - (g.ends - g.width_ms)) / 1000.0
+    to_end = (g.ends - last_t) / 1000.0
+    sampled = (last_t - first_t) / 1000.0
+    present &= sampled > 0
+    avg_gap = sampled / ((hi - lo).astype(np.float64) - 1.0)
+    threshold = avg_gap * 1.1
+    to_start = np.where(to_start >= threshold, avg_gap / 2, to_start)
+    if counter:
+        to_zero = sampled * (first_v / result)
+        closer = (result > 0) & (first_v >= 0) & (to_zero < to_start)
+        to_start = np.where(closer, to_zero, to_start)
+    to_end = np.where(to_end >= threshold, avg_gap / 2, to_end)
+    factor = (sampled + to_start + to_end) / sampled
+    if per_second:
+        factor /= g.width_ms / 1000.0
+    elif g.range_ms != g.width_ms:
+        factor *= g.range_ms / g.width_ms
+    return result * factor, present
+
+
+def rate(cols: RawColumns, g: Grid) -> Result:
+    return _extrapolated(cols, g, counter=True, per_second=True)
+
+
+def increase(cols: RawColumns, g: Grid) -> Result:
+    return _extrapolated(cols, g, counter=True, per_second=False)
+
+
+def delta(cols: RawColumns, g: Grid) -> Result:
+    return _extrapolated(cols, g, counter=False, per_second=False)
+
+
+def _instant(cols: RawColumns, g: Grid, *, is_rate: bool) -> Result:
+    """Prometheus' ``instantValue`` over the window's last two samples."""
+    present = g.hi - g.lo >= 2
+    last = np.where(present, g.hi - 1, 0)
+    prev = np.where(present, last - 1, 0)
+    v, pv = cols.vs[last], cols.vs[prev]
+    interval = cols.ts[last] - cols.ts[prev]
+    present &= interval != 0
+    if not is_rate:
+        return v - pv, present
+    change = np.where(v < pv, v, v - pv)
+    return change / (interval / 1000.0), present
+
+
+def irate(cols: RawColumns, g: Grid) -> Result:
+    return _instant(cols, g, is_rate=True)
+
+
+def idelta(cols: RawColumns, g: Grid) -> Result:
+    return _instant(cols, g, is_rate=False)
+
+
+# --- *_over_time --------------------------------------------------------------------------
+
+
+def count_over_time(cols: RawColumns, g: Grid) -> Result:
+    n = g.hi - g.lo
+    return n.astype(np.float64), n > 0
+
+
+def present_over_time(cols: RawColumns, g: Grid) -> Result:
+    present = g.hi > g.lo
+    return np.ones(present.shape), present
+
+
+def last_over_time(cols: RawColumns, g: Grid) -> Result:
+    present = g.hi > g.lo
+    return cols.vs[np.where(present, g.hi - 1, 0)], present
+
+
+def _exact_scales(cols: RawColumns) -> tuple[Ints, Bools]:
+    """Per series, a power of two ``2**q`` every value is a multiple of, and whether the
+    sums of any run of its values, so scaled, fit an int64 exactly (not when a value is NaN
+    or infinite, fractions like 0.1, values too far apart, or sums near the float limit)."""
+    vs, starts = cols.vs, cols.starts
+    heads = starts[:-1]
+    finite = np.isfinite(vs)
+    mant, exp = np.frexp(np.where(finite, vs, 1.0))  # v = mant * 2**exp, 0.5 <= |mant| < 1
+    whole = np.abs(np.ldexp(mant, 53)).astype(np.int64)  # the 53-bit integer significand
+    low = (whole & -whole).astype(np.float64)  # its lowest set bit
+    q = exp.astype(np.int64) - 54 + np.frexp(low)[1]
+    q[vs == 0] = 2**31  # a zero is a multiple of anything
+    qmin = np.minimum.reduceat(q, heads)
+    qmin[qmin == 2**31] = 0
+    ok = np.logical_and.reduceat(finite, heads) & (qmin <= 960)
+    which = np.repeat(np.arange(len(cols), dtype=np.int64), np.diff(starts))
+    scaled = np.abs(np.ldexp(np.where(ok[which], vs, 0.0), -np.where(ok, qmin, 0)[which]))
+    ok &= np.add.reduceat(scaled, heads) < 2.0**62  # bounds every partial sum
+    return qmin, ok
+
+
+def _window_sums(cols: RawColumns, g: Grid) -> tuple[Floats, Bools]:
+    """Exactly rounded sums of every window (``math.fsum``'s answers) where a series' values
+    allow integer sums (see :func:`_exact_scales`); ``exact`` marks the series that did."""
+    qmin, exact = _exact_scales(cols)
+    which = np.repeat(np.arange(len(cols), dtype=np.int64), np.diff(cols.starts))
+    keep = exact[which]
+    scaled = np.ldexp(np.where(keep, cols.vs, 0.0), -np.where(exact, qmin, 0)[which])
+    prefix = np.zeros(len(cols.vs) + 1, dtype=np.int64)
+    np.cumsum(scaled.astype(np.int64), out=prefix[1:])  # wraps past 2**63: differences do not
+    total = prefix[g.hi] - prefix[g.lo]
+    sums = np.ldexp(total.astype(np.float64), qmin[:, None])  # one rounding: int64 -> float
+    return sums, exact
+
+
+def _scalar_rows(
+    cols: RawColumns, g: Grid, rows: Ints, fn: Callable[[list[float]], float], out: Floats
+) -> None:
+    """``fn`` over each window of the series ``rows``, the scalar way."""
+    for i in rows.tolist():
+        a = int(cols.starts[i])
+        vs = cols.vs[a : int(cols.starts[i + 1])].tolist()
+        los, his = (g.lo[i] - a).tolist(), (g.hi[i] - a).tolist()
+        out[i] = [fn(vs[lo:hi]) if hi > lo else 0.0 for lo, hi in zip(los, his, strict=True)]
+
+
+def sum_over_time(cols: RawColumns, g: Grid) -> Result:
+    sums, exact = _window_sums(cols, g)
+    _scalar_rows(cols, g, np.flatnonzero(~exact), kahan_sum, sums)
+    return sums, g.hi > g.lo
+
+
+def avg_over_time(cols: RawColumns, g: Grid) -> Result:
+    sums, exact = _window_sums(cols, g)
+    present = g.hi > g.lo
+    means = sums / (g.hi - g.lo).astype(np.float64)
+    _scalar_rows(cols, g, np.flatnonzero(~exact), kahan_mean, means)
+    return means, present
+
+
+def _extreme(
+    cols: RawColumns,
+    g: Grid,
+    reduce: np.ufunc,
+    pick: Callable[[list[float]], float],
+    nan_safe: Callable[[list[float]], float],
+) -> Result:
+    """``fmin``/``fmax`` over each window (NaN left out unless all are, as the scalar
+    kernels' NaN-ignoring pick); a series holding a negative zero the scalar way."""
+    present = g.hi > g.lo
+    vs = np.append(cols.vs, 0.0)  # reduceat wants every index inside the array
+    bounds = np.stack([g.lo, g.hi], axis=-1).reshape(-1)
+    out = np.asarray(reduce.reduceat(vs, bounds)[::2], dtype=np.float64).reshape(g.lo.shape)
+    neg_zero = (cols.vs == 0) & np.signbit(cols.vs)
+    if neg_zero.any():
+        rows = np.unique(np.searchsorted(cols.starts, np.flatnonzero(neg_zero), side="right") - 1)
+        for i in rows.tolist():
+            a, b = int(cols.starts[i]), int(cols.starts[i + 1])
+            fn = nan_safe if np.isnan(cols.vs[a:b]).any() else pick
+            _scalar_rows(cols, g, np.array([i]), fn, out)
+    return out, present
+
+
+def min_over_time(cols: RawColumns, g: Grid) -> Result:
+    from signalbox.query.functions import nan_ignoring_min
+
+    return _extreme(cols, g, np.fmin, min, nan_ignoring_min)
+
+
+def max_over_time(cols: RawColumns, g: Grid) -> Result:
+    from signalbox.query.functions import nan_ignoring_max
+
+    return _extreme(cols, g, np.fmax, max, nan_ignoring_max)
+
+
+def _quiet(kernel: VectorKernel) -> VectorKernel:
+    """IEEE answers without numpy's warnings: NaN and infinities are values here (and
+    windows without an answer compute garbage that ``present`` masks)."""
+
+    def run(cols: RawColumns, g: Grid) -> Result:
+        with np.errstate(all="ignore"):
+            return kernel(cols, g)
+
+    run.__doc__ = kernel.__doc__
+    return run
+
+
+KERNELS: dict[str, VectorKernel] = {
+    name: _quiet(kernel)
+    for name, kernel in {
+        "rate": rate,
+        "increase": increase,
+        "delta": delta,
+        "irate": irate,
+        "idelta": idelta,
+        "count_over_time": count_over_time,
+        "present_over_time": present_over_time,
+        "last_over_time": last_over_time,
+        "sum_over_time": sum_over_time,
+        "avg_over_time": avg_over_time,
+        "min_over_time": min_over_time,
+        "max_over_time": max_over_time,
+    }.items()
+}
+"""Range functions with a vector kernel (parameterless, over raw samples)."""
+
+
+def values_of(values: Floats, present: Bools) -> list[list[float | None]]:
+    """Per series, the engine's step values: the number, or None where there is none."""
+    out: list[list[float | None]] = []
+    for row, has in zip(values.tolist(), present.tolist(), strict=True):
+        if all(has):
+            out.append(row)
+        else:
+            out.append([v if h else None for v, h in zip(row, has, strict=True)])
+    return out
+
+
+VECTOR_MIN_WINDOWS = 256
+"""Fewer windows (series x steps) than this stay scalar: numpy's fixed cost per call (a
+few µs, some twenty calls a kernel) is more than their loop costs."""
+
+_CELLS = 1 << 20  # windows per batch of series: bounds the (series x steps) arrays' memory
+
+
+def worth(func: str, n_series: int, n_steps: int) -> bool:
+    """Is the vector path the faster one for ``func`` over this many windows?"""
+    return func in KERNELS and n_series * n_steps >= VECTOR_MIN_WINDOWS
+
+
+def evaluate(
+    func: str,
+    series: Sequence[tuple[Sequence[int], Sequence[float]]],
+    ends: Sequence[int],
+    range_ms: int,
+    check: Callable[[], None] = lambda: None,
+) -> list[list[float | None]]:
+    """``func`` over each series' ``(timestamps, values)`` at each window ``(end - range,
+    end]``: what the scalar kernel gives for each, in batches of series (``check`` runs
+    before each: the query's deadline)."""
+    kernel = KERNELS[func]
+    batch = max(1, _CELLS // max(len(ends), 1))
+    out: list[list[float | None]] = []
+    for i in range(0, len(series), batch):
+        check()
+        cols = RawColumns.of(series[i : i + batch])
+        values, present = kernel(cols, grid(cols, ends, range_ms, range_ms))
+        out += values_of(values, present)
+    return out

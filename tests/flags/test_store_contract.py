@@ -65,7 +65,9 @@ def test_history_is_newest_first_per_flag_and_pages_by_id(fstore: Any) -> None:
         fstore.set(name, parse_setting(value), by=f"u{i}", reason=f"r{i}", now_ms=T0 + i)
     hist = fstore.history("a")
     assert [(e.by, e.new.describe()) for e in hist] == [
-        ("u3", "off"), ("u2", "50% of actors"), ("u0", "on"),
+        ("u3", "off (kill switch; kept for later: 50% of actors)"),
+        ("u2", "50% of actors"),
+        ("u0", "on"),
     ]  # fmt: skip
     assert hist[0].old == hist[1].new and hist[1].old == hist[2].new and hist[2].old is None
     assert [e.name for e in fstore.history()] == ["a", "a", "b", "a"]

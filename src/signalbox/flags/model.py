@@ -117,8 +117,13 @@ class FlagState:
 
     def describe(self) -> str:
         """``on``, ``off``, or the open gates: ``30% of actors, actors a, b, groups staff``."""
-        if self.switch != "rollout":
-            return self.switch
+        if self.switch == "on":
+            return "on"
+        if self.switch == "off":
+            kept = replace(self, switch="rollout")
+            return (
+                "off" if kept.fully_off else f"off (kill switch; kept for later: {kept.describe()})"
+            )
         parts = []
         if self.actors_share:
             parts.append(f"{format_share(self.actors_share)} of actors")

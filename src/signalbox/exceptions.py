@@ -93,8 +93,9 @@ class CorruptDatabaseError(StoreError):
 class QueryLimitError(SignalboxError):
     """A query was stopped at a configured limit (``[query]`` in signalbox.toml).
 
-    ``kind`` is ``"timeout"`` (HTTP 503, Prometheus' errorType ``timeout``) or
-    ``"samples"``/``"concurrency"`` (HTTP 422 / 503).
+    ``kind`` is ``"timeout"`` (HTTP 503, Prometheus' errorType ``timeout``),
+    ``"samples"``/``"concurrency"`` (HTTP 422 / 503) or ``"cancelled"`` (its client went
+    away: 499, Prometheus' ``canceled``).
     """
 
     def __init__(self, kind: str, message: str) -> None:

@@ -15,6 +15,7 @@ are sent, and a cheap query never queues behind them: only what turned out heavy
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -83,6 +84,7 @@ class Budget:
 
     __slots__ = (
         "_heavy_taken",
+        "cancelled",
         "deadline",
         "lane",
         "limits",
@@ -107,6 +109,8 @@ class Budget:
         self.samples = 0
         self.where = where
         self._heavy_taken = False
+        self.cancelled: str | None = None
+        """Why the query was cancelled (its client went away), once it was."""
         self.on_heavy: Callable[[], None] | None = None
         """Called once when the query turns heavy, before it waits for a heavy slot (the
         HTTP gate gives back the query's place among the ``max_concurrency`` then)."""
@@ -137,7 +141,17 @@ class Budget:
     def expired(self) -> bool:
         return time.monotonic() > self.deadline
 
+    def cancel(self, why: str) -> None:
+        """Stop the query at its next check, from any thread: its deadline is moved to the
+        past, so every place that checks the deadline (the engine per series, the store per
+        partition, SQLite's progress handler mid-statement, a wait for a heavy slot) stops
+        it, with a ``cancelled`` error instead of a timeout."""
+        self.cancelled = why
+        self.deadline = -math.inf
+
     def timeout(self, stage: str) -> QueryLimitError:
+        if self.cancelled is not None:
+            return QueryLimitError("cancelled", f"query cancelled in {stage}: {self.cancelled}")
         return QueryLimitError(
             "timeout",
             f"query timed out in {stage}: it ran longer than {self.limits.timeout_s:g}s "
@@ -213,9 +227,8 @@ def expired() -> Callable[[], int] | None:
     b = _current.get()
     if b is None:
         return None
-    deadline = b.deadline
 
-    def handler() -> int:
-        return 1 if time.monotonic() > deadline else 0
+    def handler() -> int:  # reads the deadline each time: a cancel moves it
+        return 1 if time.monotonic() > b.deadline else 0
 
     return handler

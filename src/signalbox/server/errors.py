@@ -14,6 +14,7 @@ QueryError, ParseError, UsageError     400     bad_data
 StoreError, ConfigError                503     unavailable
 QueryLimitError: a query's timeout     503     timeout
 QueryLimitError: heavy queue full      503     unavailable
+QueryLimitError: client went away      499     canceled
 a database driver's OperationalError   503     unavailable
 any other SignalboxError               422     execution
 anything else: a bug                   500     internal
@@ -83,6 +84,8 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
         return 400, "bad_data", str(exc)
     if isinstance(exc, QueryLimitError) and exc.kind == "timeout":
         return 503, "timeout", str(exc)
+    if isinstance(exc, QueryLimitError) and exc.kind == "cancelled":
+        return 499, "canceled", str(exc)  # Prometheus' status for a client that went away
     if isinstance(exc, QueryLimitError) and exc.kind == "concurrency":
         return 503, "unavailable", str(exc)
     if isinstance(exc, StoreError | ConfigError):

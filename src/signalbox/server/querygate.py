@@ -6,24 +6,95 @@ queue", 503, as Prometheus says). Each runs in a thread of its own pool (never t
 ``/-/ready`` and the other routes use) under a :class:`~signalbox.limits.Budget`, whose heavy
 lane keeps the few queries that turn out heavy from crowding out the cheap ones.
 ``/-/healthy`` never passes through here at all.
+
+A query whose client goes away stops (:func:`until_disconnected`): its wait in the queue
+ends at once and its evaluation at the next deadline check, so a burst of abandoned heavy
+requests (a closed dashboard tab, a load test's end) does not hold the places and threads
+the next requests need, as Prometheus cancels a query's context when its client leaves.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+from starlette.types import Receive
 
 from signalbox.exceptions import QueryLimitError
 from signalbox.limits import Budget, HeavyLane, QueryLimits, running
 
-__all__ = ["QueryGate"]
+__all__ = ["Cancel", "QueryGate", "until_disconnected"]
 
 T = TypeVar("T")
+
+
+class Cancel:
+    """One request's cancellation: fired (on the event loop) when its client goes away,
+    it cancels the budget of every query the gate runs for that request, now or later."""
+
+    __slots__ = ("_budgets", "why")
+
+    def __init__(self) -> None:
+        self.why: str | None = None
+        self._budgets: list[Budget] = []
+
+    def attach(self, budget: Budget) -> None:
+        if self.why is not None:
+            budget.cancel(self.why)
+        else:
+            self._budgets.append(budget)
+
+    def fire(self, why: str) -> None:
+        self.why = why
+        for b in self._budgets:
+            b.cancel(why)
+
+
+_cancel: ContextVar[Cancel | None] = ContextVar("signalbox_request_cancel", default=None)
+
+
+async def until_disconnected(receive: Receive, work: Callable[[], Awaitable[T]]) -> T | None:
+    """``await work()``, unless the client goes away first: then the queries it runs
+    through a :class:`QueryGate` are cancelled and None is returned (nobody is there to
+    answer). ``receive`` is the request's ASGI receive, its body already read: the next
+    message it gives is the disconnect. Errors of ``work`` propagate as they are."""
+    cancel = Cancel()
+    done: list[T] = []
+    failed: list[Exception] = []
+
+    async with anyio.create_task_group() as tg:
+
+        async def run() -> None:
+            _cancel.set(cancel)  # this task's own context: seen by the gate's run
+            try:
+                done.append(await work())
+            except Exception as e:
+                failed.append(e)
+            finally:
+                tg.cancel_scope.cancel()  # the watcher's job is over
+
+        async def watch() -> None:
+            body_seen = False
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    cancel.fire("the client closed the connection")
+                    tg.cancel_scope.cancel()  # ends a wait in the queue at once
+                    return
+                if body_seen:  # a receive that repeats the body: nothing more to learn
+                    return
+                body_seen = not message.get("more_body", False)
+
+        tg.start_soon(run)
+        tg.start_soon(watch)
+    if failed:
+        raise failed[0]
+    return done[0] if done else None
 
 
 class QueryGate:
@@ -38,6 +109,8 @@ class QueryGate:
     def __init__(self, limits: QueryLimits) -> None:
         self.limits = limits
         self.lane = HeavyLane(limits.heavy_concurrency)
+        self.cancelled = 0
+        """Queries stopped because their client went away (waiting or running)."""
         self._places: anyio.Semaphore | None = None
         self._threads: anyio.CapacityLimiter | None = None
 
@@ -53,6 +126,17 @@ class QueryGate:
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` in a query thread under a fresh budget, after its turn in the queue."""
         budget = Budget(self.limits, lane=self.lane)
+        cancel = _cancel.get()
+        if cancel is None:
+            return await self._run(budget, fn, args)
+        cancel.attach(budget)
+        try:
+            return await self._run(budget, fn, args)
+        finally:
+            if budget.cancelled is not None:
+                self.cancelled += 1
+
+    async def _run(self, budget: Budget, fn: Callable[..., T], args: tuple[object, ...]) -> T:
         places, threads = self._pools()
         acquired = False
         with anyio.move_on_after(max(0.0, budget.deadline - time.monotonic())):

@@ -26,7 +26,7 @@ from signalbox.metrics.samples import Labels, Matcher
 from signalbox.query import QueryResult, VectorSelector, parse_expr
 from signalbox.query.promjson import result_json
 from signalbox.server.api import success_body
-from signalbox.server.querygate import QueryGate
+from signalbox.server.querygate import QueryGate, until_disconnected
 from signalbox.server.services import Services, services
 
 MAX_POINTS = 30_000  # Prometheus allows 11,000; 8 days at 1 minute (11,521) must fit
@@ -127,15 +127,20 @@ def _handle(
         cache = svc.query_cache if cached else None
         ask = _cache_ask(cached, p) if cached and cache is not None else None
         now = svc.now_ms()
-        if ask is None or cache is None:
-            body = await gate(request).run(_answer, fn, svc, p, now)
-        else:
-            body = await cache.answer(
+
+        async def work() -> bytes:
+            if ask is None or cache is None:
+                return await gate(request).run(_answer, fn, svc, p, now)
+            return await cache.answer(
                 gate(request),
                 ask[1],
                 lambda parsed: _cache_key(parsed, ask),
                 lambda: _evaluate(fn, svc, p, now),
             )
+
+        body = await until_disconnected(request.receive, work)
+        if body is None:  # the client went away; its query was cancelled
+            return Response(status_code=499)
         return Response(body, media_type="application/json")
 
     return endpoint

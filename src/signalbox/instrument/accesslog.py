@@ -87,10 +87,12 @@ __all__ = [
     "FINGERPRINT_PREFIX",
     "FORMATS",
     "AccessRecord",
+    "combined_line",
     "fingerprint",
     "format_combined",
     "format_json",
     "format_line",
+    "json_line",
     "note_key",
     "parse_line",
 ]
@@ -273,32 +275,165 @@ def format_combined(r: AccessRecord) -> str:
     Raises ValueError for a note key :func:`note_key` would change (the middleware only
     makes records whose keys pass).
     """
-    notes = r.notes
+    return combined_line(
+        _epoch_us(r.time),
+        r.host,
+        r.client,
+        r.method,
+        r.path,
+        r.query,
+        r.protocol,
+        r.status,
+        r.bytes,
+        r.referer,
+        r.user_agent,
+        r.request_id,
+        r.route,
+        r.duration_us,
+        r.notes,
+    )
+
+
+_tokens: dict[str, str] = {}  # recent tokens (hosts, addresses, methods) -> escaped
+_quotes: dict[str, str] = {}  # recent quoted values (user agents, routes) -> escaped
+_CACHE_MAX = 4096
+_good_keys: set[str] = set()
+_second: list[Any] = [None, "", ""]  # the last second formatted: [second, bracket, iso]
+
+
+def _tok(s: str) -> str:
+    t = _tokens.get(s)
+    if t is None:
+        t = _token(s)
+        if len(_tokens) < _CACHE_MAX:
+            _tokens[s] = t
+    return t
+
+
+def _quo(s: str) -> str:
+    t = _quotes.get(s)
+    if t is None:
+        t = _dashed(s)
+        if len(_quotes) < _CACHE_MAX:
+            _quotes[s] = t
+    return t
+
+
+def _times(sec: int) -> list[Any]:
+    cached = _second
+    if cached[0] != sec:
+        u = datetime.fromtimestamp(sec, UTC)
+        cached[1] = _apache_time(u)
+        cached[2] = u.isoformat()[:19]
+        cached[0] = sec
+    return cached
+
+
+def combined_line(
+    epoch_us: int,
+    host: str,
+    client: str,
+    method: str,
+    path: str,
+    query: str,
+    protocol: str,
+    status: int,
+    nbytes: int,
+    referer: str,
+    user_agent: str,
+    request_id: str,
+    route: str,
+    duration_us: int,
+    notes: Mapping[str, str],
+) -> str:
+    """A combined line from its fields (what :func:`format_combined` writes, for a hot path
+    that has no :class:`AccessRecord` to build); ``epoch_us``: the arrival time."""
     user = notes.get("user_id", "") if notes else ""
-    empty_user = not user and "user_id" in notes
-    us = _epoch_us(r.time)
-    parts = [
-        f"{_token(r.host)} {_token(r.client)} - {_token(user)} [{_apache_time(r.time)}] "
-        f'"{_token(r.method)} {_target(r.path, r.query)} {_token(r.protocol)}" '
-        f"{r.status:03d} {r.bytes if r.bytes else '-'} "
-        f'"{_dashed(r.referer)}" "{_dashed(r.user_agent)}" '
-        f"ts={us // 1_000_000}.{us % 1_000_000:06d} "
-        f'request_id="{_quoted(r.request_id)}" route="{_quoted(r.route)}" '
-        f"duration_us={r.duration_us}"
-    ]
-    if notes:
-        for k, v in notes.items():
-            if k == "user_id" and not empty_user:
-                continue
+    sec = epoch_us // 1_000_000
+    second = _second
+    bracket = second[1] if second[0] == sec else _times(sec)[1]
+    if not query and path and path != "-" and not _TARGET_UNSAFE.search(path):
+        target = path
+    else:
+        target = _target(path, query)
+    tokens, quotes = _tokens, _quotes
+    h = tokens.get(host) or _tok(host)
+    c = tokens.get(client) or _tok(client)
+    m = tokens.get(method) or _tok(method)
+    p = tokens.get(protocol) or _tok(protocol)
+    ua = (quotes.get(user_agent) or _quo(user_agent)) if user_agent else "-"
+    ref = (quotes.get(referer) or _quo(referer)) if referer else "-"
+    ro = (quotes.get(route) or _quo(route)) if route else ""
+    unsafe = _QUOTED_UNSAFE.search
+    rid = _QUOTED_UNSAFE.sub(_quoted_char, request_id) if unsafe(request_id) else request_id
+    line = (
+        f"{h} {c} - {_tok(user) if user else '-'} [{bracket}] "
+        f'"{m} {target} {p}" {status:03d} {nbytes if nbytes else "-"} "{ref}" "{ua}" '
+        f'ts={sec}.{epoch_us % 1_000_000:06d} request_id="{rid}" route="{ro}" '
+        f"duration_us={duration_us}"
+    )
+    if not notes:
+        return line
+    parts = [line]
+    good = _good_keys
+    for k, v in notes.items():
+        if k == "user_id" and user:
+            continue
+        if k not in good:
             if not _KEY.match(k) or k in EXTRA_FIELDS:
                 raise ValueError(f"note key {k!r} cannot be written (see note_key)")
-            parts.append(f' {k}="{_quoted(v)}"')
+            if len(good) < _CACHE_MAX:
+                good.add(k)
+        parts.append(f' {k}="{_QUOTED_UNSAFE.sub(_quoted_char, v) if unsafe(v) else v}"')
     return "".join(parts)
+
+
+def json_line(
+    epoch_us: int,
+    host: str,
+    client: str,
+    method: str,
+    path: str,
+    query: str,
+    protocol: str,
+    status: int,
+    nbytes: int,
+    referer: str,
+    user_agent: str,
+    request_id: str,
+    route: str,
+    duration_us: int,
+    notes: Mapping[str, str],
+) -> str:
+    """A JSON line from its fields (what :func:`format_json` writes)."""
+    iso = f"{_times(epoch_us // 1_000_000)[2]}.{epoch_us % 1_000_000:06d}+00:00"
+    return _json_encode(
+        {
+            "time": iso,
+            "host": host,
+            "client": client,
+            "method": method,
+            "path": path,
+            "query": query,
+            "protocol": protocol,
+            "status": status,
+            "bytes": nbytes,
+            "duration_us": duration_us,
+            "request_id": request_id,
+            "route": route,
+            "referer": referer,
+            "user_agent": user_agent,
+            "notes": dict(notes),
+        }
+    )
+
+
+_json_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
 def format_json(r: AccessRecord) -> str:
     """``r`` as one JSON line, ASCII only, without its newline."""
-    return json.dumps(r.to_dict(), ensure_ascii=True, separators=(",", ":"))
+    return _json_encode(r.to_dict())
 
 
 def format_line(r: AccessRecord, fmt: str) -> str:

@@ -95,18 +95,18 @@ class ASGIMiddleware:
             client = scope.get("client")
             core.finish(
                 ctx,
-                start=start,
-                seconds=core.timer() - t0 if seconds is None else seconds,
-                method=scope["method"],
-                path=raw.decode("latin-1") if raw else scope["path"],
-                query=scope.get("query_string", b"").decode("latin-1"),
-                protocol="HTTP/" + scope.get("http_version", "1.1"),
-                client=client[0] if client else "",
-                status=code,
-                nbytes=nbytes,
-                referer=referer,
-                user_agent=user_agent,
-                route=route,
+                start,
+                core.timer() - t0 if seconds is None else seconds,
+                scope["method"],
+                raw.decode("latin-1") if raw else scope["path"],
+                scope.get("query_string", b"").decode("latin-1"),
+                "HTTP/" + scope.get("http_version", "1.1"),
+                client[0] if client else "",
+                code,
+                nbytes,
+                referer,
+                user_agent,
+                route,
             )
 
         async def send_wrapper(message: Message) -> None:

@@ -13,18 +13,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from os import urandom
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from signalbox.instrument.accesslog import AccessRecord, fingerprint, format_line, note_key
-from signalbox.instrument.context import (
-    RequestContext,
-    new_id,
-    parse_traceparent,
-    sane_request_id,
-)
+from signalbox.instrument.accesslog import combined_line, fingerprint, json_line, note_key
+from signalbox.instrument.context import REQUEST_ID, RequestContext, parse_traceparent
 from signalbox.instrument.logfile import AccessLogFile, reopen_on_sighup
 from signalbox.instrument.metrics import RequestMetrics
 
@@ -45,6 +40,7 @@ DEFAULT: Any = _Default()
 """An argument left to ``[instrument]`` of ``signalbox.toml``."""
 _KEY_CACHE_MAX = 1024
 _NO_PARENT = "0" * 16
+_NO_NOTES: Mapping[str, str] = MappingProxyType({})
 
 
 def load_secret(settings: Settings, environ: Mapping[str, str] | None = None) -> bytes:
@@ -154,6 +150,7 @@ class Instrument:
         if fmt not in ("combined", "json"):
             raise ValueError(f'format={fmt!r}: expected "combined" or "json"')
         self.format: str = fmt
+        self._line = json_line if fmt == "json" else combined_line
         self.host: str = settings.host if host is DEFAULT and settings is not None else host
         self.secret_notes = frozenset(pick(secret_notes, "secret_notes"))
         self._secret = secret
@@ -177,16 +174,16 @@ class Instrument:
     # -- start ----------------------------------------------------------------------------
     def begin(self, incoming_id: str | None, traceparent: str | None) -> RequestContext:
         """The context of a request that came with these headers (either may be None)."""
-        rid = sane_request_id(incoming_id) if self.trust_request_id else None
-        return RequestContext(
-            rid or new_id(), parse_traceparent(traceparent) if traceparent else None
-        )
+        if incoming_id and self.trust_request_id and REQUEST_ID.match(incoming_id):
+            rid = incoming_id
+        else:
+            rid = urandom(16).hex()
+        return RequestContext(rid, parse_traceparent(traceparent) if traceparent else None)
 
     # -- end ------------------------------------------------------------------------------
     def finish(
         self,
         ctx: RequestContext,
-        *,
         start: float,
         seconds: float,
         method: str,
@@ -199,40 +196,37 @@ class Instrument:
         referer: str,
         user_agent: str,
         route: str,
-    ) -> AccessRecord | None:
+        /,
+    ) -> None:
         """Write the request's line and count it. Never raises: a failure is logged once."""
         try:
             route = ctx.route or route
             if self.metrics is not None:
                 self.metrics.observe(route, method, status, seconds)
             if self.log_file is None:
-                return None
-            record = AccessRecord(
-                time=datetime.fromtimestamp(start, UTC),
-                host=self.host,
-                client=client,
-                method=method,
-                path=path,
-                query=query,
-                protocol=protocol,
-                status=status,
-                bytes=nbytes,
-                duration_us=int(seconds * 1_000_000),
-                request_id=ctx.request_id,
-                route=route,
-                referer=referer,
-                user_agent=user_agent,
-                notes=self._logged_notes(ctx)
-                if ctx.notes or ctx.trace is not None
-                else MappingProxyType({}),
+                return
+            line = self._line(
+                int(start * 1_000_000),
+                self.host,
+                client,
+                method,
+                path,
+                query,
+                protocol,
+                status,
+                nbytes,
+                referer,
+                user_agent,
+                ctx.request_id,
+                route,
+                int(seconds * 1_000_000),
+                self._logged_notes(ctx) if ctx.notes or ctx.trace is not None else _NO_NOTES,
             )
-            self.log_file.write(format_line(record, self.format))
-            return record
+            self.log_file.write(line)
         except Exception:
             if not self._failed:
                 self._failed = True
                 log.exception("signalbox access log: could not log a request (logged once)")
-            return None
 
     def _logged_notes(self, ctx: RequestContext) -> Mapping[str, str]:
         out: dict[str, str] = {}

@@ -120,18 +120,18 @@ class _Request:
         core = self.mw.core
         core.finish(
             self.ctx,
-            start=self.start,
-            seconds=core.timer() - self.t0,
-            method=env.get("REQUEST_METHOD", ""),
-            path=path,
-            query=env.get("QUERY_STRING", ""),
-            protocol=env.get("SERVER_PROTOCOL", ""),
-            client=env.get("REMOTE_ADDR", ""),
-            status=status,
-            nbytes=self.nbytes,
-            referer=env.get("HTTP_REFERER", ""),
-            user_agent=env.get("HTTP_USER_AGENT", ""),
-            route="",
+            self.start,
+            core.timer() - self.t0,
+            env.get("REQUEST_METHOD", ""),
+            path,
+            env.get("QUERY_STRING", ""),
+            env.get("SERVER_PROTOCOL", ""),
+            env.get("REMOTE_ADDR", ""),
+            status,
+            self.nbytes,
+            env.get("HTTP_REFERER", ""),
+            env.get("HTTP_USER_AGENT", ""),
+            "",
         )
 
 

@@ -1,0 +1,287 @@
+"""Middleware overhead: signalbox's ASGIMiddleware vs asgi-correlation-id vs OpenTelemetry ASGI.
+
+A minimal Starlette app (one route, ``/items/{item_id}``, whose view calls
+``note(user_id=..., api_method=...)``) is driven in-process: each request is a call of the
+ASGI app with a fresh scope, its ``receive`` and a ``send`` that keeps nothing, in one event
+loop, so the figures are the app's and the middleware's own time, without a network or an
+HTTP client. Contenders, in interleaved rounds (each round runs every one, in a rotating
+order, so the machine's drift hits all alike):
+
+* ``bare``: the app alone.
+* ``signalbox``: ``ASGIMiddleware`` with everything on: request id (incoming header read,
+  fresh id made, echoed), notes, one combined line per request appended to a file, request
+  metrics through a metrics client (its writer thread publishing its spool file).
+* ``asgi-correlation-id``: ``CorrelationIdMiddleware`` (the id only: read, make, echo).
+* ``opentelemetry``: ``OpenTelemetryMiddleware`` with the SDK's tracer and meter providers
+  (spans and duration histograms recorded, nothing exported).
+
+Overhead = contender's time per request minus the bare app's in the same round; the
+figures are medians over rounds. ``--wrk``: also under real HTTP (uvicorn, one worker, and
+``wrk``), bare vs signalbox throughput, interleaved.
+
+Usage: .venv/bin/python bench/middleware_overhead.py [--requests 20000] [--rounds 10]
+       [--wrk] [--wrk-seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from signalbox.instrument import ASGIMiddleware, note
+from signalbox.instrument.core import Instrument
+from signalbox.instrument.metrics import RequestMetrics
+from signalbox.metrics.client import Client
+
+App = Callable[..., Any]
+
+
+async def item(request: Request) -> Response:
+    note(user_id=5555, api_method="items.get")
+    return PlainTextResponse("ok")
+
+
+def bare_app() -> Starlette:
+    return Starlette(routes=[Route("/items/{item_id}", item)])
+
+
+def ours(tmp: Path) -> tuple[App, Instrument]:
+    spool = tmp / "spool"
+    spool.mkdir(exist_ok=True)
+    client = Client(spool, prog="bench")
+    core = Instrument(
+        access_log=tmp / "access.log",
+        format="combined",
+        host="bench",
+        secret_notes=("api_key",),
+        secret=b"bench",
+        metrics=RequestMetrics(client),
+        request_id_header="X-Request-ID",
+        trust_request_id=True,
+        max_note_chars=1000,
+    )
+    return ASGIMiddleware(bare_app(), core=core), core
+
+
+def correlation_id() -> App:
+    from asgi_correlation_id import CorrelationIdMiddleware
+
+    return CorrelationIdMiddleware(bare_app())
+
+
+def opentelemetry() -> App:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return OpenTelemetryMiddleware(
+        bare_app(), tracer_provider=TracerProvider(), meter_provider=MeterProvider()
+    )
+
+
+def scope(i: int) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": f"/items/{i % 100}",
+        "raw_path": f"/items/{i % 100}".encode(),
+        "query_string": b"page=2",
+        "root_path": "",
+        "headers": [
+            (b"host", b"bench"),
+            (b"user-agent", b"bench/1.0"),
+            (b"accept", b"*/*"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def drive(app: App, n: int) -> float:
+    """Seconds per request over ``n`` requests."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scopes = [scope(i) for i in range(n)]
+    gc.collect()
+    t0 = time.perf_counter()
+    for s in scopes:
+        await app(s, receive, send)
+    return (time.perf_counter() - t0) / n
+
+
+def in_process(requests: int, rounds: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="mwbench-"))
+    try:
+        ours_app, core = ours(tmp)
+        apps: dict[str, App] = {
+            "bare": bare_app(),
+            "signalbox": ours_app,
+            "asgi-correlation-id": correlation_id(),
+            "opentelemetry": opentelemetry(),
+        }
+        per_round = max(1, requests // rounds)
+        loop = asyncio.new_event_loop()
+        for app in apps.values():  # warm up: imports, caches, the log file opened
+            loop.run_until_complete(drive(app, 200))
+        times: dict[str, list[float]] = {name: [] for name in apps}
+        names = list(apps)
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                times[name].append(loop.run_until_complete(drive(apps[name], per_round)))
+        loop.close()
+        core.close()
+        lines = sum(1 for _ in open(tmp / "access.log", "rb"))
+        bare = times["bare"]
+        print(
+            f"in-process, {per_round * rounds} requests per contender in {rounds} rounds, "
+            f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+        )
+        print(f"  {'contender':<22}{'us/request':>12}{'overhead us':>13}{'vs correlation-id':>19}")
+        overhead = {
+            name: [t - b for t, b in zip(ts, bare, strict=True)] for name, ts in times.items()
+        }
+        cid = overhead["asgi-correlation-id"]
+        for name, ts in times.items():
+            ov = statistics.median(overhead[name]) * 1e6
+            ratio = (
+                statistics.median(o / c for o, c in zip(overhead[name], cid, strict=True) if c > 0)
+                if name not in ("bare",)
+                else float("nan")
+            )
+            print(
+                f"  {name:<22}{statistics.median(ts) * 1e6:>12.1f}{ov:>13.1f}"
+                f"{'' if name == 'bare' else f'{ratio:>18.2f}x'}"
+            )
+        print(f"  access-log lines written by signalbox: {lines}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- real HTTP: uvicorn + wrk --------------------------------------------------------------------
+SERVER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {bench!r})
+import middleware_overhead as m
+tmp = Path({tmp!r})
+app = m.ours(tmp)[0] if {wrapped!r} else m.bare_app()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wrk_rps(url: str, seconds: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", "-c16", f"-d{seconds}s", url], capture_output=True, text=True, check=True
+    ).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m is None:
+        raise RuntimeError(f"wrk said: {out}")
+    return float(m.group(1))
+
+
+def over_http(rounds: int, seconds: int) -> None:
+    if shutil.which("wrk") is None:
+        print("wrk: not installed, skipped")
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="mwbench-http-"))
+    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    try:
+        for name, wrapped in (("bare", False), ("signalbox", True)):
+            d = tmp / name
+            d.mkdir()
+            (d / "benchapp.py").write_text(
+                SERVER.format(bench=str(Path(__file__).parent), tmp=str(d), wrapped=wrapped)
+            )
+            port = free_port()
+            p = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "benchapp:app",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                cwd=d,
+            )
+            procs[name] = (p, port)
+        for _, port in procs.values():
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        rps: dict[str, list[float]] = {name: [] for name in procs}
+        for r in range(rounds):
+            for name in list(procs)[r % 2 :] + list(procs)[: r % 2]:
+                rps[name].append(wrk_rps(f"http://127.0.0.1:{procs[name][1]}/items/7", seconds))
+        ratios = [s / b for s, b in zip(rps["signalbox"], rps["bare"], strict=True)]
+        print(
+            f"uvicorn (1 worker) + wrk -t1 -c16, {rounds} rounds of {seconds}s, "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
+        for name, xs in rps.items():
+            print(f"  {name:<12} {statistics.median(xs):>10.0f} requests/s (median)")
+        print(
+            f"  signalbox / bare throughput, median of per-round ratios: {statistics.median(ratios):.3f}"
+        )
+        lines = sum(1 for _ in open(tmp / "signalbox" / "access.log", "rb"))
+        print(f"  access-log lines written by signalbox: {lines}")
+    finally:
+        for p, _ in procs.values():
+            p.terminate()
+            p.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=20_000)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--wrk", action="store_true")
+    ap.add_argument("--wrk-rounds", type=int, default=4)
+    ap.add_argument("--wrk-seconds", type=int, default=5)
+    a = ap.parse_args()
+    in_process(a.requests, a.rounds)
+    if a.wrk:
+        over_http(a.wrk_rounds, a.wrk_seconds)
+
+
+if __name__ == "__main__":
+    main()

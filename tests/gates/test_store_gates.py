@@ -142,19 +142,35 @@ def test_monitor_gate_fails_closed_on_unknown_and_stale_state(mdb: Database) -> 
     assert monitor("old", db=mdb, now=lambda: NOW, max_age=None).check().open
 
 
-def test_flag_gate_reads_flag_files(tmp_path: Path) -> None:
-    flags = tmp_path / "flags"
-    flags.mkdir()
-    (flags / "ops.yaml").write_text(
-        "- name: reprocessing\n  default: true\n- name: backfill\n  default: 'off'\n"
+def test_flag_gate_reads_the_declared_default_then_the_store(tmp_path: Path) -> None:
+    from signalbox import flags
+    from signalbox.config import settings_from_dict
+    from signalbox.flags.model import parse_setting
+    from signalbox.flags.store import open_flag_store
+
+    flags_dir = tmp_path / "flags"
+    flags_dir.mkdir()
+    (flags_dir / "ops.yaml").write_text(
+        "- {name: reprocessing, description: r, default: true}\n"
+        "- {name: backfill, description: b, default: 'off'}\n"
     )
-    assert flag("reprocessing", path=flags, interval=0).check().open
-    d = flag("backfill", path=flags).check()
-    assert not d.open and d.reason == f"flag backfill is off ({flags / 'ops.yaml'})"
-    d = flag("nope", path=flags).check()
-    assert not d.open and "not defined" in d.reason
-    d = flag("x", path=tmp_path / "missing").check()
-    assert not d.open and "probe failed" in d.reason
+    url = sqlite_url(tmp_path)
+    settings = settings_from_dict({"store": url}, source="t", base_dir=tmp_path)
+    try:
+        assert flag("reprocessing", path=flags_dir, settings=settings, interval=0).check().open
+        d = flag("backfill", path=flags_dir, settings=settings).check()
+        assert not d.open and d.reason == "flag backfill is off"
+        d = flag("nope", path=flags_dir, settings=settings).check()
+        assert not d.open and "not declared" in d.reason
+        s = open_flag_store(url)
+        s.set("reprocessing", parse_setting("off"), by="t", reason="hold", now_ms=0)
+        s.close()
+        current = flags.current()
+        assert current is not None and current.refresh()
+        d = flag("reprocessing", path=flags_dir, settings=settings, interval=0).check()
+        assert not d.open and d.reason == "flag reprocessing is off"
+    finally:
+        flags.reset()
 
 
 def test_flag_gate_asks_an_installed_flag_source_instead() -> None:

@@ -1,24 +1,22 @@
 """``flag``: open while a feature flag is on -- ops turn a flag off to hold the work.
 
-Until signalbox's flag store lands, flags are read from the flag definition files that
-``signalbox init`` writes: YAML lists under ``flags/`` beside ``signalbox.toml``::
+The gate asks the process's flags client (:mod:`signalbox.flags`): the flag's state in the
+store (``signalbox flags set reprocessing off --reason ...``), else its declared default in
+``flags/*.yaml``, refreshed every ``[flags] refresh``. A worker that has not configured
+flags gets the client configured at the gate's first probe, from the gate's settings (its
+``path``, when given, is where the declarations are read). The gate is open while the flag
+is on for a call without an actor: switched ``on``, or rolled out to 100%; a partial rollout
+holds the work. A flag declared nowhere closes the gate (fail closed), and so does a flag
+switched ``off``: the jobs behind it are deferred, never failed, until it is on again.
 
-    - name: photo_reprocessing
-      description: Reprocess old photos in the background.
-      default: true        # true/false, or "on"/"off"
-
-The gate is open while the flag's value is ``true``/``"on"`` (a percentage other than
-``100%`` is not fully on, so it holds). A flag that is not defined anywhere, or a file
-that cannot be read, closes the gate (fail closed). The files are re-read at each probe,
-so editing one takes effect within the probe interval.
-
-This is replaceable without touching the gates: :func:`set_flag_source` installs a function
-``name -> bool | None`` (None: unknown flag) that every flag gate asks instead -- the flags
-package installs its in-memory cache there.
+:func:`set_flag_source` installs a function ``name -> bool | None`` (None: unknown flag)
+that every flag gate asks instead (:func:`signalbox.flags.configure` installs its cache
+there; tests install their own).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable
@@ -30,7 +28,7 @@ from signalbox.gates.base import Decision, Gate
 if TYPE_CHECKING:
     from signalbox.config import Settings
 
-__all__ = ["FlagGate", "FlagSource", "flag", "flag_value", "set_flag_source"]
+__all__ = ["FlagGate", "FlagSource", "flag", "set_flag_source"]
 
 FlagSource = Callable[[str], "bool | None"]
 
@@ -39,54 +37,15 @@ _source: FlagSource | None = None
 
 
 def set_flag_source(source: FlagSource | None) -> FlagSource | None:
-    """Install the process-wide flag source (None: back to the files); returns the old one."""
+    """Install the process-wide flag source (None: the flags client, configured on first
+    use); returns the old one."""
     global _source
     with _source_lock:
         old, _source = _source, source
     return old
 
 
-_ON = {"on", "true", "yes", "100%"}
-_OFF = {"off", "false", "no", "0%"}
-
-
-def _truth(value: object) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v in _ON:
-            return True
-        if v in _OFF or v.endswith("%"):
-            return False
-    return None
-
-
-def flag_value(name: str, path: Path) -> tuple[bool | None, str]:
-    """``(value, where)`` of flag ``name`` in the YAML file or folder ``path`` (value None:
-    not defined). Raises ValueError for a file that is not a list of flags, OSError for one
-    that cannot be read."""
-    import yaml
-
-    files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
-    if not path.exists():
-        raise FileNotFoundError(f"no flag files at {path}")
-    for f in files:
-        doc = yaml.safe_load(f.read_text(encoding="utf-8"))
-        if doc is None:
-            continue
-        if not isinstance(doc, list):
-            raise ValueError(f"{f}: expected a list of flags (- name: ..., default: ...)")
-        for item in doc:
-            if isinstance(item, dict) and item.get("name") == name:
-                value = _truth(item.get("default"))
-                if value is None:
-                    raise ValueError(
-                        f"{f}: flag {name}: default must be true/false or on/off, got "
-                        f"{item.get('default')!r}"
-                    )
-                return value, str(f)
-    return None, str(path)
+_configure_lock = threading.Lock()
 
 
 class FlagGate(Gate):
@@ -109,27 +68,45 @@ class FlagGate(Gate):
         self._settings = settings
 
     def _flags_path(self) -> Path:
+        """Where this gate's flag declarations are read (when it configures the client)."""
         if self._path is None:
-            if self._settings is None:
-                from signalbox.config import load_settings
-
-                self._settings = load_settings()
-            self._path = self._settings.base_dir / "flags"
+            paths = self._load_settings().flags.paths
+            return paths[0] if paths else self._load_settings().base_dir / "flags"
         return self._path
+
+    def _load_settings(self) -> Settings:
+        if self._settings is None:
+            from signalbox.config import load_settings
+
+            self._settings = load_settings()
+        return self._settings
+
+    def _ask(self) -> FlagSource:
+        source = _source
+        if source is not None:
+            return source
+        from signalbox.flags import runtime
+
+        with _configure_lock:
+            cache = runtime.current()
+            if cache is None:
+                s = self._load_settings()
+                if self._path is not None and s.flags.paths != (self._path,):
+                    s = dataclasses.replace(
+                        s, flags=dataclasses.replace(s.flags, paths=(self._path,))
+                    )
+                cache = runtime.configure(s)
+        return cache.gate_source
 
     def probe(self) -> Decision:
         f = self.flag_name
-        source = _source
-        if source is not None:
-            value, where = source(f), "flag store"
-        else:
-            value, where = flag_value(f, self._flags_path())
-        reading: dict[str, Any] = {"flag": f, "on": value, "source": where}
+        value = self._ask()(f)
+        reading: dict[str, Any] = {"flag": f, "on": value}
         if value is None:
-            return self.closed(f"flag {f} is not defined ({where})", reading)
+            return self.closed(f"flag {f} is not declared (in flags/*.yaml or code)", reading)
         if value:
             return self.opened(f"flag {f} is on", reading)
-        return self.closed(f"flag {f} is off ({where})", reading)
+        return self.closed(f"flag {f} is off", reading)
 
 
 def flag(
@@ -141,11 +118,12 @@ def flag(
     interval: float | None = None,
     delay: float | None = None,
 ) -> FlagGate:
-    """A gate open while flag ``flag_name`` is on.
+    """A gate open while flag ``flag_name`` is on (see the module docstring).
 
     Args:
-        path: a flags YAML file or folder (default: ``flags/`` beside the ``signalbox.toml``
-            in use); ignored once a flag source is installed (:func:`set_flag_source`).
+        path: a flags YAML file or folder to read declarations from when this gate configures
+            the process's flags client (default: ``[flags] paths`` of the settings).
+        settings: whose store holds the flags (default: the ``signalbox.toml`` in use).
     """
     kwargs: dict[str, Any] = {}
     if interval is not None:

@@ -28,7 +28,9 @@ from signalbox.flags import settings as flags_area
 from signalbox.flags.settings import FlagsSettings
 from signalbox.gates import settings as gates_area
 from signalbox.gates.settings import GateSpec
+from signalbox.instrument import logsources as logs_area
 from signalbox.instrument import settings as instrument_area
+from signalbox.instrument.logsources import LogsSettings
 from signalbox.instrument.settings import InstrumentSettings
 from signalbox.limits import QueryLimits
 from signalbox.metrics import settings as metrics_area
@@ -71,6 +73,7 @@ _AREA_TABLES: dict[str, tuple[str, ...]] = {
     "tasks": tasks_area.TABLES,
     "flags": flags_area.TABLES,
     "instrument": instrument_area.TABLES,
+    "logs": logs_area.TABLES,
 }
 
 
@@ -95,6 +98,7 @@ class Settings:
     tasks: TasksSettings = field(default_factory=TasksSettings)
     flags: FlagsSettings = field(default_factory=FlagsSettings)
     instrument: InstrumentSettings = field(default_factory=InstrumentSettings)
+    logs: LogsSettings = field(default_factory=LogsSettings)
 
     def __repr__(self) -> str:
         return (
@@ -194,4 +198,5 @@ def settings_from_dict(
         tasks=tasks_area.tasks_settings(src, raw),
         flags=flags_area.flags_settings(src, raw),
         instrument=instrument_area.instrument_settings(src, raw),
+        logs=logs_area.logs_settings(src, raw),
     )

@@ -1,0 +1,116 @@
+"""Which files ``signalbox logs`` and ``/api/v1/logs`` read: ``[logs]`` of ``signalbox.toml``.
+
+::
+
+    [logs]
+    # application and worker logs, besides the access log of [instrument]; globs allowed
+    files = ["/var/log/photos/app.log", "/var/log/photos/worker-*.log"]
+
+The access log is ``[instrument] access_log`` (``access.log`` in the data dir by default).
+Each file is read with its rotated siblings, oldest first: ``app.log.3.gz``, ``app.log.2.gz``,
+``app.log.1``, ``app.log`` (logrotate's names, compressed or not). The server reads only what
+this resolves to: no path ever comes from a request.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from signalbox.section import Source, table
+
+if TYPE_CHECKING:
+    from signalbox.config import Settings
+
+__all__ = ["TABLES", "LogFiles", "LogsSettings", "log_files", "logs_settings", "with_rotated"]
+
+TABLES = ("logs",)
+
+_ROTATED = re.compile(r"\.(\d{1,6})(\.gz)?\Z")
+
+
+class LogsTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    files: list[str] = msgspec.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LogsSettings:
+    """``[logs]`` resolved: absolute paths or glob patterns of application and worker logs."""
+
+    files: tuple[Path, ...] = ()
+
+
+def logs_settings(src: Source, raw: Mapping[str, Any]) -> LogsSettings:
+    """``[logs]`` of the file's top-level table ``raw``, checked."""
+    t = table(src, "logs", raw.get("logs"), LogsTable)
+    for i, f in enumerate(t.files):
+        if not f.strip() or "\x00" in f:
+            raise src.error(f"logs.files[{i}]", f, "a file path or glob like logs/app-*.log")
+    return LogsSettings(files=tuple(src.path(f) for f in t.files))
+
+
+def with_rotated(path: Path) -> list[Path]:
+    """``path``'s rotated siblings that exist (``.N`` and ``.N.gz``, highest N first: the
+    oldest), then ``path`` itself if it exists."""
+    rotated: list[tuple[int, Path]] = []
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        siblings = []
+    prefix = path.name
+    for p in siblings:
+        name = p.name
+        if name.startswith(prefix) and len(name) > len(prefix):
+            m = _ROTATED.match(name, len(prefix))
+            if m and m.start() == len(prefix) and p.is_file():
+                rotated.append((int(m.group(1)), p))
+    out = [p for _, p in sorted(rotated, key=lambda t: (-t[0], t[1].name))]
+    if path.is_file():
+        out.append(path)
+    return out
+
+
+@dataclass(frozen=True)
+class LogFiles:
+    """The files to read, oldest first within each log: access-log files (parsed as
+    records) and other logs (application, worker: matched by request id)."""
+
+    access: tuple[Path, ...]
+    other: tuple[Path, ...]
+    missing: tuple[str, ...]  # configured logs with no file yet (said, not fatal)
+
+
+def log_files(settings: Settings) -> LogFiles:
+    """The files ``settings`` name, expanded now (globs, rotated siblings)."""
+    access: list[Path] = []
+    missing: list[str] = []
+    path = settings.instrument.access_log_path(settings.data_dir)
+    if isinstance(path, Path):
+        found = with_rotated(path)
+        access += found
+        if not found:
+            missing.append(str(path))
+    other: list[Path] = []
+    for pattern in settings.logs.files:
+        text = str(pattern)
+        if glob.has_magic(text):
+            bases = sorted({_base(Path(p)) for p in glob.glob(text)})
+        else:
+            bases = [pattern]
+        found = [p for b in bases for p in with_rotated(b)]
+        if not found:
+            missing.append(text)
+        other += [p for p in found if p not in other and p not in access]
+    return LogFiles(tuple(access), tuple(other), tuple(missing))
+
+
+def _base(p: Path) -> Path:
+    """``app.log.2.gz`` -> ``app.log`` (a glob may match rotated files; each log once)."""
+    m = _ROTATED.search(p.name)
+    return p.with_name(p.name[: m.start()]) if m else p

@@ -239,6 +239,7 @@ COMMANDS = {
     "tasks": "signalbox.cli.tasks:tasks_group",
     "gates": "signalbox.cli.gates:gates_group",
     "flags": "signalbox.cli.flags:flags_group",
+    "logs": "signalbox.cli.logs:logs_group",
 }
 
 

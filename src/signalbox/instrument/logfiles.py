@@ -1,0 +1,275 @@
+"""Reading log files for ``signalbox logs`` and ``/api/v1/logs``: streamed, gzip too.
+
+Files are read a line at a time, never whole, so a multi-gigabyte access log costs one line
+of memory (a page keeps its ``limit`` best records, a trace only the lines it found). A file
+is gzip when it starts with gzip's magic bytes, whatever its name (logrotate's
+``access.log.2.gz``). A line that cannot be read -- not UTF-8, longer than
+:data:`MAX_LINE_BYTES`, not an access-log line, or where a compressed file ends early -- is
+handed to ``on_bad`` as a :class:`Malformed` (file, line, why) and skipped: one bad line
+never hides the others.
+
+Lines that cannot match (a quick substring test of the literal values asked for, see
+:meth:`RequestQuery.literals`) are not parsed, so not reported either.
+"""
+
+from __future__ import annotations
+
+import gzip
+import heapq
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from signalbox.exceptions import ParseError
+from signalbox.instrument.accesslog import AccessRecord, parse_line
+from signalbox.instrument.logline import line_time, mentions
+from signalbox.instrument.logsources import LogFiles
+from signalbox.instrument.search import RequestQuery, record_key
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "Found",
+    "Malformed",
+    "Page",
+    "TraceLine",
+    "access_records",
+    "classify",
+    "page",
+    "read_lines",
+    "search",
+    "trace",
+]
+
+MAX_LINE_BYTES = 1 << 20
+"""A longer line is reported and skipped (the middleware's lines are far shorter)."""
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A line that was skipped, and why."""
+
+    file: str
+    line: int
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.why}"
+
+
+OnBad = Callable[[Malformed], None]
+
+
+def _ignore(_: Malformed) -> None:
+    pass
+
+
+def open_log(path: Path) -> BinaryIO:
+    """``path`` for reading bytes, through gzip when it is compressed."""
+    f = path.open("rb")
+    try:
+        magic = f.read(2)
+        f.seek(0)
+    except OSError:
+        f.close()
+        raise
+    if magic == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    return f
+
+
+def read_lines(path: Path, on_bad: OnBad = _ignore) -> Iterator[tuple[int, str]]:
+    """``(line number, text without its line break)`` of every readable, non-blank line.
+
+    Raises:
+        OSError: the file cannot be opened (the caller names it).
+    """
+    name = str(path)
+    f = open_log(path)
+    n = 0
+    try:
+        with f:
+            while True:
+                try:
+                    raw = f.readline(MAX_LINE_BYTES + 1)
+                except (EOFError, OSError, zlib.error) as e:
+                    on_bad(
+                        Malformed(
+                            name, n + 1, f"the file ends or breaks here ({e}); the rest is skipped"
+                        )
+                    )
+                    return
+                if not raw:
+                    return
+                n += 1
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    on_bad(Malformed(name, n, f"longer than {MAX_LINE_BYTES} bytes"))
+                    try:
+                        while raw and not raw.endswith(b"\n"):
+                            raw = f.readline(_CHUNK)
+                    except (EOFError, OSError, zlib.error):
+                        return
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    on_bad(Malformed(name, n, f"not UTF-8 (byte {e.start + 1})"))
+                    continue
+                text = text.rstrip("\n")
+                if text.endswith("\r"):
+                    text = text[:-1]
+                if text.strip():
+                    yield n, text
+    finally:
+        f.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """An access-log line and its record."""
+
+    file: Path
+    line: int
+    text: str
+    record: AccessRecord
+
+
+def access_records(
+    paths: Iterable[Path], on_bad: OnBad = _ignore, literals: tuple[str, ...] = ()
+) -> Iterator[Found]:
+    """Every record of the access-log files ``paths``, in file order."""
+    for path in paths:
+        for n, text in read_lines(path, on_bad):
+            if literals and not all(v in text for v in literals):
+                continue
+            try:
+                record = parse_line(text, str(path), n)
+            except ParseError as e:
+                on_bad(Malformed(str(path), n, e.reason))
+                continue
+            yield Found(path, n, text, record)
+
+
+def search(paths: Iterable[Path], query: RequestQuery, on_bad: OnBad = _ignore) -> Iterator[Found]:
+    """The records of ``paths`` that ``query`` matches, in file order."""
+    for found in access_records(paths, on_bad, query.literals()):
+        if query.matches(found.record):
+            yield found
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Up to ``limit`` matches, newest first; ``next_after``: the key to pass for the next
+    page (None on the last)."""
+
+    found: list[Found]
+    next_after: tuple[int, str] | None
+
+
+def page(
+    paths: Iterable[Path],
+    query: RequestQuery,
+    *,
+    limit: int,
+    after: tuple[int, str] | None = None,
+    on_bad: OnBad = _ignore,
+) -> Page:
+    """The newest ``limit`` matches older than ``after`` (a key of the page before)."""
+    heap: list[tuple[tuple[int, str], int, Found]] = []  # the best limit + 1, smallest on top
+    seq = 0
+    for found in search(paths, query, on_bad):
+        key = record_key(found.record, found.text)
+        if after is not None and key >= after:
+            continue
+        seq += 1
+        item = (key, -seq, found)
+        if len(heap) <= limit:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
+    best = sorted(heap, reverse=True)
+    more = len(best) > limit
+    best = best[:limit]
+    return Page([f for _, _, f in best], best[-1][0] if more and best else None)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceLine:
+    """One line of a request's trace: from the access log (``record`` set) or another log."""
+
+    time: datetime | None
+    file: Path
+    line: int
+    text: str
+    record: AccessRecord | None = None
+    continued: bool = field(default=False)  # a line without a time after a matching one
+
+
+def trace(files: LogFiles, request_id: str, on_bad: OnBad = _ignore) -> list[TraceLine]:
+    """Every line of ``files`` for ``request_id``, in time order (lines without a time keep
+    their place after the line they follow). An access-log line sorts at its request's
+    arrival, so it opens the lines logged while the request ran."""
+    found: list[tuple[tuple[float, int, int, int], TraceLine]] = []
+    query = RequestQuery(request_id=request_id)
+    for i, f in enumerate(access_records(files.access, on_bad, query.literals())):
+        if query.matches(f.record):
+            arrived = f.record.time
+            found.append(
+                (
+                    (arrived.timestamp(), 0, 0, i),
+                    TraceLine(arrived, f.file, f.line, f.text, f.record),
+                )
+            )
+    order = 0
+    for path in files.other:
+        last: datetime | None = None
+        taking = False
+        for n, text in read_lines(path, on_bad):
+            order += 1
+            t = line_time(text)
+            if t is not None or _starts_entry(text):  # a new entry: its own marker decides
+                last = t if t is not None else last
+                taking = mentions(text, request_id)
+                continued = False
+            else:  # a traceback's line: with the entry before it
+                continued = True
+            if not taking:
+                continue
+            at = last.timestamp() if last is not None else float("-inf")
+            found.append(
+                ((at, 1, order, 0), TraceLine(t or last, path, n, text, continued=continued))
+            )
+    found.sort(key=lambda item: item[0])
+    return [line for _, line in found]
+
+
+def _starts_entry(text: str) -> bool:
+    """A line with no time that still starts a new entry (``INFO ...``): not a continuation."""
+    head = text.split(" ", 1)[0].rstrip(":")
+    return head in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def classify(paths: Iterable[Path]) -> LogFiles:
+    """Files named on a command line, sorted into access logs (their first readable line
+    is an access-log line) and others.
+
+    Raises:
+        OSError: a file cannot be opened.
+    """
+    access: list[Path] = []
+    other: list[Path] = []
+    for path in paths:
+        is_access = False
+        for n, text in read_lines(path):
+            try:
+                r = parse_line(text, str(path), n)
+                is_access = bool(r.method) and r.status > 0  # not a JSON log with a "time"
+            except ParseError:
+                pass
+            break
+        (access if is_access else other).append(path)
+    return LogFiles(tuple(access), tuple(other), ())

@@ -1,0 +1,202 @@
+"""Which requests an operator asks for: filters over :class:`AccessRecord`, pages, trace order.
+
+Pure: no I/O, "now" passed in. ``signalbox logs grep``, ``/api/v1/logs/requests`` and the
+dashboard's request-log page build one :class:`RequestQuery` from what they were given
+(:func:`parse_status`, :func:`parse_time_bound` name what is wrong in a value) and keep the
+records it :meth:`~RequestQuery.matches`; :mod:`signalbox.instrument.logfiles` reads them.
+
+Pages go newest first by :func:`record_key` -- the arrival time in microseconds, then a
+digest of the line's text -- so a cursor (``next_after``) stays valid while the log grows
+and when logrotate renames or compresses its files: a line's text never changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from signalbox.durations import parse_duration
+from signalbox.exceptions import UsageError
+from signalbox.instrument.accesslog import FINGERPRINT_PREFIX, AccessRecord
+
+__all__ = [
+    "LITERAL",
+    "RequestQuery",
+    "format_cursor",
+    "parse_cursor",
+    "parse_status",
+    "parse_time_bound",
+    "record_key",
+]
+
+LITERAL = re.compile(r"[A-Za-z0-9._:@+=/-]+\Z")
+"""Values written as they are in both line formats (a quick substring test finds them)."""
+_STATUS = re.compile(r"([1-5])([0-9]{2}|xx|XX)\Z")
+_FP = re.compile(re.escape(FINGERPRINT_PREFIX) + r"[0-9a-f]{16}\Z")
+_CURSOR = re.compile(r"([0-9]{1,19})-([0-9a-f]{16})\Z")
+_METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}\Z")
+MAX_VALUE_CHARS = 1000
+
+
+def parse_status(text: str, what: str = "--status") -> tuple[int, int]:
+    """``500`` -> (500, 500); ``5xx`` -> (500, 599)."""
+    m = _STATUS.match(text.strip())
+    if m is None:
+        raise UsageError(
+            f"{what} {text[:40]!r}: expected a status like 503 or a class like 5xx (1xx to 5xx)"
+        )
+    if m.group(2).lower() == "xx":
+        lo = int(m.group(1)) * 100
+        return lo, lo + 99
+    code = int(m.group(0))
+    return code, code
+
+
+def parse_time_bound(text: str, now: datetime, what: str = "--since") -> datetime:
+    """``1h`` (that long before ``now``) or an ISO 8601 time (UTC unless it says)."""
+    s = text.strip()
+    if not s:
+        raise UsageError(
+            f"{what}: empty; expected a duration like 1h or a time like 2024-05-01T12:00Z"
+        )
+    if s[0].isdigit() and not re.match(r"\d{4}-", s):
+        try:
+            return now - timedelta(seconds=parse_duration(s))
+        except ValueError as e:
+            raise UsageError(f"{what} {s[:40]!r}: {e}") from None
+    try:
+        t = datetime.fromisoformat(s.replace("z", "Z"))
+    except ValueError:
+        raise UsageError(
+            f"{what} {s[:40]!r}: expected a duration like 1h or a time like 2024-05-01T12:00:00Z"
+        ) from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _value(text: str | None, what: str) -> str | None:
+    if text is None or text == "":
+        return None
+    if len(text) > MAX_VALUE_CHARS:
+        raise UsageError(f"{what}: longer than {MAX_VALUE_CHARS} characters")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class RequestQuery:
+    """What a record must have to be shown; None: anything.
+
+    ``api_key_fp`` matches any of ``secret_notes`` (the notes logged as fingerprints);
+    ``status`` is an inclusive range; ``since``/``until`` bound the arrival time (since
+    inclusive, until exclusive).
+    """
+
+    request_id: str | None = None
+    user: str | None = None
+    api_key_fp: str | None = None
+    method: str | None = None
+    status: tuple[int, int] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    secret_notes: tuple[str, ...] = ("api_key",)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        request_id: str | None = None,
+        user: str | None = None,
+        api_key_fp: str | None = None,
+        method: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        now: datetime,
+        secret_notes: tuple[str, ...] = ("api_key",),
+        names: dict[str, str] | None = None,
+    ) -> RequestQuery:
+        """A query from text as users type it; ``names`` maps each field to what the caller
+        calls it (``--api-key-fp``, ``api_key_fp``) so errors name the right thing."""
+        n = {
+            "request_id": "request_id",
+            "user": "user",
+            "api_key_fp": "api_key_fp",
+            "method": "method",
+            "status": "status",
+            "since": "since",
+            "until": "until",
+            **(names or {}),
+        }
+        fp = _value(api_key_fp, n["api_key_fp"])
+        if fp is not None and not _FP.match(fp):
+            raise UsageError(
+                f"{n['api_key_fp']} {fp[:40]!r}: expected a fingerprint like "
+                f"{FINGERPRINT_PREFIX}1a2b3c4d5e6f7a8b (`signalbox logs fp KEY` prints a key's)"
+            )
+        m = _value(method, n["method"])
+        if m is not None and not _METHOD.match(m):
+            raise UsageError(f"{n['method']} {m[:40]!r}: expected an HTTP method like GET")
+        t0 = parse_time_bound(since, now, n["since"]) if since else None
+        t1 = parse_time_bound(until, now, n["until"]) if until else None
+        if t0 is not None and t1 is not None and t1 <= t0:
+            raise UsageError(f"{n['until']} must be after {n['since']}")
+        return cls(
+            request_id=_value(request_id, n["request_id"]),
+            user=_value(user, n["user"]),
+            api_key_fp=fp,
+            method=m.upper() if m else None,
+            status=parse_status(status, n["status"]) if status else None,
+            since=t0,
+            until=t1,
+            secret_notes=secret_notes,
+        )
+
+    def literals(self) -> tuple[str, ...]:
+        """Texts every matching line holds as they are (a cheap test before parsing one)."""
+        out = []
+        for v in (self.request_id, self.user, self.api_key_fp):
+            if v is not None and LITERAL.match(v):
+                out.append(v)
+        return tuple(out)
+
+    def matches(self, r: AccessRecord) -> bool:
+        if self.request_id is not None and r.request_id != self.request_id:
+            return False
+        if self.user is not None and r.notes.get("user_id") != self.user:
+            return False
+        if self.api_key_fp is not None and not any(
+            r.notes.get(k) == self.api_key_fp for k in self.secret_notes
+        ):
+            return False
+        if self.method is not None and r.method.upper() != self.method:
+            return False
+        if self.status is not None and not self.status[0] <= r.status <= self.status[1]:
+            return False
+        if self.since is not None and r.time < self.since:
+            return False
+        return not (self.until is not None and r.time >= self.until)
+
+
+def record_key(r: AccessRecord, text: str) -> tuple[int, str]:
+    """Where a record sorts among pages: arrival time (µs), then its line's digest."""
+    t = r.time
+    us = int(t.timestamp()) * 1_000_000 + t.microsecond
+    digest = hashlib.blake2b(text.rstrip("\r\n").encode("utf-8", "surrogatepass"), digest_size=8)
+    return us, digest.hexdigest()
+
+
+def format_cursor(key: tuple[int, str]) -> str:
+    return f"{key[0]}-{key[1]}"
+
+
+def parse_cursor(text: str | None, what: str = "after") -> tuple[int, str] | None:
+    if text is None or text == "":
+        return None
+    m = _CURSOR.match(text)
+    if m is None:
+        raise UsageError(
+            f"invalid parameter {what!r}: expected the next_after of the page before "
+            f"(like 1714564800000000-0123456789abcdef), got {text[:40]!r}"
+        )
+    return int(m.group(1)), m.group(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signalbox.metrics.labelcodec import decode_labels, encode_labels, series_texts
+from signalbox.metrics.labelcodec import decode_labels, encode_labels, series_keys
 from signalbox.metrics.samples import merge_labels
 
 names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,8}", fullmatch=True)
@@ -43,9 +43,34 @@ adds = st.one_of(
 )
 
 
-@given(label_sets, adds)
-def test_series_texts_are_each_sets_encoding(
-    sets: list[tuple[tuple[str, str], ...]], add: tuple[tuple[str, str], ...]
+@given(label_sets, adds, st.sampled_from(["m", "n{x}", 'a"b']))
+def test_series_keys_are_each_sets_name_and_encoding(
+    sets: list[tuple[tuple[str, str], ...]], add: tuple[tuple[str, str], ...], name: str
 ) -> None:
-    got = series_texts(set(sets), add)
-    assert got == {ls: "{" + encode_labels(merge_labels(ls, add)) for ls in set(sets)}
+    names = [name if i % 3 else name + str(i) for i in range(len(sets))]
+    got = series_keys(names, sets, add)
+    assert got == [
+        n + "{" + encode_labels(merge_labels(ls, add)) for n, ls in zip(names, sets, strict=True)
+    ]
+
+
+def test_series_keys_of_many_shapes_and_chunks_keep_their_order() -> None:
+    """Chunks of mixed shapes (each taken apart on its own), past the number of shapes a
+    chunk takes apart in C, braces in label names, values to escape among plain ones."""
+    sets = [
+        ()
+        if i % 11 == 0
+        else ((f"k{i % 40}", str(i)),)
+        if i % 5
+        else (("a{b}", "1"), ("file", 'x"y' if i % 2 else str(i)))
+        for i in range(300)
+    ]
+    names = [f"m{i % 3}" for i in range(300)]
+    for add in ((("host", "h"),), (), (("file", "never"), ("z", "{0}"))):
+        want = [
+            n + "{" + encode_labels(merge_labels(ls, add))
+            for n, ls in zip(names, sets, strict=True)
+        ]
+        assert series_keys(names, sets, add) == want
+        assert series_keys(names, sets, add, chunk=7) == want
+        assert series_keys(names, sets, add, chunk=50, max_shapes=2) == want

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import compress, repeat
 
 from signalbox.metrics.samples import Labels, merge_labels
 
-_KEY = operator.itemgetter(0)
+_KEY, _VALUE = operator.itemgetter(0), operator.itemgetter(1)
 _PLAIN_PAIR = re.compile(r'([^=,]+)="([^"]*)"')
 
 
@@ -28,45 +29,117 @@ def encode_labels(labels: Labels) -> str:
     return ",".join(parts)
 
 
-_SPECIAL = ("\\", '"', "\n")  # what encode_labels escapes in a value
+_NEEDS_ESCAPE = re.compile('[\\\\"\\n]').search
+_CHUNK = 65_536  # series per step of series_keys: bounds its passing tuples and columns
+_MAX_SHAPES = 32  # label-name tuples per chunk taken apart in C; beyond, one set at a time
 
 
-def series_texts(label_sets: Iterable[Labels], add: Labels) -> dict[Labels, str]:
-    """``{labels: "{" + encode_labels(merge_labels(labels, add))}`` for many label sets at
-    once: a first pass registers a million of them. Sets with the same label names (every
-    line of a spool file, usually) share one format template with ``add`` written in, and
-    are formatted by one C call each when none of their values needs escaping."""
-    groups: dict[tuple[str, ...], list[Labels]] = {}
-    for labels in label_sets:
-        groups.setdefault(tuple(map(_KEY, labels)), []).append(labels)
-    out: dict[Labels, str] = {}
-    for keys, sets in groups.items():
-        have = set(keys)
-        if len(have) != len(keys) or keys != tuple(sorted(keys)):
-            for labels in sets:  # repeated or unsorted names: as written, one by one
-                out[labels] = "{" + encode_labels(merge_labels(labels, add))
-            continue
-        extra = [kv for kv in add if kv[0] not in have]
-        if any(any(c in v for c in _SPECIAL) for _, v in extra):
-            for labels in sets:
-                out[labels] = "{" + encode_labels(merge_labels(labels, add))
-            continue
-        merged = sorted([(k, i) for i, k in enumerate(keys)] + [(k, v) for k, v in extra])
-        parts = []
-        for k, ref in merged:
-            if isinstance(ref, int):
-                parts.append(f'{k}="{{{ref}}}"')
-            else:  # an added label's value, written in (its braces doubled for format)
-                parts.append(f'{k}="' + ref.replace("{", "{{").replace("}", "}}") + '"')
-        fmt = ("{{" + ",".join(parts)).format
-        for labels in sets:
-            values = [v for _, v in labels]
-            joined = "".join(values)
-            if "\\" in joined or '"' in joined or "\n" in joined:
-                out[labels] = "{" + encode_labels(merge_labels(labels, add))
-            else:
-                out[labels] = fmt(*values)
+def _reference_key(name: str, labels: Labels, add: Labels) -> str:
+    return name + "{" + encode_labels(merge_labels(labels, add))
+
+
+def series_keys(
+    names: Sequence[str],
+    label_sets: Sequence[Labels],
+    add: Labels,
+    *,
+    chunk: int = _CHUNK,
+    max_shapes: int = _MAX_SHAPES,
+) -> list[str]:
+    """``[name + "{" + encode_labels(merge_labels(labels, add))]`` of many series at once,
+    in order: the write map's keys (the series table's name and label text, split at the
+    first ``{``). A first pass registers a million of them.
+
+    The sets of one label-name tuple (every line of a spool file, usually) are taken apart
+    into value columns and joined with the text between them (``add`` written in), all by
+    ``map`` in C: no Python step, no dict, nothing kept per series but its key (a set is
+    not deduplicated first: hashing a million label tuples costs more than joining a
+    repeat). Sets whose names repeat or are unsorted, and values that need escaping, take
+    :func:`encode_labels` one at a time. ``chunk`` series are taken at a time, and a chunk
+    of more than ``max_shapes`` label-name tuples one set at a time."""
+    out: list[str] = []
+    for i in range(0, len(names), chunk):
+        part = names[i : i + chunk], label_sets[i : i + chunk]
+        out.extend(_chunk_keys(*part, add, max_shapes))
     return out
+
+
+def _one_shape(sets: Sequence[Labels]) -> tuple[tuple[str, ...], list[list[str]]] | None:
+    """The label names every one of ``sets`` has, in the same order, and the value columns;
+    None when they differ (checked column by column, in C)."""
+    lengths = set(map(len, sets))
+    if len(lengths) != 1:
+        return None
+    keys: list[str] = []
+    columns: list[list[str]] = []
+    for j in range(lengths.pop()):
+        pairs = list(map(operator.itemgetter(j), sets))
+        names = set(map(_KEY, pairs))
+        if len(names) != 1:
+            return None
+        keys.append(names.pop())
+        columns.append(list(map(_VALUE, pairs)))
+    return tuple(keys), columns
+
+
+def _chunk_keys(
+    names: Sequence[str], sets: Sequence[Labels], add: Labels, max_shapes: int
+) -> list[str]:
+    one = _one_shape(sets)
+    if one is not None:
+        return _shape_keys(*one, names, sets, add)
+    shapes = list(map(tuple, map(map, repeat(_KEY), sets)))  # each set's label names
+    distinct = dict.fromkeys(shapes)
+    if len(distinct) > max_shapes:  # many shapes (hand-made writes): one set at a time
+        return list(map(_reference_key, names, sets, repeat(add)))
+    out: list[str] = [""] * len(names)
+    for shape in distinct:
+        at = list(compress(range(len(names)), map(operator.eq, shapes, repeat(shape))))
+        part = list(map(sets.__getitem__, at))
+        columns = [list(map(_VALUE, map(operator.itemgetter(j), part))) for j in range(len(shape))]
+        keys = _shape_keys(shape, columns, list(map(names.__getitem__, at)), part, add)
+        list(map(out.__setitem__, at, keys))
+    return out
+
+
+def _shape_keys(
+    keys: tuple[str, ...],
+    columns: list[list[str]],
+    names: Sequence[str],
+    sets: Sequence[Labels],
+    add: Labels,
+) -> list[str]:
+    """:func:`series_keys` of sets that all have the label names ``keys``, in that order,
+    whose values are ``columns``."""
+    have = set(keys)
+    extra = [kv for kv in add if kv[0] not in have]
+    if len(have) != len(keys) or keys != tuple(sorted(keys)) or _escaped([v for _, v in extra]):
+        # repeated or unsorted names, or an added value to escape: as written, one by one
+        return list(map(_reference_key, names, sets, repeat(add)))
+    # the key's pieces in order: the name, then text and value in turn (added labels'
+    # values are text), the text around each value repeated
+    pieces: list[Iterable[str]] = [names]
+    text = "{"
+    for k, ref in sorted([(k, i) for i, k in enumerate(keys)] + [(k, v) for k, v in extra]):
+        text += ("," if text != "{" else "") + k + '="'
+        if isinstance(ref, int):
+            pieces += [repeat(text), columns[ref]]
+            text = '"'
+        else:
+            text += ref + '"'
+    pieces.append(repeat(text))
+    out = list(map("".join, zip(*pieces, strict=False)))  # names and columns: one length
+    for col in columns:
+        if _escaped(col):  # a few values to escape: those sets as written
+            for i in compress(range(len(col)), map(_NEEDS_ESCAPE, col)):
+                out[i] = _reference_key(names[i], sets[i], add)
+    return out
+
+
+def _escaped(values: list[str]) -> bool:
+    """Does one of ``values`` hold what :func:`encode_labels` escapes?"""
+    joined = "".join(values)
+    return "\\" in joined or '"' in joined or "\n" in joined
 
 
 def decode_labels(text: str) -> Labels:

@@ -27,7 +27,7 @@ from signalbox import limits
 from signalbox.clock import Clock, SystemClock
 from signalbox.durations import Tier
 from signalbox.exceptions import StoreError
-from signalbox.metrics.labelcodec import encode_labels, series_texts
+from signalbox.metrics.labelcodec import encode_labels, series_keys
 from signalbox.metrics.partitions import RAW, Level, levels
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
 from signalbox.metrics.sql import framereads, sealing
@@ -247,9 +247,7 @@ class SQLMetricStore:
         path of every collection pass.
         """
         names = list(map(_NAME, samples))
-        label_col = list(map(_LABELS, samples))
-        texts = series_texts(set(label_col), add_labels)
-        keys = list(map(operator.add, names, map(texts.__getitem__, label_col)))
+        keys = series_keys(names, list(map(_LABELS, samples)), add_labels)
         with self._lock, self._writing():
             self._partitions.load(fresh=True)
             sids, created = self._series.ids_for(names, keys, self.clock)

@@ -260,7 +260,7 @@ def test_serve_and_worker_lines_carry_the_request_id_and_trace_finds_them(tmp_pa
         logger.removeHandler(handler)
         handler.close()
     lines = path.read_text().splitlines()
-    assert "[-]: outside" in lines[0] and "[req-42]: inside" in lines[1]
+    assert "Z [-] WARNING test.logs.format: outside" in lines[0] and "[req-42] WARNING" in lines[1]
     t = line_time(lines[1])
     assert t is not None and abs((datetime.now(UTC) - t).total_seconds()) < 60
     got = trace(LogFiles((), (path,), ()), "req-42")

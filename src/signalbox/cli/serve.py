@@ -58,9 +58,11 @@ def serve_cmd(
     Open http://127.0.0.1:8910/ for the list of metrics; /metrics for Prometheus;
     /api/v1/query and /api/v1/query_range for Grafana; /queues for the task queues.
     """
+    from signalbox.instrument.logline import use_request_format
     from signalbox.server.serve import serve
 
     settings = demo_settings(ctx) if demo else ctx.settings
+    use_request_format(secret_notes=settings.instrument.secret_notes)  # `logs trace` finds lines
     if statsd is not None:
         settings = with_statsd(settings, statsd)
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again with the

@@ -37,6 +37,7 @@ from signalbox.cli.base import Context, handle_errors, pass_ctx
 @handle_errors
 def worker_cmd(ctx: Context, queues: tuple[str, ...], concurrency: int | None, burst: bool) -> None:
     """Run offline tasks: claim jobs, check their gates, run them, retry or defer them."""
+    from signalbox.instrument.logline import use_request_format
     from signalbox.runtime import open_metric_store
     from signalbox.tasks.operate import check_queue
     from signalbox.tasks.registry import REGISTRY, open_queue_store
@@ -44,6 +45,7 @@ def worker_cmd(ctx: Context, queues: tuple[str, ...], concurrency: int | None, b
     from signalbox.tasks.worker import Worker
 
     settings = ctx.settings
+    use_request_format(secret_notes=settings.instrument.secret_notes)  # `logs trace` finds lines
     for q in queues:
         check_queue(q)
     # tasks modules are import paths of the user's project: found from the config's folder

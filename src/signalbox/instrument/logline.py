@@ -35,7 +35,7 @@ __all__ = [
     "use_request_format",
 ]
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+LOG_FORMAT = "%(asctime)s [%(request_id)s] %(levelname)s %(name)s: %(message)s"
 """``serve``'s and ``worker``'s log lines: UTC time, and the request id a record was made
 for (``-`` outside a request)."""
 

@@ -18,6 +18,7 @@ import gzip
 import heapq
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -68,18 +69,17 @@ def _ignore(_: Malformed) -> None:
     pass
 
 
-def open_log(path: Path) -> BinaryIO:
+@contextmanager
+def open_log(path: Path) -> Iterator[BinaryIO]:
     """``path`` for reading bytes, through gzip when it is compressed."""
-    f = path.open("rb")
-    try:
-        magic = f.read(2)
-        f.seek(0)
-    except OSError:
-        f.close()
-        raise
-    if magic == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
-    return f
+    with path.open("rb") as raw:
+        gz = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        if not gz:
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+            yield unzipped  # type: ignore[misc]
 
 
 def read_lines(path: Path, on_bad: OnBad = _ignore) -> Iterator[tuple[int, str]]:
@@ -89,43 +89,39 @@ def read_lines(path: Path, on_bad: OnBad = _ignore) -> Iterator[tuple[int, str]]
         OSError: the file cannot be opened (the caller names it).
     """
     name = str(path)
-    f = open_log(path)
     n = 0
-    try:
-        with f:
-            while True:
-                try:
-                    raw = f.readline(MAX_LINE_BYTES + 1)
-                except (EOFError, OSError, zlib.error) as e:
-                    on_bad(
-                        Malformed(
-                            name, n + 1, f"the file ends or breaks here ({e}); the rest is skipped"
-                        )
+    with open_log(path) as f:
+        while True:
+            try:
+                raw = f.readline(MAX_LINE_BYTES + 1)
+            except (EOFError, OSError, zlib.error) as e:
+                on_bad(
+                    Malformed(
+                        name, n + 1, f"the file ends or breaks here ({e}); the rest is skipped"
                     )
-                    return
-                if not raw:
-                    return
-                n += 1
-                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                    on_bad(Malformed(name, n, f"longer than {MAX_LINE_BYTES} bytes"))
-                    try:
-                        while raw and not raw.endswith(b"\n"):
-                            raw = f.readline(_CHUNK)
-                    except (EOFError, OSError, zlib.error):
-                        return
-                    continue
+                )
+                return
+            if not raw:
+                return
+            n += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                on_bad(Malformed(name, n, f"longer than {MAX_LINE_BYTES} bytes"))
                 try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    on_bad(Malformed(name, n, f"not UTF-8 (byte {e.start + 1})"))
-                    continue
-                text = text.rstrip("\n")
-                if text.endswith("\r"):
-                    text = text[:-1]
-                if text.strip():
-                    yield n, text
-    finally:
-        f.close()
+                    while raw and not raw.endswith(b"\n"):
+                        raw = f.readline(_CHUNK)
+                except (EOFError, OSError, zlib.error):
+                    return
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                on_bad(Malformed(name, n, f"not UTF-8 (byte {e.start + 1})"))
+                continue
+            text = text.rstrip("\n")
+            if text.endswith("\r"):
+                text = text[:-1]
+            if text.strip():
+                yield n, text
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ __all__ = [
     "Released",
     "Retry",
     "decode_args",
+    "decode_call",
     "encode_args",
     "encode_state",
     "unique_key",
@@ -274,29 +275,50 @@ def _check(task: str, value: Any, where: str, depth: int) -> None:
     raise JobArgumentError(task, where, f"a {t.__name__} is not JSON; {hint}")
 
 
-def encode_args(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
-    """The JSON text of a call, or :class:`JobArgumentError` naming the bad value's path."""
+def encode_args(
+    task: str, args: Sequence[Any], kwargs: Mapping[str, Any], meta: Mapping[str, str] | None = None
+) -> str:
+    """The JSON text of a call, or :class:`JobArgumentError` naming the bad value's path.
+
+    ``meta`` (e.g. the ``request_id`` of the request that enqueued it) travels as a third
+    element, ``[args, kwargs, meta]``; without it the text is ``[args]`` or ``[args, kwargs]``.
+    """
     for i, a in enumerate(args):
         _check(task, a, f"args[{i}]", 0)
     for k, v in kwargs.items():
         _check(task, v, k, 0)
+    if meta:
+        return msgspec.json.encode((list(args), kwargs, dict(meta))).decode()
     return msgspec.json.encode((list(args), kwargs) if kwargs else (list(args),)).decode()
 
 
 def decode_args(text: str) -> tuple[list[Any], dict[str, Any]]:
     """``(args, kwargs)`` of a stored call; ValueError saying what is wrong with a corrupt one."""
+    args, kwargs, _ = decode_call(text)
+    return args, kwargs
+
+
+def decode_call(text: str) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """``(args, kwargs, meta)`` of a stored call (``meta`` empty when it has none)."""
     try:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError as e:
         raise ValueError(f"the stored arguments are not valid JSON ({e}): {text[:200]!r}") from None
     if (
         type(value) is list
-        and 1 <= len(value) <= 2
+        and 1 <= len(value) <= 3
         and type(value[0]) is list
-        and (len(value) == 1 or type(value[1]) is dict)
+        and all(type(v) is dict for v in value[1:])
     ):
-        return value[0], value[1] if len(value) == 2 else {}
-    raise ValueError(f"the stored arguments are not [args] or [args, kwargs]: {text[:200]!r}")
+        return (
+            value[0],
+            value[1] if len(value) >= 2 else {},
+            value[2] if len(value) == 3 else {},
+        )
+    raise ValueError(
+        "the stored arguments are not [args] or [args, kwargs] (or [args, kwargs, meta]): "
+        f"{text[:200]!r}"
+    )
 
 
 def encode_state(task: str, state: Any) -> str:

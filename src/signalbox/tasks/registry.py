@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from signalbox.durations import parse_duration
+from signalbox.instrument.context import request_id
 from signalbox.tasks.jobs import Enqueued, NewJob, encode_args, unique_key
 from signalbox.tasks.schedule import Schedule, schedule_of
 from signalbox.tasks.settings import QUEUE_NAME
@@ -139,7 +140,8 @@ class Task(Generic[P, R]):
         now_ms: int | None = None,
     ) -> NewJob:
         """The row a call makes: arguments checked and encoded (:class:`JobArgumentError`)."""
-        text = encode_args(self.name, args, kwargs)
+        rid = request_id()  # the request enqueueing it, if any: its id follows the job
+        text = encode_args(self.name, args, kwargs, {"request_id": rid} if rid else None)
         if now_ms is None:
             now_ms = _now_ms()
         if self.unique_for_ms is None:

@@ -53,6 +53,7 @@ import msgspec
 
 from signalbox.clock import Clock, SystemClock
 from signalbox.durations import format_duration
+from signalbox.instrument.context import job_scope
 from signalbox.storage.backoff import backoff_s
 from signalbox.tasks.context import Context, GateClosed, JobTimeout, LeaseLost
 from signalbox.tasks.jobs import (
@@ -64,7 +65,7 @@ from signalbox.tasks.jobs import (
     Outcome,
     Released,
     Retry,
-    decode_args,
+    decode_call,
 )
 from signalbox.tasks.metrics import QUEUE_METAS, queue_samples
 from signalbox.tasks.registry import REGISTRY, Registry, Task
@@ -298,11 +299,20 @@ class Worker:
 
     # -- one job --------------------------------------------------------------------------
     def _run(self, c: Claimed, token: str) -> Outcome | None:
+        """Run one job; while it runs (and its outcome is logged) the id of the request that
+        enqueued it is current, so log records show it (:mod:`signalbox.instrument.logging`)."""
+        rid = _request_id_of(c.args)
+        if rid is None:
+            return self._run_job(c, token)
+        with job_scope(rid):
+            return self._run_job(c, token)
+
+    def _run_job(self, c: Claimed, token: str) -> Outcome | None:
         task = self.registry.get(c.task)
         if task is None:
             return self._hold(c)
         try:
-            args, kwargs = decode_args(c.args)
+            args, kwargs, _meta = decode_call(c.args)
             state = None if c.checkpoint is None else msgspec.json.decode(c.checkpoint)
         except (ValueError, msgspec.DecodeError) as e:
             why = f"corrupt job row: {e}"
@@ -556,6 +566,17 @@ _OPEN_REUSE_S = 0.05
 """How long one worker takes its task's gates as open after they said so: a few jobs' time
 (a gate's own decision is cached for seconds anyway), so a drain of thousands asks them a
 few times a second instead of once a job."""
+
+
+def _request_id_of(args: str) -> str | None:
+    """The ``request_id`` a job's stored call carries (``[args, kwargs, meta]``), else None."""
+    if '"request_id"' not in args:
+        return None  # most jobs: no second decode
+    try:
+        rid = decode_call(args)[2].get("request_id")
+    except ValueError:
+        return None  # a corrupt row: _run_job says so
+    return rid if isinstance(rid, str) and rid else None
 
 
 def _closed(task: Task[Any, Any]) -> Decision | None:

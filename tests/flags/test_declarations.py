@@ -59,7 +59,7 @@ def test_every_error_is_reported_at_its_line_and_good_flags_still_load(tmp_path:
         "F:6: Bad Name: default: expected true, false, on, off or a percentage like '30%' "
         "(0% to 100%, at most 3 decimals), got 'maybe'",
         "F:7: Bad Name: ownr: unknown key 'ownr' (did you mean 'owner'?): expected one of "
-        "name, description, owner, default",
+        "name, description, owner, default, values",
         "F:8: nodesc: description: missing 'description': say what turning it off does",
         "F:9: nodesc: default: expected true, false, on, off or a percentage like '30%' "
         "(0% to 100%, at most 3 decimals), got '150%'",
@@ -87,3 +87,20 @@ def test_code_declarations_join_and_a_file_wins_on_the_same_name(tmp_path: Path)
         declare("c", default="sometimes", description="x")
     with pytest.raises(ValueError, match="name"):
         declare("C C", description="x")
+
+
+def test_values_are_both_strings_or_both_numbers(tmp_path: Path) -> None:
+    f = tmp_path / "v.yaml"
+    f.write_text(
+        "- {name: a, description: A, default: true, values: {on: teal, off: grey}}\n"
+        "- {name: b, description: B, default: true, values: {on: 1, off: grey}}\n"
+        "- {name: c, description: C, default: true, values: {on: 1}}\n"
+        "- {name: d, description: D, default: true, values: {on: [1], off: 2}}\n"
+    )
+    got = load_declarations([tmp_path])
+    assert got.flags["a"].values == ("teal", "grey") and list(got.flags) == ["a"]
+    assert [str(e).replace(str(f), "F") for e in got.errors] == [
+        "F:2: b: values: on and off must both be strings or both numbers, got 1 and 'grey'",
+        "F:3: c: values: missing 'off': give the value when off",
+        "F:4: d: values.on: expected a single value, got a list",
+    ]

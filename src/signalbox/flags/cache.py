@@ -66,13 +66,64 @@ def _always(actor: object) -> bool:
     return True
 
 
+_OFF, _ON, _SHARE, _GENERAL = 0, 1, 2, 3
+
+
 class _Entry:
-    """One declared flag: its decision (swapped on refresh) and how often it was asked."""
+    """One declared flag: how to decide (swapped whole on refresh) and how often it was
+    asked. ``kind`` picks the inlined decision: off, on, a plain percentage of actors
+    (``share`` of the buckets, ``prefix`` the crc32 of ``name + ":"``), or ``decide``."""
 
-    __slots__ = ("count", "decide", "decl", "state")
+    __slots__ = ("count", "decide", "decl", "kind", "prefix", "share", "state")
 
-    def __init__(self, decl: FlagDecl, state: FlagState, decide: Decide) -> None:
-        self.decl, self.state, self.decide, self.count = decl, state, decide, 0
+    def __init__(
+        self, decl: FlagDecl, state: FlagState, kind: int, decide: Decide, count: int = 0
+    ) -> None:
+        self.decl, self.state, self.kind, self.decide, self.count = (
+            decl,
+            state,
+            kind,
+            decide,
+            count,
+        )
+        self.share = state.actors_share
+        self.prefix = zlib.crc32(f"{decl.name}:".encode())
+
+
+def _make_enabled(
+    entries: Mapping[str, _Entry], missing: Callable[[str, object], bool]
+) -> Callable[[str, object], bool]:
+    """The hot path over ``entries`` (a dict changed in place, never replaced): one lookup,
+    a count, the decision inlined for the common kinds, one context-variable read."""
+    crc, get_request = zlib.crc32, _request.get
+
+    def enabled(name: str, actor: object = None) -> bool:
+        """Whether ``name`` is on for ``actor``; from memory, never raises."""
+        try:
+            e = entries[name]
+        except KeyError:
+            return missing(name, actor)
+        e.count += 1
+        kind = e.kind
+        if kind == _SHARE and type(actor) is str:
+            answer = crc(actor.encode(), e.prefix) % BUCKETS < e.share
+        elif kind == _OFF:
+            answer = False
+        elif kind == _ON:
+            answer = True
+        else:
+            try:
+                answer = e.decide(actor)
+            except Exception:  # a group predicate's bug must not break the caller
+                answer = False
+        req = get_request()
+        if req is not None:
+            if req.active and name in req.overrides:
+                answer = req.overrides[name]
+            req.seen.append((name, answer))
+        return answer
+
+    return enabled
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +192,8 @@ class FlagCache:
             override_header,
         )
         self._entries: dict[str, _Entry] = {}
+        self.enabled = _make_enabled(self._entries, self._not_declared)
+        """``enabled(name, actor=None) -> bool``: the hot path (see :func:`_make_enabled`)."""
         self.stored: dict[str, StoredFlag] = {}
         self._flushed: dict[str, int] = {}
         self.store_up = False
@@ -155,24 +208,6 @@ class FlagCache:
         self._install(self._declarations(), {})
 
     # -- the hot path -----------------------------------------------------------------
-
-    def enabled(self, name: str, actor: object = None) -> bool:
-        """Whether ``name`` is on for ``actor``; from memory, never raises."""
-        try:
-            e = self._entries[name]
-        except KeyError:
-            return self._not_declared(name, actor)
-        e.count += 1
-        try:
-            answer = e.decide(actor)
-        except Exception:  # a group predicate's bug must not break the caller
-            answer = False
-        req = _request.get()
-        if req is not None:
-            if req.active and name in req.overrides:
-                answer = req.overrides[name]
-            req.seen.append((name, answer))
-        return answer
 
     def resolve(self, name: str, actor: object = None) -> Resolution:
         """As :meth:`enabled`, with the reason (for OpenFeature and people); slower."""
@@ -232,14 +267,16 @@ class FlagCache:
 
     # -- compiling states into decisions ----------------------------------------------
 
-    def _decider(self, name: str, state: FlagState) -> Decide:
+    def _entry(self, decl: FlagDecl, state: FlagState, count: int = 0) -> _Entry:
+        name = decl.name
         if state.fully_off:
-            return _never
+            return _Entry(decl, state, _OFF, _never, count)
         if state.fully_on:
-            return _always
+            return _Entry(decl, state, _ON, _always, count)
+        general = self._general(name, state)
         if not (state.actors or state.groups or state.time_share):
-            return _rollout(name, state.actors_share, self._general(name, state))
-        return self._general(name, state)
+            return _Entry(decl, state, _SHARE, general, count)
+        return _Entry(decl, state, _GENERAL, general, count)
 
     def _general(self, name: str, state: FlagState) -> Decide:
         groups, rand, on_error = self.groups, self._rand, self._group_error
@@ -256,19 +293,20 @@ class FlagCache:
 
     def _install(self, decls: Mapping[str, FlagDecl], stored: Mapping[str, StoredFlag]) -> None:
         """Swap in the decisions for ``decls`` with ``stored`` states (declared defaults for
-        the rest); entries keep their identity, so counting goes on across refreshes."""
-        entries = dict(self._entries)
+        the rest). The dict is changed in place, one key at a time (each store is atomic),
+        and an entry is replaced whole, its count carried over, so a reader never sees half
+        a decision."""
+        entries = self._entries
         for name, decl in decls.items():
             s = stored.get(name)
             state = decl.default if s is None else s.state
             e = entries.get(name)
             if e is None:
-                entries[name] = _Entry(decl, state, self._decider(name, state))
+                entries[name] = self._entry(decl, state)
             elif e.state != state or e.decl != decl:
-                e.decl, e.state, e.decide = decl, state, self._decider(name, state)
+                entries[name] = self._entry(decl, state, e.count)
         for name in [n for n in entries if n not in decls]:
             del entries[name]
-        self._entries = entries  # one assignment: readers see the old dict or the new
 
     # -- refresh ------------------------------------------------------------------------
 
@@ -364,7 +402,7 @@ class FlagCache:
         None for a flag declared nowhere."""
         if name not in self._entries and name not in declared_in_code():
             return None
-        return self.enabled(name)
+        return self.enabled(name, None)
 
     def dark(
         self,
@@ -429,18 +467,3 @@ class FlagCache:
                     )
                 )
         return out
-
-
-def _rollout(name: str, share: int, general: Decide) -> Decide:
-    """A plain percentage of actors: ``crc32`` continued from the name's, no formatting
-    (the same value as :func:`signalbox.flags.evaluate.bucket`)."""
-    prefix = zlib.crc32(f"{name}:".encode())
-
-    def decide(
-        actor: object, _crc: Callable[[bytes, int], int] = zlib.crc32, _p: int = prefix
-    ) -> bool:
-        if type(actor) is str:
-            return _crc(actor.encode(), _p) % BUCKETS < share
-        return general(actor)
-
-    return decide

@@ -8,6 +8,11 @@ A file is a list of flags::
       owner: photos
       default: true          # true/false, on/off, or a rollout like "30%"
 
+    - name: checkout_theme     # a flag may select a value (OpenFeature string/number)
+      description: The new checkout colours.
+      default: "10%"
+      values: {on: teal, off: grey}
+
 Loading never stops at the first problem: every file is read, every error reported, and
 every flag without an error is returned (one typo must not turn the other flags off).
 """
@@ -36,7 +41,7 @@ __all__ = [
     "reset_code_declarations",
 ]
 
-KNOWN_KEYS = ("name", "description", "owner", "default")
+KNOWN_KEYS = ("name", "description", "owner", "default", "values")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +142,43 @@ class _FlagLinter(NodeReader):
                     "expected true, false, on, off or a percentage like '30%' (0% to 100%, "
                     f"at most 3 decimals), got {show(v, value)}",
                 )
+        values = self._values(e["values"][1]) if "values" in e else None
         if self.bad or name is None or description is None or state is None:
             return None
-        return FlagDecl(name, description, owner, state, self.file, line_of(node))
+        return FlagDecl(name, description, owner, state, self.file, line_of(node), values)
+
+    def _values(self, node: Node) -> tuple[str | int | float, str | int | float] | None:
+        """``values: {on: X, off: Y}``: both strings, or both numbers."""
+        e = self.mapping("values", node, ("on", "off"))
+        got: dict[str, object] = {}
+        for key in ("on", "off"):
+            if key not in e:
+                if isinstance(node, MappingNode):
+                    self.err(node, "values", f"missing '{key}': give the value when {key}")
+                continue
+            v = self.scalar(f"values.{key}", e[key][1])
+            if not isinstance(e[key][1], ScalarNode):
+                continue  # reported by scalar()
+            if isinstance(v, bool) or not isinstance(v, str | int | float):
+                self.err(
+                    e[key][1],
+                    f"values.{key}",
+                    f"expected a string or a number, got {show(e[key][1], v)}",
+                )
+                continue
+            got[key] = v
+        if len(got) != 2:
+            return None
+        on, off = got["on"], got["off"]
+        if isinstance(on, str) != isinstance(off, str):
+            self.err(
+                node,
+                "values",
+                f"on and off must both be strings or both numbers, got {on!r} and {off!r}",
+            )
+            return None
+        assert isinstance(on, str | int | float) and isinstance(off, str | int | float)
+        return on, off
 
 
 def flag_files(paths: Sequence[Path]) -> tuple[list[Path], list[DeclError]]:

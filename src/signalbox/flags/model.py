@@ -170,6 +170,9 @@ class FlagDecl:
     default: FlagState = field(default_factory=FlagState)
     file: str = ""
     line: int = 0
+    values: tuple[str | int | float, str | int | float] | None = None
+    """``(when on, when off)`` for a flag that selects a string or number (OpenFeature's
+    string and number resolution); None for a plain on/off flag."""
 
     @property
     def where(self) -> str:

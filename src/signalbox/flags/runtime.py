@@ -83,6 +83,7 @@ def configure(
     )
     with _lock:
         old, _cache = _cache, cache
+        _publish(cache)
     if old is not None:
         old.stop()
     if gate_source:
@@ -99,7 +100,13 @@ def install(cache: FlagCache | None) -> FlagCache | None:
     global _cache
     with _lock:
         old, _cache = _cache, cache
+        _publish(cache)
     return old
+
+
+def _publish(cache: FlagCache | None) -> None:
+    global _enabled
+    _enabled = _unconfigured if cache is None else cache.enabled
 
 
 def current() -> FlagCache | None:
@@ -111,6 +118,7 @@ def reset() -> None:
     global _cache, _auto_started
     with _lock:
         old, _cache, _auto_started = _cache, None, False
+        _publish(None)
         _groups.clear()
     if old is not None:
         old.stop()
@@ -142,13 +150,17 @@ def _auto() -> bool:
     return False
 
 
+def _unconfigured(name: str, actor: object = None) -> bool:
+    return _auto()
+
+
+_enabled: Callable[[str, object], bool] = _unconfigured  # the installed cache's hot path
+
+
 def enabled(name: str, actor: object = None) -> bool:
     """Whether flag ``name`` is on for ``actor`` (a user id, a ``str``/``int``, or an object
     with ``flag_id``). From memory; never raises, never waits for I/O."""
-    c = _cache
-    if c is None:
-        return _auto()
-    return c.enabled(name, actor)
+    return _enabled(name, actor)
 
 
 def dark(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

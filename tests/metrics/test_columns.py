@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from signalbox.metrics.parse.columns import float_column
+from signalbox.metrics.parse.keyvalue import _keyvalue_batch, _keyvalue_lines
 
 
 def reference(values: list[str]) -> list[float] | None:
@@ -42,3 +43,21 @@ def same(a: list[float] | None, b: list[float] | None) -> bool:
 @given(st.lists(numbers | junk, max_size=8))
 def test_float_column_agrees_with_float_value_by_value(values: list[str]) -> None:
     assert same(float_column(values), reference(values))
+
+
+def test_a_clean_files_repeated_names_and_label_pairs_are_one_object_each() -> None:
+    """A million series of one metric with a few shards: one name and one pair per shard
+    value in memory, not one per line; what the line parser reads, all the same."""
+    text = "".join(f'req{{shard="{i % 3}",line="{i}"}}={i}\n' for i in range(12))
+    fast = _keyvalue_batch(text, metas=False)
+    assert fast is not None
+    assert fast.samples == _keyvalue_lines(text, "f.metrics", metas=False).samples
+    assert len({id(s.name) for s in fast.samples}) == 1
+    shard_pairs = {id(s.labels[1]) for s in fast.samples}
+    assert [s.labels[1] for s in fast.samples[:3]] == [
+        ("shard", "0"),
+        ("shard", "1"),
+        ("shard", "2"),
+    ]
+    assert len(shard_pairs) == 3
+    assert len({id(s.labels[0]) for s in fast.samples}) == 12  # distinct values: own pairs

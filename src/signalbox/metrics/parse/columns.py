@@ -136,4 +136,15 @@ def _bulk_labels(tails: list[str]) -> list[Labels] | None:
     if len(set(names)) != k:
         return None
     columns = sorted((name, values[j::k]) for j, name in enumerate(names))
-    return list(zip(*(zip(repeat(name), vals) for name, vals in columns), strict=True))
+    return list(zip(*(_pairs(name, vals) for name, vals in columns), strict=True))
+
+
+def _pairs(name: str, values: list[str]) -> Iterable[tuple[str, str]]:
+    """``(name, value)`` for each of ``values``; one pair object per distinct value when
+    values repeat (a file's ``host`` or ``shard``): a million label sets hold ~50 MB less
+    per such label."""
+    distinct = dict.fromkeys(values)
+    if len(distinct) > len(values) // 2:
+        return zip(repeat(name), values)
+    shared = dict(zip(distinct, zip(repeat(name), distinct), strict=False))  # one length
+    return map(shared.__getitem__, values)

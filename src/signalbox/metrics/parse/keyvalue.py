@@ -166,6 +166,8 @@ def _batch_of_columns(cols: Columns | None, metas: bool = True) -> Parsed | None
     if not valid_names(names):
         return None
     unique = dict.fromkeys(names)
+    if len(unique) <= len(names) // 2:  # one str per name, not per line: ~60 MB a million
+        names = list(map(dict(zip(unique, unique, strict=True)).__getitem__, names))
     if labels is not None:
         keys = list(map(str.__add__, names, suffixes))
     if len(set(keys) if keys is not None else unique) != len(names):

@@ -231,14 +231,16 @@ class Instrument:
     def _logged_notes(self, ctx: RequestContext) -> Mapping[str, str]:
         out: dict[str, str] = {}
         keys, limit = self._keys, self.max_note_chars
-        for k, v in list(ctx.notes.items()):
+        secret = self.secret_notes
+        for k, v in ctx.notes.copy().items():  # a copy: a thread may note() meanwhile
             key = keys.get(k)
             if key is None:
                 key = note_key(k) if isinstance(k, str) else note_key(str(k))
                 if len(keys) < _KEY_CACHE_MAX:
                     keys[k] = key
-            text = v if type(v) is str else _text(v)
-            if key in self.secret_notes and text:
+            t = type(v)
+            text = v if t is str else str(v) if t is int else _text(v)
+            if key in secret and text:
                 text = self._fingerprint(text)
             elif len(text) > limit:
                 text = text[: limit - 3] + "..."

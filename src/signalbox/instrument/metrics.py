@@ -23,10 +23,10 @@ empty totals, as the client itself does.
 from __future__ import annotations
 
 import atexit
-import bisect
 import os
 import threading
 import weakref
+from bisect import bisect_left
 from typing import Protocol
 
 # imported first, so its exit hook (the final spool write) runs after ours (the last push)
@@ -80,8 +80,12 @@ class RequestMetrics:
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one request. Never raises, never does I/O."""
-        key = (route or "(none)", method_label(method), status_class(status))
-        i = bisect.bisect_left(BUCKETS, seconds)
+        key = (
+            route or "(none)",
+            method if method in _METHODS else "other",
+            _CLASSES[status // 100 - 1] if 100 <= status < 600 else "5xx",
+        )
+        i = bisect_left(BUCKETS, seconds)
         with self._lock:
             row = self._pending.get(key)
             if row is None:

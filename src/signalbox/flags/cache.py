@@ -26,7 +26,7 @@ import threading
 import zlib
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from signalbox.clock import Clock, SystemClock
 from signalbox.flags.context import _request
@@ -126,14 +126,15 @@ def _make_enabled(
     return enabled
 
 
-@dataclass(frozen=True, slots=True)
-class Resolution:
+class Resolution(NamedTuple):
     """An answer with why: ``reason`` is the gate (see :mod:`signalbox.flags.evaluate`),
-    ``override`` (staff), ``undeclared`` or ``error``."""
+    ``override`` (staff), ``undeclared`` or ``error``; ``values`` the declared
+    ``(on, off)`` values of a flag that selects one."""
 
     value: bool
     reason: str
     declared: bool
+    values: tuple[str | int | float, str | int | float] | None = None
 
 
 @dataclass(slots=True)
@@ -210,31 +211,35 @@ class FlagCache:
     # -- the hot path -----------------------------------------------------------------
 
     def resolve(self, name: str, actor: object = None) -> Resolution:
-        """As :meth:`enabled`, with the reason (for OpenFeature and people); slower."""
+        """As :meth:`enabled`, with the reason (for OpenFeature and people)."""
         e = self._entries.get(name)
         if e is None:
             if self._take_code_declaration(name):
                 return self.resolve(name, actor)
             return Resolution(self._not_declared(name, actor), "undeclared", False)
         e.count += 1
-        try:
-            value, reason = evaluate(
-                name,
-                e.state,
-                actor,
-                groups=self.groups,
-                draw=self._rand(),
-                on_group_error=self._group_error,
-            )
-            why: str = reason
-        except Exception:
-            value, why = False, "error"
+        why: str
+        if e.kind == _SHARE and type(actor) is str:
+            value = zlib.crc32(actor.encode(), e.prefix) % BUCKETS < e.share
+            why = "percentage_of_actors" if value else "no_gate"
+        else:
+            try:
+                value, why = evaluate(
+                    name,
+                    e.state,
+                    actor,
+                    groups=self.groups,
+                    draw=self._rand(),
+                    on_group_error=self._group_error,
+                )
+            except Exception:
+                value, why = False, "error"
         req = _request.get()
         if req is not None:
             if req.active and name in req.overrides:
                 value, why = req.overrides[name], "override"
             req.seen.append((name, value))
-        return Resolution(value, why, True)
+        return Resolution(value, why, True, e.decl.values)
 
     def _take_code_declaration(self, name: str) -> bool:
         """A flag declared in code after the last refresh: take it in now."""

@@ -27,7 +27,7 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType, Reason
 from openfeature.provider import AbstractProvider, Metadata
 
-from signalbox.flags.cache import FlagCache
+from signalbox.flags.cache import FlagCache, Resolution
 
 __all__ = ["SignalboxProvider"]
 
@@ -44,6 +44,13 @@ _REASONS: dict[str, Reason] = {
     "no_gate": Reason.DEFAULT,
     "bad_actor": Reason.DEFAULT,
 }
+
+
+_VARIANT = {True: "on", False: "off"}
+
+
+def _is_bool(v: object) -> bool:
+    return isinstance(v, bool)
 
 
 class SignalboxProvider(AbstractProvider):
@@ -71,9 +78,10 @@ class SignalboxProvider(AbstractProvider):
         context: EvaluationContext | None,
         accept: Callable[[object], bool],
         kind: str,
+        res: Resolution | None = None,
     ) -> FlagResolutionDetails[V]:
         try:
-            cache = self._client()
+            cache = self._cache or self._client()
             if cache is None:
                 return FlagResolutionDetails(
                     default,
@@ -81,19 +89,19 @@ class SignalboxProvider(AbstractProvider):
                     "signalbox.flags.configure() has not been called",
                     Reason.ERROR,
                 )
-            decl = cache.declarations().get(key)
-            actor = context.targeting_key if context is not None else None
-            res = cache.resolve(key, actor)
-            if not res.declared or decl is None:
+            if res is None:
+                res = cache.resolve(key, context.targeting_key if context is not None else None)
+            if not res.declared:
                 return FlagResolutionDetails(
                     default,
                     ErrorCode.FLAG_NOT_FOUND,
                     f"flag {key!r} is not declared (flags/*.yaml or flags.declare())",
                     Reason.ERROR,
                 )
-            value: object = res.value if decl.values is None else decl.values[not res.value]
+            values = res.values
+            value: object = res.value if values is None else values[not res.value]
             if not accept(value):
-                shape = "on/off" if decl.values is None else type(decl.values[0]).__name__
+                shape = "on/off" if values is None else type(values[0]).__name__
                 return FlagResolutionDetails(
                     default,
                     ErrorCode.TYPE_MISMATCH,
@@ -120,9 +128,19 @@ class SignalboxProvider(AbstractProvider):
         default_value: bool,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[bool]:
-        return self._resolve(
-            flag_key, default_value, evaluation_context, lambda v: isinstance(v, bool), "boolean"
-        )
+        cache = self._cache
+        if cache is None:
+            return self._resolve(flag_key, default_value, evaluation_context, _is_bool, "boolean")
+        try:  # the common case first, without the general path's checks
+            actor = None if evaluation_context is None else evaluation_context.targeting_key
+            res = cache.resolve(flag_key, actor)
+            if res.declared and res.values is None and res.reason != "error":
+                return FlagResolutionDetails(
+                    res.value, reason=_REASONS[res.reason], variant=_VARIANT[res.value]
+                )
+        except Exception as e:  # never raise to the caller
+            return FlagResolutionDetails(default_value, ErrorCode.GENERAL, str(e), Reason.ERROR)
+        return self._resolve(flag_key, default_value, evaluation_context, _is_bool, "boolean", res)
 
     def resolve_string_details(
         self, flag_key: str, default_value: str, evaluation_context: EvaluationContext | None = None

@@ -127,6 +127,21 @@ override = false
 override_param = "features"
 override_header = "X-Signalbox-Features"
 
+[instrument]
+# The WSGI/ASGI middleware's access log: one line per request with its notes and request id
+# ("-": standard output; "": none). format = "combined" (Apache's, notes appended) or "json".
+# access_log = ".signalbox/access.log"
+format = "combined"
+# Notes logged as a keyed fingerprint (`signalbox logs fp KEY`), never in clear; the key comes
+# from $SIGNALBOX_LOG_KEY, else key_file (made when missing, mode 0600).
+secret_notes = ["api_key"]
+# key_file = ".signalbox/log.key"
+# An incoming X-Request-ID is kept when it is a sane token; every response echoes the id.
+request_id_header = "X-Request-ID"
+trust_request_id = true
+# http_requests_total and http_request_duration_seconds per route, method and status class.
+metrics = true
+
 # Notifiers that monitors name in `notify:`.
 [notifiers.ops]
 type = "log"

@@ -182,6 +182,21 @@ class LatestColumns:
     texts: Callable[[Sequence[int]], list[tuple[str, str]]]
 
 
+@dataclass(frozen=True, slots=True)
+class RawSeriesColumns:
+    """The raw samples of many series over a window, as arrays (see
+    :meth:`SQLMetricStore.raw_columns`): what the range functions' vector kernels read
+    without a list per series. Series ``i`` (``ids[i]``, named ``keys[i]``) holds
+    positions ``starts[i]`` to ``starts[i + 1]`` of ``timestamps``/``values``, oldest
+    first; stale markers are left out (range functions ignore them)."""
+
+    ids: Any  # numpy int64 array: series ids, ascending
+    starts: Any  # numpy int64 array: len(ids) + 1 offsets
+    timestamps: Any  # numpy int64 array, ms
+    values: Any  # numpy float64 array, NaN included
+    keys: list[SeriesKey]  # (name, labels) of each series
+
+
 class MetricReader(Protocol):
     """What the query engine, ``/metrics``, the dashboard and monitors' observations use:
     reads only, so they run on any store (the memory store included)."""

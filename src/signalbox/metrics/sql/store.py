@@ -34,6 +34,7 @@ from signalbox.metrics.sql import framereads, sealing
 from signalbox.metrics.sql import latest as sqllatest
 from signalbox.metrics.sql import layouts as sqllayouts
 from signalbox.metrics.sql import legacy as sqllegacy
+from signalbox.metrics.sql import rawcolumns as sqlrawcolumns
 from signalbox.metrics.sql import rollup as sqlrollup
 from signalbox.metrics.sql import stale as sqlstale
 from signalbox.metrics.sql.layouts import Layouts
@@ -45,6 +46,7 @@ from signalbox.metrics.store import (
     Frame,
     LatestColumns,
     NewLayout,
+    RawSeriesColumns,
     SeriesPoints,
     SpoolFileState,
     WriteResult,
@@ -506,6 +508,26 @@ class SQLMetricStore:
             return None
         rows = self._series.rows
         return LatestColumns(sid, val, lambda ids: list(map(rows.__getitem__, ids)))
+
+    def raw_columns(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, step_ms: int = 0
+    ) -> RawSeriesColumns | None:
+        """Every raw sample in ``[start_ms, end_ms]`` of the matching series, as arrays (see
+        :mod:`signalbox.metrics.sql.rawcolumns`), for range functions; None when ``select``
+        should answer instead: the window is past raw retention (rollups answer), or holds
+        nothing (the engine then probes further back)."""
+        with self._lock:
+            ids = self._series.matching_ids(matchers)
+            raw = self.levels[0]
+            if not ids or self.choose_level(start_ms, step_ms) != raw:
+                return None
+            self._partitions.load(fresh=True)
+        got, starts, ts, val = sqlrawcolumns.read(self._partitions, raw, ids, start_ms, end_ms)
+        if not len(got):
+            return None
+        index = self._series
+        keys = [(index.rows[s][0], index.labels(s)) for s in got.tolist()]
+        return RawSeriesColumns(got, starts, ts, val, keys)
 
     def _points(
         self,

@@ -1,0 +1,199 @@
+"""The raw samples of many series over a window, as arrays: what the range functions' vector
+kernels (:mod:`signalbox.query.vectorkernels`) read.
+
+Through ``select`` a 1-hour window over a dozen 5-minute partitions is three statements per
+partition (stamps, rows, frames), rows sorted and grouped in Python and a ``SeriesPoints``
+of lists per series, which the kernels then copy into arrays again. Here the rows of every
+partition are one ``UNION ALL`` statement (a few series: index seeks by the partition's
+written timestamps, as ``PartitionTables.raw_rows`` seeks; many: a range scan filtered
+with numpy), the frames of the layouts holding the series one more, unpacked with numpy,
+and the whole sorted by (series, time) with one ``lexsort``. Stale markers are not read:
+range functions ignore them (see :class:`~signalbox.metrics.store.SeriesPoints`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from signalbox import limits
+from signalbox.exceptions import StoreError
+from signalbox.metrics.sql.partitions import IN_LIST_MAX, frames_table
+
+if TYPE_CHECKING:
+    from signalbox.metrics.partitions import Level
+    from signalbox.metrics.sql.partitions import PartitionTables
+
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
+
+STAMPS_MAX = 2000
+"""More written timestamps than this in a partition (an import): a range scan, not seeks
+(``PartitionTables.raw_rows``' rule)."""
+
+
+def read(
+    parts: PartitionTables, raw: Level, ids: Sequence[int], start_ms: int, end_ms: int
+) -> tuple[Ints, Ints, Ints, Floats]:
+    """Every raw sample of ``ids`` in ``[start_ms, end_ms]``: (the series that have one,
+    ascending; their offsets, ``len + 1``; timestamps; values), sorted by series then time,
+    NaN and infinities kept."""
+    sid, ts, val = _samples(parts, raw, ids, start_ms, end_ms)
+    heads = np.flatnonzero(np.diff(sid, prepend=-1))
+    return sid[heads], np.append(heads, len(sid)).astype(np.int64), ts, val
+
+
+def _samples(
+    parts: PartitionTables, raw: Level, ids: Sequence[int], start_ms: int, end_ms: int
+) -> tuple[Ints, Ints, Floats]:
+    tables = parts.between(raw, start_ms, end_ms)
+    if not tables or not ids:
+        return _empty()
+    wanted = np.unique(np.asarray(ids, dtype=np.int64))
+    credit = 0
+    if limits.current() is not None:  # estimated first: a heavy query waits before it reads
+        credit = limits.ahead(len(ids) * parts.stamp_count(start_ms, end_ms))
+    sids: list[Ints] = []
+    stamps: list[Ints] = []
+    values: list[Floats] = []
+    _rows(parts, tables, wanted, start_ms, end_ms, sids, stamps, values)
+    _frames(parts, tables, wanted, start_ms, end_ms, sids, stamps, values)
+    if not sids:
+        limits.charge(-credit)
+        return _empty()
+    sid, ts, val = np.concatenate(sids), np.concatenate(stamps), np.concatenate(values)
+    if len(wanted) > IN_LIST_MAX:  # rows of a range scan: every series of the partition
+        keep = np.isin(sid, wanted, assume_unique=False)
+        sid, ts, val = sid[keep], ts[keep], val[keep]
+    limits.charge(len(sid) - credit)
+    order = np.lexsort((ts, sid))
+    sid, ts, val = sid[order], ts[order], val[order]
+    same = sid[1:] == sid[:-1]
+    if (same & (ts[1:] <= ts[:-1])).any():
+        at = int(np.flatnonzero(same & (ts[1:] <= ts[:-1]))[0])
+        raise StoreError(
+            f"raw partitions hold two samples of series {int(sid[at])} at {int(ts[at])} ms "
+            "(a row and a frame?)"
+        )
+    return sid, ts, val
+
+
+def _empty() -> tuple[Ints, Ints, Floats]:
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+
+
+def _in_list(ids: Ints) -> str:
+    return ",".join(map(str, ids.tolist()))  # our own integer ids: no quoting needed
+
+
+def _rows(
+    parts: PartitionTables,
+    tables: list[tuple[int, str]],
+    wanted: Ints,
+    lo: int,
+    hi: int,
+    sids: list[Ints],
+    stamps: list[Ints],
+    values: list[Floats],
+) -> None:
+    """The rows of every partition in one statement (one per partition if one was dropped
+    by retention meanwhile)."""
+    few = len(wanted) <= IN_LIST_MAX
+    counts: dict[int, int] = {}
+    if few:
+        counts = dict(
+            parts.db.query(
+                "SELECT start_ms, count(*) FROM metric_stamps WHERE ts >= ? AND ts <= ? "
+                "GROUP BY start_ms",
+                (lo, hi),
+            )
+        )
+    parts_sql: list[str] = []
+    params: list[Any] = []
+    for start, table in tables:
+        if not few:
+            parts_sql.append(f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ?")
+            params += [lo, hi]
+            continue
+        n = counts.get(start, 0)
+        if not n:
+            continue
+        if n > STAMPS_MAX:
+            parts_sql.append(
+                f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ? "
+                f"AND series_id IN ({_in_list(wanted)})"
+            )
+            params += [lo, hi]
+        else:
+            parts_sql.append(
+                f"SELECT series_id, ts, value FROM {table} WHERE ts IN (SELECT ts FROM "
+                f"metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?) "
+                f"AND series_id IN ({_in_list(wanted)})"
+            )
+            params += [start, lo, hi]
+    if not parts_sql:
+        return
+    rows = parts._read_or_none(" UNION ALL ".join(parts_sql), params)
+    if rows is None:  # a partition went away meanwhile: each alone, a missing one empty
+        rows = []
+        per = len(params) // len(parts_sql)
+        for i, sql in enumerate(parts_sql):
+            rows += parts.read(sql, params[i * per : (i + 1) * per])
+    if not rows:
+        return
+    s, t, v = zip(*rows, strict=True)
+    sids.append(np.array(s, dtype=np.int64))
+    stamps.append(np.array(t, dtype=np.int64))
+    values.append(np.array(v, dtype=np.float64))  # NULL (SQLite's NaN) becomes NaN
+
+
+def _frames(
+    parts: PartitionTables,
+    tables: list[tuple[int, str]],
+    wanted: Ints,
+    lo: int,
+    hi: int,
+    sids: list[Ints],
+    stamps: list[Ints],
+    values: list[Floats],
+) -> None:
+    """The wanted series' values in the frames of the layouts holding them, unpacked."""
+    where = parts.layouts.positions(wanted.tolist())
+    if not where:
+        return
+    picks = {
+        lid: (np.array([p for p, _ in ps], dtype=np.int64), np.array([s for _, s in ps]))
+        for lid, ps in where.items()
+    }
+    lids = np.array(sorted(where), dtype=np.int64)
+    decode = parts.sql.decode_frame_array
+    for i in range(0, len(lids), IN_LIST_MAX):
+        chunk = _in_list(lids[i : i + IN_LIST_MAX])
+        sql = " UNION ALL ".join(
+            f"SELECT layout_id, ts, vals FROM {frames_table(t)} WHERE ts >= ? AND ts <= ? "
+            f"AND layout_id IN ({chunk})"
+            for _, t in tables
+        )
+        frames = parts._read_or_none(sql, [lo, hi] * len(tables))
+        if frames is None:
+            frames = []
+            for _, t in tables:
+                frames += parts.read(
+                    f"SELECT layout_id, ts, vals FROM {frames_table(t)} WHERE ts >= ? "
+                    f"AND ts <= ? AND layout_id IN ({chunk})",
+                    (lo, hi),
+                )
+        for lid, ts, vals in frames:
+            pos, sid = picks[lid]
+            got = decode(vals)
+            if len(got) <= int(pos.max()):
+                raise StoreError(
+                    f"a frame of layout {lid} at {ts} ms has {len(got)} values, "
+                    f"fewer than its series"
+                )
+            sids.append(sid)
+            stamps.append(np.full(len(pos), ts, dtype=np.int64))
+            values.append(got[pos])

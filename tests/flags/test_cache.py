@@ -189,3 +189,16 @@ def test_the_compiled_decision_agrees_with_the_pure_evaluation(
     c = make(store, decl("f", state))
     for a in probe:
         assert c.enabled("f", a) == evaluate("f", state, a)[0], a
+
+
+def test_the_override_header_is_found_in_wsgi_or_asgi_headers(store: FlakyStore) -> None:
+    c = make(store, decl("a"), decl("b", FlagState("on")))
+    asgi = [(b"host", b"x"), (b"x-signalbox-features", b"a,-b")]
+    for headers in (asgi, {"X-Signalbox-Features": "a,-b"}):
+        token = context.begin_request(headers=headers, allowed=True)
+        context.mark_staff()
+        assert c.enabled("a") and not c.enabled("b")
+        context.end_request(token)
+    token = context.begin_request(headers=asgi)  # no client installed: override off
+    assert not context.mark_staff() and not c.enabled("a")
+    context.end_request(token)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,10 @@ from signalbox.exceptions import (
     StoreError,
     UsageError,
 )
+from signalbox.flags.admin import FlagAdmin
+from signalbox.flags.model import FlagChange
+from signalbox.flags.store import SQLFlagStore
+from signalbox.instrument.logsources import ConfiguredLogs
 from signalbox.metrics.samples import MetricMeta, Sample
 from signalbox.server.api.openapi import ERROR_TYPES, OPERATIONS, api_operations, undescribed
 from signalbox.server.app import create_app
@@ -79,6 +84,18 @@ KNOWN_IDS = {  # tokens and jobs that exist (made-up ids mostly do not)
     "/api/v1/tasks/jobs/{id}": [1, 2, 3],
     "/api/v1/tasks/jobs/{id}/retry": [1, 2, 3],
 }
+KNOWN_FLAGS = {
+    f"/api/v1/flags/{{name}}{action}": ["photo_uploads", "reprocessing"]
+    for action in ("", "/history", "/set")
+}
+FLAGS_YAML = """
+- name: photo_uploads
+  description: Accept new photo uploads; <b>off</b> sheds write load.
+  default: true
+- name: reprocessing
+  description: Reprocess old photos.
+  default: "30%"
+"""
 KNOWN_QUEUES = {
     f"/api/v1/tasks/queues/{{queue}}{action}": ["photos", "reports"]
     for action in ("", "/pause", "/resume", "/retry_dead")
@@ -98,6 +115,7 @@ class Fuzzed:
     store: TokenStore
     revoked: str  # a revoked token
     queue: SQLQueueStore
+    flags: FlagAdmin
 
     def token(self, who: str) -> str | None:
         """A token for one request as ``who`` ("loopback": none)."""
@@ -119,6 +137,26 @@ def on_loopback(app: Starlette) -> Any:
         await app(scope, receive, send)
 
     return loopback
+
+
+def access_logs(tmp: Path) -> ConfiguredLogs:
+    """The logs area's files: an access log in both formats (a hostile note, a malformed
+    line), a rotated gzip one, and an application log."""
+    import gzip
+
+    from signalbox.instrument.accesslog import AccessRecord, format_combined, format_json
+
+    at = datetime.fromtimestamp(NOW, UTC)
+    notes = {"user_id": "5555", "api_key": "fp:0123456789abcdef", "x": '<script>"\n'}
+    lines = [
+        format_combined(AccessRecord(at, method="GET", path="/a", status=200, request_id="r1")),
+        "not an access-log line",
+        format_json(AccessRecord(at, method="POST", status=503, request_id="r2", notes=notes)),
+    ]
+    (tmp / "access.log").write_text("\n".join(lines) + "\n")
+    (tmp / "access.log.1.gz").write_bytes(gzip.compress((lines[0] + "\n").encode()))
+    (tmp / "app.log").write_text("2024-05-01T12:00:00Z INFO app [r2]: <b>hi</b>\n")
+    return ConfiguredLogs(tmp / "access.log", (tmp / "app.log",))
 
 
 @pytest.fixture(scope="module")
@@ -153,10 +191,19 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         held = Deferred(ids[3], "photos", NOW_MS + 60_000, "mysql_load", "Threads_running 80")
         queue.finish([*dead, held], worker="w", now_ms=NOW_MS)
         queue.pause("reports", by="test", reason="db3 rebuild", now_ms=NOW_MS)
+        (tmp / "flags").mkdir()
+        (tmp / "flags" / "flags.yaml").write_text(FLAGS_YAML)
+        flags = FlagAdmin(SQLFlagStore(site.db), [tmp / "flags"])
+        flags.set("reprocessing", FlagChange(switch="off"), by="test", reason="x", now_ms=NOW_MS)
         services = dataclasses.replace(
-            site.services, tokens=tokens, monitor_writes=site.services.monitors, queue=queue
+            site.services,
+            tokens=tokens,
+            monitor_writes=site.services.monitors,
+            queue=queue,
+            flags=flags,
         )
-        yield Fuzzed(create_app(services), tokens, revoked, queue)
+        services = dataclasses.replace(services, logs=access_logs(tmp))
+        yield Fuzzed(create_app(services), tokens, revoked, queue, flags)
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +227,8 @@ def cases(operation: Any) -> st.SearchStrategy[schemathesis.Case]:
             out.append(
                 operation.as_strategy(generation_mode=mode, path_parameters={"id": token_id})
             )
+        for name in KNOWN_FLAGS.get(operation.path, []):
+            out.append(operation.as_strategy(generation_mode=mode, path_parameters={"name": name}))
         for queue in KNOWN_QUEUES.get(operation.path, []):
             out.append(
                 operation.as_strategy(generation_mode=mode, path_parameters={"queue": queue})
@@ -223,6 +272,9 @@ def test_the_app_keeps_to_its_openapi_document(
         assert any(j.status == "ready" for j in map(fuzzed.queue.get, (1, 2, 3)) if j)
     if path == "/api/v1/tasks/queues/{queue}/pause":
         assert "photos" in fuzzed.queue.paused()
+    # and the flag writes changed a known flag, as an operate or admin token
+    if path == "/api/v1/flags/{name}/set":
+        assert any("(token #" in e.by for e in fuzzed.flags.history(None, limit=1000))
 
 
 # -- the document and the routes ----------------------------------------------------------

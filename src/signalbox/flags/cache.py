@@ -67,6 +67,7 @@ def _always(actor: object) -> bool:
 
 
 _OFF, _ON, _SHARE, _GENERAL = 0, 1, 2, 3
+_MAX_UNDECLARED = 1000  # names remembered (and reported) at most: a name built from input
 
 
 class _Entry:
@@ -255,7 +256,8 @@ class FlagCache:
         if self._take_code_declaration(name):
             return self.enabled(name, actor)
         n = self.undeclared.get(name, 0)
-        self.undeclared[name] = n + 1
+        if n or len(self.undeclared) < _MAX_UNDECLARED:
+            self.undeclared[name] = n + 1
         if not n:
             log.warning(
                 "flag %r is not declared (in flags/*.yaml or flags.declare()): it is off", name
@@ -375,16 +377,16 @@ class FlagCache:
         while not self._stop.wait(self.refresh_s):
             self.refresh()
 
-    def stop(self, *, close: bool = True) -> None:
-        """Stop refreshing (counts flushed once more); close the store if it was opened here
-        or ``close``."""
+    def stop(self, *, close: bool | None = None) -> None:
+        """Stop refreshing (counts flushed once more) and close the store when it was
+        opened here (``close`` None) or when ``close`` says so."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
         with self._lock:
             self._flush_counts()
-            if close and self._store is not None:
+            if (self._open is not None if close is None else close) and self._store is not None:
                 try:
                     self._store.close()
                 except Exception as e:

@@ -20,7 +20,7 @@ hot path reads the variable once per evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar, Token
 from urllib.parse import parse_qsl
 
@@ -79,21 +79,23 @@ def begin_request(
     *,
     query_string: bytes | str | None = None,
     header: str | None = None,
+    headers: Mapping[str, str] | Iterable[tuple[bytes, bytes]] | None = None,
     allowed: bool | None = None,
     param: str | None = None,
 ) -> Token[RequestFlags | None]:
     """Start recording a request's flags; returns the token :func:`end_request` takes.
 
-    ``query_string`` is the raw query (the override parameter is looked up in it), ``header``
-    the override header's value. ``allowed`` / ``param`` default to ``[flags]`` of the
-    installed flags client (override off when none is installed).
+    ``query_string`` is the raw query (the override parameter is looked up in it); the
+    override header's value is ``header``, or looked up in ``headers`` (a WSGI-style
+    mapping of names to values, case-insensitive, or ASGI's ``scope["headers"]`` pairs).
+    ``allowed`` / ``param`` / the header name default to ``[flags]`` of the installed
+    flags client (override off when none is installed).
     """
-    if allowed is None or param is None:
-        from signalbox.flags.runtime import override_settings
+    from signalbox.flags.runtime import override_settings
 
-        cfg_allowed, cfg_param = override_settings()
-        allowed = cfg_allowed if allowed is None else allowed
-        param = cfg_param if param is None else param
+    cfg_allowed, cfg_param, cfg_header = override_settings()
+    allowed = cfg_allowed if allowed is None else allowed
+    param = cfg_param if param is None else param
     asked: dict[str, bool] = {}
     if allowed:
         if query_string:
@@ -101,9 +103,27 @@ def begin_request(
             for key, value in parse_qsl(qs, keep_blank_values=False):
                 if key == param:
                     asked.update(parse_overrides(value))
+        if header is None and headers is not None:
+            header = _find_header(headers, cfg_header)
         if header:
             asked.update(parse_overrides(header))
     return _request.set(RequestFlags(asked, allowed=bool(allowed)))
+
+
+def _find_header(
+    headers: Mapping[str, str] | Iterable[tuple[bytes, bytes]], name: str
+) -> str | None:
+    want = name.lower()
+    if isinstance(headers, Mapping):
+        for k, v in headers.items():
+            if k.lower() == want:
+                return v
+        return None
+    wanted = want.encode("latin-1")
+    for k, v in headers:
+        if k.lower() == wanted:
+            return v.decode("latin-1")
+    return None
 
 
 def end_request(token: Token[RequestFlags | None]) -> list[tuple[str, bool]]:

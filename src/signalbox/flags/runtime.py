@@ -182,9 +182,10 @@ def register_group(name: str, predicate: Callable[[object], bool]) -> None:
     _groups[name] = predicate
 
 
-def override_settings() -> tuple[bool, str]:
-    """Whether the staff override is on, and its query parameter (from the installed client)."""
+def override_settings() -> tuple[bool, str, str]:
+    """Whether the staff override is on, its query parameter and its header (from the
+    installed client; off when none is installed)."""
     c = _cache
     if c is None:
-        return False, "features"
-    return c.override, c.override_param
+        return False, "features", "X-Signalbox-Features"
+    return c.override, c.override_param, c.override_header

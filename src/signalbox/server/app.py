@@ -25,7 +25,8 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from signalbox.server import dashboard, exposition, health
-from signalbox.server.api import monitors, openapi, prom, tasks, tokens
+from signalbox.server.api import flags, monitors, openapi, prom, tasks, tokens
+from signalbox.server.api.logs import routes as logs_routes
 from signalbox.server.auth import pages as login_pages
 from signalbox.server.auth.middleware import AuthMiddleware
 from signalbox.server.errors import EXCEPTION_HANDLERS, ErrorShapeMiddleware
@@ -60,6 +61,10 @@ def api_routes(svc: Services) -> list[BaseRoute]:
         out += tokens.routes()
     if svc.queue is not None:
         out += tasks.routes()
+    if svc.flags is not None:
+        out += flags.routes()
+    if svc.logs is not None:
+        out += logs_routes()
     return out
 
 

@@ -32,7 +32,8 @@ from signalbox.metrics.samples import format_series
 from signalbox.monitors.definitions.threshold import format_number
 from signalbox.monitors.notify.notification import rfc3339
 from signalbox.monitors.status import StatusReport
-from signalbox.server import queues_page
+from signalbox.server import flags_page, queues_page
+from signalbox.server.logs_page import logs as logs_page
 from signalbox.server.services import Services, services
 
 log = logging.getLogger("signalbox.server")
@@ -380,6 +381,7 @@ async def monitor_page(request: Request) -> Response:
 _OWN_STATIC = {
     "signalbox.css": "text/css",
     "explore.js": "text/javascript",
+    "flags.js": "text/javascript",
     "monitor.js": "text/javascript",
     "queues.js": "text/javascript",
     "theme.js": "text/javascript",
@@ -420,5 +422,7 @@ def routes() -> list[BaseRoute]:
         Route("/explore", explore),
         Route("/monitors/{name}", monitor_page),
         Route("/queues", queues_page.queues),
+        Route("/flags", flags_page.flags),
+        Route("/logs", logs_page),
         Route("/static/{name}", static),
     ]

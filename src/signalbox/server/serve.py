@@ -7,6 +7,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -26,6 +27,10 @@ from signalbox.storage.database import redact_url
 from signalbox.storage.integrity import check_in_background, checked_at_open
 from signalbox.tasks.registry import open_queue_store
 from signalbox.tasks.store import QueueStore
+
+if TYPE_CHECKING:
+    from signalbox.flags.admin import FlagAdmin
+    from signalbox.storage.database import Database
 
 log = logging.getLogger("signalbox.serve")
 
@@ -125,10 +130,11 @@ def build_services(
     background loops can write to it (a full disk makes the instance not ready), and
     (``damage``) the start-up integrity check found nothing; ``queue``: the task queue of
     ``/api/v1/tasks`` and the queues page."""
+    from signalbox.instrument.logsources import ConfiguredLogs
     from signalbox.monitors.engine.runner import MonitorRunner
 
     runner = RunnerStatus(MonitorRunner.from_settings(settings, store, store.db), settings)
-    return Services.over(
+    services = Services.over(
         store,
         clock=store.clock,
         coarsest_resolution_s=store.levels[-1].tier,
@@ -143,6 +149,21 @@ def build_services(
         limits=settings.query,
         query_cache=query_cache(settings, store),
         queue=queue,
+        flags=flag_admin(settings, store.db),
+    )
+    return dataclasses.replace(services, logs=ConfiguredLogs.from_settings(settings))
+
+
+def flag_admin(settings: Settings, db: Database) -> FlagAdmin:
+    """The flags area over ``db`` (the store's database: flags live beside the metrics)."""
+    from signalbox.flags.admin import FlagAdmin
+    from signalbox.flags.store import SQLFlagStore
+
+    return FlagAdmin(
+        SQLFlagStore(db),
+        settings.flags.paths,
+        stale_after_s=settings.flags.stale_after_s,
+        refresh_s=settings.flags.refresh_s,
     )
 
 

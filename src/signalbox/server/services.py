@@ -24,6 +24,8 @@ from signalbox.query import Engine
 
 if TYPE_CHECKING:
     from signalbox.config import Settings
+    from signalbox.flags.admin import FlagAdmin
+    from signalbox.instrument.logsources import ConfiguredLogs
     from signalbox.metrics.samples import Labels
     from signalbox.monitors.backtest import BacktestReport
     from signalbox.monitors.definitions.model import Monitor
@@ -183,6 +185,10 @@ class Services:
         query_cache: answers of ``/api/v1/query`` and ``query_range`` at explicit times
             (:mod:`signalbox.server.resultcache`); None: every query is evaluated.
         queue: the task queue for ``/api/v1/tasks`` and the queues page; None: no tasks area.
+        logs: the log files ``/api/v1/logs`` and the request-log page read (from the
+            config, never from a request); None: no logs area.
+        flags: the flag store and declarations for ``/api/v1/flags`` and the flags page;
+            None: no flags area.
     """
 
     metrics: MetricReader
@@ -195,6 +201,8 @@ class Services:
     tokens: TokenStore | None = None
     query_cache: ResultCache | None = None
     queue: QueueStore | None = None
+    flags: FlagAdmin | None = None
+    logs: ConfiguredLogs | None = None
 
     @classmethod
     def over(
@@ -210,6 +218,7 @@ class Services:
         tokens: TokenStore | None = None,
         query_cache: ResultCache | None = None,
         queue: QueueStore | None = None,
+        flags: FlagAdmin | None = None,
     ) -> Services:
         """Services over one metric store, with the query engine built for it."""
         engine = Engine(metrics, coarsest_resolution_s=coarsest_resolution_s)
@@ -224,6 +233,7 @@ class Services:
             tokens,
             query_cache,
             queue,
+            flags,
         )
 
     def now_ms(self) -> int:

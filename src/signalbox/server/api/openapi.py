@@ -720,6 +720,345 @@ TASKS_OPERATIONS: dict[str, dict[str, Schema]] = {
     },
 }
 
+PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
+FLAG_STATE = _object(
+    {
+        "switch": {
+            "enum": ["on", "off", "rollout"],
+            "description": "on: everyone; off: nobody (the kill switch beats every gate); "
+            "rollout: the gates below decide",
+        },
+        "percentage_of_actors": PERCENT,
+        "percentage_of_time": PERCENT,
+        "actors": {"type": "array", "items": STR},
+        "groups": {"type": "array", "items": STR},
+    }
+)
+FLAG = _object(
+    {
+        "name": STR,
+        "declared": {"type": "boolean", "description": "false: only in the store (it is off)"},
+        "description": STR,
+        "owner": STR,
+        "where": {**STR, "description": "the declaring file:line (empty: not declared)"},
+        "default": _nullable(ref("FlagState")),
+        "state": ref("FlagState"),
+        "describe": {**STR, "description": "the state in words: `on`, `30% of actors`"},
+        "version": {"type": "integer", "minimum": 0, "description": "0: never changed"},
+        "updated_ms": _nullable(INT),
+        "updated_by": _nullable(STR),
+        "reason": _nullable(STR),
+        "evaluations": {"type": "integer", "minimum": 0},
+        "last_evaluated_ms": _nullable(INT),
+        "stale": _nullable({**STR, "description": "why it is flag debt (null: it is not)"}),
+    }
+)
+FLAG_AUDIT = _object(
+    {
+        "id": {"type": "integer", "minimum": 1},
+        "name": STR,
+        "at_ms": INT,
+        "by": {
+            **STR,
+            "description": "who: `alice (dashboard)`, `ci-bot (token #3)`, `cli (user@host)`, "
+            "`monitor:disk_full`",
+        },
+        "reason": STR,
+        "old": _nullable(ref("FlagState")),
+        "new": ref("FlagState"),
+    }
+)
+SCHEMAS.update({"FlagState": FLAG_STATE, "Flag": FLAG, "FlagAuditEntry": FLAG_AUDIT})
+FLAG_NAME = _param(
+    "name",
+    {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+    "flag name: lowercase letters, digits, _ . - (up to 100)",
+    where="path",
+)
+HISTORY_PAGE = [
+    _param(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY},
+        "at most this many entries (default 100)",
+    ),
+    _param(
+        "after",
+        {"type": "integer", "minimum": 0, "maximum": MAX_JOB_ID},
+        "only entries older than this id: the `next_after` of the page before",
+    ),
+]
+HISTORY_DATA = _object(
+    {
+        "entries": {"type": "array", "items": ref("FlagAuditEntry")},
+        "next_after": _nullable({"type": "integer", "minimum": 1}),
+    }
+)
+SET_BODY = {
+    "type": "object",
+    "required": ["value", "reason"],
+    "properties": {
+        "value": {
+            "type": "string",
+            "pattern": r"^(on|off|[0-9]{1,3}(\.[0-9]{1,3})?%)$",
+            "description": "on, off (the kill switch) or a percentage of actors like 30% "
+            "(0% to 100%, at most 3 decimals)",
+        },
+        "reason": REASON,
+        "actors": _nullable(
+            {"type": "array", "items": STR, "description": "replaces the actor allowlist"}
+        ),
+        "groups": _nullable(
+            {"type": "array", "items": STR, "description": "replaces the group allowlist"}
+        ),
+        "time": _nullable({**STR, "description": "percentage of time (of calls), like 5%"}),
+    },
+    "additionalProperties": False,
+}
+
+
+def _flags_read(
+    summary: str, params: Sequence[Schema], data: Schema, errors: Sequence[int]
+) -> Schema:
+    return {
+        "summary": summary,
+        "tags": ["flags"],
+        "parameters": list(params),
+        "responses": _responses(_envelope(data), errors),
+    }
+
+
+FLAGS_OPERATIONS: dict[str, dict[str, Schema]] = {
+    "/api/v1/flags": {
+        "get": _flags_read(
+            "Every flag declared or stored: state, declaration, last change, evaluations, "
+            "flag debt (`signalbox flags list --json`)",
+            [_param("stale", {"type": "boolean"}, "true: only flag debt (`flags list --stale`)")],
+            _object(
+                {
+                    "at_ms": INT,
+                    "stale_after_s": {"type": "number"},
+                    "refresh_s": {"type": "number"},
+                    "flags": {"type": "array", "items": ref("Flag")},
+                    "declaration_errors": {
+                        "type": "array",
+                        "items": STR,
+                        "description": "file:line: problem, for each error in flags/*.yaml",
+                    },
+                }
+            ),
+            (400, 503),
+        )
+    },
+    "/api/v1/flags/-/history": {
+        "get": _flags_read(
+            "Every flag's changes, newest first, a page at a time (`signalbox flags history`)",
+            HISTORY_PAGE,
+            HISTORY_DATA,
+            (400, 503),
+        )
+    },
+    "/api/v1/flags/{name}": {
+        "get": _flags_read(
+            "One flag (`signalbox flags show`)",
+            [FLAG_NAME],
+            _object({"at_ms": INT, "flag": ref("Flag")}),
+            (400, 404, 503),
+        )
+    },
+    "/api/v1/flags/{name}/history": {
+        "get": _flags_read(
+            "One flag's changes: who, when, why, from what to what; newest first, a page at "
+            "a time (by id: changes made meanwhile do not shift the next page)",
+            [FLAG_NAME, *HISTORY_PAGE],
+            HISTORY_DATA,
+            (400, 404, 503),
+        )
+    },
+    "/api/v1/flags/{name}/set": {
+        "post": {
+            "summary": "Switch a flag on, off (the kill switch) or roll it out to a percentage "
+            "of actors, with allowlists; a reason is required (`signalbox flags set`)",
+            "description": "Needs role operate or admin: a token, or a signed-in user whose "
+            "writes send the session's CSRF token. The change and its audit entry are one "
+            "transaction, with the caller as who did it (`by`); logged on "
+            "signalbox.flags.audit; every process sees it within `refresh_s`.",
+            "tags": ["flags"],
+            "security": OPERATE,
+            "x-signalbox-role": "operate",
+            "parameters": [FLAG_NAME],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": SET_BODY,
+                        "example": {"value": "off", "reason": "uploads overload the db"},
+                    }
+                },
+            },
+            "responses": _responses(
+                _envelope(
+                    _object(
+                        {
+                            "flag": ref("Flag"),
+                            "change": ref("FlagAuditEntry"),
+                            "by": STR,
+                            "refresh_s": {"type": "number"},
+                        }
+                    )
+                ),
+                (400, 403, 404, 413, 415, 503),
+            ),
+        }
+    },
+}
+
+ACCESS_FIELDS: dict[str, Schema] = {
+    "time": {**STR, "description": "arrival, ISO 8601 in UTC with microseconds"},
+    "host": {**STR, "description": "the machine that served it"},
+    "client": STR,
+    "method": STR,
+    "path": {**STR, "description": "as sent (percent-encoding kept)"},
+    "query": {**STR, "description": "the query string without its ?"},
+    "protocol": STR,
+    "status": {"type": "integer", "minimum": 0},
+    "bytes": {"type": "integer", "minimum": 0},
+    "duration_us": {"type": "integer", "minimum": 0},
+    "request_id": STR,
+    "route": {**STR, "description": "the route template (empty: none matched)"},
+    "referer": STR,
+    "user_agent": STR,
+    "notes": {
+        "type": "object",
+        "additionalProperties": STR,
+        "description": "note name -> text; API keys as fp: fingerprints, never in clear",
+    },
+}
+ACCESS_RECORD = _object(ACCESS_FIELDS)
+LOG_MALFORMED = _object(
+    {
+        "count": {"type": "integer", "minimum": 0, "description": "malformed lines skipped"},
+        "first": {
+            "type": "array",
+            "items": _object(
+                {
+                    "file": STR,
+                    "line": {"type": "integer", "minimum": 0, "description": "0: the whole file"},
+                    "why": STR,
+                }
+            ),
+        },
+    }
+)
+SCHEMAS.update({"AccessRecord": ACCESS_RECORD, "LogMalformed": LOG_MALFORMED})
+_WHEN = {
+    "type": "string",
+    "description": "a duration before now (1h, 30m) or an ISO 8601 time (UTC unless it says)",
+}
+LOGS_OPERATIONS: dict[str, dict[str, Schema]] = {
+    "/api/v1/logs/requests": {
+        "get": {
+            "summary": "Access-log records matching every filter given, newest first, a page "
+            "at a time (`signalbox logs grep`); the files are the server's "
+            "[instrument] access_log and its rotated siblings",
+            "tags": ["logs"],
+            "parameters": [
+                _param("request_id", STR, "this request's record"),
+                _param("user", STR, "requests noted with this user_id"),
+                _param(
+                    "api_key_fp",
+                    {"type": "string", "pattern": "^fp:[0-9a-f]{16}$"},
+                    "requests made with the API key of this fingerprint (`signalbox logs fp KEY`)",
+                ),
+                _param(
+                    "method",
+                    {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_-]{0,31}$"},
+                    "this HTTP method",
+                ),
+                _param(
+                    "status",
+                    {"type": "string", "pattern": "^[1-5]([0-9]{2}|xx|XX)$"},
+                    "a status (503) or a class (5xx)",
+                ),
+                _param("since", _WHEN, "arrived at or after"),
+                _param("until", _WHEN, "arrived before"),
+                _param(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY},
+                    "at most this many records (default 100)",
+                ),
+                _param(
+                    "after",
+                    {"type": "string", "pattern": "^[0-9]{1,19}-[0-9a-f]{16}$"},
+                    "the `next_after` of the page before (valid while the log grows and rotates)",
+                ),
+            ],
+            "responses": _responses(
+                _envelope(
+                    _object(
+                        {
+                            "requests": {
+                                "type": "array",
+                                "items": _object(
+                                    {
+                                        **ACCESS_FIELDS,
+                                        "file": STR,
+                                        "line": {"type": "integer", "minimum": 1},
+                                    }
+                                ),
+                            },
+                            "next_after": _nullable(STR),
+                            "malformed": ref("LogMalformed"),
+                            "files": {"type": "array", "items": STR},
+                        }
+                    )
+                ),
+                (400, 503),
+            ),
+        }
+    },
+    "/api/v1/logs/trace/{request_id}": {
+        "get": {
+            "summary": "Every line for one request id in the access, application and worker "
+            "logs ([instrument] access_log, [logs] files), in time order (`signalbox logs "
+            "trace`)",
+            "tags": ["logs"],
+            "parameters": [
+                _param(
+                    "request_id",
+                    {"type": "string", "pattern": "^[A-Za-z0-9._:@+=-]{1,128}$"},
+                    "the request id (X-Request-ID, the access log's request_id)",
+                    where="path",
+                )
+            ],
+            "responses": _responses(
+                _envelope(
+                    _object(
+                        {
+                            "request_id": STR,
+                            "lines": {
+                                "type": "array",
+                                "items": _object(
+                                    {
+                                        "time": _nullable(STR),
+                                        "file": STR,
+                                        "line": {"type": "integer", "minimum": 1},
+                                        "text": STR,
+                                        "record": _nullable(ref("AccessRecord")),
+                                    }
+                                ),
+                            },
+                            "truncated": {"type": "boolean"},
+                            "malformed": ref("LogMalformed"),
+                        }
+                    )
+                ),
+                (400, 404, 503),
+            ),
+        }
+    },
+}
+
+
 OPERATIONS: dict[str, dict[str, Schema]] = {
     "/api/v1/query": _prom(
         "Evaluate an instant query", [P_QUERY, P_TIME], ref("QueryData"), required=["query"]
@@ -1069,6 +1408,8 @@ OPERATIONS: dict[str, dict[str, Schema]] = {
         }
     },
     **TASKS_OPERATIONS,
+    **LOGS_OPERATIONS,
+    **FLAGS_OPERATIONS,
     "/-/healthy": {
         "get": {
             "summary": "The process answers",
@@ -1160,7 +1501,8 @@ def document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
             "version": __version__,
             "description": "Metrics (the Prometheus read API, same shapes, for Grafana), "
             "monitors (states, history, silence, unsilence, acknowledge, drill), task queues "
-            "(status, dead jobs, retry, pause, resume), API tokens "
+            "(status, dead jobs, retry, pause, resume), feature flags (list, show, set, history), "
+            "API tokens "
             "(admins), health and /metrics. Every error has one shape: "
             '{"status": "error", "errorType": ..., "error": ...}. Reads are open to '
             'loopback connections unless `[server] auth = "required"`; every write needs a '

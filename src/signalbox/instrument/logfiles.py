@@ -18,7 +18,7 @@ import gzip
 import heapq
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -85,12 +85,17 @@ def open_log(path: Path) -> Iterator[BinaryIO]:
 def read_lines(path: Path, on_bad: OnBad = _ignore) -> Iterator[tuple[int, str]]:
     """``(line number, text without its line break)`` of every readable, non-blank line.
 
-    Raises:
-        OSError: the file cannot be opened (the caller names it).
+    A file that cannot be opened is reported as line 0 and read as empty.
     """
     name = str(path)
     n = 0
-    with open_log(path) as f:
+    stack = ExitStack()
+    try:
+        f = stack.enter_context(open_log(path))
+    except OSError as e:  # gone (rotated away) or not readable: said, the others still read
+        on_bad(Malformed(name, 0, f"cannot read the file ({e.strerror or e})"))
+        return
+    with stack:
         while True:
             try:
                 raw = f.readline(MAX_LINE_BYTES + 1)
@@ -251,11 +256,7 @@ def _starts_entry(text: str) -> bool:
 
 def classify(paths: Iterable[Path]) -> LogFiles:
     """Files named on a command line, sorted into access logs (their first readable line
-    is an access-log line) and others.
-
-    Raises:
-        OSError: a file cannot be opened.
-    """
+    is an access-log line) and others (an unreadable one among them: reading it says why)."""
     access: list[Path] = []
     other: list[Path] = []
     for path in paths:

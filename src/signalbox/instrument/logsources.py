@@ -28,7 +28,15 @@ from signalbox.section import Source, table
 if TYPE_CHECKING:
     from signalbox.config import Settings
 
-__all__ = ["TABLES", "LogFiles", "LogsSettings", "log_files", "logs_settings", "with_rotated"]
+__all__ = [
+    "TABLES",
+    "ConfiguredLogs",
+    "LogFiles",
+    "LogsSettings",
+    "log_files",
+    "logs_settings",
+    "with_rotated",
+]
 
 TABLES = ("logs",)
 
@@ -86,28 +94,53 @@ class LogFiles:
     missing: tuple[str, ...]  # configured logs with no file yet (said, not fatal)
 
 
+@dataclass(frozen=True)
+class ConfiguredLogs:
+    """The logs a config names, expanded again at each read (a glob gains files, logrotate
+    renames them); what the server's log routes read, never a path from a request.
+
+    ``secret_notes``: the notes logged as fingerprints, which ``api_key_fp`` searches.
+    """
+
+    access_log: Path | None = None
+    other: tuple[Path, ...] = ()
+    secret_notes: tuple[str, ...] = ("api_key",)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConfiguredLogs:
+        path = settings.instrument.access_log_path(settings.data_dir)
+        return cls(
+            access_log=path if isinstance(path, Path) else None,
+            other=settings.logs.files,
+            secret_notes=settings.instrument.secret_notes,
+        )
+
+    def files(self) -> LogFiles:
+        """The files as they are now."""
+        access: list[Path] = []
+        missing: list[str] = []
+        if self.access_log is not None:
+            found = with_rotated(self.access_log)
+            access += found
+            if not found:
+                missing.append(str(self.access_log))
+        other: list[Path] = []
+        for pattern in self.other:
+            text = str(pattern)
+            if glob.has_magic(text):
+                bases = sorted({_base(Path(p)) for p in glob.glob(text)})
+            else:
+                bases = [pattern]
+            found = [p for b in bases for p in with_rotated(b)]
+            if not found:
+                missing.append(text)
+            other += [p for p in found if p not in other and p not in access]
+        return LogFiles(tuple(access), tuple(other), tuple(missing))
+
+
 def log_files(settings: Settings) -> LogFiles:
     """The files ``settings`` name, expanded now (globs, rotated siblings)."""
-    access: list[Path] = []
-    missing: list[str] = []
-    path = settings.instrument.access_log_path(settings.data_dir)
-    if isinstance(path, Path):
-        found = with_rotated(path)
-        access += found
-        if not found:
-            missing.append(str(path))
-    other: list[Path] = []
-    for pattern in settings.logs.files:
-        text = str(pattern)
-        if glob.has_magic(text):
-            bases = sorted({_base(Path(p)) for p in glob.glob(text)})
-        else:
-            bases = [pattern]
-        found = [p for b in bases for p in with_rotated(b)]
-        if not found:
-            missing.append(text)
-        other += [p for p in found if p not in other and p not in access]
-    return LogFiles(tuple(access), tuple(other), tuple(missing))
+    return ConfiguredLogs.from_settings(settings).files()
 
 
 def _base(p: Path) -> Path:

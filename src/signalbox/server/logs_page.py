@@ -1,0 +1,69 @@
+"""The dashboard's request-log page (``/logs``): search the access log, trace one request.
+
+A plain form that reloads the page (``GET /logs?user=5555&status=5xx``), laid out by
+``templates/logs.html`` from what ``/api/v1/logs/requests`` and ``/api/v1/logs/trace/{id}``
+answer (:mod:`signalbox.server.api.logs`), so the page and the API never disagree. Every value
+from a log line -- paths, notes, user agents, application log text -- is shown by Jinja2's
+escaping as text, and the page runs no script of its own: nothing in a log can run in it.
+A filter the search refuses is said above the results, not answered as an error page.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from signalbox.exceptions import UsageError
+from signalbox.instrument.logsources import ConfiguredLogs
+from signalbox.server.api.logs import FILTERS, requests_page, trace_lines
+
+__all__ = ["PAGE_SIZE", "logs", "logs_page_data"]
+
+PAGE_SIZE = 100
+"""Requests shown per page; "Older" pages on."""
+
+
+def logs_page_data(
+    logs: ConfiguredLogs | None, params: dict[str, str], now: datetime
+) -> dict[str, Any]:
+    """Everything the page shows, as plain data."""
+    values = {k: params.get(k, "") for k in FILTERS}
+    out: dict[str, Any] = {"has_logs": logs is not None, "values": values, "error": ""}
+    if logs is None:
+        return out
+    searched = any(values.values()) or "search" in params
+    out["searched"] = searched
+    trace_id = params.get("trace", "")
+    out["trace_id"] = trace_id
+    try:
+        if trace_id:
+            out["trace"] = trace_lines(logs, trace_id)
+        if searched:
+            found = requests_page(
+                logs, {**values, "limit": str(PAGE_SIZE), "after": params.get("after", "")}, now
+            )
+            out["found"] = found
+            if found["next_after"]:
+                kept = {k: v for k, v in values.items() if v}
+                kept.update(search="1", after=found["next_after"])
+                out["older"] = "/logs?" + urllib.parse.urlencode(kept)
+    except UsageError as e:
+        out["error"] = str(e)
+    return out
+
+
+async def logs(request: Request) -> Response:
+    from signalbox.server.dashboard import page
+    from signalbox.server.services import services
+
+    demo: bool = request.app.state.options.demo
+    params = dict(request.query_params.items())
+    svc = services(request)
+    now = datetime.fromtimestamp(svc.clock.now(), UTC)
+    data = await run_in_threadpool(logs_page_data, svc.logs, params, now)
+    return HTMLResponse(page("logs.html", "logs", demo, **data))

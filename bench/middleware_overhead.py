@@ -8,9 +8,12 @@ HTTP client. Contenders, in interleaved rounds (each round runs every one, in a 
 order, so the machine's drift hits all alike):
 
 * ``bare``: the app alone.
-* ``signalbox``: ``ASGIMiddleware`` with everything on: request id (incoming header read,
-  fresh id made, echoed), notes, one combined line per request appended to a file, request
+* ``signalbox``: ``ASGIMiddleware`` with everything on, default settings: request id
+  (incoming header read, fresh id made, echoed), notes, one combined line per request
+  appended to a file (buffered: up to 256 lines or 200 ms, written together), request
   metrics through a metrics client (its writer thread publishing its spool file).
+* ``signalbox unbuffered``: the same with ``buffer_lines = 1`` (each line formatted and
+  written as its response ends).
 * ``asgi-correlation-id``: ``CorrelationIdMiddleware`` (the id only: read, make, echo).
 * ``opentelemetry``: ``OpenTelemetryMiddleware`` with the SDK's tracer and meter providers
   (spans and duration histograms recorded, nothing exported).
@@ -63,12 +66,14 @@ def bare_app() -> Starlette:
     return Starlette(routes=[Route("/items/{item_id}", item)])
 
 
-def ours(tmp: Path) -> tuple[App, Instrument]:
+def ours(tmp: Path, buffer_lines: int = 256) -> tuple[App, Instrument, Client]:
+    """Our middleware with the default settings ([instrument] of signalbox.toml): lines and
+    metrics buffered up to 256 requests or 200 ms (``buffer_lines=1``: each written at once)."""
     spool = tmp / "spool"
     spool.mkdir(exist_ok=True)
-    client = Client(spool, prog="bench")
+    client = Client(spool, prog=f"bench{buffer_lines}")
     core = Instrument(
-        access_log=tmp / "access.log",
+        access_log=tmp / f"access-{buffer_lines}.log",
         format="combined",
         host="bench",
         secret_notes=("api_key",),
@@ -77,8 +82,10 @@ def ours(tmp: Path) -> tuple[App, Instrument]:
         request_id_header="X-Request-ID",
         trust_request_id=True,
         max_note_chars=1000,
+        buffer_lines=buffer_lines,
+        flush_interval=0.2,
     )
-    return ASGIMiddleware(bare_app(), core=core), core
+    return ASGIMiddleware(bare_app(), core=core), core, client
 
 
 def correlation_id() -> App:
@@ -138,10 +145,12 @@ async def drive(app: App, n: int) -> float:
 def in_process(requests: int, rounds: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mwbench-"))
     try:
-        ours_app, core = ours(tmp)
+        ours_app, core, client = ours(tmp)
+        each_app, each_core, each_client = ours(tmp, buffer_lines=1)
         apps: dict[str, App] = {
             "bare": bare_app(),
             "signalbox": ours_app,
+            "signalbox unbuffered": each_app,
             "asgi-correlation-id": correlation_id(),
             "opentelemetry": opentelemetry(),
         }
@@ -156,8 +165,11 @@ def in_process(requests: int, rounds: int) -> None:
             for name in order:
                 times[name].append(loop.run_until_complete(drive(apps[name], per_round)))
         loop.close()
-        core.close()
-        lines = (tmp / "access.log").read_bytes().count(b"\n")
+        for c in (core, each_core):
+            c.close()
+        client.close()
+        each_client.close()
+        lines = (tmp / "access-256.log").read_bytes().count(b"\n")
         bare = times["bare"]
         print(
             f"in-process, {per_round * rounds} requests per contender in {rounds} rounds, "
@@ -261,7 +273,7 @@ def over_http(rounds: int, seconds: int) -> None:
         print(
             f"  signalbox / bare throughput, median of per-round ratios: {statistics.median(ratios):.3f}"
         )
-        lines = (tmp / "signalbox" / "access.log").read_bytes().count(b"\n")
+        lines = (tmp / "signalbox" / "access-256.log").read_bytes().count(b"\n")
         print(f"  access-log lines written by signalbox: {lines}")
     finally:
         for p, _ in procs.values():

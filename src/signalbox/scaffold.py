@@ -141,6 +141,9 @@ request_id_header = "X-Request-ID"
 trust_request_id = true
 # http_requests_total and http_request_duration_seconds per route, method and status class.
 metrics = true
+# Lines are written in batches, at most this many and this late (buffer_lines = 1: at once).
+buffer_lines = 256
+flush_interval = "200ms"
 
 # Notifiers that monitors name in `notify:`.
 [notifiers.ops]

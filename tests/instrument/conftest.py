@@ -33,6 +33,8 @@ class Harness:
             request_id_header="X-Request-ID",
             trust_request_id=True,
             max_note_chars=200,
+            buffer_lines=1,
+            flush_interval=0.2,
         )
 
     def lines(self) -> list[str]:

@@ -130,3 +130,68 @@ def test_the_fingerprint_key_comes_from_the_environment_else_a_file_made_once(
     key_file = tmp_path / ".signalbox" / "log.key"
     assert key_file.stat().st_mode & 0o777 == 0o600 and len(first) == 64
     assert load_secret(s, environ={}) == first  # read back, not made again
+
+
+def _request(core: Instrument, n: int) -> None:
+    ctx = core.begin(f"r{n}", None)
+    ctx.note(user_id=n)
+    core.finish(ctx, 1.7e9, 0.001, "GET", "/x", "", "HTTP/1.1", "c", 200, 1, "", "", "/x")
+
+
+def test_buffered_lines_are_written_together_when_the_buffer_fills_or_at_close(
+    tmp_path: Path,
+) -> None:
+    from signalbox.instrument.metrics import RequestMetrics
+    from signalbox.metrics.client import Client
+
+    client = Client(tmp_path, background=False, pid_label=None, prog="b")
+    log = tmp_path / "a.log"
+    core = Instrument(
+        access_log=log,
+        format="combined",
+        host="h",
+        secret_notes=(),
+        secret=b"k",
+        metrics=RequestMetrics(client, background=False),
+        request_id_header="X-Request-ID",
+        trust_request_id=True,
+        max_note_chars=100,
+        buffer_lines=3,
+        flush_interval=3600,
+    )
+    for n in range(2):
+        _request(core, n)
+    assert not log.exists() or log.read_text() == ""
+    _request(core, 2)  # fills the buffer: this request writes the three
+    assert [line.split(" ")[3] for line in log.read_text().splitlines()] == ["0", "1", "2"]
+    _request(core, 3)
+    core.close()  # the rest is written at close (and at exit)
+    assert len(log.read_text().splitlines()) == 4
+    core.metrics.push()  # type: ignore[union-attr]
+    assert 'http_requests_total{method="GET",route="/x",status="2xx"}=4' in client.render()
+    client.close()
+
+
+def test_a_buffered_line_is_written_by_the_flusher_within_its_interval(tmp_path: Path) -> None:
+    import time
+
+    log = tmp_path / "a.log"
+    core = Instrument(
+        access_log=log,
+        format="json",
+        host="h",
+        secret_notes=(),
+        secret=b"k",
+        metrics=False,
+        request_id_header="X-Request-ID",
+        trust_request_id=True,
+        max_note_chars=100,
+        buffer_lines=100,
+        flush_interval=0.02,
+    )
+    _request(core, 7)
+    deadline = time.monotonic() + 5
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert '"request_id":"r7"' in log.read_text()
+    core.close()

@@ -8,10 +8,14 @@ request. Its settings come from ``[instrument]`` of ``signalbox.toml`` unless gi
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from os import urandom
 from pathlib import Path
@@ -119,6 +123,8 @@ class Instrument:
         request_id_header: str = DEFAULT,
         trust_request_id: bool = DEFAULT,
         max_note_chars: int = DEFAULT,
+        buffer_lines: int = DEFAULT,
+        flush_interval: float = DEFAULT,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
@@ -132,6 +138,8 @@ class Instrument:
             request_id_header,
             trust_request_id,
             max_note_chars,
+            buffer_lines,
+            flush_interval,
         )
         if settings is None and any(v is DEFAULT for v in given):
             from signalbox.config import load_settings
@@ -167,6 +175,14 @@ class Instrument:
             if self.log_file.path != "-":
                 reopen_on_sighup()
         self.clock, self.timer = clock, timer
+        self.buffer_lines: int = max(1, pick(buffer_lines, "buffer_lines"))
+        self.flush_interval: float = pick(flush_interval, "flush_interval_s")
+        buffered = self.buffer_lines > 1 and (self.log_file is not None or self.metrics is not None)
+        self._queue: deque[tuple[Any, ...]] | None = deque() if buffered else None
+        self._flusher: threading.Thread | None = None
+        self._flusher_lock = threading.Lock()
+        self._stop = threading.Event()
+        _cores.add(self)
         self._keys: dict[str, str] = {}  # note key as given -> as logged
         self._fps: dict[str, str] = {}  # recent API keys -> fingerprints
         self._failed = False
@@ -198,35 +214,139 @@ class Instrument:
         route: str,
         /,
     ) -> None:
-        """Write the request's line and count it. Never raises: a failure is logged once."""
+        """Write the request's line and count it (buffered: queue them for :meth:`flush`).
+        Never raises: a failure is logged once."""
         try:
             route = ctx.route or route
+            q = self._queue
+            if q is not None:
+                q.append(
+                    (
+                        start,
+                        client,
+                        method,
+                        path,
+                        query,
+                        protocol,
+                        status,
+                        nbytes,
+                        referer,
+                        user_agent,
+                        ctx,
+                        route,
+                        seconds,
+                    )
+                )
+                if len(q) >= self.buffer_lines:
+                    self.flush()
+                elif self._flusher is None:
+                    self._start_flusher()
+                return
             if self.metrics is not None:
                 self.metrics.observe(route, method, status, seconds)
-            if self.log_file is None:
-                return
-            line = self._line(
-                int(start * 1_000_000),
-                self.host,
-                client,
-                method,
-                path,
-                query,
-                protocol,
-                status,
-                nbytes,
-                referer,
-                user_agent,
-                ctx.request_id,
-                route,
-                int(seconds * 1_000_000),
-                self._logged_notes(ctx) if ctx.notes or ctx.trace is not None else _NO_NOTES,
-            )
-            self.log_file.write(line)
+            if self.log_file is not None:
+                self.log_file.write(
+                    self._format(
+                        start,
+                        client,
+                        method,
+                        path,
+                        query,
+                        protocol,
+                        status,
+                        nbytes,
+                        referer,
+                        user_agent,
+                        ctx,
+                        route,
+                        seconds,
+                    )
+                )
         except Exception:
-            if not self._failed:
-                self._failed = True
-                log.exception("signalbox access log: could not log a request (logged once)")
+            self._failure()
+
+    def _failure(self) -> None:
+        if not self._failed:
+            self._failed = True
+            log.exception("signalbox access log: could not log a request (logged once)")
+
+    def _format(
+        self,
+        start: float,
+        client: str,
+        method: str,
+        path: str,
+        query: str,
+        protocol: str,
+        status: int,
+        nbytes: int,
+        referer: str,
+        user_agent: str,
+        ctx: RequestContext,
+        route: str,
+        seconds: float,
+    ) -> str:
+        return self._line(
+            int(start * 1_000_000),
+            self.host,
+            client,
+            method,
+            path,
+            query,
+            protocol,
+            status,
+            nbytes,
+            referer,
+            user_agent,
+            ctx.request_id,
+            route,
+            int(seconds * 1_000_000),
+            self._logged_notes(ctx) if ctx.notes or ctx.trace is not None else _NO_NOTES,
+        )
+
+    # -- buffered lines -------------------------------------------------------------------
+    def flush(self) -> None:
+        """Count and write the buffered requests now, their lines in one write (whole lines:
+        ``O_APPEND`` keeps them whole beside other processes' writes). Never raises."""
+        q = self._queue
+        if q is None:
+            return
+        metrics, f = self.metrics, self.log_file
+        lines: list[str] = []
+        while True:
+            try:
+                item = q.popleft()
+            except IndexError:
+                break
+            try:
+                if metrics is not None:
+                    metrics.observe(item[11], item[2], item[6], item[12])
+                if f is not None:
+                    lines.append(self._format(*item))
+            except Exception:
+                self._failure()
+        if lines and f is not None:
+            f.write("\n".join(lines))
+
+    def _start_flusher(self) -> None:
+        with self._flusher_lock:
+            if self._flusher is not None:
+                return
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="signalbox-access-log", daemon=True
+            )
+        self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            self.flush()
+
+    def _after_fork(self) -> None:
+        if self._queue is not None:
+            self._queue.clear()  # the parent's requests: the parent writes them
+        self._flusher = None
+        self._flusher_lock = threading.Lock()
+        self._stop = threading.Event()
 
     def _logged_notes(self, ctx: RequestContext) -> Mapping[str, str]:
         out: dict[str, str] = {}
@@ -266,8 +386,30 @@ class Instrument:
         return fp
 
     def close(self) -> None:
-        """Close the log file and hand the last request metrics to the client."""
+        """Write what is buffered, close the log file and hand the last request metrics to
+        the client."""
+        self._stop.set()
+        self.flush()
+        _cores.discard(self)
         if self.log_file is not None:
             self.log_file.close()
         if self.metrics is not None:
             self.metrics.close()
+
+
+_cores: weakref.WeakSet[Instrument] = weakref.WeakSet()
+
+
+def _flush_all() -> None:
+    for core in list(_cores):
+        core.flush()
+
+
+def _forked() -> None:
+    for core in list(_cores):
+        core._after_fork()
+
+
+atexit.register(_flush_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)

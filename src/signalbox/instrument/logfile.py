@@ -1,4 +1,5 @@
-"""The access-log file: one ``os.write`` per line on an ``O_APPEND`` descriptor.
+"""The access-log file: one ``os.write`` per line, or per batch of whole lines, on an
+``O_APPEND`` descriptor.
 
 ``O_APPEND`` makes each write land at the end of the file as a whole, so many worker
 processes (gunicorn's, uvicorn's) can append to one file without interleaving their lines.
@@ -70,7 +71,8 @@ class AccessLogFile:
         return (st.st_dev, st.st_ino) != self._ino
 
     def write(self, line: str) -> None:
-        """Append ``line`` and a newline in one write. Never raises."""
+        """Append ``line`` (one line, or whole lines joined by newlines) and a newline in one
+        write. Never raises."""
         data = (line + "\n").encode("utf-8", "surrogateescape")
         if self._stdout:
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -17,14 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signalbox.clock import FrozenClock
-from signalbox.metrics.samples import Sample
-from signalbox.metrics.store import Ended, SeriesPoints
-from signalbox.query import Engine, vectorkernels
+from signalbox.metrics.samples import Matcher, Sample
+from signalbox.metrics.store import Ended, Frame, NewLayout, SeriesPoints
+from signalbox.query import Engine, parse_expr, rawselect, vectorkernels
 from signalbox.query.kahan import kahan_sum
 from signalbox.query.kernels import KERNELS as SCALAR
 from signalbox.query.rangefuncs import windows_for
+from signalbox.query.subquery import Grid
 from signalbox.query.vectorkernels import KERNELS as VECTOR
 from signalbox.query.vectorkernels import RawColumns, grid, values_of
+from tests.query.bucketing import bucketize
 from tests.stores import pg_schema_url, sqlite_url
 
 FUNCS = sorted(VECTOR)
@@ -101,6 +104,48 @@ def test_vector_kernels_answer_what_the_scalar_kernels_answer(
         assert _bits(got) == _bits(_scalar(func, series, ends, width)), func
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    series=st.lists(
+        # the reference's variance overflows past 1e154 (not read here)
+        _series(special=True).filter(
+            lambda s: all(not abs(v) < math.inf or abs(v) < 1e100 for v in s[1])
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    resolution=st.sampled_from([15, 60, 300]),
+    first=st.integers(0, 40).map(lambda x: x * 15_000),
+    step=st.sampled_from([15_000, 60_000, 120_000, 300_000]),
+    steps=st.integers(1, 20),
+    width=st.sampled_from([60_000, 300_000, 600_000, 3_600_000]),
+    split=st.booleans(),
+)
+def test_bucket_kernels_answer_what_the_scalar_kernels_answer(
+    series: list[tuple[list[int], list[float]]],
+    resolution: int,
+    first: int,
+    step: int,
+    steps: int,
+    width: int,
+    split: bool,
+) -> None:
+    """rate, increase and delta over rollup buckets (firsts, counts, drops), windows lining
+    up with them or splitting them (an estimate, but the scalar path's estimate), and
+    ``increase`` rescaled from a widened window."""
+    ends = [first + i * step + (7_000 if split else 0) for i in range(steps)]
+    buckets = [bucketize(SeriesPoints("m", (), ts, vs), resolution) for ts, vs in series]
+    pairs = [(b.timestamps, b.values) for b in buckets]
+    stats = [(b.first_ts or [], b.firsts or [], b.counts or [], b.drops) for b in buckets]
+    cols = RawColumns.of(pairs, stats)
+    for range_ms in {width, width // 2}:
+        g = grid(cols, ends, width, range_ms)
+        for func in sorted(vectorkernels.BUCKET_KERNELS):
+            got = values_of(*VECTOR[func](cols, g))
+            want = [SCALAR[func](b, windows_for(b, ends, width, range_ms), None) for b in buckets]
+            assert _bits(got) == _bits(want), func
+
+
 def test_window_bounds_are_the_bisects_of_each_series() -> None:
     """Including a span too wide for one key (the per-series search) and ends before,
     between and after every sample."""
@@ -139,6 +184,29 @@ def test_exact_sums_take_the_integer_path_only_when_they_fit() -> None:
 # --- through the engine and a store ---------------------------------------------------------
 
 T0 = 1_700_000_400_000 - 1_700_000_400_000 % 300_000
+FRAME_PASSES = 40  # a spool file's passes, 10 s apart, from T0 on
+
+
+def _frame_value(line: int, n: int) -> float:
+    """A counter per line with a reset, a NaN and an infinity among them."""
+    if line == 2 and n == 17:
+        return math.nan
+    if line == 1 and n == 30:
+        return math.inf
+    return float((n % 25) * (line + 1))
+
+
+def _write_frames(store: Any) -> None:
+    """Series ``vkf{line}`` of one spool file, stored as frames (one row per pass)."""
+    for n in range(FRAME_PASSES):
+        ts = T0 + n * 10_000
+        store.clock.set(ts / 1000)
+        vals = [_frame_value(line, n) for line in range(3)]
+        if n == 0:
+            samples = [Sample("vkf", (("line", str(i)),), v) for i, v in enumerate(vals)]
+            store.write(samples, ts, layouts=[NewLayout(b"vk-file", 0, 3)])
+        else:
+            store.write([], ts, frames=[Frame(b"vk-file", vals)])
 
 
 @pytest.fixture(
@@ -154,24 +222,38 @@ def store(
     clock = FrozenClock(T0 / 1000)
     if request.param == "sqlite":
         s = SQLMetricStore(open_database(sqlite_url(tmp_path_factory.mktemp("vk"))), clock=clock)
+        _write_frames(s)
         yield s
         s.close()
     else:
         with pg_schema_url() as url:
             s = SQLMetricStore(open_database(url), clock=clock)
+            _write_frames(s)
             yield s
             s.close()
 
 
-class _Scalar:
-    """Forces the scalar kernels: the reference."""
+class _Selected:
+    """The store with ``raw_columns`` hidden: range functions read ``select``'s points."""
 
-    def __enter__(self) -> None:
-        self.saved = vectorkernels.VECTOR_MIN_WINDOWS
-        vectorkernels.VECTOR_MIN_WINDOWS = 2**62
+    def __init__(self, store: Any) -> None:
+        self._store = store
 
-    def __exit__(self, *exc: object) -> None:
-        vectorkernels.VECTOR_MIN_WINDOWS = self.saved
+    def __getattr__(self, name: str) -> Any:
+        if name == "raw_columns":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+@contextmanager
+def _threshold(windows: int) -> Iterator[None]:
+    """The vector path from this many windows on (2**62: never, the scalar reference)."""
+    saved = vectorkernels.VECTOR_MIN_WINDOWS
+    vectorkernels.VECTOR_MIN_WINDOWS = windows
+    try:
+        yield
+    finally:
+        vectorkernels.VECTOR_MIN_WINDOWS = saved
 
 
 def _matrix_bits(result: Any) -> list[Any]:
@@ -181,11 +263,24 @@ def _matrix_bits(result: Any) -> list[Any]:
     ]
 
 
+def _three_ways(store: Any, query: str, start: int, end: int, step: int) -> None:
+    """Raw columns and vector kernels, ``select`` and vector kernels, ``select`` and the
+    scalar kernels (the reference): the same answers."""
+    got = Engine(store).range(query, start, end, step)
+    with _threshold(1):
+        selected = Engine(_Selected(store)).range(query, start, end, step)
+    with _threshold(2**62):
+        want = Engine(_Selected(store)).range(query, start, end, step)
+    assert _matrix_bits(got) == _matrix_bits(want), query
+    assert _matrix_bits(selected) == _matrix_bits(want), query
+    assert got.warnings == want.warnings == selected.warnings
+
+
 _RUN = iter(range(10**6))
 
 
 @settings(
-    max_examples=15,
+    max_examples=12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -196,10 +291,9 @@ _RUN = iter(range(10**6))
 def test_engine_vector_path_matches_scalar_path_on_stores(
     store: Any, series: list[tuple[list[int], list[float]]], step: int
 ) -> None:
-    """Random series written to the store (one ended by a stale marker, which range
-    functions ignore), queried with the vector path and the scalar path."""
-    run = next(_RUN)
-    name = f"vk{run}"
+    """Random series written to the store as rows (one ended by a stale marker, which
+    range functions ignore), queried three ways."""
+    name = f"vk{next(_RUN)}"
     samples = [
         Sample(name, (("s", str(i)),), v, T0 + t)
         for i, (ts, vs) in enumerate(series)
@@ -209,9 +303,6 @@ def test_engine_vector_path_matches_scalar_path_on_stores(
     store.clock.set((last + 1000) / 1000)
     store.write(samples, last + 1000)
     store.write([], last + 2000, ended=Ended(series=[(name, (("s", "0"),))]))
-    engine = Engine(store)
-    start, end = T0, last + 60_000
-    saved = vectorkernels.VECTOR_MIN_WINDOWS
     for query in (
         f"rate({name}[1m])",
         f"increase({name}[5m])",
@@ -219,13 +310,44 @@ def test_engine_vector_path_matches_scalar_path_on_stores(
         f"avg_over_time({name}[5m])",
         f"max_over_time({name}[1m])",
         f"sum by (s) (delta({name}[30s]))",
+        f"rate({name}[1m]) / rate({name}[5m] offset 30s)",  # one read for both windows
     ):
-        vectorkernels.VECTOR_MIN_WINDOWS = 1
-        try:
-            got = engine.range(query, start, end, step)
-        finally:
-            vectorkernels.VECTOR_MIN_WINDOWS = saved
-        with _Scalar():
-            want = engine.range(query, start, end, step)
-        assert _matrix_bits(got) == _matrix_bits(want), query
-        assert got.warnings == want.warnings
+        _three_ways(store, query, T0, last + 60_000, step)
+
+
+@pytest.mark.parametrize(
+    ("query", "as_columns"),
+    [
+        ("rate(vkf[1m])", True),
+        ("sum(increase(vkf[2m]))", True),
+        ("sum_over_time(vkf[45s])", True),
+        ("last_over_time(vkf[20s])", True),
+        ("idelta(vkf[30s])", True),
+        ("rate(vkf[1m]) + on(line) vkf", False),  # also an instant selector: select for both
+        ("rate(vkf[1m] @ 200)", False),  # @: select
+        ("max_over_time(rate(vkf[30s])[2m:10s])", False),  # in a subquery: select
+        ("deriv(vkf[1m])", False),  # no vector kernel
+    ],
+)
+def test_spool_frames_read_as_columns_answer_alike(
+    store: Any, query: str, as_columns: bool
+) -> None:
+    start, end, step = T0 - 60_000, T0 + FRAME_PASSES * 10_000 + 30_000, 5_000
+    store.clock.set((T0 + FRAME_PASSES * 10_000) / 1000)
+    grid = Grid(start, end, step, start, end)
+    assert bool(rawselect.read(store, parse_expr(query), grid)) == as_columns  # the path
+    _three_ways(store, query, start, end, step)
+
+
+def test_columns_come_from_rows_and_frames(store: Any) -> None:
+    """The store's raw columns: frames and rows, each series oldest first, within the
+    window asked for; None past the data."""
+    store.clock.set((T0 + FRAME_PASSES * 10_000) / 1000)
+    got = store.raw_columns([Matcher("__name__", "=", "vkf")], T0 + 50_000, T0 + 100_000, 5_000)
+    assert got is not None
+    assert [dict(labels)["line"] for _, labels in got.keys] == ["0", "1", "2"]
+    assert got.starts.tolist() == [0, 6, 12, 18]
+    assert got.timestamps[:6].tolist() == [T0 + n * 10_000 for n in range(5, 11)]
+    assert got.values[:6].tolist() == [_frame_value(0, n) for n in range(5, 11)]
+    none = store.raw_columns([Matcher("__name__", "=", "vkf")], T0 + 10**7, T0 + 10**7 + 1, 0)
+    assert none is None

@@ -28,8 +28,8 @@ from signalbox.exceptions import QueryError, UsageError
 from signalbox.gcpause import gc_paused
 from signalbox.limits import charge, check_deadline
 from signalbox.metrics.samples import Matcher
-from signalbox.metrics.store import LatestColumns, MetricReader, SeriesPoints
-from signalbox.query import columnar, vectorkernels
+from signalbox.metrics.store import LatestColumns, MetricReader, RawSeriesColumns, SeriesPoints
+from signalbox.query import columnar, rawselect, vectorkernels
 from signalbox.query.aggregate import aggregate, group_key
 from signalbox.query.ast import (
     Aggregation,
@@ -289,6 +289,7 @@ class _Evaluator:
         warnings: set[str],
         columns: dict[FetchKey, LatestColumns] | None = None,
         group_cache: columnar.GroupCache | None = None,
+        raw: dict[FetchKey, RawSeriesColumns] | None = None,
     ) -> None:
         self.grid = grid
         self.steps = grid.steps()
@@ -298,6 +299,7 @@ class _Evaluator:
         self.data = data
         self.columns = columns or {}  # selectors read as arrays (signalbox.query.columnar)
         self.group_cache = group_cache or columnar.GroupCache()
+        self.raw = raw or {}  # range functions' selectors read as arrays (rawselect)
 
     @classmethod
     def for_query(
@@ -310,6 +312,7 @@ class _Evaluator:
         end = steps[-1] if end_ms is None else end_ms
         grid = Grid(steps[0], steps[-1], step_ms if len(steps) > 1 else 0, steps[0], end)
         columns = _columns(engine, tree, grid) if len(steps) == 1 else {}
+        raw = rawselect.read(engine.store, tree, grid) if len(steps) > 1 else {}
         data = fetch(
             engine.store,
             tree,
@@ -318,17 +321,24 @@ class _Evaluator:
             lookback_ms=engine.lookback_ms,
             probe_ms=2 * engine.coarsest_resolution_s * 1000,
             end_ms=end,
-            skip=frozenset(columns),
+            skip=frozenset(columns) | frozenset(raw),
         )
         return cls(
-            grid, data, engine.lookback_ms, engine.max_points, set(), columns, engine.group_cache
+            grid,
+            data,
+            engine.lookback_ms,
+            engine.max_points,
+            set(),
+            columns,
+            engine.group_cache,
+            raw,
         )
 
     def child(self, grid: Grid) -> _Evaluator:
         """An evaluator over a subquery's inner steps, sharing data and warnings."""
         return _Evaluator(
             grid, self.data, self.lookback_ms, self.max_points, self.warnings, self.columns,
-            self.group_cache,
+            self.group_cache, self.raw,
         )  # fmt: skip
 
     def _ends(self, offset_ms: int, at: At | None) -> tuple[list[int], bool]:
@@ -349,6 +359,7 @@ class _Evaluator:
         freed in one C call holding the GIL for a few hundred ms, and ``/-/healthy`` and
         every other query of the server wait; freed in a Python loop, they take turns."""
         self.columns.clear()
+        self.raw.clear()
         data = self.data
         while data:
             _, points = data.popitem()
@@ -641,17 +652,24 @@ class _Evaluator:
             return sub_out if keep_name else merge_same_metric(sub_out, e.pos)
         assert isinstance(arg, MatrixSelector)
         ms = arg
-        sig = FUNCTIONS[e.func]
         ends, pinned = self._ends(ms.selector.offset_ms, ms.selector.at)
         out: list[StepSeries] = []
+        got = self.raw.get(fetch_key(ms.selector.all_matchers()))
+        if got is not None:  # raw samples as arrays: the vector kernels over them as they are
+            cols = rawselect.columns(got)
+            rows = vectorkernels.evaluate_columns(e.func, cols, ends, ms.range_ms, check_deadline)
+            for (name, labels), vals in zip(got.keys, rows, strict=True):
+                if vals.count(None) != len(vals):
+                    metric = tuple(sorted((("__name__", name), *labels)))
+                    out.append(StepSeries(metric if keep_name else drop_name(metric), vals))
+            return out if keep_name else merge_same_metric(out, e.pos)
         series = self._series(ms.selector)
-        if (
-            not pinned
-            and all(not sp.resolution for sp in series)
-            and vectorkernels.worth(e.func, len(series), len(ends))
-        ):  # raw samples, many windows: all at once (signalbox.query.vectorkernels)
-            pairs = [(sp.timestamps, sp.values) for sp in series]
-            rows = vectorkernels.evaluate(e.func, pairs, ends, ms.range_ms, check_deadline)
+        if not pinned and vectorkernels.worth(e.func, series, len(ends)):
+            # many windows at once (signalbox.query.vectorkernels); one resolution for all
+            width = self._width(e.func, series[0], ms.range_ms, ends)
+            for sp in series[1:]:
+                self._width(e.func, sp, ms.range_ms, ends)  # each one's warning, if any
+            rows = vectorkernels.evaluate(e.func, series, ends, width, ms.range_ms, check_deadline)
             for sp, vals in zip(series, rows, strict=True):
                 if vals.count(None) != len(vals):
                     metric = _metric_of(sp)
@@ -659,21 +677,24 @@ class _Evaluator:
             return out if keep_name else merge_same_metric(out, e.pos)
         for sp in series:
             check_deadline()
-            width = ms.range_ms
-            res_ms = sp.resolution * 1000
-            if res_ms and width < res_ms:  # buckets coarser than the window: widen, estimate
-                width = sig.rollup_buckets * res_ms
-                self.warnings.add(warning(sp, f"{e.func}(...[{format_duration(width / 1000)}])"))
-            elif res_ms and (
-                splits(sp, ends[:1] if pinned else ends, width)
-                or (e.func in NEEDS_SAMPLES and holds_many(sp))
-            ):
-                self.warnings.add(warning(sp, f"{e.func}()"))
+            width = self._width(e.func, sp, ms.range_ms, ends[:1] if pinned else ends)
             vals = self._apply(kernel, sp, ends, width, ms.range_ms, param, pinned, e.func)
             if vals.count(None) != len(vals):
                 metric = _metric_of(sp)
                 out.append(StepSeries(metric if keep_name else drop_name(metric), vals))
         return out if keep_name else merge_same_metric(out, e.pos)
+
+    def _width(self, func: str, sp: SeriesPoints, range_ms: int, ends: list[int]) -> int:
+        """The window width ``func`` reads ``sp`` with: the range, or over buckets coarser
+        than it, ``rollup_buckets`` of them (an estimate); warns where the answer is one."""
+        width = range_ms
+        res_ms = sp.resolution * 1000
+        if res_ms and width < res_ms:  # buckets coarser than the window: widen, estimate
+            width = FUNCTIONS[func].rollup_buckets * res_ms
+            self.warnings.add(warning(sp, f"{func}(...[{format_duration(width / 1000)}])"))
+        elif res_ms and (splits(sp, ends, width) or (func in NEEDS_SAMPLES and holds_many(sp))):
+            self.warnings.add(warning(sp, f"{func}()"))
+        return width
 
     def _apply(
         self,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from signalbox.metrics.store import SeriesPoints
 from signalbox.query.kahan import kahan_mean, kahan_sum
 
 Ints = npt.NDArray[np.int64]
@@ -36,17 +37,40 @@ Bools = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
+class Buckets:
+    """Rollup buckets' statistics beside :class:`RawColumns` (see
+    :class:`~signalbox.metrics.store.SeriesPoints`): each point's first sample, sample
+    count and counter drops inside it; what ``rate``/``increase``/``delta`` combine so a
+    window of whole buckets gets the raw samples' answer."""
+
+    first_ts: Ints
+    firsts: Floats
+    counts: Floats
+    drops: Floats | None  # None: not read (delta)
+
+
+@dataclass(frozen=True, slots=True)
 class RawColumns:
-    """Raw samples of several series, concatenated: series ``i`` holds positions
-    ``starts[i]`` to ``starts[i + 1]`` of ``ts``/``vs``, oldest first, at least one each."""
+    """Points of several series, concatenated: series ``i`` holds positions ``starts[i]`` to
+    ``starts[i + 1]`` of ``ts``/``vs``, oldest first, at least one each. Raw samples, or
+    with ``buckets`` rollup buckets (``ts``/``vs`` their last sample)."""
 
     ts: Ints  # ms
     vs: Floats
     starts: Ints  # len(series) + 1 offsets, starts[0] == 0, starts[-1] == len(ts)
+    buckets: Buckets | None = None
 
     @classmethod
-    def of(cls, series: Sequence[tuple[Sequence[int], Sequence[float]]]) -> RawColumns:
-        """Columns of ``(timestamps, values)`` lists, one pair per series."""
+    def of(
+        cls,
+        series: Sequence[tuple[Sequence[int], Sequence[float]]],
+        stats: Sequence[
+            tuple[Sequence[int], Sequence[float], Sequence[float], Sequence[float] | None]
+        ]
+        | None = None,
+    ) -> RawColumns:
+        """Columns of ``(timestamps, values)`` lists, one pair per series; with ``stats``,
+        buckets: ``(first_ts, firsts, counts, drops)`` per series."""
         lengths = np.fromiter((len(t) for t, _ in series), dtype=np.int64, count=len(series))
         starts = np.zeros(len(series) + 1, dtype=np.int64)
         np.cumsum(lengths, out=starts[1:])
@@ -57,7 +81,17 @@ class RawColumns:
             a, b = int(starts[i]), int(starts[i + 1])
             ts[a:b] = t
             vs[a:b] = v
-        return cls(ts, vs, starts)
+        if stats is None:
+            return cls(ts, vs, starts)
+        first_ts = np.empty(total, dtype=np.int64)
+        firsts, counts = np.empty(total), np.empty(total)
+        drops = np.empty(total) if all(d is not None for *_, d in stats) else None
+        for i, (ft, fv, c, d) in enumerate(stats):
+            a, b = int(starts[i]), int(starts[i + 1])
+            first_ts[a:b], firsts[a:b], counts[a:b] = ft, fv, c
+            if drops is not None:
+                drops[a:b] = d
+        return cls(ts, vs, starts, Buckets(first_ts, firsts, counts, drops))
 
     def __len__(self) -> int:
         return len(self.starts) - 1
@@ -118,32 +152,54 @@ def _series_pairs(cols: RawColumns) -> Bools:
     return inside
 
 
+def _corrections(cols: RawColumns) -> tuple[Ints, Floats]:
+    """Counter-reset corrections as :func:`signalbox.query.rangefuncs.corrections` keys
+    them, over the concatenated series: a drop inside bucket ``j`` has key ``2j``, one
+    between points ``j - 1`` and ``j`` (of one series) key ``2j - 1``; sorted by key."""
+    vs, b = cols.vs, cols.buckets
+    fvs = vs if b is None else b.firsts
+    across = np.flatnonzero((fvs[1:] < vs[:-1]) & _series_pairs(cols)) + 1
+    keys, amounts = 2 * across - 1, vs[across - 1]
+    if b is not None and b.drops is not None:
+        inside = np.flatnonzero(b.drops != 0)  # NaN too, as the scalar path's truth test
+        keys = np.concatenate([keys, 2 * inside])
+        amounts = np.concatenate([amounts, b.drops[inside]])
+        order = np.argsort(keys, kind="stable")
+        keys, amounts = keys[order], amounts[order]
+    return keys, amounts
+
+
 def _extrapolated(cols: RawColumns, g: Grid, *, counter: bool, per_second: bool) -> Result:
     """Prometheus' ``extrapolatedRate``, as :func:`signalbox.query.rangefuncs._extrapolated`
-    computes it over raw samples, for every window at once."""
-    ts, vs = cols.ts, cols.vs
+    computes it (over raw samples or whole buckets), for every window at once."""
+    ts, vs, b = cols.ts, cols.vs, cols.buckets
+    fts, fvs = (ts, vs) if b is None else (b.first_ts, b.firsts)
     lo, hi = g.lo, g.hi
-    present = hi - lo >= 2
+    if b is None:
+        n = (hi - lo).astype(np.float64)
+    else:  # running sample counts, as the scalar path's (whole numbers: exact in any order)
+        prefix = np.zeros(len(vs) + 1)
+        np.cumsum(b.counts, out=prefix[1:])
+        n = prefix[hi] - prefix[lo]
+    present = (hi > lo) & (n >= 2)
     first = np.where(present, lo, 0)
     last = np.where(present, hi - 1, 0)
-    first_v = vs[first]
+    first_v = fvs[first]
     result = vs[last] - first_v
-    if counter and len(vs) > 1:
-        # a reset at j (vs[j] < vs[j - 1]) adds vs[j - 1] to windows holding j - 1 and j
-        at = np.flatnonzero((vs[1:] < vs[:-1]) & _series_pairs(cols)) + 1
-        if len(at):
-            amounts = vs[at - 1]
-            a = np.searchsorted(at, first + 1, side="left")
-            count = np.where(present, np.searchsorted(at, last, side="right") - a, 0)
-            for k in range(int(count.max())):  # one correction at a time, in sample order
+    if counter:
+        keys, amounts = _corrections(cols)
+        if len(keys):
+            a = np.searchsorted(keys, 2 * first, side="left")
+            count = np.where(present, np.searchsorted(keys, 2 * last, side="right") - a, 0)
+            for k in range(int(count.max())):  # one correction at a time, in key order
                 more = count > k
                 result[more] += amounts[a[more] + k]
-    first_t, last_t = ts[first], ts[last]
+    first_t, last_t = fts[first], ts[last]
     to_start = (first_t - (g.ends - g.width_ms)) / 1000.0
     to_end = (g.ends - last_t) / 1000.0
     sampled = (last_t - first_t) / 1000.0
     present &= sampled > 0
-    avg_gap = sampled / ((hi - lo).astype(np.float64) - 1.0)
+    avg_gap = sampled / (n - 1)
     threshold = avg_gap * 1.1
     to_start = np.where(to_start >= threshold, avg_gap / 2, to_start)
     if counter:
@@ -154,8 +210,10 @@ def _extrapolated(cols: RawColumns, g: Grid, *, counter: bool, per_second: bool)
     factor = (sampled + to_start + to_end) / sampled
     if per_second:
         factor /= g.width_ms / 1000.0
-    elif g.range_ms != g.width_ms:
-        factor *= g.range_ms / g.width_ms
+    else:
+        rescale = g.range_ms / g.width_ms
+        if rescale != 1:
+            factor *= rescale
     return result * factor, present
 
 
@@ -337,6 +395,9 @@ KERNELS: dict[str, VectorKernel] = {
 }
 """Range functions with a vector kernel (parameterless, over raw samples)."""
 
+BUCKET_KERNELS = frozenset({"rate", "increase", "delta"})
+"""Those of :data:`KERNELS` that also combine rollup buckets (:class:`Buckets`)."""
+
 
 def values_of(values: Floats, present: Bools) -> list[list[float | None]]:
     """Per series, the engine's step values: the number, or None where there is none."""
@@ -356,27 +417,72 @@ few µs, some twenty calls a kernel) is more than their loop costs."""
 _CELLS = 1 << 20  # windows per batch of series: bounds the (series x steps) arrays' memory
 
 
-def worth(func: str, n_series: int, n_steps: int) -> bool:
-    """Is the vector path the faster one for ``func`` over this many windows?"""
-    return func in KERNELS and n_series * n_steps >= VECTOR_MIN_WINDOWS
+def worth(func: str, series: Sequence[SeriesPoints], n_steps: int) -> bool:
+    """Is the vector path the faster one for ``func`` over these series, and does it answer
+    them: raw samples, or buckets of one resolution with the statistics of whole buckets
+    (not written before buckets kept them: those estimates stay scalar)?"""
+    if func not in KERNELS or len(series) * n_steps < VECTOR_MIN_WINDOWS:
+        return False
+    resolution = series[0].resolution
+    if any(sp.resolution != resolution for sp in series):
+        return False
+    if not resolution:
+        return True
+    return func in BUCKET_KERNELS and all(
+        sp.first_ts is not None
+        and sp.firsts is not None
+        and sp.counts is not None
+        and not sp.approximate
+        and (func == "delta" or sp.drops is not None)
+        for sp in series
+    )
 
 
 def evaluate(
     func: str,
-    series: Sequence[tuple[Sequence[int], Sequence[float]]],
+    series: Sequence[SeriesPoints],
     ends: Sequence[int],
+    width_ms: int,
     range_ms: int,
     check: Callable[[], None] = lambda: None,
 ) -> list[list[float | None]]:
-    """``func`` over each series' ``(timestamps, values)`` at each window ``(end - range,
-    end]``: what the scalar kernel gives for each, in batches of series (``check`` runs
-    before each: the query's deadline)."""
+    """``func`` over each series at each window ``(end - width, end]`` (``range_ms``: the
+    range written, which ``increase`` rescales to when the window was widened): what the
+    scalar kernel gives for each, in batches of series (``check`` runs before each: the
+    query's deadline). ``series`` must be ones :func:`worth` accepts."""
     kernel = KERNELS[func]
     batch = max(1, _CELLS // max(len(ends), 1))
     out: list[list[float | None]] = []
     for i in range(0, len(series), batch):
         check()
-        cols = RawColumns.of(series[i : i + batch])
-        values, present = kernel(cols, grid(cols, ends, range_ms, range_ms))
+        part = series[i : i + batch]
+        pairs = [(sp.timestamps, sp.values) for sp in part]
+        stats = None
+        if part[0].resolution:
+            stats = [(sp.first_ts or [], sp.firsts or [], sp.counts or [], sp.drops) for sp in part]
+        cols = RawColumns.of(pairs, stats)
+        values, present = kernel(cols, grid(cols, ends, width_ms, range_ms))
+        out += values_of(values, present)
+    return out
+
+
+def evaluate_columns(
+    func: str,
+    cols: RawColumns,
+    ends: Sequence[int],
+    range_ms: int,
+    check: Callable[[], None] = lambda: None,
+) -> list[list[float | None]]:
+    """:func:`evaluate` over raw samples already in columns (a store's, see
+    :meth:`~signalbox.metrics.sql.store.SQLMetricStore.raw_columns`)."""
+    kernel = KERNELS[func]
+    batch = max(1, _CELLS // max(len(ends), 1))
+    out: list[list[float | None]] = []
+    for i in range(0, len(cols), batch):
+        check()
+        j = min(i + batch, len(cols))
+        a, b = int(cols.starts[i]), int(cols.starts[j])
+        part = RawColumns(cols.ts[a:b], cols.vs[a:b], cols.starts[i : j + 1] - a)
+        values, present = kernel(part, grid(part, ends, range_ms, range_ms))
         out += values_of(values, present)
     return out

@@ -1,0 +1,70 @@
+"""The request-log page in a real browser (Debian's chromium, headless, through Playwright):
+a note and a path that would run script if pasted into the page as HTML are shown as the
+text they are, and nothing in them runs, in the search results and in a request's trace.
+The page's screenshot lands in ``test-artifacts/logs.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from signalbox.instrument.accesslog import AccessRecord, format_combined, format_json
+from signalbox.instrument.logsources import ConfiguredLogs
+from signalbox.server.app import create_app
+from tests.server.browser import chromium, new_page, screenshot
+from tests.server.conftest import NOW, open_site
+from tests.server.test_auth_api import on_socket
+
+pytestmark = pytest.mark.peer("chromium")
+
+NOTE = "<img src=x onerror=window.__pwned=1>\"'><script>window.__pwned=2</script>"
+PATH = '/photos/"><script>window.__pwned=3</script>'
+
+
+def test_hostile_notes_and_paths_are_shown_as_text_and_never_run(tmp_path: Path) -> None:
+    at = datetime.fromtimestamp(NOW, UTC) - timedelta(minutes=5)
+    hostile = AccessRecord(
+        at,
+        host="www1",
+        client="10.0.0.1",
+        method="GET",
+        path=PATH,
+        protocol="HTTP/1.1",
+        status=500,
+        request_id="evil-1",
+        notes={"user_id": "5555", "comment": NOTE, "api_key": "fp:0123456789abcdef"},
+    )
+    plain = dataclasses.replace(hostile, time=at - timedelta(seconds=1), path="/ok", status=200,
+                                request_id="good-1", notes={"user_id": "5555"})  # fmt: skip
+    (tmp_path / "access.log").write_text(
+        format_json(plain) + "\n" + format_combined(hostile) + "\n"
+    )
+    stamp = (at + timedelta(milliseconds=3)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    (tmp_path / "app.log").write_text(f"{stamp} ERROR photos [evil-1]: failed on {NOTE}\n")
+    logs = ConfiguredLogs(tmp_path / "access.log", (tmp_path / "app.log",))
+    with open_site("memory", tmp_path) as site:
+        app = create_app(dataclasses.replace(site.services, logs=logs))
+        with on_socket(app) as base, chromium() as browser:
+            page = new_page(browser, csp=True)  # the pages' own policy in force, as served
+            page.goto(base + "/logs?" + urllib.parse.urlencode({"user": "5555"}))
+            rows = page.locator("#requests tbody tr")
+            assert rows.count() == 2
+            evil = page.locator("tr[data-request='evil-1']")
+            cells = evil.locator("td").all_inner_texts()
+            assert cells[3] == PATH and NOTE in cells[5] and cells[1] == "500"
+            assert page.evaluate("window.__pwned") is None
+            assert page.locator("main script, main img").count() == 0
+            screenshot(page, "logs.png")
+            evil.locator("td a").click()  # the request id links to its trace
+            page.wait_for_url("**/logs?trace=evil-1")
+            lines = page.locator("#trace tbody tr")
+            assert lines.count() == 2
+            assert lines.nth(1).locator("code").inner_text().endswith(f"failed on {NOTE}")
+            assert 'request_id="evil-1"' in lines.nth(0).locator("code").inner_text()
+            assert page.evaluate("window.__pwned") is None
+            assert page.locator("main script, main img").count() == 0

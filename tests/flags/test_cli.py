@@ -1,5 +1,6 @@
-"""``signalbox flags`` end to end, the real executable, on SQLite and PostgreSQL: set with a
-required reason, show, history as ``cli (user@host)``, list --stale, lint; bad input exit 2."""
+"""``signalbox flags`` end to end on SQLite and PostgreSQL (writes through the real
+executable, reads in-process): set with a required reason, show, history as
+``cli (user@host)``, list --stale, lint; bad input exit 2."""
 
 from __future__ import annotations
 
@@ -53,24 +54,25 @@ def test_set_show_history_and_list_round_trip_through_the_store(
     assert r.stdout == "flag new_checkout: (declared default) -> 30% of actors, actors ann, bob\n"
     r = run("flags", "set", "photo_uploads", "off", "--reason", "db3 overloaded", cwd=p.root)
     assert r.returncode == 0, r.stderr
-    show = json.loads(run("flags", "show", "new_checkout", "--json", cwd=p.root).stdout)
+    # the reads in-process (an interpreter start each costs more than the test otherwise)
+    show = json.loads(_in_process(p, "flags", "show", "new_checkout", "--json").stdout)
     assert show["state"]["percentage_of_actors"] == 30.0 and show["state"]["actors"] == [
         "ann",
         "bob",
     ]
     assert (show["updated_by"], show["reason"], show["version"]) == (who, "canary ok", 1)
     assert show["history"][0]["old"] is None and show["owner"] == "payments"
-    hist = json.loads(run("flags", "history", "--json", cwd=p.root).stdout)
+    hist = json.loads(_in_process(p, "flags", "history", "--json").stdout)
     assert [(h["name"], h["new"]["switch"], h["reason"]) for h in hist] == [
         ("photo_uploads", "off", "db3 overloaded"),
         ("new_checkout", "rollout", "canary ok"),
     ]
-    listed = {f["name"]: f for f in json.loads(run("flags", "list", "--json", cwd=p.root).stdout)}
+    listed = {f["name"]: f for f in json.loads(_in_process(p, "flags", "list", "--json").stdout)}
     assert listed["photo_uploads"]["describe"] == "off"
     assert listed["new_checkout"]["evaluations"] == 0
-    stale = run("flags", "list", "--stale", cwd=p.root)
-    assert stale.returncode == 0 and stale.stdout.count("never evaluated") == 2
-    text = run("flags", "show", "photo_uploads", cwd=p.root).stdout
+    stale = _in_process(p, "flags", "list", "--stale")
+    assert stale.exit_code == 0 and stale.stdout.count("never evaluated") == 2
+    text = _in_process(p, "flags", "show", "photo_uploads").stdout
     assert "changed:     " in text and f"by {who}: db3 overloaded (version 1)" in text
 
 

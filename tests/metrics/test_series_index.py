@@ -71,3 +71,108 @@ def test_equality_matchers_find_exactly_their_series(tmp_path: Path) -> None:
         ]
     finally:
         store.close()
+
+
+class Unbindable:
+    """A value no driver binds: the write fails at its sample rows, after its series were
+    registered in the same transaction."""
+
+
+def _labelled(n: int, value: float = 1.0) -> list[Sample]:
+    return [Sample("req", (("line", str(i)), ("shard", str(i % 7))), value + i) for i in range(n)]
+
+
+def _table(store: SQLMetricStore) -> dict[str, int]:
+    return dict(store.db.query("SELECT name || '{' || labels, id FROM series"))
+
+
+def _snapshot(store: SQLMetricStore) -> dict[str, int]:
+    import msgspec
+
+    rows = store.db.query("SELECT data FROM series_ids_snapshot WHERE id = 1")
+    return msgspec.msgpack.decode(bytes(rows[0][0]), type=dict[str, int]) if rows else {}
+
+
+HOST = (("host", "h"),)
+
+
+def test_a_first_pass_failing_half_way_registers_nothing_and_the_retry_gives_the_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batches of a first pass are inserted before its samples: a failure after them
+    leaves no series, no snapshot, and a write map that knows none of them; the same pass
+    again gives the ids in order, as if the first had never run."""
+    monkeypatch.setattr(sqlseries, "_CREATE_CHUNK", 1000)  # batches, as a million makes
+    store = SQLMetricStore(open_database(sqlite_url(tmp_path)), clock=FrozenClock(T0 / 1000))
+    try:
+        samples = _labelled(4500)
+        with pytest.raises(Exception) as failed:
+            store.write([*samples, Sample("bad", (), Unbindable())], T0, add_labels=HOST)  # type: ignore[arg-type]
+        assert not isinstance(failed.value, AssertionError)
+        assert _table(store) == {} and _snapshot(store) == {}
+        assert not store._series._ids  # nothing of the rolled-back pass in memory
+        got = store.write(samples, T0 + 1000, add_labels=HOST)
+        assert got.new_series == 4500
+        table = _table(store)
+        assert _snapshot(store) == table
+        assert [table[f'req{{host="h",line="{i}",shard="{i % 7}"'] for i in range(4500)] == list(
+            range(1, 4501)
+        )
+    finally:
+        store.close()
+
+
+def test_after_a_first_pass_the_write_map_is_left_to_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first pass keeps no map of its million keys in memory: the next write that needs
+    the whole map (more keys than a lookup by name takes) loads the snapshot and finds
+    every series it made, creating only the new one."""
+    monkeypatch.setattr(sqlseries, "_BY_NAME_MAX_KEYS", 500)
+    monkeypatch.setattr(sqlseries, "_CREATE_CHUNK", 200)
+    store = SQLMetricStore(open_database(sqlite_url(tmp_path)), clock=FrozenClock(T0 / 1000))
+    try:
+        samples = _labelled(510)
+        assert store.write(samples, T0, add_labels=HOST).new_series == len(samples)
+        assert store._series._ids is None
+        before = _table(store)
+        more = [*_labelled(len(samples), 5.0), Sample("req", (("line", "new"),), 1.0)]
+        assert store.write(more, T0 + 1000, add_labels=HOST).new_series == 1
+        after = _table(store)
+        assert {k: v for k, v in after.items() if k in before} == before
+        assert len(after) == len(before) + 1 and _snapshot(store) == after
+        got = store.select([Matcher("line", "=", "3")], T0, T0 + 1000)
+        assert [(sp.timestamps, sp.values) for sp in got] == [([T0, T0 + 1000], [4.0, 8.0])]
+    finally:
+        store.close()
+
+
+def test_a_writer_whose_empty_map_is_stale_shares_the_ids_another_writer_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers on one SQLite file: ``b`` loaded an empty map (its first pass failed),
+    then ``a`` registered the same series; ``b``'s pass finds them by key, creates none
+    twice, and both read every series under one id."""
+    monkeypatch.setattr(sqlseries, "_CREATE_CHUNK", 1000)
+    url = sqlite_url(tmp_path)
+    clock = FrozenClock(T0 / 1000)
+    a = SQLMetricStore(open_database(url), clock=clock)
+    b = SQLMetricStore(open_database(url), clock=clock)
+    try:
+        samples = _labelled(3000)
+        with pytest.raises(Exception):  # noqa: B017 - the driver's own error
+            b.write([*samples, Sample("bad", (), Unbindable())], T0, add_labels=HOST)  # type: ignore[arg-type]
+        assert b._series._ids == {}
+        assert a.write(samples[:2000], T0, add_labels=HOST).new_series == 2000
+        assert b.write(samples, T0 + 1000, add_labels=HOST).new_series == 1000
+        table = _table(a)  # a's ids kept; b's new ones after them (gaps are allowed)
+        assert len(table) == 3000 and len(set(table.values())) == 3000
+        assert sorted(table.values())[:2000] == list(range(1, 2001))
+        for s in (a, b):
+            got = s.select([Matcher("__name__", "=", "req")], T0, T0 + 1000)
+            assert len(got) == 3000
+            assert sum(len(sp.values) for sp in got) == 2000 * 2 + 1000
+        assert all(table.get(k) == v for k, v in _snapshot(b).items())
+    finally:
+        a.close()
+        b.close()

@@ -54,6 +54,7 @@ except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2b
 from pathlib import Path
 
+from signalbox.metrics.parse.columns import PairCache
 from signalbox.metrics.parse.keyvalue import Columns, keyvalue_columns, parse_keyvalue
 from signalbox.metrics.parse.lex import LineError
 from signalbox.metrics.parse.promtext import parse_prometheus, prometheus_shape
@@ -224,6 +225,7 @@ def scan_spool(
         return out
     real_spool = os.path.realpath(spool_dir)
     owner: dict[str | SeriesKey, str] = {}
+    pairs: PairCache = {}  # label pairs shared by the files' label sets
     for name in names:
         if name.startswith(".") or name.endswith(".tmp"):
             continue
@@ -281,7 +283,7 @@ def scan_spool(
                 out.files[name] = digest
                 continue
         if is_kv:
-            parsed = parse_keyvalue(text, name, metas=False, columns=columns)
+            parsed = parse_keyvalue(text, name, metas=False, columns=columns, pairs=pairs)
         else:
             parsed = parse_prometheus(text, name)
         del columns

@@ -20,6 +20,7 @@ from itertools import compress, repeat
 from operator import contains, lt
 
 from signalbox.metrics.parse.columns import (
+    PairCache,
     float_column,
     label_column,
     partition_columns,
@@ -59,17 +60,23 @@ def _keyvalue_name(raw: str) -> str:
 
 
 def parse_keyvalue(
-    text: str, source: str, *, metas: bool = True, columns: Columns | None = None
+    text: str,
+    source: str,
+    *,
+    metas: bool = True,
+    columns: Columns | None = None,
+    pairs: PairCache | None = None,
 ) -> Parsed:
     """Parse a ``*.metrics`` spool file (see the module docstring for the rules).
 
     ``metas=False`` skips the (all-gauge) metadata records: the collector stores none for
     key=value metrics since gauge is the default. ``columns``: what
     :func:`keyvalue_columns` answered for this text, when the caller has it already (the
-    spool scanner computes a file's shape first).
+    spool scanner computes a file's shape first). ``pairs``: label pairs to share with
+    the other files of a scan (see :data:`~signalbox.metrics.parse.columns.PairCache`).
     """
     with gc_paused():
-        fast = _batch_of_columns(_columns(text) if columns is None else columns, metas)
+        fast = _batch_of_columns(_columns(text) if columns is None else columns, metas, pairs)
         return fast if fast is not None else _keyvalue_lines(text, source, metas)
 
 
@@ -134,7 +141,9 @@ def _keyvalue_batch(text: str, metas: bool = True) -> Parsed | None:
     return _batch_of_columns(_columns(text), metas)
 
 
-def _batch_of_columns(cols: Columns | None, metas: bool = True) -> Parsed | None:
+def _batch_of_columns(
+    cols: Columns | None, metas: bool = True, pairs: PairCache | None = None
+) -> Parsed | None:
     """:func:`_keyvalue_batch` from the file's :func:`_columns`.
 
     Everything here depends on the left sides alone (the shape), so :func:`keyvalue_shape`
@@ -154,7 +163,7 @@ def _batch_of_columns(cols: Columns | None, metas: bool = True) -> Parsed | None
         heads, braces, tails = partition_columns(map(str.partition, lefts, repeat("{")))
         if tails.count("") != braces.count(""):  # a "{" with nothing after it
             return None
-        column = label_column(tails)
+        column = label_column(tails, pairs)
         if column is None:
             return None
         labels, suffixes = column

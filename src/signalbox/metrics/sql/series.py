@@ -18,9 +18,11 @@ inserts leave gaps for good). So both caches here are *subsets* of the table, to
   in memory that the database does not have.
 
 A first pass of a million new series (``collect --once`` on a new spool) is the case this
-is shaped for: on SQLite the ids are given in order from the newest, so nothing is read
-back, the new keys are kept as runs of consecutive ids instead of a dict entry each, the
-snapshot is written from those runs, and the store gets the ids as a ``range``.
+is shaped for (:meth:`SeriesIndex._create_all`): on SQLite the ids are given in order from
+the newest, so nothing is read back; the keys are built from the label sets a batch at a
+time, inserted and encoded into the snapshot, none kept past its batch; the store gets the
+ids as a ``range``, and the write map is not kept (the snapshot holds it for whoever needs
+it: the next passes, of frames, do not).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any, cast
 
 from signalbox.clock import Clock
 from signalbox.exceptions import StoreError
-from signalbox.metrics.labelcodec import decode_labels, encode_labels
+from signalbox.metrics.labelcodec import decode_labels, encode_labels, series_keys
 from signalbox.metrics.samples import Labels, Matcher, series_matches
 from signalbox.storage.database import Database
 from signalbox.storage.failures import translate
@@ -72,42 +74,49 @@ def _json_array(strings: list[str]) -> str:
 
 
 Run = tuple[list[str], int]
-"""Keys created with consecutive ids from the second item: a batch of new series kept
-without a dict entry each (a first pass of a million would build one only to exit)."""
+"""Keys created with consecutive ids from the second item (a batch nothing was read back
+for)."""
 
 
 class _Pending:
     """What one write transaction learned, kept apart until it commits."""
 
-    __slots__ = ("ids", "ids_max", "runs", "unsaved")
+    __slots__ = ("forget_map", "ids", "ids_max", "unsaved")
 
     def __init__(self, ids_max: int, unsaved: int) -> None:
         self.ids: dict[str, int] = {}
-        self.runs: list[Run] = []
         self.ids_max = ids_max
         self.unsaved = unsaved
+        self.forget_map = False  # at commit: drop the write map (the snapshot holds it)
 
 
-def _msgpack_map(runs: list[Run]) -> bytearray:
-    """The msgpack map ``{key: id}`` of ``runs``, as ``msgpack.encode(dict)`` would write
-    it, without the dict: msgpack writes a map's pairs as it writes an array of its keys
-    and values taken in turn, so each run is encoded as such an array and appended without
-    its array header, after the map's header."""
+def _msgpack_pairs(out: bytearray, keys: Iterable[str], ids: Iterable[int]) -> int:
+    """Append ``keys`` and their ``ids`` to ``out`` as pairs of a msgpack map (without the
+    map's header); return how many: msgpack writes a map's pairs as it writes an array of
+    its keys and values taken in turn, so they are encoded as such an array, whose header
+    is cut off."""
     import msgspec
 
-    n = sum(len(keys) for keys, _ in runs)
-    if n < 16:
-        out = bytearray([0x80 | n])
-    elif n < 65536:
-        out = bytearray(b"\xde" + n.to_bytes(2, "big"))
-    else:
-        out = bytearray(b"\xdf" + n.to_bytes(4, "big"))
-    for keys, first in runs:
-        pairs = zip(keys, range(first, first + len(keys)), strict=True)
-        part = msgspec.msgpack.encode(list(chain.from_iterable(pairs)))
-        items = 2 * len(keys)
-        out += memoryview(part)[1 if items < 16 else 3 if items < 65536 else 5 :]
-    return out
+    flat = list(chain.from_iterable(zip(keys, ids, strict=True)))
+    items = len(flat)
+    out += memoryview(msgspec.msgpack.encode(flat))[
+        1 if items < 16 else 3 if items < 65536 else 5 :
+    ]
+    return items // 2
+
+
+_MAP_HEAD = 5  # bytes kept free at the start of a map's body for its header (map32's size)
+
+
+def _msgpack_map(body: bytearray, n: int) -> bytearray:
+    """The msgpack map ``{key: id}`` of ``n`` pairs appended by :func:`_msgpack_pairs` (no
+    key twice) after :data:`_MAP_HEAD` free bytes, as ``msgpack.encode(dict)`` would write
+    it, without the dict; a big one in place (a million series' map is ~45 MB)."""
+    if n >= 65536:
+        body[:_MAP_HEAD] = b"\xdf" + n.to_bytes(4, "big")
+        return body
+    head = bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")
+    return bytearray(head) + memoryview(body)[_MAP_HEAD:]
 
 
 DECODED_MAX = 200_000
@@ -127,7 +136,6 @@ class SeriesIndex:
         self._ids_max = 0  # newest id the write map was topped up to
         self._unsaved = 0  # entries of the write map the saved snapshot lacks
         self._pending: _Pending | None = None
-        self._runs: list[Run] = []  # committed, not yet in ``_ids``
 
     # -- reads ----------------------------------------------------------------------------
     def _add_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -249,9 +257,6 @@ class SeriesIndex:
                 self._ids = dict(self.db.query(f"SELECT {_KEY}, id FROM series"))
                 self._ids_max = max(self._ids.values(), default=0)
                 self._unsaved = len(self._ids)
-        for keys, first in self._runs:
-            self._ids.update(zip(keys, range(first, first + len(keys)), strict=True))
-        self._runs = []
         return self._ids
 
     def _ids_by_name(self, names: set[str]) -> dict[str, int] | None:
@@ -283,9 +288,12 @@ class SeriesIndex:
             )
         return out
 
-    def ids_for(self, names: list[str], keys: list[str], clock: Clock) -> tuple[Sequence[int], int]:
-        """Ids of the series ``keys`` (``name{labels``, ``names`` their metric names), creating
-        the missing ones stamped by ``clock``; and how many this writer did not know.
+    def ids_for(
+        self, names: list[str], label_sets: list[Labels], add: Labels, clock: Clock
+    ) -> tuple[Sequence[int], int]:
+        """Ids of the series ``names`` x ``label_sets`` (each with ``add`` merged in, see
+        :func:`~signalbox.metrics.labelcodec.series_keys`), creating the missing ones
+        stamped by ``clock``; and how many this writer did not know.
 
         The ids are a ``range`` when this write created every one of its series, each
         once (keys all new and distinct: a first pass), and a list otherwise.
@@ -295,15 +303,22 @@ class SeriesIndex:
         :meth:`rollback`, one of which the caller calls when the transaction ends.
         """
         self._pending = None
-        if self._ids is None and len(keys) <= _BY_NAME_MAX_KEYS:
+        keys: list[str] | None = None
+        if self._ids is None and len(names) <= _BY_NAME_MAX_KEYS:
+            keys = series_keys(names, label_sets, add)
             known = self._ids_by_name(set(names))
             if known is not None:
                 found = list(map(known.get, keys))
                 if None not in found:
                     return cast("list[int]", found), 0
         ids = self._series_ids()
-        sids = list(map(ids.get, keys))
         pending = self._pending = _Pending(self._ids_max, self._unsaved)
+        now_ms = int(clock.now() * 1000)
+        if not ids and self.db.dialect.name == "sqlite":
+            return self._create_all(names, label_sets, add, now_ms, pending)
+        if keys is None:
+            keys = series_keys(names, label_sets, add)
+        sids = list(map(ids.get, keys))
         if None not in sids:
             if pending.unsaved > _SNAPSHOT_STALE:  # others added many: refresh it
                 self._save_snapshot(ids, pending)
@@ -311,27 +326,56 @@ class SeriesIndex:
         # duplicates left in: the insert skips a key's second row, and reads back the ids
         # of a batch that skipped any (deduplicating a million keys first costs ~0.3 s)
         missing = list(compress(keys, map(_is_none, sids))) if ids else keys
-        learned, runs = self._create(missing, int(clock.now() * 1000))
-        pending.ids, pending.runs = learned, runs
-        pending.ids_max = max(
-            chain((pending.ids_max,), learned.values(), (f + len(k) - 1 for k, f in runs))
-        )
-        if not ids and not learned:  # a first pass: every key new, each id the next one
-            created = len(keys)
-            pending.unsaved += created
-            self._save_snapshot(_msgpack_map(runs), pending)
-            return range(runs[0][1], runs[0][1] + created), created
+        learned, runs = self._create(missing, now_ms)
         for run_keys, first in runs:
             learned.update(zip(run_keys, range(first, first + len(run_keys)), strict=True))
-        pending.runs = []
+        pending.ids = learned
+        pending.ids_max = max(chain((pending.ids_max,), learned.values()))
         created = len(learned)
         pending.unsaved += created
-        if not ids:
-            self._save_snapshot(learned, pending)
-            return list(map(learned.__getitem__, keys)), created
         self._save_snapshot({**ids, **learned}, pending)
         sids = [learned[k] if sid is None else sid for k, sid in zip(keys, sids, strict=True)]
         return cast("list[int]", sids), created
+
+    def _create_all(
+        self,
+        names: list[str],
+        label_sets: list[Labels],
+        add: Labels,
+        now_ms: int,
+        pending: _Pending,
+    ) -> tuple[Sequence[int], int]:
+        """SQLite, the table empty as far as this writer knows (a first pass): every series
+        is new. The keys are built, inserted and added to the snapshot a batch at a time,
+        none kept past its batch (a million keys would hold ~120 MB), and the write map is
+        dropped at commit: a later write that needs it loads the snapshot. The ids are
+        given in order from the newest, so nothing is read back unless a batch skipped a
+        key (one written twice); the ids come back as a ``range`` unless one did."""
+        base = int(self.db.query("SELECT coalesce(max(id), 0) FROM series")[0][0])
+        snapshot, created = bytearray(_MAP_HEAD), 0
+        sids: list[int] | None = None  # once a batch skipped a key: every id so far
+        for i in range(0, len(names), _CREATE_CHUNK):
+            keys = series_keys(names[i : i + _CREATE_CHUNK], label_sets[i : i + _CREATE_CHUNK], add)
+            first = base + i + 1
+            done = self.db.execute(_CREATE_SQLITE, (first, now_ms, _json_array(keys)))
+            if done.rowcount == len(keys):
+                created += _msgpack_pairs(snapshot, keys, range(first, first + len(keys)))
+                if sids is not None:
+                    sids.extend(range(first, first + len(keys)))
+                continue
+            got = self._read_back(keys)
+            if sids is None:
+                sids = list(range(base + 1, first))
+            sids.extend(map(got.__getitem__, keys))
+            new = {k: sid for k, sid in got.items() if sid >= first}  # not an earlier batch's
+            created += _msgpack_pairs(snapshot, new, new.values())
+        pending.forget_map = True
+        pending.ids_max = max(pending.ids_max, base + len(names))
+        pending.unsaved += created
+        self._save_snapshot(_msgpack_map(snapshot, created), pending)
+        if sids is None:
+            return range(base + 1, base + 1 + len(names)), created
+        return sids, created
 
     def _create(self, keys: list[str], now_ms: int) -> tuple[dict[str, int], list[Run]]:
         """Insert the series ``keys`` (each ``name{labels``, in any order) in batches of one
@@ -428,8 +472,10 @@ class SeriesIndex:
         p, self._pending = self._pending, None
         if p is None or self._ids is None:
             return
+        if p.forget_map:  # a first pass: the snapshot it saved holds the map
+            self._ids, self._ids_max, self._unsaved = None, 0, 0
+            return
         self._ids.update(p.ids)
-        self._runs.extend(p.runs)
         self._ids_max, self._unsaved = p.ids_max, p.unsaved
 
     def rollback(self) -> None:

@@ -27,7 +27,7 @@ from signalbox import limits
 from signalbox.clock import Clock, SystemClock
 from signalbox.durations import Tier
 from signalbox.exceptions import StoreError
-from signalbox.metrics.labelcodec import encode_labels, series_keys
+from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.partitions import RAW, Level, levels
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
 from signalbox.metrics.sql import framereads, sealing
@@ -249,11 +249,11 @@ class SQLMetricStore:
         path of every collection pass.
         """
         names = list(map(_NAME, samples))
-        keys = series_keys(names, list(map(_LABELS, samples)), add_labels)
+        label_sets = list(map(_LABELS, samples))
         with self._lock, self._writing():
             self._partitions.load(fresh=True)
-            sids, created = self._series.ids_for(names, keys, self.clock)
-            written = len(keys)
+            sids, created = self._series.ids_for(names, label_sets, add_labels, self.clock)
+            written = len(names)
             if frames or layouts:
                 rows = self._write_frames(samples, sids, default_ts_ms, add_labels, frames, layouts)
                 written += sum(len(f.values) for f in frames)

@@ -78,6 +78,8 @@ def test_percentage_of_time_uses_the_draw() -> None:
     s = FlagState("rollout", time_share=25_000)
     assert evaluate("f", s, draw=0.2499) == (True, "percentage_of_time")
     assert evaluate("f", s, draw=0.25) == (False, "no_gate")
+    always = FlagState("rollout", time_share=BUCKETS)
+    assert evaluate("f", always) == (True, "percentage_of_time") and always.fully_on
 
 
 def test_everyone_at_100_percent_even_without_an_actor() -> None:

@@ -107,7 +107,7 @@ def evaluate(
         return True, "percentage_of_actors"
     if key is not None and state.actors_share and bucket(name, key) < state.actors_share:
         return True, "percentage_of_actors"
-    if state.time_share and draw * BUCKETS < state.time_share:
+    if state.time_share >= BUCKETS or (state.time_share and draw * BUCKETS < state.time_share):
         return True, "percentage_of_time"
     if actor is not None and key is None:
         return False, "bad_actor"

@@ -25,7 +25,8 @@ Each round runs every contender once, so the machine's speed drift hits all alik
 1-minute resolution through the query engine, stored as rows and as frames (4 files x 500
 series, at a 1m and a 1h step); ``sum by (shard)`` at one instant over ``--files`` files of
 one metric with a ``shard`` label, written once by ``collect --once``; and, once each, the first pass (every series
-and file shape new) of the `.metrics` and of the `.prom` spool, with the peak RSS of that
+and file shape new) of the `.metrics` spool, of the `.prom` spool and of a labelled `.metrics`
+spool (``bench_requests{shard,file,line}``, every line one metric), with the peak RSS of that
 `collect --once` process, and a pass where every file changed shape.
 
 ``--day``: a day's cycle of compaction with the day's partitions filling up (``bench_day``:
@@ -655,6 +656,9 @@ def main() -> None:
         )
         ours = Signalbox(root / "sb")
         ours_prom = Signalbox(root / "sb-prom", prom=True)
+        # the labelled first pass (``bench_requests{shard,file,line}``): its store is not kept
+        labelled = Signalbox(root / "sb-labelled", shards=16)
+        shutil.rmtree(labelled.root)
         peers: dict[str, Whisper | NodeExporter] = {}
         if FILES > 200 and not a.skip_whisper:
             print(f"whisper skipped: {N:,} whisper files is more than this benchmark creates")
@@ -696,7 +700,7 @@ def main() -> None:
         reshaped = ours.finish(2 * a.runs)
         for name, ts in times.items():
             report(name, ts)
-        for label, sb in ((".metrics", ours), (".prom", ours_prom)):
+        for label, sb in ((".metrics", ours), (".prom", ours_prom), ("labelled", labelled)):
             print(
                 f"  first pass, {label:<9} ({N:,} new series, shapes registered): "
                 f"{sb.first * 1000:8.1f} ms, peak RSS {sb.first_rss_kb / 1024:6.0f} MB"

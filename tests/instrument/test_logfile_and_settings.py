@@ -135,7 +135,11 @@ def test_the_fingerprint_key_comes_from_the_environment_else_a_file_made_once(
 def _request(core: Instrument, n: int) -> None:
     ctx = core.begin(f"r{n}", None)
     ctx.note(user_id=n)
-    core.finish(ctx, 1.7e9, 0.001, "GET", "/x", "", "HTTP/1.1", "c", 200, 1, "", "", "/x")
+    core.finish(ctx, 1.7e9, 0.001, 200, 1, _fields, None)
+
+
+def _fields(source: object) -> tuple[str, str, str, str, str, str, str, str]:
+    return ("GET", "/x", "", "HTTP/1.1", "c", "", "", "/x")
 
 
 def test_buffered_lines_are_written_together_when_the_buffer_fills_or_at_close(

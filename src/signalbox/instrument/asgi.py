@@ -32,6 +32,30 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def _fields(source: tuple[Scope, str, str, str]) -> tuple[str, str, str, str, str, str, str, str]:
+    """A finished request's line fields from its scope (read when its line is made)."""
+    scope, root, referer, user_agent = source
+    raw = scope.get("raw_path")
+    r = scope.get("route")
+    route = ""
+    if r is not None:
+        route = getattr(r, "path", "") or ""
+        prefix = scope.get("root_path", "")[len(root) :]
+        if prefix:
+            route = prefix + route
+    client = scope.get("client")
+    return (
+        scope["method"],
+        raw.decode("latin-1") if raw else scope["path"],
+        scope.get("query_string", b"").decode("latin-1"),
+        "HTTP/" + scope.get("http_version", "1.1"),
+        client[0] if client else "",
+        referer,
+        user_agent,
+        route,
+    )
+
+
 class ASGIMiddleware:
     """Request ids, notes, one access-log line and request metrics for an ASGI app.
 
@@ -84,29 +108,14 @@ class ASGIMiddleware:
         def finish(code: int, seconds: float | None = None) -> None:
             nonlocal done
             done = True
-            raw = scope.get("raw_path")
-            r = scope.get("route")
-            route = ""
-            if r is not None:
-                route = getattr(r, "path", "") or ""
-                prefix = scope.get("root_path", "")[len(root) :]
-                if prefix:
-                    route = prefix + route
-            client = scope.get("client")
             core.finish(
                 ctx,
                 start,
                 core.timer() - t0 if seconds is None else seconds,
-                scope["method"],
-                raw.decode("latin-1") if raw else scope["path"],
-                scope.get("query_string", b"").decode("latin-1"),
-                "HTTP/" + scope.get("http_version", "1.1"),
-                client[0] if client else "",
                 code,
                 nbytes,
-                referer,
-                user_agent,
-                route,
+                _fields,
+                (scope, root, referer, user_agent),
             )
 
         async def send_wrapper(message: Message) -> None:

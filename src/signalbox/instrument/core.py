@@ -46,6 +46,10 @@ _KEY_CACHE_MAX = 1024
 _NO_PARENT = "0" * 16
 _NO_NOTES: Mapping[str, str] = MappingProxyType({})
 
+Fields = Callable[[Any], tuple[str, str, str, str, str, str, str, str]]
+"""An adapter's reader of a finished request: ``source`` -> (method, path, query, protocol,
+client, referer, user agent, route)."""
+
 
 def load_secret(settings: Settings, environ: Mapping[str, str] | None = None) -> bytes:
     """The key API keys are fingerprinted with: ``$<key_env>`` when set, else the key file
@@ -202,66 +206,31 @@ class Instrument:
         ctx: RequestContext,
         start: float,
         seconds: float,
-        method: str,
-        path: str,
-        query: str,
-        protocol: str,
-        client: str,
         status: int,
         nbytes: int,
-        referer: str,
-        user_agent: str,
-        route: str,
+        fields: Fields,
+        source: Any,
         /,
     ) -> None:
-        """Write the request's line and count it (buffered: queue them for :meth:`flush`).
-        Never raises: a failure is logged once."""
+        """Count the request and write its line (buffered: queue it for :meth:`flush`).
+
+        ``fields(source)`` gives the rest of the line -- method, path, query, protocol,
+        client, referer, user agent, route -- read from the adapter's own request object
+        only when the line is made, off the request's path when buffered. Never raises: a
+        failure is logged once.
+        """
         try:
-            route = ctx.route or route
             q = self._queue
             if q is not None:
-                q.append(
-                    (
-                        start,
-                        client,
-                        method,
-                        path,
-                        query,
-                        protocol,
-                        status,
-                        nbytes,
-                        referer,
-                        user_agent,
-                        ctx,
-                        route,
-                        seconds,
-                    )
-                )
+                q.append((ctx, start, seconds, status, nbytes, fields, source))
                 if len(q) >= self.buffer_lines:
                     self.flush()
                 elif self._flusher is None:
                     self._start_flusher()
                 return
-            if self.metrics is not None:
-                self.metrics.observe(route, method, status, seconds)
-            if self.log_file is not None:
-                self.log_file.write(
-                    self._format(
-                        start,
-                        client,
-                        method,
-                        path,
-                        query,
-                        protocol,
-                        status,
-                        nbytes,
-                        referer,
-                        user_agent,
-                        ctx,
-                        route,
-                        seconds,
-                    )
-                )
+            line = self._record(ctx, start, seconds, status, nbytes, fields, source)
+            if line is not None and self.log_file is not None:
+                self.log_file.write(line)
         except Exception:
             self._failure()
 
@@ -270,22 +239,23 @@ class Instrument:
             self._failed = True
             log.exception("signalbox access log: could not log a request (logged once)")
 
-    def _format(
+    def _record(
         self,
+        ctx: RequestContext,
         start: float,
-        client: str,
-        method: str,
-        path: str,
-        query: str,
-        protocol: str,
+        seconds: float,
         status: int,
         nbytes: int,
-        referer: str,
-        user_agent: str,
-        ctx: RequestContext,
-        route: str,
-        seconds: float,
-    ) -> str:
+        fields: Fields,
+        source: Any,
+    ) -> str | None:
+        """Count one request; its line, or None when there is no access log."""
+        method, path, query, protocol, client, referer, user_agent, route = fields(source)
+        route = ctx.route or route
+        if self.metrics is not None:
+            self.metrics.observe(route, method, status, seconds)
+        if self.log_file is None:
+            return None
         return self._line(
             int(start * 1_000_000),
             self.host,
@@ -311,22 +281,22 @@ class Instrument:
         q = self._queue
         if q is None:
             return
-        metrics, f = self.metrics, self.log_file
         lines: list[str] = []
+        record = self._record
         while True:
             try:
                 item = q.popleft()
             except IndexError:
                 break
             try:
-                if metrics is not None:
-                    metrics.observe(item[11], item[2], item[6], item[12])
-                if f is not None:
-                    lines.append(self._format(*item))
+                line = record(*item)
             except Exception:
                 self._failure()
-        if lines and f is not None:
-            f.write("\n".join(lines))
+                continue
+            if line is not None:
+                lines.append(line)
+        if lines and self.log_file is not None:
+            self.log_file.write("\n".join(lines))
 
     def _start_flusher(self) -> None:
         with self._flusher_lock:

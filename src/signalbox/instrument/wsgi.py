@@ -108,31 +108,32 @@ class _Request:
         if self.done:
             return
         self.done = True
-        env = self.environ
-        raw = env.get("RAW_URI") or env.get("REQUEST_URI")
-        if raw:
-            path = raw.split("?", 1)[0]
-        else:
-            path = quote(
-                (env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")).encode("latin-1"),
-                safe=_PATH_SAFE,
-            )
         core = self.mw.core
         core.finish(
-            self.ctx,
-            self.start,
-            core.timer() - self.t0,
-            env.get("REQUEST_METHOD", ""),
-            path,
-            env.get("QUERY_STRING", ""),
-            env.get("SERVER_PROTOCOL", ""),
-            env.get("REMOTE_ADDR", ""),
-            status,
-            self.nbytes,
-            env.get("HTTP_REFERER", ""),
-            env.get("HTTP_USER_AGENT", ""),
-            "",
+            self.ctx, self.start, core.timer() - self.t0, status, self.nbytes, _fields, self.environ
         )
+
+
+def _fields(env: dict[str, Any]) -> tuple[str, str, str, str, str, str, str, str]:
+    """A finished request's line fields from its environ (read when its line is made)."""
+    raw = env.get("RAW_URI") or env.get("REQUEST_URI")
+    if raw:
+        path = raw.split("?", 1)[0]
+    else:
+        path = quote(
+            (env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")).encode("latin-1"),
+            safe=_PATH_SAFE,
+        )
+    return (
+        env.get("REQUEST_METHOD", ""),
+        path,
+        env.get("QUERY_STRING", ""),
+        env.get("SERVER_PROTOCOL", ""),
+        env.get("REMOTE_ADDR", ""),
+        env.get("HTTP_REFERER", ""),
+        env.get("HTTP_USER_AGENT", ""),
+        "",
+    )
 
 
 class _Body:

@@ -57,6 +57,23 @@ def test_every_kind_builds_from_config(tmp_path: Path) -> None:
     assert gates["reprocessing"]._flags_path() == tmp_path / "flags"  # type: ignore[attr-defined]
 
 
+def test_a_flag_gate_without_a_path_reads_the_declarations_flags_paths_names(
+    tmp_path: Path,
+) -> None:
+    s = settings_from_dict(
+        {
+            "flags": {"paths": ["ops/flags"]},
+            "gates": {"reprocessing": {"kind": "flag"}, "mine": {"kind": "flag", "path": "f"}},
+        },
+        source="signalbox.toml",
+        base_dir=tmp_path,
+        environ={},
+    )
+    gates = build_gates(s)
+    assert gates["reprocessing"]._flags_path() == tmp_path / "ops" / "flags"  # type: ignore[attr-defined]
+    assert gates["mine"]._flags_path() == tmp_path / "f"  # type: ignore[attr-defined]
+
+
 def test_dsn_from_the_environment_and_never_in_a_repr(tmp_path: Path) -> None:
     s = _settings(
         {"db": {"kind": "mysql_load", "dsn_env": "DB_DSN", "max_running": 4}},

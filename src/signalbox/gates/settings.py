@@ -259,7 +259,8 @@ def _options(src: Source, key: str, name: str, t: _Common) -> dict[str, Any]:
         opts["max_age"] = src.duration(f"{key}.max_age", t.max_age)
     elif isinstance(t, _Flag):
         opts["flag"] = t.flag or name
-        opts["path"] = str(src.path(t.path)) if t.path else str(src.base_dir / "flags")
+        # no path: the flags client's own declarations, [flags] paths (flags/ by default)
+        opts["path"] = str(src.path(t.path)) if t.path else None
     elif isinstance(t, _File):
         if not t.path:
             raise src.error(f"{key}.path", None, "the path of the throttle file")

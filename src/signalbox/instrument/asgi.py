@@ -32,7 +32,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _fields(source: tuple[Scope, str, str, str]) -> tuple[str, str, str, str, str, str, str, str]:
+def _fields(
+    source: tuple[Scope, str, bytes, bytes],
+) -> tuple[str, str, str, str, str, str, str, str]:
     """A finished request's line fields from its scope (read when its line is made)."""
     scope, root, referer, user_agent = source
     raw = scope.get("raw_path")
@@ -50,8 +52,8 @@ def _fields(source: tuple[Scope, str, str, str]) -> tuple[str, str, str, str, st
         scope.get("query_string", b"").decode("latin-1"),
         "HTTP/" + scope.get("http_version", "1.1"),
         client[0] if client else "",
-        referer,
-        user_agent,
+        referer.decode("latin-1"),
+        user_agent.decode("latin-1"),
         route,
     )
 
@@ -82,27 +84,30 @@ class ASGIMiddleware:
             await self.app(scope, receive, send)
             return
         core = self.core
-        start, t0 = core.clock(), core.timer()
+        timer = core.timer
+        start, t0 = core.clock(), timer()
         want = self._header
         incoming = traceparent = None
-        referer = user_agent = ""
+        referer = user_agent = b""
         for name, value in scope["headers"]:
             if name == want:
-                incoming = value.decode("latin-1")
+                incoming = value
             elif name == b"user-agent":
-                user_agent = value.decode("latin-1")
+                user_agent = value
             elif name == b"referer":
-                referer = value.decode("latin-1")
+                referer = value
             elif name == b"traceparent":
-                traceparent = value.decode("latin-1")
-        ctx = core.begin(incoming, traceparent)
+                traceparent = value
+        ctx = core.begin(
+            incoming.decode("latin-1") if incoming is not None else None,
+            traceparent.decode("latin-1") if traceparent is not None else None,
+        )
         rid_header = (want, ctx.request_id.encode("latin-1"))
         root = scope.get("root_path", "")
-        # status, bytes sent, response started, line written, client gone
         status = 0
         nbytes = 0
-        done = False
-        gone = False
+        done = False  # the line is queued or written
+        gone = False  # the client disconnected
         ended: float | None = None  # a 5xx response's duration, its line not written yet
 
         def finish(code: int, seconds: float | None = None) -> None:
@@ -119,7 +124,7 @@ class ASGIMiddleware:
             )
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, nbytes, ended
+            nonlocal status, nbytes, ended, done
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
@@ -130,9 +135,18 @@ class ASGIMiddleware:
                 if not message.get("more_body", False) and not done:
                     await send(message)
                     if status >= 500:  # written as the app returns: an exception may follow
-                        ended = core.timer() - t0
+                        ended = timer() - t0
                     else:
-                        finish(status)
+                        done = True
+                        core.finish(
+                            ctx,
+                            start,
+                            timer() - t0,
+                            status,
+                            nbytes,
+                            _fields,
+                            (scope, root, referer, user_agent),
+                        )
                     return
             await send(message)
 

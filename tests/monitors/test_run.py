@@ -446,7 +446,9 @@ def test_the_default_action_handler_records_and_logs_the_request(
     with caplog.at_level(logging.WARNING, logger="signalbox.monitors.engine.actions"):
         r.at(T0, latency=9)
         r.at(T0 + MIN, latency=9)
-    text = "flag photo_uploads set off requested by monitor resize_slow: no flag store yet"
+    text = (
+        "flag photo_uploads set off requested by monitor resize_slow: this runner has no flag store"
+    )
     assert [e.reason for e in r.runner.state.history("resize_slow") if e.event == "action"] == [
         text
     ]

@@ -19,6 +19,7 @@ from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
 
 if TYPE_CHECKING:
+    from signalbox.monitors.definitions.load import LoadResult
     from signalbox.monitors.definitions.model import Monitor
 
 
@@ -75,6 +76,7 @@ def lint_cmd(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
 
     targets = _paths(paths, ctx)
     result = load_monitors(targets, notifiers=set(ctx.settings.monitors.notifiers))
+    result = _with_flag_checks(ctx, result)
     files, _ = monitor_files(targets)
     if as_json:
         errors = [
@@ -101,6 +103,22 @@ def lint_cmd(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
         else:
             click.echo(f"{counts}: no errors")
     raise SystemExit(1 if result.errors else 0)
+
+
+def _with_flag_checks(ctx: Context, result: LoadResult) -> LoadResult:
+    """``result`` with an error for each action naming a flag the flags files do not declare."""
+    if not any(m.on_critical or m.on_warning or m.on_recover for m in result.monitors):
+        return result
+    from signalbox.flags.declarations import load_declarations
+    from signalbox.monitors.definitions.load import LoadResult
+    from signalbox.monitors.engine.actions import undeclared_flags
+
+    declared = load_declarations(list(ctx.settings.flags.paths), code=()).flags
+    found = undeclared_flags(result.monitors, declared)
+    if not found:
+        return result
+    errors = sorted([*result.errors, *found], key=lambda e: (e.file, e.line))
+    return LoadResult(result.monitors, tuple(errors))
 
 
 @monitors_group.command("test")

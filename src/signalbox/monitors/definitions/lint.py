@@ -48,7 +48,7 @@ class LintError:
 
 KNOWN_KEYS = (
     "name", "description", "owner", "runbook", "notify", "depends_on", "on_critical",
-    "on_warning", "labels", "repeat", "for", "no_data", "flapping",
+    "on_warning", "on_recover", "labels", "repeat", "for", "no_data", "flapping",
     *KINDS, "warning", "critical", "recover", "timeout",
 )  # fmt: skip
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%\Z")
@@ -166,7 +166,8 @@ class MonitorLinter(CheckLinter):
                     f"{key}.set",
                     f'bad set value {show(m["set"][1], raw)}: expected "on", "off" or a percentage from 0% to 100% like "25%"',
                 )
-        return FlagAction(flag, setting) if flag and setting else None
+        line = line_of(m["flag"][1]) if "flag" in m else 0
+        return FlagAction(flag, setting, line) if flag and setting else None
 
     def common(self, e: dict[str, tuple[Node, Node]], item: LintedItem) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -201,7 +202,7 @@ class MonitorLinter(CheckLinter):
         if "depends_on" in e:
             item.depends = self.names("depends_on", e["depends_on"][1])
             out["depends_on"] = tuple(n for n, _ in item.depends)
-        for key in ("on_critical", "on_warning"):
+        for key in ("on_critical", "on_warning", "on_recover"):
             if key in e:
                 out[key] = self.flag_action(key, e[key][1])
         if "labels" in e:

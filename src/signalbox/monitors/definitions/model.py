@@ -164,10 +164,13 @@ Check = ThresholdCheck | StaleCheck | NagiosCheck | QueueCheck
 
 @dataclass(frozen=True, slots=True)
 class FlagAction:
-    """``on_critical: {flag: photo_uploads, set: "off"}``; ``set`` is ``on``, ``off`` or ``N%``."""
+    """``on_critical: {flag: photo_uploads, set: "off"}``; ``set`` is ``on``, ``off`` or ``N%``.
+
+    ``line`` is where ``flag:`` is written (for lint's unknown-flag error); not compared."""
 
     flag: str
     set: str
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,7 @@ class Monitor:
     depends_on: tuple[str, ...] = ()
     on_critical: FlagAction | None = None
     on_warning: FlagAction | None = None
+    on_recover: FlagAction | None = None  # back to OK from WARNING or CRITICAL
     labels: Labels = ()
     repeat_seconds: float | None = None
     for_seconds: float = 0.0

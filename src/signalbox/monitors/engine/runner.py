@@ -26,19 +26,25 @@ The loop ``serve`` runs is :mod:`signalbox.monitors.engine.loop`, ``monitors sta
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from signalbox.clock import Clock
 from signalbox.config import Settings
-from signalbox.exceptions import NotFoundError, UsageError
+from signalbox.exceptions import NotFoundError, StoreError, UsageError
 from signalbox.gcpause import gc_paused
-from signalbox.metrics.samples import MetricMeta
+from signalbox.metrics.samples import Labels, MetricMeta
 from signalbox.metrics.store import MetricStore
 from signalbox.monitors.definitions.load import LintError, LoadCache, LoadResult, load_monitors
 from signalbox.monitors.definitions.model import Monitor, State
-from signalbox.monitors.engine.actions import ActionHandler, RecordingActionHandler, action_for
+from signalbox.monitors.engine.actions import (
+    ActionHandler,
+    FlagActionHandler,
+    RecordingActionHandler,
+    action_for,
+)
 from signalbox.monitors.engine.evaluate import Transition
 from signalbox.monitors.engine.observe import (
     Observed,
@@ -76,7 +82,8 @@ class MonitorRunner:
         notifiers: by name, as ``notify:`` lists them.
         repeat_s: default repeat interval (a monitor's ``repeat`` wins).
         host: the ``host`` label of Nagios perfdata samples.
-        action_handler: carries out ``on_critical``/``on_warning`` (default: record + log).
+        action_handler: carries out ``on_critical``/``on_warning``/``on_recover`` (default:
+            record + log; :meth:`from_settings` flips flags in the store's database).
         plugin_runner: runs a Nagios plugin (default :func:`run_plugin`).
     """
 
@@ -137,7 +144,7 @@ class MonitorRunner:
             notifiers=notifiers,
             repeat_s=settings.monitors.repeat_s,
             host=settings.host,
-            action_handler=action_handler,
+            action_handler=action_handler or flag_actions(settings, db),
             engine=Engine(
                 metric_store, coarsest_resolution_s=settings.metrics.retention.tiers[-1].resolution
             ),
@@ -220,9 +227,15 @@ class MonitorRunner:
         with self.state.transaction():
             self.state.save_series(p.writes.records, p.writes.removed)
             self.state.add_history(p.writes.history)
+            said: dict[tuple[str, Labels], str] = {}
             for m, t in p.writes.actions:
-                self._apply_action(m, t)
+                note = self._apply_action(m, t)
+                if note:
+                    said[(m.name, t.labels)] = note
             for notifier, n, series in p.writes.outbox:
+                note = said.get((n.monitor, series))
+                if note and n.kind in ("firing", "resolved"):  # receivers learn what flipped
+                    n = dataclasses.replace(n, summary=f"{n.summary}; {note}")
                 p.report.queued.append(self.outbox.enqueue(notifier, n, now_ms, series=series))
         self._write_samples(p.writes, now_ms, backlog)
         return p.report
@@ -234,17 +247,20 @@ class MonitorRunner:
             log.exception("could not count the notifications waiting in the outbox")
             return None
 
-    def _apply_action(self, m: Monitor, t: Transition) -> None:
+    def _apply_action(self, m: Monitor, t: Transition) -> str | None:
         action = action_for(m, t)
         assert action is not None
         try:
-            self.actions.apply(action, m, t)
+            return self.actions.apply(action, m, t)
+        except StoreError:  # the flip and the transition commit together or not at all
+            raise
         except Exception as e:  # a broken handler must not lose the pass
             log.exception("monitor %s: action %s failed", m.name, action)
             entry = HistoryEntry(
                 m.name, t.labels, t.at_ms, "action", f"action failed: {e}", t.from_state, t.to_state
             )
             self.state.add_history([entry])
+            return None
 
     def _write_samples(
         self, writes: PassWrites, now_ms: int, backlog: dict[str, int] | None
@@ -326,3 +342,18 @@ class MonitorRunner:
             done.get(e.id) or Delivery(e, "retry", "waiting behind an older notification")
             for e in entries
         ]
+
+
+def flag_actions(settings: Settings, db: Database) -> FlagActionHandler:
+    """Monitor actions that flip flags in ``db`` (the monitor state's own database, so a
+    flip commits with its transition), declared in ``[flags] paths``."""
+    from signalbox.flags.admin import FlagAdmin
+    from signalbox.flags.store import SQLFlagStore
+
+    admin = FlagAdmin(
+        SQLFlagStore(db),
+        settings.flags.paths,
+        stale_after_s=settings.flags.stale_after_s,
+        refresh_s=settings.flags.refresh_s,
+    )
+    return FlagActionHandler(MonitorStore(db), admin)

@@ -3,14 +3,22 @@
 Tests that need a running service (``@pytest.mark.service("postgresql")``) or a peer tool
 (``@pytest.mark.peer("promtool")``) skip when it is absent on a developer's laptop, and FAIL
 when ``SIGNALBOX_REQUIRE_SERVICES=1`` (set by ``.ci/run``): in CI nothing may skip.
+
+The suite runs on two pytest-xdist workers (``-n 2 --dist loadfile`` in pyproject's
+addopts): a module's tests run on one worker, in order, so a module-scoped fixture (a serve,
+a chromium, the MariaDB pair) starts once. Each worker's resources are its own: ports from
+the kernel, a PostgreSQL schema per test, tmp_path. A test that reads server-wide state
+the other worker's tests disturb (PostgreSQL's count of connections) carries
+``@pytest.mark.serial``: it runs while no other test of the run does.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +49,57 @@ PEERS = {
     "chromium": lambda: shutil.which("chromium") is not None,
     "mariadbd": lambda: Path("/usr/sbin/mariadbd").exists(),
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "serial: runs while no other test of the run runs, on any xdist worker (it reads "
+        "server-wide state, e.g. PostgreSQL's count of connections, that they would disturb)",
+    )
+
+
+class _RunLock:
+    """A readers-writer lock between the xdist workers of one run (``flock`` on files in the
+    run's shared base temp dir): every test holds it shared, a ``serial`` test exclusive.
+    A turnstile file keeps a waiting ``serial`` test from being starved by the other
+    worker's stream of shared holders."""
+
+    def __init__(self, root: Path) -> None:
+        self._gate = os.open(root / "signalbox-serial.gate", os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock = os.open(root / "signalbox-serial.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def acquire(self, exclusive: bool) -> None:
+        if exclusive:
+            fcntl.flock(self._gate, fcntl.LOCK_EX)  # held until release: no new readers
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(self._gate, fcntl.LOCK_SH)  # waits while a serial test waits or runs
+            fcntl.flock(self._lock, fcntl.LOCK_SH)
+            fcntl.flock(self._gate, fcntl.LOCK_UN)
+
+    def release(self) -> None:
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
+        fcntl.flock(self._gate, fcntl.LOCK_UN)
+
+
+_run_lock: _RunLock | None = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Under xdist, hold the run lock around the whole test (setup, call, teardown)."""
+    global _run_lock
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return (yield)
+    if _run_lock is None:
+        # the workers' base temp dirs (.../popen-gw0) share their parent
+        _run_lock = _RunLock(item.config._tmp_path_factory.getbasetemp().parent)
+    _run_lock.acquire(exclusive=item.get_closest_marker("serial") is not None)
+    try:
+        return (yield)
+    finally:
+        _run_lock.release()
 
 
 def _reachable(host: str, port: int) -> bool:

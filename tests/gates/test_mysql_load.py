@@ -19,6 +19,8 @@ import pytest
 from signalbox.gates import Decision, mysql_load
 from signalbox.gates.mysql import MySQLLoadGate
 
+# the counts these read are the server's: under xdist (--dist loadfile) one worker runs this
+# module's tests one after another, and no other test of the suite connects to this MariaDB
 pytestmark = pytest.mark.service("mariadb")
 
 DSN = "mysql://root@127.0.0.1:3306/test"
@@ -100,9 +102,13 @@ def test_running_queries_close_a_max_running_gate() -> None:
     gate = mysql_load(DSN, max_running=base + 5, interval=0)
     assert gate.check().open
 
+    connected = threading.Barrier(9)  # the 8 sleepers and this test: the window starts when
+    # all are connected (on a loaded box the connects alone can outlast it)
+
     def sleeper() -> None:
         c = _connect()
         try:
+            connected.wait(timeout=30)
             with c.cursor() as cur:
                 cur.execute("SELECT SLEEP(1.5)")
         finally:
@@ -112,6 +118,7 @@ def test_running_queries_close_a_max_running_gate() -> None:
     for t in threads:
         t.start()
     try:
+        connected.wait(timeout=30)
         d = _until(gate, lambda d: not d.open, timeout_s=1.2)
         assert not d.open, d.reason
         assert "Threads_running" in d.reason

@@ -13,7 +13,9 @@ import pytest
 from signalbox.gates import Decision, postgres_load
 from signalbox.gates.postgres import PostgresLoadGate
 
-pytestmark = pytest.mark.service("postgresql")
+# the gate reads the server's count of connections and active statements: the other xdist
+# worker's tests must not come and go meanwhile
+pytestmark = [pytest.mark.service("postgresql"), pytest.mark.serial]
 
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -66,14 +68,19 @@ def test_active_statements_close_a_max_active_gate() -> None:
     gate = postgres_load(DSN, max_active=4, interval=0)
     assert gate.check().open
 
+    connected = threading.Barrier(7)  # the 6 sleepers and this test: the window starts when
+    # all are connected (on a loaded box the connects alone can outlast it)
+
     def busy() -> None:
         with psycopg.connect(DSN, autocommit=True) as c:
+            connected.wait(timeout=30)
             c.execute("SELECT pg_sleep(1.5)")
 
     threads = [threading.Thread(target=busy) for _ in range(6)]
     for t in threads:
         t.start()
     try:
+        connected.wait(timeout=30)
         d = _until(gate, lambda d: not d.open, timeout_s=1.2)
         assert not d.open and "active" in d.reason, d.reason
     finally:

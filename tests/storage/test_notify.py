@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -11,46 +12,53 @@ from signalbox.storage import Database, open_database
 from signalbox.storage.notify import KEEP_MS, Listener, Notice, notify
 from tests.storage.helpers import started
 
+# PostgreSQL's channels belong to the whole database, not to a test's schema: this process's
+# own names, so another test process (an xdist worker) notifying on the same server is not heard
+_PID = os.getpid()
+FLAGS, TASKS, QUIET, OTHER, C = (
+    f"{name}_{_PID}" for name in ("flags", "tasks", "quiet", "other", "c")
+)
+
 
 def test_a_notification_from_another_process_reaches_the_listener(db: Database) -> None:
     sender = open_database(db.url)
-    with Listener(db, ["flags", "tasks"], poll_s=0.01) as listener:
-        w = started(lambda: notify(sender, "flags", "checkout"))
-        assert listener.wait(10) == [Notice("flags", "checkout")]
+    with Listener(db, [FLAGS, TASKS], poll_s=0.01) as listener:
+        w = started(lambda: notify(sender, FLAGS, "checkout"))
+        assert listener.wait(10) == [Notice(FLAGS, "checkout")]
         w.outcome()
-        notify(sender, "tasks", "photos")
-        notify(sender, "tasks", "mail")
+        notify(sender, TASKS, "photos")
+        notify(sender, TASKS, "mail")
         got = listener.wait(10)
         if len(got) == 1:  # the second arrived after the first was read
             got += listener.wait(10)
-        assert got == [Notice("tasks", "photos"), Notice("tasks", "mail")]
+        assert got == [Notice(TASKS, "photos"), Notice(TASKS, "mail")]
     sender.close()
 
 
 def test_a_timeout_returns_nothing(db: Database) -> None:
-    with Listener(db, ["quiet"], poll_s=0.01) as listener:
-        notify(db, "other", "not for us")
+    with Listener(db, [QUIET], poll_s=0.01) as listener:
+        notify(db, OTHER, "not for us")
         t0 = time.monotonic()
         assert listener.wait(0.2) == []
         assert 0.15 <= time.monotonic() - t0 < 3
 
 
 def test_notifications_before_listening_are_not_delivered(db: Database) -> None:
-    notify(db, "c", "early")
-    with Listener(db, ["c"], poll_s=0.01) as listener:
+    notify(db, C, "early")
+    with Listener(db, [C], poll_s=0.01) as listener:
         assert listener.wait(0.1) == []
 
 
 def test_a_notification_is_delivered_at_commit_and_not_after_a_rollback(db: Database) -> None:
-    with Listener(db, ["c"], poll_s=0.01) as listener:
+    with Listener(db, [C], poll_s=0.01) as listener:
         with pytest.raises(RuntimeError), db.transaction():
-            notify(db, "c", "rolled back")
+            notify(db, C, "rolled back")
             raise RuntimeError
         assert listener.wait(0.1) == []
         with db.transaction():
-            notify(db, "c", "committed")
+            notify(db, C, "committed")
             assert started(lambda: listener.wait(0.1)).outcome() == []  # not yet
-        assert listener.wait(10) == [Notice("c", "committed")]
+        assert listener.wait(10) == [Notice(C, "committed")]
 
 
 def test_a_bad_channel_name_is_refused_with_the_name(db: Database) -> None:

@@ -278,3 +278,17 @@ def test_lifespan_and_websocket_scopes_pass_through(harness: Harness) -> None:
     with TestClient(ASGIMiddleware(inner, core=harness.core)):
         pass
     assert started == [True] and harness.lines() == []
+
+
+def test_odd_note_names_are_renamed_and_long_values_cut(harness: Harness) -> None:
+    async def view(request: Request) -> Response:
+        note(**{"a b": "x" * 500, "route": "mine", "9lives": [1, {"k": None}], "ok": True})
+        return PlainTextResponse("ok")
+
+    app = ASGIMiddleware(Starlette(routes=[Route("/n", view)]), core=harness.core)
+    with TestClient(app) as c:
+        c.get("/n")
+    [rec] = harness.records()
+    assert rec.notes["a_b"] == "x" * 197 + "..." and rec.route == "/n"
+    assert rec.notes["note_route"] == "mine"
+    assert rec.notes["note_9lives"] == '[1,{"k":null}]' and rec.notes["ok"] == "true"

@@ -173,7 +173,7 @@ def test_gunicorn_workers_append_whole_lines_to_one_file(tmp_path: Path, fmt: st
         tmp_path,
         port,
     )
-    n = 60
+    n = 30
     try:
         for i in range(n):
             r = get(port, f"/pid/{i}", {"X-Request-ID": f"g-{i}"})

@@ -20,6 +20,7 @@ import time
 
 from signalbox.config import Settings
 from signalbox.demo.reprocess import LOAD_METRIC, db_threads_running
+from signalbox.demo.webapp import DemoWeb
 from signalbox.demo.workspace import CLIENT_PROG
 from signalbox.metrics.client import Client
 from signalbox.metrics.collect import with_host
@@ -63,6 +64,8 @@ class PhotoService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started = time.time()
+        # its site, behind the middleware: what `signalbox logs` finds
+        self.web = DemoWeb(settings, self.client)
 
     def backfill(self) -> int:
         """Two hours of history, unless the store already has demo data."""
@@ -117,6 +120,7 @@ class PhotoService:
             target=self._run, args=(statsd_address,), name="signalbox-demo", daemon=True
         )
         self._thread.start()
+        self.web.start()
 
     def _run(self, statsd_address: tuple[str, int] | None) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if statsd_address else None
@@ -146,6 +150,7 @@ class PhotoService:
     def stop(self) -> None:
         """Stop the simulation and remove its spool file (the photo app is gone)."""
         self._stop.set()
+        self.web.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.client.close()

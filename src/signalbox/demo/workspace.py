@@ -38,6 +38,11 @@ DEMO_METRICS = frozenset(
         "photo_queue_depth",
         "demo_db_threads_running",
         "signalbox_client_errors_total",
+        # the demo's photo site (signalbox.demo.webapp), through the middleware
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "http_request_duration_seconds_count",
+        "http_request_duration_seconds_sum",
     }
 )
 _SPOOL_FILE = re.compile(rf"{CLIENT_PROG}-(\d+)\.metrics\Z")

@@ -4,6 +4,7 @@
 
     [logs]
     # application and worker logs, besides the access log of [instrument]; globs allowed
+    # (default: every *.log in DATA_DIR/logs/, where the demo writes its app's log)
     files = ["/var/log/photos/app.log", "/var/log/photos/worker-*.log"]
 
 The access log is ``[instrument] access_log`` (``access.log`` in the data dir by default).
@@ -44,19 +45,22 @@ _ROTATED = re.compile(r"\.(\d{1,6})(\.gz)?\Z")
 
 
 class LogsTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    files: list[str] = msgspec.field(default_factory=list)
+    files: list[str] | None = None
 
 
 @dataclass(frozen=True)
 class LogsSettings:
-    """``[logs]`` resolved: absolute paths or glob patterns of application and worker logs."""
+    """``[logs]`` resolved: absolute paths or glob patterns of application and worker logs;
+    None: not set, ``*.log`` in ``DATA_DIR/logs`` (:meth:`ConfiguredLogs.from_settings`)."""
 
-    files: tuple[Path, ...] = ()
+    files: tuple[Path, ...] | None = None
 
 
 def logs_settings(src: Source, raw: Mapping[str, Any]) -> LogsSettings:
     """``[logs]`` of the file's top-level table ``raw``, checked."""
     t = table(src, "logs", raw.get("logs"), LogsTable)
+    if t.files is None:
+        return LogsSettings()
     for i, f in enumerate(t.files):
         if not f.strip() or "\x00" in f:
             raise src.error(f"logs.files[{i}]", f, "a file path or glob like logs/app-*.log")
@@ -105,13 +109,16 @@ class ConfiguredLogs:
     access_log: Path | None = None
     other: tuple[Path, ...] = ()
     secret_notes: tuple[str, ...] = ("api_key",)
+    optional: tuple[Path, ...] = ()  # read when there, not said when not (the default)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConfiguredLogs:
         path = settings.instrument.access_log_path(settings.data_dir)
+        files = settings.logs.files
         return cls(
             access_log=path if isinstance(path, Path) else None,
-            other=settings.logs.files,
+            other=() if files is None else files,
+            optional=(settings.data_dir / "logs" / "*.log",) if files is None else (),
             secret_notes=settings.instrument.secret_notes,
         )
 
@@ -125,14 +132,14 @@ class ConfiguredLogs:
             if not found:
                 missing.append(str(self.access_log))
         other: list[Path] = []
-        for pattern in self.other:
+        for pattern in (*self.other, *self.optional):
             text = str(pattern)
             if glob.has_magic(text):
                 bases = sorted({_base(Path(p)) for p in glob.glob(text)})
             else:
                 bases = [pattern]
             found = [p for b in bases for p in with_rotated(b)]
-            if not found:
+            if not found and pattern not in self.optional:
                 missing.append(text)
             other += [p for p in found if p not in other and p not in access]
         return LogFiles(tuple(access), tuple(other), tuple(missing))

@@ -292,3 +292,25 @@ def test_configured_files_come_with_their_rotated_siblings(tmp_path: Path) -> No
     assert [p.name for p in files.other] == ["w-1.log.1", "w-1.log", "w-2.log"]
     assert files.missing == (str(tmp_path / "missing.log"),)
     assert os.path.isabs(files.missing[0])
+
+
+def test_a_file_that_cannot_be_read_is_reported_and_the_others_still_are(tmp_path: Path) -> None:
+    good = write(tmp_path / "access.log", [format_combined(rec(1))])
+    (tmp_path / "gone.log").mkdir()  # a directory where a file was named: open fails
+    bad = Bad()
+    found = list(access_records([tmp_path / "gone.log", tmp_path / "vanished.log", good], bad))
+    assert [f.record.request_id for f in found] == ["r1"]
+    assert [(Path(m.file).name, m.line) for m in bad] == [("gone.log", 0), ("vanished.log", 0)]
+    assert all("cannot read the file" in m.why for m in bad)
+
+
+def test_without_a_logs_setting_the_data_dirs_logs_folder_is_read_quietly(tmp_path: Path) -> None:
+    settings = settings_from_dict({}, source="t.toml", base_dir=tmp_path, environ={})
+    assert log_files(settings).missing == (str(tmp_path / ".signalbox" / "access.log"),)
+    (tmp_path / ".signalbox" / "logs").mkdir(parents=True)
+    write(tmp_path / ".signalbox" / "logs" / "app.log", ["x"])
+    assert [p.name for p in log_files(settings).other] == ["app.log"]
+    none = settings_from_dict({"logs": {"files": []}}, source="t", base_dir=tmp_path, environ={})
+    assert log_files(none).other == ()
+    with pytest.raises(Exception, match=r"logs\.files\[0\]"):
+        settings_from_dict({"logs": {"files": [" "]}}, source="t", base_dir=tmp_path, environ={})

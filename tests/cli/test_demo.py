@@ -13,7 +13,12 @@ from pathlib import Path
 from signalbox.demo.workspace import MARKER, leftovers
 from tests.cli.helpers import SIGNALBOX, free_port, run
 
-DEMO_NAMES = ["demo_image_processing_slow", "demo_photo_app_alive", "demo_resize_queue_high"]
+DEMO_NAMES = [
+    "demo_db_overloaded",
+    "demo_image_processing_slow",
+    "demo_photo_app_alive",
+    "demo_resize_queue_high",
+]
 
 
 class Demo:
@@ -91,8 +96,10 @@ def test_the_cli_in_the_demo_folder_sees_the_demo_and_it_cleans_up(tmp_path: Pat
 
         lint = run("monitors", "lint", ".signalbox/demo/monitors/demo.yaml", cwd=folder)
         assert lint.returncode == 0, lint.stdout
-        assert "3 valid monitors in 1 file: no errors" in lint.stdout
-        assert run("monitors", "lint", cwd=folder).returncode == 0
+        assert "4 valid monitors in 1 file: no errors" in lint.stdout
+        assert run("monitors", "lint", cwd=folder).returncode == 0  # its action's flag declared
+        flags = run("flags", "list", cwd=folder)
+        assert flags.returncode == 0 and "demo_reprocessing  on" in flags.stdout, flags.stdout
 
         query = run("query", "max(photo_queue_depth)", "--json", cwd=folder)
         assert query.returncode == 0, query.stderr

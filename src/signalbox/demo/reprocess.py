@@ -9,6 +9,12 @@ closed it -- and a job already running stops at its next ``ctx.checkpoint`` to r
 there later. Once the load falls below the low mark the backlog drains. Now and then an
 album has a photo no retry can fix, so a dead job waits with its error for the retry button.
 
+The task is gated on the flag ``demo_reprocessing`` too (with ``install(..., settings=)``,
+as ``serve --demo`` does): when the busy spell lasts, the monitor ``demo_db_overloaded``
+goes CRITICAL and switches the flag off, and the jobs stay held by ``flag:demo_reprocessing``
+after the load has fallen, until an operator turns it back on (``signalbox flags set
+demo_reprocessing on --reason ...`` or the Flags page): the loop closed by a person.
+
 Light on purpose: a job sleeps a quarter second per batch of photos (no CPU), and a batch of
 albums is enqueued every 20 seconds.
 """
@@ -26,12 +32,15 @@ from typing import TYPE_CHECKING, Any
 from signalbox.tasks.registry import REGISTRY, Registry, Task
 
 if TYPE_CHECKING:
+    from signalbox.config import Settings
+    from signalbox.gates.base import Gate
     from signalbox.query import Engine
     from signalbox.tasks.context import Context
     from signalbox.tasks.settings import TasksSettings
     from signalbox.tasks.store import QueueStore
 
 __all__ = [
+    "FLAG_NAME",
     "GATE_NAME",
     "LOAD_METRIC",
     "QUEUE",
@@ -45,6 +54,7 @@ log = logging.getLogger("signalbox.demo")
 
 LOAD_METRIC = "demo_db_threads_running"
 GATE_NAME = "demo_db_load"
+FLAG_NAME = "demo_reprocessing"
 GATE_QUERY = f"max({LOAD_METRIC})"
 HIGH, LOW = 40.0, 25.0
 QUEUE = "reprocess"
@@ -94,16 +104,23 @@ def reprocess_album(album: int, photos: int, ctx: Context) -> None:
         ctx.checkpoint(done)
 
 
-def install(engine: Engine, registry: Registry | None = None) -> Task[Any, Any]:
-    """Register the demo's task, its gate reading the demo's store through ``engine``."""
-    from signalbox.gates import metric
+def install(
+    engine: Engine, registry: Registry | None = None, *, settings: Settings | None = None
+) -> Task[Any, Any]:
+    """Register the demo's task, its gate reading the demo's store through ``engine``; with
+    ``settings`` (the demo's), gated on the flag :data:`FLAG_NAME` too."""
+    from signalbox.gates import flag, metric
 
-    gate = metric(GATE_QUERY, below=(HIGH, LOW), engine=engine, name=GATE_NAME, interval=2.0)
+    gates: list[Gate] = [
+        metric(GATE_QUERY, below=(HIGH, LOW), engine=engine, name=GATE_NAME, interval=2.0)
+    ]
+    if settings is not None:
+        gates.append(flag(FLAG_NAME, settings=settings, interval=1.0))
     return Task(
         reprocess_album,
         name=TASK_NAME,
         queue=QUEUE,
-        gates=[gate],
+        gates=gates,
         retries=1,
         registry=registry or REGISTRY,
     )

@@ -67,6 +67,15 @@ DEMO_MONITORS = """\
   warning: "> 200"
   critical: "> 400"
   notify: [demo_log]
+- name: demo_db_overloaded
+  description: (demo) The photo database is overloaded; reprocessing is switched off to spare it. Once this recovers, turn it back on (signalbox flags set demo_reprocessing on --reason "...", or the Flags page).
+  owner: photos
+  query: max(demo_db_threads_running)
+  critical: "> 50"
+  for: 20s
+  recover: "< 30"
+  notify: [demo_log]
+  on_critical: {flag: demo_reprocessing, set: "off"}
 - name: demo_photo_app_alive
   description: (demo) The photo app rewrites its spool file every few seconds; a stale file means it died.
   owner: photos
@@ -75,7 +84,19 @@ DEMO_MONITORS = """\
 """
 
 
-def config_text(*, data_dir: str, monitors_dir: str, config_option: str) -> str:
+FLAG_FILE = "demo.yaml"
+DEMO_FLAGS = """\
+# Written by `signalbox serve --demo` (rewritten at each start): the demo's feature flags.
+- name: demo_reprocessing
+  description: (demo) Reprocess old albums in the background; off holds the jobs (deferred, not failed). demo_db_overloaded switches it off; an operator switches it back on.
+  owner: photos
+  default: true
+"""
+
+
+def config_text(
+    *, data_dir: str, monitors_dir: str, config_option: str, flags_dir: str = "flags"
+) -> str:
     """The demo's ``signalbox.toml``: collection and evaluation fast enough to watch, its
     monitors, and the log notifier they name. ``config_option`` is what a command must be
     given to find this file (empty when it lies in the folder the commands run in)."""
@@ -86,6 +107,7 @@ def config_text(*, data_dir: str, monitors_dir: str, config_option: str) -> str:
 #   signalbox {c}monitors status
 #   signalbox {c}monitors drill demo_image_processing_slow
 #   signalbox {c}query 'avg_over_time(image_processing_time[5m])' --since 1h
+#   signalbox {c}flags set demo_reprocessing on --reason "db load is back to normal"
 # While the first line stays, `serve --demo` runs from this file as it is; delete that line
 # and the file is yours. `signalbox init` writes a config with every setting explained.
 data_dir = "{data_dir}"
@@ -99,6 +121,9 @@ interval = "10s"
 
 [notifiers.demo_log]
 type = "log"
+
+[flags]
+paths = ["{flags_dir}"]
 """
 
 
@@ -148,7 +173,10 @@ def prepare_config(found: Path | None, cwd: Path, user_data_dir: Path | None) ->
     if found is None:
         path = cwd / CONFIG_NAME
         text = config_text(
-            data_dir=".signalbox", monitors_dir=".signalbox/demo/monitors", config_option=""
+            data_dir=".signalbox",
+            monitors_dir=".signalbox/demo/monitors",
+            config_option="",
+            flags_dir=".signalbox/demo/flags",
         )
         return Workspace(path, created=_write_new(path, text))
     base = (user_data_dir or found.parent / ".signalbox") / "demo"
@@ -179,6 +207,19 @@ def write_monitors(monitor_paths: Sequence[Path], config: Path) -> Path:
         f"{config}: monitors.paths names no demo/monitors folder for the demo's monitors "
         f"(delete {config} and the demo writes a fresh one)"
     )
+
+
+def write_flags(flag_paths: Sequence[Path]) -> Path | None:
+    """Write the demo's flags into the ``demo/flags`` folder its config names; None (nothing
+    written, never into a user's flags folder) for a config of an earlier demo that names
+    none: its monitor's action is then refused, visibly, until the config is written anew."""
+    for folder in flag_paths:
+        if folder.name == "flags" and folder.parent.name == "demo":
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / FLAG_FILE
+            target.write_text(DEMO_FLAGS, encoding="utf-8")
+            return target
+    return None
 
 
 def _write_new(path: Path, text: str) -> bool:

@@ -66,9 +66,15 @@ def serve(
     bg = Background(settings, monitors=True, sessions=True)
     if demo:
         from signalbox.demo.reprocess import demo_tasks_settings
+        from signalbox.demo.workspace import write_flags
 
         settings = dataclasses.replace(settings, tasks=demo_tasks_settings(settings.tasks))
         workers = max(workers, 1)
+        if write_flags(settings.flags.paths) is None:
+            log.warning(
+                "demo: this config (from an earlier demo) names no demo/flags folder, so the "
+                "demo_reprocessing flag is not declared; delete the config for a fresh one"
+            )
     queue = open_queue_store(settings)
     # migrates every area before the loops start
     services = build_services(settings, store, bg.health, damage, queue=queue)
@@ -81,7 +87,7 @@ def serve(
 
         sim = PhotoService(settings, store)
         sim.backfill()
-        jobs = Reprocessing(install(services.engine), queue)
+        jobs = Reprocessing(install(services.engine, settings=settings), queue)
     task_metrics = open_metric_store(settings)  # the workers' and the metrics loop's writer
     tasks = EmbeddedTasks(settings, queue, task_metrics, workers, health=bg.health)
     bg.start()
@@ -101,6 +107,14 @@ def serve(
         flush=True,
     )
     print(f"tasks: {tasks_said}", flush=True)
+    if demo:
+        print(
+            "demo: when the database stays busy, monitor demo_db_overloaded switches flag "
+            "demo_reprocessing off and the reprocessing jobs wait; once it recovers, turn the "
+            f"flag back on at http://{bind_host}:{bind_port}/flags or with `signalbox flags set "
+            'demo_reprocessing on --reason "..."`',
+            flush=True,
+        )
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:

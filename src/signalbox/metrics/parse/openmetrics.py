@@ -130,6 +130,7 @@ def iter_openmetrics(
     implicit: set[str] = set()
     family: _Family | None = None
     valid_name: dict[str, bool] = {}
+    heads: dict[str, tuple[str, Labels]] = {}
     eof_line = 0
     lineno = 0
     for raw in lines:
@@ -166,7 +167,7 @@ def iter_openmetrics(
                     yield family.meta()
                 family = result
             continue
-        sample = _sample(line, valid_name)
+        sample = _sample(line, valid_name, heads)
         if isinstance(sample, str):
             yield LineError(source, lineno, sample, excerpt(line))
             continue
@@ -239,19 +240,36 @@ def _metadata(line: str, keyword: str, lineno: int, family: _Family | None) -> _
     return family
 
 
-def _sample(line: str, valid_name: dict[str, bool]) -> tuple[str, Labels, float, float] | str:
-    """``(name, labels, value, timestamp seconds)`` of a sample line, or the reason it is bad."""
+_HEADS_MAX = 100_000  # series whose parsed name and labels are remembered at once
+
+
+def _sample(
+    line: str, valid_name: dict[str, bool], heads: dict[str, tuple[str, Labels]]
+) -> tuple[str, Labels, float, float] | str:
+    """``(name, labels, value, timestamp seconds)`` of a sample line, or the reason it is bad.
+
+    ``heads`` remembers the name and labels of each ``name{...}`` text already parsed: history
+    comes series after series, so all but a series' first line skip the label parser."""
     brace = line.find("{")
     space = line.find(" ")
     if brace >= 0 and (space < 0 or brace < space):
-        name = line[:brace]
         end = line.rfind("}") + 1
-        labels = fast_labels(line[brace + 1 : end]) if end else None
-        if labels is None:
-            r = scan_labels(line, brace + 1)
-            if isinstance(r, str):
-                return r
-            labels, end = r
+        head = heads.get(line[:end]) if end else None
+        if head is not None:
+            name, labels = head
+        else:
+            name = line[:brace]
+            fast = fast_labels(line[brace + 1 : end]) if end else None
+            if fast is None:
+                r = scan_labels(line, brace + 1)
+                if isinstance(r, str):
+                    return r
+                labels, end = r
+            else:
+                labels = fast
+                if len(heads) >= _HEADS_MAX:
+                    heads.clear()
+                heads[line[:end]] = (name, labels)
         rest = line[end:]
     else:
         fields = blank_split(line)

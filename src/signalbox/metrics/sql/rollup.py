@@ -1,8 +1,9 @@
 """Rollup tiers of the SQL metric store, each built from the level below.
 
 Each tier is built from the one below it (raw → 1m → 5m → 1h), never in the collection
-pass. Series stored as rows are aggregated in SQL, at the database's speed; series stored as
-frames (spool files, see :mod:`signalbox.metrics.sql.layouts`) become *frame buckets*, one
+pass. Series stored as rows are read in (series, time) order a batch at a time and their
+buckets computed with numpy (:mod:`signalbox.metrics.rowbuckets`: window functions in SQL
+took SQLite ~25 us a row); series stored as frames (spool files, see :mod:`signalbox.metrics.sql.layouts`) become *frame buckets*, one
 row per layout and bucket computed with numpy (:mod:`signalbox.metrics.framebuckets`), so a
 minute of a million series is 2,000 rows appended in time order. A series whose bucket has
 more than one source (two layouts, or frames and rows) is combined into the row table and
@@ -16,10 +17,9 @@ and changes; the least-squares sums; and the sum of squared deviations (``m2``).
 bucket is combined from the finer tier's buckets: shifted sums, Chan's formula for ``m2``,
 and the pairs that straddle two finer buckets for drops, resets and changes.
 
-NaN, in every tier as in the samples: SQLite stores NaN as NULL, and PostgreSQL's NaN is
-made NULL too (``NULLIF(x, 'NaN')``; SQLite never equals a REAL to the text 'NaN'), so
-``min``/``max`` leave it out, comparisons with it are false (as in Go), and a bucket holding
-one has a NULL (NaN) sum, ``sxy`` and ``m2``.
+NaN, in every tier as in the samples: SQLite stores NaN as NULL, and both read back as NaN,
+so ``min``/``max`` leave it out, comparisons with it are false (as in Go), and a bucket
+holding one has a NULL (NaN) sum, ``sxy`` and ``m2``.
 
 ``metric_rollups`` keeps, per tier, the end of the last bucket built (the watermark):
 readers take buckets up to it and raw samples after it.
@@ -98,7 +98,9 @@ def build_closed(parts: PartitionTables, now_ms: int) -> None:
 
 def rebuild(parts: PartitionTables, start_ms: int, end_ms: int, now_ms: int) -> None:
     """Recompute every tier's buckets holding samples of ``[start_ms, end_ms)``, up to each
-    tier's watermark (after an import, which only adds samples).
+    tier's watermark (after an import, which only adds samples). A tier without one was never
+    compacted: the next compaction builds all of it, so building it here too would be done
+    twice (an import into a new store).
 
     Where the level below is whole (raw samples within raw retention, finer buckets in a
     partition that existed before this rebuild), a bucket is cleared and built again from
@@ -118,8 +120,9 @@ def rebuild(parts: PartitionTables, start_ms: int, end_ms: int, now_ms: int) -> 
         res = dst.tier * 1000
         a, b = (start_ms - 1) // res * res, -(-end_ms // res) * res
         wm = watermark(db, dst.tier)
-        if wm is not None:
-            b = min(b, max(wm, a))
+        if wm is None:  # never compacted: readers take raw samples, and the next compaction
+            continue  # builds the tier whole from its oldest source (an import's, into a new store)
+        b = min(b, max(wm, a))
         if b > a:
 
             def partial(lo: int, src: Level = src) -> bool:
@@ -193,14 +196,16 @@ def _merge(
     retention dropped the rest) replaced from them, as row buckets; those series are marked
     absent in the frame buckets they were in. Every other series' bucket stays."""
     source = _union(parts, tables, raw)
-    touched = parts.read(
-        f"SELECT DISTINCT series_id, {_end('ts', res)} FROM ({source}) AS t "
-        "WHERE ts > ? AND ts <= ?",
-        (a, b),
-    )
-    if not touched:
-        return
-    _mark_absent(parts, target, touched)
+    # frame buckets to mark: none where only rows were ever written (an import's history)
+    if parts.read(
+        f"SELECT 1 FROM {fbuckets_table(target)} WHERE ts > ? AND ts <= ? LIMIT 1", (a, b)
+    ):
+        touched = parts.read(
+            f"SELECT DISTINCT series_id, {_end('ts', res)} FROM ({source}) AS t "
+            "WHERE ts > ? AND ts <= ?",
+            (a, b),
+        )
+        _mark_absent(parts, target, touched)
     if raw:
         _aggregate(parts, target, source, res, a, b)
     else:
@@ -215,12 +220,21 @@ def _mark_absent(parts: PartitionTables, target: str, touched: list[tuple[Any, .
     ends: dict[int, set[int]] = {}
     for sid, end in touched:
         ends.setdefault(int(end), set()).add(int(sid))
+    if not ends:
+        return
     fb = fbuckets_table(target)
+    found: dict[int, list[tuple[Any, ...]]] = {}  # bucket end -> (layout, absent) rows
+    for lid, ts, absent in parts.read(
+        f"SELECT layout_id, ts, absent FROM {fb} WHERE ts >= ? AND ts <= ?",
+        (min(ends), max(ends)),
+    ):
+        if int(ts) in ends:
+            found.setdefault(int(ts), []).append((lid, absent))
+    series = parts.layouts.series_of(sorted({r[0] for rows in found.values() for r in rows}))
     for end, sids in sorted(ends.items()):
-        rows = parts.read(f"SELECT layout_id, absent FROM {fb} WHERE ts = ?", (end,))
+        rows = found.get(end)
         if not rows:
             continue
-        series = parts.layouts.series_of([r[0] for r in rows])
         wanted = np.fromiter(sids, dtype=np.int64, count=len(sids))
         updates = []
         for lid, absent in rows:
@@ -427,84 +441,67 @@ def _write_frame_buckets(parts: PartitionTables, target: str, rows: list[tuple[A
     )
 
 
-# One window for every function of a bucket's rows, so the database sorts them once: the
-# whole bucket in time order (row_number, lag and lead ignore the frame; min, avg, sum and
-# count over it see every row of the bucket).
-_WINDOW = (
-    "WINDOW w AS (PARTITION BY series_id, e ORDER BY ts "
-    "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
-)
-
-
 def _end(col: str, res: int) -> str:
     """The end of the bucket of size ``res`` holding time ``col``."""
     return f"(({col} + {res - 1}) / {res}) * {res}"
 
 
 def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: int, b: int) -> None:
-    """Buckets ending in ``(a, b]`` from the raw samples ``(series_id, ts, value)`` of ``source``."""
-    samples = (
-        f"SELECT series_id, ts, NULLIF(value, 'NaN') AS v, {_end('ts', res)} AS e "
-        f"FROM ({source}) AS x WHERE ts > ? AND ts <= ?"
-    )
-    ranked = (
-        f"SELECT series_id, e, ts, v, {_seconds('ts - min(ts) OVER w')} AS x, "
-        "row_number() OVER w AS rn, count(*) OVER w AS k, lag(v) OVER w AS pv, "
-        f"avg(v) OVER w AS mean FROM ({samples}) AS s {_WINDOW}"
-    )
-    whole = "count(*) = count(v)"  # no NaN in the bucket
-    select = (
-        f"SELECT series_id, e, count(*), CASE WHEN {whole} THEN sum(v) END, min(v), max(v), "
-        "min(ts), max(CASE WHEN rn = 1 THEN v END), max(ts), max(CASE WHEN rn = k THEN v END), "
-        "max(CASE WHEN rn = k - 1 THEN ts END), max(CASE WHEN rn = k - 1 THEN v END), "
-        "sum(CASE WHEN v < pv THEN pv ELSE 0.0 END), sum(CASE WHEN v < pv THEN 1 ELSE 0 END), "
-        f"sum({_changed('v', 'pv')}), sum(x), sum(x * x), "
-        f"{_sum_unless_nan(_product('x', 'v'), whole)}, "
-        f"{_sum_unless_nan(_square('v - mean'), whole)} "
-        f"FROM ({ranked}) AS w WHERE 1 = 1 GROUP BY series_id, e"
-    )
-    parts.db.execute(
-        f"INSERT INTO {target} ({_COLS}) {select} ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
+    """Buckets ending in ``(a, b]`` from the raw samples ``(series_id, ts, value)`` of ``source``
+    (in numpy, :mod:`signalbox.metrics.rowbuckets`)."""
+    from signalbox.metrics import rowbuckets
+
+    _in_batches(
+        parts,
+        target,
+        f"SELECT series_id, ts, value FROM ({source}) AS x WHERE ts > ? AND ts <= ? "
+        "ORDER BY series_id, ts",
         (a, b),
+        res,
+        lambda c: rowbuckets.from_samples(c["series_id"], c["ts"], c["value"], res),
     )
 
 
-def _seconds(ms: str) -> str:
-    """Milliseconds to seconds in floating point on both databases (PostgreSQL would make
-    ``x / 1000.0`` an exact, slow NUMERIC)."""
-    return f"CAST({ms} AS DOUBLE PRECISION) / 1000"
+_BATCH_ROWS = 100_000
+"""Rows (samples or finer buckets) a rollup of row series holds in memory at once."""
 
 
-# PostgreSQL raises "value out of range: underflow" where a product or quotient of nonzero
-# floats rounds to zero (a gauge of 1e-200 squared would stop compaction); these give 0.0
-# there instead, which is what the sum it lands in makes of it anyway. NULL (NaN) stays NULL.
-def _square(e: str) -> str:
-    return f"CASE WHEN abs({e}) < 1e-150 THEN 0.0 ELSE ({e}) * ({e}) END"
+def _in_batches(
+    parts: PartitionTables,
+    target: str,
+    select: str,
+    params: tuple[int, int],
+    res: int,
+    compute: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """Rows of ``select`` (series id and time first, sorted by them) a batch at a time, each
+    batch's buckets computed by ``compute`` and upserted into ``target``; the rows of the
+    last bucket of a batch wait for the next, which may hold more of it."""
+    from signalbox.metrics import rowbuckets
 
+    db = parts.db
+    cur = db.execute(select, params)
+    names = [d[0] for d in cur.description]
+    upsert = db.dialect.upsert(target, list(rowbuckets.FINER), ["series_id", "ts"])
 
-def _product(small: str, v: str) -> str:
-    """``small * v`` where ``small`` is seconds (0, or at least 0.001) and ``v`` any value."""
-    return f"CASE WHEN abs({v}) < 1e-300 THEN 0.0 ELSE {small} * {v} END"
+    def write(batch: list[tuple[Any, ...]]) -> None:
+        db.executemany(upsert, rowbuckets.rows(compute(rowbuckets.columns(batch, names))))
 
-
-def _quotient(num: str, den: str) -> str:
-    """``num / den`` where ``den`` is a sample count (at least 1)."""
-    return f"CASE WHEN abs({num}) < 1e-290 THEN 0.0 ELSE {num} / {den} END"
-
-
-def _sum_unless_nan(e: str, also: str = "1 = 1") -> str:
-    """``sum(e)``, or NULL (NaN) when any ``e`` is: SQLite stores a NaN result (``0 * inf``,
-    ``inf - inf``) as NULL and ``sum`` skips NULLs, which would make a bucket holding an
-    infinity finite where PromQL has NaN."""
-    return f"CASE WHEN {also} AND count(*) = count({e}) THEN sum({e}) END"
-
-
-def _changed(cur: str, prev: str) -> str:
-    """1 where a value differs from the one before it (``rn`` > 1); NaN after NaN is no change."""
-    return (
-        f"CASE WHEN rn = 1 THEN 0 WHEN {cur} IS NULL AND {prev} IS NULL THEN 0 "
-        f"WHEN {cur} = {prev} THEN 0 ELSE 1 END"
-    )
+    carry: list[tuple[Any, ...]] = []
+    while True:
+        got = cur.fetchmany(_BATCH_ROWS)
+        if not got:
+            break
+        batch = carry + got if carry else got
+        sid, end = batch[-1][0], -(-batch[-1][1] // res) * res
+        i = len(batch)
+        while i and batch[i - 1][0] == sid and -(-batch[i - 1][1] // res) * res == end:
+            i -= 1
+        carry = batch[i:]
+        if i:
+            write(batch[:i])
+    if carry:
+        write(carry)
 
 
 def _from_tier(
@@ -650,31 +647,15 @@ def _as_row(sid: int, fb: framebuckets.FrameBucket, pos: int) -> tuple[Any, ...]
 def _combine_rows(
     parts: PartitionTables, target: str, source: str, res: int, a: int, b: int
 ) -> None:
-    """Row buckets ending in ``(a, b]`` combined from the finer row buckets of ``source``."""
-    finer = (
-        f"SELECT t.*, {_end('t.ts', res)} AS e FROM ({source}) AS t WHERE t.ts > ? AND t.ts <= ?"
-    )
-    ranked = (
-        f"SELECT f.*, {_seconds('first_ts - min(first_ts) OVER w')} AS d, "
-        "row_number() OVER w AS rn, count(*) OVER w AS k, lag(last) OVER w AS pl, "
-        "lead(count) OVER w AS nc, "
-        f"{_quotient('sum(sum) OVER w', 'sum(count) OVER w')} AS mean FROM ({finer}) AS f {_WINDOW}"
-    )
-    select = (
-        "SELECT series_id, e, sum(count), CASE WHEN count(*) = count(sum) THEN sum(sum) END, "
-        "min(min), max(max), min(first_ts), max(CASE WHEN rn = 1 THEN first END), "
-        "max(last_ts), max(CASE WHEN rn = k THEN last END), "
-        "max(CASE WHEN rn = k AND count >= 2 THEN prev_ts WHEN rn = k - 1 AND nc = 1 THEN last_ts END), "
-        "max(CASE WHEN rn = k AND count >= 2 THEN prev WHEN rn = k - 1 AND nc = 1 THEN last END), "
-        "sum(drops) + sum(CASE WHEN first < pl THEN pl ELSE 0.0 END), "
-        "sum(resets) + sum(CASE WHEN first < pl THEN 1 ELSE 0 END), "
-        f"sum(changes) + sum({_changed('first', 'pl')}), "
-        "sum(sx + count * d), sum(sxx + 2 * d * sx + count * d * d), "
-        f"{_sum_unless_nan('sxy + ' + _product('d', 'sum'))}, "
-        f"{_sum_unless_nan('m2 + count * ' + _square(_quotient('sum', 'count') + ' - mean'))} "
-        f"FROM ({ranked}) AS w WHERE 1 = 1 GROUP BY series_id, e"
-    )
-    parts.db.execute(
-        f"INSERT INTO {target} ({_COLS}) {select} ON CONFLICT (series_id, ts) DO UPDATE SET {_UPDATES}",
+    """Row buckets ending in ``(a, b]`` combined from the finer row buckets of ``source`` (in
+    numpy, :mod:`signalbox.metrics.rowbuckets`)."""
+    from signalbox.metrics import rowbuckets
+
+    _in_batches(
+        parts,
+        target,
+        f"SELECT {_COLS} FROM ({source}) AS t WHERE t.ts > ? AND t.ts <= ? ORDER BY series_id, ts",
         (a, b),
+        res,
+        lambda c: rowbuckets.combine(c, res),
     )

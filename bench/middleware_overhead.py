@@ -21,7 +21,7 @@ order, so the machine's drift hits all alike):
 Overhead = contender's time per request minus the bare app's in the same round; the
 figures are medians over rounds. Our buffered lines are flushed at the end of each of our
 rounds, inside its timing, so all of a round's formatting and writing counts in that round. ``--wrk``: also under real HTTP (uvicorn, one worker, and
-``wrk``), bare vs signalbox throughput, interleaved.
+``wrk``), bare vs signalbox (buffered and unbuffered) throughput, interleaved.
 
 Usage: .venv/bin/python bench/middleware_overhead.py [--requests 20000] [--rounds 10]
        [--wrk] [--wrk-seconds 5]
@@ -208,7 +208,7 @@ from pathlib import Path
 sys.path.insert(0, {bench!r})
 import middleware_overhead as m
 tmp = Path({tmp!r})
-app = m.ours(tmp)[0] if {wrapped!r} else m.bare_app()
+app = m.ours(tmp, {wrapped!r})[0] if {wrapped!r} else m.bare_app()
 """
 
 
@@ -235,7 +235,7 @@ def over_http(rounds: int, seconds: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mwbench-http-"))
     procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     try:
-        for name, wrapped in (("bare", False), ("signalbox", True)):
+        for name, wrapped in (("bare", 0), ("signalbox", 256), ("signalbox unbuffered", 1)):
             d = tmp / name
             d.mkdir()
             (d / "benchapp.py").write_text(
@@ -266,18 +266,24 @@ def over_http(rounds: int, seconds: int) -> None:
                     time.sleep(0.1)
         rps: dict[str, list[float]] = {name: [] for name in procs}
         for r in range(rounds):
-            for name in list(procs)[r % 2 :] + list(procs)[: r % 2]:
+            names = list(procs)
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 rps[name].append(wrk_rps(f"http://127.0.0.1:{procs[name][1]}/items/7", seconds))
-        ratios = [s / b for s, b in zip(rps["signalbox"], rps["bare"], strict=True)]
+        ratios = {
+            name: [s / b for s, b in zip(rps[name], rps["bare"], strict=True)]
+            for name in procs
+            if name != "bare"
+        }
         print(
             f"uvicorn (1 worker) + wrk -t1 -c16, {rounds} rounds of {seconds}s, "
             f"load average {os.getloadavg()[0]:.2f}"
         )
         for name, xs in rps.items():
-            print(f"  {name:<12} {statistics.median(xs):>10.0f} requests/s (median)")
-        print(
-            f"  signalbox / bare throughput, median of per-round ratios: {statistics.median(ratios):.3f}"
-        )
+            print(f"  {name:<22} {statistics.median(xs):>10.0f} requests/s (median)")
+        for name, rs in ratios.items():
+            print(
+                f"  {name} / bare throughput, median of per-round ratios: {statistics.median(rs):.3f}"
+            )
         lines = (tmp / "signalbox" / "access-256.log").read_bytes().count(b"\n")
         print(f"  access-log lines written by signalbox: {lines}")
     finally:

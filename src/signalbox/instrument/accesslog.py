@@ -61,7 +61,11 @@ friends never reach a file raw), keys in this order::
      "notes": {"user_id": "5555", "api_key": "fp:1a2b3c4d5e6f7a8b"}}
 
 Note values are always strings in both formats (the middleware turns numbers into their
-text, lists and dicts into compact JSON). API keys never reach a line: the middleware logs
+text, ``True`` into ``true``, lists and dicts into compact JSON, and cuts values longer than
+``[instrument] max_note_chars``). The middleware adds notes of its own when there is
+something to say: ``error`` (the type of an exception that escaped the app, or ``no
+response``), ``disconnect="client"`` (the client went away first; status 499 when no response
+had started) and ``trace_id`` (from an incoming W3C ``traceparent``). API keys never reach a line: the middleware logs
 the notes named by ``[instrument] secret_notes`` (``api_key`` by default) as
 :func:`fingerprint` values, ``fp:`` and 16 hex digits of an HMAC-SHA256 under the install's
 key, which ``signalbox logs fp KEY`` computes again to search for one.

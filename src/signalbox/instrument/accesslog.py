@@ -356,8 +356,13 @@ def combined_line(
     sec = epoch_us // 1_000_000
     second = _second
     bracket = second[1] if second[0] == sec else _times(sec)[1]
-    if not query and path and path != "-" and not _TARGET_UNSAFE.search(path):
-        target = path
+    if path and path != "-" and not _TARGET_UNSAFE.search(path):
+        if not query:
+            target = path
+        elif _QUERY_UNSAFE.search(query):
+            target = _target(path, query)
+        else:
+            target = f"{path}?{query}"
     else:
         target = _target(path, query)
     tokens, quotes = _tokens, _quotes

@@ -207,6 +207,9 @@ class FlagCache:
         self._lock = threading.Lock()  # refreshes, never evaluations
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.publish: Callable[[list[Sample]], None] | None = None
+        """Called with :meth:`samples` after every refresh, in the refresh thread (the
+        process's client hands them to a metrics client, so they reach the store)."""
         self._install(self._declarations(), {})
 
     # -- the hot path -----------------------------------------------------------------
@@ -365,6 +368,7 @@ class FlagCache:
     def start(self) -> FlagCache:
         """Read the store now, then every ``refresh_s`` in a daemon thread."""
         self.refresh()
+        self._publish()
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(
@@ -376,6 +380,15 @@ class FlagCache:
     def _loop(self) -> None:
         while not self._stop.wait(self.refresh_s):
             self.refresh()
+            self._publish()
+
+    def _publish(self) -> None:
+        if self.publish is None:
+            return
+        try:
+            self.publish(self.samples())
+        except Exception as e:  # a metrics problem must never stop the refreshes
+            log.debug("could not publish the flags' self-metrics: %s", e)
 
     def stop(self, *, close: bool | None = None) -> None:
         """Stop refreshing (counts flushed once more) and close the store when it was
@@ -384,6 +397,10 @@ class FlagCache:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        close_publisher = getattr(self.publish, "close", None)
+        if close_publisher is not None:
+            self._publish()  # the last counts, then the file is written once more
+            close_publisher()
         with self._lock:
             self._flush_counts()
             if (self._open is not None if close is None else close) and self._store is not None:

@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 from signalbox.flags.cache import FlagCache
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from signalbox.config import Settings
     from signalbox.flags.store import FlagStore
+    from signalbox.metrics.samples import Sample
 
 __all__ = [
     "configure",
@@ -45,6 +48,7 @@ def configure(
     store: FlagStore | None = None,
     start: bool = True,
     gate_source: bool = True,
+    metrics: bool = True,
 ) -> FlagCache:
     """Build, install and start the process's flags client (replacing any earlier one).
 
@@ -52,6 +56,10 @@ def configure(
         settings: default: :func:`signalbox.config.load_settings`.
         store: default: the configured store (``store`` of ``signalbox.toml``).
         gate_source: make ``gates.flag(name)`` ask this client.
+        metrics: write the client's self-metrics (store reachable, state age, evaluations,
+            dark launches: :data:`signalbox.flags.cache.METAS`) after every refresh into a
+            spool file of this process's own in the configured spool dir (when it exists),
+            so a store outage seen by an app is a series a monitor can watch.
     """
     global _cache
     from signalbox.config import load_settings
@@ -81,6 +89,8 @@ def configure(
         override_param=s.flags.override_param,
         override_header=s.flags.override_header,
     )
+    if metrics and s.metrics.spool_dir.is_dir():  # no spool here: no collector to read it
+        cache.publish = _SpoolPublisher(s.metrics.spool_dir)
     with _lock:
         old, _cache = _cache, cache
         _publish(cache)
@@ -93,6 +103,23 @@ def configure(
     if start:
         cache.start()
     return cache
+
+
+class _SpoolPublisher:
+    """Self-metrics as gauges of a metrics client of their own (its own spool file, never
+    mixed into the app's, whatever the app configured); closed with the flags client."""
+
+    def __init__(self, spool_dir: Path) -> None:
+        from signalbox.metrics.client import Client
+
+        self.client = Client(spool_dir, prog="signalbox-flags")
+
+    def __call__(self, samples: list[Sample]) -> None:
+        for x in samples:
+            self.client.gauge(x.name, x.value, **dict(x.labels))
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def install(cache: FlagCache | None) -> FlagCache | None:

@@ -95,7 +95,9 @@ class FlagGate(Gate):
                     s = dataclasses.replace(
                         s, flags=dataclasses.replace(s.flags, paths=(self._path,))
                     )
-                cache = runtime.configure(s)
+                # a worker's or serve's own client: no spool file of its own (their gates'
+                # decisions are metrics already, and serve's demo spool holds only the app's)
+                cache = runtime.configure(s, metrics=False)
         return cache.gate_source
 
     def probe(self) -> Decision:

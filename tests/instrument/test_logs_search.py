@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signalbox.config import settings_from_dict
 from signalbox.exceptions import UsageError
@@ -314,3 +316,35 @@ def test_without_a_logs_setting_the_data_dirs_logs_folder_is_read_quietly(tmp_pa
     assert log_files(none).other == ()
     with pytest.raises(Exception, match=r"logs\.files\[0\]"):
         settings_from_dict({"logs": {"files": [" "]}}, source="t", base_dir=tmp_path, environ={})
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.integers(100, 599),
+    method=st.sampled_from(["GET", "get", "POST", "Delete", "PATCH"]),
+    note=st.one_of(_TEXT, st.sampled_from(['" 503 x', '"status":500', '"GET /', "5xx"])),
+    user=st.one_of(_TEXT, st.sampled_from(["5555", "u 1"])),
+    fmt=st.sampled_from([format_combined, format_json]),
+    want=st.tuples(
+        st.sampled_from([None, (500, 599), (404, 404), (200, 299)]),
+        st.sampled_from([None, "GET", "POST", "DELETE"]),
+        st.sampled_from([None, "5555", "u 1"]),
+    ),
+)
+def test_the_quick_test_never_drops_a_matching_line(
+    status: int,
+    method: str,
+    note: str,
+    user: str,
+    fmt: object,
+    want: tuple,  # type: ignore[type-arg]
+) -> None:
+    r = rec(1, status=status, method=method, notes={"user_id": user, "msg": note})
+    line = fmt(r)  # type: ignore[operator]
+    parsed = parse_line(line)
+    q = RequestQuery(status=want[0], method=want[1], user=want[2])
+    if q.matches(parsed):
+        assert q.might_match(line), line

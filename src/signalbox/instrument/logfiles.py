@@ -8,21 +8,21 @@ is gzip when it starts with gzip's magic bytes, whatever its name (logrotate's
 handed to ``on_bad`` as a :class:`Malformed` (file, line, why) and skipped: one bad line
 never hides the others.
 
-Lines that cannot match (a quick substring test of the literal values asked for, see
-:meth:`RequestQuery.literals`) are not parsed, so not reported either.
+Lines that cannot match (a quick test of the values asked for, see
+:meth:`RequestQuery.might_match`) are not parsed, so not reported either.
 """
 
 from __future__ import annotations
 
 import gzip
 import heapq
+import io
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
 
 from signalbox.exceptions import ParseError
 from signalbox.instrument.accesslog import AccessRecord, parse_line
@@ -47,7 +47,7 @@ __all__ = [
 MAX_LINE_BYTES = 1 << 20
 """A longer line is reported and skipped (the middleware's lines are far shorter)."""
 _GZIP_MAGIC = b"\x1f\x8b"
-_CHUNK = 1 << 16
+_BLOCK = 1 << 20  # read at a time; lines are cut from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def _ignore(_: Malformed) -> None:
 
 
 @contextmanager
-def open_log(path: Path) -> Iterator[BinaryIO]:
+def open_log(path: Path) -> Iterator[io.BufferedIOBase]:
     """``path`` for reading bytes, through gzip when it is compressed."""
     with path.open("rb") as raw:
         gz = raw.read(2) == _GZIP_MAGIC
@@ -79,7 +79,7 @@ def open_log(path: Path) -> Iterator[BinaryIO]:
             yield raw
             return
         with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-            yield unzipped  # type: ignore[misc]
+            yield unzipped
 
 
 def read_lines(path: Path, on_bad: OnBad = _ignore) -> Iterator[tuple[int, str]]:
@@ -96,37 +96,53 @@ def read_lines(path: Path, on_bad: OnBad = _ignore) -> Iterator[tuple[int, str]]
         on_bad(Malformed(name, 0, f"cannot read the file ({e.strerror or e})"))
         return
     with stack:
+        buf = b""
+        skipping = False  # inside a line already reported as too long
         while True:
             try:
-                raw = f.readline(MAX_LINE_BYTES + 1)
+                block = f.read1(_BLOCK)
             except (EOFError, OSError, zlib.error) as e:
-                on_bad(
-                    Malformed(
-                        name, n + 1, f"the file ends or breaks here ({e}); the rest is skipped"
-                    )
-                )
+                why = f"the file ends or breaks here ({e}); the rest is skipped"
+                on_bad(Malformed(name, n + 1, why))
                 return
-            if not raw:
+            if not block:
+                if buf and not skipping:
+                    n += 1
+                    text = _text(buf, name, n, on_bad)
+                    if text is not None:
+                        yield n, text
                 return
-            n += 1
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            pieces = (buf + block).split(b"\n")
+            buf = pieces.pop()
+            for raw in pieces:
+                if skipping:  # the end of the long line
+                    skipping = False
+                    continue
+                n += 1
+                text = _text(raw, name, n, on_bad)
+                if text is not None:
+                    yield n, text
+            if skipping:
+                buf = b""
+            elif len(buf) > MAX_LINE_BYTES:
+                n += 1
                 on_bad(Malformed(name, n, f"longer than {MAX_LINE_BYTES} bytes"))
-                try:
-                    while raw and not raw.endswith(b"\n"):
-                        raw = f.readline(_CHUNK)
-                except (EOFError, OSError, zlib.error):
-                    return
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                on_bad(Malformed(name, n, f"not UTF-8 (byte {e.start + 1})"))
-                continue
-            text = text.rstrip("\n")
-            if text.endswith("\r"):
-                text = text[:-1]
-            if text.strip():
-                yield n, text
+                buf, skipping = b"", True
+
+
+def _text(raw: bytes, name: str, n: int, on_bad: OnBad) -> str | None:
+    """A line's text (None: blank, or reported and skipped)."""
+    if len(raw) > MAX_LINE_BYTES:
+        on_bad(Malformed(name, n, f"longer than {MAX_LINE_BYTES} bytes"))
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        on_bad(Malformed(name, n, f"not UTF-8 (byte {e.start + 1})"))
+        return None
+    if text.endswith("\r"):
+        text = text[:-1]
+    return text if text.strip() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +156,18 @@ class Found:
 
 
 def access_records(
-    paths: Iterable[Path], on_bad: OnBad = _ignore, literals: tuple[str, ...] = ()
+    paths: Iterable[Path],
+    on_bad: OnBad = _ignore,
+    literals: tuple[str, ...] = (),
+    might_match: Callable[[str], bool] | None = None,
 ) -> Iterator[Found]:
-    """Every record of the access-log files ``paths``, in file order."""
+    """Every record of the access-log files ``paths``, in file order; lines without every
+    one of ``literals``, or that ``might_match`` refuses, are skipped unparsed."""
     for path in paths:
         for n, text in read_lines(path, on_bad):
             if literals and not all(v in text for v in literals):
+                continue
+            if might_match is not None and not might_match(text):
                 continue
             try:
                 record = parse_line(text, str(path), n)
@@ -157,7 +179,7 @@ def access_records(
 
 def search(paths: Iterable[Path], query: RequestQuery, on_bad: OnBad = _ignore) -> Iterator[Found]:
     """The records of ``paths`` that ``query`` matches, in file order."""
-    for found in access_records(paths, on_bad, query.literals()):
+    for found in access_records(paths, on_bad, might_match=query.might_match):
         if query.matches(found.record):
             yield found
 
@@ -231,6 +253,8 @@ def trace(files: LogFiles, request_id: str, on_bad: OnBad = _ignore) -> list[Tra
         taking = False
         for n, text in read_lines(path, on_bad):
             order += 1
+            if not taking and request_id not in text:
+                continue  # not ours, and no entry of ours for it to continue
             t = line_time(text)
             if t is not None or _starts_entry(text):  # a new entry: its own marker decides
                 last = t if t is not None else last

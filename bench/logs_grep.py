@@ -1,0 +1,134 @@
+"""Reading the access log: ``signalbox logs grep`` / ``trace`` vs GNU grep, same files.
+
+An access log of ``--lines`` combined-format lines (notes: user_id, api_key fingerprint,
+api_method; 1% 5xx), plain and rotated with gzip. Each round runs every case once, end to end
+(process start included), interleaved, so the machine's drift hits all alike:
+
+* ``logs grep --user U`` (a user on 0.1% of lines): the substring test skips most lines
+  unparsed; peer: ``grep -F 'U ['`` (what an operator types, no parsing, no exact field);
+* ``logs grep --status 5xx``: every line parsed; peer: ``grep -E '" 5[0-9]{2} '``;
+* ``logs trace ID`` over the access log and an application log of as many lines; peer:
+  ``grep -F ID`` over both files;
+* ``logs grep --user U`` over the gzip file; peer: ``zgrep -F``.
+
+Prints each case's median seconds and the median of per-round ratios (ours / peer's).
+
+Usage: .venv/bin/python bench/logs_grep.py [--lines 500000] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from signalbox.instrument.accesslog import AccessRecord, format_combined
+
+SIGNALBOX = str(Path(sys.executable).parent / "signalbox")
+
+
+def write_logs(folder: Path, n: int) -> str:
+    rng = random.Random(5)
+    t0 = datetime(2024, 5, 1, tzinfo=UTC)
+    rid_traced = ""
+    with (folder / "access.log").open("w") as acc, (folder / "app.log").open("w") as app:
+        for i in range(n):
+            user = "needle42" if i % 1000 == 500 else f"u{rng.randint(1, 50_000)}"
+            rid = os.urandom(16).hex()
+            if i == n // 2:
+                rid_traced = rid
+            at = t0 + timedelta(milliseconds=i * 7)
+            r = AccessRecord(
+                at,
+                host="www1",
+                client="10.1.2.3",
+                method=rng.choice(("GET", "GET", "POST")),
+                path=f"/photos/{user}",
+                protocol="HTTP/1.1",
+                status=503 if rng.random() < 0.01 else 200,
+                bytes=rng.randint(100, 20_000),
+                duration_us=rng.randint(200, 90_000),
+                request_id=rid,
+                route="/photos/{user}",
+                user_agent="Mozilla/5.0 (X11; Linux x86_64)",
+                notes={"user_id": user, "api_key": "fp:0123456789abcdef", "api_method": "p.s"},
+            )
+            acc.write(format_combined(r) + "\n")
+            stamp = (at + timedelta(microseconds=300)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            app.write(f"{stamp} [{rid}] INFO photos: listed photos of {user}\n")
+    data = (folder / "access.log").read_bytes()
+    (folder / "old.log.1.gz").write_bytes(gzip.compress(data, compresslevel=6))
+    (folder / "signalbox.toml").write_text(
+        '[instrument]\naccess_log = "access.log"\n[logs]\nfiles = ["app.log"]\n'
+    )
+    return rid_traced
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, int]:
+    t = time.perf_counter()
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    return time.perf_counter() - t, len(out.stdout.splitlines())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=500_000)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        rid = write_logs(d, args.lines)
+        mb = (d / "access.log").stat().st_size / 1e6
+        print(f"{args.lines} lines, access.log {mb:.0f} MB, load {os.getloadavg()[0]:.2f}")
+        cases = {
+            "grep --user (0.1%)": (
+                [SIGNALBOX, "logs", "grep", "--user", "needle42", "access.log"],
+                ["grep", "-F", "needle42 [", "access.log"],
+            ),
+            "grep --status 5xx": (
+                [SIGNALBOX, "logs", "grep", "--status", "5xx", "access.log"],
+                ["grep", "-E", '" 5[0-9]{2} ', "access.log"],
+            ),
+            "trace ID (2 files)": (
+                [SIGNALBOX, "logs", "trace", rid],
+                ["grep", "-F", rid, "access.log", "app.log"],
+            ),
+            "grep --user, gzip": (
+                [SIGNALBOX, "logs", "grep", "--user", "needle42", "old.log.1.gz"],
+                ["zgrep", "-F", "needle42 [", "old.log.1.gz"],
+            ),
+        }
+        times: dict[str, tuple[list[float], list[float], list[float]]] = {
+            k: ([], [], []) for k in cases
+        }
+        counts: dict[str, tuple[int, int]] = {}
+        for _ in range(args.runs):
+            for name, (ours, peer) in cases.items():
+                a, na = timed(ours, d)
+                b, nb = timed(peer, d)
+                t = times[name]
+                t[0].append(a)
+                t[1].append(b)
+                t[2].append(a / b)
+                counts[name] = (na, nb)
+        print(f"{'case':<22}{'ours s':>9}{'peer s':>9}{'ratio':>8}  lines (ours, peer)")
+        for name, (a, b, r) in times.items():
+            print(
+                f"{name:<22}{statistics.median(a):>9.3f}{statistics.median(b):>9.3f}"
+                f"{statistics.median(r):>8.1f}  {counts[name]}"
+            )
+        print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

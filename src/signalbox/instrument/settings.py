@@ -17,9 +17,10 @@
 
 ``access_log`` and ``key_file`` default to ``access.log`` and ``log.key`` in ``data_dir``.
 
-Buffering: a request's line is formatted and written, with its metrics counted, by a
-background flush every ``flush_interval``, or at once by the request that fills the buffer
-to ``buffer_lines``; each flush is one write of whole lines. Formatting a few hundred lines
+Buffering: a request's line is formatted and written, with its metrics counted, by the
+request that finds ``buffer_lines`` waiting or the oldest of them ``flush_interval`` old
+(when traffic stops, a background thread writes them within about three intervals); each
+flush is one write of whole lines. Formatting a few hundred lines
 together costs about a third of formatting each alone in a busy request path (the bench:
 ``bench/middleware_overhead.py``). The price: a process killed with ``SIGKILL`` loses at most
 ``flush_interval`` of lines (a normal exit writes them). ``buffer_lines = 1`` writes every

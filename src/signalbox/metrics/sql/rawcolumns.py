@@ -104,10 +104,11 @@ def _rows(
     few = len(wanted) <= IN_LIST_MAX
     counts: dict[int, int] = {}
     if few:
+        starts = ",".join(str(int(start)) for start, _ in tables)
         counts = dict(
             parts.db.query(
-                "SELECT start_ms, count(*) FROM metric_stamps WHERE ts >= ? AND ts <= ? "
-                "GROUP BY start_ms",
+                f"SELECT start_ms, count(*) FROM metric_stamps WHERE start_ms IN ({starts}) "
+                "AND ts >= ? AND ts <= ? GROUP BY start_ms",
                 (lo, hi),
             )
         )

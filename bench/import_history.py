@@ -38,16 +38,21 @@ from peers import median_ratio, need, run_main, signalbox_exe
 from query_vs_prometheus import cached_openmetrics, signalbox_config
 
 
-def signalbox_import(om: Path, root: Path, tiers: str) -> float:
-    """Seconds for ``signalbox import`` of ``om`` into a fresh store under ``root``."""
+def signalbox_import(om: Path, root: Path, tiers: str, src: Path | None = None) -> float:
+    """Seconds for ``signalbox import`` of ``om`` into a fresh store under ``root``; with
+    ``src``, the signalbox package of that source tree instead of this checkout's."""
     shutil.rmtree(root, ignore_errors=True)
     config = signalbox_config(root, tiers)
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
     t = time.perf_counter()
     r = subprocess.run(
         [signalbox_exe(), "--config", str(config), "import", str(om)],
         capture_output=True,
         text=True,
         timeout=7200,
+        env=env,
     )
     took = time.perf_counter() - t
     if r.returncode != 0:
@@ -82,6 +87,11 @@ def main() -> int:
     ap.add_argument("--tiers", default="1m:8d,5m:35d,1h:400d", help="signalbox rollup tiers")
     ap.add_argument("--promtool-by-day", action="store_true", help="promtool fed a day a file")
     ap.add_argument("--fresh", action="store_true", help="rewrite the cached data file")
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also time the signalbox of this source tree (e.g. `git archive REV src | tar -x`)",
+    )
     a = ap.parse_args()
     days = a.days or (8 if a.quick else 30)
     n_series = a.series or (40 if a.quick else 200)
@@ -98,26 +108,42 @@ def main() -> int:
     )
     ours: list[float] = []
     theirs: list[float] = []
+    baseline: list[float] = []
+    if a.baseline_src is not None and not (a.baseline_src / "signalbox").is_dir():
+        ap.error(f"--baseline-src {a.baseline_src}: no signalbox package in it")
     with tempfile.TemporaryDirectory(prefix="sb-bench-import-") as d:
         tmp = Path(d)
         for r in range(a.rounds):
             sides = [
-                ("signalbox", lambda: signalbox_import(om, tmp / "sb", a.tiers)),
-                ("promtool", lambda: promtool_blocks(peer_files, tmp / "prom")),
+                (ours, lambda: signalbox_import(om, tmp / "sb", a.tiers)),
+                (theirs, lambda: promtool_blocks(peer_files, tmp / "prom")),
             ]
-            for name, run in sides[r % 2 :] + sides[: r % 2]:
-                took = run()
-                (ours if name == "signalbox" else theirs).append(took)
-            print(
+            if a.baseline_src is not None:
+                base = a.baseline_src
+                sides.append(
+                    (baseline, lambda b=base: signalbox_import(om, tmp / "sb", a.tiers, b))
+                )
+            k = r % len(sides)
+            for times, run in sides[k:] + sides[:k]:
+                times.append(run())
+            line = (
                 f"  round {r + 1}: signalbox import {ours[-1]:7.1f} s, promtool {theirs[-1]:7.1f} s"
-                f"  (load {os.getloadavg()[0]:.1f})"
             )
+            if baseline:
+                line += f", baseline signalbox import {baseline[-1]:7.1f} s"
+            print(f"{line}  (load {os.getloadavg()[0]:.1f})")
     med_ours, med_theirs = statistics.median(ours), statistics.median(theirs)
     print(
         f"signalbox import: median {med_ours:.1f} s ({samples / med_ours:,.0f} samples/s); "
         f"promtool: median {med_theirs:.1f} s ({samples / med_theirs:,.0f} samples/s)"
     )
     print(f"signalbox / promtool: {median_ratio(ours, theirs):.2f}x (median of per-round ratios)")
+    if baseline:
+        print(
+            f"baseline signalbox import: median {statistics.median(baseline):.1f} s; "
+            f"signalbox / baseline: {median_ratio(ours, baseline):.2f}x, baseline / promtool: "
+            f"{median_ratio(baseline, theirs):.2f}x (medians of per-round ratios)"
+        )
     return 0
 
 

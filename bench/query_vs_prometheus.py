@@ -465,8 +465,24 @@ def compare(ours: Points, theirs: Points) -> Agreement:
     return Agreement(both, same, worst, len(ours) - both, len(theirs) - both, example)
 
 
-def check_answers(sb_port: int, prom_port: int, qs: list[Query]) -> dict[Query, str]:
-    """Print how the answers compare; the queries a side refused, with the error."""
+def differing(ours: Points, theirs: Points) -> list[tuple[Any, float, float, float]]:
+    """(labels, time, ours, theirs) of each point both answer differently."""
+    out = []
+    for k, v in ours.items():
+        w = theirs.get(k)
+        if w is None or math.isclose(v, w, rel_tol=REL_TOL, abs_tol=1e-9):
+            continue
+        if not (math.isnan(v) and math.isnan(w)):
+            out.append((k[0], k[1], v, w))
+    return out
+
+
+def check_answers(
+    sb_port: int, prom_port: int, qs: list[Query], om: Path | None = None
+) -> dict[Query, str]:
+    """Print how the answers compare; the queries a side refused, with the error. With
+    ``om`` (the data, against Prometheus 2.x), a silent difference is checked against 2.x's
+    extrapolation order from the raw samples (bench/prom2x.py)."""
     refused: dict[Query, str] = {}
     print("answers (points where both answer, equal within rel 1e-6):")
     for q in qs:
@@ -484,7 +500,19 @@ def check_answers(sb_port: int, prom_port: int, qs: list[Query]) -> dict[Query, 
                 print(f"          {who} warning: {w}")
                 warned |= who == "signalbox"
         if not agreement.exact and not warned:
-            print("          SILENT: signalbox's answer differs and it gave no warning")
+            why = None
+            if om is not None and not agreement.only_ours and not agreement.only_theirs:
+                import prom2x
+
+                why = prom2x.explains(om, q.expr, differing(points(ours), points(theirs)))
+            if why:
+                print(
+                    "          explained: at every differing point Prometheus 2.x's "
+                    "extrapolation order from the raw samples gives Prometheus' answer, 3.x's "
+                    "gives signalbox's (a counter starting inside the window; bench/prom2x.py)"
+                )
+            else:
+                print("          SILENT: signalbox's answer differs and it gave no warning")
     return refused
 
 
@@ -654,7 +682,7 @@ def main() -> int:
         size = sum(p.stat().st_size for p in (tmp / "prom" / "data").rglob("*") if p.is_file())
         print(f"  Prometheus TSDB: {size / 1e6:.0f} MB")
 
-        refused = check_answers(sb_port, prom.port, qs)
+        refused = check_answers(sb_port, prom.port, qs, om if major < 3 else None)
         timed = [q for q in qs if q not in refused]
         t = time.perf_counter()
         times = run_rounds({"signalbox": sb_port, "prometheus": prom.port}, timed, a.rounds)

@@ -20,6 +20,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from signalbox.instrument import flagnotes
 from signalbox.instrument.context import _current
 from signalbox.instrument.core import DEFAULT, Instrument
 
@@ -102,6 +103,9 @@ class ASGIMiddleware:
             incoming.decode("latin-1") if incoming is not None else None,
             traceparent.decode("latin-1") if traceparent is not None else None,
         )
+        flags = flagnotes.begin(scope.get("query_string"), scope["headers"])
+        if flags is not None:
+            ctx.flags = flags[0]
         rid_header = (want, ctx.request_id.encode("latin-1"))
         root = scope.get("root_path", "")
         status = 0
@@ -179,3 +183,5 @@ class ASGIMiddleware:
                     finish(status or 500)
         finally:
             _current.reset(token)
+            if flags is not None:
+                flagnotes.end(flags)

@@ -22,7 +22,10 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from signalbox.flags.context import RequestFlags
 
 __all__ = [
     "REQUEST_ID",
@@ -96,13 +99,16 @@ class RequestContext:
     has matched one.
     """
 
-    __slots__ = ("notes", "request_id", "route", "trace")
+    __slots__ = ("flags", "notes", "request_id", "route", "trace")
 
     def __init__(self, request_id: str, trace: Traceparent | None = None) -> None:
         self.request_id = request_id
         self.trace = trace
         self.notes: dict[str, Any] = {}
         self.route = ""
+        self.flags: RequestFlags | None = None
+        """The request's feature flags when the process has a flags client
+        (:mod:`signalbox.instrument.flagnotes`): logged as the ``flags`` note."""
 
     def note(self, **fields: Any) -> None:
         self.notes.update(fields)

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from signalbox.instrument import flagnotes
 from signalbox.instrument.accesslog import combined_line, fingerprint, json_line, note_key
 from signalbox.instrument.context import REQUEST_ID, RequestContext, parse_traceparent
 from signalbox.instrument.logfile import AccessLogFile, reopen_on_sighup
@@ -277,7 +278,9 @@ class Instrument:
             ctx.request_id,
             route,
             int(seconds * 1_000_000),
-            self._logged_notes(ctx) if ctx.notes or ctx.trace is not None else _NO_NOTES,
+            self._logged_notes(ctx)
+            if ctx.notes or ctx.trace is not None or ctx.flags is not None
+            else _NO_NOTES,
         )
 
     # -- buffered lines -------------------------------------------------------------------
@@ -353,6 +356,8 @@ class Instrument:
             elif len(text) > limit:
                 text = text[: limit - 3] + "..."
             out[key] = text
+        if ctx.flags is not None and ctx.flags.seen and "flags" not in out:
+            out["flags"] = flagnotes.text(ctx.flags)
         trace = ctx.trace
         if trace is not None and trace.parent_id != _NO_PARENT and "trace_id" not in out:
             out["trace_id"] = trace.trace_id  # the caller's trace (not one made here)

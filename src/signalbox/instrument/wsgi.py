@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
+from signalbox.instrument import flagnotes
 from signalbox.instrument.context import RequestContext, _current
 from signalbox.instrument.core import DEFAULT, Instrument
 
@@ -76,6 +77,9 @@ class WSGIMiddleware:
 
             return counted_write
 
+        flags = flagnotes.begin(environ.get("QUERY_STRING"), environ=environ)
+        if flags is not None:
+            ctx.flags = flags[0]
         token = _current.set(ctx)
         try:
             body = self.app(environ, start_response_wrapper)
@@ -85,6 +89,8 @@ class WSGIMiddleware:
             raise
         finally:
             _current.reset(token)
+            if flags is not None:
+                flagnotes.end(flags)
         return _Body(body, req)
 
 

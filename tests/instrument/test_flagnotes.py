@@ -14,12 +14,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
-from tests.instrument.conftest import Harness
+from tests.instrument.conftest import SECRET, Harness
 
 from signalbox import flags
 from signalbox.config import settings_from_dict
 from signalbox.flags.memstore import MemoryFlagStore
 from signalbox.instrument import ASGIMiddleware, WSGIMiddleware
+from signalbox.instrument.accesslog import fingerprint
 
 DECLARED = (
     "- {name: new_ui, description: the new UI, default: true}\n"
@@ -93,3 +94,25 @@ def test_without_a_flags_client_nothing_is_noted(harness: Harness) -> None:
         c.get("/p")  # enabled() before configure(): off, and no flags note
     flags.reset()
     assert [r.notes.get("flags") for r in harness.records()] == [None]
+
+
+def test_an_api_key_in_the_query_string_or_referer_is_logged_as_its_fingerprint(
+    harness: Harness,
+) -> None:
+    """Flickr's API took ``?api_key=``: the key must not reach the log in clear from the URL
+    any more than from a note (``[instrument] secret_notes`` names both)."""
+    key = "sk_live_abc/+="
+    fp = fingerprint(key, SECRET)
+    with TestClient(asgi_app(harness)) as c:
+        c.get(
+            "/p",
+            params={"x": "1", "api_key": key, "other_api_key": "kept"},
+            headers={"Referer": "https://example.com/app?api_key=sk_live_abc%2F%2B%3D&y=2"},
+        )
+        c.get("/p?api_key=&x=1")
+    lines = harness.lines()
+    assert all("sk_live" not in line for line in lines), lines
+    first, second = harness.records()
+    assert first.query == f"x=1&api_key={fp}&other_api_key=kept"
+    assert first.referer == f"https://example.com/app?api_key={fp}&y=2"
+    assert second.query == "api_key=&x=1"

@@ -12,6 +12,7 @@ import atexit
 import json
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -21,6 +22,7 @@ from os import urandom
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 from signalbox.instrument import flagnotes
 from signalbox.instrument.accesslog import combined_line, fingerprint, json_line, note_key
@@ -166,6 +168,16 @@ class Instrument:
         self._line = json_line if fmt == "json" else combined_line
         self.host: str = settings.host if host is DEFAULT and settings is not None else host
         self.secret_notes = frozenset(pick(secret_notes, "secret_notes"))
+        # the same names as query parameters (Flickr's ?api_key=): their values fingerprinted
+        self._secret_params = (
+            re.compile(
+                r"(?:^|(?<=[?&;]))("
+                + "|".join(re.escape(n) for n in sorted(self.secret_notes))
+                + r")=([^&;#]*)"
+            )
+            if self.secret_notes
+            else None
+        )
         self._secret = secret
         self.request_id_header: str = pick(request_id_header, "request_id_header")
         self.trust_request_id: bool = pick(trust_request_id, "trust_request_id")
@@ -259,6 +271,11 @@ class Instrument:
         """Count one request; its line, or None when there is no access log."""
         method, path, query, protocol, client, referer, user_agent, route = fields(source)
         route = ctx.route or route
+        if self._secret_params is not None:
+            if query:
+                query = self._secret_params.sub(self._fingerprint_param, query)
+            if referer and "=" in referer:  # a page whose URL held a key, as sent back
+                referer = self._secret_params.sub(self._fingerprint_param, referer)
         if self.metrics is not None:
             self.metrics.observe(route, method, status, seconds)
         if self.log_file is None:
@@ -377,6 +394,10 @@ class Instrument:
                 self._fps.clear()
             self._fps[key] = fp
         return fp
+
+    def _fingerprint_param(self, m: re.Match[str]) -> str:
+        value = unquote_plus(m.group(2))
+        return f"{m.group(1)}={self._fingerprint(value) if value else ''}"
 
     def close(self) -> None:
         """Write what is buffered, close the log file and hand the last request metrics to

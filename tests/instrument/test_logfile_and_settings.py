@@ -199,3 +199,38 @@ def test_a_buffered_line_is_written_by_the_flusher_within_its_interval(tmp_path:
         time.sleep(0.01)
     assert '"request_id":"r7"' in log.read_text()
     core.close()
+
+
+def test_with_a_config_the_request_metrics_go_to_its_spool_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool dir serve and agent read ([collect] spool_dir), not the default client's
+    (which, unconfigured, is .signalbox/spool of the working directory)."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from signalbox.instrument import ASGIMiddleware
+
+    monkeypatch.delenv("SIGNALBOX_SPOOL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    s = settings_from_dict(
+        {"collect": {"spool_dir": "ops/spool"}, "instrument": {"access_log": ""}},
+        source="signalbox.toml",
+        base_dir=tmp_path,
+    )
+    spool = tmp_path / "ops" / "spool"
+    spool.mkdir(parents=True)
+    core = Instrument(settings=s, secret=b"k")
+    app = Starlette(routes=[Route("/p", lambda r: PlainTextResponse("ok"))])
+    with TestClient(ASGIMiddleware(app, core=core)) as c:
+        assert c.get("/p").status_code == 200
+    core.close()
+    assert core.metrics is not None
+    client = core.metrics._client
+    assert client is not None
+    client.close()  # type: ignore[attr-defined]
+    (written,) = spool.glob("http-*.metrics")
+    assert 'route="/p",status="2xx"}=1' in written.read_text()
+    assert not (tmp_path / ".signalbox").exists()

@@ -184,7 +184,11 @@ class Instrument:
         self.max_note_chars: int = pick(max_note_chars, "max_note_chars")
         m = pick(metrics, "metrics")
         self.metrics: RequestMetrics | None = (
-            m if isinstance(m, RequestMetrics) else RequestMetrics() if m else None
+            m
+            if isinstance(m, RequestMetrics)
+            else RequestMetrics(_metrics_client(settings))
+            if m
+            else None
         )
         self.log_file: AccessLogFile | None = None
         if access_log is not None:
@@ -409,6 +413,18 @@ class Instrument:
             self.log_file.close()
         if self.metrics is not None:
             self.metrics.close()
+
+
+def _metrics_client(settings: Settings | None) -> Any:
+    """Where the request metrics go: with a ``signalbox.toml``, a client of their own in its
+    spool dir (``[collect] spool_dir``: the one ``serve``/``agent`` read, whatever the app
+    did with the default client; ``SIGNALBOX_SPOOL`` still wins, as for every client);
+    without one, the process's default client."""
+    if settings is None:
+        return None  # RequestMetrics takes the default client
+    from signalbox.metrics.client import Client
+
+    return Client(settings.metrics.spool_dir, prog="http")
 
 
 _cores: weakref.WeakSet[Instrument] = weakref.WeakSet()

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from signalbox.clock import FrozenClock
 from signalbox.metrics.samples import Matcher, Sample
+from signalbox.metrics.sql import rawcolumns
 from signalbox.metrics.store import Ended, Frame, NewLayout, SeriesPoints
 from signalbox.query import Engine, parse_expr, rawselect, vectorkernels
 from signalbox.query.kahan import kahan_sum
@@ -351,3 +352,24 @@ def test_columns_come_from_rows_and_frames(store: Any) -> None:
     assert got.values[:6].tolist() == [_frame_value(0, n) for n in range(5, 11)]
     none = store.raw_columns([Matcher("__name__", "=", "vkf")], T0 + 10**7, T0 + 10**7 + 1, 0)
     assert none is None
+
+
+def test_many_series_and_many_stamps_read_alike(store: Any) -> None:
+    """More series than an IN list takes (a range scan per partition, filtered), and a
+    partition with more written timestamps than seeks pay for (an import: a range scan
+    with the series listed), against the general path."""
+    t0 = T0 + 3_600_000
+    many = [
+        Sample("vkmany", (("i", str(i)),), float((i * 7 + k) % 11), t0 + k * 15_000)
+        for i in range(rawcolumns.IN_LIST_MAX + 20)
+        for k in range(6)
+    ]
+    dense = [Sample("vkdense", (), float(k % 97), t0 + 1_000 + k * 10) for k in range(2_100)]
+    store.clock.set((t0 + 120_000) / 1000)
+    store.write(many + dense, t0 + 120_000)
+    start, end = t0, t0 + 120_000
+    grid = Grid(start, end, 5_000, start, end)
+    for query in ("sum(rate(vkmany[1m]))", "max_over_time(vkmany[30s])", "rate(vkdense[10s])"):
+        assert rawselect.read(store, parse_expr(query), grid)  # the path under test
+        _three_ways(store, query, start, end, 5_000)
+    assert len(store.raw_columns([Matcher("__name__", "=", "vkdense")], start, end).values) == 2_100

@@ -65,9 +65,6 @@ def _samples(
         limits.charge(-credit)
         return _empty()
     sid, ts, val = np.concatenate(sids), np.concatenate(stamps), np.concatenate(values)
-    if len(wanted) > IN_LIST_MAX:  # rows of a range scan: every series of the partition
-        keep = np.isin(sid, wanted, assume_unique=False)
-        sid, ts, val = sid[keep], ts[keep], val[keep]
     limits.charge(len(sid) - credit)
     order = np.lexsort((ts, sid))
     sid, ts, val = sid[order], ts[order], val[order]
@@ -99,56 +96,77 @@ def _rows(
     stamps: list[Ints],
     values: list[Floats],
 ) -> None:
-    """The rows of every partition in one statement (one per partition if one was dropped
-    by retention meanwhile)."""
-    few = len(wanted) <= IN_LIST_MAX
-    counts: dict[int, int] = {}
-    if few:
-        starts = ",".join(str(int(start)) for start, _ in tables)
-        counts = dict(
-            parts.db.query(
-                f"SELECT start_ms, count(*) FROM metric_stamps WHERE start_ms IN ({starts}) "
-                "AND ts >= ? AND ts <= ? GROUP BY start_ms",
-                (lo, hi),
+    """The rows of the wanted series. A few series: every partition in one statement (one
+    per partition if one was dropped by retention meanwhile). Many: a range scan per
+    partition, each turned into arrays and filtered before the next is read, so the
+    tuples of one partition at most are held at once."""
+    if len(wanted) > IN_LIST_MAX:
+        for _, table in tables:
+            rows = parts.read(
+                f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ?", (lo, hi)
             )
+            _append(rows, wanted, sids, stamps, values)
+        return
+    starts = ",".join(str(int(start)) for start, _ in tables)
+    counts = dict(
+        parts.db.query(
+            f"SELECT start_ms, count(*) FROM metric_stamps WHERE start_ms IN ({starts}) "
+            "AND ts >= ? AND ts <= ? GROUP BY start_ms",
+            (lo, hi),
         )
-    parts_sql: list[str] = []
-    params: list[Any] = []
+    )
+    ids = _in_list(wanted)
+    statements: list[tuple[str, tuple[int, ...]]] = []
     for start, table in tables:
-        if not few:
-            parts_sql.append(f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ?")
-            params += [lo, hi]
-            continue
         n = counts.get(start, 0)
         if not n:
             continue
         if n > STAMPS_MAX:
-            parts_sql.append(
-                f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ? "
-                f"AND series_id IN ({_in_list(wanted)})"
+            statements.append(
+                (
+                    f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ? "
+                    f"AND series_id IN ({ids})",
+                    (lo, hi),
+                )
             )
-            params += [lo, hi]
         else:
-            parts_sql.append(
-                f"SELECT series_id, ts, value FROM {table} WHERE ts IN (SELECT ts FROM "
-                f"metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?) "
-                f"AND series_id IN ({_in_list(wanted)})"
+            statements.append(
+                (
+                    f"SELECT series_id, ts, value FROM {table} WHERE ts IN (SELECT ts FROM "
+                    f"metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?) "
+                    f"AND series_id IN ({ids})",
+                    (start, lo, hi),
+                )
             )
-            params += [start, lo, hi]
-    if not parts_sql:
+    if not statements:
         return
-    rows = parts._read_or_none(" UNION ALL ".join(parts_sql), params)
-    if rows is None:  # a partition went away meanwhile: each alone, a missing one empty
-        rows = []
-        per = len(params) // len(parts_sql)
-        for i, sql in enumerate(parts_sql):
-            rows += parts.read(sql, params[i * per : (i + 1) * per])
+    union = " UNION ALL ".join(sql for sql, _ in statements)
+    got = parts._read_or_none(union, [p for _, ps in statements for p in ps])
+    if got is None:  # a partition went away meanwhile: each alone, a missing one empty
+        got = [row for sql, ps in statements for row in parts.read(sql, ps)]
+    _append(got, None, sids, stamps, values)
+
+
+def _append(
+    rows: list[tuple[Any, ...]],
+    wanted: Ints | None,
+    sids: list[Ints],
+    stamps: list[Ints],
+    values: list[Floats],
+) -> None:
+    """``(series_id, ts, value)`` rows as arrays, only the ``wanted`` series' if given."""
     if not rows:
         return
     s, t, v = zip(*rows, strict=True)
-    sids.append(np.array(s, dtype=np.int64))
-    stamps.append(np.array(t, dtype=np.int64))
-    values.append(np.array(v, dtype=np.float64))  # NULL (SQLite's NaN) becomes NaN
+    sid = np.array(s, dtype=np.int64)
+    ts = np.array(t, dtype=np.int64)
+    val = np.array(v, dtype=np.float64)  # NULL (SQLite's NaN) becomes NaN
+    if wanted is not None:
+        keep = np.isin(sid, wanted)
+        sid, ts, val = sid[keep], ts[keep], val[keep]
+    sids.append(sid)
+    stamps.append(ts)
+    values.append(val)
 
 
 def _frames(

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from signalbox.server.auth.store import TokenStore
     from signalbox.server.resultcache import ResultCache
     from signalbox.storage.database import Database
+    from signalbox.storage.leader import Leadership
     from signalbox.tasks.store import QueueStore
 
 
@@ -189,6 +190,8 @@ class Services:
             config, never from a request); None: no logs area.
         flags: the flag store and declarations for ``/api/v1/flags`` and the flags page;
             None: no flags area.
+        leader: which ``serve`` instance leads (:mod:`signalbox.storage.leader`), said by
+            ``/-/ready``; None: not said.
     """
 
     metrics: MetricReader
@@ -203,6 +206,7 @@ class Services:
     queue: QueueStore | None = None
     flags: FlagAdmin | None = None
     logs: ConfiguredLogs | None = None
+    leader: Leadership | None = None
 
     @classmethod
     def over(

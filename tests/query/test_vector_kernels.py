@@ -86,7 +86,7 @@ def _scalar(
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     series=st.lists(_series(special=True), min_size=1, max_size=5),
     first=st.integers(0, 600).map(lambda x: x * 1000),
@@ -281,7 +281,7 @@ _RUN = iter(range(10**6))
 
 
 @settings(
-    max_examples=12,
+    max_examples=6,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

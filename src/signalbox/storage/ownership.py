@@ -83,6 +83,9 @@ SIGNALBOX_TABLES = frozenset(
         "task_gate_closures",
         "task_schedules",
         "task_audit",
+        "flag_state",
+        "flag_audit",
+        "flag_evaluations",
     }
 )
 """The tables signalbox's migrations create (a test keeps this list complete), besides the

@@ -74,13 +74,14 @@ key, which ``signalbox logs fp KEY`` computes again to search for one.
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import hmac
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
 
@@ -483,14 +484,25 @@ def parse_line(text: str, source: str = "(line)", line: int = 0) -> AccessRecord
         raise ParseError(source, line, str(e), text[:500]) from None
 
 
+@functools.lru_cache(maxsize=4096)  # a log's lines share their second: parsed once each
 def _parse_time(text: str) -> datetime:
     m = _APACHE_TIME.match(text)
     if not m or m.group(2) not in _MONTH_NUMBER:
         raise ValueError(f"time [{text[:40]}] is not DD/Mon/YYYY:HH:MM:SS +ZZZZ")
     day, mon, year, hh, mm, ss, zone = m.groups()
-    t = datetime.strptime(
-        f"{year}-{_MONTH_NUMBER[mon]:02d}-{day} {hh}:{mm}:{ss} {zone}", "%Y-%m-%d %H:%M:%S %z"
-    )
+    offset = (int(zone[1:3]) * 60 + int(zone[3:5])) * (-60 if zone[0] == "-" else 60)
+    try:  # datetime checks the ranges (day 31 of April, hour 24) as strptime did
+        t = datetime(
+            int(year),
+            _MONTH_NUMBER[mon],
+            int(day),
+            int(hh),
+            int(mm),
+            int(ss),
+            tzinfo=timezone(timedelta(seconds=offset)) if offset else UTC,
+        )
+    except ValueError as e:
+        raise ValueError(f"time [{text[:40]}]: {e}") from None
     return t.astimezone(UTC)
 
 

@@ -34,6 +34,8 @@ from signalbox.instrument.logsources import LogsSettings
 from signalbox.instrument.settings import InstrumentSettings
 from signalbox.limits import QueryLimits
 from signalbox.metrics import settings as metrics_area
+from signalbox.metrics.forward import settings as forward_area
+from signalbox.metrics.forward.settings import ForwardSettings
 from signalbox.metrics.settings import DEFAULT_RETENTION, MetricsSettings
 from signalbox.monitors import settings as monitors_area
 from signalbox.monitors.settings import MonitorsSettings
@@ -74,6 +76,7 @@ _AREA_TABLES: dict[str, tuple[str, ...]] = {
     "flags": flags_area.TABLES,
     "instrument": instrument_area.TABLES,
     "logs": logs_area.TABLES,
+    "forward": forward_area.TABLES,
 }
 
 
@@ -99,6 +102,7 @@ class Settings:
     flags: FlagsSettings = field(default_factory=FlagsSettings)
     instrument: InstrumentSettings = field(default_factory=InstrumentSettings)
     logs: LogsSettings = field(default_factory=LogsSettings)
+    forward: ForwardSettings = field(default_factory=ForwardSettings)
 
     def __repr__(self) -> str:
         return (
@@ -199,4 +203,5 @@ def settings_from_dict(
         flags=flags_area.flags_settings(src, raw),
         instrument=instrument_area.instrument_settings(src, raw),
         logs=logs_area.logs_settings(src, raw),
+        forward=forward_area.forward_settings(src, raw),
     )

@@ -37,7 +37,7 @@ Migration = tuple[int, str, Sequence[str]]
 
 _SQLITE_BUSY_MS = 30_000  # how long a SQLite writer waits for another by default
 _PG_INERROR = 3  # psycopg.pq.TransactionStatus.INERROR: a statement failed, COMMIT would roll back
-_MIGRATE_LOCK = 0x5369_676E  # pg_advisory_xact_lock key: one migrating process at a time
+_MIGRATE_LOCK = 0x5369_676E  # pg_advisory_xact_lock's first key; the schema's hash the second
 
 
 class Database:
@@ -310,12 +310,21 @@ class Database:
 
         Each component (metrics, monitors, tasks, flags...) versions its own tables, so an
         area can evolve without renumbering the others. Processes starting together migrate
-        one at a time (SQLite's writer lock; a transaction-scoped advisory lock on PostgreSQL),
-        so the second finds the work done instead of failing on a table the first created.
+        one at a time (SQLite's writer lock; on PostgreSQL a transaction-scoped advisory lock
+        keyed by the schema, so stores in other schemas of the database do not wait), so the
+        second finds the work done instead of failing on a table the first created. A
+        component already at its newest version is read, not locked: opening a store never
+        waits behind another process's write transaction (a collection pass on SQLite).
         """
+        newest = max((m[0] for m in migrations), default=0)
+        if newest and self.schema_version(component) == newest:
+            return newest  # committed by whoever migrated it: nothing to wait for
         with self.transaction():
             if self.dialect.name == "postgresql":
-                self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
+                self.execute(
+                    "SELECT pg_advisory_xact_lock(?, hashtext(current_schema()))",
+                    (_MIGRATE_LOCK,),
+                )
             elif self.path != ":memory:":
                 claim_sqlite(self)  # the file is signalbox's from its first table on
             self.execute(
@@ -325,7 +334,6 @@ class Database:
                 "SELECT version FROM schema_version WHERE component = ?", (component,)
             )
             current = rows[0][0] if rows else 0
-            newest = max((m[0] for m in migrations), default=0)
             if current > newest:
                 raise StoreError(
                     f"{self.url}: the {component} schema is version {current}, newer than this "

@@ -78,7 +78,7 @@ class Forwarders(PassTap):
         if self.scrape is not None:
             self.scrape.stop()
         for f in self.forwarders:
-            f.close(f.timeout_s)
+            f.close()
 
 
 def start_forwarding(

@@ -114,6 +114,7 @@ class Forwarder:
         max_buffer: int,
         interval_s: float = 0.0,
         timeout_s: float = 2.0,
+        backoff_s: float = BACKOFF_FIRST_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.peer = peer
@@ -122,10 +123,12 @@ class Forwarder:
         self.encoder = encoder
         self.max_buffer = max_buffer
         self.interval_s = interval_s
-        self.timeout_s = timeout_s  # the transport's; close() waits as long for a last send
+        self.timeout_s = timeout_s  # the transport's: close() gives a last send its time
+        self.backoff_s = backoff_s
         self.clock = clock
         self.sent = 0
         self.dropped = 0
+        self.failures = 0  # sends that failed (each pass tried again until dropped)
         self._queue: collections.deque[_Entry] = collections.deque()
         self._waiting = 0  # samples in _queue
         self._cond = threading.Condition()
@@ -181,13 +184,14 @@ class Forwarder:
         )
         self._thread.start()
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop; what is still queued after ``timeout_s`` of trying is counted as dropped."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Stop; what is not sent after ``timeout_s`` of trying (default: time for a connect
+        and a send) is counted as dropped."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout_s)
+            self._thread.join(2 * self.timeout_s + 0.5 if timeout_s is None else timeout_s)
         with self._cond:
             left = self._waiting
             self._queue.clear()
@@ -214,7 +218,7 @@ class Forwarder:
 
     def _run(self) -> None:
         next_send = self.clock()
-        backoff = BACKOFF_FIRST_S
+        backoff = self.backoff_s
         while True:
             with self._cond:
                 while not self._queue and not self._stop:
@@ -244,13 +248,14 @@ class Forwarder:
                 with self._cond:
                     self.dropped += entry.p.size
                 continue
-            backoff = BACKOFF_FIRST_S
+            backoff = self.backoff_s
             next_send = self.clock() + self.interval_s
             self._succeeded(entry.encoded)
 
     def _failed(self, entry: _Entry, e: OSError) -> None:
         """Put the pass back at the head (it is the oldest) and say so once per episode."""
         with self._cond:
+            self.failures += 1
             if self._stop:  # close() has counted the queue: this one is dropped too
                 self.dropped += entry.p.size
                 return

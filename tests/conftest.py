@@ -48,6 +48,7 @@ PEERS = {
     "monitoring-plugins": lambda: Path("/usr/lib/nagios/plugins/check_dummy").exists(),
     "chromium": lambda: shutil.which("chromium") is not None,
     "mariadbd": lambda: Path("/usr/sbin/mariadbd").exists(),
+    "gmond": lambda: shutil.which("gmond") is not None or Path("/usr/sbin/gmond").exists(),
 }
 
 

@@ -147,13 +147,17 @@ def test_each_pass_lands_in_whisper_under_its_tags(tmp_path: Path, carbon: Carbo
             collector.run_once()
             stamps.append(int(clock.now()))
             clock.advance(1)
+            sender = fwd.forwarders[0]
+            deadline = time.monotonic() + 5
+            while sender.sent == 0 and time.monotonic() < deadline:  # passes are seconds apart
+                time.sleep(0.02)
     finally:
         fwd.close()
     path = graphite_path("jobs_waiting", (("host", "web1"), ("queue", "q1")), prefix="sb")
     assert path == "sb.jobs_waiting;host=web1;queue=q1"
     assert [carbon.value(path, ts) for ts in stamps] == [3.0, 4.0]
     assert carbon.value("sb.lag;host=web1", stamps[1]) == 0.25
-    # the forwarder's own counters went too, at the second pass: the first pass's samples
+    # the forwarder's own counters went too: at the second pass, the first pass's samples
     sent = carbon.value("sb.signalbox_forward_sent_total;host=web1;peer=graphite", stamps[1])
     assert sent >= 2
     assert fwd.forwarders[0].dropped == 0

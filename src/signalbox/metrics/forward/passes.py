@@ -79,7 +79,8 @@ class PassSink(Protocol):
 
 
 class PassTap:
-    """Hands each stored write to ``sinks``; names frames by the layouts it has seen.
+    """Hands each stored write to ``sinks``, once the pass has written its metadata (or
+    the next write came); names frames by the layouts it has seen.
 
     A layout is remembered while one of the last two writes with frames or new layouts
     used it (two: a write of passes held through a store outage may come between a pass
@@ -90,6 +91,7 @@ class PassTap:
         self.sinks = list(sinks)
         self._layouts: dict[bytes, Sequence[Sample]] = {}
         self._before: dict[bytes, Sequence[Sample]] = {}
+        self._pending: CollectedPass | None = None
 
     def usable(self, known: frozenset[bytes]) -> frozenset[bytes]:
         """The layouts of ``known`` a pass may send as frames: those this tap can name."""
@@ -117,15 +119,23 @@ class PassTap:
             named.append((keys, f.values))
         if frames or new_layouts:
             self._before, self._layouts = now, used
-        p = CollectedPass(ts_ms, add_labels, samples, named)
-        for sink in self.sinks:
-            sink.submit(p)
+        self._hand_over()  # an earlier write whose pass wrote no metadata
+        self._pending = CollectedPass(ts_ms, add_labels, samples, named)
 
     def described(self, metas: Iterable[MetricMeta]) -> None:
-        """The metadata the pass wrote (types, help, units), for sinks that use it."""
+        """The metadata the pass wrote (types, help, units), for sinks that use it; then
+        the pass's write is handed over, so a sink knows a metric's type before its first
+        value (gmond keeps the first metadata it gets)."""
         metas = list(metas)
         for sink in self.sinks:
             sink.describe(metas)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        p, self._pending = self._pending, None
+        if p is not None:
+            for sink in self.sinks:
+                sink.submit(p)
 
 
 class TappedStore:

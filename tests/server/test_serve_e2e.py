@@ -158,7 +158,12 @@ def test_a_taken_port_is_a_clear_error_before_anything_starts(tmp_path: Path) ->
 
 def test_serve_is_ready_and_shows_monitor_states_from_its_store(server: Served) -> None:
     base, root = server.base, server.root
-    assert get(base + "/-/ready") == b"signalbox is ready.\n"
+    ready = get(base + "/-/ready")
+    if server.pg_app is None:  # SQLite: one host, no election to speak of
+        assert ready == b"signalbox is ready.\n"
+    else:  # PostgreSQL: the only instance has elected itself
+        port = base.rsplit(":", 1)[1]
+        assert ready == f"signalbox is ready.\nleader: e2e:{port} (this instance)\n".encode()
     spool = root / ".signalbox" / "spool"
     spool.mkdir(parents=True, exist_ok=True)
     (spool / "photos.metrics").write_text("image_processed=30\n")

@@ -8,6 +8,10 @@ which one failed and why, with 503, so an operator sees the reason from the prob
 reads working but stores nothing, and only an operator can fix it, so the instance says it
 is not ready (``/-/healthy`` stays 200: restarting would not help) until a pass stores again.
 A probe every few seconds must not flood the log: a reason is logged when it changes.
+
+With several ``serve`` instances on one store, a ready answer also says which one leads
+(``leader: HOST:PORT``, and ``(this instance)`` on the leader): every instance is ready to
+serve queries, one evaluates monitors (:mod:`signalbox.storage.leader`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from signalbox.server.errors import error_response
 from signalbox.server.services import ReadyCheck, services
+from signalbox.storage.leader import Leadership
 
 log = logging.getLogger("signalbox.server")
 
@@ -51,4 +56,14 @@ async def ready(request: Request) -> Response:
             log.warning("not ready: %s", reason)
     if reason is not None:
         return error_response("unavailable", f"not ready: {reason}", 503)
-    return PlainTextResponse("signalbox is ready.\n")
+    return PlainTextResponse("signalbox is ready.\n" + leader_line(services(request).leader))
+
+
+def leader_line(leader: Leadership | None) -> str:
+    """Who leads, as ``/-/ready`` says it ("" when the app was given no election)."""
+    if leader is None:
+        return ""
+    who = leader.leader()
+    if who is None:
+        return "leader: none (an election is under way)\n"
+    return f"leader: {who}{' (this instance)' if leader.leading() else ''}\n"

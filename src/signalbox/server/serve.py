@@ -25,6 +25,7 @@ from signalbox.server.services import ReadyCheck, RunnerStatus, Services, databa
 from signalbox.server.taskrunner import EmbeddedTasks
 from signalbox.storage.database import redact_url
 from signalbox.storage.integrity import check_in_background, checked_at_open
+from signalbox.storage.leader import leadership_for
 from signalbox.tasks.registry import open_queue_store
 from signalbox.tasks.store import QueueStore
 
@@ -63,7 +64,8 @@ def serve(
     _spool_dir_ready(settings)
     store = open_metric_store(settings)  # refuses another application's or a damaged file
     damage = _check_integrity(store)
-    bg = Background(settings, monitors=True, sessions=True)
+    leader = leadership_for(store.db, f"{settings.host}:{bind_port}", settings.server.leader_ttl_s)
+    bg = Background(settings, monitors=True, sessions=True, leader=leader)
     if demo:
         from signalbox.demo.reprocess import demo_tasks_settings
         from signalbox.demo.workspace import write_flags
@@ -78,6 +80,8 @@ def serve(
     queue = open_queue_store(settings)
     # migrates every area before the loops start
     services = build_services(settings, store, bg.health, damage, queue=queue)
+    if store.db.dialect.name == "postgresql":  # SQLite's one instance: nothing to say
+        services = dataclasses.replace(services, leader=leader)
     if services.query_cache is not None:  # its counters are stored every pass
         bg.sources.append(services.query_cache)
     sim = jobs = None

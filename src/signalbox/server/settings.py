@@ -1,7 +1,9 @@
 """The server area's settings: ``[server]`` (where ``serve`` listens unless told otherwise, the
 resident memory past which ``serve`` and ``agent`` log a warning: ``memory_warn_bytes``, 0 for
 never, ``auth``: who needs credentials, and ``query_cache_mb``: the query results cache's
-size in MiB, 0 for none: :mod:`signalbox.server.resultcache`).
+size in MiB, 0 for none: :mod:`signalbox.server.resultcache`; ``leader_ttl``: the TTL of the
+lease the ``serve`` instances of one PostgreSQL store elect their leader with,
+:mod:`signalbox.storage.leader`).
 
 ``auth = "writes"`` (the default): writes need a token or a signed-in user, reads are open to
 loopback connections. ``auth = "required"``: every request but the health checks, the login
@@ -29,6 +31,7 @@ class ServerTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     memory_warn_bytes: int = 0
     auth: str = "writes"
     query_cache_mb: int = 64
+    leader_ttl: str = "10s"
 
 
 AUTH_MODES = ("writes", "required")
@@ -41,6 +44,7 @@ class ServerSettings:
     memory_warn_bytes: int = 0
     auth: str = "writes"
     query_cache_mb: int = 64
+    leader_ttl_s: float = 10.0
 
     @property
     def reads_need_token(self) -> bool:
@@ -69,6 +73,19 @@ def server_settings(src: Source, raw: Mapping[str, Any]) -> ServerSettings:
             server.query_cache_mb,
             "MiB for the query results cache (0-1048576; 0 turns it off)",
         )
+    leader_ttl_s = src.duration("server.leader_ttl", server.leader_ttl)
+    if not 1 <= leader_ttl_s <= 3600:
+        raise src.error(
+            "server.leader_ttl",
+            server.leader_ttl,
+            "a duration from 1s to 1h: how long a dead leader keeps the lease before another "
+            "serve instance takes over",
+        )
     return ServerSettings(
-        server.host, server.port, server.memory_warn_bytes, server.auth, server.query_cache_mb
+        server.host,
+        server.port,
+        server.memory_warn_bytes,
+        server.auth,
+        server.query_cache_mb,
+        leader_ttl_s,
     )

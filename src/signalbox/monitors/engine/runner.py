@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from signalbox.clock import Clock
@@ -197,17 +197,21 @@ class MonitorRunner:
         return observe_one(self.engine, self.metric_store, m, now_ms)
 
     # -- the pass -------------------------------------------------------------------------
-    def run_pass(self, now_ms: int, *, deliver: bool = True) -> PassReport:
+    def run_pass(
+        self, now_ms: int, *, deliver: bool = True, fence: Callable[[], None] | None = None
+    ) -> PassReport:
         """Evaluate every monitor at ``now_ms``, persist, enqueue, then deliver due
-        notifications (``deliver=False``: the caller's delivery workers do)."""
+        notifications (``deliver=False``: the caller's delivery workers do). ``fence`` runs
+        first in the pass's transaction: ``serve``'s leader check, which raises (and so
+        rolls the pass back) once another instance leads (:mod:`signalbox.storage.leader`)."""
         with gc_paused():
-            report = self._evaluate_and_commit(now_ms)
+            report = self._evaluate_and_commit(now_ms, fence)
         if deliver:
             report.delivery = self.deliver(now_ms)
         self.outbox.purge(now_ms)
         return report
 
-    def _evaluate_and_commit(self, now_ms: int) -> PassReport:
+    def _evaluate_and_commit(self, now_ms: int, fence: Callable[[], None] | None) -> PassReport:
         backlog = self._backlog()  # before this pass queues: what earlier ones left waiting
         loaded = self.load()
         p = MonitorPass(
@@ -225,6 +229,8 @@ class MonitorRunner:
         for m in monitors:
             p.evaluate(m, observed[m.name])
         with self.state.transaction():
+            if fence is not None:
+                fence()
             self.state.save_series(p.writes.records, p.writes.removed)
             self.state.add_history(p.writes.history)
             said: dict[tuple[str, Labels], str] = {}

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from signalbox.durations import format_duration
@@ -111,6 +111,9 @@ class Outbox:
             sender died is retried after it (the at-least-once window).
         rng: jitter source (inject a seeded one in tests).
         stats: delivery attempts counted per notifier (for the runner's metrics).
+        fence: run first in each claim's transaction; raises to stop a send before it starts
+            (``serve``'s leader check, :mod:`signalbox.storage.leader`: an instance that no
+            longer leads claims nothing).
 
     One instance may be shared by several threads (each has its own connection), as the
     delivery workers do, as long as each notifier's rows are delivered by one thread.
@@ -126,8 +129,10 @@ class Outbox:
         lease_s: float = DEFAULT_LEASE_S,
         rng: random.Random | None = None,
         stats: DeliveryStats | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
+        self.fence = fence
         self.max_age_ms = round(max_age_s * 1000)
         self.base_delay_s, self.max_delay_s = base_delay_s, max_delay_s
         self.lease_ms = round(lease_s * 1000)
@@ -386,15 +391,39 @@ class Outbox:
         return Delivery(with_status(entry, "sent", attempts, now_ms), "sent")
 
     def _claim(self, entry: OutboxEntry, now_ms: int) -> bool:
-        """Compare-and-swap: only if the row is still as :meth:`_pending` read it."""
-        return claim_one(
-            self.db,
-            CLAIMS,
-            entry.id,
-            now_ms=now_ms,
-            lease_ms=self.lease_ms,
-            expect={"attempts": entry.attempts, "next_attempt_ms": entry.next_attempt_ms},
+        """Compare-and-swap: only if the row is still as :meth:`_pending` read it (and the
+        fence, if any, lets it: in the same transaction)."""
+        with self.db.transaction():
+            if self.fence is not None:
+                self.fence()
+            return claim_one(
+                self.db,
+                CLAIMS,
+                entry.id,
+                now_ms=now_ms,
+                lease_ms=self.lease_ms,
+                expect={"attempts": entry.attempts, "next_attempt_ms": entry.next_attempt_ms},
+            )
+
+    def release_claims(self, now_ms: int) -> int:
+        """Make due now the rows claimed within the last lease by a sender that is gone: a
+        new ``serve`` leader calls it as it takes over, since only the leader delivers, so
+        the rows its predecessor was sending when it died go out at once instead of after
+        the lease (under their ids, for receivers that deduplicate). Rows this outbox is
+        sending itself are left alone; a row waiting out a retry backoff within that time
+        is tried early. Returns how many rows became due."""
+        mine = sorted(e.id for e in self.in_flight())
+        sql = (
+            "UPDATE monitor_outbox SET next_attempt_ms = ? WHERE status = 'pending' "
+            "AND attempts > 0 AND next_attempt_ms > ? AND next_attempt_ms <= ?"
         )
+        if mine:
+            sql += f" AND id NOT IN ({', '.join('?' * len(mine))})"
+        with self.db.transaction():
+            n = self.db.execute(sql, (now_ms, now_ms, now_ms + self.lease_ms, *mine)).rowcount
+        if n:
+            log.warning("%d notification(s) claimed by a sender that is gone are due again now", n)
+        return int(n)
 
     def _failed(self, entry: OutboxEntry, attempts: int, now_ms: int, error: str) -> Delivery:
         age_ms = now_ms - entry.created_ms

@@ -10,6 +10,10 @@ process, a drill from the CLI). So a receiver that hangs until its timeout, or f
 every attempt, delays its own deliveries and nothing else: not the passes, not the other
 notifiers.
 
+With several ``serve`` instances on one store only the leader delivers
+(:mod:`signalbox.storage.leader`): workers run no round while ``leading()`` says no, and the
+outbox's claim fence stops a send from starting once the lease is someone else's.
+
 Stopping never waits on a receiver for long: workers are daemon threads, :meth:`stop`
 joins them for a bounded time, and the rows still in flight then are handed back to the
 outbox (:meth:`Outbox.release_in_flight`), due at once for the next start. Nothing is lost:
@@ -21,11 +25,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from signalbox.clock import Clock, SystemClock
 from signalbox.monitors.notify.notification import Notifier
 from signalbox.monitors.outbox.store import Outbox
+from signalbox.storage.leader import LostLeadership
 
 __all__ = ["POLL_S", "ROUND", "STOP_WAIT_S", "DeliveryWorkers"]
 
@@ -54,6 +59,9 @@ class _Worker:
         pool, stop = self.pool, self.pool.stopping
         while not stop.is_set():
             self.wakeup.clear()
+            if not pool.leading():  # another instance delivers; woken when this one leads
+                self.wakeup.wait(pool.poll_s)
+                continue
             now_ms = pool.now_ms()
             next_ms: int | None = None
             try:
@@ -63,6 +71,9 @@ class _Worker:
                 if report.attempts >= ROUND:
                     continue  # a backlog: the next round at once, not after a sleep
                 next_ms = pool.outbox.next_attempt_ms(self.name, after_ms=now_ms)
+            except LostLeadership as e:  # the claim found another instance leading
+                log.info("notifier %r: %s; stopped delivering", self.name, e)
+                continue
             except Exception:  # the database, most likely: try again at the next poll
                 if stop.is_set():  # an attempt that outlived the stop: its row was released
                     log.info("notifier %r: the attempt left behind at stop ended", self.name)
@@ -82,6 +93,8 @@ class DeliveryWorkers:
         notifiers: by name, as configured; one worker each.
         clock: "now" for due times (the loop's clock).
         poll_s: the longest a worker sleeps without looking for rows.
+        leading: whether this process may deliver now (default: always; ``serve`` asks its
+            leadership, and :meth:`wake`\\ s the workers when it starts to lead).
     """
 
     def __init__(
@@ -91,8 +104,10 @@ class DeliveryWorkers:
         *,
         clock: Clock | None = None,
         poll_s: float = POLL_S,
+        leading: Callable[[], bool] | None = None,
     ) -> None:
         self.outbox, self.clock, self.poll_s = outbox, clock or SystemClock(), poll_s
+        self.leading: Callable[[], bool] = leading or _always
         self.stopping = threading.Event()
         self._workers = {name: _Worker(name, n, self) for name, n in notifiers.items()}
 
@@ -131,3 +146,7 @@ class DeliveryWorkers:
             except Exception:
                 log.exception("could not release the notifications still in flight")
         return stuck
+
+
+def _always() -> bool:
+    return True

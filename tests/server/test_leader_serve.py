@@ -1,0 +1,193 @@
+"""Two real ``signalbox serve`` processes on one PostgreSQL schema: one leads (evaluates
+monitors, sends notifications, compacts), the other stands by; SIGKILL the leader in the
+middle of an incident and the other takes over within seconds, the incident's recovery is
+sent once, by the new leader, and rollups go on.
+
+The monitor's metric is written by the test itself, into the shared store, so that it does
+not depend on which instance collects; each instance has a ``host`` of its own, so the
+monitor state series it writes say who evaluated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from signalbox.config import load_settings
+from signalbox.metrics.samples import Sample
+from signalbox.monitors.outbox.store import Outbox
+from signalbox.runtime import open_metric_store
+from signalbox.storage import open_database
+from tests.cli.helpers import SIGNALBOX, free_port
+from tests.monitors.delivery_helpers import Hook, hook
+from tests.serving import fetch, wait_for
+from tests.stores import pg_schema_url
+
+pytestmark = pytest.mark.service("postgresql")
+
+MONITOR = """
+- name: queue_deep
+  description: The queue is deeper than its workers can drain.
+  query: max(queue_depth)
+  critical: "> 5"
+  repeat: 1h
+  notify: [hook]
+"""
+
+
+def config(url: str, host: str, port: int, hook_url: str) -> str:
+    return (
+        f'store = "{url}"\nhost = "{host}"\n'
+        '[collect]\ninterval = "1s"\n[statsd]\nenabled = false\n'
+        '[retention]\nraw = "1h"\ntiers = "1s:1h"\n'
+        f'[server]\nport = {port}\nleader_ttl = "3s"\n'
+        '[monitors]\ninterval = "500ms"\nretry_delay = "200ms"\nretry_max_delay = "1s"\n'
+        f'[notifiers.hook]\ntype = "webhook"\nurl = "{hook_url}"\n'
+    )
+
+
+@contextlib.contextmanager
+def instance(root: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``signalbox serve`` in ``root`` (output in root/serve.log); killed at the end if the
+    test has not stopped it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
+    with (root / "serve.log").open("ab") as out:
+        proc = subprocess.Popen([SIGNALBOX, "serve"], cwd=root, env=env, stdout=out, stderr=out)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def ready(base: str) -> str:
+    status, body = fetch(base + "/-/ready")
+    return body if status == 200 else ""
+
+
+def query(base: str, promql: str) -> dict[str, float]:
+    """``{host label (or instance label): value}`` of an instant query."""
+    status, body = fetch(f"{base}/api/v1/query?query={urllib.parse.quote(promql)}")
+    assert status == 200, body
+    out = {}
+    for r in json.loads(body)["data"]["result"]:
+        m = r["metric"]
+        out[m.get("instance") or m.get("host", "")] = float(r["value"][1])
+    return out
+
+
+class Depth:
+    """Writes ``queue_depth`` into the shared store every 200 ms, as told."""
+
+    def __init__(self, config_file: Path) -> None:
+        self.store = open_metric_store(load_settings(str(config_file), environ={}))
+        self.value = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            sample = Sample("queue_depth", (("host", "queue"),), self.value)
+            self.store.write([sample], int(time.time() * 1000))
+            self.stop.wait(0.2)
+
+
+def kinds(h: Hook) -> list[str]:
+    return [b["kind"] for b in h.bodies()]
+
+
+def test_one_leader_at_a_time_and_a_killed_one_is_replaced_without_losing_a_notification(
+    tmp_path: Path,
+) -> None:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(pg_schema_url())
+        receiver = stack.enter_context(hook(status=200))
+        roots, bases = {}, {}
+        for name in ("a", "b"):
+            root = roots[name] = tmp_path / name
+            (root / "monitors").mkdir(parents=True)
+            (root / "monitors" / "queue.yaml").write_text(MONITOR)
+            port = free_port()
+            (root / "signalbox.toml").write_text(config(url, name, port, receiver.url))
+            bases[name] = f"http://127.0.0.1:{port}"
+        depth = Depth(roots["a"] / "signalbox.toml")
+        depth.thread.start()
+        stack.callback(depth.stop.set)
+        procs = {name: stack.enter_context(instance(roots[name])) for name in ("a", "b")}
+
+        # one leads, and both say which
+        said = {n: wait_for(lambda n=n: ready(bases[n]), timeout=30) for n in bases}
+        leader = next(n for n, text in said.items() if "(this instance)" in text)
+        other = "b" if leader == "a" else "a"
+        port = bases[leader].rsplit(":", 1)[1]
+        assert said[leader].endswith(f"leader: {leader}:{port} (this instance)\n"), said
+        assert said[other].endswith(f"leader: {leader}:{port}\n"), said
+
+        # the incident begins: one notification, sent by the leader
+        depth.value = 9.0
+        wait_for(lambda: kinds(receiver) == ["firing"], timeout=10)
+        db = stack.enter_context(contextlib.closing(open_database(url)))
+        outbox = Outbox(db)
+        wait_for(lambda: [e.status for e in outbox.entries()] == ["sent"], timeout=5)
+        # exactly one instance evaluates: the state series carry the evaluator's host
+        evaluated = query(bases[other], "count_over_time(signalbox_monitor_state[1m])")
+        assert set(evaluated) == {leader}, evaluated
+        assert query(bases[other], "signalbox_leader") == {
+            f"{leader}:{port}": 1.0,
+            bases[other].replace("http://127.0.0.1", other): 0.0,
+        }
+        watermark_before = db.query("SELECT max(watermark_ms) FROM metric_rollups")[0][0]
+
+        # kill the leader between deliveries; the queue drains while nobody leads
+        procs[leader].send_signal(signal.SIGKILL)
+        procs[leader].wait(10)
+        killed = time.monotonic()
+        depth.value = 1.0
+        wait_for(lambda: "(this instance)" in ready(bases[other]), timeout=10)
+        took_over = time.monotonic() - killed
+        assert took_over < 6, took_over  # TTL 3 s, tried every 1 s
+
+        # the recovery, sent once by the new leader; then a new incident, from it alone
+        wait_for(lambda: kinds(receiver) == ["firing", "resolved"], timeout=10)
+        depth.value = 9.0
+        wait_for(lambda: kinds(receiver) == ["firing", "resolved", "firing"], timeout=10)
+        time.sleep(1.0)  # passes go on: nothing more is sent (repeat is 1h)
+        assert kinds(receiver) == ["firing", "resolved", "firing"]
+        ids = [b["id"] for b in receiver.bodies()]
+        assert len(set(ids)) == 3
+        assert [e.status for e in outbox.entries()] == ["sent"] * 3
+        assert [e.attempts for e in outbox.entries()] == [1, 1, 1]
+
+        # the new leader evaluates, says so, zeroes the old one's gauge, compacts
+        now_evaluating = query(bases[other], "count_over_time(signalbox_monitor_state[2s])")
+        assert set(now_evaluating) == {other}, now_evaluating
+        other_port = bases[other].rsplit(":", 1)[1]
+        assert query(bases[other], "signalbox_leader") == {
+            f"{leader}:{port}": 0.0,
+            f"{other}:{other_port}": 1.0,
+        }
+        watermark_after = db.query("SELECT max(watermark_ms) FROM metric_rollups")[0][0]
+        assert watermark_after > watermark_before, (watermark_before, watermark_after)
+
+        procs[other].send_signal(signal.SIGTERM)
+        assert procs[other].wait(20) in (0, -signal.SIGTERM)
+        depth.stop.set()
+        depth.thread.join(5)
+        depth.store.close()
+
+    log = (roots[other] / "serve.log").read_text()
+    assert f"taking over from {leader}:{port}" in log, log
+    assert "stopped leading: lease released" in log, log
+    assert "Traceback" not in log, log
+    assert "Traceback" not in (roots[leader] / "serve.log").read_text()

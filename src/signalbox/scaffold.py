@@ -60,6 +60,9 @@ auth = "writes"
 # MiB of query answers (query_range, and query at a given time) kept until the data
 # changes, so dashboards that refresh ask the store once (0: no cache).
 query_cache_mb = 64
+# With a PostgreSQL store, the serve instances elect one leader (it evaluates monitors,
+# sends notifications and compacts); a dead leader is replaced within about this long.
+leader_ttl = "10s"
 
 [query]
 # What one query over the HTTP API (or `signalbox query`) may cost, as Prometheus'

@@ -2,6 +2,11 @@
 the process's own metrics (:mod:`signalbox.metrics.process`), stored by every pass; in
 ``serve``, ended dashboard sessions deleted too (:meth:`SessionStore.purge_ended`).
 
+With a PostgreSQL store several ``serve`` instances share, only the elected leader
+(:mod:`signalbox.storage.leader`, :mod:`signalbox.server.leadership`) compacts, purges and
+evaluates monitors; every instance collects and says who leads (``signalbox_leader``).
+Agents on PostgreSQL only collect and say who leads (``signalbox_leader_info``).
+
 Each loop runs in a daemon thread with its own store connection and stops when the shared
 event is set; a failing pass is logged and the loop goes on (a collector must never die).
 A store that refuses writes (a full disk) fails every pass until someone acts: that is said
@@ -28,6 +33,8 @@ from signalbox.runtime import build_collector, open_metric_store
 
 if TYPE_CHECKING:
     from signalbox.server.auth.sessions import SessionStore
+    from signalbox.storage.database import Database
+    from signalbox.storage.leader import Leadership
 
 log = logging.getLogger("signalbox.serve")
 
@@ -144,6 +151,9 @@ class Background:
     health: LoopHealth = field(default_factory=LoopHealth)
     sources: list[SampleSource] = field(default_factory=list)
     """More for the collection passes to store (``serve``'s query cache counters)."""
+    leader: Leadership | None = None
+    """``serve``'s election: compaction, purges and monitors only while it leads; started
+    here, and stopped (its lease released) after the loops."""
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -164,36 +174,61 @@ class Background:
         sources.extend(self.sources)
         store = open_metric_store(s)
         self._closers.append(store.close)
+        leader = self._elect(store.db, sources)
         collector = build_collector(s, store, sources)
         self.threads.append(
             every(s.metrics.interval_s, self.stop, collector.run_once, "collect", self.health)
         )
-        self.threads.append(
-            every(
-                COMPACT_EVERY_S,
-                self.stop,
-                lambda: store.compact(int(time.time() * 1000)),
-                "compact",
-                self.health,
+        if leader is not None or store.db.dialect.name != "postgresql":
+            self.threads.append(
+                self._leading(
+                    COMPACT_EVERY_S,
+                    lambda: store.compact(int(time.time() * 1000)),
+                    "compact",
+                    leader,
+                )
             )
-        )
         if self.sessions:
             from signalbox.server.auth.sessions import SessionStore
 
             ended = SessionStore(store.db)  # migrated here, before the loop's first run
             self.threads.append(
-                every(
+                self._leading(
                     PURGE_SESSIONS_EVERY_S,
-                    self.stop,
                     lambda: _purge_sessions(ended),
                     "purge sessions",
-                    self.health,
+                    leader,
                 )
             )
         if self.monitors:
             from signalbox.monitors.engine.loop import start_monitor_loop
 
-            self.threads.append(start_monitor_loop(s, lambda: open_metric_store(s), self.stop))
+            self.threads.append(
+                start_monitor_loop(s, lambda: open_metric_store(s), self.stop, leader=leader)
+            )
+
+    def _elect(self, db: Database, sources: list[SampleSource]) -> Leadership | None:
+        """Start ``serve``'s election (stopped last, lease released) and its metric; an
+        agent on PostgreSQL says who leads instead (and leaves compaction to the leader)."""
+        from signalbox.server.leadership import LeaderMetrics, LeaderSeen
+
+        if self.leader is not None:
+            self.leader.start()
+            self._closers.insert(0, self.leader.stop)  # closers run last-first
+            sources.append(LeaderMetrics(self.leader))
+        elif db.dialect.name == "postgresql":
+            sources.append(LeaderSeen(db))
+            log.info("compaction is left to the leading serve instance of this store")
+        return self.leader
+
+    def _leading(
+        self, interval_s: float, fn: Callable[[], object], name: str, leader: Leadership | None
+    ) -> threading.Thread:
+        if leader is None:
+            return every(interval_s, self.stop, fn, name, self.health)
+        from signalbox.server.leadership import every_leading
+
+        return every_leading(interval_s, self.stop, fn, name, self.health, leader)
 
     def close(self) -> None:
         self.stop.set()

@@ -20,8 +20,6 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from signalbox.metrics import sealed
-from signalbox.metrics.framebuckets import FIELDS
 from signalbox.metrics.partitions import RAW, Level
 from signalbox.metrics.sql.partitions import fbuckets_table, sealed_table
 from signalbox.storage.database import Database, Migration
@@ -44,6 +42,8 @@ def unit_ms(level: Level) -> int:
     a partition span that units would straddle)."""
     if level.tier == RAW:
         return 0
+    from signalbox.metrics import sealed  # numpy: not imported by a pass that seals nothing
+
     unit = level.tier * 1000 * sealed.UNIT_BUCKETS
     return unit if level.span_ms % unit == 0 else 0
 
@@ -78,8 +78,10 @@ def seal_closed(parts: PartitionTables) -> None:
     budget = POSITIONS_PER_PASS
     for i in range(1, len(lvs)):
         lv = lvs[i]
+        if not parts.starts[lv.tier]:
+            continue
         unit = unit_ms(lv)
-        if not unit or not parts.starts[lv.tier]:
+        if not unit:
             continue
         marks = [rollup.watermark(parts.db, x.tier) for x in lvs[i:]]
         if any(m is None for m in marks):
@@ -105,7 +107,7 @@ def _seal_unit(
     """The frame buckets ending in ``[u, u + unit)`` as sealed rows, layouts in chunks up to
     about ``budget`` positions (at least one chunk); (positions sealed, whether the whole
     unit is sealed now)."""
-    from signalbox.metrics import framebuckets
+    from signalbox.metrics import framebuckets, sealed
 
     start = lv.partition_start(u)
     if start not in parts.starts[lv.tier]:
@@ -217,6 +219,8 @@ def _read_units(
 ) -> dict[int, list[FrameBucket]]:
     """The frame buckets of the units starting in ``[first, last]`` (of the layouts
     ``lids``, or all), per layout in time order."""
+    from signalbox.metrics import sealed
+
     where, params = "ts >= ? AND ts <= ?", [first, last]
     if lids is not None:
         where += f" AND layout_id IN ({', '.join('?' * len(lids))})"
@@ -280,6 +284,9 @@ def read_positions(
     shape (the same number of buckets, mode and absent count: all of them, usually) are
     decoded together, a few numpy operations whatever the number of units."""
     import numpy as np
+
+    from signalbox.metrics import sealed
+    from signalbox.metrics.framebuckets import FIELDS
 
     if not unit:
         return {}

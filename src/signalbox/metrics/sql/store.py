@@ -31,10 +31,8 @@ from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.partitions import RAW, Level, levels
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
 from signalbox.metrics.sql import framereads, sealing
-from signalbox.metrics.sql import latest as sqllatest
 from signalbox.metrics.sql import layouts as sqllayouts
 from signalbox.metrics.sql import legacy as sqllegacy
-from signalbox.metrics.sql import rawcolumns as sqlrawcolumns
 from signalbox.metrics.sql import rollup as sqlrollup
 from signalbox.metrics.sql import stale as sqlstale
 from signalbox.metrics.sql.layouts import Layouts
@@ -503,6 +501,8 @@ class SQLMetricStore:
             if len(ids) <= IN_LIST_MAX or self.choose_level(at_ms - lookback_ms, 0) != raw:
                 return None
             self._partitions.load(fresh=True)
+        from signalbox.metrics.sql import latest as sqllatest  # numpy: not for a plain pass
+
         sid, val = sqllatest.newest(self.db, self._partitions, raw, ids, at_ms, lookback_ms)
         if not len(sid):
             return None
@@ -522,6 +522,8 @@ class SQLMetricStore:
             if not ids or self.choose_level(start_ms, step_ms) != raw:
                 return None
             self._partitions.load(fresh=True)
+        from signalbox.metrics.sql import rawcolumns as sqlrawcolumns  # numpy, as above
+
         got, starts, ts, val = sqlrawcolumns.read(self._partitions, raw, ids, start_ms, end_ms)
         if not len(got):
             return None

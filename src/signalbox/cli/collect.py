@@ -47,10 +47,27 @@ def compact_cmd(ctx: Context) -> None:
         store.close()
 
 
+def _listen_address(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT, like 127.0.0.1:9108")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 @click.command("agent")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default=None,
+    callback=_listen_address,
+    help="Serve this agent's last collection pass as /metrics there, for Prometheus to "
+    "scrape (no authentication: bind it where only scrapers reach). Off by default.",
+)
 @pass_ctx
 @handle_errors
-def agent_cmd(ctx: Context) -> None:
+def agent_cmd(ctx: Context, listen: tuple[str, int] | None) -> None:
     """Collectors only (spool + StatsD), for the other hosts of a PostgreSQL-backed install."""
     from signalbox.durations import format_duration
     from signalbox.server.loops import Background, run_agent
@@ -65,8 +82,10 @@ def agent_cmd(ctx: Context) -> None:
             f"{s.host!r}  (spool {s.metrics.spool_dir}, StatsD {statsd}, store "
             f"{redact_url(s.store_url)}, config {s.source}); Ctrl-C or SIGTERM stops it"
         )
+        if bg.scrape_address is not None:
+            click.echo("/metrics on http://{}:{}/metrics".format(*bg.scrape_address))
 
-    run_agent(s, started=started)
+    run_agent(s, started=started, listen=listen)
 
 
 @click.command("send")

@@ -28,6 +28,7 @@ from signalbox.config import Settings
 from signalbox.durations import format_duration
 from signalbox.exceptions import StoreError
 from signalbox.metrics.collect import SampleSource
+from signalbox.metrics.forward import start_forwarding
 from signalbox.metrics.process import ProcessMetrics
 from signalbox.runtime import build_collector, open_metric_store
 
@@ -154,6 +155,9 @@ class Background:
     leader: Leadership | None = None
     """``serve``'s election: compaction, purges and monitors only while it leads; started
     here, and stopped (its lease released) after the loops."""
+    listen: tuple[str, int] | None = None
+    """``agent --listen``: where the agent serves its last pass as ``/metrics``."""
+    scrape_address: tuple[str, int] | None = None  # where it listens, once started
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -175,7 +179,14 @@ class Background:
         store = open_metric_store(s)
         self._closers.append(store.close)
         leader = self._elect(store.db, sources)
+        forwarding = start_forwarding(s, listen=self.listen)  # [forward] peers, --listen
+        if forwarding is not None:
+            sources.append(forwarding)  # its counters
+            self._closers.append(forwarding.close)  # after the collector's last write
+            self.scrape_address = forwarding.scrape.address if forwarding.scrape else None
         collector = build_collector(s, store, sources)
+        if forwarding is not None:  # each stored write handed over, off this thread
+            collector.store = forwarding.wrap(collector.store)
         self.threads.append(
             every(s.metrics.interval_s, self.stop, collector.run_once, "collect", self.health)
         )
@@ -247,9 +258,14 @@ def _purge_sessions(sessions: SessionStore) -> None:
         log.info("purged %d ended dashboard session(s)", gone)
 
 
-def run_agent(settings: Settings, started: Callable[[Background], None] | None = None) -> None:
-    """Collect until SIGINT/SIGTERM; ``started`` is told once the listeners are bound."""
-    bg = Background(settings)
+def run_agent(
+    settings: Settings,
+    started: Callable[[Background], None] | None = None,
+    listen: tuple[str, int] | None = None,
+) -> None:
+    """Collect until SIGINT/SIGTERM; ``started`` is told once the listeners are bound;
+    ``listen``: serve the last pass as ``/metrics`` there."""
+    bg = Background(settings, listen=listen)
     bg.start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -8,9 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from signalbox.exceptions import StoreError
 from signalbox.storage import Database, open_database
-from signalbox.storage.notify import KEEP_MS, Listener, Notice, notify
-from tests.storage.helpers import started
+from signalbox.storage.notify import (
+    APPLICATION_NAME,
+    KEEP_MS,
+    Listener,
+    Notice,
+    notify,
+    store_channel,
+)
+from tests.storage.helpers import is_pg, pg_admin, started
+from tests.stores import PG_BASE, pg_schema_url
 
 # PostgreSQL's channels belong to the whole database, not to a test's schema: this process's
 # own names, so another test process (an xdist worker) notifying on the same server is not heard
@@ -78,3 +87,54 @@ def test_old_events_are_pruned_on_sqlite(tmp_path: Path) -> None:
     (left,) = db.query("SELECT count(*) FROM storage_events")[0]
     assert left == 130 - 64  # pruned at the 128th: the 64 older than KEEP_MS
     db.close()
+
+
+def test_a_store_channel_is_the_store_s_own(db: Database) -> None:
+    """PostgreSQL's channels are the database's: the store's schema is in the name."""
+    channel = store_channel(db, "flags")
+    if is_pg(db):
+        (schema,) = db.query("SELECT current_schema()")[0]
+        assert channel == f"flags__{schema}"
+    else:  # the events are the file's
+        assert channel == "flags"
+    with pytest.raises(ValueError, match="'no way'"):
+        store_channel(db, "no way")
+
+
+@pytest.mark.service("postgresql")
+def test_a_schema_name_too_long_for_a_channel_is_digested() -> None:
+    import psycopg
+
+    schema = f"sbtest_{'long' * 12}_{_PID}"[:63]
+    with psycopg.connect(PG_BASE, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        db = open_database(f"{PG_BASE}?options=-csearch_path%3D{schema}")
+        channel = store_channel(db, "signalbox_flags")
+        db.close()
+        assert len(channel) == len("signalbox_flags__") + 16 and schema not in channel
+        assert channel.startswith("signalbox_flags__")
+    finally:
+        with psycopg.connect(PG_BASE, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.mark.service("postgresql")
+def test_a_lost_listening_connection_is_a_store_error_naming_the_channels() -> None:
+    with pg_schema_url() as url:
+        db = open_database(url)
+        with Listener(db, [QUIET, OTHER]) as listener:
+            (pid,) = [
+                r[0]
+                for r in pg_admin(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query = %s",
+                    (APPLICATION_NAME, f'LISTEN "{OTHER}"'),
+                )
+            ]
+            pg_admin("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(
+                StoreError, match=f"lost the connection listening on {QUIET}, {OTHER}"
+            ):
+                listener.wait(10)
+            assert listener.wait(0.01) == []  # closed: make a new one
+        db.close()

@@ -8,10 +8,16 @@ transaction is delivered when it commits, and not at all if it rolls back.
 Notifications are wake-up calls, not a durable queue: a listener re-reads the state they
 are about. On SQLite events older than :data:`KEEP_MS` are pruned, so a listener away for
 longer misses them (on PostgreSQL it gets them, up to the server's notification queue).
+
+PostgreSQL's channels belong to the whole database, not to a schema, so two stores in two
+schemas of one database would wake each other: :func:`store_channel` names a channel of
+one store. A listener's connection shows as ``signalbox-listen`` in ``pg_stat_activity``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 import threading
 import time
@@ -19,9 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from signalbox.exceptions import StoreError
 from signalbox.storage.database import Database, Migration
 
-__all__ = ["KEEP_MS", "MIGRATIONS", "Listener", "Notice", "notify"]
+__all__ = ["KEEP_MS", "MIGRATIONS", "Listener", "Notice", "notify", "store_channel"]
 
 MIGRATIONS: list[Migration] = [
     (
@@ -38,6 +45,8 @@ MIGRATIONS: list[Migration] = [
 KEEP_MS = 10 * 60_000
 _PRUNE_EVERY = 64  # events; pruning is a scan of a table holding KEEP_MS of them
 _CHANNEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_PLAIN_SCHEMA = re.compile(r"[a-z0-9_]+\Z")
+APPLICATION_NAME = "signalbox-listen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,23 @@ def _check_channel(channel: str) -> str:
             "(not starting with a digit), at most 63 characters"
         )
     return channel
+
+
+def store_channel(db: Database, name: str) -> str:
+    """``name`` as a channel of ``db``'s store only. On PostgreSQL the current schema is
+    appended (``flags`` in schema ``public``: ``flags__public``; a schema name that is not
+    plain lower-case, or too long to fit, by a digest of it); SQLite's events live in the
+    store's file, so there it is ``name`` itself. One query: call it once per store."""
+    _check_channel(name)
+    if not db.dialect.native_notify:
+        return name
+    (schema,) = db.query("SELECT current_schema()")[0]
+    if schema is None:  # an empty search_path: no table could be made either
+        raise StoreError(f"{db.url}: no current schema (check the search_path)")
+    channel = f"{name}__{schema}"
+    if not _PLAIN_SCHEMA.match(schema) or len(channel) > 63:
+        channel = f"{name}__{hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()}"
+    return _check_channel(channel)
 
 
 def _polling(db: Database) -> bool:
@@ -84,7 +110,10 @@ class Listener:
     """Receives the notifications of ``channels`` sent after it was made.
 
     Use from one thread; :meth:`close` it (or use it as a context manager). ``poll_s`` is
-    how often SQLite's event table is read while waiting.
+    how often SQLite's event table is read while waiting. On PostgreSQL a lost connection
+    (the server restarted, the backend was terminated) raises :class:`StoreError` from
+    :meth:`wait` and closes the listener: what was sent meanwhile is lost, so make a new
+    one and re-read the state it is about.
     """
 
     def __init__(self, db: Database, channels: Sequence[str], *, poll_s: float = 0.05) -> None:
@@ -99,17 +128,37 @@ class Listener:
             self._last_id = int(db.query("SELECT coalesce(max(id), 0) FROM storage_events")[0][0])
         else:
             self._raw = db.dedicated_connection()  # autocommit: LISTEN takes effect at once
-            for c in self.channels:
-                self._raw.execute(f'LISTEN "{c}"')
+            try:
+                self._raw.execute(
+                    "SELECT set_config('application_name', %s, false)", (APPLICATION_NAME,)
+                )
+                for c in self.channels:
+                    self._raw.execute(f'LISTEN "{c}"')
+            except Exception as e:
+                self.close()
+                raise StoreError(
+                    f"{db.url}: could not listen on {', '.join(self.channels)}: {_first_line(e)}"
+                ) from e
 
     def wait(self, timeout_s: float) -> list[Notice]:
         """The notifications that arrived, waiting up to ``timeout_s`` for the first; [] if
         none came in time (or the listener was closed)."""
         if self._raw is not None:
-            got = list(self._raw.notifies(timeout=max(0.0, timeout_s), stop_after=1))
-            if got:
-                got += self._raw.notifies(timeout=0)  # and whatever came with them
+            try:
+                got = list(self._raw.notifies(timeout=max(0.0, timeout_s), stop_after=1))
+                if got:
+                    got += self._raw.notifies(timeout=0)  # and whatever came with them
+            except Exception as e:
+                if self._closed.is_set():
+                    return []
+                self.close()
+                on = ", ".join(self.channels)
+                raise StoreError(
+                    f"{self.db.url}: lost the connection listening on {on}: {_first_line(e)}"
+                ) from e
             return [Notice(n.channel, n.payload) for n in got]
+        if self._closed.is_set():
+            return []
         deadline = time.monotonic() + timeout_s
         marks = ", ".join("?" for _ in self.channels)
         sql = (
@@ -129,12 +178,17 @@ class Listener:
 
     def close(self) -> None:
         self._closed.set()
-        if self._raw is not None:
-            self._raw.close()
-            self._raw = None
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(Exception):  # a lost connection: nothing to release
+                raw.close()
 
     def __enter__(self) -> Listener:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

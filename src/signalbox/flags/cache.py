@@ -7,6 +7,14 @@ for a plain rollout): no I/O, no lock, never an exception. A background thread
 the same pass adds the evaluation counts to the store, so ``flags list --stale`` sees which
 flags nobody evaluates in any process.
 
+A second thread listens to the store's change notifications (LISTEN/NOTIFY on PostgreSQL,
+the event table on SQLite: :meth:`~signalbox.flags.store.SQLFlagStore.listener`) and
+re-reads as soon as a change commits, so a kill switch reaches every process at once
+instead of within ``refresh_s``. Polling goes on beside it: a lost listener (the server
+restarted, its connection was killed) is only a slower path, logged once, retried with
+backoff (:func:`~signalbox.storage.backoff.backoff_s`) and re-read when it is back, since
+what changed meanwhile was not announced; ``signalbox_flags_listening`` says which it is.
+
 When the store cannot be read the cache keeps answering from the last state it read (from
 the declared defaults if it never read one), logs the outage once and its end once, and says
 so in :meth:`FlagCache.samples` (``signalbox_flags_store_up`` 0,
@@ -35,6 +43,7 @@ from signalbox.flags.evaluate import evaluate
 from signalbox.flags.model import BUCKETS, FlagDecl, FlagState, StoredFlag
 from signalbox.flags.store import FlagStore
 from signalbox.metrics.samples import MetricMeta, Sample
+from signalbox.storage.backoff import backoff_s
 
 __all__ = ["DarkStats", "FlagCache", "Resolution"]
 
@@ -50,6 +59,16 @@ METAS = (
         "Since the flag state in memory was last read from the store.",
     ),
     MetricMeta("signalbox_flags_refresh_failures_total", "counter", "Failed store reads."),
+    MetricMeta(
+        "signalbox_flags_listening",
+        "gauge",
+        "1 while flag changes are pushed to this process (else it polls only).",
+    ),
+    MetricMeta(
+        "signalbox_flags_listen_failures_total",
+        "counter",
+        "Change listeners lost or refused (each retried with backoff).",
+    ),
     MetricMeta("signalbox_flag_evaluations_total", "counter", "Evaluations per flag."),
     MetricMeta(
         "signalbox_flags_undeclared_total", "counter", "Flags evaluated but declared nowhere."
@@ -68,6 +87,7 @@ def _always(actor: object) -> bool:
 
 _OFF, _ON, _SHARE, _GENERAL = 0, 1, 2, 3
 _MAX_UNDECLARED = 1000  # names remembered (and reported) at most: a name built from input
+_LISTEN_WAIT_S = 0.25  # one wait for notices: how soon the listening thread sees stop()
 
 
 class _Entry:
@@ -160,6 +180,11 @@ class FlagCache:
         declarations: the flags declared in files; those :func:`~signalbox.flags.declare`
             adds in code join at each refresh (a file's declaration wins).
         groups: the registered group predicates (a live mapping: registering later works).
+        listen: re-read as soon as the store announces a change (when it can: see the
+            module docstring); polling every ``refresh_s`` goes on either way.
+        listen_poll_s: how often SQLite's event table is read by the listener.
+        listen_backoff_s: (first, longest) wait before listening again after a failure.
+        rng: draws the backoff's jitter.
     """
 
     def __init__(
@@ -174,6 +199,10 @@ class FlagCache:
         override: bool = False,
         override_param: str = "features",
         override_header: str = "X-Signalbox-Features",
+        listen: bool = True,
+        listen_poll_s: float = 0.2,
+        listen_backoff_s: tuple[float, float] = (0.5, 30.0),
+        rng: random.Random | None = None,
     ) -> None:
         self._store: FlagStore | None = None
         self._open: Callable[[], FlagStore] | None = None
@@ -207,6 +236,16 @@ class FlagCache:
         self._lock = threading.Lock()  # refreshes, never evaluations
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.listen, self.listen_poll_s, self.listen_backoff_s = (
+            listen,
+            listen_poll_s,
+            listen_backoff_s,
+        )
+        self._rng = rng or random.Random()
+        self._listen_thread: threading.Thread | None = None
+        self.listening = False
+        """Whether changes are pushed to this process now (a listener is connected)."""
+        self.listen_failures = 0
         self.publish: Callable[[list[Sample]], None] | None = None
         """Called with :meth:`samples` after every refresh, in the refresh thread (the
         process's client hands them to a metrics client, so they reach the store)."""
@@ -366,7 +405,8 @@ class FlagCache:
         self._flushed.update(counts)
 
     def start(self) -> FlagCache:
-        """Read the store now, then every ``refresh_s`` in a daemon thread."""
+        """Read the store now, then every ``refresh_s`` in a daemon thread, and (``listen``)
+        whenever it announces a change, in another."""
         self.refresh()
         self._publish()
         if self._thread is None:
@@ -375,12 +415,68 @@ class FlagCache:
                 target=self._loop, name="signalbox-flags-refresh", daemon=True
             )
             self._thread.start()
+            if self.listen:
+                self._listen_thread = threading.Thread(
+                    target=self._listen_loop, name="signalbox-flags-listen", daemon=True
+                )
+                self._listen_thread.start()
         return self
 
     def _loop(self) -> None:
         while not self._stop.wait(self.refresh_s):
             self.refresh()
             self._publish()
+
+    def _listen_loop(self) -> None:
+        """Refresh whenever the store announces a change; a listener that cannot be made or
+        is lost is made again after a backoff, the state re-read once it is back."""
+        failures = 0  # in a row: the backoff's exponent
+        while not self._stop.is_set():
+            store = self._store
+            if store is None:  # not opened yet: the refresh thread opens it
+                self._stop.wait(self.refresh_s)
+                continue
+            make = getattr(store, "listener", None)
+            if make is None:
+                return  # a store with no other process to hear from (memory): polling only
+            try:
+                listener = make(poll_s=self.listen_poll_s)
+            except Exception as e:
+                failures += 1
+                self._listen_failed(e)
+            else:
+                try:
+                    self._pushed()  # what changed while nobody listened was not announced
+                    self.listening = True
+                    if failures:
+                        log.warning("flag changes pushed again: listening to the store")
+                    failures = 0
+                    while not self._stop.is_set():
+                        if listener.wait(_LISTEN_WAIT_S):
+                            self._pushed()
+                except Exception as e:
+                    failures += 1
+                    self._listen_failed(e)
+                finally:
+                    self.listening = False
+                    listener.close()
+            if failures:
+                base, cap = self.listen_backoff_s
+                self._stop.wait(backoff_s(failures, self._rng, base_s=base, cap_s=cap))
+
+    def _pushed(self) -> None:
+        if not self._stop.is_set():  # stop() may be closing the store
+            self.refresh()
+            self._publish()
+
+    def _listen_failed(self, e: BaseException) -> None:
+        self.listen_failures += 1
+        if self.listen_failures == 1 or self.listening:
+            log.warning(
+                "flag changes not pushed (%s): polling every %gs until listening again",
+                (str(e).strip().splitlines() or [type(e).__name__])[0],
+                self.refresh_s,
+            )
 
     def _publish(self) -> None:
         if self.publish is None:
@@ -394,9 +490,10 @@ class FlagCache:
         """Stop refreshing (counts flushed once more) and close the store when it was
         opened here (``close`` None) or when ``close`` says so."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        for t in (self._thread, self._listen_thread):
+            if t is not None:
+                t.join(5)
+        self._thread = self._listen_thread = None
         close_publisher = getattr(self.publish, "close", None)
         if close_publisher is not None:
             self._publish()  # the last counts, then the file is written once more
@@ -468,6 +565,8 @@ class FlagCache:
             Sample("signalbox_flags_store_up", (), 1.0 if self.store_up else 0.0),
             Sample("signalbox_flags_state_age_seconds", (), age),
             Sample("signalbox_flags_refresh_failures_total", (), float(self.refresh_failures)),
+            Sample("signalbox_flags_listening", (), 1.0 if self.listening else 0.0),
+            Sample("signalbox_flags_listen_failures_total", (), float(self.listen_failures)),
             Sample(
                 "signalbox_flags_undeclared_total",
                 (),

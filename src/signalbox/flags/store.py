@@ -10,6 +10,11 @@ change that happened is never missing from it.
 
 Evaluation counts are written here by each process's cache every refresh (added up across
 processes), so ``flags list --stale`` knows which flags nobody evaluates.
+
+Every change also notifies the store's flags channel in its transaction
+(:mod:`signalbox.storage.notify`: ``pg_notify`` on PostgreSQL, an event row on SQLite), so a
+process listening (:meth:`SQLFlagStore.listener`) re-reads at once instead of at its next
+poll: a kill switch is seen everywhere within a second, not a refresh interval.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from typing import Any, Protocol
 from signalbox.exceptions import StoreError
 from signalbox.flags.model import AuditEntry, FlagChange, FlagState, StoredFlag
 from signalbox.storage.database import Database, Migration
+from signalbox.storage.notify import Listener, notify, store_channel
 
 __all__ = [
+    "CHANNEL",
     "MIGRATIONS",
     "Evaluations",
     "FlagStore",
+    "Notifying",
     "SQLFlagStore",
     "check_write",
     "open_flag_store",
@@ -52,6 +60,20 @@ MIGRATIONS: list[Migration] = [
         ],
     ),
 ]
+
+
+CHANNEL = "signalbox_flags"
+"""The flags' notification channel (on PostgreSQL with the schema: see
+:func:`~signalbox.storage.notify.store_channel`); the payload is the flag's name."""
+
+
+class Notifying(Protocol):
+    """A flag store that announces its changes (the SQL one; memory has no other process)."""
+
+    def listener(self, *, poll_s: float = 0.2) -> Listener:
+        """A listener told of every change committed after it was made (``poll_s``: how
+        often SQLite's event table is read)."""
+        ...
 
 
 class FlagStore(Protocol):
@@ -161,6 +183,7 @@ class SQLFlagStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.migrate("flags", MIGRATIONS)
+        self.channel = store_channel(db, CHANNEL)
 
     def states(self) -> dict[str, StoredFlag]:
         rows = self.db.query(f"SELECT {_STATE_COLS} FROM flag_state")
@@ -229,6 +252,7 @@ class SQLFlagStore:
         (audit_id,) = db.execute(
             _INSERT_AUDIT, (name, now_ms, by, reason, state_json(old), state_json(new))
         ).fetchone()
+        notify(db, self.channel, name)  # delivered at commit, never after a rollback
         return AuditEntry(int(audit_id), name, now_ms, by, reason, old, new)
 
     def history(
@@ -255,6 +279,9 @@ class SQLFlagStore:
     def evaluations(self) -> Evaluations:
         rows = self.db.query("SELECT name, n, last_ms FROM flag_evaluations")
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+    def listener(self, *, poll_s: float = 0.2) -> Listener:
+        return Listener(self.db, [self.channel], poll_s=poll_s)
 
     def close(self) -> None:
         self.db.close()

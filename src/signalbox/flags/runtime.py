@@ -2,7 +2,8 @@
 
 :func:`configure` builds a :class:`~signalbox.flags.cache.FlagCache` from ``signalbox.toml``
 (declarations from ``[flags] paths``, state from the configured store, refreshed every
-``[flags] refresh``), installs it as the task gates' flag source, and starts its refresh.
+``[flags] refresh`` and, unless ``[flags] listen = false``, as soon as the store announces a
+change), installs it as the task gates' flag source, and starts its refresh.
 An app calls it once at startup; a process that evaluates a flag without having called it
 gets one configured from the default config in the background (the first answers, until it
 is ready, are off: say ``flags.configure()`` at startup to avoid that window).
@@ -84,6 +85,7 @@ def configure(
         opener,
         decls.flags,
         refresh_s=s.flags.refresh_s,
+        listen=s.flags.listen,
         groups=_groups,
         override=s.flags.override,
         override_param=s.flags.override_param,

@@ -2,8 +2,11 @@
 
 ``paths`` are the declaration files (``flags/*.yaml`` beside the config by default);
 ``refresh`` is how stale a process's view of the store may get (a flip is seen everywhere
-within it); ``stale_after`` is when a flag fully on or off and unchanged counts as flag debt
-(``flags list --stale``). The staff override (Etsy's ``?features=``) is off unless
+within it); ``listen`` (on by default) also re-reads as soon as the store announces a change
+(PostgreSQL's LISTEN/NOTIFY, one connection per process; SQLite's event table, read every
+200 ms), so a flip is seen within a second: turn it off where LISTEN is not available (a
+transaction-pooling proxy in front of PostgreSQL). ``stale_after`` is when a flag fully on
+or off and unchanged counts as flag debt (``flags list --stale``). The staff override (Etsy's ``?features=``) is off unless
 ``override = true``, and even then applies only to requests the app marks as staff.
 """
 
@@ -30,6 +33,7 @@ _HEADER = re.compile(r"[A-Za-z0-9-]{1,64}\Z")
 class FlagsTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     paths: list[str] = msgspec.field(default_factory=lambda: ["flags"])
     refresh: str = "2s"
+    listen: bool = True
     stale_after: str = "30d"
     override: bool = False
     override_param: str = "features"
@@ -42,6 +46,7 @@ class FlagsSettings:
 
     paths: tuple[Path, ...] = ()
     refresh_s: float = 2.0
+    listen: bool = True
     stale_after_s: float = 30 * 86400.0
     override: bool = False
     override_param: str = "features"
@@ -68,6 +73,7 @@ def flags_settings(src: Source, raw: Mapping[str, Any]) -> FlagsSettings:
     return FlagsSettings(
         paths=tuple(src.path(p) for p in t.paths),
         refresh_s=refresh,
+        listen=t.listen,
         stale_after_s=stale,
         override=t.override,
         override_param=t.override_param,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from signalbox.clock import Clock
 from signalbox.config import Settings
+from signalbox.metrics.buffer import PassBuffer
 from signalbox.metrics.collect import Collector, SampleSource
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
@@ -33,15 +34,22 @@ def build_collector(
     store: SQLMetricStore,
     sources: list[SampleSource] | None = None,
     clock: Clock | None = None,
+    *,
+    hold: bool = False,
 ) -> Collector:
+    """The collector of ``collect --once``; ``hold``: of a long-lived process (``serve``,
+    ``agent``), holding the passes the store refuses (``[collect] buffer_max_samples``)."""
+    m = settings.metrics
     return Collector(
         store,
-        spool_dir=settings.metrics.spool_dir,
+        spool_dir=m.spool_dir,
         host=settings.host,
-        max_file_bytes=settings.metrics.max_file_bytes,
-        stale_after_s=settings.metrics.stale_after_s,
+        max_file_bytes=m.max_file_bytes,
+        stale_after_s=m.stale_after_s,
         sources=sources,
         clock=clock,
+        buffer=PassBuffer(m.buffer_max_samples, max_age_ms=m.retention.raw_s * 1000),
+        hold=hold,
     )
 
 

@@ -29,6 +29,10 @@ spool_dir = ".signalbox/spool"
 max_file_bytes = 4194304
 # A spool file not rewritten for this long is stale: its values stop being collected.
 stale_after = "5m"
+# serve and agent hold the passes the store refuses (the database away, a full disk) in
+# memory, to store them at their own times once it can; past this many samples
+# (~250 bytes each) the oldest are dropped, and the log and metrics say so.
+buffer_max_samples = 250000
 
 [statsd]
 enabled = true

@@ -25,6 +25,7 @@ import pytest
 
 from signalbox.clock import FrozenClock
 from signalbox.exceptions import DiskFullError, StoreError
+from signalbox.metrics.buffer import utc
 from signalbox.metrics.collect import Collector
 from signalbox.metrics.samples import Matcher, MetricMeta
 from signalbox.metrics.sql.store import SQLMetricStore
@@ -180,7 +181,7 @@ def test_the_collector_holds_statsd_flushes_of_refused_passes_within_its_bound(
             clock.advance(10)
         assert 2 * one <= collector.held_samples <= 2 * one + 2
         dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
-        assert len(dropped) == 1 and f"StatsD samples flushed at {T0 + 300}000" in dropped[0]
+        assert len(dropped) == 1 and f"of 1 pass(es) at {utc((T0 + 300) * 1000)};" in dropped[0]
 
         full_store.free()
         collector.run_once()
@@ -299,7 +300,7 @@ def test_serve_on_a_full_disk_stays_up_says_why_and_stores_everything_once_space
     assert len(failed) == 1, log  # one line for the whole outage (a reminder only after 5 min)
     assert f"disk full: cannot write to {full_store.where}" in failed[0]
     assert re.search(r"collect works again after \d+ failed run\(s\)", log), log
-    assert re.search(r"stored \d+ StatsD samples held from \d+ pass\(es\)", log), log
+    assert re.search(r"stored \d+ samples of \d+ pass\(es\) at .* each at its own time", log), log
     assert len([ln for ln in log.splitlines() if "not ready: " in ln]) == 1, log
 
 

@@ -4,10 +4,11 @@ The same pass serves ``collect --once`` (cron), ``agent`` and ``serve``. It neve
 bad input: problems are logged once per file version and counted in
 ``signalbox_spool_errors_total{file}``.
 
-A pass the store refuses (a full disk: :class:`~signalbox.exceptions.DiskFullError`) raises,
-and loses nothing: its write is rolled back whole, spool files are snapshots the next pass
-reads again, and what the sources (StatsD) handed over is held, stamped with the time it was
-flushed, and stored by the next pass that can write (up to :data:`MAX_HELD_SAMPLES`).
+A pass the store refuses (the database went away, a full disk:
+:class:`~signalbox.exceptions.DiskFullError`) raises, and loses nothing: its write is rolled
+back whole and held, with the spool values and StatsD flushes of that moment, in a bounded
+:class:`~signalbox.metrics.buffer.PassBuffer`; the next pass that can write stores the held
+passes first, oldest first, each at its own time (the module says why that is exact).
 
 Staleness: a spool file's series end at the pass where the file went stale (past its
 stale_after), was removed or refused, or lost lines -- the pass's write records a stale
@@ -34,6 +35,7 @@ from typing import Protocol
 
 from signalbox.clock import Clock, SystemClock
 from signalbox.gcpause import gc_paused
+from signalbox.metrics.buffer import DEFAULT_MAX_SAMPLES, Drop, HeldPass, PassBuffer, Span, utc
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, SeriesKey
 from signalbox.metrics.spool import FileSeries, SpoolProblem, SpoolScan, scan_spool, series_keys
 from signalbox.metrics.store import (
@@ -46,11 +48,11 @@ from signalbox.metrics.store import (
 
 log = logging.getLogger("signalbox.collect")
 
-MAX_HELD_SAMPLES = 250_000
-"""Most source samples held for the next pass while the store refuses writes (about 250 bytes
-each: ~60 MB). Past it the oldest flushes are dropped, and the log says how many samples of
-which times: what is lost then is those intervals' timer quantiles and set counts, since
-counters and gauges are carried whole by every later flush."""
+MAX_HELD_SAMPLES = DEFAULT_MAX_SAMPLES
+"""Most samples of refused passes held for the next pass that can write (``[collect]
+buffer_max_samples``). Past it the oldest passes are dropped, and the log says how many
+samples of which times: what is lost then is those passes' points (spool values, timer
+quantiles, set counts), never a counter's increments, which every later flush carries."""
 
 SELF_METRICS = [
     MetricMeta(
@@ -73,6 +75,27 @@ SELF_METRICS = [
     MetricMeta(
         "signalbox_collect_duration_seconds", "gauge", "Wall time of the last collection pass."
     ),
+    MetricMeta(
+        "signalbox_agent_buffer_samples",
+        "gauge",
+        "Samples of passes the store refused, held to be stored at their own times.",
+    ),
+    MetricMeta("signalbox_agent_buffer_passes", "gauge", "Passes the store refused, held."),
+    MetricMeta(
+        "signalbox_agent_buffer_max_samples",
+        "gauge",
+        "Most samples held ([collect] buffer_max_samples).",
+    ),
+    MetricMeta(
+        "signalbox_agent_buffer_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest held pass: how long the store has refused writes (0: none held).",
+    ),
+    MetricMeta(
+        "signalbox_agent_dropped_samples_total",
+        "counter",
+        "Samples of held passes dropped: past buffer_max_samples or raw retention.",
+    ),
 ]
 
 
@@ -88,6 +111,16 @@ class PassReport:
     new_series: int
     problems: list[SpoolProblem] = field(default_factory=list)
     duration_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Pass:
+    """A pass's write and what the collector keeps of it once stored or held: the spool
+    error totals and the scan whose files the next pass compares with (None: unknown)."""
+
+    write: HeldPass
+    totals: dict[str, float] | None
+    scan: SpoolScan | None
 
 
 def with_host(labels: Labels, host: str) -> Labels:
@@ -112,6 +145,8 @@ class Collector:
         sources: list[SampleSource] | None = None,
         clock: Clock | None = None,
         on_problem: Callable[[SpoolProblem], None] | None = None,
+        buffer: PassBuffer | None = None,
+        hold: bool = True,
     ) -> None:
         self.store = store
         self.spool_dir = spool_dir
@@ -123,9 +158,12 @@ class Collector:
         self.on_problem = on_problem or self._log_problem
         self._seen: set[tuple[str, int, str]] = set()
         self._error_totals: dict[str, float] | None = None
-        self.max_held_samples = MAX_HELD_SAMPLES
-        self._held: list[tuple[list[Sample], list[MetricMeta]]] = []
-        """Flushes of the sources that no pass could store yet, oldest first."""
+        self.hold = hold
+        """Hold refused passes for later ones (``serve``, ``agent``); ``collect --once``
+        does not: it exits, and the next run reads the spool files again."""
+        self.buffer = PassBuffer(MAX_HELD_SAMPLES) if buffer is None else buffer
+        """Passes the store refused, to be written by the next pass that can."""
+        self._attempt: _Pass | None = None  # the write this pass is trying
         self._files: dict[str, bytes | FileSeries] | None = None
         """What each file stored at the last stored pass (see SpoolScan.files); None until
         read from the store."""
@@ -134,8 +172,16 @@ class Collector:
 
     @property
     def held_samples(self) -> int:
-        """Source samples waiting for a pass that can store them."""
-        return sum(len(samples) for samples, _ in self._held)
+        """Samples of refused passes waiting for a pass that can store them."""
+        return self.buffer.samples
+
+    @property
+    def max_held_samples(self) -> int:
+        return self.buffer.max_samples
+
+    @max_held_samples.setter
+    def max_held_samples(self, n: int) -> None:
+        self.buffer.max_samples = n
 
     def _log_problem(self, p: SpoolProblem) -> None:
         level = logging.INFO if p.kind == "ignored" else logging.WARNING
@@ -188,76 +234,143 @@ class Collector:
             if take_errors is not None:
                 for e in take_errors():  # bad StatsD lines: counted by the source, logged here
                     log.warning("%s%s", e, f": {e.text}" if e.text else "")  # line 0: no ":0"
+        self._attempt = None
         try:
             backlog = self._store_held(now_ms)
             scan = self._scan(now_ms, frames=True)
             try:
-                result = self._store(scan, extra, now_ms, started)
+                result = self._store(scan, extra, extra_metas, now_ms, started)
             except DuplicateSeries:  # a series in two files, one of them a frame or layout
+                self._attempt = None  # refused before writing anything: not to be held
                 scan = self._scan(now_ms, frames=True, careful=True)  # parse every file
                 try:
-                    result = self._store(scan, extra, now_ms, started)
+                    result = self._store(scan, extra, extra_metas, now_ms, started)
                 except DuplicateSeries:  # a spool series a source sent too: no frames
+                    self._attempt = None
                     scan = self._scan(now_ms, frames=False)
-                    result = self._store(scan, extra, now_ms, started)
+                    result = self._store(scan, extra, extra_metas, now_ms, started)
         except BaseException:
-            if extra:  # the flush is gone from its source: keep it for the next pass
-                self._hold(extra, extra_metas)
+            if self.hold:
+                self._hold_pass(now_ms, extra, extra_metas, started)
             raise
+        assert self._attempt is not None
+        self._accept(self._attempt)
+        self._attempt = None
         self.store.write_metadata([*SELF_METRICS, *scan.metas, *backlog, *extra_metas])
         self._report(scan.problems)
         return PassReport(
             result.written, result.new_series, scan.problems, time.perf_counter() - started
         )
 
-    def _hold(self, samples: list[Sample], metas: list[MetricMeta]) -> None:
-        """Keep a flush the store refused, within :attr:`max_held_samples` (oldest dropped,
-        and said so: nothing goes silently)."""
-        self._held.append((samples, metas))
-        held = self.held_samples
-        while held > self.max_held_samples and len(self._held) > 1:
-            dropped, _ = self._held.pop(0)
-            held -= len(dropped)
-            stamps = sorted({s[3] for s in dropped if s[3] is not None})
+    def _hold_pass(
+        self,
+        now_ms: int,
+        extra: list[Sample],
+        extra_metas: list[MetricMeta],
+        started: float,
+    ) -> None:
+        """Keep the pass the store refused: the write it attempted (it may have reached the
+        database: written again, it replaces itself), else one built from a scan that asks
+        the store nothing. Said once per episode; drops past the bound once too."""
+        attempt, self._attempt = self._attempt, None
+        if attempt is None:
+            scan = self._scan(now_ms, frames=False)
+            attempt = self._build(scan, extra, extra_metas, now_ms, started, known=False)
+            self._report(scan.problems)
+        first = not self.buffer
+        self._accept(attempt)
+        held = attempt.write
+        drop = self.buffer.hold(held)
+        if first:  # the loop logs the error itself
+            log.warning(
+                "holding the collection passes the store refuses in memory from %s, to store "
+                "them at their own times once it can (at most %d samples)",
+                utc(held.ts_ms),
+                self.buffer.max_samples,
+            )
+        if drop is not None and not self.buffer.bound_said:
+            self.buffer.bound_said = True
             log.error(
-                "the store has refused writes for %d passes: dropped %d StatsD samples flushed "
-                "at %s to keep at most %d held in memory",
-                len(self._held) + 1,
-                len(dropped),
-                ", ".join(map(str, stamps[:3])) or "?",
-                self.max_held_samples,
+                "held passes passed buffer_max_samples (%d): dropped the oldest, %s; "
+                "older ones are dropped as newer come, counted in "
+                "signalbox_agent_dropped_samples_total and summed up when the store returns",
+                self.buffer.max_samples,
+                drop.span,
             )
 
     def _store_held(self, now_ms: int) -> list[MetricMeta]:
-        """Store the flushes earlier passes could not, each at the time it was flushed, in
-        a write of their own (the same series at several times); return their metadata."""
-        if not self._held:
+        """Write the passes earlier passes could not, oldest first, each at its own time in
+        a transaction of its own; return their metadata. Raises at the first refused."""
+        buf = self.buffer
+        if not buf:
             return []
-        samples = [s for batch, _ in self._held for s in batch]
-        self.store.write(samples, now_ms, add_labels=(("host", self.host),))
-        metas = [m for _, batch in self._held for m in batch]
+        metas: list[MetricMeta] = []
+        drop = buf.expire(now_ms)
+        if drop is not None:
+            log.error("dropped %s: older than raw retention", drop.span)
+        while buf:
+            p = buf.passes[0]
+            try:
+                self.store.write(
+                    p.samples,
+                    p.ts_ms,
+                    add_labels=(("host", self.host),),
+                    frames=p.frames,
+                    layouts=p.layouts,
+                    ended=p.ended,
+                    spool_files=p.spool_files or None,
+                )
+            except DuplicateSeries as e:  # nothing written, and never will be: let it go
+                self._said_refused(buf.refuse_oldest(), e)
+                continue
+            metas.extend(buf.stored_oldest().metas)
+        _, stored, dropped = buf.end_episode()
         log.warning(
-            "stored %d StatsD samples held from %d pass(es) the store refused",
-            len(samples),
-            len(self._held),
+            "the store takes writes again: stored %s it had refused, each at its own time%s",
+            stored if stored.passes else "none of the passes",
+            f"; dropped {dropped}" if dropped.passes else "",
         )
-        self._held = []
         return metas
 
-    def _store(
-        self, scan: SpoolScan, extra: list[Sample], now_ms: int, started: float
-    ) -> WriteResult:
-        """The scan, the sources' samples and the self-metrics, in one write."""
+    def close(self) -> None:
+        """Say what the store never took: held passes are in memory only (see
+        :mod:`signalbox.metrics.buffer` for why), so a process stopping now loses them."""
+        if self.buffer:
+            held = Span()
+            for p in self.buffer.passes:
+                held = held.add(p)
+            log.error("stopping with %s the store refused: not stored", held)
+
+    @staticmethod
+    def _said_refused(drop: Drop, e: Exception) -> None:
+        log.error("dropped %s: the store refuses that write (%s)", drop.span, e)
+
+    def _build(
+        self,
+        scan: SpoolScan,
+        extra: list[Sample],
+        extra_metas: list[MetricMeta],
+        now_ms: int,
+        started: float,
+        *,
+        known: bool = True,
+    ) -> _Pass:
+        """The scan, the sources' samples and the self-metrics as one write. ``known``: the
+        store may be asked what the last stored pass left (else what it does not know
+        from this process is left out: error totals, series ended)."""
         host = self.host
         out = scan.samples + extra  # the store adds host= (once per distinct label set)
         stored = scan.sample_count + len(extra)
-        totals = dict(self._totals())
-        for f, n in scan.bad_lines.items():
-            totals[f] = totals.get(f, 0.0) + n
-        for f in scan.ages:
-            totals.setdefault(f, 0.0)
-        for f, v in totals.items():
-            out.append(Sample("signalbox_spool_errors_total", with_host((("file", f),), host), v))
+        totals = dict(self._totals()) if known or self._error_totals is not None else None
+        if totals is not None:
+            for f, n in scan.bad_lines.items():
+                totals[f] = totals.get(f, 0.0) + n
+            for f in scan.ages:
+                totals.setdefault(f, 0.0)
+            for f, v in totals.items():
+                out.append(
+                    Sample("signalbox_spool_errors_total", with_host((("file", f),), host), v)
+                )
         for f, age in scan.ages.items():
             out.append(
                 Sample(
@@ -274,26 +387,64 @@ class Collector:
                     limit,
                 )
             )
-        out.append(Sample("signalbox_spool_files", (("host", host),), float(scan.files_read)))
-        out.append(Sample("signalbox_collect_samples", (("host", host),), float(stored)))
+        h = (("host", host),)
+        buf = self.buffer
+        oldest = buf.oldest_ms
+        out.append(Sample("signalbox_spool_files", h, float(scan.files_read)))
+        out.append(Sample("signalbox_collect_samples", h, float(stored)))
+        if self.hold:
+            out.append(Sample("signalbox_agent_buffer_samples", h, float(buf.samples)))
+            out.append(Sample("signalbox_agent_buffer_passes", h, float(len(buf))))
+            out.append(Sample("signalbox_agent_buffer_max_samples", h, float(buf.max_samples)))
+            age = 0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000)
+            out.append(Sample("signalbox_agent_buffer_oldest_age_seconds", h, age))
+            dropped = float(buf.dropped_samples_total)
+            out.append(Sample("signalbox_agent_dropped_samples_total", h, dropped))
         elapsed = time.perf_counter() - started
-        out.append(
-            Sample("signalbox_collect_duration_seconds", (("host", host),), round(elapsed, 6))
-        )
-        ended, changes = self._ended(scan)
-        result = self.store.write(
-            out,
+        out.append(Sample("signalbox_collect_duration_seconds", h, round(elapsed, 6)))
+        if known or self._files is not None:
+            ended, changes = self._ended(scan)
+        else:
+            ended, changes = None, {}
+        write = HeldPass(
             now_ms,
-            add_labels=(("host", host),),
-            frames=scan.frames,
-            layouts=scan.new_layouts,
-            ended=ended,
-            spool_files=changes or None,
+            out,
+            list(scan.frames),
+            list(scan.new_layouts),
+            ended,
+            dict(changes),
+            [*SELF_METRICS, *scan.metas, *extra_metas],
         )
-        self._error_totals = totals
-        self._files = scan.files
-        self._listed = frozenset(scan.ages) | frozenset(scan.stale_after)
-        return result
+        return _Pass(write, totals, scan if known or self._files is not None else None)
+
+    def _accept(self, p: _Pass) -> None:
+        """``p`` was stored or held: later passes are told apart from it."""
+        if p.totals is not None:
+            self._error_totals = p.totals
+        if p.scan is not None:
+            self._files = p.scan.files
+            self._listed = frozenset(p.scan.ages) | frozenset(p.scan.stale_after)
+
+    def _store(
+        self,
+        scan: SpoolScan,
+        extra: list[Sample],
+        extra_metas: list[MetricMeta],
+        now_ms: int,
+        started: float,
+    ) -> WriteResult:
+        """The scan, the sources' samples and the self-metrics, in one write."""
+        self._attempt = self._build(scan, extra, extra_metas, now_ms, started)
+        p = self._attempt.write
+        return self.store.write(
+            p.samples,
+            now_ms,
+            add_labels=(("host", self.host),),
+            frames=p.frames,
+            layouts=p.layouts,
+            ended=p.ended,
+            spool_files=p.spool_files or None,
+        )
 
     def _previous(self) -> dict[str, bytes | FileSeries]:
         """The file states of the last stored pass: this collector's, or on its first pass

@@ -34,6 +34,7 @@ class CollectTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     spool_dir: str = ".signalbox/spool"
     max_file_bytes: int = 4 * 1024 * 1024
     stale_after: str = "5m"
+    buffer_max_samples: int = 250_000
 
 
 class StatsdTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -84,6 +85,9 @@ class MetricsSettings:
     stale_after_s: float
     statsd: StatsdSettings
     retention: RetentionSettings
+    buffer_max_samples: int = 250_000
+    """Most samples of passes the store refused that ``serve``/``agent`` hold for later
+    (:mod:`signalbox.metrics.buffer`)."""
 
 
 def metrics_settings(src: Source, raw: Mapping[str, Any]) -> MetricsSettings:
@@ -111,6 +115,12 @@ def metrics_settings(src: Source, raw: Mapping[str, Any]) -> MetricsSettings:
         raise src.error(
             "collect.max_file_bytes", collect.max_file_bytes, "a positive number of bytes"
         )
+    if collect.buffer_max_samples <= 0:
+        raise src.error(
+            "collect.buffer_max_samples",
+            collect.buffer_max_samples,
+            "a positive number of samples (held while the store refuses writes)",
+        )
     host, port = src.host_port("statsd.listen", statsd.listen)
     statsd_settings = _statsd_settings(src, statsd, host, port)
     return MetricsSettings(
@@ -120,6 +130,7 @@ def metrics_settings(src: Source, raw: Mapping[str, Any]) -> MetricsSettings:
         stale_after_s=src.duration("collect.stale_after", collect.stale_after),
         statsd=statsd_settings,
         retention=RetentionSettings(int(raw_s), tiers),
+        buffer_max_samples=collect.buffer_max_samples,
     )
 
 

@@ -31,6 +31,7 @@ from signalbox.metrics.collect import SampleSource
 from signalbox.metrics.forward import start_forwarding
 from signalbox.metrics.process import ProcessMetrics
 from signalbox.runtime import build_collector, open_metric_store
+from signalbox.storage.failures import is_driver_error
 
 if TYPE_CHECKING:
     from signalbox.server.auth.sessions import SessionStore
@@ -81,7 +82,9 @@ class LoopHealth:
             )
 
     def failed(self, name: str, exc: Exception) -> None:
-        store = isinstance(exc, StoreError)
+        # a driver's own error (the connection to PostgreSQL broke mid-statement) is the
+        # store's too: the database went away, readiness says so
+        store = isinstance(exc, StoreError) or is_driver_error(exc)
         error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         now = time.monotonic()
         with self._lock:
@@ -184,9 +187,10 @@ class Background:
             sources.append(forwarding)  # its counters
             self._closers.append(forwarding.close)  # after the collector's last write
             self.scrape_address = forwarding.scrape.address if forwarding.scrape else None
-        collector = build_collector(s, store, sources)
+        collector = build_collector(s, store, sources, hold=True)
         if forwarding is not None:  # each stored write handed over, off this thread
             collector.store = forwarding.wrap(collector.store)
+        self._closers.append(collector.close)  # after the loop stops, before the store
         self.threads.append(
             every(s.metrics.interval_s, self.stop, collector.run_once, "collect", self.health)
         )

@@ -34,13 +34,22 @@ def collect_once(
     missing = check_spool_dir(settings.metrics.spool_dir)
     if missing:  # nothing failed (exit code unchanged), but nothing can come from files
         echo(f"signalbox: warning: {missing}", err=True)
+    forwarding = None
+    if settings.forward.any:  # [forward] peers: each sent before exit
+        from signalbox.metrics.forward import start_forwarding
+
+        forwarding = start_forwarding(settings)
     try:
-        collector = build_collector(settings, store)
+        collector = build_collector(settings, store, [forwarding] if forwarding else None)
+        if forwarding is not None:
+            collector.store = forwarding.wrap(collector.store)
         collector.on_problem = _reported_below
         report = collector.run_once()
         if compact:
             store.compact(int(store.clock.now() * 1000))
     finally:
+        if forwarding is not None:
+            forwarding.close()  # waits for the sends, within the socket timeouts
         store.close()
     bad = [p for p in report.problems if p.kind != "ignored"]
     if as_json:

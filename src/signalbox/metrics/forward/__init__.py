@@ -9,7 +9,8 @@
 * :mod:`.sender`: what both share -- the bounded queue, the sending thread, the
   ``signalbox_forward_*`` counters and the once-per-episode log lines;
 * :mod:`.passes`: a pass as forwarders read it, and the tap the collector hands it to;
-* :mod:`.scrape`: the last pass as Prometheus text, for ``agent --listen``.
+* :mod:`.scrape`: the last pass as Prometheus text, for ``agent --listen``;
+* :mod:`.wiring`: the forwarders ``[forward]`` configures, started and stopped together.
 
 A peer that is down or hangs never slows a collection pass: the pass only appends to each
 forwarder's queue. See :mod:`.sender` for the bounds and what is counted.
@@ -17,23 +18,13 @@ forwarder's queue. See :mod:`.sender` for the bounds and what is counted.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-from signalbox.metrics.forward.ganglia import GangliaEncoder, UdpTransport
-from signalbox.metrics.forward.graphite import GraphiteEncoder, TcpTransport
-from signalbox.metrics.forward.passes import CollectedPass, PassSink, PassTap, TappedStore
-from signalbox.metrics.forward.scrape import LastPass, ScrapeServer
-from signalbox.metrics.forward.sender import SELF_METRICS, Forwarder
-from signalbox.metrics.forward.settings import ForwardSettings
-from signalbox.metrics.samples import MetricMeta, Sample
-from signalbox.metrics.store import MetricStore
+import importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from signalbox.config import Settings
-
-log = logging.getLogger("signalbox.forward")
+    from signalbox.metrics.forward.passes import CollectedPass, PassSink, PassTap, TappedStore
+    from signalbox.metrics.forward.sender import Forwarder
+    from signalbox.metrics.forward.wiring import Forwarders, build_forwarders, start_forwarding
 
 __all__ = [
     "CollectedPass",
@@ -46,93 +37,22 @@ __all__ = [
     "start_forwarding",
 ]
 
-
-class Forwarders(PassTap):
-    """A process's forwarders and its ``/metrics`` listener behind one tap: started, their
-    counters a sample source of the collection passes, and stopped together."""
-
-    def __init__(self, forwarders: Sequence[Forwarder], scrape: ScrapeServer | None = None) -> None:
-        super().__init__([*forwarders, *([scrape.last] if scrape is not None else [])])
-        self.forwarders = list(forwarders)
-        self.scrape = scrape
-
-    def wrap(self, store: MetricStore) -> TappedStore:
-        """``store`` as the collector should write to it: each stored write handed over."""
-        return TappedStore(store, self)
-
-    def start(self) -> None:
-        for f in self.forwarders:
-            f.start()
-        if self.scrape is not None:
-            self.scrape.start()
-
-    def flush(self, now_ms: int) -> tuple[list[Sample], list[MetricMeta]]:
-        samples: list[Sample] = []
-        for f in self.forwarders:
-            samples.extend(f.flush(now_ms)[0])
-        return samples, list(SELF_METRICS) if samples else []
-
-    def close(self) -> None:
-        """Stop listening, and stop every forwarder, each given its socket timeout to send
-        what is queued."""
-        if self.scrape is not None:
-            self.scrape.stop()
-        for f in self.forwarders:
-            f.close()
+_HOME = {
+    "CollectedPass": "passes",
+    "PassSink": "passes",
+    "PassTap": "passes",
+    "TappedStore": "passes",
+    "Forwarder": "sender",
+    "Forwarders": "wiring",
+    "build_forwarders": "wiring",
+    "start_forwarding": "wiring",
+}
 
 
-def start_forwarding(
-    settings: Settings, *, listen: tuple[str, int] | None = None
-) -> Forwarders | None:
-    """The forwarders ``[forward]`` configures and, given ``listen``, the ``/metrics``
-    listener (``agent --listen``), started; None when there is neither."""
-    forwarders = build_forwarders(
-        settings.forward, host=settings.host, collect_interval_s=settings.metrics.interval_s
-    )
-    scrape = ScrapeServer(LastPass(), *listen) if listen is not None else None
-    if not forwarders and scrape is None:
-        return None
-    out = Forwarders(forwarders, scrape)
-    out.start()
-    for f in forwarders:
-        log.info("forwarding each stored pass to %s at %s", f.peer, f.address)
-    return out
-
-
-def build_forwarders(
-    settings: ForwardSettings, *, host: str, collect_interval_s: float
-) -> list[Forwarder]:
-    """The forwarders ``settings`` configure (none when it names no peer), not started."""
-    out: list[Forwarder] = []
-    g = settings.graphite
-    if g is not None:
-        out.append(
-            Forwarder(
-                "graphite",
-                f"{g.host}:{g.port}",
-                TcpTransport(g.host, g.port, g.timeout_s),
-                GraphiteEncoder(prefix=g.prefix, naming=g.naming),
-                max_buffer=g.max_buffer,
-                interval_s=g.interval_s,
-                timeout_s=g.timeout_s,
-            )
-        )
-    m = settings.ganglia
-    if m is not None:
-        out.append(
-            Forwarder(
-                "ganglia",
-                f"{m.host}:{m.port}",
-                UdpTransport(m.host, m.port, m.timeout_s),
-                GangliaEncoder(
-                    host=host,
-                    tmax_s=max(m.interval_s, collect_interval_s),
-                    dmax_s=m.lifetime_s,
-                    group=m.group,
-                ),
-                max_buffer=m.max_buffer,
-                interval_s=m.interval_s,
-                timeout_s=m.timeout_s,
-            )
-        )
-    return out
+def __getattr__(name: str) -> Any:
+    """Import on first use: every command reads ``[forward]`` (its settings), and only
+    the processes that forward need sockets, threads and an HTTP server."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

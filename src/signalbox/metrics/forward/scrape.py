@@ -8,7 +8,9 @@ not collect is not listed, as a target's dropped series are not. The text is bui
 :func:`signalbox.metrics.expose.render`, as ``serve``'s is.
 
 The listener is a small threaded HTTP server on its own threads: ``GET /metrics`` and
-``GET /-/healthy``; everything else is 404, and it never writes anything. Like
+``GET /-/healthy``, and ``GET /-/ready`` (503 naming the failure while the store refuses
+the agent's writes: passes are held meanwhile, see :mod:`signalbox.metrics.buffer`);
+everything else is 404, and it never writes anything. Like
 ``node_exporter`` it has no authentication: bind it to an address only scrapers reach.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from signalbox.metrics.expose import render
@@ -63,6 +65,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, EXPOSITION_TYPE, body)
         elif path == "/-/healthy":
             self._answer(200, "text/plain; charset=utf-8", b"signalbox agent is healthy\n")
+        elif path == "/-/ready":  # 503 while the store refuses the agent's writes
+            try:
+                self.server.ready()
+            except Exception as e:
+                self._answer(503, "text/plain; charset=utf-8", f"not ready: {e}\n".encode())
+            else:
+                self._answer(200, "text/plain; charset=utf-8", b"signalbox agent is ready\n")
         else:
             self._answer(404, "text/plain; charset=utf-8", b"not found: GET /metrics\n")
 
@@ -77,9 +86,14 @@ class _Handler(BaseHTTPRequestHandler):
         """Scrapes come every few seconds: not worth a log line each."""
 
 
+def _always_ready() -> None:
+    pass
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     last: LastPass
+    ready: Callable[[], None] = staticmethod(_always_ready)
 
 
 class ScrapeServer:
@@ -94,6 +108,8 @@ class ScrapeServer:
         else:
             self._server = _Server((host, port), _Handler)
         self._server.last = last
+        self.ready: Callable[[], None] = _always_ready
+        """Raises while the agent cannot store (its loops' health): ``/-/ready`` is 503."""
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="signalbox-agent-http", daemon=True
         )
@@ -104,6 +120,7 @@ class ScrapeServer:
         return str(host), int(port)
 
     def start(self) -> None:
+        self._server.ready = self.ready
         self._thread.start()
 
     def stop(self) -> None:

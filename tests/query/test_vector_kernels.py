@@ -373,3 +373,15 @@ def test_many_series_and_many_stamps_read_alike(store: Any) -> None:
         assert rawselect.read(store, parse_expr(query), grid)  # the path under test
         _three_ways(store, query, start, end, 5_000)
     assert len(store.raw_columns([Matcher("__name__", "=", "vkdense")], start, end).values) == 2_100
+
+
+def test_extremes_of_nan_only_windows_are_the_scalar_paths_nan() -> None:
+    """A window of NaN only: min/max answer the scalar pick's NaN, not the bits of a NaN
+    read (a negative NaN, as hypothesis found)."""
+    negative_nan = struct.unpack("<d", bytes.fromhex("000000000000f8ff"))[0]
+    series = [([1_000, 2_000], [negative_nan, negative_nan]), ([1_000], [negative_nan])]
+    cols = RawColumns.of(series)
+    g = grid(cols, [2_000], 5_000, 5_000)
+    for func in ("min_over_time", "max_over_time"):
+        got = values_of(*VECTOR[func](cols, g))
+        assert _bits(got) == _bits(_scalar(func, series, [2_000], 5_000)), func

@@ -349,6 +349,7 @@ def _extreme(
     vs = np.append(cols.vs, 0.0)  # reduceat wants every index inside the array
     bounds = np.stack([g.lo, g.hi], axis=-1).reshape(-1)
     out = np.asarray(reduce.reduceat(vs, bounds)[::2], dtype=np.float64).reshape(g.lo.shape)
+    out[np.isnan(out)] = np.nan  # all NaN: the scalar pick's own NaN, not an input's bits
     neg_zero = (cols.vs == 0) & np.signbit(cols.vs)
     if neg_zero.any():
         rows = np.unique(np.searchsorted(cols.starts, np.flatnonzero(neg_zero), side="right") - 1)

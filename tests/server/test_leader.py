@@ -20,7 +20,7 @@ from signalbox.exceptions import ConfigError
 from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify.notification import Notification
 from signalbox.monitors.outbox.store import Outbox
-from signalbox.server.leadership import LeaderMetrics, every_leading
+from signalbox.server.leadership import LeaderMetrics, LeaderSeen, every_leading
 from signalbox.server.loops import LoopHealth
 from signalbox.storage import Database
 from signalbox.storage.leader import (
@@ -223,6 +223,34 @@ def test_the_leader_metric_names_this_instance_and_zeroes_the_deposed_once(
     assert [(s.labels, s.value) for s in theirs.flush(2)[0]] == [
         ((("instance", "web2:8911"),), 1.0)
     ]
+
+
+def test_an_agent_says_which_instance_leads_and_logs_each_change(
+    db: Database, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = LeaderSeen(db)
+
+    def now() -> int:
+        return round(clock.now() * 1000)
+
+    with caplog.at_level(logging.WARNING, "signalbox.leader"):
+        assert seen.flush(now())[0] == []  # nobody leads yet
+        a, _ = candidate(db, "web1:8910", clock)
+        assert a.attempt()
+        for _ in range(2):
+            samples, metas = seen.flush(now())
+            assert [(s.name, s.labels, s.value) for s in samples] == [
+                ("signalbox_leader_info", (("leader", "web1:8910"),), 1.0)
+            ]
+        a.stop()
+        assert seen.flush(now())[0] == []
+    said = [r.getMessage() for r in caplog.records if r.name == "signalbox.leader"]
+    assert [m for m in said if "serve instance" in m] == [
+        "no serve instance leads now (its lease expired or was released)",
+        "serve instance web1:8910 leads",
+        "no serve instance leads now (its lease expired or was released)",
+    ]
+    assert metas[0].name == "signalbox_leader_info"
 
 
 class Switch:

@@ -138,3 +138,21 @@ def test_a_lost_listening_connection_is_a_store_error_naming_the_channels() -> N
                 listener.wait(10)
             assert listener.wait(0.01) == []  # closed: make a new one
         db.close()
+
+
+def test_sqlite_events_are_read_once_per_poll_however_the_waits_are_cut(tmp_path: Path) -> None:
+    """A caller waiting in short slices (to notice its own stop) reads no more often."""
+    db = open_database(f"sqlite:///{tmp_path / 'n.db'}")
+    reads: list[str] = []
+    with Listener(db, [C], poll_s=0.2) as listener:
+        db.conn.set_trace_callback(
+            lambda sql: reads.append(sql) if "storage_events" in sql else None
+        )
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.0:
+            assert listener.wait(0.05) == []
+        db.conn.set_trace_callback(None)
+        assert 1 <= len(reads) <= 6, reads  # every 0.2 s (20 slices of 0.05 s)
+        notify(db, C, "late")
+        assert listener.wait(1) == [Notice(C, "late")]
+    db.close()

@@ -124,6 +124,7 @@ class Listener:
         self._closed = threading.Event()
         self._raw: Any = None
         self._last_id = 0
+        self._due = 0.0  # when SQLite's event table is read next (monotonic)
         if _polling(db):
             self._last_id = int(db.query("SELECT coalesce(max(id), 0) FROM storage_events")[0][0])
         else:
@@ -166,14 +167,17 @@ class Listener:
             "AND id > ? ORDER BY id"
         )
         while not self._closed.is_set():
-            rows = self.db.query(sql, (*self.channels, self._last_id))
-            if rows:
-                self._last_id = int(rows[-1][0])
-                return [Notice(ch, payload) for _, ch, payload in rows]
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            if now >= self._due:  # one read per poll_s, however the waits are cut up
+                self._due = now + self.poll_s
+                rows = self.db.query(sql, (*self.channels, self._last_id))
+                if rows:
+                    self._last_id = int(rows[-1][0])
+                    return [Notice(ch, payload) for _, ch, payload in rows]
+            left = deadline - now
             if left <= 0:
                 break
-            self._closed.wait(min(self.poll_s, left))
+            self._closed.wait(min(self._due - now, left))
         return []
 
     def close(self) -> None:

@@ -17,10 +17,12 @@ from acting after its lease ran out:
   old (monotonic clock, a fifth of the TTL short of the lease's expiry), so an instance
   waking from a pause stops before it does anything;
 * in the database, :meth:`LeaseLeadership.fence` renews the lease *inside* the caller's
-  transaction (a monitor pass's, an outbox claim's): if the term is over the renewal
-  matches no row and the transaction is rolled back; if it is not, the lease row stays
-  locked until the commit, so a rival's takeover waits for it and then finds the lease
-  renewed. Either way writes of two terms never interleave.
+  transaction (a monitor pass's, an outbox claim's), as its last statement: if the term is
+  over the renewal matches no row and the transaction is rolled back; if it is not, the
+  lease row stays locked until the commit, so a rival's takeover waits for it and then
+  finds the lease renewed. Either way writes of two terms never interleave. Last, because
+  the lock it takes holds off every takeover: a leader paused inside a transaction holds it
+  only if paused between its fence and its commit.
 
 On SQLite (one host by design) :class:`SingleHost` always leads and nothing changes.
 
@@ -85,7 +87,7 @@ class Leadership(Protocol):
         ...
 
     def fence(self, db: Database, term: str | None = None) -> Callable[[], None]:
-        """A check to run first inside a transaction on ``db``: it raises
+        """A check to run last inside a transaction on ``db``: it raises
         :class:`LostLeadership` unless ``term`` (default: the current one, at each call)
         still holds the lease, and keeps it held until the transaction ends."""
         ...

@@ -202,8 +202,9 @@ class MonitorRunner:
     ) -> PassReport:
         """Evaluate every monitor at ``now_ms``, persist, enqueue, then deliver due
         notifications (``deliver=False``: the caller's delivery workers do). ``fence`` runs
-        first in the pass's transaction: ``serve``'s leader check, which raises (and so
-        rolls the pass back) once another instance leads (:mod:`signalbox.storage.leader`)."""
+        last in the pass's transaction, before the commit: ``serve``'s leader check, which
+        raises (rolling the pass back) once another instance leads
+        (:mod:`signalbox.storage.leader`)."""
         with gc_paused():
             report = self._evaluate_and_commit(now_ms, fence)
         if deliver:
@@ -229,8 +230,6 @@ class MonitorRunner:
         for m in monitors:
             p.evaluate(m, observed[m.name])
         with self.state.transaction():
-            if fence is not None:
-                fence()
             self.state.save_series(p.writes.records, p.writes.removed)
             self.state.add_history(p.writes.history)
             said: dict[tuple[str, Labels], str] = {}
@@ -243,6 +242,8 @@ class MonitorRunner:
                 if note and n.kind in ("firing", "resolved"):  # receivers learn what flipped
                     n = dataclasses.replace(n, summary=f"{n.summary}; {note}")
                 p.report.queued.append(self.outbox.enqueue(notifier, n, now_ms, series=series))
+            if fence is not None:  # last: it may lock a row other processes wait for
+                fence()
         self._write_samples(p.writes, now_ms, backlog)
         return p.report
 

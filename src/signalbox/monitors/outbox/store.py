@@ -111,7 +111,7 @@ class Outbox:
             sender died is retried after it (the at-least-once window).
         rng: jitter source (inject a seeded one in tests).
         stats: delivery attempts counted per notifier (for the runner's metrics).
-        fence: run first in each claim's transaction; raises to stop a send before it starts
+        fence: run last in each claim's transaction; raises to stop a send before it starts
             (``serve``'s leader check, :mod:`signalbox.storage.leader`: an instance that no
             longer leads claims nothing).
 
@@ -394,9 +394,7 @@ class Outbox:
         """Compare-and-swap: only if the row is still as :meth:`_pending` read it (and the
         fence, if any, lets it: in the same transaction)."""
         with self.db.transaction():
-            if self.fence is not None:
-                self.fence()
-            return claim_one(
+            claimed = claim_one(
                 self.db,
                 CLAIMS,
                 entry.id,
@@ -404,6 +402,9 @@ class Outbox:
                 lease_ms=self.lease_ms,
                 expect={"attempts": entry.attempts, "next_attempt_ms": entry.next_attempt_ms},
             )
+            if claimed and self.fence is not None:
+                self.fence()  # raises: the claim is rolled back, nothing is sent
+            return claimed
 
     def release_claims(self, now_ms: int) -> int:
         """Make due now the rows claimed within the last lease by a sender that is gone: a

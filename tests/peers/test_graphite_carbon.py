@@ -84,6 +84,22 @@ class Carbon:
         listing = sorted(str(p.relative_to(self.whisper)) for p in self.whisper.rglob("*.wsp"))
         raise AssertionError(f"no value of {path} at {ts} in {f}; files: {listing[:20]}")
 
+    def points(self, path: str, start: int, end: int, timeout: float = 15.0) -> list[float]:
+        """The values carbon stored for ``path`` from second ``start`` to ``end``."""
+        import whisper
+
+        f = self.file_of(path)
+        deadline = time.monotonic() + timeout
+        got: list[float] = []
+        while time.monotonic() < deadline:
+            if f.exists():
+                _, values = whisper.fetch(str(f), start - 1, end)
+                got = [float(v) for v in values if v is not None]
+                if got:
+                    return got
+            time.sleep(0.1)
+        return got
+
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
@@ -187,3 +203,18 @@ def test_hostile_label_values_are_escaped_into_distinct_series(
         assert all(p.isascii() and " " not in p for p in paths)
         assert [carbon.value(p, ts) for p in paths] == [float(i) for i in range(1, 8)]
     assert (carbon.whisper / "dotted" / "odd" / "host" / "web1" / "v" / "a%20b.wsp").exists()
+
+
+def test_collect_once_forwards_its_pass_before_it_exits(tmp_path: Path, carbon: Carbon) -> None:
+    from tests.cli.helpers import run
+
+    (tmp_path / "signalbox.toml").write_text(
+        'host = "cron1"\n[collect]\nspool_dir = "spool"\n'
+        f'[forward.graphite]\naddress = "127.0.0.1:{carbon.port}"\nprefix = "cron"\n'
+    )
+    spool_file(tmp_path, "nightly.metrics", "backup_bytes=123456789\n")
+    before = int(time.time())
+    r = run("collect", "--once", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    after = int(time.time())
+    assert carbon.points("cron.backup_bytes;host=cron1", before, after) == [123456789.0]

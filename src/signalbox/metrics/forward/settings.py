@@ -91,7 +91,7 @@ class ForwardSettings:
 def _address(src: Source, key: str, text: str, default_port: int) -> tuple[str, int]:
     if not text.strip():
         raise src.error(key, text, f"the peer's HOST:PORT, like 127.0.0.1:{default_port}")
-    if ":" not in text:
+    if ":" not in text or text.endswith("]"):  # a host, or [IPv6], without a port
         text = f"{text}:{default_port}"
     host, port = src.host_port(key, text)
     if port == 0:

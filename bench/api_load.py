@@ -394,12 +394,12 @@ def report(
             ours, theirs = runs.get((c.name, "signalbox", n)), runs.get((c.name, "prometheus", n))
             if not ours or not theirs:
                 continue
-            rps = [o.rps / t.rps for o, t in zip(ours, theirs, strict=True)]
-            p99 = [o.p99_ms / t.p99_ms for o, t in zip(ours, theirs, strict=True)]
+            rps = [_ratio(o.rps, t.rps) for o, t in zip(ours, theirs, strict=True)]
+            p99 = [_ratio(o.p99_ms, t.p99_ms) for o, t in zip(ours, theirs, strict=True)]
             print(
-                f"  {c.name:<10} {n:>2} conns: req/s {', '.join(f'{r:.2f}' for r in rps)}"
-                f" (median {med(rps):.2f}); p99 {', '.join(f'{r:.2f}' for r in p99)}"
-                f" (median {med(p99):.2f})"
+                f"  {c.name:<10} {n:>2} conns: req/s {', '.join(map(_shown, rps))}"
+                f" (median {_shown(_median(rps))}); p99 {', '.join(map(_shown, p99))}"
+                f" (median {_shown(_median(p99))})"
             )
     print(f"targets (signalbox's median p99 at {loads[0]} connections):")
     for c in cs:
@@ -412,6 +412,22 @@ def report(
         alone = runs.get((c.name, "signalbox", 1)) if loads[-1] == 1 else None
         extra = f" (alone: p99 {med(r.p99_ms for r in alone):.1f} ms)" if alone else ""
         print(f"  {c.name:<10} p99 {p99_ms:.1f} ms{extra}, target under {target:g} ms: {verdict}")
+
+
+def _ratio(ours: float, theirs: float) -> float | None:
+    """ours / theirs, or None when the peer's figure is 0 (a round in which it served
+    nothing under load: no ratio to report, and no division by zero)."""
+    return ours / theirs if theirs else None
+
+
+def _median(ratios: list[float | None]) -> float | None:
+    """The median of the rounds that have a ratio (None when none has)."""
+    known = [r for r in ratios if r is not None]
+    return statistics.median(known) if known else None
+
+
+def _shown(r: float | None) -> str:
+    return "n/a" if r is None else f"{r:.2f}"
 
 
 # --- main ------------------------------------------------------------------------------

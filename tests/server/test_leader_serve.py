@@ -1,9 +1,11 @@
 """Two real ``signalbox serve`` processes on one PostgreSQL schema: one leads (evaluates
-monitors, sends notifications, compacts), the other stands by; SIGKILL the leader in the
-middle of an incident and the other takes over within seconds, the incident's recovery is
-sent once, by the new leader, and rollups go on. A receiver that had not answered the dead
-leader's send gets it again at once, under the same id (the one at-least-once window: a
-receiver deduplicates by it), and everything after it once.
+monitors, sends notifications, compacts), the other stands by. The leader stalls
+(SIGSTOP) in the middle of an incident: the other takes over within seconds, the incident's
+recovery is sent once, by the new leader, rollups go on, and the stalled one, woken after
+its lease, does nothing as leader. Then the new leader is killed (SIGKILL) and the first
+takes over again. A receiver that had not answered the stalled leader's send gets it again
+at once, under the same id (the one at-least-once window: a receiver deduplicates by it),
+and everything after it once.
 
 The monitor's metric is written by the test itself, into the shared store, so that it does
 not depend on which instance collects; each instance has a ``host`` of its own, so the
@@ -55,7 +57,7 @@ def config(url: str, host: str, port: int, hook_url: str, held_url: str) -> str:
         f'[server]\nport = {port}\nleader_ttl = "3s"\n'
         '[monitors]\ninterval = "500ms"\nretry_delay = "200ms"\nretry_max_delay = "1s"\n'
         f'[notifiers.hook]\ntype = "webhook"\nurl = "{hook_url}"\n'
-        f'[notifiers.held]\ntype = "webhook"\nurl = "{held_url}"\n'
+        f'[notifiers.held]\ntype = "webhook"\nurl = "{held_url}"\ntimeout = "2s"\n'
     )
 
 
@@ -124,7 +126,7 @@ def kinds(h: Hook) -> list[str]:
     return [b["kind"] for b in h.bodies()]
 
 
-def test_one_leader_at_a_time_and_a_killed_one_is_replaced_without_losing_a_notification(
+def test_one_leader_at_a_time_through_a_stall_and_a_kill_without_losing_a_notification(
     tmp_path: Path,
 ) -> None:
     with contextlib.ExitStack() as stack:
@@ -149,11 +151,11 @@ def test_one_leader_at_a_time_and_a_killed_one_is_replaced_without_losing_a_noti
 
         # one leads, and both say which
         said = {n: wait_for(lambda n=n: ready(bases[n]), timeout=30) for n in bases}
-        leader = next(n for n, text in said.items() if "(this instance)" in text)
-        other = "b" if leader == "a" else "a"
-        port = bases[leader].rsplit(":", 1)[1]
-        assert said[leader].endswith(f"leader: {leader}:{port} (this instance)\n"), said
-        assert said[other].endswith(f"leader: {leader}:{port}\n"), said
+        first = next(n for n, text in said.items() if "(this instance)" in text)
+        second = "b" if first == "a" else "a"
+        name = {n: f"{n}:{bases[n].rsplit(':', 1)[1]}" for n in bases}  # HOST:PORT
+        assert said[first].endswith(f"leader: {name[first]} (this instance)\n"), said
+        assert said[second].endswith(f"leader: {name[first]}\n"), said
 
         # the incident begins: one notification to each receiver, sent by the leader
         depth.value = 9.0
@@ -162,64 +164,67 @@ def test_one_leader_at_a_time_and_a_killed_one_is_replaced_without_losing_a_noti
         outbox = Outbox(db)
         wait_for(lambda: rows(outbox, "hook") == [("sent", 1)], timeout=5)
         # exactly one instance evaluates: the state series carry the evaluator's host
-        evaluated = query(bases[other], "count_over_time(signalbox_monitor_state[1m])")
-        assert set(evaluated) == {leader}, evaluated
-        assert query(bases[other], "signalbox_leader") == {
-            f"{leader}:{port}": 1.0,
-            bases[other].replace("http://127.0.0.1", other): 0.0,
-        }
+        evaluated = query(bases[second], "count_over_time(signalbox_monitor_state[1m])")
+        assert set(evaluated) == {first}, evaluated
+        leaders = {name[first]: 1.0, name[second]: 0.0}
+        assert query(bases[second], "signalbox_leader") == leaders
         watermark_before = wait_for(  # the leader compacted as it started
             lambda: db.query("SELECT max(watermark_ms) FROM metric_rollups")[0][0], timeout=10
         )
 
-        # kill the leader while "held" still waits for its answer (it answers from now on);
-        # the queue drains while nobody leads
-        procs[leader].send_signal(signal.SIGKILL)
-        procs[leader].wait(10)
-        killed = time.monotonic()
+        # the leader stalls while "held" still waits for its answer (it answers from now
+        # on); the queue drains meanwhile
+        procs[first].send_signal(signal.SIGSTOP)
+        stalled = time.monotonic()
         held.status = 200
         depth.value = 1.0
-        wait_for(lambda: "(this instance)" in ready(bases[other]), timeout=10)
-        took_over = time.monotonic() - killed
+        wait_for(lambda: "(this instance)" in ready(bases[second]), timeout=10)
+        took_over = time.monotonic() - stalled
         assert took_over < 6, took_over  # TTL 3 s, tried every 1 s
+        procs[first].send_signal(signal.SIGCONT)  # wakes after its lease: it must not act
 
-        # the recovery, sent once by the new leader; then a new incident, from it alone
+        # the recovery, sent once by the new leader; the send the stalled one left
+        # unanswered went again at once (not after the outbox's 2-minute claim lease),
+        # under its id, before the recovery it precedes
         wait_for(lambda: kinds(receiver) == ["firing", "resolved"], timeout=10)
+        wait_for(lambda: kinds(held) == ["firing", "firing", "resolved"], timeout=10)
+        wait_for(lambda: ready(bases[first]).endswith(f"leader: {name[second]}\n"), timeout=5)
+        time.sleep(1.0)  # both run on: nothing more is sent (repeat is 1h)
+        assert kinds(receiver) == ["firing", "resolved"]
+        assert len(kinds(held)) == 3
+        evaluated = query(bases[second], "count_over_time(signalbox_monitor_state[1s])")
+        assert set(evaluated) == {second}, evaluated  # the woken one does not evaluate
+        assert query(bases[second], "signalbox_leader") == {name[first]: 0.0, name[second]: 1.0}
+        watermark = db.query("SELECT max(watermark_ms) FROM metric_rollups")[0][0]
+        assert watermark >= watermark_before + 3000, (watermark_before, watermark)
+
+        # now the new leader is killed; the first one takes over again, a new incident is
+        # sent once, by it alone
+        procs[second].send_signal(signal.SIGKILL)
+        procs[second].wait(10)
+        killed = time.monotonic()
+        wait_for(lambda: "(this instance)" in ready(bases[first]), timeout=10)
+        assert time.monotonic() - killed < 6
         depth.value = 9.0
         wait_for(lambda: kinds(receiver) == ["firing", "resolved", "firing"], timeout=10)
-        # the send the dead leader left unanswered went again at once (not after the
-        # outbox's 2-minute claim lease), under its id, before the recovery it precedes
         wait_for(lambda: len(kinds(held)) == 4, timeout=10)
-        time.sleep(1.0)  # passes go on: nothing more is sent (repeat is 1h)
+        time.sleep(1.0)
         assert kinds(receiver) == ["firing", "resolved", "firing"]
-        ids = [b["id"] for b in receiver.bodies()]
-        assert len(set(ids)) == 3
+        assert len({b["id"] for b in receiver.bodies()}) == 3
         assert kinds(held) == ["firing", "firing", "resolved", "firing"]
         held_ids = [b["id"] for b in held.bodies()]
         assert held_ids[0] == held_ids[1] and len(set(held_ids)) == 3
         assert rows(outbox, "hook") == [("sent", 1)] * 3
-        assert rows(outbox, "held") == [
-            ("sent", 2),
-            ("sent", 1),
-            ("sent", 1),
-        ]
+        assert rows(outbox, "held") == [("sent", 2), ("sent", 1), ("sent", 1)]
+        assert query(bases[first], "signalbox_leader") == {name[first]: 1.0, name[second]: 0.0}
 
-        # the new leader evaluates, says so, zeroes the old one's gauge, compacts
-        now_evaluating = query(bases[other], "count_over_time(signalbox_monitor_state[2s])")
-        assert set(now_evaluating) == {other}, now_evaluating
-        other_port = bases[other].rsplit(":", 1)[1]
-        assert query(bases[other], "signalbox_leader") == {
-            f"{leader}:{port}": 0.0,
-            f"{other}:{other_port}": 1.0,
-        }
-        watermark_after = db.query("SELECT max(watermark_ms) FROM metric_rollups")[0][0]
-        assert watermark_after >= watermark_before + 3000, (watermark_before, watermark_after)
+        procs[first].send_signal(signal.SIGTERM)
+        assert procs[first].wait(20) in (0, -signal.SIGTERM)
 
-        procs[other].send_signal(signal.SIGTERM)
-        assert procs[other].wait(20) in (0, -signal.SIGTERM)
-
-    log = (roots[other] / "serve.log").read_text()
-    assert f"taking over from {leader}:{port}" in log, log
-    assert "stopped leading: lease released" in log, log
-    assert "Traceback" not in log, log
-    assert "Traceback" not in (roots[leader] / "serve.log").read_text()
+    first_log = (roots[first] / "serve.log").read_text()
+    second_log = (roots[second] / "serve.log").read_text()
+    assert f"taking over from {name[first]}" in second_log, second_log
+    assert "does not lead any more" in first_log, first_log
+    assert f"taking over from {name[second]}" in first_log, first_log
+    assert "stopped leading: lease released" in first_log, first_log
+    assert "Traceback" not in first_log + second_log

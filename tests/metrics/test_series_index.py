@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signalbox.clock import FrozenClock
-from signalbox.metrics.samples import Matcher, Sample
+from signalbox.metrics.labelcodec import encode_labels
+from signalbox.metrics.samples import Matcher, Sample, merge_labels
 from signalbox.metrics.sql import series as sqlseries
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
@@ -176,3 +179,144 @@ def test_a_writer_whose_empty_map_is_stale_shares_the_ids_another_writer_made(
     finally:
         a.close()
         b.close()
+
+
+def _key_index(store: SQLMetricStore) -> list[str]:
+    return [r[0] for r in store.db.query("SELECT sql FROM sqlite_master WHERE name = 'series_key'")]
+
+
+@pytest.fixture
+def unindexed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """First passes of a few thousand series take the path of a million: the unique key
+    built after the rows (see SeriesIndex._create_unindexed)."""
+    monkeypatch.setattr(sqlseries, "_UNINDEXED_MIN", 1)
+    monkeypatch.setattr(sqlseries, "_CREATE_CHUNK", 1000)
+
+
+@pytest.mark.usefixtures("unindexed")
+def test_a_first_pass_building_the_key_after_its_rows_gives_the_ids_in_order(
+    tmp_path: Path,
+) -> None:
+    store = SQLMetricStore(open_database(sqlite_url(tmp_path)), clock=FrozenClock(T0 / 1000))
+    try:
+        samples = _labelled(4500)
+        assert store.write(samples, T0, add_labels=HOST).new_series == 4500
+        table = _table(store)
+        assert [table[f'req{{host="h",line="{i}",shard="{i % 7}"'] for i in range(4500)] == list(
+            range(1, 4501)
+        )
+        assert _snapshot(store) == table
+        assert _key_index(store) == [sqlseries.SERIES_KEY_INDEX]
+        with pytest.raises(Exception, match="UNIQUE"):  # the key holds again
+            store.db.execute(
+                "INSERT INTO series (name, labels, created_ms) SELECT name, labels, 0 "
+                "FROM series WHERE id = 1"
+            )
+        assert store.write(_labelled(4500, 2.0), T0 + 1000, add_labels=HOST).new_series == 0
+        got = store.select([Matcher("line", "=", "7")], T0, T0 + 1000)
+        assert [(sp.timestamps, sp.values) for sp in got] == [([T0, T0 + 1000], [8.0, 9.0])]
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("unindexed")
+def test_a_first_pass_with_a_series_twice_falls_back_to_inserts_through_the_key(
+    tmp_path: Path,
+) -> None:
+    """The same series at two times in one write (held StatsD flushes): the key cannot be
+    built over the rows, so the attempt is taken back whole and the batches go through the
+    key, which skips the second; both samples are stored under one id."""
+    store = SQLMetricStore(open_database(sqlite_url(tmp_path)), clock=FrozenClock(T0 / 1000))
+    try:
+        samples = _labelled(2500)
+        twice = Sample("req", (("line", "5"), ("shard", "5")), 99.0, T0 - 1000)
+        assert store.write([*samples, twice], T0, add_labels=HOST).new_series == 2500
+        table = _table(store)
+        assert len(table) == 2500 and sorted(table.values()) == list(range(1, 2501))
+        assert _snapshot(store) == table and _key_index(store) == [sqlseries.SERIES_KEY_INDEX]
+        got = store.select([Matcher("line", "=", "5")], T0 - 1000, T0)
+        assert [(sp.timestamps, sp.values) for sp in got] == [([T0 - 1000, T0], [99.0, 6.0])]
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("unindexed")
+def test_a_first_pass_failing_after_its_key_was_dropped_leaves_the_table_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """The write fails at its sample rows, after its series went in without the key and the
+    key was built: the rollback leaves no series, no snapshot and the key as the migration
+    made it; the same pass again gives the ids in order."""
+    store = SQLMetricStore(open_database(sqlite_url(tmp_path)), clock=FrozenClock(T0 / 1000))
+    try:
+        samples = _labelled(3000)
+        with pytest.raises(Exception) as failed:
+            store.write([*samples, Sample("bad", (), Unbindable())], T0, add_labels=HOST)  # type: ignore[arg-type]
+        assert not isinstance(failed.value, AssertionError)
+        assert _table(store) == {} and _snapshot(store) == {}
+        assert _key_index(store) == [sqlseries.SERIES_KEY_INDEX]
+        assert store.write(samples, T0 + 1000, add_labels=HOST).new_series == 3000
+        assert sorted(_table(store).values()) == list(range(1, 3001))
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("unindexed")
+def test_a_stale_empty_map_on_the_unindexed_path_shares_the_other_writers_ids(
+    tmp_path: Path,
+) -> None:
+    """``b``'s map is empty and stale; ``a`` made 2,000 of the 3,000 series ``b`` writes.
+    ``b``'s table is small enough for the unindexed path, whose key build then meets
+    ``a``'s rows: taken back, and the batches find them by key."""
+    url = sqlite_url(tmp_path)
+    clock = FrozenClock(T0 / 1000)
+    a = SQLMetricStore(open_database(url), clock=clock)
+    b = SQLMetricStore(open_database(url), clock=clock)
+    try:
+        samples = _labelled(3000)
+        with pytest.raises(Exception):  # noqa: B017 - the driver's own error
+            b.write([*samples, Sample("bad", (), Unbindable())], T0, add_labels=HOST)  # type: ignore[arg-type]
+        assert b._series._ids == {}
+        assert a.write(samples[:2000], T0, add_labels=HOST).new_series == 2000
+        assert b.write(samples, T0 + 1000, add_labels=HOST).new_series == 1000
+        table = _table(a)
+        assert len(table) == 3000 and sorted(table.values())[:2000] == list(range(1, 2001))
+        assert _key_index(a) == [sqlseries.SERIES_KEY_INDEX]
+        for s in (a, b):
+            got = s.select([Matcher("__name__", "=", "req")], T0, T0 + 1000)
+            assert sum(len(sp.values) for sp in got) == 2000 * 2 + 1000
+    finally:
+        a.close()
+        b.close()
+
+
+_ODD = st.text(
+    alphabet=st.sampled_from(['"', "\\", "\n", "\x7f", "{", "}", ",", "=", "a", "é", "\x01"]),
+    max_size=6,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(values=st.lists(_ODD, min_size=1, max_size=30, unique=True), unindexed=st.booleans())
+def test_label_values_of_any_text_are_stored_exactly_as_the_codec_writes_them(
+    tmp_path_factory: pytest.TempPathFactory, values: list[str], unindexed: bool
+) -> None:
+    """Quotes, backslashes, newlines and the character that stands for a quote in the
+    inserts' JSON: every label text stored is the codec's, on both first-pass paths and
+    on a later write through the key."""
+    path = tmp_path_factory.mktemp("odd")
+    store = SQLMetricStore(open_database(sqlite_url(path)), clock=FrozenClock(T0 / 1000))
+    old = sqlseries._UNINDEXED_MIN
+    sqlseries._UNINDEXED_MIN = 1 if unindexed else 10**9
+    try:
+        first = [Sample("x", (("v", v),), 1.0) for v in values]
+        assert store.write(first, T0, add_labels=HOST).new_series == len(values)
+        later = [Sample("y", (("v", v), ("w", v)), 1.0) for v in values]
+        assert store.write(later, T0 + 1000, add_labels=HOST).new_series == len(values)
+        want = {(s.name, encode_labels(merge_labels(s.labels, HOST))) for s in [*first, *later]}
+        assert set(store.db.query("SELECT name, labels FROM series")) == want
+        got = {(n, labels) for n, labels in store.series()}
+        assert got == {(s.name, merge_labels(s.labels, HOST)) for s in [*first, *later]}
+    finally:
+        sqlseries._UNINDEXED_MIN = old
+        store.close()

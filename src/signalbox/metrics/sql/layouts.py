@@ -6,9 +6,9 @@ always keeps its lines and changes only its values. The first pass that sees a f
 :func:`signalbox.metrics.parse.keyvalue.keyvalue_shape`; a ``*.prom`` file's text without its
 values, see :func:`signalbox.metrics.parse.promtext.prometheus_shape`) parses it fully and
 registers the shape's series, in order, as a layout (their positions inserted from one array
-parameter per layout: a first pass of a million series is two thousand statements, not a
-million). Later passes with
-the same shape skip parsing names and labels and looking up series ids: the file's values
+parameter per layout, or counted out in SQL when the ids are consecutive, as a new file's
+are: a first pass of a million series is two thousand statements, not a million). Later
+passes with the same shape skip parsing names and labels and looking up series ids: the file's values
 go to the raw partition as one *frame* row (layout id, timestamp, values). Readers unpack
 frames in SQL (rollups, via :meth:`~signalbox.metrics.sql.frames.RawSQL.frame_rows`) or in
 Python (:meth:`Layouts.series_of`).
@@ -24,6 +24,7 @@ Tables:
 
 from __future__ import annotations
 
+import operator
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 
@@ -52,6 +53,29 @@ _POSITIONS_POSTGRES = (
     "INSERT INTO metric_layout_series (layout_id, pos, series_id) "
     "SELECT ?, ord - 1, sid FROM unnest(?::bigint[]) WITH ORDINALITY AS t(sid, ord)"
 )
+# a layout of consecutive series ids (a new file's, whose series were created together):
+# its rows counted out in SQL, with no text of its ids built for them. SQLite has no
+# generate_series: the positions are the keys of a JSON array of n zeros made in C
+# ("0,0,..." from the hex of n zero bytes), measured cheaper than a recursive CTE (1.09 s a
+# million rows) or the ids' text (0.89 s): 0.74 s, most of it the two B-trees' inserts
+_RUN_SQLITE = (
+    "INSERT INTO metric_layout_series (layout_id, pos, series_id) SELECT ?1, key, ?2 + key "
+    "FROM json_each('[' || substr(replace(hex(zeroblob(?3)), '00', '0,'), 1, 2 * ?3 - 1) || ']')"
+)
+_RUN_POSTGRES = (
+    "INSERT INTO metric_layout_series (layout_id, pos, series_id) "
+    "SELECT ?, i, ? + i FROM generate_series(0, ? - 1) AS i"
+)
+
+
+def _first_of_run(ids: Sequence[int]) -> int | None:
+    """The first id when ``ids`` are consecutive ascending (a ``range`` needs no look)."""
+    if isinstance(ids, range):
+        return ids.start if ids.step == 1 and len(ids) else None
+    if not ids or ids[-1] - ids[0] != len(ids) - 1:
+        return None
+    first = ids[0]
+    return first if all(map(operator.eq, ids, range(first, first + len(ids)))) else None
 
 
 def _unpack(blob: bytes) -> array[int]:
@@ -161,7 +185,14 @@ class Layouts:
             self.touch([digest], extra, start)
             return int(lid)
         lid = int(row[0])
-        if self.db.dialect.name == "sqlite":  # the rows built in SQL from one parameter
+        sqlite = self.db.dialect.name == "sqlite"
+        first = _first_of_run(sids)
+        if first is not None:
+            if sqlite:
+                self.db.execute(_RUN_SQLITE, (lid, first, len(ids)))
+            else:
+                self.db.execute(_RUN_POSTGRES, (lid, first, len(ids)))
+        elif sqlite:  # the rows built in SQL from one parameter
             self.db.execute(_POSITIONS_SQLITE, (lid, "[" + ",".join(map(str, ids)) + "]"))
         else:
             self.db.execute(_POSITIONS_POSTGRES, (lid, list(ids)))

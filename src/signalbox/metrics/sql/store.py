@@ -37,7 +37,7 @@ from signalbox.metrics.sql import rollup as sqlrollup
 from signalbox.metrics.sql import stale as sqlstale
 from signalbox.metrics.sql.layouts import Layouts
 from signalbox.metrics.sql.partitions import IN_LIST_MAX, PartitionTables
-from signalbox.metrics.sql.series import SeriesIndex
+from signalbox.metrics.sql.series import SERIES_KEY_INDEX, SeriesIndex
 from signalbox.metrics.store import (
     DuplicateSeries,
     Ended,
@@ -57,7 +57,7 @@ MIGRATIONS: list[Migration] = [
         "series, metadata, partitions and rollup watermarks",
         [
             "CREATE TABLE series (id {pk}, name TEXT NOT NULL, labels TEXT NOT NULL, created_ms BIGINT NOT NULL)",
-            "CREATE UNIQUE INDEX series_key ON series (name, labels)",
+            SERIES_KEY_INDEX,
             "CREATE TABLE metric_meta (name TEXT PRIMARY KEY, type TEXT NOT NULL, help TEXT NOT NULL, unit TEXT NOT NULL)",
             "CREATE TABLE metric_partitions (tier INTEGER NOT NULL, start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, PRIMARY KEY (tier, start_ms))",
             "CREATE TABLE metric_rollups (tier INTEGER PRIMARY KEY, watermark_ms BIGINT NOT NULL)",
@@ -341,7 +341,8 @@ class SQLMetricStore:
         fresh: list[tuple[NewLayout, Sequence[int]]] = []
         for nl in layouts:
             part = samples[nl.start : nl.start + nl.length]
-            if any(s[3] is not None for s in part) or store.has(nl.layout, extra):
+            stamped = list(map(_TS, part)).count(None) != len(part)  # counted in C
+            if stamped or store.has(nl.layout, extra):
                 continue  # stamped samples, or a shape sent twice: plain rows then
             fresh.append((nl, sids[nl.start : nl.start + nl.length]))
             in_layout[nl.start : nl.start + nl.length] = b"\x01" * nl.length

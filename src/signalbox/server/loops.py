@@ -187,6 +187,8 @@ class Background:
             sources.append(forwarding)  # its counters
             self._closers.append(forwarding.close)  # after the collector's last write
             self.scrape_address = forwarding.scrape.address if forwarding.scrape else None
+            if forwarding.scrape is not None:  # its /-/ready: 503 while collect fails
+                forwarding.scrape.ready = self.health.probe
         collector = build_collector(s, store, sources, hold=True)
         if forwarding is not None:  # each stored write handed over, off this thread
             collector.store = forwarding.wrap(collector.store)

@@ -108,8 +108,6 @@ class ScrapeServer:
         else:
             self._server = _Server((host, port), _Handler)
         self._server.last = last
-        self.ready: Callable[[], None] = _always_ready
-        """Raises while the agent cannot store (its loops' health): ``/-/ready`` is 503."""
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="signalbox-agent-http", daemon=True
         )
@@ -119,8 +117,16 @@ class ScrapeServer:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
+    @property
+    def ready(self) -> Callable[[], None]:
+        """Raises while the agent cannot store (its loops' health): ``/-/ready`` is 503."""
+        return self._server.ready
+
+    @ready.setter
+    def ready(self, probe: Callable[[], None]) -> None:
+        self._server.ready = probe
+
     def start(self) -> None:
-        self._server.ready = self.ready
         self._thread.start()
 
     def stop(self) -> None:

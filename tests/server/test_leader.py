@@ -320,6 +320,31 @@ def test_a_new_leader_makes_its_predecessors_claims_due_at_once(db: Database) ->
     assert outbox.release_claims(t0 + 6_000) == 0
 
 
+def test_a_stale_senders_failure_leaves_a_row_the_new_leader_sent_as_sent(db: Database) -> None:
+    stale, new = Outbox(db), Outbox(db)
+    t0 = 1_700_000_000_000
+    key = entry(stale, 1, t0)
+    claimed = stale.get(key)
+    assert claimed is not None and stale._claim(claimed, t0)  # then it stalls mid-send
+    assert new.release_claims(t0 + 5_000) == 1  # the new leader takes over and sends it
+    report = new.deliver_due(t0 + 5_000, {"hook": Accepting()})
+    assert report.sent == 1
+    stale._dead(claimed, 1, t0 + 9_000, "HTTP 400")  # the stale send's answer, at last
+    stale._failed(claimed, 1, t0 + 9_000, "timed out")
+    e = new.get(key)
+    assert e is not None and (e.status, e.attempts, e.last_error) == ("sent", 2, "")
+
+
+class Accepting:
+    """A notifier whose receiver takes everything."""
+
+    def __init__(self) -> None:
+        self.sent: list[Notification] = []
+
+    def send(self, n: Notification) -> None:
+        self.sent.append(n)
+
+
 def test_a_fenced_outbox_claims_nothing_once_the_fence_refuses(db: Database) -> None:
     refused = False
 

@@ -458,8 +458,11 @@ class Outbox:
 
     def _dead(self, entry: OutboxEntry, attempts: int, now_ms: int, error: str) -> Delivery:
         with self.db.transaction():
+            # still pending: a sender that stalled past its claim may fail a row another
+            # one (a new leader) has sent since; sent stays sent
             self.db.execute(
-                "UPDATE monitor_outbox SET status = 'dead', done_ms = ?, last_error = ? WHERE id = ?",
+                "UPDATE monitor_outbox SET status = 'dead', done_ms = ?, last_error = ? "
+                "WHERE id = ? AND status = 'pending'",
                 (now_ms, error, entry.id),
             )
         log.error(

@@ -31,7 +31,7 @@ max_file_bytes = 4194304
 stale_after = "5m"
 # serve and agent hold the passes the store refuses (the database away, a full disk) in
 # memory, to store them at their own times once it can; past this many samples
-# (~250 bytes each) the oldest are dropped, and the log and metrics say so.
+# (~40-270 bytes each) the oldest are dropped, and the log and metrics say so.
 buffer_max_samples = 250000
 
 [statsd]

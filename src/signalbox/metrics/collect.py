@@ -251,7 +251,10 @@ class Collector:
                     result = self._store(scan, extra, extra_metas, now_ms, started)
         except BaseException:
             if self.hold:
-                self._hold_pass(now_ms, extra, extra_metas, started)
+                try:
+                    self._hold_pass(now_ms, extra, extra_metas, started)
+                except Exception:  # the pass's own error is the one to raise
+                    log.exception("could not hold the pass at %s: it is lost", utc(now_ms))
             raise
         assert self._attempt is not None
         self._accept(self._attempt)

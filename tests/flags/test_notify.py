@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,11 +139,16 @@ def test_a_change_by_another_connection_is_pushed_within_the_poll(store_url: str
             assert time.monotonic() - t0 < PUSHED_WITHIN_S
         got = {s.name: s.value for s in c.samples() if not s.labels}
         assert got["signalbox_flags_listening"] == 1 and got["signalbox_flags_store_up"] == 1
+        # a notice's re-read leaves the evaluation counts to the poll: a flip does not make
+        # every process write at the same moment
+        assert writer.evaluations() == {}
     finally:
         t0 = time.monotonic()
         c.stop()
         assert time.monotonic() - t0 < 2  # the listening thread notices stop() promptly
-        writer.close()
+    evaluated = c.counts()["uploads"]
+    assert evaluated > 0 and writer.evaluations()["uploads"][0] == evaluated  # at stop()
+    writer.close()
     assert not c.listening
 
 
@@ -225,3 +231,25 @@ def test_stores_in_two_schemas_have_channels_of_their_own() -> None:
         finally:
             a.close()
             b.close()
+
+
+def test_listen_is_a_setting_on_by_default_and_checked(tmp_path: Path) -> None:
+    from signalbox import flags
+    from signalbox.config import settings_from_dict
+    from signalbox.exceptions import ConfigError
+
+    def settings(**table: object) -> Any:
+        return settings_from_dict(
+            {"store": f"sqlite:///{tmp_path / 'f.db'}", "flags": table},
+            source="signalbox.toml",
+            base_dir=tmp_path,
+        )
+
+    assert settings().flags.listen is True
+    try:
+        cache = flags.configure(settings(listen=False, refresh="1h"), metrics=False)
+        assert cache.listen is False and not cache.listening
+    finally:
+        flags.reset()
+    with pytest.raises(ConfigError, match=r"flags\.listen: expected true or false, got 'yes'"):
+        settings(listen="yes")

@@ -359,9 +359,11 @@ class FlagCache:
 
     # -- refresh ------------------------------------------------------------------------
 
-    def refresh(self) -> bool:
-        """Read the store once and swap the new states in; add the evaluation counts.
-        Returns whether the store answered. Never raises."""
+    def refresh(self, *, counts: bool = True) -> bool:
+        """Read the store once and swap the new states in; add the evaluation counts
+        (unless ``counts`` is false: a re-read on a change's notice leaves them to the
+        poll, so a flip does not make every process write at once). Returns whether the
+        store answered. Never raises."""
         with self._lock:
             try:
                 if self._store is None:
@@ -377,7 +379,8 @@ class FlagCache:
             self.last_read = self.clock.now()
             if not was_up and self.refresh_failures:
                 log.warning("flag store readable again: flags follow it again")
-            self._flush_counts()
+            if counts:
+                self._flush_counts()
             return True
 
     def _failed(self, e: BaseException) -> None:
@@ -466,7 +469,7 @@ class FlagCache:
 
     def _pushed(self) -> None:
         if not self._stop.is_set():  # stop() may be closing the store
-            self.refresh()
+            self.refresh(counts=False)
             self._publish()
 
     def _listen_failed(self, e: BaseException) -> None:

@@ -71,7 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as e:
                 self._answer(503, "text/plain; charset=utf-8", f"not ready: {e}\n".encode())
             else:
-                self._answer(200, "text/plain; charset=utf-8", b"signalbox agent is ready\n")
+                said = "signalbox agent is ready\n" + self.server.notes()
+                self._answer(200, "text/plain; charset=utf-8", said.encode())
         else:
             self._answer(404, "text/plain; charset=utf-8", b"not found: GET /metrics\n")
 
@@ -90,10 +91,15 @@ def _always_ready() -> None:
     pass
 
 
+def _no_notes() -> str:
+    return ""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     last: LastPass
     ready: Callable[[], None] = staticmethod(_always_ready)
+    notes: Callable[[], str] = staticmethod(_no_notes)
 
 
 class ScrapeServer:
@@ -125,6 +131,15 @@ class ScrapeServer:
     @ready.setter
     def ready(self, probe: Callable[[], None]) -> None:
         self._server.ready = probe
+
+    @property
+    def notes(self) -> Callable[[], str]:
+        """Lines a ready answer adds (which ``serve`` instance leads the store)."""
+        return self._server.notes
+
+    @notes.setter
+    def notes(self, lines: Callable[[], str]) -> None:
+        self._server.notes = lines
 
     def start(self) -> None:
         self._thread.start()

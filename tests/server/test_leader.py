@@ -397,3 +397,43 @@ def _no_threads_left() -> Iterator[None]:
     yield
     left = [t for t in threading.enumerate() if t not in before and t.name == "signalbox-leader"]
     assert left == [], left
+
+
+@pytest.mark.service("postgresql")
+def test_an_agent_on_postgresql_says_who_leads_in_its_ready_answer_and_metrics(
+    tmp_path: Path,
+) -> None:
+    from signalbox.server.loops import Background
+    from signalbox.storage import open_database
+    from tests.serving import fetch, wait_for
+    from tests.stores import pg_schema_url
+
+    with pg_schema_url() as url:
+        config = tmp_path / "signalbox.toml"
+        config.write_text(
+            f'store = "{url}"\nhost = "web3"\n[collect]\ninterval = "1s"\n'
+            "[statsd]\nenabled = false\n"
+        )
+        settings = load_settings(str(config), environ={})
+        db = open_database(url)
+        bg = Background(settings, listen=("127.0.0.1", 0))
+        try:
+            serve = LeaseLeadership(db, "web1:8910", 30.0)
+            assert serve.attempt()
+            bg.start()
+            assert bg.scrape_address is not None
+            base = "http://{}:{}".format(*bg.scrape_address)
+
+            def page(path: str, needle: str) -> tuple[int, str] | None:
+                got = fetch(base + path)
+                return got if needle in got[1] else None
+
+            ready = wait_for(lambda: page("/-/ready", "leader:"))
+            assert ready == (200, "signalbox agent is ready\nleader: web1:8910\n")
+            _, exposition = wait_for(lambda: page("/metrics", "signalbox_leader_info"))
+            assert 'signalbox_leader_info{host="web3",leader="web1:8910"} 1' in exposition
+            serve.stop()  # released: nobody leads until another serve takes it
+            wait_for(lambda: page("/-/ready", "leader: none (an election is under way)"))
+        finally:
+            bg.close()
+            db.close()

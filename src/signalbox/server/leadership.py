@@ -135,3 +135,10 @@ class LeaderSeen:
         if leader is None:
             return [], [_INFO_META]
         return [Sample(LEADER_INFO_METRIC, (("leader", leader),), 1.0)], [_INFO_META]
+
+    def ready_line(self) -> str:
+        """Who leads, for the agent's ``/-/ready``, as of its last pass."""
+        seen = self._seen
+        if seen == "":
+            return ""  # no pass yet
+        return f"leader: {seen or 'none (an election is under way)'}\n"

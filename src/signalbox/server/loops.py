@@ -35,6 +35,7 @@ from signalbox.storage.failures import is_driver_error
 
 if TYPE_CHECKING:
     from signalbox.server.auth.sessions import SessionStore
+    from signalbox.server.leadership import LeaderSeen
     from signalbox.storage.database import Database
     from signalbox.storage.leader import Leadership
 
@@ -162,6 +163,7 @@ class Background:
     """``agent --listen``: where the agent serves its last pass as ``/metrics``."""
     scrape_address: tuple[str, int] | None = None  # where it listens, once started
     _closers: list[Callable[[], None]] = field(default_factory=list)
+    _seen: LeaderSeen | None = None  # an agent on PostgreSQL: who leads, as last seen
 
     def start(self) -> None:
         s = self.settings
@@ -189,6 +191,8 @@ class Background:
             self.scrape_address = forwarding.scrape.address if forwarding.scrape else None
             if forwarding.scrape is not None:  # its /-/ready: 503 while collect fails
                 forwarding.scrape.ready = self.health.probe
+                if self._seen is not None:  # ...and who leads, when it is said
+                    forwarding.scrape.notes = self._seen.ready_line
         collector = build_collector(s, store, sources, hold=True)
         if forwarding is not None:  # each stored write handed over, off this thread
             collector.store = forwarding.wrap(collector.store)
@@ -234,7 +238,8 @@ class Background:
             self._closers.insert(0, self.leader.stop)  # closers run last-first
             sources.append(LeaderMetrics(self.leader))
         elif db.dialect.name == "postgresql":
-            sources.append(LeaderSeen(db))
+            self._seen = LeaderSeen(db)
+            sources.append(self._seen)
             log.info("compaction is left to the leading serve instance of this store")
         return self.leader
 

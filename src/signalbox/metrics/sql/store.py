@@ -33,6 +33,7 @@ from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge
 from signalbox.metrics.sql import framereads, sealing
 from signalbox.metrics.sql import layouts as sqllayouts
 from signalbox.metrics.sql import legacy as sqllegacy
+from signalbox.metrics.sql import meta as sqlmeta
 from signalbox.metrics.sql import rollup as sqlrollup
 from signalbox.metrics.sql import stale as sqlstale
 from signalbox.metrics.sql.layouts import Layouts
@@ -87,6 +88,7 @@ _BUCKETS_SINCE = sqllegacy.MIGRATION[0]  # the version of exact rollup buckets
 
 _NAME, _LABELS, _VALUE, _TS = (operator.itemgetter(i) for i in range(4))
 _META_LOOKUP_MAX = 2000  # metadata records a write compares by name instead of loading all
+_META_BULK_MIN = 50_000  # records a write upserts in bulk, unread (see metrics.sql.meta)
 _SERIES_ID = operator.itemgetter(0)
 
 
@@ -378,9 +380,15 @@ class SQLMetricStore:
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
         """Upsert the metadata that differs from what this store last wrote; the cache
         learns it only once it commits (a write that failed, on a full disk, is tried
-        again by the next call instead of being taken as done)."""
+        again by the next call instead of being taken as done). Past
+        :data:`_META_BULK_MIN` records (a first pass over a million ``.prom`` names) with
+        nothing cached, they go in bulk, compared in SQL, and nothing is cached."""
         with self._lock:
             metas = list(metas)
+            if self._meta is None and len(metas) >= _META_BULK_MIN:
+                with self.db.transaction():
+                    sqlmeta.upsert(self.db, metas)
+                return
             if self._meta is None and len(metas) <= _META_LOOKUP_MAX:
                 # a few names (a pass whose files all went as frames: the self-metrics) in a
                 # store that may hold a million: read only those, not the whole table

@@ -40,7 +40,7 @@ from signalbox import flags
 from signalbox.config import load_settings
 
 cache = flags.configure(load_settings(sys.argv[1]))
-end = time.monotonic() + 5
+end = time.monotonic() + 20
 while not cache.listening and time.monotonic() < end:
     time.sleep(0.01)
 print("ready", cache.listening, flush=True)

@@ -197,6 +197,27 @@ class RawSeriesColumns:
     keys: list[SeriesKey]  # (name, labels) of each series
 
 
+@dataclass(frozen=True, slots=True)
+class BucketSeriesColumns:
+    """The rollup buckets of many series over a window, as arrays (see
+    :meth:`SQLMetricStore.bucket_columns`): :class:`RawSeriesColumns`' layout, each point
+    a bucket of ``resolution`` seconds (raw samples newer than the tier's last rollup are
+    buckets of one sample), as :class:`SeriesPoints` holds them: ``timestamps``/``values``
+    each bucket's last sample, ``first_ts`` its first's time, ``stats`` the statistics asked
+    for by their :class:`SeriesPoints` names (``"firsts"``, ``"counts"``, ``"drops"``, ...;
+    float64 arrays, ``prev_ts`` int64). Only buckets with exact statistics are read this way
+    (none written before buckets kept them)."""
+
+    ids: Any  # numpy int64 array: series ids, ascending
+    starts: Any  # numpy int64 array: len(ids) + 1 offsets
+    timestamps: Any  # numpy int64 array, ms
+    values: Any  # numpy float64 array, NaN included
+    first_ts: Any  # numpy int64 array, ms
+    stats: Mapping[str, Any]
+    keys: list[SeriesKey]  # (name, labels) of each series
+    resolution: int  # seconds
+
+
 class MetricReader(Protocol):
     """What the query engine, ``/metrics``, the dashboard and monitors' observations use:
     reads only, so they run on any store (the memory store included)."""

@@ -29,7 +29,14 @@ from signalbox.durations import Tier
 from signalbox.exceptions import StoreError
 from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.partitions import RAW, Level, levels
-from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
+from signalbox.metrics.samples import (
+    Labels,
+    Matcher,
+    MetricMeta,
+    Sample,
+    SeriesKey,
+    merge_labels,
+)
 from signalbox.metrics.sql import framereads, sealing
 from signalbox.metrics.sql import layouts as sqllayouts
 from signalbox.metrics.sql import legacy as sqllegacy
@@ -40,6 +47,7 @@ from signalbox.metrics.sql.layouts import Layouts
 from signalbox.metrics.sql.partitions import IN_LIST_MAX, PartitionTables
 from signalbox.metrics.sql.series import SERIES_KEY_INDEX, SeriesIndex
 from signalbox.metrics.store import (
+    BucketSeriesColumns,
     DuplicateSeries,
     Ended,
     Frame,
@@ -539,6 +547,40 @@ class SQLMetricStore:
         index = self._series
         keys = [(index.rows[s][0], index.labels(s)) for s in got.tolist()]
         return RawSeriesColumns(got, starts, ts, val, keys)
+
+    def bucket_columns(
+        self,
+        matchers: Sequence[Matcher],
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int = 0,
+        aggregates: bool | frozenset[str] = True,
+        align_ms: int = 0,
+    ) -> BucketSeriesColumns | None:
+        """What :meth:`select` returns when it reads a rollup tier, as arrays (see
+        :mod:`signalbox.metrics.sql.bucketcolumns`), for range functions; None when
+        ``select`` should answer instead: the window is within raw retention (see
+        :meth:`raw_columns`), holds nothing, or buckets without exact statistics."""
+        with self._lock:
+            ids = self._series.matching_ids(matchers)
+            if not ids:
+                return None
+            level = self.choose_level(start_ms, step_ms, align_ms=align_ms)
+            if level.tier == RAW:
+                return None
+            self._partitions.load(fresh=True)
+        from signalbox.metrics.sql import bucketcolumns  # numpy, as above
+
+        index = self._series
+
+        def keys(sids: list[int]) -> list[SeriesKey]:
+            return [(index.rows[s][0], index.labels(s)) for s in sids]
+
+        return bucketcolumns.read(
+            self.db, self._partitions, self.levels, level, ids, start_ms, end_ms,
+            _stats(aggregates), _COLUMN_OF, keys,
+        )  # fmt: skip
 
     def _points(
         self,

@@ -148,6 +148,7 @@ def test_a_failing_store_ends_the_term_once_its_validity_passes(
     with caplog.at_level(logging.WARNING, "signalbox.leader"):
         a._lapse()  # what the election thread does after an attempt that raised
     assert told == [True, False] and not a.leading()
+    assert a.leader() is None  # not known until the store answers again
     assert "not renewed within 2.4s" in caplog.text
 
 

@@ -236,7 +236,8 @@ class Background:
         if self.leader is not None:
             self.leader.start()
             self._closers.insert(0, self.leader.stop)  # closers run last-first
-            sources.append(LeaderMetrics(self.leader))
+            if db.dialect.name == "postgresql":  # SQLite's one serve: nothing to say
+                sources.append(LeaderMetrics(self.leader))
         elif db.dialect.name == "postgresql":
             self._seen = LeaderSeen(db)
             sources.append(self._seen)

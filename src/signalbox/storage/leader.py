@@ -274,7 +274,7 @@ class LeaseLeadership:
             if self._holder != holder or self._valid_until == _NO_TERM:
                 return
             self._valid_until = _NO_TERM
-            self._deposed = None
+            self._deposed = self._leader = None  # who leads now: the next attempt says
             self._holder = self._new_holder()
         log.warning("this instance (%s) does not lead any more: %s", self.instance, why)
         self._tell(False)

@@ -13,9 +13,10 @@ import pytest
 
 from signalbox.clock import FrozenClock
 from signalbox.metrics.collect import Collector
-from signalbox.metrics.forward import Forwarder, PassTap, TappedStore
+from signalbox.metrics.forward import CollectedPass, Forwarder, PassTap, TappedStore
 from signalbox.metrics.forward.ganglia import GangliaEncoder, UdpTransport
 from signalbox.metrics.forward.graphite import GraphiteEncoder, TcpTransport
+from signalbox.metrics.samples import Sample
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
 from tests.peers.peers import HangingPeer, LinesPeer, free_port, write_spool
@@ -166,3 +167,30 @@ def test_a_peer_that_comes_back_gets_the_passes_that_waited(
     assert stamps == [int(NOW) + 15, int(NOW) + 30, int(NOW) + 45]
     assert said(caplog, "cannot send to") == 1
     assert said(caplog, "takes passes again") == 1
+
+
+def test_an_interval_sends_every_pass_queued_meanwhile_together() -> None:
+    with LinesPeer() as peer:
+        f = graphite(peer.port, max_buffer=1000)
+        f.interval_s = 0.6
+        f.start()
+        try:
+            sizes = []
+            started = time.monotonic()
+            for i in range(4):  # four passes within one interval
+                p = CollectedPass(
+                    i * 1000, (), [Sample("m", (("i", str(j)),), 1.0) for j in range(10)]
+                )
+                f.submit(p)
+                sizes.append(p.size)
+                time.sleep(0.1)
+            deadline = time.monotonic() + 5
+            while peer.count() < 40 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            took = time.monotonic() - started
+        finally:
+            f.close()
+    assert peer.count() == 40 and f.sent == 40 and f.dropped == 0
+    # the first pass at once, the three that came meanwhile one interval later, together
+    assert 0.6 <= took < 2.0
+    assert [line.split()[2] for line in peer.lines] == [str(i) for i in range(4) for _ in range(10)]

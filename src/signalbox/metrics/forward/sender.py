@@ -217,23 +217,29 @@ class Forwarder:
         return pushed
 
     def _run(self) -> None:
+        """Send rounds: every ``interval_s`` (at once when 0) the passes queued then, oldest
+        first, one at a time; a failure ends the round and backs off."""
         next_send = self.clock()
         backoff = self.backoff_s
+        left = 0  # passes of the current round not yet taken
         while True:
             with self._cond:
                 while not self._queue and not self._stop:
                     self._cond.wait()
                 if not self._queue:
                     return
-                # wait for the send interval or the backoff, unless stopping
-                delay = next_send - self.clock()
-                if delay > 0 and not self._stop:
-                    self._cond.wait(delay)
-                    continue
-                if self._stop and self._failing_since is not None:
-                    return  # the peer is down: close() counts what is left
+                left = min(left, len(self._queue))  # some may have been pushed out
+                if not left:
+                    delay = next_send - self.clock()
+                    if delay > 0 and not self._stop:  # the interval, or the backoff
+                        self._cond.wait(delay)
+                        continue
+                    if self._stop and self._failing_since is not None:
+                        return  # the peer is down: close() counts what is left
+                    left = len(self._queue)
                 entry = self._queue.popleft()
                 self._waiting -= entry.p.size
+                left -= 1
             try:
                 if entry.encoded is None:
                     entry.encoded = self.encoder.encode(entry.p)
@@ -242,6 +248,7 @@ class Forwarder:
                 self._failed(entry, e)
                 next_send = self.clock() + backoff
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
+                left = 0
                 continue
             except Exception:  # a bug in an encoder: never a reason to stop forwarding
                 log.exception("%s forwarder: could not encode a pass; dropped", self.peer)
@@ -249,7 +256,8 @@ class Forwarder:
                     self.dropped += entry.p.size
                 continue
             backoff = self.backoff_s
-            next_send = self.clock() + self.interval_s
+            if not left:
+                next_send = self.clock() + self.interval_s
             self._succeeded(entry.encoded)
 
     def _failed(self, entry: _Entry, e: OSError) -> None:

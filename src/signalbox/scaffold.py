@@ -152,6 +152,22 @@ metrics = true
 buffer_lines = 256
 flush_interval = "200ms"
 
+# Forward each stored pass to peers you already run: on when its table is there.
+# [forward.graphite]
+# address = "127.0.0.1:2003"
+# prefix = ""
+# naming = "tags"          # name;label=value (Graphite 1.1+) or "dotted": name.label.value
+# interval = "0s"          # send what waits at most this often ("0s": each pass at once)
+# max_buffer = 100000      # samples waiting for the peer; past it the oldest are dropped
+# timeout = "2s"           # a peer that takes longer is down: passes wait, retried
+# [forward.ganglia]
+# address = "127.0.0.1:8649"   # a gmond's udp_recv_channel
+# group = "signalbox"
+# lifetime = "10m"         # gmetric's dmax: gmond forgets a series not sent this long
+# interval = "0s"
+# max_buffer = 100000
+# timeout = "2s"
+
 # Notifiers that monitors name in `notify:`.
 [notifiers.ops]
 type = "log"

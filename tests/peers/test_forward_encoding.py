@@ -164,3 +164,25 @@ def test_forward_settings_defaults_and_ports() -> None:
     assert s.graphite.naming == "tags" and s.graphite.max_buffer == 100_000
     assert s.ganglia is not None and s.ganglia.port == 8649
     assert not settings_from_dict({}, source="-", base_dir=Path(".")).forward.any
+
+
+def test_init_shows_the_forward_tables_commented_with_their_defaults() -> None:
+    import tomllib
+
+    from signalbox.metrics.forward.settings import forward_settings
+    from signalbox.scaffold import CONFIG
+    from signalbox.section import Source
+
+    lines, on = [], False
+    for line in CONFIG.splitlines():
+        on = line.startswith("# [forward.") or (on and line.startswith("# "))
+        if on:
+            lines.append(line[2:])
+    raw = tomllib.loads("\n".join(lines))
+    assert set(raw["forward"]) == {"graphite", "ganglia"}
+    shown = forward_settings(Source("init", Path("."), {}), raw)
+    defaults = forward_settings(
+        Source("init", Path("."), {}),
+        {"forward": {k: {"address": v["address"]} for k, v in raw["forward"].items()}},
+    )
+    assert shown == defaults  # what init shows is each default

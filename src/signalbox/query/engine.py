@@ -28,7 +28,13 @@ from signalbox.exceptions import QueryError, UsageError
 from signalbox.gcpause import gc_paused
 from signalbox.limits import charge, check_deadline
 from signalbox.metrics.samples import Matcher
-from signalbox.metrics.store import LatestColumns, MetricReader, RawSeriesColumns, SeriesPoints
+from signalbox.metrics.store import (
+    BucketSeriesColumns,
+    LatestColumns,
+    MetricReader,
+    RawSeriesColumns,
+    SeriesPoints,
+)
 from signalbox.query import columnar, rawselect, vectorkernels
 from signalbox.query.aggregate import aggregate, group_key
 from signalbox.query.ast import (
@@ -289,7 +295,7 @@ class _Evaluator:
         warnings: set[str],
         columns: dict[FetchKey, LatestColumns] | None = None,
         group_cache: columnar.GroupCache | None = None,
-        raw: dict[FetchKey, RawSeriesColumns] | None = None,
+        raw: dict[FetchKey, RawSeriesColumns | BucketSeriesColumns] | None = None,
     ) -> None:
         self.grid = grid
         self.steps = grid.steps()
@@ -655,9 +661,8 @@ class _Evaluator:
         ends, pinned = self._ends(ms.selector.offset_ms, ms.selector.at)
         out: list[StepSeries] = []
         got = self.raw.get(fetch_key(ms.selector.all_matchers()))
-        if got is not None:  # raw samples as arrays: the vector kernels over them as they are
-            cols = rawselect.columns(got)
-            rows = vectorkernels.evaluate_columns(e.func, cols, ends, ms.range_ms, check_deadline)
+        if got is not None:  # raw samples or buckets as arrays: the vector kernels over them
+            rows = rawselect.evaluate(e.func, got, ends, ms.range_ms, self.warnings, check_deadline)
             for (name, labels), vals in zip(got.keys, rows, strict=True):
                 if vals.count(None) != len(vals):
                     metric = tuple(sorted((("__name__", name), *labels)))

@@ -11,18 +11,34 @@ that method or a window past raw retention (rollups answer, through ``select``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from math import gcd
+
+import numpy as np
+
+from signalbox.durations import format_duration
 from signalbox.metrics.samples import Matcher
-from signalbox.metrics.store import MetricReader, RawSeriesColumns
+from signalbox.metrics.store import (
+    BucketSeriesColumns,
+    MetricReader,
+    RawSeriesColumns,
+    SeriesPoints,
+)
+from signalbox.query import vectorkernels
 from signalbox.query.ast import Call, Expr, MatrixSelector, Subquery, VectorSelector
+from signalbox.query.exactness import warning
 from signalbox.query.fetch import FetchKey, fetch_key
+from signalbox.query.functions import FUNCTIONS, STATISTICS_READ
 from signalbox.query.subquery import Grid
-from signalbox.query.vectorkernels import KERNELS, RawColumns
+from signalbox.query.vectorkernels import BUCKET_KERNELS, KERNELS, Buckets, RawColumns
 
 MIN_STEPS = 2
 """Instant queries (one step) keep the general path: monitors' small windows gain nothing."""
 
 
-def read(store: MetricReader, tree: Expr, grid: Grid) -> dict[FetchKey, RawSeriesColumns]:
+def read(
+    store: MetricReader, tree: Expr, grid: Grid
+) -> dict[FetchKey, RawSeriesColumns | BucketSeriesColumns]:
     """The selectors of ``tree`` read as raw columns (possibly none), over the union of the
     windows their uses read: ``(step - offset - range, step - offset]`` for every step."""
     raw_columns = getattr(store, "raw_columns", None)
@@ -31,6 +47,7 @@ def read(store: MetricReader, tree: Expr, grid: Grid) -> dict[FetchKey, RawSerie
     if (grid.last - grid.first) // grid.step + 1 < MIN_STEPS:
         return {}
     spans: dict[FetchKey, tuple[tuple[Matcher, ...], int, int]] = {}
+    uses: dict[FetchKey, list[tuple[str, int, int]]] = {}  # (function, offset, range)
     other: set[FetchKey] = set()
     stack: list[tuple[Expr, bool]] = [(tree, False)]  # node, inside a subquery
     while stack:
@@ -45,6 +62,7 @@ def read(store: MetricReader, tree: Expr, grid: Grid) -> dict[FetchKey, RawSerie
                 end = grid.last - sel.offset_ms
                 _, s0, e0 = spans.get(key, (matchers, start, end))
                 spans[key] = (matchers, min(s0, start), max(e0, end))
+                uses.setdefault(key, []).append((e.func, sel.offset_ms, arg.range_ms))
                 continue
         if isinstance(e, VectorSelector):
             other.add(fetch_key(e.all_matchers()))
@@ -52,16 +70,111 @@ def read(store: MetricReader, tree: Expr, grid: Grid) -> dict[FetchKey, RawSerie
             other.add(fetch_key(e.selector.all_matchers()))
         else:
             stack.extend((c, inside or isinstance(e, Subquery)) for c in e.children())
-    out: dict[FetchKey, RawSeriesColumns] = {}
+    out: dict[FetchKey, RawSeriesColumns | BucketSeriesColumns] = {}
     for key, (matchers, start, end) in spans.items():
         if key in other:
             continue
-        got = raw_columns(matchers, start, end, grid.step)
+        got: RawSeriesColumns | BucketSeriesColumns | None = raw_columns(
+            matchers, start, end, grid.step
+        )
+        if got is None:
+            got = _buckets(store, matchers, uses[key], grid)
         if got is not None:
             out[key] = got
     return out
 
 
+def _buckets(
+    store: MetricReader,
+    matchers: tuple[Matcher, ...],
+    uses: list[tuple[str, int, int]],
+    grid: Grid,
+) -> BucketSeriesColumns | None:
+    """Rollup buckets as columns where every use has a bucket kernel: the points ``fetch``
+    would select for these uses (same window, statistics, alignment and widening for
+    buckets coarser than a window), or None to leave the selector to it."""
+    bucket_columns = getattr(store, "bucket_columns", None)
+    if bucket_columns is None or any(f not in BUCKET_KERNELS for f, _, _ in uses):
+        return None
+    start = min(grid.first - offset - width for _, offset, width in uses)
+    end = max(grid.last - offset for _, offset, _ in uses)
+    stats = frozenset().union(*(STATISTICS_READ.get(f, frozenset()) for f, _, _ in uses))
+    align = 0
+    for _, offset, width in uses:
+        align = gcd(align, grid.step, grid.first - offset, width)
+    agg: bool | frozenset[str] = stats if stats else False
+
+    def select(start_ms: int) -> BucketSeriesColumns | None:
+        got: BucketSeriesColumns | None = bucket_columns(
+            matchers, start_ms, end, step_ms=grid.step, aggregates=agg, align_ms=align
+        )
+        return got
+
+    got = select(start)
+    if got is None:
+        return None
+    res_ms = got.resolution * 1000
+    need = min(
+        grid.first - offset - max(width, FUNCTIONS[f].rollup_buckets * res_ms)
+        for f, offset, width in uses
+    )
+    if need < start:
+        got = select(need)
+    return got
+
+
+def evaluate(
+    func: str,
+    got: RawSeriesColumns | BucketSeriesColumns,
+    ends: list[int],
+    range_ms: int,
+    warnings: set[str],
+    check: Callable[[], None],
+) -> list[list[float | None]]:
+    """``func`` over each series of ``got`` at each window ending at ``ends``; over buckets,
+    with the engine's exactness rules (:mod:`signalbox.query.exactness`): a window
+    narrower than a bucket is widened to ``rollup_buckets`` of them, and either that or a
+    window that splits a bucket adds the estimate's warning."""
+    if isinstance(got, RawSeriesColumns):
+        return vectorkernels.evaluate_columns(func, columns(got), ends, range_ms, check)
+    cols = bucket_columns(got, func)
+    res_ms = got.resolution * 1000
+    width = range_ms
+    sample = SeriesPoints("", (), resolution=got.resolution)  # what a warning names
+    if width < res_ms:
+        width = FUNCTIONS[func].rollup_buckets * res_ms
+        warnings.add(warning(sample, f"{func}(...[{format_duration(width / 1000)}])"))
+    elif splits(cols, ends, width, res_ms):
+        warnings.add(warning(sample, f"{func}()"))
+    return vectorkernels.evaluate_columns(func, cols, ends, range_ms, check, width_ms=width)
+
+
+def splits(cols: RawColumns, ends: list[int], width_ms: int, res_ms: int) -> bool:
+    """:func:`signalbox.query.exactness.splits` over every series at once: does an edge
+    of a window ``(end - width_ms, end]`` fall inside a bucket (after its first sample,
+    before its last)?"""
+    e = np.asarray(ends, dtype=np.int64)
+    if width_ms % res_ms == 0 and not (e % res_ms).any():
+        return False  # edges on bucket ends: a bucket (e - res, e] is never split
+    assert cols.buckets is not None
+    g = vectorkernels.grid(cols, ends, width_ms, width_ms)
+    ends_of = np.broadcast_to(cols.starts[1:, None], g.hi.shape)
+    for idx, edge in ((g.lo, e - width_ms), (g.hi, e)) if width_ms else ((g.hi, e),):
+        inside = idx < ends_of  # the first bucket ending after the edge, of this series
+        first = cols.buckets.first_ts[np.where(inside, idx, 0)]
+        if (inside & (first <= np.broadcast_to(edge, idx.shape))).any():
+            return True
+    return False
+
+
 def columns(got: RawSeriesColumns) -> RawColumns:
     """The kernels' view of a store's raw columns."""
     return RawColumns(got.timestamps, got.values, got.starts)
+
+
+def bucket_columns(got: BucketSeriesColumns, func: str) -> RawColumns:
+    """The kernels' view of a store's bucket columns, with what ``func`` combines."""
+    st = got.stats
+    drops = None if func == "delta" else st["drops"]
+    buckets = Buckets(got.first_ts, st["firsts"], st["counts"], drops)
+    return RawColumns(got.timestamps, got.values, got.starts, buckets)

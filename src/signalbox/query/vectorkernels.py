@@ -485,17 +485,32 @@ def evaluate_columns(
     ends: Sequence[int],
     range_ms: int,
     check: Callable[[], None] = lambda: None,
+    *,
+    width_ms: int | None = None,
 ) -> list[list[float | None]]:
-    """:func:`evaluate` over raw samples already in columns (a store's, see
-    :meth:`~signalbox.metrics.sql.store.SQLMetricStore.raw_columns`)."""
+    """:func:`evaluate` over points already in columns (a store's raw samples, see
+    :meth:`~signalbox.metrics.sql.store.SQLMetricStore.raw_columns`, or its buckets, see
+    ``bucket_columns``); ``width_ms``: the windows' width when not the range (buckets
+    coarser than it)."""
     kernel = KERNELS[func]
+    width = range_ms if width_ms is None else width_ms
     batch = max(1, _CELLS // max(len(ends), 1))
     out: list[list[float | None]] = []
     for i in range(0, len(cols), batch):
         check()
         j = min(i + batch, len(cols))
-        a, b = int(cols.starts[i]), int(cols.starts[j])
-        part = RawColumns(cols.ts[a:b], cols.vs[a:b], cols.starts[i : j + 1] - a)
-        values, present = kernel(part, grid(part, ends, range_ms, range_ms))
+        part = cols if (i, j) == (0, len(cols)) else _series_slice(cols, i, j)
+        values, present = kernel(part, grid(part, ends, width, range_ms))
         out += values_of(values, present)
     return out
+
+
+def _series_slice(cols: RawColumns, i: int, j: int) -> RawColumns:
+    """Series ``[i, j)`` of ``cols``, buckets' statistics included."""
+    a, b = int(cols.starts[i]), int(cols.starts[j])
+    bk = cols.buckets
+    buckets = None
+    if bk is not None:
+        drops = None if bk.drops is None else bk.drops[a:b]
+        buckets = Buckets(bk.first_ts[a:b], bk.firsts[a:b], bk.counts[a:b], drops)
+    return RawColumns(cols.ts[a:b], cols.vs[a:b], cols.starts[i : j + 1] - a, buckets)

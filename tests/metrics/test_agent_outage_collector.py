@@ -175,6 +175,7 @@ def test_sqlite_on_a_full_disk_gets_every_refused_pass_at_its_own_time(
                 if 1 <= step <= 4:
                     with pytest.raises(DiskFullError):
                         collector.run_once()
+                    assert collector.buffer.passes[-1].frames  # the shapes it knew: frames
                 else:
                     collector.run_once()
                 clock.advance(10)
@@ -192,3 +193,56 @@ def test_sqlite_on_a_full_disk_gets_every_refused_pass_at_its_own_time(
             assert f"of 4 pass(es) at {utc(MS + 10_000)} to {utc(MS + 40_000)}" in back
         finally:
             store.close()
+
+
+# -- a held pass the store can never take -----------------------------------------------------
+class Unreachable:
+    """A real store that can be made unreachable: every call refused while ``down``."""
+
+    def __init__(self, store: SQLMetricStore) -> None:
+        self.store = store
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        if not self.down:
+            return getattr(self.store, name)
+
+        def refused(*_: object, **__: object) -> Any:
+            raise StoreError("cannot connect to the database")
+
+        return refused
+
+
+def test_a_held_pass_whose_file_shapes_left_the_store_is_dropped_and_said_not_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FrozenClock(float(T0))
+    real = SQLMetricStore(open_database(f"sqlite:///{tmp_path / 'm.db'}"), clock=clock)
+    store = Unreachable(real)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    collector = Collector(store, spool_dir=spool, host="h", clock=clock)  # type: ignore[arg-type]
+    caplog.set_level(logging.WARNING, "signalbox.collect")
+    try:
+        for step in range(4):
+            write(spool / "a.metrics", f"a_value={step}\n", clock)
+            store.down = step == 2
+            if step == 2:
+                with pytest.raises(StoreError):
+                    collector.run_once()
+                assert collector.buffer.passes[0].frames
+                with real.db.transaction():  # meanwhile retention drops the file's shape
+                    real.db.execute("DELETE FROM metric_layout_series")
+                    real.db.execute("DELETE FROM metric_layouts")
+            else:
+                collector.run_once()
+            clock.advance(10)
+        assert not collector.buffer
+        assert real.latest([Matcher("__name__", "=", "a_value")])[0][2:] == (MS + 30_000, 3.0)
+        said = [r.getMessage() for r in caplog.records]
+        (refused,) = [m for m in said if "no longer has" in m]
+        dropped = collector.buffer.dropped_samples_total
+        assert dropped > 0
+        assert refused.startswith(f"dropped {dropped} samples of 1 pass(es) at {utc(MS + 20_000)}")
+    finally:
+        real.close()

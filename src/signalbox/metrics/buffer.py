@@ -43,7 +43,9 @@ __all__ = ["DEFAULT_MAX_SAMPLES", "Drop", "HeldPass", "PassBuffer", "Span", "utc
 
 DEFAULT_MAX_SAMPLES = 250_000
 """At most ~70 MB: a pass held as rows costs ~270 bytes a sample (measured with tracemalloc:
-20k labelled spool samples, 5.5 MB), as frames ~40 (the same pass, 0.8 MB)."""
+10k-20k labelled spool samples), as frames ~35. Spool files whose shape the store knew at
+the last pass that reached it are held as frames (``bench/agent_catchup.py``); rows are
+what a collector that never reached the store holds, and StatsD's samples."""
 
 
 @dataclass(slots=True)

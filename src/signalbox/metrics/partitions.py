@@ -20,6 +20,10 @@ from signalbox.durations import Tier
 RAW = 0
 """Tier id of raw samples; rollup tiers use their resolution in seconds as id."""
 
+SEALED_UNIT_BUCKETS = 60
+"""Buckets in a sealed unit (:mod:`signalbox.metrics.sealed`), kept here, away from numpy, so
+a compaction with nothing to seal or unseal can tell without importing it."""
+
 
 @dataclass(frozen=True, slots=True)
 class Level:

@@ -25,8 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from signalbox.metrics.framebuckets import FIELDS, FrameBucket
+from signalbox.metrics.partitions import SEALED_UNIT_BUCKETS
 
-UNIT_BUCKETS = 60
+UNIT_BUCKETS = SEALED_UNIT_BUCKETS
 """Buckets in a sealed unit: an hour of the 1-minute tier, five hours of the 5-minute one."""
 
 CHUNK = 16

@@ -449,7 +449,11 @@ def _end(col: str, res: int) -> str:
 def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: int, b: int) -> None:
     """Buckets ending in ``(a, b]`` from the raw samples ``(series_id, ts, value)`` of ``source``
     (in numpy, :mod:`signalbox.metrics.rowbuckets`)."""
-    from signalbox.metrics import rowbuckets
+
+    def compute(c: dict[str, Any]) -> dict[str, Any]:
+        from signalbox.metrics import rowbuckets
+
+        return rowbuckets.from_samples(c["series_id"], c["ts"], c["value"], res)
 
     _in_batches(
         parts,
@@ -458,7 +462,7 @@ def _aggregate(parts: PartitionTables, target: str, source: str, res: int, a: in
         "ORDER BY series_id, ts",
         (a, b),
         res,
-        lambda c: rowbuckets.from_samples(c["series_id"], c["ts"], c["value"], res),
+        compute,
     )
 
 
@@ -476,11 +480,15 @@ def _in_batches(
 ) -> None:
     """Rows of ``select`` (series id and time first, sorted by them) a batch at a time, each
     batch's buckets computed by ``compute`` and upserted into ``target``; the rows of the
-    last bucket of a batch wait for the next, which may hold more of it."""
-    from signalbox.metrics import rowbuckets
-
+    last bucket of a batch wait for the next, which may hold more of it. No rows, no numpy
+    imported (a first pass rolls up the empty minutes before its samples)."""
     db = parts.db
     cur = db.execute(select, params)
+    got = cur.fetchmany(_BATCH_ROWS)
+    if not got:
+        return
+    from signalbox.metrics import rowbuckets
+
     names = [d[0] for d in cur.description]
     upsert = db.dialect.upsert(target, list(rowbuckets.FINER), ["series_id", "ts"])
 
@@ -488,10 +496,7 @@ def _in_batches(
         db.executemany(upsert, rowbuckets.rows(compute(rowbuckets.columns(batch, names))))
 
     carry: list[tuple[Any, ...]] = []
-    while True:
-        got = cur.fetchmany(_BATCH_ROWS)
-        if not got:
-            break
+    while got:
         batch = carry + got if carry else got
         sid, end = batch[-1][0], -(-batch[-1][1] // res) * res
         i = len(batch)
@@ -500,6 +505,7 @@ def _in_batches(
         carry = batch[i:]
         if i:
             write(batch[:i])
+        got = cur.fetchmany(_BATCH_ROWS)
     if carry:
         write(carry)
 
@@ -649,7 +655,11 @@ def _combine_rows(
 ) -> None:
     """Row buckets ending in ``(a, b]`` combined from the finer row buckets of ``source`` (in
     numpy, :mod:`signalbox.metrics.rowbuckets`)."""
-    from signalbox.metrics import rowbuckets
+
+    def compute(c: dict[str, Any]) -> dict[str, Any]:
+        from signalbox.metrics import rowbuckets
+
+        return rowbuckets.combine(c, res)
 
     _in_batches(
         parts,
@@ -657,5 +667,5 @@ def _combine_rows(
         f"SELECT {_COLS} FROM ({source}) AS t WHERE t.ts > ? AND t.ts <= ? ORDER BY series_id, ts",
         (a, b),
         res,
-        lambda c: rowbuckets.combine(c, res),
+        compute,
     )

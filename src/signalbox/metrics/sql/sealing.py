@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from signalbox.metrics.partitions import RAW, Level
+from signalbox.metrics.partitions import RAW, SEALED_UNIT_BUCKETS, Level
 from signalbox.metrics.sql.partitions import fbuckets_table, sealed_table
 from signalbox.storage.database import Database, Migration
 
@@ -42,9 +42,7 @@ def unit_ms(level: Level) -> int:
     a partition span that units would straddle)."""
     if level.tier == RAW:
         return 0
-    from signalbox.metrics import sealed  # numpy: not imported by a pass that seals nothing
-
-    unit = level.tier * 1000 * sealed.UNIT_BUCKETS
+    unit = level.tier * 1000 * SEALED_UNIT_BUCKETS
     return unit if level.span_ms % unit == 0 else 0
 
 
@@ -78,10 +76,8 @@ def seal_closed(parts: PartitionTables) -> None:
     budget = POSITIONS_PER_PASS
     for i in range(1, len(lvs)):
         lv = lvs[i]
-        if not parts.starts[lv.tier]:
-            continue
         unit = unit_ms(lv)
-        if not unit:
+        if not unit or not parts.starts[lv.tier]:
             continue
         marks = [rollup.watermark(parts.db, x.tier) for x in lvs[i:]]
         if any(m is None for m in marks):
@@ -107,8 +103,6 @@ def _seal_unit(
     """The frame buckets ending in ``[u, u + unit)`` as sealed rows, layouts in chunks up to
     about ``budget`` positions (at least one chunk); (positions sealed, whether the whole
     unit is sealed now)."""
-    from signalbox.metrics import framebuckets, sealed
-
     start = lv.partition_start(u)
     if start not in parts.starts[lv.tier]:
         return 0, True
@@ -123,6 +117,8 @@ def _seal_unit(
     ]
     if not lids:
         return 0, True
+    from signalbox.metrics import framebuckets, sealed  # numpy: only with buckets to seal
+
     sizes = {lid: len(ids) for lid, ids in parts.layouts.series_of(lids).items()}
     used = 0
     chunks = _layout_chunks(sorted(lids), sizes)
@@ -178,8 +174,6 @@ def unseal_range(
     """Give the frame buckets of every sealed unit (of ``levels``, default all) holding a
     bucket end in ``[start_ms, end_ms]`` back their per-bucket rows (inside the caller's
     transaction), and let a later compaction seal them again."""
-    from signalbox.metrics import framebuckets
-
     for lv in parts.levels[1:] if levels is None else levels:
         unit = unit_ms(lv)
         if not unit:
@@ -195,6 +189,8 @@ def unseal_range(
                     f"SELECT DISTINCT ts FROM {sb} WHERE ts >= ? AND ts <= ?", (first, end_ms)
                 )
             ]
+            if units:
+                from signalbox.metrics import framebuckets  # numpy: only when there are some
             for u in units:
                 rows = []
                 for lid, got in _read_units(parts, sb, None, u, u).items():

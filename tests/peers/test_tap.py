@@ -115,3 +115,41 @@ def test_a_file_changing_shape_is_named_by_its_new_series(tmp_path: Path) -> Non
         }
         got = {k: v for k, (v, _) in rec.last().items() if not k[0].startswith("signalbox_")}
         assert got == want
+
+
+def test_a_pass_the_store_refuses_is_live_on_the_agents_metrics_not_forwarded(
+    tmp_path: Path,
+) -> None:
+    import pytest
+
+    from signalbox.exceptions import StoreError
+    from signalbox.metrics.forward.scrape import LastPass
+    from tests.diskfull import small_disk
+
+    clock = FrozenClock(NOW)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with small_disk(tmp_path / "disk") as disk:
+        store = SQLMetricStore(open_database(f"sqlite:///{disk.path / 'db.sqlite'}"), clock=clock)
+        stored, live = Recorder(), LastPass()
+        c = Collector(
+            TappedStore(store, PassTap([stored], [live])), spool_dir=spool, host="h", clock=clock
+        )
+        try:
+            for value in (1, 2, 3):
+                clock.advance(15)
+                write(spool / "f.metrics", f"queue_depth={value}\n", clock.now())
+                if value == 2:
+                    disk.fill()
+                    with pytest.raises(StoreError):
+                        c.run_once()
+                    disk.free()
+                else:
+                    c.run_once()
+                assert f'queue_depth{{host="h"}} {value}\n' in live.exposition()
+                if value == 2:  # the forwarders were handed only what the store took
+                    assert [
+                        v for n, _, v, _ in stored.passes[-1].series() if n == "queue_depth"
+                    ] == [1.0]
+        finally:
+            store.close()

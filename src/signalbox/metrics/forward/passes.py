@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
 from signalbox.metrics.store import (
+    DuplicateSeries,
     Ended,
     Frame,
     MetricStore,
@@ -80,15 +81,18 @@ class PassSink(Protocol):
 
 class PassTap:
     """Hands each stored write to ``sinks``, once the pass has written its metadata (or
-    the next write came); names frames by the layouts it has seen.
+    the next write came), and every write, stored or refused, to ``live`` sinks at once
+    (the agent's ``/metrics``: what the agent collects, the store up or not); names frames
+    by the layouts it has seen.
 
     A layout is remembered while one of the last two writes with frames or new layouts
     used it (two: a write of passes held through a store outage may come between a pass
     and the next), so files that change shape do not grow it.
     """
 
-    def __init__(self, sinks: Sequence[PassSink]) -> None:
+    def __init__(self, sinks: Sequence[PassSink], live: Sequence[PassSink] = ()) -> None:
         self.sinks = list(sinks)
+        self.live = list(live)
         self._layouts: dict[bytes, Sequence[Sample]] = {}
         self._before: dict[bytes, Sequence[Sample]] = {}
         self._pending: CollectedPass | None = None
@@ -96,6 +100,23 @@ class PassTap:
     def usable(self, known: frozenset[bytes]) -> frozenset[bytes]:
         """The layouts of ``known`` a pass may send as frames: those this tap can name."""
         return known.intersection(self._layouts.keys() | self._before.keys())
+
+    def _named(
+        self, samples: Sequence[Sample], frames: Sequence[Frame], new_layouts: Sequence[NewLayout]
+    ) -> tuple[list[tuple[Sequence[Sample], Sequence[float]]], dict[bytes, Sequence[Sample]]]:
+        """Each frame with the samples naming its series; the layouts the write used."""
+        now, before = self._layouts, self._before
+        used: dict[bytes, Sequence[Sample]] = {}
+        for nl in new_layouts:
+            used[nl.layout] = samples[nl.start : nl.start + nl.length]
+        named: list[tuple[Sequence[Sample], Sequence[float]]] = []
+        for f in frames:
+            keys = used.get(f.layout) or now.get(f.layout) or before.get(f.layout)
+            if keys is None or len(keys) != len(f.values):  # never: usable() said it knew
+                continue
+            used[f.layout] = keys
+            named.append((keys, f.values))
+        return named, used
 
     def collected(
         self,
@@ -106,28 +127,38 @@ class PassTap:
         new_layouts: Sequence[NewLayout],
     ) -> None:
         """A write the store took, as the collector made it (see ``MetricWriter.write``)."""
-        now, before = self._layouts, self._before
-        used: dict[bytes, Sequence[Sample]] = {}
-        for nl in new_layouts:
-            used[nl.layout] = samples[nl.start : nl.start + nl.length]
-        named = []
-        for f in frames:
-            keys = used.get(f.layout) or now.get(f.layout) or before.get(f.layout)
-            if keys is None or len(keys) != len(f.values):  # never: usable() said it knew
-                continue
-            used[f.layout] = keys
-            named.append((keys, f.values))
+        named, used = self._named(samples, frames, new_layouts)
         if frames or new_layouts:
-            self._before, self._layouts = now, used
+            self._before, self._layouts = self._layouts, used
+        p = CollectedPass(ts_ms, add_labels, samples, named)
+        for sink in self.live:
+            sink.submit(p)
         self._hand_over()  # an earlier write whose pass wrote no metadata
-        self._pending = CollectedPass(ts_ms, add_labels, samples, named)
+        self._pending = p
+
+    def refused(
+        self,
+        samples: Sequence[Sample],
+        ts_ms: int,
+        add_labels: Labels,
+        frames: Sequence[Frame],
+        new_layouts: Sequence[NewLayout],
+    ) -> None:
+        """A write the store refused: for the live sinks only (the others get it if and
+        when the collector stores it later)."""
+        if self.live:
+            p = CollectedPass(
+                ts_ms, add_labels, samples, self._named(samples, frames, new_layouts)[0]
+            )
+            for sink in self.live:
+                sink.submit(p)
 
     def described(self, metas: Iterable[MetricMeta]) -> None:
         """The metadata the pass wrote (types, help, units), for sinks that use it; then
         the pass's write is handed over, so a sink knows a metric's type before its first
         value (gmond keeps the first metadata it gets)."""
         metas = list(metas)
-        for sink in self.sinks:
+        for sink in (*self.sinks, *self.live):
             sink.describe(metas)
         self._hand_over()
 
@@ -157,15 +188,21 @@ class TappedStore:
         ended: Ended | None = None,
         spool_files: Mapping[str, SpoolFileState | None] | None = None,
     ) -> WriteResult:
-        result = self.inner.write(
-            samples,
-            default_ts_ms,
-            add_labels=add_labels,
-            frames=frames,
-            layouts=layouts,
-            ended=ended,
-            spool_files=spool_files,
-        )
+        try:
+            result = self.inner.write(
+                samples,
+                default_ts_ms,
+                add_labels=add_labels,
+                frames=frames,
+                layouts=layouts,
+                ended=ended,
+                spool_files=spool_files,
+            )
+        except DuplicateSeries:  # nothing refused: the collector reads the pass again
+            raise
+        except Exception:
+            self.tap.refused(samples, default_ts_ms, add_labels, frames, layouts)
+            raise
         self.tap.collected(samples, default_ts_ms, add_labels, frames, layouts)
         return result
 

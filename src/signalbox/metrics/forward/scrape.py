@@ -1,9 +1,11 @@
 """The agent's ``/metrics``: its last collection pass, as Prometheus text, for scraping.
 
 ``serve`` exposes the store's latest values; an ``agent`` (``signalbox agent --listen
-HOST:PORT``) exposes what it collected itself in its last stored pass -- its spool files,
-StatsD, its own process and forwarder counters, with its ``host`` label -- from memory, so a
-Prometheus scraping each host sees that host's agent directly. A series the last pass did
+HOST:PORT``) exposes what it collected itself in its last pass -- its spool files, StatsD,
+its own process, buffer and forwarder counters, with its ``host`` label -- from memory,
+whether the store took the pass or refused it (a database away: the scrape still shows
+the host, and the agent's buffer filling up), so a Prometheus scraping each host sees
+that host's agent directly. A series the last pass did
 not collect is not listed, as a target's dropped series are not. The text is built by
 :func:`signalbox.metrics.expose.render`, as ``serve``'s is.
 

@@ -29,7 +29,7 @@ class Forwarders(PassTap):
     counters a sample source of the collection passes, and stopped together."""
 
     def __init__(self, forwarders: Sequence[Forwarder], scrape: ScrapeServer | None = None) -> None:
-        super().__init__([*forwarders, *([scrape.last] if scrape is not None else [])])
+        super().__init__(forwarders, [scrape.last] if scrape is not None else [])
         self.forwarders = list(forwarders)
         self.scrape = scrape
 

@@ -29,6 +29,13 @@ and file shape new) of the `.metrics` spool, of the `.prom` spool and of a label
 spool (``bench_requests{shard,file,line}``, every line one metric), with the peak RSS of that
 `collect --once` process, and a pass where every file changed shape.
 
+``--baseline-src DIR`` (another checkout's ``src``, e.g. ``git worktree add /tmp/old
+<commit>``): the first passes (.metrics, .prom, labelled) of that tree's code and of this one,
+each in a new store, ``--first-rounds`` times, alternating which goes first, with wall time,
+CPU time (user + system: the figure a loaded machine disturbs least) and peak RSS of each,
+and the median of per-round ratios. ``--first-only``: those first passes and nothing else
+(no steady rounds, peers, rollups or queries): the way to compare first passes at 1M.
+
 ``--day``: a day's cycle of compaction with the day's partitions filling up (``bench_day``:
 a frozen clock driven minute by minute through a day, one frame per file a minute), per kind
 of minute (1m only, a 5m bucket closes, a 1h bucket closes), early vs late in the day, its
@@ -39,7 +46,7 @@ and last N/2 minutes one by one (the others written, compacted at once) to save 
 
 Usage: .venv/bin/python bench/spool_ingest.py [--files 200] [--runs 5] [--skip-whisper]
        [--skip-node-exporter] [--skip-rollup] [--day | --day-only] [--day-minutes 1440]
-       [--day-files N] [--day-max-gb 30]
+       [--day-files N] [--day-max-gb 30] [--baseline-src DIR] [--first-rounds 1] [--first-only]
 Needs: pip install whisper (the `dev` extra); Debian's prometheus-node-exporter.
 Runs against any checkout whose CLI has `collect --once --no-compact`.
 """
@@ -116,20 +123,26 @@ class Signalbox:
     """``collect --once`` passes over the spool (``prom``: the files as ``.prom``); the first
     pass creates the series."""
 
-    def __init__(self, root: Path, *, prom: bool = False, shards: int = 0) -> None:
+    def __init__(
+        self, root: Path, *, prom: bool = False, shards: int = 0, src: str | None = None
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         (root / "signalbox.toml").write_text('host = "bench"\n[statsd]\nenabled = false\n')
         self.root, self.spool, self.prom = root, root / ".signalbox" / "spool", prom
+        # src: another checkout's code (its first pass beside ours, see --baseline-src)
+        self.env = _ENV if src is None else {**_ENV, "PYTHONPATH": src}
+        self.cpu_s = 0.0
         make_spool(self.spool, prom=prom, shards=shards)
         os.sync()
         self.first = self._pass()  # every series new, every file's shape registered
-        self.first_rss_kb = self.rss_kb
+        self.first_rss_kb, self.first_cpu_s = self.rss_kb, self.cpu_s
         self.grace_s = rollup_grace_s()
         self.compacted_at = time.time() - self.grace_s  # the last compaction's cut-off
         self.minutes_crossed = 0  # plain passes whose compaction had a closed minute to roll up
 
     def _pass(self, *, compact: bool = True) -> float:
-        """One ``collect --once`` process: its wall time; its peak RSS in :attr:`rss_kb`.
+        """One ``collect --once`` process: its wall time; its peak RSS in :attr:`rss_kb`,
+        its CPU time (user + system) in :attr:`cpu_s`.
 
         The peak comes from ``/usr/bin/time`` (about 1 ms of its own): a child's
         ``ru_maxrss`` as this process would read it counts this process's RSS at the fork
@@ -139,7 +152,7 @@ class Signalbox:
             if TIME:
                 argv = [TIME, "-f", "%M", "-o", rss.name, *argv]
             t = time.perf_counter()
-            proc = subprocess.Popen(argv, cwd=self.root, env=_ENV, stdout=out, stderr=out)
+            proc = subprocess.Popen(argv, cwd=self.root, env=self.env, stdout=out, stderr=out)
             _, status, usage = os.wait4(proc.pid, 0)
             took = time.perf_counter() - t
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -147,6 +160,7 @@ class Signalbox:
                 out.seek(0)
                 raise RuntimeError(f"{argv} failed: {out.read().decode(errors='replace')}")
             self.rss_kb = int(rss.read().split()[-1]) if TIME else usage.ru_maxrss
+            self.cpu_s = usage.ru_utime + usage.ru_stime  # the child's, its own child's included
         return took
 
     def prepare(self, r: int) -> None:
@@ -611,6 +625,46 @@ def compare(label: str, mine: list[float], theirs: list[float], peer: str) -> No
     )
 
 
+FIRST_KINDS = {".metrics": (False, 0), ".prom": (True, 0), "labelled": (False, 16)}  # prom, shards
+
+
+def first_passes(root: Path, baseline: str | None, rounds: int) -> None:
+    """The first pass of each kind of spool, by this tree's code and (``baseline``) another
+    tree's, each in a new store removed after it; rounds alternate which tree goes first."""
+    trees = {"ours": None} if baseline is None else {"baseline": baseline, "ours": None}
+    got: dict[tuple[str, str], list[Signalbox]] = {}
+    for r in range(rounds):
+        order = list(trees.items())
+        if r % 2:
+            order.reverse()
+        for kind, (prom, shards) in FIRST_KINDS.items():
+            for tree, src in order:
+                d = root / f"first-{tree}-{kind.strip('.')}"
+                sb = Signalbox(d, src=src, prom=prom, shards=shards)
+                got.setdefault((kind, tree), []).append(sb)
+                shutil.rmtree(d)
+    print(f"first passes ({N:,} new series, shapes registered), {rounds} round(s), median:")
+    for kind in FIRST_KINDS:
+        for tree in trees:
+            sbs = got[(kind, tree)]
+            print(
+                f"  {kind:<9} {tree:<8}  wall {statistics.median(s.first for s in sbs) * 1000:8.0f} ms"
+                f"  CPU {statistics.median(s.first_cpu_s for s in sbs) * 1000:8.0f} ms"
+                f"  peak RSS {statistics.median(s.first_rss_kb for s in sbs) / 1024:5.0f} MB"
+                f"  (walls: {', '.join(f'{s.first * 1000:.0f}' for s in sbs)} ms)"
+            )
+        if baseline is not None:
+            old, new = got[(kind, "baseline")], got[(kind, "ours")]
+            ratio = statistics.median(o.first / n.first for o, n in zip(old, new, strict=True))
+            cpu = statistics.median(
+                o.first_cpu_s / n.first_cpu_s for o, n in zip(old, new, strict=True)
+            )
+            print(
+                f"  {kind:<9} ours vs baseline: {ratio:.2f}x wall, {cpu:.2f}x CPU "
+                "(median of per-round ratios)"
+            )
+
+
 def main() -> None:
     global FILES, N
     ap = argparse.ArgumentParser(
@@ -637,6 +691,12 @@ def main() -> None:
         help="files for --day (default --files, scaled down to --day-max-gb)",
     )
     ap.add_argument("--day-max-gb", type=float, default=30.0)
+    ap.add_argument(
+        "--baseline-src",
+        help="another checkout's src dir: its first passes beside ours (see the docstring)",
+    )
+    ap.add_argument("--first-rounds", type=int, default=1, help="rounds of first passes")
+    ap.add_argument("--first-only", action="store_true", help="the first passes and nothing else")
     a = ap.parse_args()
     FILES, N = a.files, a.files * LINES
 
@@ -653,7 +713,12 @@ def main() -> None:
         print(
             f"spool ingest: {FILES} files x {LINES} lines = {N:,} samples, {a.runs} rounds, "
             f"{os.cpu_count()} cores; each round runs every contender, so machine drift hits all alike"
+            f" (load average {os.getloadavg()[0]:.1f})"
         )
+        if a.first_only or a.baseline_src:
+            first_passes(root, a.baseline_src, a.first_rounds)
+            if a.first_only:
+                return
         ours = Signalbox(root / "sb")
         ours_prom = Signalbox(root / "sb-prom", prom=True)
         # the labelled first pass (``bench_requests{shard,file,line}``): its store is not kept

@@ -10,7 +10,7 @@ from pathlib import Path
 from signalbox.clock import FrozenClock
 from signalbox.metrics.collect import Collector
 from signalbox.metrics.forward import CollectedPass, PassTap, TappedStore
-from signalbox.metrics.samples import Labels, MetricMeta
+from signalbox.metrics.samples import Labels, MetricMeta, Sample
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
 
@@ -153,3 +153,39 @@ def test_a_pass_the_store_refuses_is_live_on_the_agents_metrics_not_forwarded(
                     ] == [1.0]
         finally:
             store.close()
+
+
+def test_the_scrape_listener_answers_metrics_and_health_and_nothing_else() -> None:
+    import urllib.error
+    import urllib.request
+
+    from signalbox.metrics.forward.scrape import LastPass, ScrapeServer
+
+    last = LastPass()
+    server = ScrapeServer(last, "127.0.0.1", 0)
+    server.start()
+    base = f"http://127.0.0.1:{server.address[1]}"
+    try:
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            assert r.status == 200 and r.read() == b""  # nothing collected yet
+        last.describe([MetricMeta("jobs_total", "counter", "Jobs.")])
+        last.submit(CollectedPass(0, (("host", "h"),), [Sample("jobs_total", (), 3.0)]))
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert r.read().decode() == (
+                '# HELP jobs_total Jobs.\n# TYPE jobs_total counter\njobs_total{host="h"} 3\n'
+            )
+        with urllib.request.urlopen(base + "/-/healthy", timeout=5) as r:
+            assert r.status == 200
+        for path, method in (("/", "GET"), ("/metrics", "POST")):
+            req = urllib.request.Request(
+                base + path, method=method, data=b"" if method == "POST" else None
+            )
+            try:
+                urllib.request.urlopen(req, timeout=5)
+            except urllib.error.HTTPError as e:
+                assert e.code in (404, 501)
+            else:
+                raise AssertionError(f"{method} {path} answered")
+    finally:
+        server.stop()

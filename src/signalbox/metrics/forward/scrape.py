@@ -59,6 +59,7 @@ class LastPass:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    timeout = 10  # seconds a connection may stay silent: a stuck client frees its thread
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]

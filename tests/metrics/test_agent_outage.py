@@ -187,3 +187,45 @@ def test_agents_hold_passes_through_a_database_outage_and_store_each_at_its_own_
             a.proc.send_signal(signal.SIGTERM)
             assert a.proc.wait(timeout=20) == 0, a.log.read_text()
             assert a.lines("stopping with") == []  # nothing left unstored
+
+
+@pytest.mark.service("postgresql")
+def test_an_agent_started_while_the_database_is_away_waits_for_it_counting_statsd(
+    tmp_path: Path,
+) -> None:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(pg_schema_url())
+        proxy = TcpProxy(("127.0.0.1", 5432))
+        proxy.stop()  # away before the agent starts: its port refuses connections
+        via_proxy = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        root = tmp_path / "a3"
+        udp = free_port(socket.SOCK_DGRAM)
+        root.mkdir()
+        (root / "signalbox.toml").write_text(
+            f'store = "{via_proxy}"\nhost = "a3"\n[collect]\ninterval = "1s"\n'
+            f'spool_dir = "{root / "spool"}"\n[statsd]\nlisten = "127.0.0.1:{udp}"\n'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALBOX_")}
+        log = root / "agent.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [SIGNALBOX, "--config", str(root / "signalbox.toml"), "agent"],
+                cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        stack.callback(lambda: proc.poll() is None and proc.kill())
+        wait_for(lambda: "cannot open the store: " in log.read_text())
+        for _ in range(3):  # StatsD is listening: these are counted while it waits
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"hits:1|c", ("127.0.0.1", udp))
+            time.sleep(0.5)
+        assert proc.poll() is None, log.read_text()
+        proxy = TcpProxy(("127.0.0.1", 5432), port=proxy.port)
+        stack.callback(lambda: proxy.stop())
+        reader = SQLMetricStore(open_database(url))
+        stack.callback(reader.close)
+        wait_for(lambda: latest(reader, "hits_total", "a3") == 3.0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log.read_text()
+        text = log.read_text()
+        assert text.count("cannot open the store: cannot connect to PostgreSQL") == 1, text
+        assert "the store opened after " in text and "Traceback" not in text

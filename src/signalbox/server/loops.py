@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from signalbox.config import Settings
 from signalbox.durations import format_duration
-from signalbox.exceptions import StoreError
+from signalbox.exceptions import CorruptDatabaseError, ForeignDatabaseError, StoreError
 from signalbox.metrics.collect import SampleSource
 from signalbox.metrics.forward import start_forwarding
 from signalbox.metrics.process import ProcessMetrics
@@ -34,6 +34,7 @@ from signalbox.runtime import build_collector, open_metric_store
 from signalbox.storage.failures import is_driver_error
 
 if TYPE_CHECKING:
+    from signalbox.metrics.sql.store import SQLMetricStore
     from signalbox.server.auth.sessions import SessionStore
     from signalbox.server.leadership import LeaderSeen
     from signalbox.storage.database import Database
@@ -162,6 +163,9 @@ class Background:
     listen: tuple[str, int] | None = None
     """``agent --listen``: where the agent serves its last pass as ``/metrics``."""
     scrape_address: tuple[str, int] | None = None  # where it listens, once started
+    wait_for_store: bool = False
+    """An agent started while its store is unreachable waits for it (StatsD listening
+    meanwhile, so its counters keep counting); ``serve`` has no use without one."""
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _seen: LeaderSeen | None = None  # an agent on PostgreSQL: who leads, as last seen
 
@@ -181,7 +185,10 @@ class Background:
             log.info("StatsD listening on udp://%s:%d", *server.address)
         sources.append(ProcessMetrics(memory_warn_bytes=s.server.memory_warn_bytes or None))
         sources.extend(self.sources)
-        store = open_metric_store(s)
+        opened = self._open_store()
+        if opened is None:  # stopped while waiting for it
+            return
+        store = opened
         self._closers.append(store.close)
         leader = self._elect(store.db, sources)
         forwarding = start_forwarding(s, listen=self.listen)  # [forward] peers, --listen
@@ -253,6 +260,32 @@ class Background:
 
         return every_leading(interval_s, self.stop, fn, name, self.health, leader)
 
+    def _open_store(self) -> SQLMetricStore | None:
+        """The store; an agent's, once it can be reached (None: stopped before that). One
+        line when the wait starts, one when it ends."""
+        s = self.settings
+        tries = 0
+        while True:
+            try:
+                store = open_metric_store(s)
+            except Exception as e:
+                if not self.wait_for_store or not _unreachable(e):
+                    raise
+                if not tries:
+                    log.error(
+                        "cannot open the store: %s; StatsD keeps counting meanwhile, "
+                        "trying again every %s",
+                        (str(e).strip().splitlines() or [type(e).__name__])[0],
+                        format_duration(s.metrics.interval_s),
+                    )
+                tries += 1
+                if self.stop.wait(s.metrics.interval_s):
+                    return None
+                continue
+            if tries:
+                log.warning("the store opened after %d failed attempt(s)", tries)
+            return store
+
     def close(self) -> None:
         self.stop.set()
         for t in self.threads:
@@ -270,6 +303,13 @@ def _purge_sessions(sessions: SessionStore) -> None:
         log.info("purged %d ended dashboard session(s)", gone)
 
 
+def _unreachable(e: Exception) -> bool:
+    """Worth waiting for: not another application's database, not a damaged one."""
+    if isinstance(e, (ForeignDatabaseError, CorruptDatabaseError)):
+        return False
+    return isinstance(e, StoreError) or is_driver_error(e)
+
+
 def run_agent(
     settings: Settings,
     started: Callable[[Background], None] | None = None,
@@ -277,11 +317,22 @@ def run_agent(
 ) -> None:
     """Collect until SIGINT/SIGTERM; ``started`` is told once the listeners are bound;
     ``listen``: serve the last pass as ``/metrics`` there."""
-    bg = Background(settings, listen=listen)
-    bg.start()
+    bg = Background(settings, listen=listen, wait_for_store=True)
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+
+    def stop(*_: object) -> None:
+        done.set()
+        bg.stop.set()  # also ends a wait for the store
+
+    signal.signal(signal.SIGTERM, stop)
     try:
+        bg.start()
+    except KeyboardInterrupt:
+        bg.close()
+        return
+    try:
+        if bg.stop.is_set():
+            return
         if started is not None:
             started(bg)  # after the handler: a stop right after the news still cleans up
         while not done.wait(1.0):

@@ -194,3 +194,15 @@ def test_an_interval_sends_every_pass_queued_meanwhile_together() -> None:
     # the first pass at once, the three that came meanwhile one interval later, together
     assert 0.6 <= took < 2.0
     assert [line.split()[2] for line in peer.lines] == [str(i) for i in range(4) for _ in range(10)]
+
+
+def test_a_pass_bigger_than_the_buffer_is_dropped_whole_and_said_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    f = graphite(free_port(), max_buffer=5)
+    p = CollectedPass(0, (), [Sample("m", (("i", str(j)),), 1.0) for j in range(6)])
+    f.submit(p)
+    f.submit(p)
+    f.close()
+    assert (f.sent, f.dropped) == (0, 12)
+    assert said(caplog, "is more than max_buffer (5)") == 1

@@ -137,6 +137,7 @@ class Forwarder:
         self._dropped_at_failure = 0
         self._dropping = False
         self._said_skip = False
+        self._said_too_big = False
         self._thread: threading.Thread | None = None
 
     # -- the collection thread's side: no I/O, no waiting ---------------------------------
@@ -146,6 +147,16 @@ class Forwarder:
         n = p.size
         if not n:
             return
+        if n > self.max_buffer and not self._said_too_big:
+            self._said_too_big = True
+            log.warning(
+                "%s forwarder: a pass of %d samples is more than max_buffer (%d): such passes "
+                "are dropped whole; raise [forward.%s] max_buffer above a pass's samples",
+                self.peer,
+                n,
+                self.max_buffer,
+                self.peer,
+            )
         with self._cond:
             if self._stop:
                 self.dropped += n

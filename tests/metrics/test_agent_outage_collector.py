@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 
 from signalbox.clock import FrozenClock
-from signalbox.exceptions import DiskFullError, StoreError
+from signalbox.config import settings_from_dict
+from signalbox.exceptions import ConfigError, DiskFullError, StoreError
 from signalbox.metrics.buffer import HeldPass, PassBuffer, Span, utc
 from signalbox.metrics.collect import Collector
 from signalbox.metrics.samples import Matcher, MetricMeta, Sample
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.metrics.statsd.aggregate import StatsdAggregator
 from signalbox.metrics.store import Ended, Frame
+from signalbox.runtime import build_collector
 from signalbox.storage import open_database
 from tests.diskfull import small_disk
 
@@ -246,3 +248,28 @@ def test_a_held_pass_whose_file_shapes_left_the_store_is_dropped_and_said_not_re
         assert refused.startswith(f"dropped {dropped} samples of 1 pass(es) at {utc(MS + 20_000)}")
     finally:
         real.close()
+
+
+# -- the setting --------------------------------------------------------------------------------
+def test_buffer_max_samples_reaches_the_agents_collector_and_a_bad_one_is_named(
+    tmp_path: Path,
+) -> None:
+    def settings(collect: dict[str, object]) -> Any:
+        return settings_from_dict(
+            {"collect": collect}, source="sb.toml", base_dir=tmp_path, environ={}
+        )
+
+    assert settings({}).metrics.buffer_max_samples == 250_000
+    s = settings({"buffer_max_samples": 1_000})
+    store = SQLMetricStore(open_database(f"sqlite:///{tmp_path / 'm.db'}"))
+    try:
+        agents = build_collector(s, store, hold=True)
+        assert agents.hold and agents.buffer.max_samples == 1_000
+        assert agents.buffer.max_age_ms == s.metrics.retention.raw_s * 1000
+        assert not build_collector(s, store).hold  # collect --once: exits, holds nothing
+    finally:
+        store.close()
+    for bad in (0, -5):
+        with pytest.raises(ConfigError, match=r"collect\.buffer_max_samples") as e:
+            settings({"buffer_max_samples": bad})
+        assert "sb.toml" in str(e.value) and "a positive number of samples" in str(e.value)

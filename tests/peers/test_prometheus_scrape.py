@@ -41,7 +41,7 @@ SPOOL_PROM = """\
 # TYPE reqs_total counter
 reqs_total{code="200"} 1027
 reqs_total{code="500"} 3
-# HELP latency_seconds Request latency.
+# HELP latency_seconds Request latency \\\\ in seconds,\\nper "route".
 # TYPE latency_seconds histogram
 latency_seconds_bucket{le="0.1"} 10
 latency_seconds_bucket{le="1"} 15
@@ -282,6 +282,9 @@ def test_prometheus_knows_the_types_we_declared(scraped: Scraped, job: str) -> N
         get(scraped.prom.port, "/api/v1/targets/metadata", match_target=f'{{job="{job}"}}')
     )
     types = {m["metric"]: m["type"] for m in answer["data"]}
+    helps = {m["metric"]: m["help"] for m in answer["data"]}
+    assert helps["latency_seconds"] == 'Request latency \\ in seconds,\nper "route".'
+
     assert types["reqs_total"] == "counter"
     assert types["latency_seconds"] == "histogram"
     assert types["rpc_seconds"] == "summary"

@@ -101,3 +101,29 @@ class LinesPeer(_Server):
     def count(self) -> int:
         with self._lock:
             return len(self.lines)
+
+
+class OnePassPeer(LinesPeer):
+    """Reads lines, and closes each connection once it has read ``per_connection`` of them
+    (a relay restarting, an idle timeout): the sender must not lose what follows."""
+
+    def __init__(self, per_connection: int) -> None:
+        self.per_connection = per_connection
+        super().__init__()
+
+    def _read(self, conn: socket.socket) -> None:
+        buf = b""
+        got = 0
+        while got < self.per_connection:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            *done, buf = buf.split(b"\n")
+            got += len(done)
+            with self._lock:
+                self.lines.extend(d.decode() for d in done)
+        conn.close()

@@ -19,7 +19,7 @@ from signalbox.metrics.forward.graphite import GraphiteEncoder, TcpTransport
 from signalbox.metrics.samples import Sample
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
-from tests.peers.peers import HangingPeer, LinesPeer, free_port, write_spool
+from tests.peers.peers import HangingPeer, LinesPeer, OnePassPeer, free_port, write_spool
 from tests.peers.test_tap import Recorder
 
 NOW = 1_700_000_000.0
@@ -206,3 +206,23 @@ def test_a_pass_bigger_than_the_buffer_is_dropped_whole_and_said_so(
     f.close()
     assert (f.sent, f.dropped) == (0, 12)
     assert said(caplog, "is more than max_buffer (5)") == 1
+
+
+def test_a_connection_the_peer_closed_is_opened_again_before_the_next_pass() -> None:
+    with OnePassPeer(per_connection=10) as peer:
+        f = graphite(peer.port, max_buffer=1000)
+        f.start()
+        try:
+            for i in range(3):
+                p = CollectedPass(
+                    i * 1000, (), [Sample("m", (("i", str(j)),), 1.0) for j in range(10)]
+                )
+                f.submit(p)
+                deadline = time.monotonic() + 5
+                while peer.count() < 10 * (i + 1) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.1)  # the peer's close reaches us before the next pass
+        finally:
+            f.close()
+    assert peer.count() == 30 and f.sent == 30 and f.dropped == 0
+    assert len(peer.conns) == 3  # one connection a pass, each closed by the peer

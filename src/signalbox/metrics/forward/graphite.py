@@ -19,7 +19,9 @@ counted as dropped. Timestamps are whole seconds.
 
 The connection is kept open between passes and checked for a peer that closed it before
 each pass; its kernel send buffer is kept small (:data:`SEND_BUFFER_BYTES`), so a peer that
-accepts and never reads is found within a timeout instead of after megabytes.
+accepts and never reads is found within a timeout instead of after megabytes. The protocol
+has no acknowledgement: "sent" means written to the socket, and lines a peer drops while
+closing mid-pass are not known to be lost.
 """
 
 from __future__ import annotations

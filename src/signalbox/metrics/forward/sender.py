@@ -3,16 +3,17 @@
 The collection pass only appends to the queue (:meth:`Forwarder.submit`: a lock, an append,
 no I/O), so a peer that is down, refuses, or accepts and never reads costs it nothing. The
 thread takes the oldest pass, encodes it once (off the collection thread) and hands it to
-the transport, whose every socket operation has the configured timeout. A pass is sent
-whole or tried again later (backing off from 1 s to 30 s), so a peer sees a pass at most
-twice, never half of one alone; Graphite and gmond both keep the last value of a series at
-a time, so a repeat changes nothing there.
+the transport, whose every socket operation has the configured timeout. A pass that fails
+is tried again whole later (backing off from 1 s to 30 s), so a peer may see part of a pass
+more than once; Graphite and gmond both keep the last value of a series at a time, so a
+repeat changes nothing there.
 
 Bounds: at most ``max_buffer`` samples wait (besides the pass being sent); a pass that
 would go past it pushes the oldest waiting passes out, and their samples are counted as
 dropped. Samples the peer's protocol cannot carry (a NaN, a line longer than the peer
 reads) are skipped by the encoder and counted as dropped too, so that
-``sent + dropped + waiting`` is every sample ever submitted. Counters, per peer:
+``sent + dropped + waiting`` (and the pass being sent) is every sample ever submitted, and
+after :meth:`Forwarder.close` ``sent + dropped`` is. Counters, per peer:
 ``signalbox_forward_sent_total``, ``signalbox_forward_dropped_total`` and the gauge
 ``signalbox_forward_buffered_samples``, stored by each collection pass (the forwarders are
 a sample source).

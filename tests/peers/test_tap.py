@@ -132,14 +132,14 @@ def test_a_pass_the_store_refuses_is_live_on_the_agents_metrics_not_forwarded(
     with small_disk(tmp_path / "disk") as disk:
         store = SQLMetricStore(open_database(f"sqlite:///{disk.path / 'db.sqlite'}"), clock=clock)
         stored, live = Recorder(), LastPass()
-        c = Collector(
-            TappedStore(store, PassTap([stored], [live])), spool_dir=spool, host="h", clock=clock
-        )
+        tap = PassTap([stored], [live], add_labels=(("host", "h"),))
+        c = Collector(TappedStore(store, tap), spool_dir=spool, host="h", clock=clock)
+        c.on_held = tap.held
         try:
-            for value in (1, 2, 3):
+            for value in (1, 2, 3, 4):
                 clock.advance(15)
                 write(spool / "f.metrics", f"queue_depth={value}\n", clock.now())
-                if value == 2:
+                if value in (2, 3):  # the disk full: refused (2), then held unasked (3)
                     disk.fill()
                     with pytest.raises(StoreError):
                         c.run_once()
@@ -147,10 +147,16 @@ def test_a_pass_the_store_refuses_is_live_on_the_agents_metrics_not_forwarded(
                 else:
                     c.run_once()
                 assert f'queue_depth{{host="h"}} {value}\n' in live.exposition()
-                if value == 2:  # the forwarders were handed only what the store took
-                    assert [
-                        v for n, _, v, _ in stored.passes[-1].series() if n == "queue_depth"
-                    ] == [1.0]
+                got = [
+                    (v, ts // 1000 - int(NOW))
+                    for p in stored.passes
+                    for n, _, v, ts in p.series()
+                    if n == "queue_depth"
+                ]
+                # the forwarders were handed only what the store took: held passes at
+                # their own times once it took them
+                want = [(1.0, 15)] if value < 4 else [(1.0, 15), (2.0, 30), (3.0, 45), (4.0, 60)]
+                assert got == want
         finally:
             store.close()
 

@@ -164,6 +164,8 @@ class Collector:
         does not: it exits, and the next run reads the spool files again."""
         self.buffer = PassBuffer(MAX_HELD_SAMPLES) if buffer is None else buffer
         """Passes the store refused, to be written by the next pass that can."""
+        self.on_held: Callable[[HeldPass], None] | None = None
+        """Told of each pass held (the agent's ``/metrics`` shows it: what it collects)."""
         self._attempt: _Pass | None = None  # the write this pass is trying
         self._layouts: frozenset[bytes] | None = None
         """The shapes the store knew at the last pass that asked: a pass held without
@@ -302,6 +304,8 @@ class Collector:
         first = not self.buffer
         self._accept(attempt)
         held = attempt.write
+        if self.on_held is not None:
+            self.on_held(held)
         drop = self.buffer.hold(held)
         if first:  # the loop logs the error itself
             log.warning(

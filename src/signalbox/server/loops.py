@@ -203,6 +203,7 @@ class Background:
         collector = build_collector(s, store, sources, hold=True)
         if forwarding is not None:  # each stored write handed over, off this thread
             collector.store = forwarding.wrap(collector.store)
+            collector.on_held = forwarding.held  # and what the agent's /metrics shows
         self._closers.append(collector.close)  # after the loop stops, before the store
         self.threads.append(
             every(s.metrics.interval_s, self.stop, collector.run_once, "collect", self.health)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, merge_labels
 from signalbox.metrics.store import (
@@ -35,6 +35,9 @@ from signalbox.metrics.store import (
     SpoolFileState,
     WriteResult,
 )
+
+if TYPE_CHECKING:
+    from signalbox.metrics.buffer import HeldPass
 
 __all__ = ["CollectedPass", "PassSink", "PassTap", "TappedStore"]
 
@@ -90,9 +93,13 @@ class PassTap:
     and the next), so files that change shape do not grow it.
     """
 
-    def __init__(self, sinks: Sequence[PassSink], live: Sequence[PassSink] = ()) -> None:
+    def __init__(
+        self, sinks: Sequence[PassSink], live: Sequence[PassSink] = (), add_labels: Labels = ()
+    ) -> None:
         self.sinks = list(sinks)
         self.live = list(live)
+        self.add_labels = add_labels
+        """The collector's (its ``host``), for the passes it holds without a write."""
         self._layouts: dict[bytes, Sequence[Sample]] = {}
         self._before: dict[bytes, Sequence[Sample]] = {}
         self._pending: CollectedPass | None = None
@@ -152,6 +159,11 @@ class PassTap:
             )
             for sink in self.live:
                 sink.submit(p)
+
+    def held(self, p: HeldPass) -> None:
+        """A pass the collector holds without handing it to the store (it is down): for
+        the live sinks; the others get it once it is stored (see ``Collector.on_held``)."""
+        self.refused(p.samples, p.ts_ms, self.add_labels, p.frames, p.layouts)
 
     def described(self, metas: Iterable[MetricMeta]) -> None:
         """The metadata the pass wrote (types, help, units), for sinks that use it; then

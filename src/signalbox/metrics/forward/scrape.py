@@ -42,7 +42,10 @@ class LastPass:
         self._metas: dict[str, MetricMeta] = {}
 
     def submit(self, p: CollectedPass) -> None:
-        self._last = p
+        """Keep ``p`` unless it is older than the pass kept (a held pass written late)."""
+        last = self._last
+        if last is None or p.ts_ms >= last.ts_ms:
+            self._last = p
 
     def describe(self, metas: Iterable[MetricMeta]) -> None:
         known = dict(self._metas)  # replaced whole: a render reading the old one is unharmed

@@ -28,8 +28,12 @@ class Forwarders(PassTap):
     """A process's forwarders and its ``/metrics`` listener behind one tap: started, their
     counters a sample source of the collection passes, and stopped together."""
 
-    def __init__(self, forwarders: Sequence[Forwarder], scrape: ScrapeServer | None = None) -> None:
-        super().__init__(forwarders, [scrape.last] if scrape is not None else [])
+    def __init__(
+        self, forwarders: Sequence[Forwarder], scrape: ScrapeServer | None = None, host: str = ""
+    ) -> None:
+        super().__init__(
+            forwarders, [scrape.last] if scrape is not None else [], add_labels=(("host", host),)
+        )
         self.forwarders = list(forwarders)
         self.scrape = scrape
 
@@ -73,7 +77,7 @@ def start_forwarding(
         scrape = ScrapeServer(LastPass(), *listen)
     if not forwarders and scrape is None:
         return None
-    out = Forwarders(forwarders, scrape)
+    out = Forwarders(forwarders, scrape, host=settings.host)
     out.start()
     for f in forwarders:
         log.info("forwarding each stored pass to %s at %s", f.peer, f.address)

@@ -20,6 +20,7 @@ Nothing here copies a pass's samples: the sinks get the lists the write used.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,6 +39,8 @@ from signalbox.metrics.store import (
 
 if TYPE_CHECKING:
     from signalbox.metrics.buffer import HeldPass
+
+log = logging.getLogger("signalbox.forward")
 
 __all__ = ["CollectedPass", "PassSink", "PassTap", "TappedStore"]
 
@@ -162,8 +165,12 @@ class PassTap:
 
     def held(self, p: HeldPass) -> None:
         """A pass the collector holds without handing it to the store (it is down): for
-        the live sinks; the others get it once it is stored (see ``Collector.on_held``)."""
-        self.refused(p.samples, p.ts_ms, self.add_labels, p.frames, p.layouts)
+        the live sinks; the others get it once it is stored (see ``Collector.on_held``).
+        Never raises into the collector, whose holding of the pass comes first."""
+        try:
+            self.refused(p.samples, p.ts_ms, self.add_labels, p.frames, p.layouts)
+        except Exception:
+            log.exception("the pass held at %d could not be shown on /metrics", p.ts_ms)
 
     def described(self, metas: Iterable[MetricMeta]) -> None:
         """The metadata the pass wrote (types, help, units), for sinks that use it; then

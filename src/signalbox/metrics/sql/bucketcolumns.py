@@ -12,6 +12,7 @@ and one ``lexsort`` puts everything in (series, time) order. The points are the 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -101,7 +102,12 @@ def _rows(rows: list[tuple[Any, ...]], stats: tuple[str, ...], pieces: _Pieces) 
     limits.charge(len(rows))
     if not rows:
         return
-    a = np.array(rows, dtype=np.float64)  # None -> NaN; times (< 2**53 ms) exactly
+    width = len(rows[0])
+    try:  # times (< 2**53 ms) exactly; fromiter is ~1.7x np.array's speed over tuples
+        flat = itertools.chain.from_iterable(rows)
+        a = np.fromiter(flat, dtype=np.float64, count=len(rows) * width).reshape(-1, width)
+    except TypeError:  # a NULL (SQLite's NaN): np.array makes it NaN
+        a = np.array(rows, dtype=np.float64)
     cols = {}
     for j, s in enumerate(stats, start=5):
         col = a[:, j]

@@ -21,7 +21,7 @@ Nothing here copies a pass's samples: the sinks get the lists the write used.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -220,9 +220,9 @@ class TappedStore:
         except DuplicateSeries:  # nothing refused: the collector reads the pass again
             raise
         except Exception:
-            self.tap.refused(samples, default_ts_ms, add_labels, frames, layouts)
+            _tell(self.tap.refused, samples, default_ts_ms, add_labels, frames, layouts)
             raise
-        self.tap.collected(samples, default_ts_ms, add_labels, frames, layouts)
+        _tell(self.tap.collected, samples, default_ts_ms, add_labels, frames, layouts)
         return result
 
     def known_layouts(self, add_labels: Labels = ()) -> frozenset[bytes]:
@@ -231,7 +231,7 @@ class TappedStore:
     def write_metadata(self, metas: Iterable[MetricMeta]) -> None:
         metas = list(metas)
         self.inner.write_metadata(metas)
-        self.tap.described(metas)
+        _tell(self.tap.described, metas)
 
     def spool_files(self, add_labels: Labels = ()) -> dict[str, SpoolFileState]:
         return self.inner.spool_files(add_labels)
@@ -273,3 +273,11 @@ class TappedStore:
     def __getattr__(self, name: str) -> Any:
         """Whatever else a collector reads of its store (``db``, ``clock``)."""
         return getattr(self.inner, name)
+
+
+def _tell(fn: Callable[..., None], *args: Any) -> None:
+    """Hand over to the tap; a bug there is logged, never the store's write's failure."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("could not hand a collection pass to the forwarders")

@@ -11,6 +11,7 @@ nested calls join it; :meth:`Database.savepoint` undoes part of one.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ Migration = tuple[int, str, Sequence[str]]
 _SQLITE_BUSY_MS = 30_000  # how long a SQLite writer waits for another by default
 _PG_INERROR = 3  # psycopg.pq.TransactionStatus.INERROR: a statement failed, COMMIT would roll back
 _MIGRATE_LOCK = 0x5369_676E  # pg_advisory_xact_lock's first key; the schema's hash the second
+_EXCLUSIVE_LOCK = 0x5369_6758  # Database.exclusive's first key; schema and name hashed the second
 
 
 class Database:
@@ -297,6 +299,33 @@ class Database:
             pk=d.autoincrement_pk,
             serial=d.serial_pk,
         )
+
+    @contextmanager
+    def exclusive(self, name: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the store-wide lock ``name`` for the block (PostgreSQL: a session advisory
+        lock on this thread's connection, keyed by the schema and ``name``); yields whether
+        it is held (False only with ``wait=False`` when another process holds it). For work
+        made of many transactions that two processes must not interleave (compaction: two
+        ``collect --once`` at once deadlocked on its tables). SQLite's one writer already
+        serialises each transaction: there it holds nothing and yields True."""
+        if self.dialect.name != "postgresql":
+            yield True
+            return
+        key = (_EXCLUSIVE_LOCK, name)
+        if wait:
+            self.query("SELECT pg_advisory_lock(?, hashtext(current_schema() || ?))", key)
+            held = True
+        else:
+            rows = self.query(
+                "SELECT pg_try_advisory_lock(?, hashtext(current_schema() || ?))", key
+            )
+            held = bool(rows[0][0])
+        try:
+            yield held
+        finally:
+            if held:
+                with contextlib.suppress(Exception):  # a lost session has released it
+                    self.query("SELECT pg_advisory_unlock(?, hashtext(current_schema() || ?))", key)
 
     def schema_version(self, component: str) -> int:
         """The applied schema version of ``component``; 0 for none (a new database)."""

@@ -15,6 +15,7 @@ live in their own modules:
 
 from __future__ import annotations
 
+import logging
 import math
 import operator
 import threading
@@ -91,6 +92,8 @@ MIGRATIONS: list[Migration] = [
     sqlstale.MIGRATION,
     sealing.MIGRATION,
 ]
+log = logging.getLogger("signalbox.metrics.sql.store")
+
 _FRAMES_SINCE = sqllayouts.MIGRATIONS[0][0]  # the version that put frames beside raw partitions
 _BUCKETS_SINCE = sqllegacy.MIGRATION[0]  # the version of exact rollup buckets
 
@@ -754,17 +757,23 @@ class SQLMetricStore:
     # -- rollups and retention ------------------------------------------------------------
     def compact(self, now_ms: int) -> None:
         """Roll up every closed bucket of every tier, then drop partitions past retention,
-        and stale markers older than the longest retention."""
-        with self._lock, self._forgetting_partitions():
-            self._partitions.load(fresh=True)
-            sqlrollup.build_closed(self._partitions, now_ms)
-            sealing.seal_closed(self._partitions)
-            self._partitions.drop_expired(now_ms)
-            sqlstale.drop_before(self.db, now_ms - max(lv.retention_ms for lv in self.levels))
+        and stale markers older than the longest retention. One process at a time per
+        store (on PostgreSQL: two compacting at once deadlocked on the tables one creates
+        while the other reads); a process finding another at it skips its turn."""
+        with self._lock, self.db.exclusive("compact", wait=False) as mine:
+            if not mine:  # another process is compacting this store: it does this work
+                log.debug("%s: another process is compacting; skipped", self.db.url)
+                return
+            with self._forgetting_partitions():
+                self._partitions.load(fresh=True)
+                sqlrollup.build_closed(self._partitions, now_ms)
+                sealing.seal_closed(self._partitions)
+                self._partitions.drop_expired(now_ms)
+                sqlstale.drop_before(self.db, now_ms - max(lv.retention_ms for lv in self.levels))
 
     def rebuild_rollups(self, start_ms: int, end_ms: int) -> None:
         """Recompute every tier's buckets over ``[start_ms, end_ms)`` (after an import)."""
-        with self._lock, self._forgetting_partitions():
+        with self._lock, self.db.exclusive("compact"), self._forgetting_partitions():
             self._partitions.load(fresh=True)
             sqlrollup.rebuild(self._partitions, start_ms, end_ms, int(self.clock.now() * 1000))
 

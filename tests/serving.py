@@ -17,10 +17,11 @@ from tests.cli.helpers import SIGNALBOX
 T = TypeVar("T")
 
 
-def fetch(url: str) -> tuple[int, str]:
-    """(status, body) of a GET, error statuses included."""
+def fetch(url: str, timeout: float = 30.0) -> tuple[int, str]:
+    """(status, body) of a GET, error statuses included. ``timeout``: generous, for a loaded
+    box (a day's backtest once outlasted 5 s with both xdist workers busy)."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")

@@ -47,7 +47,12 @@ from tests.cli.helpers import free_port, run
 from tests.serving import fetch, serve_process, wait_for
 from tests.stores import pg_schema_url, sqlite_url
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+# PostgreSQL's data version is the whole server's snapshot: under xdist the other worker's
+# commits would disturb every round of these tests, so their PostgreSQL cases run alone
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgresql", marks=[pytest.mark.service("postgresql"), pytest.mark.serial]),
+]
 
 STEP_S = 15
 

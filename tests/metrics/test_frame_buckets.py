@@ -189,7 +189,7 @@ def _hour(draw: st.DrawFn) -> tuple[list[int], np.ndarray]:
 
 
 # -- from_frames ---------------------------------------------------------------------------------
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(data=st.data(), res=st.sampled_from([60, 300, 3600]))
 def test_from_frames_is_the_reference_of_each_position(data: st.DataObject, res: int) -> None:
     end = E0
@@ -274,7 +274,7 @@ def _assert_tier(
             assert_position(b, pos, refs, i, [stamps[j] for j in keep], [column[j] for j in keep])
 
 
-@settings(max_examples=150)
+@settings(max_examples=60)
 @given(hour=_hour())
 def test_combined_tiers_are_the_reference(hour: tuple[list[int], np.ndarray]) -> None:
     """1m buckets from frames, 5m combined from them, 1h from the 5m: every tier equals the
@@ -355,7 +355,7 @@ def _blocks(draw: st.DrawFn, k: int) -> list[np.ndarray]:
     return out
 
 
-@settings(max_examples=100)
+@settings(max_examples=50)
 @given(data=st.data())
 def test_from_frames_many_is_from_frames_of_each_layout(data: st.DataObject) -> None:
     stamps, _ = data.draw(_frames(E0 - 60_000, E0))
@@ -367,7 +367,7 @@ def test_from_frames_many_is_from_frames_of_each_layout(data: st.DataObject) -> 
         assert_same_bucket(got, fb.from_frames(E0, stamps, block))
 
 
-@settings(max_examples=80)
+@settings(max_examples=40)
 @given(hour=_hour(), data=st.data())
 def test_combine_many_is_combine_of_each_layout(
     hour: tuple[list[int], np.ndarray], data: st.DataObject
@@ -403,7 +403,7 @@ def _bucket(draw: st.DrawFn) -> FrameBucket:
     return b
 
 
-@settings(max_examples=100)
+@settings(max_examples=50)
 @given(b=_bucket(), lid=st.integers(1, 2**40), blob=st.sampled_from([bytes, memoryview]))
 def test_encode_decode_round_trip(b: FrameBucket, lid: int, blob: Any) -> None:
     """What a database gives back (bytes, or a memoryview) decodes to the same bucket; a
@@ -425,7 +425,7 @@ def test_encode_decode_round_trip(b: FrameBucket, lid: int, blob: Any) -> None:
         assert got.field(name).tobytes() == b.field(name).tobytes(), name
 
 
-@settings(max_examples=100)
+@settings(max_examples=50)
 @given(b=_bucket())
 def test_stat_offsets_point_at_the_statistics_of_a_position(b: FrameBucket) -> None:
     blob = fb.encode(7, b)[8]

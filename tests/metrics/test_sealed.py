@@ -60,7 +60,7 @@ def _assert_equal(got: FrameBucket, want: FrameBucket) -> None:
     assert g == w
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(units())
 def test_a_sealed_unit_unseals_to_the_buckets_it_was_made_of(fbs: list[FrameBucket]) -> None:
     header, chunks = sealed.seal(fbs)
@@ -71,7 +71,7 @@ def test_a_sealed_unit_unseals_to_the_buckets_it_was_made_of(fbs: list[FrameBuck
         _assert_equal(got, want)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(units(), st.data())
 def test_a_chunk_read_alone_holds_its_positions_statistics(
     fbs: list[FrameBucket], data: st.DataObject

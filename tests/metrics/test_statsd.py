@@ -170,7 +170,7 @@ _statsd_line = st.tuples(
 _statsd_ish = st.lists(_statsd_line, max_size=5).map("\n".join)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.one_of(st.binary(max_size=300), _statsd_ish.map(str.encode)))
 def test_parse_never_raises_and_accounts_for_every_line(data: bytes) -> None:
     lines, errors = parse_packet(data, "fuzz")
@@ -190,7 +190,7 @@ _tags = st.dictionaries(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     _names,
     st.sampled_from(["c", "g", "ms", "h", "d"]),

@@ -122,7 +122,7 @@ vectors: st.SearchStrategy[Expr] = st.deferred(
 expressions = st.one_of(scalars, vectors, matrix_selectors)
 
 
-@settings(max_examples=250)
+@settings(max_examples=100)
 @given(expressions)
 def test_printing_then_parsing_gives_the_same_tree(expr: Expr) -> None:
     text = str(expr)
@@ -146,7 +146,7 @@ PROMQL_ALPHABET = st.sampled_from(
 )
 
 
-@settings(max_examples=600)
+@settings(max_examples=300)
 @given(st.lists(PROMQL_ALPHABET, max_size=25).map("".join))
 def test_any_text_parses_or_raises_query_error_with_a_position(text: str) -> None:
     try:

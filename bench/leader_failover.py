@@ -10,7 +10,8 @@ Two candidate processes on one PostgreSQL schema, for each way of electing:
 Each round, for each way in turn (interleaved, so the machine's drift hits both alike): start
 both candidates, wait until one leads, then SIGKILL it (``kill``), SIGSTOP it (``stall``: a
 paused process, a VM frozen, a partition that leaves its TCP connection open) or SIGTERM it
-(``stop``: a clean shutdown), and time until the other says it leads (its own clock and ours
+(``stop``: a clean shutdown) at a random moment a little later, and time until the other
+says it leads (its own clock and ours
 are the same machine's). A stall not taken over within ``--cap`` seconds is reported as such:
 the advisory lock stays held while the paused holder's connection is open, however long the
 pause, and the paused holder resumes believing it still leads; the lease expires after its
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import select
 import signal
 import statistics
@@ -107,6 +109,8 @@ def one(way: str, how: str, ttl: float, cap: float) -> float | None:
         leader = procs[got[0]]
         other = procs[1 - got[0]]
         sig = {"kill": signal.SIGKILL, "stall": signal.SIGSTOP, "stop": signal.SIGTERM}[how]
+        # both candidates running, the other's attempts at any phase
+        time.sleep(random.uniform(2 * ttl / 3, ttl))
         at = time.time()
         leader.send_signal(sig)
         took = first_lead([other], cap)

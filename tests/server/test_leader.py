@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from signalbox.monitors.notify.notification import Notification
 from signalbox.monitors.outbox.store import Outbox
 from signalbox.server.leadership import LeaderMetrics, LeaderSeen, every_leading
 from signalbox.server.loops import LoopHealth
-from signalbox.storage import Database
+from signalbox.storage import Database, open_database
 from signalbox.storage.leader import (
     LeaseLeadership,
     LostLeadership,
@@ -50,9 +50,33 @@ def clock() -> FrozenClock:
     return FrozenClock()
 
 
-def candidate(db: Database, name: str, clock: FrozenClock) -> tuple[LeaseLeadership, Mono]:
+Connect = Callable[[], Database]
+
+
+@pytest.fixture
+def connect(store_url: str) -> Iterator[Connect]:
+    """Opens databases of the test's store: a candidate each, as each instance has its own
+    sessions (the advisory locks that say a leader is alive are a session's)."""
+    opened: list[Database] = []
+
+    def new() -> Database:
+        opened.append(open_database(store_url))
+        return opened[-1]
+
+    yield new
+    for d in opened:
+        d.close()
+
+
+@pytest.fixture
+def db(connect: Connect) -> Database:
+    """The test's own connection to the store (overrides the suite's: one store per test)."""
+    return connect()
+
+
+def candidate(connect: Connect, name: str, clock: FrozenClock) -> tuple[LeaseLeadership, Mono]:
     mono = Mono()
-    return LeaseLeadership(db, name, TTL, clock=clock, monotonic=mono), mono
+    return LeaseLeadership(connect(), name, TTL, clock=clock, monotonic=mono), mono
 
 
 def advance(clock: FrozenClock, s: float, *monos: Mono) -> None:
@@ -61,9 +85,11 @@ def advance(clock: FrozenClock, s: float, *monos: Mono) -> None:
         m.t += s
 
 
-def test_one_candidate_leads_the_other_names_it(db: Database, clock: FrozenClock) -> None:
-    a, ma = candidate(db, "web1:8910", clock)
-    b, mb = candidate(db, "web2:8910", clock)
+def test_one_candidate_leads_the_other_names_it(
+    connect: Connect, db: Database, clock: FrozenClock
+) -> None:
+    a, ma = candidate(connect, "web1:8910", clock)
+    b, mb = candidate(connect, "web2:8910", clock)
     assert a.attempt() and not b.attempt()
     assert a.leading() and not b.leading()
     assert a.leader() == b.leader() == "web1:8910"
@@ -75,10 +101,10 @@ def test_one_candidate_leads_the_other_names_it(db: Database, clock: FrozenClock
 
 
 def test_a_leader_that_stops_renewing_stops_acting_before_another_can_take_over(
-    db: Database, clock: FrozenClock
+    connect: Connect, db: Database, clock: FrozenClock
 ) -> None:
-    a, ma = candidate(db, "web1:8910", clock)
-    b, mb = candidate(db, "web2:8910", clock)
+    a, ma = candidate(connect, "web1:8910", clock)
+    b, mb = candidate(connect, "web2:8910", clock)
     assert a.attempt()
     advance(clock, TTL * 0.8, ma, mb)  # a stalls: no renewal
     assert not a.leading() and a.term() is None  # its own view ends first...
@@ -90,10 +116,12 @@ def test_a_leader_that_stops_renewing_stops_acting_before_another_can_take_over(
     assert a.leader() == "web2:8910" and not a.leading()
 
 
-def test_a_stale_pass_is_rolled_back_by_its_fence(db: Database, clock: FrozenClock) -> None:
+def test_a_stale_pass_is_rolled_back_by_its_fence(
+    connect: Connect, db: Database, clock: FrozenClock
+) -> None:
     db.execute("CREATE TABLE pass_writes (n INTEGER)")
-    a, ma = candidate(db, "web1:8910", clock)
-    b, mb = candidate(db, "web2:8910", clock)
+    a, ma = candidate(connect, "web1:8910", clock)
+    b, mb = candidate(connect, "web2:8910", clock)
     assert a.attempt()
     fence = a.fence(db, a.term())  # a pass begins in a's term
     with db.transaction():
@@ -110,10 +138,10 @@ def test_a_stale_pass_is_rolled_back_by_its_fence(db: Database, clock: FrozenClo
 
 
 def test_a_new_term_of_the_same_instance_does_not_revive_the_old_one(
-    db: Database, clock: FrozenClock
+    connect: Connect, db: Database, clock: FrozenClock
 ) -> None:
-    a, ma = candidate(db, "web1:8910", clock)
-    b, mb = candidate(db, "web2:8910", clock)
+    a, ma = candidate(connect, "web1:8910", clock)
+    b, mb = candidate(connect, "web2:8910", clock)
     assert a.attempt()
     old = a.term()
     old_fence = a.fence(db, old)
@@ -128,9 +156,11 @@ def test_a_new_term_of_the_same_instance_does_not_revive_the_old_one(
         a.fence(db)()  # the current term's fence lets work through
 
 
-def test_stop_releases_the_lease_for_the_next_attempt(db: Database, clock: FrozenClock) -> None:
-    a, _ = candidate(db, "web1:8910", clock)
-    b, _ = candidate(db, "web2:8910", clock)
+def test_stop_releases_the_lease_for_the_next_attempt(
+    connect: Connect, db: Database, clock: FrozenClock
+) -> None:
+    a, _ = candidate(connect, "web1:8910", clock)
+    b, _ = candidate(connect, "web2:8910", clock)
     assert a.attempt() and not b.attempt()
     a.stop()
     assert not a.leading()
@@ -138,9 +168,9 @@ def test_stop_releases_the_lease_for_the_next_attempt(db: Database, clock: Froze
 
 
 def test_a_failing_store_ends_the_term_once_its_validity_passes(
-    db: Database, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+    connect: Connect, db: Database, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, ma = candidate(db, "web1:8910", clock)
+    a, ma = candidate(connect, "web1:8910", clock)
     told: list[bool] = []
     a.subscribe(told.append)
     assert a.attempt() and told == [True]
@@ -156,14 +186,14 @@ def test_a_failing_store_ends_the_term_once_its_validity_passes(
 def test_a_takeover_waits_for_the_leaders_open_transaction(clock: FrozenClock) -> None:
     """The fence's renewal locks the lease row until the pass commits: a rival whose clock
     says the lease expired meanwhile waits, then finds it renewed."""
-    from signalbox.storage import open_database
     from tests.stores import pg_schema_url
 
     with pg_schema_url() as url:
-        db = open_database(url)
+        dbs = [open_database(url) for _ in range(3)]
+        db = dbs[0]
         try:
-            a, ma = candidate(db, "web1:8910", clock)
-            b, mb = candidate(db, "web2:8910", clock)
+            a, ma = candidate(lambda: dbs[1], "web1:8910", clock)
+            b, mb = candidate(lambda: dbs[2], "web2:8910", clock)
             assert a.attempt()  # until T0 + 3 s
             advance(clock, 2.0, ma, mb)
             entered, finish = threading.Event(), threading.Event()
@@ -187,7 +217,41 @@ def test_a_takeover_waits_for_the_leaders_open_transaction(clock: FrozenClock) -
             assert rival.outcome() is False  # a's pass renewed it before committing
             assert b.leader() == "web1:8910"
         finally:
-            db.close()
+            for d in dbs:
+                d.close()
+
+
+@pytest.mark.service("postgresql")
+def test_a_leader_whose_session_is_gone_is_replaced_at_once(
+    clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its lease has most of its TTL to run, but its advisory lock went with its session
+    (the process died): the next attempt takes over, and the dead term's fence fails."""
+    from tests.stores import pg_schema_url
+
+    with pg_schema_url() as url:
+        dbs = [open_database(url) for _ in range(3)]
+        try:
+            a, _ = candidate(lambda: dbs[0], "web1:8910", clock)
+            b, _ = candidate(lambda: dbs[1], "web2:8910", clock)
+            c, _ = candidate(lambda: dbs[2], "web3:8910", clock)
+            assert a.attempt()
+            dead = a.term()
+            assert not b.attempt() and not c.attempt()  # a's session holds its lock: alive
+            dbs[0].close()  # a dies: PostgreSQL ends its session, and its lock with it
+            with caplog.at_level(logging.WARNING, "signalbox.leader"):
+                assert b.attempt()  # no clock moved: the lease had its whole TTL to run
+            assert b.deposed() == "web1:8910" and not c.attempt()  # b's own lock: alive
+            assert "taking over from web1:8910 (its session is gone)" in caplog.text
+            check = open_database(url)
+            try:
+                with pytest.raises(LostLeadership), check.transaction():
+                    a.fence(check, dead)()  # what the dead term began cannot commit
+            finally:
+                check.close()
+        finally:
+            for d in dbs[1:]:
+                d.close()
 
 
 def test_sqlite_and_memory_stores_have_one_instance_that_always_leads(
@@ -203,10 +267,10 @@ def test_sqlite_and_memory_stores_have_one_instance_that_always_leads(
 
 
 def test_the_leader_metric_names_this_instance_and_zeroes_the_deposed_once(
-    db: Database, clock: FrozenClock
+    connect: Connect, db: Database, clock: FrozenClock
 ) -> None:
-    a, ma = candidate(db, "web1:8910", clock)
-    b, mb = candidate(db, "web2:8911", clock)
+    a, ma = candidate(connect, "web1:8910", clock)
+    b, mb = candidate(connect, "web2:8911", clock)
     assert a.attempt() and not b.attempt()
     ours, theirs = LeaderMetrics(a), LeaderMetrics(b)
     assert [(s.labels, s.value) for s in ours.flush(0)[0]] == [((("instance", "web1:8910"),), 1.0)]
@@ -227,7 +291,7 @@ def test_the_leader_metric_names_this_instance_and_zeroes_the_deposed_once(
 
 
 def test_an_agent_says_which_instance_leads_and_logs_each_change(
-    db: Database, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+    connect: Connect, db: Database, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen = LeaderSeen(db)
 
@@ -236,7 +300,7 @@ def test_an_agent_says_which_instance_leads_and_logs_each_change(
 
     with caplog.at_level(logging.WARNING, "signalbox.leader"):
         assert seen.flush(now())[0] == []  # nobody leads yet
-        a, _ = candidate(db, "web1:8910", clock)
+        a, _ = candidate(connect, "web1:8910", clock)
         assert a.attempt()
         for _ in range(2):
             samples, metas = seen.flush(now())

@@ -318,6 +318,18 @@ def test_an_agent_says_which_instance_leads_and_logs_each_change(
     assert metas[0].name == "signalbox_leader_info"
 
 
+def test_a_restarted_instance_takes_over_from_its_crashed_self_without_zeroing_itself(
+    connect: Connect, clock: FrozenClock
+) -> None:
+    old, mo = candidate(connect, "web1:8910", clock)
+    assert old.attempt()
+    advance(clock, TTL + 0.1, mo)  # it crashed; restarted on the same host and port
+    new, _ = candidate(connect, "web1:8910", clock)
+    assert new.attempt() and new.deposed() == "web1:8910"  # its claims are released too
+    samples, _ = LeaderMetrics(new).flush(0)
+    assert [(s.labels, s.value) for s in samples] == [((("instance", "web1:8910"),), 1.0)]
+
+
 class Switch:
     """A Leadership whose terms a test starts and ends."""
 

@@ -104,6 +104,8 @@ class LeaderMetrics:
             )
         ]
         deposed = self.leader.deposed()
+        if deposed == self.leader.instance:  # this instance's own earlier process: its series
+            deposed = None
         if deposed is not None and deposed != self._told_deposed:
             labels = (("host", host_of(deposed)), ("instance", deposed))
             samples.append(Sample(LEADER_METRIC, labels, 0.0))

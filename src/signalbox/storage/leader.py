@@ -104,7 +104,8 @@ class Leadership(Protocol):
         ...
 
     def deposed(self) -> str | None:
-        """The instance this one took over from in its current term (None: nobody)."""
+        """The instance this term took the lease over from, expired or its session gone
+        (None: the lease was free); it may be this instance's own earlier process."""
         ...
 
     def start(self) -> None: ...
@@ -271,7 +272,7 @@ class LeaseLeadership:
         with self._lock:
             self._valid_until = began + self.valid_s
             self._leader = self.instance
-            self._deposed = previous if previous != self.instance else None
+            self._deposed = previous
         if previous is not None and previous != self.instance:
             log.warning(
                 "this instance (%s) leads now, taking over from %s (%s): it evaluates "

@@ -111,13 +111,15 @@ def _loop(
         current = leader.term()
         if current is None:
             if term is not None:
-                log.warning("monitor passes and deliveries stop here: another instance leads")
+                log.warning(
+                    "this instance does not lead now: its monitor passes and deliveries stop"
+                )
             term = None
             stop.wait(LEADER_POLL_S)
             continue
         if current != term:  # a new term: a pass now
             term, next_pass = current, 0.0
-            if leader.deposed() is not None:  # it died or stalled: what it was sending is due
+            if leader.deposed() is not None:  # it died or stalled: what it sent is due now
                 try:
                     runner.outbox.release_claims(int(clock.now() * 1000))
                 except Exception:

@@ -254,6 +254,29 @@ def test_a_leader_whose_session_is_gone_is_replaced_at_once(
                 d.close()
 
 
+@pytest.mark.service("postgresql")
+def test_a_leader_whose_session_lost_its_lock_takes_it_again_at_its_next_renewal(
+    clock: FrozenClock,
+) -> None:
+    """Its connection was replaced (an error), so its lock went: the next renewal takes it
+    again, and a candidate does not take this live leader for dead."""
+    from tests.stores import pg_schema_url
+
+    with pg_schema_url() as url:
+        dbs = [open_database(url) for _ in range(2)]
+        try:
+            a, ma = candidate(lambda: dbs[0], "web1:8910", clock)
+            b, mb = candidate(lambda: dbs[1], "web2:8910", clock)
+            assert a.attempt()
+            dbs[0].query("SELECT pg_advisory_unlock_all()")  # as a new session would be
+            advance(clock, 1.0, ma, mb)
+            assert a.attempt()  # renewed, and its lock taken again
+            assert not b.attempt() and b.leader() == "web1:8910"
+        finally:
+            for d in dbs:
+                d.close()
+
+
 def test_sqlite_and_memory_stores_have_one_instance_that_always_leads(
     db: Database, clock: FrozenClock
 ) -> None:

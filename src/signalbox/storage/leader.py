@@ -246,7 +246,7 @@ class LeaseLeadership:
                 with self._lock:
                     if self._holder == lease.holder:
                         self._valid_until = began + self.valid_s
-                self._lock_term(lease.holder)  # again, if the connection was replaced
+                self._relock_term(lease.holder)
                 return True
             self._end_term(lease.holder, "its lease was taken over")
             with self._lock:
@@ -300,6 +300,21 @@ class LeaseLeadership:
         rows = self.db.query("SELECT pg_try_advisory_lock(?, hashtext(?))", (_LIVE_CLASS, token))
         if rows[0][0]:
             self._locked = token
+
+    def _relock_term(self, token: str) -> None:
+        """Take ``token``'s lock again if this session lost it (its connection was replaced
+        after an error): without it, candidates would take this live leader for dead."""
+        if not self._sessions:
+            return
+        rows = self.db.query(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND pid = pg_backend_pid() AND classid = ?::int4::oid "
+            "AND objid = hashtext(?)::oid AND objsubid = 2",
+            (_LIVE_CLASS, token),
+        )
+        if not rows[0][0]:
+            self._locked = None
+            self._lock_term(token)
 
     def _alive(self, token: str) -> bool:
         """Whether the session that holds ``token``'s lease still holds its advisory lock."""

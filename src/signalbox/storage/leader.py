@@ -244,10 +244,12 @@ class LeaseLeadership:
         if in_term:
             if lease.renew():  # the row is still this term's: nobody else led meanwhile
                 with self._lock:
-                    if self._holder == lease.holder:
+                    still = self._holder == lease.holder  # no fence ended it meanwhile
+                    if still:
                         self._valid_until = began + self.valid_s
-                self._relock_term(lease.holder)
-                return True
+                if still:
+                    self._relock_term(lease.holder)
+                return still
             self._end_term(lease.holder, "its lease was taken over")
             with self._lock:
                 lease.holder = self._holder

@@ -103,6 +103,18 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
         _run_lock.release()
 
 
+@pytest.fixture(autouse=True)
+def _no_flags_client_left() -> Iterator[None]:
+    """The process's flags client (:mod:`signalbox.flags.runtime`) is global: one a test
+    configured, or auto-started by asking before configuring, is gone when it ends. (On an
+    xdist worker the modules run in another order than alone, and a client left over
+    answered the next module's "not configured" tests.)"""
+    yield
+    from signalbox.flags import runtime
+
+    runtime.reset()
+
+
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1.0):

@@ -243,6 +243,8 @@ class FlagCache:
         )
         self._rng = rng or random.Random()
         self._listen_thread: threading.Thread | None = None
+        self._life = threading.Lock()  # start() and stop() of the threads, one at a time
+        self._stopped = False
         self.listening = False
         """Whether changes are pushed to this process now (a listener is connected)."""
         self.listen_failures = 0
@@ -412,17 +414,18 @@ class FlagCache:
         whenever it announces a change, in another."""
         self.refresh()
         self._publish()
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._loop, name="signalbox-flags-refresh", daemon=True
-            )
-            self._thread.start()
-            if self.listen:
-                self._listen_thread = threading.Thread(
-                    target=self._listen_loop, name="signalbox-flags-listen", daemon=True
+        with self._life:  # a stop() from another thread sees the threads started or none
+            if self._thread is None and not self._stopped:  # stopped (reset) meanwhile: no
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._loop, name="signalbox-flags-refresh", daemon=True
                 )
-                self._listen_thread.start()
+                self._thread.start()
+                if self.listen:
+                    self._listen_thread = threading.Thread(
+                        target=self._listen_loop, name="signalbox-flags-listen", daemon=True
+                    )
+                    self._listen_thread.start()
         return self
 
     def _loop(self) -> None:
@@ -492,11 +495,14 @@ class FlagCache:
     def stop(self, *, close: bool | None = None) -> None:
         """Stop refreshing (counts flushed once more) and close the store when it was
         opened here (``close`` None) or when ``close`` says so."""
-        self._stop.set()
-        for t in (self._thread, self._listen_thread):
-            if t is not None:
+        with self._life:
+            self._stopped = True
+            self._stop.set()
+            threads = (self._thread, self._listen_thread)
+            self._thread = self._listen_thread = None
+        for t in threads:
+            if t is not None and t is not threading.current_thread():
                 t.join(5)
-        self._thread = self._listen_thread = None
         close_publisher = getattr(self.publish, "close", None)
         if close_publisher is not None:
             self._publish()  # the last counts, then the file is written once more

@@ -508,7 +508,7 @@ def live(site: Site) -> Iterator[Live]:
             engine.release.set()
 
 
-def rounds(attempt: Callable[[int], bool], *, tries: int = 5) -> None:
+def rounds(attempt: Callable[[int], bool], *, tries: int = 12) -> None:
     """``attempt`` until a round is undisturbed. On PostgreSQL the data version is the
     whole server's snapshot: a commit to another database (another suite's) between two of
     a round's requests gives them different versions, hence different flights. Each

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
 from peers import HOST, Child, free_port, http_ok, parse_metrics, run_main, signalbox_exe, wait_for
 
 SCRAPE_S = 15

@@ -34,8 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from peers import median_ratio, need, run_main, signalbox_exe
 from query_vs_prometheus import cached_openmetrics, signalbox_config
+
+from peers import median_ratio, need, run_main, signalbox_exe
 
 
 def signalbox_import(om: Path, root: Path, tiers: str, src: Path | None = None) -> float:

@@ -69,7 +69,6 @@ from peers import (
     run_main,
     wait_for,
 )
-
 from signalbox.clock import FrozenClock
 from signalbox.config import settings_from_dict
 from signalbox.durations import Tier

@@ -302,21 +302,17 @@ def test_the_leader_metric_names_this_instance_and_zeroes_the_deposed_once(
     b, mb = candidate(connect, "web2:8911", clock)
     assert a.attempt() and not b.attempt()
     ours, theirs = LeaderMetrics(a), LeaderMetrics(b)
-    assert [(s.labels, s.value) for s in ours.flush(0)[0]] == [((("instance", "web1:8910"),), 1.0)]
-    assert [(s.labels, s.value) for s in theirs.flush(0)[0]] == [
-        ((("instance", "web2:8911"),), 0.0)
-    ]
+    assert [(s.labels, s.value) for s in ours.flush(0)[0]] == [((("server", "web1:8910"),), 1.0)]
+    assert [(s.labels, s.value) for s in theirs.flush(0)[0]] == [((("server", "web2:8911"),), 0.0)]
     advance(clock, TTL + 0.1, ma, mb)
     assert b.attempt()
     first, meta = theirs.flush(1)
     assert [(s.labels, s.value) for s in first] == [
-        ((("instance", "web2:8911"),), 1.0),
-        ((("host", "web1"), ("instance", "web1:8910")), 0.0),  # as web1 wrote it, now 0
+        ((("server", "web2:8911"),), 1.0),
+        ((("host", "web1"), ("server", "web1:8910")), 0.0),  # as web1 wrote it, now 0
     ]
     assert meta[0].name == "signalbox_leader" and meta[0].type == "gauge"
-    assert [(s.labels, s.value) for s in theirs.flush(2)[0]] == [
-        ((("instance", "web2:8911"),), 1.0)
-    ]
+    assert [(s.labels, s.value) for s in theirs.flush(2)[0]] == [((("server", "web2:8911"),), 1.0)]
 
 
 def test_an_agent_says_which_instance_leads_and_logs_each_change(
@@ -356,7 +352,7 @@ def test_a_restarted_instance_takes_over_from_its_crashed_self_without_zeroing_i
     new, _ = candidate(connect, "web1:8910", clock)
     assert new.attempt() and new.deposed() == "web1:8910"  # its claims are released too
     samples, _ = LeaderMetrics(new).flush(0)
-    assert [(s.labels, s.value) for s in samples] == [((("instance", "web1:8910"),), 1.0)]
+    assert [(s.labels, s.value) for s in samples] == [((("server", "web1:8910"),), 1.0)]
 
 
 class Switch:

@@ -82,13 +82,13 @@ def ready(base: str) -> str:
 
 
 def query(base: str, promql: str) -> dict[str, float]:
-    """``{host label (or instance label): value}`` of an instant query."""
+    """``{host label (or server label): value}`` of an instant query."""
     status, body = fetch(f"{base}/api/v1/query?query={urllib.parse.quote(promql)}")
     assert status == 200, body
     out = {}
     for r in json.loads(body)["data"]["result"]:
         m = r["metric"]
-        out[m.get("instance") or m.get("host", "")] = float(r["value"][1])
+        out[m.get("server") or m.get("host", "")] = float(r["value"][1])
     return out
 
 

@@ -4,7 +4,7 @@ loops only the leader runs, and the metrics that say who leads.
 * :func:`every_leading` runs a job (compaction, purging ended sessions) every interval while
   this instance leads, and at once when a term starts, so a new leader catches up without
   waiting a whole interval;
-* :class:`LeaderMetrics` (each ``serve``): ``signalbox_leader{instance}``, 1 while this
+* :class:`LeaderMetrics` (each ``serve``): ``signalbox_leader{server}`` (not ``instance``: Prometheus gives that label to each scrape target), 1 while this
   instance leads, 0 while it stands by; a new leader also writes 0 once for the instance
   it took over from, which died with a 1 as its last value, so ``signalbox_leader == 1``
   names one instance as soon as the takeover's pass is stored;
@@ -90,7 +90,7 @@ def every_leading(
 
 
 class LeaderMetrics:
-    """``signalbox_leader{instance}`` for each collection pass of a ``serve`` instance (a
+    """``signalbox_leader{server}`` (not ``instance``: Prometheus gives that label to each scrape target) for each collection pass of a ``serve`` instance (a
     :class:`~signalbox.metrics.collect.SampleSource`)."""
 
     def __init__(self, leader: Leadership) -> None:
@@ -99,15 +99,13 @@ class LeaderMetrics:
 
     def flush(self, now_ms: int) -> tuple[list[Sample], list[MetricMeta]]:
         samples = [
-            Sample(
-                LEADER_METRIC, (("instance", self.leader.instance),), float(self.leader.leading())
-            )
+            Sample(LEADER_METRIC, (("server", self.leader.instance),), float(self.leader.leading()))
         ]
         deposed = self.leader.deposed()
         if deposed == self.leader.instance:  # this instance's own earlier process: its series
             deposed = None
         if deposed is not None and deposed != self._told_deposed:
-            labels = (("host", host_of(deposed)), ("instance", deposed))
+            labels = (("host", host_of(deposed)), ("server", deposed))
             samples.append(Sample(LEADER_METRIC, labels, 0.0))
         self._told_deposed = deposed
         return samples, [_LEADER_META]

@@ -125,7 +125,8 @@ def loadavg() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """``argv``: the options (default: the command line's); bench/scaleout.py passes its own."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -134,7 +135,7 @@ def main() -> None:
     ap.add_argument("--refresh", type=float, default=2.0, help="seconds between polls")
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--watch", nargs=3, help=argparse.SUPPRESS)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.watch:
         watch(a.watch[0], a.watch[1], float(a.watch[2]))
         return

@@ -45,6 +45,9 @@ from peers import median_ratio, run_main
 
 _FORK = multiprocessing.get_context("fork")
 MARIADB = "mysql://root@127.0.0.1:3306/test"
+# signalbox's store ({root}: the round's temp dir); bench/scaleout.py points it at a
+# PostgreSQL schema (forked workers inherit it)
+SB_STORE = "sqlite:///{root}/signalbox.db"
 
 
 def noop(i: int) -> None:
@@ -55,7 +58,7 @@ def noop(i: int) -> None:
 def _sb_settings(root: Path, durable: bool = False) -> Any:
     from signalbox.config import settings_from_dict
 
-    raw: dict[str, Any] = {"store": f"sqlite:///{root / 'signalbox.db'}"}
+    raw: dict[str, Any] = {"store": SB_STORE.format(root=root)}
     if durable:
         raw["tasks"] = {"durable": True}
     return settings_from_dict(raw, source="(bench)", base_dir=root)

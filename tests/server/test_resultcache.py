@@ -43,16 +43,14 @@ from signalbox.server.resultcache import IN_FLIGHT_STAGE, ResultCache, data_vers
 from signalbox.server.serve import build_services
 from signalbox.server.services import Services
 from signalbox.storage import open_database
+from signalbox.storage.lease import Lease
 from tests.cli.helpers import free_port, run
 from tests.serving import fetch, serve_process, wait_for
 from tests.stores import pg_schema_url, sqlite_url
 
-# PostgreSQL's data version is the whole server's snapshot: under xdist the other worker's
-# commits would disturb every round of these tests, so their PostgreSQL cases run alone
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgresql", marks=[pytest.mark.service("postgresql"), pytest.mark.serial]),
-]
+# PostgreSQL's data version is the store's own counter (signalbox.metrics.dataversion):
+# commits to other schemas and databases (the other xdist worker's) leave it alone
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
 
 STEP_S = 15
 
@@ -85,15 +83,11 @@ class Site:
         return r.content
 
     def hit(self, path: str, params: dict[str, str]) -> bytes:
-        """The answer served from the cache. On PostgreSQL the data version is the whole
-        server's snapshot, so another database's commit (another test suite's) between two
-        requests makes the second a miss: ask until one is a hit (never more than a few)."""
-        for _ in range(20):
-            hits = self.cache.hits
-            body = self.get(path, params)
-            if self.cache.hits == hits + 1:
-                return body
-        raise AssertionError(f"never answered from the cache: {path} {params}")
+        """The answer, which must be served from the cache."""
+        hits = self.cache.hits
+        body = self.get(path, params)
+        assert self.cache.hits == hits + 1, f"not answered from the cache: {path} {params}"
+        return body
 
     def signalbox(self, *args: str) -> str:
         done = run("--config", str(self.root / "signalbox.toml"), *args, cwd=self.root)
@@ -245,10 +239,63 @@ def test_a_retention_drop_empties_the_cached_answer(site: Site) -> None:
     assert after == fresh(site, "/api/v1/query_range", params)
 
 
-def test_the_least_recently_used_answers_go_first_past_the_byte_bound(tmp_path: Path) -> None:
-    """On SQLite only: the bound is the cache's own logic, the same over any store, and on
-    PostgreSQL other databases' commits (other suites') would empty it between requests."""
-    with open_site("sqlite", tmp_path) as site:
+PG_ONLY = pytest.mark.service("postgresql")
+
+
+@PG_ONLY
+def test_commits_outside_the_metric_data_keep_the_postgresql_cache(tmp_path: Path) -> None:
+    """Another schema's metric store, the leader lease and the monitor state of the same
+    schema commit: the cached answer is still served (the server's snapshot, the version
+    before, moved with each of them and emptied the cache)."""
+    with open_site("postgresql", tmp_path) as site, pg_schema_url() as elsewhere:
+        params = site.range_params()
+        before = site.get("/api/v1/query_range", params)
+        other = SQLMetricStore(open_database(elsewhere))
+        try:
+            other.write([Sample("x", (("job", "b"),), 5.0, (site.t0 - 60) * 1000)], site.t0 * 1000)
+        finally:
+            other.close()
+        db = open_database(site.url)
+        try:
+            lease = Lease(db, "serve:leader", 10.0)
+            assert lease.acquire() and lease.renew()
+            lease.release()
+        finally:
+            db.close()
+        site.signalbox("monitors", "run", "--once")  # the monitor state's own commits
+        assert site.hit("/api/v1/query_range", params) == before
+        assert site.cache.invalidations == 0
+
+
+@PG_ONLY
+def test_no_postgresql_cache_while_a_compaction_runs(tmp_path: Path) -> None:
+    """A compaction commits many transactions and bumps the version once, at its end: while
+    another process holds its lock, requests bypass the cache (neither served nor kept);
+    after its bump, the entries made before it are gone."""
+    with open_site("postgresql", tmp_path) as site:
+        params = site.range_params()
+        before = site.get("/api/v1/query_range", params)
+        other = SQLMetricStore(open_database(site.url))
+        try:
+            with other.db.exclusive("compact") as held:
+                assert held
+                hits, misses = site.cache.hits, site.cache.misses
+                assert site.get("/api/v1/query_range", params) == before
+                assert site.get("/api/v1/query_range", params) == before
+                assert (site.cache.hits, site.cache.misses) == (hits, misses)  # bypassed
+                other.compact((site.t0 + 2 * 86400) * 1000)  # joins the lock: retention
+            after = site.get("/api/v1/query_range", params)
+            assert values(after) == {}
+            assert after == fresh(site, "/api/v1/query_range", params)
+        finally:
+            other.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_least_recently_used_answers_go_first_past_the_byte_bound(
+    backend: str, tmp_path: Path
+) -> None:
+    with open_site(backend, tmp_path) as site:
         one = site.get("/api/v1/query_range", site.range_params("x"))
         size = site.cache.size_bytes
         assert size > len(one)  # the answer, its key and the bookkeeping
@@ -508,17 +555,6 @@ def live(site: Site) -> Iterator[Live]:
             engine.release.set()
 
 
-def rounds(attempt: Callable[[int], bool], *, tries: int = 12) -> None:
-    """``attempt`` until a round is undisturbed. On PostgreSQL the data version is the
-    whole server's snapshot: a commit to another database (another suite's) between two of
-    a round's requests gives them different versions, hence different flights. Each
-    attempt asserts what holds whatever happens, and says whether it was undisturbed."""
-    for i in range(tries):
-        if attempt(i):
-            return
-    raise AssertionError(f"every one of {tries} rounds was disturbed by other commits")
-
-
 N = 8
 
 
@@ -533,28 +569,21 @@ def test_identical_requests_after_an_invalidation_evaluate_once(
         params = site.range_params(q)
         assert lv.ask(params).result().status_code == 200  # the text is known: loop lookups
 
-        def attempt(i: int) -> bool:
-            lv.new_round(float(i + 10), {q})
-            misses, shared = lv.cache.misses, lv.cache.shared
-            first = lv.ask(params)
-            wait_until(lambda: lv.engine.calls[str(parse_expr(q))] == 1, "the first evaluates")
-            rest = [lv.ask(params) for _ in range(N - 1)]
-            calls = lambda: lv.engine.calls[str(parse_expr(q))]  # noqa: E731
-            wait_until(lambda: lv.cache.waiting + calls() == N, "all N wait or evaluate")
-            lv.engine.release.set()
-            answers = [f.result() for f in [first, *rest]]
-            assert all(r.status_code == 200 for r in answers), answers[0].text
-            truth = fresh(site, "/api/v1/query_range", params)
-            assert values(truth)  # a real answer, not an empty one
-            assert all(r.content == truth for r in answers)
-            evaluations = calls()
-            assert lv.cache.misses - misses == evaluations  # the miss counter counts them
-            assert lv.cache.shared - shared == N - evaluations
-            if backend == "sqlite":
-                assert evaluations == 1
-            return evaluations == 1
-
-        rounds(attempt)
+        lv.new_round(10.0, {q})
+        misses, shared = lv.cache.misses, lv.cache.shared
+        first = lv.ask(params)
+        wait_until(lambda: lv.engine.calls[str(parse_expr(q))] == 1, "the first evaluates")
+        rest = [lv.ask(params) for _ in range(N - 1)]
+        calls = lambda: lv.engine.calls[str(parse_expr(q))]  # noqa: E731
+        wait_until(lambda: lv.cache.waiting + calls() == N, "all N wait or evaluate")
+        lv.engine.release.set()
+        answers = [f.result() for f in [first, *rest]]
+        assert all(r.status_code == 200 for r in answers), answers[0].text
+        truth = fresh(site, "/api/v1/query_range", params)
+        assert values(truth)  # a real answer, not an empty one
+        assert all(r.content == truth for r in answers)
+        assert calls() == 1
+        assert (lv.cache.misses - misses, lv.cache.shared - shared) == (1, N - 1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -573,8 +602,7 @@ def test_a_failing_querys_error_reaches_every_waiter(backend: str, tmp_path: Pat
         wait_until(lambda: lv.engine.calls[printed] == 1, "the first evaluates")
         rest = [lv.ask(params) for _ in range(N - 1)]
         wait_until(lambda: lv.cache.waiting + lv.engine.calls[printed] == N, "all N wait")
-        joined = lv.cache.waiting  # N - 1 unless another database's commit came between
-        assert joined >= 1
+        assert lv.cache.waiting == N - 1
         lv.engine.release.set()
         answers = [f.result() for f in [first, *rest]]
         assert {r.status_code for r in answers} == {400}
@@ -598,30 +626,22 @@ def test_a_waiter_times_out_by_its_own_budget(backend: str, tmp_path: Path) -> N
         params = site.range_params(q)
         assert lv.ask(params).result().status_code == 200
 
-        def attempt(i: int) -> bool:
-            lv.new_round(float(i), {q})
-            leader = lv.ask(params)
-            wait_until(lambda: lv.engine.calls[printed] == 1, "the leader evaluates")
-            waiter = lv.ask(params)
-            wait_until(lambda: lv.cache.waiting == 1 or lv.engine.calls[printed] == 2, "it waits")
-            if lv.engine.calls[printed] == 2:  # another version: it led a flight of its own
-                lv.engine.release.set()
-                leader.result(), waiter.result()
-                return False
-            r = waiter.result(timeout=10)  # the leader is still held
-            assert not lv.engine.release.is_set() and lv.engine.calls[printed] == 1
-            assert r.status_code == 503, r.text
-            doc = r.json()
-            assert doc["errorType"] == "timeout"
-            assert doc["error"].startswith(f"query timed out in {IN_FLIGHT_STAGE}: "), doc
-            assert "1s (query.timeout" in doc["error"]
-            lv.engine.release.set()
-            late = leader.result()  # held past its own deadline: the evaluation stops
-            assert late.status_code == 503 and late.json()["errorType"] == "timeout", late.text
-            assert lv.cache.shared == 0
-            return True
-
-        rounds(attempt)
+        lv.new_round(1.0, {q})
+        leader = lv.ask(params)
+        wait_until(lambda: lv.engine.calls[printed] == 1, "the leader evaluates")
+        waiter = lv.ask(params)
+        wait_until(lambda: lv.cache.waiting == 1, "it waits")
+        r = waiter.result(timeout=10)  # the leader is still held
+        assert not lv.engine.release.is_set() and lv.engine.calls[printed] == 1
+        assert r.status_code == 503, r.text
+        doc = r.json()
+        assert doc["errorType"] == "timeout"
+        assert doc["error"].startswith(f"query timed out in {IN_FLIGHT_STAGE}: "), doc
+        assert "1s (query.timeout" in doc["error"]
+        lv.engine.release.set()
+        late = leader.result()  # held past its own deadline: the evaluation stops
+        assert late.status_code == 503 and late.json()["errorType"] == "timeout", late.text
+        assert lv.cache.shared == 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -639,39 +659,33 @@ def test_a_leader_cancelled_in_the_queue_hands_over_to_a_waiter(
         for text in (q, other):
             assert lv.ask(site.range_params(text)).result().status_code == 200
 
-        def attempt(i: int) -> bool:
-            lv.new_round(float(i), {other})
-            cancelled, misses, shared = len(lv.cancelled), lv.cache.misses, lv.cache.shared
-            blocker = lv.ask(site.range_params(other))
-            wait_until(lambda: lv.engine.calls[blocker_printed] == 1, "the blocker runs")
-            conn = lv.leave_later(params)
-            wait_until(lambda: lv.cache.in_flight() >= 2, "the leader queues")
-            waiters = [lv.ask(params) for _ in range(N - 1)]
-            wait_until(
-                lambda: lv.cache.waiting + lv.cache.in_flight() - 2 == N - 1, "all wait or lead"
-            )
-            undisturbed = lv.cache.in_flight() == 2 and lv.cache.waiting == N - 1
-            conn.close()
-            wait_until(lambda: len(lv.cancelled) == cancelled + 1, "the leader is cancelled")
-            assert lv.cancelled[-1] == urllib.parse.urlencode(params)
-            if undisturbed:  # one waiter now leads, queued behind the blocker
-                wait_until(
-                    lambda: lv.cache.in_flight() == 2 and lv.cache.waiting == N - 2,
-                    "a waiter took the lead",
-                )
-            assert lv.engine.calls[printed] == 0  # the cancelled leader never evaluated
-            lv.engine.release.set()
-            assert blocker.result().status_code == 200
-            answers = [f.result() for f in waiters]
-            assert all(r.status_code == 200 for r in answers), answers[0].text
-            truth = fresh(site, "/api/v1/query_range", params)
-            assert all(r.content == truth for r in answers)
-            evaluations = lv.engine.calls[printed]
-            assert lv.cache.misses - misses == evaluations + 1  # and the blocker's
-            assert lv.cache.shared - shared == N - 1 - evaluations
-            return undisturbed and evaluations == 1
-
-        rounds(attempt)
+        lv.new_round(1.0, {other})
+        cancelled, misses, shared = len(lv.cancelled), lv.cache.misses, lv.cache.shared
+        blocker = lv.ask(site.range_params(other))
+        wait_until(lambda: lv.engine.calls[blocker_printed] == 1, "the blocker runs")
+        conn = lv.leave_later(params)
+        wait_until(lambda: lv.cache.in_flight() >= 2, "the leader queues")
+        waiters = [lv.ask(params) for _ in range(N - 1)]
+        wait_until(lambda: lv.cache.waiting == N - 1, "all wait")
+        assert lv.cache.in_flight() == 2  # the blocker's and the leader's
+        conn.close()
+        wait_until(lambda: len(lv.cancelled) == cancelled + 1, "the leader is cancelled")
+        assert lv.cancelled[-1] == urllib.parse.urlencode(params)
+        # one waiter now leads, queued behind the blocker
+        wait_until(
+            lambda: lv.cache.in_flight() == 2 and lv.cache.waiting == N - 2,
+            "a waiter took the lead",
+        )
+        assert lv.engine.calls[printed] == 0  # the cancelled leader never evaluated
+        lv.engine.release.set()
+        assert blocker.result().status_code == 200
+        answers = [f.result() for f in waiters]
+        assert all(r.status_code == 200 for r in answers), answers[0].text
+        truth = fresh(site, "/api/v1/query_range", params)
+        assert all(r.content == truth for r in answers)
+        assert lv.engine.calls[printed] == 1
+        assert lv.cache.misses - misses == 2  # the blocker's and the new leader's
+        assert lv.cache.shared - shared == N - 2
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -687,26 +701,18 @@ def test_a_leader_cancelled_while_evaluating_still_answers_the_waiters(
         params = site.range_params(q)
         assert lv.ask(params).result().status_code == 200
 
-        def attempt(i: int) -> bool:
-            lv.new_round(float(i), {q})
-            cancelled, shared = len(lv.cancelled), lv.cache.shared
-            conn = lv.leave_later(params)
-            wait_until(lambda: lv.engine.calls[printed] == 1, "the leader evaluates")
-            waiters = [lv.ask(params) for _ in range(N - 1)]
-            wait_until(
-                lambda: lv.cache.waiting + lv.engine.calls[printed] == N, "all wait or evaluate"
-            )
-            conn.close()
-            wait_until(lambda: len(lv.cancelled) == cancelled + 1, "the leader is cancelled")
-            lv.engine.release.set()
-            answers = [f.result() for f in waiters]
-            assert all(r.status_code == 200 for r in answers), answers[0].text
-            truth = fresh(site, "/api/v1/query_range", params)
-            assert all(r.content == truth for r in answers)
-            evaluations = lv.engine.calls[printed]
-            assert lv.cache.shared - shared == N - evaluations
-            if backend == "sqlite":
-                assert evaluations == 1
-            return evaluations == 1
-
-        rounds(attempt)
+        lv.new_round(1.0, {q})
+        cancelled, shared = len(lv.cancelled), lv.cache.shared
+        conn = lv.leave_later(params)
+        wait_until(lambda: lv.engine.calls[printed] == 1, "the leader evaluates")
+        waiters = [lv.ask(params) for _ in range(N - 1)]
+        wait_until(lambda: lv.cache.waiting == N - 1, "all wait")
+        conn.close()
+        wait_until(lambda: len(lv.cancelled) == cancelled + 1, "the leader is cancelled")
+        lv.engine.release.set()
+        answers = [f.result() for f in waiters]
+        assert all(r.status_code == 200 for r in answers), answers[0].text
+        truth = fresh(site, "/api/v1/query_range", params)
+        assert all(r.content == truth for r in answers)
+        assert lv.engine.calls[printed] == 1
+        assert lv.cache.shared - shared == N - 1

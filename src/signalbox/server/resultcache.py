@@ -28,11 +28,13 @@ the monitor loop; ``signalbox import``, ``collect --once``, an ``agent``):
 * SQLite: ``PRAGMA data_version`` on a connection of the cache's own, which never writes
   (SQLite changes it when another connection, of this process or another, commits to the
   file); a few microseconds, read on the event loop, bounded by a 50 ms busy timeout.
-* PostgreSQL: the current snapshot, ``pg_current_snapshot()`` (PostgreSQL 13 or later):
-  which transactions are committed as of now, across the whole server. A commit anywhere
-  changes it (a committed transaction leaves the in-progress list or raises ``xmax``) and a
-  read-only query never does; it is exact, but cluster-wide, so writes to other databases
-  of the same server also empty the cache. One round trip, run in a query thread.
+* PostgreSQL: the store's own counter (:mod:`signalbox.metrics.dataversion`), bumped by
+  every write transaction of the metric store as its last statement (so it commits with the
+  data) and by compaction once done, under its lock; no version (no cache) while a
+  compaction holds that lock. Commits elsewhere on the server (other schemas and databases,
+  lease renewals, the monitor state) leave it alone: the server's snapshot, used before,
+  emptied the cache at every commit anywhere on a shared server. One round trip, run in a
+  query thread.
 
 A version read before the evaluation and an answer evaluated after it can only be as new
 as the version or newer, never older, so an entry made under version *v* is a correct
@@ -167,20 +169,24 @@ class SQLiteDataVersion:
 
 
 class PostgresDataVersion:
-    """PostgreSQL's current snapshot as text (``xmin:xmax:xip,...``), read on the calling
-    thread's connection of the store, outside any transaction (a transaction's snapshot
-    would be its own, older one)."""
+    """The store's data version counter (:mod:`signalbox.metrics.dataversion`), read on the
+    calling thread's connection of the store, outside any transaction (a transaction would
+    read its own, older snapshot). The counter is created here if the store has none yet."""
 
     blocking = True
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        from signalbox.metrics import dataversion
 
-    def read(self) -> str | None:
+        self.db = db
+        self._read = dataversion.read
+        dataversion.ensure(db)
+
+    def read(self) -> int | None:
         if self.db.in_transaction:
             return None
         try:
-            return str(self.db.query("SELECT pg_current_snapshot()::text")[0][0])
+            return self._read(self.db)
         except Exception:  # unreachable now: no cache for this request
             return None
 

@@ -70,6 +70,7 @@ SIGNALBOX_TABLES = frozenset(
         "monitor_outbox",
         "metric_stale",
         "metric_spool_files",
+        "metric_data_version",
         "monitor_series",
         "monitor_history",
         "monitor_silences",

@@ -28,6 +28,7 @@ from signalbox import limits
 from signalbox.clock import Clock, SystemClock
 from signalbox.durations import Tier
 from signalbox.exceptions import StoreError
+from signalbox.metrics import dataversion
 from signalbox.metrics.labelcodec import encode_labels
 from signalbox.metrics.partitions import RAW, Level, levels
 from signalbox.metrics.samples import (
@@ -321,6 +322,7 @@ class SQLMetricStore:
         try:
             with self.db.transaction():
                 yield
+                dataversion.bump(self.db)  # last: the results cache's version commits with it
         except BaseException:
             self._forget_uncommitted()
             raise
@@ -770,12 +772,14 @@ class SQLMetricStore:
                 sealing.seal_closed(self._partitions)
                 self._partitions.drop_expired(now_ms)
                 sqlstale.drop_before(self.db, now_ms - max(lv.retention_ms for lv in self.levels))
+                dataversion.bump(self.db)  # still under the lock (metrics/dataversion.py)
 
     def rebuild_rollups(self, start_ms: int, end_ms: int) -> None:
         """Recompute every tier's buckets over ``[start_ms, end_ms)`` (after an import)."""
         with self._lock, self.db.exclusive("compact"), self._forgetting_partitions():
             self._partitions.load(fresh=True)
             sqlrollup.rebuild(self._partitions, start_ms, end_ms, int(self.clock.now() * 1000))
+            dataversion.bump(self.db)  # still under the lock (metrics/dataversion.py)
 
     @contextmanager
     def _forgetting_partitions(self) -> Iterator[None]:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
 from signalbox.metrics.samples import LABEL_NAME, Labels, labels_of
-from signalbox.monitors.outbox.delivery import Delivery
-from signalbox.monitors.state.records import Ack, Silence
 from signalbox.oneline import check_line
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the checks stay cheap to import (`flags set` uses them)
     from signalbox.monitors.engine.runner import MonitorRunner
+    from signalbox.monitors.outbox.delivery import Delivery
+    from signalbox.monitors.state.records import Ack, Silence
 
 __all__ = [
     "MAX_BY_CHARS",

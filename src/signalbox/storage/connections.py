@@ -121,18 +121,53 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             pause = min(pause * 2, 0.1)
 
 
+PG_CONNECT_TIMEOUT_S = 10
+"""How long opening a PostgreSQL connection may take unless the URL's ``connect_timeout``
+(or ``PGCONNECT_TIMEOUT``) says otherwise: a host dropping packets would otherwise stall a
+pass for psycopg's 130 s or the OS's TCP timeout."""
+
+
+def pg_connect_timeout(url: str) -> tuple[dict[str, Any], int | None]:
+    """The keyword to add to ``url`` (``connect_timeout``, unless the URL or the environment
+    sets it: the user's wins), and the timeout psycopg will apply (None: ``url`` does not
+    parse; connecting says why)."""
+    import os
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, timeout_from_conninfo
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        return {}, None
+    extra: dict[str, Any] = {}
+    if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
+        extra["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    try:
+        return extra, timeout_from_conninfo({**params, **extra})
+    except psycopg.Error:  # not a number: psycopg says so when connecting
+        return extra, None
+
+
 def pg_connector(url: str) -> Connector:
-    """Autocommit connections to ``postgresql://...``."""
+    """Autocommit connections to ``postgresql://...``, bounded by a connect timeout."""
     try:
         import psycopg
     except ImportError:
         raise StoreError(
             "PostgreSQL support needs the extra: pip install 'signalbox[postgresql]'"
         ) from None
+    extra, timeout_s = pg_connect_timeout(url)
 
     def connect() -> Any:
         try:
-            return psycopg.connect(url, autocommit=True)
+            return psycopg.connect(url, autocommit=True, **extra)
+        except psycopg.errors.ConnectionTimeout:
+            within = "" if timeout_s is None else f" within {timeout_s}s"
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {redact_url(url)}: no answer{within} "
+                "(connect_timeout in the store URL sets how long to wait)"
+            ) from None
         except psycopg.Error as e:
             raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {e}") from None
 

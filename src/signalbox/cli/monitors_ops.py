@@ -10,6 +10,7 @@ shared with the HTTP API), :mod:`signalbox.monitors.engine.runner` or
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -20,10 +21,13 @@ import click
 
 from signalbox.cli.base import Context, current_user, handle_errors, pass_ctx, prints_data
 from signalbox.cli.monitors import monitors_group
-from signalbox.exceptions import UsageError
+from signalbox.exceptions import StoreError, UsageError
 
 if TYPE_CHECKING:
+    from signalbox.monitors.engine.passes import PassReport
     from signalbox.monitors.engine.runner import MonitorRunner
+    from signalbox.storage.database import Database
+    from signalbox.storage.leader import LeaseLeadership
 
 
 def _now_ms() -> int:
@@ -87,6 +91,77 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
+@contextmanager
+def _leading(ctx: Context, db: Database, force: bool) -> Iterator[LeaseLeadership | None]:
+    """The ``serve:leader`` lease for one pass on a PostgreSQL store (None: SQLite, whose
+    one host always leads, or ``--force``), released afterwards. While another instance
+    holds it, that instance evaluates and notifies: a pass here would do both a second
+    time, so the command refuses (exit 1), naming it."""
+    if db.dialect.name != "postgresql":
+        yield None
+        return
+    from signalbox.storage.leader import LEASE_NAME, LeaseLeadership, instance_of
+    from signalbox.storage.lease import Lease
+
+    s = ctx.settings
+    if force:
+        holder = Lease(db, LEASE_NAME, 1.0, holder="(monitors run --force)").holder_now()
+        if holder is not None:
+            click.echo(
+                f"signalbox: --force: {instance_of(holder)} leads this store and evaluates "
+                "the monitors too: their notifications may be sent twice",
+                err=True,
+            )
+        yield None
+        return
+    lead = LeaseLeadership(db, f"{s.host}:monitors-run", s.server.leader_ttl_s)
+    quiet = logging.getLogger("signalbox.leader")
+    level = quiet.level
+    if ctx.verbose == 0:  # "leads now" / "lease released" at every cron run: noise
+        quiet.setLevel(logging.ERROR)
+    try:
+        lead.start()
+        try:
+            if not lead.leading():
+                who = lead.leader()
+                if who is None:
+                    raise StoreError(
+                        f"monitors not evaluated: could not take the leader lease "
+                        f"({LEASE_NAME}) of {db.url}; --force evaluates without it"
+                    )
+                click.echo(
+                    f"signalbox: monitors not evaluated: {who} leads this store (lease "
+                    f"{LEASE_NAME}): it evaluates the monitors and sends their notifications, "
+                    "and a pass here would do both a second time; --force runs one anyway",
+                    err=True,
+                )
+                sys.exit(1)
+            yield lead
+        finally:
+            lead.stop()  # the lease released: a serve instance leads at its next attempt
+    finally:
+        quiet.setLevel(level)
+
+
+def _fenced_pass(runner: MonitorRunner, lead: LeaseLeadership | None, now_ms: int) -> PassReport:
+    """A pass whose writes and notification claims commit only while ``lead`` still holds
+    the lease (as ``serve``'s leader's do); what a previous leader that died was sending
+    goes out now, under its ids."""
+    if lead is None:
+        return runner.run_pass(now_ms)
+    from signalbox.storage.leader import LostLeadership
+
+    term = lead.term()
+    runner.outbox.fence = lead.fence(runner.outbox.db)
+    if lead.deposed() is not None:
+        runner.outbox.release_claims(now_ms)
+    try:
+        return runner.run_pass(now_ms, fence=lead.fence(runner.state.db, term))
+    except LostLeadership as e:
+        click.echo(f"signalbox: monitor pass rolled back: {e}", err=True)
+        sys.exit(1)
+
+
 @monitors_group.command("run")
 @click.option(
     "--once",
@@ -95,15 +170,23 @@ def _echo_json(data: Any) -> None:
     help="One pass, then exit (for cron; `serve` runs passes itself).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the pass report as JSON.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Evaluate and notify even while a serve instance leads (PostgreSQL): it does too.",
+)
 @pass_ctx
 @handle_errors
-def run_cmd(ctx: Context, once: bool, as_json: bool) -> None:
+def run_cmd(ctx: Context, once: bool, as_json: bool, force: bool) -> None:
     """Evaluate every monitor now, record transitions, send due notifications, exit.
 
-    Exit 1 when a monitor file has lint errors (the valid monitors still ran).
+    On a PostgreSQL store the pass takes the leader lease `serve` instances elect their
+    leader with, and releases it: while another instance leads (it evaluates and notifies
+    itself) it refuses, naming it, and exits 1; --force runs the pass anyway. Exit 1 too
+    when a monitor file has lint errors (the valid monitors still ran).
     """
-    with _runner(ctx) as runner:
-        report = runner.run_pass(_now_ms())
+    with _runner(ctx) as runner, _leading(ctx, runner.state.db, force) as lead:
+        report = _fenced_pass(runner, lead, _now_ms())
     for e in report.lint_errors:
         click.echo(f"lint: {e}", err=True)
     for name, why in report.check_errors.items():

@@ -8,12 +8,15 @@ renewals), so on a shared server the cache was emptied every few milliseconds; t
 statistics counters (``pg_stat_user_tables``) are flushed by each backend at most once a
 second, after its commit, so a cache keyed by them would serve stale answers meanwhile.
 
-How (one row per schema, ``metric_data_version``):
+How (table ``metric_data_version``, a counter per PostgreSQL backend; the version is
+their sum, which every commit that bumps raises):
 
 * each write transaction of the metric store (a collection pass, a StatsD flush, a monitor
-  pass's samples, an import's batch) bumps it as its *last* statement, so the data and the
-  new version commit together; the row lock is held from that statement to the commit
-  only, so concurrent writers queue for a moment at their commits, not for a whole pass;
+  pass's samples, an import's batch) bumps its backend's row as its last statement, so the
+  data and the new version commit together. One row per backend (``pg_backend_pid()``: a
+  backend runs one transaction at a time) so that writers never wait for each other's
+  commits, as they would on one shared row (a transaction joined by a caller who keeps it
+  open would hold every other writer back); a reused pid only bumps an old row again;
 * compaction and retention (many transactions, all under ``Database.exclusive("compact")``)
   bump it once they are done, still holding that lock, and :func:`read` answers None (no
   cache) while any session holds or waits for that lock: an answer evaluated during a
@@ -46,35 +49,45 @@ MIGRATIONS: list[Migration] = [
             "INSERT INTO metric_data_version (id, version) VALUES (1, 0)",
         ],
     ),
+    (
+        2,
+        "the data version counted per backend: writers never wait on one row",
+        [
+            "DROP TABLE metric_data_version",
+            "CREATE TABLE metric_data_version (backend BIGINT PRIMARY KEY, version BIGINT NOT NULL)",
+        ],
+    ),
 ]
 _NEWEST = MIGRATIONS[-1][0]
 
-_ready: weakref.WeakSet[Database] = weakref.WeakSet()  # their table is committed
+_ready: weakref.WeakSet[Database] = weakref.WeakSet()  # migrated by this process already
 
 
 def ensure(db: Database) -> None:
-    """Create the counter if this schema has none yet (PostgreSQL only). Inside a caller's
-    transaction the creation joins it, and counts as done only once seen committed."""
+    """Create the counter if this schema has none yet (PostgreSQL only): when the metric
+    store opens, outside any write (a migration inside one would hold its lock, and every
+    other writer's first bump, until that write commits)."""
     if db.dialect.name != "postgresql" or db in _ready:
         return
-    if db.schema_version(COMPONENT) != _NEWEST:
-        db.migrate(COMPONENT, MIGRATIONS)
-        if db.in_transaction:  # it may yet roll back with the caller's transaction
-            return
+    db.migrate(COMPONENT, MIGRATIONS)
     _ready.add(db)
 
 
 def bump(db: Database) -> None:
-    """Say the metric data changed: last statement of a write transaction (its row lock is
-    then held only until the commit), or after compaction, under its lock. SQLite: nothing."""
+    """Say the metric data changed: the last statement of a write transaction, or after a
+    compaction, under its lock; this backend's row only, so writers never wait for each
+    other. The store made sure of the table when it opened (:func:`ensure`). SQLite:
+    nothing."""
     if db.dialect.name != "postgresql":
         return
-    ensure(db)
-    db.execute("UPDATE metric_data_version SET version = version + 1 WHERE id = 1")
+    db.execute(
+        "INSERT INTO metric_data_version (backend, version) VALUES (pg_backend_pid(), 1) "
+        "ON CONFLICT (backend) DO UPDATE SET version = metric_data_version.version + 1"
+    )
 
 
 _READ = (
-    "SELECT (SELECT version FROM metric_data_version WHERE id = 1), "
+    "SELECT (SELECT coalesce(sum(version), 0)::bigint FROM metric_data_version), "
     "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND classid = ?::int4::oid AND objid = hashtext(current_schema() || 'compact')::oid "
@@ -84,8 +97,8 @@ _READ = (
 
 def read(db: Database) -> int | None:
     """The current version (one round trip); None while a compaction runs or is about to
-    (its changes commit before its one bump), or when the schema has no counter yet."""
+    (its changes commit before its one bump)."""
     version, compacting = db.query(_READ, (_EXCLUSIVE_LOCK,))[0]
-    if compacting or version is None:
+    if compacting:
         return None
     return int(version)

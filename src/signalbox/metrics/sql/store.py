@@ -228,6 +228,7 @@ class SQLMetricStore:
         before = db.schema_version("metrics")
         if before != MIGRATIONS[-1][0]:
             db.migrate("metrics", MIGRATIONS)
+        dataversion.ensure(db)  # the results cache's counter, before any write needs it
         self._lock = threading.RLock()
         self._series = SeriesIndex(db)
         self._layouts = Layouts(db)

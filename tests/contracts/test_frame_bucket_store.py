@@ -646,3 +646,39 @@ def test_a_tier_added_later_is_built_from_sealed_hours(sql_store: Any) -> None:
     assert rollup.watermark(sql_store.db, 300) is not None
     assert sealing.sealed_until(sql_store.db, 60) == B + 3 * H
     check_tiers(sql_store, raw)
+
+
+def test_sealing_crosses_a_gap_of_weeks_in_a_few_transactions(
+    sql_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store written again after weeks away (the old partitions dropped by retention, or
+    never there) seals past the gap with one mark, not one transaction per empty hour (a
+    compaction after a long gap ran 13,509 of them), and seals the new hours as before."""
+    write_history(sql_store)
+    sql_store.compact(COMPACT_AT)
+    seal_all(sql_store)
+    marks: list[tuple[int, int]] = []
+    set_sealed = sealing._set_sealed
+    monkeypatch.setattr(
+        sealing, "_set_sealed", lambda p, t, u: (marks.append((t, u)), set_sealed(p, t, u))[1]
+    )
+    later = B + 40 * DAY
+    known = sql_store.known_layouts(HOST)
+    assert A1.digest in known
+    for minute in range(3 * 60):
+        ts = later + minute * M
+        values = [value(A1, m, ts) for m in A1.members]
+        sql_store.write([], ts, add_labels=HOST, frames=[Frame(A1.digest, values)])
+    sql_store.compact(later + 4 * H)
+    seal_all_at = later + 4 * H
+    for _ in range(50):
+        n = len(marks)
+        sql_store.compact(seal_all_at)
+        if len(marks) == n:
+            break
+    assert sealing.sealed_until(sql_store.db, 60) == later + 3 * H
+    # per tier, the gap takes one mark (the 1h tier's 60-hour unit holding the old history
+    # closes only now: one more); the 1m tier then one per sealed hour of the new history
+    assert [u for t, u in marks if t == 60] == [later, later + H, later + 2 * H, later + 3 * H]
+    for tier in (300, 3600):
+        assert len([u for t, u in marks if t == tier and u <= later]) <= 2, (tier, marks)

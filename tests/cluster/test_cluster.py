@@ -12,7 +12,8 @@ ones kill processes):
 * 200 jobs are all done after a worker is SIGKILLed mid-run: each done once in the store,
   and run to its end once, except a job the killed worker had run to its end but not yet
   recorded (the queue is at-least-once: such a job runs again after its lease);
-* exactly one ``serve`` leads; SIGKILLed, it is replaced, and the survivor says so;
+* exactly one ``serve`` leads; SIGKILLed, it is replaced, and the survivor and every agent
+  say so;
 * no process still running logged an error.
 
 The agents evaluate no flag (they have no flags client), so they are not among the flag's
@@ -78,6 +79,7 @@ class Cluster:
     url: str
     procs: Processes
     bases: dict[str, str]  # serve name -> http://127.0.0.1:PORT
+    agent_bases: dict[str, str]  # agent name -> its --listen address (/metrics, /-/ready)
     workers_dir: Path
     db: Database
     queue: QueueStore
@@ -101,7 +103,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(pg_schema_url())
         procs = stack.enter_context(Processes(root / "logs"))
-        bases = {}
+        bases, agent_bases = {}, {}
         for name in SERVES:
             port = free_port()
             d = _host_dir(root, name, _config(url, name, f"[server]\nport = {port}\n"))
@@ -111,7 +113,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             d = _host_dir(root, name, _config(url, name))
             # a metric file of its own: the value says which agent wrote it
             (d / "spool" / f"{name}.metrics").write_text(f"cluster_agent_value={n}\n")
-            procs.start(name, ["agent"], d)
+            listen = f"127.0.0.1:{free_port()}"
+            procs.start(name, ["agent", "--listen", listen], d)
+            agent_bases[name] = f"http://{listen}"
         tasks = '[tasks]\nmodules = ["clusterapp"]\nlease = "3s"\npoll_interval = "50ms"\n'
         workers_dir = _host_dir(root, "workers", _config(url, "workers", tasks))
         shutil.copy(APP, workers_dir / "clusterapp.py")
@@ -133,7 +137,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         db = stack.enter_context(contextlib.closing(open_database(url)))
         queue = open_queue_store(load_settings(str(workers_dir / "signalbox.toml"), environ={}))
         stack.callback(queue.close)
-        yield Cluster(url, procs, bases, workers_dir, db, queue, watch_logs)
+        yield Cluster(url, procs, bases, agent_bases, workers_dir, db, queue, watch_logs)
 
 
 def test_every_agents_metrics_are_queryable_through_each_serve(cluster: Cluster) -> None:
@@ -320,6 +324,8 @@ def test_one_serve_leads_and_a_killed_leader_is_replaced(cluster: Cluster) -> No
     name = {n: f"{n}:{bases[n].rsplit(':', 1)[1]}" for n in bases}  # HOST:PORT
     assert said[first].endswith(f"leader: {name[first]} (this instance)\n"), said
     assert said[second].endswith(f"leader: {name[first]}\n"), said
+    for agent in cluster.agent_bases.values():
+        wait_for(lambda a=agent: ready(a).endswith(f"leader: {name[first]}\n"), timeout=30)
     gauge = {name[first]: 1.0, name[second]: 0.0}
     wait_for(lambda: query(bases[second], "signalbox_leader") == gauge, timeout=30)
 
@@ -328,6 +334,8 @@ def test_one_serve_leads_and_a_killed_leader_is_replaced(cluster: Cluster) -> No
     wait_for(lambda: "(this instance)" in ready(bases[second]), timeout=30)
     took_over = time.monotonic() - killed
     assert ready(bases[second]).endswith(f"leader: {name[second]} (this instance)\n")
+    for agent in cluster.agent_bases.values():  # as of each agent's next pass
+        wait_for(lambda a=agent: ready(a).endswith(f"leader: {name[second]}\n"), timeout=30)
     gauge = {name[first]: 0.0, name[second]: 1.0}
     wait_for(lambda: query(bases[second], "signalbox_leader") == gauge, timeout=30)
     print(f"\nleader {name[first]} SIGKILLed; {name[second]} led {took_over:.2f}s later")

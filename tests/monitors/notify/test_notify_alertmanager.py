@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,16 +16,22 @@ from typing import Any
 import pytest
 
 from signalbox.clock import FrozenClock, SystemClock
+from signalbox.exceptions import ConfigError
 from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify import (
     AlertmanagerNotifier,
+    Notifier,
     NotifyError,
     alertmanager_alerts,
     build_notifier,
+    parse_notifier,
 )
 from signalbox.monitors.notify.alertmanager import DRILL_TTL_S, ENDS_AT_REPEATS
 from signalbox.monitors.notify.notification import rfc3339
+from tests.cli.helpers import run
+from tests.monitors.delivery_helpers import hook
 from tests.monitors.notify.notify_helpers import T0, MakeNotification, Receiver, free_port
+from tests.serving import wait_for
 
 NOW = T0 + 180
 
@@ -127,6 +135,186 @@ def test_a_rejected_alert_is_not_retryable(
     with pytest.raises(NotifyError, match="start time must be before end time") as info:
         AlertmanagerNotifier("am", receiver.url).send(notification())
     assert info.value.retryable is False
+
+
+# --- several Alertmanagers (urls) ----------------------------------------------------
+
+
+def _urls_notifier(*urls: str, timeout: str = "5s") -> Notifier:
+    cfg = {"type": "alertmanager", "urls": list(urls), "timeout": timeout}
+    return build_notifier("am", cfg, clock=FrozenClock(NOW))
+
+
+def test_urls_post_the_same_alerts_to_every_alertmanager(notification: MakeNotification) -> None:
+    with hook(path="/one") as one, hook(path="/two") as two:
+        _urls_notifier(one.url, two.url + "/").send(notification())
+        expected = alertmanager_alerts(notification(), NOW)
+        assert one.bodies() == [expected] and two.bodies() == [expected]
+
+
+def test_url_alone_still_posts_to_that_one(
+    receiver: Receiver, notification: MakeNotification
+) -> None:
+    am = build_notifier("am", {"type": "alertmanager", "url": receiver.url})
+    assert isinstance(am, AlertmanagerNotifier) and am.urls == (receiver.url,)
+    am.send(notification())
+    assert [r.path for r in receiver.requests] == ["/api/v2/alerts"]
+
+
+def test_one_alertmanager_down_the_send_is_delivered_and_the_miss_logged(
+    closed_port: int, notification: MakeNotification, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = f"http://127.0.0.1:{closed_port}"
+    with hook() as up, caplog.at_level(logging.WARNING):
+        _urls_notifier(down, up.url).send(notification(id="n-down"))
+        assert len(up.bodies()) == 1
+    (record,) = [r for r in caplog.records if r.name.endswith("alertmanager")]
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert f"Alertmanager 127.0.0.1:{closed_port}" in message.replace("http://", "")
+    assert "n-down" in message and "1 of 2 accepted" in message
+    assert "connection refused" in message
+
+
+def test_a_hung_alertmanager_does_not_hold_back_the_others_post(
+    notification: MakeNotification,
+) -> None:
+    """The hung one is listed first: its post is still unanswered when the second one's has
+    arrived, so they ran side by side (no clock involved)."""
+    with hook(status=None) as hung, hook() as up:
+        am = _urls_notifier(hung.url, up.url, timeout="60s")
+        errors: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                am.send(notification())
+            except BaseException as e:
+                errors.append(e)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        wait_for(lambda: up.bodies() and hung.bodies(), timeout=30)
+        assert sender.is_alive()  # still waiting for the hung one
+        hung.closing.set()  # it closes without an answer: that post fails
+        sender.join(30)
+        assert not sender.is_alive() and errors == []
+
+
+def test_every_alertmanager_failing_fails_the_send_naming_each(
+    closed_port: int, notification: MakeNotification
+) -> None:
+    with hook(status=400) as rejecting, pytest.raises(NotifyError) as info:
+        _urls_notifier(rejecting.url, f"http://127.0.0.1:{closed_port}").send(notification())
+    reason = info.value.reason
+    assert reason.startswith("no Alertmanager of 2 accepted the alerts: "), reason
+    assert "HTTP 400" in reason and "connection refused" in reason
+    assert info.value.retryable is True  # the one that was down may be up at the retry
+
+
+def test_every_alertmanager_rejecting_is_not_retryable(notification: MakeNotification) -> None:
+    with hook(status=400) as one, hook(status=422) as two, pytest.raises(NotifyError) as info:
+        _urls_notifier(one.url, two.url).send(notification())
+    assert info.value.retryable is False
+    assert "HTTP 400" in info.value.reason and "HTTP 422" in info.value.reason
+
+
+def test_the_spec_and_notifier_show_every_url_without_secrets() -> None:
+    spec = parse_notifier(
+        "am", {"type": "alertmanager", "urls": ["http://u:hunter2@am1:9093/x", "http://am2"]}
+    )
+    assert spec.describe() == "alertmanager http://am1:9093/..., http://am2"
+    am = build_notifier(spec)
+    assert isinstance(am, AlertmanagerNotifier)
+    assert am.urls == ("http://u:hunter2@am1:9093/x", "http://am2")
+    assert "hunter2" not in repr(spec) + repr(am)
+
+
+URL_ERRORS = {
+    "empty list": ({"urls": []}, "notifiers.ops.urls", "a non-empty list of URLs"),
+    "a string, not a list": (
+        {"urls": "http://am:9093"},
+        "notifiers.ops.urls",
+        "a non-empty list of URLs",
+    ),
+    "a table": ({"urls": {"a": "http://am:9093"}}, "notifiers.ops.urls", "a non-empty list"),
+    "a number in the list": (
+        {"urls": ["http://am1:9093", 9093]},
+        "notifiers.ops.urls[1]",
+        "an http:// or https:// URL (a non-empty string)",
+    ),
+    "an empty string": ({"urls": [""]}, "notifiers.ops.urls[0]", "a non-empty string"),
+    "not http": (
+        {"urls": ["http://am1:9093", "ftp://am2/"]},
+        "notifiers.ops.urls[1]",
+        "an http:// or https:// URL with a host",
+    ),
+    "no host": ({"urls": ["http:///alerts"]}, "notifiers.ops.urls[0]", "with a host"),
+    "a bad port": ({"urls": ["http://am1:99999"]}, "notifiers.ops.urls[0]", "out of range"),
+    "listed twice": (
+        {"urls": ["http://am1:9093", "http://am2:9093", "http://am1:9093/"]},
+        "notifiers.ops.urls[2]",
+        "a URL not listed already (it is urls[0])",
+    ),
+    "url and urls": (
+        {"url": "http://am1:9093", "urls": ["http://am2:9093"]},
+        "notifiers.ops.url",
+        "url or urls, not both",
+    ),
+    "neither": ({}, "notifiers.ops.url", "an Alertmanager URL"),
+    "url with a bad port": ({"url": "http://am:0x10"}, "notifiers.ops.url", "with a host"),
+}
+
+
+@pytest.mark.parametrize("case", list(URL_ERRORS))
+def test_a_bad_url_list_is_a_config_error_naming_the_item(case: str) -> None:
+    cfg, key, expected = URL_ERRORS[case]
+    with pytest.raises(ConfigError) as info:
+        build_notifier("ops", {"type": "alertmanager", **cfg})
+    assert (info.value.key, info.value.file) == (key, "signalbox.toml")
+    assert expected in info.value.expected, info.value.expected
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ["http://u:hunter2@am1:9093", "http://u:hunter2@am1:9093"],
+        ["http://am1:9093", "gopher://u:hunter2@am2"],
+        {"a": "http://u:hunter2@am1:9093"},
+        ["http://am1:9093", ["http://u:hunter2@am2"]],
+    ],
+)
+def test_a_url_list_error_never_shows_a_secret(urls: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_notifier("ops", {"type": "alertmanager", "urls": urls})
+    assert "hunter2" not in str(info.value)
+
+
+def test_the_cli_refuses_a_bad_url_list_and_delivers_to_every_url(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Through the ``signalbox`` executable: a bad item stops ``monitors lint`` (exit 2,
+    naming the item); a good list gets a firing alert from ``monitors run`` to each one."""
+    (tmp_path / "monitors").mkdir()
+    (tmp_path / "monitors" / "m.yaml").write_text(
+        "- name: am_cli\n  description: Resizes are slow.\n  query: latency\n"
+        "  critical: '> 8'\n  notify: [am]\n"
+    )
+    cfg = tmp_path / "signalbox.toml"
+    cfg.write_text(f'[notifiers.am]\ntype = "alertmanager"\nurls = ["{receiver.url}", 5]\n')
+    lint = run("monitors", "lint", cwd=tmp_path)
+    assert lint.returncode == 2, lint.stdout + lint.stderr
+    assert lint.stderr.startswith(f"signalbox: {cfg}: notifiers.am.urls[1]: expected "), lint.stderr
+
+    with hook() as other:
+        cfg.write_text(
+            f'[notifiers.am]\ntype = "alertmanager"\nurls = ["{receiver.url}", "{other.url}"]\n'
+        )
+        for args in (["send", "latency=9"], ["collect", "--once"], ["monitors", "run", "--once"]):
+            done = run(*args, cwd=tmp_path)
+            assert done.returncode == 0, (args, done.stdout, done.stderr)
+        (mine,) = [json.loads(r.body) for r in receiver.requests]
+        assert other.bodies() == [mine]
+        assert [a["labels"]["alertname"] for a in mine] == ["am_cli"]
 
 
 # --- a real Alertmanager -------------------------------------------------------------

@@ -147,7 +147,7 @@ def build_notifier(
 
         return alertmanager.AlertmanagerNotifier(
             spec.name,
-            spec.url,
+            spec.targets,
             headers=spec.resolved_headers(file, env),
             timeout_s=spec.timeout_s,
             repeat_s=alertmanager.DEFAULT_REPEAT_S if repeat_s is None else repeat_s,

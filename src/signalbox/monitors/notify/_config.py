@@ -70,6 +70,10 @@ class Table:
         self._known.add(k)
         return self.cfg.get(k)
 
+    def value(self, k: str) -> Any:
+        """``k``'s raw value (None if absent), for a setting the typed getters do not cover."""
+        return self._get(k)
+
     def string(self, k: str, default: str | None = None, *, required: bool = False) -> str | None:
         v = self._get(k)
         if v is None:
@@ -146,10 +150,18 @@ class Table:
         return dict(v)
 
     def http_url(self, k: str) -> str:
-        url = self.required(k)
-        parts = urllib.parse.urlsplit(url)
+        return self.check_http_url(k, self.required(k))
+
+    def check_http_url(self, k: str, url: str) -> str:
+        """``url`` (the value of ``k``) if it is http(s) with a host and a valid port."""
+        expected = "an http:// or https:// URL with a host"
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018 -- raises on a port that is not a number in 0-65535
+        except ValueError as e:
+            raise self.error(k, url, f"{expected} ({e})") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.error(k, url, "an http:// or https:// URL with a host")
+            raise self.error(k, url, expected)
         return url
 
     def finish(self) -> None:
@@ -219,8 +231,20 @@ class WebhookSpec(_HTTPSpec):
 
 @dataclass(frozen=True, repr=False)
 class AlertmanagerSpec(_HTTPSpec):
+    """``url`` is the first of ``urls`` (every member of an Alertmanager cluster, each
+    sent every alert); a spec made with ``url`` alone targets that one."""
+
     generator_url: str = ""
+    urls: tuple[str, ...] = ()
     type: ClassVar[str] = "alertmanager"
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every Alertmanager this notifier posts to."""
+        return self.urls or (self.url,)
+
+    def describe(self) -> str:
+        return f"{self.type} " + ", ".join(redact_url(u) for u in self.targets)
 
 
 @dataclass(frozen=True, repr=False)
@@ -281,8 +305,8 @@ def _header_names(t: Table, k: str, headers: Mapping[str, str]) -> None:
             raise t.error(f"{k}.{header}", header, "an HTTP header name (letters, digits, -)")
 
 
-def _http_parts(t: Table) -> dict[str, Any]:
-    url = t.http_url("url")
+def _http_parts(t: Table, url: str | None = None) -> dict[str, Any]:
+    url = t.http_url("url") if url is None else url
     headers = t.str_map("headers")
     _header_names(t, "headers", headers)
     for header, value in headers.items():
@@ -308,9 +332,54 @@ def _webhook(t: Table) -> WebhookSpec:
 
 
 def _alertmanager(t: Table) -> AlertmanagerSpec:
-    parts = _http_parts(t)
+    urls = _alertmanager_urls(t)
+    parts = _http_parts(t, urls[0])
     generator_url = t.http_url("generator_url") if "generator_url" in t.cfg else ""
-    return AlertmanagerSpec(t.name, **parts, generator_url=generator_url)
+    return AlertmanagerSpec(t.name, **parts, generator_url=generator_url, urls=urls)
+
+
+def _alertmanager_urls(t: Table) -> tuple[str, ...]:
+    """``url = "..."`` (one Alertmanager) or ``urls = [...]`` (each member of a cluster).
+
+    Items are checked and shown one by one (``urls[1]``), so an error never shows another
+    item's URL, and a URL listed twice is refused: it would get every alert twice.
+    """
+    if "urls" not in t.cfg:
+        if "url" not in t.cfg:
+            raise t.error(
+                "url",
+                None,
+                'an Alertmanager URL (url = "http://am:9093") or a list of them '
+                '(urls = ["http://am1:9093", "http://am2:9093"]): one is required',
+            )
+        return (t.http_url("url"),)
+    if "url" in t.cfg:
+        raise t.error("url", t.cfg["url"], "url or urls, not both (put every URL in urls)")
+    raw = t.value("urls")
+    if not isinstance(raw, list) or not raw:
+        raise t.error("urls", _opaque(raw), 'a non-empty list of URLs, like ["http://am1:9093"]')
+    urls: list[str] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        key = f"urls[{i}]"
+        if not isinstance(item, str) or not item.strip():
+            raise t.error(key, _opaque(item), "an http:// or https:// URL (a non-empty string)")
+        url = t.check_http_url(key, item)
+        same = url.rstrip("/")
+        if same in seen:
+            raise t.error(key, url, f"a URL not listed already (it is urls[{seen[same]}])")
+        seen[same] = i
+        urls.append(url)
+    return tuple(urls)
+
+
+def _opaque(value: object) -> object:
+    """A table or list is shown by its kind only: its strings may be URLs carrying tokens."""
+    if isinstance(value, Mapping):
+        return "<a table>"
+    if isinstance(value, list) and value:
+        return "<a list>"
+    return value
 
 
 def _command(t: Table) -> CommandSpec:

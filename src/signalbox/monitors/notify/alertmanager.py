@@ -3,8 +3,9 @@
 Config (``[notifiers.NAME]``)::
 
     type = "alertmanager"
-    url = "http://127.0.0.1:9093"      # required; the base URL (a --web.route-prefix path is fine)
-    timeout = "10s"                    # optional
+    url = "http://127.0.0.1:9093"      # the base URL (a --web.route-prefix path is fine), or
+    urls = ["http://am1:9093", "http://am2:9093"]   # every member of a cluster (not both)
+    timeout = "10s"                    # optional; per Alertmanager and attempt
     generator_url = "http://signalbox:8910/monitors"   # optional; the notification's own wins
     headers = {...}, headers_from_env = {...}          # optional, as for webhook
 
@@ -19,19 +20,43 @@ new alert: the old severity's alert is resolved in the same post.
 
 A drill is a separate alert (label ``drill="true"``, summary starting ``[TEST]``) that
 expires by itself after ``DRILL_TTL_S``; it never touches the real alert.
+
+Several Alertmanagers (``urls``), as Prometheus does: every alert is posted to each member
+and the Alertmanager cluster (gossip, ``--cluster.peer``) deduplicates the pages, so a
+member that is down costs no page. The posts run in parallel, each bounded by ``timeout``:
+one slow or dead member delays nothing but its own post, and ``send`` returns once all
+have answered or timed out (waiting for all keeps each member's posts in order: a
+resolve never overtakes the firing a hung member still holds). **A send is delivered when
+at least one Alertmanager accepted it**; each member that failed is logged at WARNING
+(naming it and why) and catches up by itself: at the next repeat for a firing alert, at
+the alert's ``endsAt`` for a resolve. (Until then a member that missed a resolve still
+holds the alert as firing, and once its peer has logged the resolved page it may page the
+alert as firing again; Prometheus covers this by re-sending resolved alerts for 15
+minutes, signalbox sends a resolve once.) Only when **every** member failed does ``send``
+raise, so the outbox retries the row (to all of them, which is harmless: Alertmanager
+identifies an alert by its labels); the error is retryable if any member's was, and
+lists each member's reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from signalbox.clock import Clock, SystemClock
 from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify._config import redact_url
 from signalbox.monitors.notify._http import post_json
-from signalbox.monitors.notify.notification import Notification, rfc3339, show_value
+from signalbox.monitors.notify.notification import (
+    Notification,
+    NotifyError,
+    rfc3339,
+    show_value,
+)
 
+log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_REPEAT_S = 4 * 3600.0
 ENDS_AT_REPEATS = 3
@@ -98,12 +123,13 @@ def _alert(n: Notification, state: State, ends_at: float, link: str) -> dict[str
 
 
 class AlertmanagerNotifier:
-    """Posts to Alertmanager's v2 API; ``clock`` sets "now" for ``endsAt``."""
+    """Posts to Alertmanager's v2 API, of one Alertmanager or of each member of a cluster
+    (``url`` a list); ``clock`` sets "now" for ``endsAt``."""
 
     def __init__(
         self,
         name: str,
-        url: str,
+        url: str | Sequence[str],
         *,
         headers: Mapping[str, str] | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -111,21 +137,68 @@ class AlertmanagerNotifier:
         generator_url: str = "",
         clock: Clock | None = None,
     ) -> None:
-        self.name, self.url, self.timeout_s = name, url.rstrip("/"), timeout_s
+        urls = (url,) if isinstance(url, str) else tuple(url)
+        if not urls:
+            raise ValueError(f"Alertmanager notifier {name!r}: no URL to post to")
+        self.name, self.timeout_s = name, timeout_s
+        self.urls = tuple(u.rstrip("/") for u in urls)
         self.repeat_s, self.generator_url = repeat_s, generator_url
         self.clock = clock or SystemClock()
         self._headers = dict(headers or {})
 
+    @property
+    def url(self) -> str:
+        """The first Alertmanager (the only one, unless several were given)."""
+        return self.urls[0]
+
     def __repr__(self) -> str:
-        return f"AlertmanagerNotifier({self.name!r}, {redact_url(self.url)!r})"
+        shown = ", ".join(redact_url(u) for u in self.urls)
+        return f"AlertmanagerNotifier({self.name!r}, {shown!r})"
 
     def send(self, n: Notification) -> None:
         alerts = alertmanager_alerts(
             n, self.clock.now(), repeat_s=self.repeat_s, generator_url=self.generator_url
         )
+        if len(self.urls) == 1:
+            self._post(self.urls[0], alerts)
+            return
+        with ThreadPoolExecutor(len(self.urls), thread_name_prefix=f"am-{self.name}") as pool:
+            futures = [pool.submit(self._post, url, alerts) for url in self.urls]
+        failed: list[tuple[str, BaseException]] = []
+        for url, future in zip(self.urls, futures, strict=True):
+            error = future.exception()
+            if error is not None:
+                failed.append((url, error))
+        if len(failed) == len(self.urls):
+            bug = next((e for _, e in failed if not isinstance(e, NotifyError)), None)
+            if bug is not None:
+                raise bug  # a notifier bug: the outbox logs it with its traceback, and retries
+            errors = [e for _, e in failed if isinstance(e, NotifyError)]
+            raise NotifyError(
+                self.name,
+                f"no Alertmanager of {len(self.urls)} accepted the alerts: "
+                + "; ".join(e.reason for e in errors),
+                any(e.retryable for e in errors),
+            )
+        for url, error in failed:
+            log.warning(
+                "notifier %r: Alertmanager %s missed %s notification %s for %s (%d of %d "
+                "accepted it; it catches up at the next repeat or when the alert ends): %s",
+                self.name,
+                redact_url(url),
+                n.kind,
+                n.id,
+                n.monitor,
+                len(self.urls) - len(failed),
+                len(self.urls),
+                error.reason if isinstance(error, NotifyError) else repr(error),
+                exc_info=None if isinstance(error, NotifyError) else error,
+            )
+
+    def _post(self, url: str, alerts: list[dict[str, Any]]) -> None:
         post_json(
             self.name,
-            f"{self.url}/api/v2/alerts",
+            f"{url}/api/v2/alerts",
             alerts,
             headers=self._headers,
             timeout_s=self.timeout_s,

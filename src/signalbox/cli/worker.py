@@ -37,6 +37,7 @@ from signalbox.cli.base import Context, handle_errors, pass_ctx
 @handle_errors
 def worker_cmd(ctx: Context, queues: tuple[str, ...], concurrency: int | None, burst: bool) -> None:
     """Run offline tasks: claim jobs, check their gates, run them, retry or defer them."""
+    from signalbox.gates.settings import sharing_enabled
     from signalbox.instrument.logline import use_request_format
     from signalbox.runtime import open_metric_store
     from signalbox.tasks.operate import check_queue
@@ -61,6 +62,7 @@ def worker_cmd(ctx: Context, queues: tuple[str, ...], concurrency: int | None, b
         queues=queues or None,
         concurrency=concurrency,
         metrics=open_metric_store(settings),
+        share_gates=sharing_enabled(settings),
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -27,6 +27,16 @@ Other kinds: ``postgres_load`` (``dsn``, ``max_connections``, ``max_active``), `
 (``monitor``, default the table's name; ``max_age``), ``flag`` (``flag``, default the
 table's name; ``path``), ``file`` (``path``).
 
+Probes are shared across the cluster: a worker whose queue store is SQLite or PostgreSQL
+probes each gate through one record in that store, so forty workers on ten hosts run one
+probe per interval, not forty (:mod:`signalbox.gates.shared`). To keep probes local::
+
+    [gates]
+    shared = false                  # every gate of this process's workers probes locally
+
+    [gates.db]
+    shared = false                  # or this gate alone
+
 Each table is checked when the config loads, so a bad gate stops every command with exit 2
 and an error naming the file, ``gates.NAME.KEY`` and what was expected; the gates themselves
 are built (no I/O until their first probe) by :func:`build_gates`.
@@ -46,7 +56,16 @@ if TYPE_CHECKING:
     from signalbox.config import Settings
     from signalbox.gates.base import Gate
 
-__all__ = ["KINDS", "TABLES", "GateSpec", "build_gate", "build_gates", "gates_settings"]
+__all__ = [
+    "KINDS",
+    "TABLES",
+    "GateSpec",
+    "GatesSettings",
+    "build_gate",
+    "build_gates",
+    "gates_settings",
+    "sharing_enabled",
+]
 
 TABLES = ("gates",)
 
@@ -57,6 +76,7 @@ class _Common(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     kind: str = ""
     interval: str = "2s"
     delay: str = "10s"
+    shared: bool = True
 
 
 class _MySQLLoad(_Common, frozen=True):
@@ -133,10 +153,31 @@ class GateSpec:
         return f"GateSpec(name={self.name!r}, kind={self.kind!r}, options={shown!r})"
 
 
-def gates_settings(src: Source, raw: Mapping[str, Any]) -> Mapping[str, GateSpec]:
+class GatesSettings(dict[str, GateSpec]):
+    """``[gates]``: the gates by name, and whether workers share their probes (``shared``,
+    true unless ``[gates] shared = false``)."""
+
+    def __init__(self, specs: Mapping[str, GateSpec] | None = None, *, shared: bool = True) -> None:
+        super().__init__(specs or {})
+        self.shared = shared
+
+
+SETTINGS_KEYS = ("shared",)
+"""Keys of ``[gates]`` itself; every other key names a gate's table."""
+
+
+def sharing_enabled(settings: Settings) -> bool:
+    """Whether the workers of ``settings`` share gate probes through their store."""
+    return bool(getattr(getattr(settings, "gates", None), "shared", True))
+
+
+def gates_settings(src: Source, raw: Mapping[str, Any]) -> GatesSettings:
     """``[gates.*]`` of the file's top-level table ``raw``, checked (every gate built once,
     without I/O, so a bad query, DSN or mark is a config error now)."""
-    tables = known_table(src, "gates", raw.get("gates"))
+    tables = dict(known_table(src, "gates", raw.get("gates")))
+    shared = tables.pop("shared", True)
+    if not isinstance(shared, bool):
+        raise src.error("gates.shared", shared, "true or false")
     specs: dict[str, GateSpec] = {}
     for name, cfg in tables.items():
         key = f"gates.{name}"
@@ -158,7 +199,7 @@ def gates_settings(src: Source, raw: Mapping[str, Any]) -> Mapping[str, GateSpec
             raise src.error(
                 f"{key}.query", cfg.get("query"), f"PromQL signalbox runs ({e})"
             ) from None
-    return specs
+    return GatesSettings(specs, shared=shared)
 
 
 def _dsn(src: Source, key: str, dsn: str, env: str) -> str:
@@ -212,6 +253,7 @@ def _options(src: Source, key: str, name: str, t: _Common) -> dict[str, Any]:
         "interval": src.duration(f"{key}.interval", t.interval),
         "delay": src.duration(f"{key}.delay", t.delay),
         "name": name,
+        "shared": t.shared,
     }
     if isinstance(t, (_MySQLLoad, _Replication, _Postgres)):
         opts["low"] = t.low
@@ -276,9 +318,17 @@ def build_gate(spec: GateSpec, settings: Settings | None = None) -> Gate:
     """The gate ``spec`` describes (no I/O: probes connect on first use). ``settings`` gives
     the metric, monitor and flag gates their store; without it they find the config
     themselves at their first probe."""
+    o = dict(spec.options)
+    shared = o.pop("shared", True)
+    gate = _build(spec, o, settings)
+    if not shared:
+        gate.shared = False
+    return gate
+
+
+def _build(spec: GateSpec, o: dict[str, Any], settings: Settings | None) -> Gate:
     from signalbox import gates
 
-    o = dict(spec.options)
     common = {"name": o.pop("name"), "interval": o.pop("interval"), "delay": o.pop("delay")}
     if spec.kind == "mysql_load":
         status = {k: _mark(v) for k, v in o.pop("status").items()}

@@ -68,12 +68,15 @@ class EmbeddedTasks:
                 if folder not in sys.path:
                     sys.path.insert(0, folder)
             failed = self.registry.import_modules(tasks.modules)
+            from signalbox.gates.settings import sharing_enabled
+
             self.worker = Worker(
                 self.queue,
                 registry=self.registry,
                 settings=tasks,
                 concurrency=self.workers,
                 metrics=self.metrics,
+                share_gates=sharing_enabled(self.settings),
             )
             self.worker.start()
             said = (

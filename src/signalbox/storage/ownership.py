@@ -87,6 +87,7 @@ SIGNALBOX_TABLES = frozenset(
         "flag_state",
         "flag_audit",
         "flag_evaluations",
+        "gate_decisions",
     }
 )
 """The tables signalbox's migrations create (a test keeps this list complete), besides the

@@ -74,6 +74,7 @@ from signalbox.tasks.settings import TasksSettings
 
 if TYPE_CHECKING:
     from signalbox.gates import Decision
+    from signalbox.gates.shared import SharedDecisions
     from signalbox.metrics.store import MetricWriter
     from signalbox.tasks.store import Leader, QueueStore
 
@@ -109,6 +110,9 @@ class Worker:
         metrics: where the scheduler's holder writes ``signalbox_queue_*`` every
             ``metrics_interval`` (None: nowhere).
         clock: wall time for due times and leases (injected in tests).
+        share_gates: probe the tasks' gates once per interval across every process using
+            ``store`` (SQLite or PostgreSQL; :mod:`signalbox.gates.shared`), not once per
+            process; False: each process probes its own (``[gates] shared = false``).
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class Worker:
         rng: random.Random | None = None,
         batch_max: int = 256,
         batch_target_s: float = 0.05,
+        share_gates: bool = True,
     ) -> None:
         self.store = store
         self.registry = registry or REGISTRY
@@ -155,6 +160,11 @@ class Worker:
         self._leading = False
         self._scheduler = Scheduler(store, self.registry)
         self._warned: dict[str, float] = {}
+        self._gate_sharing: SharedDecisions | None = None
+        if share_gates:
+            from signalbox.gates.shared import shared_decisions
+
+            self._gate_sharing = shared_decisions(store, holder=self.name)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, *, burst: bool = False) -> None:
@@ -327,7 +337,7 @@ class Worker:
             )
             return Dead(c.id, c.queue, why)
         if task.gates and self._open_until.get(c.task, 0.0) <= time.monotonic():
-            closed = _closed(task)
+            closed = _closed(task, self._gate_sharing)
             if closed is not None:
                 return self._defer(c, closed, None)
             self._open_until[c.task] = time.monotonic() + _OPEN_REUSE_S
@@ -579,10 +589,12 @@ def _request_id_of(args: str) -> str | None:
     return rid if isinstance(rid, str) and rid else None
 
 
-def _closed(task: Task[Any, Any]) -> Decision | None:
+def _closed(task: Task[Any, Any], sharing: SharedDecisions | None) -> Decision | None:
     """The first closed gate's decision (gates never raise; one that does is closed)."""
     for gate in task.gate_objects():
         try:
+            if sharing is not None and gate.sharing is not sharing:
+                sharing.attach(gate)
             d = gate.check()
         except Exception as e:
             from signalbox.gates import Decision

@@ -2,9 +2,12 @@
 
 A :class:`Gate` answers :meth:`Gate.check` with a :class:`Decision` -- open, or closed with
 a reason and a suggested delay. Probes are cached for a short interval and shared by every
-caller in the process, and a probe that fails closes the gate (fail closed). The task queue
-defers jobs behind closed gates; any other code (a Celery task, a cron script) can call
-``gate.check()`` the same way::
+caller in the process, and a probe that fails closes the gate (fail closed). Under a worker
+whose queue store is SQLite or PostgreSQL, a probe is also shared by every process using
+that store: one probe per gate per interval across the cluster, through a record in the
+store (:mod:`signalbox.gates.shared`; ``[gates] shared = false`` keeps probes local). The
+task queue defers jobs behind closed gates; any other code (a Celery task, a cron script)
+can call ``gate.check()`` the same way::
 
     from signalbox import gates
 

@@ -24,8 +24,15 @@ record:
   starting together) they wait for the first one as long as its prober's lease, as a
   process's threads wait for its probe, and take over if it never lands.
 
+The lease is the probe's worst case -- its connect and read timeouts per server
+(:meth:`Gate.probe_budget_s`) -- and a second, at least 2 s: a MySQL gate with the default
+2 s timeout holds it 5 s. Every decision says where it came from in
+``reading["shared"]``: ``prober`` and ``age_s``, and ``probing`` when closed for being too
+old.
+
 The store being unreachable (or failing) makes the process probe locally, as a lone process
 always did, fail closed as ever, and say so in the decision's reading (``shared.store``).
+A gate with an interval of 0 probes at every check and is never shared.
 
 Hosts sharing a store must keep their clocks within a small fraction of the interval of each
 other (NTP does), as for every lease in :mod:`signalbox.storage`.
@@ -194,11 +201,12 @@ class SharedDecisions:
 
     def key_of(self, gate: Gate) -> tuple[str, str]:
         """``gate``'s record key and fingerprint (computed once per gate object)."""
-        got = self._keys.get(gate)
-        if got is None:
-            fp = fingerprint(gate)
-            got = self._keys[gate] = (f"{gate.name}#{fp}", fp)
-        return got
+        with self._guard:
+            got = self._keys.get(gate)
+            if got is None:
+                fp = fingerprint(gate)
+                got = self._keys[gate] = (f"{gate.name}#{fp}", fp)
+            return got
 
     def _now_ms(self) -> int:
         return round(self.clock.now() * 1000)

@@ -5,7 +5,8 @@ the process's own metrics (:mod:`signalbox.metrics.process`), stored by every pa
 With a PostgreSQL store several ``serve`` instances share, only the elected leader
 (:mod:`signalbox.storage.leader`, :mod:`signalbox.server.leadership`) compacts, purges and
 evaluates monitors; every instance collects and says who leads (``signalbox_leader``).
-Agents on PostgreSQL only collect and say who leads (``signalbox_leader_info``).
+Agents on PostgreSQL collect and say who leads (``signalbox_leader_info``); one of them
+compacts while no ``serve`` instance leads (:mod:`signalbox.server.compactor`).
 
 Each loop runs in a daemon thread with its own store connection and stops when the shared
 event is set; a failing pass is logged and the loop goes on (a collector must never die).
@@ -208,15 +209,9 @@ class Background:
         self.threads.append(
             every(s.metrics.interval_s, self.stop, collector.run_once, "collect", self.health)
         )
-        if leader is not None or store.db.dialect.name != "postgresql":
-            self.threads.append(
-                self._leading(
-                    COMPACT_EVERY_S,
-                    lambda: store.compact(int(time.time() * 1000)),
-                    "compact",
-                    leader,
-                )
-            )
+        self.threads.append(
+            self._leading(COMPACT_EVERY_S, self._compaction(store, leader), "compact", leader)
+        )
         if self.sessions:
             from signalbox.server.auth.sessions import SessionStore
 
@@ -238,7 +233,7 @@ class Background:
 
     def _elect(self, db: Database, sources: list[SampleSource]) -> Leadership | None:
         """Start ``serve``'s election (stopped last, lease released) and its metric; an
-        agent on PostgreSQL says who leads instead (and leaves compaction to the leader)."""
+        agent on PostgreSQL says who leads instead."""
         from signalbox.server.leadership import LeaderMetrics, LeaderSeen
 
         if self.leader is not None:
@@ -249,8 +244,28 @@ class Background:
         elif db.dialect.name == "postgresql":
             self._seen = LeaderSeen(db)
             sources.append(self._seen)
-            log.info("compaction is left to the leading serve instance of this store")
         return self.leader
+
+    def _compaction(self, store: SQLMetricStore, leader: Leadership | None) -> Callable[[], object]:
+        """A compaction turn: ``serve`` compacts while it leads (its loop runs only then), a
+        process on SQLite always; an agent on PostgreSQL when no ``serve`` leads and the
+        agents' own lease says it is its turn (:mod:`signalbox.server.compactor`)."""
+
+        def compact() -> None:
+            store.compact(int(time.time() * 1000))
+
+        if leader is not None or store.db.dialect.name != "postgresql":
+            return compact
+        from signalbox.server.compactor import AgentCompactor
+
+        turns = AgentCompactor(store.db, self.settings.host)
+        self._closers.append(turns.stop)  # runs before the store closes
+
+        def agent_turn() -> None:
+            if turns.turn():
+                compact()
+
+        return agent_turn
 
     def _leading(
         self, interval_s: float, fn: Callable[[], object], name: str, leader: Leadership | None

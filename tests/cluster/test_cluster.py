@@ -2,8 +2,11 @@
 and four ``signalbox worker`` processes, plus a flag probe, on one PostgreSQL schema, each
 in a directory of its own as if on a host of its own, all started at once.
 
-What it shows, in this order (the tests share the cluster and run in file order; the last
-ones kill processes):
+One test, run alone (``serial``): the cluster holds about 70 PostgreSQL connections (each
+process one per thread that touches the store; the server allows 100), which beside another
+test's serve instances left PostgreSQL refusing clients, and would disturb the tests that
+count the server's connections. Held by one test, the run lock covers the cluster's whole
+life (a module-scoped fixture would outlive each test's hold). It shows, in this order:
 
 * every agent's metric is queryable through each ``serve``, under the agent's ``host``;
 * a flag flipped with ``signalbox flags set`` is seen by every process within a second:
@@ -48,7 +51,7 @@ from tests.server.test_leader_serve import query, ready
 from tests.serving import fetch, wait_for
 from tests.stores import pg_schema_url
 
-pytestmark = pytest.mark.service("postgresql")
+pytestmark = [pytest.mark.service("postgresql"), pytest.mark.serial]
 
 AGENTS = ("agent-1", "agent-2", "agent-3")
 SERVES = ("serve-a", "serve-b")
@@ -96,9 +99,10 @@ def _host_dir(root: Path, name: str, config: str) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("cluster")
+@contextlib.contextmanager
+def cluster_on(root: Path) -> Iterator[Cluster]:
+    """The cluster, every process started at once, both serve instances answering; every
+    process killed at the end."""
     (root / "logs").mkdir()
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(pg_schema_url())
@@ -140,7 +144,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(url, procs, bases, agent_bases, workers_dir, db, queue, watch_logs)
 
 
-def test_every_agents_metrics_are_queryable_through_each_serve(cluster: Cluster) -> None:
+def every_agents_metrics_are_queryable_through_each_serve(cluster: Cluster) -> None:
     want = {name: float(n) for n, name in enumerate(AGENTS, 1)}
     for base in cluster.bases.values():
         wait_for(lambda base=base: query(base, "cluster_agent_value") == want, timeout=30)
@@ -202,7 +206,7 @@ def _views_after(
     return seen if all(len(v) > n for v in seen.values()) else None
 
 
-def test_a_flag_flip_is_seen_by_every_process_within_a_second(cluster: Cluster) -> None:
+def a_flag_flip_is_seen_by_every_process_within_a_second(cluster: Cluster) -> None:
     # every watcher listens, and has seen the declared default (on)
     for log in cluster.watch_logs.values():
         wait_for(lambda log=log: [on for _, on in _watched(log)] == [True], timeout=60)
@@ -243,7 +247,7 @@ def _runs(path: Path) -> list[tuple[str, int, int, float]]:
     return [(e, int(i), int(p), float(t)) for e, i, p, t in _lines(path)]
 
 
-def test_all_jobs_are_done_after_a_worker_is_killed_mid_run(cluster: Cluster) -> None:
+def all_jobs_are_done_after_a_worker_is_killed_mid_run(cluster: Cluster) -> None:
     now = int(time.time() * 1000)
     for i in range(JOBS):
         cluster.queue.enqueue(NewJob("cluster", "clusterapp.record", f"[[{i}]]", now, now))
@@ -312,7 +316,7 @@ def test_all_jobs_are_done_after_a_worker_is_killed_mid_run(cluster: Cluster) ->
 # -- the leader killed ------------------------------------------------------------------------
 
 
-def test_one_serve_leads_and_a_killed_leader_is_replaced(cluster: Cluster) -> None:
+def one_serve_leads_and_a_killed_leader_is_replaced(cluster: Cluster) -> None:
     bases = cluster.bases
     said = {
         n: wait_for(lambda n=n: "leader: " in ready(bases[n]) and ready(bases[n])) for n in bases
@@ -343,7 +347,16 @@ def test_one_serve_leads_and_a_killed_leader_is_replaced(cluster: Cluster) -> No
     assert f"taking over from {name[first]}" in log, log
 
 
-def test_no_surviving_process_logged_an_error(cluster: Cluster) -> None:
+def no_surviving_process_logged_an_error(cluster: Cluster) -> None:
     for name in cluster.procs.alive():
         log = cluster.procs.log(name)
         assert "Traceback" not in log and " ERROR " not in log, f"{name}:\n{log}"
+
+
+def test_three_agents_two_serves_and_four_workers_on_one_postgresql(tmp_path: Path) -> None:
+    with cluster_on(tmp_path) as cluster:
+        every_agents_metrics_are_queryable_through_each_serve(cluster)
+        a_flag_flip_is_seen_by_every_process_within_a_second(cluster)
+        all_jobs_are_done_after_a_worker_is_killed_mid_run(cluster)
+        one_serve_leads_and_a_killed_leader_is_replaced(cluster)  # kills a serve: last
+        no_surviving_process_logged_an_error(cluster)

@@ -135,6 +135,21 @@ def _probes(root: Path) -> list[tuple[int, float]]:
     return [(int(p), float(t)) for p, t in (line.split() for line in lines)]
 
 
+def _show_status_count() -> int:
+    """MariaDB's ``Com_show_status``: every ``SHOW [GLOBAL] STATUS`` any client ran."""
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", database="test")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS LIKE 'Com_show_status'")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    return int(row[1])
+
+
 def _left(url: str) -> list[tuple[object, ...]]:
     """The jobs not run (deferred by a closed gate?) with their gate's reason."""
     db = open_database(url)
@@ -188,8 +203,12 @@ def test_two_worker_clis_share_a_mysql_gates_probes(tmp_path: Path) -> None:
     with pg_schema_url() as url:
         _project(tmp_path, url, MYSQL)
         _enqueue(tmp_path, 120)
+        before = _show_status_count()
         runs = _workers(tmp_path, 2)
         assert len(runs) == 120, _left(url)
+        # the server's own count of SHOW STATUS statements (every client's, so only a floor
+        # here: other tests on this server add theirs) saw at least the probes counted
+        shown = _show_status_count() - before
         # each process's own count of SHOW GLOBAL STATUS it ran, at its last job
         by_pid: dict[int, int] = {}
         for pid, _, probes in runs:
@@ -197,6 +216,7 @@ def test_two_worker_clis_share_a_mysql_gates_probes(tmp_path: Path) -> None:
         total = sum(by_pid.values())
         span = max(t for _, t, _ in runs) - min(t for _, t, _ in runs)
         assert 1 <= total <= span / INTERVAL + 2, (by_pid, span)
+        assert shown >= total
         rec = _record(url, "shard")
         assert rec["probes"] == total and rec["open"] is True
 

@@ -19,17 +19,21 @@ every flag without an error is returned (one typo must not turn the other flags 
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from signalbox.flags.model import NAME_RE, FlagDecl, FlagState, parse_share
-from signalbox.monitors.definitions.yamlnodes import NodeReader, line_of, show
+from signalbox.monitors.definitions.yamlnodes import (
+    NodeReader,
+    YamlFileError,
+    compose_list,
+    line_of,
+    show,
+)
 
 __all__ = [
     "DeclError",
@@ -204,41 +208,12 @@ def flag_files(paths: Sequence[Path]) -> tuple[list[Path], list[DeclError]]:
 
 def _parse(file: str, data: bytes, errors: list[DeclError]) -> list[FlagDecl]:
     try:
-        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
-    except UnicodeDecodeError as e:
-        errors.append(
-            DeclError(file, 0, None, None, f"not UTF-8 text: {e.reason} at byte {e.start}")
-        )
-        return []
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        detail = "; ".join(str(x) for x in (e.context, e.problem) if x)
-        errors.append(
-            DeclError(
-                file, mark.line + 1 if mark else 0, None, None, f"YAML syntax error: {detail}"
-            )
-        )
-        return []
-    except yaml.YAMLError as e:
-        errors.append(DeclError(file, 0, None, None, f"YAML error: {e}"))
-        return []
-    if root is None:
-        return []
-    if not isinstance(root, SequenceNode):
-        errors.append(
-            DeclError(
-                file,
-                line_of(root),
-                None,
-                None,
-                f"expected a list of flags (each starting with '- name: ...'), got {show(root)}",
-            )
-        )
+        nodes = compose_list(data, "flags")
+    except YamlFileError as e:
+        errors.append(DeclError(file, e.line, None, None, e.message))
         return []
     out = []
-    for node in root.value:
+    for node in nodes:
         if not isinstance(node, MappingNode):
             errors.append(
                 DeclError(

@@ -10,19 +10,23 @@ skip files that have not changed since its last pass.
 
 from __future__ import annotations
 
-import io
 import re
 from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from yaml.nodes import MappingNode, SequenceNode
+from yaml.nodes import MappingNode
 
 from signalbox.monitors.definitions.lint import LintedItem, LintError, lint_monitor
 from signalbox.monitors.definitions.model import Monitor
-from signalbox.monitors.definitions.yamlnodes import line_of, show, suggest
+from signalbox.monitors.definitions.yamlnodes import (
+    YamlFileError,
+    compose_list,
+    line_of,
+    show,
+    suggest,
+)
 
 __all__ = [
     "LintError",
@@ -163,49 +167,23 @@ def _load_file(
     return items
 
 
+def _quote_hint(line: str) -> str:
+    """Advice for the commonest monitor-file syntax error: an unquoted ``> 4`` threshold."""
+    if re.search(r":\s*>", line):
+        return ' (a threshold starting with ">" must be quoted, like warning: "> 4")'
+    return ""
+
+
 def _parse_file(
     file: str, data: bytes, notifiers: Collection[str] | None, errors: list[LintError]
 ) -> list[LintedItem]:
     try:
-        # what Path.read_text does: UTF-8, universal newlines
-        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
-    except UnicodeDecodeError as e:
-        errors.append(
-            LintError(file, 0, None, None, f"not UTF-8 text: {e.reason} at byte {e.start}")
-        )
-        return []
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        detail = "; ".join(str(x) for x in (e.context, e.problem) if x)
-        lines = text.splitlines()
-        if mark and mark.line < len(lines) and re.search(r":\s*>", lines[mark.line]):
-            detail += ' (a threshold starting with ">" must be quoted, like warning: "> 4")'
-        errors.append(
-            LintError(
-                file, mark.line + 1 if mark else 0, None, None, f"YAML syntax error: {detail}"
-            )
-        )
-        return []
-    except yaml.YAMLError as e:
-        errors.append(LintError(file, 0, None, None, f"YAML error: {e}"))
-        return []
-    if root is None:
-        return []  # an empty file defines no monitors
-    if not isinstance(root, SequenceNode):
-        errors.append(
-            LintError(
-                file,
-                line_of(root),
-                None,
-                None,
-                f"expected a list of monitors (each starting with '- name: ...'), got {show(root)}",
-            )
-        )
+        nodes = compose_list(data, "monitors", _quote_hint)
+    except YamlFileError as e:
+        errors.append(LintError(file, e.line, None, None, e.message))
         return []
     items = []
-    for node in root.value:
+    for node in nodes:
         if not isinstance(node, MappingNode):
             errors.append(
                 LintError(

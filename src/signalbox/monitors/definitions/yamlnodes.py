@@ -9,7 +9,8 @@ names, a nested mapping); what a monitor's keys mean is :mod:`signalbox.monitors
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+import io
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
@@ -154,3 +155,44 @@ class NodeReader:
             else:
                 out[key] = (k, v)
         return out
+
+
+class YamlFileError(Exception):
+    """A YAML file that is not a list of items, at ``line`` (0: the whole file)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def compose_list(data: bytes, what: str, hint: Callable[[str], str] | None = None) -> list[Node]:
+    """The item nodes of a YAML file whose root must be a list of ``what`` (``[]`` for an empty
+    file), composed so every item keeps its line; :class:`YamlFileError` names the line and
+    the problem. ``hint(line_text)`` may add advice to a syntax error at that line.
+
+    Monitor and flag files are read the same way: one reader, one set of error messages."""
+    try:
+        # what Path.read_text does: UTF-8, universal newlines
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
+    except UnicodeDecodeError as e:
+        raise YamlFileError(0, f"not UTF-8 text: {e.reason} at byte {e.start}") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        detail = "; ".join(str(x) for x in (e.context, e.problem) if x)
+        lines = text.splitlines()
+        if hint and mark and mark.line < len(lines):
+            detail += hint(lines[mark.line])
+        raise YamlFileError(mark.line + 1 if mark else 0, f"YAML syntax error: {detail}") from None
+    except yaml.YAMLError as e:
+        raise YamlFileError(0, f"YAML error: {e}") from None
+    if root is None:
+        return []  # an empty file declares nothing
+    if not isinstance(root, SequenceNode):
+        raise YamlFileError(
+            line_of(root),
+            f"expected a list of {what} (each starting with '- name: ...'), got {show(root)}",
+        )
+    return list(root.value)

@@ -114,6 +114,10 @@ def test_an_operator_retries_a_dead_job_and_pauses_a_queue_from_the_page(
         assert page.locator("#dead tbody tr").count() == 3
         screenshot(page, "queues.png")
 
+        # Cancel at the reason prompt retries nothing
+        page.once("dialog", lambda d: d.dismiss())
+        page.locator("button.act-retry-dead[data-queue='photos']").click()
+        page.once("dialog", lambda d: d.accept("  replica <i>caught</i> up "))
         row.locator("button.act-retry").click()
         page.wait_for_function(
             f"!document.querySelector(\"#dead tr[data-job='{ids['dead1']}']\")"
@@ -138,12 +142,13 @@ def test_an_operator_retries_a_dead_job_and_pauses_a_queue_from_the_page(
             "alice (dashboard)", "pause", "photos", "", "1", "db3 <b>rebuild</b>",
         ]  # fmt: skip
         assert actions.nth(1).locator("td").all_inner_texts()[1:] == [
-            "alice (dashboard)", "retry", "photos", str(ids["dead1"]), "1", "",
+            "alice (dashboard)", "retry", "photos", str(ids["dead1"]), "1",
+            "replica <i>caught</i> up",
         ]  # fmt: skip
 
         # hostile text is text: the queue name, errors, gate reasons, chart legends
         assert page.evaluate("window.__pwned") is None
-        assert page.locator("main img, main script, main b").count() == 0
+        assert page.locator("main img, main script, main b, main i").count() == 0
         assert HOSTILE in page.locator("#queues").inner_text()
         page.goto(base + "/")
         assert page.locator("#queue-notes a", has_text="photos").get_attribute("href") == "/queues"

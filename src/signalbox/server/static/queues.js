@@ -99,15 +99,24 @@
       .catch(function (e) { status.className = "small error"; status.textContent = String(e); });
   }
 
+  // a retry asks why (kept in the audit trail and the log, as a pause's reason); Cancel
+  // retries nothing, an empty answer retries without a reason (the API's reason is optional)
+  function retryBody(what) {
+    var answer = window.prompt(what + ": why? (kept in the audit trail; may be left empty)", "");
+    if (answer === null) return null;
+    answer = answer.trim();
+    return answer ? { reason: answer } : {};
+  }
   Array.prototype.forEach.call(document.querySelectorAll("button.act-retry"), function (b) {
     b.addEventListener("click", function () {
-      post("retry job " + b.dataset.job, "jobs/" + encodeURIComponent(b.dataset.job) + "/retry", {});
+      var what = "retry job " + b.dataset.job, body = retryBody(what);
+      if (body) post(what, "jobs/" + encodeURIComponent(b.dataset.job) + "/retry", body);
     });
   });
   Array.prototype.forEach.call(document.querySelectorAll("button.act-retry-dead"), function (b) {
     b.addEventListener("click", function () {
-      post("retry dead jobs of " + b.dataset.queue,
-           "queues/" + encodeURIComponent(b.dataset.queue) + "/retry_dead", {});
+      var what = "retry dead jobs of " + b.dataset.queue, body = retryBody(what);
+      if (body) post(what, "queues/" + encodeURIComponent(b.dataset.queue) + "/retry_dead", body);
     });
   });
   Array.prototype.forEach.call(document.querySelectorAll("form.act-pause"), function (f) {

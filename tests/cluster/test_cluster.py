@@ -354,9 +354,18 @@ def no_surviving_process_logged_an_error(cluster: Cluster) -> None:
 
 
 def test_three_agents_two_serves_and_four_workers_on_one_postgresql(tmp_path: Path) -> None:
+    took: dict[str, float] = {}
+    started = time.monotonic()
     with cluster_on(tmp_path) as cluster:
-        every_agents_metrics_are_queryable_through_each_serve(cluster)
-        a_flag_flip_is_seen_by_every_process_within_a_second(cluster)
-        all_jobs_are_done_after_a_worker_is_killed_mid_run(cluster)
-        one_serve_leads_and_a_killed_leader_is_replaced(cluster)  # kills a serve: last
-        no_surviving_process_logged_an_error(cluster)
+        took["start"] = time.monotonic() - started
+        for label, phase in (
+            ("metrics", every_agents_metrics_are_queryable_through_each_serve),
+            ("flag", a_flag_flip_is_seen_by_every_process_within_a_second),
+            ("jobs", all_jobs_are_done_after_a_worker_is_killed_mid_run),
+            ("leader", one_serve_leads_and_a_killed_leader_is_replaced),  # kills a serve: last
+            ("logs", no_surviving_process_logged_an_error),
+        ):
+            t0 = time.monotonic()
+            phase(cluster)
+            took[label] = time.monotonic() - t0
+    print("\nphases (s):", {k: round(v, 1) for k, v in took.items()})

@@ -44,9 +44,15 @@ process's peak RSS and the store's size. A day at 2,000 files stores ~50 GB (raw
 (30) scales the day's files down and says so; ``--day-minutes N`` compacts only the first
 and last N/2 minutes one by one (the others written, compacted at once) to save time.
 
+``--pg URL`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``): SQLite against PostgreSQL
+and nothing else: ``--first-rounds`` first passes and ``--runs`` steady passes (``--no-compact``
+and plain) of each, a new schema per store (dropped after), the order swapped every round;
+wall and CPU of the ``collect --once`` process (the server's own CPU is not in it), medians
+of per-round ratios.
+
 Usage: .venv/bin/python bench/spool_ingest.py [--files 200] [--runs 5] [--skip-whisper]
        [--skip-node-exporter] [--skip-rollup] [--day | --day-only] [--day-minutes 1440]
-       [--day-files N] [--day-max-gb 30] [--baseline-src DIR] [--first-rounds 1] [--first-only]
+       [--day-files N] [--day-max-gb 30] [--baseline-src DIR] [--first-rounds 1] [--first-only] [--pg URL]
 Needs: pip install whisper (the `dev` extra); Debian's prometheus-node-exporter.
 Runs against any checkout whose CLI has `collect --once --no-compact`.
 """
@@ -56,6 +62,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -67,6 +74,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 FILES, LINES = 200, 500  # FILES: --files
@@ -124,10 +132,18 @@ class Signalbox:
     pass creates the series."""
 
     def __init__(
-        self, root: Path, *, prom: bool = False, shards: int = 0, src: str | None = None
+        self,
+        root: Path,
+        *,
+        prom: bool = False,
+        shards: int = 0,
+        src: str | None = None,
+        store: str | None = None,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        (root / "signalbox.toml").write_text('host = "bench"\n[statsd]\nenabled = false\n')
+        # store: a store URL (e.g. PostgreSQL, see --pg); the default is the data dir's SQLite
+        line = "" if store is None else f"store = {json.dumps(store)}\n"
+        (root / "signalbox.toml").write_text(f'host = "bench"\n{line}[statsd]\nenabled = false\n')
         self.root, self.spool, self.prom = root, root / ".signalbox" / "spool", prom
         # src: another checkout's code (its first pass beside ours, see --baseline-src)
         self.env = _ENV if src is None else {**_ENV, "PYTHONPATH": src}
@@ -665,6 +681,73 @@ def first_passes(root: Path, baseline: str | None, rounds: int) -> None:
             )
 
 
+@contextlib.contextmanager
+def pg_schema(base: str) -> Iterator[str]:
+    """A store URL on ``base`` whose search_path is a new schema, dropped afterwards (the
+    server's settings otherwise as they are: commits wait for their WAL flush)."""
+    import uuid
+
+    import psycopg
+
+    schema = f"sbbench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        sep = "&" if "?" in base else "?"
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def pg_versus(root: Path, base: str, runs: int, first_rounds: int) -> None:
+    """SQLite vs PostgreSQL (``--pg URL``): first passes (a new store each, ``first_rounds``
+    rounds) and steady passes (``runs`` rounds, ``--no-compact`` and plain), both stores
+    in every round, the order swapped each round; wall and the process's CPU."""
+    firsts: dict[str, list[tuple[float, float]]] = {"sqlite": [], "postgresql": []}
+    for r in range(first_rounds):
+        order = ["sqlite", "postgresql"][:: 1 if r % 2 == 0 else -1]
+        for kind in order:
+            d = root / f"first-{kind}"
+            with contextlib.ExitStack() as st:
+                url = st.enter_context(pg_schema(base)) if kind == "postgresql" else None
+                sb = Signalbox(d, store=url)
+                firsts[kind].append((sb.first, sb.first_cpu_s))
+            shutil.rmtree(d)
+    with contextlib.ExitStack() as st:
+        stores = {
+            "sqlite": Signalbox(root / "steady-sqlite"),
+            "postgresql": Signalbox(root / "steady-pg", store=st.enter_context(pg_schema(base))),
+        }
+        steady: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+        for r in range(runs):
+            order = list(stores.items())[:: 1 if r % 2 == 0 else -1]
+            for compact in (False, True):
+                for kind, sb in order:
+                    sb.prepare(2 * r + compact)
+                    time.sleep(1.1)
+                    os.sync()
+                    took = sb.run(r, compact=compact)
+                    steady.setdefault((kind, compact), []).append((took, sb.cpu_s))
+    print(f"SQLite vs PostgreSQL ({base}), {N:,} samples (load {os.getloadavg()[0]:.1f}):")
+
+    def line(label: str, sq: list[tuple[float, float]], pg: list[tuple[float, float]]) -> None:
+        def ms(xs: list[tuple[float, float]], i: int) -> str:
+            return f"{statistics.median(x[i] for x in xs) * 1000:7.0f}"
+
+        wall = statistics.median(p[0] / s[0] for s, p in zip(sq, pg, strict=True))
+        cpu = statistics.median(p[1] / s[1] for s, p in zip(sq, pg, strict=True))
+        print(
+            f"  {label:<28} wall ms sqlite {ms(sq, 0)} pg {ms(pg, 0)}  CPU ms sqlite {ms(sq, 1)} "
+            f"pg {ms(pg, 1)}  pg/sqlite {wall:.2f}x wall, {cpu:.2f}x CPU (median of "
+            f"{len(sq)} per-round ratios; pg walls {', '.join(f'{p[0] * 1000:.0f}' for p in pg)})"
+        )
+
+    line("first pass", firsts["sqlite"], firsts["postgresql"])
+    line("steady --no-compact", steady["sqlite", False], steady["postgresql", False])
+    line("steady (with compaction)", steady["sqlite", True], steady["postgresql", True])
+
+
 def main() -> None:
     global FILES, N
     ap = argparse.ArgumentParser(
@@ -697,6 +780,11 @@ def main() -> None:
     )
     ap.add_argument("--first-rounds", type=int, default=1, help="rounds of first passes")
     ap.add_argument("--first-only", action="store_true", help="the first passes and nothing else")
+    ap.add_argument(
+        "--pg",
+        metavar="URL",
+        help="only SQLite vs PostgreSQL at URL (a new schema each): first and steady passes",
+    )
     a = ap.parse_args()
     FILES, N = a.files, a.files * LINES
 
@@ -709,6 +797,9 @@ def main() -> None:
         root = Path(tmp)
         if a.day_only:
             run_day(root, a)
+            return
+        if a.pg:
+            pg_versus(root, a.pg, a.runs, a.first_rounds)
             return
         print(
             f"spool ingest: {FILES} files x {LINES} lines = {N:,} samples, {a.runs} rounds, "

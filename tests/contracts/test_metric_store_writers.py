@@ -488,7 +488,8 @@ def test_a_snapshot_missing_a_series_below_its_max_id_is_filled_in_by_key(
 ) -> None:
     """A snapshot saved while an id was still invisible (what the old code saved, and what
     a writer's snapshot may lack now): a fresh process finds the series by key, writes it
-    under its real id, and saves a snapshot that has it."""
+    under its real id, and saves a snapshot that has it. (PostgreSQL's writers keep no
+    snapshot: they look a write's keys up, so the same write finds the series by key.)"""
     import msgspec
 
     a = open_store()
@@ -505,6 +506,10 @@ def test_a_snapshot_missing_a_series_below_its_max_id_is_filled_in_by_key(
     assert r.new_series == 2  # new to this writer; only "new" was created
     assert fresh.db.query("SELECT count(*) FROM series") == [(4,)]
     assert values(open_store(), "m", T0 + 1000) == {(("w", "y"),): 20.0, (("w", "new"),): 40.0}
+    if fresh.db.dialect.name != "sqlite":
+        assert fresh.db.query("SELECT count(*) FROM series_ids_snapshot") == [(0,)]
+        no_orphans(fresh)
+        return
     [(blob,)] = fresh.db.query("SELECT data FROM series_ids_snapshot")
     saved = msgspec.msgpack.decode(bytes(blob), type=dict[str, int])
     assert saved['m{w="y"'] == ids['m{w="y"']

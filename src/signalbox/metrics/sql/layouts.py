@@ -200,6 +200,94 @@ class Layouts:
         self._series[lid] = ids
         return lid
 
+    def register_many(
+        self, items: Sequence[tuple[bytes, Sequence[int]]], extra: str, start: int
+    ) -> list[int]:
+        """New layouts (digest, series ids), as :meth:`register` each, in that order; on
+        PostgreSQL in three statements whatever their number (a first pass of 2,000 spool
+        files made 4,000 round trips, each a wait on a busy server)."""
+        if self.db.dialect.name == "sqlite" or len(items) < 2:
+            return [self.register(d, extra, sids, start) for d, sids in items]
+        from signalbox.storage import pgarrays
+
+        db = self.db
+        firsts: dict[bytes, Sequence[int]] = {}
+        for d, sids in items:
+            firsts.setdefault(d, sids)  # a shape twice: the first registers it, as register()
+        digests = sorted(firsts)  # two writers registering the same shapes lock them in one order
+        blobs = {d: array("q", firsts[d]) for d in digests}
+        pgarrays.bind(db.conn)
+        made = dict(
+            (bytes(d), int(lid))
+            for lid, d in db.query(
+                "INSERT INTO metric_layouts (digest, extra, size, series, last_start) "
+                "SELECT d, ?, n, s, ? FROM unnest(?::bytea[], ?::bigint[], ?::bytea[]) AS t(d, n, s) "
+                "ON CONFLICT (digest, extra) DO NOTHING RETURNING id, digest",
+                (
+                    extra,
+                    start,
+                    pgarrays.bytea_array(digests),
+                    pgarrays.int8_array([len(blobs[d]) for d in digests]),
+                    pgarrays.bytea_array([blobs[d].tobytes() for d in digests]),
+                ),
+            )
+        )
+        runs: list[tuple[int, int, int]] = []  # (layout, first id, size)
+        spread: list[tuple[int, array[int]]] = []
+        for d in digests:
+            lid = made.get(d)
+            if lid is None:
+                continue
+            ids = blobs[d]
+            first = _first_of_run(firsts[d])
+            if first is not None:
+                runs.append((lid, first, len(ids)))
+            else:
+                spread.append((lid, ids))
+            self._keys[(d, extra)] = (lid, start)
+            self._series[lid] = ids
+        if runs:
+            db.execute(
+                "INSERT INTO metric_layout_series (layout_id, pos, series_id) "
+                "SELECT u.l, g.i, u.f + g.i FROM unnest(?::bigint[], ?::bigint[], ?::bigint[]) "
+                "AS u(l, f, n) CROSS JOIN LATERAL generate_series(0, u.n - 1) AS g(i)",
+                tuple(pgarrays.int8_array([r[k] for r in runs]) for k in range(3)),
+            )
+        if spread:
+            flat: array[int] = array("q")
+            offsets = []
+            for _, ids in spread:
+                offsets.append(len(flat))
+                flat.extend(ids)
+            db.execute(
+                "INSERT INTO metric_layout_series (layout_id, pos, series_id) "
+                "SELECT u.l, g.i, v.a[u.o + g.i + 1] "
+                "FROM unnest(?::bigint[], ?::bigint[], ?::bigint[]) AS u(l, o, n) "
+                "CROSS JOIN LATERAL generate_series(0, u.n - 1) AS g(i), "
+                "(SELECT ?::bigint[] AS a) AS v",
+                (
+                    pgarrays.int8_array([lid for lid, _ in spread]),
+                    pgarrays.int8_array(offsets),
+                    pgarrays.int8_array([len(ids) for _, ids in spread]),
+                    pgarrays.int8_array(flat),
+                ),
+            )
+        # shapes another writer registered meanwhile: theirs (the same series), as register()
+        taken = [d for d in digests if d not in made]
+        for i in range(0, len(taken), 500):
+            chunk = taken[i : i + 500]
+            for lid, d, blob in db.query(
+                "SELECT id, digest, series FROM metric_layouts WHERE extra = ? "
+                f"AND digest IN ({','.join('?' * len(chunk))})",
+                (extra, *chunk),
+            ):
+                made[bytes(d)] = int(lid)
+                self._keys[(bytes(d), extra)] = (int(lid), start)
+                self._series[int(lid)] = _unpack(blob)
+        if taken:
+            self.touch(taken, extra, start)
+        return [made[d] for d, _ in items]
+
     def forget(self) -> None:
         """After a rolled-back write: what it registered or touched is gone (and on SQLite
         its layout ids may be given out again), so read everything afresh."""

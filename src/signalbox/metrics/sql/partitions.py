@@ -221,24 +221,28 @@ class PartitionTables:
         partitions, noting the timestamps written. Runs inside the caller's transaction."""
         raw = self.levels[0]
         span = raw.span_ms
-        by_part: dict[int, list[tuple[Any, ...]]] = {}
+        # partition start -> columns (series ids, stamps, values)
+        by_part: dict[int, tuple[list[int], list[int], list[float | None]]] = {}
         part_stamps: dict[int, set[int]] = {}
         if stamps.count(None) == len(stamps):  # a collection pass: all at the pass time
             start = default_ts_ms - default_ts_ms % span
-            by_part[start] = list(zip(sids, repeat(default_ts_ms), values, strict=False))
+            by_part[start] = (sids, [default_ts_ms] * len(sids), values)
             part_stamps[start] = {default_ts_ms}
         else:
             for sid, ts, value in zip(sids, stamps, values, strict=True):
                 t = default_ts_ms if ts is None else ts
                 start = t - t % span
-                by_part.setdefault(start, []).append((sid, t, value))
+                cols = by_part.get(start)
+                if cols is None:
+                    cols = by_part[start] = ([], [], [])
+                cols[0].append(sid)
+                cols[1].append(t)
+                cols[2].append(value)
                 part_stamps.setdefault(start, set()).add(t)
-        upsert = self.db.dialect.upsert("{t}", ["series_id", "ts", "value"], ["series_id", "ts"])
         stamp_sql = self.db.dialect.upsert("metric_stamps", ["start_ms", "ts"], ["start_ms", "ts"])
         for start in sorted(by_part):
             table = self.ensure(raw, start)
-            rows = by_part[start]
-            self.db.executemany(upsert.replace("{t}", table), rows)
+            self.sql.upsert_rows(self.db, table, *by_part[start])
             self.db.executemany(stamp_sql, [(start, ts) for ts in sorted(part_stamps[start])])
 
     def write_frames(self, frames: list[tuple[int, list[float]]], ts: int) -> int:
@@ -247,11 +251,7 @@ class PartitionTables:
         raw = self.levels[0]
         start = raw.partition_start(ts)
         table = frames_table(self.ensure(raw, start))
-        encode = self.sql.encode_frame
-        self.db.executemany(
-            self.db.dialect.upsert(table, ["layout_id", "ts", "vals"], ["layout_id", "ts"]),
-            [(lid, ts, encode(values)) for lid, values in frames],
-        )
+        self.sql.upsert_frames(self.db, table, frames, ts)
         return start
 
     def drop_expired(self, now_ms: int, *, lock_timeout_s: float = DROP_LOCK_TIMEOUT_S) -> None:

@@ -71,11 +71,19 @@ _CREATE_SQLITE = {  # (keys as written, unindexed table) -> statement
     for quoted in (True, False)
     for plain in (True, False)
 }
+# PostgreSQL: a key's name and label text, split in SQL (a name never holds "{")
+_PG_NAME = "split_part(t.k, '{', 1)"
+_PG_LABELS = "substr(t.k, strpos(t.k, '{') + 1)"
 _CREATE_POSTGRES = (
-    "INSERT INTO series (name, labels, created_ms) SELECT n, l, ? "
-    "FROM unnest(?::text[], ?::text[]) AS t(n, l) "
-    "ON CONFLICT (name, labels) DO NOTHING RETURNING name || '{' || labels, id"
+    "INSERT INTO series (id, name, labels, created_ms) "
+    f"SELECT t.i, {_PG_NAME}, {_PG_LABELS}, ? FROM unnest(?::bigint[], ?::text[]) AS t(i, k) "
+    "ON CONFLICT (name, labels) DO NOTHING"
 )
+_LOOKUP_POSTGRES = (
+    "SELECT t.o, s.id FROM unnest(?::text[]) WITH ORDINALITY AS t(k, o) "
+    f"JOIN series AS s ON s.name = {_PG_NAME} AND s.labels = {_PG_LABELS}"
+)
+_PG_CHUNK = 50_000  # keys per statement (one text array, ~2 MB)
 
 
 def _is_none(v: object) -> bool:
@@ -268,6 +276,9 @@ class SeriesIndex:
         by key when a write needs it (then saved with the next snapshot). Living in the
         same database, it is backed up and restored with the data it maps.
         """
+        if self._ids is None and self.db.dialect.name != "sqlite":
+            self._ids = {}  # PostgreSQL: what this store learned, a write's keys looked up
+            return self._ids
         if self._ids is None:
             import msgspec
 
@@ -354,6 +365,11 @@ class SeriesIndex:
         # duplicates left in: the insert skips a key's second row, and reads back the ids
         # of a batch that skipped any (deduplicating a million keys first costs ~0.3 s)
         missing = list(compress(keys, map(_is_none, sids))) if ids else keys
+        if self.db.dialect.name != "sqlite":
+            learned = self._find_or_create_pg(missing, now_ms)
+            pending.ids = learned
+            sids = [learned[k] if sid is None else sid for k, sid in zip(keys, sids, strict=True)]
+            return cast("list[int]", sids), len(learned)
         learned, runs = self._create(missing, now_ms)
         for run_keys, first in runs:
             learned.update(zip(run_keys, range(first, first + len(run_keys)), strict=True))
@@ -462,42 +478,130 @@ class SeriesIndex:
         return snapshot, created, sids
 
     def _create(self, keys: list[str], now_ms: int) -> tuple[dict[str, int], list[Run]]:
-        """Insert the series ``keys`` (each ``name{labels``, in any order) in batches of one
-        statement each, the rows built in SQL from one array parameter; return their ids.
-        Those another writer created meanwhile are read by key.
+        """SQLite: insert the series ``keys`` (each ``name{labels``, in any order) in
+        batches of one statement each, the rows built in SQL from one array parameter;
+        return their ids. Those another writer created meanwhile are read by key.
 
-        SQLite gives the ids itself: the write transaction holds the database's one write
-        lock, so the ids after the newest are free, and none is read back (a million new
-        series: no million-row read, no second copy of their keys). Such batches come back
-        as runs, in order, one id after another while no batch skipped a key; a batch that
-        did (a key twice, or one this writer's map missed) is read back into the dict.
-        PostgreSQL's writers run side by side: the sequence gives the ids, and ``RETURNING``
-        hands them back."""
+        The write transaction holds the database's one write lock, so the ids after the
+        newest are free, and none is read back (a million new series: no million-row
+        read, no second copy of their keys). Such batches come back as runs, in order, one
+        id after another while no batch skipped a key; a batch that did (a key twice, or
+        one this writer's map missed) is read back into the dict. (PostgreSQL: see
+        :meth:`_find_or_create_pg`.)"""
         out: dict[str, int] = {}
-        if self.db.dialect.name == "sqlite":
-            base = int(self.db.query("SELECT coalesce(max(id), 0) FROM series")[0][0])
-            runs: list[Run] = []
-            for i in range(0, len(keys), _CREATE_CHUNK):
-                chunk = keys[i : i + _CREATE_CHUNK]
-                first = base + i + 1
-                text, quoted = _sqlite_keys(chunk)
-                created = self.db.execute(_CREATE_SQLITE[quoted, False], (first, now_ms, text))
-                if created.rowcount == len(chunk):
-                    runs.append((chunk, first))
-                else:
-                    out.update(self._read_back(chunk))
-            return out, runs
-        keys = sorted(keys)  # two writers creating the same series lock them in one order
+        base = int(self.db.query("SELECT coalesce(max(id), 0) FROM series")[0][0])
+        runs: list[Run] = []
         for i in range(0, len(keys), _CREATE_CHUNK):
             chunk = keys[i : i + _CREATE_CHUNK]
-            pairs = [k.partition("{") for k in chunk]
-            got = self.db.execute(
-                _CREATE_POSTGRES, (now_ms, [p[0] for p in pairs], [p[2] for p in pairs])
-            ).fetchall()
-            out.update(got)
-            if len(got) < len(chunk):  # some existed: another writer created them meanwhile
+            first = base + i + 1
+            text, quoted = _sqlite_keys(chunk)
+            created = self.db.execute(_CREATE_SQLITE[quoted, False], (first, now_ms, text))
+            if created.rowcount == len(chunk):
+                runs.append((chunk, first))
+            else:
                 out.update(self._read_back(chunk))
-        return out, []
+        return out, runs
+
+    def _find_or_create_pg(self, keys: list[str], now_ms: int) -> dict[str, int]:
+        """PostgreSQL: the ids of ``keys`` (``name{labels``, any order, repeats allowed),
+        found by key or created.
+
+        No writer reads the whole table or a snapshot of it: the keys a write does not
+        know are looked up, a statement per :data:`_PG_CHUNK`, by the unique key (not at
+        all in an empty table: a first pass). The rest get ids drawn from the sequence in
+        their order (consecutive for a lone writer, so layouts count their positions out
+        in SQL) and go in with ``COPY``, sorted, so two writers creating the same series
+        lock them in one order. ``COPY`` has no ``ON CONFLICT``: if another writer
+        committed one of the keys meanwhile, its savepoint takes the copy back and the
+        keys go in through an ``INSERT`` that skips those, whose ids are read back."""
+        if not keys:
+            return {}
+        distinct = list(dict.fromkeys(keys))
+        empty = not self.db.query("SELECT 1 FROM series LIMIT 1")
+        out = {} if empty else self._lookup_pg(distinct)
+        new = [k for k in distinct if k not in out] if out else distinct
+        if not new:
+            return out
+        ids = self._draw_ids(len(new))
+        order = sorted(range(len(new)), key=new.__getitem__)
+        if self._copy_series(new, ids, order, now_ms):
+            out.update(zip(new, ids, strict=True))
+            return out
+        from signalbox.storage import pgarrays
+
+        raced: list[str] = []
+        for i in range(0, len(order), _PG_CHUNK):
+            chunk = order[i : i + _PG_CHUNK]
+            chunk_keys = [new[j] for j in chunk]
+            pgarrays.bind(self.db.conn)
+            done = self.db.execute(
+                _CREATE_POSTGRES,
+                (
+                    now_ms,
+                    pgarrays.int8_array([ids[j] for j in chunk]),
+                    pgarrays.text_array(chunk_keys),
+                ),
+            )
+            if done.rowcount == len(chunk):
+                out.update(zip(chunk_keys, (ids[j] for j in chunk), strict=True))
+            else:  # another writer created some meanwhile: theirs are the ids
+                raced.extend(chunk_keys)
+        if raced:
+            got = self._lookup_pg(raced)
+            lost = [k for k in raced if k not in got]
+            if lost:  # cannot happen short of a broken database: say which, never guess
+                raise StoreError(f"{self.db.url}: series {lost[:5]} were inserted but not found")
+            out.update(got)
+        return out
+
+    def _copy_series(
+        self, keys: list[str], ids: Sequence[int], order: list[int], now_ms: int
+    ) -> bool:
+        """``COPY`` the series ``keys`` with ``ids``, in ``order``, inside a savepoint;
+        False when one of them exists already (the savepoint undid the copy)."""
+        import psycopg
+
+        db = self.db
+        try:
+            with (
+                db.savepoint(),
+                db.conn.cursor() as cur,
+                cur.copy("COPY series (id, name, labels, created_ms) FROM STDIN") as copy,
+            ):
+                write = copy.write_row
+                for j in order:
+                    name, _, labels = keys[j].partition("{")
+                    write((ids[j], name, labels, now_ms))
+        except psycopg.errors.UniqueViolation:
+            return False
+        except psycopg.Error as e:  # a full disk, a dropped connection...: named as such
+            named = translate(e, "postgresql", db.path)
+            if named is not None:
+                raise named from e
+            raise
+        return True
+
+    def _draw_ids(self, n: int) -> Sequence[int]:
+        """``n`` ids from the series' sequence: a ``range`` when they are consecutive (no
+        other writer drew meanwhile), else the list."""
+        lo, hi, every = self.db.query(
+            "SELECT min(v), max(v), CASE WHEN max(v) - min(v) + 1 = count(*) THEN NULL "
+            "ELSE array_agg(v ORDER BY v) END "
+            "FROM (SELECT nextval('series_id_seq') AS v FROM generate_series(1, ?)) AS s",
+            (n,),
+        )[0]
+        return range(int(lo), int(hi) + 1) if every is None else list(every)
+
+    def _lookup_pg(self, keys: list[str]) -> dict[str, int]:
+        """PostgreSQL: ids of those of ``keys`` (distinct) the table has, read by key."""
+        out: dict[str, int] = {}
+        from signalbox.storage import pgarrays
+
+        for i in range(0, len(keys), _PG_CHUNK):
+            chunk = keys[i : i + _PG_CHUNK]
+            rows = self.db.query(_LOOKUP_POSTGRES, (pgarrays.text_array(chunk),))
+            out.update((chunk[o - 1], sid) for o, sid in rows)
+        return out
 
     def _read_back(self, keys: list[str]) -> dict[str, int]:
         """Ids of series ``keys`` just inserted or found existing, read by key."""
@@ -516,6 +620,8 @@ class SeriesIndex:
         import msgspec
 
         db = self.db
+        if db.dialect.name != "sqlite":  # PostgreSQL's writers look their keys up instead
+            return
         lock = f"SELECT max_id FROM series_ids_snapshot WHERE id = 1{db.dialect.skip_locked}"
         if not db.query(lock) and db.query("SELECT 1 FROM series_ids_snapshot WHERE id = 1"):
             return  # locked by another writer

@@ -377,8 +377,8 @@ class SQLMetricStore:
             raise DuplicateSeries("one series appears twice in a write with frames")
         start = self.levels[0].partition_start(ts)
         out = list(zip(known, (f.values for f in frames), strict=True))
-        for nl, ids in fresh:
-            lid = store.register(nl.layout, extra, ids, start)
+        lids = store.register_many([(nl.layout, ids) for nl, ids in fresh], extra, start)
+        for (nl, _), lid in zip(fresh, lids, strict=True):
             out.append((lid, [s[2] for s in samples[nl.start : nl.start + nl.length]]))
         store.touch([f.layout for f in frames], extra, start)
         self._partitions.write_frames(out, ts)

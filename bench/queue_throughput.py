@@ -164,8 +164,19 @@ def _rq_drain(root: Path, ready: Any, go: Any, out: Any, gated: bool) -> None:
 
     from rq import SimpleWorker
 
+    class Worker(SimpleWorker):  # type: ignore[misc]
+        def unsubscribe(self) -> None:
+            """RQ bounds its wait for the command listener at 1 s (``join(timeout=1)``), but
+            redis-py 8.2's ``stop()`` joins it unbounded, and the listener, woken by the
+            UNSUBSCRIBE reply before its flag is cleared, polls again for 60 s: every worker
+            exited a minute after the queue was empty, inside the timing. Clearing the flag
+            first (``stop(timeout=0)``) lets that reply end it, as RQ intends."""
+            if self.pubsub_thread is not None:
+                self.pubsub_thread.stop(timeout=0)
+            super().unsubscribe()
+
     conn, q = _rq(root)
-    w = SimpleWorker([q], connection=conn)
+    w = Worker([q], connection=conn)
     logging.getLogger("rq.worker").setLevel(logging.WARNING)
     ready.set()
     go.wait()

@@ -46,7 +46,8 @@ import os
 import stat
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import compress
+from operator import itemgetter, not_, or_
 
 try:  # the BLAKE2 module itself: hashlib would also load OpenSSL, a cost on every cron pass
     from _blake2 import blake2b
@@ -62,7 +63,7 @@ from signalbox.metrics.parse.stale_after import find_stale_after
 from signalbox.metrics.samples import MetricMeta, Sample, SeriesKey, format_series
 from signalbox.metrics.store import Frame, NewLayout
 
-_NAME, _LABELS = itemgetter(0), itemgetter(1)
+_NAME, _LABELS, _TIMESTAMP = itemgetter(0), itemgetter(1), itemgetter(3)
 MAX_PAST_MS = 3600_000
 MAX_FUTURE_MS = 300_000
 _SHAPE_VERSION = b"keyvalue 1\n"  # change when the key=value rules change: old layouts lapse
@@ -289,22 +290,8 @@ def scan_spool(
         del columns
         errors: list[LineError] = list(parsed.errors)
         samples = parsed.samples
-        if is_prom and any(s.timestamp_ms is not None for s in samples):
-            kept = []
-            for s in samples:
-                ts = s.timestamp_ms
-                if ts is not None and not (now_ms - MAX_PAST_MS <= ts <= now_ms + MAX_FUTURE_MS):
-                    errors.append(
-                        LineError(
-                            name,
-                            0,
-                            f"timestamp {ts} of {format_series(s.name, s.labels)} is more than 1h old or 5m ahead; sample not stored",
-                            "",
-                        )
-                    )
-                else:
-                    kept.append(s)
-            samples = kept
+        if is_prom:
+            samples = _in_window(samples, now_ms, name, errors)
         whole = values is not None and not errors and samples and len(samples) == len(values)
         if whole and not careful:
             # a new shape, proposed as a layout: the store checks its series against every
@@ -351,6 +338,37 @@ def scan_spool(
         if errors:
             _line_problems(out, name, errors)
     return out
+
+
+def _in_window(
+    samples: list[Sample], now_ms: int, name: str, errors: list[LineError]
+) -> list[Sample]:
+    """The samples of file ``name`` without those stamped outside the window around
+    ``now_ms``, each of which becomes an error. Checked column-wise (``map`` in C): a
+    first pass reads a million samples here, nearly always none of them stamped."""
+    stamps = list(map(_TIMESTAMP, samples))
+    if stamps.count(None) == len(stamps):
+        return samples
+    filled = [now_ms if ts is None else ts for ts in stamps]
+    outside = list(
+        map(
+            or_,
+            map((now_ms - MAX_PAST_MS).__gt__, filled),
+            map((now_ms + MAX_FUTURE_MS).__lt__, filled),
+        )
+    )
+    if True not in outside:
+        return samples
+    for s in compress(samples, outside):
+        errors.append(
+            LineError(
+                name,
+                0,
+                f"timestamp {s.timestamp_ms} of {format_series(s.name, s.labels)} is more than 1h old or 5m ahead; sample not stored",
+                "",
+            )
+        )
+    return list(compress(samples, map(not_, outside)))
 
 
 def _line_problems(out: SpoolScan, name: str, errors: Sequence[LineError]) -> None:

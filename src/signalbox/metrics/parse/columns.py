@@ -27,7 +27,15 @@ import msgspec
 from signalbox.metrics.parse.lex import LABEL_RULE, fast_labels, scan_labels
 from signalbox.metrics.samples import Labels
 
-__all__ = ["PairCache", "float_column", "label_column", "partition_columns", "valid_names"]
+__all__ = [
+    "PairCache",
+    "float_column",
+    "label_column",
+    "label_sets",
+    "partition_columns",
+    "valid_names",
+    "value_columns",
+]
 
 _LABEL_NAME_AT = re.compile(LABEL_RULE)
 _DIGIT = re.compile("[0-9]")
@@ -111,14 +119,23 @@ def label_column(
 def _bulk_labels(tails: list[str], pairs: PairCache | None = None) -> list[Labels] | None:
     """Labels for every line at once, when all label sets have one shape; else None.
 
-    ``tails`` are the label texts after ``{`` (``shard="1",dc="x"}``). Files with labels
-    usually repeat the same names in the same order on every line; then one ``split`` of
-    all tails joined on ``"`` yields the values column by column, and checking that the
-    text between the values is the same on every line validates the lot -- no Python
-    loop per line. Such tails are canonical: equal tails mean equal label sets.
+    ``tails`` are the label texts after ``{`` (``shard="1",dc="x"}``). Such tails are
+    canonical when this answers: equal tails mean equal label sets.
     """
-    n = len(tails)
-    joined = "\n".join(tails)
+    got = value_columns("\n".join(tails), len(tails))
+    return None if got is None else label_sets(*got, pairs)
+
+
+def value_columns(joined: str, n: int) -> tuple[list[str], list[list[str]]] | None:
+    """The label names and value columns of ``n`` label texts after ``{`` joined by
+    newlines, when all have one shape (the same names in the same order, no escape, no
+    blank between tokens, no empty value); else None.
+
+    Files with labels usually repeat the same names in the same order on every line; then
+    one ``split`` of the joined texts on ``"`` yields the values column by column, and
+    checking that the text between the values is the same on every line validates the
+    lot -- no Python loop per line.
+    """
     if "\\" in joined:
         return None
     parts = joined.split('"')
@@ -142,8 +159,17 @@ def _bulk_labels(tails: list[str], pairs: PairCache | None = None) -> list[Label
             return None
     if len(set(names)) != k:
         return None
-    columns = sorted((name, values[j::k]) for j, name in enumerate(names))
-    return list(zip(*(_pairs(name, vals, pairs) for name, vals in columns), strict=True))
+    return names, [values[j::k] for j in range(k)]
+
+
+def label_sets(
+    names: list[str], columns: list[list[str]], pairs: PairCache | None = None
+) -> list[Labels]:
+    """The label set of each line from its values ``columns[j]`` of label ``names[j]``
+    (distinct, valid, values non-empty): pairs sorted by name, as :data:`Labels` are."""
+    order = sorted(range(len(names)), key=names.__getitem__)
+    made = (_pairs(names[j], columns[j], pairs) for j in order)
+    return list(zip(*made, strict=True))
 
 
 def _pairs(name: str, values: list[str], cache: PairCache | None) -> Iterable[tuple[str, str]]:
@@ -152,7 +178,11 @@ def _pairs(name: str, values: list[str], cache: PairCache | None) -> Iterable[tu
     million label sets hold ~50-100 MB less per such label."""
     if cache is not None:
         known = cache.setdefault(name, {})
-        return list(map(known.setdefault, values, zip(repeat(name), values)))
+        # the distinct values first (a hash each, no tuple), pairs made for the new ones only
+        fresh = dict.fromkeys(values).keys() - known.keys()
+        if fresh:
+            known.update(zip(fresh, zip(repeat(name), fresh), strict=True))
+        return list(map(known.__getitem__, values))
     distinct = dict.fromkeys(values)
     if len(distinct) > len(values) // 2:
         return zip(repeat(name), values)

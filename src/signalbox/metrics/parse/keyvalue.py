@@ -15,7 +15,7 @@ are in :mod:`signalbox.metrics.parse.lex`; the fast path for clean files in
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Iterable
 from itertools import compress, repeat
 from operator import contains, lt
 
@@ -23,8 +23,10 @@ from signalbox.metrics.parse.columns import (
     PairCache,
     float_column,
     label_column,
+    label_sets,
     partition_columns,
     valid_names,
+    value_columns,
 )
 from signalbox.metrics.parse.lex import (
     NAME_RULE,
@@ -50,7 +52,6 @@ Columns = tuple[list[str], list[float]]
 """A clean file's left sides (the text left of each ``=``, stripped) and values."""
 
 _new_sample = tuple.__new__  # Sample(...) minus the Python-level __new__, for hot loops
-_make_sample = partial(tuple.__new__, Sample)
 
 
 def _keyvalue_name(raw: str) -> str:
@@ -155,9 +156,13 @@ def _batch_of_columns(
     if not lefts:
         return Parsed([], [], [])
     shape = "\n".join(lefts)
+    if "{" in shape:
+        fast = _one_name(lefts, shape, floats, metas, pairs)
+        if fast is not None:
+            return fast
     blanks = " " in shape or "\t" in shape
     labels: list[Labels] | None = None
-    keys: list[str] | None = None
+    suffixes: list[str] = []
     heads = lefts
     if "{" in shape:
         heads, braces, tails = partition_columns(map(str.partition, lefts, repeat("{")))
@@ -171,18 +176,83 @@ def _batch_of_columns(
             heads = list(map(str.rstrip, heads, repeat(" \t")))
     if "" in heads:
         return None
+    named = _names(heads)
+    if named is None:
+        return None
+    names, unique, merged = named
+    if labels is None:
+        distinct = len(unique)
+    elif len(unique) == 1:  # one name: the label sets' texts tell the series apart
+        distinct = len(set(suffixes))
+    elif merged:
+        distinct = len(set(map(str.__add__, names, suffixes)))
+    else:  # names and raw keys one to one: no str made per line
+        distinct = len(set(zip(heads, suffixes, strict=True)))
+    if distinct != len(names):
+        return None  # a duplicate series: the line parser reports it
+    return _parsed(names, labels or repeat(()), floats, unique, metas)
+
+
+def _one_name(
+    lefts: list[str], shape: str, floats: list[float], metas: bool, pairs: PairCache | None
+) -> Parsed | None:
+    """:func:`_batch_of_columns` of a file whose every line has one name and a label set
+    of one shape (``bench_requests{shard="3",file="7"}``), the usual labelled file; None
+    for any other (the general path then reads it).
+
+    Every line starts with the first line's ``NAME{`` when the text holds one more of
+    them than of newlines: then cutting it off every line is one ``replace``, and the
+    label values come out of the rest in columns, with no ``str.partition`` per line."""
+    head, brace, _ = lefts[0].partition("{")
+    prefix = head + brace
+    n = len(lefts)
+    if not head or " " in head or "\t" in head or not shape.startswith(prefix):
+        return None
+    if shape.count("\n" + prefix) != n - 1:
+        return None
+    got = value_columns(shape.replace("\n" + prefix, "\n")[len(prefix) :], n)
+    if got is None:
+        return None
+    label_names, columns = got
+    named = _names([head])
+    if named is None:
+        return None
+    name = named[0][0]
+    # one name, one label order, no escape: the lines' texts tell the series apart
+    if len(set(lefts)) != n:
+        return None  # a duplicate series: the line parser reports it
+    labels = label_sets(label_names, columns, pairs)
+    return _parsed([name] * n, labels, floats, {name: None}, metas)
+
+
+def _parsed(
+    names: list[str],
+    labels: Iterable[Labels],
+    floats: list[float],
+    unique: dict[str, None],
+    metas: bool,
+) -> Parsed:
+    rows = zip(names, labels, floats, repeat(None))  # endless repeats: not strict
+    samples: list[Sample] = list(map(tuple.__new__, repeat(Sample), rows))
+    return Parsed(samples, plain_metas(unique, "gauge") if metas else [], [])
+
+
+def _names(heads: list[str]) -> tuple[list[str], dict[str, None], bool] | None:
+    """Each key's Prometheus name, the distinct names, and whether two keys share a name
+    (``a.b`` and ``a_b``); None when a name is not valid."""
+    raw = dict.fromkeys(heads)
+    if len(raw) <= len(heads) // 2:
+        # names repeat: each distinct one sanitized and checked once, and one str per
+        # name, not per line (~60 MB a million)
+        sane = dict(zip(raw, sanitize_name("\n".join(raw)).split("\n"), strict=True))
+        if not valid_names(list(sane.values())):
+            return None
+        unique = dict.fromkeys(sane.values())
+        return list(map(sane.__getitem__, heads)), unique, len(unique) != len(raw)
     names = sanitize_name("\n".join(heads)).split("\n")
     if not valid_names(names):
         return None
-    unique = dict.fromkeys(names)
-    if len(unique) <= len(names) // 2:  # one str per name, not per line: ~60 MB a million
-        names = list(map(dict(zip(unique, unique, strict=True)).__getitem__, names))
-    if labels is not None:
-        keys = list(map(str.__add__, names, suffixes))
-    if len(set(keys) if keys is not None else unique) != len(names):
-        return None  # a duplicate series: the line parser reports it
-    samples = list(map(_make_sample, zip(names, labels or repeat(()), floats, repeat(None))))
-    return Parsed(samples, plain_metas(unique, "gauge") if metas else [], [])
+    return names, dict.fromkeys(names), True
 
 
 def _keyvalue_lines(text: str, source: str, metas: bool = True) -> Parsed:

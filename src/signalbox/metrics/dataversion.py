@@ -73,17 +73,32 @@ def ensure(db: Database) -> None:
     _ready.add(db)
 
 
-def bump(db: Database) -> None:
+def bump(db: Database, *, fold: bool = False) -> None:
     """Say the metric data changed: the last statement of a write transaction, or after a
     compaction, under its lock; this backend's row only, so writers never wait for each
     other. The store made sure of the table when it opened (:func:`ensure`). SQLite:
-    nothing."""
+    nothing.
+
+    ``fold`` (compaction's bump): the rows of backends that are gone are folded into this
+    one in the same statement, so the table holds about one row per live writer instead of
+    one per connection ever made, and the sum -- the version -- still only grows."""
     if db.dialect.name != "postgresql":
         return
-    db.execute(
-        "INSERT INTO metric_data_version (backend, version) VALUES (pg_backend_pid(), 1) "
-        "ON CONFLICT (backend) DO UPDATE SET version = metric_data_version.version + 1"
-    )
+    db.execute(_FOLD if fold else _BUMP)
+
+
+_BUMP = (
+    "INSERT INTO metric_data_version (backend, version) VALUES (pg_backend_pid(), 1) "
+    "ON CONFLICT (backend) DO UPDATE SET version = metric_data_version.version + 1"
+)
+_FOLD = (
+    "WITH gone AS (DELETE FROM metric_data_version WHERE backend <> pg_backend_pid() "
+    "AND backend NOT IN (SELECT pid FROM pg_stat_activity) RETURNING version) "
+    "INSERT INTO metric_data_version (backend, version) "
+    "SELECT pg_backend_pid(), 1 + coalesce((SELECT sum(version) FROM gone), 0) "
+    "ON CONFLICT (backend) DO UPDATE "
+    "SET version = metric_data_version.version + EXCLUDED.version"
+)
 
 
 _READ = (

@@ -773,7 +773,7 @@ class SQLMetricStore:
                 sealing.seal_closed(self._partitions)
                 self._partitions.drop_expired(now_ms)
                 sqlstale.drop_before(self.db, now_ms - max(lv.retention_ms for lv in self.levels))
-                dataversion.bump(self.db)  # still under the lock (metrics/dataversion.py)
+                dataversion.bump(self.db, fold=True)  # under the lock (metrics/dataversion.py)
 
     def rebuild_rollups(self, start_ms: int, end_ms: int) -> None:
         """Recompute every tier's buckets over ``[start_ms, end_ms)`` (after an import)."""

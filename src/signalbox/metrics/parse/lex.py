@@ -22,8 +22,11 @@ Common rules (both spool formats)
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import is_
 from typing import cast
 
 from signalbox.exceptions import ParseError
@@ -393,7 +396,8 @@ _PLAIN_METAS_MAX = 500_000
 
 def plain_metas(names: Iterable[str], kind: MetricType) -> list[MetricMeta]:
     """One help-less ``MetricMeta`` of ``kind`` per name, memoized: the same files are
-    re-read every pass and building a frozen dataclass costs as much as parsing a line."""
+    re-read every pass. The new ones are made column-wise (:func:`new_metas`): a first
+    pass of a ``*.prom`` spool of a million names makes a million of them."""
     memo = _PLAIN_METAS[kind]
     if len(memo) > _PLAIN_METAS_MAX:
         memo.clear()
@@ -401,12 +405,24 @@ def plain_metas(names: Iterable[str], kind: MetricType) -> list[MetricMeta]:
     found = list(map(memo.get, names))
     if None not in found:
         return cast(list[MetricMeta], found)
-    out: list[MetricMeta] = []
-    for name, meta in zip(names, found, strict=True):
-        if meta is None:
-            meta = memo[name] = MetricMeta(name, kind, "")
-        out.append(meta)
-    return out
+    missing = list(compress(names, map(is_, found, repeat(None))))
+    memo.update(zip(missing, new_metas(missing, kind), strict=True))
+    return list(map(memo.__getitem__, names))
+
+
+_META_SLOTS = tuple(getattr(MetricMeta, f) for f in ("name", "type", "help", "unit"))
+
+
+def new_metas(names: list[str], kind: MetricType) -> list[MetricMeta]:
+    """``[MetricMeta(name, kind) for name in names]``, each field written by its slot in C:
+    the dataclass's ``__init__`` (a frozen one sets each field through
+    ``object.__setattr__``) costs about a microsecond a record, most of a line's parse."""
+    made: list[MetricMeta] = list(map(object.__new__, repeat(MetricMeta, len(names))))
+    for slot, column in zip(
+        _META_SLOTS, (names, repeat(kind), repeat(""), repeat("")), strict=True
+    ):
+        deque(map(slot.__set__, made, column), maxlen=0)
+    return made
 
 
 def unescape_help(s: str, *, quote: bool) -> str | None:

@@ -67,19 +67,23 @@ def bare_app() -> Starlette:
     return Starlette(routes=[Route("/items/{item_id}", item)])
 
 
-def ours(tmp: Path, buffer_lines: int = 256) -> tuple[App, Instrument, Client]:
+def ours(
+    tmp: Path, buffer_lines: int = 256, background: bool = True
+) -> tuple[App, Instrument, Client]:
     """Our middleware with the default settings ([instrument] of signalbox.toml): lines and
-    metrics buffered up to 256 requests or 200 ms (``buffer_lines=1``: each written at once)."""
+    metrics buffered up to 256 requests or 200 ms (``buffer_lines=1``: each written at once).
+    ``background=False``: the metrics are handed over and written only when asked (see
+    ``--callgrind``), not by threads waking every second."""
     spool = tmp / "spool"
     spool.mkdir(exist_ok=True)
-    client = Client(spool, prog=f"bench{buffer_lines}")
+    client = Client(spool, prog=f"bench{buffer_lines}", background=background)
     core = Instrument(
         access_log=tmp / f"access-{buffer_lines}.log",
         format="combined",
         host="bench",
         secret_notes=("api_key",),
         secret=b"bench",
-        metrics=RequestMetrics(client),
+        metrics=RequestMetrics(client, background=background),
         request_id_header="X-Request-ID",
         trust_request_id=True,
         max_note_chars=1000,
@@ -293,6 +297,109 @@ def over_http(rounds: int, seconds: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# -- instructions: callgrind --------------------------------------------------------------------
+SHIM = r"""
+#include <valgrind/callgrind.h>
+void cg_start(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_ZERO_STATS; }
+void cg_stop(const char *name) { CALLGRIND_DUMP_STATS_AT(name); CALLGRIND_STOP_INSTRUMENTATION; }
+"""
+CALLGRIND_CONTENDERS = ("bare", "signalbox", "signalbox unbuffered", "asgi-correlation-id")
+
+
+def callgrind_child(requests: int, shim: str, tmp: Path) -> None:
+    """Under callgrind: each contender's ``requests`` requests, counted alone (instrumented
+    from ``cg_start`` to ``cg_stop``, which dumps the counts under the contender's name)."""
+    import ctypes
+
+    lib = ctypes.CDLL(shim)
+    ours_app, core, client = ours(tmp, background=False)
+    each_app, each_core, each_client = ours(tmp, buffer_lines=1, background=False)
+
+    def ours_after(c: Instrument, cl: Client) -> Callable[[], None]:
+        def after() -> None:  # what the threads do once a second, done once a round here
+            c.flush()
+            assert c.metrics is not None
+            c.metrics.push()
+            cl.flush()
+
+        return after
+
+    apps: dict[str, tuple[App, Callable[[], None] | None]] = {
+        "bare": (bare_app(), None),
+        "signalbox": (ours_app, ours_after(core, client)),
+        "signalbox unbuffered": (each_app, ours_after(each_core, each_client)),
+        "asgi-correlation-id": (correlation_id(), None),
+    }
+    loop = asyncio.new_event_loop()
+    for app, after in apps.values():
+        loop.run_until_complete(drive(app, 300, after))  # warm up
+    for name, (app, after) in apps.items():
+        lib.cg_start()
+        loop.run_until_complete(drive(app, requests, after))
+        lib.cg_stop(name.encode())
+    loop.close()
+
+
+def instructions(requests: int) -> None:
+    """Instructions per request (callgrind's Ir) for each contender: the same count on a
+    quiet or a loaded machine, so ours and the peer's compare without the load's noise.
+    The harness's own work (building the scopes, driving the loop) is counted for every
+    contender alike, the bare app's included: overheads are differences from the bare app.
+    Ours hands its metrics over and writes its spool file once per contender's run (its
+    threads do that once a second)."""
+    if shutil.which("valgrind") is None or shutil.which("cc") is None:
+        print("callgrind: valgrind or a C compiler is not installed, skipped")
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="mwbench-cg-"))
+    try:
+        (tmp / "shim.c").write_text(SHIM)
+        shim = tmp / "shim.so"
+        subprocess.run(
+            ["cc", "-shared", "-fPIC", "-O1", "-o", str(shim), str(tmp / "shim.c")], check=True
+        )
+        out = tmp / "cg.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--callgrind-child",
+                str(shim),
+                "--requests",
+                str(requests),
+                "--tmp",
+                str(tmp),
+            ],
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        ir: dict[str, int] = {}
+        for dump in tmp.glob("cg.out*"):
+            text = dump.read_text(errors="replace")
+            m = re.search(r"^desc: Trigger: Client Request: (.+)$", text, re.M)
+            total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+            if m and total and m.group(1) in CALLGRIND_CONTENDERS:
+                ir[m.group(1)] = int(total.group(1))
+        missing = [n for n in CALLGRIND_CONTENDERS if n not in ir]
+        if missing:
+            raise RuntimeError(f"callgrind: no counts for {missing} in {tmp}")
+        bare = ir["bare"] / requests
+        cid = ir["asgi-correlation-id"] / requests - bare
+        print(f"callgrind, {requests} requests per contender (instructions, not time)")
+        print(f"  {'contender':<22}{'Ir/request':>12}{'overhead Ir':>13}{'vs correlation-id':>19}")
+        for name in CALLGRIND_CONTENDERS:
+            per = ir[name] / requests
+            extra = "" if name == "bare" else f"{per - bare:>13,.0f}{(per - bare) / cid:>18.2f}x"
+            print(f"  {name:<22}{per:>12,.0f}{extra}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=20_000)
@@ -300,8 +407,24 @@ def main() -> None:
     ap.add_argument("--wrk", action="store_true")
     ap.add_argument("--wrk-rounds", type=int, default=4)
     ap.add_argument("--wrk-seconds", type=int, default=5)
+    ap.add_argument(
+        "--callgrind",
+        type=int,
+        metavar="N",
+        default=0,
+        help="also count instructions per request under valgrind's callgrind, N requests each",
+    )
+    ap.add_argument("--no-timing", action="store_true", help="skip the in-process timing")
+    ap.add_argument("--callgrind-child", help=argparse.SUPPRESS)
+    ap.add_argument("--tmp", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    in_process(a.requests, a.rounds)
+    if a.callgrind_child:
+        callgrind_child(a.requests, a.callgrind_child, Path(a.tmp))
+        return
+    if not a.no_timing:
+        in_process(a.requests, a.rounds)
+    if a.callgrind:
+        instructions(a.callgrind)
     if a.wrk:
         over_http(a.wrk_rounds, a.wrk_seconds)
 

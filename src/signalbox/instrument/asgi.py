@@ -21,7 +21,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from signalbox.instrument import flagnotes
-from signalbox.instrument.context import _current
+from signalbox.instrument.context import (
+    REQUEST_ID,
+    RequestContext,
+    _current,
+    new_id,
+    parse_traceparent,
+)
 from signalbox.instrument.core import DEFAULT, Instrument
 
 __all__ = ["ASGIMiddleware"]
@@ -31,6 +37,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+_PROTOCOLS = {v: "HTTP/" + v for v in ("1.0", "1.1", "2", "3")}
 
 
 def _fields(
@@ -47,14 +56,16 @@ def _fields(
         if prefix:
             route = prefix + route
     client = scope.get("client")
+    query = scope.get("query_string")
+    version = scope.get("http_version", "1.1")
     return (
         scope["method"],
         raw.decode("latin-1") if raw else scope["path"],
-        scope.get("query_string", b"").decode("latin-1"),
-        "HTTP/" + scope.get("http_version", "1.1"),
+        query.decode("latin-1") if query else "",
+        _PROTOCOLS.get(version) or "HTTP/" + version,
         client[0] if client else "",
-        referer.decode("latin-1"),
-        user_agent.decode("latin-1"),
+        referer.decode("latin-1") if referer else "",
+        user_agent.decode("latin-1") if user_agent else "",
         route,
     )
 
@@ -79,6 +90,8 @@ class ASGIMiddleware:
         self.app = app
         self.core = core or Instrument(access_log=access_log, format=format, **options)
         self._header = self.core.request_id_header.lower().encode("latin-1")
+        # the request headers read: index 0 the id header (it wins if it is one of the others)
+        self._wanted = {b"user-agent": 1, b"referer": 2, b"traceparent": 3, self._header: 0}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,53 +100,44 @@ class ASGIMiddleware:
         core = self.core
         timer = core.timer
         start, t0 = core.clock(), timer()
-        want = self._header
         incoming = traceparent = None
         referer = user_agent = b""
+        wanted = self._wanted
         for name, value in scope["headers"]:
-            if name == want:
-                incoming = value
-            elif name == b"user-agent":
-                user_agent = value
-            elif name == b"referer":
-                referer = value
-            elif name == b"traceparent":
-                traceparent = value
-        ctx = core.begin(
-            incoming.decode("latin-1") if incoming is not None else None,
-            traceparent.decode("latin-1") if traceparent is not None else None,
+            k = wanted.get(name)  # one lookup a header, not one comparison per wanted name
+            if k is not None:
+                if k == 0:
+                    incoming = value
+                elif k == 1:
+                    user_agent = value
+                elif k == 2:
+                    referer = value
+                else:
+                    traceparent = value
+        # core.begin(), inlined (a call less a request)
+        rid = incoming.decode("latin-1") if incoming is not None and core.trust_request_id else ""
+        ctx = RequestContext(
+            rid if rid and REQUEST_ID.match(rid) else new_id(),
+            parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None,
         )
         flags = flagnotes.begin(scope.get("query_string"), scope["headers"])
         if flags is not None:
             ctx.flags = flags[0]
+        want = self._header
         rid_header = (want, ctx.request_id.encode("latin-1"))
-        root = scope.get("root_path", "")
+        source = (scope, scope.get("root_path", ""), referer, user_agent)  # for _fields
         status = 0
         nbytes = 0
         done = False  # the line is queued or written
         gone = False  # the client disconnected
         ended: float | None = None  # a 5xx response's duration, its line not written yet
 
-        def finish(code: int, seconds: float | None = None) -> None:
-            nonlocal done
-            done = True
-            core.finish(
-                ctx,
-                start,
-                core.timer() - t0 if seconds is None else seconds,
-                code,
-                nbytes,
-                _fields,
-                (scope, root, referer, user_agent),
-            )
-
         async def send_wrapper(message: Message) -> None:
             nonlocal status, nbytes, ended, done
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
-                message = dict(message)
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                message = {**message, "headers": [*message.get("headers", ()), rid_header]}
             elif kind == "http.response.body":
                 nbytes += len(message.get("body", b""))
                 if not message.get("more_body", False) and not done:
@@ -142,15 +146,7 @@ class ASGIMiddleware:
                         ended = timer() - t0
                     else:
                         done = True
-                        core.finish(
-                            ctx,
-                            start,
-                            timer() - t0,
-                            status,
-                            nbytes,
-                            _fields,
-                            (scope, root, referer, user_agent),
-                        )
+                        core.finish(ctx, start, timer() - t0, status, nbytes, _fields, source)
                     return
             await send(message)
 
@@ -166,21 +162,26 @@ class ASGIMiddleware:
             await self.app(scope, receive_wrapper, send_wrapper)
         except BaseException as e:
             if not done:
+                done = True
                 ctx.notes.setdefault("error", type(e).__name__)
-                finish(status or 500, ended)
+                seconds = timer() - t0 if ended is None else ended
+                core.finish(ctx, start, seconds, status or 500, nbytes, _fields, source)
             raise
         else:
-            if ended is not None and not done:
-                finish(status, ended)
-            elif not done:
-                if gone:
+            if not done:  # a 5xx (its line waited for the app to return), or no whole response
+                done = True
+                if ended is not None:
+                    code = status
+                elif gone:
                     ctx.notes.setdefault("disconnect", "client")
-                    finish(status or 499)
+                    code = status or 499
                 else:
                     ctx.notes.setdefault(
                         "error", "incomplete response" if status else "no response"
                     )
-                    finish(status or 500)
+                    code = status or 500
+                seconds = timer() - t0 if ended is None else ended
+                core.finish(ctx, start, seconds, code, nbytes, _fields, source)
         finally:
             _current.reset(token)
             if flags is not None:

@@ -18,15 +18,21 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
-from os import urandom
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from signalbox.instrument import flagnotes
-from signalbox.instrument.accesslog import combined_line, fingerprint, json_line, note_key
-from signalbox.instrument.context import REQUEST_ID, RequestContext, parse_traceparent
+from signalbox.instrument.accesslog import (
+    combined_with_pairs,
+    fingerprint,
+    json_line,
+    note_key,
+    quoted_safe,
+    quoted_value,
+)
+from signalbox.instrument.context import REQUEST_ID, RequestContext, new_id, parse_traceparent
 from signalbox.instrument.logfile import AccessLogFile, reopen_on_sighup
 from signalbox.instrument.metrics import RequestMetrics
 
@@ -52,6 +58,10 @@ _NO_NOTES: Mapping[str, str] = MappingProxyType({})
 Fields = Callable[[Any], tuple[str, str, str, str, str, str, str, str]]
 """An adapter's reader of a finished request: ``source`` -> (method, path, query, protocol,
 client, referer, user agent, route)."""
+
+
+_Pending = tuple[RequestContext, float, float, int, int, Fields, Any]
+"""A buffered request: what :meth:`Instrument.finish` was given."""
 
 
 def load_secret(settings: Settings, environ: Mapping[str, str] | None = None) -> bytes:
@@ -165,7 +175,7 @@ class Instrument:
         if fmt not in ("combined", "json"):
             raise ValueError(f'format={fmt!r}: expected "combined" or "json"')
         self.format: str = fmt
-        self._line = json_line if fmt == "json" else combined_line
+        self._combined = fmt == "combined"
         self.host: str = settings.host if host is DEFAULT and settings is not None else host
         self.secret_notes = frozenset(pick(secret_notes, "secret_notes"))
         # the same names as query parameters (Flickr's ?api_key=): their values fingerprinted
@@ -178,6 +188,7 @@ class Instrument:
             if self.secret_notes
             else None
         )
+        self._secret_probes = tuple(f"{n}=" for n in self.secret_notes)  # cheap pre-check
         self._secret = secret
         self.request_id_header: str = pick(request_id_header, "request_id_header")
         self.trust_request_id: bool = pick(trust_request_id, "trust_request_id")
@@ -199,7 +210,7 @@ class Instrument:
         self.buffer_lines: int = max(1, pick(buffer_lines, "buffer_lines"))
         self.flush_interval: float = pick(flush_interval, "flush_interval_s")
         buffered = self.buffer_lines > 1 and (self.log_file is not None or self.metrics is not None)
-        self._queue: deque[tuple[Any, ...]] | None = deque() if buffered else None
+        self._queue: deque[_Pending] | None = deque() if buffered else None
         self._flusher: threading.Thread | None = None
         self._oldest = 0.0  # when the oldest buffered request ended (wall clock)
         self._flusher_lock = threading.Lock()
@@ -215,7 +226,7 @@ class Instrument:
         if incoming_id and self.trust_request_id and REQUEST_ID.match(incoming_id):
             rid = incoming_id
         else:
-            rid = urandom(16).hex()
+            rid = new_id()
         return RequestContext(rid, parse_traceparent(traceparent) if traceparent else None)
 
     # -- end ------------------------------------------------------------------------------
@@ -271,47 +282,50 @@ class Instrument:
         nbytes: int,
         fields: Fields,
         source: Any,
+        counts: list[tuple[str, str, int, float]] | None = None,
     ) -> str | None:
-        """Count one request; its line, or None when there is no access log."""
+        """Count one request (into ``counts`` when given: :meth:`flush` hands a batch's to
+        the metrics at once); its line, or None when there is no access log."""
         method, path, query, protocol, client, referer, user_agent, route = fields(source)
         route = ctx.route or route
         if self._secret_params is not None:
             if query:
-                query = self._secret_params.sub(self._fingerprint_param, query)
+                for probe in self._secret_probes:
+                    if probe in query:
+                        query = self._secret_params.sub(self._fingerprint_param, query)
+                        break
             if referer and "=" in referer:  # a page whose URL held a key, as sent back
                 referer = self._secret_params.sub(self._fingerprint_param, referer)
-        if self.metrics is not None:
+        if counts is not None:
+            counts.append((route, method, status, seconds))
+        elif self.metrics is not None:
             self.metrics.observe(route, method, status, seconds)
         if self.log_file is None:
             return None
-        return self._line(
-            int(start * 1_000_000),
-            self.host,
-            client,
-            method,
-            path,
-            query,
-            protocol,
-            status,
-            nbytes,
-            referer,
-            user_agent,
-            ctx.request_id,
-            route,
-            int(seconds * 1_000_000),
-            self._logged_notes(ctx)
-            if ctx.notes or ctx.trace is not None or ctx.flags is not None
-            else _NO_NOTES,
-        )
+        noted = ctx.notes or ctx.trace is not None or ctx.flags is not None
+        if self._combined:
+            user, pairs = self._pairs(ctx) if noted else ("", "")
+            return combined_with_pairs(
+                int(start * 1_000_000), self.host, client, method, path, query, protocol,
+                status, nbytes, referer, user_agent, ctx.request_id, route,
+                int(seconds * 1_000_000), user, pairs,
+            )  # fmt: skip
+        return json_line(
+            int(start * 1_000_000), self.host, client, method, path, query, protocol, status,
+            nbytes, referer, user_agent, ctx.request_id, route, int(seconds * 1_000_000),
+            self._logged_notes(ctx) if noted else _NO_NOTES,
+        )  # fmt: skip
 
     # -- buffered lines -------------------------------------------------------------------
     def flush(self) -> None:
         """Count and write the buffered requests now, their lines in one write (whole lines:
-        ``O_APPEND`` keeps them whole beside other processes' writes). Never raises."""
+        ``O_APPEND`` keeps them whole beside other processes' writes) and their counts in
+        one update of the metrics. Never raises."""
         q = self._queue
         if q is None:
             return
         lines: list[str] = []
+        counts: list[tuple[str, str, int, float]] | None = [] if self.metrics is not None else None
         record = self._record
         while True:
             try:
@@ -319,7 +333,7 @@ class Instrument:
             except IndexError:
                 break
             try:
-                line = record(*item)
+                line = record(*item, counts)
             except Exception:
                 self._failure()
                 continue
@@ -327,6 +341,11 @@ class Instrument:
                 lines.append(line)
         if lines and self.log_file is not None:
             self.log_file.write("\n".join(lines))
+        if counts and self.metrics is not None:
+            try:
+                self.metrics.observe_many(counts)
+            except Exception:
+                self._failure()
 
     def _start_flusher(self) -> None:
         with self._flusher_lock:
@@ -383,6 +402,51 @@ class Instrument:
         if trace is not None and trace.parent_id != _NO_PARENT and "trace_id" not in out:
             out["trace_id"] = trace.trace_id  # the caller's trace (not one made here)
         return out
+
+    def _pairs(self, ctx: RequestContext) -> tuple[str, str]:
+        """The notes as the combined format writes them: the ``user_id`` note's text and
+        every other note as `` key="value"`` pairs, converted and written in one pass (what
+        :meth:`_logged_notes` and :func:`combined_line` do in two, through a dict)."""
+        notes = ctx.notes.copy()  # a copy: a thread may note() meanwhile
+        keys, limit, secret = self._keys, self.max_note_chars, self.secret_notes
+        safe = quoted_safe
+        user = ""
+        parts: list[str] = []
+        for k, v in notes.items():
+            key = keys.get(k)
+            if key is None:
+                key = note_key(k) if isinstance(k, str) else note_key(str(k))
+                if len(keys) < _KEY_CACHE_MAX:
+                    keys[k] = key
+            if key is not k and key != k:  # renamed: two notes may now share a name
+                return self._pairs_of(self._logged_notes(ctx))
+            t = type(v)
+            text = v if t is str else str(v) if t is int else _text(v)
+            if key in secret:
+                if text:
+                    text = self._fingerprint(text)  # fp: and hex digits
+            elif len(text) > limit:
+                text = text[: limit - 3] + "..."
+            if key == "user_id" and text:
+                user = text  # the %u field: a token, escaped as one
+            elif t is int or safe(text):  # an int's digits need no escape
+                parts.append(f' {key}="{text}"')
+            else:
+                parts.append(f' {key}="{quoted_value(text)}"')
+        flags = ctx.flags
+        if flags is not None and flags.seen and "flags" not in notes:
+            parts.append(f' flags="{quoted_value(flagnotes.text(flags))}"')
+        trace = ctx.trace
+        if trace is not None and trace.parent_id != _NO_PARENT and "trace_id" not in notes:
+            parts.append(f' trace_id="{quoted_value(trace.trace_id)}"')
+        return user, "".join(parts)
+
+    @staticmethod
+    def _pairs_of(notes: Mapping[str, str]) -> tuple[str, str]:
+        user = notes.get("user_id", "")
+        return user, "".join(
+            f' {k}="{quoted_value(v)}"' for k, v in notes.items() if not (k == "user_id" and user)
+        )
 
     def _fingerprint(self, key: str) -> str:
         fp = self._fps.get(key)

@@ -23,11 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["begin", "end", "text"]
 
 Started = tuple["RequestFlags", "Token[RequestFlags | None]"]
-
-
-def _active() -> bool:
-    runtime = sys.modules.get("signalbox.flags.runtime")
-    return runtime is not None and runtime.current() is not None
+_modules = sys.modules
 
 
 def begin(
@@ -37,7 +33,8 @@ def begin(
 ) -> Started | None:
     """Start recording (ASGI: ``headers`` pairs; WSGI: ``environ``); None when the process
     has no flags client."""
-    if not _active():
+    runtime = _modules.get("signalbox.flags.runtime")  # not even imported: no flags client
+    if runtime is None or runtime.current() is None:
         return None
     from signalbox.flags.context import begin_request, current_request
     from signalbox.flags.runtime import override_settings

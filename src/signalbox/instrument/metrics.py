@@ -14,7 +14,8 @@ make a series per URL; ``(none)`` when no route matched), ``status`` the class (
 ... ``5xx``), ``method`` one of the standard methods or ``other``. The series per route are
 then bounded: 9 methods x 5 classes x 14 names at most.
 
-The hot path adds to per-process totals under one lock (about a microsecond); a daemon
+The hot path adds to per-process totals under one lock (about a microsecond; a buffered
+access log's flush adds its whole batch under one taking of it); a daemon
 thread hands what changed to the client once a second (the client's own thread then writes
 its spool file), and whatever is left is handed over at exit. A forked child starts with
 empty totals, as the client itself does.
@@ -27,6 +28,7 @@ import os
 import threading
 import weakref
 from bisect import bisect_left
+from collections.abc import Iterable
 from typing import Protocol
 
 # imported first, so its exit hook (the final spool write) runs after ours (the last push)
@@ -93,6 +95,36 @@ class RequestMetrics:
             row[0] += 1
             row[1] += seconds
             row[2 + i] += 1
+        if self._thread is None and self.background:
+            self._start()
+
+    def observe_many(self, requests: Iterable[tuple[str, str, int, float]]) -> None:
+        """Count ``(route, method, status, seconds)`` requests, totalled first and added
+        under one taking of the lock (a buffered access log's flush: one lock, not one a
+        request). Never raises, never does I/O."""
+        batch: dict[tuple[str, str, str], list[float]] = {}
+        width = 2 + len(_LE)
+        for route, method, status, seconds in requests:
+            key = (
+                route or "(none)",
+                method if method in _METHODS else "other",
+                _CLASSES[status // 100 - 1] if 100 <= status < 600 else "5xx",
+            )
+            row = batch.get(key)
+            if row is None:
+                row = batch[key] = [0.0] * width
+            row[0] += 1
+            row[1] += seconds
+            row[2 + bisect_left(BUCKETS, seconds)] += 1
+        with self._lock:
+            pending = self._pending
+            for key, add in batch.items():
+                row = pending.get(key)
+                if row is None:
+                    pending[key] = add
+                else:
+                    for i, n in enumerate(add):
+                        row[i] += n
         if self._thread is None and self.background:
             self._start()
 

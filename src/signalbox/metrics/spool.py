@@ -58,7 +58,7 @@ from pathlib import Path
 from signalbox.metrics.parse.columns import PairCache
 from signalbox.metrics.parse.keyvalue import Columns, keyvalue_columns, parse_keyvalue
 from signalbox.metrics.parse.lex import LineError
-from signalbox.metrics.parse.promtext import parse_prometheus, prometheus_shape
+from signalbox.metrics.parse.promtext import PromShape, parse_prometheus, prometheus_shape_of
 from signalbox.metrics.parse.stale_after import find_stale_after
 from signalbox.metrics.samples import MetricMeta, Sample, SeriesKey, format_series
 from signalbox.metrics.store import Frame, NewLayout
@@ -269,6 +269,7 @@ def scan_spool(
             continue
         out.files_read += 1
         columns: Columns | None = None
+        prom_shape: PromShape | None = None
         digest, values = b"", None
         if layouts is not None:  # the file's shape: a frame if the store knows it
             if is_kv:
@@ -276,9 +277,10 @@ def scan_spool(
                 if columns is not None:
                     digest, values = shape_digest("\n".join(columns[0])), columns[1]
             else:
-                shape = prometheus_shape(text)
-                if shape is not None:
-                    digest, values = shape_digest(shape[0], _PROM_SHAPE_VERSION), shape[1]
+                prom_shape = prometheus_shape_of(text)
+                if prom_shape is not None:
+                    digest = shape_digest(prom_shape.text(), _PROM_SHAPE_VERSION)
+                    values = prom_shape.values
             if values is not None and digest in layouts and not careful:
                 out.frames.append(Frame(digest, values))
                 out.files[name] = digest
@@ -286,8 +288,8 @@ def scan_spool(
         if is_kv:
             parsed = parse_keyvalue(text, name, metas=False, columns=columns, pairs=pairs)
         else:
-            parsed = parse_prometheus(text, name)
-        del columns
+            parsed = parse_prometheus(text, name, shape=prom_shape)
+        del columns, prom_shape
         errors: list[LineError] = list(parsed.errors)
         samples = parsed.samples
         if is_prom:

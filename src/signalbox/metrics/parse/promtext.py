@@ -23,8 +23,10 @@ duplicates) are in :mod:`signalbox.metrics.parse.lex`; the fast path for clean f
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from dataclasses import dataclass
 from functools import partial
-from itertools import accumulate, compress, repeat
+from itertools import compress, repeat
 from operator import itemgetter, lt, not_
 
 from signalbox.metrics.parse.columns import (
@@ -52,20 +54,50 @@ from signalbox.metrics.parse.lex import (
 from signalbox.metrics.parse.prommeta import FAMILY_SUFFIXES, PromMeta, check_family_labels
 from signalbox.metrics.samples import METRIC_NAME, Labels, Sample
 
-__all__ = ["parse_prometheus", "prometheus_shape"]
+__all__ = ["PromShape", "parse_prometheus", "prometheus_shape", "prometheus_shape_of"]
 
 _new_sample = tuple.__new__  # Sample(...) minus the Python-level __new__, for hot loops
 _make_sample = partial(tuple.__new__, Sample)
-_first = itemgetter(0)
+_first, _second = itemgetter(0), itemgetter(1)
 
 _SAMPLE_SHAPE = "expected NAME[{LABELS}] VALUE [TIMESTAMP]"
 
 
-def parse_prometheus(text: str, source: str) -> Parsed:
-    """Parse a ``*.prom`` spool file: Prometheus text format 0.0.4 (see module docstring)."""
+def parse_prometheus(text: str, source: str, *, shape: PromShape | None = None) -> Parsed:
+    """Parse a ``*.prom`` spool file: Prometheus text format 0.0.4 (see module docstring).
+
+    ``shape``: what :func:`prometheus_shape_of` answered for this text, when the caller
+    has it already (the spool scanner computes a file's shape first): a file with a shape
+    is parsed from it, its lines not split again nor its values read twice."""
     with gc_paused():
-        fast = _prometheus_batch(text)
+        if shape is None:
+            shape = prometheus_shape_of(text)
+        fast = _batch_of_shape(shape) if shape is not None else None
+        if fast is None:
+            fast = _prometheus_batch(text)
         return fast if fast is not None else _prometheus_lines(text, source)
+
+
+@dataclass(slots=True)
+class PromShape:
+    """A file's sample lines up to their values (``lefts``), its values, the line number of
+    each sample line and its comment lines with theirs: what :func:`prometheus_shape` and
+    the batch parser both need, taken from the text once."""
+
+    lefts: list[str]
+    values: list[float]
+    numbers: list[int]
+    comments: list[tuple[int, str]]
+
+    def text(self) -> str:
+        """The shape itself (see :func:`prometheus_shape`)."""
+        where = ""  # where each comment stands: how many sample lines precede it
+        if self.comments:
+            before = [bisect_left(self.numbers, lineno) for lineno, _ in self.comments]
+            where = ",".join(map(str, before))
+        comments = "\n".join(map(_second, self.comments))
+        # the text has no NUL (a control character): the three parts cannot run into each other
+        return "\n".join(self.lefts) + "\0" + where + "\0" + comments
 
 
 def prometheus_shape(text: str) -> tuple[str, list[float]] | None:
@@ -81,6 +113,12 @@ def prometheus_shape(text: str) -> tuple[str, list[float]] | None:
     a frame is stored at that time), and for files the batch parser would not take
     (indented lines, non-ASCII text, control characters, a value that is not a number).
     """
+    got = prometheus_shape_of(text)
+    return None if got is None else (got.text(), got.values)
+
+
+def prometheus_shape_of(text: str) -> PromShape | None:
+    """:func:`prometheus_shape` as its parts, for the parser to go on from."""
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\r\n" in text:
@@ -92,15 +130,16 @@ def prometheus_shape(text: str) -> tuple[str, list[float]] | None:
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
-    comments: list[str] = []
-    where = ""
+    numbers = range(1, len(lines) + 1)
+    comments: list[tuple[int, str]] = []
     if "#" in text or "" in lines:
         is_comment = list(map(str.startswith, lines, repeat("#")))
         is_sample = list(map(lt, is_comment, map(bool, lines)))
-        comments = list(compress(lines, is_comment))
-        # where each comment stands: how many sample lines precede it
-        where = ",".join(map(str, compress(accumulate(is_sample, initial=0), is_comment)))
+        comments = list(
+            zip(compress(numbers, is_comment), compress(lines, is_comment), strict=True)
+        )
         lines = list(compress(lines, is_sample))
+        numbers = list(compress(numbers, is_sample))  # type: ignore[assignment]
     split = _split_values(lines)
     if split is None:
         return None
@@ -111,8 +150,57 @@ def prometheus_shape(text: str) -> tuple[str, list[float]] | None:
     values = float_column(texts)
     if values is None:
         return None
-    # the text has no NUL (a control character): the three parts cannot run into each other
-    return "\n".join(lefts) + "\0" + where + "\0" + "\n".join(comments), values
+    return PromShape(lefts, values, list(numbers), comments)
+
+
+def _batch_of_shape(shape: PromShape) -> Parsed | None:
+    """The batch parse of a file from its :class:`PromShape` (no timestamps); None for a
+    file it would not take so (the caller tries the other paths)."""
+    lefts = shape.lefts
+    if not lefts:
+        return _meta_parse(shape.numbers, [], [], [], [], shape.comments)
+    names = lefts
+    no_labels: Labels = ()
+    labels: list[Labels] = [no_labels] * len(lefts)
+    keys: list[str] = lefts
+    if "{" in "".join(lefts):
+        heads, _, tails = partition_columns(map(str.partition, lefts, repeat("{")))
+        column = label_column(tails)
+        if column is None:
+            return None
+        names, labels = heads, column[0]
+        keys = list(map(str.__add__, heads, column[1]))
+    if not valid_names(names) or len(set(keys)) != len(keys):
+        return None
+    stamps: list[int | None] = [None] * len(names)
+    return _meta_parse(shape.numbers, names, labels, shape.values, stamps, shape.comments)
+
+
+def _meta_parse(
+    line_of: list[int],
+    names: list[str],
+    labels: list[Labels],
+    values: list[float],
+    stamps: list[int | None],
+    comment_lines: list[tuple[int, str]],
+) -> Parsed | None:
+    """The batch parse of a file's clean sample rows and comment lines: metadata read,
+    histogram and summary labels checked; None for anything the line parser must explain."""
+    meta = PromMeta()
+    meta.first_line.update(zip(reversed(names), reversed(line_of), strict=True))
+    for lineno, line in comment_lines:
+        if meta.comment(line, lineno) is not None:
+            return None
+    unique = dict.fromkeys(names)
+    if any(t[0] in FAMILY_SUFFIXES for t in meta.types.values()):
+        members = {n: f for n in unique if (f := meta.family(n))[1] in FAMILY_SUFFIXES}
+        for name, label_set in zip(names, labels, strict=True):
+            if name in members:
+                family, kind = members[name]
+                if check_family_labels(name, label_set, family, kind) is not None:
+                    return None
+    samples = list(map(_make_sample, zip(names, labels, values, stamps, strict=True)))
+    return Parsed(samples, meta.metas(unique), [])
 
 
 def _split_values(lines: list[str]) -> tuple[list[str], list[str]] | None:
@@ -168,22 +256,7 @@ def _prometheus_batch(text: str) -> Parsed | None:
         rows = _prometheus_rows(lines, numbers)
     if rows is None:
         return None
-    line_of, names, labels, values, stamps = rows
-    meta = PromMeta()
-    meta.first_line.update(zip(reversed(names), reversed(line_of), strict=True))
-    for lineno, line in comment_lines:
-        if meta.comment(line, lineno) is not None:
-            return None
-    unique = dict.fromkeys(names)
-    if any(t[0] in FAMILY_SUFFIXES for t in meta.types.values()):
-        members = {n: f for n in unique if (f := meta.family(n))[1] in FAMILY_SUFFIXES}
-        for name, label_set in zip(names, labels, strict=True):
-            if name in members:
-                family, kind = members[name]
-                if check_family_labels(name, label_set, family, kind) is not None:
-                    return None
-    samples = list(map(_make_sample, zip(names, labels, values, stamps, strict=True)))
-    return Parsed(samples, meta.metas(unique), [])
+    return _meta_parse(*rows, comment_lines)
 
 
 def _prometheus_rows(

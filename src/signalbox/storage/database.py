@@ -327,6 +327,17 @@ class Database:
                 with contextlib.suppress(Exception):  # a lost session has released it
                     self.query("SELECT pg_advisory_unlock(?, hashtext(current_schema() || ?))", key)
 
+    def lock_migrations(self, *, shared: bool = False) -> None:
+        """PostgreSQL, inside a transaction: hold this schema's migration lock until it ends.
+
+        :meth:`migrate` holds it exclusively; a reader that must not see half of the
+        schema's first migrations (the ownership guard at open, whose two catalog reads
+        could straddle another process's commit) holds it ``shared``, so readers do not
+        wait for each other. On PostgreSQL a lock waiter sees the holder's commit.
+        """
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        self.execute(f"SELECT {fn}(?, hashtext(current_schema()))", (_MIGRATE_LOCK,))
+
     def schema_version(self, component: str) -> int:
         """The applied schema version of ``component``; 0 for none (a new database)."""
         if "schema_version" not in self.table_names():
@@ -350,10 +361,7 @@ class Database:
             return newest  # committed by whoever migrated it: nothing to wait for
         with self.transaction():
             if self.dialect.name == "postgresql":
-                self.execute(
-                    "SELECT pg_advisory_xact_lock(?, hashtext(current_schema()))",
-                    (_MIGRATE_LOCK,),
-                )
+                self.lock_migrations()
             elif self.path != ":memory:":
                 claim_sqlite(self)  # the file is signalbox's from its first table on
             self.execute(

@@ -34,13 +34,14 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from signalbox.exceptions import ForeignDatabaseError
+from signalbox.exceptions import ForeignDatabaseError, StoreError
 
 if TYPE_CHECKING:
     from signalbox.storage.database import Database
 
 __all__ = [
     "APPLICATION_ID",
+    "MIGRATION_WAIT_S",
     "SIGNALBOX_TABLES",
     "check_postgresql",
     "check_sqlite",
@@ -163,18 +164,33 @@ def check_postgresql(db: Database) -> None:
     """Raise :class:`ForeignDatabaseError` when the current schema has tables named like
     signalbox's but no signalbox ``schema_version`` table (or one of another shape).
 
-    One catalog query (0.06 ms here) when the schema is signalbox's; the table list (0.5 ms:
-    ``pg_tables`` is a view) only when it is not, or is new.
+    One catalog query (0.06 ms here) when the schema is signalbox's. Otherwise (new, foreign,
+    or being migrated by another process right now) it looks again, the table list included,
+    in one transaction holding the schema's migration lock shared: each statement outside a
+    transaction sees the commits made before it, so the two reads could straddle another
+    process's first migration (no ``schema_version`` yet, then its tables: two processes
+    started together, one refused the schema as foreign). Under the lock no migration of the
+    schema is half-way, and the first one commits its tables with ``schema_version``.
+
+    Raises:
+        StoreError: another process has been migrating the schema for longer than
+            :data:`MIGRATION_WAIT_S`.
     """
-    columns = {
-        r[0]
-        for r in db.query(
-            # the catalog, not information_schema (a view: several times slower)
-            "SELECT attname FROM pg_attribute WHERE attrelid = "
-            "to_regclass(quote_ident(current_schema()) || '.schema_version') "
-            "AND attnum > 0 AND NOT attisdropped"
-        )
-    }
+    if {"component", "version"} <= _schema_version_columns(db):
+        return
+    try:
+        with db.transaction(lock_timeout_s=MIGRATION_WAIT_S):
+            db.lock_migrations(shared=True)
+            columns = _schema_version_columns(db)
+            tables = set() if columns else db.table_names()
+    except StoreError as e:
+        if db.dialect.is_lock_timeout(e.__cause__ or e):
+            raise StoreError(
+                f"{db.url}: another process has been migrating this schema for more than "
+                f"{MIGRATION_WAIT_S:g} s (its migration lock is held); gave up waiting to "
+                "check whose the schema is"
+            ) from e
+        raise
     if {"component", "version"} <= columns:
         return
     if columns:
@@ -183,13 +199,30 @@ def check_postgresql(db: Database) -> None:
             f"its schema_version table has columns ({_some(sorted(columns))}), not "
             "signalbox's (component, version)",
         )
-    clashes = sorted(t for t in db.table_names() if is_signalbox_table(t))
+    clashes = sorted(t for t in tables if is_signalbox_table(t))
     if clashes:
         raise ForeignDatabaseError(
             db.url,
             f"it has tables named like signalbox's ({_some(clashes)}) but no signalbox "
             "schema_version table; use a database or schema of its own",
         )
+
+
+MIGRATION_WAIT_S = 60.0
+"""How long opening a new PostgreSQL schema waits for another process's migration of it
+(the first migrations of an empty schema take well under a second)."""
+
+
+def _schema_version_columns(db: Database) -> set[str]:
+    return {
+        r[0]
+        for r in db.query(
+            # the catalog, not information_schema (a view: several times slower)
+            "SELECT attname FROM pg_attribute WHERE attrelid = "
+            "to_regclass(quote_ident(current_schema()) || '.schema_version') "
+            "AND attnum > 0 AND NOT attisdropped"
+        )
+    }
 
 
 _SQLITE_NOTADB = 26

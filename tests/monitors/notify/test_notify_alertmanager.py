@@ -26,7 +26,12 @@ from signalbox.monitors.notify import (
     build_notifier,
     parse_notifier,
 )
-from signalbox.monitors.notify.alertmanager import DRILL_TTL_S, ENDS_AT_REPEATS
+from signalbox.monitors.notify.alertmanager import (
+    DRILL_TTL_S,
+    ENDS_AT_REPEATS,
+    RESOLVE_ALL_S,
+    ends_an_alert,
+)
 from signalbox.monitors.notify.notification import rfc3339
 from tests.cli.helpers import run
 from tests.monitors.delivery_helpers import hook
@@ -216,6 +221,121 @@ def test_every_alertmanager_rejecting_is_not_retryable(notification: MakeNotific
         _urls_notifier(one.url, two.url).send(notification())
     assert info.value.retryable is False
     assert "HTTP 400" in info.value.reason and "HTTP 422" in info.value.reason
+
+
+# --- a send that ends an alert must reach every Alertmanager -----------------------------
+
+
+def _resolve(notification: MakeNotification, **overrides: Any) -> Any:
+    fields: dict[str, Any] = {
+        "kind": "resolved",
+        "state": State.OK,
+        "previous_state": State.CRITICAL,
+        "ends_at": NOW - 5,
+        "id": "n-resolve",
+    }
+    return notification(**(fields | overrides))
+
+
+@pytest.mark.parametrize(
+    ("fields", "ends"),
+    [
+        ({"kind": "resolved", "state": State.OK, "previous_state": State.WARNING}, True),
+        ({"kind": "firing", "state": State.OK, "previous_state": State.WARNING}, True),
+        ({"kind": "firing", "state": State.CRITICAL, "previous_state": State.WARNING}, True),
+        ({"kind": "firing", "state": State.CRITICAL, "previous_state": State.OK}, False),
+        ({"kind": "repeat", "state": State.CRITICAL, "previous_state": State.CRITICAL}, False),
+        ({"kind": "drill", "state": State.CRITICAL, "previous_state": State.OK}, False),
+    ],
+)
+def test_ends_an_alert_exactly_when_a_posted_alert_ends(
+    notification: MakeNotification, fields: dict[str, Any], ends: bool
+) -> None:
+    n = notification(**fields)
+    assert ends_an_alert(n) is ends
+    # an ending alert is one whose endsAt is not in the future
+    assert any(a["endsAt"] <= rfc3339(NOW) for a in alertmanager_alerts(n, NOW)) is ends
+
+
+def test_a_resolve_every_alertmanager_accepted_is_delivered(
+    notification: MakeNotification,
+) -> None:
+    with hook() as one, hook() as two:
+        _urls_notifier(one.url, two.url).send(_resolve(notification))
+        expected = alertmanager_alerts(_resolve(notification), NOW)
+        assert one.bodies() == [expected] and two.bodies() == [expected]
+
+
+def test_a_resolve_one_alertmanager_missed_is_a_retryable_failure(
+    closed_port: int, notification: MakeNotification
+) -> None:
+    """The member that missed it would hold the alert as firing and could page it again:
+    the outbox retries the row (to both; the one that has it merges it again)."""
+    down = f"http://127.0.0.1:{closed_port}"
+    with hook() as up, pytest.raises(NotifyError) as info:
+        try:
+            _urls_notifier(up.url, down).send(_resolve(notification))
+        finally:
+            assert len(up.bodies()) == 1  # the live one has the resolve already
+    assert info.value.retryable is True
+    reason = info.value.reason
+    assert "resolved notification ends an alert, which every Alertmanager must accept" in reason
+    assert "(1 of 2 accepted)" in reason
+    assert f"POST http://127.0.0.1:{closed_port}/...: connection refused" in reason
+
+
+def test_an_escalation_one_alertmanager_missed_is_retried_too(
+    closed_port: int, notification: MakeNotification
+) -> None:
+    """WARNING -> CRITICAL resolves the warning alert in the same post."""
+    escalation = notification(previous_state=State.WARNING)
+    with hook() as up, pytest.raises(NotifyError) as info:
+        _urls_notifier(up.url, f"http://127.0.0.1:{closed_port}").send(escalation)
+    assert info.value.retryable is True and "firing notification ends an alert" in str(info.value)
+
+
+def test_a_resolve_one_alertmanager_refuses_is_not_retryable_and_names_it(
+    notification: MakeNotification,
+) -> None:
+    """A 4xx will come back at every retry: the row is reported failed at once, saying
+    which member refused and that the other accepted."""
+    with hook() as up, hook(status=400, path="/refusing") as refusing:
+        with pytest.raises(NotifyError) as info:
+            _urls_notifier(up.url, refusing.url).send(_resolve(notification))
+        assert len(up.bodies()) == 1 and len(refusing.bodies()) == 1
+    assert info.value.retryable is False
+    reason = info.value.reason
+    assert "(1 of 2 accepted)" in reason
+    assert f"POST {refusing.url[: -len('refusing')]}... answered HTTP 400" in reason
+    assert up.url.rsplit(":", 1)[1] not in reason  # only the failing member is named
+    assert "not retryable" in str(info.value)
+
+
+def test_a_drill_one_alertmanager_missed_is_delivered(
+    closed_port: int, notification: MakeNotification, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A drill only fires (and expires by itself): one member paging it is the drill."""
+    with hook() as up, caplog.at_level(logging.WARNING):
+        _urls_notifier(up.url, f"http://127.0.0.1:{closed_port}").send(
+            notification(kind="drill", id="n-drill")
+        )
+        assert len(up.bodies()) == 1
+    assert any("n-drill" in r.getMessage() for r in caplog.records)
+
+
+def test_a_resolve_still_missed_after_the_window_is_delivered_and_logged(
+    closed_port: int, notification: MakeNotification, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past RESOLVE_ALL_S the row stops holding a re-fire of the alert back (the outbox
+    keeps an alert's rows in order); the member that never got it is logged."""
+    late = _resolve(notification, created_at=NOW - RESOLVE_ALL_S)
+    with hook() as up, caplog.at_level(logging.WARNING):
+        _urls_notifier(up.url, f"http://127.0.0.1:{closed_port}").send(late)
+        assert len(up.bodies()) == 1
+    (record,) = [r for r in caplog.records if r.name.endswith("alertmanager")]
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING and "n-resolve" in message
+    assert "1 of 2 accepted" in message and "holds the alert as firing until its endsAt" in message
 
 
 def test_the_spec_and_notifier_show_every_url_without_secrets() -> None:

@@ -26,16 +26,31 @@ and the Alertmanager cluster (gossip, ``--cluster.peer``) deduplicates the pages
 member that is down costs no page. The posts run in parallel, each bounded by ``timeout``:
 one slow or dead member delays nothing but its own post, and ``send`` returns once all
 have answered or timed out (waiting for all keeps each member's posts in order: a
-resolve never overtakes the firing a hung member still holds). **A send is delivered when
-at least one Alertmanager accepted it**; each member that failed is logged at WARNING
-(naming it and why) and catches up by itself: at the next repeat for a firing alert, at
-the alert's ``endsAt`` for a resolve. (Until then a member that missed a resolve still
-holds the alert as firing, and once its peer has logged the resolved page it may page the
-alert as firing again; Prometheus covers this by re-sending resolved alerts for 15
-minutes, signalbox sends a resolve once.) Only when **every** member failed does ``send``
-raise, so the outbox retries the row (to all of them, which is harmless: Alertmanager
-identifies an alert by its labels); the error is retryable if any member's was, and
-lists each member's reason.
+resolve never overtakes the firing a hung member still holds).
+
+When a send is delivered depends on what it tells (:func:`ends_an_alert`):
+
+* **it only fires** (firing, repeat, a drill): when at least one member accepted it; each
+  member that failed is logged at WARNING (naming it and why) and catches up at the next
+  repeat, which refreshes the alert and its ``endsAt``. A drill is a firing alert of its
+  own that expires by itself: one member paging it shows the path works.
+* **it ends an alert** (a resolve, a firing for OK, an escalation's resolve of the old
+  severity): only when **every** member accepted it. A member that missed a resolve holds
+  the alert as firing until its ``endsAt`` (3 repeats, at least 5 minutes), and once its
+  peer has logged the resolved page it may page the alert as firing again (Prometheus
+  re-sends resolved alerts for 15 minutes against this). So a partial failure raises a
+  retryable error and the outbox retries the row, to every member: harmless, since
+  Alertmanager identifies an alert by its labels, and a member that has the alert resolved
+  already just merges the same resolve again (no new page). The outbox keeps no state per
+  member, so re-sending to all is the simple way; it is one small post each. This holds
+  for :data:`RESOLVE_ALL_S` after the notification was made (Prometheus's 15 minutes):
+  later, a member still failing is logged at WARNING and the send counts as delivered,
+  since the outbox holds newer notifications of the alert (a re-fire) behind a row it
+  retries. A member that refuses (HTTP 4xx: it never will accept) makes the failure not
+  retryable at once, naming the member and that the others accepted.
+
+Only when **every** member failed does any send raise in either case; the error is
+retryable if any member's was, and lists each member's reason.
 """
 
 from __future__ import annotations
@@ -62,6 +77,9 @@ DEFAULT_REPEAT_S = 4 * 3600.0
 ENDS_AT_REPEATS = 3
 MIN_TTL_S = 300.0
 DRILL_TTL_S = 600.0
+RESOLVE_ALL_S = 15 * 60.0
+"""How long a send that ends an alert is retried until every Alertmanager has accepted it
+(counted from the notification's ``created_at``; Prometheus re-sends resolves as long)."""
 SEVERITY: Mapping[State, str] = {
     State.WARNING: "warning",
     State.CRITICAL: "critical",
@@ -91,6 +109,19 @@ def alertmanager_alerts(
     if n.previous_state in SEVERITY and n.previous_state != n.state:
         alerts.append(_alert(n, n.previous_state, max(now, n.started_at), link))
     return alerts
+
+
+def ends_an_alert(n: Notification) -> bool:
+    """Whether :func:`alertmanager_alerts` ends an alert for ``n`` (pure): a resolve, a
+    firing for OK, or an escalation that resolves the previous severity. A drill never
+    does (it expires by itself)."""
+    if n.drill:
+        return False
+    return (
+        n.kind == "resolved"
+        or n.state not in SEVERITY
+        or (n.previous_state in SEVERITY and n.previous_state != n.state)
+    )
 
 
 def _alert(n: Notification, state: State, ends_at: float, link: str) -> dict[str, Any]:
@@ -180,18 +211,39 @@ class AlertmanagerNotifier:
                 + "; ".join(e.reason for e in errors),
                 any(e.retryable for e in errors),
             )
+        if not failed:
+            return
+        accepted = f"{len(self.urls) - len(failed)} of {len(self.urls)} accepted"
+        if ends_an_alert(n) and self.clock.now() - n.created_at < RESOLVE_ALL_S:
+            refused = [
+                (url, e) for url, e in failed if isinstance(e, NotifyError) and not e.retryable
+            ]
+            if not refused:
+                bug = next((e for _, e in failed if not isinstance(e, NotifyError)), None)
+                if bug is not None:
+                    raise bug  # the outbox logs it with its traceback, and retries
+            raise NotifyError(
+                self.name,
+                f"{n.kind} notification ends an alert, which every Alertmanager must accept "
+                f"({accepted}): " + "; ".join(_reason(e, url) for url, e in failed),
+                not refused,  # a member that refuses will refuse every retry too
+            )
+        catch_up = (
+            f"it holds the alert as firing until its endsAt; retried for {RESOLVE_ALL_S / 60:g} min"
+            if ends_an_alert(n)
+            else "it catches up at the next repeat"
+        )
         for url, error in failed:
             log.warning(
-                "notifier %r: Alertmanager %s missed %s notification %s for %s (%d of %d "
-                "accepted it; it catches up at the next repeat or when the alert ends): %s",
+                "notifier %r: Alertmanager %s missed %s notification %s for %s (%s; %s): %s",
                 self.name,
                 redact_url(url),
                 n.kind,
                 n.id,
                 n.monitor,
-                len(self.urls) - len(failed),
-                len(self.urls),
-                error.reason if isinstance(error, NotifyError) else repr(error),
+                accepted,
+                catch_up,
+                _reason(error, url),
                 exc_info=None if isinstance(error, NotifyError) else error,
             )
 
@@ -203,3 +255,8 @@ class AlertmanagerNotifier:
             headers=self._headers,
             timeout_s=self.timeout_s,
         )
+
+
+def _reason(error: BaseException, url: str) -> str:
+    """Why a post failed: a NotifyError's reason names the URL already, a bug's does not."""
+    return error.reason if isinstance(error, NotifyError) else f"{redact_url(url)}: {error!r}"

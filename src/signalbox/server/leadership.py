@@ -127,7 +127,9 @@ class LeaderSeen:
             return [], []
         leader = None if holder is None else instance_of(holder)
         if leader != self._seen:
-            if leader is None:
+            if leader is None and self._seen == "":  # the first look: nobody may have led yet
+                log.info("no serve instance leads this store (yet)")
+            elif leader is None:
                 log.warning("no serve instance leads now (its lease expired or was released)")
             else:
                 log.warning("serve instance %s leads", leader)

@@ -204,7 +204,8 @@ def grep_cmd(
         since=since,
         until=until,
         now=_now(),
-        secret_notes=ctx.settings.instrument.secret_notes,
+        # the config is read for this only when FILEs are given (a grep starts faster)
+        secret_notes=ctx.settings.instrument.secret_notes if api_key_fp else ("api_key",),
         names={
             "request_id": "--request-id",
             "user": "--user",
@@ -222,17 +223,14 @@ def grep_cmd(
             + ", ".join(str(p) for p in logs.other)
             + " (an access log's first line is one the middleware writes)"
         )
-    with _reporting() as report:
+    out = sys.stdout
+    with _reporting() as report:  # written as found, flushed at the end (not a line each)
         for found in search(logs.access, query, report):
             if as_json:
-                click.echo(
-                    json.dumps(
-                        {"file": str(found.file), "line": found.line, **found.record.to_dict()},
-                        ensure_ascii=False,
-                    )
-                )
+                doc = {"file": str(found.file), "line": found.line, **found.record.to_dict()}
+                out.write(json.dumps(doc, ensure_ascii=False) + "\n")
             else:
-                click.echo(printable(found.text))
+                out.write(printable(found.text) + "\n")
 
 
 @logs_group.command("fp")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +24,7 @@ from signalbox.instrument.accesslog import FINGERPRINT_PREFIX, AccessRecord
 
 __all__ = [
     "LITERAL",
+    "LineFinder",
     "RequestQuery",
     "format_cursor",
     "parse_cursor",
@@ -75,6 +77,47 @@ def parse_time_bound(text: str, now: datetime, what: str = "--since") -> datetim
             f"{what} {s[:40]!r}: expected a duration like 1h or a time like 2024-05-01T12:00:00Z"
         ) from None
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LineFinder:
+    """Finds, in a block of lines as bytes, the lines that hold what a query asks for: a
+    text every matching line holds as it is (``literal``, found by ``bytes.find``) or else a
+    ``pattern`` every matching line holds (a status of the range where a status is written,
+    the method where it is written). Lines it does not find are not decoded, so not parsed
+    either; those it finds are still judged by :meth:`RequestQuery.matches`."""
+
+    literal: bytes | None = None
+    pattern: re.Pattern[bytes] | None = None
+
+    def hit(self, line: bytes) -> bool:
+        """Whether one line (no line break) holds it."""
+        if self.literal is not None:
+            return self.literal in line
+        return self.pattern is not None and self.pattern.search(line) is not None
+
+    def lines(self, block: bytes, before: int) -> Iterator[tuple[int, bytes]]:
+        """``(number, bytes)`` of each line of ``block`` (whole lines, each ending with a
+        line break, which ``before`` lines precede) that holds it, in order."""
+        find = block.find
+        count = block.count
+        counted, n = 0, before  # lines before offset ``counted``
+        pos = 0
+        while True:
+            if self.literal is not None:
+                i = find(self.literal, pos)
+            else:
+                assert self.pattern is not None
+                m = self.pattern.search(block, pos)
+                i = -1 if m is None else m.start()
+            if i < 0:
+                return
+            start = block.rfind(b"\n", pos, i) + 1 or pos
+            end = find(b"\n", i)
+            n += count(b"\n", counted, start) + 1
+            counted = end + 1
+            yield n, block[start:end]
+            pos = end + 1
 
 
 def _value(text: str | None, what: str) -> str | None:
@@ -161,6 +204,30 @@ class RequestQuery:
             if v is not None and LITERAL.match(v):
                 out.append(v)
         return tuple(out)
+
+    def finder(self) -> LineFinder | None:
+        """The quickest test a line of a block must pass to be parsed at all (None: every
+        line is parsed): a literal value (the request id, then the key's fingerprint, then
+        the user), else the status where each format writes it (after the request's closing
+        quote; JSON's ``"status":``), else the method (after the request's opening quote;
+        JSON's ``"method":``). Every line :meth:`matches` can accept, written as
+        :mod:`~signalbox.instrument.accesslog` writes it, passes (a property test checks)."""
+        for v in (self.request_id, self.api_key_fp, self.user):
+            if v is not None and LITERAL.match(v):
+                return LineFinder(literal=v.encode())
+        if self.status is not None:
+            lo, hi = self.status
+            if lo == hi:
+                codes = str(lo)
+            elif lo % 100 == 0 and hi == lo + 99:
+                codes = f"{lo // 100}[0-9][0-9]"
+            else:
+                codes = "(?:" + "|".join(str(c) for c in range(lo, hi + 1)) + ")"
+            return LineFinder(pattern=re.compile(rb'(?:" |"status": *)' + codes.encode() + rb"\b"))
+        if self.method is not None:
+            m = re.escape(self.method).encode()
+            return LineFinder(pattern=re.compile(rb'(?i:"' + m + rb' |"method": *"' + m + rb'")'))
+        return None
 
     def might_match(self, line: str) -> bool:
         """False only for a line no record matching this query can be written as (either

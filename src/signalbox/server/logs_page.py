@@ -5,7 +5,9 @@ A plain form that reloads the page (``GET /logs?user=5555&status=5xx``), laid ou
 answer (:mod:`signalbox.server.api.logs`), so the page and the API never disagree. Every value
 from a log line -- paths, notes, user agents, application log text -- is shown by Jinja2's
 escaping as text, and the page runs no script of its own: nothing in a log can run in it.
-A filter the search refuses is said above the results, not answered as an error page.
+A filter the search refuses is said above the results, not answered as an error page. A
+search of a log too big for one answer says the scan stopped early and links to read on
+(the API's ``resume``).
 """
 
 from __future__ import annotations
@@ -44,14 +46,29 @@ def logs_page_data(
         if trace_id:
             out["trace"] = trace_lines(logs, trace_id)
         if searched:
+            resume = params.get("resume", "")
             found = requests_page(
-                logs, {**values, "limit": str(PAGE_SIZE), "after": params.get("after", "")}, now
+                logs,
+                {
+                    **values,
+                    "limit": str(PAGE_SIZE),
+                    "after": params.get("after", ""),
+                    "resume": resume,
+                },
+                now,
             )
             out["found"] = found
+            kept = {k: v for k, v in values.items() if v}
+            kept["search"] = "1"
             if found["next_after"]:
-                kept = {k: v for k, v in values.items() if v}
-                kept.update(search="1", after=found["next_after"])
-                out["older"] = "/logs?" + urllib.parse.urlencode(kept)
+                more = {**kept, "after": found["next_after"]}
+                if resume:
+                    more["resume"] = resume
+                out["older"] = "/logs?" + urllib.parse.urlencode(more)
+            if found["resume"]:  # the scan stopped early: read on from where it stopped
+                out["read_on"] = "/logs?" + urllib.parse.urlencode(
+                    {**kept, "resume": found["resume"]}
+                )
     except UsageError as e:
         out["error"] = str(e)
     return out

@@ -3,14 +3,24 @@
 Reads (the read role: open on loopback, a token or a session elsewhere, as every read):
 
 * ``GET /api/v1/logs/requests?request_id=&user=&api_key_fp=&method=&status=&since=&until=
-  &limit=100&after=``: access-log records matching every filter given, newest first, a page
-  at a time. ``status`` is a code (``503``) or a class (``5xx``); ``since`` and ``until`` a
-  duration before now (``1h``) or an ISO 8601 time. Pages go by ``next_after`` (the arrival
-  time and a digest of the last line), which stays valid while the log grows and rotates.
+  &limit=100&after=&resume=``: access-log records matching every filter given, newest first,
+  a page at a time. ``status`` is a code (``503``) or a class (``5xx``); ``since`` and
+  ``until`` a duration before now (``1h``) or an ISO 8601 time. Pages go by ``next_after``
+  (the arrival time and a digest of the last line), which stays valid while the log grows
+  and rotates.
+
+  One answer reads at most :data:`SCAN_BYTES` of log text and :data:`SCAN_SECONDS` (a
+  request never ties a worker to a huge log): the files are read newest first, and when
+  the budget runs out the answer holds the newest matches of the lines read so far,
+  ``"stopped_early": true`` and a ``resume`` token. Page through those with ``next_after``
+  as usual (same filters, same ``resume`` or none), then pass ``resume`` (and no ``after``)
+  to read on from where the scan stopped: the rest of that file, then the older files.
+  Across a stopped scan the order is newest first within each stretch read. A ``resume``
+  whose file rotated meanwhile is a 400 saying so (search again without it).
 * ``GET /api/v1/logs/trace/{request_id}``: every line of the access, application and worker
-  logs for one request, in time order (at most :data:`MAX_TRACE_LINES`). An id holding a
-  ``/`` (X-Request-ID allows one) is found with ``/logs/requests?request_id=`` and
-  ``signalbox logs trace``: a path segment cannot carry it.
+  logs for one request, in time order (at most :data:`MAX_TRACE_LINES`). The id is the rest
+  of the path, so an id holding ``/`` (X-Request-ID allows one) is traced as
+  ``/logs/trace/a/b`` or ``/logs/trace/a%2Fb``.
 
 The files come from the server's config only (:class:`ConfiguredLogs`: ``[instrument]
 access_log`` and ``[logs] files``): nothing in a request names a path. Answers name files
@@ -30,17 +40,29 @@ from starlette.routing import BaseRoute, Route
 
 from signalbox.exceptions import NotFoundError, UsageError
 from signalbox.instrument.context import REQUEST_ID
-from signalbox.instrument.logfiles import Malformed, page, trace
+from signalbox.instrument.logfiles import Budget, Malformed, ScanPoint, page, trace
 from signalbox.instrument.logsources import ConfiguredLogs
 from signalbox.instrument.search import RequestQuery, format_cursor, parse_cursor
 from signalbox.server.api import ok
 from signalbox.server.api.monitors import parse_limit
 from signalbox.server.services import services
 
-__all__ = ["MALFORMED_SHOWN", "MAX_TRACE_LINES", "requests_page", "routes", "trace_lines"]
+__all__ = [
+    "MALFORMED_SHOWN",
+    "MAX_TRACE_LINES",
+    "SCAN_BYTES",
+    "SCAN_SECONDS",
+    "requests_page",
+    "routes",
+    "trace_lines",
+]
 
 MAX_TRACE_LINES = 1000
 """Lines of one trace answered; ``truncated`` says when there were more."""
+SCAN_BYTES = 1 << 30
+"""Log text one ``/logs/requests`` answer reads at most (about 4 s of a loaded machine)."""
+SCAN_SECONDS = 10.0
+"""Time one ``/logs/requests`` answer scans at most."""
 MALFORMED_SHOWN = 10
 """Malformed lines described in an answer; the rest are counted."""
 FILTERS = ("request_id", "user", "api_key_fp", "method", "status", "since", "until")
@@ -72,8 +94,14 @@ def _now(request: Request) -> datetime:
     return datetime.fromtimestamp(services(request).clock.now(), UTC)
 
 
-def requests_page(logs: ConfiguredLogs, params: dict[str, str], now: datetime) -> dict[str, Any]:
-    """One page of matching records, as the route answers it (the page reads it too)."""
+def requests_page(
+    logs: ConfiguredLogs,
+    params: dict[str, str],
+    now: datetime,
+    budget: Budget | None = None,
+) -> dict[str, Any]:
+    """One page of matching records, as the route answers it (the page reads it too);
+    ``budget``: how much to read (default :data:`SCAN_BYTES` and :data:`SCAN_SECONDS`)."""
     g = params.get
     query = RequestQuery.build(
         request_id=g("request_id"),
@@ -88,14 +116,28 @@ def requests_page(logs: ConfiguredLogs, params: dict[str, str], now: datetime) -
     )
     limit = parse_limit(params.get("limit"))
     after = parse_cursor(params.get("after"))
+    resume_text = params.get("resume") or None
+    resume = ScanPoint.parse(resume_text) if resume_text else None
+    if budget is None:
+        budget = Budget(bytes=SCAN_BYTES, seconds=SCAN_SECONDS)
     skipped = _Skipped()
     files = logs.files()
-    found = page(files.access, query, limit=limit, after=after, on_bad=skipped)
+    found = page(
+        files.access,
+        query,
+        limit=limit,
+        after=after,
+        on_bad=skipped,
+        budget=budget,
+        resume=resume,
+    )
     return {
         "requests": [
             {**f.record.to_dict(), "file": f.file.name, "line": f.line} for f in found.found
         ],
         "next_after": format_cursor(found.next_after) if found.next_after else None,
+        "stopped_early": found.stopped is not None,
+        "resume": found.stopped.token() if found.stopped is not None else None,
         "malformed": skipped.to_dict(),
         "files": [p.name for p in files.access],
     }
@@ -143,5 +185,5 @@ def routes() -> list[BaseRoute]:
     """This area's routes, relative to ``/api/v1`` (mounted when the server reads logs)."""
     return [
         Route("/logs/requests", requests, methods=["GET"]),
-        Route("/logs/trace/{request_id}", trace_one, methods=["GET"]),
+        Route("/logs/trace/{request_id:path}", trace_one, methods=["GET"]),
     ]

@@ -18,6 +18,7 @@ Which routes are the API: everything under ``/api/``, the health checks under ``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -991,6 +992,11 @@ LOGS_OPERATIONS: dict[str, dict[str, Schema]] = {
                     {"type": "string", "pattern": "^[0-9]{1,19}-[0-9a-f]{16}$"},
                     "the `next_after` of the page before (valid while the log grows and rotates)",
                 ),
+                _param(
+                    "resume",
+                    STR,
+                    "the `resume` of an answer whose scan stopped early: read on from there",
+                ),
             ],
             "responses": _responses(
                 _envelope(
@@ -1007,6 +1013,8 @@ LOGS_OPERATIONS: dict[str, dict[str, Schema]] = {
                                 ),
                             },
                             "next_after": _nullable(STR),
+                            "stopped_early": {"type": "boolean"},
+                            "resume": _nullable(STR),
                             "malformed": ref("LogMalformed"),
                             "files": {"type": "array", "items": STR},
                         }
@@ -1025,8 +1033,9 @@ LOGS_OPERATIONS: dict[str, dict[str, Schema]] = {
             "parameters": [
                 _param(
                     "request_id",
-                    {"type": "string", "pattern": "^[A-Za-z0-9._:@+=-]{1,128}$"},
-                    "the request id (X-Request-ID, the access log's request_id)",
+                    {"type": "string", "pattern": "^[A-Za-z0-9._:@+=/-]{1,128}$"},
+                    "the request id (X-Request-ID, the access log's request_id); the rest of "
+                    "the path, so one holding / is traced as it is",
                     where="path",
                 )
             ],
@@ -1464,6 +1473,9 @@ OPERATIONS: dict[str, dict[str, Schema]] = {
 # -- the document -------------------------------------------------------------------------
 
 
+_CONVERTOR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):[a-z]+\}")
+
+
 def is_api_path(path: str) -> bool:
     return path.startswith(API_PREFIXES) or path in API_PATHS
 
@@ -1475,7 +1487,7 @@ def api_operations(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[tu
         if isinstance(route, Mount):
             yield from api_operations(route.routes, prefix + route.path)
         elif isinstance(route, Route):
-            path = prefix + route.path
+            path = _CONVERTOR.sub(r"{\1}", prefix + route.path)  # {id:path}: {id}
             if is_api_path(path):
                 for method in sorted(route.methods or ()):
                     if method != "HEAD":

@@ -1,0 +1,191 @@
+"""A log file's bytes as blocks of whole lines: how ``signalbox logs`` reads at grep's pace.
+
+Searching a log line by line in Python costs microseconds a line before any test is made;
+a block of a megabyte is searched by one ``bytes.find`` or one compiled bytes regex in C, and
+only the lines found are decoded and parsed (:mod:`signalbox.instrument.logfiles`).
+
+:func:`read_blocks` yields ``(lines before, lines in it, offset after it, block)``: each block is whole lines, every one
+ending with ``\\n`` (a last line without one is given one), so a line's number is the lines
+before its block plus the line breaks before it in the block. A gzip file (by its magic
+bytes, whatever its name) is decompressed with :mod:`zlib` a block at a time, members one
+after the other as ``gzip -d`` reads them.
+
+Reported through ``on_bad`` and never fatal, with the file and line: a file that cannot be
+opened (line 0); a line longer than :data:`MAX_LINE_BYTES` (left out of its block as an empty
+line, so the numbers of the lines after it hold); where a compressed file breaks or ends early
+(the lines before it are read; the rest is skipped).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["MAX_LINE_BYTES", "Malformed", "OnBad", "read_blocks", "tail_before"]
+
+MAX_LINE_BYTES = 1 << 20
+"""A longer line is reported and skipped (the middleware's lines are far shorter). Blocks
+are read this size at most, so only a block's first line (which may have begun in the block
+before) can be longer."""
+_GZIP_MAGIC = b"\x1f\x8b"
+_COMPRESSED_READ = 1 << 18
+_ENDED_EARLY = "Compressed file ended before the end-of-stream marker was reached"
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A line that was skipped, and why."""
+
+    file: str
+    line: int
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.why}"
+
+
+OnBad = Callable[[Malformed], None]
+
+
+class _Broken(Exception):
+    """A compressed file breaks here: its message says how."""
+
+
+def _plain(f: BinaryIO, size: int, start: bytes) -> Iterator[bytes]:
+    if start:
+        yield start
+    while chunk := f.read(size):
+        yield chunk
+
+
+def _gunzip(f: BinaryIO, size: int, start: bytes) -> Iterator[bytes]:
+    """Decompressed pieces of at most ``size`` bytes; raises :class:`_Broken` where the
+    data is not gzip or ends inside a member."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    data = start
+    in_member = True
+    while True:
+        if not data:
+            data = f.read(_COMPRESSED_READ)
+            if not data:
+                if in_member:
+                    raise _Broken(_ENDED_EARLY)
+                return
+        if not in_member:  # between members: another one, or padding zeros (tar, dd)
+            if data.strip(b"\x00") == b"":
+                data = b""
+                continue
+            if not data.startswith(_GZIP_MAGIC[: len(data)]):
+                raise _Broken("Not a gzipped file (trailing garbage after the last member)")
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            in_member = True
+        try:
+            out = d.decompress(data, size)
+        except zlib.error as e:
+            raise _Broken(str(e)) from None
+        data = d.unconsumed_tail
+        if d.eof:
+            data = d.unused_data + data
+            in_member = False
+        if out:
+            yield out
+
+
+def _skipped(pieces: Iterator[bytes], skip: int) -> Iterator[bytes]:
+    """``pieces`` without their first ``skip`` bytes (a compressed file is read through)."""
+    for piece in pieces:
+        if skip >= len(piece):
+            skip -= len(piece)
+            continue
+        yield piece[skip:] if skip else piece
+        skip = 0
+    if skip:
+        raise _Broken(f"the file is shorter than the {skip} bytes more the scan was at")
+
+
+def tail_before(path: Path, offset: int, size: int = 32) -> bytes | None:
+    """The ``size`` bytes before ``offset`` of ``path`` (decompressed), None when it cannot be
+    read that far: what a resumed scan checks to be sure the file is the one it stopped in."""
+    want = min(size, offset)
+    try:
+        with path.open("rb") as f:
+            head = f.read(2)
+            if head != _GZIP_MAGIC:
+                f.seek(offset - want)
+                got = f.read(want)
+                return got if len(got) == want else None
+            kept = b""
+            for piece in _skipped(_gunzip(f, MAX_LINE_BYTES, head), offset - want):
+                kept += piece[: want - len(kept)]
+                if len(kept) == want:
+                    return kept
+    except (OSError, _Broken):
+        return None
+    return None
+
+
+def read_blocks(
+    path: Path, on_bad: OnBad, start: int = 0, lines: int = 0
+) -> Iterator[tuple[int, int, int, bytes]]:
+    """``(lines before the block, lines in it, offset just after it, block of whole lines)``
+    over ``path``, from byte ``start`` of its (decompressed) text, which ``lines`` lines precede.
+    Offsets count the file's own bytes, whatever a block holds in place of a long line."""
+    name = str(path)
+    size = MAX_LINE_BYTES
+    try:
+        f = path.open("rb")
+    except OSError as e:  # gone (rotated away) or not readable: said, the others still read
+        on_bad(Malformed(name, 0, f"cannot read the file ({e.strerror or e})"))
+        return
+    with f:
+        n = lines  # lines in the blocks yielded
+        base = start  # the offset of the piece's first byte
+        try:
+            head = f.read(2)
+            if head == _GZIP_MAGIC:
+                pieces = _skipped(_gunzip(f, size, head), start)
+            else:
+                f.seek(start)
+                pieces = _plain(f, size, b"")
+            carry = b""  # the start of a line whose end is not read yet
+            skipping = False  # inside a line reported as too long: its bytes are dropped
+            for piece in pieces:
+                at = base
+                base += len(piece)
+                if skipping:
+                    cut = piece.find(b"\n")
+                    if cut < 0:
+                        continue
+                    at += cut  # the long line's end, which stands for it
+                    piece = piece[cut:]
+                    skipping = False
+                cut = piece.rfind(b"\n")
+                if cut < 0:
+                    carry += piece
+                    if len(carry) > size:
+                        on_bad(Malformed(name, n + 1, f"longer than {size} bytes"))
+                        carry, skipping = b"", True
+                    continue
+                first = piece.find(b"\n")
+                if len(carry) + first > size:  # the only line of the block that can be
+                    on_bad(Malformed(name, n + 1, f"longer than {size} bytes"))
+                    block = piece[first : cut + 1]
+                else:
+                    block = carry + piece[: cut + 1] if carry else piece[: cut + 1]
+                carry = piece[cut + 1 :]
+                count = block.count(b"\n")
+                yield n, count, at + cut + 1, block
+                n += count
+        except _Broken as e:
+            why = f"the file ends or breaks here ({e}); the rest is skipped"
+            on_bad(Malformed(name, n + 1, why))
+            return
+        except OSError as e:
+            why = f"the file ends or breaks here ({e.strerror or e}); the rest is skipped"
+            on_bad(Malformed(name, n + 1, why))
+            return
+        if carry and not skipping:
+            yield n, 1, base, carry + b"\n"

@@ -162,9 +162,28 @@ def test_bucket_columns_answer_what_select_answers(
         f"delta({name}[2m])",
         f"rate({name}[30s])",  # narrower than a bucket: widened, with a warning
         f"sum(rate({name}[5m] offset 1m)) / sum(increase({name}[15m]))",
+        *_over_time(name),
     ):
         _alike(store, query, start, end, step)
     _alike(store, f"rate({name}[5m])", now - 2 * HOUR, now + 60_000, 60_000)  # + raw tail
+
+
+def _over_time(name: str) -> tuple[str, ...]:
+    """The ``*_over_time`` with bucket kernels: each statistic they read, a window
+    narrower than a bucket (widened, warned), and uses reading different statistics of
+    one selector (one read of their union)."""
+    return (
+        f"sum_over_time({name}[5m])",
+        f"avg_over_time({name}[10m])",
+        f"avg_over_time({name}[30s])",
+        f"min_over_time({name}[5m])",
+        f"max_over_time({name}[15m])",
+        f"count_over_time({name}[5m])",
+        f"present_over_time({name}[2m])",
+        f"last_over_time({name}[5m])",
+        f"max_over_time({name}[5m]) - min_over_time({name}[5m] offset 2m)",
+        f"sum(avg_over_time({name}[5m])) + sum(rate({name}[5m])) + sum(count_over_time({name}[10m]))",
+    )
 
 
 def _frame_value(line: int, n: int) -> float:
@@ -176,29 +195,36 @@ def _frame_value(line: int, n: int) -> float:
     return float((n % 37) * (line + 1))
 
 
-def test_frame_buckets_and_rows_read_as_columns_alike(store: Any) -> None:
+@pytest.mark.parametrize("lines", [3, 7])  # a few positions of a layout, and many
+def test_frame_buckets_and_rows_read_as_columns_alike(store: Any, lines: int) -> None:
     """Series stored as spool frames (their buckets are frame buckets, sealed or not)
     beside a series of rows under one name."""
     base = T0 + next(_RUN) * BLOCK  # a stretch of its own, after the ones before
+    name, layout = f"bcf{lines}", f"bc-file-{lines}".encode()
     for n in range(120):  # 30 s apart: an hour
         ts = base + n * 30_000
         store.clock.set(ts / 1000)
-        vals = [_frame_value(line, n) for line in range(3)]
+        vals = [_frame_value(line, n) for line in range(lines)]
         if n == 0:
-            samples = [Sample("bcf", (("line", str(i)),), v) for i, v in enumerate(vals)]
-            store.write(samples, ts, layouts=[NewLayout(b"bc-file", 0, 3)])
+            samples = [Sample(name, (("line", str(i)),), v) for i, v in enumerate(vals)]
+            store.write(samples, ts, layouts=[NewLayout(layout, 0, lines)])
         else:
-            store.write([], ts, frames=[Frame(b"bc-file", vals)])
-        store.write([Sample("bcf", (("line", "rows"),), float(n % 50), ts + 7_000)], ts + 7_000)
+            store.write([], ts, frames=[Frame(layout, vals)])
+        store.write([Sample(name, (("line", "rows"),), float(n % 50), ts + 7_000)], ts + 7_000)
     now = base + 4 * HOUR
     store.clock.set(now / 1000)
     store.compact(now)
-    got = store.bucket_columns([Matcher("__name__", "=", "bcf")], base, base + HOUR)
+    got = store.bucket_columns([Matcher("__name__", "=", name)], base, base + HOUR)
     assert got is not None and got.resolution == 60
-    assert sorted(dict(labels)["line"] for _, labels in got.keys) == ["0", "1", "2", "rows"]
-    for query in ("rate(bcf[5m])", "sum(increase(bcf[10m]))", "delta(bcf[3m])"):
+    assert sorted(dict(labels)["line"] for _, labels in got.keys) == [
+        *map(str, range(lines)),
+        "rows",
+    ]
+    for query in (f"rate({name}[5m])", f"sum(increase({name}[10m]))", f"delta({name}[3m])"):
         for step, shift in ((60_000, 0), (90_000, 15_000)):
             _alike(store, query, base + shift, base + HOUR + shift, step)
+    for query in _over_time(name):
+        _alike(store, query, base + 15_000, base + HOUR + 15_000, 90_000)
 
 
 def test_other_uses_and_functions_stay_with_select(store: Any) -> None:
@@ -212,5 +238,6 @@ def test_other_uses_and_functions_stay_with_select(store: Any) -> None:
     store.compact(now)
     grid = Grid(base, base + HOUR, 60_000, base, base + HOUR)
     assert rawselect.read(store, parse_expr("rate(bco[5m])"), grid)
-    for query in ("rate(bco[5m]) + bco", "deriv(bco[5m])", "max_over_time(bco[5m])"):
+    assert rawselect.read(store, parse_expr("max_over_time(bco[5m])"), grid)
+    for query in ("rate(bco[5m]) + bco", "deriv(bco[5m])", "stddev_over_time(bco[5m])"):
         assert not rawselect.read(store, parse_expr(query), grid), query

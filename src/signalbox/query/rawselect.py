@@ -30,7 +30,7 @@ from signalbox.query.exactness import warning
 from signalbox.query.fetch import FetchKey, fetch_key
 from signalbox.query.functions import FUNCTIONS, STATISTICS_READ
 from signalbox.query.subquery import Grid
-from signalbox.query.vectorkernels import BUCKET_KERNELS, KERNELS, Buckets, RawColumns
+from signalbox.query.vectorkernels import BUCKET_KERNELS, KERNELS, OVER_TIME_BUCKETS, RawColumns
 
 MIN_STEPS = 2
 """Instant queries (one step) keep the general path: monitors' small windows gain nothing."""
@@ -94,7 +94,9 @@ def _buckets(
     would select for these uses (same window, statistics, alignment and widening for
     buckets coarser than a window), or None to leave the selector to it."""
     bucket_columns = getattr(store, "bucket_columns", None)
-    if bucket_columns is None or any(f not in BUCKET_KERNELS for f, _, _ in uses):
+    if bucket_columns is None or any(
+        f not in BUCKET_KERNELS and f not in OVER_TIME_BUCKETS for f, _, _ in uses
+    ):
         return None
     start = min(grid.first - offset - width for _, offset, width in uses)
     end = max(grid.last - offset for _, offset, _ in uses)
@@ -173,8 +175,8 @@ def columns(got: RawSeriesColumns) -> RawColumns:
 
 
 def bucket_columns(got: BucketSeriesColumns, func: str) -> RawColumns:
-    """The kernels' view of a store's bucket columns, with what ``func`` combines."""
-    st = got.stats
-    drops = None if func == "delta" else st["drops"]
-    buckets = Buckets(got.first_ts, st["firsts"], st["counts"], drops)
-    return RawColumns(got.timestamps, got.values, got.starts, buckets)
+    """The kernels' view of a store's bucket columns, with what ``func`` combines (see
+    :func:`~signalbox.query.vectorkernels.bucket_view`)."""
+    return vectorkernels.bucket_view(
+        func, got.timestamps, got.values, got.starts, got.first_ts, got.stats
+    )

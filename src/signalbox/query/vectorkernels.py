@@ -16,12 +16,15 @@ themselves. ``min``/``max`` over a series holding a negative zero go the scalar 
 (Python's ``min`` keeps the first of equal values; ``fmin`` may not). A property test
 compares both paths.
 
-Over rollup buckets only ``rate``, ``increase`` and ``delta`` (:data:`BUCKET_KERNELS`):
-they combine each bucket's first sample, count and counter drops as the scalar kernel does
-(a window of whole buckets gets the raw samples' answer, one that splits a bucket the same
-estimate). The engine still decides exactness and warns (:mod:`signalbox.query.exactness`);
-the other functions over buckets, and buckets written before they kept these statistics,
-stay with the scalar kernels.
+Over rollup buckets, ``rate``, ``increase`` and ``delta`` (:data:`BUCKET_KERNELS`) combine
+each bucket's first sample, count and counter drops as the scalar kernel does (a window of
+whole buckets gets the raw samples' answer, one that splits a bucket the same estimate); the
+``*_over_time`` of :data:`OVER_TIME_BUCKETS` read the statistic the scalar kernel reads
+(``sum_over_time`` the buckets' sums, ``min_over_time`` their minimums, ...) in place of the
+values, and ``avg``/``count``/``present_over_time`` the sample counts beside it (see
+:func:`bucket_view`). The engine still decides exactness and warns
+(:mod:`signalbox.query.exactness`); the other functions over buckets, and buckets written
+before they kept these statistics, stay with the scalar kernels.
 
 Small cases stay scalar too (:data:`VECTOR_MIN_WINDOWS`): numpy's fixed cost per call is
 more than a few windows' loop.
@@ -29,14 +32,15 @@ more than a few windows' loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 import numpy.typing as npt
 
 from signalbox.metrics.store import SeriesPoints
-from signalbox.query.kahan import kahan_mean, kahan_sum
+from signalbox.query.kahan import kahan_mean, kahan_sum, weighted_mean
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -51,9 +55,9 @@ class Buckets:
     window of whole buckets gets the raw samples' answer."""
 
     first_ts: Ints
-    firsts: Floats
-    counts: Floats
-    drops: Floats | None  # None: not read (delta)
+    firsts: Floats | None  # None: not read (the *_over_time kernels)
+    counts: Floats | None  # None: not read (sum/min/max/last_over_time)
+    drops: Floats | None  # None: not read (delta, *_over_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +168,7 @@ def _corrections(cols: RawColumns) -> tuple[Ints, Floats]:
     them, over the concatenated series: a drop inside bucket ``j`` has key ``2j``, one
     between points ``j - 1`` and ``j`` (of one series) key ``2j - 1``; sorted by key."""
     vs, b = cols.vs, cols.buckets
-    fvs = vs if b is None else b.firsts
+    fvs = vs if b is None or b.firsts is None else b.firsts
     across = np.flatnonzero((fvs[1:] < vs[:-1]) & _series_pairs(cols)) + 1
     keys, amounts = 2 * across - 1, vs[across - 1]
     if b is not None and b.drops is not None:
@@ -181,10 +185,12 @@ def _extrapolated(cols: RawColumns, g: Grid, *, counter: bool, per_second: bool)
     computes it (over raw samples or whole buckets), for every window at once."""
     ts, vs, b = cols.ts, cols.vs, cols.buckets
     fts, fvs = (ts, vs) if b is None else (b.first_ts, b.firsts)
+    assert fvs is not None, "rate/increase/delta over buckets read their firsts"
     lo, hi = g.lo, g.hi
     if b is None:
         n = (hi - lo).astype(np.float64)
     else:  # running sample counts, as the scalar path's (whole numbers: exact in any order)
+        assert b.counts is not None, "rate/increase/delta over buckets read their counts"
         prefix = np.zeros(len(vs) + 1)
         np.cumsum(b.counts, out=prefix[1:])
         n = prefix[hi] - prefix[lo]
@@ -372,6 +378,96 @@ def max_over_time(cols: RawColumns, g: Grid) -> Result:
     return _extreme(cols, g, np.fmax, max, nan_ignoring_max)
 
 
+# --- *_over_time over rollup buckets -------------------------------------------------------
+# ``cols.vs`` holds the statistic the scalar kernel reads (see bucket_view), ``counts`` the
+# buckets' sample counts.
+
+
+def _whole_counts(cols: RawColumns) -> Floats | None:
+    """The buckets' sample counts when they are whole numbers (finite, not negative) whose
+    running total over all series stays below 2**53: then differences of one running sum are
+    each window's count exactly, as the scalar path's own running sum per series gives it.
+    None otherwise (the scalar way answers)."""
+    b = cols.buckets
+    assert b is not None and b.counts is not None, "the count kernels read the buckets' counts"
+    c = b.counts
+    if not len(c):
+        return c
+    ok = bool(np.isfinite(c).all()) and bool((c >= 0).all()) and bool((c == np.floor(c)).all())
+    return c if ok and float(c.sum()) < 2.0**53 else None
+
+
+def _scalar_counts(
+    cols: RawColumns, g: Grid, fn: Callable[[list[float], int, int], float]
+) -> Floats:
+    """``fn(running counts, lo, hi)`` per window, each series' running sum its own (the
+    scalar kernels' ``[0.0, *accumulate(counts)]``)."""
+    b = cols.buckets
+    assert b is not None and b.counts is not None
+    out = np.zeros(g.lo.shape)
+    for i in range(len(cols)):
+        a = int(cols.starts[i])
+        pc = [0.0, *accumulate(b.counts[a : int(cols.starts[i + 1])].tolist())]
+        los, his = (g.lo[i] - a).tolist(), (g.hi[i] - a).tolist()
+        out[i] = [fn(pc, lo, hi) if hi > lo else 0.0 for lo, hi in zip(los, his, strict=True)]
+    return out
+
+
+def bucket_count_over_time(cols: RawColumns, g: Grid) -> Result:
+    """The windows' sample counts: the sum of their buckets' counts."""
+    present = g.hi > g.lo
+    c = _whole_counts(cols)
+    if c is None:
+        return _scalar_counts(cols, g, lambda pc, lo, hi: pc[hi] - pc[lo]), present
+    prefix = np.zeros(len(c) + 1)
+    np.cumsum(c, out=prefix[1:])
+    return prefix[g.hi] - prefix[g.lo], present
+
+
+def bucket_present_over_time(cols: RawColumns, g: Grid) -> Result:
+    """1 where a bucket of the window holds a sample (a count that is not zero, NaN too:
+    the scalar path's truth test)."""
+    b = cols.buckets
+    assert b is not None and b.counts is not None
+    prefix = np.zeros(len(b.counts) + 1, dtype=np.int64)
+    np.cumsum(b.counts != 0, out=prefix[1:])
+    return np.ones(g.lo.shape), (g.hi > g.lo) & (prefix[g.hi] > prefix[g.lo])
+
+
+def bucket_avg_over_time(cols: RawColumns, g: Grid) -> Result:
+    """The samples' mean from the buckets' sums (``cols.vs``) and counts, as
+    :func:`signalbox.query.kahan.weighted_mean`: the exactly rounded sum of sums over the
+    total count. Series whose sums take the scalar sums, or whose counts are not plain
+    whole numbers or hold a zero (the scalar division's own error), go the scalar way."""
+    b = cols.buckets
+    assert b is not None and b.counts is not None
+    sums, exact = _window_sums(cols, g)
+    present = g.hi > g.lo
+    c = _whole_counts(cols)
+    if c is None:
+        exact[:] = False
+        n = np.ones(g.lo.shape)
+    else:
+        which = np.repeat(np.arange(len(cols), dtype=np.int64), np.diff(cols.starts))
+        if len(c):
+            zero = np.zeros(len(cols), dtype=bool)
+            np.logical_or.at(zero, which, c == 0)
+            exact &= ~zero
+        prefix = np.zeros(len(c) + 1)
+        np.cumsum(c, out=prefix[1:])
+        n = prefix[g.hi] - prefix[g.lo]
+    means = sums / n
+    for i in np.flatnonzero(~exact).tolist():
+        a, z = int(cols.starts[i]), int(cols.starts[i + 1])
+        vs, cs = cols.vs[a:z].tolist(), b.counts[a:z].tolist()
+        los, his = (g.lo[i] - a).tolist(), (g.hi[i] - a).tolist()
+        means[i] = [
+            weighted_mean(vs[lo:hi], cs[lo:hi]) if hi > lo else 0.0
+            for lo, hi in zip(los, his, strict=True)
+        ]
+    return means, present
+
+
 def _quiet(kernel: VectorKernel) -> VectorKernel:
     """IEEE answers without numpy's warnings: NaN and infinities are values here (and
     windows without an answer compute garbage that ``present`` masks)."""
@@ -405,6 +501,60 @@ KERNELS: dict[str, VectorKernel] = {
 
 BUCKET_KERNELS = frozenset({"rate", "increase", "delta"})
 """Those of :data:`KERNELS` that also combine rollup buckets (:class:`Buckets`)."""
+
+OVER_TIME_BUCKETS: dict[str, str | None] = {
+    "sum_over_time": "sums",
+    "avg_over_time": "sums",
+    "min_over_time": "mins",
+    "max_over_time": "maxs",
+    "count_over_time": "counts",
+    "present_over_time": "counts",
+    "last_over_time": None,
+}
+"""``*_over_time`` with a kernel over rollup buckets: the statistic it reads in place of the
+buckets' last values (None: the last values themselves), as the scalar kernels of
+:mod:`signalbox.query.rangefuncs` do."""
+
+_BUCKET_OVERRIDES: dict[str, VectorKernel] = {
+    name: _quiet(kernel)
+    for name, kernel in {
+        "avg_over_time": bucket_avg_over_time,
+        "count_over_time": bucket_count_over_time,
+        "present_over_time": bucket_present_over_time,
+    }.items()
+}
+_COUNTED = frozenset(_BUCKET_OVERRIDES)  # over buckets, these read the counts too
+
+
+def kernel_for(func: str, cols: RawColumns) -> VectorKernel:
+    """``func``'s kernel for these columns: over buckets, the bucket form where it has one
+    (sum/min/max/last_over_time are their raw kernels over the statistic read)."""
+    if cols.buckets is not None and func in _BUCKET_OVERRIDES:
+        return _BUCKET_OVERRIDES[func]
+    return KERNELS[func]
+
+
+def bucket_view(
+    func: str,
+    ts: Ints,
+    values: Floats,
+    starts: Ints,
+    first_ts: Ints,
+    stats: Mapping[str, Floats],
+) -> RawColumns:
+    """Buckets as ``func``'s kernel reads them: for ``rate``/``increase``/``delta`` their
+    last values with firsts, counts (and drops, not for ``delta``); for the
+    :data:`OVER_TIME_BUCKETS`, the statistic read in place of the values, with the counts
+    where the kernel needs them."""
+    if func in BUCKET_KERNELS:
+        drops = None if func == "delta" else stats["drops"]
+        return RawColumns(
+            ts, values, starts, Buckets(first_ts, stats["firsts"], stats["counts"], drops)
+        )
+    stat = OVER_TIME_BUCKETS[func]
+    vs = values if stat is None else stats[stat]
+    counts = stats["counts"] if func in _COUNTED else None
+    return RawColumns(ts, vs, starts, Buckets(first_ts, None, counts, None))
 
 
 def values_of(values: Floats, present: Bools) -> list[list[float | None]]:
@@ -492,7 +642,7 @@ def evaluate_columns(
     :meth:`~signalbox.metrics.sql.store.SQLMetricStore.raw_columns`, or its buckets, see
     ``bucket_columns``); ``width_ms``: the windows' width when not the range (buckets
     coarser than it)."""
-    kernel = KERNELS[func]
+    kernel = kernel_for(func, cols)
     width = range_ms if width_ms is None else width_ms
     batch = max(1, _CELLS // max(len(ends), 1))
     out: list[list[float | None]] = []
@@ -511,6 +661,10 @@ def _series_slice(cols: RawColumns, i: int, j: int) -> RawColumns:
     bk = cols.buckets
     buckets = None
     if bk is not None:
-        drops = None if bk.drops is None else bk.drops[a:b]
-        buckets = Buckets(bk.first_ts[a:b], bk.firsts[a:b], bk.counts[a:b], drops)
+        buckets = Buckets(
+            bk.first_ts[a:b],
+            None if bk.firsts is None else bk.firsts[a:b],
+            None if bk.counts is None else bk.counts[a:b],
+            None if bk.drops is None else bk.drops[a:b],
+        )
     return RawColumns(cols.ts[a:b], cols.vs[a:b], cols.starts[i : j + 1] - a, buckets)

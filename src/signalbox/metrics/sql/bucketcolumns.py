@@ -25,7 +25,7 @@ from signalbox.metrics.samples import SeriesKey
 from signalbox.metrics.sql import framereads, sealing
 from signalbox.metrics.sql import rawcolumns as sqlrawcolumns
 from signalbox.metrics.sql import rollup as sqlrollup
-from signalbox.metrics.sql.partitions import PartitionTables
+from signalbox.metrics.sql.partitions import IN_LIST_MAX, PartitionTables
 from signalbox.metrics.store import BucketSeriesColumns
 from signalbox.storage.database import Database
 
@@ -86,10 +86,12 @@ def read(
             if any((level.tier, s) in parts.inexact for s, _ in tables):
                 return None
             names = [t for _, t in tables]
-            cols = ", ".join(("last_ts, last, first_ts", *(column_of[c] for c in stats)))
+            cols = ", ".join(("series_id, last_ts, last, first_ts", *(column_of[c] for c in stats)))
             for t in names:
-                _rows(parts.rows_for(t, cols, list(ids), lo, hi), stats, pieces)
-            got = framereads.read(parts, names, ids, lo, hi, stats, sealing.unit_ms(level))
+                _rows(_read_rows(parts, t, cols, ids, lo, hi), stats, pieces)
+            got = framereads.read(
+                parts, names, ids, lo, hi, stats, sealing.unit_ms(level), arrays=True
+            )
             for sid, fcols in got.items():
                 _frame_series(sid, fcols, stats, pieces)
         if wm < end_ms:
@@ -97,8 +99,27 @@ def read(
     return _assemble(pieces, keys_of, level.tier)
 
 
+def _read_rows(
+    parts: PartitionTables, table: str, cols: str, ids: Sequence[int], lo: int, hi: int
+) -> list[tuple[Any, ...]]:
+    """The rows of ``ids`` with buckets ending in ``[lo, hi]``: ``cols`` only (not the
+    bucket's ``ts``, which ``last_ts`` makes redundant here: each column read is a Python
+    object per row, the bulk of a long query's time). Many series: the partition's range,
+    the others dropped after (:data:`~signalbox.metrics.sql.partitions.IN_LIST_MAX`)."""
+    if len(ids) <= IN_LIST_MAX:
+        marks = ",".join("?" * len(ids))
+        return parts.read(
+            f"SELECT {cols} FROM {table} WHERE series_id IN ({marks}) AND ts >= ? AND ts <= ?",
+            (*ids, lo, hi),
+        )
+    wanted = set(ids)
+    rows = parts.read(f"SELECT {cols} FROM {table} WHERE ts >= ? AND ts <= ?", (lo, hi))
+    return [r for r in rows if r[0] in wanted]
+
+
 def _rows(rows: list[tuple[Any, ...]], stats: tuple[str, ...], pieces: _Pieces) -> None:
-    """Rollup rows ``(series_id, ts, last_ts, last, first_ts, *stats)`` as arrays."""
+    """Rollup rows ``(series_id, last_ts, last, first_ts, *stats)`` as arrays, in any
+    order (``_assemble`` sorts)."""
     limits.charge(len(rows))
     if not rows:
         return
@@ -109,7 +130,7 @@ def _rows(rows: list[tuple[Any, ...]], stats: tuple[str, ...], pieces: _Pieces) 
     except TypeError:  # a NULL (SQLite's NaN): np.array makes it NaN
         a = np.array(rows, dtype=np.float64)
     cols = {}
-    for j, s in enumerate(stats, start=5):
+    for j, s in enumerate(stats, start=4):
         col = a[:, j]
         if s in INT_STATS:
             cols[s] = np.where(np.isnan(col), 0, col).astype(np.int64)
@@ -117,9 +138,9 @@ def _rows(rows: list[tuple[Any, ...]], stats: tuple[str, ...], pieces: _Pieces) 
             cols[s] = np.ascontiguousarray(col)
     pieces.add(
         a[:, 0].astype(np.int64),
-        a[:, 2].astype(np.int64),
-        np.ascontiguousarray(a[:, 3]),
-        a[:, 4].astype(np.int64),
+        a[:, 1].astype(np.int64),
+        np.ascontiguousarray(a[:, 2]),
+        a[:, 3].astype(np.int64),
         cols,
     )
 
@@ -127,19 +148,19 @@ def _rows(rows: list[tuple[Any, ...]], stats: tuple[str, ...], pieces: _Pieces) 
 def _frame_series(
     sid: int, fcols: dict[str, list[Any]], stats: tuple[str, ...], pieces: _Pieces
 ) -> None:
-    """One series' frame buckets (see :mod:`signalbox.metrics.sql.framereads`)."""
-    ts = np.array(fcols["timestamps"], dtype=np.int64)
-    cols = {}
-    for s in stats:
-        if s in INT_STATS:
-            cols[s] = np.array([0 if t is None else t for t in fcols[s]], dtype=np.int64)
-        else:
-            cols[s] = np.array(fcols[s], dtype=np.float64)
+    """One series' frame buckets, read as pieces of arrays (see
+    :mod:`signalbox.metrics.sql.framereads`; ``prev_ts`` 0 for none)."""
+
+    def joined(name: str, dtype: type[np.generic]) -> Any:
+        return np.concatenate(fcols[name]).astype(dtype, copy=False)
+
+    ts = joined("timestamps", np.int64)
+    cols = {s: joined(s, np.int64 if s in INT_STATS else np.float64) for s in stats}
     pieces.add(
         np.full(len(ts), sid, dtype=np.int64),
         ts,
-        np.array(fcols["values"], dtype=np.float64),
-        np.array(fcols["first_ts"], dtype=np.int64),
+        joined("values", np.float64),
+        joined("first_ts", np.int64),
         cols,
     )
 

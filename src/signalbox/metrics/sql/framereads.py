@@ -4,6 +4,10 @@ buckets of the wanted series, position by position, as per-series columns.
 Many series of a layout: whole rows are decoded and the wanted positions taken with numpy.
 A few: only their 8 bytes per statistic are read (``substr`` of the stored arrays), so one
 series over a week of 1-minute buckets reads ~100 KB, not the week's frames of its file.
+
+``arrays``: the columns as lists of numpy arrays (pieces to concatenate) instead of Python
+lists: the vector kernels' reads (:mod:`signalbox.metrics.sql.bucketcolumns`) take the
+decoded arrays as they are, not a float object per bucket and statistic and back.
 """
 
 from __future__ import annotations
@@ -39,11 +43,14 @@ def read(
     hi: int,
     stats: tuple[str, ...],
     unit: int = 0,
+    *,
+    arrays: bool = False,
 ) -> dict[int, Columns]:
     """Per series: ``timestamps``, ``values``, ``first_ts`` and ``stats`` (SeriesPoints
     names) of its frame buckets ending in ``[lo, hi]`` of the rollup partitions ``tables``,
     the sealed ones (units of ``unit`` ms, 0: none) included, not in time order (the caller
-    sorts)."""
+    sorts). ``arrays``: each column a list of numpy arrays to concatenate (``prev_ts`` with
+    0 for none), not of numbers."""
     where = parts.layouts.positions(ids)
     out: dict[int, Columns] = {}
     if not where:
@@ -54,11 +61,11 @@ def read(
         many = [lid for lid, ps in where.items() if len(ps) > _FEW]
         for lid, ps in few.items():
             # sealed units first: they are older than the frame buckets not sealed yet
-            _read_few_sealed(parts, table, lid, ps, lo, hi, unit, names, out)
-            _read_few(parts, fbuckets_table(table), lid, ps, lo, hi, names, out)
+            _read_few_sealed(parts, table, lid, ps, lo, hi, unit, names, out, arrays)
+            _read_few(parts, fbuckets_table(table), lid, ps, lo, hi, names, out, arrays)
         for i in range(0, len(many), 200):
             chunk = many[i : i + 200]
-            _read_many(parts, table, chunk, where, lo, hi, names, out, unit)
+            _read_many(parts, table, chunk, where, lo, hi, names, out, unit, arrays)
     return out
 
 
@@ -79,6 +86,7 @@ def _read_many(
     names: Sequence[str],
     out: dict[int, Columns],
     unit: int,
+    arrays: bool = False,
 ) -> None:
     """Whole rows of many positions of these layouts, decoded and cut with numpy; sealed
     units unsealed whole."""
@@ -103,14 +111,18 @@ def _read_many(
         pos = np.array([p for p, _ in ps], dtype=np.int64)
         limits.charge(len(fbs) * len(ps))
         # per name: one list per position, one item per bucket
-        per_name: dict[str, list[list[Any]]] = {}
+        per_name: dict[str, Any] = {}
         for n in names:
             field = _FIELD_OF.get(n, "")
             if field:
                 cols = np.stack([fb.field(field)[pos] for fb in fbs]).T
-                per_name[n] = cols.astype(np.int64).tolist() if field in _INTS else cols.tolist()
+                cols = cols.astype(np.int64) if field in _INTS else cols
+                per_name[n] = cols if arrays else cols.tolist()
             else:
-                per_name[n] = [[_scalar(fb, n) for fb in fbs]] * len(ps)
+                shared = [_scalar(fb, n) for fb in fbs]
+                if arrays:
+                    shared = _shared_array(n, shared)
+                per_name[n] = [shared] * len(ps)
         gone = [None if fb.absent is None else set(fb.absent.tolist()) for fb in fbs]
         for j, (p, sid) in enumerate(ps):
             keep = [b for b, g in enumerate(gone) if g is None or p not in g]
@@ -119,7 +131,19 @@ def _read_many(
             into = _columns(out, sid, names)
             for n in names:
                 got = per_name[n][j]
-                into[n].extend(got if len(keep) == len(fbs) else [got[b] for b in keep])
+                if arrays:
+                    into[n].append(got if len(keep) == len(fbs) else got[keep])
+                else:
+                    into[n].extend(got if len(keep) == len(fbs) else [got[b] for b in keep])
+
+
+def _shared_array(name: str, values: list[Any]) -> Any:
+    """A shared per-bucket number as an array: times (``prev_ts`` 0 for none) as int64."""
+    import numpy as np
+
+    if name in ("timestamps", "first_ts", "prev_ts"):
+        return np.array([0 if v is None else v for v in values], dtype=np.int64)
+    return np.array(values, dtype=np.float64)
 
 
 def _scalar(fb: FrameBucket, name: str) -> Any:
@@ -143,6 +167,7 @@ def _read_few(
     hi: int,
     names: Sequence[str],
     out: dict[int, Columns],
+    arrays: bool = False,
 ) -> None:
     """A few positions of one layout: 8 bytes per statistic each, cut out in SQL, and made
     columns with numpy (no Python work per bucket: 8 days of 1-minute buckets are 11,520)."""
@@ -186,6 +211,8 @@ def _read_few(
         "timestamps": lasts, "first_ts": firsts, "counts": counts,
         "prev_ts": [t or 0 for t in prevs], "sx": sxs, "sxx": sxxs,
     }  # fmt: skip
+    if arrays:
+        shared = {k: _shared_array(k, v) for k, v in shared.items()}
     gone = [(i, _absent(a)) for i, a in enumerate(absents) if a is not None]
     for j, (p, sid) in enumerate(ps):
         drop = [i for i, g in gone if p in g]
@@ -201,7 +228,12 @@ def _read_few(
         into = _columns(out, sid, names)
         for nm in names:
             f = _FIELD_OF.get(nm, "")
-            if not f:
+            if arrays:
+                piece: Any = shared[nm] if not f else per_field[f]
+                if f in _INTS:
+                    piece = piece.astype(np.int64)
+                into[nm].append(piece if keep is None or f else piece[keep])  # fields: kept
+            elif not f:
                 got = shared[nm]
                 into[nm].extend(got if keep is None else [got[i] for i in keep.tolist()])
             elif f in _INTS:
@@ -220,9 +252,11 @@ def _read_few_sealed(
     unit: int,
     names: Sequence[str],
     out: dict[int, Columns],
+    arrays: bool = False,
 ) -> None:
     """A few positions of one layout in sealed units: a header and one chunk row per unit
-    (an hour of 1-minute buckets), each position's buckets contiguous in its chunk."""
+    (an hour of 1-minute buckets), each position's buckets contiguous in its chunk: the
+    stored arrays themselves (``frombuffer``) where ``arrays``."""
     import numpy as np
 
     fields = sorted({f for n in names if (f := _FIELD_OF.get(n, ""))})
@@ -237,7 +271,10 @@ def _read_few_sealed(
             col = cols[_FIELD_OF.get(nm, "") or _SHARED_OF[nm]]
             if _FIELD_OF.get(nm, "") in _INTS:
                 col = col.astype(np.int64)
-            into[nm].extend(col.tolist())
+            if arrays:
+                into[nm].append(col)
+            else:
+                into[nm].extend(col.tolist())
 
 
 _SHARED_OF = {

@@ -7,7 +7,11 @@ first (:mod:`signalbox.instrument.logsources`). Files named on the command line 
 they are: an access log if its first line is one, else an application or worker log.
 
 Malformed lines are reported on stderr after the output (file:line and why, the first
-:data:`SHOWN_PER_FILE` of each file, then a count) and skipped: never fatal. Exit codes:
+:data:`SHOWN_PER_FILE` of each file, then a count) and skipped: never fatal. Which ones a
+filtered search reports is :mod:`signalbox.instrument.logfiles`'s rule: always a line not
+UTF-8, too long, cut by a broken gzip file, or without an access line's shape; a shaped line
+broken deeper (a bad time, a bad pair) only when it holds what the filter asks for. ``logs
+grep`` with no filter (or only ``--since``/``--until``) parses, so reports, every line. Exit codes:
 0 ok (finding nothing is not an error), 2 usage or configuration error (a bad filter, a
 file that cannot be read, no log file at all).
 """

@@ -8,22 +8,29 @@ PostgreSQL schema had one refuse it as "not a signalbox database": its ownership
 open read the catalog twice, before and after another process's first migration committed
 (:mod:`tests.storage.test_open_during_migration` pins that interleaving down). Timing decides
 who collides with whom, so PostgreSQL gets more than one round; each round costs the start
-of four processes (seconds on a loaded machine), so there are few.
+of four processes (seconds on a loaded machine), so there are few. The processes' own opens
+hit that moment rarely (before the fix: 1 round in 17 here), so on PostgreSQL the test also
+runs the check back to back on a connection of its own while they start, which hits it
+most of the time (before the fix: 2 runs of 3 failed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from signalbox.storage import open_database
+from signalbox.storage.ownership import check_postgresql
 from tests.cli.helpers import free_port
 from tests.cluster.processes import Processes
 from tests.serving import fetch, wait_for
+from tests.storage.helpers import Worker, started
 from tests.stores import pg_schema_url, sqlite_url
 
 ROUNDS = {"sqlite": 1, "postgresql": 2}
@@ -100,9 +107,16 @@ def test_every_kind_of_process_starts_together_on_an_empty_store(kind: str, tmp_
     for n in range(ROUNDS[kind]):
         root = tmp_path / f"round{n}"
         with _empty_store(kind, root) as url, Processes(_logs(root)) as procs:
-            bases = _start_all(url, root, procs)
-            for name, base in bases.items():
-                _started(procs, name, base)
+            stop = threading.Event()
+            checker = _checking(url, stop) if kind == "postgresql" else None
+            try:
+                bases = _start_all(url, root, procs)
+                for name, base in bases.items():
+                    _started(procs, name, base)
+            finally:
+                stop.set()
+            if checker is not None:
+                assert checker.outcome(30) > 0  # it looked before the schema was there
             for name in bases:
                 trouble = [ln for ln in procs.log(name).splitlines() if _TROUBLE.search(ln)]
                 assert not trouble, f"round {n}, {name}: {trouble[0]}\n{procs.log(name)}"
@@ -113,6 +127,29 @@ def test_every_kind_of_process_starts_together_on_an_empty_store(kind: str, tmp_
             if kind == "sqlite":
                 components |= _components(sqlite_url(root).replace("signalbox.db", "tasks.db"))
             assert {"metrics", "tasks", "monitors", "monitor_outbox", "auth"} <= components
+
+
+def _checking(url: str, stop: threading.Event) -> Worker:
+    """The ownership check every open runs, back to back on a connection of its own, from
+    before the processes start until the schema has signalbox's ``schema_version``; its
+    result is how many checks ran. Raises what a check raised (before the fix:
+    "not a signalbox database" when one straddled a process's first migration)."""
+    db = open_database(url)  # the schema is empty: nothing to judge yet
+
+    def check() -> int:
+        looks = 0
+        try:
+            deadline = time.monotonic() + START_S
+            while not stop.is_set() and time.monotonic() < deadline:
+                check_postgresql(db)
+                looks += 1
+                if looks % 20 == 0 and "schema_version" in db.table_names():
+                    return looks
+            raise AssertionError(f"no schema_version after {looks} checks")
+        finally:
+            db.close()
+
+    return started(check)
 
 
 def _components(url: str) -> set[str]:

@@ -700,30 +700,36 @@ def pg_schema(base: str) -> Iterator[str]:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def pg_versus(root: Path, base: str, runs: int, first_rounds: int) -> None:
+def pg_versus(
+    root: Path, base: str, runs: int, first_rounds: int, baseline: str | None = None
+) -> None:
     """SQLite vs PostgreSQL (``--pg URL``): first passes (a new store each, ``first_rounds``
-    rounds) and steady passes (``runs`` rounds, ``--no-compact`` and plain), both stores
-    in every round, the order swapped each round; wall and the process's CPU."""
-    firsts: dict[str, list[tuple[float, float]]] = {"sqlite": [], "postgresql": []}
+    rounds) and steady passes (``runs`` rounds, ``--no-compact`` and plain), every store
+    in every round, the order rotated each round; wall and the process's CPU. With
+    ``baseline`` (``--baseline-src``), that tree's code on PostgreSQL too, in the same
+    rounds."""
+    kinds = ["sqlite", "postgresql"] + (["pg-baseline"] if baseline else [])
+
+    def make(kind: str, d: Path, st: contextlib.ExitStack) -> Signalbox:
+        url = None if kind == "sqlite" else st.enter_context(pg_schema(base))
+        return Signalbox(d, store=url, src=baseline if kind == "pg-baseline" else None)
+
+    firsts: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
     for r in range(first_rounds):
-        order = ["sqlite", "postgresql"][:: 1 if r % 2 == 0 else -1]
-        for kind in order:
+        for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
             d = root / f"first-{kind}"
             with contextlib.ExitStack() as st:
-                url = st.enter_context(pg_schema(base)) if kind == "postgresql" else None
-                sb = Signalbox(d, store=url)
+                sb = make(kind, d, st)
                 firsts[kind].append((sb.first, sb.first_cpu_s))
             shutil.rmtree(d)
+    steady: dict[tuple[str, bool], list[tuple[float, float]]] = {}
     with contextlib.ExitStack() as st:
-        stores = {
-            "sqlite": Signalbox(root / "steady-sqlite"),
-            "postgresql": Signalbox(root / "steady-pg", store=st.enter_context(pg_schema(base))),
-        }
-        steady: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+        stores = {k: make(k, root / f"steady-{k}", st) for k in kinds}
         for r in range(runs):
-            order = list(stores.items())[:: 1 if r % 2 == 0 else -1]
+            order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]
             for compact in (False, True):
-                for kind, sb in order:
+                for kind in order:
+                    sb = stores[kind]
                     sb.prepare(2 * r + compact)
                     time.sleep(1.1)
                     os.sync()
@@ -738,14 +744,21 @@ def pg_versus(root: Path, base: str, runs: int, first_rounds: int) -> None:
         wall = statistics.median(p[0] / s[0] for s, p in zip(sq, pg, strict=True))
         cpu = statistics.median(p[1] / s[1] for s, p in zip(sq, pg, strict=True))
         print(
-            f"  {label:<28} wall ms sqlite {ms(sq, 0)} pg {ms(pg, 0)}  CPU ms sqlite {ms(sq, 1)} "
-            f"pg {ms(pg, 1)}  pg/sqlite {wall:.2f}x wall, {cpu:.2f}x CPU (median of "
-            f"{len(sq)} per-round ratios; pg walls {', '.join(f'{p[0] * 1000:.0f}' for p in pg)})"
+            f"  {label:<40} wall ms {ms(sq, 0)} vs {ms(pg, 0)}  CPU ms {ms(sq, 1)} vs "
+            f"{ms(pg, 1)}  ratio {wall:.2f}x wall, {cpu:.2f}x CPU (median of "
+            f"{len(sq)} per-round ratios; walls {', '.join(f'{p[0] * 1000:.0f}' for p in pg)})"
         )
 
-    line("first pass", firsts["sqlite"], firsts["postgresql"])
-    line("steady --no-compact", steady["sqlite", False], steady["postgresql", False])
-    line("steady (with compaction)", steady["sqlite", True], steady["postgresql", True])
+    for pg in kinds[1:]:
+        print(f" {pg} / sqlite:")
+        line("first pass", firsts["sqlite"], firsts[pg])
+        line("steady --no-compact", steady["sqlite", False], steady[pg, False])
+        line("steady (with compaction)", steady["sqlite", True], steady[pg, True])
+    if baseline:
+        print(" postgresql (ours) / pg-baseline:")
+        line("first pass", firsts["pg-baseline"], firsts["postgresql"])
+        line("steady --no-compact", steady["pg-baseline", False], steady["postgresql", False])
+        line("steady (with compaction)", steady["pg-baseline", True], steady["postgresql", True])
 
 
 def main() -> None:
@@ -798,8 +811,8 @@ def main() -> None:
         if a.day_only:
             run_day(root, a)
             return
-        if a.pg:
-            pg_versus(root, a.pg, a.runs, a.first_rounds)
+        if a.pg:  # before --baseline-src's first passes: with --pg it is PostgreSQL's baseline
+            pg_versus(root, a.pg, a.runs, a.first_rounds, a.baseline_src)
             return
         print(
             f"spool ingest: {FILES} files x {LINES} lines = {N:,} samples, {a.runs} rounds, "

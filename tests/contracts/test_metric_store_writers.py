@@ -503,7 +503,9 @@ def test_a_snapshot_missing_a_series_below_its_max_id_is_filled_in_by_key(
         )
     fresh = open_store()
     r = fresh.write([one("m", 20.0, w="y"), one("m", 40.0, w="new")], T0 + 1000)
-    assert r.new_series == 2  # new to this writer; only "new" was created
+    # new to this writer; only "new" was created (PostgreSQL's writers keep no snapshot: the
+    # lookup by name finds "y" stored, so only "new" is new to it)
+    assert r.new_series == (2 if fresh.db.dialect.name == "sqlite" else 1)
     assert fresh.db.query("SELECT count(*) FROM series") == [(4,)]
     assert values(open_store(), "m", T0 + 1000) == {(("w", "y"),): 20.0, (("w", "new"),): 40.0}
     if fresh.db.dialect.name != "sqlite":

@@ -152,7 +152,7 @@ def test_hostile_label_text_goes_in_by_copy_and_is_found_by_key(
         made = rows(a)
         monkeypatch.setattr(sqlseries, "_BY_NAME_MAX_KEYS", 0)  # not by name: by key
         again = b.write(hostile_samples(100.0), T0 + 1000, add_labels=HOST)
-        assert again.new_series == len(HOSTILE)  # new to b, which keeps no snapshot
+        assert again.new_series == 0  # every key found stored
         assert rows(b) == made  # found by key: nothing created twice
         got = {dict(labels)["v"]: v for (_, labels), v in fresh_latest(url).items()}
         assert got == {text: 100.0 + i for i, text in enumerate(HOSTILE)}
@@ -183,8 +183,10 @@ def test_a_key_another_writer_committed_after_the_lookup_takes_the_insert_instea
             return {} if len(looked) == 1 else real(self, keys)  # a's rows not seen yet
 
         monkeypatch.setattr(sqlseries.SeriesIndex, "_lookup_pg", stale_first_lookup)
+        monkeypatch.setattr(sqlseries, "_BY_NAME_MAX_KEYS", 0)  # by key, not by name
         mine = [Sample("m", (("k", str(i)),), 2.0) for i in range(25, 80)]
-        b.write(mine, T0 + 1000, add_labels=HOST)
+        got_b = b.write(mine, T0 + 1000, add_labels=HOST)
+        assert got_b.new_series == 55  # none was found stored when b looked
         assert len(looked) == 2  # the COPY was refused, the skipped keys read back
         after = rows(b)
         assert len(after) == 80 and len(set(after.values())) == 80
@@ -196,6 +198,25 @@ def test_a_key_another_writer_committed_after_the_lookup_takes_the_insert_instea
     finally:
         a.close()
         b.close()
+
+
+def test_a_label_holding_a_nul_is_refused_naming_the_series(url: str) -> None:
+    """The spool parsers refuse control characters; a direct write of one is refused by
+    PostgreSQL (SQLite stores it), whole, naming the series, on an empty table (COPY) and
+    a filled one (the lookup), and the store goes on."""
+    from signalbox.exceptions import StoreError
+
+    store = open_store(url)
+    try:
+        nul = [Sample("m", (("k", f"a\x00b{i}"),), 1.0) for i in range(60)]
+        with pytest.raises(StoreError, match=r"series \['m\{k=\"a\\x00b0\"'.*NUL"):
+            store.write(nul, T0)
+        store.write([Sample("ok", (), 1.0)], T0)
+        with pytest.raises(StoreError, match=r"NUL character.*'m\{k=\"a\\x00b0\"'"):
+            store.write(nul, T0 + 1000)
+        assert fresh_latest(url) == {("ok", ()): 1.0}
+    finally:
+        store.close()
 
 
 class Unbindable:

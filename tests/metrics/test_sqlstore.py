@@ -226,10 +226,12 @@ def test_a_first_pass_of_new_series_saves_the_id_map_snapshot_of_the_table(
     samples = [Sample(f"m{i % 997}", (("i", str(i)),), float(i)) for i in range(45_000)]
     got = store.write(samples + samples[:3], 1_000, add_labels=(("host", "h"),))
     assert got.new_series == 45_000
-    rows = store.db.query("SELECT data FROM series_ids_snapshot WHERE id = 1")
-    snap = msgspec.msgpack.decode(bytes(rows[0][0]), type=dict[str, int])
     table = dict(store.db.query("SELECT name || '{' || labels, id FROM series"))
-    assert snap == table and len(table) == 45_000
+    assert len(table) == 45_000
+    if store.db.dialect.name == "sqlite":  # PostgreSQL's writers look their keys up instead
+        rows = store.db.query("SELECT data FROM series_ids_snapshot WHERE id = 1")
+        snap = msgspec.msgpack.decode(bytes(rows[0][0]), type=dict[str, int])
+        assert snap == table
     store.close()
     again = SQLMetricStore(open_database(store_url))
     more = [Sample("m1", (("i", "new"),), 1.0), *samples[:10]]

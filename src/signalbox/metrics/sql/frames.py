@@ -176,6 +176,8 @@ class _PostgresRaw:
     ) -> None:
         """One statement: the values of every frame in one binary ``float8[]``, cut into
         frames in SQL by each one's offset and length."""
+        if not frames:
+            return
         from signalbox.storage import pgarrays
 
         last = dict(frames)  # ON CONFLICT cannot update one row twice in a statement
@@ -211,6 +213,8 @@ class _PostgresRaw:
     ) -> None:
         """One statement of three array parameters (``executemany`` sent a statement per
         row: ~60 ms for a pass's 600 self-metrics rows)."""
+        if not sids:
+            return
         from signalbox.storage import pgarrays
 
         last = dict(zip(zip(sids, stamps, strict=True), values, strict=True))

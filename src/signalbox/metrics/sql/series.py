@@ -11,11 +11,15 @@ inserts leave gaps for good). So both caches here are *subsets* of the table, to
   index by metric name, so a query for one metric loads only that metric's series; an id
   it does not know is read by id;
 - the write side maps ``name{labels`` (the text the write path builds without decoding
-  anything) -> id, loaded from a snapshot kept in the database; the keys it does not know
-  are inserted in batches (one statement per 20,000, see :meth:`SeriesIndex._create`) and
-  those another writer created meanwhile read by key. What a write transaction learns is
-  kept only once it commits (:meth:`SeriesIndex.commit`), so a rollback never leaves an id
-  in memory that the database does not have.
+  anything) -> id. On SQLite it is loaded from a snapshot kept in the database; the keys it
+  does not know are inserted in batches (one statement per 20,000, see
+  :meth:`SeriesIndex._create`) and those another writer created meanwhile read by key. On
+  PostgreSQL, where many hosts' writers share one table, no writer loads the whole map (a
+  snapshot of every host's series, rewritten by each): it starts empty, and the keys a
+  write does not know are looked up by key and the missing ones copied in
+  (:meth:`SeriesIndex._find_or_create_pg`). What a write transaction learns is kept only
+  once it commits (:meth:`SeriesIndex.commit`), so a rollback never leaves an id in memory
+  that the database does not have.
 
 A first pass of a million new series (``collect --once`` on a new spool) is the case this
 is shaped for (:meth:`SeriesIndex._create_all`): on SQLite the ids are given in order from
@@ -343,6 +347,7 @@ class SeriesIndex:
         """
         self._pending = None
         keys: list[str] | None = None
+        known: dict[str, int] | None = None
         if self._ids is None and len(names) <= _BY_NAME_MAX_KEYS:
             keys = series_keys(names, label_sets, add)
             known = self._ids_by_name(set(names))
@@ -366,10 +371,16 @@ class SeriesIndex:
         # of a batch that skipped any (deduplicating a million keys first costs ~0.3 s)
         missing = list(compress(keys, map(_is_none, sids))) if ids else keys
         if self.db.dialect.name != "sqlite":
-            learned = self._find_or_create_pg(missing, now_ms)
+            # new series: those neither this writer nor its lookups found stored (whoever
+            # creates them, this write or another writer meanwhile)
+            if known:  # read by name just now: only the rest are looked up by key
+                missing = [k for k in missing if k not in known]
+            learned, new = self._find_or_create_pg(missing, now_ms)
+            if known:
+                learned = {**known, **learned}
             pending.ids = learned
             sids = [learned[k] if sid is None else sid for k, sid in zip(keys, sids, strict=True)]
-            return cast("list[int]", sids), len(learned)
+            return cast("list[int]", sids), new
         learned, runs = self._create(missing, now_ms)
         for run_keys, first in runs:
             learned.update(zip(run_keys, range(first, first + len(run_keys)), strict=True))
@@ -502,9 +513,10 @@ class SeriesIndex:
                 out.update(self._read_back(chunk))
         return out, runs
 
-    def _find_or_create_pg(self, keys: list[str], now_ms: int) -> dict[str, int]:
+    def _find_or_create_pg(self, keys: list[str], now_ms: int) -> tuple[dict[str, int], int]:
         """PostgreSQL: the ids of ``keys`` (``name{labels``, any order, repeats allowed),
-        found by key or created.
+        found by key or created; and how many were not found (created by this write, or by
+        another meanwhile).
 
         No writer reads the whole table or a snapshot of it: the keys a write does not
         know are looked up, a statement per :data:`_PG_CHUNK`, by the unique key (not at
@@ -515,18 +527,18 @@ class SeriesIndex:
         committed one of the keys meanwhile, its savepoint takes the copy back and the
         keys go in through an ``INSERT`` that skips those, whose ids are read back."""
         if not keys:
-            return {}
+            return {}, 0
         distinct = list(dict.fromkeys(keys))
         empty = not self.db.query("SELECT 1 FROM series LIMIT 1")
         out = {} if empty else self._lookup_pg(distinct)
         new = [k for k in distinct if k not in out] if out else distinct
         if not new:
-            return out
+            return out, 0
         ids = self._draw_ids(len(new))
         order = sorted(range(len(new)), key=new.__getitem__)
         if self._copy_series(new, ids, order, now_ms):
             out.update(zip(new, ids, strict=True))
-            return out
+            return out, len(new)
         from signalbox.storage import pgarrays
 
         raced: list[str] = []
@@ -552,7 +564,7 @@ class SeriesIndex:
             if lost:  # cannot happen short of a broken database: say which, never guess
                 raise StoreError(f"{self.db.url}: series {lost[:5]} were inserted but not found")
             out.update(got)
-        return out
+        return out, len(new)
 
     def _copy_series(
         self, keys: list[str], ids: Sequence[int], order: list[int], now_ms: int
@@ -574,6 +586,9 @@ class SeriesIndex:
                     write((ids[j], name, labels, now_ms))
         except psycopg.errors.UniqueViolation:
             return False
+        except psycopg.DataError as e:  # a NUL (the parsers refuse it; a direct write may not)
+            bad = [keys[j] for j in order if "\x00" in keys[j]][:3]
+            raise StoreError(f"{db.path}: series {bad or ''} cannot be stored: {e}") from e
         except psycopg.Error as e:  # a full disk, a dropped connection...: named as such
             named = translate(e, "postgresql", db.path)
             if named is not None:
@@ -599,7 +614,11 @@ class SeriesIndex:
 
         for i in range(0, len(keys), _PG_CHUNK):
             chunk = keys[i : i + _PG_CHUNK]
-            rows = self.db.query(_LOOKUP_POSTGRES, (pgarrays.text_array(chunk),))
+            try:
+                text = pgarrays.text_array(chunk)
+            except ValueError as e:  # a NUL, which no text on the server may hold
+                raise StoreError(f"{self.db.path}: a series cannot be looked up: {e}") from e
+            rows = self.db.query(_LOOKUP_POSTGRES, (text,))
             out.update((chunk[o - 1], sid) for o, sid in rows)
         return out
 

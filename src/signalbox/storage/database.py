@@ -333,8 +333,11 @@ class Database:
         :meth:`migrate` holds it exclusively; a reader that must not see half of the
         schema's first migrations (the ownership guard at open, whose two catalog reads
         could straddle another process's commit) holds it ``shared``, so readers do not
-        wait for each other. On PostgreSQL a lock waiter sees the holder's commit.
+        wait for each other. On PostgreSQL a lock waiter sees the holder's commit. On
+        SQLite it does nothing: its one writer at a time already serialises migrations.
         """
+        if self.dialect.name != "postgresql":
+            return
         fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         self.execute(f"SELECT {fn}(?, hashtext(current_schema()))", (_MIGRATE_LOCK,))
 

@@ -163,7 +163,8 @@ def test_the_finder_finds_every_line_the_query_matches(
     if q.matches(parse_line(line)) and finder is not None:
         raw = line.encode()
         assert finder.hit(raw), line
-        assert [n for n, _ in finder.lines(b"x\n" + raw + b"\nx\n", 10)] == [12]
+        found, count = finder.lines(b"x\n" + raw + b"\nx\n", 10)
+        assert [n for n, _ in found] == [12] and count == 3
 
 
 def test_non_utf8_and_crlf_lines_in_a_filtered_search(tmp_path: Path) -> None:

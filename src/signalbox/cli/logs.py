@@ -33,7 +33,7 @@ from signalbox.exceptions import UsageError
 
 if TYPE_CHECKING:
     from signalbox.instrument.logfiles import Malformed
-    from signalbox.instrument.logsources import LogFiles
+    from signalbox.instrument.logset import LogFiles
 
 SHOWN_PER_FILE = 10
 """Malformed lines reported one by one per file; the rest are counted."""
@@ -54,6 +54,8 @@ class _Report:
             self.shown.append(bad)
 
     def say(self) -> None:
+        if not self.counts:
+            return
         from signalbox.instrument.logline import printable
 
         for bad in self.shown:
@@ -80,7 +82,6 @@ def _reporting() -> Iterator[_Report]:
 def _files(ctx: Context, given: tuple[Path, ...]) -> LogFiles:
     """The files to read: those given, else the config's (refused when there is none)."""
     from signalbox.instrument.logfiles import classify
-    from signalbox.instrument.logsources import log_files
 
     if given:
         for p in given:
@@ -90,6 +91,8 @@ def _files(ctx: Context, given: tuple[Path, ...]) -> LogFiles:
             return classify(given)
         except OSError as e:
             raise UsageError(f"{e.filename}: cannot read ({e.strerror})") from None
+    from signalbox.instrument.logsources import log_files
+
     files = log_files(ctx.settings)
     for missing in files.missing:
         click.echo(f"signalbox logs: {missing}: no such file yet", err=True)
@@ -100,6 +103,16 @@ def _files(ctx: Context, given: tuple[Path, ...]) -> LogFiles:
             "name files on the command line"
         )
     return files
+
+
+def _shown(text: str) -> str:
+    """``text`` safe for a terminal: as it is when printable ASCII (a line the middleware
+    wrote, mostly: the escaping is not even imported), else through ``printable``."""
+    if text.isascii() and text.isprintable():
+        return text
+    from signalbox.instrument.logline import printable
+
+    return printable(text)
 
 
 def _now() -> datetime:
@@ -196,7 +209,6 @@ def grep_cmd(
     FILE: access logs to read (default: [instrument] access_log, rotated ones too).
     """
     from signalbox.instrument.logfiles import search
-    from signalbox.instrument.logline import printable
     from signalbox.instrument.search import RequestQuery
 
     query = RequestQuery.build(
@@ -234,7 +246,7 @@ def grep_cmd(
                 doc = {"file": str(found.file), "line": found.line, **found.record.to_dict()}
                 out.write(json.dumps(doc, ensure_ascii=False) + "\n")
             else:
-                out.write(printable(found.text) + "\n")
+                out.write(_shown(found.text) + "\n")
 
 
 @logs_group.command("fp")

@@ -4,10 +4,10 @@ Searching a log line by line in Python costs microseconds a line before any test
 a block of a megabyte is searched by one ``bytes.find`` or one compiled bytes regex in C, and
 only the lines found are decoded and parsed (:mod:`signalbox.instrument.logfiles`).
 
-:func:`read_blocks` yields ``(lines before, lines in it, offset after it, block)``: each block is whole lines, every one
-ending with ``\\n`` (a last line without one is given one), so a line's number is the lines
-before its block plus the line breaks before it in the block. A gzip file (by its magic
-bytes, whatever its name) is decompressed with :mod:`zlib` a block at a time, members one
+:func:`read_blocks` yields ``(offset after it, block)``: each block is whole lines, every
+one ending with ``\\n`` (a last line without one is given one), so a line's number is the
+lines before its block (:class:`LineCount`) plus the line breaks before it in the block.
+A gzip file (by its magic bytes, whatever its name) is decompressed with :mod:`zlib` a block at a time, members one
 after the other as ``gzip -d`` reads them.
 
 Reported through ``on_bad`` and never fatal, with the file and line: a file that cannot be
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["MAX_LINE_BYTES", "Malformed", "OnBad", "read_blocks", "tail_before"]
+__all__ = ["MAX_LINE_BYTES", "LineCount", "Malformed", "OnBad", "read_blocks", "tail_before"]
 
 MAX_LINE_BYTES = 1 << 20
 """A longer line is reported and skipped (the middleware's lines are far shorter). Blocks
@@ -127,12 +127,24 @@ def tail_before(path: Path, offset: int, size: int = 32) -> bytes | None:
     return None
 
 
+class LineCount:
+    """The lines of one file read so far. :func:`read_blocks` does not count a block's lines:
+    its reader does (finding them, it counts them anyway) and adds them here before asking
+    for the next block, so each byte is counted once."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+
 def read_blocks(
-    path: Path, on_bad: OnBad, start: int = 0, lines: int = 0
-) -> Iterator[tuple[int, int, int, bytes]]:
-    """``(lines before the block, lines in it, offset just after it, block of whole lines)``
-    over ``path``, from byte ``start`` of its (decompressed) text, which ``lines`` lines precede.
-    Offsets count the file's own bytes, whatever a block holds in place of a long line."""
+    path: Path, on_bad: OnBad, counted: LineCount, start: int = 0
+) -> Iterator[tuple[int, bytes]]:
+    """``(offset just after the block, block of whole lines)`` over ``path``, from byte
+    ``start`` of its (decompressed) text; the reader adds each block's lines to ``counted``
+    (:class:`LineCount`). Offsets count the file's own bytes, whatever a block holds in place
+    of a long line."""
     name = str(path)
     size = MAX_LINE_BYTES
     try:
@@ -141,7 +153,6 @@ def read_blocks(
         on_bad(Malformed(name, 0, f"cannot read the file ({e.strerror or e})"))
         return
     with f:
-        n = lines  # lines in the blocks yielded
         base = start  # the offset of the piece's first byte
         try:
             head = f.read(2)
@@ -166,26 +177,26 @@ def read_blocks(
                 if cut < 0:
                     carry += piece
                     if len(carry) > size:
-                        on_bad(Malformed(name, n + 1, f"longer than {size} bytes"))
+                        on_bad(Malformed(name, counted.n + 1, f"longer than {size} bytes"))
                         carry, skipping = b"", True
                     continue
                 first = piece.find(b"\n")
                 if len(carry) + first > size:  # the only line of the block that can be
-                    on_bad(Malformed(name, n + 1, f"longer than {size} bytes"))
+                    on_bad(Malformed(name, counted.n + 1, f"longer than {size} bytes"))
                     block = piece[first : cut + 1]
+                elif carry:
+                    block = b"".join((carry, memoryview(piece)[: cut + 1]))  # one copy
                 else:
-                    block = carry + piece[: cut + 1] if carry else piece[: cut + 1]
+                    block = piece if cut + 1 == len(piece) else piece[: cut + 1]
                 carry = piece[cut + 1 :]
-                count = block.count(b"\n")
-                yield n, count, at + cut + 1, block
-                n += count
+                yield at + cut + 1, block
         except _Broken as e:
             why = f"the file ends or breaks here ({e}); the rest is skipped"
-            on_bad(Malformed(name, n + 1, why))
+            on_bad(Malformed(name, counted.n + 1, why))
             return
         except OSError as e:
             why = f"the file ends or breaks here ({e.strerror or e}); the rest is skipped"
-            on_bad(Malformed(name, n + 1, why))
+            on_bad(Malformed(name, counted.n + 1, why))
             return
         if carry and not skipping:
-            yield n, 1, base, carry + b"\n"
+            yield base, carry + b"\n"

@@ -33,21 +33,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from signalbox.exceptions import ParseError, UsageError
 from signalbox.instrument.accesslog import AccessRecord, parse_line
 from signalbox.instrument.logblocks import (
     MAX_LINE_BYTES,
+    LineCount,
     Malformed,
     OnBad,
     read_blocks,
     tail_before,
 )
+from signalbox.instrument.logset import LogFiles
 from signalbox.instrument.search import LineFinder, RequestQuery, record_key
-
-if TYPE_CHECKING:
-    from signalbox.instrument.logsources import LogFiles
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -83,12 +81,18 @@ def _decodes(block: bytes) -> bool:
     return True
 
 
-def _lines(name: str, before: int, block: bytes, on_bad: OnBad) -> Iterator[tuple[int, str]]:
-    """Every non-blank line of ``block`` (those not UTF-8 reported)."""
-    for n, raw in enumerate(block.split(b"\n")[:-1], before + 1):
+def _lines(name: str, block: bytes, counted: LineCount, on_bad: OnBad) -> list[tuple[int, str]]:
+    """Every non-blank line of ``block`` (those not UTF-8 reported); its lines are added to
+    ``counted``."""
+    parts = block.split(b"\n")
+    parts.pop()  # after the last line break
+    got = []
+    for n, raw in enumerate(parts, counted.n + 1):
         text = _text(raw, name, n, on_bad)
         if text is not None:
-            yield n, text
+            got.append((n, text))
+    counted.n += len(parts)
+    return got
 
 
 def read_lines(path: Path, on_bad: OnBad = _ignore) -> Iterator[tuple[int, str]]:
@@ -97,8 +101,9 @@ def read_lines(path: Path, on_bad: OnBad = _ignore) -> Iterator[tuple[int, str]]
     A file that cannot be opened is reported as line 0 and read as empty.
     """
     name = str(path)
-    for before, _, _, block in read_blocks(path, on_bad):
-        yield from _lines(name, before, block, on_bad)
+    counted = LineCount()
+    for _, block in read_blocks(path, on_bad, counted):
+        yield from _lines(name, block, counted, on_bad)
 
 
 def _text(raw: bytes, name: str, n: int, on_bad: OnBad) -> str | None:
@@ -126,27 +131,38 @@ def _found_lines(
     the filter). A block whose lines all have the shape (:func:`_all_shaped`) is searched
     whole; any other is read a line at a time."""
     name = str(path)
-    for before, count, end, block in read_blocks(path, on_bad, start, lines):
+    counted = LineCount(lines)
+    for end, block in read_blocks(path, on_bad, counted, start):
         got: list[tuple[int, str, bool]] = []
+        before = counted.n
         if finder is None:
-            got = [(n, text, False) for n, text in _lines(name, before, block, on_bad)]
-        elif _decodes(block) and _all_shaped(block, count):
-            for n, raw in finder.lines(block, before):
-                text = raw.decode("utf-8")
-                if text.endswith("\r"):
-                    text = text[:-1]
-                if text.strip():
-                    got.append((n, text, False))
-        else:
-            for n, raw in enumerate(block.split(b"\n")[:-1], before + 1):
-                read = _text(raw, name, n, on_bad)
-                if read is None:
-                    continue
-                if finder.hit(raw):
-                    got.append((n, read, False))
-                elif _STATUS_ANYWHERE.search(raw) is None:
-                    got.append((n, read, True))
-        yield before + count, end, got, block
+            got = [(n, text, False) for n, text in _lines(name, block, counted, on_bad)]
+            yield counted.n, end, got, block
+            continue
+        if _decodes(block):
+            found, count = finder.lines(block, before)
+            if _all_shaped(block, count):
+                for n, raw in found:
+                    text = raw.decode("utf-8")
+                    if text.endswith("\r"):
+                        text = text[:-1]
+                    if text.strip():
+                        got.append((n, text, False))
+                counted.n += count
+                yield counted.n, end, got, block
+                continue
+        parts = block.split(b"\n")
+        parts.pop()
+        for n, raw in enumerate(parts, before + 1):
+            read = _text(raw, name, n, on_bad)
+            if read is None:
+                continue
+            if finder.hit(raw):
+                got.append((n, read, False))
+            elif _STATUS_ANYWHERE.search(raw) is None:
+                got.append((n, read, True))
+        counted.n += len(parts)
+        yield counted.n, end, got, block
 
 
 _STATUS_ANYWHERE = re.compile(rb'(?:" |"status": *)[1-5][0-9]{2}\b')
@@ -446,14 +462,15 @@ def _entries(
             return taking, False
         return taking, True  # a traceback's line: with the entry before it
 
-    for before, _, _, block in read_blocks(path, on_bad):
+    counted = LineCount()
+    for _, block in read_blocks(path, on_bad, counted):
         if not _decodes(block):
-            for n, text in _lines(name, before, block, on_bad):
+            for n, text in _lines(name, block, counted, on_bad):
                 take, continued = step(text)
                 if take:
                     yield n, text, last, continued
             continue
-        pos, counted, n = 0, 0, before
+        pos, at, n = 0, 0, counted.n  # n: the lines before offset ``at``
         size = len(block)
         while pos < size:
             if taking:
@@ -464,8 +481,8 @@ def _entries(
                     break
                 start = block.rfind(b"\n", pos, i) + 1 or pos
             end = block.find(b"\n", start)
-            n += block.count(b"\n", counted, start) + 1
-            counted = pos = end + 1
+            n += block.count(b"\n", at, start) + 1
+            at = pos = end + 1
             text = block[start:end].decode("utf-8")
             if text.endswith("\r"):
                 text = text[:-1]
@@ -474,6 +491,7 @@ def _entries(
             take, continued = step(text)
             if take:
                 yield n, text, last, continued
+        counted.n = n + block.count(b"\n", at)
 
 
 def _starts_entry(text: str) -> bool:
@@ -485,8 +503,6 @@ def _starts_entry(text: str) -> bool:
 def classify(paths: Iterable[Path]) -> LogFiles:
     """Files named on a command line, sorted into access logs (their first readable line
     is an access-log line) and others (an unreadable one among them: reading it says why)."""
-    from signalbox.instrument.logsources import LogFiles
-
     access: list[Path] = []
     other: list[Path] = []
     for path in paths:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from signalbox.instrument.logset import LogFiles
 from signalbox.section import Source, table
 
 if TYPE_CHECKING:
@@ -86,16 +87,6 @@ def with_rotated(path: Path) -> list[Path]:
     if path.is_file():
         out.append(path)
     return out
-
-
-@dataclass(frozen=True)
-class LogFiles:
-    """The files to read, oldest first within each log: access-log files (parsed as
-    records) and other logs (application, worker: matched by request id)."""
-
-    access: tuple[Path, ...]
-    other: tuple[Path, ...]
-    missing: tuple[str, ...]  # configured logs with no file yet (said, not fatal)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -96,11 +95,13 @@ class LineFinder:
             return self.literal in line
         return self.pattern is not None and self.pattern.search(line) is not None
 
-    def lines(self, block: bytes, before: int) -> Iterator[tuple[int, bytes]]:
+    def lines(self, block: bytes, before: int) -> tuple[list[tuple[int, bytes]], int]:
         """``(number, bytes)`` of each line of ``block`` (whole lines, each ending with a
-        line break, which ``before`` lines precede) that holds it, in order."""
+        line break, which ``before`` lines precede) that holds it, in order; and how many
+        lines the block has (counted on the way: each byte once)."""
         find = block.find
         count = block.count
+        found: list[tuple[int, bytes]] = []
         counted, n = 0, before  # lines before offset ``counted``
         pos = 0
         while True:
@@ -111,12 +112,12 @@ class LineFinder:
                 m = self.pattern.search(block, pos)
                 i = -1 if m is None else m.start()
             if i < 0:
-                return
+                return found, n - before + count(b"\n", counted)
             start = block.rfind(b"\n", pos, i) + 1 or pos
             end = find(b"\n", i)
             n += count(b"\n", counted, start) + 1
             counted = end + 1
-            yield n, block[start:end]
+            found.append((n, block[start:end]))
             pos = end + 1
 
 

@@ -384,6 +384,7 @@ def combined_line(
 ) -> str:
     """A combined line from its fields (what :func:`format_combined` writes, for a hot path
     that has no :class:`AccessRecord` to build); ``epoch_us``: the arrival time."""
+    request_id = quoted_value(request_id)
     if not notes:
         return combined_with_pairs(
             epoch_us, host, client, method, path, query, protocol, status, nbytes, referer,
@@ -444,7 +445,10 @@ def combined_with_pairs(
     """:func:`combined_line` with the notes already written: ``user`` the ``user_id`` note
     (``""``: none; written as the ``%u`` field), ``pairs`` every other note as written, each
     `` key="value"`` (a key :func:`check_note_key` accepts, a value through
-    :func:`quoted_value`). The middleware writes its notes as it converts them, in one pass."""
+    :func:`quoted_value`). The middleware writes its notes as it converts them, in one pass.
+    ``request_id`` is written as it is: escape it first (:func:`quoted_value`) unless it is
+    known to be a sane token, as the middleware's are (made here, or matching ``REQUEST_ID``
+    of :mod:`~signalbox.instrument.context`, whose characters need no escape)."""
     sec = epoch_us // 1_000_000
     second = _second[0]
     if second[0] != sec:
@@ -468,14 +472,12 @@ def combined_with_pairs(
     ref = (quotes.get(referer) or _quo(referer)) if referer else "-"
     ro = (quotes.get(route) or _quo(route)) if route else ""
     u = (tokens.get(user) or _tok(user)) if user else "-"
-    # isalnum: one pass in C, true for our own hex ids (no regex); nothing alphanumeric is escaped
-    rid = request_id if request_id.isalnum() else quoted_value(request_id)
     # str() and slicing, not format specs (03d, 06d): the same digits at a third of the cost
     return (
         f'{h} {c} - {u} [{bracket}] "{m} {target} {p}" '
         f"{_STATUS.get(status) or f'{status:03d}'} {nbytes if nbytes else '-'} "
         f'"{ref}" "{ua}" ts={ts_sec}{str(1_000_000 + epoch_us % 1_000_000)[1:]} '
-        f'request_id="{rid}" route="{ro}" duration_us={duration_us}{pairs}'
+        f'request_id="{request_id}" route="{ro}" duration_us={duration_us}{pairs}'
     )
 
 

@@ -47,7 +47,16 @@ def _fields(
 ) -> tuple[str, str, str, str, str, str, str, str]:
     """A finished request's line fields from its scope (read when its line is made)."""
     scope, root, referer, user_agent = source
-    raw = scope.get("raw_path")
+    try:  # what servers send (subscripts: a third of a .get's cost)
+        raw, query, version, client = (
+            scope["raw_path"],
+            scope["query_string"],
+            scope["http_version"],
+            scope["client"],
+        )
+    except KeyError:  # optional in the ASGI spec
+        raw, query = scope.get("raw_path"), scope.get("query_string")
+        version, client = scope.get("http_version", "1.1"), scope.get("client")
     r = scope.get("route")
     route = ""
     if r is not None:
@@ -55,9 +64,6 @@ def _fields(
         prefix = scope.get("root_path", "")[len(root) :]
         if prefix:
             route = prefix + route
-    client = scope.get("client")
-    query = scope.get("query_string")
-    version = scope.get("http_version", "1.1")
     return (
         scope["method"],
         raw.decode("latin-1") if raw else scope["path"],

@@ -52,6 +52,7 @@ class _Default:
 DEFAULT: Any = _Default()
 """An argument left to ``[instrument]`` of ``signalbox.toml``."""
 _KEY_CACHE_MAX = 1024
+_WRITTEN_MAX = 1024
 _NO_PARENT = "0" * 16
 _NO_NOTES: Mapping[str, str] = MappingProxyType({})
 
@@ -218,6 +219,7 @@ class Instrument:
         _cores.add(self)
         self._keys: dict[str, str] = {}  # note key as given -> as logged
         self._fps: dict[str, str] = {}  # recent API keys -> fingerprints
+        self._written: dict[tuple[str, str], str] = {}  # (note, text) -> its pair as written
         self._failed = False
 
     # -- start ----------------------------------------------------------------------------
@@ -303,7 +305,7 @@ class Instrument:
         if self.log_file is None:
             return None
         noted = ctx.notes or ctx.trace is not None or ctx.flags is not None
-        if self._combined:
+        if self._combined:  # the id: begin() made it or took a sane one, nothing to escape
             user, pairs = self._pairs(ctx) if noted else ("", "")
             return combined_with_pairs(
                 int(start * 1_000_000), self.host, client, method, path, query, protocol,
@@ -412,7 +414,13 @@ class Instrument:
         safe = quoted_safe
         user = ""
         parts: list[str] = []
+        written = self._written
         for k, v in notes.items():
+            if type(v) is str:
+                part = written.get((k, v))
+                if part is not None:
+                    parts.append(part)
+                    continue
             key = keys.get(k)
             if key is None:
                 key = note_key(k) if isinstance(k, str) else note_key(str(k))
@@ -429,10 +437,12 @@ class Instrument:
                 text = text[: limit - 3] + "..."
             if key == "user_id" and text:
                 user = text  # the %u field: a token, escaped as one
-            elif t is int or safe(text):  # an int's digits need no escape
-                parts.append(f' {key}="{text}"')
             else:
-                parts.append(f' {key}="{quoted_value(text)}"')
+                # an int's digits need no escape
+                part = f' {key}="{text if t is int or safe(text) else quoted_value(text)}"'
+                parts.append(part)
+                if t is str and key not in secret and len(written) < _WRITTEN_MAX:
+                    written[k, v] = part  # api_method="photos.search" comes back often
         flags = ctx.flags
         if flags is not None and flags.seen and "flags" not in notes:
             parts.append(f' flags="{quoted_value(flagnotes.text(flags))}"')

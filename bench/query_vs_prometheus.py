@@ -685,10 +685,12 @@ def main() -> int:
         refused = check_answers(sb_port, prom.port, qs, om if major < 3 else None)
         timed = [q for q in qs if q not in refused]
         t = time.perf_counter()
+        load_before = os.getloadavg()[0]
         times = run_rounds({"signalbox": sb_port, "prometheus": prom.port}, timed, a.rounds)
         print(
             f"timings: {len(timed)} queries x 2 sides x {a.rounds} rounds "
-            f"in {time.perf_counter() - t:.0f} s"
+            f"in {time.perf_counter() - t:.0f} s (1-min load {load_before:.1f} before, "
+            f"{os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs)"
         )
         report(qs, refused, times)
         if serve.proc.poll() is not None:

@@ -8,6 +8,7 @@ counter resets, series starting and ending inside the queried range, windows of 
 from __future__ import annotations
 
 import math
+import random
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -227,6 +228,54 @@ def test_exact_sums_take_the_integer_path_only_when_they_fit() -> None:
     got = values_of(*vectorkernels.sum_over_time(cols, g))
     assert got == [[kahan_sum(vs)] for _, vs in series]
     assert got[3] == [math.inf]  # the overflow stays infinite, as Prometheus'
+
+
+def test_sums_of_fractions_take_two_limbs_and_are_fsums() -> None:
+    """A gauge of arbitrary fractions (53-bit significands, a few powers of two apart) is
+    past one int64 once scaled, not past two limbs: its window sums are still exact."""
+    rng = random.Random(3)
+    vs = [rng.uniform(10, 100) for _ in range(500)] + [-rng.uniform(0.5, 1) for _ in range(20)]
+    cols = RawColumns.of([(list(range(1, len(vs) + 1)), vs)])
+    assert vectorkernels._exact_scales(cols)[1].tolist() == [False]
+    ends = list(range(7, len(vs) + 40, 13))
+    g = grid(cols, ends, 60, 60)
+    _, exact = vectorkernels._window_sums(cols, g)
+    assert exact.tolist() == [True]
+    for func in ("sum_over_time", "avg_over_time"):
+        got = values_of(*VECTOR[func](cols, g))
+        assert _bits(got) == _bits(_scalar(func, [(list(range(1, len(vs) + 1)), vs)], ends, 60))
+
+
+_FRACTION = st.one_of(
+    st.floats(-1000, 1000, allow_nan=False),
+    st.floats(0.25, 4).map(lambda v: v * 2.0**300),
+    st.floats(0.25, 4).map(lambda v: v * 2.0**-990),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    series=st.lists(
+        st.lists(_FRACTION, min_size=1, max_size=40).map(
+            lambda vs: (list(range(1_000, 1_000 * (len(vs) + 1), 1_000)), vs)
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    width=st.sampled_from([1_000, 5_000, 30_000]),
+    step=st.sampled_from([1_000, 3_000, 7_000]),
+)
+def test_sums_of_any_finite_values_are_the_scalar_sums(
+    series: list[tuple[list[int], list[float]]], width: int, step: int
+) -> None:
+    """Finite values of every scale (fractions, huge, near the subnormals): one limb, two,
+    or the scalar sums, always ``math.fsum``'s answer."""
+    ends = list(range(step, 45_000, step))
+    cols = RawColumns.of(series)
+    g = grid(cols, ends, width, width)
+    for func in ("sum_over_time", "avg_over_time"):
+        got = values_of(*VECTOR[func](cols, g))
+        assert _bits(got) == _bits(_scalar(func, series, ends, width)), func
 
 
 # --- through the engine and a store ---------------------------------------------------------

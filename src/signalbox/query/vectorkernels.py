@@ -305,7 +305,8 @@ def _exact_scales(cols: RawColumns) -> tuple[Ints, Bools]:
 
 def _window_sums(cols: RawColumns, g: Grid) -> tuple[Floats, Bools]:
     """Exactly rounded sums of every window (``math.fsum``'s answers) where a series' values
-    allow integer sums (see :func:`_exact_scales`); ``exact`` marks the series that did."""
+    allow integer sums (see :func:`_exact_scales`, and :func:`_wide_sums` for values too
+    far apart for one int64); ``exact`` marks the series that did."""
     qmin, exact = _exact_scales(cols)
     which = np.repeat(np.arange(len(cols), dtype=np.int64), np.diff(cols.starts))
     keep = exact[which]
@@ -314,7 +315,48 @@ def _window_sums(cols: RawColumns, g: Grid) -> tuple[Floats, Bools]:
     np.cumsum(scaled.astype(np.int64), out=prefix[1:])  # wraps past 2**63: differences do not
     total = prefix[g.hi] - prefix[g.lo]
     sums = np.ldexp(total.astype(np.float64), qmin[:, None])  # one rounding: int64 -> float
+    _wide_sums(cols, g, qmin, exact, which, sums)
     return sums, exact
+
+
+_LIMB = 31  # bits of the low limb of a scaled value: sums of 2**22 of them stay exact floats
+
+
+def _wide_sums(
+    cols: RawColumns, g: Grid, qmin: Ints, exact: Bools, which: Ints, sums: Floats
+) -> None:
+    """Window sums, into ``sums`` (marked in ``exact``), of the series :func:`_exact_scales`
+    turned away whose values still are integers below 2**61 once scaled by ``2**qmin``
+    (gauges of fractions: 53-bit significands a few powers of two apart). Each scaled value
+    is split ``hi * 2**31 + lo``; the windows' sums of ``hi`` and of ``lo`` are exact int64
+    differences of running sums and exact as floats (fewer than 2**22 values a series), so
+    the float sum of the two, scaled back, is one IEEE rounding of the exact sum: what
+    ``math.fsum`` gives. Not for NaN, infinities, or scales near the float range's ends."""
+    vs, heads = cols.vs, cols.starts[:-1]
+    counts = np.diff(cols.starts)
+    finite = np.isfinite(vs)
+    wide = ~exact & np.logical_and.reduceat(finite, heads) & (counts < 2**22)
+    wide &= (qmin >= -1000) & (qmin <= 900)
+    if not wide.any():
+        return
+    q = np.where(wide, qmin, 0)
+    scaled = np.abs(np.ldexp(np.where(wide[which] & finite, vs, 0.0), -q[which]))
+    wide &= np.maximum.reduceat(scaled, heads) < 2.0**61
+    if not wide.any():
+        return
+    q = np.where(wide, qmin, 0)
+    ints = np.ldexp(np.where(wide[which], vs, 0.0), -q[which]).astype(np.int64)
+    hi_prefix = np.zeros(len(vs) + 1, dtype=np.int64)
+    lo_prefix = np.zeros(len(vs) + 1, dtype=np.int64)
+    np.cumsum(ints >> _LIMB, out=hi_prefix[1:])  # wraps past 2**63: differences do not
+    np.cumsum(ints & (2**_LIMB - 1), out=lo_prefix[1:])
+    high = (hi_prefix[g.hi] - hi_prefix[g.lo]).astype(np.float64)
+    low = (lo_prefix[g.hi] - lo_prefix[g.lo]).astype(np.float64)
+    qs = q[:, None]
+    wide_sums = np.ldexp(high, qs + _LIMB) + np.ldexp(low, qs)  # one rounding
+    rows = np.flatnonzero(wide)
+    sums[rows] = wide_sums[rows]
+    exact[rows] = True
 
 
 def _scalar_rows(
@@ -448,11 +490,8 @@ def bucket_avg_over_time(cols: RawColumns, g: Grid) -> Result:
         exact[:] = False
         n = np.ones(g.lo.shape)
     else:
-        which = np.repeat(np.arange(len(cols), dtype=np.int64), np.diff(cols.starts))
-        if len(c):
-            zero = np.zeros(len(cols), dtype=bool)
-            np.logical_or.at(zero, which, c == 0)
-            exact &= ~zero
+        if len(c):  # every series holds a bucket: reduceat's segments are its own
+            exact &= ~np.logical_or.reduceat(c == 0, cols.starts[:-1])
         prefix = np.zeros(len(c) + 1)
         np.cumsum(c, out=prefix[1:])
         n = prefix[g.hi] - prefix[g.lo]

@@ -240,7 +240,9 @@ def _parsed(
 def _names(heads: list[str]) -> tuple[list[str], dict[str, None], bool] | None:
     """Each key's Prometheus name, the distinct names, and whether two keys share a name
     (``a.b`` and ``a_b``); None when a name is not valid."""
-    raw = dict.fromkeys(heads)
+    # the first lines tell whether names repeat: no dict of a million distinct names built
+    # for nothing
+    raw = dict.fromkeys(heads) if len(set(heads[:64])) <= 32 else heads
     if len(raw) <= len(heads) // 2:
         # names repeat: each distinct one sanitized and checked once, and one str per
         # name, not per line (~60 MB a million)
@@ -252,7 +254,10 @@ def _names(heads: list[str]) -> tuple[list[str], dict[str, None], bool] | None:
     names = sanitize_name("\n".join(heads)).split("\n")
     if not valid_names(names):
         return None
-    return names, dict.fromkeys(names), True
+    unique = dict.fromkeys(names)
+    if len(unique) <= len(names) // 2:  # one str per name, not per line: ~60 MB a million
+        names = list(map(dict(zip(unique, unique, strict=True)).__getitem__, names))
+    return names, unique, True
 
 
 def _keyvalue_lines(text: str, source: str, metas: bool = True) -> Parsed:

@@ -11,8 +11,9 @@ order per window (numpy's element-wise ``+ - * /`` round as Python's floats do),
 corrections added one at a time in sample order, as the scalar loop adds them, and
 sums exactly rounded as ``math.fsum`` rounds them: through integers (a series whose
 values are all multiples of one power of two, small enough that its window sums fit an
-int64, as counters and integer gauges are) or, for any other series, the scalar sums
-themselves. ``min``/``max`` over a series holding a negative zero go the scalar way too
+int64, as counters and integer gauges are; or, split in two int64 limbs, values within
+2**61 of that power, as gauges of fractions are) or, for any other series (NaN, infinities,
+values too far apart), the scalar sums themselves. ``min``/``max`` over a series holding a negative zero go the scalar way too
 (Python's ``min`` keeps the first of equal values; ``fmin`` may not). A property test
 compares both paths.
 

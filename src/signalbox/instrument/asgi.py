@@ -17,6 +17,7 @@ router has matched, with the prefix of any ``Mount`` in front; other frameworks 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -39,6 +40,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+_modules = sys.modules
+_FLAGS = flagnotes.RUNTIME
 _PROTOCOLS = {v: "HTTP/" + v for v in ("1.0", "1.1", "2", "3")}
 
 
@@ -126,9 +129,11 @@ class ASGIMiddleware:
             rid if rid and REQUEST_ID.match(rid) else new_id(),
             parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None,
         )
-        flags = flagnotes.begin(scope.get("query_string"), scope["headers"])
-        if flags is not None:
-            ctx.flags = flags[0]
+        flags = None
+        if _modules.get(_FLAGS) is not None:  # else no flags client: not even a call
+            flags = flagnotes.begin(scope.get("query_string"), scope["headers"])
+            if flags is not None:
+                ctx.flags = flags[0]
         want = self._header
         rid_header = (want, ctx.request_id.encode("latin-1"))
         source = (scope, scope.get("root_path", ""), referer, user_agent)  # for _fields

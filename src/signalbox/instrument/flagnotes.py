@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["begin", "end", "text"]
 
 Started = tuple["RequestFlags", "Token[RequestFlags | None]"]
+RUNTIME = "signalbox.flags.runtime"
+"""The flags client's module: until it is imported, no request has flags to record."""
 _modules = sys.modules
 
 
@@ -33,7 +35,7 @@ def begin(
 ) -> Started | None:
     """Start recording (ASGI: ``headers`` pairs; WSGI: ``environ``); None when the process
     has no flags client."""
-    runtime = _modules.get("signalbox.flags.runtime")  # not even imported: no flags client
+    runtime = _modules.get(RUNTIME)  # not even imported: no flags client
     if runtime is None or runtime.current() is None:
         return None
     from signalbox.flags.context import begin_request, current_request

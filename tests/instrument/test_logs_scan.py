@@ -212,19 +212,30 @@ def test_a_page_stops_within_its_budget_and_resumes_where_it_stopped(
     monkeypatch.setattr(logblocks, "MAX_LINE_BYTES", 4096)  # blocks of 4 kB
     old = [format_combined(rec(i)) for i in range(300)]
     new = [format_json(rec(i)) for i in range(300, 600)]
+    for at in (250, 100, 10):
+        new.insert(at, f"garbage {at}")
     (tmp_path / "access.log.1.gz").write_bytes(gzip.compress(("\n".join(old) + "\n").encode()))
     (tmp_path / "access.log").write_text("\n".join(new) + "\n")
     paths = [tmp_path / "access.log.1.gz", tmp_path / "access.log"]
     q = RequestQuery(user="u3")
     whole = page(paths, q, limit=1000)
     assert whole.stopped is None and len(whole.found) == 86
+    bad = Bad()  # over every answer of the stopped scan: each bad line said once
     seen: list[str] = []
     resume: ScanPoint | None = None
     stops = 0
     while True:
         after = None
         while True:  # the pages of one stretch, by next_after
-            p = page(paths, q, limit=7, after=after, budget=Budget(bytes=20_000), resume=resume)
+            p = page(
+                paths,
+                q,
+                limit=7,
+                after=after,
+                budget=Budget(bytes=20_000),
+                resume=resume,
+                on_bad=bad if after is None else Bad(),
+            )
             seen += [f.record.request_id for f in p.found]
             if p.next_after is None:
                 break
@@ -234,6 +245,7 @@ def test_a_page_stops_within_its_budget_and_resumes_where_it_stopped(
         stops += 1
         resume = ScanPoint.parse(p.stopped.token())
     assert stops >= 4
+    assert sorted(m.line for m in bad) == [11, 102, 253]
     assert sorted(seen) == sorted(f.record.request_id for f in whole.found)
     assert len(seen) == len(set(seen))
     # a zero time budget still reads a block, so a scan always moves on

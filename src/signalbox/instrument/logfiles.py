@@ -11,15 +11,18 @@ Which malformed lines are reported (handed to ``on_bad`` as a :class:`Malformed`
 why; then skipped, never fatal):
 
 * always, whatever the filter, since every byte is read: a file that cannot be opened, a line
-  longer than :data:`MAX_LINE_BYTES`, where a compressed file breaks or ends early, and a
-  line that is not UTF-8 (a block that does not decode is read line by line);
+  longer than :data:`MAX_LINE_BYTES`, where a compressed file breaks or ends early, a line
+  that is not UTF-8 (a block that does not decode is read line by line), and a line without
+  an access line's shape: no status where either format writes one (a block is checked by
+  counts made in C, :func:`_all_shaped`, and read line by line when they differ; the one
+  case that escapes is in its docstring);
 * a line the finder finds (it holds the value asked for, a status of the range asked for
   where a status is written, ...) that then fails the full parse;
 * with no filter but ``since``/``until`` (``signalbox logs grep`` alone), every line is
   parsed: every malformed line is reported. That is how to check a whole log.
 
-A line the finder passes over cannot match the query whatever else is wrong with it, so a
-fault elsewhere in it (a broken time, a bad ``key=value``) is not reported by a filtered
+A shaped line the finder passes over cannot match the query whatever else is wrong with it,
+so a fault elsewhere in it (a broken time, a bad ``key=value``) is not reported by a filtered
 search: it is not silently dropped from the answer, it was never going to be in it.
 """
 
@@ -370,10 +373,14 @@ def page(
         if i > first and spent():
             stopped = here
             break
-        for after_block, end, got, block in _found_lines(path, finder, on_bad, at, lines):
-            if spent():
+        pending: list[Malformed] = []  # said by reading a block: said once it is used
+        for after_block, end, got, block in _found_lines(path, finder, pending.append, at, lines):
+            if spent():  # this block is read again on resuming: its bad lines said then
                 stopped = here
                 break
+            for bad in pending:
+                on_bad(bad)
+            pending.clear()
             for found in _parsed(path, got, on_bad, might_match=query.might_match):
                 if not query.matches(found.record):
                     continue
@@ -391,6 +398,8 @@ def page(
             here = ScanPoint.after(path.name, end, after_block, block)
         if stopped is not None:
             break
+        for bad in pending:  # the file could not be opened, or broke after its last block
+            on_bad(bad)
     best = sorted(heap, reverse=True)
     more = len(best) > limit
     best = best[:limit]

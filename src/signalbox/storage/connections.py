@@ -6,6 +6,11 @@ never shares (or leaves open) another thread's transaction. In-memory SQLite is 
 exception: each connection to ``:memory:`` would be a separate empty database, so all
 threads share one connection there, serialised by the database's lock.
 
+On PostgreSQL every connection is named ``signalbox-<command>-<thread>`` (its
+``application_name``, unless the URL or ``PGAPPNAME`` names it), so ``pg_stat_activity``
+says which process and thread holds each one; and a request thread's connection is closed
+once idle (:data:`IDLE_CLOSE_S`): a ``serve`` does not keep one per thread of its pool.
+
 PostgreSQL connections are in autocommit: a read outside :meth:`Database.transaction`
 ends with the statement, so an idle reader never holds locks (it used to sit
 ``idle in transaction`` and make retention's ``DROP TABLE`` wait forever).
@@ -18,6 +23,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +33,15 @@ from signalbox.exceptions import StoreError
 from signalbox.storage.failures import translate
 from signalbox.storage.ownership import check_sqlite
 
-__all__ = ["Connector", "ThreadConnections", "pg_connector", "redact_url", "sqlite_connector"]
+__all__ = [
+    "Connector",
+    "ThreadConnections",
+    "application_name",
+    "pg_connector",
+    "redact_url",
+    "release_thread",
+    "sqlite_connector",
+]
 
 Connector = Callable[[], Any]
 """Opens one new raw connection (sqlite3 or psycopg), set up, or raises StoreError."""
@@ -158,10 +172,12 @@ def pg_connector(url: str) -> Connector:
             "PostgreSQL support needs the extra: pip install 'signalbox[postgresql]'"
         ) from None
     extra, timeout_s = pg_connect_timeout(url)
+    named = _names_itself(url)
 
     def connect() -> Any:
+        kw = extra if named else {**extra, "application_name": application_name()}
         try:
-            return psycopg.connect(url, autocommit=True, **extra)
+            return psycopg.connect(url, autocommit=True, **kw)
         except psycopg.errors.ConnectionTimeout:
             within = "" if timeout_s is None else f" within {timeout_s}s"
             raise StoreError(
@@ -174,6 +190,48 @@ def pg_connector(url: str) -> Connector:
     return connect
 
 
+_APP_NAME_MAX = 63  # PostgreSQL keeps NAMEDATALEN - 1 bytes of it
+
+
+def process_kind() -> str:
+    """What this process is, for connection names: the ``signalbox`` command's subcommand
+    (``serve``, ``worker``, ``agent``...), else the program's name (a library user's app)."""
+    import os
+    import sys
+
+    argv = sys.argv or [""]
+    prog = os.path.basename(argv[0])
+    if prog in ("signalbox", "__main__.py"):
+        sub = next((a for a in argv[1:] if not a.startswith("-")), None)
+        return sub or "signalbox"
+    prog = prog.removesuffix(".py")
+    return prog if prog and not prog.startswith("-") else "python"  # "-c": no script
+
+
+def application_name() -> str:
+    """``signalbox-<kind>-<thread name>``: what an operator reads in ``pg_stat_activity``
+    to tell which process, and which of its threads, holds each connection."""
+    thread = threading.current_thread().name.removeprefix("signalbox-")
+    name = f"signalbox-{process_kind()}-{thread}"
+    raw = name.encode("ascii", "replace")[:_APP_NAME_MAX]  # the server turns non-ASCII to ?
+    return raw.decode("ascii")
+
+
+def _names_itself(url: str) -> bool:
+    """The URL (or PGAPPNAME) sets application_name: the user's name wins."""
+    import os
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    if os.environ.get("PGAPPNAME"):
+        return True
+    try:
+        return "application_name" in conninfo_to_dict(url)
+    except psycopg.Error:  # connecting says what is wrong with it
+        return True
+
+
 @dataclass(slots=True)
 class Conn:
     """One raw connection and where its caller is in a transaction."""
@@ -181,26 +239,97 @@ class Conn:
     raw: Any
     depth: int = 0  # nesting of transaction()/savepoint() blocks; 0: autocommit
     savepoints: int = 0  # savepoints open, naming the next one
+    busy: int = 0  # statements of its thread running on it now (Database's methods)
+    sessions: int = 0  # session-level state held on it (Database.exclusive's lock)
+    used: float = 0.0  # monotonic time its thread last used it
+    reapable: bool = False  # closed after idle_close_s idle (a request thread's)
+    closed: bool = False  # closed idle by another thread: its own opens a new one
 
 
-@dataclass
+SWEEP_S = 2.0
+"""How often a store looks for connections to close (on its next use, and from a sweeping
+thread once a request thread has had one): those of ended threads, and those of request
+threads idle for :attr:`ThreadConnections.idle_close_s`."""
+
+IDLE_CLOSE_S = 10.0
+"""How long a request thread's PostgreSQL connection may stay idle before it is closed:
+anyio's own idle time for its worker threads. A burst of API requests runs on up to ~50
+threads; once it is over their connections go, instead of staying open for as long as the
+threads (anyio only ends idle threads when it is handed more work)."""
+
+
+def anyio_worker(thread: threading.Thread) -> bool:
+    """A thread of anyio's pool: what runs ``serve``'s requests (``to_thread.run_sync``)."""
+    return thread.name == "AnyIO worker thread"
+
+
+class _Sweeper:
+    """One daemon thread per process sweeping every store with idle-closing connections
+    each :data:`SWEEP_S`: a store only request threads use (the sessions of ``serve``'s
+    logins) would otherwise keep their idle connections until its next request."""
+
+    def __init__(self) -> None:
+        self._stores: weakref.WeakSet[ThreadConnections] = weakref.WeakSet()
+        self.lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, store: ThreadConnections) -> None:
+        with self.lock:
+            self._stores.add(store)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="signalbox-connections-sweep", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(SWEEP_S)
+            with self.lock:
+                stores = list(self._stores)
+            for store in stores:
+                store.sweep()
+
+
+_SWEEPER = _Sweeper()
+_OPEN: weakref.WeakSet[ThreadConnections] = weakref.WeakSet()  # every store that may idle-close
+
+
+def release_thread() -> int:
+    """Close the calling thread's connection to every PostgreSQL store of the process (see
+    :meth:`ThreadConnections.release`); how many it closed. For a main thread that opened
+    the stores and from then on only waits, or runs an event loop."""
+    with _SWEEPER.lock:
+        stores = list(_OPEN)
+    return sum(1 for store in stores if store.holds_one() and store.release())
+
+
+@dataclass(eq=False)
 class ThreadConnections:
     """A connection per thread (or one shared by all, for in-memory SQLite).
 
-    Connections of threads that have ended are closed when the next thread opens one, so a
-    server's pool of short-lived worker threads does not accumulate them.
+    Connections of threads that have ended are closed when the next thread opens one, or
+    by the next sweep (each :data:`SWEEP_S`, on the store's next use). With ``idle_close_s`` (PostgreSQL), the connection of a thread ``transient`` calls a
+    pool thread is also closed once idle that long, unless it is in a transaction, running
+    a statement or holds a session lock; the thread's next use opens a new one. A server's
+    pool of request threads (anyio's, up to ~50) then does not keep a connection per
+    thread once a burst of requests is over.
     """
 
     connect: Connector
     shared: bool
+    idle_close_s: float | None = None
+    transient: Callable[[threading.Thread], bool] = anyio_worker
     _local: threading.local = field(default_factory=threading.local)
     _all: list[tuple[threading.Thread, Conn]] = field(default_factory=list)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
     _one: Conn | None = None
+    _next_sweep: float = 0.0  # monotonic time of the next look for connections to close
 
     def get(self) -> Conn:
-        """The calling thread's connection, opened on first use."""
+        """The calling thread's connection, opened on first use (or after it was closed
+        idle)."""
         if self.shared:
             if self._one is None:
                 return self._open()
@@ -209,6 +338,21 @@ class ThreadConnections:
             c: Conn = self._local.conn
         except AttributeError:
             return self._open()
+        now = time.monotonic()
+        if c.reapable:
+            # A sweep closes it only after idle_close_s unused: used within half of that,
+            # no sweep can be closing it now (no lock on this path).
+            assert self.idle_close_s is not None
+            if now - c.used >= self.idle_close_s / 2:
+                with self._guard:
+                    gone = c.closed
+                if gone:
+                    del self._local.conn
+                    return self._open()
+            c.used = now
+        if now >= self._next_sweep:
+            with self._guard:
+                self._sweep(now)
         return c
 
     def _open(self) -> Conn:
@@ -217,25 +361,78 @@ class ThreadConnections:
                 raise StoreError("the database was closed")
             if self.shared and self._one is not None:
                 return self._one
-            self._close_dead_threads()
+            self._sweep(time.monotonic())
         c = Conn(self.connect())
+        thread = threading.current_thread()
+        c.reapable = self.idle_close_s is not None and not self.shared and self.transient(thread)
+        c.used = time.monotonic()
         with self._guard:
             if self._closed:  # closed while we connected
                 c.raw.close()
                 raise StoreError("the database was closed")
-            self._all.append((threading.current_thread(), c))
+            self._all.append((thread, c))
+            if c.reapable:
+                _SWEEPER.watch(self)
             if self.shared:
                 self._one = c
             else:
                 self._local.conn = c
         return c
 
-    def _close_dead_threads(self) -> None:
-        dead = [(t, c) for t, c in self._all if not t.is_alive()]
-        if self.shared or not dead:
+    def __post_init__(self) -> None:
+        if self.idle_close_s is not None and not self.shared:
+            with _SWEEPER.lock:
+                _OPEN.add(self)
+
+    def holds_one(self) -> bool:
+        """Whether the calling thread has a connection open."""
+        return getattr(self._local, "conn", None) is not None
+
+    def release(self) -> bool:
+        """Close the calling thread's connection unless it is in a transaction or holds a
+        session lock (then keep it: False); its next use opens another."""
+        if self.shared:
+            return False
+        c: Conn | None = getattr(self._local, "conn", None)
+        if c is None:
+            return True
+        if c.depth or c.busy or c.sessions:
+            return False
+        with self._guard:
+            self._all = [(t, x) for t, x in self._all if x is not c]
+            del self._local.conn
+        _close_quietly(c.raw)
+        return True
+
+    def sweep(self) -> None:
+        """Close the connections of ended threads and idle request threads now."""
+        with self._guard:
+            self._sweep(time.monotonic())
+
+    def _sweep(self, now: float) -> None:
+        """Close the connections of ended threads and idle request threads (guard held)."""
+        self._next_sweep = now + SWEEP_S
+        if self.shared:
             return
-        self._all = [(t, c) for t, c in self._all if t.is_alive()]
-        for _, c in dead:
+        idle = self.idle_close_s
+        keep, drop = [], []
+        for t, c in self._all:
+            if not t.is_alive():
+                drop.append(c)
+            elif (
+                c.reapable
+                and idle is not None
+                and now - c.used > idle
+                and not (c.depth or c.busy or c.sessions)
+            ):
+                c.closed = True  # its thread sees this and opens another
+                drop.append(c)
+            else:
+                keep.append((t, c))
+        if not drop:
+            return
+        self._all = keep
+        for c in drop:
             _close_quietly(c.raw)
 
     def discard(self, c: Conn) -> None:

@@ -4,7 +4,8 @@ Not an ORM: stores write their own SQL (through :class:`~signalbox.storage.diale
 because the hot paths need ``executemany`` and exact control of transactions.
 
 The policy, in one place (see :mod:`signalbox.storage.connections`): each thread has its own
-connection; outside :meth:`Database.transaction` every statement commits on its own (a read
+connection (on PostgreSQL a request thread's is closed once idle, and reopened on its next
+use); outside :meth:`Database.transaction` every statement commits on its own (a read
 never leaves a transaction open); a transaction belongs to the thread that began it, and
 nested calls join it; :meth:`Database.savepoint` undoes part of one.
 """
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from signalbox.exceptions import StoreError
 from signalbox.storage.connections import (
+    IDLE_CLOSE_S,
     Conn,
     ThreadConnections,
     pg_connector,
@@ -74,6 +77,7 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement; return its cursor (``rowcount``, ``fetchone()``...)."""
         c = self._conns.get()
+        c.busy += 1  # not closed as idle meanwhile (connections.ThreadConnections)
         try:
             if self._shared:
                 with self.lock:
@@ -82,10 +86,14 @@ class Database:
         except Exception as e:
             self._after_error(c, e, sql)
             raise
+        finally:
+            c.busy -= 1
+            c.used = time.monotonic()
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement per row (the batch write of the hot paths)."""
         c = self._conns.get()
+        c.busy += 1
         try:
             if self._shared:
                 with self.lock:
@@ -98,10 +106,14 @@ class Database:
         except Exception as e:
             self._after_error(c, e, sql)
             raise
+        finally:
+            c.busy -= 1
+            c.used = time.monotonic()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Every row of one statement (outside a transaction: nothing is left open)."""
         c = self._conns.get()
+        c.busy += 1
         try:
             if self._shared:
                 with self.lock:
@@ -114,6 +126,9 @@ class Database:
         except Exception as e:
             self._after_error(c, e, sql)
             raise
+        finally:
+            c.busy -= 1
+            c.used = time.monotonic()
 
     def is_undefined_table(self, exc: BaseException) -> bool:
         """``exc`` says a table does not exist (see :meth:`Dialect.is_undefined_table`)."""
@@ -320,12 +335,15 @@ class Database:
                 "SELECT pg_try_advisory_lock(?, hashtext(current_schema() || ?))", key
             )
             held = bool(rows[0][0])
+        c = self._conns.get()  # the session that took it (just used: not closed since)
+        c.sessions += 1  # the lock lives in this session: never closed as idle while held
         try:
             yield held
         finally:
             if held:
                 with contextlib.suppress(Exception):  # a lost session has released it
                     self.query("SELECT pg_advisory_unlock(?, hashtext(current_schema() || ?))", key)
+            c.sessions -= 1
 
     def lock_migrations(self, *, shared: bool = False) -> None:
         """PostgreSQL, inside a transaction: hold this schema's migration lock until it ends.
@@ -437,7 +455,7 @@ def open_database(url: str, *, page_size: int = 16384, synchronous: str = "NORMA
         )
         dialect = SQLITE
     elif url.startswith(("postgresql://", "postgres://")):
-        conns = ThreadConnections(pg_connector(url), shared=False)
+        conns = ThreadConnections(pg_connector(url), shared=False, idle_close_s=IDLE_CLOSE_S)
         dialect = POSTGRESQL
     else:
         raise StoreError(

@@ -23,6 +23,7 @@ from signalbox.server.loops import Background, LoopHealth
 from signalbox.server.resultcache import ResultCache, data_version
 from signalbox.server.services import ReadyCheck, RunnerStatus, Services, database_ready
 from signalbox.server.taskrunner import EmbeddedTasks
+from signalbox.storage.connections import release_thread
 from signalbox.storage.database import redact_url
 from signalbox.storage.integrity import check_in_background, checked_at_open
 from signalbox.storage.leader import leadership_for
@@ -119,6 +120,9 @@ def serve(
             'demo_reprocessing on --reason "..."`',
             flush=True,
         )
+    # the stores' connections this thread opened (migrations) go back to PostgreSQL: from
+    # now on it runs the event loop, and the requests run on threads of their own
+    release_thread()
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:

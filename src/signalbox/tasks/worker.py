@@ -55,6 +55,7 @@ from signalbox.clock import Clock, SystemClock
 from signalbox.durations import format_duration
 from signalbox.instrument.context import job_scope
 from signalbox.storage.backoff import backoff_s
+from signalbox.storage.connections import release_thread
 from signalbox.tasks.context import Context, GateClosed, JobTimeout, LeaseLost
 from signalbox.tasks.jobs import (
     Claimed,
@@ -200,6 +201,9 @@ class Worker:
     def run(self, *, burst: bool = False) -> Counter[str]:
         """:meth:`start`, then :meth:`join` until stopped (or the burst is over); the counts."""
         self.start(burst=burst)
+        if not burst:  # a burst's main thread may hold the scheduler lease's session
+            # from now on this thread only waits: its PostgreSQL connections go back
+            release_thread()
         try:
             self.join()
         finally:

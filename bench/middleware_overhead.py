@@ -20,11 +20,16 @@ order, so the machine's drift hits all alike):
 
 Overhead = contender's time per request minus the bare app's in the same round; the
 figures are medians over rounds. Our buffered lines are flushed at the end of each of our
-rounds, inside its timing, so all of a round's formatting and writing counts in that round. ``--wrk``: also under real HTTP (uvicorn, one worker, and
-``wrk``), bare vs signalbox (buffered and unbuffered) throughput, interleaved.
+rounds, inside its timing, so all of a round's formatting and writing counts in that round.
+
+``--wrk``: also under real HTTP (uvicorn, one worker, and ``wrk``): bare, signalbox
+(buffered and unbuffered) and asgi-correlation-id, interleaved: throughput, and the
+server's CPU time per request (which the machine's other load moves far less).
+``--callgrind N``: instructions per request under valgrind (the same on a quiet or a loaded
+machine), N requests per contender.
 
 Usage: .venv/bin/python bench/middleware_overhead.py [--requests 20000] [--rounds 10]
-       [--wrk] [--wrk-seconds 5]
+       [--wrk] [--wrk-rounds 4] [--wrk-seconds 5] [--callgrind 2000] [--no-timing]
 """
 
 from __future__ import annotations
@@ -212,7 +217,7 @@ from pathlib import Path
 sys.path.insert(0, {bench!r})
 import middleware_overhead as m
 tmp = Path({tmp!r})
-app = m.ours(tmp, {wrapped!r})[0] if {wrapped!r} else m.bare_app()
+app = {app}
 """
 
 
@@ -222,14 +227,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wrk_rps(url: str, seconds: int) -> float:
+def wrk_rps(url: str, seconds: int, pid: int) -> tuple[float, float]:
+    """wrk's requests per second, and the server's CPU seconds per request in that run
+    (user + system of all its threads, from /proc): the second holds still when other
+    processes take the machine's CPUs, the first does not."""
+    cpu0 = cpu_seconds(pid)
     out = subprocess.run(
         ["wrk", "-t1", "-c16", f"-d{seconds}s", url], capture_output=True, text=True, check=True
     ).stdout
+    cpu = cpu_seconds(pid) - cpu0
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if m is None:
+    total = re.search(r"(\d+) requests in", out)
+    if m is None or total is None:
         raise RuntimeError(f"wrk said: {out}")
-    return float(m.group(1))
+    return float(m.group(1)), cpu / int(total.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def over_http(rounds: int, seconds: int) -> None:
@@ -239,11 +255,16 @@ def over_http(rounds: int, seconds: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mwbench-http-"))
     procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     try:
-        for name, wrapped in (("bare", 0), ("signalbox", 256), ("signalbox unbuffered", 1)):
+        for name, app in (
+            ("bare", "m.bare_app()"),
+            ("signalbox", "m.ours(tmp, 256)[0]"),
+            ("signalbox unbuffered", "m.ours(tmp, 1)[0]"),
+            ("asgi-correlation-id", "m.correlation_id()"),
+        ):
             d = tmp / name
             d.mkdir()
             (d / "benchapp.py").write_text(
-                SERVER.format(bench=str(Path(__file__).parent), tmp=str(d), wrapped=wrapped)
+                SERVER.format(bench=str(Path(__file__).parent), tmp=str(d), app=app)
             )
             port = free_port()
             p = subprocess.Popen(
@@ -269,10 +290,14 @@ def over_http(rounds: int, seconds: int) -> None:
                 except OSError:
                     time.sleep(0.1)
         rps: dict[str, list[float]] = {name: [] for name in procs}
+        cpu: dict[str, list[float]] = {name: [] for name in procs}
         for r in range(rounds):
             names = list(procs)
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                rps[name].append(wrk_rps(f"http://127.0.0.1:{procs[name][1]}/items/7", seconds))
+                proc, port = procs[name]
+                got, per = wrk_rps(f"http://127.0.0.1:{port}/items/7", seconds, proc.pid)
+                rps[name].append(got)
+                cpu[name].append(per)
         ratios = {
             name: [s / b for s, b in zip(rps[name], rps["bare"], strict=True)]
             for name in procs
@@ -288,6 +313,11 @@ def over_http(rounds: int, seconds: int) -> None:
             print(
                 f"  {name} / bare throughput, median of per-round ratios: {statistics.median(rs):.3f}"
             )
+        print("  server CPU per request (user + system, all threads), median:")
+        for name, xs in cpu.items():
+            r = statistics.median(b / x for x, b in zip(xs, cpu["bare"], strict=True))
+            extra = "" if name == "bare" else f"  bare / this, median of per-round ratios: {r:.3f}"
+            print(f"    {name:<22} {statistics.median(xs) * 1e6:>8.1f} us{extra}")
         lines = (tmp / "signalbox" / "access-256.log").read_bytes().count(b"\n")
         print(f"  access-log lines written by signalbox: {lines}")
     finally:

@@ -187,7 +187,8 @@ def _meta_parse(
     """The batch parse of a file's clean sample rows and comment lines: metadata read,
     histogram and summary labels checked; None for anything the line parser must explain."""
     meta = PromMeta()
-    meta.first_line.update(zip(reversed(names), reversed(line_of), strict=True))
+    if comment_lines:  # where each name first appears: for a # TYPE after its samples
+        meta.first_line.update(zip(reversed(names), reversed(line_of), strict=True))
     for lineno, line in comment_lines:
         if meta.comment(line, lineno) is not None:
             return None

@@ -308,12 +308,12 @@ def release_thread() -> int:
 class ThreadConnections:
     """A connection per thread (or one shared by all, for in-memory SQLite).
 
-    Connections of threads that have ended are closed when the next thread opens one, or
-    by the next sweep (each :data:`SWEEP_S`, on the store's next use). With ``idle_close_s`` (PostgreSQL), the connection of a thread ``transient`` calls a
-    pool thread is also closed once idle that long, unless it is in a transaction, running
-    a statement or holds a session lock; the thread's next use opens a new one. A server's
-    pool of request threads (anyio's, up to ~50) then does not keep a connection per
-    thread once a burst of requests is over.
+    Connections of threads that have ended are closed when the next thread opens one. With
+    ``idle_close_s`` (PostgreSQL) they also go at the next sweep (each :data:`SWEEP_S`),
+    and so does the connection of a thread ``transient`` calls a pool thread once idle
+    that long, unless it is in a transaction, running a statement or holds a session lock;
+    the thread's next use opens a new one. A server's pool of request threads (anyio's, up
+    to ~50) then does not keep a connection per thread once a burst of requests is over.
     """
 
     connect: Connector
@@ -338,12 +338,14 @@ class ThreadConnections:
             c: Conn = self._local.conn
         except AttributeError:
             return self._open()
+        idle = self.idle_close_s
+        if idle is None:  # SQLite: ended threads' connections go at the next open, as ever
+            return c
         now = time.monotonic()
         if c.reapable:
             # A sweep closes it only after idle_close_s unused: used within half of that,
             # no sweep can be closing it now (no lock on this path).
-            assert self.idle_close_s is not None
-            if now - c.used >= self.idle_close_s / 2:
+            if now - c.used >= idle / 2:
                 with self._guard:
                     gone = c.closed
                 if gone:

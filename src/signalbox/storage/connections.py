@@ -346,8 +346,10 @@ class ThreadConnections:
             # A sweep closes it only after idle_close_s unused: used within half of that,
             # no sweep can be closing it now (no lock on this path).
             if now - c.used >= idle / 2:
-                with self._guard:
+                with self._guard:  # marked used under the guard: no sweep closes it after
                     gone = c.closed
+                    if not gone:
+                        c.used = now
                 if gone:
                     del self._local.conn
                     return self._open()

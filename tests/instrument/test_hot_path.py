@@ -142,14 +142,20 @@ def test_a_flushed_batch_counts_as_the_same_requests_counted_one_by_one(tmp_path
         ("/b/{id}", "POST", 404, 0.05),
         ("/a", "GET", 200, 0.0049),
         ("/a", "GET", 99, 0.0),
+        ("/a", "GET", 200, 0.005),  # on a bucket's bound: counted in it (le)
+        ("/a", "GET", 200, 10.0),
+        ("/a", "GET", 200, 0.0051),
     ]
     rendered = []
     for batch in (False, True):
         client = Client(tmp_path / str(batch), background=False, pid_label=None, prog="m")
         m = RequestMetrics(client, background=False)
         if batch:
-            m.observe_many(requests[:2])
-            m.observe_many(requests[2:])
+            for part in (requests[:2], requests[2:]):
+                grouped: dict[tuple[str, str, int], list[float]] = {}
+                for route, method, status, seconds in part:
+                    grouped.setdefault((route, method, status), []).append(seconds)
+                m.observe_many(grouped)
         else:
             for r in requests:
                 m.observe(*r)
@@ -157,7 +163,7 @@ def test_a_flushed_batch_counts_as_the_same_requests_counted_one_by_one(tmp_path
         rendered.append(client.render())
         client.close()
     assert rendered[0] == rendered[1]
-    assert 'http_requests_total{method="GET",route="/a",status="2xx"}=3' in rendered[1]
+    assert 'http_requests_total{method="GET",route="/a",status="2xx"}=6' in rendered[1]
 
 
 def test_every_character_a_request_id_may_have_needs_no_escape() -> None:

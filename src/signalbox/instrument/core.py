@@ -219,7 +219,8 @@ class Instrument:
         _cores.add(self)
         self._keys: dict[str, str] = {}  # note key as given -> as logged
         self._fps: dict[str, str] = {}  # recent API keys -> fingerprints
-        self._written: dict[tuple[str, str], str] = {}  # (note, text) -> its pair as written
+        # (note, str or int value) -> (user_id text, "") or ("", its pair as written)
+        self._written: dict[tuple[str, str | int], tuple[str, str]] = {}
         self._failed = False
 
     # -- start ----------------------------------------------------------------------------
@@ -284,7 +285,7 @@ class Instrument:
         nbytes: int,
         fields: Fields,
         source: Any,
-        counts: list[tuple[str, str, int, float]] | None = None,
+        counts: dict[tuple[str, str, int], list[float]] | None = None,
     ) -> str | None:
         """Count one request (into ``counts`` when given: :meth:`flush` hands a batch's to
         the metrics at once); its line, or None when there is no access log."""
@@ -299,7 +300,11 @@ class Instrument:
             if referer and "=" in referer:  # a page whose URL held a key, as sent back
                 referer = self._secret_params.sub(self._fingerprint_param, referer)
         if counts is not None:
-            counts.append((route, method, status, seconds))
+            times = counts.get((route, method, status))
+            if times is None:
+                counts[route, method, status] = [seconds]
+            else:
+                times.append(seconds)
         elif self.metrics is not None:
             self.metrics.observe(route, method, status, seconds)
         if self.log_file is None:
@@ -327,7 +332,9 @@ class Instrument:
         if q is None:
             return
         lines: list[str] = []
-        counts: list[tuple[str, str, int, float]] | None = [] if self.metrics is not None else None
+        counts: dict[tuple[str, str, int], list[float]] | None = (
+            {} if self.metrics is not None else None
+        )
         record = self._record
         while True:
             try:
@@ -416,10 +423,14 @@ class Instrument:
         parts: list[str] = []
         written = self._written
         for k, v in notes.items():
-            if type(v) is str:
-                part = written.get((k, v))
-                if part is not None:
-                    parts.append(part)
+            t = type(v)
+            if t is str or t is int:  # not bool, float: True == 1 == 1.0 as keys
+                hit = written.get((k, v))
+                if hit is not None:
+                    if hit[1]:
+                        parts.append(hit[1])
+                    else:
+                        user = hit[0]
                     continue
             key = keys.get(k)
             if key is None:
@@ -428,7 +439,6 @@ class Instrument:
                     keys[k] = key
             if key is not k and key != k:  # renamed: two notes may now share a name
                 return self._pairs_of(self._logged_notes(ctx))
-            t = type(v)
             text = v if t is str else str(v) if t is int else _text(v)
             if key in secret:
                 if text:
@@ -437,12 +447,14 @@ class Instrument:
                 text = text[: limit - 3] + "..."
             if key == "user_id" and text:
                 user = text  # the %u field: a token, escaped as one
+                if key not in secret and len(written) < _WRITTEN_MAX and (t is str or t is int):
+                    written[k, v] = (text, "")
             else:
                 # an int's digits need no escape
                 part = f' {key}="{text if t is int or safe(text) else quoted_value(text)}"'
                 parts.append(part)
-                if t is str and key not in secret and len(written) < _WRITTEN_MAX:
-                    written[k, v] = part  # api_method="photos.search" comes back often
+                if key not in secret and len(written) < _WRITTEN_MAX and (t is str or t is int):
+                    written[k, v] = ("", part)  # api_method="photos.search" comes back often
         flags = ctx.flags
         if flags is not None and flags.seen and "flags" not in notes:
             parts.append(f' flags="{quoted_value(flagnotes.text(flags))}"')

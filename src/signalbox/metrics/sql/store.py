@@ -615,9 +615,16 @@ class SQLMetricStore:
         stats: tuple[str, ...] = _STATS,
     ) -> None:
         """Raw samples in ``[start_ms, end_ms]``; with a ``resolution``, each one a bucket of
-        one sample after a tier's buckets (see :class:`SeriesPoints`)."""
+        one sample after a tier's buckets (see :class:`SeriesPoints`).
+
+        Over several partitions (a 1-hour window is twelve 5-minute ones) the rows of all
+        of them are one statement and their frames one more, as for the range functions
+        (:mod:`~signalbox.metrics.sql.rawcolumns`), not three statements per partition."""
         parts = self._partitions
         tables = parts.between(self.levels[0], start_ms, end_ms)
+        if len(tables) > 1:
+            self._select_raw_columns(ids, start_ms, end_ms, out, resolution, stats)
+            return
         # A query past its samples or time stops here. What the reads will hold is estimated
         # first (series x timestamps written in the range), so a heavy query turns heavy and
         # waits its turn before it reads; each read then settles against the estimate.
@@ -640,6 +647,34 @@ class SQLMetricStore:
                 _, stamps, values = zip(*group, strict=True)
                 _append_samples(self._points(sid, out, resolution, stats), stamps, values)
         limits.charge(-credit)  # what the estimate held beyond the rows read
+
+    def _select_raw_columns(
+        self,
+        ids: list[int],
+        start_ms: int,
+        end_ms: int,
+        out: dict[int, SeriesPoints],
+        resolution: int,
+        stats: tuple[str, ...],
+    ) -> None:
+        """:meth:`_select_raw` through :func:`~signalbox.metrics.sql.rawcolumns.read`: the
+        samples as arrays, sorted by series and time, then cut into each series' lists
+        (NULL, SQLite's NaN, is NaN there already; ``tolist`` gives Python ints and floats)."""
+        from signalbox.metrics.sql import rawcolumns as sqlrawcolumns  # numpy: not for a plain pass
+
+        got, starts, ts, val = sqlrawcolumns.read(
+            self._partitions, self.levels[0], ids, start_ms, end_ms
+        )
+        stamps, values, bounds = ts.tolist(), val.tolist(), starts.tolist()
+        for i, sid in enumerate(got.tolist()):
+            a, b = bounds[i], bounds[i + 1]
+            if resolution:
+                sp = self._points(sid, out, resolution, stats)
+                _append_samples(sp, stamps[a:b], values[a:b])
+            else:
+                sp = self._points(sid, out, 0)
+                sp.timestamps.extend(stamps[a:b])
+                sp.values.extend(values[a:b])
 
     def _select_tier(
         self,

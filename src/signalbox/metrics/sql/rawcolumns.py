@@ -1,14 +1,16 @@
 """The raw samples of many series over a window, as arrays: what the range functions' vector
-kernels (:mod:`signalbox.query.vectorkernels`) read.
+kernels (:mod:`signalbox.query.vectorkernels`) read, and what ``select`` cuts into each
+series' lists when its window spans more than one raw partition.
 
-Through ``select`` a 1-hour window over a dozen 5-minute partitions is three statements per
-partition (stamps, rows, frames), rows sorted and grouped in Python and a ``SeriesPoints``
-of lists per series, which the kernels then copy into arrays again. Here the rows of every
-partition are one ``UNION ALL`` statement (a few series: index seeks by the partition's
-written timestamps, as ``PartitionTables.raw_rows`` seeks; many: a range scan filtered
-with numpy), the frames of the layouts holding the series one more, unpacked with numpy,
-and the whole sorted by (series, time) with one ``lexsort``. Stale markers are not read:
-range functions ignore them (see :class:`~signalbox.metrics.store.SeriesPoints`).
+Read one partition at a time, a 1-hour window over a dozen 5-minute partitions is three
+statements per partition (stamps, rows, frames), rows sorted and grouped in Python and a
+``SeriesPoints`` of lists per series, which the kernels then copy into arrays again. Here
+the rows of every partition are one ``UNION ALL`` statement (a few series: index seeks by
+the partition's written timestamps, as ``PartitionTables.raw_rows`` seeks; many: a range
+scan filtered with numpy), the frames of the layouts holding the series one more,
+unpacked with numpy, and the whole sorted by (series, time) with one ``lexsort``. Stale
+markers are not read here: range functions ignore them (see
+:class:`~signalbox.metrics.store.SeriesPoints`), and ``select`` reads them itself.
 """
 
 from __future__ import annotations

@@ -115,16 +115,20 @@ def test_import_openmetrics_history_then_query_it(store_project: StoreProject) -
     tmp_path = store_project.root
     now = int(time.time())
     lines = ["# TYPE jobs_total counter"]
-    for i in range(60):
-        lines.append(f'jobs_total{{queue="photos"}} {i * 10} {now - 3600 + i * 60}')
+    # a sample a minute from 62 minutes ago to 3 minutes ahead: every window the query reads
+    # (the last 50 minutes, whenever the query runs under load) has samples beyond both its
+    # edges, so increase() extrapolates exactly (the data used to end a minute before the
+    # test started: a query a few seconds later met a gap and got less than 100)
+    for i in range(66):
+        lines.append(f'jobs_total{{queue="photos"}} {i * 10} {now - 3720 + i * 60}')
     lines.append("not a valid line")
     lines.append("# EOF")
     f = tmp_path / "history.om"
     f.write_text("\n".join(lines) + "\n")
     r = run("import", str(f), cwd=tmp_path)
     assert r.returncode == 1  # one bad line: reported, the rest imported
-    assert "imported 60 samples" in r.stdout
-    assert f"{f}:62:" in r.stderr
+    assert "imported 66 samples" in r.stdout
+    assert f"{f}:68:" in r.stderr
     r = run(
         "query",
         "increase(jobs_total[10m])",

@@ -223,6 +223,53 @@ def test_a_takeover_waits_for_the_leaders_open_transaction(clock: FrozenClock) -
 
 
 @pytest.mark.service("postgresql")
+def test_a_leader_paused_inside_its_fenced_transaction_is_replaced(clock: FrozenClock) -> None:
+    """A leader paused (SIGSTOP) between its fence's renewal and its commit holds the lease
+    row: PostgreSQL ends its session once it has sat idle in that transaction for the TTL,
+    the rival takes over, and the woken pass cannot commit (a full run of the two-serve test
+    once waited 10 s for a takeover that never came)."""
+    from tests.stores import pg_schema_url
+
+    with pg_schema_url() as url:
+        dbs = [open_database(url) for _ in range(3)]
+        db = dbs[0]
+        try:
+            a, _ = candidate(lambda: dbs[1], "web1:8910", clock)
+            b, mb = candidate(lambda: dbs[2], "web2:8910", clock)
+            assert a.attempt()
+            entered, wake = threading.Event(), threading.Event()
+
+            def a_pass() -> None:
+                with db.transaction():
+                    a.fence(db)()
+                    db.execute("SELECT 1")
+                    entered.set()
+                    wake.wait(30)  # paused: no statement, no commit
+                    db.execute("SELECT 1")
+
+            pass_thread = Worker(a_pass)
+            pass_thread.start()
+            assert entered.wait(10)
+            advance(clock, TTL + 0.1, mb)  # b's clocks: a's lease has expired
+            started = time.monotonic()
+            rival = Worker(b.attempt)
+            rival.start()
+            rival.join(TTL + 10)
+            assert not rival.is_alive(), "the rival still waits on the paused leader's row"
+            assert rival.outcome() is True
+            assert time.monotonic() - started < TTL + 5
+            assert b.leading()
+            wake.set()
+            import psycopg
+
+            with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+                pass_thread.outcome()  # its session is gone: nothing of it commits
+        finally:
+            for d in dbs:
+                d.close()
+
+
+@pytest.mark.service("postgresql")
 def test_a_leader_whose_session_is_gone_is_replaced_at_once(
     clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -221,6 +221,16 @@ class LeaseLeadership:
                 raise LostLeadership(f"this instance ({self.instance}) does not lead any more")
             now_ms = round(self.clock.now() * 1000)
             with db.transaction():  # Lease.renew's statement, in the caller's transaction
+                if db.dialect.name == "postgresql":
+                    # the renewal locks the lease row until the caller commits: a leader
+                    # paused (SIGSTOP, a VM freeze) inside that transaction would keep every
+                    # rival from ever taking over. PostgreSQL ends a session idle in it for
+                    # longer than the TTL (by then the lease it renewed has expired anyway),
+                    # which lets the row go; the woken leader's commit then fails: fenced.
+                    db.execute(
+                        "SELECT set_config('idle_in_transaction_session_timeout', ?, true)",
+                        (str(round(self.ttl_s * 1000)),),
+                    )
                 renewed = db.execute(
                     "UPDATE storage_leases SET expires_ms = ? WHERE name = ? AND holder = ? "
                     "AND expires_ms > ?",

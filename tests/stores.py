@@ -6,6 +6,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -35,3 +38,29 @@ def pg_schema_url() -> Iterator[str]:
 
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'signalbox.db'}"
+
+
+SQL_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
+"""Parameters of a fixture over both SQL backends (PostgreSQL required where CI says so)."""
+
+
+@contextmanager
+def sql_metric_store(backend: str, tmp_dir: Path, **options: Any) -> Iterator[Any]:
+    """A fresh ``SQLMetricStore`` on ``backend`` ("sqlite": a file in ``tmp_dir``;
+    "postgresql": a schema of its own), built with ``options``, closed afterwards."""
+    from signalbox.metrics.sql.store import SQLMetricStore
+    from signalbox.storage import open_database
+
+    if backend == "sqlite":
+        s = SQLMetricStore(open_database(sqlite_url(tmp_dir)), **options)
+        try:
+            yield s
+        finally:
+            s.close()
+        return
+    with pg_schema_url() as url:
+        s = SQLMetricStore(open_database(url), **options)
+        try:
+            yield s
+        finally:
+            s.close()

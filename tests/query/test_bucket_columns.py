@@ -21,40 +21,25 @@ from signalbox.metrics.samples import Matcher, Sample
 from signalbox.metrics.store import BucketSeriesColumns, Frame, NewLayout
 from signalbox.query import Engine, parse_expr, rawselect, vectorkernels
 from signalbox.query.subquery import Grid
-from tests.stores import pg_schema_url, sqlite_url
+from tests.stores import SQL_BACKENDS, sql_metric_store
 
 HOUR = 3_600_000
 T0 = 1_700_006_400_000  # a whole hour
 BLOCK = 6 * HOUR  # each example's own stretch of time: written, then compacted past
 
 
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))],
-)
+@pytest.fixture(scope="module", params=SQL_BACKENDS)
 def store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
-    from signalbox.metrics.sql.store import SQLMetricStore
-    from signalbox.storage import open_database
-
-    def make(url: str) -> SQLMetricStore:
-        return SQLMetricStore(
-            open_database(url),
-            raw_retention_s=3600,
-            tiers=(Tier(60, 30 * 86400), Tier(300, 30 * 86400)),
-            clock=FrozenClock(T0 / 1000),
-        )
-
-    if request.param == "sqlite":
-        s = make(sqlite_url(tmp_path_factory.mktemp("bc")))
+    with sql_metric_store(
+        request.param,
+        tmp_path_factory.mktemp("bc"),
+        raw_retention_s=3600,
+        tiers=(Tier(60, 30 * 86400), Tier(300, 30 * 86400)),
+        clock=FrozenClock(T0 / 1000),
+    ) as s:
         yield s
-        s.close()
-    else:
-        with pg_schema_url() as url:
-            s = make(url)
-            yield s
-            s.close()
 
 
 class _Selected:

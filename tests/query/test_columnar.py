@@ -27,7 +27,7 @@ from signalbox.metrics.store import Ended, Frame, NewLayout
 from signalbox.query import Engine, parse_expr
 from signalbox.query.engine import _columns
 from signalbox.query.subquery import Grid
-from tests.stores import pg_schema_url, sqlite_url
+from tests.stores import SQL_BACKENDS, sql_metric_store
 
 M = 60_000
 T0 = 1_700_000_100_000 - 1_700_000_100_000 % 300_000 + 20_000  # 20 s into a raw partition
@@ -111,28 +111,15 @@ def _write(store: Any) -> None:
     )
 
 
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))],
-)
+@pytest.fixture(scope="module", params=SQL_BACKENDS)
 def store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
-    from signalbox.metrics.sql.store import SQLMetricStore
-    from signalbox.storage import open_database
-
-    clock = FrozenClock(T0 / 1000)
-    if request.param == "sqlite":
-        s = SQLMetricStore(open_database(sqlite_url(tmp_path_factory.mktemp("col"))), clock=clock)
+    with sql_metric_store(
+        request.param, tmp_path_factory.mktemp("col"), clock=FrozenClock(T0 / 1000)
+    ) as s:
         _write(s)
         yield s
-        s.close()
-    else:
-        with pg_schema_url() as url:
-            s = SQLMetricStore(open_database(url), clock=clock)
-            _write(s)
-            yield s
-            s.close()
 
 
 QUERIES = [

@@ -18,7 +18,7 @@ from signalbox.metrics.samples import Matcher, Sample
 from signalbox.metrics.sql.partitions import IN_LIST_MAX
 from signalbox.metrics.store import Ended, Frame, NewLayout, SeriesPoints
 from signalbox.query import Engine
-from tests.stores import pg_schema_url, sqlite_url
+from tests.stores import SQL_BACKENDS, sql_metric_store
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000  # on an hour: partitions start on it
 STEP = 10_000
@@ -68,28 +68,15 @@ def _fill(store: Any) -> None:
             store.write(rows, ts, frames=[Frame(b"sp-file", vals)], ended=ended)
 
 
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))],
-)
+@pytest.fixture(scope="module", params=SQL_BACKENDS)
 def store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
-    from signalbox.metrics.sql.store import SQLMetricStore
-    from signalbox.storage import open_database
-
-    clock = FrozenClock(T0 / 1000)
-    if request.param == "sqlite":
-        s = SQLMetricStore(open_database(sqlite_url(tmp_path_factory.mktemp("sp"))), clock=clock)
+    with sql_metric_store(
+        request.param, tmp_path_factory.mktemp("sp"), clock=FrozenClock(T0 / 1000)
+    ) as s:
         _fill(s)
         yield s
-        s.close()
-    else:
-        with pg_schema_url() as url:
-            s = SQLMetricStore(open_database(url), clock=clock)
-            _fill(s)
-            yield s
-            s.close()
 
 
 def _bits(points: Sequence[SeriesPoints]) -> list[Any]:

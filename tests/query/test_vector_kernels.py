@@ -31,7 +31,7 @@ from signalbox.query.subquery import Grid
 from signalbox.query.vectorkernels import KERNELS as VECTOR
 from signalbox.query.vectorkernels import RawColumns, grid, values_of
 from tests.query.bucketing import bucketize
-from tests.stores import pg_schema_url, sqlite_url
+from tests.stores import SQL_BACKENDS, sql_metric_store
 
 FUNCS = sorted(VECTOR)
 
@@ -306,28 +306,15 @@ def _write_frames(store: Any) -> None:
             store.write([], ts, frames=[Frame(b"vk-file", vals)])
 
 
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))],
-)
+@pytest.fixture(scope="module", params=SQL_BACKENDS)
 def store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
-    from signalbox.metrics.sql.store import SQLMetricStore
-    from signalbox.storage import open_database
-
-    clock = FrozenClock(T0 / 1000)
-    if request.param == "sqlite":
-        s = SQLMetricStore(open_database(sqlite_url(tmp_path_factory.mktemp("vk"))), clock=clock)
+    with sql_metric_store(
+        request.param, tmp_path_factory.mktemp("vk"), clock=FrozenClock(T0 / 1000)
+    ) as s:
         _write_frames(s)
         yield s
-        s.close()
-    else:
-        with pg_schema_url() as url:
-            s = SQLMetricStore(open_database(url), clock=clock)
-            _write_frames(s)
-            yield s
-            s.close()
 
 
 class _Selected:

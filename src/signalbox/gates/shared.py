@@ -355,8 +355,8 @@ class SharedDecisions:
             None if is_open is None else bool(is_open),
             reason,
             float(delay),
-            _json_object(reading, key),
-            tuple(str(s) for s in _json_list(state, key)),
+            _json(reading, key, "reading", dict),
+            tuple(str(s) for s in _json(state, key, "state", list)),
             None if probed is None else int(probed),
             prober,
             int(due),
@@ -371,23 +371,16 @@ class SharedDecisions:
         return {k: r for (k,) in rows if (r := self.read(k)) is not None}
 
 
-def _json_object(text: str, key: str) -> dict[str, Any]:
+def _json(text: str, key: str, field: str, kind: type[dict[str, Any]] | type[list[Any]]) -> Any:
+    """``field`` of the record ``key`` decoded: a JSON object or list as ``kind`` says, or a
+    ValueError naming the record, the field and what was wrong."""
+    name = "object" if kind is dict else "list"
     try:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError as e:
-        raise ValueError(f"gate_decisions {key!r}: reading is not JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"gate_decisions {key!r}: reading is not a JSON object")
-    return value
-
-
-def _json_list(text: str, key: str) -> list[Any]:
-    try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError as e:
-        raise ValueError(f"gate_decisions {key!r}: state is not JSON ({e})") from None
-    if not isinstance(value, list):
-        raise ValueError(f"gate_decisions {key!r}: state is not a JSON list")
+        raise ValueError(f"gate_decisions {key!r}: {field} is not JSON ({e})") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"gate_decisions {key!r}: {field} is not a JSON {name}")
     return value
 
 

@@ -68,3 +68,56 @@ def test_hostile_notes_and_paths_are_shown_as_text_and_never_run(tmp_path: Path)
             assert 'request_id="evil-1"' in lines.nth(0).locator("code").inner_text()
             assert page.evaluate("window.__pwned") is None
             assert page.locator("main script, main img").count() == 0
+
+
+def test_a_search_that_stopped_early_reads_on_from_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log bigger than one answer reads: the page says the search stopped early, and its
+    link reads on from there until every match has been shown."""
+    from signalbox.instrument import logblocks
+    from signalbox.server.api import logs as logs_api
+
+    monkeypatch.setattr(logblocks, "MAX_LINE_BYTES", 4096)
+    monkeypatch.setattr(logs_api, "SCAN_BYTES", 16_384)
+    at = datetime.fromtimestamp(NOW, UTC) - timedelta(hours=1)
+    lines = [
+        format_combined(
+            AccessRecord(
+                at + timedelta(seconds=i),
+                host="www1",
+                client="10.0.0.1",
+                method="GET",
+                path=f"/p/{i}",
+                protocol="HTTP/1.1",
+                status=503 if i % 50 == 0 else 200,
+                request_id=f"r{i}",
+            )
+        )
+        for i in range(600)
+    ]
+    (tmp_path / "access.log").write_text("\n".join(lines) + "\n")
+    logs = ConfiguredLogs(tmp_path / "access.log", ())
+    with open_site("memory", tmp_path) as site:
+        app = create_app(dataclasses.replace(site.services, logs=logs))
+        with on_socket(app) as base, chromium() as browser:
+            page = new_page(browser, csp=True)
+            page.goto(base + "/logs?" + urllib.parse.urlencode({"status": "5xx"}))
+            seen: list[str] = []
+            stops = 0
+            for _ in range(20):
+                ids = page.locator("#requests tbody tr").evaluate_all(
+                    "rows => rows.map(r => r.dataset.request)"
+                )
+                seen += ids
+                if page.locator("#read-on").count() == 0:
+                    break
+                assert "stopped early" in page.locator("#stopped").inner_text()
+                stops += 1
+                if stops == 1:
+                    screenshot(page, "logs-stopped-early.png")
+                page.locator("#read-on").click()
+                page.wait_for_load_state()
+            assert sorted(seen, key=lambda r: int(r[1:])) == [f"r{i}" for i in range(0, 600, 50)]
+            assert len(seen) == len(set(seen))  # each match shown once
+            assert stops >= 2  # 600 lines at most 16 kB an answer: several stretches

@@ -68,7 +68,13 @@ def _listen_address(ctx: click.Context, param: click.Parameter, value: str | Non
 @pass_ctx
 @handle_errors
 def agent_cmd(ctx: Context, listen: tuple[str, int] | None) -> None:
-    """Collectors only (spool + StatsD), for the other hosts of a PostgreSQL-backed install."""
+    """Collectors only (spool + StatsD), for the other hosts of a PostgreSQL-backed install.
+
+    The `serve` instance that leads compacts the shared store (rollups, retention); while no
+    `serve` leads, one agent does (lease agent:compactor), so an agents-only install still
+    compacts. A store that is away is waited for; passes it refuses are kept in memory
+    (bounded by [collect] buffer_max_samples) and written once it answers.
+    """
     from signalbox.durations import format_duration
     from signalbox.server.loops import Background, run_agent
     from signalbox.storage.database import redact_url

@@ -418,9 +418,8 @@ def new_metas(names: list[str], kind: MetricType) -> list[MetricMeta]:
     the dataclass's ``__init__`` (a frozen one sets each field through
     ``object.__setattr__``) costs about a microsecond a record, most of a line's parse."""
     made: list[MetricMeta] = list(map(object.__new__, repeat(MetricMeta, len(names))))
-    for slot, column in zip(
-        _META_SLOTS, (names, repeat(kind), repeat(""), repeat("")), strict=True
-    ):
+    columns: tuple[Iterable[object], ...] = (names, repeat(kind), repeat(""), repeat(""))
+    for slot, column in zip(_META_SLOTS, columns, strict=True):
         deque(map(slot.__set__, made, column), maxlen=0)
     return made
 

@@ -52,6 +52,9 @@ class MonitorsSettings:
     notifiers: Mapping[str, NotifierSpec] = field(default_factory=_no_notifiers)
     retry_delay_s: float = 10.0
     retry_max_delay_s: float = 600.0
+    paths_configured: bool = True
+    """False when ``paths`` is the default (``monitors``): a missing default directory means
+    "no monitors yet", not a broken configuration."""
 
 
 def monitors_settings(src: Source, raw: Mapping[str, Any]) -> MonitorsSettings:
@@ -82,4 +85,5 @@ def monitors_settings(src: Source, raw: Mapping[str, Any]) -> MonitorsSettings:
         notifiers=MappingProxyType(notifiers),
         retry_delay_s=retry_delay_s,
         retry_max_delay_s=retry_max_delay_s,
+        paths_configured="paths" in (raw.get("monitors") or {}),
     )

@@ -101,8 +101,11 @@ class MonitorRunner:
         engine: Engine | None = None,
         plugin_runner: PluginRunner = run_plugin,
         notifier_names: Sequence[str] | None = None,
+        optional_paths: Sequence[Path] = (),
     ) -> None:
         self.paths = list(paths)
+        self.optional_paths = frozenset(optional_paths)
+        self._missing_logged: frozenset[Path] = frozenset()
         self.metric_store, self.state, self.outbox = metric_store, state, outbox
         self.notifiers = dict(notifiers)
         self.notifier_names = (
@@ -133,6 +136,7 @@ class MonitorRunner:
             log.error("notifier config error, its notifications wait in the outbox: %s", e)
         return cls(
             paths=settings.monitors.paths,
+            optional_paths=() if settings.monitors.paths_configured else settings.monitors.paths,
             metric_store=metric_store,
             state=MonitorStore(db),
             outbox=outbox
@@ -158,11 +162,12 @@ class MonitorRunner:
         not stop the monitor from running: its state and history are kept, and its
         notifications to that name end up dead in the outbox, visibly.
         """
-        result = load_monitors(self.paths, cache=self._load_cache)
+        paths = self._paths_present()
+        result = load_monitors(paths, cache=self._load_cache)
         known = set(self.notifier_names)
         if any(n not in known for m in result.monitors for n in m.notify):
             # the same errors, plus the unknown notifiers
-            strict = load_monitors(self.paths, notifiers=known, cache=self._load_cache)
+            strict = load_monitors(paths, notifiers=known, cache=self._load_cache)
             result = LoadResult(result.monitors, strict.errors)
         if result.errors != self._logged_lint:
             running = {m.name for m in result.monitors}
@@ -173,6 +178,19 @@ class MonitorRunner:
                     log.error("monitor not loaded: %s", e)
             self._logged_lint = result.errors
         return result
+
+    def _paths_present(self) -> list[Path]:
+        """The monitor paths to read: a default path (not configured) that does not exist is
+        left out and said once at INFO; a configured path that does not exist stays (lint
+        reports it as an error)."""
+        missing = frozenset(p for p in self.optional_paths if not p.exists())
+        if missing - self._missing_logged:
+            for p in sorted(missing - self._missing_logged):
+                log.info(
+                    "no monitors yet: %s does not exist (create it, or set [monitors] paths)", p
+                )
+        self._missing_logged = missing
+        return [p for p in self.paths if p not in missing]
 
     def monitor(self, name: str, loaded: LoadResult | None = None) -> Monitor:
         """The loaded monitor ``name``, or a UsageError saying why there is none."""

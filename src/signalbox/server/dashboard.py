@@ -380,6 +380,7 @@ async def monitor_page(request: Request) -> Response:
 # -- static files ------------------------------------------------------------------------
 _OWN_STATIC = {
     "signalbox.css": "text/css",
+    "decimate.js": "text/javascript",
     "explore.js": "text/javascript",
     "flags.js": "text/javascript",
     "monitor.js": "text/javascript",

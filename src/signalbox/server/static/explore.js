@@ -73,41 +73,67 @@
     loadLabels(q);
   }
 
-  var GL_FROM = 20000; // points: SVG below (crisp, works without WebGL), WebGL above (fast at 100k)
+  // Every answer is drawn as SVG lines of at most a few points a pixel column: the answer's
+  // points, decimated (decimate.js, M4), so each column's highest and lowest stay drawn. With
+  // no GPU (software GL), WebGL's scattergl took seconds to show 100k points; SVG of 100k
+  // points or fewer, a fraction of that (bench/chart_points.py).
+  var MARGIN = { l: 60, r: 20, t: 10, b: 40 };
+  var shown = null; // what is drawn: the answer in full, kept so a zoom or a resize decimates again
+
+  function columns() {
+    // the plot area's pixel columns (device pixels, up to 2 a CSS pixel: lines are drawn there)
+    var css = Math.max(1, chart.clientWidth - MARGIN.l - MARGIN.r);
+    return Math.ceil(css * Math.min(2, Math.max(1, window.devicePixelRatio || 1)));
+  }
 
   function draw(result, step, ms, warnings, w) {
     var points = 0;
-    var total = result.reduce(function (n, s) { return n + s.values.length; }, 0);
-    var kind = total > GL_FROM ? "scattergl" : "scatter";
-    var traces = result.map(function (s) {
-      var xs = new Array(s.values.length), ys = new Array(s.values.length);
-      for (var i = 0; i < s.values.length; i++) {
-        xs[i] = new Date(s.values[i][0] * 1000);
+    var series = result.map(function (s) {
+      var n = s.values.length, xs = new Float64Array(n), ys = new Float64Array(n);
+      for (var i = 0; i < n; i++) {
+        xs[i] = s.values[i][0] * 1000;
         ys[i] = parseFloat(s.values[i][1]);
       }
-      points += xs.length;
+      points += n;
+      return { name: escapeHtml(seriesName(s.metric)), xs: xs, ys: ys };
+    });
+    shown = { series: series, window: [w[0] * 1000, w[1] * 1000] };
+    chart.dataset.points = String(points);
+    chart.dataset.series = String(series.length);
+    render(shown.window);
+    status.className = "muted small";
+    status.textContent = series.length + " series, " + points + " points, step " + step + "s, " +
+      Math.round(ms) + " ms" + (warnings.length ? " · " + warnings.join("; ") : "");
+  }
+
+  // The kept answer over [x0, x1] (ms), decimated to the chart's width.
+  function render(range) {
+    var cols = columns(), drawn = 0;
+    var traces = shown.series.map(function (s) {
+      var d = window.signalboxDecimate.m4(s.xs, s.ys, range[0], range[1], cols);
+      drawn += d.x.length;
+      // as Dates, which Plotly shows in the browser's time zone (epoch numbers would be UTC)
+      for (var i = 0; i < d.x.length; i++) d.x[i] = new Date(d.x[i]);
       return {
         // markers where points are few enough to tell apart (a lone sample is a dot, not nothing)
-        x: xs, y: ys, type: kind, mode: xs.length <= 60 ? "lines+markers" : "lines",
-        line: { width: 1.5 }, marker: { size: 4 },
-        name: escapeHtml(seriesName(s.metric)), hoverlabel: { namelength: -1 }
+        x: d.x, y: d.y, type: "scatter", mode: s.xs.length <= 60 ? "lines+markers" : "lines",
+        line: { width: 1.5 }, marker: { size: 4 }, name: s.name, hoverlabel: { namelength: -1 }
       };
     });
-    chart.dataset.points = String(points);
-    chart.dataset.series = String(traces.length);
+    shown.columns = cols;
+    shown.range = range;
+    chart.dataset.drawn = String(drawn);
+    chart.dataset.columns = String(cols);
     var fg = dark() ? "#d8dee9" : "#222", grid = dark() ? "#3b4252" : "#e5e5e5";
     var layout = {
-      margin: { l: 60, r: 20, t: 10, b: 40 }, paper_bgcolor: "rgba(0,0,0,0)",
+      margin: { l: MARGIN.l, r: MARGIN.r, t: MARGIN.t, b: MARGIN.b }, paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)", font: { color: fg, size: 12 },
-      xaxis: { type: "date", gridcolor: grid, range: [new Date(w[0] * 1000), new Date(w[1] * 1000)] },
+      xaxis: { type: "date", gridcolor: grid, range: [new Date(range[0]), new Date(range[1])] },
       yaxis: { gridcolor: grid, zerolinecolor: grid },
       // past 20 series a legend would crowd out the chart: hovering names a line instead
       showlegend: traces.length <= 20, legend: { orientation: "h", y: -0.15 }, hovermode: "closest"
     };
     Plotly.react(chart, traces, layout, { responsive: true, displaylogo: false });
-    status.className = "muted small";
-    status.textContent = traces.length + " series, " + points + " points, step " + step + "s, " +
-      Math.round(ms) + " ms" + (warnings.length ? " · " + warnings.join("; ") : "");
   }
 
   function loadLabels(q) {
@@ -178,7 +204,8 @@
   schedule();
   names();
   run();
-  // drag-zoom on the chart: ask for the zoomed window again, at a finer step
+  // drag-zoom on the chart: draw the zoomed window at once from the kept answer (decimated
+  // again, so the detail it holds shows), then ask for it again at a finer step
   var hooked = false;
   var obs = setInterval(function () {
     if (hooked || !chart.on) return;
@@ -186,8 +213,21 @@
     chart.on("plotly_relayout", function (ev) {
       if (ev["xaxis.range[0]"] && ev["xaxis.range[1]"]) {
         zoom = [new Date(ev["xaxis.range[0]"]).getTime() / 1000, new Date(ev["xaxis.range[1]"]).getTime() / 1000];
+        redraw([zoom[0] * 1000, zoom[1] * 1000]);
         run();
       } else if (ev["xaxis.autorange"]) { zoom = null; run(); }
     });
   }, 100);
+  function redraw(range) {
+    // after Plotly's own relayout has finished with the chart
+    if (shown) setTimeout(function () { render(range); }, 0);
+  }
+  // a wider chart has more columns than the drawn points were decimated to
+  var resized = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resized);
+    resized = setTimeout(function () {
+      if (shown && columns() !== shown.columns) render(shown.range);
+    }, 200);
+  });
 })();

@@ -48,7 +48,7 @@ _PROTOCOLS = {v: "HTTP/" + v for v in ("1.0", "1.1", "2", "3")}
 def _fields(
     source: tuple[Scope, str, bytes, bytes],
 ) -> tuple[str, str, str, str, str, str, str, str]:
-    """A finished request's line fields from its scope (read when its line is made)."""
+    """A finished request's line fields from its scope (read as it finishes)."""
     scope, root, referer, user_agent = source
     try:  # what servers send (subscripts: a third of a .get's cost)
         raw, query, version, client = (

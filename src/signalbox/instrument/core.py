@@ -32,12 +32,19 @@ from signalbox.instrument.accesslog import (
     quoted_safe,
     quoted_value,
 )
-from signalbox.instrument.context import REQUEST_ID, RequestContext, new_id, parse_traceparent
+from signalbox.instrument.context import (
+    REQUEST_ID,
+    RequestContext,
+    Traceparent,
+    new_id,
+    parse_traceparent,
+)
 from signalbox.instrument.logfile import AccessLogFile, reopen_on_sighup
 from signalbox.instrument.metrics import RequestMetrics
 
 if TYPE_CHECKING:
     from signalbox.config import Settings
+    from signalbox.flags.context import RequestFlags
 
 __all__ = ["DEFAULT", "Instrument", "load_secret"]
 
@@ -61,8 +68,31 @@ Fields = Callable[[Any], tuple[str, str, str, str, str, str, str, str]]
 client, referer, user agent, route)."""
 
 
-_Pending = tuple[RequestContext, float, float, int, int, Fields, Any]
-"""A buffered request: what :meth:`Instrument.finish` was given."""
+_Entry = tuple[
+    str,
+    str,
+    dict[str, Any],
+    Any,
+    Any,
+    float,
+    float,
+    int,
+    int,
+    str,
+    str,
+    str,
+    str,
+    str,
+    str,
+    str,
+    str,
+]
+"""A finished request as its line and count need it: the context's id, route, notes, trace and
+flags, then start, seconds, status, bytes and the adapter's fields. A buffered one holds no
+scope, environ or context, so those die with their request: a queue of 256 requests' scopes
+made the garbage collector run about six times a flush under uvicorn (its young objects
+outlived a collection, then older ones), where the bare app's requests free all they make
+(see :meth:`Instrument.finish`)."""
 
 
 def load_secret(settings: Settings, environ: Mapping[str, str] | None = None) -> bytes:
@@ -211,7 +241,7 @@ class Instrument:
         self.buffer_lines: int = max(1, pick(buffer_lines, "buffer_lines"))
         self.flush_interval: float = pick(flush_interval, "flush_interval_s")
         buffered = self.buffer_lines > 1 and (self.log_file is not None or self.metrics is not None)
-        self._queue: deque[_Pending] | None = deque() if buffered else None
+        self._queue: deque[_Entry] | None = deque() if buffered else None
         self._flusher: threading.Thread | None = None
         self._oldest = 0.0  # when the oldest buffered request ended (wall clock)
         self._flusher_lock = threading.Lock()
@@ -248,13 +278,22 @@ class Instrument:
 
         ``fields(source)`` gives the rest of the line -- method, path, query, protocol,
         client, referer, user agent, route -- read from the adapter's own request object
-        only when the line is made, off the request's path when buffered. Never raises: a
-        failure is logged once.
+        here, so a buffered request keeps none of it (see :data:`_Entry`); its line is made
+        and counted when the buffer is flushed. With no access log and no metrics nothing
+        is read. Never raises: a failure is logged once.
         """
+        q = self._queue
+        if q is None and self.log_file is None and self.metrics is None:
+            return  # nothing to write or count: not even the fields are read
         try:
-            q = self._queue
+            # a flat tuple of strings and numbers (and the notes dict, untracked by the
+            # collector while its values are too): nothing of the request kept alive
+            e = (
+                ctx.request_id, ctx.route, ctx.notes, ctx.trace, ctx.flags,
+                start, seconds, status, nbytes, *fields(source),
+            )  # fmt: skip
             if q is not None:
-                q.append((ctx, start, seconds, status, nbytes, fields, source))
+                q.append(e)
                 if len(q) == 1:
                     self._oldest = start + seconds
                 elif (
@@ -265,7 +304,7 @@ class Instrument:
                 if self._flusher is None:
                     self._start_flusher()
                 return
-            line = self._record(ctx, start, seconds, status, nbytes, fields, source)
+            line = self._record(e, None)
             if line is not None and self.log_file is not None:
                 self.log_file.write(line)
         except Exception:
@@ -277,20 +316,15 @@ class Instrument:
             log.exception("signalbox access log: could not log a request (logged once)")
 
     def _record(
-        self,
-        ctx: RequestContext,
-        start: float,
-        seconds: float,
-        status: int,
-        nbytes: int,
-        fields: Fields,
-        source: Any,
-        counts: dict[tuple[str, str, int], list[float]] | None = None,
+        self, e: _Entry, counts: dict[tuple[str, str, int], list[float]] | None
     ) -> str | None:
         """Count one request (into ``counts`` when given: :meth:`flush` hands a batch's to
         the metrics at once); its line, or None when there is no access log."""
-        method, path, query, protocol, client, referer, user_agent, route = fields(source)
-        route = ctx.route or route
+        (
+            rid, ctx_route, notes, trace, flags, start, seconds, status, nbytes,
+            method, path, query, protocol, client, referer, user_agent, route,
+        ) = e  # fmt: skip
+        route = ctx_route or route
         if self._secret_params is not None:
             if query:
                 for probe in self._secret_probes:
@@ -309,18 +343,18 @@ class Instrument:
             self.metrics.observe(route, method, status, seconds)
         if self.log_file is None:
             return None
-        noted = ctx.notes or ctx.trace is not None or ctx.flags is not None
+        noted = notes or trace is not None or flags is not None
         if self._combined:  # the id: begin() made it or took a sane one, nothing to escape
-            user, pairs = self._pairs(ctx) if noted else ("", "")
+            user, pairs = self._pairs(notes, trace, flags) if noted else ("", "")
             return combined_with_pairs(
                 int(start * 1_000_000), self.host, client, method, path, query, protocol,
-                status, nbytes, referer, user_agent, ctx.request_id, route,
+                status, nbytes, referer, user_agent, rid, route,
                 int(seconds * 1_000_000), user, pairs,
             )  # fmt: skip
         return json_line(
             int(start * 1_000_000), self.host, client, method, path, query, protocol, status,
-            nbytes, referer, user_agent, ctx.request_id, route, int(seconds * 1_000_000),
-            self._logged_notes(ctx) if noted else _NO_NOTES,
+            nbytes, referer, user_agent, rid, route, int(seconds * 1_000_000),
+            self._logged_notes(notes, trace, flags) if noted else _NO_NOTES,
         )  # fmt: skip
 
     # -- buffered lines -------------------------------------------------------------------
@@ -342,7 +376,7 @@ class Instrument:
             except IndexError:
                 break
             try:
-                line = record(*item, counts)
+                line = record(item, counts)
             except Exception:
                 self._failure()
                 continue
@@ -388,11 +422,13 @@ class Instrument:
         self._flusher_lock = threading.Lock()
         self._stop = threading.Event()
 
-    def _logged_notes(self, ctx: RequestContext) -> Mapping[str, str]:
+    def _logged_notes(
+        self, notes: dict[str, Any], trace: Traceparent | None, flags: RequestFlags | None
+    ) -> Mapping[str, str]:
         out: dict[str, str] = {}
         keys, limit = self._keys, self.max_note_chars
         secret = self.secret_notes
-        for k, v in ctx.notes.copy().items():  # a copy: a thread may note() meanwhile
+        for k, v in notes.copy().items():  # a copy: a thread may note() meanwhile
             key = keys.get(k)
             if key is None:
                 key = note_key(k) if isinstance(k, str) else note_key(str(k))
@@ -405,18 +441,19 @@ class Instrument:
             elif len(text) > limit:
                 text = text[: limit - 3] + "..."
             out[key] = text
-        if ctx.flags is not None and ctx.flags.seen and "flags" not in out:
-            out["flags"] = flagnotes.text(ctx.flags)
-        trace = ctx.trace
+        if flags is not None and flags.seen and "flags" not in out:
+            out["flags"] = flagnotes.text(flags)
         if trace is not None and trace.parent_id != _NO_PARENT and "trace_id" not in out:
             out["trace_id"] = trace.trace_id  # the caller's trace (not one made here)
         return out
 
-    def _pairs(self, ctx: RequestContext) -> tuple[str, str]:
+    def _pairs(
+        self, given: dict[str, Any], trace: Traceparent | None, flags: RequestFlags | None
+    ) -> tuple[str, str]:
         """The notes as the combined format writes them: the ``user_id`` note's text and
         every other note as `` key="value"`` pairs, converted and written in one pass (what
         :meth:`_logged_notes` and :func:`combined_line` do in two, through a dict)."""
-        notes = ctx.notes.copy()  # a copy: a thread may note() meanwhile
+        notes = given.copy()  # a copy: a thread may note() meanwhile
         keys, limit, secret = self._keys, self.max_note_chars, self.secret_notes
         safe = quoted_safe
         user = ""
@@ -438,7 +475,7 @@ class Instrument:
                 if len(keys) < _KEY_CACHE_MAX:
                     keys[k] = key
             if key is not k and key != k:  # renamed: two notes may now share a name
-                return self._pairs_of(self._logged_notes(ctx))
+                return self._pairs_of(self._logged_notes(given, trace, flags))
             text = v if t is str else str(v) if t is int else _text(v)
             if key in secret:
                 if text:
@@ -455,10 +492,8 @@ class Instrument:
                 parts.append(part)
                 if key not in secret and len(written) < _WRITTEN_MAX and (t is str or t is int):
                     written[k, v] = ("", part)  # api_method="photos.search" comes back often
-        flags = ctx.flags
         if flags is not None and flags.seen and "flags" not in notes:
             parts.append(f' flags="{quoted_value(flagnotes.text(flags))}"')
-        trace = ctx.trace
         if trace is not None and trace.parent_id != _NO_PARENT and "trace_id" not in notes:
             parts.append(f' trace_id="{quoted_value(trace.trace_id)}"')
         return user, "".join(parts)

@@ -121,7 +121,7 @@ class _Request:
 
 
 def _fields(env: dict[str, Any]) -> tuple[str, str, str, str, str, str, str, str]:
-    """A finished request's line fields from its environ (read when its line is made)."""
+    """A finished request's line fields from its environ (read as it finishes)."""
     raw = env.get("RAW_URI") or env.get("REQUEST_URI")
     if raw:
         path = raw.split("?", 1)[0]

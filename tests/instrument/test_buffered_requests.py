@@ -1,0 +1,160 @@
+"""A buffered request keeps nothing of its request alive until its line is written.
+
+The buffer holds up to ``buffer_lines`` finished requests; under a real server each one's
+ASGI scope (headers, the app's state, the router's objects) held that long made the garbage
+collector run several times a flush, where the bare app frees everything it makes. So the
+core reads the line's fields as the request finishes and queues only strings and numbers
+(and the notes): these tests pin that, and that the lines made later are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from signalbox.instrument import ASGIMiddleware, note
+from signalbox.instrument.accesslog import parse_line
+from signalbox.instrument.core import Instrument
+from signalbox.instrument.metrics import RequestMetrics
+from signalbox.metrics.client import Client
+
+
+class _Marker:
+    """Something a weak reference can watch, put inside a request's scope or source."""
+
+
+def _core(tmp: Path, *, access_log: bool = True, metrics: bool = True) -> Instrument:
+    (tmp / "spool").mkdir(exist_ok=True)
+    client = Client(tmp / "spool", background=False, pid_label=None, prog="t")
+    return Instrument(
+        access_log=tmp / "access.log" if access_log else None,
+        format="combined",
+        host="web1",
+        secret_notes=("api_key",),
+        secret=b"k",
+        metrics=RequestMetrics(client, background=False) if metrics else False,
+        request_id_header="X-Request-ID",
+        trust_request_id=True,
+        max_note_chars=200,
+        buffer_lines=256,
+        flush_interval=60.0,
+    )
+
+
+async def _item(request: Request) -> Response:
+    note(user_id=7, api_method="items.get")
+    return PlainTextResponse("ok")
+
+
+def _scope(marker: _Marker) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/items/3",
+        "raw_path": b"/items/3",
+        "query_string": b"page=2",
+        "root_path": "",
+        "headers": [(b"user-agent", b"ua/1"), (b"x-request-id", b"abc-1")],
+        "client": ("10.0.0.9", 5000),
+        "server": ("127.0.0.1", 8000),
+        "marker": marker,
+    }
+
+
+def test_a_queued_asgi_request_holds_neither_its_scope_nor_its_objects(tmp_path: Path) -> None:
+    core = _core(tmp_path)
+    app = ASGIMiddleware(Starlette(routes=[Route("/items/{n}", _item)]), core=core)
+    marker = _Marker()
+    watch = weakref.ref(marker)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(_scope(marker), receive, send))
+    del marker
+    gc.collect()
+    assert watch() is None  # the scope died with its request, though its line is not written
+    assert not (tmp_path / "access.log").exists()  # still buffered
+    core.close()
+    (line,) = (tmp_path / "access.log").read_text().splitlines()
+    r = parse_line(line)
+    assert (r.method, r.path, r.query, r.protocol, r.client) == (
+        "GET",
+        "/items/3",
+        "page=2",
+        "HTTP/1.1",
+        "10.0.0.9",
+    )
+    assert (r.status, r.bytes, r.route, r.request_id, r.user_agent) == (
+        200,
+        2,
+        "/items/{n}",
+        "abc-1",
+        "ua/1",
+    )
+    assert dict(r.notes) == {"user_id": "7", "api_method": "items.get"}
+    assert sent[0]["status"] == 200 and (b"x-request-id", b"abc-1") in sent[0]["headers"]
+
+
+def test_a_queued_request_keeps_the_notes_added_up_to_its_line(tmp_path: Path) -> None:
+    """The notes are the request's own dict, read when the line is made (as before): a thread
+    the request started may still add to them."""
+    core = _core(tmp_path)
+    source = _Marker()
+    watch = weakref.ref(source)
+    ctx = core.begin(None, None)
+    ctx.note(user_id=1)
+    core.finish(
+        ctx,
+        1.7e9,
+        0.002,
+        201,
+        5,
+        lambda s: ("POST", "/a", "", "HTTP/1.1", "c", "", "", "/a"),
+        source,
+    )
+    del source
+    gc.collect()
+    assert watch() is None
+    ctx.note(late="yes")
+    core.close()
+    (line,) = (tmp_path / "access.log").read_text().splitlines()
+    r = parse_line(line)
+    assert dict(r.notes) == {"user_id": "1", "late": "yes"}
+    assert (r.method, r.status, r.bytes, r.duration_us, r.request_id) == (
+        "POST",
+        201,
+        5,
+        2000,
+        ctx.request_id,
+    )
+
+
+def test_with_no_access_log_and_no_metrics_nothing_of_the_request_is_read(
+    tmp_path: Path,
+) -> None:
+    core = _core(tmp_path, access_log=False, metrics=False)
+    read: list[object] = []
+
+    def fields(source: object) -> tuple[str, str, str, str, str, str, str, str]:
+        read.append(source)
+        return ("GET", "/", "", "HTTP/1.1", "", "", "", "")
+
+    core.finish(core.begin(None, None), 1.7e9, 0.001, 200, 0, fields, object())
+    core.close()
+    assert read == []

@@ -561,7 +561,13 @@ def parse_line(text: str, source: str = "(line)", line: int = 0) -> AccessRecord
         s = s[:-1]
     try:
         if s.startswith("{"):
-            return _parse_json(s)
+            try:
+                return _parse_json(s)
+            except ValueError as not_json:
+                try:  # a combined line whose host token starts with "{"
+                    return _parse_combined(s)
+                except ValueError:
+                    raise not_json from None
         return _parse_combined(s)
     except ValueError as e:
         raise ParseError(source, line, str(e), text[:500]) from None

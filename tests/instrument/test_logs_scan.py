@@ -24,6 +24,7 @@ from signalbox.instrument.logfiles import (
     read_lines,
     search,
     trace,
+    trace_scan,
 )
 from signalbox.instrument.logsources import LogFiles
 from signalbox.instrument.search import RequestQuery
@@ -271,3 +272,141 @@ def test_a_value_ending_like_the_time_sends_its_block_line_by_line(tmp_path: Pat
     bad = Bad()
     got = [f.line for f in search([path], RequestQuery(status=(500, 599)), bad)]
     assert got == [1, 3] and [m.line for m in bad] == [2, 4]
+
+
+def traced_logs(tmp_path: Path) -> LogFiles:
+    """Access logs (a rotated gzip file, the live one) and an application log (rotated and
+    live) holding request ``rid-9`` in each, with a traceback of 400 lines that every scan
+    of a few kB stops inside, and a line not UTF-8 among the filler."""
+    acc_old = [format_combined(rec(i)) for i in range(200)]
+    acc_old[120] = format_combined(rec(120, request_id="rid-9"))
+    acc_new = [format_json(rec(i)) for i in range(200, 400)]
+    (tmp_path / "access.log.1.gz").write_bytes(gzip.compress(("\n".join(acc_old) + "\n").encode()))
+    (tmp_path / "access.log").write_text("\n".join(acc_new) + "\n")
+    app_old = [f"2024-05-01T12:01:{i % 60:02d}.000100Z [r{i}] INFO app: filler {i}" for i in range(150)]  # fmt: skip
+    app_old[60] = "2024-05-01T12:02:00.000100Z [rid-9] ERROR app: failed"
+    app_old[61:61] = [f'  File "app.py", line {i}, in handler' for i in range(400)]
+    app_new = [f"2024-05-01T12:07:{i % 60:02d}.000100Z [r{i}] INFO app: filler {i}" for i in range(150)]  # fmt: skip
+    app_new[100] = "2024-05-01T12:07:40.000100Z [rid-9] INFO app: retried"
+    raw = "\n".join(app_new).encode().replace(b"filler 7\n", b"filler \xff\n") + b"\n"
+    (tmp_path / "app.log.1").write_text("\n".join(app_old) + "\n")
+    (tmp_path / "app.log").write_bytes(raw)
+    return LogFiles(
+        (tmp_path / "access.log.1.gz", tmp_path / "access.log"),
+        (tmp_path / "app.log.1", tmp_path / "app.log"),
+        (),
+    )
+
+
+@pytest.mark.parametrize("budget", [1, 3000, 9000, 40_000])
+def test_a_trace_stops_within_its_budget_and_resumes_to_the_whole_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    monkeypatch.setattr(logblocks, "MAX_LINE_BYTES", 1024)  # blocks of 1 kB
+    files = traced_logs(tmp_path)
+    whole_bad = Bad()
+    whole = trace(files, "rid-9", whole_bad)
+    assert len(whole) == 403 and [m.why[:9] for m in whole_bad] == ["not UTF-8"]
+    assert all(t.continued and t.time == whole[1].time for t in whole[2:402])
+    seen: list[tuple[str, int, str, object, bool]] = []
+    bad = Bad()
+    resume: ScanPoint | None = None
+    stops = 0
+    while True:
+        got = trace_scan(files, "rid-9", bad, budget=Budget(bytes=budget), resume=resume)
+        times = [t.time for t in got.lines if t.time is not None]
+        assert times == sorted(times)  # each stretch in time order
+        seen += [(t.file.name, t.line, t.text, t.time, t.continued) for t in got.lines]
+        if got.stopped is None:
+            break
+        stops += 1
+        resume = ScanPoint.parse(got.stopped.token())
+    assert sorted(seen, key=str) == sorted(
+        ((t.file.name, t.line, t.text, t.time, t.continued) for t in whole), key=str
+    )
+    assert len(seen) == len(set(seen))
+    assert [m.why[:9] for m in bad] == ["not UTF-8"]  # said once over the stretches
+    assert stops >= (3 if budget < 40_000 else 1)
+
+
+def test_a_stale_trace_resume_is_refused_gzip_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logblocks, "MAX_LINE_BYTES", 1024)
+    files = traced_logs(tmp_path)
+    points = []
+    resume: ScanPoint | None = None
+    while True:
+        got = trace_scan(files, "rid-9", budget=Budget(bytes=3000), resume=resume)
+        if got.stopped is None:
+            break
+        resume = got.stopped
+        points.append(resume)
+    in_gz = next(p for p in points if p.file == "access.log.1.gz" and p.offset > 0)
+    in_app = next(p for p in points if p.file == "app.log.1" and p.taking)
+    assert ScanPoint.parse(in_app.token()) == in_app  # the entry's state goes in the token
+    (tmp_path / "app.log.1").write_text("2024-05-01T12:00:00Z rotated\n" * 50)
+    with pytest.raises(UsageError, match="rotated"):
+        trace_scan(files, "rid-9", resume=in_app)
+    (tmp_path / "access.log.1.gz").write_bytes(gzip.compress(b"short\n"))
+    with pytest.raises(UsageError, match="rotated"):
+        trace_scan(files, "rid-9", resume=in_gz)
+    (tmp_path / "access.log.1.gz").unlink()
+    with pytest.raises(UsageError, match="rotated"):
+        trace_scan(files, "rid-9", resume=in_gz)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_since_skips_blocks_wholly_before_it_and_keeps_late_arrivals_near_the_edge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gz: bool
+) -> None:
+    """Lines are written when their response ends but carry the arrival, so a slow request's
+    line follows quicker ones that arrived after it: near ``since`` a block can end with a
+    line from before ``since`` and still hold lines from after it."""
+    from signalbox.instrument import logfiles
+
+    monkeypatch.setattr(logblocks, "MAX_LINE_BYTES", 1024)  # blocks of 1 kB
+    since = T0 + timedelta(seconds=3000)
+    lines = [format_combined(rec(i)) for i in range(0, 2800)]
+    lines[40] = "garbage without a status"  # said, skipped block or not
+    lines[41] = format_combined(rec(41)).replace("/May/", "/Foo/")  # shaped: not parsed
+    slow = timedelta(minutes=20)
+    for j in range(60):  # the edge: quick requests after since, slow ones from before it
+        if j % 3 == 2:
+            r = rec(5000 + j, time=since - slow + timedelta(seconds=j), duration_us=int((slow + timedelta(minutes=1)).total_seconds() * 1e6))  # fmt: skip
+        else:
+            r = rec(5000 + j, time=since + timedelta(seconds=j))
+        lines.append((format_json if j % 2 else format_combined)(r))
+    lines += [format_combined(rec(i, time=since + timedelta(seconds=60 + i))) for i in range(50)]
+    data = "".join(x + "\n" for x in lines).encode()
+    path = tmp_path / "access.log"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    # the edge is there: a block ending with a line from before since holds one after it
+    edge, blocks = False, 0
+    for _, block in logblocks.read_blocks(path, Bad(), logblocks.LineCount()):
+        blocks += 1
+        texts = block.decode().splitlines()
+        if "garbage" not in block.decode() and "/Foo/" not in block.decode():
+            times = [parse_line(x).time for x in texts]
+            edge = edge or (times[-1] < since <= max(times))
+    assert edge
+    parsed = 0
+    real = parse_line
+
+    def counting(text: str, source: str = "(line)", line: int = 0) -> AccessRecord:
+        nonlocal parsed
+        parsed += 1
+        return real(text, source, line)
+
+    monkeypatch.setattr(logfiles, "parse_line", counting)
+    for q in (RequestQuery(since=since), RequestQuery(since=since, status=(200, 200))):
+        bad = Bad()
+        parsed = 0
+        got = [f.line for f in search([path], q, bad)]
+        assert got == reference(lines, q)
+        assert len(got) == 90
+        # of 2,910 lines: each block's last, and the blocks near since and after it
+        assert parsed < blocks + 250
+        assert [m.line for m in bad] == [41]  # garbage said; the bad time in a skipped block not
+    p = page([path], RequestQuery(since=since), limit=1000)
+    assert sorted(f.line for f in p.found) == reference(lines, RequestQuery(since=since))

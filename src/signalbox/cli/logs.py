@@ -11,7 +11,8 @@ Malformed lines are reported on stderr after the output (file:line and why, the 
 filtered search reports is :mod:`signalbox.instrument.logfiles`'s rule: always a line not
 UTF-8, too long, cut by a broken gzip file, or without an access line's shape; a shaped line
 broken deeper (a bad time, a bad pair) only when it holds what the filter asks for. ``logs
-grep`` with no filter (or only ``--since``/``--until``) parses, so reports, every line. Exit codes:
+grep`` with no filter (or only ``--until``) parses, so reports, every line; ``--since`` passes
+over the blocks of lines that all arrived before it. Exit codes:
 0 ok (finding nothing is not an error), 2 usage or configuration error (a bad filter, a
 file that cannot be read, no log file at all).
 """

@@ -18,13 +18,14 @@ line, so the numbers of the lines after it hold); where a compressed file breaks
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["MAX_LINE_BYTES", "LineCount", "Malformed", "OnBad", "read_blocks", "tail_before"]
+__all__ = ["MAX_LINE_BYTES", "Expect", "LineCount", "Malformed", "Moved", "OnBad", "read_blocks"]
 
 MAX_LINE_BYTES = 1 << 20
 """A longer line is reported and skipped (the middleware's lines are far shorter). Blocks
@@ -94,37 +95,28 @@ def _gunzip(f: BinaryIO, size: int, start: bytes) -> Iterator[bytes]:
             yield out
 
 
-def _skipped(pieces: Iterator[bytes], skip: int) -> Iterator[bytes]:
-    """``pieces`` without their first ``skip`` bytes (a compressed file is read through)."""
+def _skip(pieces: Iterator[bytes], skip: int, keep: int) -> tuple[bytes, bytes]:
+    """Reads ``skip`` bytes of ``pieces`` (a compressed file is read through to an offset):
+    the last ``keep`` of them, and the rest of the piece the offset falls in."""
+    tail = b""
     for piece in pieces:
-        if skip >= len(piece):
-            skip -= len(piece)
-            continue
-        yield piece[skip:] if skip else piece
-        skip = 0
-    if skip:
-        raise _Broken(f"the file is shorter than the {skip} bytes more the scan was at")
+        take = min(skip, len(piece))
+        if keep:
+            tail = (tail + piece[max(0, take - keep) : take])[-keep:]
+        skip -= take
+        if not skip:
+            return tail, piece[take:]
+    raise _Broken(f"the file is shorter than the {skip} bytes more the scan was at")
 
 
-def tail_before(path: Path, offset: int, size: int = 32) -> bytes | None:
-    """The ``size`` bytes before ``offset`` of ``path`` (decompressed), None when it cannot be
-    read that far: what a resumed scan checks to be sure the file is the one it stopped in."""
-    want = min(size, offset)
-    try:
-        with path.open("rb") as f:
-            head = f.read(2)
-            if head != _GZIP_MAGIC:
-                f.seek(offset - want)
-                got = f.read(want)
-                return got if len(got) == want else None
-            kept = b""
-            for piece in _skipped(_gunzip(f, MAX_LINE_BYTES, head), offset - want):
-                kept += piece[: want - len(kept)]
-                if len(kept) == want:
-                    return kept
-    except (OSError, _Broken):
-        return None
-    return None
+class Moved(Exception):
+    """A resumed read's file does not hold, before its offset, the bytes the scan stopped
+    after: it was rotated, truncated or rewritten since (the reader says to start again)."""
+
+
+Expect = tuple[int, Callable[[bytes], bool]]
+"""``(span, check)``: what a resumed read must find just before its offset: ``check`` of
+the ``span`` bytes there (fewer when the file is shorter) is true."""
 
 
 class LineCount:
@@ -139,28 +131,50 @@ class LineCount:
 
 
 def read_blocks(
-    path: Path, on_bad: OnBad, counted: LineCount, start: int = 0
+    path: Path, on_bad: OnBad, counted: LineCount, start: int = 0, expect: Expect | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """``(offset just after the block, block of whole lines)`` over ``path``, from byte
     ``start`` of its (decompressed) text; the reader adds each block's lines to ``counted``
     (:class:`LineCount`). Offsets count the file's own bytes, whatever a block holds in place
-    of a long line."""
+    of a long line.
+
+    ``expect``: a resumed read's check of the bytes before ``start``; raises :class:`Moved`
+    (before any block) when they differ, the file is shorter or cannot be opened. It is made
+    on the way, so a compressed file is decompressed up to ``start`` once, not once to check
+    and once to read."""
     name = str(path)
     size = MAX_LINE_BYTES
     try:
         f = path.open("rb")
     except OSError as e:  # gone (rotated away) or not readable: said, the others still read
+        if expect is not None:
+            raise Moved(name) from None
         on_bad(Malformed(name, 0, f"cannot read the file ({e.strerror or e})"))
         return
     with f:
         base = start  # the offset of the piece's first byte
         try:
             head = f.read(2)
+            span = 0 if expect is None else min(expect[0], start)
+            pieces: Iterator[bytes]
             if head == _GZIP_MAGIC:
-                pieces = _skipped(_gunzip(f, size, head), start)
+                pieces = _gunzip(f, size, head)
+                if start:
+                    try:
+                        tail, rest = _skip(pieces, start, span)
+                    except _Broken:
+                        if expect is not None:
+                            raise Moved(name) from None
+                        raise
+                    pieces = itertools.chain((rest,) if rest else (), pieces)
+                else:
+                    tail = b""
             else:
-                f.seek(start)
+                f.seek(start - span)
+                tail = f.read(span)
                 pieces = _plain(f, size, b"")
+            if expect is not None and not expect[1](tail):
+                raise Moved(name)
             carry = b""  # the start of a line whose end is not read yet
             skipping = False  # inside a line reported as too long: its bytes are dropped
             for piece in pieces:

@@ -18,8 +18,11 @@ why; then skipped, never fatal):
   case that escapes is in its docstring);
 * a line the finder finds (it holds the value asked for, a status of the range asked for
   where a status is written, ...) that then fails the full parse;
-* with no filter but ``since``/``until`` (``signalbox logs grep`` alone), every line is
-  parsed: every malformed line is reported. That is how to check a whole log.
+* with no filter at all (``signalbox logs grep`` alone) or only ``until``, every line is
+  parsed: every malformed line is reported. That is how to check a whole log. With
+  ``since``, a block whose every line arrived before it (judged by its last line,
+  :func:`_ends_before`) is not searched, as a filtered search passes over lines it cannot
+  find: only its misshapen lines are parsed, to be reported.
 
 A shaped line the finder passes over cannot match the query whatever else is wrong with it,
 so a fault elsewhere in it (a broken time, a bad ``key=value``) is not reported by a filtered
@@ -28,24 +31,26 @@ search: it is not silently dropped from the answer, it was never going to be in 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from signalbox.exceptions import ParseError, UsageError
 from signalbox.instrument.accesslog import AccessRecord, parse_line
 from signalbox.instrument.logblocks import (
     MAX_LINE_BYTES,
+    Expect,
     LineCount,
     Malformed,
+    Moved,
     OnBad,
     read_blocks,
-    tail_before,
 )
 from signalbox.instrument.logset import LogFiles
 from signalbox.instrument.search import LineFinder, RequestQuery, record_key
@@ -57,6 +62,7 @@ __all__ = [
     "Malformed",
     "Page",
     "ScanPoint",
+    "Trace",
     "TraceLine",
     "access_records",
     "classify",
@@ -64,6 +70,7 @@ __all__ = [
     "read_lines",
     "search",
     "trace",
+    "trace_scan",
 ]
 
 
@@ -127,23 +134,32 @@ def _found_lines(
     on_bad: OnBad,
     start: int = 0,
     lines: int = 0,
+    expect: Expect | None = None,
+    since: datetime | None = None,
 ) -> Iterator[tuple[int, int, list[tuple[int, str, bool]], bytes]]:
     """Per block of ``path``: ``(lines and offset after the block, its lines to parse, the
     block)``. The lines to parse: those ``finder`` finds (every line when None), and
     those without an access line's shape (``True`` beside them: parse to report, whatever
     the filter). A block whose lines all have the shape (:func:`_all_shaped`) is searched
-    whole; any other is read a line at a time."""
+    whole; any other is read a line at a time. A block wholly before ``since``
+    (:func:`_ends_before`) has none to find: only its misshapen lines are parsed."""
     name = str(path)
     counted = LineCount(lines)
-    for end, block in read_blocks(path, on_bad, counted, start):
+    for end, block in read_blocks(path, on_bad, counted, start, expect):
         got: list[tuple[int, str, bool]] = []
         before = counted.n
-        if finder is None:
+        skip = since is not None and _ends_before(block, since)
+        if finder is None and not skip:
             got = [(n, text, False) for n, text in _lines(name, block, counted, on_bad)]
             yield counted.n, end, got, block
             continue
         if _decodes(block):
-            found, count = finder.lines(block, before)
+            if skip:
+                found: list[tuple[int, bytes]] = []
+                count = block.count(b"\n")
+            else:
+                assert finder is not None
+                found, count = finder.lines(block, before)
             if _all_shaped(block, count):
                 for n, raw in found:
                     text = raw.decode("utf-8")
@@ -160,12 +176,34 @@ def _found_lines(
             read = _text(raw, name, n, on_bad)
             if read is None:
                 continue
-            if finder.hit(raw):
+            if not skip and (finder is None or finder.hit(raw)):
                 got.append((n, read, False))
             elif _STATUS_ANYWHERE.search(raw) is None:
                 got.append((n, read, True))
         counted.n += len(parts)
         yield counted.n, end, got, block
+
+
+SINCE_SLACK = timedelta(minutes=5)
+"""How far a block's lines may arrive after its last line ends (:func:`_ends_before`):
+the write after a response, clocks stepped back by NTP; a generous bound, since the blocks
+near ``since`` that it keeps are only parsed."""
+
+
+def _ends_before(block: bytes, since: datetime) -> bool:
+    """Whether every line of ``block`` arrived before ``since``, judged by its last line.
+
+    Lines are written when their response ends, so in file order, but each gives its
+    request's arrival: a slow request's line comes after quicker ones that arrived later.
+    So no line written before the last one arrived after it ended (its arrival plus its
+    duration), give or take :data:`SINCE_SLACK`. A last line that does not parse says
+    nothing: the block is read."""
+    cut = block.rfind(b"\n", 0, len(block) - 1) + 1
+    try:
+        r = parse_line(block[cut:].decode("utf-8"))
+    except (ParseError, UnicodeDecodeError):
+        return False
+    return r.time + timedelta(microseconds=r.duration_us) + SINCE_SLACK < since
 
 
 _STATUS_ANYWHERE = re.compile(rb'(?:" |"status": *)[1-5][0-9]{2}\b')
@@ -242,7 +280,7 @@ def search(paths: Iterable[Path], query: RequestQuery, on_bad: OnBad = _ignore) 
     """The records of ``paths`` that ``query`` matches, in file order."""
     finder = query.finder()
     for path in paths:
-        for _, _, got, _ in _found_lines(path, finder, on_bad):
+        for _, _, got, _ in _found_lines(path, finder, on_bad, since=query.since):
             for found in _parsed(path, got, on_bad, might_match=query.might_match):
                 if query.matches(found.record):
                     yield found
@@ -263,32 +301,59 @@ class ScanPoint:
     """Where a scan stopped: in the file named ``file`` (a base name), at byte ``offset``
     of its text, after ``lines`` lines; ``span`` and ``digest``: the length and digest of the
     line before ``offset`` (at most :data:`_TAIL` bytes of it), checked on resuming so a
-    file rotated meanwhile is not read from the wrong place."""
+    file rotated meanwhile is not read from the wrong place.
+
+    ``taking`` and ``last`` (µs since the epoch): a trace's state in an application log
+    there -- inside an entry of the request (its traceback's lines follow), and the time of
+    the last entry looked at -- so a resumed trace takes the lines a whole read takes."""
 
     file: str
     offset: int
     lines: int
     span: int = 0
     digest: str = ""
+    taking: bool = False
+    last: int | None = None
 
     def token(self) -> str:
-        return f"{self.offset}.{self.lines}.{self.span}.{self.digest or '-'}.{self.file}"
+        core = f"{self.offset}.{self.lines}.{self.span}.{self.digest or '-'}.{self.file}"
+        if not self.taking and self.last is None:
+            return core
+        return f"t{int(self.taking)}{'n' if self.last is None else self.last}.{core}"
 
     @classmethod
-    def after(cls, file: str, offset: int, lines: int, block: bytes) -> ScanPoint:
+    def after(
+        cls,
+        file: str,
+        offset: int,
+        lines: int,
+        block: bytes,
+        taking: bool = False,
+        last: int | None = None,
+    ) -> ScanPoint:
         """The point after ``block`` (whole lines, the last one ending at ``offset``)."""
-        last = block[block.rfind(b"\n", 0, len(block) - 1) + 1 :][-_TAIL:]
-        return cls(file, offset, lines, len(last), _digest(last))
+        tail = block[block.rfind(b"\n", 0, len(block) - 1) + 1 :][-_TAIL:]
+        return cls(file, offset, lines, len(tail), _digest(tail), taking, last)
 
-    def holds(self, path: Path) -> bool:
-        """Whether ``path`` has this point's line just before its offset."""
-        if self.span == 0:
-            return self.offset == 0
-        tail = tail_before(path, self.offset, self.span)
-        return tail is not None and len(tail) == self.span and _digest(tail) == self.digest
+    def expect(self) -> Expect:
+        """What the file must hold just before ``offset`` to be read on from there
+        (:func:`~signalbox.instrument.logblocks.read_blocks` checks it on the way)."""
+
+        def check(tail: bytes) -> bool:
+            if self.span == 0:
+                return self.offset == 0
+            return len(tail) == self.span and _digest(tail) == self.digest
+
+        return self.span, check
 
     @classmethod
     def parse(cls, text: str, what: str = "resume") -> ScanPoint:
+        taking, last = False, None
+        state = re.match(r"t([01])(n|[0-9]{1,19})\.", text)
+        if state is not None:
+            taking = state.group(1) == "1"
+            last = None if state.group(2) == "n" else int(state.group(2))
+            text = text[state.end() :]
         parts = text.split(".", 4)
         ok = len(parts) == 5 and all(p.isdigit() and len(p) <= 19 for p in parts[:3])
         ok = ok and (re.fullmatch(r"[0-9a-f]{16}", parts[3]) is not None or parts[3] == "-")
@@ -298,11 +363,79 @@ class ScanPoint:
                 f"stopped early, got {text[:60]!r}"
             )
         digest = "" if parts[3] == "-" else parts[3]
-        return cls(parts[4], int(parts[0]), int(parts[1]), int(parts[2]), digest)
+        return cls(parts[4], int(parts[0]), int(parts[1]), int(parts[2]), digest, taking, last)
 
 
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+_Use = Callable[[], None]
+_FileReader = Callable[[Path, "ScanPoint | None", OnBad], Iterator[tuple[ScanPoint, _Use]]]
+
+
+def _scan(
+    files: list[Path],
+    read: _FileReader,
+    *,
+    what: str,
+    on_bad: OnBad,
+    budget: Budget | None,
+    resume: ScanPoint | None,
+) -> ScanPoint | None:
+    """Reads ``files`` in order (from ``resume`` when given) through ``read``, which yields,
+    per block of a file, the point after it and how to use what it found; stops when
+    ``budget`` runs out, between blocks, and returns where (None: every file was read).
+
+    A block read when the budget has run out is not used (its malformed lines are not said
+    either): the resumed scan reads it again. A resume point whose file is gone or holds
+    other bytes there (rotated meanwhile) is refused: start again."""
+    first = 0
+    if resume is not None:
+        names = [p.name for p in files]
+        if resume.file not in names:
+            raise UsageError(
+                f"resume: {resume.file!r} is no longer among the {what} files (rotated "
+                "since the scan stopped); search again without resume"
+            )
+        first = names.index(resume.file)
+    deadline = None
+    if budget is not None and budget.seconds is not None:
+        deadline = time.monotonic() + budget.seconds
+    max_bytes = None if budget is None else budget.bytes
+    read_bytes = 0
+
+    def spent() -> bool:  # never before a block is read: each answer moves the scan on
+        return read_bytes > 0 and (
+            (max_bytes is not None and read_bytes >= max_bytes)
+            or (deadline is not None and time.monotonic() >= deadline)
+        )
+
+    for i in range(first, len(files)):
+        path = files[i]
+        point = resume if resume is not None and i == first else None
+        here = point if point is not None else ScanPoint(path.name, 0, 0)
+        if i > first and spent():
+            return here
+        pending: list[Malformed] = []  # said by reading a block: said once it is used
+        try:
+            for after, use in read(path, point, pending.append):
+                if spent():  # this block is read again on resuming: its bad lines said then
+                    return here
+                for bad in pending:
+                    on_bad(bad)
+                pending.clear()
+                use()
+                read_bytes += after.offset - here.offset
+                here = after
+        except Moved:
+            raise UsageError(
+                f"resume: {path.name!r} holds other lines than where the scan stopped "
+                "(rotated since); search again without resume"
+            ) from None
+        for bad in pending:  # the file could not be opened, or broke after its last block
+            on_bad(bad)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,72 +467,35 @@ def page(
     to ``resume`` (the rest of that file, then the older ones). A resume point whose file
     is gone or holds other bytes there (rotated meanwhile) is refused: start again.
     """
-    files = list(paths)[::-1]
-    first = 0
-    if resume is not None:
-        names = [p.name for p in files]
-        if resume.file not in names:
-            raise UsageError(
-                f"resume: {resume.file!r} is no longer among the access-log files (rotated "
-                "since the scan stopped); search again without resume"
-            )
-        first = names.index(resume.file)
-        if not resume.holds(files[first]):
-            raise UsageError(
-                f"resume: {resume.file!r} holds other lines than where the scan stopped "
-                "(rotated since); search again without resume"
-            )
     finder = query.finder()
-    deadline = None
-    if budget is not None and budget.seconds is not None:
-        deadline = time.monotonic() + budget.seconds
-    max_bytes = None if budget is None else budget.bytes
-    read = 0
-
-    def spent() -> bool:  # never before a block is read: each answer moves the scan on
-        return read > 0 and (
-            (max_bytes is not None and read >= max_bytes)
-            or (deadline is not None and time.monotonic() >= deadline)
-        )
-
     heap: list[tuple[tuple[int, str], int, Found]] = []  # the best limit + 1, smallest on top
     seq = 0
-    stopped: ScanPoint | None = None
-    for i in range(first, len(files)):
-        path = files[i]
-        at, lines, here = 0, 0, ScanPoint(path.name, 0, 0)
-        if resume is not None and i == first:
-            at, lines, here = resume.offset, resume.lines, resume
-        if i > first and spent():
-            stopped = here
-            break
-        pending: list[Malformed] = []  # said by reading a block: said once it is used
-        for after_block, end, got, block in _found_lines(path, finder, pending.append, at, lines):
-            if spent():  # this block is read again on resuming: its bad lines said then
-                stopped = here
-                break
-            for bad in pending:
-                on_bad(bad)
-            pending.clear()
-            for found in _parsed(path, got, on_bad, might_match=query.might_match):
-                if not query.matches(found.record):
-                    continue
-                key = record_key(found.record, found.text)
-                if after is not None and key >= after:
-                    continue
-                seq += 1
-                item = (key, -seq, found)
-                if len(heap) <= limit:
-                    heapq.heappush(heap, item)
-                elif item > heap[0]:
-                    heapq.heapreplace(heap, item)
-            read += end - at
-            at, lines = end, after_block
+
+    def keep(path: Path, got: list[tuple[int, str, bool]]) -> None:
+        nonlocal seq
+        for found in _parsed(path, got, on_bad, might_match=query.might_match):
+            if not query.matches(found.record):
+                continue
+            key = record_key(found.record, found.text)
+            if after is not None and key >= after:
+                continue
+            seq += 1
+            item = (key, -seq, found)
+            if len(heap) <= limit:
+                heapq.heappush(heap, item)
+            elif item > heap[0]:
+                heapq.heapreplace(heap, item)
+
+    def read(path: Path, point: ScanPoint | None, bad: OnBad) -> Iterator[tuple[ScanPoint, _Use]]:
+        at, lines = (point.offset, point.lines) if point is not None else (0, 0)
+        expect = point.expect() if point is not None else None
+        blocks = _found_lines(path, finder, bad, at, lines, expect, query.since)
+        for after_block, end, got, block in blocks:
             here = ScanPoint.after(path.name, end, after_block, block)
-        if stopped is not None:
-            break
-        for bad in pending:  # the file could not be opened, or broke after its last block
-            on_bad(bad)
+            yield here, functools.partial(keep, path, got)
+
+    files = list(paths)[::-1]
+    stopped = _scan(files, read, what="access-log", on_bad=on_bad, budget=budget, resume=resume)
     best = sorted(heap, reverse=True)
     more = len(best) > limit
     best = best[:limit]
@@ -418,74 +514,151 @@ class TraceLine:
     continued: bool = field(default=False)  # a line without a time after a matching one
 
 
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """A request's lines in time order; ``stopped``: where the scan stopped when its budget
+    ran out (None: it read every file to the end)."""
+
+    lines: list[TraceLine]
+    stopped: ScanPoint | None = None
+
+
 def trace(files: LogFiles, request_id: str, on_bad: OnBad = _ignore) -> list[TraceLine]:
-    """Every line of ``files`` for ``request_id``, in time order (lines without a time keep
+    """Every line of ``files`` for ``request_id``, in time order (:func:`trace_scan` with
+    no budget)."""
+    return trace_scan(files, request_id, on_bad).lines
+
+
+def trace_scan(
+    files: LogFiles,
+    request_id: str,
+    on_bad: OnBad = _ignore,
+    *,
+    budget: Budget | None = None,
+    resume: ScanPoint | None = None,
+) -> Trace:
+    """The lines of ``files`` for ``request_id``, in time order (lines without a time keep
     their place after the line they follow). An access-log line sorts at its request's
     arrival, so it opens the lines logged while the request ran.
+
+    Files are read newest first (every log's live file, then every ``.1``, ...): when
+    ``budget`` runs out the scan stops, the trace holds the lines of what was read (in time
+    order) and ``stopped`` says where to ``resume``.
 
     Other logs are searched for the id by ``bytes.find`` a block at a time; only the lines
     holding it, and the lines without a time that follow one taken (a traceback's), are
     decoded."""
-    found: list[tuple[tuple[float, int, int, int], TraceLine]] = []
+    found: list[tuple[tuple[float, int, int], TraceLine]] = []
     query = RequestQuery(request_id=request_id)
-    for i, f in enumerate(access_records(files.access, on_bad, query.literals())):
-        if query.matches(f.record):
-            arrived = f.record.time
-            found.append(
-                (
-                    (arrived.timestamp(), 0, 0, i),
-                    TraceLine(arrived, f.file, f.line, f.text, f.record),
-                )
-            )
-    for k, path in enumerate(files.other):
-        for n, text, t, continued in _entries(path, request_id, on_bad):
+    finder = query.finder()
+    access = {p: i for i, p in enumerate(files.access)}
+    other = {p: k for k, p in enumerate(files.other)}
+
+    def keep_access(path: Path, got: list[tuple[int, str, bool]]) -> None:
+        order = access[path] << 40
+        for f in _parsed(path, got, on_bad, might_match=query.might_match):
+            if query.matches(f.record):
+                arrived = f.record.time
+                line = TraceLine(arrived, f.file, f.line, f.text, f.record)
+                found.append(((arrived.timestamp(), 0, order + f.line), line))
+
+    def keep_other(path: Path, got: list[tuple[int, str, datetime | None, bool]]) -> None:
+        order = other[path] << 40
+        for n, text, t, continued in got:
             at = t.timestamp() if t is not None else float("-inf")
-            order = (k << 40) + n
-            found.append(((at, 1, order, 0), TraceLine(t, path, n, text, continued=continued)))
+            line = TraceLine(t, path, n, text, continued=continued)
+            found.append(((at, 1, order + n), line))
+
+    def read(path: Path, point: ScanPoint | None, bad: OnBad) -> Iterator[tuple[ScanPoint, _Use]]:
+        at, lines = (point.offset, point.lines) if point is not None else (0, 0)
+        expect = point.expect() if point is not None else None
+        if path in access:
+            for after_block, end, got, block in _found_lines(path, finder, bad, at, lines, expect):
+                here = ScanPoint.after(path.name, end, after_block, block)
+                yield here, functools.partial(keep_access, path, got)
+            return
+        entries = _Entries(str(path), request_id)
+        if point is not None:
+            entries.taking = point.taking
+            entries.last = None if point.last is None else _from_us(point.last)
+        counted = LineCount(lines)
+        for end, block in read_blocks(path, bad, counted, at, expect):
+            took = entries.block(block, counted, bad)
+            last = None if entries.last is None else _to_us(entries.last)
+            here = ScanPoint.after(path.name, end, counted.n, block, entries.taking, last)
+            yield here, functools.partial(keep_other, path, took)
+
+    order = sorted([*files.access[::-1], *files.other[::-1]], key=_generation)
+    stopped = _scan(order, read, what="log", on_bad=on_bad, budget=budget, resume=resume)
     found.sort(key=lambda item: item[0])
-    return [line for _, line in found]
+    return Trace([line for _, line in found], stopped)
 
 
-def _entries(
-    path: Path, request_id: str, on_bad: OnBad
-) -> Iterator[tuple[int, str, datetime | None, bool]]:
-    """``(line, text, time, continued)`` of the lines of one application or worker log that
-    belong to ``request_id``: an entry carrying its marker, and the lines without a time
-    after it; ``time`` is the entry's (the line's own, or the last one seen)."""
-    from signalbox.instrument.logline import line_time, mentions
+_ROTATED = re.compile(r"\.(\d{1,6})(?:\.gz)?\Z")
 
-    name = str(path)
-    rid = request_id.encode()
-    last: datetime | None = None
-    taking = False
 
-    def step(text: str) -> tuple[bool, bool]:
+def _generation(path: Path) -> int:
+    """0 for a live log, N for its rotated ``.N`` or ``.N.gz``: a trace reads every log's
+    newest stretch first."""
+    m = _ROTATED.search(path.name)
+    return int(m.group(1)) if m else 0
+
+
+def _to_us(t: datetime) -> int:
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+def _from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+
+
+class _Entries:
+    """The lines of one application or worker log that belong to a request, a block at a
+    time: an entry carrying its marker, and the lines without a time after it. ``taking``:
+    inside such an entry; ``last``: the time of the last entry looked at (what a line
+    without a time is given) -- the state a resumed trace starts from."""
+
+    def __init__(self, name: str, request_id: str) -> None:
+        from signalbox.instrument.logline import line_time, mentions
+
+        self.name = name
+        self.request_id = request_id
+        self.rid = request_id.encode()
+        self.taking = False
+        self.last: datetime | None = None
+        self._line_time = line_time
+        self._mentions = mentions
+
+    def step(self, text: str) -> tuple[bool, bool]:
         """Whether the line is taken, and whether it continues an entry."""
-        nonlocal last, taking
-        if not taking and request_id not in text:
+        if not self.taking and self.request_id not in text:
             return False, False  # not ours, and no entry of ours for it to continue
-        t = line_time(text)
+        t = self._line_time(text)
         if t is not None or _starts_entry(text):  # a new entry: its own marker decides
-            last = t if t is not None else last
-            taking = mentions(text, request_id)
-            return taking, False
-        return taking, True  # a traceback's line: with the entry before it
+            self.last = t if t is not None else self.last
+            self.taking = self._mentions(text, self.request_id)
+            return self.taking, False
+        return self.taking, True  # a traceback's line: with the entry before it
 
-    counted = LineCount()
-    for _, block in read_blocks(path, on_bad, counted):
+    def block(
+        self, block: bytes, counted: LineCount, on_bad: OnBad
+    ) -> list[tuple[int, str, datetime | None, bool]]:
+        """``(line, text, time, continued)`` of the block's lines taken (``time``: the
+        entry's, the line's own or the last one seen); its lines are added to ``counted``."""
+        out: list[tuple[int, str, datetime | None, bool]] = []
         if not _decodes(block):
-            for n, text in _lines(name, block, counted, on_bad):
-                take, continued = step(text)
+            for n, text in _lines(self.name, block, counted, on_bad):
+                take, continued = self.step(text)
                 if take:
-                    yield n, text, last, continued
-            continue
+                    out.append((n, text, self.last, continued))
+            return out
         pos, at, n = 0, 0, counted.n  # n: the lines before offset ``at``
         size = len(block)
         while pos < size:
-            if taking:
+            if self.taking:
                 start = pos
             else:
-                i = block.find(rid, pos)
+                i = block.find(self.rid, pos)
                 if i < 0:
                     break
                 start = block.rfind(b"\n", pos, i) + 1 or pos
@@ -497,10 +670,11 @@ def _entries(
                 text = text[:-1]
             if not text.strip():
                 continue
-            take, continued = step(text)
+            take, continued = self.step(text)
             if take:
-                yield n, text, last, continued
+                out.append((n, text, self.last, continued))
         counted.n = n + block.count(b"\n", at)
+        return out
 
 
 def _starts_entry(text: str) -> bool:

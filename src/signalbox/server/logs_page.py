@@ -6,8 +6,8 @@ answer (:mod:`signalbox.server.api.logs`), so the page and the API never disagre
 from a log line -- paths, notes, user agents, application log text -- is shown by Jinja2's
 escaping as text, and the page runs no script of its own: nothing in a log can run in it.
 A filter the search refuses is said above the results, not answered as an error page. A
-search of a log too big for one answer says the scan stopped early and links to read on
-(the API's ``resume``).
+search or a trace over logs too big for one answer says the scan stopped early and links to
+read on (the API's ``resume``; ``trace_resume`` for the trace).
 """
 
 from __future__ import annotations
@@ -44,7 +44,12 @@ def logs_page_data(
     out["trace_id"] = trace_id
     try:
         if trace_id:
-            out["trace"] = trace_lines(logs, trace_id)
+            traced = trace_lines(logs, trace_id, params.get("trace_resume") or None)
+            out["trace"] = traced
+            if traced["resume"]:  # the scan stopped early: read on from where it stopped
+                out["trace_read_on"] = "/logs?" + urllib.parse.urlencode(
+                    {"trace": trace_id, "trace_resume": traced["resume"]}
+                )
         if searched:
             resume = params.get("resume", "")
             found = requests_page(

@@ -17,10 +17,13 @@ Reads (the read role: open on loopback, a token or a session elsewhere, as every
   to read on from where the scan stopped: the rest of that file, then the older files.
   Across a stopped scan the order is newest first within each stretch read. A ``resume``
   whose file rotated meanwhile is a 400 saying so (search again without it).
-* ``GET /api/v1/logs/trace/{request_id}``: every line of the access, application and worker
-  logs for one request, in time order (at most :data:`MAX_TRACE_LINES`). The id is the rest
-  of the path, so an id holding ``/`` (X-Request-ID allows one) is traced as
-  ``/logs/trace/a/b`` or ``/logs/trace/a%2Fb``.
+* ``GET /api/v1/logs/trace/{request_id}?resume=``: every line of the access, application
+  and worker logs for one request, in time order (at most :data:`MAX_TRACE_LINES`). The id
+  is the rest of the path, so an id holding ``/`` (X-Request-ID allows one) is traced as
+  ``/logs/trace/a/b`` or ``/logs/trace/a%2Fb``. The same budget bounds one answer: the
+  files are read newest first (every log's live file, then every ``.1``, ...), and when it runs
+  out the answer holds the lines of what was read, ``"stopped_early": true`` and a
+  ``resume`` token to read on (the lines of the next stretch; a stale one is a 400 too).
 
 The files come from the server's config only (:class:`ConfiguredLogs`: ``[instrument]
 access_log`` and ``[logs] files``): nothing in a request names a path. Answers name files
@@ -40,7 +43,7 @@ from starlette.routing import BaseRoute, Route
 
 from signalbox.exceptions import NotFoundError, UsageError
 from signalbox.instrument.context import REQUEST_ID
-from signalbox.instrument.logfiles import Budget, Malformed, ScanPoint, page, trace
+from signalbox.instrument.logfiles import Budget, Malformed, ScanPoint, page, trace_scan
 from signalbox.instrument.logsources import ConfiguredLogs
 from signalbox.instrument.search import RequestQuery, format_cursor, parse_cursor
 from signalbox.server.api import ok
@@ -60,10 +63,10 @@ __all__ = [
 MAX_TRACE_LINES = 1000
 """Lines of one trace answered; ``truncated`` says when there were more."""
 SCAN_BYTES = 512 << 20
-"""Log text one ``/logs/requests`` answer reads at most (1.5-3 s on a loaded 2-core machine
+"""Log text one ``/logs/requests`` or ``/logs/trace`` answer reads at most (1.5-3 s on a loaded 2-core machine
 for a filter on a value; more when most lines must be parsed, which the time bounds)."""
 SCAN_SECONDS = 5.0
-"""Time one ``/logs/requests`` answer scans at most (checked between blocks of 1 MB)."""
+"""Time one ``/logs/requests`` or ``/logs/trace`` answer scans at most (checked between blocks of 1 MB)."""
 MALFORMED_SHOWN = 10
 """Malformed lines described in an answer; the rest are counted."""
 FILTERS = ("request_id", "user", "api_key_fp", "method", "status", "since", "until")
@@ -144,15 +147,26 @@ def requests_page(
     }
 
 
-def trace_lines(logs: ConfiguredLogs, request_id: str) -> dict[str, Any]:
-    """A request's lines, as the route answers them."""
+def trace_lines(
+    logs: ConfiguredLogs,
+    request_id: str,
+    resume_text: str | None = None,
+    budget: Budget | None = None,
+) -> dict[str, Any]:
+    """A request's lines, as the route answers them (the page reads them too), from the
+    scan point ``resume_text`` when given; ``budget``: how much to read (default
+    :data:`SCAN_BYTES` and :data:`SCAN_SECONDS`)."""
     if not REQUEST_ID.match(request_id):
         raise UsageError(
             f"invalid request id {request_id[:80]!r}: expected up to 128 letters, digits and "
             "._:@+=/-"
         )
+    resume = ScanPoint.parse(resume_text) if resume_text else None
+    if budget is None:
+        budget = Budget(bytes=SCAN_BYTES, seconds=SCAN_SECONDS)
     skipped = _Skipped()
-    lines = trace(logs.files(), request_id, skipped)
+    found = trace_scan(logs.files(), request_id, skipped, budget=budget, resume=resume)
+    lines = found.lines
     return {
         "request_id": request_id,
         "lines": [
@@ -166,6 +180,8 @@ def trace_lines(logs: ConfiguredLogs, request_id: str) -> dict[str, Any]:
             for t in lines[:MAX_TRACE_LINES]
         ],
         "truncated": len(lines) > MAX_TRACE_LINES,
+        "stopped_early": found.stopped is not None,
+        "resume": found.stopped.token() if found.stopped is not None else None,
         "malformed": skipped.to_dict(),
     }
 
@@ -179,7 +195,8 @@ async def requests(request: Request) -> Response:
 async def trace_one(request: Request) -> Response:
     logs = _logs(request)
     rid = str(request.path_params["request_id"])
-    return ok(await run_in_threadpool(trace_lines, logs, rid))
+    resume = request.query_params.get("resume") or None
+    return ok(await run_in_threadpool(trace_lines, logs, rid, resume))
 
 
 def routes() -> list[BaseRoute]:

@@ -1028,7 +1028,8 @@ LOGS_OPERATIONS: dict[str, dict[str, Schema]] = {
         "get": {
             "summary": "Every line for one request id in the access, application and worker "
             "logs ([instrument] access_log, [logs] files), in time order (`signalbox logs "
-            "trace`)",
+            "trace`); one answer reads a bounded stretch of the logs, newest files first, and "
+            "says `stopped_early` with a `resume` to read on",
             "tags": ["logs"],
             "parameters": [
                 _param(
@@ -1037,7 +1038,12 @@ LOGS_OPERATIONS: dict[str, dict[str, Schema]] = {
                     "the request id (X-Request-ID, the access log's request_id); the rest of "
                     "the path, so one holding / is traced as it is",
                     where="path",
-                )
+                ),
+                _param(
+                    "resume",
+                    STR,
+                    "the `resume` of an answer whose scan stopped early: read on from there",
+                ),
             ],
             "responses": _responses(
                 _envelope(
@@ -1057,6 +1063,8 @@ LOGS_OPERATIONS: dict[str, dict[str, Schema]] = {
                                 ),
                             },
                             "truncated": {"type": "boolean"},
+                            "stopped_early": {"type": "boolean"},
+                            "resume": _nullable(STR),
                             "malformed": ref("LogMalformed"),
                         }
                     )

@@ -18,7 +18,7 @@ from signalbox.clock import FrozenClock
 from signalbox.metrics.collect import Collector
 from signalbox.metrics.memstore import MemoryMetricStore
 from signalbox.metrics.parse.keyvalue import keyvalue_shape, parse_keyvalue
-from signalbox.metrics.samples import Labels, Matcher
+from signalbox.metrics.samples import Labels, Matcher, SeriesColumns
 from signalbox.metrics.spool import scan_spool, shape_digest
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
@@ -96,7 +96,11 @@ def test_a_known_shape_becomes_a_frame_and_a_new_clean_one_a_layout(tmp_path: Pa
     kw = {"now_ms": int(NOW * 1000), "max_file_bytes": 1 << 20, "stale_after_s": 300.0}
     first = scan_spool(tmp_path, layouts=frozenset(), **kw)
     assert first.frames == []
-    assert [(n.start, n.length) for n in first.new_layouts] == [(0, 2), (2, 1)]
+    assert [n.size for n in first.new_layouts] == [2, 1]
+    # names with and without labels: samples; lines of one kind: columns, no sample made
+    assert first.new_layouts[0][1:] == (0, 2, None)
+    assert first.new_layouts[1].columns == SeriesColumns(["q"], (), [], [7.0])
+    assert len(first.samples) == 3
     known = frozenset(n.layout for n in first.new_layouts)
     write(tmp_path / "a.metrics", 'jobs=3\nlag{shard="1"}=4\n')
     again = scan_spool(tmp_path, layouts=known, **kw)

@@ -62,8 +62,9 @@ class HeldPass:
 
     @property
     def size(self) -> int:
-        """Samples it stores: rows and frame values."""
-        return len(self.samples) + sum(len(f.values) for f in self.frames)
+        """Samples it stores: rows, frame values and new layouts' columns."""
+        columns = sum(nl.size for nl in self.layouts if nl.columns is not None)
+        return len(self.samples) + sum(len(f.values) for f in self.frames) + columns
 
     def absorb(self, older: HeldPass) -> None:
         """Take over what a dropped older pass changed besides samples: its stale markers

@@ -136,6 +136,50 @@ def _shape_keys(
     return out
 
 
+def column_keys(
+    names: Sequence[str],
+    label_names: Sequence[str],
+    label_values: Sequence[Sequence[str]],
+    add: Labels,
+) -> list[str]:
+    """:func:`series_keys` of series given column-wise (a
+    :class:`~signalbox.metrics.samples.SeriesColumns`): ``names[i]`` with labels
+    ``label_names[j]="label_values[j][i]"`` (names distinct, in any order), ``add`` merged
+    in as :func:`~signalbox.metrics.samples.merge_labels` does. The key's pieces are
+    joined by ``map`` in C, no label tuple made; a column holding a value to escape is
+    escaped first (a copy of that column). An empty value (no label, by the rule the
+    parsers share) sends those series through :func:`encode_labels` one at a time."""
+    if len(set(label_names)) != len(label_names):
+        raise ValueError(f"label names repeat: {list(label_names)}")
+    columns = [col if isinstance(col, list) else list(col) for col in label_values]
+    if any("" in col for col in columns):
+        sets = [
+            tuple(sorted(p for p in zip(label_names, vals, strict=True) if p[1]))
+            for vals in zip(*columns, strict=True)
+        ] or [()] * len(names)
+        return list(map(_reference_key, names, sets, repeat(add)))
+    have = set(label_names)
+    pieces: list[Iterable[str]] = [names]
+    text = "{"
+    own = [(k, columns[j]) for j, k in enumerate(label_names)]
+    extra = [(k, [v]) for k, v in add if k not in have]
+    for k, col in sorted(own + extra, key=operator.itemgetter(0)):
+        if _escaped(col):
+            col = [_escape(v) for v in col]
+        text += ("," if text != "{" else "") + k + '="'
+        if len(col) == 1 and k not in have:  # an added label: its value is text
+            text += col[0] + '"'
+            continue
+        pieces += [repeat(text), col]
+        text = '"'
+    pieces.append(repeat(text))
+    return list(map("".join, zip(*pieces, strict=False)))  # names and columns: one length
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
 def _escaped(values: list[str]) -> bool:
     """Does one of ``values`` hold what :func:`encode_labels` escapes?"""
     joined = "".join(values)

@@ -32,6 +32,7 @@ from signalbox.metrics.store import (
     SeriesPoints,
     SpoolFileState,
     WriteResult,
+    inline_columns,
 )
 
 
@@ -123,6 +124,7 @@ class MemoryMetricStore:
         """Store samples; one without a timestamp gets ``default_ts_ms``; same time replaces.
         ``ended`` series get a stale marker at ``default_ts_ms``."""
         new = 0
+        samples, layouts = inline_columns(samples, layouts)  # this store keeps samples
         if add_labels:
             samples = [s._replace(labels=merge_labels(s.labels, add_labels)) for s in samples]
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Literal, NamedTuple
 
 from signalbox.metrics.labelregex import LabelRegex, compile_label_regex
@@ -38,6 +39,31 @@ class Sample(NamedTuple):
     @property
     def key(self) -> SeriesKey:
         return (self.name, self.labels)
+
+
+class SeriesColumns(NamedTuple):
+    """Series and one value each, column-wise: series ``i`` is ``names[i]`` with the labels
+    ``label_names[j]="label_values[j][i]"``, value ``values[i]``, no timestamp.
+
+    What a clean spool file of a new shape parses to (see
+    :func:`~signalbox.metrics.parse.keyvalue.keyvalue_series`): the store builds the series'
+    keys from the columns (:func:`~signalbox.metrics.labelcodec.column_keys`), so a first
+    pass of a million new series makes no label tuple nor :class:`Sample` per series.
+    Label names are distinct and valid, in any order; label values are never empty (an
+    empty value means no label: such a file keeps to samples)."""
+
+    names: list[str]
+    label_names: tuple[str, ...]
+    label_values: list[list[str]]
+    values: list[float]
+
+    def samples(self) -> list[Sample]:
+        """The same series as samples (for stores and paths that take samples)."""
+        order = sorted(range(len(self.label_names)), key=self.label_names.__getitem__)
+        made = [zip(repeat(self.label_names[j]), self.label_values[j]) for j in order]
+        label_sets = zip(*made, strict=True) if made else repeat(())
+        rows = zip(self.names, label_sets, self.values, repeat(None))  # repeat: not strict
+        return list(map(tuple.__new__, repeat(Sample), rows))
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,12 @@ except ImportError:  # pragma: no cover - a Python built without it
 from pathlib import Path
 
 from signalbox.metrics.parse.columns import PairCache
-from signalbox.metrics.parse.keyvalue import Columns, keyvalue_columns, parse_keyvalue
+from signalbox.metrics.parse.keyvalue import (
+    Columns,
+    keyvalue_columns,
+    keyvalue_series,
+    parse_keyvalue,
+)
 from signalbox.metrics.parse.lex import LineError
 from signalbox.metrics.parse.promtext import PromShape, parse_prometheus, prometheus_shape_of
 from signalbox.metrics.parse.stale_after import find_stale_after
@@ -139,7 +144,8 @@ class SpoolScan:
 
     @property
     def sample_count(self) -> int:
-        return len(self.samples) + sum(len(f.values) for f in self.frames)
+        columns = sum(nl.size for nl in self.new_layouts if nl.columns is not None)
+        return len(self.samples) + sum(len(f.values) for f in self.frames) + columns
 
 
 def _read_safely(
@@ -285,6 +291,14 @@ def scan_spool(
                 out.frames.append(Frame(digest, values))
                 out.files[name] = digest
                 continue
+            if columns is not None and not careful:
+                # a new shape, proposed as a layout of the file's columns: no sample made
+                # per line (the store checks its series, as below)
+                series = keyvalue_series(columns)
+                if series is not None:
+                    out.new_layouts.append(NewLayout(digest, 0, 0, series))
+                    out.files[name] = digest
+                    continue
         if is_kv:
             parsed = parse_keyvalue(text, name, metas=False, columns=columns, pairs=pairs)
         else:

@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from signalbox.exceptions import StoreError
-from signalbox.metrics.samples import Labels, Matcher, MetricMeta, Sample, SeriesKey
+from signalbox.metrics.samples import (
+    Labels,
+    Matcher,
+    MetricMeta,
+    Sample,
+    SeriesColumns,
+    SeriesKey,
+)
 
 
 @dataclass(slots=True)
@@ -136,11 +143,39 @@ class Frame(NamedTuple):
 class NewLayout(NamedTuple):
     """``samples[start:start + length]`` of a write (all without a timestamp) are one spool
     file's series in line order: remember them as the layout ``layout`` (a digest of the
-    file's shape), so the next pass can send a :class:`Frame` instead."""
+    file's shape), so the next pass can send a :class:`Frame` instead.
+
+    With ``columns``, the file's series and values are those instead, and are not among
+    the write's samples (``start`` and ``length`` are not read): a first pass of a million
+    new series makes no sample per series (see :class:`~signalbox.metrics.samples.SeriesColumns`).
+    """
 
     layout: bytes
     start: int
     length: int
+    columns: SeriesColumns | None = None
+
+    @property
+    def size(self) -> int:
+        """How many series (and values) it holds."""
+        return self.length if self.columns is None else len(self.columns.values)
+
+
+def inline_columns(
+    samples: Sequence[Sample], layouts: Sequence[NewLayout]
+) -> tuple[list[Sample], list[NewLayout]]:
+    """The write with every columnar layout's series appended to ``samples`` as samples,
+    each layout pointing at them: for stores, and paths of a store, that take samples."""
+    if not any(nl.columns is not None for nl in layouts):
+        return list(samples), list(layouts)
+    out, plain = list(samples), []
+    for nl in layouts:
+        if nl.columns is not None:
+            start = len(out)
+            out.extend(nl.columns.samples())
+            nl = NewLayout(nl.layout, start, len(out) - start)
+        plain.append(nl)
+    return out, plain
 
 
 class Ended(NamedTuple):

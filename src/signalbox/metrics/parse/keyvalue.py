@@ -44,9 +44,9 @@ from signalbox.metrics.parse.lex import (
     split_lines,
     text_lines,
 )
-from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, sanitize_name
+from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, SeriesColumns, sanitize_name
 
-__all__ = ["keyvalue_columns", "keyvalue_shape", "parse_keyvalue"]
+__all__ = ["keyvalue_columns", "keyvalue_series", "keyvalue_shape", "parse_keyvalue"]
 
 Columns = tuple[list[str], list[float]]
 """A clean file's left sides (the text left of each ``=``, stripped) and values."""
@@ -85,6 +85,36 @@ def keyvalue_columns(text: str) -> Columns | None:
     """The left sides and values of a clean file (its shape is the left sides, one a line);
     None for any file the batch parser would not take."""
     return _columns(text)
+
+
+def keyvalue_series(columns: Columns) -> SeriesColumns | None:
+    """A clean file's series column-wise, from its :func:`keyvalue_columns`, when every
+    line has no label set, or every line one name and a label set of one shape (the usual
+    files); None for any other file (:func:`parse_keyvalue` then reads it, as it reads
+    these to the same series: a test checks they agree).
+
+    For a first pass: the store makes each series' key from the columns
+    (:func:`~signalbox.metrics.labelcodec.column_keys`), so no label tuple nor sample is
+    made per line (a million lines: ~0.8 s and ~150 MB less)."""
+    lefts, floats = columns
+    if not lefts:
+        return None
+    shape = "\n".join(lefts)
+    if "{" not in shape:
+        if " " in shape or "\t" in shape:
+            return None
+        named = _names(lefts)
+        if named is None:
+            return None
+        names, unique, _ = named
+        if len(unique) != len(names):
+            return None  # a duplicate series: the line parser reports it
+        return SeriesColumns(names, (), [], floats)
+    got = _one_name_columns(lefts, shape)
+    if got is None:
+        return None
+    name, label_names, label_values = got
+    return SeriesColumns([name] * len(lefts), tuple(label_names), label_values, floats)
 
 
 def keyvalue_shape(text: str) -> tuple[str, list[float]] | None:
@@ -203,6 +233,19 @@ def _one_name(
     Every line starts with the first line's ``NAME{`` when the text holds one more of
     them than of newlines: then cutting it off every line is one ``replace``, and the
     label values come out of the rest in columns, with no ``str.partition`` per line."""
+    got = _one_name_columns(lefts, shape)
+    if got is None:
+        return None
+    name, label_names, columns = got
+    labels = label_sets(label_names, columns, pairs)
+    return _parsed([name] * len(lefts), labels, floats, {name: None}, metas)
+
+
+def _one_name_columns(
+    lefts: list[str], shape: str
+) -> tuple[str, list[str], list[list[str]]] | None:
+    """The name, label names and label value columns of :func:`_one_name`'s files (no
+    series twice); None for any other."""
     head, brace, _ = lefts[0].partition("{")
     prefix = head + brace
     n = len(lefts)
@@ -217,12 +260,10 @@ def _one_name(
     named = _names([head])
     if named is None:
         return None
-    name = named[0][0]
     # one name, one label order, no escape: the lines' texts tell the series apart
     if len(set(lefts)) != n:
         return None  # a duplicate series: the line parser reports it
-    labels = label_sets(label_names, columns, pairs)
-    return _parsed([name] * n, labels, floats, {name: None}, metas)
+    return named[0][0], label_names, columns
 
 
 def _parsed(

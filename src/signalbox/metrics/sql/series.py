@@ -41,8 +41,8 @@ from typing import Any, cast
 
 from signalbox.clock import Clock
 from signalbox.exceptions import StoreError
-from signalbox.metrics.labelcodec import decode_labels, encode_labels, series_keys
-from signalbox.metrics.samples import Labels, Matcher, series_matches
+from signalbox.metrics.labelcodec import column_keys, decode_labels, encode_labels, series_keys
+from signalbox.metrics.samples import Labels, Matcher, SeriesColumns, series_matches
 from signalbox.storage.database import Database
 from signalbox.storage.failures import translate
 
@@ -116,6 +116,60 @@ def _sqlite_keys(keys: list[str]) -> tuple[str, bool]:
 Run = tuple[list[str], int]
 """Keys created with consecutive ids from the second item (a batch nothing was read back
 for)."""
+
+
+class WriteKeys:
+    """The keys (``name{labels``, see :func:`~signalbox.metrics.labelcodec.series_keys`) of
+    a write's series, in order: its samples' (``names`` x ``label_sets``), then each of
+    ``columns`` (the new layouts of spool files, column-wise) in turn; ``add`` merged into
+    each. Built a slice at a time on demand, so a first pass of a million new series
+    holds only a batch of keys at once."""
+
+    def __init__(
+        self,
+        names: list[str],
+        label_sets: list[Labels],
+        add: Labels,
+        columns: Sequence[SeriesColumns] = (),
+    ) -> None:
+        self.names, self.label_sets, self.add, self.columns = names, label_sets, add, columns
+        self.bounds = [len(names)]  # where each part ends: the samples, then each of columns
+        for c in columns:
+            self.bounds.append(self.bounds[-1] + len(c.names))
+
+    def __len__(self) -> int:
+        return self.bounds[-1]
+
+    def metric_names(self) -> set[str]:
+        out = set(self.names)
+        for c in self.columns:
+            out.update(c.names)
+        return out
+
+    def slice(self, lo: int, hi: int) -> list[str]:
+        """The keys of series ``lo`` to ``hi`` (exclusive)."""
+        hi = min(hi, len(self))
+        n = len(self.names)
+        out = series_keys(self.names[lo:hi], self.label_sets[lo:hi], self.add) if lo < n else []
+        start = n
+        for c, end in zip(self.columns, self.bounds[1:], strict=True):
+            a, b = max(lo, start) - start, min(hi, end) - start
+            if a < b:
+                whole = a == 0 and b == len(c.names)
+                out.extend(
+                    column_keys(c.names, c.label_names, c.label_values, self.add)
+                    if whole
+                    else column_keys(
+                        c.names[a:b], c.label_names, [v[a:b] for v in c.label_values], self.add
+                    )
+                )
+            start = end
+            if start >= hi:
+                break
+        return out
+
+    def all(self) -> list[str]:
+        return self.slice(0, len(self))
 
 
 class _Pending:
@@ -331,12 +385,9 @@ class SeriesIndex:
             )
         return out
 
-    def ids_for(
-        self, names: list[str], label_sets: list[Labels], add: Labels, clock: Clock
-    ) -> tuple[Sequence[int], int]:
-        """Ids of the series ``names`` x ``label_sets`` (each with ``add`` merged in, see
-        :func:`~signalbox.metrics.labelcodec.series_keys`), creating the missing ones
-        stamped by ``clock``; and how many this writer did not know.
+    def ids_for(self, series: WriteKeys, clock: Clock) -> tuple[Sequence[int], int]:
+        """Ids of the series ``series``, in order, creating the missing ones stamped by
+        ``clock``; and how many this writer did not know.
 
         The ids are a ``range`` when this write created every one of its series, each
         once (keys all new and distinct: a first pass), and a list otherwise.
@@ -346,11 +397,12 @@ class SeriesIndex:
         :meth:`rollback`, one of which the caller calls when the transaction ends.
         """
         self._pending = None
+        source = series
         keys: list[str] | None = None
         known: dict[str, int] | None = None
-        if self._ids is None and len(names) <= _BY_NAME_MAX_KEYS:
-            keys = series_keys(names, label_sets, add)
-            known = self._ids_by_name(set(names))
+        if self._ids is None and len(source) <= _BY_NAME_MAX_KEYS:
+            keys = source.all()
+            known = self._ids_by_name(source.metric_names())
             if known is not None:
                 found = list(map(known.get, keys))
                 if None not in found:
@@ -359,9 +411,9 @@ class SeriesIndex:
         pending = self._pending = _Pending(self._ids_max, self._unsaved)
         now_ms = int(clock.now() * 1000)
         if not ids and self.db.dialect.name == "sqlite":
-            return self._create_all(names, label_sets, add, now_ms, pending)
+            return self._create_all(source, now_ms, pending)
         if keys is None:
-            keys = series_keys(names, label_sets, add)
+            keys = source.all()
         sids = list(map(ids.get, keys))
         if None not in sids:
             if pending.unsaved > _SNAPSHOT_STALE:  # others added many: refresh it
@@ -393,12 +445,7 @@ class SeriesIndex:
         return cast("list[int]", sids), created
 
     def _create_all(
-        self,
-        names: list[str],
-        label_sets: list[Labels],
-        add: Labels,
-        now_ms: int,
-        pending: _Pending,
+        self, series: WriteKeys, now_ms: int, pending: _Pending
     ) -> tuple[Sequence[int], int]:
         """SQLite, the table empty as far as this writer knows (a first pass): every series
         is new. The keys are built, inserted and added to the snapshot a batch at a time,
@@ -408,23 +455,17 @@ class SeriesIndex:
         key (one written twice); the ids come back as a ``range`` unless one did."""
         base = int(self.db.query("SELECT coalesce(max(id), 0) FROM series")[0][0])
         pending.forget_map = True
-        pending.ids_max = max(pending.ids_max, base + len(names))
-        made = self._create_unindexed(names, label_sets, add, now_ms, base, pending)
+        pending.ids_max = max(pending.ids_max, base + len(series))
+        made = self._create_unindexed(series, now_ms, base, pending)
         if made is not None:
-            return made, len(names)
-        snapshot, created, sids = self._create_batches(names, label_sets, add, now_ms, base)
+            return made, len(series)
+        snapshot, created, sids = self._create_batches(series, now_ms, base)
         pending.unsaved += created
         self._save_snapshot(_msgpack_map(snapshot, created), pending)
         return sids, created
 
     def _create_unindexed(
-        self,
-        names: list[str],
-        label_sets: list[Labels],
-        add: Labels,
-        now_ms: int,
-        base: int,
-        pending: _Pending,
+        self, series: WriteKeys, now_ms: int, base: int, pending: _Pending
     ) -> range | None:
         """A first pass into a table no bigger than what it adds (ids are never deleted, so
         ``base`` bounds its rows): the unique key is dropped, the rows appended, the
@@ -436,40 +477,39 @@ class SeriesIndex:
         readers see the table as it was, key included, until the commit."""
         import sqlite3
 
-        if len(names) < _UNINDEXED_MIN or base > len(names):
+        n = len(series)
+        if n < _UNINDEXED_MIN or base > n:
             return None
         snapshot = bytearray(_MAP_HEAD)
         unsaved = pending.unsaved
         try:
             with self.db.savepoint():
                 self.db.execute("DROP INDEX series_key")
-                for i in range(0, len(names), _CREATE_CHUNK):
-                    keys = series_keys(
-                        names[i : i + _CREATE_CHUNK], label_sets[i : i + _CREATE_CHUNK], add
-                    )
+                for i in range(0, n, _CREATE_CHUNK):
+                    keys = series.slice(i, i + _CREATE_CHUNK)
                     first = base + i + 1
                     text, quoted = _sqlite_keys(keys)
                     self.db.execute(_CREATE_SQLITE[quoted, True], (first, now_ms, text))
                     _msgpack_pairs(snapshot, keys, range(first, first + len(keys)))
                 del keys, text
-                pending.unsaved += len(names)
-                self._save_snapshot(_msgpack_map(snapshot, len(names)), pending)
+                pending.unsaved += n
+                self._save_snapshot(_msgpack_map(snapshot, n), pending)
                 del snapshot
                 self.db.execute(SERIES_KEY_INDEX)
         except sqlite3.IntegrityError:
             pending.unsaved = unsaved
             return None
-        return range(base + 1, base + 1 + len(names))
+        return range(base + 1, base + 1 + n)
 
     def _create_batches(
-        self, names: list[str], label_sets: list[Labels], add: Labels, now_ms: int, base: int
+        self, series: WriteKeys, now_ms: int, base: int
     ) -> tuple[bytearray, int, Sequence[int]]:
         """A first pass's batches inserted through the unique key, skipping the keys it
         already has: (the snapshot's pairs, how many, every id in order)."""
         snapshot, created = bytearray(_MAP_HEAD), 0
         sids: list[int] | None = None  # once a batch skipped a key: every id so far
-        for i in range(0, len(names), _CREATE_CHUNK):
-            keys = series_keys(names[i : i + _CREATE_CHUNK], label_sets[i : i + _CREATE_CHUNK], add)
+        for i in range(0, len(series), _CREATE_CHUNK):
+            keys = series.slice(i, i + _CREATE_CHUNK)
             first = base + i + 1
             text, quoted = _sqlite_keys(keys)
             done = self.db.execute(_CREATE_SQLITE[quoted, False], (first, now_ms, text))
@@ -485,7 +525,7 @@ class SeriesIndex:
             new = {k: sid for k, sid in got.items() if sid >= first}  # not an earlier batch's
             created += _msgpack_pairs(snapshot, new, new.values())
         if sids is None:
-            return snapshot, created, range(base + 1, base + 1 + len(names))
+            return snapshot, created, range(base + 1, base + 1 + len(series))
         return snapshot, created, sids
 
     def _create(self, keys: list[str], now_ms: int) -> tuple[dict[str, int], list[Run]]:

@@ -47,7 +47,7 @@ from signalbox.metrics.sql import rollup as sqlrollup
 from signalbox.metrics.sql import stale as sqlstale
 from signalbox.metrics.sql.layouts import Layouts
 from signalbox.metrics.sql.partitions import IN_LIST_MAX, PartitionTables
-from signalbox.metrics.sql.series import SERIES_KEY_INDEX, SeriesIndex
+from signalbox.metrics.sql.series import SERIES_KEY_INDEX, SeriesIndex, WriteKeys
 from signalbox.metrics.store import (
     BucketSeriesColumns,
     DuplicateSeries,
@@ -59,6 +59,7 @@ from signalbox.metrics.store import (
     SeriesPoints,
     SpoolFileState,
     WriteResult,
+    inline_columns,
 )
 from signalbox.storage.database import Database, Migration
 
@@ -261,12 +262,16 @@ class SQLMetricStore:
         The per-sample work is done column-wise with ``map``/``zip`` (in C): this is the hot
         path of every collection pass.
         """
-        names = list(map(_NAME, samples))
-        label_sets = list(map(_LABELS, samples))
         with self._lock, self._writing():
             self._partitions.load(fresh=True)
-            sids, created = self._series.ids_for(names, label_sets, add_labels, self.clock)
-            written = len(names)
+            if any(nl.columns is not None for nl in layouts):
+                samples, layouts = self._columns_to_keep(samples, layouts, add_labels)
+            names = list(map(_NAME, samples))
+            label_sets = list(map(_LABELS, samples))
+            columns = [nl.columns for nl in layouts if nl.columns is not None]
+            keys = WriteKeys(names, label_sets, add_labels, columns)
+            sids, created = self._series.ids_for(keys, self.clock)
+            written = len(keys)
             if frames or layouts:
                 rows = self._write_frames(samples, sids, default_ts_ms, add_labels, frames, layouts)
                 written += sum(len(f.values) for f in frames)
@@ -275,13 +280,34 @@ class SQLMetricStore:
             if rows:
                 picked = samples if len(rows) == len(samples) else [samples[i] for i in rows]
                 values = [v if v == v else None for v in map(_VALUE, picked)]  # NaN -> NULL
-                row_sids = list(sids) if len(rows) == len(samples) else [sids[i] for i in rows]
+                row_sids = (
+                    list(sids[: len(samples)])
+                    if len(rows) == len(samples)
+                    else [sids[i] for i in rows]
+                )
                 self._partitions.write_raw(row_sids, list(map(_TS, picked)), values, default_ts_ms)
             if ended is not None and (ended.layouts or ended.series):
                 self._end(ended, sids, frames, add_labels, default_ts_ms)
             if spool_files:
                 sqlstale.save_spool_files(self.db, encode_labels(add_labels), spool_files)
             return WriteResult(written=written, new_series=created)
+
+    def _columns_to_keep(
+        self, samples: Sequence[Sample], layouts: Sequence[NewLayout], add_labels: Labels
+    ) -> tuple[Sequence[Sample], Sequence[NewLayout]]:
+        """The write as given, unless a columnar new layout is one the store has, or the
+        write names its shape twice (two files of one shape: the same series twice, which
+        the checks of :meth:`_write_frames` find among samples): then every columnar
+        layout's series go in as samples (:func:`inline_columns`), as before columns."""
+        store = self._layouts
+        store.load()
+        extra = encode_labels(add_labels)
+        digests = [nl.layout for nl in layouts]
+        if len(set(digests)) == len(digests) and not any(
+            store.has(nl.layout, extra) for nl in layouts if nl.columns is not None
+        ):
+            return samples, layouts
+        return inline_columns(samples, layouts)
 
     def _end(
         self,
@@ -355,7 +381,12 @@ class SQLMetricStore:
         series = store.series_of(known)
         in_layout = bytearray(len(samples))
         fresh: list[tuple[NewLayout, Sequence[int]]] = []
+        at = len(samples)  # the columnar layouts' ids follow the samples'
         for nl in layouts:
+            if nl.columns is not None:  # checked by _columns_to_keep: new, and once
+                fresh.append((nl, sids[at : at + nl.size]))
+                at += nl.size
+                continue
             part = samples[nl.start : nl.start + nl.length]
             stamped = list(map(_TS, part)).count(None) != len(part)  # counted in C
             if stamped or store.has(nl.layout, extra):
@@ -379,6 +410,9 @@ class SQLMetricStore:
         out = list(zip(known, (f.values for f in frames), strict=True))
         lids = store.register_many([(nl.layout, ids) for nl, ids in fresh], extra, start)
         for (nl, _), lid in zip(fresh, lids, strict=True):
+            if nl.columns is not None:
+                out.append((lid, nl.columns.values))
+                continue
             out.append((lid, [s[2] for s in samples[nl.start : nl.start + nl.length]]))
         store.touch([f.layout for f in frames], extra, start)
         self._partitions.write_frames(out, ts)

@@ -33,6 +33,7 @@ name.
 from __future__ import annotations
 
 import contextvars
+import functools
 import hmac
 import logging
 import urllib.parse
@@ -199,13 +200,13 @@ class AuthMiddleware:
             return
         path: str = scope["path"]
         scope[LOGINS] = self.logins
-        header = Headers(scope=scope).get("authorization")
+        header, cookies = _credentials(scope)
         denied: tuple[str, bool] | None = None  # (message, a token was sent)
         session: Session | None = None
         if header is None:
             # static files are the same for everyone: no session lookup for each of them
-            if not path.startswith(OPEN_PREFIXES):
-                session = await self._from_cookie(scope)
+            if cookies is not None and not path.startswith(OPEN_PREFIXES):
+                session = await self._from_cookie(cookies)
             if session is not None:
                 found = Caller(session.role, user=session.user)
             else:
@@ -249,7 +250,7 @@ class AuthMiddleware:
 
     def _without_credentials(self, scope: Scope) -> tuple[Caller, tuple[str, bool] | None]:
         client = scope.get("client")
-        loopback = is_loopback_address(client[0] if client else None)
+        loopback = _is_loopback(client[0] if client else None)
         found = LOOPBACK if loopback and not self.reads_need_token else ANONYMOUS
         if found.role is not None:
             return found, None
@@ -260,8 +261,8 @@ class AuthMiddleware:
         )
         return found, (f"{why}: send 'Authorization: Bearer <token>' or log in at /login", False)
 
-    async def _from_cookie(self, scope: Scope) -> Session | None:
-        secret = cookie(scope, SESSION_COOKIE)
+    async def _from_cookie(self, cookies: str) -> Session | None:
+        secret = cookie_parser(cookies).get(SESSION_COOKIE)
         if not secret:
             return None
         now_ms = int(self.clock.now() * 1000)
@@ -301,6 +302,26 @@ class AuthMiddleware:
         response = error_response("unauthorized", message, 401)
         response.headers.update(challenge(sent_token))
         await response(scope, receive, send)
+
+
+def _credentials(scope: Scope) -> tuple[str | None, str | None]:
+    """The ``Authorization`` and ``Cookie`` headers (the first of each, as Starlette's
+    ``Headers.get`` gives them), found in one pass over the raw headers: this runs for
+    every request."""
+    authorization = cookies = None
+    for key, value in scope["headers"]:
+        if len(key) == 13 and authorization is None and key.lower() == b"authorization":
+            authorization = value.decode("latin-1")
+        elif len(key) == 6 and cookies is None and key.lower() == b"cookie":
+            cookies = value.decode("latin-1")
+    return authorization, cookies
+
+
+@functools.lru_cache(maxsize=256)
+def _is_loopback(host: str | None) -> bool:
+    """:func:`is_loopback_address`, remembered: a server sees few peer addresses, and
+    parsing one costs more than the rest of an open read's check."""
+    return is_loopback_address(host)
 
 
 async def _check_csrf(scope: Scope, receive: Receive, session: Session) -> str | Receive:

@@ -41,6 +41,16 @@ class Level:
             return f"samples_raw_{start_ms // 1000}"
         return f"buckets_r{self.tier}_{start_ms // 1000}"
 
+    @property
+    def unit_ms(self) -> int:
+        """The span of one sealed unit of this level (:data:`SEALED_UNIT_BUCKETS` buckets),
+        or 0 when the level is not sealed (raw, or a partition span that units would
+        straddle)."""
+        if self.tier == RAW:
+            return 0
+        unit = self.tier * 1000 * SEALED_UNIT_BUCKETS
+        return unit if self.span_ms % unit == 0 else 0
+
     def legacy_table(self, start_ms: int) -> str:
         """A rollup partition as schema 4 and earlier named it: buckets keyed by their start,
         without the statistics that make range functions exact."""

@@ -101,6 +101,7 @@ _PARTITION_PREFIXES = (
     "buckets_r",
     "fbuckets_r",
     "sbuckets_r",
+    "pbuckets_r",
 )
 
 

@@ -25,7 +25,7 @@ from signalbox.metrics.samples import SeriesKey
 from signalbox.metrics.sql import framereads, sealing
 from signalbox.metrics.sql import rawcolumns as sqlrawcolumns
 from signalbox.metrics.sql import rollup as sqlrollup
-from signalbox.metrics.sql.partitions import IN_LIST_MAX, PartitionTables
+from signalbox.metrics.sql.partitions import PartitionTables
 from signalbox.metrics.store import BucketSeriesColumns
 from signalbox.storage.database import Database
 
@@ -88,7 +88,9 @@ def read(
             names = [t for _, t in tables]
             cols = ", ".join(("series_id, last_ts, last, first_ts", *(column_of[c] for c in stats)))
             for t in names:
-                _rows(_read_rows(parts, t, cols, ids, lo, hi), stats, pieces)
+                rows, packed = parts.bucket_rows(t, cols, ids, lo, hi)
+                _rows(rows, stats, pieces)
+                _packed(packed, lo, hi, stats, column_of, pieces)
             got = framereads.read(
                 parts, names, ids, lo, hi, stats, sealing.unit_ms(level), arrays=True
             )
@@ -97,24 +99,6 @@ def read(
         if wm < end_ms:
             _raw_tail(parts, levels[0], ids, max(wm + 1, start_ms), end_ms, pieces)
     return _assemble(pieces, keys_of, level.tier)
-
-
-def _read_rows(
-    parts: PartitionTables, table: str, cols: str, ids: Sequence[int], lo: int, hi: int
-) -> list[tuple[Any, ...]]:
-    """The rows of ``ids`` with buckets ending in ``[lo, hi]``: ``cols`` only (not the
-    bucket's ``ts``, which ``last_ts`` makes redundant here: each column read is a Python
-    object per row, the bulk of a long query's time). Many series: the partition's range,
-    the others dropped after (:data:`~signalbox.metrics.sql.partitions.IN_LIST_MAX`)."""
-    if len(ids) <= IN_LIST_MAX:
-        marks = ",".join("?" * len(ids))
-        return parts.read(
-            f"SELECT {cols} FROM {table} WHERE series_id IN ({marks}) AND ts >= ? AND ts <= ?",
-            (*ids, lo, hi),
-        )
-    wanted = set(ids)
-    rows = parts.read(f"SELECT {cols} FROM {table} WHERE ts >= ? AND ts <= ?", (lo, hi))
-    return [r for r in rows if r[0] in wanted]
 
 
 def _rows(rows: list[tuple[Any, ...]], stats: tuple[str, ...], pieces: _Pieces) -> None:
@@ -143,6 +127,42 @@ def _rows(rows: list[tuple[Any, ...]], stats: tuple[str, ...], pieces: _Pieces) 
         a[:, 3].astype(np.int64),
         cols,
     )
+
+
+def _packed(
+    packed: list[tuple[Any, ...]],
+    lo: int,
+    hi: int,
+    stats: tuple[str, ...],
+    column_of: dict[str, str],
+    pieces: _Pieces,
+) -> None:
+    """Packed units ``(series_id, unit start, blob)`` (see :mod:`signalbox.metrics.rowsealed`):
+    their buckets ending in ``[lo, hi]``, the arrays taken from the blobs as they are."""
+    if not packed:
+        return
+    from signalbox.metrics import rowsealed
+
+    sid, grid = rowsealed.unpack_many([p[0] for p in packed], [bytes(p[2]) for p in packed])
+    ends = grid[rowsealed.index("ts")]
+    keep = (ends >= lo) & (ends <= hi)
+    if not keep.all():
+        sid, grid = sid[keep], grid[:, keep]
+    limits.charge(len(sid))
+    if not len(sid):
+        return
+
+    def col(name: str) -> Any:
+        return rowsealed.column(grid, name)
+
+    cols: dict[str, Any] = {}
+    for s in stats:
+        c = col(column_of[s])
+        if s in INT_STATS:  # prev_ts: 0 for none, as the rows read
+            cols[s] = np.where(c < 0, 0, c)
+        else:
+            cols[s] = np.ascontiguousarray(c, dtype=np.float64)
+    pieces.add(sid, col("last_ts"), col("last"), col("first_ts"), cols)
 
 
 def _frame_series(

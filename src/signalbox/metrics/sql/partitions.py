@@ -17,6 +17,12 @@ Layout (see :mod:`signalbox.metrics.partitions` for why partitions):
 - ``sbuckets_r<res>_<start>``: the frame buckets of closed units (an hour of 1-minute
   buckets), series-major (see :mod:`signalbox.metrics.sql.sealing`): a unit's frame buckets
   are in this table or the one above, never both.
+- ``pbuckets_r<res>_<start>``: the row buckets of closed units, packed: one row per series
+  and unit keyed (series_id, ts = unit start), every statistic an array (see
+  :mod:`signalbox.metrics.rowsealed`). A series' buckets of a unit are in this table or in
+  ``buckets_r``, never both, and every read of row buckets reads both tables in one
+  statement (:meth:`PartitionTables.bucket_rows`), so a unit sealed or unsealed meanwhile
+  is seen once.
 - ``metric_partitions`` lists the partition tables; other processes (the collector of
   ``serve``, an ``agent``) create and drop them, so readers reload the list.
 - ``metric_stamps`` lists the timestamps written into each raw partition, so a read of a
@@ -72,6 +78,12 @@ def frames_table(raw_table: str) -> str:
 def fbuckets_table(bucket_table: str) -> str:
     """The frame buckets beside a rollup partition's row buckets."""
     return "f" + bucket_table
+
+
+def packed_table(bucket_table: str) -> str:
+    """Closed units of a rollup partition's row buckets, packed one row per series (see
+    :mod:`signalbox.metrics.rowsealed`)."""
+    return "p" + bucket_table
 
 
 def sealed_table(bucket_table: str) -> str:
@@ -202,6 +214,16 @@ class PartitionTables:
         if db.dialect.name == "postgresql":
             db.execute(f"ALTER TABLE {sb} ALTER COLUMN data SET STORAGE EXTERNAL")
         db.create_table_if_missing(f"CREATE INDEX IF NOT EXISTS {sb}_ts ON {sb} (ts)")
+        # closed units of the row buckets, packed (see signalbox.metrics.rowsealed)
+        pb = packed_table(table)
+        db.create_table_if_missing(
+            f"CREATE TABLE IF NOT EXISTS {pb} (series_id BIGINT NOT NULL, ts BIGINT NOT NULL, "
+            f"data {db.dialect.blob_type} NOT NULL, PRIMARY KEY (series_id, ts))"
+            f"{db.dialect.without_rowid}"
+        )
+        if db.dialect.name == "postgresql":  # read whole, often: not compressed
+            db.execute(f"ALTER TABLE {pb} ALTER COLUMN data SET STORAGE EXTERNAL")
+        db.create_table_if_missing(f"CREATE INDEX IF NOT EXISTS {pb}_ts ON {pb} (ts)")
         self._fbuckets.add(table)
 
     def _fbuckets_complete(self, table: str) -> bool:
@@ -209,17 +231,18 @@ class PartitionTables:
         already, storage settings included (one catalog read). A new process compacts
         every pass (``collect --once``): its DDL, each with a savepoint, was ~25 round
         trips a pass, and each ``ALTER TABLE`` an exclusive lock on a table others read."""
-        fb, sb = fbuckets_table(table), sealed_table(table)
-        names = [fb, sb, f"{table}_ts", f"{fb}_ts", f"{sb}_ts"]
+        fb, sb, pb = fbuckets_table(table), sealed_table(table), packed_table(table)
+        names = [fb, sb, pb, f"{table}_ts", f"{fb}_ts", f"{sb}_ts", f"{pb}_ts"]
         ((relations, external),) = self.db.query(
             "SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = "
             "current_schema()::regnamespace AND relname = ANY(?)), "
             "(SELECT count(*) FROM pg_attribute WHERE attstorage = 'e' AND ("
             "(attrelid = to_regclass(quote_ident(current_schema()) || '.' || ?) AND attname = 'stats') "
+            "OR (attrelid = to_regclass(quote_ident(current_schema()) || '.' || ?) AND attname = 'data') "
             "OR (attrelid = to_regclass(quote_ident(current_schema()) || '.' || ?) AND attname = 'data')))",
-            (names, fb, sb),
+            (names, fb, sb, pb),
         )
-        return bool(relations == len(names) and external == 2)
+        return bool(relations == len(names) and external == 3)
 
     def between(self, level: Level, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
         """(start, table) of ``level``'s partitions overlapping ``[start_ms, end_ms]``, oldest first."""
@@ -320,6 +343,7 @@ class PartitionTables:
             else:
                 self.db.execute(f"DROP TABLE IF EXISTS {fbuckets_table(lv.table(start))}")
                 self.db.execute(f"DROP TABLE IF EXISTS {sealed_table(lv.table(start))}")
+                self.db.execute(f"DROP TABLE IF EXISTS {packed_table(lv.table(start))}")
                 self._fbuckets.discard(lv.table(start))
             self.db.execute(
                 "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",
@@ -478,12 +502,26 @@ class PartitionTables:
     ) -> list[tuple[Any, ...]] | None:
         """Rows (ts, ``cols``...) of one series from several (series_id, ts)-clustered
         partitions, oldest first, in one statement (a statement per partition costs more than its rows); None if
-        a partition went away meanwhile (retention), so the caller reads them one by one."""
-        part = f"SELECT ts, {cols} FROM {{t}} WHERE series_id = ? AND ts >= ? AND ts <= ?"
-        sql = " UNION ALL ".join(part.format(t=t) for t in tables)
-        rows = self._read_or_none(sql, (sid, start_ms, end_ms) * len(tables))
+        a partition went away meanwhile (retention), so the caller reads them one by one.
+        Packed units (see :meth:`bucket_rows`) are read in the same statement and given as rows."""
+        unit = self._unit(tables[0]) if tables else 0
+        width = len(cols.split(", "))
+        blob = f", CAST(NULL AS {self.db.dialect.blob_type})" if unit else ""
+        part = f"SELECT ts, {cols}{blob} FROM {{t}} WHERE series_id = ? AND ts >= ? AND ts <= ?"
+        selects = [part.format(t=t) for t in tables]
+        params: list[Any] = [sid, start_ms, end_ms] * len(tables)
+        if unit:
+            nulls = ", NULL" * width
+            selects += [
+                f"SELECT ts{nulls}, data FROM {packed_table(t)} WHERE series_id = ? AND ts > ? AND ts <= ?"
+                for t in tables
+            ]
+            params += [sid, start_ms - unit, end_ms] * len(tables)
+        rows = self._read_or_none(" UNION ALL ".join(selects), params)
         if rows is None:
             return None
+        if unit:
+            rows = _unpacked(rows, cols, sid, start_ms, end_ms, keyed=False)
         stamps = list(map(_FIRST, rows))
         if not all(map(operator.lt, stamps, stamps[1:])):  # partitions in order, each by key
             rows.sort(key=_FIRST)
@@ -492,19 +530,108 @@ class PartitionTables:
     def rows_for(
         self, table: str, cols: str, ids: list[int], start_ms: int, end_ms: int
     ) -> list[tuple[Any, ...]]:
-        """Rows of a (series_id, ts)-clustered rollup partition, grouped by series, oldest first."""
-        if len(ids) <= IN_LIST_MAX:
-            marks = ",".join("?" * len(ids))
-            return self.read(
-                f"SELECT series_id, ts, {cols} FROM {table} WHERE series_id IN ({marks}) AND ts >= ? AND ts <= ? ORDER BY series_id, ts",
-                (*ids, start_ms, end_ms),
-            )
-        wanted = set(ids)
-        rows = self.read(
-            f"SELECT series_id, ts, {cols} FROM {table} WHERE ts >= ? AND ts <= ? ORDER BY series_id, ts",
-            (start_ms, end_ms),
+        """Rows of a (series_id, ts)-clustered rollup partition, grouped by series, oldest
+        first; packed units (see :meth:`bucket_rows`) given as rows in their place."""
+        rows, packed = self.bucket_rows(
+            table, f"series_id, ts, {cols}", ids, start_ms, end_ms, ordered=True
         )
-        return [r for r in rows if r[0] in wanted]
+        if packed:
+            rows += _unpacked(packed, cols, None, start_ms, end_ms, keyed=True)
+            rows.sort(key=_SERIES_TS)
+        return rows
+
+    def bucket_rows(
+        self,
+        table: str,
+        cols: str,
+        ids: Sequence[int],
+        start_ms: int,
+        end_ms: int,
+        *,
+        ordered: bool = False,
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The row buckets of ``ids`` ending in ``[start_ms, end_ms]`` of rollup partition
+        ``table``: ``cols`` (``series_id`` first) of the rows, in no order, and (series id,
+        unit start, blob) of the packed units holding some of them (the caller cuts them to
+        the window). Both in one statement: a unit sealed or unsealed meanwhile is seen in
+        one form, never both or neither. Many series: the partition's range, the others
+        dropped after (:data:`IN_LIST_MAX`). ``ordered``: the rows by their first two
+        columns (series, time)."""
+        unit = self._unit(table)
+        order = " ORDER BY 1, 2" if ordered else ""
+        few = len(ids) <= IN_LIST_MAX
+        where = f"series_id IN ({','.join('?' * len(ids))}) AND " if few else ""
+        keys: list[Any] = list(ids) if few else []
+        if not unit:
+            rows = self.read(
+                f"SELECT {cols} FROM {table} WHERE {where}ts >= ? AND ts <= ?{order}",
+                (*keys, start_ms, end_ms),
+            )
+            return (rows if few else _wanted(rows, ids)), []
+        nulls = ", NULL" * (len(cols.split(", ")) - 2)
+        got = self._read_or_none(
+            f"SELECT {cols}, CAST(NULL AS {self.db.dialect.blob_type}) FROM {table} "
+            f"WHERE {where}ts >= ? AND ts <= ? UNION ALL "
+            f"SELECT series_id, ts{nulls}, data FROM {packed_table(table)} "
+            f"WHERE {where}ts > ? AND ts <= ?{order}",
+            (*keys, start_ms, end_ms, *keys, start_ms - unit, end_ms),
+        )
+        if got is None:  # a partition of an earlier version, never compacted since: no packed table
+            rows = self.read(
+                f"SELECT {cols} FROM {table} WHERE {where}ts >= ? AND ts <= ?{order}",
+                (*keys, start_ms, end_ms),
+            )
+            return (rows if few else _wanted(rows, ids)), []
+        packed = [(r[0], r[1], r[-1]) for r in got if r[-1] is not None]
+        rows = [r[:-1] for r in got if r[-1] is None] if packed else [r[:-1] for r in got]
+        if not few:
+            rows = _wanted(rows, ids)
+            wanted = set(ids)
+            packed = [p for p in packed if p[0] in wanted]
+        return rows, packed
+
+    def _unit(self, table: str) -> int:
+        """The sealed unit of the rollup partition ``table`` (``buckets_r<res>_<start>``)."""
+        tier = int(table.split("_")[1][1:])
+        lv = next((x for x in self.levels if x.tier == tier), None)
+        return 0 if lv is None else lv.unit_ms
+
+
+def _wanted(rows: list[tuple[Any, ...]], ids: Sequence[int]) -> list[tuple[Any, ...]]:
+    wanted = set(ids)
+    return [r for r in rows if r[0] in wanted]
+
+
+def _unpacked(
+    rows: list[tuple[Any, ...]],
+    cols: str,
+    sid: int | None,
+    start_ms: int,
+    end_ms: int,
+    *,
+    keyed: bool,
+) -> list[tuple[Any, ...]]:
+    """``rows`` (a trailing column: a packed unit's blob, or None for a row bucket) with the
+    trailing column dropped and each packed unit in the rows of its buckets ending in
+    ``[start_ms, end_ms]``: ``(ts, *cols)``, or ``(series_id, ts, *cols)`` when ``keyed``
+    (the rows' series id first, unit start second), as the row tables read (NULL for NaN
+    and for no ``prev_ts``)."""
+    out = [r[:-1] for r in rows if r[-1] is None]
+    packed = [r for r in rows if r[-1] is not None]
+    if not packed:
+        return out
+    from signalbox.metrics import rowsealed  # numpy: only with packed units
+
+    names = ["ts", *cols.split(", ")]
+    for r in packed:
+        got = rowsealed.as_rows(bytes(r[-1]), names, start_ms, end_ms)
+        if keyed:
+            key = r[0]
+            out += [(key, *t) for t in got]
+        else:
+            assert sid is not None
+            out += got
+    return out
 
 
 def _by_series(rows: list[tuple[Any, ...]], wanted: set[int]) -> list[tuple[Any, ...]]:

@@ -20,7 +20,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from signalbox.metrics.partitions import RAW, SEALED_UNIT_BUCKETS, Level
+from signalbox.metrics.partitions import Level
+from signalbox.metrics.sql import rowsealing
 from signalbox.metrics.sql.partitions import fbuckets_table, sealed_table
 from signalbox.storage.database import Database, Migration
 
@@ -40,10 +41,7 @@ _CHUNK_POSITIONS = 20_000  # positions of a unit held in memory at once while se
 def unit_ms(level: Level) -> int:
     """The span of one sealed unit of ``level``, or 0 when the tier is not sealed (raw, or
     a partition span that units would straddle)."""
-    if level.tier == RAW:
-        return 0
-    unit = level.tier * 1000 * SEALED_UNIT_BUCKETS
-    return unit if level.span_ms % unit == 0 else 0
+    return level.unit_ms
 
 
 MIGRATION: Migration = (
@@ -67,9 +65,16 @@ def _set_sealed(parts: PartitionTables, tier: int, until: int) -> None:
 
 
 def seal_closed(parts: PartitionTables) -> None:
-    """Seal the units of every tier that no rollup will read again, oldest first, at most
-    :data:`POSITIONS_PER_PASS` series positions in all (a unit may take several passes:
-    its layouts are sealed a chunk at a time, each chunk with its rows in one transaction)."""
+    """Seal the units of every tier that no rollup will read again, oldest first: frame
+    buckets series-major, at most :data:`POSITIONS_PER_PASS` series positions in all (a
+    unit may take several passes: its layouts are sealed a chunk at a time, each chunk with
+    its rows in one transaction); row buckets packed per series
+    (:mod:`signalbox.metrics.sql.rowsealing`, with a budget of its own)."""
+    _seal_frames(parts)
+    rowsealing.seal_closed(parts)
+
+
+def _seal_frames(parts: PartitionTables) -> None:
     from signalbox.metrics.sql import rollup  # it imports this module
 
     lvs = parts.levels
@@ -204,7 +209,9 @@ def unseal_range(
 ) -> None:
     """Give the frame buckets of every sealed unit (of ``levels``, default all) holding a
     bucket end in ``[start_ms, end_ms]`` back their per-bucket rows (inside the caller's
-    transaction), and let a later compaction seal them again."""
+    transaction), and let a later compaction seal them again; packed row buckets too
+    (:func:`signalbox.metrics.sql.rowsealing.unseal_range`)."""
+    rowsealing.unseal_range(parts, start_ms, end_ms, levels)
     for lv in parts.levels[1:] if levels is None else levels:
         unit = unit_ms(lv)
         if not unit:

@@ -280,3 +280,22 @@ def test_the_usual_files_take_columns() -> None:
     for text in ('r{a="1"}=1\nr{a="1"}=2\n', 'x=1\ny{a="1"}=2\n', 'r{a="\\n"}=1\n'):
         cols = keyvalue_columns(text)
         assert cols is None or keyvalue_series(cols) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(0, 5), max_size=5), rows=st.integers(0, 3), data=st.data())
+def test_write_keys_slices_are_slices_of_all_its_keys(
+    sizes: list[int], rows: int, data: st.DataObject
+) -> None:
+    """Rows first, then each file's columns: a batch of keys may start and end anywhere."""
+    cols = [
+        SeriesColumns(["m"] * n, ("a",), [[f"{i}.{j}" for j in range(n)]], [0.0] * n)
+        for i, n in enumerate(sizes)
+    ]
+    names = [f"x{i}" for i in range(rows)]
+    keys = sqlseries.WriteKeys(names, [(("b", str(i)),) for i in range(rows)], HOST, cols)
+    every = keys.all()
+    assert len(every) == len(keys) == rows + sum(sizes) == len(set(every))
+    lo = data.draw(st.integers(0, len(keys)))
+    hi = data.draw(st.integers(lo, len(keys) + 2))
+    assert keys.slice(lo, hi) == every[lo:hi]

@@ -34,6 +34,7 @@ go in without the unique key, which is built again after them in one sort
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import chain, compress
@@ -151,8 +152,9 @@ class WriteKeys:
         hi = min(hi, len(self))
         n = len(self.names)
         out = series_keys(self.names[lo:hi], self.label_sets[lo:hi], self.add) if lo < n else []
-        start = n
-        for c, end in zip(self.columns, self.bounds[1:], strict=True):
+        k = bisect_right(self.bounds, lo)  # the first part ending after lo: columns[k - 1]
+        start = self.bounds[k - 1] if k else n
+        for c, end in zip(self.columns[max(k - 1, 0) :], self.bounds[max(k, 1) :], strict=True):
             a, b = max(lo, start) - start, min(hi, end) - start
             if a < b:
                 whole = a == 0 and b == len(c.names)

@@ -45,11 +45,9 @@ _FLAGS = flagnotes.RUNTIME
 _PROTOCOLS = {v: "HTTP/" + v for v in ("1.0", "1.1", "2", "3")}
 
 
-def _fields(
-    source: tuple[Scope, str, bytes, bytes],
-) -> tuple[str, str, str, str, str, str, str, str]:
+def _fields(ex: _Exchange) -> tuple[str, str, str, str, str, str, str, str]:
     """A finished request's line fields from its scope (read as it finishes)."""
-    scope, root, referer, user_agent = source
+    scope = ex.scope
     try:  # what servers send (subscripts: a third of a .get's cost)
         raw, query, version, client = (
             scope["raw_path"],
@@ -64,9 +62,12 @@ def _fields(
     route = ""
     if r is not None:
         route = getattr(r, "path", "") or ""
-        prefix = scope.get("root_path", "")[len(root) :]
-        if prefix:
-            route = prefix + route
+        root = scope.get("root_path", "")
+        if root != ex.root:  # a Mount's prefix, added to the scope's as it was routed
+            prefix = root[len(ex.root) :]
+            if prefix:
+                route = prefix + route
+    referer, user_agent = ex.referer, ex.user_agent
     return (
         scope["method"],
         raw.decode("latin-1") if raw else scope["path"],
@@ -77,6 +78,83 @@ def _fields(
         user_agent.decode("latin-1") if user_agent else "",
         route,
     )
+
+
+class _Exchange:
+    """One request between the app's messages: what the wrappers of ``send`` and
+    ``receive`` (its methods) read and change. One object of slots, not closures: their
+    dozen cells and two function objects cost a request more than the whole id."""
+
+    __slots__ = (
+        "core", "ctx", "done", "ended", "gone", "nbytes", "receive_from", "referer",
+        "rid_header", "root", "scope", "send_to", "start", "status", "t0", "user_agent",
+    )  # fmt: skip
+
+    core: Instrument
+    ctx: RequestContext
+    done: bool  # the line is queued or written
+    ended: float | None  # a 5xx response's duration, its line not written yet
+    gone: bool  # the client disconnected
+    nbytes: int
+    receive_from: Receive
+    referer: bytes
+    rid_header: tuple[bytes, bytes]
+    root: str
+    scope: Scope
+    send_to: Send
+    start: float
+    status: int
+    t0: float
+    user_agent: bytes
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            message = {**message, "headers": [*message.get("headers", ()), self.rid_header]}
+        elif kind == "http.response.body":
+            self.nbytes += len(message.get("body", b""))
+            if not message.get("more_body", False) and not self.done:
+                await self.send_to(message)
+                core = self.core
+                if self.status >= 500:  # written as the app returns: an exception may follow
+                    self.ended = core.timer() - self.t0
+                else:
+                    self.done = True
+                    core.finish(
+                        self.ctx, self.start, core.timer() - self.t0, self.status, self.nbytes,
+                        _fields, self,
+                    )  # fmt: skip
+                return
+        await self.send_to(message)
+
+    async def receive(self) -> Message:
+        message = await self.receive_from()
+        if message["type"] == "http.disconnect" and not self.done:
+            self.gone = True
+        return message
+
+    def end(self, error: BaseException | None) -> None:
+        """The app returned (``error``: raised) before its line was written."""
+        self.done = True
+        ctx, status, ended = self.ctx, self.status, self.ended
+        if error is not None:
+            ctx.notes.setdefault("error", type(error).__name__)
+            code = status or 500
+        elif ended is not None:  # a 5xx: its line waited for the app to return
+            code = status
+        elif self.gone:
+            ctx.notes.setdefault("disconnect", "client")
+            code = status or 499
+        else:
+            ctx.notes.setdefault("error", "incomplete response" if status else "no response")
+            code = status or 500
+        core = self.core
+        seconds = core.timer() - self.t0 if ended is None else ended
+        core.finish(ctx, self.start, seconds, code, self.nbytes, _fields, self)
+
+
+_new_exchange = object.__new__
 
 
 class ASGIMiddleware:
@@ -107,8 +185,7 @@ class ASGIMiddleware:
             await self.app(scope, receive, send)
             return
         core = self.core
-        timer = core.timer
-        start, t0 = core.clock(), timer()
+        start, t0 = core.clock(), core.timer()
         incoming = traceparent = None
         referer = user_agent = b""
         wanted = self._wanted
@@ -134,65 +211,24 @@ class ASGIMiddleware:
             flags = flagnotes.begin(scope.get("query_string"), scope["headers"])
             if flags is not None:
                 ctx.flags = flags[0]
-        want = self._header
-        rid_header = (want, ctx.request_id.encode("latin-1"))
-        source = (scope, scope.get("root_path", ""), referer, user_agent)  # for _fields
-        status = 0
-        nbytes = 0
-        done = False  # the line is queued or written
-        gone = False  # the client disconnected
-        ended: float | None = None  # a 5xx response's duration, its line not written yet
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status, nbytes, ended, done
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), rid_header]}
-            elif kind == "http.response.body":
-                nbytes += len(message.get("body", b""))
-                if not message.get("more_body", False) and not done:
-                    await send(message)
-                    if status >= 500:  # written as the app returns: an exception may follow
-                        ended = timer() - t0
-                    else:
-                        done = True
-                        core.finish(ctx, start, timer() - t0, status, nbytes, _fields, source)
-                    return
-            await send(message)
-
-        async def receive_wrapper() -> Message:
-            nonlocal gone
-            message = await receive()
-            if message["type"] == "http.disconnect" and not done:
-                gone = True
-            return message
-
+        ex = _new_exchange(_Exchange)
+        ex.core, ex.ctx, ex.scope, ex.send_to, ex.receive_from = core, ctx, scope, send, receive
+        ex.root, ex.referer, ex.user_agent = scope.get("root_path", ""), referer, user_agent
+        ex.rid_header = (self._header, ctx.request_id.encode("latin-1"))
+        ex.status = ex.nbytes = 0
+        ex.done = ex.gone = False
+        ex.ended = None
+        ex.start, ex.t0 = start, t0
         token = _current.set(ctx)
         try:
-            await self.app(scope, receive_wrapper, send_wrapper)
+            await self.app(scope, ex.receive, ex.send)
         except BaseException as e:
-            if not done:
-                done = True
-                ctx.notes.setdefault("error", type(e).__name__)
-                seconds = timer() - t0 if ended is None else ended
-                core.finish(ctx, start, seconds, status or 500, nbytes, _fields, source)
+            if not ex.done:
+                ex.end(e)
             raise
         else:
-            if not done:  # a 5xx (its line waited for the app to return), or no whole response
-                done = True
-                if ended is not None:
-                    code = status
-                elif gone:
-                    ctx.notes.setdefault("disconnect", "client")
-                    code = status or 499
-                else:
-                    ctx.notes.setdefault(
-                        "error", "incomplete response" if status else "no response"
-                    )
-                    code = status or 500
-                seconds = timer() - t0 if ended is None else ended
-                core.finish(ctx, start, seconds, code, nbytes, _fields, source)
+            if not ex.done:  # a 5xx (its line waited for the app to return), or no whole response
+                ex.end(None)
         finally:
             _current.reset(token)
             if flags is not None:

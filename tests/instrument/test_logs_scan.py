@@ -398,7 +398,7 @@ def test_since_skips_blocks_wholly_before_it_and_keeps_late_arrivals_near_the_ed
         parsed += 1
         return real(text, source, line)
 
-    monkeypatch.setattr(logfiles, "parse_line", counting)
+    monkeypatch.setattr(logfiles, "parse", counting)
     for q in (RequestQuery(since=since), RequestQuery(since=since, status=(200, 200))):
         bad = Bad()
         parsed = 0

@@ -42,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from signalbox.exceptions import ParseError, UsageError
-from signalbox.instrument.accesslog import AccessRecord, parse_line
+from signalbox.instrument.accesslog import AccessRecord
 from signalbox.instrument.logblocks import (
     MAX_LINE_BYTES,
     Expect,
@@ -53,6 +53,7 @@ from signalbox.instrument.logblocks import (
     read_blocks,
 )
 from signalbox.instrument.logset import LogFiles
+from signalbox.instrument.quickparse import parse
 from signalbox.instrument.search import LineFinder, RequestQuery, record_key
 
 __all__ = [
@@ -200,7 +201,7 @@ def _ends_before(block: bytes, since: datetime) -> bool:
     nothing: the block is read."""
     cut = block.rfind(b"\n", 0, len(block) - 1) + 1
     try:
-        r = parse_line(block[cut:].decode("utf-8"))
+        r = parse(block[cut:].decode("utf-8"))
     except (ParseError, UnicodeDecodeError):
         return False
     return r.time + timedelta(microseconds=r.duration_us) + SINCE_SLACK < since
@@ -264,7 +265,7 @@ def _parsed(
             if might_match is not None and not might_match(text):
                 continue
         try:
-            record = parse_line(text, str(path), n)
+            record = parse(text, str(path), n)
         except ParseError as e:
             on_bad(Malformed(str(path), n, e.reason))
             continue
@@ -692,7 +693,7 @@ def classify(paths: Iterable[Path]) -> LogFiles:
         is_access = False
         for n, text in read_lines(path):
             try:
-                r = parse_line(text, str(path), n)
+                r = parse(text, str(path), n)
                 is_access = bool(r.method) and r.status > 0  # not a JSON log with a "time"
             except ParseError:
                 pass

@@ -55,13 +55,19 @@ def _samples(
     if not tables or not ids:
         return _empty()
     wanted = np.unique(np.asarray(ids, dtype=np.int64))
+    # the partitions' timestamp counts: the rows' plan (few series) and the estimate below
+    # from one statement (a second count for the estimate was one of a 1h query's seven)
+    counts = None
+    if len(wanted) <= IN_LIST_MAX or limits.current() is not None:
+        counts = _stamp_counts(parts, tables, start_ms, end_ms)
     credit = 0
     if limits.current() is not None:  # estimated first: a heavy query waits before it reads
-        credit = limits.ahead(len(ids) * parts.stamp_count(start_ms, end_ms))
+        assert counts is not None
+        credit = limits.ahead(len(ids) * sum(counts.values()))
     sids: list[Ints] = []
     stamps: list[Ints] = []
     values: list[Floats] = []
-    _rows(parts, tables, wanted, start_ms, end_ms, sids, stamps, values)
+    _rows(parts, tables, wanted, start_ms, end_ms, sids, stamps, values, counts)
     _frames(parts, tables, wanted, start_ms, end_ms, sids, stamps, values)
     if not sids:
         limits.charge(-credit)
@@ -97,9 +103,11 @@ def _rows(
     sids: list[Ints],
     stamps: list[Ints],
     values: list[Floats],
+    counts: dict[int, int] | None,
 ) -> None:
     """The rows of the wanted series. A few series: every partition in one statement (one
-    per partition if one was dropped by retention meanwhile). Many: a range scan per
+    per partition if one was dropped by retention meanwhile), planned by ``counts`` (each
+    partition's timestamps in the window, :func:`_stamp_counts`). Many: a range scan per
     partition, each turned into arrays and filtered before the next is read, so the
     tuples of one partition at most are held at once."""
     if len(wanted) > IN_LIST_MAX:
@@ -109,14 +117,8 @@ def _rows(
             )
             _append(rows, wanted, sids, stamps, values)
         return
-    starts = ",".join(str(int(start)) for start, _ in tables)
-    counts = dict(
-        parts.db.query(
-            f"SELECT start_ms, count(*) FROM metric_stamps WHERE start_ms IN ({starts}) "
-            "AND ts >= ? AND ts <= ? GROUP BY start_ms",
-            (lo, hi),
-        )
-    )
+    if counts is None:
+        counts = _stamp_counts(parts, tables, lo, hi)
     ids = _in_list(wanted)
     statements: list[tuple[str, tuple[int, ...]]] = []
     for start, table in tables:
@@ -147,6 +149,22 @@ def _rows(
     if got is None:  # a partition went away meanwhile: each alone, a missing one empty
         got = [row for sql, ps in statements for row in parts.read(sql, ps)]
     _append(got, None, sids, stamps, values)
+
+
+def _stamp_counts(
+    parts: PartitionTables, tables: list[tuple[int, str]], lo: int, hi: int
+) -> dict[int, int]:
+    """How many timestamps each raw partition (by its start) holds in ``[lo, hi]``; their
+    sum is what ``PartitionTables.stamp_count`` says of the window (every stamp lies in
+    the partition that holds its time)."""
+    starts = ",".join(str(int(start)) for start, _ in tables)
+    return dict(
+        parts.db.query(
+            f"SELECT start_ms, count(*) FROM metric_stamps WHERE start_ms IN ({starts}) "
+            "AND ts >= ? AND ts <= ? GROUP BY start_ms",
+            (lo, hi),
+        )
+    )
 
 
 def _append(

@@ -16,16 +16,8 @@ from hypothesis import strategies as st
 from signalbox.exceptions import ParseError, UsageError
 from signalbox.instrument import logblocks
 from signalbox.instrument.accesslog import AccessRecord, format_combined, format_json, parse_line
-from signalbox.instrument.logfiles import (
-    Budget,
-    Malformed,
-    ScanPoint,
-    page,
-    read_lines,
-    search,
-    trace,
-    trace_scan,
-)
+from signalbox.instrument.logfiles import Malformed, read_lines, search
+from signalbox.instrument.logscan import Budget, ScanPoint, page, trace, trace_scan
 from signalbox.instrument.logsources import LogFiles
 from signalbox.instrument.search import RequestQuery
 

@@ -21,10 +21,8 @@ from signalbox.instrument.logfiles import (
     Malformed,
     access_records,
     classify,
-    page,
     read_lines,
     search,
-    trace,
 )
 from signalbox.instrument.logline import (
     line_time,
@@ -32,6 +30,7 @@ from signalbox.instrument.logline import (
     printable,
     use_request_format,
 )
+from signalbox.instrument.logscan import page, trace
 from signalbox.instrument.logsources import LogFiles, log_files, with_rotated
 from signalbox.instrument.search import (
     RequestQuery,

@@ -18,7 +18,7 @@ import pytest
 
 from signalbox.instrument import logblocks
 from signalbox.instrument.accesslog import AccessRecord, format_combined, format_json
-from signalbox.instrument.logfiles import trace
+from signalbox.instrument.logscan import trace
 from signalbox.instrument.logsources import ConfiguredLogs
 from signalbox.server.api import logs as logs_api
 from signalbox.server.app import create_app

@@ -19,7 +19,6 @@ file that cannot be read, no log file at all).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from signalbox.cli.base import Context, describe_config_source, handle_errors, p
 from signalbox.exceptions import UsageError
 
 if TYPE_CHECKING:
-    from signalbox.instrument.logfiles import Malformed
+    from signalbox.instrument.logblocks import Malformed
     from signalbox.instrument.logset import LogFiles
 
 SHOWN_PER_FILE = 10
@@ -138,8 +137,8 @@ def trace_cmd(ctx: Context, request_id: str, files: tuple[Path, ...], as_json: b
     FILE: logs to read (default: [instrument] access_log and [logs] files, rotated ones too).
     """
     from signalbox.instrument.context import REQUEST_ID
-    from signalbox.instrument.logfiles import trace
     from signalbox.instrument.logline import printable
+    from signalbox.instrument.logscan import trace
 
     if not REQUEST_ID.match(request_id):
         raise UsageError(
@@ -150,6 +149,8 @@ def trace_cmd(ctx: Context, request_id: str, files: tuple[Path, ...], as_json: b
     with _reporting() as report:
         lines = trace(logs, request_id, report)
         if as_json:
+            import json
+
             doc = {
                 "request_id": request_id,
                 "lines": [
@@ -241,6 +242,8 @@ def grep_cmd(
             + " (an access log's first line is one the middleware writes)"
         )
     out = sys.stdout
+    if as_json:
+        import json
     with _reporting() as report:  # written as found, flushed at the end (not a line each)
         for found in search(logs.access, query, report):
             if as_json:

@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from signalbox.durations import parse_duration
 from signalbox.exceptions import UsageError
 from signalbox.instrument.accesslog import FINGERPRINT_PREFIX, AccessRecord
 
@@ -65,6 +64,8 @@ def parse_time_bound(text: str, now: datetime, what: str = "--since") -> datetim
             f"{what}: empty; expected a duration like 1h or a time like 2024-05-01T12:00Z"
         )
     if s[0].isdigit() and not re.match(r"\d{4}-", s):
+        from signalbox.durations import parse_duration  # not imported by a grep without
+
         try:
             return now - timedelta(seconds=parse_duration(s))
         except ValueError as e:

@@ -43,7 +43,8 @@ from starlette.routing import BaseRoute, Route
 
 from signalbox.exceptions import NotFoundError, UsageError
 from signalbox.instrument.context import REQUEST_ID
-from signalbox.instrument.logfiles import Budget, Malformed, ScanPoint, page, trace_scan
+from signalbox.instrument.logblocks import Malformed
+from signalbox.instrument.logscan import Budget, ScanPoint, page, trace_scan
 from signalbox.instrument.logsources import ConfiguredLogs
 from signalbox.instrument.search import RequestQuery, format_cursor, parse_cursor
 from signalbox.server.api import ok

@@ -210,6 +210,21 @@ def test_pack_and_unpack_give_the_buckets_back_exactly() -> None:
     assert [r[3] for r in rows] == cols["count"][:60].tolist()
 
 
+def test_a_unit_of_one_sample_buckets_keeps_a_few_columns() -> None:
+    """Constant columns are kept once, a column equal to an earlier one not at all: an
+    hour of a series scraped each minute packs to a fraction of its 18 columns."""
+    ts = np.arange(1, 61, dtype=np.int64) * 60_000 - 30_000
+    values = np.arange(60, dtype=np.float64) * 1.5
+    values[7] = math.nan
+    cols = rowbuckets.from_samples(np.full(60, 4, dtype=np.int64), ts, values, 60_000)
+    ids, blobs = rowsealed.pack(cols)
+    assert ids.tolist() == [4] and rowsealed.buckets(blobs[0]) == 60
+    assert len(blobs[0]) < 0.3 * 8 * 60 * rowsealed.WIDTH
+    back = rowsealed.unpack([4], blobs)
+    for name in rowbuckets.FINER:
+        assert back[name].tobytes() == np.asarray(cols[name]).tobytes(), name
+
+
 def _write_history(store: Any, name: str, base: int, hours: int, series: int = 6) -> int:
     """A counter a minute per series over ``hours``; returns the samples written."""
     samples = [

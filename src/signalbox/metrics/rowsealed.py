@@ -9,9 +9,15 @@ series' buckets of that unit are *packed*: one row holding every statistic as an
 little-endian 8-byte numbers, statistic after statistic, read back with ``frombuffer``. The
 same week is then ~7,000 rows, whose bytes numpy takes as they are.
 
-The layout of a packed blob: :data:`PACKED` columns, each ``m`` numbers (``m`` buckets,
-time order), int64 for :data:`INTS` and float64 for the others. NULL is NaN, as the row
-tables read back (SQLite stores NaN as NULL), and a missing ``prev_ts`` is -1, as
+The layout of a packed blob: a header of ``1 + WIDTH`` int64 -- the number of buckets ``m``,
+then how each column of :data:`PACKED` is kept -- then the columns kept, in order: ``FULL``
+(``m`` numbers, time order), ``CONSTANT`` (one number, every bucket's), or the index of an
+earlier column holding the same numbers bit for bit (stored once). Numbers are
+little-endian int64 for :data:`INTS` and float64 for the others. A unit of one-sample
+buckets (a minute of a series scraped every minute) keeps three or four columns of the
+eighteen: resets, changes and the least-squares sums are constant, ``first``/``min``/``max``
+are ``sum``, and the row fits a quarter of a page instead of half of one. NULL is NaN, as
+the row tables read back (SQLite stores NaN as NULL), and a missing ``prev_ts`` is -1, as
 :func:`signalbox.metrics.rowbuckets.columns` has it. :func:`pack` then :func:`unpack` give
 the buckets back exactly.
 
@@ -47,6 +53,10 @@ def index(name: str) -> int:
     return _INDEX[name]
 
 
+FULL, CONSTANT = -1, -2  # how a column is kept (else: the index of an earlier column)
+_HEAD = 1 + WIDTH
+
+
 def pack(cols: dict[str, Any]) -> tuple[Ints, list[bytes]]:
     """Bucket columns of :data:`FINER` (sorted by series, then end; ``prev_ts`` -1 for none,
     NaN for NULL) as one blob per series: (series ids, blobs)."""
@@ -54,43 +64,77 @@ def pack(cols: dict[str, Any]) -> tuple[Ints, list[bytes]]:
     n = len(sids)
     if not n:
         return sids, []
-    grid = np.empty((WIDTH, n), dtype="<i8")
+    grid = np.empty((WIDTH, n), dtype="<i8")  # every column's bits as int64
     for i, name in enumerate(PACKED):
         if name in INTS:
             grid[i] = np.asarray(cols[name], dtype=np.int64)
         else:
             grid[i] = np.asarray(cols[name], dtype="<f8").view("<i8")
     heads = np.flatnonzero(np.concatenate(([True], sids[1:] != sids[:-1])))
+    seg = np.cumsum(np.concatenate(([True], sids[1:] != sids[:-1]))) - 1
+    # per series and column: constant over the unit? the same as an earlier column?
+    modes = np.full((len(heads), WIDTH), FULL, dtype=np.int64)
+    for i in range(WIDTH):
+        differs = np.add.reduceat((grid[i] != grid[i][heads][seg]).astype(np.int64), heads)
+        modes[:, i] = np.where(differs == 0, CONSTANT, FULL)
+        for j in range(i):
+            same = np.add.reduceat((grid[i] != grid[j]).astype(np.int64), heads) == 0
+            modes[:, i] = np.where(same & (modes[:, i] != j) & (modes[:, i] < 0), j, modes[:, i])
     bounds = [*heads.tolist(), n]
-    blobs = [grid[:, a:b].tobytes() for a, b in itertools.pairwise(bounds)]
+    blobs = []
+    for k, (a, b) in enumerate(itertools.pairwise(bounds)):
+        mode = modes[k]
+        parts = [np.array([b - a], dtype="<i8"), mode.astype("<i8")]
+        for i in range(WIDTH):
+            if mode[i] == FULL:
+                parts.append(grid[i, a:b])
+            elif mode[i] == CONSTANT:
+                parts.append(grid[i, a : a + 1])
+        blobs.append(b"".join(p.tobytes() for p in parts))
     return sids[heads], blobs
 
 
 def buckets(blob: bytes) -> int:
     """How many buckets a packed blob holds."""
-    return len(blob) // (8 * WIDTH)
+    return int(np.frombuffer(blob[:8], dtype="<i8")[0])
 
 
 def unpack_many(sids: Sequence[int], blobs: Sequence[bytes]) -> tuple[Ints, Ints]:
     """Many packed blobs at once: (the series id of every bucket, a ``(WIDTH, buckets)``
-    int64 grid of every column, series after series in the order given; float columns are
-    the grid's rows viewed as float64, see :func:`column`).
+    int64 grid of every column, blob after blob in the order given; float columns are the
+    grid's rows viewed as float64, see :func:`column`).
 
-    Blobs of one size (a unit's worth: nearly all of them) are joined and reshaped in one
-    go, a few numpy operations whatever their number."""
+    Blobs of one header (the same size and the same columns kept: a unit's worth of a
+    kind of series, nearly all of them) are joined and cut in one go, a few numpy
+    operations per column whatever their number."""
     if not blobs:
         return np.empty(0, dtype=np.int64), np.empty((WIDTH, 0), dtype=np.int64)
-    sizes = [len(b) for b in blobs]
-    if min(sizes) == max(sizes):
-        m = buckets(blobs[0])
-        a = np.frombuffer(b"".join(blobs), dtype="<i8").reshape(len(blobs), WIDTH, m)
-        grid = a.transpose(1, 0, 2).reshape(WIDTH, -1)
-        ids = np.repeat(np.asarray(sids, dtype=np.int64), m)
-    else:
-        pieces = [np.frombuffer(b, dtype="<i8").reshape(WIDTH, -1) for b in blobs]
-        grid = np.concatenate(pieces, axis=1)
-        ids = np.repeat(np.asarray(sids, dtype=np.int64), [p.shape[1] for p in pieces])
-    return ids, np.ascontiguousarray(grid, dtype=np.int64)
+    sizes = np.array([buckets(b) for b in blobs], dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    total = int(sizes.sum())
+    grid = np.empty((WIDTH, total), dtype=np.int64)
+    groups: dict[bytes, list[int]] = {}
+    for k, blob in enumerate(blobs):
+        groups.setdefault(bytes(blob[: 8 * _HEAD]), []).append(k)
+    for head, members in groups.items():
+        h = np.frombuffer(head, dtype="<i8")
+        m, mode = int(h[0]), h[1:]
+        a = np.frombuffer(b"".join(blobs[k] for k in members), dtype="<i8").reshape(
+            len(members), -1
+        )
+        at = np.add.outer(starts[members], np.arange(m)).reshape(-1)
+        off = _HEAD
+        for i in range(WIDTH):
+            if mode[i] == FULL:
+                grid[i, at] = a[:, off : off + m].reshape(-1)
+                off += m
+            elif mode[i] == CONSTANT:
+                grid[i, at] = np.repeat(a[:, off], m)
+                off += 1
+            else:
+                grid[i, at] = grid[int(mode[i]), at]
+    ids = np.repeat(np.asarray(sids, dtype=np.int64), sizes)
+    return ids, grid
 
 
 def column(grid: Ints, name: str) -> Any:
@@ -112,7 +156,7 @@ def as_rows(blob: bytes, names: Sequence[str], lo: int, hi: int) -> list[tuple[A
     """The buckets of one packed blob ending in ``[lo, hi]`` as rows of the columns
     ``names``, as a bucket table reads: Python numbers, NULL (None) for NaN and for no
     ``prev_ts``."""
-    grid = np.frombuffer(blob, dtype="<i8").reshape(WIDTH, -1)
+    _, grid = unpack_many([0], [blob])
     ends = grid[_INDEX["ts"]]
     keep = (ends >= lo) & (ends <= hi)
     cols: list[list[Any]] = []

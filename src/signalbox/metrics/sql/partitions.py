@@ -214,12 +214,13 @@ class PartitionTables:
         if db.dialect.name == "postgresql":
             db.execute(f"ALTER TABLE {sb} ALTER COLUMN data SET STORAGE EXTERNAL")
         db.create_table_if_missing(f"CREATE INDEX IF NOT EXISTS {sb}_ts ON {sb} (ts)")
-        # closed units of the row buckets, packed (see signalbox.metrics.rowsealed)
+        # closed units of the row buckets, packed (see signalbox.metrics.rowsealed); a rowid
+        # table: in a clustered (WITHOUT ROWID) one, SQLite keeps at most ~4 KB of a row in
+        # its page and the rest of a 8.6 KB unit in an overflow page of its own (20 KB a row)
         pb = packed_table(table)
         db.create_table_if_missing(
             f"CREATE TABLE IF NOT EXISTS {pb} (series_id BIGINT NOT NULL, ts BIGINT NOT NULL, "
             f"data {db.dialect.blob_type} NOT NULL, PRIMARY KEY (series_id, ts))"
-            f"{db.dialect.without_rowid}"
         )
         if db.dialect.name == "postgresql":  # read whole, often: not compressed
             db.execute(f"ALTER TABLE {pb} ALTER COLUMN data SET STORAGE EXTERNAL")
@@ -517,11 +518,12 @@ class PartitionTables:
                 for t in tables
             ]
             params += [sid, start_ms - unit, end_ms] * len(tables)
-        rows = self._read_or_none(" UNION ALL ".join(selects), params)
+        order = " ORDER BY 1" if unit else ""  # a unit's key (its start) sorts with its buckets
+        rows = self._read_or_none(" UNION ALL ".join(selects) + order, params)
         if rows is None:
             return None
         if unit:
-            rows = _unpacked(rows, cols, sid, start_ms, end_ms, keyed=False)
+            rows = _unpacked(rows, cols, start_ms, end_ms, keyed=False)
         stamps = list(map(_FIRST, rows))
         if not all(map(operator.lt, stamps, stamps[1:])):  # partitions in order, each by key
             rows.sort(key=_FIRST)
@@ -532,63 +534,61 @@ class PartitionTables:
     ) -> list[tuple[Any, ...]]:
         """Rows of a (series_id, ts)-clustered rollup partition, grouped by series, oldest
         first; packed units (see :meth:`bucket_rows`) given as rows in their place."""
-        rows, packed = self.bucket_rows(
-            table, f"series_id, ts, {cols}", ids, start_ms, end_ms, ordered=True
+        got = self._bucket_rows(
+            table, f"series_id, ts, {cols}", ids, start_ms, end_ms, " ORDER BY 1, 2"
         )
-        if packed:
-            rows += _unpacked(packed, cols, None, start_ms, end_ms, keyed=True)
-            rows.sort(key=_SERIES_TS)
-        return rows
+        if got is None:
+            return []
+        return _unpacked(got, cols, start_ms, end_ms, keyed=True)
 
     def bucket_rows(
+        self, table: str, cols: str, ids: Sequence[int], start_ms: int, end_ms: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The row buckets of ``ids`` ending in ``[start_ms, end_ms]`` of rollup partition
+        ``table``: ``cols`` (``series_id`` first) of the rows, in no order, and (series id,
+        unit start, blob) of the packed units holding some of them (the caller cuts them to
+        the window). Both in one statement (see :meth:`_bucket_rows`)."""
+        got = self._bucket_rows(table, cols, ids, start_ms, end_ms)
+        if got is None:
+            return [], []
+        packed = [(r[0], r[1], r[-1]) for r in got if r[-1] is not None]
+        rows = [r[:-1] for r in got if r[-1] is None] if packed else [r[:-1] for r in got]
+        return rows, packed
+
+    def _bucket_rows(
         self,
         table: str,
         cols: str,
         ids: Sequence[int],
         start_ms: int,
         end_ms: int,
-        *,
-        ordered: bool = False,
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """The row buckets of ``ids`` ending in ``[start_ms, end_ms]`` of rollup partition
-        ``table``: ``cols`` (``series_id`` first) of the rows, in no order, and (series id,
-        unit start, blob) of the packed units holding some of them (the caller cuts them to
-        the window). Both in one statement: a unit sealed or unsealed meanwhile is seen in
-        one form, never both or neither. Many series: the partition's range, the others
-        dropped after (:data:`IN_LIST_MAX`). ``ordered``: the rows by their first two
-        columns (series, time)."""
+        order: str = "",
+    ) -> list[tuple[Any, ...]] | None:
+        """``cols`` (``series_id`` first) of the row buckets of ``ids`` ending in
+        ``[start_ms, end_ms]`` and a trailing None, then (series id, unit start, NULLs...,
+        blob) of the packed units holding some: one statement, so a unit sealed or unsealed
+        meanwhile is seen in one form, never both or neither; None if the partition is gone
+        (retention). Many series: the partition's range, the others dropped after
+        (:data:`IN_LIST_MAX`)."""
         unit = self._unit(table)
-        order = " ORDER BY 1, 2" if ordered else ""
         few = len(ids) <= IN_LIST_MAX
         where = f"series_id IN ({','.join('?' * len(ids))}) AND " if few else ""
         keys: list[Any] = list(ids) if few else []
-        if not unit:
-            rows = self.read(
-                f"SELECT {cols} FROM {table} WHERE {where}ts >= ? AND ts <= ?{order}",
-                (*keys, start_ms, end_ms),
+        blob = f"CAST(NULL AS {self.db.dialect.blob_type})"
+        rows_sql = f"SELECT {cols}, {blob} FROM {table} WHERE {where}ts >= ? AND ts <= ?"
+        got = None
+        if unit:
+            nulls = ", NULL" * (len(cols.split(", ")) - 2)
+            got = self._read_or_none(
+                f"{rows_sql} UNION ALL SELECT series_id, ts{nulls}, data "
+                f"FROM {packed_table(table)} WHERE {where}ts > ? AND ts <= ?{order}",
+                (*keys, start_ms, end_ms, *keys, start_ms - unit, end_ms),
             )
-            return (rows if few else _wanted(rows, ids)), []
-        nulls = ", NULL" * (len(cols.split(", ")) - 2)
-        got = self._read_or_none(
-            f"SELECT {cols}, CAST(NULL AS {self.db.dialect.blob_type}) FROM {table} "
-            f"WHERE {where}ts >= ? AND ts <= ? UNION ALL "
-            f"SELECT series_id, ts{nulls}, data FROM {packed_table(table)} "
-            f"WHERE {where}ts > ? AND ts <= ?{order}",
-            (*keys, start_ms, end_ms, *keys, start_ms - unit, end_ms),
-        )
-        if got is None:  # a partition of an earlier version, never compacted since: no packed table
-            rows = self.read(
-                f"SELECT {cols} FROM {table} WHERE {where}ts >= ? AND ts <= ?{order}",
-                (*keys, start_ms, end_ms),
-            )
-            return (rows if few else _wanted(rows, ids)), []
-        packed = [(r[0], r[1], r[-1]) for r in got if r[-1] is not None]
-        rows = [r[:-1] for r in got if r[-1] is None] if packed else [r[:-1] for r in got]
-        if not few:
-            rows = _wanted(rows, ids)
-            wanted = set(ids)
-            packed = [p for p in packed if p[0] in wanted]
-        return rows, packed
+        if got is None:  # not sealed, or a partition of an earlier version never compacted since
+            got = self._read_or_none(rows_sql + order, (*keys, start_ms, end_ms))
+            if got is None:
+                return None
+        return got if few else _wanted(got, ids)
 
     def _unit(self, table: str) -> int:
         """The sealed unit of the rollup partition ``table`` (``buckets_r<res>_<start>``)."""
@@ -605,32 +605,50 @@ def _wanted(rows: list[tuple[Any, ...]], ids: Sequence[int]) -> list[tuple[Any, 
 def _unpacked(
     rows: list[tuple[Any, ...]],
     cols: str,
-    sid: int | None,
     start_ms: int,
     end_ms: int,
     *,
     keyed: bool,
 ) -> list[tuple[Any, ...]]:
     """``rows`` (a trailing column: a packed unit's blob, or None for a row bucket) with the
-    trailing column dropped and each packed unit in the rows of its buckets ending in
-    ``[start_ms, end_ms]``: ``(ts, *cols)``, or ``(series_id, ts, *cols)`` when ``keyed``
-    (the rows' series id first, unit start second), as the row tables read (NULL for NaN
-    and for no ``prev_ts``)."""
-    out = [r[:-1] for r in rows if r[-1] is None]
-    packed = [r for r in rows if r[-1] is not None]
-    if not packed:
-        return out
+    trailing column dropped and each packed unit replaced, in its place, by the rows of its
+    buckets ending in ``[start_ms, end_ms]``: ``(ts, *cols)``, or ``(series_id, ts, *cols)``
+    when ``keyed`` (the rows' series id first), as a bucket table reads them (NULL for no
+    ``prev_ts``; NaN stays NaN, as PostgreSQL reads it). Every unit is cut out of one grid
+    of them all: a few numpy operations, whatever their number."""
+    where = [i for i, r in enumerate(rows) if r[-1] is not None]
+    if not where:
+        return [r[:-1] for r in rows]
+    import numpy as np
+
     from signalbox.metrics import rowsealed  # numpy: only with packed units
 
-    names = ["ts", *cols.split(", ")]
-    for r in packed:
-        got = rowsealed.as_rows(bytes(r[-1]), names, start_ms, end_ms)
-        if keyed:
-            key = r[0]
-            out += [(key, *t) for t in got]
+    blobs = [bytes(rows[i][-1]) for i in where]
+    ids, grid = rowsealed.unpack_many([rows[i][0] if keyed else 0 for i in where], blobs)
+    ends = rowsealed.column(grid, "ts")
+    keep = (ends >= start_ms) & (ends <= end_ms)
+    sizes = np.array([rowsealed.buckets(b) for b in blobs], dtype=np.int64)
+    kept = np.add.reduceat(keep.astype(np.int64), np.cumsum(sizes) - sizes).tolist()
+    columns: list[Any] = []
+    if keyed:
+        columns.append(ids[keep].tolist())
+    for name in ["ts", *cols.split(", ")]:
+        col = rowsealed.column(grid, name)[keep]
+        if name == "prev_ts" and (col < 0).any():
+            columns.append([None if t < 0 else t for t in col.tolist()])
         else:
-            assert sid is not None
-            out += got
+            columns.append(col.tolist())
+    expanded = list(zip(*columns, strict=True))
+    out: list[tuple[Any, ...]] = []
+    at = b = 0
+    for r in rows:
+        if r[-1] is None:
+            out.append(r[:-1])
+        else:
+            n = kept[b]
+            out += expanded[at : at + n]
+            at += n
+            b += 1
     return out
 
 

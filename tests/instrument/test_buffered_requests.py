@@ -3,8 +3,8 @@
 The buffer holds up to ``buffer_lines`` finished requests; under a real server each one's
 ASGI scope (headers, the app's state, the router's objects) held that long made the garbage
 collector run several times a flush, where the bare app frees everything it makes. So the
-core reads the line's fields as the request finishes and queues only strings and numbers
-(and the notes): these tests pin that, and that the lines made later are the same.
+core makes the line as the request finishes and queues only strings and numbers: these
+tests pin that, and that the line is the one an unbuffered core writes.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ class _Marker:
     """Something a weak reference can watch, put inside a request's scope or source."""
 
 
-def _core(tmp: Path, *, access_log: bool = True, metrics: bool = True) -> Instrument:
+def _core(
+    tmp: Path, *, access_log: bool = True, metrics: bool = True, buffer_lines: int = 256
+) -> Instrument:
     (tmp / "spool").mkdir(exist_ok=True)
     client = Client(tmp / "spool", background=False, pid_label=None, prog="t")
     return Instrument(
@@ -44,7 +46,7 @@ def _core(tmp: Path, *, access_log: bool = True, metrics: bool = True) -> Instru
         request_id_header="X-Request-ID",
         trust_request_id=True,
         max_note_chars=200,
-        buffer_lines=256,
+        buffer_lines=buffer_lines,
         flush_interval=60.0,
     )
 
@@ -111,38 +113,40 @@ def test_a_queued_asgi_request_holds_neither_its_scope_nor_its_objects(tmp_path:
     assert sent[0]["status"] == 200 and (b"x-request-id", b"abc-1") in sent[0]["headers"]
 
 
-def test_a_queued_request_keeps_the_notes_added_up_to_its_line(tmp_path: Path) -> None:
-    """The notes are the request's own dict, read when the line is made (as before): a thread
-    the request started may still add to them."""
-    core = _core(tmp_path)
-    source = _Marker()
-    watch = weakref.ref(source)
-    ctx = core.begin(None, None)
-    ctx.note(user_id=1)
-    core.finish(
-        ctx,
-        1.7e9,
-        0.002,
-        201,
-        5,
-        lambda s: ("POST", "/a", "", "HTTP/1.1", "c", "", "", "/a"),
-        source,
-    )
-    del source
-    gc.collect()
-    assert watch() is None
-    ctx.note(late="yes")
-    core.close()
-    (line,) = (tmp_path / "access.log").read_text().splitlines()
-    r = parse_line(line)
-    assert dict(r.notes) == {"user_id": "1", "late": "yes"}
+def test_a_queued_request_has_the_line_it_would_have_had_unbuffered(tmp_path: Path) -> None:
+    """Its notes are read as it finishes, as an unbuffered line's are: one added later (a
+    thread the request started, still running) is not in it, buffered or not."""
+    lines = []
+    for buffer_lines in (256, 1):
+        d = tmp_path / str(buffer_lines)
+        d.mkdir()
+        core = _core(d, buffer_lines=buffer_lines)
+        source = _Marker()
+        watch = weakref.ref(source)
+        ctx = core.begin("rid-9", None)
+        ctx.note(user_id=1, api_method="a.b")
+        core.finish(ctx, 1.7e9, 0.002, 201, 5, _post_fields, source)
+        del source
+        gc.collect()
+        assert watch() is None
+        ctx.note(late="yes")
+        core.close()
+        (line,) = (d / "access.log").read_text().splitlines()
+        lines.append(line)
+    assert lines[0] == lines[1]
+    r = parse_line(lines[0])
+    assert dict(r.notes) == {"user_id": "1", "api_method": "a.b"}
     assert (r.method, r.status, r.bytes, r.duration_us, r.request_id) == (
         "POST",
         201,
         5,
         2000,
-        ctx.request_id,
+        "rid-9",
     )
+
+
+def _post_fields(source: object) -> tuple[str, str, str, str, str, str, str, str]:
+    return ("POST", "/a", "", "HTTP/1.1", "c", "", "", "/a")
 
 
 def test_with_no_access_log_and_no_metrics_nothing_of_the_request_is_read(

@@ -68,31 +68,11 @@ Fields = Callable[[Any], tuple[str, str, str, str, str, str, str, str]]
 client, referer, user agent, route)."""
 
 
-_Entry = tuple[
-    str,
-    str,
-    dict[str, Any],
-    Any,
-    Any,
-    float,
-    float,
-    int,
-    int,
-    str,
-    str,
-    str,
-    str,
-    str,
-    str,
-    str,
-    str,
-]
-"""A finished request as its line and count need it: the context's id, route, notes, trace and
-flags, then start, seconds, status, bytes and the adapter's fields. A buffered one holds no
-scope, environ or context, so those die with their request: a queue of 256 requests' scopes
-made the garbage collector run about six times a flush under uvicorn (its young objects
-outlived a collection, then older ones), where the bare app's requests free all they make
-(see :meth:`Instrument.finish`)."""
+_Entry = tuple[str | None, str, str, int, float]
+"""A buffered request: its line (None: no access log) and what its count needs -- route,
+method, status, seconds. Strings and numbers only, made as the request finished: a queue of
+256 requests' scopes, contexts and notes kept alive made the garbage collector run about six
+times a flush under uvicorn, where the bare app's requests free all they make."""
 
 
 def load_secret(settings: Settings, environ: Mapping[str, str] | None = None) -> bytes:
@@ -274,39 +254,62 @@ class Instrument:
         source: Any,
         /,
     ) -> None:
-        """Count the request and write its line (buffered: queue it for :meth:`flush`).
+        """Count the request and write its line (buffered: queue them for :meth:`flush`).
 
         ``fields(source)`` gives the rest of the line -- method, path, query, protocol,
         client, referer, user agent, route -- read from the adapter's own request object
-        here, so a buffered request keeps none of it (see :data:`_Entry`); its line is made
-        and counted when the buffer is flushed. With no access log and no metrics nothing
+        here, as are the notes: the line is made now, so a buffered request keeps nothing of
+        its request alive (see :data:`_Entry`). With no access log and no metrics nothing
         is read. Never raises: a failure is logged once.
         """
-        q = self._queue
-        if q is None and self.log_file is None and self.metrics is None:
+        log_file = self.log_file
+        if log_file is None and self.metrics is None:
             return  # nothing to write or count: not even the fields are read
         try:
-            # a flat tuple of strings and numbers (and the notes dict, untracked by the
-            # collector while its values are too): nothing of the request kept alive
-            e = (
-                ctx.request_id, ctx.route, ctx.notes, ctx.trace, ctx.flags,
-                start, seconds, status, nbytes, *fields(source),
-            )  # fmt: skip
-            if q is not None:
-                q.append(e)
-                if len(q) == 1:
-                    self._oldest = start + seconds
-                elif (
-                    len(q) >= self.buffer_lines
-                    or start + seconds - self._oldest >= self.flush_interval
-                ):
-                    self.flush()  # here, in the request's thread: see _flush_loop
-                if self._flusher is None:
-                    self._start_flusher()
+            method, path, query, protocol, client, referer, user_agent, route = fields(source)
+            route = ctx.route or route
+            line = None
+            if log_file is not None:
+                if self._secret_params is not None:
+                    if query:
+                        for probe in self._secret_probes:
+                            if probe in query:
+                                query = self._secret_params.sub(self._fingerprint_param, query)
+                                break
+                    if referer and "=" in referer:  # a page whose URL held a key, sent back
+                        referer = self._secret_params.sub(self._fingerprint_param, referer)
+                notes, trace, flags = ctx.notes, ctx.trace, ctx.flags
+                noted = notes or trace is not None or flags is not None
+                if self._combined:  # the id: begin() made it or took a sane one: no escape
+                    user, pairs = self._pairs(notes, trace, flags) if noted else ("", "")
+                    line = combined_with_pairs(
+                        int(start * 1_000_000), self.host, client, method, path, query,
+                        protocol, status, nbytes, referer, user_agent, ctx.request_id, route,
+                        int(seconds * 1_000_000), user, pairs,
+                    )  # fmt: skip
+                else:
+                    line = json_line(
+                        int(start * 1_000_000), self.host, client, method, path, query,
+                        protocol, status, nbytes, referer, user_agent, ctx.request_id, route,
+                        int(seconds * 1_000_000),
+                        self._logged_notes(notes, trace, flags) if noted else _NO_NOTES,
+                    )  # fmt: skip
+            q = self._queue
+            if q is None:
+                if self.metrics is not None:
+                    self.metrics.observe(route, method, status, seconds)
+                if line is not None and log_file is not None:
+                    log_file.write(line)
                 return
-            line = self._record(e, None)
-            if line is not None and self.log_file is not None:
-                self.log_file.write(line)
+            q.append((line, route, method, status, seconds))
+            if len(q) == 1:
+                self._oldest = start + seconds
+            elif (
+                len(q) >= self.buffer_lines or start + seconds - self._oldest >= self.flush_interval
+            ):
+                self.flush()  # here, in the request's thread: see _flush_loop
+            if self._flusher is None:
+                self._start_flusher()
         except Exception:
             self._failure()
 
@@ -315,73 +318,30 @@ class Instrument:
             self._failed = True
             log.exception("signalbox access log: could not log a request (logged once)")
 
-    def _record(
-        self, e: _Entry, counts: dict[tuple[str, str, int], list[float]] | None
-    ) -> str | None:
-        """Count one request (into ``counts`` when given: :meth:`flush` hands a batch's to
-        the metrics at once); its line, or None when there is no access log."""
-        (
-            rid, ctx_route, notes, trace, flags, start, seconds, status, nbytes,
-            method, path, query, protocol, client, referer, user_agent, route,
-        ) = e  # fmt: skip
-        route = ctx_route or route
-        if self._secret_params is not None:
-            if query:
-                for probe in self._secret_probes:
-                    if probe in query:
-                        query = self._secret_params.sub(self._fingerprint_param, query)
-                        break
-            if referer and "=" in referer:  # a page whose URL held a key, as sent back
-                referer = self._secret_params.sub(self._fingerprint_param, referer)
-        if counts is not None:
-            times = counts.get((route, method, status))
-            if times is None:
-                counts[route, method, status] = [seconds]
-            else:
-                times.append(seconds)
-        elif self.metrics is not None:
-            self.metrics.observe(route, method, status, seconds)
-        if self.log_file is None:
-            return None
-        noted = notes or trace is not None or flags is not None
-        if self._combined:  # the id: begin() made it or took a sane one, nothing to escape
-            user, pairs = self._pairs(notes, trace, flags) if noted else ("", "")
-            return combined_with_pairs(
-                int(start * 1_000_000), self.host, client, method, path, query, protocol,
-                status, nbytes, referer, user_agent, rid, route,
-                int(seconds * 1_000_000), user, pairs,
-            )  # fmt: skip
-        return json_line(
-            int(start * 1_000_000), self.host, client, method, path, query, protocol, status,
-            nbytes, referer, user_agent, rid, route, int(seconds * 1_000_000),
-            self._logged_notes(notes, trace, flags) if noted else _NO_NOTES,
-        )  # fmt: skip
-
     # -- buffered lines -------------------------------------------------------------------
     def flush(self) -> None:
-        """Count and write the buffered requests now, their lines in one write (whole lines:
-        ``O_APPEND`` keeps them whole beside other processes' writes) and their counts in
-        one update of the metrics. Never raises."""
+        """Write and count the buffered requests now, their lines in one write (whole
+        lines: ``O_APPEND`` keeps them whole beside other processes' writes) and their
+        counts in one update of the metrics. Never raises."""
         q = self._queue
         if q is None:
             return
         lines: list[str] = []
-        counts: dict[tuple[str, str, int], list[float]] | None = (
-            {} if self.metrics is not None else None
-        )
-        record = self._record
+        counts: dict[tuple[str, str, int], list[float]] = {}
+        counted = self.metrics is not None
         while True:
             try:
-                item = q.popleft()
+                line, route, method, status, seconds = q.popleft()
             except IndexError:
                 break
-            try:
-                line = record(item, counts)
-            except Exception:
-                self._failure()
-                continue
             if line is not None:
                 lines.append(line)
+            if counted:
+                times = counts.get((route, method, status))
+                if times is None:
+                    counts[route, method, status] = [seconds]
+                else:
+                    times.append(seconds)
         if lines and self.log_file is not None:
             self.log_file.write("\n".join(lines))
         if counts and self.metrics is not None:

@@ -21,7 +21,15 @@ Prints each case's median wall seconds and CPU seconds (user + system of the chi
 medians of per-round ratios (ours / peer's) of both; the line counts must match. The CPU
 figure is steadier on a loaded machine: wall time there includes waiting for a core.
 
-Usage: .venv/bin/python bench/logs_grep.py [--lines 200000] [--runs 7]
+``--baseline SRC``: also runs each case with another checkout's sources (``SRC`` holds the
+``signalbox`` package: ``git archive REV src | tar -x -C /tmp/base`` gives ``/tmp/base/src``)
+in the same rounds, and prints the median per-round ratio of ours to it: a change's effect
+measured under the same load.
+
+``--ours SRC`` runs ours from a snapshot the same way (the tree may change meanwhile).
+
+Usage: .venv/bin/python bench/logs_grep.py [--lines 200000] [--runs 7] [--baseline SRC]
+       [--ours SRC]
 """
 
 from __future__ import annotations
@@ -103,6 +111,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--baseline", type=Path, help="another checkout's src folder")
+    ap.add_argument("--ours", type=Path, help="our src folder (default: the installed one)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -129,9 +139,18 @@ def main() -> None:
         }
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(d / "pycache")
+        if args.ours is not None:  # a snapshot: the tree may change while this runs
+            env["PYTHONPATH"] = str(args.ours.resolve())
+        base_env = None
+        if args.baseline is not None:
+            base_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+            base_env["PYTHONPYCACHEPREFIX"] = str(d / "pycache-base")
         for ours, _ in cases.values():  # warm-up: the bytecode cache, the page cache
             timed(ours, d, env)
+            if base_env is not None:
+                timed(ours, d, base_env)
         rows: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in cases}
+        base: dict[str, list[tuple[float, float]]] = {k: [] for k in cases}
         counts: dict[str, tuple[int, int]] = {}
         for _ in range(args.runs):
             for name, (ours, peer) in cases.items():
@@ -139,6 +158,11 @@ def main() -> None:
                 b, cb, nb = timed(peer, d)
                 rows[name].append((a, b, ca, cb))
                 counts[name] = (na, nb)
+                if base_env is not None:
+                    c, cc, nc = timed(ours, d, base_env)
+                    if nc != na:
+                        raise SystemExit(f"{name}: {na} lines, the baseline {nc}")
+                    base[name].append((c, cc))
         print(
             f"{'case':<22}{'ours s':>8}{'peer s':>8}{'ratio':>7}{'ours cpu':>10}{'peer cpu':>10}"
             f"{'ratio':>7}  lines (ours, peer)"
@@ -152,6 +176,17 @@ def main() -> None:
                 f"{wall:>7.1f}{med(r[2] for r in got):>10.3f}{med(r[3] for r in got):>10.3f}"
                 f"{cpu:>7.1f}  {counts[name]}"
             )
+        if base_env is not None:
+            print(f"\nagainst the baseline {args.baseline} (same rounds):")
+            print(f"{'case':<22}{'base s':>8}{'ours/base':>11}{'base cpu':>10}{'ours/base':>11}")
+            for name, got in rows.items():
+                was = base[name]
+                wall = med(r[0] / w[0] for r, w in zip(got, was, strict=True))
+                cpu = med(r[2] / max(w[1], 1e-3) for r, w in zip(got, was, strict=True))
+                print(
+                    f"{name:<22}{med(w[0] for w in was):>8.3f}{wall:>11.2f}"
+                    f"{med(w[1] for w in was):>10.3f}{cpu:>11.2f}"
+                )
         print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

@@ -21,6 +21,12 @@ from signalbox.metrics import spool as spoolmod
 from signalbox.metrics.collect import Collector
 from signalbox.metrics.labelcodec import column_keys, series_keys
 from signalbox.metrics.parse.keyvalue import keyvalue_columns, keyvalue_series, parse_keyvalue
+from signalbox.metrics.parse.lex import plain_metas
+from signalbox.metrics.parse.promtext import (
+    parse_prometheus,
+    prometheus_series,
+    prometheus_shape_of,
+)
 from signalbox.metrics.samples import Labels, Matcher, Sample, SeriesColumns
 from signalbox.metrics.sql import series as sqlseries
 from signalbox.metrics.sql.store import SQLMetricStore
@@ -68,7 +74,7 @@ _VALUE_TEXT = st.text(
 _NUMBER = st.sampled_from(["1", "-2.5", "NaN", "+Inf", "-Inf", "1e300", "0x1", "nope", "3_0"])
 
 
-def _file(draw: Any, *, name: str) -> str:
+def _file(draw: Any, *, name: str, sep: str = "=") -> str:
     """A spool file: one name with a label set of one shape (or none) on every line, with
     now and then an odd line: a label value to escape, a duplicate, a bad value."""
     label_names = draw(st.lists(_LABEL.filter(lambda n: n != "host"), unique=True, max_size=3))
@@ -77,7 +83,7 @@ def _file(draw: Any, *, name: str) -> str:
         values = [draw(_VALUE_TEXT) for _ in label_names]
         inner = ",".join(f'{k}="{v}"' for k, v in zip(label_names, values, strict=True))
         left = f"{name}{{{inner}}}" if label_names else f"{name}_{draw(st.integers(0, 3))}"
-        lines.append(f"{left}={draw(_NUMBER)}")
+        lines.append(f"{left}{sep}{draw(_NUMBER)}")
     if draw(st.booleans()):
         lines.append(draw(st.sampled_from(lines)))  # a duplicate series
     return "\n".join(lines) + "\n"
@@ -85,10 +91,13 @@ def _file(draw: Any, *, name: str) -> str:
 
 @st.composite
 def spools(draw: Any) -> dict[str, str]:
-    files = {
-        f"f{i}.metrics": _file(draw, name=draw(st.sampled_from(["req", "lat"])))
-        for i in range(draw(st.integers(1, 4)))
-    }
+    files = {}
+    for i in range(draw(st.integers(1, 4))):
+        prom = draw(st.booleans())
+        text = _file(draw, name=draw(st.sampled_from(["req", "lat"])), sep=" " if prom else "=")
+        if prom and draw(st.booleans()):  # metadata: never columns
+            text = "# TYPE req gauge\n# HELP lat Latency.\n" + text
+        files[f"f{i}.{'prom' if prom else 'metrics'}"] = text
     if draw(st.booleans()):  # a file of two names (never columns)
         files["mixed.metrics"] = 'jobs=1\nlag{shard="1"}=2\n'
     return files
@@ -98,9 +107,16 @@ def spools(draw: Any) -> dict[str, str]:
 @given(files=spools())
 def test_a_file_as_columns_parses_to_the_series_the_parser_gives(files: dict[str, str]) -> None:
     for name, text in files.items():
-        cols = keyvalue_columns(text)
-        series = None if cols is None else keyvalue_series(cols)
-        parsed = parse_keyvalue(text, name, metas=False)
+        if name.endswith(".prom"):
+            shape = prometheus_shape_of(text)
+            series = None if shape is None else prometheus_series(shape)
+            parsed = parse_prometheus(text, name)
+            if series is not None:
+                assert parsed.metas == plain_metas(dict.fromkeys(series.names), "untyped")
+        else:
+            cols = keyvalue_columns(text)
+            series = None if cols is None else keyvalue_series(cols)
+            parsed = parse_keyvalue(text, name, metas=False)
         if series is not None:
             assert not parsed.errors
             assert [(s.name, s.labels) for s in series.samples()] == [
@@ -131,6 +147,7 @@ def _stored(store: SQLMetricStore) -> dict[str, Any]:
         if not n.startswith("signalbox_collect_duration")
     }
     return {
+        "metadata": store.metadata(),
         "series": sorted(keys.values()),
         "dense ids": sorted(keys) == list(range(1, len(keys) + 1)),
         "layouts": layouts,

@@ -62,8 +62,13 @@ from signalbox.metrics.parse.keyvalue import (
     keyvalue_series,
     parse_keyvalue,
 )
-from signalbox.metrics.parse.lex import LineError
-from signalbox.metrics.parse.promtext import PromShape, parse_prometheus, prometheus_shape_of
+from signalbox.metrics.parse.lex import LineError, plain_metas
+from signalbox.metrics.parse.promtext import (
+    PromShape,
+    parse_prometheus,
+    prometheus_series,
+    prometheus_shape_of,
+)
 from signalbox.metrics.parse.stale_after import find_stale_after
 from signalbox.metrics.samples import MetricMeta, Sample, SeriesKey, format_series
 from signalbox.metrics.store import Frame, NewLayout
@@ -291,13 +296,18 @@ def scan_spool(
                 out.frames.append(Frame(digest, values))
                 out.files[name] = digest
                 continue
-            if columns is not None and not careful:
+            if values is not None and not careful:
                 # a new shape, proposed as a layout of the file's columns: no sample made
                 # per line (the store checks its series, as below)
-                series = keyvalue_series(columns)
+                if columns is not None:
+                    series = keyvalue_series(columns)
+                else:
+                    series = None if prom_shape is None else prometheus_series(prom_shape)
                 if series is not None:
                     out.new_layouts.append(NewLayout(digest, 0, 0, series))
                     out.files[name] = digest
+                    if is_prom:  # no comment line: every name untyped, as the parser says
+                        out.metas.extend(plain_metas(dict.fromkeys(series.names), "untyped"))
                     continue
         if is_kv:
             parsed = parse_keyvalue(text, name, metas=False, columns=columns, pairs=pairs)

@@ -34,6 +34,7 @@ from signalbox.metrics.parse.columns import (
     label_column,
     partition_columns,
     valid_names,
+    value_columns,
 )
 from signalbox.metrics.parse.lex import (
     NAME_RULE,
@@ -52,9 +53,15 @@ from signalbox.metrics.parse.lex import (
     text_lines,
 )
 from signalbox.metrics.parse.prommeta import FAMILY_SUFFIXES, PromMeta, check_family_labels
-from signalbox.metrics.samples import METRIC_NAME, Labels, Sample
+from signalbox.metrics.samples import METRIC_NAME, Labels, Sample, SeriesColumns
 
-__all__ = ["PromShape", "parse_prometheus", "prometheus_shape", "prometheus_shape_of"]
+__all__ = [
+    "PromShape",
+    "parse_prometheus",
+    "prometheus_series",
+    "prometheus_shape",
+    "prometheus_shape_of",
+]
 
 _new_sample = tuple.__new__  # Sample(...) minus the Python-level __new__, for hot loops
 _make_sample = partial(tuple.__new__, Sample)
@@ -151,6 +158,35 @@ def prometheus_shape_of(text: str) -> PromShape | None:
     if values is None:
         return None
     return PromShape(lefts, values, list(numbers), comments)
+
+
+def prometheus_series(shape: PromShape) -> SeriesColumns | None:
+    """The series of a file of :class:`PromShape` ``shape`` column-wise, when it has no
+    comment line (so no ``# TYPE`` or ``# HELP``: every name is ``untyped``) and every line
+    no label set, or every line one name and a label set of one shape; None for any other
+    file (the parser then reads it, to the same series: a test checks they agree). For a
+    first pass, as :func:`~signalbox.metrics.parse.keyvalue.keyvalue_series`."""
+    lefts = shape.lefts
+    n = len(lefts)
+    if shape.comments or not n:
+        return None
+    joined = "\n".join(lefts)
+    if "{" not in joined:
+        if not valid_names(lefts) or len(set(lefts)) != n:
+            return None
+        return SeriesColumns(lefts, (), [], shape.values)
+    head, brace, _ = lefts[0].partition("{")
+    prefix = head + brace
+    if not head or not valid_names([head]) or joined.count("\n" + prefix) != n - 1:
+        return None
+    if not joined.startswith(prefix):
+        return None
+    got = value_columns(joined.replace("\n" + prefix, "\n")[len(prefix) :], n)
+    if got is None or len(set(lefts)) != n:
+        return None  # irregular labels, or a series twice: the parser reads it
+    label_names, columns = got
+    shared = [[col[0]] * n if col.count(col[0]) == n else col for col in columns]
+    return SeriesColumns([head] * n, tuple(label_names), shared, shape.values)
 
 
 def _batch_of_shape(shape: PromShape) -> Parsed | None:

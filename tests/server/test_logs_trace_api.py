@@ -138,8 +138,15 @@ def test_a_stale_or_bad_trace_resume_is_a_400_saying_what_to_do(base: str, tmp_p
                 break
             tokens.append(body["resume"])
             params = {"resume": body["resume"]}
-        msg = error(http.get(f"/api/v1/logs/trace/{RID}?resume=12;DROP"), 400, "bad_data")
-        assert "'resume'" in msg
+        for bad in (
+            "12;DROP",
+            "9" * 19 + ".0.4.0123456789abcdef.access.log",
+            "\u00b2.0.0.-.app.log",
+        ):
+            msg = error(
+                http.get(f"/api/v1/logs/trace/{RID}", params={"resume": bad}), 400, "bad_data"
+            )
+            assert "'resume'" in msg
         in_gz = next(t for t in tokens if t.endswith(".access.log.1.gz"))
         in_app = next(t for t in tokens if t.startswith("t1"))  # inside the traceback
         (tmp_path / "app.log.1").write_text(f"{stamp(1)} INFO app [x]: rotated\n" * 40)

@@ -127,7 +127,8 @@ class ScanPoint:
             last = None if state.group(2) == "n" else int(state.group(2))
             text = text[state.end() :]
         parts = text.split(".", 4)
-        ok = len(parts) == 5 and all(p.isdigit() and len(p) <= 19 for p in parts[:3])
+        # ASCII digits, and short enough to seek to (str.isdigit takes "²", int() does not)
+        ok = len(parts) == 5 and all(re.fullmatch(r"[0-9]{1,18}", p) for p in parts[:3])
         ok = ok and (re.fullmatch(r"[0-9a-f]{16}", parts[3]) is not None or parts[3] == "-")
         if not ok or not parts[4] or "/" in parts[4]:
             raise UsageError(

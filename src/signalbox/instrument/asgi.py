@@ -59,9 +59,13 @@ def _fields(ex: _Exchange) -> tuple[str, str, str, str, str, str, str, str]:
         raw, query = scope.get("raw_path"), scope.get("query_string")
         version, client = scope.get("http_version", "1.1"), scope.get("client")
     r = scope.get("route")
-    route = ""
-    if r is not None:
-        route = getattr(r, "path", "") or ""
+    if r is None:
+        route = ""
+    else:
+        try:
+            route = r.path or ""
+        except AttributeError:  # a route object of another framework
+            route = ""
         root = scope.get("root_path", "")
         if root != ex.root:  # a Mount's prefix, added to the scope's as it was routed
             prefix = root[len(ex.root) :]
@@ -154,7 +158,7 @@ class _Exchange:
         core.finish(ctx, self.start, seconds, code, self.nbytes, _fields, self)
 
 
-_new_exchange = object.__new__
+_new = object.__new__
 
 
 class ASGIMiddleware:
@@ -202,16 +206,20 @@ class ASGIMiddleware:
                     traceparent = value
         # core.begin(), inlined (a call less a request)
         rid = incoming.decode("latin-1") if incoming is not None and core.trust_request_id else ""
-        ctx = RequestContext(
-            rid if rid and REQUEST_ID.match(rid) else new_id(),
-            parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None,
+        # RequestContext(id, trace), inlined: a class call and its __init__ cost a request
+        # more than setting the slots (a test checks that every slot is set)
+        ctx = _new(RequestContext)
+        ctx.request_id = rid if rid and REQUEST_ID.match(rid) else new_id()
+        ctx.trace = (
+            parse_traceparent(traceparent.decode("latin-1")) if traceparent is not None else None
         )
+        ctx.notes, ctx.route, ctx.flags = {}, "", None
         flags = None
-        if _modules.get(_FLAGS) is not None:  # else no flags client: not even a call
+        if _FLAGS in _modules:  # else no flags client: not even a call
             flags = flagnotes.begin(scope.get("query_string"), scope["headers"])
             if flags is not None:
                 ctx.flags = flags[0]
-        ex = _new_exchange(_Exchange)
+        ex = _new(_Exchange)
         ex.core, ex.ctx, ex.scope, ex.send_to, ex.receive_from = core, ctx, scope, send, receive
         ex.root, ex.referer, ex.user_agent = scope.get("root_path", ""), referer, user_agent
         ex.rid_header = (self._header, ctx.request_id.encode("latin-1"))

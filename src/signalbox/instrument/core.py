@@ -414,8 +414,6 @@ class Instrument:
         every other note as `` key="value"`` pairs, converted and written in one pass (what
         :meth:`_logged_notes` and :func:`combined_line` do in two, through a dict)."""
         notes = given.copy()  # a copy: a thread may note() meanwhile
-        keys, limit, secret = self._keys, self.max_note_chars, self.secret_notes
-        safe = quoted_safe
         user = ""
         parts: list[str] = []
         written = self._written
@@ -429,6 +427,7 @@ class Instrument:
                     else:
                         user = hit[0]
                     continue
+            keys, limit, secret = self._keys, self.max_note_chars, self.secret_notes
             key = keys.get(k)
             if key is None:
                 key = note_key(k) if isinstance(k, str) else note_key(str(k))
@@ -448,7 +447,7 @@ class Instrument:
                     written[k, v] = (text, "")
             else:
                 # an int's digits need no escape
-                part = f' {key}="{text if t is int or safe(text) else quoted_value(text)}"'
+                part = f' {key}="{text if t is int or quoted_safe(text) else quoted_value(text)}"'
                 parts.append(part)
                 if key not in secret and len(written) < _WRITTEN_MAX and (t is str or t is int):
                     written[k, v] = ("", part)  # api_method="photos.search" comes back often

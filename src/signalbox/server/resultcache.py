@@ -93,6 +93,7 @@ from signalbox.limits import Budget, QueryLimits
 from signalbox.limits import current as current_budget
 from signalbox.metrics.samples import MetricMeta, Sample
 from signalbox.query import parse_expr
+from signalbox.server.encoding import gzip_body
 
 if TYPE_CHECKING:
     from signalbox.metrics.store import MetricReader
@@ -305,6 +306,7 @@ class ResultCache:
         self.version = version
         self._lock = threading.Lock()
         self._entries: OrderedDict[Key, bytes] = OrderedDict()
+        self._gzipped: dict[Key, bytes] = {}  # an entry's gzip form, once a client asked
         self._sizes: dict[Key, int] = {}
         self._bytes = 0
         self._seen: Hashable | None = None  # the version the entries were made under
@@ -381,14 +383,32 @@ class ResultCache:
             old = self._sizes.pop(key, None)
             if old is not None:
                 self._bytes -= old
+                self._gzipped.pop(key, None)
             self._entries[key] = body
             self._entries.move_to_end(key)
             self._sizes[key] = size
             self._bytes += size
-            while self._bytes > self.max_bytes:
-                gone, _ = self._entries.popitem(last=False)
-                self._bytes -= self._sizes.pop(gone)
-                self.evictions += 1
+            self._evict()
+
+    def put_gzipped(self, key: Key, version: Hashable, body: bytes, gzipped: bytes) -> None:
+        """Keep ``gzipped``, the gzip form of ``body``, beside the entry for ``key`` if
+        that entry is still ``body`` under ``version`` (counted in its bytes)."""
+        with self._lock:
+            if version != self._seen or self._entries.get(key) is not body:
+                return
+            if key in self._gzipped:
+                return
+            self._gzipped[key] = gzipped
+            self._sizes[key] += len(gzipped)
+            self._bytes += len(gzipped)
+            self._evict()
+
+    def _evict(self) -> None:
+        while self._bytes > self.max_bytes:
+            gone, _ = self._entries.popitem(last=False)
+            self._gzipped.pop(gone, None)
+            self._bytes -= self._sizes.pop(gone)
+            self.evictions += 1
 
     # -- answering: a hit, a share of the evaluation in flight, or an evaluation ---------
     async def answer(
@@ -398,8 +418,23 @@ class ResultCache:
         key_of: Callable[[tuple[str, Hashable]], Key],
         evaluate: Callable[[], tuple[bytes, bool]],
     ) -> bytes:
+        """The encoded answer to a cacheable request, plain: :meth:`respond`'s body."""
+        return (await self.respond(gate, text, key_of, evaluate))[0]
+
+    async def respond(
+        self,
+        gate: QueryGate,
+        text: str,
+        key_of: Callable[[tuple[str, Hashable]], Key],
+        evaluate: Callable[[], tuple[bytes, bool]],
+        *,
+        gzip: bool = False,
+    ) -> tuple[bytes, bool]:
         """The encoded answer to a cacheable request (on the event loop): kept, shared from
-        an identical request's evaluation in flight, or evaluated through ``gate``.
+        an identical request's evaluation in flight, or evaluated through ``gate``; and
+        whether it is gzipped (when ``gzip``, the client accepts it, and the answer is
+        long enough: :mod:`signalbox.server.encoding`). A kept answer's gzip form is made
+        once, in a thread, and kept beside it; a fresh answer's in its query thread.
 
         Args:
             gate: the server's query gate (the evaluation's queue, thread and budget).
@@ -426,16 +461,24 @@ class ResultCache:
                     self._parse_or_none, text, limiter=self._reader(gate)
                 )
         if version is None or parsed is None:  # no version now, or no query: no cache
-            return (await _run_by(gate, deadline, evaluate))[0]
+
+            def uncached() -> tuple[bytes, bool]:  # in the query thread
+                body = evaluate()[0]
+                packed = gzip_body(body) if gzip else None
+                return (body, False) if packed is None else (packed, True)
+
+            return await _run_by(gate, deadline, uncached)
         key = key_of(parsed)
         alone = False
         while True:
             body = self.get(key, version, count_miss=False)
             if body is not None:
-                return body
+                return await self._hit(gate, key, version, body, gzip)
             flight = None if alone else self._flights.get((key, version))
             if flight is None:
-                return await self._evaluate(gate, deadline, key, version, evaluate, lead=not alone)
+                return await self._evaluate(
+                    gate, deadline, key, version, evaluate, lead=not alone, gzip=gzip
+                )
             flight.waiting += 1
             try:
                 with anyio.move_on_after(deadline - time.monotonic()):
@@ -447,7 +490,8 @@ class ResultCache:
             if flight.outcome == ANSWERED and flight.body is not None:
                 with self._lock:
                     self.shared += 1
-                return flight.body
+                    packed = self._gzipped.get(key) if gzip else None
+                return (flight.body, False) if packed is None else (packed, True)
             # failed: evaluate alone (errors are not shared); abandoned: look again
             alone = flight.outcome == FAILED
 
@@ -460,22 +504,28 @@ class ResultCache:
         evaluate: Callable[[], tuple[bytes, bool]],
         *,
         lead: bool,
-    ) -> bytes:
+        gzip: bool = False,
+    ) -> tuple[bytes, bool]:
         """Evaluate in a query thread and keep the answer when it may be kept; when
         ``lead``, as the flight the requests asking the same key and version wait for."""
         flight = _Flight() if lead else None
         if flight is not None:
             self._flights[key, version] = flight
 
-        def run() -> bytes:  # in the query thread
+        def run() -> tuple[bytes, bool]:  # in the query thread
             with self._lock:
                 self.misses += 1
             body, keep = evaluate()
             if keep:
                 self.put(key, version, body)
             if flight is not None:
-                flight.body = body
-            return body
+                flight.body = body  # the waiters may go now: the gzip below is this one's
+            packed = gzip_body(body) if gzip else None
+            if packed is None:
+                return body, False
+            if keep:
+                self.put_gzipped(key, version, body, packed)
+            return packed, True
 
         failed = False
         try:
@@ -492,6 +542,22 @@ class ResultCache:
                 else:
                     flight.outcome = FAILED if failed else ABANDONED
                 flight.done.set()
+
+    async def _hit(
+        self, gate: QueryGate, key: Key, version: Hashable, body: bytes, gzip: bool
+    ) -> tuple[bytes, bool]:
+        """A kept answer, in gzip form when asked and worth it: made at the first hit that
+        asks (in a thread: ~800 kB take milliseconds), then kept beside the answer."""
+        if not gzip:
+            return body, False
+        with self._lock:
+            packed = self._gzipped.get(key)
+        if packed is None:
+            packed = await anyio.to_thread.run_sync(gzip_body, body, limiter=self._reader(gate))
+            if packed is None:
+                return body, False
+            self.put_gzipped(key, version, body, packed)
+        return packed, True
 
     def _parse_or_none(self, text: str) -> tuple[str, Hashable] | None:
         """The parsed query (None: not a query; the evaluation says why, in the API's
@@ -557,6 +623,7 @@ class ResultCache:
     def _invalidate(self, version: Hashable) -> None:
         self.invalidations += len(self._entries)
         self._entries.clear()
+        self._gzipped.clear()
         self._sizes.clear()
         self._bytes = 0
         self._seen = version

@@ -26,6 +26,7 @@ from signalbox.metrics.samples import Labels, Matcher
 from signalbox.query import QueryResult, VectorSelector, parse_expr
 from signalbox.query.promjson import result_json
 from signalbox.server.api import success_body
+from signalbox.server.encoding import accepts_gzip, gzip_body
 from signalbox.server.querygate import QueryGate, until_disconnected
 from signalbox.server.services import Services, services
 
@@ -127,21 +128,30 @@ def _handle(
         cache = svc.query_cache if cached else None
         ask = _cache_ask(cached, p) if cached and cache is not None else None
         now = svc.now_ms()
+        gzip = cached is not None and accepts_gzip(request.scope)
 
-        async def work() -> bytes:
+        async def work() -> tuple[bytes, bool]:
             if ask is None or cache is None:
-                return await gate(request).run(_answer, fn, svc, p, now)
-            return await cache.answer(
+                return await gate(request).run(_answer, fn, svc, p, now, gzip)
+            return await cache.respond(
                 gate(request),
                 ask[1],
                 lambda parsed: _cache_key(parsed, ask),
                 lambda: _evaluate(fn, svc, p, now),
+                gzip=gzip,
             )
 
-        body = await until_disconnected(request.receive, work)
-        if body is None:  # the client went away; its query was cancelled
+        answered = await until_disconnected(request.receive, work)
+        if answered is None:  # the client went away; its query was cancelled
             return Response(status_code=499)
-        return Response(body, media_type="application/json")
+        body, gzipped = answered
+        if cached is None:
+            return Response(body, media_type="application/json")
+        # a query's answer may come gzipped (signalbox.server.encoding): caches must know
+        headers = {"Vary": "Accept-Encoding"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        return Response(body, media_type="application/json", headers=headers)
 
     return endpoint
 
@@ -184,9 +194,13 @@ def _answer(
     svc: Services,
     p: dict[str, Any],
     now: int,
-) -> bytes:
-    """The encoded answer, evaluated (a request the results cache does not keep)."""
-    return _evaluate(fn, svc, p, now)[0]
+    gzip: bool,
+) -> tuple[bytes, bool]:
+    """The encoded answer, evaluated (a request the results cache does not keep), gzipped
+    when ``gzip`` (the client accepts it) and long enough; and whether it is."""
+    body = _evaluate(fn, svc, p, now)[0]
+    packed = gzip_body(body) if gzip else None
+    return (body, False) if packed is None else (packed, True)
 
 
 def _evaluate(

@@ -4,8 +4,10 @@ Files are read a block of whole lines at a time (:mod:`signalbox.instrument.logb
 whole, so a multi-gigabyte access log costs a megabyte of memory (a page keeps its ``limit``
 best records, a trace only the lines it found). A search does not look at each line in
 Python: one ``bytes.find`` or compiled bytes regex over a block (:meth:`RequestQuery.finder`)
-finds the lines holding what the query asks for, and only those are decoded and parsed; the
-full parse and :meth:`RequestQuery.matches` judge them.
+finds the lines holding what the query asks for, and only those are decoded and parsed
+(:mod:`signalbox.instrument.quickparse`); the full parse and :meth:`RequestQuery.matches`
+judge them. Pages and traces that stop within a budget and resume are
+:mod:`signalbox.instrument.logscan`'s, over these.
 
 Which malformed lines are reported (handed to ``on_bad`` as a :class:`Malformed`: file, line,
 why; then skipped, never fatal):

@@ -204,6 +204,14 @@ def test_pack_and_unpack_give_the_buckets_back_exactly() -> None:
     back = rowsealed.unpack(ids.tolist(), blobs)
     for name in rowbuckets.FINER:
         assert back[name].tobytes() == np.asarray(cols[name]).tobytes(), name
+    # in any order of blobs (three headers: three groups), each blob's buckets together
+    got_ids, grid = rowsealed.unpack_many(ids.tolist()[::-1], blobs[::-1], ordered=False)
+    order = np.lexsort((rowsealed.column(grid, "ts"), got_ids))
+    want = np.lexsort((cols["ts"], sids))
+    assert got_ids[order].tolist() == sids[want].tolist()
+    for name in rowbuckets.FINER[1:]:
+        got = rowsealed.column(grid, name)[order]
+        assert got.tobytes() == np.asarray(cols[name])[want].tobytes(), name
     # as rows: what a bucket table reads (NULL for NaN and for no prev_ts)
     rows = rowsealed.as_rows(blobs[0], ["ts", "sum", "prev_ts", "count"], -(2**62), 2**62)
     assert rows[0][1] is None and rows[5][1] == math.inf and rows[1][2] is None

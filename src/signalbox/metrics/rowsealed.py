@@ -99,42 +99,62 @@ def buckets(blob: bytes) -> int:
     return int(np.frombuffer(blob[:8], dtype="<i8")[0])
 
 
-def unpack_many(sids: Sequence[int], blobs: Sequence[bytes]) -> tuple[Ints, Ints]:
+def unpack_many(
+    sids: Sequence[int], blobs: Sequence[bytes], *, ordered: bool = True
+) -> tuple[Ints, Ints]:
     """Many packed blobs at once: (the series id of every bucket, a ``(WIDTH, buckets)``
-    int64 grid of every column, blob after blob in the order given; float columns are the
-    grid's rows viewed as float64, see :func:`column`).
+    int64 grid of every column; float columns are the grid's rows viewed as float64, see
+    :func:`column`), blob after blob in the order given, or with ``ordered`` False in any
+    order of blobs (each blob's buckets still together, in time order).
 
     Blobs of one header (the same size and the same columns kept: a unit's worth of a
     kind of series, nearly all of them) are joined and cut in one go, a few numpy
     operations per column whatever their number."""
     if not blobs:
         return np.empty(0, dtype=np.int64), np.empty((WIDTH, 0), dtype=np.int64)
-    sizes = np.array([buckets(b) for b in blobs], dtype=np.int64)
-    starts = np.cumsum(sizes) - sizes
-    total = int(sizes.sum())
-    grid = np.empty((WIDTH, total), dtype=np.int64)
+    heads = [b[: 8 * _HEAD] for b in blobs]
+    sizes = np.frombuffer(b"".join(h[:8] for h in heads), dtype="<i8").astype(np.int64)
+    keys = np.asarray(sids, dtype=np.int64)
     groups: dict[bytes, list[int]] = {}
-    for k, blob in enumerate(blobs):
-        groups.setdefault(bytes(blob[: 8 * _HEAD]), []).append(k)
-    for head, members in groups.items():
-        h = np.frombuffer(head, dtype="<i8")
-        m, mode = int(h[0]), h[1:]
-        a = np.frombuffer(b"".join(blobs[k] for k in members), dtype="<i8").reshape(
-            len(members), -1
-        )
+    for k, h in enumerate(heads):
+        groups.setdefault(h, []).append(k)
+    if len(groups) == 1:
+        ((head, _),) = groups.items()
+        return np.repeat(keys, sizes), _decode(head, blobs)
+    if not ordered:
+        blocks = [_decode(head, [blobs[k] for k in members]) for head, members in groups.items()]
+        ids = [np.repeat(keys[members], sizes[members]) for members in groups.values()]
+        return np.concatenate(ids), np.concatenate(blocks, axis=1)
+    starts = np.cumsum(sizes) - sizes
+    grid = np.empty((WIDTH, int(sizes.sum())), dtype=np.int64)
+    for head, members in groups.items():  # each group's buckets into their places
+        m = int(sizes[members[0]])
         at = np.add.outer(starts[members], np.arange(m)).reshape(-1)
-        off = _HEAD
-        for i in range(WIDTH):
-            if mode[i] == FULL:
-                grid[i, at] = a[:, off : off + m].reshape(-1)
-                off += m
-            elif mode[i] == CONSTANT:
-                grid[i, at] = np.repeat(a[:, off], m)
-                off += 1
-            else:
-                grid[i, at] = grid[int(mode[i]), at]
-    ids = np.repeat(np.asarray(sids, dtype=np.int64), sizes)
-    return ids, grid
+        _decode(head, [blobs[k] for k in members], grid, at)
+    return np.repeat(keys, sizes), grid
+
+
+def _decode(
+    head: bytes, blobs: Sequence[bytes], into: Ints | None = None, at: Ints | None = None
+) -> Ints:
+    """Blobs of one header as a ``(WIDTH, buckets)`` grid, blob after blob; or written into
+    the columns ``at`` of grid ``into``."""
+    h = np.frombuffer(head, dtype="<i8")
+    m, mode = int(h[0]), h[1:].tolist()
+    a = np.frombuffer(b"".join(blobs), dtype="<i8").reshape(len(blobs), -1)
+    out = np.empty((WIDTH, len(blobs) * m), dtype=np.int64) if into is None else into
+    cols: Any = slice(None) if at is None else at
+    off = _HEAD
+    for i, how in enumerate(mode):
+        if how == FULL:
+            out[i, cols] = a[:, off : off + m].reshape(-1)
+            off += m
+        elif how == CONSTANT:
+            out[i, cols] = np.repeat(a[:, off], m)
+            off += 1
+        else:
+            out[i, cols] = out[how, cols]
+    return out
 
 
 def column(grid: Ints, name: str) -> Any:

@@ -143,7 +143,8 @@ def _packed(
         return
     from signalbox.metrics import rowsealed
 
-    sid, grid = rowsealed.unpack_many([p[0] for p in packed], [bytes(p[2]) for p in packed])
+    blobs = [p[2] if type(p[2]) is bytes else bytes(p[2]) for p in packed]
+    sid, grid = rowsealed.unpack_many([p[0] for p in packed], blobs, ordered=False)
     ends = grid[rowsealed.index("ts")]
     keep = (ends >= lo) & (ends <= hi)
     if not keep.all():

@@ -623,11 +623,11 @@ def _unpacked(
 
     from signalbox.metrics import rowsealed  # numpy: only with packed units
 
-    blobs = [bytes(rows[i][-1]) for i in where]
+    blobs = [b if type(b := rows[i][-1]) is bytes else bytes(b) for i in where]
     ids, grid = rowsealed.unpack_many([rows[i][0] if keyed else 0 for i in where], blobs)
     ends = rowsealed.column(grid, "ts")
     keep = (ends >= start_ms) & (ends <= end_ms)
-    sizes = np.array([rowsealed.buckets(b) for b in blobs], dtype=np.int64)
+    sizes = np.frombuffer(b"".join(b[:8] for b in blobs), dtype="<i8")
     kept = np.add.reduceat(keep.astype(np.int64), np.cumsum(sizes) - sizes).tolist()
     columns: list[Any] = []
     if keyed:

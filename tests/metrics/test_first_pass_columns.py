@@ -316,3 +316,28 @@ def test_write_keys_slices_are_slices_of_all_its_keys(
     lo = data.draw(st.integers(0, len(keys)))
     hi = data.draw(st.integers(lo, len(keys) + 2))
     assert keys.slice(lo, hi) == every[lo:hi]
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_bulk_metadata_alike_but_for_names_is_stored_as_records_are(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of untyped help-less records (a .prom first pass) go in by their names alone:
+    the same rows as records, a name twice once, a changed record updated, others left."""
+    from signalbox.metrics import samples as msamples
+    from signalbox.metrics.sql import meta as sqlmeta
+    from signalbox.metrics.sql import store as sqlstore
+
+    monkeypatch.setattr(sqlstore, "_META_BULK_MIN", 3)
+    monkeypatch.setattr(sqlmeta, "CHUNK", 4)  # chunks alike, and one mixed
+    meta = msamples.MetricMeta
+    with sql_metric_store(backend, tmp_path) as store:
+        store.write_metadata([meta("a", "gauge", "kept"), meta("b", "counter", "changed")])
+        untyped = [meta(n, "untyped") for n in ["b", 'q"1', "c", "b", "d", "e", "f", "g"]]
+        mixed = [meta("h", "gauge", "h"), meta("i", "untyped")]
+        with store.db.transaction():
+            changed = sqlmeta.upsert(store.db, [*untyped, *mixed])
+        got = store.metadata()
+        want = {m.name: m for m in [meta("a", "gauge", "kept"), *untyped, *mixed]}
+        assert got == want
+        assert changed == len(want) - 1  # all but "a", which it left alone

@@ -11,6 +11,7 @@ its conflict clause, so nothing is read first and nothing is kept in memory.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 
 from signalbox.metrics.samples import MetricMeta
 from signalbox.storage.database import Database
@@ -29,6 +30,12 @@ _SQLITE = (
     "json_extract(value, '$.type'), json_extract(value, '$.help'), "
     f"json_extract(value, '$.unit') FROM json_each(?) WHERE true {_CHANGED}"
 )
+_SQLITE_NAMES = (  # records alike but for their names (a .prom first pass: all untyped)
+    "INSERT INTO metric_meta (name, type, help, unit) SELECT value, ?, ?, ? FROM json_each(?) "
+    f"WHERE true {_CHANGED}"
+)
+_KIND = attrgetter("type", "help", "unit")
+_NAME = attrgetter("name")
 _POSTGRES = (
     "INSERT INTO metric_meta (name, type, help, unit) "
     f"SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[]) {_CHANGED}"
@@ -47,7 +54,13 @@ def upsert(db: Database, metas: Sequence[MetricMeta]) -> int:
     done = 0
     if db.dialect.name == "sqlite":  # one row updated twice in a statement: the last wins
         for i in range(0, len(metas), CHUNK):
-            text = msgspec.json.encode(metas[i : i + CHUNK]).decode()
+            chunk = metas[i : i + CHUNK]
+            kinds = set(map(_KIND, chunk))
+            if len(kinds) == 1:  # the names alone: no object per row to encode and read back
+                names = msgspec.json.encode(list(map(_NAME, chunk))).decode()
+                done += db.execute(_SQLITE_NAMES, (*kinds.pop(), names)).rowcount
+                continue
+            text = msgspec.json.encode(chunk).decode()
             done += db.execute(_SQLITE, (text,)).rowcount
         return done
     last = sorted({m.name: m for m in metas}.values(), key=lambda m: m.name)

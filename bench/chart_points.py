@@ -22,8 +22,11 @@ fresh page (a new browser context: cold cache, so ``plotly.min.js`` is fetched a
 every time; the window ends at the page's ``Date.now()``, so the server's results cache
 never has the answer). Times are from navigation start (the page's ``performance`` clock):
 
+* ``plotly``: ``plotly.min.js`` fetched (its ``responseEnd``); ``ready``:
+  ``DOMContentLoaded``, when every deferred script, Plotly's among them, has run;
 * ``asked`` / ``answered``: the ``/api/v1/query_range`` request's ``startTime`` and
-  ``responseEnd`` (resource timing);
+  ``responseEnd`` (resource timing; for a big answer asked while Plotly runs, the body
+  may wait on the busy page, so ``answered`` comes close to ``ready``);
 * ``drawn``: Plotly's last ``plotly_afterplot`` after the ``Plotly.react`` that drew the
   answer (hooked by an init script that wraps ``Plotly.react``), once the DOM holds the
   drawn traces (``.gl-container canvas`` for WebGL, one ``.scatterlayer .trace path.js-line``
@@ -34,12 +37,17 @@ never has the answer). Times are from navigation start (the page's ``performance
   nudged by a pixel until Plotly says a point is hovered: from that mouse move to the frame
   after ``plotly_hover`` (Plotly's search of every trace for the closest point, and its
   label drawn); none when no line was near;
+* ``answer to frame``: from ``answered``, or from ``ready`` when that is later (the
+  explorer of now asks before Plotly has run, so it may wait for Plotly, not the answer);
+* ``CPU``: user + system time of chromium's processes (renderer, GPU process with
+  SwiftShader, browser) and, apart, of ``signalbox serve``, from navigation to ``SETTLE_MS``
+  after the frame, read from ``/proc``: unlike wall time it hardly moves with the load;
 * ``heap``: ``JSHeapUsedSize`` from CDP ``Performance.getMetrics`` right after the chart is
   drawn, and again after CDP ``HeapProfiler.collectGarbage`` (what the page keeps).
 
 One untimed load per explorer and metric warms the server first. Reported: each round, then
-medians, and the median of the per-round ratios before / now of answer-to-frame (each
-round's pair saw the same machine state). Chromium: Debian's, headless, with the browser
+medians, and the medians of the per-round ratios before / now (each round's pair saw the
+same machine state). Chromium: Debian's, headless, with the browser
 tests' flags (``tests/server/browser.py``, ``--disable-gpu``): WebGL runs on SwiftShader,
 software GL on the CPU, so the WebGL figures are a CPU's, not a GPU's. Load averages are
 printed at start and end: the machine is shared. ``--width`` sets the viewport's (1280): at
@@ -49,6 +57,15 @@ points.
     .venv/bin/python bench/chart_points.py              # 5 rounds (~3 min)
     .venv/bin/python bench/chart_points.py --rounds 1   # a smoke run
     .venv/bin/python bench/chart_points.py --width 400  # a phone's width
+    .venv/bin/python bench/chart_points.py --plotly-options  # Plotly's options on their own
+
+``--plotly-options`` measures what the explorer chose among, without the server: 84 random
+walks of 1,201 points drawn in a blank page with the explorer's options (SVG ``scatter``,
+``line.simplify`` on, no legend past 20 series, ``hovermode: "closest"``, ``Plotly.react``,
+x as Date objects) and with one changed at a time (WebGL ``scattergl``, simplify off, a
+legend of every series, hover off, ``Plotly.newPlot``, x as epoch ms): one fresh page a
+variant, in rounds with a rotating order; medians, and medians of per-round ratios to the
+explorer's, of wall time to the frame and of chromium's CPU time.
 
 Needs: Debian's chromium (/usr/bin/chromium), Playwright's Python package (no browser
 download), and git (for ``--before``'s explore.js).
@@ -58,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.resources
 import math
 import os
 import random
@@ -254,6 +272,41 @@ def serve_explorer(page: Any, other: Explorer) -> None:
     )
 
 
+# --- CPU time --------------------------------------------------------------------------
+
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (d / "stat").read_text()
+                ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+                kids.setdefault(ppid, []).append(int(d.name))
+    return kids
+
+
+def cpu_ms(root: int | None = None, exclude: int | None = None) -> float:
+    """User + system CPU of ``root``'s descendants and itself (default: this process's
+    descendants: chromium's processes -- renderer, GPU (SwiftShader), browser -- and
+    Playwright's driver), leaving out ``exclude``'s tree (the server). Unlike wall time it
+    hardly moves with the machine's load."""
+    kids, total = _children(), 0
+    todo = [root] if root is not None else list(kids.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        if pid == exclude:
+            continue
+        todo.extend(kids.get(pid, []))
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total * TICK_S * 1000
+
+
 # --- one page load ---------------------------------------------------------------------
 
 
@@ -273,6 +326,8 @@ class Load:
     frame_ms: float
     afterplots: int
     hover_ms: float  # NaN: no line near the mouse
+    cpu_ms: float  # chromium's processes, navigation to SETTLE_MS after the frame
+    server_cpu_ms: float  # signalbox serve's, the same while
     heap_mb: float
     heap_gc_mb: float
 
@@ -302,7 +357,13 @@ def hover(page: Any) -> float:
 
 
 def load(
-    browser: Any, base: str, metric: str, expect_series: int, other: Explorer | None, width: int
+    browser: Any,
+    base: str,
+    server: int,
+    metric: str,
+    expect_series: int,
+    other: Explorer | None,
+    width: int,
 ) -> Load:
     """One fresh page of the explorer: this checkout's, or ``other``."""
     # a new context: nothing cached (tests.server.browser.new_page, with a width)
@@ -317,11 +378,13 @@ def load(
         cdp.send("Performance.enable")
         gl = other is not None and expect_series * (RANGE_S // STEP_S + 1) > GL_FROM
         url = f"{base}/explore?" + urllib.parse.urlencode({"query": metric, "range": RANGE})
+        cpu, server_cpu = cpu_ms(exclude=server), cpu_ms(server)
         page.goto(url)
         page.wait_for_function(
             DRAWN_JS, arg=[gl, expect_series], timeout=DRAW_TIMEOUT_MS, polling=50
         )
         page.wait_for_timeout(SETTLE_MS)
+        cpu, server_cpu = cpu_ms(exclude=server) - cpu, cpu_ms(server) - server_cpu
         heap = heap_mb(cdp)
         cdp.send("HeapProfiler.collectGarbage")
         heap_gc = heap_mb(cdp)
@@ -353,6 +416,8 @@ def load(
         frame_ms=f["frame"][-1],
         afterplots=len(f["afterplot"]),
         hover_ms=hover_ms,
+        cpu_ms=cpu,
+        server_cpu_ms=server_cpu,
         heap_mb=heap,
         heap_gc_mb=heap_gc,
     )
@@ -364,6 +429,7 @@ def line(label: str, r: Load) -> str:
         f"  asked {r.asked_ms:5.0f} answered {r.answered_ms:5.0f}"
         f"  drawn {r.drawn_ms:5.0f} frame {r.frame_ms:5.0f} ms"
         f" (answer to frame {r.answer_to_frame:5.0f})  hover {r.hover_ms:4.0f} ms"
+        f"  CPU chromium {r.cpu_ms:5.0f} serve {r.server_cpu_ms:4.0f} ms"
         f"  heap {r.heap_mb:5.1f} MB, after GC {r.heap_gc_mb:5.1f} MB"
     )
 
@@ -376,6 +442,95 @@ def nanmedian(xs: list[float]) -> float:
 def loadavg() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, {os.cpu_count()} CPUs)"
+
+
+# --- Plotly's options, on their own ------------------------------------------------------
+
+# Draws ``n`` random-walk series of ``points`` each (3 s apart, ending now) with one set of
+# options into an empty 1,162 x 516 px div (the explorer's plot at 1280 px) and times the
+# call to its promise and to the second animation frame after it.
+OPTION_JS = """async ([n, points, o]) => {
+  let seed = 1;
+  const rnd = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
+  const end = Date.now(), traces = [];
+  for (let s = 0; s < n; s++) {
+    const xs = new Array(points), ys = new Array(points);
+    let level = 10 + 90 * rnd();
+    for (let i = 0; i < points; i++) {
+      level += rnd() - 0.5;
+      const t = end - (points - 1 - i) * 3000;
+      xs[i] = o.epoch ? t : new Date(t);
+      ys[i] = level;
+    }
+    traces.push({x: xs, y: ys, type: o.type, mode: "lines", name: "series " + s,
+                 line: {width: 1.5, simplify: o.simplify}, hoverlabel: {namelength: -1}});
+  }
+  const layout = {margin: {l: 60, r: 20, t: 10, b: 40}, xaxis: {type: "date"},
+                  showlegend: o.legend, legend: {orientation: "h", y: -0.15},
+                  hovermode: o.hover ? "closest" : false};
+  const gd = document.getElementById("c"), t0 = performance.now();
+  await Plotly[o.call](gd, traces, layout, {responsive: true, displaylogo: false});
+  const t1 = performance.now();
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  return [t1 - t0, performance.now() - t0];
+}"""
+
+EXPLORER_OPTIONS = {
+    "type": "scatter",
+    "simplify": True,
+    "legend": False,
+    "hover": True,
+    "call": "react",
+    "epoch": False,
+}
+OPTION_VARIANTS: dict[str, dict[str, object]] = {
+    "scatter (the explorer's)": {},
+    "scattergl (WebGL)": {"type": "scattergl"},
+    "line.simplify off": {"simplify": False},
+    "legend of every series": {"legend": True},
+    "hovermode off": {"hover": False},
+    "Plotly.newPlot": {"call": "newPlot"},
+    "x as epoch ms": {"epoch": True},
+}
+
+
+def plotly_options(browser: Any, rounds: int, series: int, points: int) -> None:
+    """Each variant in a fresh page, in rounds (the order rotating); medians, and the median
+    of per-round ratios to the explorer's own options."""
+    plotly = Path(str(importlib.resources.files("plotly") / "package_data" / "plotly.min.js"))
+    names = list(OPTION_VARIANTS)
+    got: dict[str, list[tuple[float, float, float]]] = {k: [] for k in names}
+    print(
+        f"Plotly's options: {series} series x {points} points in a blank page, one fresh page a"
+        f" variant, {rounds} round(s), order rotating; ms from the call to its promise"
+        " (plotted) and to the second frame after it (frame); CPU time of chromium's processes"
+        f" from the call to {SETTLE_MS} ms after that frame"
+    )
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            try:
+                page.set_content('<div id="c" style="width:1162px;height:516px"></div>')
+                page.add_script_tag(path=str(plotly))
+                options = {**EXPLORER_OPTIONS, **OPTION_VARIANTS[name]}
+                cpu = cpu_ms()
+                plotted, frame = page.evaluate(OPTION_JS, [series, points, options])
+                page.wait_for_timeout(SETTLE_MS)  # and what the GPU process still had queued
+                cpu = cpu_ms() - cpu
+            finally:
+                page.context.close()
+            got[name].append((plotted, frame, cpu))
+    base = [f for _, f, _ in got[names[0]]]
+    base_cpu = [c for _, _, c in got[names[0]]]
+    for name in names:
+        rs = got[name]
+        print(
+            f"  {name:<26} plotted {statistics.median(p for p, _, _ in rs):6.0f}"
+            f"  frame {statistics.median(f for _, f, _ in rs):6.0f} ms"
+            f" ({median_ratio([f for _, f, _ in rs], base):.2f}x the explorer's)"
+            f"  chromium CPU {statistics.median(c for _, _, c in rs):6.0f} ms"
+            f" ({median_ratio([c for _, _, c in rs], base_cpu):.2f}x)"
+        )
 
 
 # --- main ------------------------------------------------------------------------------
@@ -396,12 +551,24 @@ def main() -> int:
         help=f"git revision whose explore.js is 'before' ({BEFORE}); 'none': now only",
     )
     ap.add_argument("--width", type=int, default=1280, help="viewport width, px (1280)")
+    ap.add_argument(
+        "--plotly-options",
+        action="store_true",
+        help="instead: Plotly's options on their own, in a blank page (no server)",
+    )
     a = ap.parse_args()
     if a.rounds < 1 or a.series < 1 or a.small_series < 1 or a.width < 320:
         ap.error("--rounds, --series and --small-series at least 1, --width at least 320")
     if not Path("/usr/bin/chromium").exists():
         raise SystemExit("/usr/bin/chromium not found (Debian: apt-get install chromium)")
     from tests.server.browser import CHROMIUM_ARGS, chromium
+
+    if a.plotly_options:
+        print(f"load average at start: {loadavg()}")
+        with chromium() as browser:
+            plotly_options(browser, a.rounds, a.series, RANGE_S // STEP_S + 1)
+        print(f"load average at end: {loadavg()}")
+        return 0
 
     explorers: dict[str, Explorer | None] = {"now": None}
     if a.before != "none":
@@ -471,7 +638,7 @@ def main() -> int:
             for who in explorers
         ]
         for _, metric, n, who in cases:
-            load(browser, base, metric, n, explorers[who], a.width)
+            load(browser, base, serve.proc.pid, metric, n, explorers[who], a.width)
         runs: dict[str, list[Load]] = {label: [] for label, _, _, _ in cases}
         for r in range(a.rounds):
             print(f"round {r + 1} (ms from navigation start):")
@@ -479,7 +646,7 @@ def main() -> int:
             whos = list(explorers) if r % 2 == 0 else list(reversed(explorers))
             order = sorted(cases, key=lambda c: (c[0].split()[0] != "100k", whos.index(c[3])))
             for label, metric, n, who in order:
-                got = load(browser, base, metric, n, explorers[who], a.width)
+                got = load(browser, base, serve.proc.pid, metric, n, explorers[who], a.width)
                 runs[label].append(got)
                 print(line(label, got))
 
@@ -503,7 +670,9 @@ def main() -> int:
                 f" {med(x.answered_ms for x in rs):.0f}, drawn {med(x.drawn_ms for x in rs):.0f},"
                 f" frame {med(x.frame_ms for x in rs):.0f}; answer to frame"
                 f" {med(x.answer_to_frame for x in rs):.0f}; hover"
-                f" {nanmedian([x.hover_ms for x in rs]):.0f}; heap"
+                f" {nanmedian([x.hover_ms for x in rs]):.0f}; CPU chromium"
+                f" {med(x.cpu_ms for x in rs):.0f}, serve {med(x.server_cpu_ms for x in rs):.0f};"
+                " heap"
                 f" {med(x.heap_mb for x in rs):.1f} MB, after GC"
                 f" {med(x.heap_gc_mb for x in rs):.1f} MB;"
                 f" afterplots a load: {sorted({x.afterplots for x in rs})}"
@@ -514,8 +683,10 @@ def main() -> int:
                 b, n = runs[f"{size} before"], runs[f"{size} now"]
                 frame = median_ratio([x.answer_to_frame for x in b], [x.answer_to_frame for x in n])
                 nav = median_ratio([x.frame_ms for x in b], [x.frame_ms for x in n])
+                cpu = median_ratio([x.cpu_ms for x in b], [x.cpu_ms for x in n])
                 print(
-                    f"  {size}: answer to frame {frame:.2f}x, navigation to frame {nav:.2f}x"
+                    f"  {size}: answer to frame {frame:.2f}x, navigation to frame {nav:.2f}x,"
+                    f" chromium CPU {cpu:.2f}x"
                     f" (medians {med(x.answer_to_frame for x in b):.0f} ->"
                     f" {med(x.answer_to_frame for x in n):.0f} ms)"
                 )

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import settings
 
 from signalbox.storage import Database, open_database
-from tests.stores import pg_schema_url, sqlite_url
+from tests.stores import SQL_BACKENDS, pg_schema_url, sqlite_url
 
 REQUIRED = os.environ.get("SIGNALBOX_REQUIRE_SERVICES") == "1"
 
@@ -142,9 +142,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             _absent(f"peer tool {name}")
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
-)
+@pytest.fixture(params=SQL_BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A store URL on every backend: SQLite in tmp_path, PostgreSQL in its own schema."""
     if request.param == "sqlite":
@@ -154,9 +152,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
-)
+@pytest.fixture(params=SQL_BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A fresh database on every backend: SQLite in tmp_path, PostgreSQL in its own schema."""
     if request.param == "sqlite":

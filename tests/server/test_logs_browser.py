@@ -121,3 +121,48 @@ def test_a_search_that_stopped_early_reads_on_from_the_page(
             assert sorted(seen, key=lambda r: int(r[1:])) == [f"r{i}" for i in range(0, 600, 50)]
             assert len(seen) == len(set(seen))  # each match shown once
             assert stops >= 2  # 600 lines at most 16 kB an answer: several stretches
+
+
+def test_a_trace_that_stopped_early_reads_on_from_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's lines spread over logs bigger than one answer reads: the trace says it
+    stopped early, and its link reads on until every line has been shown once."""
+    from signalbox.instrument import logblocks
+    from signalbox.server.api import logs as logs_api
+
+    monkeypatch.setattr(logblocks, "MAX_LINE_BYTES", 1024)
+    monkeypatch.setattr(logs_api, "SCAN_BYTES", 4096)
+    at = datetime.fromtimestamp(NOW, UTC) - timedelta(hours=1)
+    lines = [
+        format_combined(AccessRecord(at + timedelta(seconds=i), host="www1", client="10.0.0.1",
+                                     method="GET", path=f"/p/{i}", protocol="HTTP/1.1",
+                                     status=200, request_id="rid-7" if i == 150 else f"r{i}"))
+        for i in range(300)
+    ]  # fmt: skip
+    (tmp_path / "access.log").write_text("\n".join(lines) + "\n")
+    app = []
+    for i in range(300):
+        stamp = (at + timedelta(seconds=i, milliseconds=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        rid = "rid-7" if i % 60 == 0 else f"r{i}"
+        app.append(f"{stamp} INFO app [{rid}]: step {i}")
+    (tmp_path / "app.log").write_text("\n".join(app) + "\n")
+    logs = ConfiguredLogs(tmp_path / "access.log", (tmp_path / "app.log",))
+    with open_site("memory", tmp_path) as site:
+        app_ = create_app(dataclasses.replace(site.services, logs=logs))
+        with on_socket(app_) as base, chromium() as browser:
+            page = new_page(browser, csp=True)
+            page.goto(base + "/logs?" + urllib.parse.urlencode({"trace": "rid-7"}))
+            seen: list[str] = []
+            stops = 0
+            for _ in range(40):
+                seen += page.locator("#trace tbody tr code").all_inner_texts()
+                if page.locator("#trace-read-on").count() == 0:
+                    break
+                assert "stopped early" in page.locator("#trace-stopped").inner_text()
+                stops += 1
+                page.locator("#trace-read-on").click()
+                page.wait_for_load_state()
+            assert stops >= 3
+            assert len(seen) == len(set(seen)) == 6  # the access line and 5 app lines
+            assert sum('request_id="rid-7"' in x for x in seen) == 1

@@ -33,6 +33,8 @@ MONITOR = always_down("hung", "flaky", "ok")
 
 TOKEN = "hook-t0ken-s3cret"
 
+EVALUATIONS = 'count_over_time(signalbox_monitor_state{monitor="always_down"}[1m])'
+
 
 @contextlib.contextmanager
 def serve(root: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
@@ -98,10 +100,17 @@ def test_hung_and_failing_receivers_delay_only_their_own_deliveries(
         base = f"http://127.0.0.1:{port}"
         with serve(root, port, log) as proc:
             healthy = time.monotonic()
-            time.sleep(5)
-            evaluations = instant(
-                base, 'count_over_time(signalbox_monitor_state{monitor="always_down"}[1m])'
-            )["always_down"]
+            # until what the checks below count has had time to happen (four passes; five
+            # attempts at flaky, 0.2 s doubling to 1 s: ~2.4 s; four failures written by
+            # passes), at most 20 s: polled, not a fixed sleep; they check it either way
+            deadline = healthy + 20
+            while time.monotonic() < deadline and not (
+                instant(base, EVALUATIONS).get("always_down", 0) >= 4
+                and len(flaky.hits) >= 5
+                and instant(base, "signalbox_notifications_failed_total").get("flaky", 0) >= 4
+            ):
+                time.sleep(0.2)
+            evaluations = instant(base, EVALUATIONS)["always_down"]
             elapsed = time.monotonic() - healthy
             # the interval holds (the hung receiver holds its first attempt for 10 s)
             assert evaluations >= elapsed - 1.5 and evaluations >= 4, (evaluations, elapsed)
@@ -109,6 +118,7 @@ def test_hung_and_failing_receivers_delay_only_their_own_deliveries(
             assert len(ok.hits) >= evaluations - 1, (len(ok.hits), evaluations)
             # the failing one was retried on the backoff (0.2 s doubling to 1 s), one id
             assert len(flaky.hits) >= 5, flaky.times()
+            assert flaky.times()[4] - healthy < 5, flaky.times()  # as a fixed 5 s wait bounded
             assert {b["kind"] for b in flaky.bodies()} == {"firing"}
             assert len({b["id"] for b in flaky.bodies()}) == 1
             # the hung one got its first notification once, and is still holding it

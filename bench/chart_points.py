@@ -100,9 +100,8 @@ RANGE = "1h"
 RANGE_S = 3600
 MAX_POINTS = 1500  # explore.js: a step so that no series has more points than this
 STEP_S = -(-RANGE_S // MAX_POINTS)
-GL_FROM = 20_000  # the explore.js before: scattergl past this many points
 BIG, SMALL = "bench_chart_big", "bench_chart_small"
-BEFORE = "2901e7a~1"  # the last explore.js without decimation (scattergl past GL_FROM)
+BEFORE = "2901e7a~1"  # the last explore.js without decimation (scattergl past 20,000 points)
 EXPLORE_JS = "src/signalbox/server/static/explore.js"
 EXPLORE_HTML = "src/signalbox/server/templates/explore.html"
 DRAW_TIMEOUT_MS = 180_000
@@ -145,10 +144,10 @@ document.addEventListener("DOMContentLoaded", function () {
 });
 """
 
-DRAWN_JS = """([gl, series]) => {
+DRAWN_JS = """(series) => {
   const chart = document.getElementById("chart");
   if (!chart || !window.__bench || window.__bench.frame.length === 0) return false;
-  if (gl) return chart.querySelector(".gl-container canvas") !== null;
+  if (chart.querySelector(".gl-container canvas") !== null) return true;
   return chart.querySelectorAll(".scatterlayer .trace path.js-line").length === series;
 }"""
 
@@ -376,13 +375,10 @@ def load(
         page.add_init_script(HOOK_JS)
         cdp = page.context.new_cdp_session(page)
         cdp.send("Performance.enable")
-        gl = other is not None and expect_series * (RANGE_S // STEP_S + 1) > GL_FROM
         url = f"{base}/explore?" + urllib.parse.urlencode({"query": metric, "range": RANGE})
         cpu, server_cpu = cpu_ms(exclude=server), cpu_ms(server)
         page.goto(url)
-        page.wait_for_function(
-            DRAWN_JS, arg=[gl, expect_series], timeout=DRAW_TIMEOUT_MS, polling=50
-        )
+        page.wait_for_function(DRAWN_JS, arg=expect_series, timeout=DRAW_TIMEOUT_MS, polling=50)
         page.wait_for_timeout(SETTLE_MS)
         cpu, server_cpu = cpu_ms(exclude=server) - cpu, cpu_ms(server) - server_cpu
         heap = heap_mb(cdp)
@@ -399,7 +395,7 @@ def load(
     if len(f["frame"]) != len(f["afterplot"]):
         raise RuntimeError(f"{metric}: an afterplot without its frame: {f}")
     trace = "scattergl" if f["gl"] else "scatter"
-    if (trace == "scattergl") != gl or (not gl and f["svg"] != expect_series):
+    if trace == "scatter" and f["svg"] != expect_series:
         raise RuntimeError(f"{metric}: not drawn as expected ({trace}): {f}")
     return Load(
         points=f["points"],

@@ -10,7 +10,9 @@ scrape config, 30 d retention).
 
 Cases, each a fixed URL that ``wrk`` repeats (``--connections`` 32, ``--duration`` 10 s,
 ``--latency``, a 60 s request timeout so slow answers are measured, not dropped); ``wrk``
-keeps its connections open (keep-alive), as Grafana and browsers do:
+keeps its connections open (keep-alive), as Grafana and browsers do; with ``--gzip`` it
+also says ``Accept-Encoding: gzip``, as Grafana does, and both servers answer the query
+API gzipped (signalbox keeps a cached answer's gzip form; Prometheus compresses each):
 
 * ``rate``: ``/api/v1/query_range`` of ``rate(bench_c0_total[5m])`` over the last hour at a
   15 s step (100 series x 241 points, about 800 kB of JSON);
@@ -339,6 +341,11 @@ def drain(port: int, within_s: float = 60.0) -> None:
         time.sleep(0.2)
 
 
+GZIP = False
+"""``--gzip``: every wrk request says ``Accept-Encoding: gzip``, as Grafana's (Go) HTTP
+client does; both servers then answer the query API gzipped."""
+
+
 def wrk(port: int, case: Case, connections: int, duration_s: int, pin: bool) -> Run:
     global _runs
     argv = [
@@ -350,6 +357,8 @@ def wrk(port: int, case: Case, connections: int, duration_s: int, pin: bool) -> 
         "60s",
         "--latency",
     ]
+    if GZIP:
+        argv += ["-H", "Accept-Encoding: gzip"]
     if case.vary:
         _runs += 1
         script = vary_script(case, Path(tempfile.gettempdir()))
@@ -449,7 +458,16 @@ def main() -> int:
     ap.add_argument(
         "--no-pin", action="store_true", help="no taskset: servers and wrk share all cores"
     )
+    ap.add_argument(
+        "--gzip",
+        action="store_true",
+        help="wrk sends Accept-Encoding: gzip, as Grafana does (both servers compress)",
+    )
     a = ap.parse_args()
+    global GZIP
+    GZIP = a.gzip
+    if GZIP:
+        print("wrk sends Accept-Encoding: gzip (--gzip)")
     if a.rounds < 1 or a.duration < 1 or a.connections < 2 or a.alone < 0:
         ap.error("--rounds and --duration at least 1, --connections at least 2, --alone >= 0")
     need("wrk")

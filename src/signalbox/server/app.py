@@ -91,12 +91,14 @@ def create_app(
                 f"{m.cls.__name__} is a BaseHTTPMiddleware; give create_app pure ASGI middleware"
             )
     routes: list[BaseRoute] = [
+        # the API first: the router tries routes in order, and the query API is what is
+        # asked most often (no page path lies under /api/v1)
+        Mount("/api/v1", routes=api_routes(services)),
         *dashboard.routes(),
         *login_pages.routes(),
         Route("/metrics", exposition.metrics),
         Route("/-/healthy", health.healthy),
         Route("/-/ready", health.ready),
-        Mount("/api/v1", routes=api_routes(services)),
         Route("/openapi.json", openapi.endpoint),
     ]
     options = options or AppOptions()

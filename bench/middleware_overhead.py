@@ -23,8 +23,10 @@ figures are medians over rounds. Our buffered lines are flushed at the end of ea
 rounds, inside its timing, so all of a round's formatting and writing counts in that round.
 
 ``--wrk``: also under real HTTP (uvicorn, one worker, and ``wrk``): bare, signalbox
-(buffered and unbuffered) and asgi-correlation-id, interleaved: throughput, and the
-server's CPU time per request (which the machine's other load moves far less).
+(buffered and unbuffered) and asgi-correlation-id, interleaved: throughput, the server's
+CPU time per request (which the machine's other load moves far less), and its garbage
+collections per request (which the load does not move at all: a middleware that holds
+its requests' objects makes them run; the bare app's requests free what they make).
 ``--callgrind N``: instructions per request under valgrind (the same on a quiet or a loaded
 machine), N requests per contender.
 
@@ -68,8 +70,13 @@ async def item(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+async def gc_counts(request: Request) -> Response:
+    """The server's garbage collections so far, per generation (``--wrk`` reads them)."""
+    return PlainTextResponse(" ".join(str(g["collections"]) for g in gc.get_stats()))
+
+
 def bare_app() -> Starlette:
-    return Starlette(routes=[Route("/items/{item_id}", item)])
+    return Starlette(routes=[Route("/items/{item_id}", item), Route("/gc", gc_counts)])
 
 
 def ours(
@@ -227,10 +234,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wrk_rps(url: str, seconds: int, pid: int) -> tuple[float, float]:
-    """wrk's requests per second, and the server's CPU seconds per request in that run
-    (user + system of all its threads, from /proc): the second holds still when other
-    processes take the machine's CPUs, the first does not."""
+def wrk_rps(url: str, seconds: int, pid: int) -> tuple[float, float, int]:
+    """wrk's requests per second, the server's CPU seconds per request in that run (user +
+    system of all its threads, from /proc: it holds still when other processes take the
+    machine's CPUs, the throughput does not), and the requests made."""
     cpu0 = cpu_seconds(pid)
     out = subprocess.run(
         ["wrk", "-t1", "-c16", f"-d{seconds}s", url], capture_output=True, text=True, check=True
@@ -240,7 +247,17 @@ def wrk_rps(url: str, seconds: int, pid: int) -> tuple[float, float]:
     total = re.search(r"(\d+) requests in", out)
     if m is None or total is None:
         raise RuntimeError(f"wrk said: {out}")
-    return float(m.group(1)), cpu / int(total.group(1))
+    return float(m.group(1)), cpu / int(total.group(1)), int(total.group(1))
+
+
+def gc_collections(port: int) -> list[int]:
+    """The server's collections so far, per generation (its ``/gc`` route)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /gc HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return [int(x) for x in data.split(b"\r\n\r\n", 1)[1].split()]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -291,21 +308,31 @@ def over_http(rounds: int, seconds: int) -> None:
                     time.sleep(0.1)
         rps: dict[str, list[float]] = {name: [] for name in procs}
         cpu: dict[str, list[float]] = {name: [] for name in procs}
+        served = dict.fromkeys(procs, 0)
+        gc_before = {name: gc_collections(port) for name, (_, port) in procs.items()}
+        loads = []
         for r in range(rounds):
             names = list(procs)
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 proc, port = procs[name]
-                got, per = wrk_rps(f"http://127.0.0.1:{port}/items/7", seconds, proc.pid)
+                got, per, n = wrk_rps(f"http://127.0.0.1:{port}/items/7", seconds, proc.pid)
                 rps[name].append(got)
                 cpu[name].append(per)
+                served[name] += n
+            loads.append(os.getloadavg()[0])
+        collections = {
+            name: [a - b for a, b in zip(gc_collections(port), gc_before[name], strict=True)]
+            for name, (_, port) in procs.items()
+        }
         ratios = {
             name: [s / b for s, b in zip(rps[name], rps["bare"], strict=True)]
             for name in procs
             if name != "bare"
         }
         print(
-            f"uvicorn (1 worker) + wrk -t1 -c16, {rounds} rounds of {seconds}s, "
-            f"load average {os.getloadavg()[0]:.2f}"
+            f"uvicorn (1 worker) + wrk -t1 -c16, {rounds} rounds of {seconds}s, load average "
+            f"{statistics.median(loads):.2f} (median of the rounds; {min(loads):.2f} to "
+            f"{max(loads):.2f})"
         )
         for name, xs in rps.items():
             print(f"  {name:<22} {statistics.median(xs):>10.0f} requests/s (median)")
@@ -315,9 +342,14 @@ def over_http(rounds: int, seconds: int) -> None:
             )
         print("  server CPU per request (user + system, all threads), median:")
         for name, xs in cpu.items():
-            r = statistics.median(b / x for x, b in zip(xs, cpu["bare"], strict=True))
-            extra = "" if name == "bare" else f"  bare / this, median of per-round ratios: {r:.3f}"
+            cr = statistics.median(b / x for x, b in zip(xs, cpu["bare"], strict=True))
+            extra = "" if name == "bare" else f"  bare / this, median of per-round ratios: {cr:.3f}"
             print(f"    {name:<22} {statistics.median(xs) * 1e6:>8.1f} us{extra}")
+        print("  garbage collections per 10,000 requests (generations 0/1/2; the same on a loaded")
+        print("  machine: a middleware that keeps its requests' objects alive makes them run):")
+        for name, counts in collections.items():
+            rates = "/".join(f"{c * 10_000 / max(1, served[name]):.1f}" for c in counts)
+            print(f"    {name:<22} {rates}")
         lines = (tmp / "signalbox" / "access-256.log").read_bytes().count(b"\n")
         print(f"  access-log lines written by signalbox: {lines}")
     finally:

@@ -24,9 +24,9 @@ counted, by the request that finds ``buffer_lines`` waiting or the oldest of the
 three intervals); each flush is one write of whole lines and one update of the metrics.
 The middleware's cost a request is then about a tenth less than with a write and a count
 per request (the bench: ``bench/middleware_overhead.py``, ``signalbox`` against
-``signalbox unbuffered``). The
-price: a process killed with ``SIGKILL`` loses at most ``flush_interval`` of lines (a
-normal exit writes them). ``buffer_lines = 1`` writes every line as its response ends.
+``signalbox unbuffered``). The price: a process killed with ``SIGKILL`` loses at most
+``flush_interval`` of lines (a normal exit writes them). ``buffer_lines = 1`` writes every
+line as its response ends.
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ A first pass of a million new series (``collect --once`` on a new spool) is the 
 is shaped for (:meth:`SeriesIndex._create_all`): on SQLite the ids are given in order from
 the newest, so nothing is read back; the keys are built from the label sets (or the
 spool files' columns, see :class:`WriteKeys`) a batch at a time, inserted and encoded into
-the snapshot, none kept past its batch; the store gets the ids as a ``range``, and the write map is not kept (the snapshot holds it for whoever needs
-it: the next passes, of frames, do not). Into a table no bigger than what it adds, the rows
+the snapshot, none kept past its batch; the store gets the ids as a ``range``, and the
+write map is not kept (the snapshot holds it for whoever needs it: the next passes, of
+frames, do not). Into a table no bigger than what it adds, the rows
 go in without the unique key, which is built again after them in one sort
 (:meth:`SeriesIndex._create_unindexed`).
 """

@@ -20,7 +20,7 @@ import statsd
 
 from tests.cli.helpers import SIGNALBOX, free_port
 from tests.serving import serve_process, wait_for
-from tests.stores import PG_BASE, pg_schema_url
+from tests.stores import PG_BASE, SQL_BACKENDS, pg_schema_url
 
 
 def get(url: str) -> bytes:
@@ -65,11 +65,14 @@ def served(backend: str, tmp_path: Path) -> Iterator[Served]:
             yield Served(base, udp, tmp_path, pg_app)
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service("postgresql"))]
-)
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
-    with served(request.param, tmp_path) as s:
+@pytest.fixture(scope="module", params=SQL_BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """One ``serve`` per backend for the module's tests: each writes the spool files it
+    reads and none stops or reconfigures it, and a start costs seconds on a loaded box.
+    Its log is checked once, at the end (no traceback over its whole life)."""
+    with served(request.param, tmp_path_factory.mktemp("serve")) as s:
         yield s
 
 

@@ -253,6 +253,10 @@ def test_the_explorer_draws_100k_points_with_every_peak_and_dip(browser: Any, se
         assert max(drawn[k]) == max(ys) and min(drawn[k]) == min(ys), k
     assert max(drawn[f"host-{SPIKY:02d}"]) == SPIKE
     _spike_on_top(page)
+    # the name list and the label browser, asked once the chart is drawn, come too
+    page.wait_for_selector("#metric-names option[value='chart_load']", state="attached")
+    page.locator("details.labels summary").click()
+    page.wait_for_selector("#label-browser .chip >> text=host-17")
     screenshot(page, "explore-100k.png")
     assert page.errors == []
     page.context.close()

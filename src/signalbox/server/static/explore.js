@@ -12,6 +12,7 @@
   var status = document.getElementById("status");
   var chart = document.getElementById("chart");
   var timer = null;
+  var named = false; // the metric names (a datalist for the query box) are asked once
   // The page loads Plotly (4.8 MB) after this script, both deferred: the query is asked while
   // the browser still fetches and parses Plotly, and drawn once Plotly has run (every deferred
   // script has run by DOMContentLoaded).
@@ -82,8 +83,10 @@
           draw(body.data.result, step, ms, body.warnings || [], w);
         });
       })
-      .catch(function (e) { status.textContent = "Error: " + e; status.className = "error small"; });
-    loadLabels(q);
+      .catch(function (e) { status.textContent = "Error: " + e; status.className = "error small"; })
+      // the label browser and the name list wait for the chart: their requests would share
+      // the server and this page's one thread with the answer that is waited for
+      .then(function () { loadLabels(q); if (!named) { named = true; names(); } });
   }
 
   // Every answer is drawn as SVG lines of at most a few points a pixel column: the answer's
@@ -215,7 +218,6 @@
   var s = parseFloat(params.get("start")), e = parseFloat(params.get("end"));
   if (isFinite(s) && isFinite(e) && e > s) zoom = [s, e];
   schedule();
-  names();
   run();
   // drag-zoom on the chart: draw the zoomed window at once from the kept answer (decimated
   // again, so the detail it holds shows), then ask for it again at a finer step

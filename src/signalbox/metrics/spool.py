@@ -62,7 +62,7 @@ from signalbox.metrics.parse.keyvalue import (
     keyvalue_series,
     parse_keyvalue,
 )
-from signalbox.metrics.parse.lex import LineError, plain_metas
+from signalbox.metrics.parse.lex import LineError, new_metas
 from signalbox.metrics.parse.promtext import (
     PromShape,
     parse_prometheus,
@@ -307,7 +307,9 @@ def scan_spool(
                     out.new_layouts.append(NewLayout(digest, 0, 0, series))
                     out.files[name] = digest
                     if is_prom:  # no comment line: every name untyped, as the parser says
-                        out.metas.extend(plain_metas(dict.fromkeys(series.names), "untyped"))
+                        # (not memoized: a first pass of a million names would fill the
+                        # memo for nothing, their next passes are frames, with no metadata)
+                        out.metas.extend(new_metas(list(dict.fromkeys(series.names)), "untyped"))
                     continue
         if is_kv:
             parsed = parse_keyvalue(text, name, metas=False, columns=columns, pairs=pairs)

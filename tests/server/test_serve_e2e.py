@@ -65,20 +65,25 @@ def served(backend: str, tmp_path: Path) -> Iterator[Served]:
             yield Served(base, udp, tmp_path, pg_app)
 
 
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The module's ``serve`` on PostgreSQL (see :func:`server`)."""
+    with served("postgresql", tmp_path_factory.mktemp("serve-pg")) as s:
+        yield s
+
+
 @pytest.fixture(scope="module", params=SQL_BACKENDS)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     """One ``serve`` per backend for the module's tests: each writes the spool files it
-    reads and none stops or reconfigures it, and a start costs seconds on a loaded box.
-    Its log is checked once, at the end (no traceback over its whole life)."""
+    reads (files of its own where their series would meet another test's) and none stops
+    or reconfigures it, and a start costs seconds on a loaded box. Its log is checked
+    once, at the end (no traceback over its whole life)."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("pg_server")
+        return
     with served(request.param, tmp_path_factory.mktemp("serve")) as s:
-        yield s
-
-
-@pytest.fixture
-def pg_server(tmp_path: Path) -> Iterator[Served]:
-    with served("postgresql", tmp_path) as s:
         yield s
 
 
@@ -197,14 +202,15 @@ def test_no_connection_of_serve_stays_idle_in_transaction(pg_server: Served) -> 
     base, root = server.base, server.root
     spool = root / ".signalbox" / "spool"
     spool.mkdir(parents=True, exist_ok=True)
-    (spool / "photos.metrics").write_text('image_processed{shard="1"}=30\n')
-    wait_for(lambda: query(base, "image_processed"))
+    # a file and series of its own: the module's other tests read image_processed here
+    (spool / "idle.metrics").write_text('idle_probe{shard="1"}=30\n')
+    wait_for(lambda: query(base, "idle_probe"))
     now = time.time()
     for path in [
         "/metrics",
-        "/api/v1/query?query=image_processed",
-        f"/api/v1/query_range?query=image_processed&start={now - 60}&end={now}&step=5",
-        "/api/v1/series?match[]=image_processed",
+        "/api/v1/query?query=idle_probe",
+        f"/api/v1/query_range?query=idle_probe&start={now - 60}&end={now}&step=5",
+        "/api/v1/series?match[]=idle_probe",
         "/api/v1/labels",
         "/api/v1/label/shard/values",
         "/",

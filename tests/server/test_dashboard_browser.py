@@ -317,3 +317,45 @@ def test_a_staleness_monitor_page_draws_no_query_it_does_not_have(tmp_path: Path
         data = monitor_page_data(site.services, "app_alive", None)
     assert page.status_code == 200 and 'id="chart"' not in page.text
     assert data["query"] == "" and str(data["source"]).startswith("- name: app_alive")
+
+
+def test_a_monitor_chart_of_many_points_is_decimated_svg_and_keeps_its_spike(
+    browser: Any, firing: str
+) -> None:
+    """The monitor page draws 30 series x 1,000 points as SVG lines decimated per pixel
+    column (no WebGL, which took seconds a frame without a GPU); the one sample far above the
+    rest, crossing the critical line, is still the top of the drawn chart. The page under test
+    is real; its query answer is made here (Playwright's route) so the points are known."""
+    series, points, spike_at = 30, 1000, 617
+    end = __import__("time").time()
+    answer = []
+    for k in range(series):
+        values = [
+            [end - (points - i) * 6, str(0.5 + 0.01 * ((i * 7 + k) % 13))] for i in range(points)
+        ]
+        if k == 11:
+            values[spike_at][1] = "7.5"
+        answer.append({"metric": {"__name__": "disk_used", "dev": f"sd{k}"}, "values": values})
+    body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": answer}})
+    page = _page(browser)
+    page.set_viewport_size({"width": 900, "height": 800})
+    page.route(
+        "**/api/v1/query_range?**",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=body),
+    )
+    page.goto(firing + "/monitors/disk_full")
+    page.wait_for_function("Number(document.getElementById('chart').dataset.points) > 0")
+    assert page.locator("#chart").get_attribute("data-points") == str(series * points)
+    drawn = int(page.locator("#chart").get_attribute("data-drawn") or 0)
+    assert 0 < drawn < series * points  # fewer columns than points: decimated
+    assert page.locator("#chart .gl-container canvas").count() == 0
+    assert page.locator("#chart .scatterlayer .trace").count() == series
+    top = page.evaluate(
+        "Math.max(...document.getElementById('chart').data.map(t => Math.max(...t.y)))"
+    )
+    low = page.evaluate(
+        "Math.min(...document.getElementById('chart').data.map(t => Math.min(...t.y)))"
+    )
+    assert (top, low) == (7.5, 0.5)  # the spike and the lowest point both drawn
+    _shot(page, "monitor-many-points.png")
+    assert page.errors == []

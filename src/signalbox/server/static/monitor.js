@@ -44,13 +44,21 @@
       .then(function (r) { return r.json(); })
       .then(function (body) {
         if (body.status !== "success") return;
-        var points = 0;
+        // SVG lines decimated per pixel column (decimate.js, M4: each column's first, last,
+        // lowest and highest point, so no peak crossing a threshold is lost): WebGL's
+        // scattergl took seconds to a first frame without a GPU, as on the explorer.
+        var margin = baseLayout().margin;
+        var cols = Math.ceil(Math.max(1, chart.clientWidth - margin.l - margin.r) *
+                             Math.min(2, Math.max(1, window.devicePixelRatio || 1)));
+        var points = 0, drawn = 0;
         var traces = body.data.result.map(function (s) {
           points += s.values.length;
+          var xs = new Float64Array(s.values.length), ys = new Float64Array(s.values.length);
+          s.values.forEach(function (v, i) { xs[i] = v[0] * 1000; ys[i] = parseFloat(v[1]); });
+          var kept = window.signalboxDecimate.m4(xs, ys, start * 1000, end * 1000, cols);
+          drawn += kept.x.length;
           return {
-            x: s.values.map(function (v) { return new Date(v[0] * 1000); }),
-            y: s.values.map(function (v) { return parseFloat(v[1]); }),
-            type: points > 20000 ? "scattergl" : "scatter",
+            x: kept.x.map(function (ms) { return new Date(ms); }), y: kept.y, type: "scatter",
             mode: s.values.length <= 60 ? "lines+markers" : "lines", line: { width: 1.5 }, marker: { size: 4 },
             name: escapeHtml(seriesName(s.metric))
           };
@@ -73,6 +81,7 @@
         layout.xaxis.range = [new Date(start * 1000), new Date(end * 1000)];
         Plotly.react(chart, traces, layout, { responsive: true, displaylogo: false });
         chart.dataset.points = String(points);
+        chart.dataset.drawn = String(drawn);
         chart.dataset.thresholds = String(shapes.length);
       }).catch(function () {});
   }

@@ -8,6 +8,7 @@ for people to look at; the tests assert on the DOM, not on pixels.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -327,7 +328,7 @@ def test_a_monitor_chart_of_many_points_is_decimated_svg_and_keeps_its_spike(
     rest, crossing the critical line, is still the top of the drawn chart. The page under test
     is real; its query answer is made here (Playwright's route) so the points are known."""
     series, points, spike_at = 30, 1000, 617
-    end = __import__("time").time()
+    end = time.time()
     answer = []
     for k in range(series):
         values = [

@@ -116,10 +116,12 @@ def _handle(
 
     ``cached`` names the endpoint in the results cache (:mod:`signalbox.server.resultcache`)
     when the services have one: a query at explicit times is answered by
-    :meth:`ResultCache.answer <signalbox.server.resultcache.ResultCache.answer>`, which
-    looks it up (on the event loop when the data version is local to read, SQLite, and the
-    query text was seen before, so a hit takes no thread and no place in the queue), waits
-    for an identical request's evaluation in flight, or evaluates it through the gate.
+    :meth:`ResultCache.respond <signalbox.server.resultcache.ResultCache.respond>`, which
+    looks it up (on the event loop once the query text was seen before: SQLite's version
+    is read there, PostgreSQL's by a read shared with the requests arriving meanwhile, so
+    a hit takes no place in the queue), waits for an identical request's evaluation in
+    flight, or evaluates it through the gate. The query endpoints answer gzipped to
+    clients that accept it (:mod:`signalbox.server.encoding`).
     """
 
     async def endpoint(request: Request) -> Response:

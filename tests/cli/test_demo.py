@@ -67,8 +67,16 @@ class Demo:
         return names
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Its exit status after ``sig``; killed (and the wait's failure raised) if it has not
+        exited within 60 s, so a slow stop fails this test without leaving a running demo
+        behind for a later test to trip over."""
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
 
 def test_the_cli_in_the_demo_folder_sees_the_demo_and_it_cleans_up(tmp_path: Path) -> None:

@@ -95,7 +95,15 @@ def test_every_stored_value_is_handed_over_named_frames_included(tmp_path: Path)
         )
         c2.run_once()
         check(rec2)
-    assert rec2.passes[0].frames == [] and rec2.passes[-1].frames
+    # its first pass read a.metrics as a new shape (its columns, named by their own values;
+    # b.prom's # TYPE line keeps it to samples); the next named both files' frames by that
+    # pass's series (whose values were the first pass's)
+    first, last = rec2.passes[0].frames, rec2.passes[-1].frames
+    assert [[s.value for s in keys] for keys, _ in first] == [[100.0, 7.0]]
+    assert sorted([([s.value for s in keys], list(values)) for keys, values in last]) == [
+        ([12.0], [12.0]),
+        ([100.0, 7.0], [101.0, 7.0]),
+    ]
 
 
 def test_a_file_changing_shape_is_named_by_its_new_series(tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ __all__ = ["CollectedPass", "PassSink", "PassTap", "TappedStore"]
 class CollectedPass:
     """One stored write: its samples (labels as written, ``add_labels`` added on reading,
     as the store adds them) and its frames, each a file's series (named by samples of an
-    earlier pass) with this pass's values in the same order."""
+    earlier pass, or made from the columns of a new layout) with this pass's values in the
+    same order."""
 
     ts_ms: int
     add_labels: Labels
@@ -114,12 +115,20 @@ class PassTap:
     def _named(
         self, samples: Sequence[Sample], frames: Sequence[Frame], new_layouts: Sequence[NewLayout]
     ) -> tuple[list[tuple[Sequence[Sample], Sequence[float]]], dict[bytes, Sequence[Sample]]]:
-        """Each frame with the samples naming its series; the layouts the write used."""
+        """Each frame with the samples naming its series, a new layout's columns among
+        them (its series are not among the write's samples); the layouts the write used.
+
+        Columns become samples here, for the sinks: only a process with a tap pays for
+        them, so a first pass without forwarders stays column-wise."""
         now, before = self._layouts, self._before
         used: dict[bytes, Sequence[Sample]] = {}
-        for nl in new_layouts:
-            used[nl.layout] = samples[nl.start : nl.start + nl.length]
         named: list[tuple[Sequence[Sample], Sequence[float]]] = []
+        for nl in new_layouts:
+            if nl.columns is None:
+                used[nl.layout] = samples[nl.start : nl.start + nl.length]
+            else:
+                made = used[nl.layout] = nl.columns.samples()
+                named.append((made, nl.columns.values))
         for f in frames:
             keys = used.get(f.layout) or now.get(f.layout) or before.get(f.layout)
             if keys is None or len(keys) != len(f.values):  # never: usable() said it knew

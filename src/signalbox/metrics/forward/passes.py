@@ -15,7 +15,11 @@ the long way, and the store it wraps answers ``known_layouts`` with only those
 (the store registers a known layout again as a no-op), and from then on frames are named
 from memory. Layouts no write uses any more are forgotten after each write.
 
-Nothing here copies a pass's samples: the sinks get the lists the write used.
+Nothing here copies a pass's samples: the sinks get the lists the write used. A file of a new
+shape may come as columns (:class:`~signalbox.metrics.store.NewLayout`'s ``columns``, not
+among the write's samples): the tap makes its samples once, to hand over and to name the
+file's later frames; a process without forwarders nor ``/metrics`` has no tap, and its
+first pass stays column-wise.
 """
 
 from __future__ import annotations

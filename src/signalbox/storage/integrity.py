@@ -40,8 +40,10 @@ __all__ = [
     "quick_check",
 ]
 
-QUICK_CHECK_MAX_BYTES = 1 << 20
-"""Files (with their WAL) up to this size get ``PRAGMA quick_check`` at every open."""
+QUICK_CHECK_MAX_BYTES = 2 << 20
+"""Files (with their WAL) up to this size get ``PRAGMA quick_check`` at every open: 2 MB,
+since a new store is ~1 MB already (16 KB pages, and each rollup partition's row, frame,
+sealed and packed tables with their indexes take a page or two even when empty)."""
 
 log = logging.getLogger("signalbox.storage")
 

@@ -31,7 +31,8 @@ its requests' objects makes them run; the bare app's requests free what they mak
 machine), N requests per contender.
 
 Usage: .venv/bin/python bench/middleware_overhead.py [--requests 20000] [--rounds 10]
-       [--wrk] [--wrk-rounds 4] [--wrk-seconds 5] [--callgrind 2000] [--no-timing]
+       [--wrk] [--wrk-rounds 4] [--wrk-seconds 5] [--callgrind 2000] [--callgrind-http 4000]
+       [--no-timing]
 """
 
 from __future__ import annotations
@@ -462,6 +463,118 @@ def instructions(requests: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# -- instructions under uvicorn: callgrind of the server, a fixed number of requests --------------
+async def _keep_alive(port: int, requests: int, connections: int) -> None:
+    """Exactly ``requests`` GETs over ``connections`` keep-alive connections, one in flight
+    on each (what wrk does, but a fixed count, so the server's counts divide by it)."""
+
+    async def one(n: int) -> None:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(n):
+            w.write(b"GET /items/7 HTTP/1.1\r\nHost: bench\r\n\r\n")
+            head = await r.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            await r.readexactly(int(length.group(1)) if length else 0)
+        w.close()
+
+    await asyncio.gather(*(one(requests // connections) for _ in range(connections)))
+
+
+def _thread_share(dump: Path) -> int:
+    """Instructions spent in threads other than the main one: the inclusive cost of the
+    calls to ``thread_run`` (the line after each ``calls=`` line under its ``cfn=``)."""
+    text = dump.read_text(errors="replace")
+    m = re.search(r"^c?fn=\((\d+)\) thread_run$", text, re.M)
+    if m is None:
+        return 0
+    target = f"cfn=({m.group(1)})"
+    total, callee, after_calls = 0, "", False
+    for line in text.splitlines():
+        if line.startswith("cfn="):
+            callee = line.split()[0]
+        elif line.startswith("calls="):
+            after_calls = True
+        elif after_calls:
+            after_calls = False
+            if callee == target:
+                total += int(line.split()[1])
+    return total
+
+
+def http_instructions(requests: int) -> None:
+    """Instructions per request of the whole uvicorn server (all threads, h11 included),
+    each contender's server under callgrind: warmed up, its counts zeroed, ``requests``
+    requests sent over 16 connections, its counts dumped. The same on a quiet or a loaded
+    machine. Under valgrind the server runs ~50x slower, so the background threads' wakeups
+    (a fixed number a second) weigh ~50x more per request than at full speed: shown apart."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("callgrind: valgrind is not installed, skipped")
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="mwbench-cghttp-"))
+    ir: dict[str, tuple[int, int]] = {}
+    try:
+        for name, app in (
+            ("bare", "m.bare_app()"),
+            ("signalbox", "m.ours(tmp, 256)[0]"),
+            ("asgi-correlation-id", "m.correlation_id()"),
+        ):
+            d = tmp / name.replace(" ", "-")
+            d.mkdir()
+            (d / "benchapp.py").write_text(
+                SERVER.format(bench=str(Path(__file__).parent), tmp=str(d), app=app)
+            )
+            port = free_port()
+            out = d / "cg.out"
+            p = subprocess.Popen(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={out}",
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "benchapp:app",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                cwd=d,
+                env={**os.environ, "PYTHONHASHSEED": "0"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                for _ in range(1200):
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                        break
+                    except OSError:
+                        time.sleep(0.25)
+                asyncio.run(_keep_alive(port, 1600, 16))  # warm up
+                ctl = ["callgrind_control"]
+                subprocess.run([*ctl, "-z", str(p.pid)], check=True, capture_output=True)
+                asyncio.run(_keep_alive(port, requests, 16))
+                subprocess.run([*ctl, "-d", "counted", str(p.pid)], check=True, capture_output=True)
+            finally:
+                p.terminate()
+                p.wait(120)
+            dump = next(f for f in d.glob("cg.out.*") if "Trigger: dump counted" in f.read_text())
+            total = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), re.M)
+            assert total is not None
+            ir[name] = (int(total.group(1)), _thread_share(dump))
+        n = requests // 16 * 16
+        bare = ir["bare"][0] / n
+        print(f"callgrind under uvicorn (all threads), {n} requests over 16 connections")
+        print(f"  {'contender':<22}{'Ir/request':>12}{'overhead Ir':>13}{'other threads':>15}")
+        for name, (total_ir, threads) in ir.items():
+            extra = "" if name == "bare" else f"{total_ir / n - bare:>13,.0f}"
+            print(f"  {name:<22}{total_ir / n:>12,.0f}{extra:>13}{threads / n:>15,.0f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=20_000)
@@ -476,6 +589,13 @@ def main() -> None:
         default=0,
         help="also count instructions per request under valgrind's callgrind, N requests each",
     )
+    ap.add_argument(
+        "--callgrind-http",
+        type=int,
+        metavar="N",
+        default=0,
+        help="also count instructions per request of uvicorn servers under callgrind",
+    )
     ap.add_argument("--no-timing", action="store_true", help="skip the in-process timing")
     ap.add_argument("--callgrind-child", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -487,6 +607,8 @@ def main() -> None:
         in_process(a.requests, a.rounds)
     if a.callgrind:
         instructions(a.callgrind)
+    if a.callgrind_http:
+        http_instructions(a.callgrind_http)
     if a.wrk:
         over_http(a.wrk_rounds, a.wrk_seconds)
 

@@ -124,6 +124,9 @@ def fetch(
         wanted = frozenset().union(*(u.stats for u in uses))
         agg: bool | frozenset[str] = wanted if wanted else False
         align = _alignment(uses)
+        res_ms = bucket_ms(store, start, step_ms, align)
+        if res_ms:  # widened up front: one read, not a read and then a wider one
+            start = min(start, min(u.first - u.offset_ms - u.buckets * res_ms for u in uses))
         got = store.select(matchers, start, end, step_ms=step_ms, aggregates=agg, align_ms=align)
         if not got and probe_ms:
             start -= probe_ms
@@ -141,6 +144,17 @@ def fetch(
             _check(sp)
         data[key] = got
     return data
+
+
+def bucket_ms(store: MetricReader, start_ms: int, step_ms: int, align_ms: int) -> int:
+    """The bucket length (ms) of the level ``store`` will read a window starting at
+    ``start_ms`` from (0: raw, or a store that does not say), so that a read widened for
+    functions that need whole buckets is one read, not a read, a look at its resolution,
+    and a second, wider read of the same rows (twice the work for a 30-day ``rate``)."""
+    choose = getattr(store, "choose_level", None)
+    if choose is None:
+        return 0
+    return int(choose(start_ms, step_ms, align_ms=align_ms).tier) * 1000
 
 
 def _alignment(uses: list[_Use]) -> int:

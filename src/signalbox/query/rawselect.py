@@ -27,7 +27,7 @@ from signalbox.metrics.store import (
 from signalbox.query import vectorkernels
 from signalbox.query.ast import Call, Expr, MatrixSelector, Subquery, VectorSelector
 from signalbox.query.exactness import warning
-from signalbox.query.fetch import FetchKey, fetch_key
+from signalbox.query.fetch import FetchKey, bucket_ms, fetch_key
 from signalbox.query.functions import FUNCTIONS, STATISTICS_READ
 from signalbox.query.subquery import Grid
 from signalbox.query.vectorkernels import BUCKET_KERNELS, KERNELS, OVER_TIME_BUCKETS, RawColumns
@@ -112,6 +112,15 @@ def _buckets(
         )
         return got
 
+    res_ms = bucket_ms(store, start, grid.step, align)
+    if res_ms:  # widened up front: one read (see fetch.bucket_ms)
+        start = min(
+            start,
+            min(
+                grid.first - offset - max(width, FUNCTIONS[f].rollup_buckets * res_ms)
+                for f, offset, width in uses
+            ),
+        )
     got = select(start)
     if got is None:
         return None

@@ -6,7 +6,10 @@ defaults, written out), served by ``signalbox serve``; and ``promtool tsdb
 create-blocks-from openmetrics``, fed a day at a time (2.42 rereads its whole input for
 every 2h block it writes), into blocks served by ``prometheus`` (60 d retention, empty
 scrape config), whose own compaction of the backfilled 2h blocks is waited for, so it reads
-blocks as a long-running server has them. The import runs while promtool does.
+blocks as a long-running server has them; likewise serve's packing of the imported
+rollups' closed units (a budget per compaction, :func:`packing_left`), so no timed query
+competes with it or reads rows a long-running server has packed. The import runs while
+promtool does.
 
 Data (``--series 200``, ``--days 30``, one sample a minute, ending at the current minute):
 half ``http_requests_total{job,instance,code}`` counters with occasional resets, a quarter
@@ -71,6 +74,7 @@ import os
 import random
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -380,6 +384,43 @@ def signalbox_config(root: Path, tiers: str) -> Path:
     return config
 
 
+def packing_left(db: Path, tiers: str) -> int:
+    """How many tiers still have closed units of row buckets that serve's compactions have
+    not packed (``metrics/sql/rowsealing.py``: the same limit, every coarser tier's
+    watermark). The import leaves them to serve, a budget per compaction: queries timed
+    while it packs compete with it and read rows a long-running server has packed."""
+    from signalbox.durations import parse_retention
+    from signalbox.metrics.partitions import levels
+
+    lvs = levels(86400, parse_retention(tiers))
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:  # the tables are made by serve's first compaction: missing until then
+        marks = dict(conn.execute("SELECT tier, watermark_ms FROM metric_rollups").fetchall())
+        packed = dict(conn.execute("SELECT tier, sealed_ms FROM metric_sealed").fetchall())
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    finally:
+        conn.close()
+    left = 0
+    for i in range(1, len(lvs)):
+        lv, unit = lvs[i], lvs[i].unit_ms
+        if not unit or not any(n.startswith(f"buckets_r{lv.tier}_") for n in names):
+            continue
+        wms = [marks.get(x.tier) for x in lvs[i:]]
+        if any(m is None for m in wms):
+            continue
+        limit = min(int(m) for m in wms if m is not None) // unit * unit
+        u = packed.get(-lv.tier)
+        left += u is None or int(u) + unit <= limit
+    return left
+
+
+def packing_done(db: Path, tiers: str) -> bool:
+    try:
+        return packing_left(db, tiers) == 0
+    except sqlite3.OperationalError:  # a table not made yet, or a moment's lock
+        return False
+
+
 # --- answers ---------------------------------------------------------------------------
 
 Points = dict[tuple[tuple[tuple[str, str], ...], float], float]
@@ -402,7 +443,7 @@ def server_error(message: str) -> str:
     m = re.search(r"HTTP \d+: (b['\"].*)$", message, re.DOTALL)
     if m is None:
         return message
-    body = ast.literal_eval(m.group(1)).decode(errors="replace")
+    body: str = ast.literal_eval(m.group(1)).decode(errors="replace")
     try:
         return str(json.loads(body)["error"])
     except (ValueError, KeyError, TypeError):
@@ -679,6 +720,14 @@ def main() -> int:
                 f"  Prometheus compacted the backfilled blocks into {blocks} "
                 f"(waited {time.perf_counter() - t:.0f} s more)"
             )
+        t = time.perf_counter()
+        wait_for(
+            "signalbox serve's packing of the imported rollups",
+            lambda: packing_done(root / "sb.db", a.tiers),
+            1800,
+            serve.proc,
+        )
+        print(f"  signalbox packed every closed unit (waited {time.perf_counter() - t:.0f} s more)")
         size = sum(p.stat().st_size for p in (tmp / "prom" / "data").rglob("*") if p.is_file())
         print(f"  Prometheus TSDB: {size / 1e6:.0f} MB")
 

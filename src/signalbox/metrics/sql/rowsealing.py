@@ -18,7 +18,7 @@ packing, or an import of months, is packed over several compactions, never in on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from signalbox.metrics.partitions import Level
@@ -84,7 +84,7 @@ def seal_closed(parts: PartitionTables, budget: int = ROWS_PER_PASS) -> int:
         while u + unit <= limit:
             if done >= budget:
                 return done
-            skip = _next_unit(parts, lv, u, unit, limit)
+            skip = next_unit(parts, lv, u, unit, limit)
             if skip > u:  # nothing to pack in [u, skip): one mark for the whole gap
                 with parts.db.transaction():
                     _set_packed(parts, lv.tier, skip)
@@ -98,8 +98,18 @@ def seal_closed(parts: PartitionTables, budget: int = ROWS_PER_PASS) -> int:
     return done
 
 
-def _next_unit(parts: PartitionTables, lv: Level, u: int, unit: int, limit: int) -> int:
-    """The first unit at or after ``u`` (and before ``limit``) with row buckets, or ``limit``."""
+def next_unit(
+    parts: PartitionTables,
+    lv: Level,
+    u: int,
+    unit: int,
+    limit: int,
+    table_of: Callable[[str], str] = str,
+) -> int:
+    """The first unit at or after ``u`` (and before ``limit``) with buckets in
+    ``table_of(partition)`` (the row buckets themselves by default; sealing passes the frame
+    buckets' table), or ``limit``: units with none, in a partition or in a gap of days
+    between partitions, are crossed by one query a partition, not a transaction each."""
     starts = parts.starts[lv.tier]
     while u < limit:
         start = lv.partition_start(u)
@@ -111,7 +121,7 @@ def _next_unit(parts: PartitionTables, lv: Level, u: int, unit: int, limit: int)
         with parts.db.transaction():
             parts.ensure_fbuckets(table)  # the packed table and the index on ts among them
             first = parts.read(
-                f"SELECT min(ts) FROM {table} WHERE ts >= ? AND ts < ?",
+                f"SELECT min(ts) FROM {table_of(table)} WHERE ts >= ? AND ts < ?",
                 (u, min(start + lv.span_ms, limit)),
             )[0][0]
         if first is not None:

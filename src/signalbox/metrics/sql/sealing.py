@@ -92,7 +92,9 @@ def _seal_frames(parts: PartitionTables) -> None:
         if u is None:
             u = min(parts.starts[lv.tier]) // unit * unit
         while u + unit <= limit and budget > 0:
-            skip = _next_unit_to_seal(parts, lv, u, unit, limit)
+            # hours with nothing to seal, in a partition or a gap of days, crossed by one query a
+            # partition and one mark in all (a compaction after a long gap ran 13,509 of them)
+            skip = rowsealing.next_unit(parts, lv, u, unit, limit, fbuckets_table)
             if skip > u:  # nothing to seal in [u, skip): one mark for the whole gap
                 with parts.db.transaction():
                     _set_sealed(parts, lv.tier, skip)
@@ -106,31 +108,6 @@ def _seal_frames(parts: PartitionTables) -> None:
             if not whole:
                 return
             u += unit
-
-
-def _next_unit_to_seal(parts: PartitionTables, lv: Level, u: int, unit: int, limit: int) -> int:
-    """The first unit at or after ``u`` (and before ``limit``) with frame buckets to seal, or
-    ``limit``: hours with nothing to seal, in a partition or in a gap of days between
-    partitions, are crossed by one query a partition and one mark in all, not a transaction
-    each (a compaction after a long gap ran 13,509 of them)."""
-    starts = parts.starts[lv.tier]
-    while u < limit:
-        start = lv.partition_start(u)
-        if start not in starts:
-            later = [s for s in starts if s > start]
-            u = min(later) if later else limit
-            continue
-        table = lv.table(start)
-        with parts.db.transaction():
-            parts.ensure_fbuckets(table)
-            first = parts.read(
-                f"SELECT min(ts) FROM {fbuckets_table(table)} WHERE ts >= ? AND ts < ?",
-                (u, min(start + lv.span_ms, limit)),
-            )[0][0]
-        if first is not None:
-            return max(u, int(first) // unit * unit)
-        u = start + lv.span_ms
-    return limit
 
 
 def _seal_unit(

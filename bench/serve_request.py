@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import api_load
+
 from peers import signalbox_exe
 
 Case = tuple[str, Callable[[int], str]]  # name, request number -> path with query string

@@ -46,6 +46,19 @@ API_METHODS = ("flickr.photos.search", "flickr.photos.getInfo", "flickr.people.g
 APP_LOG = "demo-photos.log"
 
 
+class SimulatedFailure(RuntimeError):
+    """A failure the demo makes on purpose (a failed upload): it escapes the app, so the
+    middleware logs the request as a 500 with its id and notes, as it would a real one."""
+
+
+def _not_simulated(record: logging.LogRecord) -> bool:
+    """uvicorn logs every exception that escapes an app with its traceback; the demo's own
+    simulated ones are already in the app log and the access log (as 500s), so their
+    tracebacks would only bury `serve --demo`'s output."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, SimulatedFailure)
+
+
 def photo_site(app_log: logging.Logger, rng: random.Random) -> Starlette:
     """The photo site's views (before the middleware); ``rng`` decides which requests fail."""
 
@@ -61,7 +74,7 @@ def photo_site(app_log: logging.Logger, rng: random.Random) -> Starlette:
         body = await request.body()
         if rng.random() < 0.03:
             app_log.error("upload of %d bytes failed: resize worker unreachable", len(body))
-            raise RuntimeError("resize worker unreachable")  # the middleware logs it as 500
+            raise SimulatedFailure("resize worker unreachable")  # the middleware logs a 500
         app_log.info("stored an upload of %d bytes", len(body))
         return JSONResponse({"stored": len(body)}, status_code=201)
 
@@ -121,6 +134,9 @@ class DemoWeb:
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
         )
+        errors = logging.getLogger("uvicorn.error")  # configured by the Config above
+        if _not_simulated not in errors.filters:
+            errors.addFilter(_not_simulated)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.sent = 0

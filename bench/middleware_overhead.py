@@ -58,6 +58,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from peers import callgrind_requests
 from signalbox.instrument import ASGIMiddleware, note
 from signalbox.instrument.core import Instrument
 from signalbox.instrument.metrics import RequestMetrics
@@ -441,13 +442,7 @@ def instructions(requests: int) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        ir: dict[str, int] = {}
-        for dump in tmp.glob("cg.out*"):
-            text = dump.read_text(errors="replace")
-            m = re.search(r"^desc: Trigger: Client Request: (.+)$", text, re.M)
-            total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-            if m and total and m.group(1) in CALLGRIND_CONTENDERS:
-                ir[m.group(1)] = int(total.group(1))
+        ir = {k: v for k, v in callgrind_requests(tmp).items() if k in CALLGRIND_CONTENDERS}
         missing = [n for n in CALLGRIND_CONTENDERS if n not in ir]
         if missing:
             raise RuntimeError(f"callgrind: no counts for {missing} in {tmp}")

@@ -239,6 +239,19 @@ def signalbox_exe() -> str:
     return str(Path(sys.executable).parent / "signalbox")
 
 
+def callgrind_requests(out_dir: Path) -> dict[str, int]:
+    """Instructions per named client request in ``out_dir``'s ``cg.out*`` dumps (one dump per
+    ``callgrind_control --dump=NAME`` trigger; a name dumped twice is summed)."""
+    ir: dict[str, int] = {}
+    for dump in out_dir.glob("cg.out*"):
+        text = dump.read_text(errors="replace")
+        m = re.search(r"^desc: Trigger: Client Request: (.+)$", text, re.M)
+        total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        if m and total:
+            ir[m.group(1)] = ir.get(m.group(1), 0) + int(total.group(1))
+    return ir
+
+
 def median_ratio(theirs: Sequence[float], ours: Sequence[float]) -> float:
     """Median of per-round ratios: each round's pair saw the same machine state."""
     return statistics.median(t / o for t, o in zip(theirs, ours, strict=True))

@@ -37,7 +37,6 @@ import asyncio
 import cProfile
 import os
 import pstats
-import re
 import shutil
 import statistics
 import subprocess
@@ -51,7 +50,7 @@ from typing import Any
 
 import api_load
 
-from peers import signalbox_exe
+from peers import callgrind_requests, signalbox_exe
 
 Case = tuple[str, Callable[[int], str]]  # name, request number -> path with query string
 
@@ -278,13 +277,7 @@ def instructions(config: Path, end_s: int, all_cases: list[Case], requests: int)
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        ir: dict[str, int] = {}
-        for dump in tmp.glob("cg.out*"):
-            text = dump.read_text(errors="replace")
-            m = re.search(r"^desc: Trigger: Client Request: (.+)$", text, re.M)
-            total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-            if m and total:
-                ir[m.group(1)] = ir.get(m.group(1), 0) + int(total.group(1))
+        ir = callgrind_requests(tmp)
         print(f"callgrind, {requests} requests per case (instructions per request, all threads)")
         for name, _ in all_cases:
             if name in ir:

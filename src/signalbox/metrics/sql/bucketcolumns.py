@@ -22,7 +22,7 @@ import numpy.typing as npt
 from signalbox import limits
 from signalbox.metrics.partitions import Level
 from signalbox.metrics.samples import SeriesKey
-from signalbox.metrics.sql import framereads, sealing
+from signalbox.metrics.sql import framereads
 from signalbox.metrics.sql import rawcolumns as sqlrawcolumns
 from signalbox.metrics.sql import rollup as sqlrollup
 from signalbox.metrics.sql.partitions import PartitionTables
@@ -91,9 +91,7 @@ def read(
                 rows, packed = parts.bucket_rows(t, cols, ids, lo, hi)
                 _rows(rows, stats, pieces)
                 _packed(packed, lo, hi, stats, column_of, pieces)
-            got = framereads.read(
-                parts, names, ids, lo, hi, stats, sealing.unit_ms(level), arrays=True
-            )
+            got = framereads.read(parts, names, ids, lo, hi, stats, level.unit_ms, arrays=True)
             for sid, fcols in got.items():
                 _frame_series(sid, fcols, stats, pieces)
         if wm < end_ms:

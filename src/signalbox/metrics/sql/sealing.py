@@ -38,12 +38,6 @@ an hour of a million series is sealed over ten compactions instead of one long o
 _CHUNK_POSITIONS = 20_000  # positions of a unit held in memory at once while sealing
 
 
-def unit_ms(level: Level) -> int:
-    """The span of one sealed unit of ``level``, or 0 when the tier is not sealed (raw, or
-    a partition span that units would straddle)."""
-    return level.unit_ms
-
-
 MIGRATION: Migration = (
     7,
     "sealed units: closed hours of frame buckets stored series-major",
@@ -81,7 +75,7 @@ def _seal_frames(parts: PartitionTables) -> None:
     budget = POSITIONS_PER_PASS
     for i in range(1, len(lvs)):
         lv = lvs[i]
-        unit = unit_ms(lv)
+        unit = lv.unit_ms
         if not unit or not parts.starts[lv.tier]:
             continue
         marks = [rollup.watermark(parts.db, x.tier) for x in lvs[i:]]
@@ -190,7 +184,7 @@ def unseal_range(
     (:func:`signalbox.metrics.sql.rowsealing.unseal_range`)."""
     rowsealing.unseal_range(parts, start_ms, end_ms, levels)
     for lv in parts.levels[1:] if levels is None else levels:
-        unit = unit_ms(lv)
+        unit = lv.unit_ms
         if not unit:
             continue
         first = start_ms // unit * unit

@@ -768,7 +768,7 @@ class SQLMetricStore:
                     _append_buckets(sp, stats, columns[1:])
             # series stored as frames: their buckets, one row per layout and bucket
             for sid, fcols in framereads.read(
-                parts, names, ids, lo, hi, stats, sealing.unit_ms(level)
+                parts, names, ids, lo, hi, stats, level.unit_ms
             ).items():
                 sp = self._points(sid, out, level.tier, stats)
                 for name, col in fcols.items():

@@ -13,6 +13,7 @@ read from the wrong place. Kept apart from :mod:`~signalbox.instrument.logfiles`
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import heapq
@@ -75,6 +76,10 @@ class ScanPoint:
     line before ``offset`` (at most :data:`_TAIL` bytes of it), checked on resuming so a
     file rotated meanwhile is not read from the wrong place.
 
+    ``index``: the file's place in the scan's order of files. The token names a file by it
+    and its base name, so two configured logs of one base name in different folders are
+    told apart without a path leaving the server.
+
     ``taking`` and ``last`` (µs since the epoch): a trace's state in an application log
     there -- inside an entry of the request (its traceback's lines follow), and the time of
     the last entry looked at -- so a resumed trace takes the lines a whole read takes."""
@@ -86,9 +91,12 @@ class ScanPoint:
     digest: str = ""
     taking: bool = False
     last: int | None = None
+    index: int = 0
 
     def token(self) -> str:
-        core = f"{self.offset}.{self.lines}.{self.span}.{self.digest or '-'}.{self.file}"
+        core = (
+            f"{self.offset}.{self.lines}.{self.span}.{self.digest or '-'}.{self.index}.{self.file}"
+        )
         if not self.taking and self.last is None:
             return core
         return f"t{int(self.taking)}{'n' if self.last is None else self.last}.{core}"
@@ -126,17 +134,19 @@ class ScanPoint:
             taking = state.group(1) == "1"
             last = None if state.group(2) == "n" else int(state.group(2))
             text = text[state.end() :]
-        parts = text.split(".", 4)
+        parts = text.split(".", 5)
         # ASCII digits, and short enough to seek to (str.isdigit takes "²", int() does not)
-        ok = len(parts) == 5 and all(re.fullmatch(r"[0-9]{1,18}", p) for p in parts[:3])
+        ok = len(parts) == 6 and all(re.fullmatch(r"[0-9]{1,18}", p) for p in parts[:3])
         ok = ok and (re.fullmatch(r"[0-9a-f]{16}", parts[3]) is not None or parts[3] == "-")
-        if not ok or not parts[4] or "/" in parts[4]:
+        ok = ok and re.fullmatch(r"[0-9]{1,6}", parts[4]) is not None
+        if not ok or not parts[5] or "/" in parts[5]:
             raise UsageError(
                 f"invalid parameter {what!r}: expected the resume of an answer whose scan "
                 f"stopped early, got {text[:60]!r}"
             )
         digest = "" if parts[3] == "-" else parts[3]
-        return cls(parts[4], int(parts[0]), int(parts[1]), int(parts[2]), digest, taking, last)
+        offset, lines, span, index = (int(parts[k]) for k in (0, 1, 2, 4))
+        return cls(parts[5], offset, lines, span, digest, taking, last, index)
 
 
 def _digest(data: bytes) -> str:
@@ -165,13 +175,13 @@ def _scan(
     other bytes there (rotated meanwhile) is refused: start again."""
     first = 0
     if resume is not None:
-        names = [p.name for p in files]
-        if resume.file not in names:
+        # by its place and its name: two logs of one base name in different folders differ
+        first = resume.index
+        if first >= len(files) or files[first].name != resume.file:
             raise UsageError(
                 f"resume: {resume.file!r} is no longer among the {what} files (rotated "
                 "since the scan stopped); search again without resume"
             )
-        first = names.index(resume.file)
     deadline = None
     if budget is not None and budget.seconds is not None:
         deadline = time.monotonic() + budget.seconds
@@ -187,7 +197,7 @@ def _scan(
     for i in range(first, len(files)):
         path = files[i]
         point = resume if resume is not None and i == first else None
-        here = point if point is not None else ScanPoint(path.name, 0, 0)
+        here = point if point is not None else ScanPoint(path.name, 0, 0, index=i)
         if i > first and spent():
             return here
         pending: list[Malformed] = []  # said by reading a block: said once it is used
@@ -200,7 +210,7 @@ def _scan(
                 pending.clear()
                 use()
                 read_bytes += after.offset - here.offset
-                here = after
+                here = dataclasses.replace(after, index=i)
         except Moved:
             raise UsageError(
                 f"resume: {path.name!r} holds other lines than where the scan stopped "

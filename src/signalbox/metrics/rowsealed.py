@@ -157,6 +157,76 @@ def _decode(
     return out
 
 
+def columns_of(
+    sids: Sequence[int],
+    blobs: Sequence[bytes],
+    names: Sequence[str],
+    lo: int | None = None,
+    hi: int | None = None,
+) -> tuple[Ints, dict[str, Ints]]:
+    """The columns ``names`` of many packed blobs (int64 bits; :func:`as_column` views a
+    float one as float64), blob after blob in the order given, each blob's buckets in time
+    order, with the series id of every bucket; with ``lo``/``hi``, only the buckets ending
+    in ``[lo, hi]``.
+
+    Every blob is read in place from one buffer of them all: where each column of each
+    blob starts (its header's modes, a cumulative sum over the columns), an earlier
+    column's copy followed to the column kept, then one gather per column asked for. A
+    few numpy operations per column whatever the number of blobs, and no column decoded
+    that is not asked for (a 7-day ``rate`` reads 6 of the 18)."""
+    nb = len(blobs)
+    if not nb:
+        return np.empty(0, dtype=np.int64), {n: np.empty(0, dtype=np.int64) for n in names}
+    buf = np.frombuffer(b"".join(blobs), dtype="<i8")
+    lens = np.fromiter(map(len, blobs), dtype=np.int64, count=nb) // 8
+    base = np.cumsum(lens) - lens
+    heads = buf[base[:, None] + np.arange(_HEAD)]
+    m, modes = heads[:, 0], heads[:, 1:]
+    kept = np.where(modes == FULL, m[:, None], np.where(modes == CONSTANT, 1, 0))
+    start = base[:, None] + _HEAD + np.cumsum(kept, axis=1) - kept  # each column's place
+    src = np.where(modes >= 0, modes, np.arange(WIDTH))  # a copy: the column it copies
+    for _ in range(WIDTH):  # a copy of a copy: follow to the column kept
+        nxt = np.take_along_axis(modes, src, axis=1)
+        if (nxt < 0).all():
+            break
+        src = np.where(nxt >= 0, nxt, src)
+    rows = np.arange(nb)
+    blob = np.repeat(rows, m)  # each bucket's blob
+    k = np.arange(len(blob), dtype=np.int64) - np.repeat(np.cumsum(m) - m, m)
+    ids = np.repeat(np.asarray(sids, dtype=np.int64), m)
+
+    def gather(name: str, keep: Any = None) -> Ints:
+        s = src[:, _INDEX[name]]
+        at = start[rows, s]
+        full = modes[rows, s] == FULL
+        b, kk = (blob, k) if keep is None else (blob[keep], k[keep])
+        got: Ints = buf[at[b] + np.where(full[b], kk, 0)]
+        return got
+
+    keep: Any = None
+    out: dict[str, Ints] = {}
+    if lo is not None or hi is not None:
+        ts = gather("ts")
+        mask = np.ones(len(ts), dtype=bool)
+        if lo is not None:
+            mask &= ts >= lo
+        if hi is not None:
+            mask &= ts <= hi
+        if not mask.all():
+            keep = np.flatnonzero(mask)
+            ts, ids = ts[keep], ids[keep]
+        out["ts"] = ts
+    for name in names:
+        if name not in out:
+            out[name] = gather(name, keep)
+    return ids, {name: out[name] for name in names}
+
+
+def as_column(name: str, bits: Ints) -> Any:
+    """A column of :func:`columns_of` as its numbers: int64 for :data:`INTS`, else float64."""
+    return bits if name in INTS else bits.view(np.float64)
+
+
 def column(grid: Ints, name: str) -> Any:
     """Column ``name`` of an unpacked grid: int64 for :data:`INTS`, else float64."""
     row = grid[_INDEX[name]]

@@ -142,25 +142,22 @@ def _packed(
     from signalbox.metrics import rowsealed
 
     blobs = [p[2] if type(p[2]) is bytes else bytes(p[2]) for p in packed]
-    sid, grid = rowsealed.unpack_many([p[0] for p in packed], blobs, ordered=False)
-    ends = grid[rowsealed.index("ts")]
-    keep = (ends >= lo) & (ends <= hi)
-    if not keep.all():
-        sid, grid = sid[keep], grid[:, keep]
+    names = ["last_ts", "last", "first_ts", *(column_of[s] for s in stats)]
+    sid, got = rowsealed.columns_of([p[0] for p in packed], blobs, names, lo, hi)
     limits.charge(len(sid))
     if not len(sid):
         return
 
     def col(name: str) -> Any:
-        return rowsealed.column(grid, name)
+        return rowsealed.as_column(name, got[name])
 
     cols: dict[str, Any] = {}
     for s in stats:
         c = col(column_of[s])
         if s in INT_STATS:  # prev_ts: 0 for none, as the rows read
             cols[s] = np.where(c < 0, 0, c)
-        else:
-            cols[s] = np.ascontiguousarray(c, dtype=np.float64)
+        else:  # counts are int64 in a blob: float64 here, as from rows
+            cols[s] = np.asarray(c, dtype=np.float64)
     pieces.add(sid, col("last_ts"), col("last"), col("first_ts"), cols)
 
 

@@ -6,6 +6,9 @@ and ``[logs] files`` (application and worker logs), each with its rotated siblin
 first (:mod:`signalbox.instrument.logsources`). Files named on the command line are taken as
 they are: an access log if its first line is one, else an application or worker log.
 
+The plain forms of ``trace`` and ``grep`` start without click
+(:func:`signalbox.cli.logs_run.fast_main`); both starts run :mod:`signalbox.cli.logs_run`.
+
 Malformed lines are reported on stderr after the output (file:line and why, the first
 :data:`SHOWN_PER_FILE` of each file, then a count) and skipped: never fatal. Which ones a
 filtered search reports is :mod:`signalbox.instrument.logfiles`'s rule: always a line not
@@ -20,103 +23,15 @@ file that cannot be read, no log file at all).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from signalbox.cli.base import Context, describe_config_source, handle_errors, pass_ctx
+from signalbox.cli.base import Context, handle_errors, pass_ctx
+from signalbox.cli.logs_run import SHOWN_PER_FILE, run_grep, run_trace
 from signalbox.exceptions import UsageError
 
-if TYPE_CHECKING:
-    from signalbox.instrument.logblocks import Malformed
-    from signalbox.instrument.logset import LogFiles
-
-SHOWN_PER_FILE = 10
-"""Malformed lines reported one by one per file; the rest are counted."""
-
-
-class _Report:
-    """Malformed lines, said after the output (a report between two lines of it would
-    split what a pipe reads)."""
-
-    def __init__(self) -> None:
-        self.shown: list[Malformed] = []
-        self.counts: dict[str, int] = {}
-
-    def __call__(self, bad: Malformed) -> None:
-        n = self.counts.get(bad.file, 0) + 1
-        self.counts[bad.file] = n
-        if n <= SHOWN_PER_FILE:
-            self.shown.append(bad)
-
-    def say(self) -> None:
-        if not self.counts:
-            return
-        from signalbox.instrument.logline import printable
-
-        for bad in self.shown:
-            click.echo(f"signalbox logs: {printable(str(bad))} (skipped)", err=True)
-        for file, n in self.counts.items():
-            if n > SHOWN_PER_FILE:
-                click.echo(
-                    f"signalbox logs: {printable(file)}: {n - SHOWN_PER_FILE} more malformed "
-                    "line(s) skipped",
-                    err=True,
-                )
-
-
-@contextmanager
-def _reporting() -> Iterator[_Report]:
-    report = _Report()
-    try:
-        yield report
-    finally:
-        sys.stdout.flush()
-        report.say()
-
-
-def _files(ctx: Context, given: tuple[Path, ...]) -> LogFiles:
-    """The files to read: those given, else the config's (refused when there is none)."""
-    from signalbox.instrument.logfiles import classify
-
-    if given:
-        for p in given:
-            if not p.is_file():
-                raise UsageError(f"{p}: no such file")
-        try:
-            return classify(given)
-        except OSError as e:
-            raise UsageError(f"{e.filename}: cannot read ({e.strerror})") from None
-    from signalbox.instrument.logsources import log_files
-
-    files = log_files(ctx.settings)
-    for missing in files.missing:
-        click.echo(f"signalbox logs: {missing}: no such file yet", err=True)
-    if not files.access and not files.other:
-        raise UsageError(
-            "no log file to read: [instrument] access_log and [logs] files of the config "
-            f"({describe_config_source(ctx.settings.source)}) name none that exists; "
-            "name files on the command line"
-        )
-    return files
-
-
-def _shown(text: str) -> str:
-    """``text`` safe for a terminal: as it is when printable ASCII (a line the middleware
-    wrote, mostly: the escaping is not even imported), else through ``printable``."""
-    if text.isascii() and text.isprintable():
-        return text
-    from signalbox.instrument.logline import printable
-
-    return printable(text)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["SHOWN_PER_FILE", "logs_group"]
 
 
 @click.group("logs")
@@ -136,42 +51,7 @@ def trace_cmd(ctx: Context, request_id: str, files: tuple[Path, ...], as_json: b
 
     FILE: logs to read (default: [instrument] access_log and [logs] files, rotated ones too).
     """
-    from signalbox.instrument.context import REQUEST_ID
-    from signalbox.instrument.logline import printable
-    from signalbox.instrument.logscan import trace
-
-    if not REQUEST_ID.match(request_id):
-        raise UsageError(
-            f"request id {printable(request_id[:80])!r}: expected up to 128 letters, digits "
-            "and ._:@+=/- (what X-Request-ID and the access log's request_id hold)"
-        )
-    logs = _files(ctx, files)
-    with _reporting() as report:
-        lines = trace(logs, request_id, report)
-        if as_json:
-            import json
-
-            doc = {
-                "request_id": request_id,
-                "lines": [
-                    {
-                        "time": t.time.isoformat(timespec="microseconds") if t.time else None,
-                        "file": str(t.file),
-                        "line": t.line,
-                        "text": t.text,
-                        "record": t.record.to_dict() if t.record is not None else None,
-                    }
-                    for t in lines
-                ],
-                "malformed": sum(report.counts.values()),
-            }
-            click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
-        else:
-            for t in lines:
-                click.echo(f"{printable(str(t.file))}:{t.line}: {printable(t.text)}")
-    if not lines and not as_json:
-        n = len(logs.access) + len(logs.other)
-        click.echo(f"signalbox logs: no line for request {request_id} in {n} file(s)", err=True)
+    run_trace(lambda: ctx.settings, request_id, files, as_json)
 
 
 @logs_group.command("grep")
@@ -210,47 +90,16 @@ def grep_cmd(
 
     FILE: access logs to read (default: [instrument] access_log, rotated ones too).
     """
-    from signalbox.instrument.logfiles import search
-    from signalbox.instrument.search import RequestQuery
-
-    query = RequestQuery.build(
-        request_id=request_id,
-        user=user,
-        api_key_fp=api_key_fp,
-        method=method,
-        status=status,
-        since=since,
-        until=until,
-        now=_now(),
-        # the config is read for this only when FILEs are given (a grep starts faster)
-        secret_notes=ctx.settings.instrument.secret_notes if api_key_fp else ("api_key",),
-        names={
-            "request_id": "--request-id",
-            "user": "--user",
-            "api_key_fp": "--api-key-fp",
-            "method": "--method",
-            "status": "--status",
-            "since": "--since",
-            "until": "--until",
-        },
-    )
-    logs = _files(ctx, files)
-    if not logs.access:
-        raise UsageError(
-            "no access log among the files: "
-            + ", ".join(str(p) for p in logs.other)
-            + " (an access log's first line is one the middleware writes)"
-        )
-    out = sys.stdout
-    if as_json:
-        import json
-    with _reporting() as report:  # written as found, flushed at the end (not a line each)
-        for found in search(logs.access, query, report):
-            if as_json:
-                doc = {"file": str(found.file), "line": found.line, **found.record.to_dict()}
-                out.write(json.dumps(doc, ensure_ascii=False) + "\n")
-            else:
-                out.write(_shown(found.text) + "\n")
+    filters = {
+        "request_id": request_id,
+        "user": user,
+        "api_key_fp": api_key_fp,
+        "method": method,
+        "status": status,
+        "since": since,
+        "until": until,
+    }
+    run_grep(lambda: ctx.settings, filters, as_json, files)
 
 
 @logs_group.command("fp")

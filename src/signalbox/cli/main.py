@@ -17,6 +17,12 @@ __all__ = ["cli", "main"]
 
 
 def main() -> None:
+    if "logs" in sys.argv[1:]:  # a plain logs grep|trace starts without click nor logging
+        from signalbox.cli.logs_run import fast_main as logs_main
+
+        code = logs_main(sys.argv[1:])
+        if code is not None:
+            raise SystemExit(code)
     from signalbox.cli.collect_once import fast_main
 
     code = fast_main(sys.argv[1:])

@@ -78,7 +78,9 @@ class ScanPoint:
 
     ``index``: the file's place in the scan's order of files. The token names a file by it
     and its base name, so two configured logs of one base name in different folders are
-    told apart without a path leaving the server.
+    told apart without a path leaving the server. ``live``: a trace's order of the live
+    files (smallest first when it started, :func:`trace_scan`), kept so its resumes read
+    them in that order however they grew since.
 
     ``taking`` and ``last`` (µs since the epoch): a trace's state in an application log
     there -- inside an entry of the request (its traceback's lines follow), and the time of
@@ -92,11 +94,14 @@ class ScanPoint:
     taking: bool = False
     last: int | None = None
     index: int = 0
+    live: tuple[int, ...] = ()
 
     def token(self) -> str:
         core = (
             f"{self.offset}.{self.lines}.{self.span}.{self.digest or '-'}.{self.index}.{self.file}"
         )
+        if self.live:
+            core = f"o{'-'.join(map(str, self.live))}.{core}"
         if not self.taking and self.last is None:
             return core
         return f"t{int(self.taking)}{'n' if self.last is None else self.last}.{core}"
@@ -134,6 +139,11 @@ class ScanPoint:
             taking = state.group(1) == "1"
             last = None if state.group(2) == "n" else int(state.group(2))
             text = text[state.end() :]
+        live: tuple[int, ...] = ()
+        order = re.match(r"o([0-9]{1,4}(?:-[0-9]{1,4}){0,999})\.", text)
+        if order is not None:
+            live = tuple(int(k) for k in order.group(1).split("-"))
+            text = text[order.end() :]
         parts = text.split(".", 5)
         # ASCII digits, and short enough to seek to (str.isdigit takes "²", int() does not)
         ok = len(parts) == 6 and all(re.fullmatch(r"[0-9]{1,18}", p) for p in parts[:3])
@@ -146,7 +156,7 @@ class ScanPoint:
             )
         digest = "" if parts[3] == "-" else parts[3]
         offset, lines, span, index = (int(parts[k]) for k in (0, 1, 2, 4))
-        return cls(parts[5], offset, lines, span, digest, taking, last, index)
+        return cls(parts[5], offset, lines, span, digest, taking, last, index, live)
 
 
 def _digest(data: bytes) -> str:
@@ -165,6 +175,7 @@ def _scan(
     on_bad: OnBad,
     budget: Budget | None,
     resume: ScanPoint | None,
+    live: tuple[int, ...] = (),
 ) -> ScanPoint | None:
     """Reads ``files`` in order (from ``resume`` when given) through ``read``, which yields,
     per block of a file, the point after it and how to use what it found; stops when
@@ -197,7 +208,7 @@ def _scan(
     for i in range(first, len(files)):
         path = files[i]
         point = resume if resume is not None and i == first else None
-        here = point if point is not None else ScanPoint(path.name, 0, 0, index=i)
+        here = point if point is not None else ScanPoint(path.name, 0, 0, index=i, live=live)
         if i > first and spent():
             return here
         pending: list[Malformed] = []  # said by reading a block: said once it is used
@@ -210,7 +221,7 @@ def _scan(
                 pending.clear()
                 use()
                 read_bytes += after.offset - here.offset
-                here = dataclasses.replace(after, index=i)
+                here = dataclasses.replace(after, index=i, live=live)
         except Moved:
             raise UsageError(
                 f"resume: {path.name!r} holds other lines than where the scan stopped "
@@ -371,13 +382,43 @@ def trace_scan(
             here = ScanPoint.after(path.name, end, counted.n, block, entries.taking, last)
             yield here, functools.partial(keep_other, path, took)
 
-    order = sorted([*files.access[::-1], *files.other[::-1]], key=_generation)
-    stopped = _scan(order, read, what="log", on_bad=on_bad, budget=budget, resume=resume)
+    order, live = _trace_order(files, resume)
+    stopped = _scan(order, read, what="log", on_bad=on_bad, budget=budget, resume=resume, live=live)
     found.sort(key=lambda item: item[0])
     return Trace([line for _, line in found], stopped)
 
 
 _ROTATED = re.compile(r"\.(\d{1,6})(?:\.gz)?\Z")
+
+
+def _trace_order(files: LogFiles, resume: ScanPoint | None) -> tuple[list[Path], tuple[int, ...]]:
+    """The order a trace reads ``files`` in, and its order of the live files (indices among
+    them, as the token keeps it).
+
+    Every log's live file first, smallest first, then every ``.1``, and so on. Smallest
+    first: when one live log is bigger than the budget (a busy access log), the others are
+    read whole in the first answer instead of never, so the lines the budget could reach are
+    in it; the big one is read last and resumed. A resume reads the live files in the order
+    its scan began with (they grow meanwhile, and may cross)."""
+    ranked = sorted([*files.access[::-1], *files.other[::-1]], key=_generation)
+    n = sum(1 for p in ranked if _generation(p) == 0)
+    if resume is None:
+        live = tuple(sorted(range(n), key=lambda k: _size(ranked[k])))
+    else:
+        live = resume.live if resume.live else tuple(range(n))
+        if sorted(live) != list(range(n)):
+            raise UsageError(
+                "resume: the live logs are not those the scan began with (a log was added "
+                "or removed since); search again without resume"
+            )
+    return [ranked[k] for k in live] + ranked[n:], live
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # reading it reports why
 
 
 def _generation(path: Path) -> int:

@@ -21,13 +21,16 @@ Reads (the read role: open on loopback, a token or a session elsewhere, as every
   and worker logs for one request, in time order (at most :data:`MAX_TRACE_LINES`). The id
   is the rest of the path, so an id holding ``/`` (X-Request-ID allows one) is traced as
   ``/logs/trace/a/b`` or ``/logs/trace/a%2Fb``. The same budget bounds one answer: the
-  files are read newest first (every log's live file, then every ``.1``, ...), and when it runs
-  out the answer holds the lines of what was read, ``"stopped_early": true`` and a
-  ``resume`` token to read on (the lines of the next stretch; a stale one is a 400 too).
+  files are read newest first (every log's live file, smallest first, then every ``.1``,
+  ...), and when it runs out the answer holds the lines of what was read,
+  ``"stopped_early": true`` and a ``resume`` token to read on (the lines of the next
+  stretch; a stale one is a 400 too). Smallest first: a live access log bigger than the
+  budget does not keep the first answer from the application logs' lines.
 
 The files come from the server's config only (:class:`ConfiguredLogs`: ``[instrument]
 access_log`` and ``[logs] files``): nothing in a request names a path. Answers name files
-by their base name. Malformed lines are skipped and counted, the first few with file, line
+by their base name (a ``resume`` token by its place among them and its base name, so two logs
+of one name in different folders differ; no path is in it). Malformed lines are skipped and counted, the first few with file, line
 and why.
 """
 

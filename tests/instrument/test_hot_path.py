@@ -23,6 +23,7 @@ from signalbox.instrument.accesslog import (
     _query_safe,
     _quoted_safe,
     _target_safe,
+    combined_with_pairs,
     parse_line,
 )
 from signalbox.instrument.context import REQUEST_ID, new_id
@@ -171,3 +172,86 @@ def test_every_character_a_request_id_may_have_needs_no_escape() -> None:
     allowed = [chr(i) for i in range(0x110000) if REQUEST_ID.match(chr(i))]
     assert len(allowed) == 26 + 26 + 10 + len("._:@+=/-")
     assert all(_quoted_safe(c) and c != " " for c in allowed)
+
+
+_secret_text = st.one_of(
+    hostile_text,
+    st.sampled_from(["api_key=k1", "a=1&api_key=k2&b", "token=&x", "?api_key=k1#f", "page=2"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.tuples(*[_secret_text] * 8),  # method, path, query, protocol, client, ...
+            st.dictionaries(note_names, note_values, max_size=4),
+            st.integers(100, 999),
+            st.integers(0, 2**40),
+            st.floats(1.0, 7e9),
+            st.floats(0.0, 1e5),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_combined_line_from_kept_pieces_is_the_line_written_field_by_field(
+    tmp_path_factory: Any, requests: list[Any]
+) -> None:
+    """Each request twice (the second time every piece comes from the kept ones), then the
+    next: the line is what combined_with_pairs writes from the same fields and notes --
+    hostile text, secret parameters in query and referer, notes of every type, 1 / True /
+    1.0 one after another under one name."""
+    tmp = tmp_path_factory.mktemp("k")
+    core = _core(tmp, "combined")
+    expected = []
+    for fields, notes, status, nbytes, start, seconds in requests:
+        for _ in range(2):
+            ctx = core.begin("rid-2", None)
+            ctx.notes.update(notes)
+            core.finish(ctx, start, seconds, status, nbytes, lambda _, f=fields: f, None)
+            method, path, query, protocol, client, referer, agent, route = fields
+            query, referer = core._unkeyed(query, referer)
+            user, pairs = core._pairs(notes, None, None) if notes else ("", "")
+            line = combined_with_pairs(
+                int(start * 1_000_000), "web1", client, method, path, query, protocol,
+                status, nbytes, referer, agent, "rid-2", route, int(seconds * 1_000_000),
+                user, pairs,
+            )  # fmt: skip
+            expected.append(line)
+    core.close()
+    assert (tmp / "combined.log").read_text(encoding="utf-8").split("\n")[:-1] == expected
+
+
+def test_no_api_key_is_kept_with_the_pieces_of_a_line(tmp_path: Path) -> None:
+    core = _core(tmp_path, "combined")
+    for query, referer, notes in (
+        ("api_key=SECRET1&page=2", "", {"user_id": 5}),
+        ("page=2", "https://a.example/?token=SECRET2", {"api_key": "SECRET3"}),
+        ("page=2", "", {"api_key": "SECRET4", "user_id": 5}),
+    ):
+        ctx = core.begin(None, None)
+        ctx.notes.update(notes)
+        fields = ("GET", "/p", query, "HTTP/1.1", "10.0.0.1", referer, "ua", "/p")
+        core.finish(ctx, 1.7e9, 0.001, 200, 5, lambda _, f=fields: f, None)
+    kept = repr((core._targets, core._parts))
+    assert "SECRET" not in kept
+    assert "page=2" in kept  # what holds no key is kept
+    core.close()
+    text = (tmp_path / "combined.log").read_text()
+    assert "SECRET" not in text and text.count("fp:") == 4
+
+
+def test_equal_notes_of_other_types_are_not_taken_for_kept_ones(tmp_path: Path) -> None:
+    """1, True and 1.0 are equal dict keys; 0.0 and -0.0 too: each writes its own text."""
+    core = _core(tmp_path, "combined")
+    values = [1, True, 1.0, 1, 0, False, 0.0, -0.0, None, "", "1", 1]
+    for v in values:
+        ctx = core.begin("rid-3", None)
+        ctx.notes.update(x=v, user_id=v)
+        core.finish(ctx, 1.7e9, 0.001, 200, 5, _fields, None)
+    core.close()
+    lines = (tmp_path / "combined.log").read_text().splitlines()
+    got = [(parse_line(x).notes.get("x"), parse_line(x).notes.get("user_id")) for x in lines]
+    text = ["1", "true", "1.0", "1", "0", "false", "0.0", "-0.0", "", "", "1", "1"]
+    assert got == [(t, t) for t in text]  # an empty user_id is a pair, not the %u field

@@ -92,8 +92,12 @@ __all__ = [
     "FINGERPRINT_PREFIX",
     "FORMATS",
     "AccessRecord",
+    "bracket",
+    "bytes_field",
     "check_note_key",
     "combined_line",
+    "combined_parts",
+    "combined_target",
     "combined_with_pairs",
     "fingerprint",
     "format_combined",
@@ -479,6 +483,52 @@ def combined_with_pairs(
         f'"{ref}" "{ua}" ts={ts_sec}{str(1_000_000 + epoch_us % 1_000_000)[1:]} '
         f'request_id="{request_id}" route="{ro}" duration_us={duration_us}{pairs}'
     )
+
+
+def combined_parts(
+    host: str, client: str, method: str, protocol: str, referer: str, user_agent: str, route: str
+) -> tuple[str, str, str, str, str]:
+    """The parts of a combined line that these fields alone decide, escaped, for a caller
+    that keeps them per combination (a site's requests share a few): the text before the
+    ``%u`` field, after the time bracket's date up to the target, after the target up to
+    the status, after the bytes up to the ``ts`` value, and after the request id up to the
+    duration. :func:`combined_with_pairs` writes the same text."""
+    return (
+        f"{_tok(host)} {_tok(client)} - ",
+        f'] "{_tok(method)} ',
+        f' {_tok(protocol)}" ',
+        f' "{_dashed(referer)}" "{_dashed(user_agent)}" ts=',
+        f'" route="{_dashed(route) if route else ""}" duration_us=',
+    )
+
+
+def combined_target(path: str, query: str) -> str:
+    """The request target as a combined line writes it (path, and ``?query`` when any)."""
+    if path and path != "-" and _target_safe(path):
+        if not query:
+            return path
+        if _query_safe(query):
+            return f"{path}?{query}"
+    return _target(path, query)
+
+
+def bracket(second: int) -> str:
+    """The time bracket's inside without its ``]`` for ``second`` (epoch seconds, UTC)."""
+    return _times(second)[1]
+
+
+_NUMBERS: dict[int, str] = {}
+
+
+def bytes_field(n: int) -> str:
+    """The ``%b`` field: ``-`` for no body, else its size (sizes seen recently kept)."""
+    t = _NUMBERS.get(n)
+    if t is None:
+        t = str(n) if n else "-"
+        if len(_NUMBERS) >= _CACHE_MAX:
+            _NUMBERS.clear()
+        _NUMBERS[n] = t
+    return t
 
 
 def json_line(

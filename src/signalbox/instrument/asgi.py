@@ -115,7 +115,10 @@ class _Exchange:
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
-            message = {**message, "headers": [*message.get("headers", ()), self.rid_header]}
+            # the message's own dict given a new list, as Starlette's middleware do (its
+            # MutableHeaders(scope=message)); the app's list is never changed, a response
+            # object sent twice keeps its headers
+            message["headers"] = [*message.get("headers", ()), self.rid_header]
         elif kind == "http.response.body":
             self.nbytes += len(message.get("body", b""))
             if not message.get("more_body", False) and not self.done:

@@ -25,6 +25,12 @@ from urllib.parse import unquote_plus
 
 from signalbox.instrument import flagnotes
 from signalbox.instrument.accesslog import (
+    _STATUS,
+    _tok,
+    bracket,
+    bytes_field,
+    combined_parts,
+    combined_target,
     combined_with_pairs,
     fingerprint,
     json_line,
@@ -60,6 +66,8 @@ DEFAULT: Any = _Default()
 """An argument left to ``[instrument]`` of ``signalbox.toml``."""
 _KEY_CACHE_MAX = 1024
 _WRITTEN_MAX = 1024
+_PARTS_MAX = 4096  # combinations of client, method, protocol, referer, user agent, route
+_TARGETS_MAX = 4096  # paths with their query strings
 _NO_PARENT = "0" * 16
 _NO_NOTES: Mapping[str, str] = MappingProxyType({})
 
@@ -231,6 +239,10 @@ class Instrument:
         self._fps: dict[str, str] = {}  # recent API keys -> fingerprints
         # (note, str or int value) -> (user_id text, "") or ("", its pair as written)
         self._written: dict[tuple[str, str | int], tuple[str, str]] = {}
+        # the combined line's pieces, each kept as written (see finish)
+        self._parts: dict[tuple[str, str, str, str, str, str], tuple[str, str, str, str, str]] = {}
+        self._targets: dict[tuple[str, str], str] = {}
+        self._second: tuple[str, str] = ("", "")  # epoch seconds as text, their bracket
         self._failed = False
 
     # -- start ----------------------------------------------------------------------------
@@ -270,30 +282,54 @@ class Instrument:
             route = ctx.route or route
             line = None
             if log_file is not None:
-                if self._secret_params is not None:
-                    if query:
-                        for probe in self._secret_probes:
-                            if probe in query:
-                                query = self._secret_params.sub(self._fingerprint_param, query)
-                                break
-                    if referer and "=" in referer:  # a page whose URL held a key, sent back
-                        referer = self._secret_params.sub(self._fingerprint_param, referer)
                 notes, trace, flags = ctx.notes, ctx.trace, ctx.flags
-                noted = notes or trace is not None or flags is not None
-                if self._combined:  # the id: begin() made it or took a sane one: no escape
-                    user, pairs = self._pairs(notes, trace, flags) if noted else ("", "")
-                    line = combined_with_pairs(
-                        int(start * 1_000_000), self.host, client, method, path, query,
-                        protocol, status, nbytes, referer, user_agent, ctx.request_id, route,
-                        int(seconds * 1_000_000), user, pairs,
-                    )  # fmt: skip
+                if self._combined and start >= 1.0:
+                    # Made of pieces kept per combination of the fields that decide them
+                    # (the escaping, the secret fingerprints), so a request pays for
+                    # formatting only what is its own: times, status, size, id, notes.
+                    epoch = str(int(start * 1_000_000))  # 7 digits at least
+                    sec = epoch[:-6]
+                    second = self._second
+                    if second[0] != sec:
+                        second = self._second = (sec, bracket(int(sec)))
+                    target = self._targets.get((path, query))
+                    if target is None:
+                        target = self._target(path, query)
+                    parts = self._parts.get((client, method, protocol, referer, user_agent, route))
+                    if parts is None:
+                        parts = self._line_parts(
+                            client, method, protocol, referer, user_agent, route
+                        )
+                    head, meth, proto, agents, routed = parts
+                    if notes or trace is not None or flags is not None:
+                        user, pairs = self._pairs(notes, trace, flags)
+                        user = _tok(user) if user else "-"
+                    else:
+                        user, pairs = "-", ""
+                    line = (
+                        f"{head}{user} [{second[1]}{meth}{target}{proto}"
+                        f"{_STATUS.get(status) or f'{status:03d}'} {bytes_field(nbytes)}"
+                        f'{agents}{sec}.{epoch[-6:]} request_id="{ctx.request_id}{routed}'
+                        f"{int(seconds * 1_000_000)}{pairs}"
+                    )  # the id: begin() made it or took a sane one: no escape
                 else:
-                    line = json_line(
-                        int(start * 1_000_000), self.host, client, method, path, query,
-                        protocol, status, nbytes, referer, user_agent, ctx.request_id, route,
-                        int(seconds * 1_000_000),
-                        self._logged_notes(notes, trace, flags) if noted else _NO_NOTES,
-                    )  # fmt: skip
+                    if self._secret_params is not None:
+                        query, referer = self._unkeyed(query, referer)
+                    noted = notes or trace is not None or flags is not None
+                    if self._combined:
+                        user, pairs = self._pairs(notes, trace, flags) if noted else ("", "")
+                        line = combined_with_pairs(
+                            int(start * 1_000_000), self.host, client, method, path, query,
+                            protocol, status, nbytes, referer, user_agent, ctx.request_id,
+                            route, int(seconds * 1_000_000), user, pairs,
+                        )  # fmt: skip
+                    else:
+                        line = json_line(
+                            int(start * 1_000_000), self.host, client, method, path, query,
+                            protocol, status, nbytes, referer, user_agent, ctx.request_id,
+                            route, int(seconds * 1_000_000),
+                            self._logged_notes(notes, trace, flags) if noted else _NO_NOTES,
+                        )  # fmt: skip
             q = self._queue
             if q is None:
                 if self.metrics is not None:
@@ -312,6 +348,46 @@ class Instrument:
                 self._start_flusher()
         except Exception:
             self._failure()
+
+    def _unkeyed(self, query: str, referer: str) -> tuple[str, str]:
+        """``query`` and ``referer`` with the values of secret parameters fingerprinted."""
+        assert self._secret_params is not None
+        if query:
+            for probe in self._secret_probes:
+                if probe in query:
+                    query = self._secret_params.sub(self._fingerprint_param, query)
+                    break
+        if referer and "=" in referer:  # a page whose URL held a key, sent back
+            referer = self._secret_params.sub(self._fingerprint_param, referer)
+        return query, referer
+
+    def _target(self, path: str, query: str) -> str:
+        """The combined line's target for ``path`` and ``query``, kept unless it held a
+        secret parameter (no API key is kept in memory for it)."""
+        if self._secret_params is not None and query:
+            unkeyed = self._unkeyed(query, "")[0]
+            if unkeyed != query:
+                return combined_target(path, unkeyed)
+        target = combined_target(path, query)
+        targets = self._targets
+        if len(targets) >= _TARGETS_MAX:
+            targets.clear()
+        targets[path, query] = target
+        return target
+
+    def _line_parts(
+        self, client: str, method: str, protocol: str, referer: str, user_agent: str, route: str
+    ) -> tuple[str, str, str, str, str]:
+        """:func:`combined_parts` for these fields, kept unless the referer held a secret
+        parameter."""
+        unkeyed = self._unkeyed("", referer)[1] if self._secret_params is not None else referer
+        parts = combined_parts(self.host, client, method, protocol, unkeyed, user_agent, route)
+        if unkeyed == referer:
+            kept = self._parts
+            if len(kept) >= _PARTS_MAX:
+                kept.clear()
+            kept[client, method, protocol, referer, user_agent, route] = parts
+        return parts
 
     def _failure(self) -> None:
         if not self._failed:

@@ -190,6 +190,7 @@ _secret_text = st.one_of(
             st.integers(0, 2**40),
             st.floats(1.0, 7e9),
             st.floats(0.0, 1e5),
+            st.booleans(),
         ),
         min_size=1,
         max_size=6,
@@ -201,15 +202,22 @@ def test_the_combined_line_from_kept_pieces_is_the_line_written_field_by_field(
     """Each request twice (the second time every piece comes from the kept ones), then the
     next: the line is what combined_with_pairs writes from the same fields and notes --
     hostile text, secret parameters in query and referer, notes of every type, 1 / True /
-    1.0 one after another under one name."""
+    1.0 one after another under one name; path, query, referer and user agent as str (WSGI)
+    or as the bytes an ASGI server gives (read as Latin-1)."""
     tmp = tmp_path_factory.mktemp("k")
     core = _core(tmp, "combined")
     expected = []
-    for fields, notes, status, nbytes, start, seconds in requests:
+    for fields, notes, status, nbytes, start, seconds, raw in requests:
+        if raw:
+            b = [x.encode("utf-8", "surrogatepass") for x in fields]
+            given = (fields[0], b[1], b[2], fields[3], fields[4], b[5], b[6], fields[7])
+            fields = tuple(x.decode("latin-1") if type(x) is bytes else x for x in given)
+        else:
+            given = fields
         for _ in range(2):
             ctx = core.begin("rid-2", None)
             ctx.notes.update(notes)
-            core.finish(ctx, start, seconds, status, nbytes, lambda _, f=fields: f, None)
+            core.finish(ctx, start, seconds, status, nbytes, lambda _, f=given: f, None)
             method, path, query, protocol, client, referer, agent, route = fields
             query, referer = core._unkeyed(query, referer)
             user, pairs = core._pairs(notes, None, None) if notes else ("", "")

@@ -29,7 +29,7 @@ from signalbox.instrument.context import (
     new_id,
     parse_traceparent,
 )
-from signalbox.instrument.core import DEFAULT, Instrument
+from signalbox.instrument.core import DEFAULT, Instrument, Raw
 
 __all__ = ["ASGIMiddleware"]
 
@@ -45,8 +45,10 @@ _FLAGS = flagnotes.RUNTIME
 _PROTOCOLS = {v: "HTTP/" + v for v in ("1.0", "1.1", "2", "3")}
 
 
-def _fields(ex: _Exchange) -> tuple[str, str, str, str, str, str, str, str]:
-    """A finished request's line fields from its scope (read as it finishes)."""
+def _fields(ex: _Exchange) -> tuple[str, Raw, Raw, str, str, Raw, Raw, str]:
+    """A finished request's line fields from its scope (read as it finishes); path, query,
+    referer and user agent as the server's bytes (the core decodes them only for a line
+    whose pieces it has not kept)."""
     scope = ex.scope
     try:  # what servers send (subscripts: a third of a .get's cost)
         raw, query, version, client = (
@@ -71,15 +73,14 @@ def _fields(ex: _Exchange) -> tuple[str, str, str, str, str, str, str, str]:
             prefix = root[len(ex.root) :]
             if prefix:
                 route = prefix + route
-    referer, user_agent = ex.referer, ex.user_agent
     return (
         scope["method"],
-        raw.decode("latin-1") if raw else scope["path"],
-        query.decode("latin-1") if query else "",
+        raw or scope["path"],
+        query or "",
         _PROTOCOLS.get(version) or "HTTP/" + version,
         client[0] if client else "",
-        referer.decode("latin-1") if referer else "",
-        user_agent.decode("latin-1") if user_agent else "",
+        ex.referer,
+        ex.user_agent,
         route,
     )
 

@@ -71,9 +71,16 @@ _TARGETS_MAX = 4096  # paths with their query strings
 _NO_PARENT = "0" * 16
 _NO_NOTES: Mapping[str, str] = MappingProxyType({})
 
-Fields = Callable[[Any], tuple[str, str, str, str, str, str, str, str]]
+Raw = str | bytes
+Fields = Callable[[Any], tuple[str, Raw, Raw, str, str, Raw, Raw, str]]
 """An adapter's reader of a finished request: ``source`` -> (method, path, query, protocol,
-client, referer, user agent, route)."""
+client, referer, user agent, route). Path, query, referer and user agent may be the bytes
+the server gave (ASGI's): they are decoded (Latin-1) only when a line's pieces kept for them
+are not found (see :meth:`Instrument.finish`)."""
+
+
+def _str(value: Raw) -> str:
+    return value.decode("latin-1") if type(value) is bytes else value  # type: ignore[return-value]
 
 
 _Entry = tuple[str | None, str, str, int, float]
@@ -240,8 +247,8 @@ class Instrument:
         # (note, str or int value) -> (user_id text, "") or ("", its pair as written)
         self._written: dict[tuple[str, str | int], tuple[str, str]] = {}
         # the combined line's pieces, each kept as written (see finish)
-        self._parts: dict[tuple[str, str, str, str, str, str], tuple[str, str, str, str, str]] = {}
-        self._targets: dict[tuple[str, str], str] = {}
+        self._parts: dict[tuple[str, str, str, Raw, Raw, str], tuple[str, str, str, str, str]] = {}
+        self._targets: dict[tuple[Raw, Raw], str] = {}
         self._second: tuple[str, str] = ("", "")  # epoch seconds as text, their bracket
         self._failed = False
 
@@ -313,6 +320,9 @@ class Instrument:
                         f"{int(seconds * 1_000_000)}{pairs}"
                     )  # the id: begin() made it or took a sane one: no escape
                 else:
+                    path, query, referer, user_agent = (
+                        _str(path), _str(query), _str(referer), _str(user_agent)
+                    )
                     if self._secret_params is not None:
                         query, referer = self._unkeyed(query, referer)
                     noted = notes or trace is not None or flags is not None
@@ -361,14 +371,15 @@ class Instrument:
             referer = self._secret_params.sub(self._fingerprint_param, referer)
         return query, referer
 
-    def _target(self, path: str, query: str) -> str:
+    def _target(self, path: Raw, query: Raw) -> str:
         """The combined line's target for ``path`` and ``query``, kept unless it held a
         secret parameter (no API key is kept in memory for it)."""
-        if self._secret_params is not None and query:
-            unkeyed = self._unkeyed(query, "")[0]
-            if unkeyed != query:
-                return combined_target(path, unkeyed)
-        target = combined_target(path, query)
+        p, q = _str(path), _str(query)
+        if self._secret_params is not None and q:
+            unkeyed = self._unkeyed(q, "")[0]
+            if unkeyed != q:
+                return combined_target(p, unkeyed)
+        target = combined_target(p, q)
         targets = self._targets
         if len(targets) >= _TARGETS_MAX:
             targets.clear()
@@ -376,13 +387,16 @@ class Instrument:
         return target
 
     def _line_parts(
-        self, client: str, method: str, protocol: str, referer: str, user_agent: str, route: str
+        self, client: str, method: str, protocol: str, referer: Raw, user_agent: Raw, route: str
     ) -> tuple[str, str, str, str, str]:
         """:func:`combined_parts` for these fields, kept unless the referer held a secret
         parameter."""
-        unkeyed = self._unkeyed("", referer)[1] if self._secret_params is not None else referer
-        parts = combined_parts(self.host, client, method, protocol, unkeyed, user_agent, route)
-        if unkeyed == referer:
+        ref = _str(referer)
+        unkeyed = self._unkeyed("", ref)[1] if self._secret_params is not None else ref
+        parts = combined_parts(
+            self.host, client, method, protocol, unkeyed, _str(user_agent), route
+        )
+        if unkeyed == ref:
             kept = self._parts
             if len(kept) >= _PARTS_MAX:
                 kept.clear()

@@ -27,12 +27,15 @@ rounds, inside its timing, so all of a round's formatting and writing counts in 
 CPU time per request (which the machine's other load moves far less), and its garbage
 collections per request (which the load does not move at all: a middleware that holds
 its requests' objects makes them run; the bare app's requests free what they make).
+``--http httptools``: uvicorn parses HTTP with httptools (C) instead of h11 (pure Python,
+the default here: what a plain ``pip install uvicorn`` runs), for ``--wrk`` and
+``--callgrind-http``; httptools must be installed (``uvicorn[standard]`` brings it).
 ``--callgrind N``: instructions per request under valgrind (the same on a quiet or a loaded
 machine), N requests per contender.
 
 Usage: .venv/bin/python bench/middleware_overhead.py [--requests 20000] [--rounds 10]
        [--wrk] [--wrk-rounds 4] [--wrk-seconds 5] [--callgrind 2000] [--callgrind-http 4000]
-       [--no-timing]
+       [--http h11|httptools] [--no-timing]
 """
 
 from __future__ import annotations
@@ -267,7 +270,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def over_http(rounds: int, seconds: int) -> None:
+def over_http(rounds: int, seconds: int, http: str = "h11") -> None:
     if shutil.which("wrk") is None:
         print("wrk: not installed, skipped")
         return
@@ -297,6 +300,8 @@ def over_http(rounds: int, seconds: int) -> None:
                     "--log-level",
                     "warning",
                     "--no-access-log",
+                    "--http",
+                    http,
                 ],
                 cwd=d,
             )
@@ -332,7 +337,8 @@ def over_http(rounds: int, seconds: int) -> None:
             if name != "bare"
         }
         print(
-            f"uvicorn (1 worker) + wrk -t1 -c16, {rounds} rounds of {seconds}s, load average "
+            f"uvicorn (1 worker, --http {http}) + wrk -t1 -c16, {rounds} rounds of {seconds}s, load "
+            "average "
             f"{statistics.median(loads):.2f} (median of the rounds; {min(loads):.2f} to "
             f"{max(loads):.2f})"
         )
@@ -496,7 +502,7 @@ def _thread_share(dump: Path) -> int:
     return total
 
 
-def http_instructions(requests: int) -> None:
+def http_instructions(requests: int, http: str = "h11") -> None:
     """Instructions per request of the whole uvicorn server (all threads, h11 included),
     each contender's server under callgrind: warmed up, its counts zeroed, ``requests``
     requests sent over 16 connections, its counts dumped. The same on a quiet or a loaded
@@ -534,6 +540,8 @@ def http_instructions(requests: int) -> None:
                     "--log-level",
                     "warning",
                     "--no-access-log",
+                    "--http",
+                    http,
                 ],
                 cwd=d,
                 env={**os.environ, "PYTHONHASHSEED": "0"},
@@ -561,7 +569,10 @@ def http_instructions(requests: int) -> None:
             ir[name] = (int(total.group(1)), _thread_share(dump))
         n = requests // 16 * 16
         bare = ir["bare"][0] / n
-        print(f"callgrind under uvicorn (all threads), {n} requests over 16 connections")
+        print(
+            f"callgrind under uvicorn (--http {http}, all threads), {n} requests over 16 "
+            "connections"
+        )
         print(f"  {'contender':<22}{'Ir/request':>12}{'overhead Ir':>13}{'other threads':>15}")
         for name, (total_ir, threads) in ir.items():
             extra = "" if name == "bare" else f"{total_ir / n - bare:>13,.0f}"
@@ -591,6 +602,12 @@ def main() -> None:
         default=0,
         help="also count instructions per request of uvicorn servers under callgrind",
     )
+    ap.add_argument(
+        "--http",
+        choices=("h11", "httptools"),
+        default="h11",
+        help="uvicorn's HTTP parser for --wrk and --callgrind-http (httptools: installed apart)",
+    )
     ap.add_argument("--no-timing", action="store_true", help="skip the in-process timing")
     ap.add_argument("--callgrind-child", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -603,9 +620,9 @@ def main() -> None:
     if a.callgrind:
         instructions(a.callgrind)
     if a.callgrind_http:
-        http_instructions(a.callgrind_http)
+        http_instructions(a.callgrind_http, a.http)
     if a.wrk:
-        over_http(a.wrk_rounds, a.wrk_seconds)
+        over_http(a.wrk_rounds, a.wrk_seconds, a.http)
 
 
 if __name__ == "__main__":

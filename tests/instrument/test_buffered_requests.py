@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import weakref
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,87 @@ def test_with_no_access_log_and_no_metrics_nothing_of_the_request_is_read(
     core.finish(core.begin(None, None), 1.7e9, 0.001, 200, 0, fields, object())
     core.close()
     assert read == []
+
+
+def _counted(tmp: Path, buffer_lines: int, requests: list[tuple[str, str, int, float]]) -> str:
+    (tmp / "spool").mkdir(parents=True, exist_ok=True)
+    client = Client(tmp / "spool", background=False, pid_label=None, prog="t")
+    core = Instrument(
+        access_log=tmp / "access.log",
+        format="combined",
+        host="web1",
+        secret_notes=(),
+        secret=b"k",
+        metrics=RequestMetrics(client, background=False),
+        request_id_header="X-Request-ID",
+        trust_request_id=True,
+        max_note_chars=200,
+        buffer_lines=buffer_lines,
+        flush_interval=60.0,
+    )
+    for route, method, status, seconds in requests:
+        fields = (method, "/x", "", "HTTP/1.1", "c", "", "", route)
+        core.finish(core.begin(None, None), 1.7e9, seconds, status, 0, lambda _, f=fields: f, None)
+    core.close()
+    assert len((tmp / "access.log").read_text().splitlines()) == len(requests)
+    out = client.render()
+    client.close()
+    return out
+
+
+def test_buffered_requests_are_counted_as_unbuffered_ones(tmp_path: Path) -> None:
+    requests = [
+        (route, method, status, seconds)
+        for route in ("/a", "", "/b/{id}")
+        for method in ("GET", "POST", "BREW")
+        for status in (200, 201, 404, 503, 99)
+        for seconds in (2**-9, 2**-7, 0.25, 12.0)  # sums exact in any order
+    ]
+    assert _counted(tmp_path / "b", 7, requests) == _counted(tmp_path / "u", 1, requests)
+
+
+def test_requests_finishing_in_threads_that_flush_are_all_written_and_counted(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    (tmp_path / "spool").mkdir()
+    client = Client(tmp_path / "spool", background=False, pid_label=None, prog="t")
+    core = Instrument(
+        access_log=tmp_path / "access.log",
+        format="combined",
+        host="web1",
+        secret_notes=(),
+        secret=b"k",
+        metrics=RequestMetrics(client, background=False),
+        request_id_header="X-Request-ID",
+        trust_request_id=True,
+        max_note_chars=200,
+        buffer_lines=50,  # every thread flushes now and then, beside the others
+        flush_interval=60.0,
+    )
+
+    def work(n: int) -> None:
+        fields = ("GET", f"/t{n}", "", "HTTP/1.1", "c", "", "", "/t")
+        for i in range(3000):
+            core.finish(
+                core.begin(None, None), 1.7e9, 0.001, 200 + i % 2, 1, lambda _: fields, None
+            )
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    core.close()
+    lines = (tmp_path / "access.log").read_text().splitlines()
+    assert len(lines) == 12_000
+    assert {parse_line(x).path for x in lines} == {"/t0", "/t1", "/t2", "/t3"}
+    out = client.render()
+    client.close()
+    assert 'http_requests_total{method="GET",route="/t",status="2xx"}=12000' in out

@@ -321,7 +321,10 @@ class Instrument:
                     )  # the id: begin() made it or took a sane one: no escape
                 else:
                     path, query, referer, user_agent = (
-                        _str(path), _str(query), _str(referer), _str(user_agent)
+                        _str(path),
+                        _str(query),
+                        _str(referer),
+                        _str(user_agent),
                     )
                     if self._secret_params is not None:
                         query, referer = self._unkeyed(query, referer)

@@ -32,7 +32,12 @@ def import_openmetrics(
     source: str,
     *,
     progress: Callable[[ImportReport], None] | None = None,
+    batch_size: int = BATCH,
 ) -> ImportReport:
+    """Import ``lines`` a batch of ``batch_size`` samples at a time (a transaction each),
+    then rebuild the rollups over what they covered. A batch's raw partitions are created
+    together (:meth:`~signalbox.metrics.sql.partitions.PartitionTables.ensure_raw`): an
+    import of days writes hundreds of them."""
     report = ImportReport()
     batch: list[Sample] = []
     metas: list[MetricMeta] = []
@@ -52,7 +57,7 @@ def import_openmetrics(
     for item in iter_openmetrics(lines, source):
         if isinstance(item, Sample):
             batch.append(item)
-            if len(batch) >= BATCH:
+            if len(batch) >= batch_size:
                 flush()
         elif isinstance(item, MetricMeta):
             metas.append(item)

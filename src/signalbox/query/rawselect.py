@@ -4,14 +4,21 @@ A selector whose every use is the range argument of a function with a vector ker
 (``rate(x[5m])``, ``avg_over_time(x[1h] offset 1d)``, ...; :mod:`signalbox.query.vectorkernels`),
 outside subqueries and without ``@``, needs no ``SeriesPoints``: the store hands over its
 raw samples as arrays (:meth:`~signalbox.metrics.sql.store.SQLMetricStore.raw_columns`)
-and the kernels read them as they are. Any other use of the same selector (an instant
-selector, a scalar kernel, a subquery) leaves it to ``fetch``, as does a store without
-that method or a window past raw retention (rollups answer, through ``select``).
+and the kernels read them as they are. Any other use of the same selector (a scalar
+kernel, a subquery, ``@``) leaves it to ``fetch``, as does a store without that method or a
+window past raw retention (rollups answer, through ``select``).
+
+An instant selector (``max by (instance) (queue_depth)``) is read so too when the engine
+gives its lookback: the columns over ``fetch``'s window for the selector, with the stale
+markers ``select`` would attach (:class:`MarkedColumns`), and the newest sample per step
+found for all series at once (:mod:`signalbox.query.rawinstant`), not a ``SeriesPoints``
+of lists per series searched step by step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
@@ -24,31 +31,45 @@ from signalbox.metrics.store import (
     RawSeriesColumns,
     SeriesPoints,
 )
-from signalbox.query import vectorkernels
+from signalbox.query import rawinstant, vectorkernels
 from signalbox.query.ast import Call, Expr, MatrixSelector, Subquery, VectorSelector
 from signalbox.query.exactness import warning
 from signalbox.query.fetch import FetchKey, bucket_ms, fetch_key
 from signalbox.query.functions import FUNCTIONS, STATISTICS_READ
 from signalbox.query.subquery import Grid
+from signalbox.query.values import StepSeries
 from signalbox.query.vectorkernels import BUCKET_KERNELS, KERNELS, OVER_TIME_BUCKETS, RawColumns
 
 MIN_STEPS = 2
 """Instant queries (one step) keep the general path: monitors' small windows gain nothing."""
 
 
+@dataclass(frozen=True, slots=True)
+class MarkedColumns(RawSeriesColumns):
+    """Raw columns of a selector also used as an instant selector: with the stale markers
+    in the window ``fetch`` would read (``select``'s ``SeriesPoints.stale``), by series id."""
+
+    stale: dict[int, list[int]]
+
+
 def read(
-    store: MetricReader, tree: Expr, grid: Grid
+    store: MetricReader, tree: Expr, grid: Grid, *, lookback_ms: int = 0
 ) -> dict[FetchKey, RawSeriesColumns | BucketSeriesColumns]:
     """The selectors of ``tree`` read as raw columns (possibly none), over the union of the
-    windows their uses read: ``(step - offset - range, step - offset]`` for every step."""
+    windows their uses read: ``(step - offset - range, step - offset]`` for every step.
+    ``lookback_ms``: instant selectors (outside subqueries, without ``@``) are read too,
+    as :class:`MarkedColumns` over ``fetch``'s window (0: left to ``fetch``)."""
     raw_columns = getattr(store, "raw_columns", None)
     if raw_columns is None or grid.step == 0:
         return {}
     if (grid.last - grid.first) // grid.step + 1 < MIN_STEPS:
         return {}
+    markers = getattr(store, "stale_markers", None)
     spans: dict[FetchKey, tuple[tuple[Matcher, ...], int, int]] = {}
     uses: dict[FetchKey, list[tuple[str, int, int]]] = {}  # (function, offset, range)
     other: set[FetchKey] = set()
+    instant: set[FetchKey] = set()
+    widest: dict[FetchKey, int] = {}  # fetch's start: the first step - offset - width
     stack: list[tuple[Expr, bool]] = [(tree, False)]  # node, inside a subquery
     while stack:
         e, inside = stack.pop()
@@ -63,9 +84,19 @@ def read(
                 _, s0, e0 = spans.get(key, (matchers, start, end))
                 spans[key] = (matchers, min(s0, start), max(e0, end))
                 uses.setdefault(key, []).append((e.func, sel.offset_ms, arg.range_ms))
+                widest[key] = min(widest.get(key, start - 1), start - 1)
                 continue
         if isinstance(e, VectorSelector):
-            other.add(fetch_key(e.all_matchers()))
+            key = fetch_key(e.all_matchers())
+            if inside or e.at is not None or not lookback_ms or markers is None:
+                other.add(key)
+                continue
+            start = grid.first - e.offset_ms - lookback_ms
+            end = grid.last - e.offset_ms
+            _, s0, e0 = spans.get(key, (e.all_matchers(), start, end))
+            spans[key] = (e.all_matchers(), min(s0, start), max(e0, end))
+            widest[key] = min(widest.get(key, start), start)
+            instant.add(key)
         elif isinstance(e, MatrixSelector):
             other.add(fetch_key(e.selector.all_matchers()))
         else:
@@ -73,6 +104,16 @@ def read(
     out: dict[FetchKey, RawSeriesColumns | BucketSeriesColumns] = {}
     for key, (matchers, start, end) in spans.items():
         if key in other:
+            continue
+        if key in instant:
+            assert markers is not None
+            start = widest[key]  # the samples and markers select would read
+            cols: RawSeriesColumns | None = raw_columns(matchers, start, end, grid.step)
+            if cols is not None:  # else fetch reads it (and probes further back)
+                stale: dict[int, list[int]] = markers(cols.ids.tolist(), start, end)
+                out[key] = MarkedColumns(
+                    cols.ids, cols.starts, cols.timestamps, cols.values, cols.keys, stale
+                )
             continue
         got: RawSeriesColumns | BucketSeriesColumns | None = raw_columns(
             matchers, start, end, grid.step
@@ -132,6 +173,27 @@ def _buckets(
     if need < start:
         got = select(need)
     return got
+
+
+def instant(
+    got: MarkedColumns,
+    ends: list[int],
+    lookback_ms: int,
+    *,
+    times: bool = False,
+) -> list[StepSeries]:
+    """An instant selector at each end (``lookback.latest_at``'s answer for every series,
+    markers honoured), or with ``times`` each picked sample's time in seconds; series with
+    no value at any end left out, as the engine's per-series path leaves them."""
+    ids = got.ids.tolist()
+    rows = rawinstant.rows(
+        got.timestamps, got.values, got.starts, ids, got.stale, ends, lookback_ms, times=times
+    )
+    out: list[StepSeries] = []
+    for (name, labels), vals in zip(got.keys, rows, strict=True):
+        if vals.count(None) != len(vals):
+            out.append(StepSeries(tuple(sorted((("__name__", name), *labels))), vals))
+    return out
 
 
 def evaluate(

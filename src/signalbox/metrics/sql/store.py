@@ -588,6 +588,11 @@ class SQLMetricStore:
         keys = [(index.rows[s][0], index.labels(s)) for s in got.tolist()]
         return RawSeriesColumns(got, starts, ts, val, keys)
 
+    def stale_markers(self, ids: Sequence[int], start_ms: int, end_ms: int) -> dict[int, list[int]]:
+        """The stale marker times in ``[start_ms, end_ms]`` of these series (ascending), as
+        :meth:`select` attaches them: for instant selectors read as :meth:`raw_columns`."""
+        return sqlstale.between(self.db, list(ids), start_ms, end_ms)
+
     def bucket_columns(
         self,
         matchers: Sequence[Matcher],

@@ -318,7 +318,9 @@ class _Evaluator:
         end = steps[-1] if end_ms is None else end_ms
         grid = Grid(steps[0], steps[-1], step_ms if len(steps) > 1 else 0, steps[0], end)
         columns = _columns(engine, tree, grid) if len(steps) == 1 else {}
-        raw = rawselect.read(engine.store, tree, grid) if len(steps) > 1 else {}
+        raw = {}
+        if len(steps) > 1:
+            raw = rawselect.read(engine.store, tree, grid, lookback_ms=engine.lookback_ms)
         data = fetch(
             engine.store,
             tree,
@@ -447,6 +449,10 @@ class _Evaluator:
         """The newest sample's value at each step, or with ``times`` its timestamp in
         seconds (``timestamp(sel)``: the sample's own time, not the step's)."""
         ends, pinned = self._ends(sel.offset_ms, sel.at)
+        got = self.raw.get(fetch_key(sel.all_matchers()))
+        if isinstance(got, rawselect.MarkedColumns) and not pinned:  # raw columns, all at once
+            check_deadline()
+            return rawselect.instant(got, ends, self.lookback_ms, times=times)
         if pinned:
             ends = ends[:1]
         out: list[StepSeries] = []

@@ -129,5 +129,5 @@ def test_the_lines_signalbox_writes_take_the_quick_way(monkeypatch: pytest.Monke
     def refused(*_: object) -> AccessRecord:
         raise AssertionError("handed to parse_line")
 
-    monkeypatch.setattr(quickparse, "parse_line", refused)
+    monkeypatch.setattr(quickparse, "_parse_line", refused)
     assert parse(line) == want and list(parse(line).notes) == list(want.notes)

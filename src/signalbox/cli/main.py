@@ -8,9 +8,11 @@ form does not even import click (:mod:`signalbox.cli.collect_once`).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing is not imported: a `logs grep` starts without it
 if TYPE_CHECKING:
+    from typing import Any
+
     from signalbox.cli.base import cli
 
 __all__ = ["cli", "main"]

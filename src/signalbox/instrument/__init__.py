@@ -12,10 +12,14 @@ and request count and latency become metrics (:mod:`signalbox.instrument.metrics
 Settings: ``[instrument]`` of ``signalbox.toml`` (:mod:`signalbox.instrument.settings`).
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
+from importlib import import_module
+
+TYPE_CHECKING = False  # typing is not imported: `signalbox logs grep` starts without it
 if TYPE_CHECKING:
+    from typing import Any
+
     from signalbox.instrument.accesslog import (
         AccessRecord,
         fingerprint,

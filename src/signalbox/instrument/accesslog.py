@@ -80,12 +80,15 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any
 
 from signalbox.exceptions import ParseError
+from signalbox.instrument.accessrecord import (  # the record, apart: readers import it alone
+    EXTRA_FIELDS,
+    FINGERPRINT_PREFIX,
+    AccessRecord,
+)
 
 __all__ = [
     "EXTRA_FIELDS",
@@ -111,58 +114,8 @@ __all__ = [
 ]
 
 FORMATS = ("combined", "json")
-EXTRA_FIELDS = ("ts", "request_id", "route", "duration_us")
-"""Pair keys signalbox writes itself after the user agent; notes never use them."""
-FINGERPRINT_PREFIX = "fp:"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NUMBER = {m: i + 1 for i, m in enumerate(_MONTHS)}
-_EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class AccessRecord:
-    """One request as the access log keeps it.
-
-    ``time`` is when the request arrived (aware, UTC, microseconds kept); ``path`` is the
-    path as sent and ``query`` the query string without its ``?``; ``bytes`` counts the
-    response body; ``notes`` map note names to their text (secret ones fingerprinted).
-    """
-
-    time: datetime
-    host: str = ""
-    client: str = ""
-    method: str = ""
-    path: str = ""
-    query: str = ""
-    protocol: str = ""
-    status: int = 0
-    bytes: int = 0
-    duration_us: int = 0
-    request_id: str = ""
-    route: str = ""
-    referer: str = ""
-    user_agent: str = ""
-    notes: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON format's object (also the shape ``/api/v1/logs`` can return)."""
-        return {
-            "time": self.time.isoformat(timespec="microseconds"),
-            "host": self.host,
-            "client": self.client,
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "protocol": self.protocol,
-            "status": self.status,
-            "bytes": self.bytes,
-            "duration_us": self.duration_us,
-            "request_id": self.request_id,
-            "route": self.route,
-            "referer": self.referer,
-            "user_agent": self.user_agent,
-            "notes": dict(self.notes),
-        }
 
 
 # -- fingerprints ----------------------------------------------------------------------------

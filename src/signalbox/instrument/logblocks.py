@@ -23,7 +23,10 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+
+TYPE_CHECKING = False  # typing is not imported for this (a grep's start)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 __all__ = ["MAX_LINE_BYTES", "Expect", "LineCount", "Malformed", "Moved", "OnBad", "read_blocks"]
 

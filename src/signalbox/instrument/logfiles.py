@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from signalbox.exceptions import ParseError
-from signalbox.instrument.accesslog import AccessRecord
+from signalbox.instrument.accessrecord import AccessRecord
 from signalbox.instrument.logblocks import (
     MAX_LINE_BYTES,
     Expect,

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from signalbox.exceptions import UsageError
-from signalbox.instrument.accesslog import AccessRecord
+from signalbox.instrument.accessrecord import AccessRecord
 from signalbox.instrument.logblocks import (
     Expect,
     LineCount,

@@ -17,7 +17,7 @@ import re
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from signalbox.instrument.accesslog import EXTRA_FIELDS, AccessRecord, parse_line
+from signalbox.instrument.accessrecord import EXTRA_FIELDS, AccessRecord
 
 __all__ = ["parse"]
 
@@ -60,26 +60,34 @@ def _time(text: str) -> datetime | None:
     return got
 
 
+def _parse_line(text: str, source: str, line: int) -> AccessRecord:
+    """``accesslog.parse_line``, imported when a line first needs it: a grep whose lines are
+    all plain does not import the writing side (its escaping, fingerprints, JSON encoder)."""
+    from signalbox.instrument.accesslog import parse_line
+
+    return parse_line(text, source, line)
+
+
 def parse(text: str, source: str = "(line)", line: int = 0) -> AccessRecord:
     """What ``parse_line(text, source, line)`` returns (or raises), sooner."""
     s = text[:-1] if text.endswith("\n") else text
     if s.endswith("\r"):
         s = s[:-1]
     if s.startswith("{") or "\\" in s or not s.isascii():
-        return parse_line(text, source, line)
+        return _parse_line(text, source, line)
     m = _COMBINED.match(s)
     if m is None:
-        return parse_line(text, source, line)
+        return _parse_line(text, source, line)
     when, request = m.group(4, 5)
     parts = request.split(" ")
     pos = m.end()
     time = _time(when)
     if len(parts) != 3 or time is None or _PAIRS.fullmatch(s, pos) is None:
-        return parse_line(text, source, line)
+        return _parse_line(text, source, line)
     try:
         return _record(s, m, parts, pos, time)
     except (ValueError, OverflowError, OSError):  # a number too big, say: let it say so
-        return parse_line(text, source, line)
+        return _parse_line(text, source, line)
 
 
 def _record(s: str, m: re.Match[str], parts: list[str], pos: int, time: datetime) -> AccessRecord:

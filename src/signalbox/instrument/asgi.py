@@ -112,7 +112,9 @@ class _Exchange:
     t0: float
     user_agent: bytes
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        """The app's ``send``: the server's own awaitable, except for a response's last
+        body chunk (:meth:`_last`). Not a coroutine itself: one coroutine a message less."""
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
@@ -123,18 +125,21 @@ class _Exchange:
         elif kind == "http.response.body":
             self.nbytes += len(message.get("body", b""))
             if not message.get("more_body", False) and not self.done:
-                await self.send_to(message)
-                core = self.core
-                if self.status >= 500:  # written as the app returns: an exception may follow
-                    self.ended = core.timer() - self.t0
-                else:
-                    self.done = True
-                    core.finish(
-                        self.ctx, self.start, core.timer() - self.t0, self.status, self.nbytes,
-                        _fields, self,
-                    )  # fmt: skip
-                return
+                return self._last(message)
+        return self.send_to(message)
+
+    async def _last(self, message: Message) -> None:
+        """A response's last body chunk: sent, then its line (as the response ends)."""
         await self.send_to(message)
+        core = self.core
+        if self.status >= 500:  # written as the app returns: an exception may follow
+            self.ended = core.timer() - self.t0
+        else:
+            self.done = True
+            core.finish(
+                self.ctx, self.start, core.timer() - self.t0, self.status, self.nbytes,
+                _fields, self,
+            )  # fmt: skip
 
     async def receive(self) -> Message:
         message = await self.receive_from()

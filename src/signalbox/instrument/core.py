@@ -510,10 +510,11 @@ class Instrument:
         user = ""
         parts: list[str] = []
         written = self._written
-        for k, v in notes.items():
+        for item in notes.items():  # the (k, v) tuple itself is the key: none made
+            k, v = item
             t = type(v)
             if t is str or t is int:  # not bool, float: True == 1 == 1.0 as keys
-                hit = written.get((k, v))
+                hit = written.get(item)
                 if hit is not None:
                     if hit[1]:
                         parts.append(hit[1])

@@ -64,7 +64,7 @@ class _Report:
     def say(self) -> None:
         if not self.counts:
             return
-        from signalbox.instrument.logline import printable
+        from signalbox.instrument.logtext import printable
 
         for bad in self.shown:
             _say(f"signalbox logs: {printable(str(bad))} (skipped)")
@@ -120,7 +120,7 @@ def _shown(text: str) -> str:
     wrote, mostly: the escaping is not even imported), else through ``printable``."""
     if text.isascii() and text.isprintable():
         return text
-    from signalbox.instrument.logline import printable
+    from signalbox.instrument.logtext import printable
 
     return printable(text)
 
@@ -128,8 +128,8 @@ def _shown(text: str) -> str:
 def run_trace(settings: Settings, request_id: str, files: tuple[Path, ...], as_json: bool) -> None:
     """``logs trace``: every line for ``request_id``, in time order."""
     from signalbox.instrument.context import REQUEST_ID
-    from signalbox.instrument.logline import printable
     from signalbox.instrument.logscan import trace
+    from signalbox.instrument.logtext import printable
 
     if not REQUEST_ID.match(request_id):
         raise UsageError(

@@ -1,5 +1,6 @@
-"""Application and worker log lines: the request id in them, their time, and the format
-``serve`` and ``worker`` write theirs in.
+"""Application and worker log lines: the request id in them, their time (read by
+:mod:`signalbox.instrument.logtext`, re-exported here), and the format ``serve`` and
+``worker`` write theirs in.
 
 ``signalbox logs trace`` finds a request's lines in these logs by the markers the request
 filter's documented formats leave (:mod:`signalbox.instrument.logging`), never by a bare
@@ -19,12 +20,10 @@ time (a traceback's) belongs to the line before it.
 from __future__ import annotations
 
 import logging
-import re
 import time
-from datetime import UTC, datetime, tzinfo
-from functools import lru_cache
 
 from signalbox.instrument.logging import RequestFilter
+from signalbox.instrument.logtext import line_time, mentions, printable
 
 __all__ = [
     "LOG_FORMAT",
@@ -38,64 +37,6 @@ __all__ = [
 LOG_FORMAT = "%(asctime)s [%(request_id)s] %(levelname)s %(name)s: %(message)s"
 """``serve``'s and ``worker``'s log lines: UTC time, and the request id a record was made
 for (``-`` outside a request)."""
-
-_LEADING = re.compile(
-    r"\s*(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:[.,](\d{1,9}))?\s?(Z|[+-]\d{2}:?\d{2})?"
-)
-_JSON_TIME = re.compile(r'"(?:timestamp|time|asctime|@timestamp)"\s*:\s*"([^"]{10,40})"')
-
-
-@lru_cache(maxsize=64)
-def _marker(request_id: str) -> re.Pattern[str]:
-    rid = re.escape(request_id)
-    after = r"(?![A-Za-z0-9._:@+=/-])"
-    return re.compile(
-        rf"\[{rid}\]"
-        rf"|\brequest_id=(?:\"{rid}\"|'{rid}'|{rid}{after})"
-        rf'|"request_id"\s*:\s*"{rid}"'
-    )
-
-
-def mentions(line: str, request_id: str) -> bool:
-    """Whether ``line`` carries ``request_id`` by one of the markers above."""
-    return request_id in line and _marker(request_id).search(line) is not None
-
-
-def line_time(line: str, local: tzinfo | None = None) -> datetime | None:
-    """The time ``line`` was written (aware, UTC), or None when it does not start with one;
-    ``local``: the zone of times written without one (default: this machine's)."""
-    m = _LEADING.match(line)
-    if m is not None:
-        day, hms, frac, zone = m.groups()
-        text = f"{day}T{hms}"
-        if frac:
-            text += "." + (frac + "000000")[:6]
-        return _aware(text, zone, local)
-    if line.lstrip().startswith("{"):
-        j = _JSON_TIME.search(line)
-        if j is not None:
-            m = _LEADING.match(j.group(1))
-            if m is not None and m.end() >= len(j.group(1).rstrip()):
-                day, hms, frac, zone = m.groups()
-                text = f"{day}T{hms}" + ("." + (frac + "000000")[:6] if frac else "")
-                return _aware(text, zone, local)
-    return None
-
-
-def _aware(text: str, zone: str | None, local: tzinfo | None) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if zone:
-        z = "+00:00" if zone == "Z" else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
-        try:
-            return datetime.fromisoformat(text + z).astimezone(UTC)
-        except ValueError:
-            return None
-    if local is not None:
-        return t.replace(tzinfo=local).astimezone(UTC)
-    return t.astimezone(UTC)  # naive: this machine's local time
 
 
 class RequestFormatter(logging.Formatter):
@@ -124,20 +65,3 @@ def use_request_format(
         if not any(isinstance(f, RequestFilter) for f in handler.filters):
             handler.addFilter(RequestFilter(secret_notes=secret_notes))
         handler.setFormatter(RequestFormatter())
-
-
-_UNPRINTABLE = re.compile(
-    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
-)
-
-
-def printable(text: str) -> str:
-    """``text`` safe for a terminal: control characters (ESC among them), line and
-    paragraph separators and bidi controls as ``\\xHH``/``\\uHHHH``. Application logs are
-    not escaped by their writers, and a trace prints their lines."""
-
-    def esc(m: re.Match[str]) -> str:
-        n = ord(m.group())
-        return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}"
-
-    return _UNPRINTABLE.sub(esc, text) if _UNPRINTABLE.search(text) else text

@@ -443,7 +443,7 @@ class _Entries:
     without a time is given) -- the state a resumed trace starts from."""
 
     def __init__(self, name: str, request_id: str) -> None:
-        from signalbox.instrument.logline import line_time, mentions
+        from signalbox.instrument.logtext import line_time, mentions
 
         self.name = name
         self.request_id = request_id

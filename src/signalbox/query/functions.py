@@ -347,12 +347,28 @@ def go_min(a: float, b: float) -> float:
 
 
 def nan_ignoring_min(values: list[float]) -> float:
-    """Prometheus ``min``/``min_over_time``: NaN only if every value is NaN."""
+    """Prometheus ``min``/``min_over_time``: NaN only if every value is NaN.
+
+    ``min`` itself skips every NaN after the first value (a comparison with NaN is false,
+    so a NaN never replaces the pick; ties keep the first, as over the NaN-free list): its
+    pick is the answer unless the first value is NaN. Only then is the list filtered (this
+    runs per step and group of every ``min by``)."""
+    if not values:
+        return NAN
+    got = min(values)
+    if got == got:
+        return got
     real = [v for v in values if v == v]
     return min(real) if real else NAN
 
 
 def nan_ignoring_max(values: list[float]) -> float:
+    """Prometheus ``max``/``max_over_time``: as :func:`nan_ignoring_min`."""
+    if not values:
+        return NAN
+    got = max(values)
+    if got == got:
+        return got
     real = [v for v in values if v == v]
     return max(real) if real else NAN
 

@@ -35,7 +35,7 @@ from signalbox.metrics.store import (
     RawSeriesColumns,
     SeriesPoints,
 )
-from signalbox.query import columnar, rawselect, vectorkernels
+from signalbox.query import bucketselect, columnar, rawselect, vectorkernels
 from signalbox.query.aggregate import aggregate, group_key
 from signalbox.query.ast import (
     Aggregation,
@@ -296,6 +296,7 @@ class _Evaluator:
         columns: dict[FetchKey, LatestColumns] | None = None,
         group_cache: columnar.GroupCache | None = None,
         raw: dict[FetchKey, RawSeriesColumns | BucketSeriesColumns] | None = None,
+        instants: dict[FetchKey, bucketselect.MarkedBuckets] | None = None,
     ) -> None:
         self.grid = grid
         self.steps = grid.steps()
@@ -306,6 +307,7 @@ class _Evaluator:
         self.columns = columns or {}  # selectors read as arrays (signalbox.query.columnar)
         self.group_cache = group_cache or columnar.GroupCache()
         self.raw = raw or {}  # range functions' selectors read as arrays (rawselect)
+        self.instants = instants or {}  # max/min operands read as bucket columns (bucketselect)
 
     @classmethod
     def for_query(
@@ -321,6 +323,7 @@ class _Evaluator:
         raw = {}
         if len(steps) > 1:
             raw = rawselect.read(engine.store, tree, grid, lookback_ms=engine.lookback_ms)
+        instants = bucketselect.read(engine.store, tree, grid, engine.lookback_ms, skip=set(raw))
         data = fetch(
             engine.store,
             tree,
@@ -329,7 +332,7 @@ class _Evaluator:
             lookback_ms=engine.lookback_ms,
             probe_ms=2 * engine.coarsest_resolution_s * 1000,
             end_ms=end,
-            skip=frozenset(columns) | frozenset(raw),
+            skip=frozenset(columns) | frozenset(raw) | frozenset(instants),
         )
         return cls(
             grid,
@@ -340,13 +343,14 @@ class _Evaluator:
             columns,
             engine.group_cache,
             raw,
+            instants,
         )
 
     def child(self, grid: Grid) -> _Evaluator:
         """An evaluator over a subquery's inner steps, sharing data and warnings."""
         return _Evaluator(
             grid, self.data, self.lookback_ms, self.max_points, self.warnings, self.columns,
-            self.group_cache, self.raw,
+            self.group_cache, self.raw, self.instants,
         )  # fmt: skip
 
     def _ends(self, offset_ms: int, at: At | None) -> tuple[list[int], bool]:
@@ -368,6 +372,7 @@ class _Evaluator:
         every other query of the server wait; freed in a Python loop, they take turns."""
         self.columns.clear()
         self.raw.clear()
+        self.instants.clear()
         data = self.data
         while data:
             _, points = data.popitem()
@@ -423,6 +428,16 @@ class _Evaluator:
             if cols is not None:  # the newest values of many series, as arrays
                 charge(len(cols.ids) * len(self.steps))  # what the inner vector would be
                 return columnar.aggregate(e.op, cols, e.grouping, e.without, self.group_cache)
+            sel = e.expr
+            got = None
+            if isinstance(sel, VectorSelector) and e.op in bucketselect.OPS and e.param is None:
+                got = self.instants.get(fetch_key(sel.all_matchers()))
+            if got is not None and isinstance(sel, VectorSelector):  # buckets as arrays
+                charge(len(got.cols.ids) * len(self.steps))  # what the inner vector would be
+                return bucketselect.aggregate(
+                    e.op, got, sel, e.grouping, e.without, self.steps, self.lookback_ms,
+                    self.warnings, check_deadline,
+                )  # fmt: skip
             param: list[float] | str | None = None
             if isinstance(e.param, StringLiteral):
                 param = e.param.value  # count_values' label name

@@ -1,0 +1,244 @@
+"""``max by (instance) (queue_depth)`` over a week of rollup buckets, without lists per series.
+
+The general path reads every series' buckets into a ``SeriesPoints`` of Python lists
+(unpacking packed units to tuples, a float object per bucket), finds each step's newest
+bucket per series (:func:`signalbox.query.lookback.latest_at`), then reduces each group
+step by step in Python: most of a 7-day ``max by`` is that. Here a selector used only as the
+direct operand of ``max``/``min`` aggregations of a range query is read as bucket columns
+(:meth:`~signalbox.metrics.sql.store.SQLMetricStore.bucket_columns`, the points ``select``
+returns, with ``stale_markers``), each step's newest bucket of every series is one
+``searchsorted``, and each group's maximum is one reduction over the (members x steps) grid.
+
+The answers are the general path's, bit for bit, warnings included: the same window and
+widening as :mod:`signalbox.query.fetch` reads, the lookback widened to a bucket for a
+series whose buckets a step splits (with the same warning, :mod:`signalbox.query.exactness`),
+stale markers ending a series as :func:`~signalbox.query.lookback.latest_at` has them,
+Python's ``max`` kept where numpy's could differ (a group holding a zero of each sign).
+Anything else (a store without bucket columns, a raw window, buckets without exact
+statistics, any other use of the selector) stays with ``fetch``. A property test compares
+both paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from math import gcd
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from signalbox.metrics.samples import Matcher
+from signalbox.metrics.store import BucketSeriesColumns, MetricReader, SeriesPoints
+from signalbox.query.aggregate import group_key
+from signalbox.query.ast import Aggregation, Expr, MatrixSelector, Subquery, VectorSelector
+from signalbox.query.exactness import warning
+from signalbox.query.fetch import FetchKey, bucket_ms, fetch_key
+from signalbox.query.functions import nan_ignoring_max, nan_ignoring_min
+from signalbox.query.lookback import latest_at
+from signalbox.query.subquery import Grid
+from signalbox.query.values import Metric, StepSeries
+
+OPS = frozenset({"max", "min"})
+"""Aggregations answered here (whose result does not depend on the members' order)."""
+
+Floats = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedBuckets:
+    """A selector's bucket columns with the stale markers in the window ``fetch`` would
+    read (``select``'s ``SeriesPoints.stale``), by series id."""
+
+    cols: BucketSeriesColumns
+    stale: dict[int, list[int]]
+
+
+def read(
+    store: MetricReader,
+    tree: Expr,
+    grid: Grid,
+    lookback_ms: int,
+    *,
+    skip: Collection[FetchKey] = (),
+) -> dict[FetchKey, MarkedBuckets]:
+    """The selectors of a range query (``grid``) whose every use is the operand of a
+    parameterless :data:`OPS` aggregation outside subqueries and without ``@``, read as
+    bucket columns where the store answers them so (else left to ``fetch``). ``skip``:
+    selectors read another way already (raw columns, :mod:`signalbox.query.rawselect`)."""
+    bucket_columns = getattr(store, "bucket_columns", None)
+    markers = getattr(store, "stale_markers", None)
+    if bucket_columns is None or markers is None or grid.step == 0 or grid.last == grid.first:
+        return {}
+    offsets: dict[FetchKey, tuple[tuple[Matcher, ...], set[int]]] = {}
+    other: set[FetchKey] = set()
+    stack: list[tuple[Expr, bool]] = [(tree, False)]  # node, inside a subquery
+    while stack:
+        e, inside = stack.pop()
+        if isinstance(e, Aggregation) and e.op in OPS and e.param is None and not inside:
+            sel = e.expr
+            if isinstance(sel, VectorSelector) and sel.at is None:
+                matchers = sel.all_matchers()
+                offsets.setdefault(fetch_key(matchers), (matchers, set()))[1].add(sel.offset_ms)
+                continue
+        if isinstance(e, VectorSelector):
+            other.add(fetch_key(e.all_matchers()))
+        elif isinstance(e, MatrixSelector):
+            other.add(fetch_key(e.selector.all_matchers()))
+        else:
+            stack.extend((c, inside or isinstance(e, Subquery)) for c in e.children())
+    out: dict[FetchKey, MarkedBuckets] = {}
+    for key, (matchers, offs) in offsets.items():
+        if key in other or key in skip:
+            continue
+        # fetch's window for these uses: (first - offset - lookback, last - offset], widened
+        # up front by a bucket of the level the store will read; aligned as fetch aligns
+        start = min(grid.first - o - lookback_ms for o in offs)
+        end = max(grid.last - o for o in offs)
+        align = 0
+        for o in offs:
+            align = gcd(align, grid.step, grid.first - o)
+        res_ms = bucket_ms(store, start, grid.step, align)
+        if not res_ms:
+            continue  # raw samples (or a store that does not say): fetch reads them
+        start = min(start, min(grid.first - o - res_ms for o in offs))
+        got: BucketSeriesColumns | None = bucket_columns(
+            matchers, start, end, step_ms=grid.step, aggregates=False, align_ms=align
+        )
+        if got is None or got.resolution * 1000 != res_ms:
+            continue  # nothing there (fetch probes further back), or another tier than foreseen
+        out[key] = MarkedBuckets(got, markers(got.ids.tolist(), start, end))
+    return out
+
+
+def _metric(name: str, labels: tuple[tuple[str, str], ...]) -> Metric:
+    return tuple(sorted((("__name__", name), *labels)))
+
+
+def _split(got: BucketSeriesColumns, ends: npt.NDArray[np.int64]) -> Bools:
+    """Per series: does a step fall inside one of its buckets (after its first sample,
+    before its last)? :func:`signalbox.query.exactness.splits` with no width."""
+    n = len(got.ids)
+    res = got.resolution * 1000
+    if not (ends % res).any():
+        return np.zeros(n, dtype=bool)  # steps on bucket ends: a bucket is never split
+    out = np.zeros(n, dtype=bool)
+    starts = got.starts
+    for i in range(n):
+        a, b = int(starts[i]), int(starts[i + 1])
+        idx = np.searchsorted(got.timestamps[a:b], ends, side="right")
+        inside = idx < b - a
+        firsts = got.first_ts[a:b][np.where(inside, idx, 0)]
+        out[i] = bool((inside & (firsts <= ends)).any())
+    return out
+
+
+def _latest(
+    got: BucketSeriesColumns, ends: npt.NDArray[np.int64], lookback: npt.NDArray[np.int64]
+) -> tuple[Floats, Bools]:
+    """Each series' newest bucket value at or before each end and newer than ``end -
+    lookback`` (its own lookback), as (values, present), series x steps."""
+    n = len(got.ids)
+    ts, starts = got.timestamps, got.starts
+    base = min(int(ts.min()), int(ends.min()) - int(lookback.max()))
+    span = max(int(ts.max()), int(ends.max())) - base + 1
+    if n * span < 2**62:
+        which = np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
+        keys = which * span + (ts - base)
+        rows = np.arange(n, dtype=np.int64)[:, None] * span
+        hi = np.searchsorted(keys, rows + (ends - base), side="right").astype(np.int64)
+    else:
+        hi = np.empty((n, len(ends)), dtype=np.int64)
+        for i in range(n):
+            a, b = int(starts[i]), int(starts[i + 1])
+            hi[i] = np.searchsorted(ts[a:b], ends, side="right") + a
+    at = hi - 1
+    present = at >= starts[:-1, None]
+    safe = np.where(present, at, 0)
+    present &= ts[safe] > ends[None, :] - lookback[:, None]
+    return got.values[safe], present
+
+
+def aggregate(
+    op: str,
+    marked: MarkedBuckets,
+    sel: VectorSelector,
+    grouping: tuple[str, ...],
+    without: bool,
+    steps: list[int],
+    lookback_ms: int,
+    warnings: set[str],
+    check: Callable[[], None],
+) -> list[StepSeries]:
+    """``op`` by/without ``grouping`` over ``sel``'s value at each step (``got``: its bucket
+    columns from :func:`read`): what ``aggregate(op, instant selector)`` answers."""
+    got = marked.cols
+    n = len(got.ids)
+    if not n:
+        return []
+    ends = np.asarray(steps, dtype=np.int64) - sel.offset_ms
+    res_ms = got.resolution * 1000
+    lookback = np.full(n, lookback_ms, dtype=np.int64)
+    split = _split(got, ends)
+    if split.any():  # a bucket spans a step: its predecessor's last is the estimate
+        lookback[split] = max(lookback_ms, res_ms)
+        warnings.add(warning(SeriesPoints("", (), resolution=got.resolution), sel.selector_text()))
+    check()
+    values, present = _latest(got, ends, lookback)
+    marks = marked.stale
+    for i, sid in enumerate(got.ids.tolist()):
+        if sid in marks:  # markers end a series: the scalar rule, on this row
+            a, b = int(got.starts[i]), int(got.starts[i + 1])
+            row = latest_at(
+                got.timestamps[a:b].tolist(),
+                got.values[a:b].tolist(),
+                ends.tolist(),
+                int(lookback[i]),
+                stale=marks[sid],
+            )
+            present[i] = [v is not None for v in row]
+    # groups, in the general path's order: series sorted by labels, groups by first member
+    metrics = [_metric(name, labels) for name, labels in got.keys]
+    order = sorted(range(n), key=metrics.__getitem__)
+    groups: dict[Metric, list[int]] = {}
+    for i in order:
+        groups.setdefault(group_key(metrics[i], grouping, without), []).append(i)
+    out: list[StepSeries] = []
+    for key, members in groups.items():
+        check()
+        vals = _reduce(op, values[members], present[members])
+        if vals.count(None) != len(vals):
+            out.append(StepSeries(key, vals))
+    return out
+
+
+def _reduce(op: str, values: Floats, present: Bools) -> list[float | None]:
+    """``max``/``min`` of each step's present values (NaN ignored unless all are NaN; None
+    where none is present), members x steps."""
+    if len(values) == 1:
+        return [
+            v if h else None for v, h in zip(values[0].tolist(), present[0].tolist(), strict=True)
+        ]
+    real = present & ~np.isnan(values)
+    if ((values == 0) & present).any() and (np.signbit(values) & (values == 0) & present).any():
+        return _scalar(op, values, present)  # 0.0 and -0.0: Python keeps the first of equals
+    fill = -np.inf if op == "max" else np.inf
+    masked = np.where(real, values, fill)
+    best: Floats = masked.max(axis=0) if op == "max" else masked.min(axis=0)
+    anyreal = real.any(axis=0)
+    best = np.where(anyreal, best, np.nan)
+    has: Any = present.any(axis=0).tolist()
+    return [v if h else None for v, h in zip(best.tolist(), has, strict=True)]
+
+
+def _scalar(op: str, values: Floats, present: Bools) -> list[float | None]:
+    reduce: Callable[[list[float]], float] = nan_ignoring_max if op == "max" else nan_ignoring_min
+    cols: Any = zip(*values.tolist(), strict=True)
+    has_cols: Any = zip(*present.tolist(), strict=True)
+    out: list[float | None] = []
+    for col, has in zip(cols, has_cols, strict=True):
+        got = [v for v, h in zip(col, has, strict=True) if h]
+        out.append(reduce(got) if got else None)
+    return out

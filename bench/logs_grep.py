@@ -28,8 +28,12 @@ measured under the same load.
 
 ``--ours SRC`` runs ours from a snapshot the same way (the tree may change meanwhile).
 
+``--start N``: instead, the instructions (``valgrind --tool=callgrind``, deterministic, so
+steady under any load) of each of our cases over logs of N lines (100: mostly process
+start), bytecode cached, ours and the baseline's; ``python -c pass`` for scale.
+
 Usage: .venv/bin/python bench/logs_grep.py [--lines 200000] [--runs 7] [--baseline SRC]
-       [--ours SRC]
+       [--ours SRC] [--start 100]
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import argparse
 import gzip
 import os
 import random
+import re
 import resource
 import statistics
 import subprocess
@@ -107,18 +112,51 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple
     return wall, _child_cpu() - cpu, len(out.stdout.splitlines())
 
 
+def instructions(cmd: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Instructions callgrind counts for one run of ``cmd`` (its bytecode cached first)."""
+    subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=True)
+    out = cwd / "callgrind.out"
+    got = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out.unlink()
+    return int(re.search(r"Collected : (\d+)", got.stderr).group(1))  # type: ignore[union-attr]
+
+
+def start_counts(
+    d: Path,
+    cases: dict[str, tuple[list[str], list[str]]],
+    env: dict[str, str],
+    base_env: dict[str, str] | None,
+) -> None:
+    print(f"python -c pass: {instructions([sys.executable, '-c', 'pass'], d, env) / 1e6:.1f}M")
+    print(f"{'case':<22}{'ours':>10}{'baseline':>10}")
+    for name, (ours, _) in cases.items():
+        mine = instructions(ours, d, env) / 1e6
+        base = "" if base_env is None else f"{instructions(ours, d, base_env) / 1e6:.1f}M"
+        print(f"{name:<22}{mine:>9.1f}M{base:>10}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--baseline", type=Path, help="another checkout's src folder")
     ap.add_argument("--ours", type=Path, help="our src folder (default: the installed one)")
+    ap.add_argument("--start", type=int, metavar="N", help="callgrind counts over N lines")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        rid = write_logs(d, args.lines)
+        rid = write_logs(d, args.start or args.lines)
         mb = (d / "access.log").stat().st_size / 1e6
-        print(f"{args.lines} lines, access.log {mb:.0f} MB, load {os.getloadavg()[0]:.2f}")
+        print(
+            f"{args.start or args.lines} lines, access.log {mb:.1f} MB, load {os.getloadavg()[0]:.2f}"
+        )
         cases = {
             "grep --user (0.1%)": (
                 [SIGNALBOX, "logs", "grep", "--user", "needle42", "access.log"],
@@ -145,6 +183,9 @@ def main() -> None:
         if args.baseline is not None:
             base_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
             base_env["PYTHONPYCACHEPREFIX"] = str(d / "pycache-base")
+        if args.start:
+            start_counts(d, cases, env, base_env)
+            return
         for ours, _ in cases.values():  # warm-up: the bytecode cache, the page cache
             timed(ours, d, env)
             if base_env is not None:

@@ -195,18 +195,19 @@ def columns_of(
     k = np.arange(len(blob), dtype=np.int64) - np.repeat(np.cumsum(m) - m, m)
     ids = np.repeat(np.asarray(sids, dtype=np.int64), m)
 
-    def gather(name: str, keep: Any = None) -> Ints:
+    def gather(name: str, b: Ints, kk: Ints) -> Ints:
         s = src[:, _INDEX[name]]
         at = start[rows, s]
         full = modes[rows, s] == FULL
-        b, kk = (blob, k) if keep is None else (blob[keep], k[keep])
-        got: Ints = buf[at[b] + np.where(full[b], kk, 0)]
+        if full.all():  # the usual: every blob keeps this column (or its copy) whole
+            got: Ints = buf[at[b] + kk]
+        else:
+            got = buf[at[b] + np.where(full[b], kk, 0)]
         return got
 
-    keep: Any = None
     out: dict[str, Ints] = {}
     if lo is not None or hi is not None:
-        ts = gather("ts")
+        ts = gather("ts", blob, k)
         mask = np.ones(len(ts), dtype=bool)
         if lo is not None:
             mask &= ts >= lo
@@ -214,11 +215,11 @@ def columns_of(
             mask &= ts <= hi
         if not mask.all():
             keep = np.flatnonzero(mask)
-            ts, ids = ts[keep], ids[keep]
+            ts, ids, blob, k = ts[keep], ids[keep], blob[keep], k[keep]
         out["ts"] = ts
     for name in names:
         if name not in out:
-            out[name] = gather(name, keep)
+            out[name] = gather(name, blob, k)
     return ids, {name: out[name] for name in names}
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,7 @@ def serve(
     _spool_dir_ready(settings)
     store = open_metric_store(settings)  # refuses another application's or a damaged file
     damage = _check_integrity(store)
+    threading.Thread(target=warm_up, args=(store,), name="signalbox-warm-up", daemon=True).start()
     leader = leadership_for(store.db, f"{settings.host}:{bind_port}", settings.server.leader_ttl_s)
     bg = Background(settings, monitors=True, sessions=True, leader=leader)
     if demo:
@@ -137,6 +139,18 @@ def serve(
         task_metrics.close()
         queue.close()
         store.close()
+
+
+def warm_up(store: SQLMetricStore) -> None:
+    """The series index loaded in the background at start (:meth:`SQLMetricStore.warm_up`),
+    so the first query over many series need not; a failure is logged and left to the
+    queries (each reads what it needs, as without a warm-up), never raised into serve."""
+    try:
+        store.warm_up()
+    except Exception as e:
+        log.warning("series index not loaded at start (queries will load it): %s", e)
+    finally:
+        release_thread()  # this thread's PostgreSQL connection, no longer needed
 
 
 def build_services(

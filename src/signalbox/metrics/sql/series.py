@@ -35,9 +35,11 @@ go in without the unique key, which is built again after them in one sort
 from __future__ import annotations
 
 import logging
+import operator
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from itertools import chain, compress
 from typing import Any, cast
 
@@ -90,6 +92,8 @@ _LOOKUP_POSTGRES = (
     f"JOIN series AS s ON s.name = {_PG_NAME} AND s.labels = {_PG_LABELS}"
 )
 _PG_CHUNK = 50_000  # keys per statement (one text array, ~2 MB)
+_WARM_WAIT_MIN = 10_000  # series of one name a query waits for a warm-up's read to bring
+_ID, _NAME, _TEXT = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 
 
 def _is_none(v: object) -> bool:
@@ -233,16 +237,66 @@ class SeriesIndex:
         self._ids_max = 0  # newest id the write map was topped up to
         self._unsaved = 0  # entries of the write map the saved snapshot lacks
         self._pending: _Pending | None = None
+        self._warm: Future[list[tuple[Any, ...]]] | None = None  # see begin_warm
 
     # -- reads ----------------------------------------------------------------------------
     def _add_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        for sid, name, text in rows:
-            if sid in self.rows:
-                continue
-            self.rows[sid] = (name, text)
-            self._by_name[name].append(sid)
-            if sid > self._max_id:
-                self._max_id = sid
+        """Know these ``(id, name, label text)`` rows (those known already are skipped),
+        column by column in C: a million rows are a first query's whole index."""
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
+            return
+        known = self.rows
+        ids = list(map(_ID, rows))
+        if known:
+            fresh = list(map(operator.not_, map(known.__contains__, ids)))
+            if not all(fresh):
+                rows, ids = list(compress(rows, fresh)), list(compress(ids, fresh))
+                if not rows:
+                    return
+        shared: dict[str, str] = {}  # one str per name (the driver makes one a row)
+        names = list(map(shared.setdefault, map(_NAME, rows), map(_NAME, rows)))
+        known.update(zip(ids, zip(names, map(_TEXT, rows), strict=True), strict=True))
+        by_name = self._by_name
+        if len(shared) == 1:
+            by_name[names[0]].extend(ids)
+        else:
+            for sid, name in zip(ids, names, strict=True):
+                by_name[name].append(sid)
+        self._max_id = max(self._max_id, max(ids))
+
+    # -- warm-up (serve loads the index at start, see SQLMetricStore.warm_up) -------------
+    def begin_warm(self) -> Future[list[tuple[Any, ...]]]:
+        """Say a warm-up's read of every series is on its way (under the store's lock):
+        until it is taken, a query that would read many series waits for it instead (the
+        read needs no lock, so the wait ends)."""
+        self._warm = Future()
+        return self._warm
+
+    def fill_warm(self, fut: Future[list[tuple[Any, ...]]]) -> None:
+        """Read every series for ``fut`` (the warm-up's thread, without the store's lock).
+        A failure is handed to ``fut`` and raised."""
+        try:
+            rows = self.db.query("SELECT id, name, labels FROM series")
+        except BaseException as e:
+            fut.set_exception(e)
+            raise
+        fut.set_result(rows)
+
+    def take_warm(self, *, wait: bool) -> None:
+        """Under the store's lock: know the warm-up's rows, waiting for them with
+        ``wait`` (else only if read already); a failed warm-up is dropped (its thread
+        logged it: the reads go on as without one)."""
+        fut = self._warm
+        if fut is None or (not wait and not fut.done()):
+            return
+        try:
+            rows = fut.result()
+        except Exception:
+            self._warm = None
+            return
+        self._warm = None
+        self._add_rows(rows)
 
     def refresh(self) -> None:
         """Know every series: those created since the last refresh, and any committed out
@@ -305,6 +359,9 @@ class SeriesIndex:
             # load costs a switch interval each: seconds)
             name = names[0]
             (count,) = self.db.query("SELECT count(*) FROM series WHERE name = ?", (name,))[0]
+            missing = count - len(self._by_name.get(name, ()))
+            if missing and self._warm is not None:  # many: wait for the warm-up's read
+                self.take_warm(wait=missing >= _WARM_WAIT_MIN)
             if count != len(self._by_name.get(name, ())):
                 self._add_rows(
                     self.db.query("SELECT id, name, labels FROM series WHERE name = ?", (name,))

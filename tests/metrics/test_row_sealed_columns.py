@@ -22,6 +22,8 @@ def _units(draw: st.DrawFn) -> dict[str, Any]:
     """Bucket columns of a few series: each column random, constant, or a copy of an
     earlier column (so headers differ from blob to blob)."""
     sizes = draw(st.lists(st.integers(1, 70), min_size=1, max_size=6))
+    if draw(st.booleans()):  # units of one size (whole units: the usual)
+        sizes = [sizes[0]] * len(sizes)
     n = sum(sizes)
     sids = np.repeat(np.arange(len(sizes), dtype=np.int64) * 3 + 1, sizes)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))

@@ -19,6 +19,7 @@ from signalbox.query.values import Metric, StepSeries
 
 SMALL_DELTA_TOLERANCE = 1e-12  # Prometheus' smallDeltaTolerance
 _MIN_NORMAL = 2.2250738585072014e-308  # math.Float64frombits(0x0010000000000000)
+_MAX_FLOAT = 1.7976931348623157e308
 _GO_FLOAT = re.compile(
     r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.ASCII | re.IGNORECASE
 )
@@ -57,9 +58,7 @@ def _almost_equal(a: float, b: float, epsilon: float) -> bool:
     if a == 0 or b == 0 or abs_sum < _MIN_NORMAL:
         return diff < epsilon * _MIN_NORMAL
     # Go's math.Min(absSum, MaxFloat64): NaN stays NaN, and every comparison with it fails
-    return diff / (abs_sum if math.isnan(abs_sum) else min(abs_sum, 1.7976931348623157e308)) < (
-        epsilon
-    )
+    return diff / (abs_sum if math.isnan(abs_sum) else min(abs_sum, _MAX_FLOAT)) < epsilon
 
 
 def _coalesce(buckets: list[list[float]]) -> list[list[float]]:
@@ -73,16 +72,23 @@ def _coalesce(buckets: list[list[float]]) -> list[list[float]]:
 
 
 def _ensure_monotonic(buckets: list[list[float]]) -> None:
+    # A decrease and float noise are both ignored (prev stays), so almost.Equal is asked
+    # only of an increase; its common case (two positive normal counts) is inlined.
     prev = buckets[0][1]
     for b in buckets[1:]:
         curr = b[1]
         if curr == prev:
             continue
-        if _almost_equal(prev, curr, SMALL_DELTA_TOLERANCE):
-            b[1] = prev  # float noise, either way: ignore it (prev stays)
-            continue
         if curr < prev:
-            b[1] = prev  # a decrease: ignore it (prev stays)
+            b[1] = prev
+            continue
+        if prev > 0.0 and _MIN_NORMAL <= prev + curr <= _MAX_FLOAT:
+            # prev + curr is |prev| + |curr|, finite: Go's Min leaves it as it is
+            if (curr - prev) / (prev + curr) < SMALL_DELTA_TOLERANCE:
+                b[1] = prev
+                continue
+        elif _almost_equal(prev, curr, SMALL_DELTA_TOLERANCE):
+            b[1] = prev
             continue
         prev = curr
 
@@ -110,9 +116,14 @@ def bucket_quantile(q: float, buckets: Sequence[Bucket]) -> float:
     if not buckets:
         return math.nan
     ordered = sorted(([b, c] for b, c in buckets), key=lambda b: b[0])
-    if ordered[-1][0] != math.inf:
+    return _sorted_quantile(q, _coalesce(ordered))
+
+
+def _sorted_quantile(q: float, merged: list[list[float]]) -> float:
+    """:func:`bucket_quantile` of buckets sorted by bound, equal bounds coalesced (a list of
+    its own: counts are changed in place), ``q`` a number in [0, 1]."""
+    if merged[-1][0] != math.inf:
         return math.nan
-    merged = _coalesce(ordered)
     _ensure_monotonic(merged)
     if len(merged) < 2:
         return math.nan
@@ -132,7 +143,17 @@ def bucket_quantile(q: float, buckets: Sequence[Bucket]) -> float:
         bucket_start = merged[b - 1][0]
         count -= merged[b - 1][1]
         rank -= merged[b - 1][1]
-    return bucket_start + (bucket_end - bucket_start) * (rank / count)
+    return bucket_start + (bucket_end - bucket_start) * _go_divide(rank, count)
+
+
+def _go_divide(a: float, b: float) -> float:
+    """``a / b`` as Go divides floats: by zero gives ±Inf, or NaN for 0/0 (``φ`` 0 with an
+    empty lowest bucket), where Python raises."""
+    if b:
+        return a / b
+    if a == 0 or math.isnan(a):
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 def histogram_quantile(phi: list[float], series: list[StepSeries]) -> list[StepSeries]:
@@ -157,10 +178,47 @@ def histogram_quantile(phi: list[float], series: list[StepSeries]) -> list[StepS
         entry[1].append((bound, s.values))
     out: list[StepSeries] = []
     for metric, members in groups.values():
-        vals: list[float | None] = []
-        for i, q in enumerate(phi):
-            buckets = [(bound, v[i]) for bound, v in members if v[i] is not None]
-            vals.append(bucket_quantile(q, buckets) if buckets else None)  # type: ignore[arg-type]
+        bounds = [bound for bound, _ in members]
+        if any(map(math.isnan, bounds)) or len(set(bounds)) < len(bounds):
+            vals = _each_step(phi, members)
+        else:
+            vals = _sorted_steps(phi, sorted(members, key=lambda m: m[0]))
         if vals.count(None) != len(vals):
             out.append(StepSeries(metric, vals))
     return out
+
+
+def _each_step(
+    phi: list[float], members: list[tuple[float, list[float | None]]]
+) -> list[float | None]:
+    """Each step's quantile, its present buckets sorted and coalesced anew."""
+    vals: list[float | None] = []
+    for i, q in enumerate(phi):
+        buckets = [(bound, v[i]) for bound, v in members if v[i] is not None]
+        vals.append(bucket_quantile(q, buckets) if buckets else None)  # type: ignore[arg-type]
+    return vals
+
+
+def _sorted_steps(
+    phi: list[float], members: list[tuple[float, list[float | None]]]
+) -> list[float | None]:
+    """Each step's quantile of ``members`` sorted once by their distinct, non-NaN bounds:
+    any step's present buckets are then sorted already (a stable sort of a subset is the
+    subset of the sort) and have nothing to coalesce, so only the counts are gathered."""
+    bounds = [bound for bound, _ in members]
+    vals: list[float | None] = []
+    for i, column in enumerate(zip(*(v for _, v in members), strict=True)):
+        buckets = [[b, c] for b, c in zip(bounds, column, strict=True) if c is not None]
+        if not buckets:
+            vals.append(None)
+            continue
+        q = phi[i]
+        if math.isnan(q):
+            vals.append(math.nan)
+        elif q < 0:
+            vals.append(-math.inf)
+        elif q > 1:
+            vals.append(math.inf)
+        else:
+            vals.append(_sorted_quantile(q, buckets))
+    return vals

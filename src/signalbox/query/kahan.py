@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 _isinf = math.isinf
+_fsum = math.fsum
 
 
 def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
@@ -50,6 +51,23 @@ def kahan_sum(values: Iterable[float]) -> float:
             c += (v - t) + total
         total = t
     return total if _isinf(total) else total + c
+
+
+def step_sums(rows: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """Each step's :func:`kahan_sum` of the values ``rows`` (one a series, one value a step)
+    hold there, None where none does: ``sum``'s per-step reduction. Without gaps, every
+    column goes to ``math.fsum`` in one ``map`` (what kahan_sum answers first), unless one
+    overflows or meets ``Inf + -Inf``; then, and with gaps, step by step."""
+    if not any(None in r for r in rows):
+        try:
+            return list(map(_fsum, zip(*rows, strict=True)))
+        except (OverflowError, ValueError):
+            pass
+    out: list[float | None] = []
+    for column in zip(*rows, strict=True):
+        present = [v for v in column if v is not None]
+        out.append(kahan_sum(present) if present else None)
+    return out
 
 
 def kahan_mean(values: Sequence[float]) -> float:

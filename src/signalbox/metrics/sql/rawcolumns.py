@@ -11,6 +11,11 @@ scan filtered with numpy), the frames of the layouts holding the series one more
 unpacked with numpy, and the whole sorted by (series, time) with one ``lexsort``. Stale
 markers are not read here: range functions ignore them (see
 :class:`~signalbox.metrics.store.SeriesPoints`), and ``select`` reads them itself.
+
+A row costs the driver more than the SQL that finds it (a 1-hour ``increase[1h]`` of 20
+series is 2,400 rows), and each column more on top: series and time come back as one
+integer, ``series_id * 2**32 + (ts - lo)``, exact while ids stay below 2**31 and the window
+below 2**32 ms (49 days), taken apart with numpy; rows become arrays in one ``fromiter``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ if TYPE_CHECKING:
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
+
+_KEY = np.dtype([("key", np.int64), ("value", np.float64)])
+_ROW = np.dtype([("series", np.int64), ("ts", np.int64), ("value", np.float64)])
+_SHIFT = 32
+_LOW = (1 << _SHIFT) - 1
 
 STAMPS_MAX = 2000
 """More written timestamps than this in a partition (an import): a range scan, not seeks
@@ -110,12 +120,18 @@ def _rows(
     partition's timestamps in the window, :func:`_stamp_counts`). Many: a range scan per
     partition, each turned into arrays and filtered before the next is read, so the
     tuples of one partition at most are held at once."""
+    keyed = int(wanted[0]) >= 0 and int(wanted[-1]) < 1 << (_SHIFT - 1) and hi - lo <= _LOW
+    # the key's ts - ? is bound to lo (never negative: ts >= lo), the statement's text kept
+    head, first = (
+        (f"SELECT series_id * {1 << _SHIFT} + (ts - ?), value", (lo,))
+        if keyed
+        else ("SELECT series_id, ts, value", ())
+    )
+    base = lo if keyed else None
     if len(wanted) > IN_LIST_MAX:
         for _, table in tables:
-            rows = parts.read(
-                f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ?", (lo, hi)
-            )
-            _append(rows, wanted, sids, stamps, values)
+            rows = parts.read(f"{head} FROM {table} WHERE ts >= ? AND ts <= ?", (*first, lo, hi))
+            _append(rows, base, wanted, sids, stamps, values)
         return
     if counts is None:
         counts = _stamp_counts(parts, tables, lo, hi)
@@ -128,18 +144,17 @@ def _rows(
         if n > STAMPS_MAX:
             statements.append(
                 (
-                    f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ? "
-                    f"AND series_id IN ({ids})",
-                    (lo, hi),
+                    f"{head} FROM {table} WHERE ts >= ? AND ts <= ? AND series_id IN ({ids})",
+                    (*first, lo, hi),
                 )
             )
         else:
             statements.append(
                 (
-                    f"SELECT series_id, ts, value FROM {table} WHERE ts IN (SELECT ts FROM "
+                    f"{head} FROM {table} WHERE ts IN (SELECT ts FROM "
                     f"metric_stamps WHERE start_ms = ? AND ts >= ? AND ts <= ?) "
                     f"AND series_id IN ({ids})",
-                    (start, lo, hi),
+                    (*first, start, lo, hi),
                 )
             )
     if not statements:
@@ -148,7 +163,7 @@ def _rows(
     got = parts._read_or_none(union, [p for _, ps in statements for p in ps])
     if got is None:  # a partition went away meanwhile: each alone, a missing one empty
         got = [row for sql, ps in statements for row in parts.read(sql, ps)]
-    _append(got, None, sids, stamps, values)
+    _append(got, base, None, sids, stamps, values)
 
 
 def _stamp_counts(
@@ -169,24 +184,31 @@ def _stamp_counts(
 
 def _append(
     rows: list[tuple[Any, ...]],
+    base: int | None,
     wanted: Ints | None,
     sids: list[Ints],
     stamps: list[Ints],
     values: list[Floats],
 ) -> None:
-    """``(series_id, ts, value)`` rows as arrays, only the ``wanted`` series' if given."""
+    """Rows as arrays, only the ``wanted`` series' if given: ``(key, value)`` rows keyed
+    from ``base`` (see the module's docstring), else ``(series_id, ts, value)``."""
     if not rows:
         return
-    s, t, v = zip(*rows, strict=True)
-    sid = np.array(s, dtype=np.int64)
-    ts = np.array(t, dtype=np.int64)
-    val = np.array(v, dtype=np.float64)  # NULL (SQLite's NaN) becomes NaN
+    # fromiter reads a NULL value (SQLite's NaN) as NaN, as np.array(..., float64) does
+    if base is None:
+        got = np.fromiter(rows, dtype=_ROW, count=len(rows))
+        sid, ts = got["series"], got["ts"]
+    else:
+        got = np.fromiter(rows, dtype=_KEY, count=len(rows))
+        key = got["key"]
+        sid, ts = key >> _SHIFT, (key & _LOW) + base
+    val = got["value"]
     if wanted is not None:
         keep = np.isin(sid, wanted)
         sid, ts, val = sid[keep], ts[keep], val[keep]
-    sids.append(sid)
-    stamps.append(ts)
-    values.append(val)
+    sids.append(np.ascontiguousarray(sid))
+    stamps.append(np.ascontiguousarray(ts))
+    values.append(np.ascontiguousarray(val))
 
 
 def _frames(

@@ -11,6 +11,7 @@ from signalbox.exceptions import QueryError
 from signalbox.query.functions import nan_ignoring_max, nan_ignoring_min, quantile
 from signalbox.query.kahan import kahan_mean, kahan_sum, step_sums
 from signalbox.query.promjson import format_value
+from signalbox.query.stepextremes import step_extremes
 from signalbox.query.values import Metric, StepSeries
 
 Values = list[float | None]
@@ -96,6 +97,11 @@ def aggregate(
             )
         elif op == "sum":  # every step at once (kahan.step_sums: fsum mapped over the steps)
             out.append(StepSeries(key, step_sums([m.values for m in members])))
+        elif (
+            op in ("max", "min")
+            and (picked := step_extremes([m.values for m in members], op == "max")) is not None
+        ):  # every step at once where no series has a gap (query/stepextremes)
+            out.append(StepSeries(key, picked))
         else:
             out.extend(_per_step({key: members}, lambda _i, present: reduce(present)))
     return out

@@ -1,7 +1,8 @@
 """The server area's settings: ``[server]`` (where ``serve`` listens unless told otherwise, the
 resident memory past which ``serve`` and ``agent`` log a warning: ``memory_warn_bytes``, 0 for
 never, ``auth``: who needs credentials, and ``query_cache_mb``: the query results cache's
-size in MiB, 0 for none: :mod:`signalbox.server.resultcache`; ``leader_ttl``: the TTL of the
+size in MiB, 0 for none: :mod:`signalbox.server.resultcache`; ``packed_cache_mb``: the decoded
+packed units kept in memory, 0 for none: :mod:`signalbox.metrics.sql.unitcache`; ``leader_ttl``: the TTL of the
 lease the ``serve`` instances of one PostgreSQL store elect their leader with,
 :mod:`signalbox.storage.leader`).
 
@@ -31,6 +32,7 @@ class ServerTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     memory_warn_bytes: int = 0
     auth: str = "writes"
     query_cache_mb: int = 64
+    packed_cache_mb: int = 64
     leader_ttl: str = "10s"
 
 
@@ -45,6 +47,7 @@ class ServerSettings:
     auth: str = "writes"
     query_cache_mb: int = 64
     leader_ttl_s: float = 10.0
+    packed_cache_mb: int = 64
 
     @property
     def reads_need_token(self) -> bool:
@@ -73,6 +76,12 @@ def server_settings(src: Source, raw: Mapping[str, Any]) -> ServerSettings:
             server.query_cache_mb,
             "MiB for the query results cache (0-1048576; 0 turns it off)",
         )
+    if not 0 <= server.packed_cache_mb <= 1 << 20:
+        raise src.error(
+            "server.packed_cache_mb",
+            server.packed_cache_mb,
+            "MiB for the decoded packed units (0-1048576; 0 turns it off)",
+        )
     leader_ttl_s = src.duration("server.leader_ttl", server.leader_ttl)
     if not 1 <= leader_ttl_s <= 3600:
         raise src.error(
@@ -88,4 +97,5 @@ def server_settings(src: Source, raw: Mapping[str, Any]) -> ServerSettings:
         server.auth,
         server.query_cache_mb,
         leader_ttl_s,
+        server.packed_cache_mb,
     )

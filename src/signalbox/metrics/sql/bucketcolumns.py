@@ -22,7 +22,7 @@ import numpy.typing as npt
 from signalbox import limits
 from signalbox.metrics.partitions import Level
 from signalbox.metrics.samples import SeriesKey
-from signalbox.metrics.sql import framereads
+from signalbox.metrics.sql import framereads, unitcache
 from signalbox.metrics.sql import rawcolumns as sqlrawcolumns
 from signalbox.metrics.sql import rollup as sqlrollup
 from signalbox.metrics.sql.partitions import PartitionTables
@@ -87,10 +87,16 @@ def read(
                 return None
             names = [t for _, t in tables]
             cols = ", ".join(("series_id, last_ts, last, first_ts", *(column_of[c] for c in stats)))
+            wanted = ["last_ts", "last", "first_ts", *(column_of[s] for s in stats)]
             for t in names:
-                rows, packed = parts.bucket_rows(t, cols, ids, lo, hi)
+                cached = unitcache.read(parts, t, cols, ids, lo, hi, level.unit_ms, wanted)
+                if cached is None:
+                    rows, packed = parts.bucket_rows(t, cols, ids, lo, hi)
+                    decoded = _decoded(packed, wanted, lo, hi)
+                else:
+                    rows, decoded = cached
                 _rows(rows, stats, pieces)
-                _packed(packed, lo, hi, stats, column_of, pieces)
+                _packed(decoded, stats, column_of, pieces)
             got = framereads.read(parts, names, ids, lo, hi, stats, level.unit_ms, arrays=True)
             for sid, fcols in got.items():
                 _frame_series(sid, fcols, stats, pieces)
@@ -127,23 +133,32 @@ def _rows(rows: list[tuple[Any, ...]], stats: tuple[str, ...], pieces: _Pieces) 
     )
 
 
+def _decoded(
+    packed: list[tuple[Any, ...]], names: list[str], lo: int, hi: int
+) -> tuple[Ints, dict[str, Ints]] | None:
+    """Packed units ``(series_id, unit start, blob)`` (see :mod:`signalbox.metrics.rowsealed`):
+    the columns ``names`` of their buckets ending in ``[lo, hi]``, taken from the blobs as
+    they are."""
+    if not packed:
+        return None
+    from signalbox.metrics import rowsealed
+
+    blobs = [p[2] if type(p[2]) is bytes else bytes(p[2]) for p in packed]
+    return rowsealed.columns_of([p[0] for p in packed], blobs, names, lo, hi)
+
+
 def _packed(
-    packed: list[tuple[Any, ...]],
-    lo: int,
-    hi: int,
+    decoded: tuple[Ints, dict[str, Ints]] | None,
     stats: tuple[str, ...],
     column_of: dict[str, str],
     pieces: _Pieces,
 ) -> None:
-    """Packed units ``(series_id, unit start, blob)`` (see :mod:`signalbox.metrics.rowsealed`):
-    their buckets ending in ``[lo, hi]``, the arrays taken from the blobs as they are."""
-    if not packed:
+    """Packed units' buckets (series ids, int64 bits of each column) as pieces."""
+    if decoded is None:
         return
     from signalbox.metrics import rowsealed
 
-    blobs = [p[2] if type(p[2]) is bytes else bytes(p[2]) for p in packed]
-    names = ["last_ts", "last", "first_ts", *(column_of[s] for s in stats)]
-    sid, got = rowsealed.columns_of([p[0] for p in packed], blobs, names, lo, hi)
+    sid, got = decoded
     limits.charge(len(sid))
     if not len(sid):
         return

@@ -398,6 +398,10 @@ class PartitionTables:
                 else:  # SQLite drops one table a statement
                     for t in tables:
                         self.db.execute(f"DROP TABLE IF EXISTS {t}")
+                if lv.tier != RAW:  # packed units gone: their cached decodings too
+                    from signalbox.metrics.sql import unitcache
+
+                    unitcache.bump(self.db)
                 self.db.execute(
                     f"DELETE FROM metric_partitions WHERE tier = ? AND start_ms IN ({keys})",
                     (lv.tier, *starts),
@@ -432,6 +436,9 @@ class PartitionTables:
                 self.db.execute(f"DROP TABLE IF EXISTS {fbuckets_table(lv.table(start))}")
                 self.db.execute(f"DROP TABLE IF EXISTS {sealed_table(lv.table(start))}")
                 self.db.execute(f"DROP TABLE IF EXISTS {packed_table(lv.table(start))}")
+                from signalbox.metrics.sql import unitcache
+
+                unitcache.bump(self.db)  # packed units gone: their cached decodings too
                 self._fbuckets.discard(lv.table(start))
             self.db.execute(
                 "DELETE FROM metric_partitions WHERE tier = ? AND start_ms = ?",

@@ -65,8 +65,14 @@ def seal_closed(parts: PartitionTables, budget: int = ROWS_PER_PASS) -> int:
     bucket rows in all; returns how many were packed. The coarsest tier first: its units
     hold the fewest rows and serve the longest windows (a 30-day graph reads the 1-hour
     tier), so a budget spent on an import's backlog helps the slowest queries first."""
-    from signalbox.metrics.sql import rollup  # it imports sealing, which imports this
+    from signalbox.metrics.sql import (
+        rollup,  # it imports sealing, which imports this
+        unitcache,
+    )
 
+    if unitcache.generation(parts.db) is None:  # a store packed before the generation was kept
+        with parts.db.transaction():
+            unitcache.ensure(parts.db)
     lvs = parts.levels
     done = 0
     for i in reversed(range(1, len(lvs))):
@@ -196,6 +202,12 @@ def _seal_chunk(
         last = np.append((sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1]), True)
         cols = {k: v[last] for k, v in both.items()}
     ids, blobs = rowsealed.pack(cols)
+    from signalbox.metrics.sql import unitcache
+
+    if before:  # packed rows overwritten: no process may use what it decoded of them
+        unitcache.bump(db)
+    else:
+        unitcache.ensure(db)
     db.executemany(
         db.dialect.upsert(pb, ["series_id", "ts", "data"], ["series_id", "ts"]),
         [(sid, u, blob) for sid, blob in zip(ids.tolist(), blobs, strict=True)],
@@ -233,6 +245,9 @@ def unseal_range(
             marks = ", ".join("?" * len(rowbuckets.FINER))
             parts.db.executemany(f"INSERT INTO {table} ({_columns()}) VALUES ({marks})", rows)
             parts.db.execute(f"DELETE FROM {pb} WHERE ts >= ? AND ts <= ?", (first, end_ms))
+            from signalbox.metrics.sql import unitcache
+
+            unitcache.bump(parts.db)  # cached decodings of these units are stale everywhere
             low = min(int(r[1]) for r in got)
             lowest = low if lowest is None else min(lowest, low)
         if lowest is not None:

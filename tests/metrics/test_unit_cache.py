@@ -342,6 +342,9 @@ def test_the_cache_stays_within_its_bytes(store: Any) -> None:
         assert _answers(store, name, base, base + 8 * HOUR, 60_000) == off
         assert 0 < unitcache.CACHE.bytes <= cap
         assert 0 < len(unitcache.CACHE) < len(blocks)
+    unitcache.CACHE.resize(3 * unitcache._UNIT_BYTES)  # fewer units than a read needs
+    assert _answers(store, name, base, base + 8 * HOUR, 60_000) == off
+    assert not len(unitcache.CACHE)
 
 
 def _block(gen: int, n: int) -> unitcache.Block:
@@ -364,3 +367,22 @@ def test_least_recently_used_blocks_go_first() -> None:
     assert len(c) == 3 and c.bytes == 3 * size
     c.put(("db", "t0"), _block(8, 10**5))  # replacing one with a too big one: the old gone too
     assert len(c) == 2 and c.bytes == 2 * size
+
+
+def test_many_series_read_by_the_partitions_range(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past IN_LIST_MAX series both statements read the partition's range and keep the
+    series asked: the same answers, another name's units beside them never mixed in."""
+    from signalbox.metrics.sql import partitions
+
+    k = next(_RUN)
+    base, name = T0 + k * BLOCK, f"ucn{k}"
+    _history(store, name, base, 8, series=5)
+    _history(store, f"{name}x", base, 8, series=3)
+    now = base + 11 * HOUR
+    store.clock.set(now / 1000)
+    store.compact(now)
+    want = _uncached(store, name, base, base + 8 * HOUR, 60_000)
+    monkeypatch.setattr(partitions, "IN_LIST_MAX", 2)
+    assert _off_cold_warm(store, name, base, base + 8 * HOUR, 60_000) == want

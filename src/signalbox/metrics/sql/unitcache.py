@@ -35,6 +35,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from signalbox.metrics.partitions import SEALED_UNIT_BUCKETS
+from signalbox.metrics.rowsealed import WIDTH
+
 if TYPE_CHECKING:
     from signalbox.metrics.sql.partitions import PartitionTables
     from signalbox.storage.database import Database
@@ -48,6 +51,8 @@ progress their negation: this key is neither)."""
 DEFAULT_MB = 64
 TRIES = 3
 _UNIT_BITS = 22  # a unit's number within its partition's key: span / unit < 2**22
+
+_UNIT_BYTES = SEALED_UNIT_BUCKETS * WIDTH * 8  # a unit decoded, at most
 
 Key = tuple[str, str]  # (database, partition table)
 
@@ -216,6 +221,13 @@ def read(
         have = _find(block, codes)
         if block is None or have is None or not have[1].all():
             cache.misses += 1
+            if len(codes) * _UNIT_BYTES > cache.max_bytes:
+                return None  # more than the cache holds: decoding every column would be waste
+            if (
+                block is not None
+                and (len(block.codes) + len(codes)) * _UNIT_BYTES > cache.max_bytes
+            ):
+                block, have = None, None  # start this partition's block afresh
             block = _fetch(parts, pb, a, codes, have, block, gen, unit)
             if block is None:
                 continue
@@ -255,11 +267,16 @@ def _fetch(
 
     missing = codes if have is None else codes[~have[1]]
     need = set(missing.tolist())
+    from signalbox.metrics.sql.partitions import IN_LIST_MAX
+
     sids = sorted({int(c) >> _UNIT_BITS for c in need})
     us = a[:, 1]
+    if len(sids) > IN_LIST_MAX:  # the partition's range, the others dropped after
+        where, sids = "", []
+    else:
+        where = f"series_id IN ({','.join('?' * len(sids))}) AND "
     got = parts._read_or_none(
-        f"SELECT series_id, ts, data FROM {pb} WHERE series_id IN "
-        f"({','.join('?' * len(sids))}) AND ts >= ? AND ts <= ? "
+        f"SELECT series_id, ts, data FROM {pb} WHERE {where}ts >= ? AND ts <= ? "
         "UNION ALL SELECT sealed_ms, NULL, NULL FROM metric_sealed WHERE tier = ?",
         (*sids, int(us.min()), int(us.max()), GEN_KEY),
     )

@@ -64,6 +64,9 @@ auth = "writes"
 # MiB of query answers (query_range, and query at a given time) kept until the data
 # changes, so dashboards that refresh ask the store once (0: no cache).
 query_cache_mb = 64
+# MiB of decoded packed rollup units kept between queries (0: none); unlike
+# query_cache_mb it survives writes: a week-long panel re-reads only its recent end.
+packed_cache_mb = 64
 # With a PostgreSQL store, the serve instances elect one leader (it evaluates monitors,
 # sends notifications and compacts); a dead leader is replaced within about this long.
 leader_ttl = "10s"

@@ -149,11 +149,24 @@ def test_max_and_min_over_buckets_answer_what_select_answers(
         f"max({name})",
         f"min without (s) ({name} offset 7m)",
         f"max by (g) ({name}) - min by (g) ({name})",
+        # any instant use: the selector itself, other aggregations, functions, operators
+        name,
+        f"{name} offset 7m",
+        f"sum by (g) ({name})",
+        f"max({name}) + sum({name})",
+        f"avg({name}) * 2",
+        f"timestamp({name})",
+        f"{name} > 0",
     ):
         _alike(store, query, start, end, step, columns=True)
     _alike(store, f"max by (g) ({name})", now - 2 * HOUR, now + 60_000, 60_000, columns=True)
-    # another use of the selector, an @, a subquery: the general path
-    for query in (f"max({name}) + sum({name})", f"max({name} @ {end // 1000})"):
+    _alike(store, name, now - 2 * HOUR, now + 60_000, 60_000, columns=True)
+    # a range use of the selector, an @, a subquery: the general path
+    for query in (
+        f"max({name}) + sum(max_over_time({name}[10m]))",
+        f"max({name} @ {end // 1000})",
+        f"{name} + on(s, g) max_over_time({name}[30m:5m])",
+    ):
         _alike(store, query, start, end, step, columns=False)
 
 

@@ -3,11 +3,13 @@
 The general path reads every series' buckets into a ``SeriesPoints`` of Python lists
 (unpacking packed units to tuples, a float object per bucket), finds each step's newest
 bucket per series (:func:`signalbox.query.lookback.latest_at`), then reduces each group
-step by step in Python: most of a 7-day ``max by`` is that. Here a selector used only as the
-direct operand of ``max``/``min`` aggregations of a range query is read as bucket columns
-(:meth:`~signalbox.metrics.sql.store.SQLMetricStore.bucket_columns`, the points ``select``
-returns, with ``stale_markers``), each step's newest bucket of every series is one
-``searchsorted``, and each group's maximum is one reduction over the (members x steps) grid.
+step by step in Python: most of a 7-day ``max by`` is that. Here a selector used only as an
+instant vector in a range query (not in a range, a subquery or with ``@``) is read as bucket
+columns (:meth:`~signalbox.metrics.sql.store.SQLMetricStore.bucket_columns`, the points
+``select`` returns, with ``stale_markers``), each step's newest bucket of every series is
+one ``searchsorted`` (:func:`instant`: one series over 8 days at 1 m steps, 11,520 points,
+without a tuple each), and as the operand of ``max``/``min`` each group's answer is one
+reduction over the (members x steps) grid (:func:`aggregate`).
 
 The answers are the general path's, bit for bit, warnings included: the same window and
 widening as :mod:`signalbox.query.fetch` reads, the lookback widened to a bucket for a
@@ -32,7 +34,7 @@ import numpy.typing as npt
 from signalbox.metrics.samples import Matcher
 from signalbox.metrics.store import BucketSeriesColumns, MetricReader, SeriesPoints
 from signalbox.query.aggregate import group_key
-from signalbox.query.ast import Aggregation, Expr, MatrixSelector, Subquery, VectorSelector
+from signalbox.query.ast import Expr, MatrixSelector, Subquery, VectorSelector
 from signalbox.query.exactness import warning
 from signalbox.query.fetch import FetchKey, bucket_ms, fetch_key
 from signalbox.query.functions import nan_ignoring_max, nan_ignoring_min
@@ -64,10 +66,11 @@ def read(
     *,
     skip: Collection[FetchKey] = (),
 ) -> dict[FetchKey, MarkedBuckets]:
-    """The selectors of a range query (``grid``) whose every use is the operand of a
-    parameterless :data:`OPS` aggregation outside subqueries and without ``@``, read as
-    bucket columns where the store answers them so (else left to ``fetch``). ``skip``:
-    selectors read another way already (raw columns, :mod:`signalbox.query.rawselect`)."""
+    """The selectors of a range query (``grid``) whose every use is as an instant vector
+    outside subqueries and without ``@`` (a bare selector, an operand of any function or
+    operator, of a :data:`OPS` aggregation answered by :func:`aggregate`), read as bucket
+    columns where the store answers them so (else left to ``fetch``). ``skip``: selectors
+    read another way already (raw columns, :mod:`signalbox.query.rawselect`)."""
     bucket_columns = getattr(store, "bucket_columns", None)
     markers = getattr(store, "stale_markers", None)
     if bucket_columns is None or markers is None or grid.step == 0 or grid.last == grid.first:
@@ -77,14 +80,12 @@ def read(
     stack: list[tuple[Expr, bool]] = [(tree, False)]  # node, inside a subquery
     while stack:
         e, inside = stack.pop()
-        if isinstance(e, Aggregation) and e.op in OPS and e.param is None and not inside:
-            sel = e.expr
-            if isinstance(sel, VectorSelector) and sel.at is None:
-                matchers = sel.all_matchers()
-                offsets.setdefault(fetch_key(matchers), (matchers, set()))[1].add(sel.offset_ms)
-                continue
-        if isinstance(e, VectorSelector):
-            other.add(fetch_key(e.all_matchers()))
+        if isinstance(e, VectorSelector):  # an instant vector: its own, or an OPS operand
+            matchers = e.all_matchers()
+            if inside or e.at is not None:
+                other.add(fetch_key(matchers))
+            else:
+                offsets.setdefault(fetch_key(matchers), (matchers, set()))[1].add(e.offset_ms)
         elif isinstance(e, MatrixSelector):
             other.add(fetch_key(e.selector.all_matchers()))
         else:
@@ -137,9 +138,9 @@ def _split(got: BucketSeriesColumns, ends: npt.NDArray[np.int64]) -> Bools:
 
 def _latest(
     got: BucketSeriesColumns, ends: npt.NDArray[np.int64], lookback: npt.NDArray[np.int64]
-) -> tuple[Floats, Bools]:
-    """Each series' newest bucket value at or before each end and newer than ``end -
-    lookback`` (its own lookback), as (values, present), series x steps."""
+) -> tuple[npt.NDArray[np.int64], Bools]:
+    """Each series' newest bucket (its position) at or before each end and newer than ``end -
+    lookback`` (its own lookback), as (positions, present), series x steps."""
     n = len(got.ids)
     ts, starts = got.timestamps, got.starts
     base = min(int(ts.min()), int(ends.min()) - int(lookback.max()))
@@ -156,9 +157,72 @@ def _latest(
             hi[i] = np.searchsorted(ts[a:b], ends, side="right") + a
     at = hi - 1
     present = at >= starts[:-1, None]
-    safe = np.where(present, at, 0)
+    safe: npt.NDArray[np.int64] = np.where(present, at, 0)
     present &= ts[safe] > ends[None, :] - lookback[:, None]
-    return got.values[safe], present
+    return safe, present
+
+
+def _picked(
+    marked: MarkedBuckets,
+    sel: VectorSelector,
+    ends: npt.NDArray[np.int64],
+    lookback_ms: int,
+    warnings: set[str],
+    check: Callable[[], None],
+) -> tuple[npt.NDArray[np.int64], Bools]:
+    """Each series' bucket picked at each end, as (positions, present), series x steps:
+    what ``lookback.latest_at`` picks, markers and split buckets as the engine has them."""
+    got = marked.cols
+    n = len(got.ids)
+    res_ms = got.resolution * 1000
+    lookback = np.full(n, lookback_ms, dtype=np.int64)
+    split = _split(got, ends)
+    if split.any():  # a bucket spans a step: its predecessor's last is the estimate
+        lookback[split] = max(lookback_ms, res_ms)
+        warnings.add(warning(SeriesPoints("", (), resolution=got.resolution), sel.selector_text()))
+    check()
+    safe, present = _latest(got, ends, lookback)
+    marks = marked.stale
+    for i, sid in enumerate(got.ids.tolist()):
+        if sid in marks:  # markers end a series: the scalar rule, on this row
+            a, b = int(got.starts[i]), int(got.starts[i + 1])
+            row = latest_at(
+                got.timestamps[a:b].tolist(),
+                got.values[a:b].tolist(),
+                ends.tolist(),
+                int(lookback[i]),
+                stale=marks[sid],
+            )
+            present[i] = [v is not None for v in row]
+    return safe, present
+
+
+def instant(
+    marked: MarkedBuckets,
+    sel: VectorSelector,
+    ends: list[int],
+    lookback_ms: int,
+    warnings: set[str],
+    check: Callable[[], None],
+    *,
+    times: bool = False,
+) -> list[StepSeries]:
+    """``sel`` at each end (each step less its offset), or with ``times`` the picked bucket's
+    time in seconds: the engine's per-series answer for every series at once, series with no
+    value at any end left out."""
+    got = marked.cols
+    if not len(got.ids):
+        return []
+    safe, present = _picked(
+        marked, sel, np.asarray(ends, dtype=np.int64), lookback_ms, warnings, check
+    )
+    picked = got.timestamps[safe] / 1000.0 if times else got.values[safe]
+    out: list[StepSeries] = []
+    for (name, labels), vs, hs in zip(got.keys, picked.tolist(), present.tolist(), strict=True):
+        vals = [v if h else None for v, h in zip(vs, hs, strict=True)]
+        if vals.count(None) != len(vals):
+            out.append(StepSeries(_metric(name, labels), vals))
+    return out
 
 
 def aggregate(
@@ -179,26 +243,8 @@ def aggregate(
     if not n:
         return []
     ends = np.asarray(steps, dtype=np.int64) - sel.offset_ms
-    res_ms = got.resolution * 1000
-    lookback = np.full(n, lookback_ms, dtype=np.int64)
-    split = _split(got, ends)
-    if split.any():  # a bucket spans a step: its predecessor's last is the estimate
-        lookback[split] = max(lookback_ms, res_ms)
-        warnings.add(warning(SeriesPoints("", (), resolution=got.resolution), sel.selector_text()))
-    check()
-    values, present = _latest(got, ends, lookback)
-    marks = marked.stale
-    for i, sid in enumerate(got.ids.tolist()):
-        if sid in marks:  # markers end a series: the scalar rule, on this row
-            a, b = int(got.starts[i]), int(got.starts[i + 1])
-            row = latest_at(
-                got.timestamps[a:b].tolist(),
-                got.values[a:b].tolist(),
-                ends.tolist(),
-                int(lookback[i]),
-                stale=marks[sid],
-            )
-            present[i] = [v is not None for v in row]
+    safe, present = _picked(marked, sel, ends, lookback_ms, warnings, check)
+    values = got.values[safe]
     # groups, in the general path's order: series sorted by labels, groups by first member
     metrics = [_metric(name, labels) for name, labels in got.keys]
     order = sorted(range(n), key=metrics.__getitem__)

@@ -307,7 +307,7 @@ class _Evaluator:
         self.columns = columns or {}  # selectors read as arrays (signalbox.query.columnar)
         self.group_cache = group_cache or columnar.GroupCache()
         self.raw = raw or {}  # range functions' selectors read as arrays (rawselect)
-        self.instants = instants or {}  # max/min operands read as bucket columns (bucketselect)
+        self.instants = instants or {}  # instant selectors read as bucket columns (bucketselect)
 
     @classmethod
     def for_query(
@@ -468,6 +468,11 @@ class _Evaluator:
         if isinstance(got, rawselect.MarkedColumns) and not pinned:  # raw columns, all at once
             check_deadline()
             return rawselect.instant(got, ends, self.lookback_ms, times=times)
+        buckets = self.instants.get(fetch_key(sel.all_matchers()))
+        if buckets is not None and not pinned:  # bucket columns, all at once
+            return bucketselect.instant(
+                buckets, sel, ends, self.lookback_ms, self.warnings, check_deadline, times=times
+            )
         if pinned:
             ends = ends[:1]
         out: list[StepSeries] = []

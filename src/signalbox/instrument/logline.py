@@ -1,21 +1,6 @@
-"""Application and worker log lines: the request id in them, their time (read by
-:mod:`signalbox.instrument.logtext`, re-exported here), and the format ``serve`` and
-``worker`` write theirs in.
-
-``signalbox logs trace`` finds a request's lines in these logs by the markers the request
-filter's documented formats leave (:mod:`signalbox.instrument.logging`), never by a bare
-substring, so an id that happens to be part of a longer word or number is not a hit:
-
-* ``[ID]`` -- ``%(request_id)s`` in brackets, as :data:`LOG_FORMAT` writes it;
-* ``request_id=ID``, ``request_id="ID"``, ``request_id='ID'`` -- key=value loggers
-  (structlog's ``KeyValueRenderer``, logfmt);
-* ``"request_id": "ID"`` -- JSON loggers (structlog's ``JSONRenderer``).
-
-A line's time is the ISO 8601 time it starts with (``2024-05-01 12:00:00,123`` as logging's
-``asctime`` writes it, or ``2024-05-01T12:00:00.123456Z``), or a JSON line's ``timestamp``,
-``time`` or ``asctime``; one without a zone is local time, as ``asctime`` is. A line with no
-time (a traceback's) belongs to the line before it.
-"""
+"""Application and worker log lines: the format ``serve`` and ``worker`` write theirs in.
+How ``signalbox logs trace`` finds a request's lines in them and reads their time is
+:mod:`signalbox.instrument.logtext`'s (its names are re-exported here)."""
 
 from __future__ import annotations
 

@@ -31,11 +31,16 @@ its requests' objects makes them run; the bare app's requests free what they mak
 the default here: what a plain ``pip install uvicorn`` runs), for ``--wrk`` and
 ``--callgrind-http``; httptools must be installed (``uvicorn[standard]`` brings it).
 ``--callgrind N``: instructions per request under valgrind (the same on a quiet or a loaded
-machine), N requests per contender.
+machine), N requests per contender. ``--callgrind-http N``: the same for whole uvicorn
+servers; valgrind runs them ~50-70x slower (144 requests a second vs 9,600 under wrk), so
+our intervals are stretched by ``--callgrind-slow`` (50 by default): at the real 200 ms a
+flush came every ~30 requests instead of at 256 lines, and the threads' once-a-second work
+fell on 50x fewer requests -- 10k of the 12k instructions a request we seemed to spend over
+asgi-correlation-id under uvicorn but not in process (``--callgrind-slow 1``: as run).
 
 Usage: .venv/bin/python bench/middleware_overhead.py [--requests 20000] [--rounds 10]
        [--wrk] [--wrk-rounds 4] [--wrk-seconds 5] [--callgrind 2000] [--callgrind-http 4000]
-       [--http h11|httptools] [--no-timing]
+       [--callgrind-slow 50] [--keep-dumps] [--http h11|httptools] [--no-timing]
 """
 
 from __future__ import annotations
@@ -85,27 +90,29 @@ def bare_app() -> Starlette:
 
 
 def ours(
-    tmp: Path, buffer_lines: int = 256, background: bool = True
+    tmp: Path, buffer_lines: int = 256, background: bool = True, slow: float = 1.0
 ) -> tuple[App, Instrument, Client]:
     """Our middleware with the default settings ([instrument] of signalbox.toml): lines and
     metrics buffered up to 256 requests or 200 ms (``buffer_lines=1``: each written at once).
     ``background=False``: the metrics are handed over and written only when asked (see
-    ``--callgrind``), not by threads waking every second."""
+    ``--callgrind``), not by threads waking every second. ``slow``: every interval (the
+    flush's 200 ms, the metrics' and the client's second) that many times longer, for a
+    server running that many times slower under valgrind (see ``--callgrind-http``)."""
     spool = tmp / "spool"
     spool.mkdir(exist_ok=True)
-    client = Client(spool, prog=f"bench{buffer_lines}", background=background)
+    client = Client(spool, prog=f"bench{buffer_lines}", background=background, flush_interval=slow)
     core = Instrument(
         access_log=tmp / f"access-{buffer_lines}.log",
         format="combined",
         host="bench",
         secret_notes=("api_key",),
         secret=b"bench",
-        metrics=RequestMetrics(client, background=background),
+        metrics=RequestMetrics(client, interval=slow, background=background),
         request_id_header="X-Request-ID",
         trust_request_id=True,
         max_note_chars=1000,
         buffer_lines=buffer_lines,
-        flush_interval=0.2,
+        flush_interval=0.2 * slow,
     )
     return ASGIMiddleware(bare_app(), core=core), core, client
 
@@ -502,12 +509,16 @@ def _thread_share(dump: Path) -> int:
     return total
 
 
-def http_instructions(requests: int, http: str = "h11") -> None:
+def http_instructions(
+    requests: int, http: str = "h11", keep: bool = False, slow: float = 1.0
+) -> None:
     """Instructions per request of the whole uvicorn server (all threads, h11 included),
     each contender's server under callgrind: warmed up, its counts zeroed, ``requests``
     requests sent over 16 connections, its counts dumped. The same on a quiet or a loaded
     machine. Under valgrind the server runs ~50x slower, so the background threads' wakeups
-    (a fixed number a second) weigh ~50x more per request than at full speed: shown apart."""
+    (a fixed number a second) weigh ~50x more per request than at full speed: shown apart.
+    ``slow``: our intervals that many times longer (see :func:`ours`).
+    ``keep``: the dumps are left in their folder (printed) for ``callgrind_annotate``."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("callgrind: valgrind is not installed, skipped")
         return
@@ -516,7 +527,7 @@ def http_instructions(requests: int, http: str = "h11") -> None:
     try:
         for name, app in (
             ("bare", "m.bare_app()"),
-            ("signalbox", "m.ours(tmp, 256)[0]"),
+            ("signalbox", f"m.ours(tmp, 256, slow={slow})[0]"),
             ("asgi-correlation-id", "m.correlation_id()"),
         ):
             d = tmp / name.replace(" ", "-")
@@ -571,14 +582,17 @@ def http_instructions(requests: int, http: str = "h11") -> None:
         bare = ir["bare"][0] / n
         print(
             f"callgrind under uvicorn (--http {http}, all threads), {n} requests over 16 "
-            "connections"
+            f"connections; our intervals x{slow:g} (the server's slowdown under valgrind)"
         )
         print(f"  {'contender':<22}{'Ir/request':>12}{'overhead Ir':>13}{'other threads':>15}")
         for name, (total_ir, threads) in ir.items():
             extra = "" if name == "bare" else f"{total_ir / n - bare:>13,.0f}"
             print(f"  {name:<22}{total_ir / n:>12,.0f}{extra:>13}{threads / n:>15,.0f}")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if keep:
+            print(f"  dumps kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -608,6 +622,19 @@ def main() -> None:
         default="h11",
         help="uvicorn's HTTP parser for --wrk and --callgrind-http (httptools: installed apart)",
     )
+    ap.add_argument(
+        "--keep-dumps",
+        action="store_true",
+        help="--callgrind-http: keep the servers' callgrind dumps (for callgrind_annotate)",
+    )
+    ap.add_argument(
+        "--callgrind-slow",
+        type=float,
+        default=50.0,
+        metavar="X",
+        help="--callgrind-http: our flush and push intervals X times longer, as the server "
+        "runs X times slower under valgrind (batches and wakeups per request as at full speed)",
+    )
     ap.add_argument("--no-timing", action="store_true", help="skip the in-process timing")
     ap.add_argument("--callgrind-child", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -620,7 +647,7 @@ def main() -> None:
     if a.callgrind:
         instructions(a.callgrind)
     if a.callgrind_http:
-        http_instructions(a.callgrind_http, a.http)
+        http_instructions(a.callgrind_http, a.http, a.keep_dumps, a.callgrind_slow)
     if a.wrk:
         over_http(a.wrk_rounds, a.wrk_seconds, a.http)
 

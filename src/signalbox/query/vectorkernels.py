@@ -283,40 +283,73 @@ def last_over_time(cols: RawColumns, g: Grid) -> Result:
     return cols.vs[np.where(present, g.hi - 1, 0)], present
 
 
+def _times_pow2(x: Floats, q: Ints, counts: Ints) -> Floats:
+    """``np.ldexp(x, q[which])`` where series ``i`` holds ``counts[i]`` of ``x``'s values,
+    bit for bit: a product with a power of two is rounded once (exact unless it under- or
+    overflows), as ``ldexp`` rounds, and numpy's ``ldexp`` over an int64 exponent array
+    converts each exponent on the way (~40x a product's cost). ``ldexp`` itself answers
+    when a ``2**q`` is no float (``q`` past -1074..1023)."""
+    if len(q) and (int(q.min()) < -1074 or int(q.max()) > 1023):
+        return np.ldexp(x, np.repeat(q, counts))
+    return x * np.repeat(np.ldexp(1.0, q), counts)  # type: ignore[no-any-return]
+
+
 def _exact_scales(cols: RawColumns) -> tuple[Ints, Bools]:
     """Per series, a power of two ``2**q`` every value is a multiple of, and whether the
     sums of any run of its values, so scaled, fit an int64 exactly (not when a value is NaN
     or infinite, fractions like 0.1, values too far apart, or sums near the float limit)."""
+    qmin, ok, _, _ = _scales(cols)
+    return qmin, ok
+
+
+def _scales(cols: RawColumns) -> tuple[Ints, Bools, Bools, Floats]:
+    """:func:`_exact_scales`, with each series' values all finite, and the values scaled
+    by ``2**-q`` (zero for a series not finite or scaled past ``2**960``), which
+    :func:`_wide_sums` reads too."""
     vs, starts = cols.vs, cols.starts
-    heads = starts[:-1]
-    finite = np.isfinite(vs)
-    mant, exp = np.frexp(np.where(finite, vs, 1.0))  # v = mant * 2**exp, 0.5 <= |mant| < 1
-    whole = np.abs(np.ldexp(mant, 53)).astype(np.int64)  # the 53-bit integer significand
-    low = (whole & -whole).astype(np.float64)  # its lowest set bit
-    q = exp.astype(np.int64) - 54 + np.frexp(low)[1]
-    q[vs == 0] = 2**31  # a zero is a multiple of anything
+    heads, counts = starts[:-1], np.diff(starts)
+    q = _lowest_bits(vs)
     qmin = np.minimum.reduceat(q, heads)
     qmin[qmin == 2**31] = 0
-    ok = np.logical_and.reduceat(finite, heads) & (qmin <= 960)
-    which = np.repeat(np.arange(len(cols), dtype=np.int64), np.diff(starts))
-    scaled = np.abs(np.ldexp(np.where(ok[which], vs, 0.0), -np.where(ok, qmin, 0)[which]))
-    ok &= np.add.reduceat(scaled, heads) < 2.0**62  # bounds every partial sum
-    return qmin, ok
+    all_finite = np.logical_and.reduceat(np.isfinite(vs), heads)
+    ok = all_finite & (qmin <= 960)
+    kept = vs if ok.all() else np.where(np.repeat(ok, counts), vs, 0.0)
+    scaled = _times_pow2(kept, -np.where(ok, qmin, 0), counts)
+    ok &= np.add.reduceat(np.abs(scaled), heads) < 2.0**62  # bounds every partial sum
+    return qmin, ok, all_finite, scaled
+
+
+def _lowest_bits(vs: Floats) -> Ints:
+    """Each value's scale ``q``: the largest with the value a multiple of ``2**q`` (its
+    lowest set bit), read from its IEEE bits; ``2**31`` for a zero (a multiple of anything),
+    0 for NaN and infinities (1.0's: their series are turned away anyway)."""
+    bits = vs.view(np.int64)
+    biased = (bits >> 52) & 0x7FF
+    fraction = bits & (2**52 - 1)
+    significand = fraction | (np.minimum(biased, 1) << 52)  # a subnormal's: no implicit 1
+    low = significand & -significand  # its lowest set bit, a power of two (exact as a float)
+    q = np.maximum(biased, 1) - 1075 + ((low.astype(np.float64).view(np.int64) >> 52) - 1023)
+    q[significand == 0] = 2**31
+    q[biased == 0x7FF] = 0
+    return q  # type: ignore[no-any-return]
 
 
 def _window_sums(cols: RawColumns, g: Grid) -> tuple[Floats, Bools]:
     """Exactly rounded sums of every window (``math.fsum``'s answers) where a series' values
     allow integer sums (see :func:`_exact_scales`, and :func:`_wide_sums` for values too
     far apart for one int64); ``exact`` marks the series that did."""
-    qmin, exact = _exact_scales(cols)
-    which = np.repeat(np.arange(len(cols), dtype=np.int64), np.diff(cols.starts))
-    keep = exact[which]
-    scaled = np.ldexp(np.where(keep, cols.vs, 0.0), -np.where(exact, qmin, 0)[which])
-    prefix = np.zeros(len(cols.vs) + 1, dtype=np.int64)
-    np.cumsum(scaled.astype(np.int64), out=prefix[1:])  # wraps past 2**63: differences do not
-    total = prefix[g.hi] - prefix[g.lo]
-    sums = np.ldexp(total.astype(np.float64), qmin[:, None])  # one rounding: int64 -> float
-    _wide_sums(cols, g, qmin, exact, which, sums)
+    qmin, exact, all_finite, scaled = _scales(cols)
+    if exact.any():
+        counts = np.diff(cols.starts)
+        kept = scaled if exact.all() else np.where(np.repeat(exact, counts), scaled, 0.0)
+        prefix = np.zeros(len(cols.vs) + 1, dtype=np.int64)
+        np.cumsum(kept.astype(np.int64), out=prefix[1:])  # wraps past 2**63: differences do not
+        total = prefix[g.hi] - prefix[g.lo]
+        # one rounding, int64 -> float; 2**qmin is a float (-1074 <= qmin <= 960 where exact)
+        sums = total.astype(np.float64) * np.ldexp(1.0, np.where(exact, qmin, 0))[:, None]
+    else:
+        sums = np.zeros(g.lo.shape)
+    _wide_sums(cols, g, qmin, exact, all_finite, scaled, sums)
     return sums, exact
 
 
@@ -324,7 +357,13 @@ _LIMB = 31  # bits of the low limb of a scaled value: sums of 2**22 of them stay
 
 
 def _wide_sums(
-    cols: RawColumns, g: Grid, qmin: Ints, exact: Bools, which: Ints, sums: Floats
+    cols: RawColumns,
+    g: Grid,
+    qmin: Ints,
+    exact: Bools,
+    all_finite: Bools,
+    scaled: Floats,
+    sums: Floats,
 ) -> None:
     """Window sums, into ``sums`` (marked in ``exact``), of the series :func:`_exact_scales`
     turned away whose values still are integers below 2**61 once scaled by ``2**qmin``
@@ -332,29 +371,28 @@ def _wide_sums(
     is split ``hi * 2**31 + lo``; the windows' sums of ``hi`` and of ``lo`` are exact int64
     differences of running sums and exact as floats (fewer than 2**22 values a series), so
     the float sum of the two, scaled back, is one IEEE rounding of the exact sum: what
-    ``math.fsum`` gives. Not for NaN, infinities, or scales near the float range's ends."""
-    vs, heads = cols.vs, cols.starts[:-1]
-    counts = np.diff(cols.starts)
-    finite = np.isfinite(vs)
-    wide = ~exact & np.logical_and.reduceat(finite, heads) & (counts < 2**22)
+    ``math.fsum`` gives. Not for NaN, infinities, or scales near the float range's ends.
+    ``scaled``: :func:`_scales`' values over ``2**qmin``, for every series finite with
+    ``qmin <= 960`` (those of this range)."""
+    heads, counts = cols.starts[:-1], np.diff(cols.starts)
+    wide = ~exact & all_finite & (counts < 2**22)
     wide &= (qmin >= -1000) & (qmin <= 900)
     if not wide.any():
         return
-    q = np.where(wide, qmin, 0)
-    scaled = np.abs(np.ldexp(np.where(wide[which] & finite, vs, 0.0), -q[which]))
-    wide &= np.maximum.reduceat(scaled, heads) < 2.0**61
+    wide &= np.maximum.reduceat(np.abs(scaled), heads) < 2.0**61
     if not wide.any():
         return
     q = np.where(wide, qmin, 0)
-    ints = np.ldexp(np.where(wide[which], vs, 0.0), -q[which]).astype(np.int64)
-    hi_prefix = np.zeros(len(vs) + 1, dtype=np.int64)
-    lo_prefix = np.zeros(len(vs) + 1, dtype=np.int64)
+    kept = scaled if wide.all() else np.where(np.repeat(wide, counts), scaled, 0.0)
+    ints = kept.astype(np.int64)
+    hi_prefix = np.zeros(len(ints) + 1, dtype=np.int64)
+    lo_prefix = np.zeros(len(ints) + 1, dtype=np.int64)
     np.cumsum(ints >> _LIMB, out=hi_prefix[1:])  # wraps past 2**63: differences do not
     np.cumsum(ints & (2**_LIMB - 1), out=lo_prefix[1:])
     high = (hi_prefix[g.hi] - hi_prefix[g.lo]).astype(np.float64)
     low = (lo_prefix[g.hi] - lo_prefix[g.lo]).astype(np.float64)
-    qs = q[:, None]
-    wide_sums = np.ldexp(high, qs + _LIMB) + np.ldexp(low, qs)  # one rounding
+    # 2**(q + 31) and 2**q are floats (-1000 <= q <= 900): products as ldexp rounds them
+    wide_sums = high * np.ldexp(1.0, q + _LIMB)[:, None] + low * np.ldexp(1.0, q)[:, None]
     rows = np.flatnonzero(wide)
     sums[rows] = wide_sums[rows]
     exact[rows] = True

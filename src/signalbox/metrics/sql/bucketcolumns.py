@@ -230,7 +230,7 @@ def _assemble(
         return None
     sid = np.concatenate(pieces.sid)
     ts = np.concatenate(pieces.ts)
-    order = np.lexsort((ts, sid))
+    order = _series_time_order(sid, ts)
     sid, ts = sid[order], ts[order]
     same_series = sid[1:] == sid[:-1]
     if (same_series & (ts[1:] == ts[:-1])).any():
@@ -248,3 +248,14 @@ def _assemble(
         keys_of(ids.tolist()),
         resolution,
     )
+
+
+def _series_time_order(sid: Ints, ts: Ints) -> Ints:
+    """``np.lexsort((ts, sid))``: one stable sort of the key ``sid * span + (ts - base)``
+    when it fits an int64 (pieces come as a few runs already in order, which the stable
+    sort merges in about a pass, where lexsort sorts each key in full: ~10x), lexsort
+    otherwise. Stable as lexsort is, so equal pairs keep their order too."""
+    base, span = int(ts.min()), int(ts.max()) - int(ts.min()) + 1
+    if int(sid.min()) >= 0 and (int(sid.max()) + 1) * span < 2**63:
+        return np.argsort(sid * span + (ts - base), kind="stable")
+    return np.lexsort((ts, sid))

@@ -29,14 +29,16 @@ def _pieces(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
     if draw(st.booleans()):  # shuffled: not runs at all
         perm = draw(st.permutations(range(len(sid))))
         sid, ts = [sid[j] for j in perm], [ts[j] for j in perm]
-    wide = draw(st.sampled_from(["none", "ids", "times", "negative"]))
+    wide = draw(st.sampled_from(["none", "ids", "times", "negative", "late"]))
     a, b = np.array(sid, dtype=np.int64), np.array(ts, dtype=np.int64)
     if wide == "ids":
         a[a == a.max()] = 2**62  # (id + 1) * span past int64: lexsort answers
     elif wide == "times":
         b[0] = -(2**62)
     elif wide == "negative":
-        a[0] = -(2**62)  # sid.min() * span past int64 the other way
+        a[0] = -(2**45) + 3  # sid.min() * span past int64 the other way
+    elif wide == "late":
+        b += 2**63 - 1 - int(b.max())  # times at int64's end: the key counts from the first
     return a, b
 
 

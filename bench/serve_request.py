@@ -241,12 +241,16 @@ def callgrind_child(app: Any, all_cases: list[Case], requests: int, shim: str) -
     loop.close()
 
 
-def instructions(config: Path, end_s: int, all_cases: list[Case], requests: int) -> None:
-    """Instructions per request for each case, every thread's counted (callgrind's Ir)."""
+def instructions(
+    config: Path, end_s: int, all_cases: list[Case], requests: int, keep: Path | None = None
+) -> None:
+    """Instructions per request for each case, every thread's counted (callgrind's Ir);
+    ``keep``: the dumps are left there, for ``callgrind_annotate --inclusive=yes``."""
     if shutil.which("valgrind") is None or shutil.which("cc") is None:
         print("callgrind: valgrind or a C compiler is not installed, skipped")
         return
-    tmp = Path(tempfile.mkdtemp(prefix="serve-request-cg-"))
+    tmp = Path(tempfile.mkdtemp(prefix="serve-request-cg-")) if keep is None else keep
+    tmp.mkdir(parents=True, exist_ok=True)
     try:
         (tmp / "shim.c").write_text(SHIM)
         shim = tmp / "shim.so"
@@ -285,7 +289,8 @@ def instructions(config: Path, end_s: int, all_cases: list[Case], requests: int)
             else:
                 print(f"  {name:<14} no count (see {tmp})")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> int:
@@ -298,6 +303,7 @@ def main() -> int:
     ap.add_argument("--profile", metavar="CASE", help="cProfile one case instead of timing")
     ap.add_argument("--top", type=int, default=40, help="--profile: functions shown")
     ap.add_argument("--callgrind", type=int, metavar="N", default=0)
+    ap.add_argument("--keep", type=Path, metavar="DIR", help="--callgrind: keep the dumps here")
     ap.add_argument("--cases", help="comma-separated case names (default: every case)")
     ap.add_argument("--callgrind-child", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -310,7 +316,7 @@ def main() -> int:
         wanted = a.cases.split(",")
         all_cases = [c for c in all_cases if c[0] in wanted]
     if a.callgrind:
-        instructions(config, end_s, all_cases, a.callgrind)
+        instructions(config, end_s, all_cases, a.callgrind, a.keep)
         return 0
     app, close = build_app(config)
     try:

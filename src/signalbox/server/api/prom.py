@@ -13,11 +13,13 @@ import platform
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from signalbox import __version__
 from signalbox.durations import parse_duration
@@ -93,7 +95,9 @@ def parse_step(text: str | None) -> int:
 async def params(request: Request) -> dict[str, Any]:
     """Query string and form body merged (Grafana POSTs forms); repeated keys kept as lists."""
     out: dict[str, Any] = {}
-    items = list(request.query_params.multi_items())
+    # the query string as Starlette's ``Request.query_params`` parses it, without building
+    # its multi-dict (this runs for every request)
+    items = parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
     if request.method == "POST":
         form = await request.form()
         items += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
@@ -107,9 +111,12 @@ def first(p: dict[str, Any], key: str) -> str | None:
     return vals[0] if vals else None
 
 
-def _handle(
-    fn: Callable[[Services, dict[str, Any], int], Any], cached: str | None = None
-) -> Callable[[Request], Any]:
+_JSON = (b"content-type", b"application/json")
+_VARY = (b"vary", b"Accept-Encoding")
+_GZIPPED = (b"content-encoding", b"gzip")
+
+
+class _Handle:
     """An endpoint running ``fn(services, params, now_ms)`` through the query gate (a turn
     in the queue, a thread, a budget: :mod:`signalbox.server.querygate`) and encoding the
     answer there too; errors propagate to the app's handlers, in Prometheus' shape.
@@ -122,15 +129,31 @@ def _handle(
     a hit takes no place in the queue), waits for an identical request's evaluation in
     flight, or evaluates it through the gate. The query endpoints answer gzipped to
     clients that accept it (:mod:`signalbox.server.encoding`).
+
+    A plain ASGI app rather than a ``Request -> Response`` function: Starlette wraps those
+    in a second exception-handling layer (the app's already catches what escapes a route)
+    and a ``Response`` whose headers are built anew for every answer; for the query ``1``
+    those were a tenth of the request's instructions (``bench/serve_request.py``). The
+    answer's headers are the ones ``Response`` wrote, in its order.
     """
 
-    async def endpoint(request: Request) -> Response:
+    __slots__ = ("cached", "fn")
+
+    def __init__(
+        self, fn: Callable[[Services, dict[str, Any], int], Any], cached: str | None = None
+    ) -> None:
+        self.fn = fn
+        self.cached = cached
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fn, cached = self.fn, self.cached
+        request = Request(scope, receive, send)
         p = await params(request)
         svc = services(request)
         cache = svc.query_cache if cached else None
         ask = _cache_ask(cached, p) if cached and cache is not None else None
         now = svc.now_ms()
-        gzip = cached is not None and accepts_gzip(request.scope)
+        gzip = cached is not None and accepts_gzip(scope)
 
         async def work() -> tuple[bytes, bool]:
             if ask is None or cache is None:
@@ -143,19 +166,27 @@ def _handle(
                 gzip=gzip,
             )
 
-        answered = await until_disconnected(request.receive, work)
+        answered = await until_disconnected(receive, work)
         if answered is None:  # the client went away; its query was cancelled
-            return Response(status_code=499)
+            await Response(status_code=499)(scope, receive, send)
+            return
         body, gzipped = answered
+        length = (b"content-length", str(len(body)).encode("latin-1"))
         if cached is None:
-            return Response(body, media_type="application/json")
-        # a query's answer may come gzipped (signalbox.server.encoding): caches must know
-        headers = {"Vary": "Accept-Encoding"}
-        if gzipped:
-            headers["Content-Encoding"] = "gzip"
-        return Response(body, media_type="application/json", headers=headers)
+            headers = [length, _JSON]
+        elif gzipped:  # a query's answer may come gzipped (signalbox.server.encoding):
+            headers = [_VARY, _GZIPPED, length, _JSON]  # caches must know
+        else:
+            headers = [_VARY, length, _JSON]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    return endpoint
+
+def _handle(
+    fn: Callable[[Services, dict[str, Any], int], Any], cached: str | None = None
+) -> _Handle:
+    """The endpoint of ``fn`` (see :class:`_Handle`)."""
+    return _Handle(fn, cached)
 
 
 Ask = tuple[str, str, int, int, int]

@@ -22,12 +22,11 @@ from contextvars import ContextVar
 from typing import TypeVar
 
 import anyio
-import anyio.from_thread
-import anyio.to_thread
 from starlette.types import Receive
 
 from signalbox.exceptions import QueryLimitError
 from signalbox.limits import Budget, HeavyLane, QueryLimits, running
+from signalbox.server.querythreads import QueryThreads, on_loop
 
 __all__ = ["Cancel", "QueryGate", "until_disconnected"]
 
@@ -115,15 +114,15 @@ class QueryGate:
         self.cancelled = 0
         """Queries stopped because their client went away (waiting or running)."""
         self._places: anyio.Semaphore | None = None
-        self._threads: anyio.CapacityLimiter | None = None
+        self._threads: QueryThreads | None = None
 
-    def _pools(self) -> tuple[anyio.Semaphore, anyio.CapacityLimiter]:
+    def _pools(self) -> tuple[anyio.Semaphore, QueryThreads]:
         # made on first use: they belong to the event loop that runs the server
         if self._places is None or self._threads is None:
             n = self.limits.max_concurrency
             self._places = anyio.Semaphore(n)
             # light queries, heavy ones waiting (at most n) and heavy ones running
-            self._threads = anyio.CapacityLimiter(2 * n + self.limits.heavy_concurrency)
+            self._threads = QueryThreads(2 * n + self.limits.heavy_concurrency)
         return self._places, self._threads
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
@@ -166,11 +165,12 @@ class QueryGate:
                     f"{self.limits.heavy_concurrency} heavy slots (query.heavy_concurrency); "
                     "try again later",
                 )
-            anyio.from_thread.run_sync(give_back)
+            on_loop(loop, give_back)
 
         budget.on_heavy = turned_heavy
+        loop = asyncio.get_running_loop()
         try:
-            return await anyio.to_thread.run_sync(_within, budget, fn, args, limiter=threads)
+            return await threads.run(_within, budget, fn, args)
         finally:
             give_back()
 

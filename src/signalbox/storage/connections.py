@@ -258,9 +258,13 @@ threads; once it is over their connections go, instead of staying open for as lo
 threads (anyio only ends idle threads when it is handed more work)."""
 
 
+QUERY_THREAD_NAME = "signalbox query thread"
+"""The name of ``serve``'s query threads (:mod:`signalbox.server.querythreads`)."""
+
+
 def anyio_worker(thread: threading.Thread) -> bool:
-    """A thread of anyio's pool: what runs ``serve``'s requests (``to_thread.run_sync``)."""
-    return thread.name == "AnyIO worker thread"
+    """A thread of anyio's pool or a query thread: what runs ``serve``'s requests."""
+    return thread.name in ("AnyIO worker thread", QUERY_THREAD_NAME)
 
 
 class _Sweeper:

@@ -108,6 +108,33 @@ def test_a_cancelled_wait_for_a_slot_leaks_nothing() -> None:
     asyncio.run(main())
 
 
+def test_a_wait_cancelled_just_as_it_was_handed_the_slot_passes_it_on() -> None:
+    pool = QueryThreads(1)
+    release = threading.Event()
+
+    async def main() -> None:
+        waiter: asyncio.Future[str] | None = None
+
+        async def hold() -> None:
+            await pool.run(release.wait, 5)
+            # the slot was just handed to the waiter, which has not run yet: cancel it now
+            assert waiter is not None
+            waiter.cancel()
+
+        holder = asyncio.ensure_future(hold())
+        await asyncio.sleep(0.02)
+        waiter = asyncio.ensure_future(pool.run(lambda: "never"))
+        await asyncio.sleep(0.02)
+        release.set()
+        await holder
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert pool.busy == 0
+        assert await asyncio.wait_for(pool.run(lambda: 3), 5) == 3
+
+    asyncio.run(main())
+
+
 def test_idle_threads_end_and_are_transient_for_the_connection_sweeper(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

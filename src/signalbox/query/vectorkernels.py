@@ -135,8 +135,14 @@ def grid(cols: RawColumns, ends: Sequence[int], width_ms: int, range_ms: int) ->
         which = np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
         keys = which * span + (ts - base)
         rows = np.arange(n, dtype=np.int64)[:, None] * span
-        hi = np.searchsorted(keys, rows + (e - base), side="right").astype(np.int64)
-        lo = np.searchsorted(keys, rows + (e - width_ms - base), side="right").astype(np.int64)
+        k = _steps_per_width(e, width_ms)
+        if k:  # each window starts where the one k steps before ends: one search for both
+            both = np.concatenate((e[:k] - width_ms, e))  # the first k windows start
+            at = np.searchsorted(keys, rows + (both - base), side="right").astype(np.int64)
+            lo, hi = at[:, : len(e)], at[:, k:]
+        else:
+            hi = np.searchsorted(keys, rows + (e - base), side="right").astype(np.int64)
+            lo = np.searchsorted(keys, rows + (e - width_ms - base), side="right").astype(np.int64)
     else:
         hi = np.empty((n, len(e)), dtype=np.int64)
         lo = np.empty((n, len(e)), dtype=np.int64)
@@ -145,6 +151,18 @@ def grid(cols: RawColumns, ends: Sequence[int], width_ms: int, range_ms: int) ->
             hi[i] = np.searchsorted(ts[a:b], e, side="right") + a
             lo[i] = np.searchsorted(ts[a:b], e - width_ms, side="right") + a
     return Grid(lo, hi, e, width_ms, range_ms)
+
+
+def _steps_per_width(e: Ints, width_ms: int) -> int:
+    """``k`` when the ends are evenly spaced and the width is ``k`` of their steps, fewer
+    than the ends (so ``end - width`` is the end ``k`` steps before, or one of the ``k``
+    before the first); 0 otherwise."""
+    if len(e) < 2:
+        return 0
+    step = int(e[1] - e[0])
+    if step <= 0 or width_ms % step or width_ms // step >= len(e):
+        return 0
+    return width_ms // step if bool((np.diff(e) == step).all()) else 0
 
 
 Result = tuple[Floats, Bools]

@@ -240,6 +240,12 @@ app = {app}
 """
 
 
+def uvicorn_argv(port: int, http: str) -> list[str]:
+    """The bench app's uvicorn, one worker, no access log of its own, the given parser."""
+    return [sys.executable, "-m", "uvicorn", "benchapp:app", "--port", str(port),
+            "--log-level", "warning", "--no-access-log", "--http", http]  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -297,19 +303,7 @@ def over_http(rounds: int, seconds: int, http: str = "h11") -> None:
             )
             port = free_port()
             p = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "benchapp:app",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                    "--http",
-                    http,
-                ],
+                uvicorn_argv(port, http),
                 cwd=d,
             )
             procs[name] = (p, port)
@@ -542,17 +536,7 @@ def http_instructions(
                     "valgrind",
                     "--tool=callgrind",
                     f"--callgrind-out-file={out}",
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "benchapp:app",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                    "--http",
-                    http,
+                    *uvicorn_argv(port, http),
                 ],
                 cwd=d,
                 env={**os.environ, "PYTHONHASHSEED": "0"},

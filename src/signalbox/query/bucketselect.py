@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from signalbox.metrics.samples import Matcher
 from signalbox.metrics.store import BucketSeriesColumns, MetricReader, SeriesPoints
+from signalbox.query import rawinstant
 from signalbox.query.aggregate import group_key
 from signalbox.query.ast import Expr, MatrixSelector, Subquery, VectorSelector
 from signalbox.query.exactness import warning
@@ -136,32 +137,6 @@ def _split(got: BucketSeriesColumns, ends: npt.NDArray[np.int64]) -> Bools:
     return out
 
 
-def _latest(
-    got: BucketSeriesColumns, ends: npt.NDArray[np.int64], lookback: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.int64], Bools]:
-    """Each series' newest bucket (its position) at or before each end and newer than ``end -
-    lookback`` (its own lookback), as (positions, present), series x steps."""
-    n = len(got.ids)
-    ts, starts = got.timestamps, got.starts
-    base = min(int(ts.min()), int(ends.min()) - int(lookback.max()))
-    span = max(int(ts.max()), int(ends.max())) - base + 1
-    if n * span < 2**62:
-        which = np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
-        keys = which * span + (ts - base)
-        rows = np.arange(n, dtype=np.int64)[:, None] * span
-        hi = np.searchsorted(keys, rows + (ends - base), side="right").astype(np.int64)
-    else:
-        hi = np.empty((n, len(ends)), dtype=np.int64)
-        for i in range(n):
-            a, b = int(starts[i]), int(starts[i + 1])
-            hi[i] = np.searchsorted(ts[a:b], ends, side="right") + a
-    at = hi - 1
-    present = at >= starts[:-1, None]
-    safe: npt.NDArray[np.int64] = np.where(present, at, 0)
-    present &= ts[safe] > ends[None, :] - lookback[:, None]
-    return safe, present
-
-
 def _picked(
     marked: MarkedBuckets,
     sel: VectorSelector,
@@ -181,7 +156,7 @@ def _picked(
         lookback[split] = max(lookback_ms, res_ms)
         warnings.add(warning(SeriesPoints("", (), resolution=got.resolution), sel.selector_text()))
     check()
-    safe, present = _latest(got, ends, lookback)
+    safe, present = rawinstant.newest(got.timestamps, got.starts, ends, lookback)
     marks = marked.stale
     for i, sid in enumerate(got.ids.tolist()):
         if sid in marks:  # markers end a series: the scalar rule, on this row

@@ -26,11 +26,12 @@ _KEY_MAX = 2**62
 
 
 def newest(
-    timestamps: Ints, starts: Ints, ends: Sequence[int], lookback_ms: int
+    timestamps: Ints, starts: Ints, ends: Sequence[int] | Ints, lookback_ms: int | Ints
 ) -> tuple[Ints, npt.NDArray[np.bool_]]:
     """For each series (``starts``: offsets into ``timestamps``, ``len + 1``) and each end
     (ascending), the position of its newest sample at or before the end and newer than
-    ``end - lookback_ms``: (positions, whether there is one), both (series, ends) shaped."""
+    ``end - lookback_ms`` (one lookback, or one per series): (positions, whether there is
+    one), both (series, ends) shaped."""
     e = np.asarray(ends, dtype=np.int64)
     n, k = len(starts) - 1, len(e)
     if not n or not k:
@@ -54,7 +55,8 @@ def newest(
     found = pos >= firsts[:, None]
     pos = np.where(found, pos, 0)
     if len(timestamps):
-        found &= timestamps[pos] > (e - lookback_ms)[None, :]
+        lookback = np.asarray(lookback_ms, dtype=np.int64).reshape(-1, 1)
+        found &= timestamps[pos] > e[None, :] - lookback
     return pos, found
 
 

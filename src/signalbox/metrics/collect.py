@@ -134,6 +134,15 @@ def with_host(labels: Labels, host: str) -> Labels:
     return tuple(sorted((*labels, ("host", host))))
 
 
+STALE_LOGGED = 10
+"""Newly stale spool files a pass names in the log; the rest are counted in one line."""
+
+
+def _problem_key(p: SpoolProblem) -> tuple[str, int, str]:
+    """What makes a problem the same as last pass's: a stale file's age is left out."""
+    return (p.file, p.line, "stale" if p.kind == "stale" else p.reason)
+
+
 class Collector:
     def __init__(
         self,
@@ -196,13 +205,28 @@ class Collector:
         log.log(level, "spool %s", p)
 
     def _report(self, problems: list[SpoolProblem]) -> None:
-        """Log each problem once per distinct (file, line, reason) until it goes away."""
-        current = {(p.file, p.line, p.reason) for p in problems}
-        for p in problems:
-            k = (p.file, p.line, p.reason)
-            if k not in self._seen:
-                self.on_problem(p)
+        """Report each problem once per distinct (file, line, reason) until it goes away.
+
+        A stale file's reason gives its age, which grows every pass: it is the same problem
+        until the file is collected again (it was reported every pass). Logged by default,
+        at most :data:`STALE_LOGGED` newly stale files a pass are named and the rest counted
+        in one line: a serve started on 2,000 old spool files wrote 2,000 warnings."""
+        current = {_problem_key(p) for p in problems}
+        new = [p for p in problems if _problem_key(p) not in self._seen]
         self._seen = current
+        more: set[int] = set()
+        if self.on_problem == self._log_problem:
+            stale = [p for p in new if p.kind == "stale"]
+            more = {id(p) for p in stale[STALE_LOGGED:]}
+        for p in new:
+            if id(p) not in more:
+                self.on_problem(p)
+        if more:
+            log.warning(
+                "spool: %d more files are stale (not updated within their stale_after); "
+                "their values are not collected",
+                len(more),
+            )
 
     def _totals(self) -> dict[str, float]:
         """Error counters continue across runs (``collect --once`` is a new process each time)."""

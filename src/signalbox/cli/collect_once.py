@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from signalbox.cli.plainargs import leading_options
+
 if TYPE_CHECKING:
     from signalbox.metrics.spool import SpoolProblem
 
@@ -93,28 +95,12 @@ def _echo(text: str, err: bool = False) -> None:
 def parse_plain(argv: list[str]) -> tuple[str | None, int, bool, bool] | None:
     """(config, verbosity, json, compact) when ``argv`` is a plain ``collect --once``; else
     None."""
-    config: str | None = None
-    verbose = 0
-    i = 0
-    while i < len(argv) and argv[i] != "collect":
-        a = argv[i]
-        if a == "--config" and i + 1 < len(argv):
-            config = argv[i + 1]
-            i += 2
-            continue
-        if a.startswith("--config=") and len(a) > len("--config="):
-            config = a[len("--config=") :]
-        elif a in ("-v", "-vv", "--verbose"):
-            verbose += 2 if a == "-vv" else 1
-        else:
-            return None
-        i += 1
-    rest = argv[i + 1 :] if i < len(argv) else None
-    if (
-        rest is None
-        or "--once" not in rest
-        or not set(rest) <= {"--once", "--json", "--no-compact"}
-    ):
+    lead = leading_options(argv, "collect", verbose=True)
+    if lead is None:
+        return None
+    config, verbose, i = lead
+    rest = argv[i + 1 :]
+    if "--once" not in rest or not set(rest) <= {"--once", "--json", "--no-compact"}:
         return None
     return config, verbose, "--json" in rest, "--no-compact" not in rest
 

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from signalbox.cli.plainargs import leading_options
 from signalbox.exceptions import SignalboxError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at all on this path (~17M instructions)
@@ -215,16 +216,10 @@ def run_grep(
 
 def _parse(argv: list[str]) -> tuple[str | None, str, dict[str, str], bool, list[str]] | None:
     """``(config, command, options, --json, arguments)`` of a plain form, else None."""
-    config: str | None = None
-    i = 0
-    while i < len(argv) and argv[i] != "logs":
-        arg = argv[i]
-        if arg == "--config" and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
-            config, i = argv[i + 1], i + 2
-        elif arg.startswith("--config="):
-            config, i = arg[len("--config=") :], i + 1
-        else:
-            return None
+    lead = leading_options(argv, "logs")
+    if lead is None:
+        return None
+    config, _, i = lead
     if i + 1 >= len(argv) or argv[i + 1] not in ("grep", "trace"):
         return None
     command = argv[i + 1]

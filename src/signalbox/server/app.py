@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from signalbox.server import dashboard, exposition, health
 from signalbox.server.api import flags, monitors, openapi, prom, tasks, tokens
@@ -30,6 +30,7 @@ from signalbox.server.api.logs import routes as logs_routes
 from signalbox.server.auth import pages as login_pages
 from signalbox.server.auth.middleware import AuthMiddleware
 from signalbox.server.errors import EXCEPTION_HANDLERS, ErrorShapeMiddleware
+from signalbox.server.exactmount import ExactMount
 from signalbox.server.headers import SecurityHeadersMiddleware
 from signalbox.server.querygate import QueryGate
 from signalbox.server.services import Services
@@ -92,8 +93,9 @@ def create_app(
             )
     routes: list[BaseRoute] = [
         # the API first: the router tries routes in order, and the query API is what is
-        # asked most often (no page path lies under /api/v1)
-        Mount("/api/v1", routes=api_routes(services)),
+        # asked most often (no page path lies under /api/v1); its fixed paths are found
+        # by a dict lookup (signalbox.server.exactmount)
+        ExactMount("/api/v1", api_routes(services)),
         *dashboard.routes(),
         *login_pages.routes(),
         Route("/metrics", exposition.metrics),

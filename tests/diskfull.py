@@ -132,6 +132,27 @@ class PgDiskFull:
             """
         )
 
+    def guard(self, tables: list[str]) -> None:
+        """After :meth:`install`: the same failure for any write to ``tables`` (a DELETE
+        too: a packing's chunk ends by deleting the row buckets it packed)."""
+        self._run(
+            """
+            CREATE FUNCTION test_disk_full_any() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF EXISTS (SELECT 1 FROM test_disk_full) THEN
+                RAISE EXCEPTION 'could not extend file "base/16384/24577": No space left on device'
+                  USING ERRCODE = 'disk_full', HINT = 'Check free disk space.';
+              END IF;
+              RETURN COALESCE(NEW, OLD);
+            END $$;
+            """
+            + "".join(
+                f"CREATE TRIGGER test_disk_full BEFORE INSERT OR UPDATE OR DELETE ON {t} "
+                "FOR EACH ROW EXECUTE FUNCTION test_disk_full_any();"
+                for t in tables
+            )
+        )
+
     def fill(self) -> None:
         self._run("INSERT INTO test_disk_full DEFAULT VALUES")
 

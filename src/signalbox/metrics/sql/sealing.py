@@ -58,21 +58,28 @@ def _set_sealed(parts: PartitionTables, tier: int, until: int) -> None:
     db.execute(db.dialect.upsert("metric_sealed", ["tier", "sealed_ms"], ["tier"]), (tier, until))
 
 
-def seal_closed(parts: PartitionTables) -> None:
+def seal_closed(
+    parts: PartitionTables, positions: int | None = None, rows: int | None = None
+) -> tuple[int, int]:
     """Seal the units of every tier that no rollup will read again, oldest first: frame
-    buckets series-major, at most :data:`POSITIONS_PER_PASS` series positions in all (a
-    unit may take several passes: its layouts are sealed a chunk at a time, each chunk with
-    its rows in one transaction); row buckets packed per series
-    (:mod:`signalbox.metrics.sql.rowsealing`, with a budget of its own)."""
-    _seal_frames(parts)
-    rowsealing.seal_closed(parts)
+    buckets series-major, at most ``positions`` (:data:`POSITIONS_PER_PASS`) series
+    positions in all (a unit may take several passes: its layouts are sealed a chunk at a
+    time, each chunk with its rows in one transaction); row buckets packed per series, at
+    most ``rows`` (``rowsealing.ROWS_PER_PASS``) bucket rows
+    (:mod:`signalbox.metrics.sql.rowsealing`). Returns (positions sealed, rows packed):
+    both 0 when nothing closed was left."""
+    sealed = _seal_frames(parts, POSITIONS_PER_PASS if positions is None else positions)
+    packed = rowsealing.seal_closed(parts, rowsealing.ROWS_PER_PASS if rows is None else rows)
+    return sealed, packed
 
 
-def _seal_frames(parts: PartitionTables) -> None:
+def _seal_frames(parts: PartitionTables, budget: int) -> int:
+    """Seal closed units of frame buckets, at most about ``budget`` positions (at least one
+    chunk); returns the positions sealed (0: nothing closed was left)."""
     from signalbox.metrics.sql import rollup  # it imports this module
 
     lvs = parts.levels
-    budget = POSITIONS_PER_PASS
+    left = budget
     for i in range(1, len(lvs)):
         lv = lvs[i]
         unit = lv.unit_ms
@@ -85,7 +92,7 @@ def _seal_frames(parts: PartitionTables) -> None:
         u = sealed_until(parts.db, lv.tier)
         if u is None:
             u = min(parts.starts[lv.tier]) // unit * unit
-        while u + unit <= limit and budget > 0:
+        while u + unit <= limit and left > 0:
             # hours with nothing to seal, in a partition or a gap of days, crossed by one query a
             # partition and one mark in all (a compaction after a long gap ran 13,509 of them)
             skip = rowsealing.next_unit(parts, lv, u, unit, limit, fbuckets_table)
@@ -95,13 +102,14 @@ def _seal_frames(parts: PartitionTables) -> None:
                 u = skip
                 continue
             with parts.db.transaction():
-                used, whole = _seal_unit(parts, lv, u, unit, budget)
+                used, whole = _seal_unit(parts, lv, u, unit, left)
                 if whole:
                     _set_sealed(parts, lv.tier, u + unit)
-            budget -= used
+            left -= used
             if not whole:
-                return
+                return budget - left
             u += unit
+    return budget - left
 
 
 def _seal_unit(

@@ -19,7 +19,7 @@ import logging
 import math
 import operator
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import groupby, islice
 from typing import Any
@@ -848,11 +848,13 @@ class SQLMetricStore:
             ]
 
     # -- rollups and retention ------------------------------------------------------------
-    def compact(self, now_ms: int) -> None:
-        """Roll up every closed bucket of every tier, then drop partitions past retention,
-        and stale markers older than the longest retention. One process at a time per
-        store (on PostgreSQL: two compacting at once deadlocked on the tables one creates
-        while the other reads); a process finding another at it skips its turn."""
+    def compact(self, now_ms: int, *, seal: bool = True) -> None:
+        """Roll up every closed bucket of every tier, seal or pack a budget of closed units
+        (unless ``seal`` is False: an import packs them all after, :meth:`pack_closed`),
+        then drop partitions past retention, and stale markers older than the longest
+        retention. One process at a time per store (on PostgreSQL: two compacting at once
+        deadlocked on the tables one creates while the other reads); a process finding
+        another at it skips its turn."""
         with self._lock, self.db.exclusive("compact", wait=False) as mine:
             if not mine:  # another process is compacting this store: it does this work
                 log.debug("%s: another process is compacting; skipped", self.db.url)
@@ -860,10 +862,32 @@ class SQLMetricStore:
             with self._forgetting_partitions():
                 self._partitions.load(fresh=True)
                 sqlrollup.build_closed(self._partitions, now_ms)
-                sealing.seal_closed(self._partitions)
+                if seal:
+                    sealing.seal_closed(self._partitions)
                 self._partitions.drop_expired(now_ms)
                 sqlstale.drop_before(self.db, now_ms - max(lv.retention_ms for lv in self.levels))
                 dataversion.bump(self.db, fold=True)  # under the lock (metrics/dataversion.py)
+
+    def pack_closed(
+        self, progress: Callable[[int, int], None] | None = None, *, step: int | None = None
+    ) -> tuple[int, int]:
+        """Seal and pack every closed unit now, not a budget per compaction (after an import
+        of months, serve's compactions would take an hour to pack it): passes of about
+        ``step`` positions and bucket rows (compaction's budgets by default), each under
+        the compaction lock, each chunk of series its own transaction as in a compaction.
+        Memory is one chunk's; a failure or an interrupt between or inside chunks leaves
+        what was packed packed and the rest rows, for a later compaction. ``progress``
+        is told (positions sealed, bucket rows packed) so far after each pass; returns them."""
+        sealed = packed = 0
+        while True:
+            with self._lock, self.db.exclusive("compact"), self._forgetting_partitions():
+                self._partitions.load(fresh=True)
+                s, p = sealing.seal_closed(self._partitions, step, step)
+            if not s and not p:
+                return sealed, packed
+            sealed, packed = sealed + s, packed + p
+            if progress:
+                progress(sealed, packed)
 
     def rebuild_rollups(self, start_ms: int, end_ms: int) -> None:
         """Recompute every tier's buckets over ``[start_ms, end_ms)`` (after an import)."""

@@ -6,10 +6,15 @@ defaults, written out), served by ``signalbox serve``; and ``promtool tsdb
 create-blocks-from openmetrics``, fed a day at a time (2.42 rereads its whole input for
 every 2h block it writes), into blocks served by ``prometheus`` (60 d retention, empty
 scrape config), whose own compaction of the backfilled 2h blocks is waited for, so it reads
-blocks as a long-running server has them; likewise serve's packing of the imported
-rollups' closed units (a budget per compaction, :func:`packing_left`), so no timed query
-competes with it or reads rows a long-running server has packed. The import runs while
-promtool does.
+blocks as a long-running server has them. ``signalbox import`` packs the imported
+rollups' closed units before it ends, as a long-running server has them; the run checks
+that none is left (:func:`packing_left`; it would wait for serve's compactions, a budget
+each, to pack any), so no timed query competes with packing or reads unpacked rows. The
+import runs while promtool does.
+
+The cached data (``$TMPDIR/signalbox-bench-query-vs-prometheus/<key>``) is locked
+(``<key>.lock``, :class:`CacheLock`): shared while runs read it, exclusively while one makes
+it, so two runs at once never write it together.
 
 Data (``--series 200``, ``--days 30``, one sample a minute, ending at the current minute):
 half ``http_requests_total{job,instance,code}`` counters with occasional resets, a quarter
@@ -67,6 +72,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -82,7 +88,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from peers import (
     Child,
@@ -315,24 +321,82 @@ def _stale(d: Path, now_s: int) -> bool:
     return now_s - d.stat().st_mtime >= CACHE_MAX_AGE_S
 
 
-def cached_openmetrics(
-    n_series: int, days: int, offset_s: int, fresh: bool
-) -> tuple[Path, list[Path], int]:
-    """The data file, its days for promtool, and the minute it ends: reused while the data
-    ended under an hour ago."""
+CACHE_ROOT = Path(tempfile.gettempdir()) / "signalbox-bench-query-vs-prometheus"
+
+
+def cache_dir(n_series: int, days: int, offset_s: int) -> Path:
     key = hashlib.sha256(f"{GENERATOR}:{n_series}:{days}:{offset_s}".encode()).hexdigest()[:12]
-    d = Path(tempfile.gettempdir()) / "signalbox-bench-query-vs-prometheus" / key
-    om, meta = d / "data.om", d / "data.json"
-    now_min = int(time.time()) // 60 * 60
-    if not fresh and om.exists() and meta.exists():
-        done = json.loads(meta.read_text())
-        end_s = int(done["end_s"])
-        if not _stale(d, now_min):
-            print(f"data: cached {om} (ends {(now_min - end_s) // 60} min ago)")
-            return om, [d / p for p in done["days"]], end_s
-    for old in d.parent.glob("*"):  # this key's data, and any other past its use
-        if old == d or _stale(old, now_min):
+    return CACHE_ROOT / key
+
+
+class CacheLock:
+    """A run's hold on a cache dir's lock file (beside it, ``<key>.lock``): shared while it
+    reads the data and blocks, exclusive while it makes them. Two runs at once share the
+    dir (promtool once failed writing the same blocks twice): they read it together, and one
+    that must write waits for every reader, then checks again whether another wrote it."""
+
+    def __init__(self, f: IO[str]) -> None:
+        self._f = f
+
+    def _take(self, how: int, what: str) -> None:
+        try:
+            fcntl.flock(self._f, how | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"data: waiting for other runs to {what} {self._f.name}")
+            fcntl.flock(self._f, how)
+
+    def exclusive(self) -> None:
+        self._take(fcntl.LOCK_EX, "leave")
+
+    def shared(self) -> None:
+        self._take(fcntl.LOCK_SH, "finish writing")
+
+
+@contextlib.contextmanager
+def cache_lock(d: Path) -> Iterator[CacheLock]:
+    """``d``'s lock, shared, until the end (see :class:`CacheLock`); another key's stale data
+    is removed only under its own exclusive lock (:func:`_remove_stale`)."""
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(d.with_suffix(".lock"), "a+") as f:
+        lock = CacheLock(f)
+        lock.shared()
+        try:
+            yield lock
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_stale(keep: Path, now_s: int) -> None:
+    """Every other key's data past its use, unless a run holds its lock."""
+    for old in CACHE_ROOT.iterdir():
+        if old == keep or not old.is_dir() or not _stale(old, now_s):
+            continue
+        with open(old.with_suffix(".lock"), "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # in use
             shutil.rmtree(old, ignore_errors=True)
+
+
+def cached_openmetrics(
+    d: Path, lock: CacheLock, n_series: int, days: int, offset_s: int, fresh: bool
+) -> tuple[Path, list[Path], int]:
+    """The data file in ``d``, its days for promtool, and the minute it ends: reused while
+    the data ended under an hour ago (else made again under ``lock``, exclusive)."""
+    om, meta = d / "data.om", d / "data.json"
+    for writing in (False, True):
+        now_min = int(time.time()) // 60 * 60
+        if not fresh and om.exists() and meta.exists():
+            done = json.loads(meta.read_text())
+            end_s = int(done["end_s"])
+            if not _stale(d, now_min):
+                print(f"data: cached {om} (ends {(now_min - end_s) // 60} min ago)")
+                return om, [d / p for p in done["days"]], end_s
+        if not writing:
+            lock.exclusive()  # then look again: another run may have written it meanwhile
+    shutil.rmtree(d, ignore_errors=True)  # this key's data, and any other past its use
+    _remove_stale(d, now_min)
     d.mkdir(parents=True)
     t = time.perf_counter()
     with om.open("w") as f:
@@ -352,9 +416,12 @@ def cached_openmetrics(
 # --- the two servers -------------------------------------------------------------------
 
 
-def prometheus_blocks(day_files: list[Path], cache: Path, out: Path) -> bool:
-    """promtool's blocks for the data in ``out``: made once per data file and copied, since
-    Prometheus compacts (rewrites) the copy it is given. Whether they were made now."""
+def prometheus_blocks(day_files: list[Path], cache: Path, out: Path, lock: CacheLock) -> bool:
+    """promtool's blocks for the data in ``out``: made once per data file (under ``lock``,
+    exclusive) and copied, since Prometheus compacts (rewrites) the copy it is given.
+    Whether they were made now."""
+    if not cache.exists():
+        lock.exclusive()
     made = not cache.exists()
     if made:
         part = cache.with_suffix(".part")
@@ -664,7 +731,10 @@ def main() -> int:
 
     began = time.perf_counter()
     n_counters, n_gauges, n_sets = series_mix(n_series)
-    om, day_files, end_s = cached_openmetrics(n_series, days, offset_s, a.fresh)
+    cache = cache_dir(n_series, days, offset_s)
+    held = contextlib.ExitStack()
+    lock = held.enter_context(cache_lock(cache))
+    om, day_files, end_s = cached_openmetrics(cache, lock, n_series, days, offset_s, a.fresh)
     print(
         f"{n_series} series ({n_counters} counters, {n_gauges} gauges, {n_sets} x {len(LE)} "
         f"histogram buckets) over {days} d at {INTERVAL_S} s, samples {offset_s} s before "
@@ -673,6 +743,7 @@ def main() -> int:
     )
     qs = queries(end_s)
     with (
+        held,
         tempfile.TemporaryDirectory(prefix="sb-bench-qvp-") as d,
         contextlib.ExitStack() as stack,
     ):
@@ -686,7 +757,8 @@ def main() -> int:
         )
         stack.callback(importer.close)
         t = time.perf_counter()
-        made = prometheus_blocks(day_files, om.parent / "blocks", tmp / "prom" / "data")
+        made = prometheus_blocks(day_files, om.parent / "blocks", tmp / "prom" / "data", lock)
+        lock.shared()  # data and blocks made: other runs may read them now
         print(
             f"  promtool tsdb create-blocks-from openmetrics, {len(day_files)} files of a day"
             f"{'' if made else ' (cached blocks copied)'}: {time.perf_counter() - t:6.1f} s"
@@ -697,9 +769,12 @@ def main() -> int:
             print(f"signalbox import failed:\n{importer.tail()}")
             return 1
         print(
-            "  signalbox import (SQLite, then compaction), beside promtool: "
+            "  signalbox import (SQLite, then compaction and packing), beside promtool: "
             f"{time.perf_counter() - started:6.1f} s"
         )
+        for line in importer.tail(4000).splitlines():
+            if line.startswith(("packed", "reclaimed")):
+                print(f"    import: {line}")
         sb_port = free_port()
         serve = Child(
             [signalbox_exe(), "--config", str(config), "serve", "--port", str(sb_port)],
@@ -727,7 +802,10 @@ def main() -> int:
             1800,
             serve.proc,
         )
-        print(f"  signalbox packed every closed unit (waited {time.perf_counter() - t:.0f} s more)")
+        print(
+            "  signalbox: every closed unit packed "
+            f"(checked, waited {time.perf_counter() - t:.0f} s for serve's compactions)"
+        )
         size = sum(p.stat().st_size for p in (tmp / "prom" / "data").rglob("*") if p.is_file())
         print(f"  Prometheus TSDB: {size / 1e6:.0f} MB")
 

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from signalbox import limits
 from signalbox.exceptions import StoreError
+from signalbox.metrics.sql import rawgrid
 from signalbox.metrics.sql.partitions import IN_LIST_MAX, frames_table
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ _KEY = np.dtype([("key", np.int64), ("value", np.float64)])
 _ROW = np.dtype([("series", np.int64), ("ts", np.int64), ("value", np.float64)])
 _SHIFT = 32
 _LOW = (1 << _SHIFT) - 1
+
+_GRID_SPAN = 1 << 53  # a grid's times are offsets from the window's start held as floats
 
 STAMPS_MAX = 2000
 """More written timestamps than this in a partition (an import): a range scan, not seeks
@@ -137,11 +140,16 @@ def _rows(
         counts = _stamp_counts(parts, tables, lo, hi)
     ids = _in_list(wanted)
     statements: list[tuple[str, tuple[int, ...]]] = []
+    # SQLite: the partitions read by seeks as grids, a row per timestamp (rawgrid)
+    grid = parts.db.dialect.name == "sqlite" and hi - lo < _GRID_SPAN
+    seeks: list[tuple[int, str]] = []
     for start, table in tables:
         n = counts.get(start, 0)
         if not n:
             continue
-        if n > STAMPS_MAX:
+        if grid and n <= STAMPS_MAX:
+            seeks.append((start, table))
+        elif n > STAMPS_MAX:
             statements.append(
                 (
                     f"{head} FROM {table} WHERE ts >= ? AND ts <= ? AND series_id IN ({ids})",
@@ -157,6 +165,8 @@ def _rows(
                     (*first, start, lo, hi),
                 )
             )
+    if seeks:
+        rawgrid.read(parts, seeks, wanted, lo, hi, sids, stamps, values)
     if not statements:
         return
     union = " UNION ALL ".join(sql for sql, _ in statements)

@@ -1,8 +1,9 @@
 """``ASGIMiddleware``: pure ASGI, so the request's context variables reach the app intact.
 
 It wraps ``send`` (to see the status, add the request id header and count the body) and
-``receive`` (to see a client that went away); it never buffers a body. The line is written
-when the last body chunk has been sent (a streamed response is counted to its end), or,
+``receive`` (to see a client that went away); it never buffers a body. The line is made
+as the app hands the server its last body chunk (a streamed response is counted to its
+end; see :meth:`_Exchange.send`), or,
 when the app raises or the client disconnects first, as the app returns: an exception
 before any response is logged as status 500 with the note ``error`` naming its type (and
 re-raised for the server to answer; one after the status was sent keeps that status), a
@@ -113,8 +114,16 @@ class _Exchange:
     user_agent: bytes
 
     def send(self, message: Message) -> Awaitable[None]:
-        """The app's ``send``: the server's own awaitable, except for a response's last
-        body chunk (:meth:`_last`). Not a coroutine itself: one coroutine a message less."""
+        """The app's ``send``: the server's own awaitable, for every message. Not a
+        coroutine itself: one coroutine a message less.
+
+        A response's last body chunk has its line made (queued, or written when unbuffered)
+        as the app hands the chunk over, just before the server sends it: the response has
+        ended on the app's side, every byte of it counted, and no coroutine of ours has to
+        wrap the server's send to act after it (a coroutine and its frame a request, ~1.5k
+        instructions). A 5xx's line still waits for the app to return (an exception may
+        follow); an exception raised by the server's send of that last chunk escapes as
+        before but is not noted on a line already made."""
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
@@ -125,21 +134,16 @@ class _Exchange:
         elif kind == "http.response.body":
             self.nbytes += len(message.get("body", b""))
             if not message.get("more_body", False) and not self.done:
-                return self._last(message)
+                core = self.core
+                if self.status >= 500:
+                    self.ended = core.timer() - self.t0
+                else:
+                    self.done = True
+                    core.finish(
+                        self.ctx, self.start, core.timer() - self.t0, self.status, self.nbytes,
+                        _fields, self,
+                    )  # fmt: skip
         return self.send_to(message)
-
-    async def _last(self, message: Message) -> None:
-        """A response's last body chunk: sent, then its line (as the response ends)."""
-        await self.send_to(message)
-        core = self.core
-        if self.status >= 500:  # written as the app returns: an exception may follow
-            self.ended = core.timer() - self.t0
-        else:
-            self.done = True
-            core.finish(
-                self.ctx, self.start, core.timer() - self.t0, self.status, self.nbytes,
-                _fields, self,
-            )  # fmt: skip
 
     async def receive(self) -> Message:
         message = await self.receive_from()

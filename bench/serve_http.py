@@ -205,15 +205,16 @@ def _dump(pid: int, d: Path, name: str) -> int:
 
 
 def settle(pid: int, d: Path, window_s: float = 3.0) -> None:
-    """Wait until the idle server's instructions per ``window_s`` hold still (within 20% of
-    the lowest seen, three windows at least): what starts with serve (the series index's
+    """Wait until the idle server's instructions per ``window_s`` hold still (three windows
+    in a row within 20% of each other): what starts with serve (the series index's
     load, the compactor's first passes) must not fall into a count."""
     subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
     seen: list[int] = []
     for k in range(60):
         time.sleep(window_s)
         seen.append(_dump(pid, d, f"settle-{k}"))
-        if len(seen) >= 3 and seen[-1] <= 1.2 * min(seen[:-1]) and seen[-2] <= 1.2 * min(seen):
+        last = seen[-3:]
+        if len(last) == 3 and max(last) <= 1.2 * min(last):
             return
     raise RuntimeError(f"serve did not settle: idle counts {seen}")
 

@@ -54,9 +54,11 @@ PEERS = {
 
 
 def _cache_bytecode_outside_the_tree(environ: MutableMapping[str, str]) -> None:
-    """With ``PYTHONDONTWRITEBYTECODE`` set, every ``signalbox`` process a test starts (the
-    CLI, ``serve``, helper scripts: hundreds a run) compiled the whole of ``src`` from source
-    again, ~0.1-0.6 s of CPU each. Instead they share compiled files kept out of the tree
+    """With ``PYTHONDONTWRITEBYTECODE`` set, each xdist worker rewrote and compiled every
+    test module again at collection (pytest caches its rewritten modules only where bytecode
+    may be written: ~13 s of CPU a worker, every run), and every ``signalbox`` process a test
+    starts (the CLI, ``serve``, helper scripts: hundreds a run) compiled ``src`` from source
+    again, ~0.1 s of CPU each. Instead they share compiled files kept out of the tree
     (``PYTHONPYCACHEPREFIX``, what the benches do): nothing is written into the tree, and
     the code run is the same (a cached file is used only while its source is unchanged).
     Set here, before xdist starts its workers, so they and every process they start inherit

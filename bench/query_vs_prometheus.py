@@ -439,14 +439,17 @@ def prometheus_major() -> int:
     return int(m.group(1)) if m else 2
 
 
-def signalbox_config(root: Path, tiers: str) -> Path:
+def signalbox_config(root: Path, tiers: str, packed_cache_mb: int | None = None) -> Path:
+    """``packed_cache_mb``: serve's decoded packed-unit cache (None: serve's default). It is
+    storage, not results: the results cache is off, every timed request is evaluated, as
+    every Prometheus one is."""
     (root / "monitors").mkdir(parents=True)  # none: serve's monitor loop has nothing to do
     config = root / "signalbox.toml"
+    packed = "" if packed_cache_mb is None else f"packed_cache_mb = {packed_cache_mb}\n"
     config.write_text(
         f'host = "bench"\nstore = "sqlite:///{root / "sb.db"}"\n'
         f'[statsd]\nenabled = false\n[retention]\nraw = "1d"\ntiers = "{tiers}"\n'
-        # the results cache off: every timed request is evaluated, as every Prometheus one is
-        "[server]\nquery_cache_mb = 0\n"
+        f"[server]\nquery_cache_mb = 0\n{packed}"
     )
     return config
 
@@ -715,6 +718,11 @@ def main() -> int:
     )
     ap.add_argument("--fresh", action="store_true", help="rewrite the cached data file")
     ap.add_argument(
+        "--packed-cache-mb",
+        type=int,
+        help="serve's [server] packed_cache_mb (its default when not given)",
+    )
+    ap.add_argument(
         "--no-wait-compaction",
         action="store_true",
         help="query Prometheus' backfilled 2h blocks without waiting for its compaction",
@@ -750,7 +758,7 @@ def main() -> int:
         tmp = Path(d)
         # the import runs while promtool does, and Prometheus compacts while it finishes
         root = tmp / "sb"
-        config = signalbox_config(root, a.tiers)
+        config = signalbox_config(root, a.tiers, a.packed_cache_mb)
         started = time.perf_counter()
         importer = Child(
             [signalbox_exe(), "--config", str(config), "import", str(om)], root / "import.log"

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,10 +69,17 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.service("post
 @pytest.fixture(params=BACKENDS)
 def store_project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreProject]:
     """A project over a fresh store: SQLite in tmp_path, or PostgreSQL in its own schema."""
-    root = tmp_path / "project"
+    with fresh_project(request.param, tmp_path / "project", tmp_path) as project:
+        yield project
+
+
+@contextmanager
+def fresh_project(backend: str, root: Path, db_dir: Path) -> Iterator[StoreProject]:
+    """A configured project in ``root`` over a fresh store: SQLite in ``db_dir``, or
+    PostgreSQL in a schema of its own (dropped after)."""
     root.mkdir()
-    if request.param == "sqlite":
-        project = StoreProject(root, "sqlite", sqlite_url(tmp_path))
+    if backend == "sqlite":
+        project = StoreProject(root, "sqlite", sqlite_url(db_dir))
         project.configure()
         yield project
     else:

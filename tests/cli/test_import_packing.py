@@ -25,7 +25,7 @@ from signalbox.metrics.sql import rowsealing, unitcache
 from signalbox.query import Engine
 from signalbox.runtime import open_metric_store
 from signalbox.storage import Database
-from tests.cli.helpers import StoreProject, free_port, run, store_project  # noqa: F401
+from tests.cli.helpers import StoreProject, free_port, fresh_project, run, store_project  # noqa: F401
 from tests.diskfull import pg_disk_full, small_disk
 from tests.serving import fetch, serve_process
 from tests.stores import pg_schema_url, sqlite_url
@@ -81,18 +81,9 @@ def _packed_rows(dump: dict[str, list[tuple[Any, ...]]]) -> int:
 @contextmanager
 def _other_project(project: StoreProject, tmp_path: Path) -> Iterator[StoreProject]:
     """A second project on the same backend, over a store of its own."""
-    root = tmp_path / "other"
-    root.mkdir()
-    if project.backend == "sqlite":
-        (tmp_path / "otherdb").mkdir()
-        other = StoreProject(root, "sqlite", sqlite_url(tmp_path / "otherdb"))
-        other.configure()
+    (tmp_path / "otherdb").mkdir()
+    with fresh_project(project.backend, tmp_path / "other", tmp_path / "otherdb") as other:
         yield other
-    else:
-        with pg_schema_url() as url:
-            other = StoreProject(root, "postgresql", url)
-            other.configure()
-            yield other
 
 
 def test_import_leaves_the_store_serves_compactions_would_bit_for_bit(

@@ -9,7 +9,6 @@ import it (``from tests.cli.helpers import store_project``) to use it.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from signalbox.storage import Database, open_database
+from tests.ports import free_port as free_port  # re-exported for the tests here
 from tests.stores import pg_schema_url, sqlite_url
 
 SIGNALBOX = str(Path(sys.executable).parent / "signalbox")
@@ -33,12 +33,6 @@ def run(
     return subprocess.run(
         [SIGNALBOX, *args], cwd=cwd, env=e, input=input, capture_output=True, text=True, timeout=120
     )
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

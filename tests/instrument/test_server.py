@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.ports import free_port
 
 from signalbox.instrument.accesslog import fingerprint, parse_line
 
@@ -52,12 +53,6 @@ access_log = "logs/access.log"
 format = "{fmt}"
 metrics = false
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve(cmd: list[str], cwd: Path, port: int) -> subprocess.Popen[bytes]:

@@ -112,9 +112,7 @@ def test_a_hung_receiver_neither_stretches_the_interval_nor_delays_another_notif
             assert "stopped while this attempt was under way" in held.last_error
             # the healthy receiver's rows were sent, but for one the last pass queued just
             # before the stop: no new attempt starts once stopping, so it waits, never tried
-            unsent = [
-                e for e in Outbox(db).entries() if e.notifier == "ok" and e.status != "sent"
-            ]
+            unsent = [e for e in Outbox(db).entries() if e.notifier == "ok" and e.status != "sent"]
             assert len(unsent) <= 1, unsent
             assert all(
                 e.status == "pending" and e.attempts == 0 and e.created_ms >= passes[-1]

@@ -9,11 +9,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port as free_port  # re-exported for the tests here
 
 
 def write_spool(spool: Path, series: int, value: float, mtime: float) -> None:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import pytest
 
 from signalbox.monitors.definitions.model import State
 from signalbox.monitors.notify import Notification
+from tests.ports import free_port as free_port  # re-exported for the tests here
 
 T0 = 1_700_000_000.0
 
@@ -103,13 +103,6 @@ def receiver() -> Iterator[Receiver]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

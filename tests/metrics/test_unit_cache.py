@@ -342,9 +342,42 @@ def test_the_cache_stays_within_its_bytes(store: Any) -> None:
         assert _answers(store, name, base, base + 8 * HOUR, 60_000) == off
         assert 0 < unitcache.CACHE.bytes <= cap
         assert 0 < len(unitcache.CACHE) < len(blocks)
-    unitcache.CACHE.resize(3 * unitcache._UNIT_BYTES)  # fewer units than a read needs
+    unitcache.CACHE.resize(3 * 60 * 18 * 8)  # three units decoded whole: fewer than a read needs
     assert _answers(store, name, base, base + 8 * HOUR, 60_000) == off
     assert not len(unitcache.CACHE)
+
+
+def test_a_block_holds_only_the_columns_its_reads_ask_for(store: Any) -> None:
+    """``max_over_time`` and ``rate`` over the same partitions keep blocks of the columns
+    each reads (ts first), not all 18: each answers as uncached, cold and warm."""
+    k = next(_RUN)
+    base, name = T0 + k * BLOCK, f"ucc{k}"
+    _history(store, name, base, 8, series=4)
+    now = base + 11 * HOUR
+    store.clock.set(now / 1000)
+    store.compact(now)
+    held = {}
+    for q in ("max_over_time({n}[15m])", "rate({n}[5m])"):
+        query = q.format(n=name)
+        kept = unitcache.CACHE
+        unitcache.CACHE = unitcache.UnitCache(0)
+        try:
+            off = _bits(Engine(store).range(query, base, base + 8 * HOUR, 60_000))
+        finally:
+            unitcache.CACHE = kept
+        unitcache.CACHE.clear()
+        assert _bits(Engine(store).range(query, base, base + 8 * HOUR, 60_000)) == off  # cold
+        hits = unitcache.CACHE.hits
+        assert _bits(Engine(store).range(query, base, base + 8 * HOUR, 60_000)) == off  # warm
+        assert unitcache.CACHE.hits > hits
+        blocks = list(unitcache.CACHE._d.values())
+        (names,) = {b.names for b in blocks}
+        assert names[0] == "ts" and len(names) < 18
+        assert all(len(b.grid) == len(names) for b in blocks)
+        held[q] = set(names)
+    # two blocks for one partition, each of what its function reads
+    assert "max" in held["max_over_time({n}[15m])"] - held["rate({n}[5m])"], held
+    assert "first" in held["rate({n}[5m])"] - held["max_over_time({n}[15m])"], held
 
 
 def _block(gen: int, n: int) -> unitcache.Block:

@@ -9,6 +9,11 @@ write at the recent end. So the decoded columns of each unit are kept here: per 
 a read finds and gathers hundreds of units with a few numpy operations, not a Python step
 each; blocks least recently used are dropped first past ``[server] packed_cache_mb``.
 
+A block holds only the columns its reads asked for (a ``rate`` 7 of the 18, a ``max`` 3),
+keyed by that set: decoding all 18 made a miss cost four times the uncached read, and at
+200 series a 7-day query's units (~145 MB decoded whole) did not fit the default bound, so
+every query evicted the blocks the next one needed and paid that miss on every partition.
+
 Why a cached unit can be trusted: every transaction that deletes or overwrites packed rows
 (``rowsealing.unseal_range``, a merging ``_seal_chunk``, retention's ``DROP TABLE``) bumps
 a *pack generation* (:func:`bump`, a row of ``metric_sealed``) in the same transaction.
@@ -36,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from signalbox.metrics.partitions import SEALED_UNIT_BUCKETS
-from signalbox.metrics.rowsealed import WIDTH
+from signalbox.metrics.rowsealed import PACKED
 
 if TYPE_CHECKING:
     from signalbox.metrics.sql.partitions import PartitionTables
@@ -52,16 +57,16 @@ DEFAULT_MB = 64
 TRIES = 3
 _UNIT_BITS = 22  # a unit's number within its partition's key: span / unit < 2**22
 
-_UNIT_BYTES = SEALED_UNIT_BUCKETS * WIDTH * 8  # a unit decoded, at most
 
-Key = tuple[str, str]  # (database, partition table)
+Key = tuple[str, ...]  # (database, partition table, the columns held)
 
 
 @dataclass(frozen=True)
 class Block:
     """The decoded units of one partition table, read under generation ``gen``: ``codes``
-    (series, unit) sorted, each unit's first bucket in ``grid`` (``WIDTH`` rows of int64
-    bits, see :func:`signalbox.metrics.rowsealed.unpack_many`) and its bucket count."""
+    (series, unit) sorted, each unit's first bucket in ``grid`` (a row of int64 bits per
+    column of ``names``, see :func:`signalbox.metrics.rowsealed.columns_of`) and its bucket
+    count."""
 
     gen: int
     codes: Ints
@@ -69,6 +74,8 @@ class Block:
     first: Ints
     sizes: Ints
     grid: Ints
+    names: tuple[str, ...] = PACKED
+    """The columns of ``grid``, in its row order."""
 
     @property
     def nbytes(self) -> int:
@@ -202,7 +209,9 @@ def read(
     )
     params = (*keys, lo, hi, *keys, lo - unit, hi, GEN_KEY)
     wanted = None if few else set(ids)
-    key = (f"{db.dialect.name}:{db.url}", table)
+    held = ("ts", *sorted(set(names) - {"ts"}))  # ts: the window's bounds need it
+    key = (f"{db.dialect.name}:{db.url}", table, ",".join(held))
+    unit_bytes = SEALED_UNIT_BUCKETS * len(held) * 8
     for _ in range(TRIES):
         got = parts._read_or_none(first, params)
         if got is None:
@@ -221,14 +230,14 @@ def read(
         have = _find(block, codes)
         if block is None or have is None or not have[1].all():
             cache.misses += 1
-            if len(codes) * _UNIT_BYTES > cache.max_bytes:
+            if len(codes) * unit_bytes > cache.max_bytes:
                 return None  # more than the cache holds: decoding every column would be waste
             if (
                 block is not None
-                and (len(block.codes) + len(codes)) * _UNIT_BYTES > cache.max_bytes
+                and (len(block.codes) + len(codes)) * unit_bytes > cache.max_bytes
             ):
                 block, have = None, None  # start this partition's block afresh
-            block = _fetch(parts, pb, a, codes, have, block, gen, unit)
+            block = _fetch(parts, pb, a, codes, have, block, gen, unit, held)
             if block is None:
                 continue
             cache.put(key, block)
@@ -260,9 +269,11 @@ def _fetch(
     block: Block | None,
     gen: int,
     unit: int,
+    held: tuple[str, ...],
 ) -> Block | None:
-    """``block`` with the units of ``codes`` it lacks read and decoded; None if the
-    generation moved since the first statement (a packed row may have gone)."""
+    """``block`` with the units of ``codes`` it lacks read and their columns ``held``
+    decoded; None if the generation moved since the first statement (a packed row may have
+    gone)."""
     from signalbox.metrics import rowsealed
 
     missing = codes if have is None else codes[~have[1]]
@@ -292,7 +303,8 @@ def _fetch(
     if len(take) != len(need):
         return None  # not expected with the generation unchanged: read again anyway
     blobs = [bytes(fetched[i][2]) for i in take.tolist()]
-    _, grid = rowsealed.unpack_many([0] * len(blobs), blobs)
+    _, cols = rowsealed.columns_of([0] * len(blobs), blobs, held)
+    grid = np.stack([cols[n] for n in held]) if blobs else np.empty((len(held), 0), np.int64)
     sizes = np.frombuffer(b"".join(b[:8] for b in blobs), dtype="<i8").astype(np.int64)
     new_codes, new_sids = fcodes[take], fa[take, 0]
     if block is not None:  # the units decoded before, then these
@@ -309,7 +321,7 @@ def _fetch(
         grid = np.ascontiguousarray(
             grid[:, np.repeat(starts - firsts, sizes) + np.arange(len(grid[0]))]
         )
-    return Block(gen, new_codes, new_sids, firsts, sizes, grid)
+    return Block(gen, new_codes, new_sids, firsts, sizes, grid, held)
 
 
 def _empty(names: Sequence[str]) -> tuple[Ints, dict[str, Ints]]:
@@ -320,14 +332,13 @@ def _columns(
     block: Block, at: Ints, names: Sequence[str], lo: int, hi: int
 ) -> tuple[Ints, dict[str, Ints]]:
     """``columns_of``'s answer from the units at ``at`` of ``block``, in that order."""
-    from signalbox.metrics import rowsealed
-
     if not len(at):
         return _empty(names)
     sizes = block.sizes[at]
     ends = np.cumsum(sizes)
     idx = np.repeat(block.first[at] - (ends - sizes), sizes) + np.arange(int(ends[-1]))
-    ts = block.grid[rowsealed.index("ts")][idx]
+    row = {n: i for i, n in enumerate(block.names)}
+    ts = block.grid[row["ts"]][idx]
     mask = (ts >= lo) & (ts <= hi)
     if not mask.all():
         idx, ts = idx[mask], ts[mask]
@@ -336,5 +347,5 @@ def _columns(
         ids = ids[mask]
     out: dict[str, Ints] = {}
     for name in names:
-        out[name] = ts if name == "ts" else block.grid[rowsealed.index(name)][idx]
+        out[name] = ts if name == "ts" else block.grid[row[name]][idx]
     return ids, out

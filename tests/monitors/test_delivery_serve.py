@@ -1,9 +1,9 @@
 """Hung and failing receivers under a real ``signalbox serve`` (issue 8), SQLite and PostgreSQL.
 
-One monitor, critical on every pass and repeating every second, notifies three webhooks:
-``hung`` accepts the connection, reads the request and never answers (10 s default
+One monitor, critical on every pass and repeating on every pass (each 500 ms), notifies three
+webhooks: ``hung`` accepts the connection, reads the request and never answers (10 s default
 timeout), ``flaky`` answers 500, ``ok`` answers 200. Seen from outside -- the query API,
-``/metrics``, the receivers, the process -- the 1 s interval holds, ``ok`` gets every
+``/metrics``, the receivers, the process -- the 500 ms interval holds, ``ok`` gets every
 pass's notification, ``flaky`` is retried on the configured backoff, SIGTERM ends the
 process within a few seconds, and after a restart the notification ``hung`` never answered
 is delivered, under the same id, to the receiver that answers now.
@@ -29,7 +29,8 @@ from tests.serving import fetch, wait_for
 
 __all__ = ["store_project"]
 
-MONITOR = always_down("hung", "flaky", "ok")
+INTERVAL_S = 0.5
+MONITOR = always_down("hung", "flaky", "ok", repeat="200ms")  # a repeat due at every pass
 
 TOKEN = "hook-t0ken-s3cret"
 
@@ -91,8 +92,8 @@ def test_hung_and_failing_receivers_delay_only_their_own_deliveries(
     ):
         store_project.configure(
             f'[server]\nport = {port}\n[statsd]\nlisten = "127.0.0.1:0"\n'
-            '[monitors]\ninterval = "1s"\n'
-            'retry_delay = "200ms"\nretry_max_delay = "1s"\n'
+            f'[monitors]\ninterval = "{INTERVAL_S * 1000:g}ms"\n'
+            'retry_delay = "100ms"\nretry_max_delay = "400ms"\n'
             f'[notifiers.hung]\ntype = "webhook"\nurl = "{hung.url}"\n'
             f'[notifiers.flaky]\ntype = "webhook"\nurl = "{flaky.url}"\n'
             f'[notifiers.ok]\ntype = "webhook"\nurl = "{ok.url}"\n'
@@ -101,8 +102,9 @@ def test_hung_and_failing_receivers_delay_only_their_own_deliveries(
         with serve(root, port, log) as proc:
             healthy = time.monotonic()
             # until what the checks below count has had time to happen (four passes; five
-            # attempts at flaky, 0.2 s doubling to 1 s: ~2.4 s; four failures written by
-            # passes), at most 20 s: polled, not a fixed sleep; they check it either way
+            # attempts at flaky, 0.1 s doubling to 0.4 s: at most 1.1 s; four failures
+            # written by passes), at most 20 s: polled, not a fixed sleep; they check it
+            # either way
             deadline = healthy + 20
             while time.monotonic() < deadline and not (
                 instant(base, EVALUATIONS).get("always_down", 0) >= 4
@@ -112,11 +114,15 @@ def test_hung_and_failing_receivers_delay_only_their_own_deliveries(
                 time.sleep(0.2)
             evaluations = instant(base, EVALUATIONS)["always_down"]
             elapsed = time.monotonic() - healthy
-            # the interval holds (the hung receiver holds its first attempt for 10 s)
-            assert evaluations >= elapsed - 1.5 and evaluations >= 4, (evaluations, elapsed)
+            # the interval holds (the hung receiver holds its first attempt for 10 s): a pass
+            # each INTERVAL_S but for 1.5 s of slack
+            assert evaluations >= (elapsed - 1.5) / INTERVAL_S and evaluations >= 4, (
+                evaluations,
+                elapsed,
+            )
             # the healthy receiver had a notification per pass (the last may be on its way)
             assert len(ok.hits) >= evaluations - 1, (len(ok.hits), evaluations)
-            # the failing one was retried on the backoff (0.2 s doubling to 1 s), one id
+            # the failing one was retried on the backoff (0.1 s doubling to 0.4 s), one id
             assert len(flaky.hits) >= 5, flaky.times()
             assert flaky.times()[4] - healthy < 5, flaky.times()  # as a fixed 5 s wait bounded
             assert {b["kind"] for b in flaky.bodies()} == {"firing"}

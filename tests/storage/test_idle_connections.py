@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from signalbox.storage import Database, open_database
+from signalbox.storage import Database, connections, open_database
 from signalbox.storage.connections import ThreadConnections, application_name, pg_connector
 from signalbox.storage.database import Database as _Database
 from signalbox.storage.dialect import POSTGRESQL
@@ -18,6 +18,15 @@ from tests.storage.helpers import backend_state, pg_admin, started, wait_until
 from tests.stores import pg_schema_url, sqlite_url
 
 IDLE_S = 0.3
+SWEEP_S = 0.25  # serve's is 2 s: the sweeps, not their period, are what is tested
+
+
+@pytest.fixture(autouse=True)
+def quick_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sweeps each SWEEP_S, by a sweeper thread of this test's (one another test started
+    may be in the middle of a 2 s sleep)."""
+    monkeypatch.setattr(connections, "SWEEP_S", SWEEP_S)
+    monkeypatch.setattr(connections, "_SWEEPER", connections._Sweeper())
 
 
 @pytest.fixture
@@ -132,7 +141,7 @@ def test_a_connection_in_a_transaction_or_holding_a_session_lock_is_not_closed(
     a, b = started(in_transaction), started(holding_lock)
     try:
         assert in_tx.wait(10) and in_lock.wait(10)
-        time.sleep(IDLE_S * 4 + 2.5)  # several sweeps (each 2 s) past the idle time
+        time.sleep(IDLE_S * 4 + 4 * SWEEP_S)  # several sweeps past the idle time
         assert backend_state(pids["tx"]) == "idle in transaction"
         assert backend_state(pids["lock"]) == "idle"  # open, holding its lock
         assert pg_admin(
@@ -155,7 +164,8 @@ def test_a_long_statement_is_not_closed_under_it(pg_url: str) -> None:
     try:
         before = t.call(lambda: _pid(db))
         # runs for longer than the idle time and than a sweep's period
-        assert t.call(lambda: db.query("SELECT 7 FROM pg_sleep(2.5)")) == [(7,)]
+        took = IDLE_S * 2 + SWEEP_S * 2
+        assert t.call(lambda: db.query(f"SELECT 7 FROM pg_sleep({took})")) == [(7,)]
         assert t.call(lambda: _pid(db)) == before  # used just now: not closed
     finally:
         t.stop()
@@ -168,7 +178,7 @@ def test_sqlite_connections_are_never_closed_idle(tmp_path: Path) -> None:
     try:
         t.call(lambda: db.execute("CREATE TABLE t (k INTEGER)"))
         assert db.connections() == 2  # the opener's and the thread's
-        time.sleep(2.5)  # a sweep's period
+        time.sleep(2 * SWEEP_S)  # a sweep's period
         db.query("SELECT 1")  # the sweep runs on a store's use
         assert db.connections() == 2
     finally:

@@ -12,6 +12,7 @@ two reads it took before), to the bit: counters with resets, NaN and infinities,
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from collections import Counter
@@ -22,7 +23,7 @@ import pytest
 
 from signalbox.clock import FrozenClock
 from signalbox.durations import Tier
-from signalbox.metrics.samples import Sample
+from signalbox.metrics.samples import Matcher, Sample
 from signalbox.query import Engine
 from tests.stores import SQL_BACKENDS, sql_metric_store
 
@@ -32,16 +33,26 @@ TIERS = (Tier(60, 8 * DAY), Tier(300, 35 * DAY), Tier(3600, 400 * DAY))
 
 
 class _Counting:
-    """The store, counting its reads; ``hide`` names methods it pretends not to have."""
+    """The store, counting its reads and the levels it chose; ``hide`` names methods it
+    pretends not to have."""
 
     def __init__(self, store: Any, hide: frozenset[str] = frozenset()) -> None:
         self._store, self._hide = store, hide
         self.reads: Counter[str] = Counter()
+        self.levels: Counter[int] = Counter()
 
     def __getattr__(self, name: str) -> Any:
         if name in self._hide:
             raise AttributeError(name)
         got = getattr(self._store, name)
+        if name == "choose_level":
+
+            def choose(*args: Any, **kwargs: Any) -> Any:
+                level = got(*args, **kwargs)
+                self.levels[level.tier] += 1
+                return level
+
+            return choose
         if name not in ("select", "bucket_columns", "raw_columns"):
             return got
 
@@ -60,6 +71,18 @@ def _value(i: int, t: int) -> float:
     return float((t // 300 * (i + 1)) % 5_000)  # a counter that resets now and then
 
 
+FIVE_MINUTELY_FROM = END_S - 7 * DAY - 2 * 3600
+"""Samples every 5 minutes from here: the 7 days read through the 5-minute tier, and two hours
+before them, which their first windows reach into. Before, every 30 minutes (read through the
+1-hour tier only, two samples a bucket, counter resets, NaN and the infinities at multiples of
+1800 s): each 5-minute span holding a sample is a raw partition, created, rolled up and dropped,
+the fixture's cost (every 15 minutes, and every 5 over 8 days, took half as long again)."""
+
+
+def _stamps(start: int, end: int) -> list[int]:
+    return [t for t in range(start, end, 300) if t >= FIVE_MINUTELY_FROM or t % 1800 == 0]
+
+
 @pytest.fixture(scope="module", params=SQL_BACKENDS)
 def store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -71,20 +94,37 @@ def store(
     ) as s:
         start = END_S - days * DAY
         for d in range(days):  # a day and a compaction at a time: raw partitions dropped
-            # every 5 minutes where the 5-minute tier is read (the last 7 days and the one
-            # before); every 15 minutes before, read through the 1-hour tier only: its
-            # buckets still hold counter resets, NaN and the infinities (at multiples of
-            # 900 s), and a third as many raw partitions are written, rolled up and dropped
-            step = 300 if d >= days - 8 else 900
+            lo, hi = start + d * DAY, start + (d + 1) * DAY
             batch = [
                 Sample("c", (("g", str(i % 2)), ("s", str(i))), _value(i, t), t * 1000)
                 for i in range(4)
-                for t in range(start + d * DAY, start + (d + 1) * DAY, step)
+                for t in _stamps(lo, hi)
             ]
             s.write(batch, END_S * 1000)
-            s.rebuild_rollups((start + d * DAY - 60) * 1000, (start + (d + 1) * DAY) * 1000)
+            s.rebuild_rollups((lo - 60) * 1000, hi * 1000)
             s.compact(END_S * 1000)
+        _assert_tiers_hold_what_is_read(s)
         yield s
+
+
+def _assert_tiers_hold_what_is_read(s: Any) -> None:
+    """The buckets of the levels the queries read hold counter resets (between buckets, and
+    within the 1-hour ones), NaN and both infinities: the answers compared are over those."""
+    for days, step_s, tier in ((30, 3600, 3600), (7, 900, 300)):
+        start, end, step = (END_S - days * DAY) * 1000, END_S * 1000, step_s * 1000
+        got = s.select([Matcher("__name__", "=", "c")], start, end, step_ms=step, align_ms=step)
+        assert got and {sp.resolution for sp in got} == {tier}
+        assert any(b < a for sp in got for a, b in itertools.pairwise(sp.values)), tier
+        if tier == 3600:
+            assert any(n for sp in got for n in sp.resets or ()), tier
+        values = [
+            v
+            for sp in got
+            for col in (sp.values, sp.mins or [], sp.maxs or [], sp.sums or [])
+            for v in col
+        ]
+        assert any(math.isnan(v) for v in values), tier
+        assert math.inf in values and -math.inf in values, tier
 
 
 def _bits(result: Any) -> Any:
@@ -121,3 +161,4 @@ def test_each_selector_is_read_once_and_answers_as_two_reads_did(
     assert got.matrix and any(len(m.points) > 1 for m in got.matrix)
     assert _bits(got) == _bits(before)
     assert one.reads["select"] + one.reads["bucket_columns"] == 1, one.reads
+    assert set(one.levels) == {3600 if days == 30 else 300}, one.levels  # the tier meant

@@ -241,7 +241,7 @@ def probe():
     return True
 
 
-shared = SharedDecisions(open_database(url), holder=f"p{os.getpid()}", lease=3.0)
+shared = SharedDecisions(open_database(url), holder=f"p{os.getpid()}", lease=float(sys.argv[5]))
 gate = CallableGate(probe, name="killme", interval=0.5)
 shared.attach(gate)
 end = time.time() + seconds
@@ -253,11 +253,15 @@ while time.time() < end:
 """
 
 
+LEASE_S = 2.0  # the shared decision's lease: the killed prober's holds that long
+
+
 def test_a_prober_killed_mid_probe_is_replaced_after_its_lease(url: str, tmp_path: Path) -> None:
     script, log = tmp_path / "prober.py", tmp_path / "probes.txt"
     script.write_text(PROBER)
     a = subprocess.Popen(
-        [sys.executable, str(script), url, str(log), "2", "60"], stdout=subprocess.DEVNULL
+        [sys.executable, str(script), url, str(log), "2", "60", str(LEASE_S)],
+        stdout=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
@@ -269,7 +273,8 @@ def test_a_prober_killed_mid_probe_is_replaced_after_its_lease(url: str, tmp_pat
         a.wait()
         _, hung_at, _ = log.read_text().splitlines()[1].split()
         b = subprocess.run(
-            [sys.executable, str(script), url, str(log), "0", "4"],
+            # B runs a second past A's lease (from its own start, however late that is)
+            [sys.executable, str(script), url, str(log), "0", str(LEASE_S + 1), str(LEASE_S)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -279,7 +284,7 @@ def test_a_prober_killed_mid_probe_is_replaced_after_its_lease(url: str, tmp_pat
     assert b.returncode == 0, b.stderr
     seen = [json.loads(line) for line in b.stdout.splitlines()]
     prober_a, prober_b = f"p{a.pid}", None
-    lease_end = float(hung_at) + 3.0
+    lease_end = float(hung_at) + LEASE_S
     for d in seen:
         assert d["open"], d  # the last decision while A's lease ran, then B's own
         if d["t"] < lease_end - 0.1:

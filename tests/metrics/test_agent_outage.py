@@ -29,7 +29,7 @@ from tests.server.tcpproxy import TcpProxy
 from tests.serving import fetch, wait_for
 from tests.stores import pg_schema_url
 
-VALUES = 4  # spool values (and StatsD hits) sent while the database is away
+VALUES = 3  # spool values (and StatsD hits) sent while the database is away
 EVERY_S = 1.5  # between them: at least one 1s pass sees each
 TINY = 100  # samples: room for about two passes of an agent
 
@@ -217,7 +217,7 @@ def test_an_agent_started_while_the_database_is_away_waits_for_it_counting_stats
         for _ in range(3):  # StatsD is listening: these are counted while it waits
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.sendto(b"hits:1|c", ("127.0.0.1", udp))
-            time.sleep(0.5)
+            time.sleep(0.2)
         assert proc.poll() is None, log.read_text()
         proxy = TcpProxy(("127.0.0.1", 5432), port=proxy.port)
         stack.callback(lambda: proxy.stop())

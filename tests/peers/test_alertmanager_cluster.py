@@ -10,7 +10,7 @@ receiver, a small HTTP server in the test that records every POST: the pages.
 
 Only the leader evaluates and notifies; the metric is collected from a spool by
 ``signalbox collect --once`` (a cron job on an app host), so it does not depend on which
-instance lives. The leader re-sends the firing alert every ``repeat`` (2 s): each re-send,
+instance lives. The leader re-sends the firing alert every ``repeat`` (1 s): each re-send,
 before and after the takeover, reaches both members, which page nothing new.
 
 Why the waits are long enough to see a duplicate: a member's group flushes every
@@ -51,7 +51,7 @@ from tests.stores import pg_schema_url
 pytestmark = [pytest.mark.peer("alertmanager"), pytest.mark.service("postgresql")]
 
 PEER_TIMEOUT_S = 1.0
-GROUP_INTERVAL_S = 3.0
+GROUP_INTERVAL_S = 2.0  # above PEER_TIMEOUT_S by a second: a flush (wait included) ends first
 DUPLICATE_WAIT_S = PEER_TIMEOUT_S + GROUP_INTERVAL_S
 """After a page: its duplicate, if any, would have come by now (see the module's doc)."""
 
@@ -74,7 +74,7 @@ MONITOR = """
   description: The queue is deeper than its workers can drain.
   query: max(queue_depth)
   critical: "> 5"
-  repeat: 2s
+  repeat: 1s
   no_data: ok
   notify: [am]
 """

@@ -28,6 +28,7 @@ from signalbox.server.auth.users import UserStore
 from signalbox.storage import open_database
 from signalbox.tasks.jobs import Dead, Deferred, NewJob
 from signalbox.tasks.sqlstore import SQLQueueStore
+from tests.server.cheap_user_hashes import cheap_user_hashes
 from tests.server.conftest import NOW, Site, open_site
 from tests.server.test_auth_api import error, on_socket
 from tests.server.test_auth_sessions import META, PASSWORDS
@@ -103,7 +104,8 @@ def tasks_api(backend: str, tmp_path: Path) -> Iterator[Tasks]:
 
 
 @pytest.fixture
-def t(sql_backend: str, tmp_path: Path) -> Iterator[Tasks]:
+def t(sql_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tasks]:
+    cheap_user_hashes(monkeypatch)  # the users' hashes: a millisecond, not 0.1 s
     with tasks_api(sql_backend, tmp_path) as found:
         yield found
 

@@ -439,13 +439,17 @@ def prometheus_major() -> int:
     return int(m.group(1)) if m else 2
 
 
-def signalbox_config(root: Path, tiers: str, packed_cache_mb: int | None = None) -> Path:
-    """``packed_cache_mb``: serve's decoded packed-unit cache (None: serve's default). It is
-    storage, not results: the results cache is off, every timed request is evaluated, as
-    every Prometheus one is."""
+def signalbox_config(
+    root: Path, tiers: str, packed_cache_mb: int | None = None, raw_cache_mb: int | None = None
+) -> Path:
+    """``packed_cache_mb``, ``raw_cache_mb``: serve's decoded packed-unit cache and raw
+    samples cache (None: serve's default). They are storage, not results: the results
+    cache is off, every timed request is evaluated, as every Prometheus one is."""
     (root / "monitors").mkdir(parents=True)  # none: serve's monitor loop has nothing to do
     config = root / "signalbox.toml"
     packed = "" if packed_cache_mb is None else f"packed_cache_mb = {packed_cache_mb}\n"
+    if raw_cache_mb is not None:
+        packed += f"raw_cache_mb = {raw_cache_mb}\n"
     config.write_text(
         f'host = "bench"\nstore = "sqlite:///{root / "sb.db"}"\n'
         f'[statsd]\nenabled = false\n[retention]\nraw = "1d"\ntiers = "{tiers}"\n'
@@ -723,6 +727,11 @@ def main() -> int:
         help="serve's [server] packed_cache_mb (its default when not given)",
     )
     ap.add_argument(
+        "--raw-cache-mb",
+        type=int,
+        help="serve's [server] raw_cache_mb (its default when not given)",
+    )
+    ap.add_argument(
         "--no-wait-compaction",
         action="store_true",
         help="query Prometheus' backfilled 2h blocks without waiting for its compaction",
@@ -758,7 +767,7 @@ def main() -> int:
         tmp = Path(d)
         # the import runs while promtool does, and Prometheus compacts while it finishes
         root = tmp / "sb"
-        config = signalbox_config(root, a.tiers, a.packed_cache_mb)
+        config = signalbox_config(root, a.tiers, a.packed_cache_mb, a.raw_cache_mb)
         started = time.perf_counter()
         importer = Child(
             [signalbox_exe(), "--config", str(config), "import", str(om)], root / "import.log"

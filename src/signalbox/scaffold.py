@@ -67,6 +67,9 @@ query_cache_mb = 64
 # MiB of decoded packed rollup units kept between queries (0: none); unlike
 # query_cache_mb it survives writes: a week-long panel re-reads only its recent end.
 packed_cache_mb = 64
+# MiB of raw samples kept between queries (0: none): the last hours' panels and
+# monitors read memory; a write into a partition makes its copy stale, read again.
+raw_cache_mb = 32
 # With a PostgreSQL store, the serve instances elect one leader (it evaluates monitors,
 # sends notifications and compacts); a dead leader is replaced within about this long.
 leader_ttl = "10s"

@@ -198,7 +198,11 @@ def test_columns_store_what_samples_store(
             finally:
                 patch.undo()
     assert got[0] == got[1]
-    assert got[0][1]["dense ids"]
+    # ids 1..n after the first pass, but on PostgreSQL where its first attempt was rolled
+    # back (a series in two files, found as the frames were written): a sequence does not
+    # give ids back (both paths then skip the same ones, compared above)
+    retried = backend == "postgresql" and any("duplicate series" in p for p in got[0][0])
+    assert got[0][1]["dense ids"] or retried
 
 
 def _columnar(n: int, digest: bytes, lo: int = 0) -> NewLayout:

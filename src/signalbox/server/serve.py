@@ -216,9 +216,10 @@ def flag_admin(settings: Settings, db: Database) -> FlagAdmin:
 def query_cache(settings: Settings, store: SQLMetricStore) -> ResultCache | None:
     """The results cache ``[server] query_cache_mb`` asks for, if the store has a data
     version this process can read (see :mod:`signalbox.server.resultcache`)."""
-    from signalbox.metrics.sql import unitcache
+    from signalbox.metrics.sql import rawcache, unitcache
 
     unitcache.configure(settings.server.packed_cache_mb)  # storage's, not results': always
+    rawcache.configure(settings.server.raw_cache_mb)
     version = data_version(store) if settings.server.query_cache_mb else None
     if version is None:
         return None

@@ -1,10 +1,11 @@
 """The server area's settings: ``[server]`` (where ``serve`` listens unless told otherwise, the
 resident memory past which ``serve`` and ``agent`` log a warning: ``memory_warn_bytes``, 0 for
 never, ``auth``: who needs credentials, and ``query_cache_mb``: the query results cache's
-size in MiB, 0 for none: :mod:`signalbox.server.resultcache`; ``packed_cache_mb``: the decoded
-packed units kept in memory, 0 for none: :mod:`signalbox.metrics.sql.unitcache`; ``leader_ttl``: the TTL of the
-lease the ``serve`` instances of one PostgreSQL store elect their leader with,
-:mod:`signalbox.storage.leader`).
+size in MiB, 0 for none: :mod:`signalbox.server.resultcache`; ``packed_cache_mb``: the
+decoded packed units kept in memory, 0 for none: :mod:`signalbox.metrics.sql.unitcache`;
+``raw_cache_mb``: the raw partitions' samples kept in memory, 0 for none:
+:mod:`signalbox.metrics.sql.rawcache`; ``leader_ttl``: the TTL of the lease the ``serve``
+instances of one PostgreSQL store elect their leader with, :mod:`signalbox.storage.leader`).
 
 ``auth = "writes"`` (the default): writes need a token or a signed-in user, reads are open to
 loopback connections. ``auth = "required"``: every request but the health checks, the login
@@ -33,6 +34,7 @@ class ServerTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     auth: str = "writes"
     query_cache_mb: int = 64
     packed_cache_mb: int = 64
+    raw_cache_mb: int = 32
     leader_ttl: str = "10s"
 
 
@@ -48,6 +50,7 @@ class ServerSettings:
     query_cache_mb: int = 64
     leader_ttl_s: float = 10.0
     packed_cache_mb: int = 64
+    raw_cache_mb: int = 32
 
     @property
     def reads_need_token(self) -> bool:
@@ -82,6 +85,12 @@ def server_settings(src: Source, raw: Mapping[str, Any]) -> ServerSettings:
             server.packed_cache_mb,
             "MiB for the decoded packed units (0-1048576; 0 turns it off)",
         )
+    if not 0 <= server.raw_cache_mb <= 1 << 20:
+        raise src.error(
+            "server.raw_cache_mb",
+            server.raw_cache_mb,
+            "MiB for raw partitions' samples kept in memory (0-1048576; 0 turns it off)",
+        )
     leader_ttl_s = src.duration("server.leader_ttl", server.leader_ttl)
     if not 1 <= leader_ttl_s <= 3600:
         raise src.error(
@@ -98,4 +107,5 @@ def server_settings(src: Source, raw: Mapping[str, Any]) -> ServerSettings:
         server.query_cache_mb,
         leader_ttl_s,
         server.packed_cache_mb,
+        server.raw_cache_mb,
     )

@@ -64,6 +64,7 @@ SIGNALBOX_TABLES = frozenset(
         "metric_sealed",
         "series_ids_snapshot",
         "metric_stamps",
+        "metric_raw_versions",
         "metric_layouts",
         "metric_layout_series",
         "storage_events",

@@ -44,6 +44,7 @@ from typing import Any
 from signalbox import limits
 from signalbox.exceptions import StoreError
 from signalbox.metrics.partitions import RAW, Level
+from signalbox.metrics.sql import rawcache
 from signalbox.metrics.sql.frames import RawSQL, raw_sql
 from signalbox.metrics.sql.layouts import Layouts
 from signalbox.storage.database import Database
@@ -328,6 +329,7 @@ class PartitionTables:
             table = self.ensure(raw, start)
             self.sql.upsert_rows(self.db, table, *by_part[start])
             self.db.executemany(stamp_sql, [(start, ts) for ts in sorted(part_stamps[start])])
+        rawcache.bump(self.db, by_part)  # what a process keeps of these partitions is old
 
     def write_frames(self, frames: list[tuple[int, list[float]]], ts: int) -> int:
         """Upsert frames (layout id, values) at ``ts``; returns the partition's start.
@@ -336,6 +338,7 @@ class PartitionTables:
         start = raw.partition_start(ts)
         table = frames_table(self.ensure(raw, start))
         self.sql.upsert_frames(self.db, table, frames, ts)
+        rawcache.bump(self.db, (start,))
         return start
 
     def drop_expired(self, now_ms: int, *, lock_timeout_s: float = DROP_LOCK_TIMEOUT_S) -> None:
@@ -408,6 +411,7 @@ class PartitionTables:
                 )
                 if lv.tier == RAW:
                     self.db.execute(f"DELETE FROM metric_stamps WHERE start_ms IN ({keys})", starts)
+                    rawcache.forget(self.db, starts)
         except StoreError as e:
             cause = e.__cause__
             if cause is None or not self.db.dialect.is_lock_timeout(cause):
@@ -446,6 +450,7 @@ class PartitionTables:
             )
             if lv.tier == RAW:
                 self.db.execute("DELETE FROM metric_stamps WHERE start_ms = ?", (start,))
+                rawcache.forget(self.db, (start,))
 
     # -- reads ----------------------------------------------------------------------------
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

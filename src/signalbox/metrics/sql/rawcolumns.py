@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from signalbox import limits
 from signalbox.exceptions import StoreError
-from signalbox.metrics.sql import rawgrid
+from signalbox.metrics.sql import rawcache, rawgrid
 from signalbox.metrics.sql.partitions import IN_LIST_MAX, frames_table
 
 if TYPE_CHECKING:
@@ -80,8 +80,23 @@ def _samples(
     sids: list[Ints] = []
     stamps: list[Ints] = []
     values: list[Floats] = []
-    _rows(parts, tables, wanted, start_ms, end_ms, sids, stamps, values, counts)
-    _frames(parts, tables, wanted, start_ms, end_ms, sids, stamps, values)
+
+    def fill(ts: list[tuple[int, str]], want: Ints, lo: int, hi: int) -> tuple[Ints, Ints, Floats]:
+        s: list[Ints] = []
+        t: list[Ints] = []
+        v: list[Floats] = []
+        _rows(parts, ts, want, lo, hi, s, t, v, None)
+        _frames(parts, ts, want, lo, hi, s, t, v)
+        return (np.concatenate(s), np.concatenate(t), np.concatenate(v)) if s else _empty()
+
+    tables, cached = rawcache.read(parts, tables, raw.span_ms, wanted, start_ms, end_ms, fill)
+    for sid, ts, val in cached:
+        sids.append(sid)
+        stamps.append(ts)
+        values.append(val)
+    if tables:
+        _rows(parts, tables, wanted, start_ms, end_ms, sids, stamps, values, counts)
+        _frames(parts, tables, wanted, start_ms, end_ms, sids, stamps, values)
     if not sids:
         limits.charge(-credit)
         return _empty()

@@ -39,7 +39,7 @@ from signalbox.metrics.samples import (
     SeriesKey,
     merge_labels,
 )
-from signalbox.metrics.sql import framereads, sealing
+from signalbox.metrics.sql import framereads, rawcache, sealing
 from signalbox.metrics.sql import layouts as sqllayouts
 from signalbox.metrics.sql import legacy as sqllegacy
 from signalbox.metrics.sql import meta as sqlmeta
@@ -93,6 +93,7 @@ MIGRATIONS: list[Migration] = [
     sqllegacy.MIGRATION,
     sqlstale.MIGRATION,
     sealing.MIGRATION,
+    rawcache.MIGRATION,
 ]
 log = logging.getLogger("signalbox.metrics.sql.store")
 

@@ -35,7 +35,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -88,9 +88,23 @@ def _codes(sids: Ints, units: Ints, unit: int) -> Ints:
     return code
 
 
-class UnitCache:
-    """Blocks of decoded packed units, bounded by their bytes, least recently used dropped
-    first."""
+class Stamped(Protocol):
+    """What :class:`Blocks` keeps: a block read under one generation (or version)."""
+
+    @property
+    def gen(self) -> int: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+
+B = TypeVar("B", bound=Stamped)
+
+
+class Blocks(Generic[B]):
+    """Blocks, each used only under the generation it was read at, bounded by their bytes,
+    least recently used dropped first (also the raw partitions' cache,
+    :mod:`signalbox.metrics.sql.rawcache`)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -98,7 +112,7 @@ class UnitCache:
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
-        self._d: OrderedDict[Key, Block] = OrderedDict()
+        self._d: OrderedDict[Key, B] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._d)
@@ -113,7 +127,7 @@ class UnitCache:
             self._d.clear()
             self.bytes = 0
 
-    def get(self, key: Key, gen: int) -> Block | None:
+    def get(self, key: Key, gen: int) -> B | None:
         """The block of ``key`` if read under generation ``gen``."""
         with self._lock:
             b = self._d.get(key)
@@ -122,7 +136,7 @@ class UnitCache:
             self._d.move_to_end(key)
             return b
 
-    def put(self, key: Key, block: Block) -> None:
+    def put(self, key: Key, block: B) -> None:
         size = block.nbytes
         with self._lock:
             old = self._d.pop(key, None)
@@ -138,6 +152,10 @@ class UnitCache:
         while self.bytes > self.max_bytes and self._d:
             _, b = self._d.popitem(last=False)
             self.bytes -= b.nbytes
+
+
+class UnitCache(Blocks[Block]):
+    """Blocks of decoded packed units."""
 
 
 CACHE = UnitCache(DEFAULT_MB * 2**20)
@@ -232,10 +250,7 @@ def read(
             cache.misses += 1
             if len(codes) * unit_bytes > cache.max_bytes:
                 return None  # more than the cache holds: decoding every column would be waste
-            if (
-                block is not None
-                and (len(block.codes) + len(codes)) * unit_bytes > cache.max_bytes
-            ):
+            if block is not None and (len(block.codes) + len(codes)) * unit_bytes > cache.max_bytes:
                 block, have = None, None  # start this partition's block afresh
             block = _fetch(parts, pb, a, codes, have, block, gen, unit, held)
             if block is None:

@@ -1,0 +1,338 @@
+"""The cache of raw partitions' samples (``metrics/sql/rawcache.py``): answers with the cache
+off, cold and warm are the same bit for bit (counters with resets, gaps, NaN and the
+infinities, rows and spool frames); a write into a cached partition, by this process or
+another, shows in the next answer; retention's drop of a partition, then the same minutes
+written again, never answers the dropped samples; a writer racing a reader never leaves a
+stale answer; a partition's versions go with it; the cache stays within its bytes.
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from signalbox.clock import FrozenClock
+from signalbox.durations import Tier
+from signalbox.metrics.collect import Collector
+from signalbox.metrics.samples import Matcher, Sample
+from signalbox.metrics.sql import rawcache
+from signalbox.metrics.sql.partitions import frames_table
+from signalbox.query import Engine
+from tests.metrics.test_row_sealed import _bits, _counter
+from tests.stores import SQL_BACKENDS, pg_schema_url, sqlite_url
+
+M = 60_000
+HOUR = 3_600_000
+T0 = 1_700_006_400_000
+BLOCK = 3 * HOUR  # each test's own hours
+TIERS = (Tier(60, 8 * 86400), Tier(300, 35 * 86400))
+OPTIONS: dict[str, Any] = {"raw_retention_s": 30 * 86400}
+SPAN = 300_000  # the raw partitions' span
+
+QUERIES = (
+    'rate({n}{{s="1"}}[5m])',  # a series first, then all (a block grows), then a few again
+    "sum(rate({n}[5m]))",
+    "increase({n}[1h])",
+    "avg_over_time({n}[10m])",
+    "max_over_time({n}[2m])",
+    "count_over_time({n}[5m])",
+    "max by (s) ({n})",
+    'sum_over_time({n}{{s=~"0|2"}}[3m])',
+)
+
+_RUN = iter(range(1, 10**6))
+
+
+@pytest.fixture(scope="module", params=SQL_BACKENDS)
+def opened(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Any, str]]:
+    """(store, its URL for another process)."""
+    from signalbox.metrics.sql.store import SQLMetricStore
+    from signalbox.storage import open_database
+
+    def make(url: str) -> Iterator[tuple[Any, str]]:
+        s = SQLMetricStore(open_database(url), tiers=TIERS, clock=FrozenClock(T0 / 1000), **OPTIONS)
+        try:
+            yield s, url
+        finally:
+            s.close()
+
+    if request.param == "sqlite":
+        yield from make(sqlite_url(tmp_path_factory.mktemp("rawcache")))
+    else:
+        with pg_schema_url() as url:
+            yield from make(url)
+
+
+@pytest.fixture
+def store(opened: tuple[Any, str]) -> Iterator[Any]:
+    rawcache.configure(rawcache.DEFAULT_MB)
+    rawcache.CACHE.clear()
+    yield opened[0]
+    rawcache.configure(rawcache.DEFAULT_MB)
+    rawcache.CACHE.clear()
+
+
+def _answers(store: Any, name: str, start: int, end: int, step: int) -> list[Any]:
+    out = []
+    for q in QUERIES:
+        got = Engine(store).range(q.format(n=name), start, end, step)
+        out.append((q, _bits(got), sorted(got.warnings)))
+    # the arrays themselves, over a window that cuts partitions anywhere
+    cols = store.raw_columns([Matcher("__name__", "=", name)], start + 7_001, end - 13_003)
+    if cols is not None:
+        arrays = (cols.ids, cols.starts, cols.timestamps, cols.values)
+        out.append(("raw_columns", [a.tobytes() for a in arrays], []))
+    return out
+
+
+def _uncached(store: Any, name: str, start: int, end: int, step: int) -> list[Any]:
+    """The answers with no cache, leaving the process's cache as it is."""
+    kept = rawcache.CACHE
+    rawcache.CACHE = rawcache.RawCache(0)
+    try:
+        return _answers(store, name, start, end, step)
+    finally:
+        rawcache.CACHE = kept
+
+
+def _off_cold_warm(store: Any, name: str, start: int, end: int, step: int) -> list[Any]:
+    """The answers with the cache off, cold and warm: the same, and the warm ones from it."""
+    off = _uncached(store, name, start, end, step)
+    rawcache.CACHE.clear()
+    cold = _answers(store, name, start, end, step)
+    assert len(rawcache.CACHE)  # the partitions read went in
+    hits, misses = rawcache.CACHE.hits, rawcache.CACHE.misses
+    warm = _answers(store, name, start, end, step)
+    assert rawcache.CACHE.hits > hits  # and were read from it
+    assert rawcache.CACHE.misses == misses
+    assert cold == off
+    assert warm == off
+    return off
+
+
+def _history(store: Any, name: str, base: int, minutes: int, series: int = 4, k: int = 1) -> None:
+    samples = [
+        Sample(name, (("s", str(i)),), float(k * m * (i + 1) % 97), base + m * M + 1_000)
+        for i in range(series)
+        for m in range(minutes)
+    ]
+    store.write(samples, base + minutes * M)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    series=st.lists(_counter(), min_size=1, max_size=4),
+    step=st.sampled_from([60_000, 15_000, 90_000]),
+    shift=st.sampled_from([0, 20_000, 150_000]),
+)
+def test_answers_with_the_cache_off_cold_and_warm_are_the_same(
+    store: Any, series: list[list[tuple[int, float]]], step: int, shift: int
+) -> None:
+    """Counters with resets, gaps, NaN and the infinities, windows that cut partitions
+    anywhere; then more samples written into the partitions read: the new answers."""
+    k = next(_RUN)
+    base, name = T0 + k * BLOCK, f"rc{k}"
+    samples = [
+        Sample(name, (("s", str(i)),), v, base + t)
+        for i, points in enumerate(series)
+        for t, v in points
+        if t < 2 * HOUR
+    ]
+    store.write(samples, base + 2 * HOUR)
+    start, end = base + shift, base + 2 * HOUR + shift
+    first = _off_cold_warm(store, name, start, end, step)
+    # a series more, and a sample more of series 0, into partitions already cached
+    store.write([Sample(name, (("s", "9"),), 5.0, base + 30 * M + 7)], base + 2 * HOUR)
+    store.write([Sample(name, (("s", "0"),), 1e9, base + 61 * M + 3)], base + 2 * HOUR)
+    again = _answers(store, name, start, end, step)
+    assert again != first
+    assert _uncached(store, name, start, end, step) == again
+
+
+def test_spool_frames_and_rows_answer_as_uncached(tmp_path: Path, store: Any) -> None:
+    """Series stored as spool frames (one row per file and pass) beside series stored as
+    rows: both kept, both answered as the store answers them."""
+    k = next(_RUN)
+    base, name = T0 + k * BLOCK, f"rcf{k}"
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    for m in range(40):
+        at = (base + m * M + 500) / 1000
+        lines = "".join(f'{name}{{s="f{i}"}} {(m * (i + 3)) % 50}\n' for i in range(5))
+        (spool / "app.prom").write_text(lines)
+        os.utime(spool / "app.prom", (at, at))
+        Collector(store, spool_dir=spool, host="h", clock=FrozenClock(at)).run_once()
+    _history(store, name, base, 40, series=3)
+    table = frames_table(store.levels[0].table((base + 10 * M) // SPAN * SPAN))
+    assert store.db.query(f"SELECT count(*) FROM {table}")[0][0], "spool series: frames"
+    _off_cold_warm(store, name, base, base + 40 * M, 30_000)
+
+
+_OTHER = """
+import json, sys
+from signalbox.clock import FrozenClock
+from signalbox.durations import Tier
+from signalbox.metrics.samples import Matcher, Sample
+from signalbox.metrics.sql.store import SQLMetricStore
+from signalbox.storage import open_database
+a = json.loads(sys.argv[1])
+s = SQLMetricStore(open_database(a["url"]), tiers=[Tier(*t) for t in a["tiers"]],
+                   clock=FrozenClock(a["now"] / 1000), raw_retention_s=30 * 86400)
+try:
+    s.write([Sample(a["name"], (("s", "0"),), 1e6 + m, a["lo"] + m * 60_000 + 2_000)
+             for m in range(10)], a["now"])
+finally:
+    s.close()
+"""
+
+
+def test_another_process_writing_into_a_cached_partition_shows_in_the_next_answer(
+    opened: tuple[Any, str], store: Any
+) -> None:
+    k = next(_RUN)
+    base, name = T0 + k * BLOCK, f"rco{k}"
+    _history(store, name, base, 120)
+    start, end = base, base + 2 * HOUR
+    before = _off_cold_warm(store, name, start, end, 60_000)
+    args = {
+        "url": opened[1],
+        "tiers": [[t.resolution, t.retention] for t in TIERS],
+        "name": name,
+        "lo": base + 40 * M,  # series 0's values of two partitions overwritten
+        "now": base + 2 * HOUR,
+    }
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path.cwd() / "src"), str(Path.cwd())])
+    subprocess.run(
+        [sys.executable, "-c", _OTHER, json.dumps(args)], check=True, env=env, timeout=120
+    )
+    after = _answers(store, name, start, end, 60_000)
+    assert after != before
+    assert _uncached(store, name, start, end, 60_000) == after
+    assert _off_cold_warm(store, name, start, end, 60_000) == after
+
+
+def _versions(store: Any, lo: int, hi: int) -> dict[int, int]:
+    rows = store.db.query(
+        "SELECT start_ms, sum(version) FROM metric_raw_versions "
+        "WHERE start_ms >= ? AND start_ms <= ? GROUP BY start_ms",
+        (lo, hi),
+    )
+    return {int(s): int(v) for s, v in rows}
+
+
+def test_retention_drops_versions_and_rewritten_minutes_never_answer_the_dropped(
+    store: Any,
+) -> None:
+    """A write moves the versions of the partitions it writes, in its transaction; retention
+    drops partitions and their versions; the same minutes written again with other values
+    answer the new ones, never what was kept of the dropped partitions."""
+    k = next(_RUN)
+    base, name = T0 + k * BLOCK, f"rcr{k}"
+    _history(store, name, base, 60)
+    v1 = _versions(store, base, base + HOUR)
+    assert sorted(v1) == [base + i * SPAN for i in range(12)]
+    _history(store, name, base + 20 * M, 5, k=3)  # one partition written again
+    v2 = _versions(store, base, base + HOUR)
+    assert {s for s in v1 if v1[s] != v2[s]} == {base + 20 * M}
+    start, end = base, base + HOUR
+    before = _off_cold_warm(store, name, start, end, 60_000)
+    parts = store._partitions
+    raw = store.levels[0]
+    dropped = [s for s, _ in parts.between(raw, base + 10 * M, base + 25 * M - 1)]
+    assert len(dropped) == 3
+    parts._drop(raw, dropped[0], 5.0)
+    assert parts._drop_batch(raw, dropped[1:], 5.0)
+    assert not set(_versions(store, base, base + HOUR)) & set(dropped)
+    parts.load(fresh=True)
+    gone = _answers(store, name, start, end, 60_000)
+    assert gone != before
+    assert _uncached(store, name, start, end, 60_000) == gone
+    _history(store, name, base + 10 * M, 15, k=5)  # those minutes again, other numbers
+    again = _answers(store, name, start, end, 60_000)
+    assert again not in (before, gone)
+    assert _uncached(store, name, start, end, 60_000) == again
+
+
+def test_a_writer_racing_a_reader_leaves_no_stale_answer(store: Any) -> None:
+    """One thread writes into the partitions being read, one reads them through the cache
+    all along: once the writes are done, the next answer is the store's, cached or not."""
+    k = next(_RUN)
+    base, name = T0 + k * BLOCK, f"rcw{k}"
+    _history(store, name, base, 60, series=6)
+    start, end = base, base + HOUR
+    query = f"sum(sum_over_time({name}[5m]))"
+    errors: list[BaseException] = []
+    done = threading.Event()
+    answers = [0]
+
+    def writer() -> None:
+        try:
+            for r in range(48):
+                _history(store, name, base + r % 12 * 5 * M, 5, series=6, k=r + 2)
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            done.set()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                Engine(store).range(query, start, end, 60_000)
+                answers[0] += 1
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=f) for f in (writer, reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    assert answers[0] > 1
+    got = _bits(Engine(store).range(query, start, end, 60_000))
+    kept = rawcache.CACHE
+    rawcache.CACHE = rawcache.RawCache(0)
+    try:
+        want = _bits(Engine(store).range(query, start, end, 60_000))
+    finally:
+        rawcache.CACHE = kept
+    assert got == want
+
+
+def test_the_cache_stays_within_its_bytes(store: Any) -> None:
+    """A bound that holds some partitions' blocks, not all: the same answers, the bytes
+    within the bound, fewer blocks kept; the cache off keeps nothing."""
+    k = next(_RUN)
+    base, name = T0 + k * BLOCK, f"rcm{k}"
+    _history(store, name, base, 60, series=10)
+    start, end = base, base + HOUR
+    off = _off_cold_warm(store, name, start, end, 60_000)
+    blocks = list(rawcache.CACHE._d.values())
+    assert len(blocks) >= 12
+    cap = 4 * max(b.nbytes for b in blocks)
+    rawcache.CACHE.resize(cap)
+    for _ in range(2):
+        assert _answers(store, name, start, end, 60_000) == off
+        assert 0 < rawcache.CACHE.bytes <= cap
+        assert 0 < len(rawcache.CACHE) < len(blocks)
+    rawcache.configure(0)
+    assert not len(rawcache.CACHE)
+    assert _answers(store, name, start, end, 60_000) == off
+    assert not len(rawcache.CACHE)

@@ -59,7 +59,7 @@ ALERTMANAGER_YML = f"""\
 route:
   receiver: pages
   group_by: [alertname]
-  group_wait: 1s
+  group_wait: 500ms
   group_interval: {GROUP_INTERVAL_S:g}s
   repeat_interval: 1h
 receivers:

@@ -8,10 +8,7 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +25,9 @@ from signalbox.metrics.samples import Matcher, Sample
 from signalbox.metrics.sql import rawcache
 from signalbox.metrics.sql.partitions import frames_table
 from signalbox.query import Engine
+from tests.metrics import cachecheck
 from tests.metrics.test_row_sealed import _bits, _counter
-from tests.stores import SQL_BACKENDS, pg_schema_url, sqlite_url
+from tests.stores import SQL_BACKENDS
 
 M = 60_000
 HOUR = 3_600_000
@@ -58,37 +56,17 @@ def opened(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Any, str]]:
     """(store, its URL for another process)."""
-    from signalbox.metrics.sql.store import SQLMetricStore
-    from signalbox.storage import open_database
-
-    def make(url: str) -> Iterator[tuple[Any, str]]:
-        s = SQLMetricStore(open_database(url), tiers=TIERS, clock=FrozenClock(T0 / 1000), **OPTIONS)
-        try:
-            yield s, url
-        finally:
-            s.close()
-
-    if request.param == "sqlite":
-        yield from make(sqlite_url(tmp_path_factory.mktemp("rawcache")))
-    else:
-        with pg_schema_url() as url:
-            yield from make(url)
+    yield from cachecheck.open_store(request, tmp_path_factory, TIERS, T0, **OPTIONS)
 
 
 @pytest.fixture
 def store(opened: tuple[Any, str]) -> Iterator[Any]:
-    rawcache.configure(rawcache.DEFAULT_MB)
-    rawcache.CACHE.clear()
-    yield opened[0]
-    rawcache.configure(rawcache.DEFAULT_MB)
-    rawcache.CACHE.clear()
+    with cachecheck.fresh(rawcache):
+        yield opened[0]
 
 
 def _answers(store: Any, name: str, start: int, end: int, step: int) -> list[Any]:
-    out = []
-    for q in QUERIES:
-        got = Engine(store).range(q.format(n=name), start, end, step)
-        out.append((q, _bits(got), sorted(got.warnings)))
+    out = cachecheck.answers(store, QUERIES, name, start, end, step)
     # the arrays themselves, over a window that cuts partitions anywhere
     cols = store.raw_columns([Matcher("__name__", "=", name)], start + 7_001, end - 13_003)
     if cols is not None:
@@ -99,27 +77,13 @@ def _answers(store: Any, name: str, start: int, end: int, step: int) -> list[Any
 
 def _uncached(store: Any, name: str, start: int, end: int, step: int) -> list[Any]:
     """The answers with no cache, leaving the process's cache as it is."""
-    kept = rawcache.CACHE
-    rawcache.CACHE = rawcache.RawCache(0)
-    try:
+    with cachecheck.off(rawcache):
         return _answers(store, name, start, end, step)
-    finally:
-        rawcache.CACHE = kept
 
 
 def _off_cold_warm(store: Any, name: str, start: int, end: int, step: int) -> list[Any]:
     """The answers with the cache off, cold and warm: the same, and the warm ones from it."""
-    off = _uncached(store, name, start, end, step)
-    rawcache.CACHE.clear()
-    cold = _answers(store, name, start, end, step)
-    assert len(rawcache.CACHE)  # the partitions read went in
-    hits, misses = rawcache.CACHE.hits, rawcache.CACHE.misses
-    warm = _answers(store, name, start, end, step)
-    assert rawcache.CACHE.hits > hits  # and were read from it
-    assert rawcache.CACHE.misses == misses
-    assert cold == off
-    assert warm == off
-    return off
+    return cachecheck.off_cold_warm(rawcache, lambda: _answers(store, name, start, end, step))
 
 
 def _history(store: Any, name: str, base: int, minutes: int, series: int = 4, k: int = 1) -> None:
@@ -217,11 +181,7 @@ def test_another_process_writing_into_a_cached_partition_shows_in_the_next_answe
         "lo": base + 40 * M,  # series 0's values of two partitions overwritten
         "now": base + 2 * HOUR,
     }
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path.cwd() / "src"), str(Path.cwd())])
-    subprocess.run(
-        [sys.executable, "-c", _OTHER, json.dumps(args)], check=True, env=env, timeout=120
-    )
+    cachecheck.other_process(_OTHER, args)
     after = _answers(store, name, start, end, 60_000)
     assert after != before
     assert _uncached(store, name, start, end, 60_000) == after
@@ -307,12 +267,8 @@ def test_a_writer_racing_a_reader_leaves_no_stale_answer(store: Any) -> None:
     assert not errors, errors
     assert answers[0] > 1
     got = _bits(Engine(store).range(query, start, end, 60_000))
-    kept = rawcache.CACHE
-    rawcache.CACHE = rawcache.RawCache(0)
-    try:
+    with cachecheck.off(rawcache):
         want = _bits(Engine(store).range(query, start, end, 60_000))
-    finally:
-        rawcache.CACHE = kept
     assert got == want
 
 

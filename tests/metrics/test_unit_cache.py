@@ -7,13 +7,8 @@ doubled answer; the cache stays within its bytes. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signalbox.clock import FrozenClock
 from signalbox.metrics.samples import Sample
 from signalbox.metrics.sql import rowsealing, unitcache
 from signalbox.query import Engine
+from tests.metrics import cachecheck
 from tests.metrics.test_row_sealed import TIERS, _bits, _counter, _packed
-from tests.stores import SQL_BACKENDS, pg_schema_url, sqlite_url
+from tests.stores import SQL_BACKENDS
 
 HOUR = 3_600_000
 M = 60_000
@@ -52,62 +47,28 @@ def opened(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Any, str]]:
     """(store, its URL for another process)."""
-    from signalbox.metrics.sql.store import SQLMetricStore
-    from signalbox.storage import open_database
-
-    def make(url: str) -> Iterator[tuple[Any, str]]:
-        s = SQLMetricStore(open_database(url), tiers=TIERS, clock=FrozenClock(T0 / 1000), **OPTIONS)
-        try:
-            yield s, url
-        finally:
-            s.close()
-
-    if request.param == "sqlite":
-        yield from make(sqlite_url(tmp_path_factory.mktemp("unitcache")))
-    else:
-        with pg_schema_url() as url:
-            yield from make(url)
+    yield from cachecheck.open_store(request, tmp_path_factory, TIERS, T0, **OPTIONS)
 
 
 @pytest.fixture
 def store(opened: tuple[Any, str]) -> Iterator[Any]:
-    unitcache.configure(unitcache.DEFAULT_MB)
-    unitcache.CACHE.clear()
-    yield opened[0]
-    unitcache.configure(unitcache.DEFAULT_MB)
-    unitcache.CACHE.clear()
+    with cachecheck.fresh(unitcache):
+        yield opened[0]
 
 
 def _answers(store: Any, name: str, start: int, end: int, step: int) -> list[Any]:
-    out = []
-    for q in QUERIES:
-        got = Engine(store).range(q.format(n=name), start, end, step)
-        out.append((q, _bits(got), sorted(got.warnings)))
-    return out
+    return cachecheck.answers(store, QUERIES, name, start, end, step)
 
 
 def _uncached(store: Any, name: str, start: int, end: int, step: int) -> list[Any]:
     """The answers with no cache, leaving the process's cache as it is."""
-    kept = unitcache.CACHE
-    unitcache.CACHE = unitcache.UnitCache(0)
-    try:
+    with cachecheck.off(unitcache):
         return _answers(store, name, start, end, step)
-    finally:
-        unitcache.CACHE = kept
 
 
 def _off_cold_warm(store: Any, name: str, start: int, end: int, step: int) -> list[Any]:
     """The answers with the cache off, cold and warm: the same, and the warm ones from it."""
-    off = _uncached(store, name, start, end, step)
-    unitcache.CACHE.clear()
-    cold = _answers(store, name, start, end, step)
-    assert len(unitcache.CACHE)  # the packed units decoded went in
-    hits = unitcache.CACHE.hits
-    warm = _answers(store, name, start, end, step)
-    assert unitcache.CACHE.hits > hits  # and were read from it
-    assert cold == off
-    assert warm == off
-    return off
+    return cachecheck.off_cold_warm(unitcache, lambda: _answers(store, name, start, end, step))
 
 
 @settings(
@@ -186,11 +147,7 @@ finally:
 def _other_process(url: str, **args: Any) -> None:
     """``import`` or ``compact`` by another process on the same store."""
     args |= {"url": url, "tiers": [[t.resolution, t.retention] for t in TIERS]}
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path.cwd() / "src"), str(Path.cwd())])
-    subprocess.run(
-        [sys.executable, "-c", _OTHER, json.dumps(args)], check=True, env=env, timeout=120
-    )
+    cachecheck.other_process(_OTHER, args)
 
 
 def test_another_process_importing_into_a_packed_hour_shows_in_the_next_answer(
@@ -359,12 +316,8 @@ def test_a_block_holds_only_the_columns_its_reads_ask_for(store: Any) -> None:
     held = {}
     for q in ("max_over_time({n}[15m])", "rate({n}[5m])"):
         query = q.format(n=name)
-        kept = unitcache.CACHE
-        unitcache.CACHE = unitcache.UnitCache(0)
-        try:
+        with cachecheck.off(unitcache):
             off = _bits(Engine(store).range(query, base, base + 8 * HOUR, 60_000))
-        finally:
-            unitcache.CACHE = kept
         unitcache.CACHE.clear()
         assert _bits(Engine(store).range(query, base, base + 8 * HOUR, 60_000)) == off  # cold
         hits = unitcache.CACHE.hits

@@ -113,14 +113,22 @@ def _search(n: int, rank: float, buckets: list[list[float]]) -> int:
     return lo
 
 
-def bucket_quantile(q: float, buckets: Sequence[Bucket]) -> float:
-    """The ``q`` quantile of one classic histogram at one time (Prometheus' BucketQuantile)."""
+def _outside(q: float) -> float | None:
+    """What every histogram answers for a ``φ`` that is NaN or outside [0, 1]; None inside."""
     if math.isnan(q):
         return math.nan
     if q < 0:
         return -math.inf
     if q > 1:
         return math.inf
+    return None
+
+
+def bucket_quantile(q: float, buckets: Sequence[Bucket]) -> float:
+    """The ``q`` quantile of one classic histogram at one time (Prometheus' BucketQuantile)."""
+    outside = _outside(q)
+    if outside is not None:
+        return outside
     if not buckets:
         return math.nan
     ordered = sorted(([b, c] for b, c in buckets), key=lambda b: b[0])
@@ -217,13 +225,8 @@ def _sorted_step(q: float, bounds: list[float], column: Sequence[float | None]) 
     buckets = [[b, c] for b, c in zip(bounds, column, strict=True) if c is not None]
     if not buckets:
         return None
-    if math.isnan(q):
-        return math.nan
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
-    return _sorted_quantile(q, buckets)
+    outside = _outside(q)
+    return _sorted_quantile(q, buckets) if outside is None else outside
 
 
 def _sorted_steps_loop(

@@ -83,9 +83,7 @@ CACHE = RawCache(DEFAULT_MB * 2**20)
 
 def configure(mb: int) -> None:
     """Size the process's cache to ``mb`` MiB (0 turns it off and empties it)."""
-    CACHE.resize(mb * 2**20)
-    if not mb:
-        CACHE.clear()
+    CACHE.configure(mb)
 
 
 def bump(db: Database, starts: Iterable[int]) -> None:

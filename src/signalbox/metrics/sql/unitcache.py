@@ -148,6 +148,12 @@ class Blocks(Generic[B]):
             self.bytes += size
             self._shrink()
 
+    def configure(self, mb: int) -> None:
+        """Size the cache to ``mb`` MiB (0 turns it off and empties it)."""
+        self.resize(mb * 2**20)
+        if not mb:
+            self.clear()
+
     def _shrink(self) -> None:
         while self.bytes > self.max_bytes and self._d:
             _, b = self._d.popitem(last=False)
@@ -164,9 +170,7 @@ CACHE = UnitCache(DEFAULT_MB * 2**20)
 
 def configure(mb: int) -> None:
     """Size the process's cache to ``mb`` MiB (0 turns it off and empties it)."""
-    CACHE.resize(mb * 2**20)
-    if not mb:
-        CACHE.clear()
+    CACHE.configure(mb)
 
 
 def bump(db: Database) -> None:

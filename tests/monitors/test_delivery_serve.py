@@ -1,9 +1,9 @@
 """Hung and failing receivers under a real ``signalbox serve`` (issue 8), SQLite and PostgreSQL.
 
-One monitor, critical on every pass and repeating on every pass (each 500 ms), notifies three
+One monitor, critical on every pass and repeating on every pass (each 250 ms), notifies three
 webhooks: ``hung`` accepts the connection, reads the request and never answers (10 s default
 timeout), ``flaky`` answers 500, ``ok`` answers 200. Seen from outside -- the query API,
-``/metrics``, the receivers, the process -- the 500 ms interval holds, ``ok`` gets every
+``/metrics``, the receivers, the process -- the 250 ms interval holds, ``ok`` gets every
 pass's notification, ``flaky`` is retried on the configured backoff, SIGTERM ends the
 process within a few seconds, and after a restart the notification ``hung`` never answered
 is delivered, under the same id, to the receiver that answers now.
@@ -29,8 +29,8 @@ from tests.serving import fetch, wait_for
 
 __all__ = ["store_project"]
 
-INTERVAL_S = 0.5
-MONITOR = always_down("hung", "flaky", "ok", repeat="200ms")  # a repeat due at every pass
+INTERVAL_S = 0.25
+MONITOR = always_down("hung", "flaky", "ok", repeat="100ms")  # a repeat due at every pass
 
 TOKEN = "hook-t0ken-s3cret"
 

@@ -41,8 +41,8 @@ from tests.monitors.notify.notify_helpers import make_notification
 
 T0 = 1_700_000_000_000
 
-INTERVAL_MS = 500
-ALWAYS_CRITICAL = always_down("hung", "ok", repeat="200ms")  # a repeat due at every pass
+INTERVAL_MS = 250
+ALWAYS_CRITICAL = always_down("hung", "ok", repeat="100ms")  # a repeat due at every pass
 
 
 def _settings(tmp_path: Path, store_url: str, notifiers: dict[str, object]) -> Settings:
@@ -85,7 +85,7 @@ def test_a_hung_receiver_neither_stretches_the_interval_nor_delays_another_notif
         started_ms = int(time.time() * 1000)
         stop = threading.Event()
         thread = start_monitor_loop(s, lambda: SQLMetricStore(open_database(s.store_url)), stop)
-        time.sleep(2.0)  # four passes or so
+        time.sleep(1.25)  # five passes or so
         stopping = time.monotonic()
         stop.set()
         thread.join(10)

@@ -39,7 +39,7 @@ def wait_for(fn: Callable[[], T | None], timeout: float = 30.0) -> T:
             last = got
         except OSError as e:
             last = e
-        time.sleep(0.2)
+        time.sleep(0.1)  # a condition met waits half this, on average, to be seen
     raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
 
 

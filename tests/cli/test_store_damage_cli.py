@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from signalbox.storage.integrity import QUICK_CHECK_MAX_BYTES, database_bytes
-from tests.brisk_wait import wait_for
 from tests.cli.helpers import SIGNALBOX, free_port, run
 from tests.damage import (
     SIGNALBOX_APP_ID,
@@ -28,7 +27,7 @@ from tests.damage import (
     pad,
     schema,
 )
-from tests.serving import fetch, serve_process
+from tests.serving import fetch, serve_process, wait_for
 
 # the commands that open the store: each must refuse, one line, exit 2
 OPENING = [("collect", "--once"), ("query", "up"), ("monitors", "status"), ("compact",)]

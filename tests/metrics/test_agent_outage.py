@@ -24,10 +24,9 @@ import pytest
 from signalbox.metrics.samples import Matcher
 from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.storage import open_database
-from tests.brisk_wait import wait_for
 from tests.cli.helpers import SIGNALBOX, free_port
 from tests.server.tcpproxy import TcpProxy
-from tests.serving import fetch
+from tests.serving import fetch, wait_for
 from tests.stores import pg_schema_url
 
 VALUES = 3  # spool values (and StatsD hits) sent while the database is away

@@ -32,10 +32,9 @@ from signalbox.metrics.sql.store import SQLMetricStore
 from signalbox.metrics.statsd.aggregate import StatsdAggregator
 from signalbox.server.loops import LoopHealth
 from signalbox.storage import open_database
-from tests.brisk_wait import wait_for
 from tests.cli.helpers import free_port, run
 from tests.diskfull import pg_disk_full, small_disk
-from tests.serving import fetch, serve_process
+from tests.serving import fetch, serve_process, wait_for
 from tests.stores import pg_schema_url
 
 NEW_SERIES = 400  # created by the pass that meets the full disk: far more than the room left

@@ -16,10 +16,9 @@ from typing import TypeVar
 
 import pytest
 
-from tests.brisk_wait import wait_for
 from tests.cli.helpers import free_port
 from tests.serving import fetch as get
-from tests.serving import serve_process
+from tests.serving import serve_process, wait_for
 from tests.stores import pg_schema_url
 
 T = TypeVar("T")

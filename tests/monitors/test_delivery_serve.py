@@ -23,10 +23,9 @@ from pathlib import Path
 
 from signalbox.monitors.outbox.store import Outbox
 from signalbox.storage import open_database
-from tests.brisk_wait import wait_for
 from tests.cli.helpers import SIGNALBOX, StoreProject, free_port, store_project
 from tests.monitors.delivery_helpers import always_down, hook
-from tests.serving import fetch
+from tests.serving import fetch, wait_for
 
 __all__ = ["store_project"]
 

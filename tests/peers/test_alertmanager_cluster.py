@@ -42,11 +42,10 @@ import pytest
 
 from signalbox.monitors.outbox.store import Outbox
 from signalbox.storage import open_database
-from tests.brisk_wait import wait_for
 from tests.cli.helpers import SIGNALBOX, free_port
 from tests.monitors.delivery_helpers import Hook, hook
 from tests.server.test_leader_serve import instance, ready
-from tests.serving import fetch
+from tests.serving import fetch, wait_for
 from tests.stores import pg_schema_url
 
 pytestmark = [pytest.mark.peer("alertmanager"), pytest.mark.service("postgresql")]

@@ -1,5 +1,5 @@
-"""An app under uvicorn on a loopback socket, as :func:`tests.server.test_auth_api.on_socket`
-serves it, stopped in milliseconds rather than ~0.15 s.
+"""An app under uvicorn on a loopback socket (a real socket: the peer address is real), as
+``serve`` serves it, stopped in milliseconds rather than ~0.15 s.
 
 uvicorn looks whether it should exit every 0.1 s and, stopping, sleeps 0.1 s before it waits
 for connections to close; for a fixture that starts a server for each of 20 cases on each
@@ -46,7 +46,7 @@ class _QuickStopServer(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def on_socket_quick_stop(app: Any) -> Iterator[str]:
+def on_socket(app: Any) -> Iterator[str]:
     """``app`` served by uvicorn on 127.0.0.1 (a real socket: the peer address is real)."""
     # IPPROTO_TCP, as serve's listen(): asyncio sets TCP_NODELAY on accepted connections only
     # for such sockets

@@ -12,9 +12,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.routing import Mount, Route
 
 from signalbox.metrics.samples import Sample
@@ -31,6 +27,7 @@ from signalbox.server.app import AppOptions, create_app
 from signalbox.server.auth.roles import Role
 from signalbox.server.auth.store import TOUCH_EVERY_MS, TokenStore
 from tests.server.conftest import NOW, Site, open_site
+from tests.server.quick_stop_uvicorn import on_socket as on_socket  # re-exported
 
 MONITORS = """
 - name: disk_full
@@ -40,29 +37,6 @@ MONITORS = """
   notify: [pager]
 """
 NOW_MS = int(NOW * 1000)
-
-
-@contextlib.contextmanager
-def on_socket(app: Any) -> Iterator[str]:
-    """``app`` served by uvicorn on 127.0.0.1 (a real socket: the peer address is real)."""
-    # IPPROTO_TCP, as serve's listen(): asyncio sets TCP_NODELAY on accepted connections only
-    # for such sockets (with proto 0, each keep-alive response waited ~40 ms for an ACK)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @dataclass

@@ -30,7 +30,7 @@ from signalbox.server.auth.store import TokenStore
 from signalbox.server.auth.users import UserStore
 from tests.server.cheap_user_hashes import cheap_user_hashes
 from tests.server.conftest import NOW, Site, open_site
-from tests.server.quick_stop_uvicorn import on_socket_quick_stop
+from tests.server.quick_stop_uvicorn import on_socket
 from tests.server.test_auth_api import error
 from tests.server.test_auth_sessions import META, PASSWORDS
 
@@ -98,7 +98,7 @@ def flags_api(backend: str, tmp_path: Path) -> Iterator[Flags]:
         services = dataclasses.replace(site.services, tokens=tokens, flags=admin)
         app = create_app(services, AppOptions())
         with (
-            on_socket_quick_stop(app) as base,
+            on_socket(app) as base,
             httpx.Client(base_url=base, timeout=10) as http,
         ):
             yield Flags(site, store, admin, http, base, secret, ids, flags_dir)

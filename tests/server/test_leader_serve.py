@@ -32,10 +32,9 @@ from signalbox.metrics.samples import Sample
 from signalbox.monitors.outbox.store import Outbox
 from signalbox.runtime import open_metric_store
 from signalbox.storage import open_database
-from tests.brisk_wait import wait_for
 from tests.cli.helpers import SIGNALBOX, free_port
 from tests.monitors.delivery_helpers import Hook, hook
-from tests.serving import fetch
+from tests.serving import fetch, wait_for
 from tests.stores import pg_schema_url
 
 pytestmark = pytest.mark.service("postgresql")

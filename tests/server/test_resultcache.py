@@ -26,7 +26,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,6 +44,7 @@ from signalbox.server.services import Services
 from signalbox.storage import open_database
 from signalbox.storage.lease import Lease
 from tests.cli.helpers import free_port, run
+from tests.server.quick_stop_uvicorn import on_socket as on_socket  # re-exported
 from tests.serving import fetch, serve_process, wait_for
 from tests.stores import pg_schema_url, sqlite_url
 
@@ -474,24 +474,6 @@ class CancelOnDisconnect:
             tg.start_soon(watch)
             await self.app(scope, replay, send)
             tg.cancel_scope.cancel()
-
-
-@contextlib.contextmanager
-def on_socket(app: ASGIApp) -> Iterator[str]:
-    """``app`` served by uvicorn on a loopback socket, as ``serve`` serves it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, "uvicorn started")
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def wait_until(ok: Callable[[], object], what: str, timeout: float = 30.0) -> None:

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.brisk_wait import wait_for
 from tests.cli.helpers import free_port
-from tests.serving import fetch, serve_process
+from tests.serving import fetch, serve_process, wait_for
 from tests.stores import pg_schema_url
 
 

@@ -30,7 +30,7 @@ from signalbox.tasks.jobs import Dead, Deferred, NewJob
 from signalbox.tasks.sqlstore import SQLQueueStore
 from tests.server.cheap_user_hashes import cheap_user_hashes
 from tests.server.conftest import NOW, Site, open_site
-from tests.server.quick_stop_uvicorn import on_socket_quick_stop
+from tests.server.quick_stop_uvicorn import on_socket
 from tests.server.test_auth_api import error
 from tests.server.test_auth_sessions import META, PASSWORDS
 
@@ -101,7 +101,7 @@ def tasks_api(backend: str, tmp_path: Path) -> Iterator[Tasks]:
         services = dataclasses.replace(site.services, tokens=tokens, queue=queue)
         app = create_app(services, AppOptions())
         with (
-            on_socket_quick_stop(app) as base,
+            on_socket(app) as base,
             httpx.Client(base_url=base, timeout=10) as http,
         ):
             yield Tasks(site, queue, http, base, secret, ids, jobs)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.brisk_wait import wait_for
 from tests.cli.helpers import free_port
 from tests.cluster.processes import Processes
-from tests.serving import fetch
+from tests.serving import fetch, wait_for
 from tests.storage.pgbackends import backends_of
 from tests.stores import pg_schema_url
 

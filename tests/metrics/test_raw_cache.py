@@ -8,6 +8,7 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -20,14 +21,16 @@ from hypothesis import strategies as st
 
 from signalbox.clock import FrozenClock
 from signalbox.durations import Tier
+from signalbox.exceptions import DiskFullError
 from signalbox.metrics.collect import Collector
 from signalbox.metrics.samples import Matcher, Sample
 from signalbox.metrics.sql import rawcache
 from signalbox.metrics.sql.partitions import frames_table
 from signalbox.query import Engine
+from tests.diskfull import pg_disk_full, small_disk
 from tests.metrics import cachecheck
 from tests.metrics.test_row_sealed import _bits, _counter
-from tests.stores import SQL_BACKENDS
+from tests.stores import SQL_BACKENDS, sql_metric_store
 
 M = 60_000
 HOUR = 3_600_000
@@ -292,3 +295,109 @@ def test_the_cache_stays_within_its_bytes(store: Any) -> None:
     assert not len(rawcache.CACHE)
     assert _answers(store, name, start, end, 60_000) == off
     assert not len(rawcache.CACHE)
+
+
+@contextlib.contextmanager
+def _full_disk_store(backend: str, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """A store on a disk that can fill for real (SQLite: a small tmpfs), or on PostgreSQL
+    with its disk_full trigger installed (also on the version rows: the write's last
+    statement), and the switch: ``fill()`` / ``free()``."""
+    options = {"tiers": TIERS, "clock": FrozenClock(T0 / 1000), **OPTIONS}
+    if backend == "sqlite":
+        with (
+            small_disk(tmp_path / "disk") as disk,
+            sql_metric_store("sqlite", disk.path, **options) as s,
+        ):
+            yield s, disk
+        return
+    with sql_metric_store("postgresql", tmp_path, **options) as s:
+        outage = pg_disk_full(s.db.url)
+        outage.install()
+        outage.guard(["metric_raw_versions"])
+        yield s, outage
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_a_write_failing_half_way_leaves_no_cached_block_wrong(
+    backend: str, tmp_path: Path
+) -> None:
+    """The disk fills while a write into cached partitions is under way: it is refused and
+    rolled back, the versions do not move, every answer, cached or not, is the one before;
+    once space returns the same write shows in the next answer, cached and not."""
+    with _full_disk_store(backend, tmp_path) as (store, disk), cachecheck.fresh(rawcache):
+        base, name = T0 + HOUR, "rcd"
+        _history(store, name, base, 60)
+        start, end = base, base + HOUR
+        before = _off_cold_warm(store, name, start, end, 60_000)
+        versions = _versions(store, base, base + HOUR)
+        disk.fill()
+        try:
+            with pytest.raises(DiskFullError):
+                _history(store, name, base + 20 * M, 10, k=7)
+        finally:
+            disk.free()
+        assert _versions(store, base, base + HOUR) == versions
+        assert _answers(store, name, start, end, 60_000) == before  # the cached blocks
+        assert _uncached(store, name, start, end, 60_000) == before
+        _history(store, name, base + 20 * M, 10, k=7)
+        after = _answers(store, name, start, end, 60_000)
+        assert after != before
+        assert _uncached(store, name, start, end, 60_000) == after
+
+
+def test_two_writers_into_the_same_partitions_leave_no_stale_block(
+    opened: tuple[Any, str], store: Any
+) -> None:
+    """Two stores (two connections; on PostgreSQL two version rows of one partition) write
+    into the same partitions at once while this one reads through its cache: afterwards
+    every answer, cached or not, is the store's."""
+    from signalbox.metrics.sql.store import SQLMetricStore
+    from signalbox.storage import open_database
+
+    k = next(_RUN)
+    base, name = T0 + k * BLOCK, f"rc2w{k}"
+    _history(store, name, base, 60)
+    start, end = base, base + HOUR
+    _off_cold_warm(store, name, start, end, 60_000)
+    others = [
+        SQLMetricStore(
+            open_database(opened[1]), tiers=TIERS, clock=FrozenClock(T0 / 1000), **OPTIONS
+        )
+        for _ in range(2)
+    ]
+    errors: list[BaseException] = []
+
+    def writer(s: Any, series: int) -> None:
+        try:
+            for r in range(6):
+                s.write(
+                    [
+                        Sample(
+                            name, (("s", str(series)),), float(r * 100 + m), base + m * M + 1_000
+                        )
+                        for m in range(60)
+                    ],
+                    base + HOUR,
+                )
+                _answers(store, name, start, end, 60_000)  # reads meanwhile
+        except BaseException as e:
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=writer, args=(s, i)) for i, s in enumerate(others)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    finally:
+        for s in others:
+            s.close()
+    assert not errors, errors
+    if store.db.dialect.name == "postgresql":  # a version row per writing connection
+        writers = store.db.query(
+            "SELECT count(DISTINCT writer) FROM metric_raw_versions WHERE start_ms = ?", (base,)
+        )
+        assert writers[0][0] >= 3
+    got = _answers(store, name, start, end, 60_000)
+    assert got == _uncached(store, name, start, end, 60_000)
+    assert _off_cold_warm(store, name, start, end, 60_000) == got

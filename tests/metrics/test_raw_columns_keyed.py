@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from signalbox.clock import FrozenClock
 from signalbox.metrics.samples import Matcher, Sample
-from signalbox.metrics.sql import rawcolumns
+from signalbox.metrics.sql import rawcache, rawcolumns
+from tests.metrics import cachecheck
 from tests.stores import SQL_BACKENDS, sql_metric_store
 
 T0 = 1_800_000_000_000  # ms, on a 5-minute partition boundary
@@ -33,6 +34,15 @@ def store(
         request.param, tmp_path_factory.mktemp("rck"), clock=FrozenClock((T0 + SPAN) / 1000)
     ) as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _store_read_paths() -> Iterator[None]:
+    """The store's own read paths, not the raw samples cache in front of them (which
+    serves whole partitions it read once; tests/metrics/test_raw_cache.py checks it
+    against these paths)."""
+    with cachecheck.off(rawcache):
+        yield
 
 
 def reference(store: Any, ids: list[int], lo: int, hi: int) -> list[tuple[int, int, bytes]]:

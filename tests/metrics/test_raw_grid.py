@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from signalbox.clock import FrozenClock
 from signalbox.metrics.samples import Matcher, Sample
-from signalbox.metrics.sql import rawcolumns, rawgrid
+from signalbox.metrics.sql import rawcache, rawgrid
+from tests.metrics import cachecheck
+from tests.metrics.test_raw_columns_keyed import read, reference
 from tests.stores import SQL_BACKENDS, sql_metric_store
 
 T0 = 1_800_000_000_000  # ms, on a 5-minute partition boundary
@@ -35,30 +37,13 @@ def store(
         yield s
 
 
-def reference(store: Any, ids: list[int], lo: int, hi: int) -> list[tuple[int, int, bytes]]:
-    """Each partition's plain rows in the window, the asked series', sorted; a NaN sample
-    (NULL) as numpy's NaN."""
-    parts = store._partitions
-    parts.load(fresh=True)
-    rows = []
-    for _, table in parts.between(store.levels[0], lo, hi):
-        for sid, ts, v in parts.read(
-            f"SELECT series_id, ts, value FROM {table} WHERE ts >= ? AND ts <= ?", (lo, hi)
-        ):
-            if sid in set(ids):
-                rows.append((int(sid), int(ts), struct.pack("<d", math.nan if v is None else v)))
-    return sorted(rows)
-
-
-def read(store: Any, ids: list[int], lo: int, hi: int) -> list[tuple[int, int, bytes]]:
-    parts = store._partitions
-    parts.load(fresh=True)
-    got, starts, ts, val = rawcolumns.read(parts, store.levels[0], ids, lo, hi)
-    return [
-        (sid, int(ts[j]), val[j : j + 1].tobytes())
-        for i, sid in enumerate(got.tolist())
-        for j in range(int(starts[i]), int(starts[i + 1]))
-    ]
+@pytest.fixture(autouse=True)
+def _store_read_paths() -> Iterator[None]:
+    """The store's own read paths, not the raw samples cache in front of them (which
+    serves whole partitions it read once; tests/metrics/test_raw_cache.py checks it
+    against these paths)."""
+    with cachecheck.off(rawcache):
+        yield
 
 
 VALUE = st.one_of(

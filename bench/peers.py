@@ -61,15 +61,26 @@ def http_get(
 ) -> bytes:
     """GET ``path`` from 127.0.0.1:``port``; the body, or an error naming URL and status."""
     target = path + ("?" + urllib.parse.urlencode(params) if params else "")
+    return http_request(port, "GET", target, timeout=timeout)
+
+
+def http_request(
+    port: int, method: str, target: str, form: bytes | None = None, timeout: float = 60
+) -> bytes:
+    """``method`` ``target`` on 127.0.0.1:``port`` over a new connection, ``form`` as a
+    urlencoded body; the body, or an error naming the request and status."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        conn.request("GET", target)
+        headers = {} if form is None else {"Content-Type": "application/x-www-form-urlencoded"}
+        conn.request(method, target, body=form, headers=headers)
         resp = conn.getresponse()
         body = resp.read()
     finally:
         conn.close()
     if resp.status != 200:
-        raise RuntimeError(f"GET http://{HOST}:{port}{target}: HTTP {resp.status}: {body[:300]!r}")
+        raise RuntimeError(
+            f"{method} http://{HOST}:{port}{target}: HTTP {resp.status}: {body[:300]!r}"
+        )
     return body
 
 

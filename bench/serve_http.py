@@ -33,7 +33,6 @@ minus the idle one (the background loops' wake-ups per second, not per request),
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import re
 import shutil
@@ -42,20 +41,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 import serve_request
 
-from peers import HOST, free_port, http_ok, signalbox_exe, stop, wait_for
+from peers import free_port, http_ok, http_request, signalbox_exe, stop, wait_for
 
 Send = Callable[[int, int], None]  # port, request number
 
 
 def get(target: Callable[[int], str]) -> Send:
     def send(port: int, i: int) -> None:
-        _exchange(port, "GET", target(i), None)
+        http_request(port, "GET", target(i), timeout=120)
 
     return send
 
@@ -65,37 +63,16 @@ def post(target: Callable[[int], str]) -> Send:
 
     def send(port: int, i: int) -> None:
         path, _, query = target(i).partition("?")
-        _exchange(port, "POST", path, query.encode())
+        http_request(port, "POST", path, query.encode(), timeout=120)
 
     return send
 
 
-def _exchange(port: int, method: str, target: str, form: bytes | None) -> None:
-    conn = http.client.HTTPConnection(HOST, port, timeout=120)
-    try:
-        headers = {} if form is None else {"Content-Type": "application/x-www-form-urlencoded"}
-        conn.request(method, target, body=form, headers=headers)
-        resp = conn.getresponse()
-        body = resp.read()
-    finally:
-        conn.close()
-    if resp.status != 200:
-        raise RuntimeError(f"{method} {target}: HTTP {resp.status}: {body[:300]!r}")
-
-
 def cases(end_s: int) -> list[tuple[str, Send]]:
     floor = dict(serve_request.cases(end_s))["floor"]
-    grid = end_s // 60 * 60
-
-    def one_hour(i: int) -> str:
-        return "/api/v1/query_range?" + urllib.parse.urlencode(
-            {
-                "query": 'rate(bench_c0_total{instance="host-00:9100",route="/"}[5m])',
-                "start": f"{(grid - 3600) - (i + 1) / 1000:.3f}",
-                "end": f"{grid - (i + 1) / 1000:.3f}",
-                "step": "60",
-            }
-        )
+    one_hour = serve_request.last_hour(
+        'rate(bench_c0_total{instance="host-00:9100",route="/"}[5m])', end_s
+    )
 
     return [("floor", get(floor)), ("floor POST", post(floor)), ("1h series", get(one_hour))]
 

@@ -55,19 +55,27 @@ from peers import callgrind_requests, signalbox_exe
 Case = tuple[str, Callable[[int], str]]  # name, request number -> path with query string
 
 
-def cases(end_s: int) -> list[Case]:
-    """The requests each case sends (the ``i``-th request's target)."""
+def last_hour(query: str, end_s: int) -> Callable[[int], str]:
+    """The ``i``-th request of ``query`` over the hour before ``end_s`` at 60 s steps, the
+    window moved back ``i + 1`` ms each time, so no answer is served twice."""
     grid = end_s // 60 * 60
 
-    def max_by(i: int) -> str:
+    def target(i: int) -> str:
         return "/api/v1/query_range?" + urllib.parse.urlencode(
             {
-                "query": "max by (instance) (bench_g0)",
+                "query": query,
                 "start": f"{(grid - 3600) - (i + 1) / 1000:.3f}",
                 "end": f"{grid - (i + 1) / 1000:.3f}",
                 "step": "60",
             }
         )
+
+    return target
+
+
+def cases(end_s: int) -> list[Case]:
+    """The requests each case sends (the ``i``-th request's target)."""
+    max_by = last_hour("max by (instance) (bench_g0)", end_s)
 
     hit = "/api/v1/query_range?" + urllib.parse.urlencode(
         {

@@ -349,6 +349,30 @@ def test_query_cache_mb_must_not_be_negative(tmp_path: Path) -> None:
         load_settings(str(config))
 
 
+@pytest.mark.parametrize("key", ["packed_cache_mb", "raw_cache_mb"])
+def test_the_store_caches_are_sized_by_server_settings_and_refuse_bad_sizes(
+    key: str, tmp_path: Path
+) -> None:
+    """serve sizes each process-wide store cache from its setting (0 turns it off); a
+    negative or absurd size, or one that is not a number, is refused naming the setting."""
+    from signalbox.metrics.sql import rawcache, unitcache
+    from signalbox.server.serve import size_store_caches
+
+    cache = {"packed_cache_mb": unitcache, "raw_cache_mb": rawcache}[key]
+    for bad, why in ((-1, "0-1048576"), (1 << 21, "0-1048576"), ('"lots"', "")):
+        config = write_config(tmp_path, sqlite_url(tmp_path), f"[server]\n{key} = {bad}\n")
+        with pytest.raises(ConfigError, match=key) as refused:
+            load_settings(str(config))
+        assert why in str(refused.value)
+    try:
+        for mb in (5, 0):
+            config = write_config(tmp_path, sqlite_url(tmp_path), f"[server]\n{key} = {mb}\n")
+            size_store_caches(load_settings(str(config)))
+            assert cache.CACHE.max_bytes == mb * 2**20
+    finally:
+        cache.configure(cache.DEFAULT_MB)
+
+
 def test_stores_whose_writes_the_cache_cannot_see_get_no_cache() -> None:
     assert data_version(MemoryMetricStore()) is None
     memory_sqlite = SQLMetricStore(open_database("sqlite:///:memory:"))

@@ -180,6 +180,7 @@ def build_services(
     from signalbox.monitors.engine.runner import MonitorRunner
 
     runner = RunnerStatus(MonitorRunner.from_settings(settings, store, store.db), settings)
+    size_store_caches(settings)
     services = Services.over(
         store,
         clock=store.clock,
@@ -213,13 +214,20 @@ def flag_admin(settings: Settings, db: Database) -> FlagAdmin:
     )
 
 
+def size_store_caches(settings: Settings) -> None:
+    """The process-wide caches below the results cache, sized by ``[server]``: decoded
+    packed units (``packed_cache_mb``) and raw samples (``raw_cache_mb``). They are the
+    store's, checked against it at every read, so they apply whatever the results cache
+    does."""
+    from signalbox.metrics.sql import rawcache, unitcache
+
+    unitcache.configure(settings.server.packed_cache_mb)
+    rawcache.configure(settings.server.raw_cache_mb)
+
+
 def query_cache(settings: Settings, store: SQLMetricStore) -> ResultCache | None:
     """The results cache ``[server] query_cache_mb`` asks for, if the store has a data
     version this process can read (see :mod:`signalbox.server.resultcache`)."""
-    from signalbox.metrics.sql import rawcache, unitcache
-
-    unitcache.configure(settings.server.packed_cache_mb)  # storage's, not results': always
-    rawcache.configure(settings.server.raw_cache_mb)
     version = data_version(store) if settings.server.query_cache_mb else None
     if version is None:
         return None

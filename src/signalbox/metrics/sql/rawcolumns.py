@@ -68,14 +68,13 @@ def _samples(
     if not tables or not ids:
         return _empty()
     wanted = np.unique(np.asarray(ids, dtype=np.int64))
-    # the partitions' timestamp counts: the rows' plan (few series) and the estimate below
-    # from one statement (a second count for the estimate was one of a 1h query's seven)
+    # with limits, the partitions' timestamp counts first: the estimate below and the rows'
+    # plan (few series) from one statement (a second count was one of a 1h query's seven);
+    # without, _rows counts only the partitions the raw cache leaves it to read
     counts = None
-    if len(wanted) <= IN_LIST_MAX or limits.current() is not None:
-        counts = _stamp_counts(parts, tables, start_ms, end_ms)
     credit = 0
     if limits.current() is not None:  # estimated first: a heavy query waits before it reads
-        assert counts is not None
+        counts = _stamp_counts(parts, tables, start_ms, end_ms)
         credit = limits.ahead(len(ids) * sum(counts.values()))
     sids: list[Ints] = []
     stamps: list[Ints] = []

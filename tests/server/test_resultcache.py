@@ -487,16 +487,25 @@ class CancelOnDisconnect:
             assert out is not None
             return out
 
+        answered = False  # a disconnect after the whole response is no cancellation
+
+        async def sending(message: Message) -> None:
+            nonlocal answered
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                answered = True
+
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
                 while (await receive())["type"] != "http.disconnect":
                     pass
-                self.record.append(scope["query_string"].decode())
-                tg.cancel_scope.cancel()
+                if not answered:  # (a client closing after its answer raced the app's return)
+                    self.record.append(scope["query_string"].decode())
+                    tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
-            await self.app(scope, replay, send)
+            await self.app(scope, replay, sending)
             tg.cancel_scope.cancel()
 
 
